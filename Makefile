@@ -1,0 +1,32 @@
+# engagement_scoring: PGXS build of the extension, plus the C++ kernel unit tests.
+EXTENSION    = engagement_scoring
+MODULE_big   = engagement_scoring
+KERNEL_SRCS  = $(wildcard src/*.cpp)
+OBJS         = src/engagement_scoring.o $(KERNEL_SRCS:.cpp=.o)
+DATA         = $(wildcard sql/engagement_scoring--*.sql)
+
+# pg_regress reads sql/<test>.sql and expected/<test>.out (the classic layout), in this order.
+REGRESS      = setup schema scoring parallel time_decay errors
+REGRESS_OPTS = --inputdir=.
+
+PG_CONFIG   ?= pg_config
+PG_CPPFLAGS  = -I$(srcdir)/src
+# The kernel is C++17.  PGXS links with gcc, so bring the C++ runtime along, and give the
+# LLVM bitcode compile (clang-14 defaults to C++14) the same standard.
+PG_CXXFLAGS  = -std=c++17
+SHLIB_LINK   = -lstdc++ -lm
+COMPILE.cxx.bc = $(CLANG) -xc++ -std=c++17 -Wno-ignored-attributes $(BITCODE_CXXFLAGS) $(CPPFLAGS) -flto=thin -emit-llvm -c
+
+EXTRA_CLEAN  = test/unit/kernel_tests results regression.diffs regression.out
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# GoogleTest unit tests of the pure C++ kernels (no PostgreSQL needed).
+UNIT_SRCS = $(wildcard test/unit/*.cpp)
+test/unit/kernel_tests: $(KERNEL_SRCS) $(UNIT_SRCS) $(wildcard src/*.h)
+	$(CXX) -std=c++17 -O2 -g -Wall -Wextra -Werror -Isrc -o $@ $(KERNEL_SRCS) $(UNIT_SRCS) -lgtest -lgtest_main -pthread
+
+.PHONY: unittest
+unittest: test/unit/kernel_tests
+	test/unit/kernel_tests

@@ -1,0 +1,33 @@
+-- errors: bad input to the scoring functions gets a clear error with the right SQLSTATE.
+SELECT ref.sqlstate_of($$SELECT engagement.engagement_score(1, now(), 'no_such_profile')$$) AS unknown_profile;
+SELECT ref.sqlstate_of($$SELECT engagement.engagement_score(-42, now(), 'no_such_profile')$$) AS unknown_profile_no_events;
+SELECT ref.sqlstate_of($$SELECT engagement.explain_score(1, now(), 'no_such_profile')$$) AS explain_unknown_profile;
+SELECT ref.sqlstate_of($$SELECT engagement.score_events('opened', now(), NULL, now(), 'no_such_profile')$$) AS aggregate_unknown_profile;
+SELECT ref.sqlstate_of($$SELECT engagement.score_events('opened', now(), NULL, now(), repeat('x', 100))$$) AS long_profile_name;
+SELECT ref.sqlstate_of($$SELECT engagement.engagement_score(1, 'infinity')$$) AS infinite_as_of;
+SELECT ref.sqlstate_of($$SELECT engagement.engagement_score(-42, '-infinity')$$) AS infinite_as_of_no_events;
+SELECT ref.sqlstate_of($$SELECT engagement.score_events('opened', now(), NULL, 'infinity')$$) AS aggregate_infinite_as_of;
+SELECT ref.sqlstate_of($$SELECT engagement.score_events('opened', '-infinity', NULL, now())$$) AS aggregate_infinite_time;
+SELECT ref.sqlstate_of($$SELECT engagement.score_events('converted', now(), -1, now())$$) AS negative_value;
+SELECT ref.sqlstate_of($$SELECT engagement.score_events('converted', now(), 'NaN', now())$$) AS nan_value;
+SELECT ref.sqlstate_of($$SELECT engagement.score_events('opened', now(), NULL, a)
+                           FROM (VALUES (now()), (now() - interval '1 day')) v(a)$$) AS as_of_varies;
+SELECT ref.sqlstate_of($$SELECT engagement.score_events('opened', now(), NULL, now(), p)
+                           FROM (VALUES ('default'), ('recency_only')) v(p)$$) AS profile_varies;
+-- NULL inputs: strict functions give NULL; the aggregates skip rows with NULLs like strict ones.
+SELECT engagement.engagement_score(NULL) IS NULL AS null_contact,
+       engagement.engagement_score(1, NULL) IS NULL AS null_as_of,
+       engagement.explain_score(1, now(), NULL) IS NULL AS null_profile;
+SELECT (engagement.score_events(t, o, NULL, '2026-06-01')).event_count
+  FROM (VALUES ('opened'::engagement.event_type, timestamptz '2026-05-01'), (NULL, '2026-05-02'),
+               ('clicked', NULL)) v(t, o);
+-- A value on a non-conversion row of a foreign rowset is not counted (the model counts conversions only).
+SELECT (engagement.score_events('clicked', '2026-05-01', 50, '2026-06-01')).conversion_total;
+-- Explanations.
+SELECT engagement.explain_score(c, '2026-06-01 12:00:00+00')
+  FROM (SELECT contact_id AS c FROM ref.crm_events GROUP BY contact_id
+         ORDER BY count(*) DESC, contact_id LIMIT 1) top;
+SELECT engagement.explain_score(-42, '2026-06-01 12:00:00+00');
+SELECT engagement.explain_events(event_type, occurred_at, conversion_value, '2026-06-01', 'default') LIKE '%opted out:%' AS mentions_opt_out
+  FROM (VALUES ('opened'::engagement.event_type, timestamptz '2026-05-30', NULL::numeric),
+               ('opted_out', '2026-05-31', NULL)) v(event_type, occurred_at, conversion_value);

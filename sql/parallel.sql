@@ -1,0 +1,53 @@
+-- parallel: score_events splits into partial aggregates under Gather and gives the serial results,
+-- the distinct engagement days merged exactly.  ref.crm_events is a regular table in scattered order.
+SET parallel_setup_cost = 0;
+SET parallel_tuple_cost = 0;
+SET min_parallel_table_scan_size = 0;
+SET max_parallel_workers_per_gather = 2;
+SET enable_sort = off;   -- pin the plan shape: hashed partial aggregation
+
+EXPLAIN (COSTS OFF)
+SELECT contact_id, engagement.score_events(event_type, occurred_at, conversion_value, '2026-06-01 12:00:00+00')
+  FROM ref.crm_events GROUP BY contact_id;
+CREATE TEMP TABLE par AS
+SELECT contact_id, engagement.score_events(event_type, occurred_at, conversion_value, '2026-06-01 12:00:00+00') AS s
+  FROM ref.crm_events GROUP BY contact_id;
+
+-- One group spread over every worker: each partial state holds part of the group's days.
+EXPLAIN (COSTS OFF)
+SELECT engagement.score_events(event_type, occurred_at, conversion_value, '2026-06-01 12:00:00+00', 'default')
+  FROM ref.crm_events WHERE contact_id <= 200;
+CREATE TEMP TABLE par_all AS
+SELECT engagement.score_events(event_type, occurred_at, conversion_value, '2026-06-01 12:00:00+00', 'default') AS s
+  FROM ref.crm_events WHERE contact_id <= 200;
+
+RESET ALL;
+SET max_parallel_workers_per_gather = 0;
+EXPLAIN (COSTS OFF)
+SELECT engagement.score_events(event_type, occurred_at, conversion_value, '2026-06-01 12:00:00+00', 'default')
+  FROM ref.crm_events WHERE contact_id <= 200;
+CREATE TEMP TABLE ser AS
+SELECT contact_id, engagement.score_events(event_type, occurred_at, conversion_value, '2026-06-01 12:00:00+00') AS s
+  FROM ref.crm_events GROUP BY contact_id;
+CREATE TEMP TABLE ser_all AS
+SELECT engagement.score_events(event_type, occurred_at, conversion_value, '2026-06-01 12:00:00+00', 'default') AS s
+  FROM ref.crm_events WHERE contact_id <= 200;
+RESET max_parallel_workers_per_gather;
+
+SELECT count(*) AS contacts, count(*) FILTER (WHERE ser.s IS DISTINCT FROM par.s
+                                                    AND cardinality(ref.differences(ser.s, (par.s::text)::ref.score)) > 0) AS differing,
+       count(*) FILTER (WHERE (ser.s).event_count IS DISTINCT FROM (par.s).event_count
+                           OR (ser.s).engaging_count IS DISTINCT FROM (par.s).engaging_count
+                           OR (ser.s).first_event_at IS DISTINCT FROM (par.s).first_event_at
+                           OR (ser.s).last_engaged_at IS DISTINCT FROM (par.s).last_engaged_at) AS facts_differing
+  FROM ser FULL JOIN par USING (contact_id);
+-- All rows as one group: x (the distinct days) drives the predictions, so they agree only if the
+-- partial day sets merged exactly.
+SELECT (ser_all.s).event_count, (ser_all.s).engaging_count,
+       ref.close((ser_all.s).churn_risk, (par_all.s).churn_risk) AS churn_same,
+       ref.close((ser_all.s).conversion_probability, (par_all.s).conversion_probability) AS conversion_same,
+       ref.close((ser_all.s).composite, (par_all.s).composite) AS composite_same,
+       ref.close((ser_all.s).churn_risk,
+                 (SELECT (r.s).churn_risk FROM ref.scores('(SELECT 1::bigint AS contact_id, event_type, occurred_at, conversion_value FROM ref.crm_events WHERE contact_id <= 200)',
+                                                           '2026-06-01 12:00:00+00') r)) AS churn_matches_reference
+  FROM ser_all, par_all;

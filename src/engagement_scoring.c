@@ -1,0 +1,728 @@
+/*
+ * engagement_scoring.c: PostgreSQL entry points of the engagement_scoring extension.
+ *
+ * This file is C on purpose: the model lives in the C++ kernel (scoring_kernel.cpp), which is
+ * reached only through the noexcept, status-returning API of scoring_kernel.h.  So no C++
+ * exception can cross into PostgreSQL, and every ereport() below is raised from a C frame that
+ * owns no C++ object.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/htup_details.h"
+#include "catalog/pg_enum.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "libpq/pqformat.h"
+#include "utils/builtins.h"
+#include "utils/float.h"
+#include "utils/numeric.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "scoring_kernel.h"
+
+PG_MODULE_MAGIC;
+
+#define ES_ERRLEN 256
+
+/* The kernel's status codes as SQLSTATEs. */
+static int
+es_sqlstate(int status)
+{
+	switch (status)
+	{
+		case ES_INVALID_PARAMETER:
+			return ERRCODE_INVALID_PARAMETER_VALUE;
+		case ES_OUT_OF_RANGE:
+			return ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE;
+		case ES_OUT_OF_MEMORY:
+			return ERRCODE_OUT_OF_MEMORY;
+		default:
+			return ERRCODE_INTERNAL_ERROR;
+	}
+}
+
+static void
+es_raise(int status, const char *message)
+{
+	ereport(ERROR, (errcode(es_sqlstate(status)), errmsg("%s", message)));
+}
+
+static MemoryContext
+es_aggcontext(FunctionCallInfo fcinfo, const char *fname)
+{
+	MemoryContext aggcontext;
+
+	if (!AggCheckCallContext(fcinfo, &aggcontext))
+		elog(ERROR, "%s called in non-aggregate context", fname);
+	return aggcontext;
+}
+
+static TimestampTz
+es_finite_timestamp(Datum d, const char *what)
+{
+	TimestampTz ts = DatumGetTimestampTz(d);
+
+	if (TIMESTAMP_NOT_FINITE(ts))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a finite timestamp", what)));
+	return ts;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Scoring profiles, read once per query and cached in the calling function's fn_extra.
+ * -------------------------------------------------------------------------------------------*/
+
+typedef struct ProfileCache
+{
+	bool		valid;
+	char		name[NAMEDATALEN];
+	int32		version;
+	es_profile	profile;
+	/* engagement.event_type's OID per kernel event type, for the transition function */
+	Oid			enum_type;
+	Oid			enum_oids[ES_EVENT_TYPES];
+	/* the result descriptor, for the final function */
+	TupleDesc	result_desc;
+} ProfileCache;
+
+static ProfileCache *
+es_cache(FunctionCallInfo fcinfo)
+{
+	if (fcinfo->flinfo->fn_extra == NULL)
+		fcinfo->flinfo->fn_extra = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(ProfileCache));
+	return (ProfileCache *) fcinfo->flinfo->fn_extra;
+}
+
+static const char *const profile_columns =
+	"lookback_days, recency_tau_days, frequency_min_days, frequency_ref_rate, monetary_ref_value, "
+	"half_life_days, time_decay_ref, decay_weight_delivered, decay_weight_opened, decay_weight_clicked, "
+	"decay_weight_responded, decay_weight_converted, decay_weight_opted_out, decay_weight_bounced, "
+	"weight_recency, weight_frequency, weight_monetary, weight_time_decay, weight_diversity, "
+	"opt_out_penalty, model_r, model_alpha, model_a, model_b, horizon_days, conv_prior_a, conv_prior_b, "
+	"version";
+
+/* Reads a profile by name into cache (unless it is already there). */
+static const es_profile *
+es_lookup_profile(ProfileCache *cache, const char *name)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1];
+	StringInfoData query;
+	double		v[27];
+	int			ret;
+	int			i;
+	char		err[ES_ERRLEN];
+	int			status;
+	es_profile *p;
+
+	if (cache->valid && strcmp(cache->name, name) == 0)
+		return &cache->profile;
+	if (strlen(name) >= NAMEDATALEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("scoring profile \"%s\" does not exist", name)));
+
+	initStringInfo(&query);
+	appendStringInfo(&query, "SELECT %s FROM engagement.scoring_profiles WHERE name = $1", profile_columns);
+	args[0] = CStringGetTextDatum(name);
+
+	SPI_connect();
+	ret = SPI_execute_with_args(query.data, 1, argtypes, args, NULL, true, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "reading scoring profile \"%s\" failed: %s", name, SPI_result_code_string(ret));
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("scoring profile \"%s\" does not exist", name),
+				 errhint("The profiles are the rows of engagement.scoring_profiles.")));
+	for (i = 0; i < 27; i++)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i + 1, &isnull);
+
+		v[i] = isnull ? get_float8_nan() : DatumGetFloat8(d);
+	}
+	{
+		bool		isnull;
+
+		cache->version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 28, &isnull));
+	}
+	SPI_finish();
+
+	p = &cache->profile;
+	p->lookback_days = v[0];
+	p->recency_tau_days = v[1];
+	p->frequency_min_days = v[2];
+	p->frequency_ref_rate = v[3];
+	p->monetary_ref_value = v[4];
+	p->half_life_days = v[5];
+	p->time_decay_ref = v[6];
+	for (i = 0; i < ES_EVENT_TYPES; i++)
+		p->type_weight[i] = v[7 + i];
+	p->weight_recency = v[14];
+	p->weight_frequency = v[15];
+	p->weight_monetary = v[16];
+	p->weight_time_decay = v[17];
+	p->weight_diversity = v[18];
+	p->opt_out_penalty = v[19];
+	p->model_r = v[20];
+	p->model_alpha = v[21];
+	p->model_a = v[22];
+	p->model_b = v[23];
+	p->horizon_days = v[24];
+	p->conv_prior_a = v[25];
+	p->conv_prior_b = v[26];
+
+	/* The table's constraints should make this impossible; the kernel checks anyway. */
+	status = es_validate_profile(p, err, sizeof err);
+	if (status != ES_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("scoring profile \"%s\" is invalid: %s", name, err)));
+
+	strlcpy(cache->name, name, NAMEDATALEN);
+	cache->valid = true;
+	return p;
+}
+
+/* Maps engagement.event_type's OIDs to kernel event types (once per query). */
+static int
+es_event_type_of(FunctionCallInfo fcinfo, ProfileCache *cache, Oid value)
+{
+	int			t;
+
+	if (!OidIsValid(cache->enum_type))
+	{
+		Oid			enum_type = get_fn_expr_argtype(fcinfo->flinfo, 1);
+
+		if (!OidIsValid(enum_type))
+			elog(ERROR, "could not determine the event type's data type");
+		for (t = 0; t < ES_EVENT_TYPES; t++)
+		{
+			HeapTuple	tup = SearchSysCache2(ENUMTYPOIDNAME, ObjectIdGetDatum(enum_type),
+											  CStringGetDatum(es_event_type_name(t)));
+
+			if (!HeapTupleIsValid(tup))
+				elog(ERROR, "event type label \"%s\" is missing", es_event_type_name(t));
+			cache->enum_oids[t] = ((Form_pg_enum) GETSTRUCT(tup))->oid;
+			ReleaseSysCache(tup);
+		}
+		cache->enum_type = enum_type;
+	}
+	for (t = 0; t < ES_EVENT_TYPES; t++)
+		if (cache->enum_oids[t] == value)
+			return t;
+	elog(ERROR, "unknown event type OID %u", value);
+	return -1;					/* keep the compiler quiet */
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * score_events / explain_events
+ * -------------------------------------------------------------------------------------------*/
+
+typedef struct ScoreState
+{
+	es_accum	acc;
+	char		profile[NAMEDATALEN];
+	int32	   *day_keys;		/* in the aggregate context */
+	int32		ndays;
+	int32		capacity;
+	int32		compacted;		/* length of the last compaction: when to compact again */
+} ScoreState;
+
+static ScoreState *
+score_state_new(MemoryContext aggcontext, int64 as_of, const char *profile, int capacity)
+{
+	ScoreState *st = MemoryContextAllocZero(aggcontext, sizeof(ScoreState));
+
+	es_accum_init(&st->acc, as_of);
+	strlcpy(st->profile, profile, NAMEDATALEN);
+	st->capacity = Max(capacity, 8);
+	st->day_keys = MemoryContextAlloc(aggcontext, st->capacity * sizeof(int32));
+	return st;
+}
+
+static void
+score_state_compact(ScoreState *st)
+{
+	st->ndays = (int32) es_compact_day_keys(st->day_keys, (size_t) st->ndays);
+	st->compacted = st->ndays;
+}
+
+/* Makes room for extra more keys: compact when duplicates may have piled up, else grow. */
+static void
+score_state_reserve(ScoreState *st, int32 extra)
+{
+	if (st->ndays + extra <= st->capacity)
+		return;
+	if (st->ndays > 2 * st->compacted)
+		score_state_compact(st);
+	if (st->ndays + extra > st->capacity)
+	{
+		int64		want = Max((int64) st->capacity * 2, (int64) st->ndays + extra);
+
+		if (want > (int64) (MaxAllocSize / sizeof(int32)))
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("too many engagement days in one group")));
+		st->day_keys = repalloc(st->day_keys, want * sizeof(int32));
+		st->capacity = (int32) want;
+	}
+}
+
+static void
+score_state_check_same(ScoreState *st, int64 as_of, const char *profile)
+{
+	if (st->acc.as_of != as_of)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("as_of must be the same for every row of a group"),
+				 errdetail("Got %s after %s.", timestamptz_to_str(as_of), timestamptz_to_str(st->acc.as_of))));
+	if (strcmp(st->profile, profile) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the profile must be the same for every row of a group"),
+				 errdetail("Got \"%s\" after \"%s\".", profile, st->profile)));
+}
+
+PG_FUNCTION_INFO_V1(es_score_events_transfn);
+Datum
+es_score_events_transfn(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggcontext = es_aggcontext(fcinfo, "score_events");
+	ScoreState *st = PG_ARGISNULL(0) ? NULL : (ScoreState *) PG_GETARG_POINTER(0);
+	bool		has_profile_arg = PG_NARGS() >= 6;
+	ProfileCache *cache;
+	const es_profile *profile;
+	int64		occurred_at,
+				as_of;
+	int			type;
+	double		value = 0;
+	int32		key;
+	char		profile_buf[NAMEDATALEN];
+	const char *profile_name = "default";
+
+	/* Like a strict aggregate, rows with a NULL argument are skipped (the value may be NULL). */
+	if (PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(4) || (has_profile_arg && PG_ARGISNULL(5)))
+		PG_RETURN_POINTER(st);
+
+	as_of = es_finite_timestamp(PG_GETARG_DATUM(4), "as_of");
+	occurred_at = es_finite_timestamp(PG_GETARG_DATUM(2), "occurred_at");
+	if (has_profile_arg)
+	{
+		text	   *t = PG_GETARG_TEXT_PP(5);
+
+		if (VARSIZE_ANY_EXHDR(t) >= NAMEDATALEN)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("scoring profile \"%s\" does not exist", text_to_cstring(t))));
+		text_to_cstring_buffer(t, profile_buf, sizeof profile_buf);
+		profile_name = profile_buf;
+	}
+
+	cache = es_cache(fcinfo);
+	profile = es_lookup_profile(cache, profile_name);
+	type = es_event_type_of(fcinfo, cache, PG_GETARG_OID(1));
+
+	if (type == ES_CONVERTED && !PG_ARGISNULL(3))
+	{
+		Numeric		n = PG_GETARG_NUMERIC(3);
+
+		if (numeric_is_nan(n) || numeric_is_inf(n))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("conversion_value must be a finite number")));
+		value = DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(n)));
+		if (value < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("conversion_value must not be negative, got %g", value)));
+	}
+
+	if (st == NULL)
+		st = score_state_new(aggcontext, as_of, profile_name, 16);
+	else
+		score_state_check_same(st, as_of, profile_name);
+
+	if (es_accumulate(&st->acc, profile, type, occurred_at, value, &key))
+	{
+		/* Events often come in time order: skip a key equal to the last one. */
+		if (st->ndays == 0 || st->day_keys[st->ndays - 1] != key)
+		{
+			score_state_reserve(st, 1);
+			st->day_keys[st->ndays++] = key;
+		}
+	}
+	PG_RETURN_POINTER(st);
+}
+
+PG_FUNCTION_INFO_V1(es_score_events_combinefn);
+Datum
+es_score_events_combinefn(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggcontext = es_aggcontext(fcinfo, "score_events combine");
+	ScoreState *a = PG_ARGISNULL(0) ? NULL : (ScoreState *) PG_GETARG_POINTER(0);
+	ScoreState *b = PG_ARGISNULL(1) ? NULL : (ScoreState *) PG_GETARG_POINTER(1);
+
+	if (b == NULL)
+		PG_RETURN_POINTER(a);
+	if (a == NULL)
+	{
+		/* Copy b into the aggregate context: it may live elsewhere. */
+		a = score_state_new(aggcontext, b->acc.as_of, b->profile, b->ndays);
+		a->acc = b->acc;
+		memcpy(a->day_keys, b->day_keys, b->ndays * sizeof(int32));
+		a->ndays = b->ndays;
+		a->compacted = b->compacted;
+		PG_RETURN_POINTER(a);
+	}
+	score_state_check_same(a, b->acc.as_of, b->profile);
+	es_merge(&a->acc, &b->acc);
+	score_state_reserve(a, b->ndays);
+	memcpy(a->day_keys + a->ndays, b->day_keys, b->ndays * sizeof(int32));
+	a->ndays += b->ndays;
+	PG_RETURN_POINTER(a);
+}
+
+/* Serialized form: format byte, the accumulator's fields, profile name, day keys. */
+#define SCORE_STATE_FORMAT 1
+
+static void
+send_sum(StringInfo buf, const es_sum *s)
+{
+	pq_sendfloat8(buf, s->sum);
+	pq_sendfloat8(buf, s->compensation);
+}
+
+static void
+recv_sum(StringInfo buf, es_sum *s)
+{
+	s->sum = pq_getmsgfloat8(buf);
+	s->compensation = pq_getmsgfloat8(buf);
+}
+
+PG_FUNCTION_INFO_V1(es_score_events_serialfn);
+Datum
+es_score_events_serialfn(PG_FUNCTION_ARGS)
+{
+	ScoreState *st = (ScoreState *) PG_GETARG_POINTER(0);
+	StringInfoData buf;
+	int			i;
+
+	(void) es_aggcontext(fcinfo, "score_events serialize");
+	score_state_compact(st);
+
+	pq_begintypsend(&buf);
+	pq_sendbyte(&buf, SCORE_STATE_FORMAT);
+	pq_sendint64(&buf, st->acc.as_of);
+	pq_sendint64(&buf, st->acc.event_count);
+	pq_sendint64(&buf, st->acc.engaging_count);
+	pq_sendint64(&buf, st->acc.first_event_at);
+	pq_sendint64(&buf, st->acc.last_engaged_at);
+	pq_sendint64(&buf, st->acc.window_event_count);
+	pq_sendint64(&buf, st->acc.window_oldest_at);
+	for (i = 0; i < ES_EVENT_TYPES; i++)
+		pq_sendint64(&buf, st->acc.window_type_count[i]);
+	send_sum(&buf, &st->acc.window_value);
+	send_sum(&buf, &st->acc.decay_raw);
+	send_sum(&buf, &st->acc.conversion_total);
+	pq_sendint32(&buf, st->acc.opted_out);
+	pq_sendint32(&buf, st->acc.ignored_future);
+	pq_sendstring(&buf, st->profile);
+	pq_sendint32(&buf, st->ndays);
+	for (i = 0; i < st->ndays; i++)
+		pq_sendint32(&buf, st->day_keys[i]);
+	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
+}
+
+PG_FUNCTION_INFO_V1(es_score_events_deserialfn);
+Datum
+es_score_events_deserialfn(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggcontext = es_aggcontext(fcinfo, "score_events deserialize");
+	bytea	   *raw = PG_GETARG_BYTEA_PP(0);
+	StringInfoData buf;
+	es_accum	acc;
+	const char *profile;
+	ScoreState *st;
+	int32		n;
+	int			i;
+
+	buf.data = VARDATA_ANY(raw);
+	buf.len = VARSIZE_ANY_EXHDR(raw);
+	buf.maxlen = buf.len;
+	buf.cursor = 0;
+
+	if (pq_getmsgbyte(&buf) != SCORE_STATE_FORMAT)
+		elog(ERROR, "unknown score_events state format");
+	acc.as_of = pq_getmsgint64(&buf);
+	acc.event_count = pq_getmsgint64(&buf);
+	acc.engaging_count = pq_getmsgint64(&buf);
+	acc.first_event_at = pq_getmsgint64(&buf);
+	acc.last_engaged_at = pq_getmsgint64(&buf);
+	acc.window_event_count = pq_getmsgint64(&buf);
+	acc.window_oldest_at = pq_getmsgint64(&buf);
+	for (i = 0; i < ES_EVENT_TYPES; i++)
+		acc.window_type_count[i] = pq_getmsgint64(&buf);
+	recv_sum(&buf, &acc.window_value);
+	recv_sum(&buf, &acc.decay_raw);
+	recv_sum(&buf, &acc.conversion_total);
+	acc.opted_out = pq_getmsgint(&buf, 4);
+	acc.ignored_future = pq_getmsgint(&buf, 4);
+	profile = pq_getmsgstring(&buf);
+	n = pq_getmsgint(&buf, 4);
+	if (n < 0 || (int64) n * 4 > buf.len - buf.cursor)
+		elog(ERROR, "corrupt score_events state");
+
+	st = score_state_new(aggcontext, acc.as_of, profile, n);
+	st->acc = acc;
+	for (i = 0; i < n; i++)
+		st->day_keys[i] = pq_getmsgint(&buf, 4);
+	st->ndays = n;
+	st->compacted = n;
+	pq_getmsgend(&buf);
+	PG_RETURN_POINTER(st);
+}
+
+/* Scores a final state; false when there is nothing to score. */
+static bool
+score_state_finalize(FunctionCallInfo fcinfo, ScoreState *st, const es_profile **profile, es_result *result)
+{
+	char		err[ES_ERRLEN];
+	int			status;
+
+	if (st == NULL || st->acc.event_count == 0)
+		return false;
+	*profile = es_lookup_profile(es_cache(fcinfo), st->profile);
+	score_state_compact(st);
+	status = es_finalize(&st->acc, st->day_keys, (size_t) st->ndays, *profile, result, err, sizeof err);
+	if (status != ES_OK)
+		es_raise(status, err);
+	return true;
+}
+
+PG_FUNCTION_INFO_V1(es_score_events_finalfn);
+Datum
+es_score_events_finalfn(PG_FUNCTION_ARGS)
+{
+	ScoreState *st = PG_ARGISNULL(0) ? NULL : (ScoreState *) PG_GETARG_POINTER(0);
+	const es_profile *profile;
+	es_result	r;
+	ProfileCache *cache;
+	Datum		values[18];
+	bool		nulls[18] = {false};
+
+	(void) es_aggcontext(fcinfo, "score_events final");
+	if (!score_state_finalize(fcinfo, st, &profile, &r))
+		PG_RETURN_NULL();
+
+	cache = es_cache(fcinfo);
+	if (cache->result_desc == NULL)
+	{
+		TupleDesc	desc;
+		MemoryContext old;
+
+		if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+			elog(ERROR, "score_events must return a composite type");
+		old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+		cache->result_desc = BlessTupleDesc(CreateTupleDescCopy(desc));
+		MemoryContextSwitchTo(old);
+	}
+	if (cache->result_desc->natts != 18)
+		elog(ERROR, "engagement.score has %d attributes, expected 18", cache->result_desc->natts);
+
+	values[0] = TimestampTzGetDatum(st->acc.as_of);
+	values[1] = CStringGetTextDatum(st->profile);
+	values[2] = Float8GetDatum(r.composite);
+	values[3] = Float8GetDatum(r.recency);
+	values[4] = Float8GetDatum(r.frequency);
+	values[5] = Float8GetDatum(r.monetary);
+	values[6] = Float8GetDatum(r.time_decay);
+	values[7] = Float8GetDatum(r.diversity);
+	values[8] = Float8GetDatum(r.engagement_probability);
+	values[9] = Float8GetDatum(r.conversion_probability);
+	values[10] = Float8GetDatum(r.churn_risk);
+	values[11] = CStringGetTextDatum(es_segment_name(r.segment));
+	values[12] = BoolGetDatum(r.opted_out != 0);
+	values[13] = Int64GetDatum(st->acc.event_count);
+	values[14] = Int64GetDatum(st->acc.engaging_count);
+	values[15] = DirectFunctionCall1(float8_numeric, Float8GetDatum(es_sum_value(&st->acc.conversion_total)));
+	values[16] = TimestampTzGetDatum(st->acc.first_event_at);
+	if (st->acc.engaging_count > 0)
+		values[17] = TimestampTzGetDatum(st->acc.last_engaged_at);
+	else
+		nulls[17] = true;
+
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(cache->result_desc, values, nulls)));
+}
+
+PG_FUNCTION_INFO_V1(es_explain_events_finalfn);
+Datum
+es_explain_events_finalfn(PG_FUNCTION_ARGS)
+{
+	ScoreState *st = PG_ARGISNULL(0) ? NULL : (ScoreState *) PG_GETARG_POINTER(0);
+	const es_profile *profile;
+	es_result	r;
+	char		err[ES_ERRLEN];
+	char	   *text_c = NULL;
+	text	   *result;
+	int			status;
+
+	(void) es_aggcontext(fcinfo, "explain_events final");
+	if (!score_state_finalize(fcinfo, st, &profile, &r))
+		PG_RETURN_NULL();
+
+	status = es_explain(&r, profile, &text_c, err, sizeof err);
+	if (status != ES_OK)
+		es_raise(status, err);
+	/* The kernel's string is malloc()ed: copy it, free it, then return. */
+	PG_TRY();
+	{
+		result = cstring_to_text(text_c);
+	}
+	PG_FINALLY();
+	{
+		free(text_c);
+	}
+	PG_END_TRY();
+	PG_RETURN_TEXT_P(result);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * time_decay(weight, occurred_at, as_of, half_life_days)
+ * -------------------------------------------------------------------------------------------*/
+
+typedef struct DecayState
+{
+	es_sum		sum;
+	int64		as_of;
+	double		half_life_days;
+	int64		rows;
+} DecayState;
+
+static void
+decay_state_check_same(DecayState *st, int64 as_of, double half_life)
+{
+	if (st->as_of != as_of || st->half_life_days != half_life)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("as_of and half_life_days must be the same for every row of a group")));
+}
+
+PG_FUNCTION_INFO_V1(es_time_decay_transfn);
+Datum
+es_time_decay_transfn(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggcontext = es_aggcontext(fcinfo, "time_decay");
+	DecayState *st = PG_ARGISNULL(0) ? NULL : (DecayState *) PG_GETARG_POINTER(0);
+	double		weight,
+				half_life;
+	int64		occurred_at,
+				as_of;
+
+	if (PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3) || PG_ARGISNULL(4))
+		PG_RETURN_POINTER(st);
+
+	weight = PG_GETARG_FLOAT8(1);
+	occurred_at = es_finite_timestamp(PG_GETARG_DATUM(2), "occurred_at");
+	as_of = es_finite_timestamp(PG_GETARG_DATUM(3), "as_of");
+	half_life = PG_GETARG_FLOAT8(4);
+	if (!isfinite(weight))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("weight must be a finite number")));
+	if (!isfinite(half_life) || half_life <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("half_life_days must be a finite number greater than 0, not %g", half_life)));
+
+	if (st == NULL)
+	{
+		st = MemoryContextAllocZero(aggcontext, sizeof(DecayState));
+		st->as_of = as_of;
+		st->half_life_days = half_life;
+	}
+	else
+		decay_state_check_same(st, as_of, half_life);
+
+	st->rows++;
+	if (occurred_at <= as_of)
+		es_sum_add(&st->sum, es_decayed_weight(weight, occurred_at, as_of, half_life));
+	PG_RETURN_POINTER(st);
+}
+
+PG_FUNCTION_INFO_V1(es_time_decay_combinefn);
+Datum
+es_time_decay_combinefn(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggcontext = es_aggcontext(fcinfo, "time_decay combine");
+	DecayState *a = PG_ARGISNULL(0) ? NULL : (DecayState *) PG_GETARG_POINTER(0);
+	DecayState *b = PG_ARGISNULL(1) ? NULL : (DecayState *) PG_GETARG_POINTER(1);
+
+	if (b == NULL)
+		PG_RETURN_POINTER(a);
+	if (a == NULL)
+	{
+		a = MemoryContextAlloc(aggcontext, sizeof(DecayState));
+		*a = *b;
+		PG_RETURN_POINTER(a);
+	}
+	decay_state_check_same(a, b->as_of, b->half_life_days);
+	es_sum_merge(&a->sum, &b->sum);
+	a->rows += b->rows;
+	PG_RETURN_POINTER(a);
+}
+
+PG_FUNCTION_INFO_V1(es_time_decay_serialfn);
+Datum
+es_time_decay_serialfn(PG_FUNCTION_ARGS)
+{
+	DecayState *st = (DecayState *) PG_GETARG_POINTER(0);
+	StringInfoData buf;
+
+	(void) es_aggcontext(fcinfo, "time_decay serialize");
+	pq_begintypsend(&buf);
+	send_sum(&buf, &st->sum);
+	pq_sendint64(&buf, st->as_of);
+	pq_sendfloat8(&buf, st->half_life_days);
+	pq_sendint64(&buf, st->rows);
+	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
+}
+
+PG_FUNCTION_INFO_V1(es_time_decay_deserialfn);
+Datum
+es_time_decay_deserialfn(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggcontext = es_aggcontext(fcinfo, "time_decay deserialize");
+	bytea	   *raw = PG_GETARG_BYTEA_PP(0);
+	StringInfoData buf;
+	DecayState *st = MemoryContextAlloc(aggcontext, sizeof(DecayState));
+
+	buf.data = VARDATA_ANY(raw);
+	buf.len = VARSIZE_ANY_EXHDR(raw);
+	buf.maxlen = buf.len;
+	buf.cursor = 0;
+	recv_sum(&buf, &st->sum);
+	st->as_of = pq_getmsgint64(&buf);
+	st->half_life_days = pq_getmsgfloat8(&buf);
+	st->rows = pq_getmsgint64(&buf);
+	pq_getmsgend(&buf);
+	PG_RETURN_POINTER(st);
+}
+
+PG_FUNCTION_INFO_V1(es_time_decay_finalfn);
+Datum
+es_time_decay_finalfn(PG_FUNCTION_ARGS)
+{
+	DecayState *st = PG_ARGISNULL(0) ? NULL : (DecayState *) PG_GETARG_POINTER(0);
+
+	if (st == NULL || st->rows == 0)
+		PG_RETURN_NULL();
+	PG_RETURN_FLOAT8(es_sum_value(&st->sum));
+}

@@ -1,0 +1,482 @@
+// scoring_kernel.cpp: the engagement scoring model (shared/SCORING_MODEL.md), pure C++17.
+#include "scoring_kernel.h"
+
+#include <algorithm>
+#include <cinttypes>
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <new>
+#include <stdexcept>
+#include <string>
+
+namespace {
+
+constexpr double kUsecsPerDay = 86400000000.0;
+constexpr int64_t kNoTime = std::numeric_limits<int64_t>::min();
+
+__attribute__((format(printf, 3, 4))) void set_error(char *err, size_t errlen, const char *fmt, ...) {
+    if (err == nullptr || errlen == 0) return;
+    va_list ap;
+    va_start(ap, fmt);
+    std::vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+double age_days(int64_t as_of, int64_t t) {
+    // The difference is exact in int64; one rounding when converting to days.
+    return static_cast<double>(as_of - t) / kUsecsPerDay;
+}
+
+bool finite_positive(double v) { return std::isfinite(v) && v > 0.0; }
+
+int64_t floor_div(int64_t a, int64_t b) {
+    int64_t q = a / b;
+    if ((a % b != 0) && ((a < 0) != (b < 0))) --q;
+    return q;
+}
+
+}  // namespace
+
+extern "C" {
+
+es_profile es_default_profile(void) noexcept {
+    es_profile p{};
+    p.lookback_days = 365;
+    p.recency_tau_days = 30;
+    p.frequency_min_days = 7;
+    p.frequency_ref_rate = 0.1;
+    p.monetary_ref_value = 1000;
+    p.half_life_days = 14;
+    p.time_decay_ref = 5;
+    const double weights[ES_EVENT_TYPES] = {0, 1, 2, 3, 10, -10, -1};
+    std::copy(weights, weights + ES_EVENT_TYPES, p.type_weight);
+    p.weight_recency = 0.30;
+    p.weight_frequency = 0.25;
+    p.weight_monetary = 0.20;
+    p.weight_time_decay = 0.15;
+    p.weight_diversity = 0.10;
+    p.opt_out_penalty = 0.9;
+    p.model_r = 0.25;
+    p.model_alpha = 10;
+    p.model_a = 0.5;
+    p.model_b = 2.5;
+    p.horizon_days = 30;
+    p.conv_prior_a = 1;
+    p.conv_prior_b = 9;
+    return p;
+}
+
+int es_validate_profile(const es_profile *p, char *err, size_t errlen) noexcept {
+    struct Positive {
+        const char *name;
+        double value;
+    };
+    const Positive positives[] = {
+        {"lookback_days", p->lookback_days},
+        {"recency_tau_days", p->recency_tau_days},
+        {"frequency_min_days", p->frequency_min_days},
+        {"frequency_ref_rate", p->frequency_ref_rate},
+        {"monetary_ref_value", p->monetary_ref_value},
+        {"half_life_days", p->half_life_days},
+        {"time_decay_ref", p->time_decay_ref},
+        {"model_r", p->model_r},
+        {"model_alpha", p->model_alpha},
+        {"model_a", p->model_a},
+        {"model_b", p->model_b},
+        {"horizon_days", p->horizon_days},
+        {"conv_prior_a", p->conv_prior_a},
+        {"conv_prior_b", p->conv_prior_b},
+    };
+    for (const Positive &v : positives) {
+        if (!finite_positive(v.value)) {
+            set_error(err, errlen, "%s must be a finite number greater than 0, not %g", v.name, v.value);
+            return ES_INVALID_PARAMETER;
+        }
+    }
+    if (p->frequency_min_days > p->lookback_days) {
+        set_error(err, errlen, "frequency_min_days (%g) must not exceed lookback_days (%g)",
+                  p->frequency_min_days, p->lookback_days);
+        return ES_INVALID_PARAMETER;
+    }
+    for (int t = 0; t < ES_EVENT_TYPES; ++t) {
+        if (!std::isfinite(p->type_weight[t])) {
+            set_error(err, errlen, "the time-decay weight of %s must be finite", es_event_type_name(t));
+            return ES_INVALID_PARAMETER;
+        }
+    }
+    const Positive weights[] = {
+        {"weight_recency", p->weight_recency},       {"weight_frequency", p->weight_frequency},
+        {"weight_monetary", p->weight_monetary},     {"weight_time_decay", p->weight_time_decay},
+        {"weight_diversity", p->weight_diversity},
+    };
+    double total = 0;
+    for (const Positive &w : weights) {
+        if (!(w.value >= 0.0 && w.value <= 1.0)) {
+            set_error(err, errlen, "%s must be between 0 and 1, not %g", w.name, w.value);
+            return ES_INVALID_PARAMETER;
+        }
+        total += w.value;
+    }
+    if (std::fabs(total - 1.0) > 1e-9) {
+        set_error(err, errlen, "the component weights must sum to 1 (within 1e-9), not %.17g", total);
+        return ES_INVALID_PARAMETER;
+    }
+    if (!(p->opt_out_penalty >= 0.0 && p->opt_out_penalty <= 1.0)) {
+        set_error(err, errlen, "opt_out_penalty must be between 0 and 1, not %g", p->opt_out_penalty);
+        return ES_INVALID_PARAMETER;
+    }
+    return ES_OK;
+}
+
+int64_t es_day_number(int64_t ts) noexcept {
+    // floor(epoch / 86400) with epoch in Unix seconds: shift by whole days, then floor.
+    return floor_div(ts, ES_USECS_PER_DAY) + ES_PG_EPOCH_UNIX_SECS / 86400;
+}
+
+int es_is_engaging(int type) noexcept {
+    return type == ES_OPENED || type == ES_CLICKED || type == ES_RESPONDED || type == ES_CONVERTED;
+}
+
+void es_sum_add(es_sum *s, double v) noexcept {
+    // Neumaier's variant of Kahan summation.
+    double t = s->sum + v;
+    if (std::fabs(s->sum) >= std::fabs(v))
+        s->compensation += (s->sum - t) + v;
+    else
+        s->compensation += (v - t) + s->sum;
+    s->sum = t;
+}
+
+void es_sum_merge(es_sum *s, const es_sum *o) noexcept {
+    es_sum_add(s, o->sum);
+    es_sum_add(s, o->compensation);
+}
+
+double es_sum_value(const es_sum *s) noexcept { return s->sum + s->compensation; }
+
+double es_decayed_weight(double weight, int64_t occurred_at, int64_t as_of, double half_life_days) noexcept {
+    if (weight == 0.0) return 0.0;
+    return weight * std::exp2(-age_days(as_of, occurred_at) / half_life_days);
+}
+
+void es_accum_init(es_accum *acc, int64_t as_of) noexcept {
+    std::memset(acc, 0, sizeof *acc);
+    acc->as_of = as_of;
+    acc->first_event_at = kNoTime;
+    acc->last_engaged_at = kNoTime;
+    acc->window_oldest_at = kNoTime;
+}
+
+int es_accumulate(es_accum *acc, const es_profile *p, int type, int64_t occurred_at, double value,
+                  int32_t *day_key) noexcept {
+    if (occurred_at > acc->as_of) {
+        acc->ignored_future++;
+        return 0;
+    }
+    const bool engaging = es_is_engaging(type);
+    const bool first = acc->event_count == 0;
+    acc->event_count++;
+    if (first || occurred_at < acc->first_event_at) acc->first_event_at = occurred_at;
+    if (type == ES_OPTED_OUT) acc->opted_out = 1;
+    if (type == ES_CONVERTED) es_sum_add(&acc->conversion_total, value);
+    if (engaging) {
+        if (acc->engaging_count == 0 || occurred_at > acc->last_engaged_at) acc->last_engaged_at = occurred_at;
+        acc->engaging_count++;
+    }
+
+    const double age = age_days(acc->as_of, occurred_at);
+    if (age <= p->lookback_days) {
+        if (acc->window_event_count == 0 || occurred_at < acc->window_oldest_at)
+            acc->window_oldest_at = occurred_at;
+        acc->window_event_count++;
+        acc->window_type_count[type]++;
+        if (type == ES_CONVERTED) es_sum_add(&acc->window_value, value);
+        const double w = p->type_weight[type];
+        if (w != 0.0) es_sum_add(&acc->decay_raw, w * std::exp2(-age / p->half_life_days));
+    }
+
+    if (!engaging) return 0;
+    *day_key = static_cast<int32_t>(es_day_number(occurred_at) * 2 + (type == ES_CONVERTED ? 1 : 0));
+    return 1;
+}
+
+void es_merge(es_accum *dst, const es_accum *src) noexcept {
+    if (src->event_count > 0) {
+        if (dst->event_count == 0 || src->first_event_at < dst->first_event_at)
+            dst->first_event_at = src->first_event_at;
+    }
+    if (src->engaging_count > 0) {
+        if (dst->engaging_count == 0 || src->last_engaged_at > dst->last_engaged_at)
+            dst->last_engaged_at = src->last_engaged_at;
+    }
+    if (src->window_event_count > 0) {
+        if (dst->window_event_count == 0 || src->window_oldest_at < dst->window_oldest_at)
+            dst->window_oldest_at = src->window_oldest_at;
+    }
+    dst->event_count += src->event_count;
+    dst->engaging_count += src->engaging_count;
+    dst->window_event_count += src->window_event_count;
+    for (int t = 0; t < ES_EVENT_TYPES; ++t) dst->window_type_count[t] += src->window_type_count[t];
+    es_sum_merge(&dst->window_value, &src->window_value);
+    es_sum_merge(&dst->decay_raw, &src->decay_raw);
+    es_sum_merge(&dst->conversion_total, &src->conversion_total);
+    dst->opted_out |= src->opted_out;
+    dst->ignored_future += src->ignored_future;
+}
+
+size_t es_compact_day_keys(int32_t *keys, size_t n) noexcept {
+    if (n < 2) return n;
+    std::sort(keys, keys + n);
+    size_t out = 0;
+    for (size_t i = 0; i < n; ++i) {
+        const int32_t day = keys[i] >> 1;  // arithmetic shift: floor(key / 2), also for negative days
+        if (out > 0 && (keys[out - 1] >> 1) == day)
+            keys[out - 1] |= keys[i] & 1;
+        else
+            keys[out++] = keys[i];
+    }
+    return out;
+}
+
+int es_quintile(double s) noexcept {
+    const double q = 1.0 + std::floor(s / 20.0);
+    return q >= 5.0 ? 5 : static_cast<int>(q);
+}
+
+int es_segment_of(int opted_out, int rq, int fq, int mq) noexcept {
+    const int fmq = (fq + mq + 1) / 2;  // round((Fq + Mq) / 2), half up
+    if (opted_out) return ES_SEG_OPTED_OUT;
+    if (rq >= 4 && fmq >= 4) return ES_SEG_CHAMPIONS;
+    if (rq >= 3 && fmq >= 4) return ES_SEG_LOYAL;
+    if (rq >= 4 && fmq >= 2) return ES_SEG_POTENTIAL_LOYALIST;
+    if (rq >= 4 && fmq == 1) return ES_SEG_NEW;
+    if (rq == 3 && fmq <= 2) return ES_SEG_PROMISING;
+    if (rq == 3 && fmq == 3) return ES_SEG_NEED_ATTENTION;
+    if (rq == 2 && fmq >= 3) return ES_SEG_AT_RISK;
+    if (rq == 1 && fmq >= 4) return ES_SEG_CANNOT_LOSE;
+    if (rq == 2 && fmq <= 2) return ES_SEG_ABOUT_TO_SLEEP;
+    if (rq == 1 && fmq >= 2) return ES_SEG_HIBERNATING;
+    return ES_SEG_LOST;
+}
+
+const char *es_segment_name(int segment) noexcept {
+    static const char *const names[ES_SEGMENTS] = {
+        "opted_out", "champions", "loyal",   "potential_loyalist", "new",         "promising",
+        "need_attention", "at_risk", "cannot_lose", "about_to_sleep", "hibernating", "lost"};
+    return segment >= 0 && segment < ES_SEGMENTS ? names[segment] : "unknown";
+}
+
+const char *es_event_type_name(int type) noexcept {
+    static const char *const names[ES_EVENT_TYPES] = {"delivered", "opened",    "clicked", "responded",
+                                                      "converted", "opted_out", "bounced"};
+    return type >= 0 && type < ES_EVENT_TYPES ? names[type] : "unknown";
+}
+
+int es_finalize(const es_accum *acc, const int32_t *keys, size_t nkeys, const es_profile *p, es_result *out,
+                char *err, size_t errlen) noexcept {
+    std::memset(out, 0, sizeof *out);
+    if (acc->event_count <= 0) {
+        set_error(err, errlen, "no event at or before as_of: nothing to score");
+        return ES_INVALID_PARAMETER;
+    }
+    const int64_t T = acc->as_of;
+    const double L = p->lookback_days;
+
+    // Recency: the newest engaging event, if it lies in the window.
+    out->recency_age_days = -1;
+    if (acc->engaging_count > 0) {
+        const double d = age_days(T, acc->last_engaged_at);
+        if (d <= L) {
+            out->recency_age_days = d;
+            out->recency = 100.0 * std::exp(-d / p->recency_tau_days);
+        }
+    }
+
+    // Frequency.
+    int64_t n = 0;
+    for (int t = 0; t < ES_EVENT_TYPES; ++t)
+        if (es_is_engaging(t)) n += acc->window_type_count[t];
+    out->window_engaging = n;
+    out->window_events = acc->window_event_count;
+    if (acc->window_event_count > 0) {
+        const double oldest = age_days(T, acc->window_oldest_at);
+        out->observed_days = std::min(std::max(oldest, p->frequency_min_days), L);
+        out->rate_per_day = static_cast<double>(n) / out->observed_days;
+        out->frequency = -100.0 * std::expm1(-out->rate_per_day / p->frequency_ref_rate);
+    }
+
+    // Monetary.
+    out->window_value = es_sum_value(&acc->window_value);
+    if (out->window_value > 0.0)
+        out->monetary = std::min(100.0, 100.0 * std::log1p(out->window_value) / std::log1p(p->monetary_ref_value));
+
+    // Time decay.
+    out->decay_raw = es_sum_value(&acc->decay_raw);
+    out->time_decay = -100.0 * std::expm1(-std::max(out->decay_raw, 0.0) / p->time_decay_ref);
+
+    // Diversity: Shannon entropy of the engaging types, normalised by ln 4.
+    if (n > 0) {
+        double h = 0;
+        for (int t = 0; t < ES_EVENT_TYPES; ++t) {
+            const int64_t c = acc->window_type_count[t];
+            if (!es_is_engaging(t) || c == 0) continue;
+            const double pk = static_cast<double>(c) / static_cast<double>(n);
+            h -= pk * std::log(pk);
+            out->engaging_types_seen++;
+        }
+        out->entropy = h;
+        out->diversity = 100.0 * h / std::log(4.0);
+    }
+
+    out->composite_unpenalised = p->weight_recency * out->recency + p->weight_frequency * out->frequency +
+                                 p->weight_monetary * out->monetary + p->weight_time_decay * out->time_decay +
+                                 p->weight_diversity * out->diversity;
+    out->opted_out = acc->opted_out != 0;
+    out->composite = out->opted_out ? out->composite_unpenalised * (1.0 - p->opt_out_penalty)
+                                    : out->composite_unpenalised;
+
+    // MBG/NBD over engagement days.
+    const int64_t b0 = es_day_number(acc->first_event_at);
+    int64_t conv_days = 0;
+    for (size_t i = 0; i < nkeys; ++i) conv_days += keys[i] & 1;
+    const int64_t x = static_cast<int64_t>(nkeys);
+    out->engagement_days = x;
+    out->conversion_days = conv_days;
+    out->t_x_days = x > 0 ? static_cast<int64_t>(keys[nkeys - 1] >> 1) - b0 : 0;
+    out->t_c_days = es_day_number(T) - b0;
+    const double r = p->model_r, alpha = p->model_alpha, a = p->model_a, b = p->model_b;
+    const double xd = static_cast<double>(x);
+    const double tx = static_cast<double>(out->t_x_days), tc = static_cast<double>(out->t_c_days);
+    // (a / (b + x)) * ((alpha + Tc) / (alpha + t_x))^(r + x), in log space: x can be in the thousands.
+    const double log_odds_dead =
+        std::log(a) - std::log(b + xd) + (r + xd) * (std::log(alpha + tc) - std::log(alpha + tx));
+    out->p_alive = 1.0 / (1.0 + std::exp(log_odds_dead));
+    // 1 - ((alpha + Tc) / (alpha + Tc + h))^(r + x) = -expm1(-(r + x) * log1p(h / (alpha + Tc)))
+    const double p_engage_if_alive = -std::expm1(-(r + xd) * std::log1p(p->horizon_days / (alpha + tc)));
+    out->engagement_probability = out->p_alive * p_engage_if_alive;
+    out->churn_risk = 1.0 - out->p_alive;
+    out->conversion_share = (static_cast<double>(conv_days) + p->conv_prior_a) / (xd + p->conv_prior_a + p->conv_prior_b);
+    out->conversion_probability = out->engagement_probability * out->conversion_share;
+    if (out->opted_out) {
+        const double keep = 1.0 - p->opt_out_penalty;
+        out->engagement_probability *= keep;
+        out->conversion_probability *= keep;
+        out->churn_risk = 1.0 - (1.0 - out->churn_risk) * keep;
+    }
+
+    out->recency_quintile = es_quintile(out->recency);
+    out->frequency_quintile = es_quintile(out->frequency);
+    out->monetary_quintile = es_quintile(out->monetary);
+    out->fm_quintile = (out->frequency_quintile + out->monetary_quintile + 1) / 2;
+    out->segment =
+        es_segment_of(out->opted_out, out->recency_quintile, out->frequency_quintile, out->monetary_quintile);
+    return ES_OK;
+}
+
+}  // extern "C"
+
+namespace {
+
+__attribute__((format(printf, 1, 2))) std::string format(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    va_list copy;
+    va_copy(copy, ap);
+    const int len = std::vsnprintf(nullptr, 0, fmt, copy);
+    va_end(copy);
+    if (len < 0) {
+        va_end(ap);
+        throw std::runtime_error("formatting failed");
+    }
+    std::string s(static_cast<size_t>(len) + 1, '\0');
+    std::vsnprintf(&s[0], s.size(), fmt, ap);
+    va_end(ap);
+    s.resize(static_cast<size_t>(len));
+    return s;
+}
+
+std::string plural(int64_t n, const char *one, const char *many) {
+    return format("%" PRId64 " %s", n, n == 1 ? one : many);
+}
+
+std::string component_line(const char *name, double value, double weight, const std::string &why) {
+    return format("  %-11s %6.2f x %.2f = %6.2f  %s\n", name, value, weight, value * weight, why.c_str());
+}
+
+std::string explain(const es_result &r, const es_profile &p) {
+    std::string s = format("score %.2f, segment %s\n", r.composite, es_segment_name(r.segment));
+
+    std::string why;
+    if (r.recency_age_days >= 0)
+        why = format("last engaged %.1f days ago (tau %g days)", r.recency_age_days, p.recency_tau_days);
+    else
+        why = format("no engagement in the last %g days", p.lookback_days);
+    s += component_line("recency", r.recency, p.weight_recency, why);
+
+    if (r.window_events > 0)
+        why = format("%s in %.1f days observed = %.3f/day (reference %g/day)",
+                     plural(r.window_engaging, "engaging event", "engaging events").c_str(), r.observed_days,
+                     r.rate_per_day, p.frequency_ref_rate);
+    else
+        why = format("no event in the last %g days", p.lookback_days);
+    s += component_line("frequency", r.frequency, p.weight_frequency, why);
+
+    if (r.window_value > 0)
+        why = format("%.2f converted in the window (reference %g)", r.window_value, p.monetary_ref_value);
+    else
+        why = "no conversion value in the window";
+    s += component_line("monetary", r.monetary, p.weight_monetary, why);
+
+    why = format("decayed weight sum %.3f (half-life %g days, reference %g)", r.decay_raw, p.half_life_days,
+                 p.time_decay_ref);
+    s += component_line("time decay", r.time_decay, p.weight_time_decay, why);
+
+    if (r.window_engaging > 0)
+        why = format("%d of 4 engaging types, entropy %.3f", r.engaging_types_seen, r.entropy);
+    else
+        why = "no engaging events in the window";
+    s += component_line("diversity", r.diversity, p.weight_diversity, why);
+
+    if (r.opted_out)
+        s += format("  opted out: composite %.2f x (1 - penalty %g) = %.2f\n", r.composite_unpenalised,
+                    p.opt_out_penalty, r.composite);
+
+    s += format("  predictions (MBG/NBD, r=%g alpha=%g a=%g b=%g): P(alive) %.3f, engagement in next %g days %.3f, "
+                "conversion %.3f, churn risk %.3f\n",
+                p.model_r, p.model_alpha, p.model_a, p.model_b, r.p_alive, p.horizon_days,
+                r.engagement_probability, r.conversion_probability, r.churn_risk);
+    s += format("  from %s (%s with a conversion) since first contact %" PRId64
+                " days ago, the last on day %" PRId64 "\n",
+                plural(r.engagement_days, "engagement day", "engagement days").c_str(),
+                plural(r.conversion_days, "day", "days").c_str(), r.t_c_days, r.t_x_days);
+    s += format("  segment from quintiles R=%d F=%d M=%d (FM=%d)", r.recency_quintile, r.frequency_quintile,
+                r.monetary_quintile, r.fm_quintile);
+    return s;
+}
+
+}  // namespace
+
+extern "C" int es_explain(const es_result *r, const es_profile *p, char **text, char *err, size_t errlen) noexcept {
+    *text = nullptr;
+    try {
+        const std::string s = explain(*r, *p);
+        char *buf = static_cast<char *>(std::malloc(s.size() + 1));
+        if (buf == nullptr) throw std::bad_alloc();
+        std::memcpy(buf, s.c_str(), s.size() + 1);
+        *text = buf;
+        return ES_OK;
+    } catch (const std::bad_alloc &) {
+        set_error(err, errlen, "out of memory while explaining a score");
+        return ES_OUT_OF_MEMORY;
+    } catch (const std::exception &e) {
+        set_error(err, errlen, "%s", e.what());
+        return ES_INTERNAL;
+    } catch (...) {
+        set_error(err, errlen, "unknown error while explaining a score");
+        return ES_INTERNAL;
+    }
+}

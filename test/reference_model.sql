@@ -1,0 +1,139 @@
+-- test/reference_model.sql: SCORING_MODEL.md written independently in plain SQL, schema ref.
+-- The regression tests compare the extension against it; it is also the plain-SQL baseline.
+-- It follows the formulas literally (power(), 1 - exp()), unlike the C++ kernel's log-space forms.
+CREATE SCHEMA IF NOT EXISTS ref;
+
+-- a close to b: 1e-9 relative, or 1e-12 absolute for values at zero.
+CREATE FUNCTION ref.close(a float8, b float8) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
+    SELECT (a IS NULL AND b IS NULL)
+        OR abs(a - b) <= greatest(1e-9 * greatest(abs(a), abs(b)), 1e-12)
+$$;
+
+-- The SQLSTATE and message of a statement, or 'ok'.
+CREATE FUNCTION ref.sqlstate_of(stmt text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE stmt;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE || ': ' || SQLERRM;
+END $$;
+
+CREATE TYPE ref.score AS (
+    composite float8, recency float8, frequency float8, monetary float8, time_decay float8,
+    diversity float8, engagement_probability float8, conversion_probability float8,
+    churn_risk float8, segment text, opted_out boolean, event_count bigint, engaging_count bigint);
+
+-- The score of every contact of an events rowset, as of a time.  events is a FROM item
+-- (a table name or a parenthesised query) with contact_id, event_type, occurred_at, conversion_value.
+CREATE FUNCTION ref.scores(events text, as_of timestamptz, profile text DEFAULT 'default')
+RETURNS TABLE (contact_id bigint, s ref.score) LANGUAGE plpgsql STABLE AS $fn$
+BEGIN
+RETURN QUERY EXECUTE format($q$
+WITH p AS (SELECT * FROM engagement.scoring_profiles WHERE name = $2),
+ev AS (
+    SELECT e.contact_id::bigint, e.event_type::text AS type,
+           coalesce(e.conversion_value, 0)::float8 AS value,
+           ((extract(epoch FROM $1) - extract(epoch FROM e.occurred_at)) / 86400)::float8 AS age,
+           floor(extract(epoch FROM e.occurred_at) / 86400)::bigint AS day,
+           e.event_type::text IN ('opened', 'clicked', 'responded', 'converted') AS engaging
+      FROM %s e
+     WHERE e.occurred_at <= $1),
+win AS (SELECT ev.* FROM ev, p WHERE ev.age <= p.lookback_days),
+w AS (
+    SELECT win.contact_id,
+           min(age) FILTER (WHERE engaging) AS d,
+           count(*) FILTER (WHERE engaging) AS n,
+           max(age) AS oldest,
+           sum(value) FILTER (WHERE type = 'converted') AS v,
+           sum(CASE type WHEN 'delivered' THEN p.decay_weight_delivered WHEN 'opened' THEN p.decay_weight_opened
+                         WHEN 'clicked' THEN p.decay_weight_clicked WHEN 'responded' THEN p.decay_weight_responded
+                         WHEN 'converted' THEN p.decay_weight_converted WHEN 'opted_out' THEN p.decay_weight_opted_out
+                         ELSE p.decay_weight_bounced END * power(2::float8, -age / p.half_life_days)) AS raw
+      FROM win, p GROUP BY win.contact_id),
+ent AS (
+    SELECT contact_id, -sum((c::float8 / n) * ln(c::float8 / n)) AS h
+      FROM (SELECT contact_id, count(*) AS c, sum(count(*)) OVER (PARTITION BY contact_id) AS n
+              FROM win WHERE engaging GROUP BY contact_id, type) t
+     GROUP BY contact_id),
+allt AS (
+    SELECT contact_id,
+           count(*) AS event_count,
+           count(*) FILTER (WHERE engaging) AS engaging_count,
+           bool_or(type = 'opted_out') AS opted,
+           min(day) AS b0,
+           count(DISTINCT day) FILTER (WHERE engaging) AS x,
+           max(day) FILTER (WHERE engaging) AS last_day,
+           count(DISTINCT day) FILTER (WHERE type = 'converted') AS conv_days
+      FROM ev GROUP BY contact_id),
+comp AS (
+    SELECT a.contact_id, a.event_count, a.engaging_count, a.opted, a.x, a.conv_days,
+           CASE WHEN a.x > 0 THEN a.last_day - a.b0 ELSE 0 END::float8 AS t_x,
+           (floor(extract(epoch FROM $1) / 86400) - a.b0)::float8 AS tc,
+           CASE WHEN w.d IS NULL THEN 0 ELSE 100 * exp(-w.d / p.recency_tau_days) END AS r,
+           CASE WHEN w.contact_id IS NULL THEN 0
+                ELSE 100 * (1 - exp(-(w.n / least(greatest(w.oldest, p.frequency_min_days), p.lookback_days))
+                                    / p.frequency_ref_rate)) END AS f,
+           CASE WHEN coalesce(w.v, 0) <= 0 THEN 0
+                ELSE least(100, 100 * ln(1 + w.v) / ln(1 + p.monetary_ref_value)) END AS m,
+           100 * (1 - exp(-greatest(coalesce(w.raw, 0), 0) / p.time_decay_ref)) AS td,
+           coalesce(100 * ent.h / ln(4), 0) AS dv
+      FROM allt a CROSS JOIN p
+      LEFT JOIN w ON w.contact_id = a.contact_id
+      LEFT JOIN ent ON ent.contact_id = a.contact_id),
+pred AS (
+    SELECT comp.*,
+           1 / (1 + (p.model_a / (p.model_b + x)) * power((p.model_alpha + tc) / (p.model_alpha + t_x), p.model_r + x)) AS p_alive,
+           p.weight_recency * r + p.weight_frequency * f + p.weight_monetary * m
+             + p.weight_time_decay * td + p.weight_diversity * dv AS s,
+           least(5, 1 + floor(r / 20))::int AS rq, least(5, 1 + floor(f / 20))::int AS fq,
+           least(5, 1 + floor(m / 20))::int AS mq
+      FROM comp, p),
+fin AS (
+    SELECT pred.*,
+           p_alive * (1 - power((p.model_alpha + tc) / (p.model_alpha + tc + p.horizon_days), p.model_r + x)) AS ep,
+           (conv_days + p.conv_prior_a) / (x + p.conv_prior_a + p.conv_prior_b) AS q,
+           floor((fq + mq) / 2.0 + 0.5)::int AS fmq,
+           CASE WHEN opted THEN 1 - p.opt_out_penalty ELSE 1 END AS keep
+      FROM pred, p)
+SELECT contact_id, ROW(
+    s * keep, r, f, m, td, dv, ep * keep, ep * q * keep, 1 - (1 - (1 - p_alive)) * keep,
+    CASE WHEN opted THEN 'opted_out'
+         WHEN rq >= 4 AND fmq >= 4 THEN 'champions'
+         WHEN rq >= 3 AND fmq >= 4 THEN 'loyal'
+         WHEN rq >= 4 AND fmq >= 2 THEN 'potential_loyalist'
+         WHEN rq >= 4 AND fmq = 1 THEN 'new'
+         WHEN rq = 3 AND fmq <= 2 THEN 'promising'
+         WHEN rq = 3 AND fmq = 3 THEN 'need_attention'
+         WHEN rq = 2 AND fmq >= 3 THEN 'at_risk'
+         WHEN rq = 1 AND fmq >= 4 THEN 'cannot_lose'
+         WHEN rq = 2 AND fmq <= 2 THEN 'about_to_sleep'
+         WHEN rq = 1 AND fmq >= 2 THEN 'hibernating'
+         ELSE 'lost' END,
+    opted, event_count, engaging_count)::ref.score
+  FROM fin
+$q$, events) USING as_of, profile;
+END $fn$;
+
+-- Every field of an extension score against the reference: the names of the fields that differ.
+CREATE FUNCTION ref.differences(e engagement.score, r ref.score) RETURNS text[] LANGUAGE sql IMMUTABLE AS $$
+    SELECT array_remove(ARRAY[
+        CASE WHEN NOT ref.close(e.composite, r.composite) THEN 'composite' END,
+        CASE WHEN NOT ref.close(e.recency, r.recency) THEN 'recency' END,
+        CASE WHEN NOT ref.close(e.frequency, r.frequency) THEN 'frequency' END,
+        CASE WHEN NOT ref.close(e.monetary, r.monetary) THEN 'monetary' END,
+        CASE WHEN NOT ref.close(e.time_decay, r.time_decay) THEN 'time_decay' END,
+        CASE WHEN NOT ref.close(e.diversity, r.diversity) THEN 'diversity' END,
+        CASE WHEN NOT ref.close(e.engagement_probability, r.engagement_probability) THEN 'engagement_probability' END,
+        CASE WHEN NOT ref.close(e.conversion_probability, r.conversion_probability) THEN 'conversion_probability' END,
+        CASE WHEN NOT ref.close(e.churn_risk, r.churn_risk) THEN 'churn_risk' END,
+        CASE WHEN e.segment IS DISTINCT FROM r.segment THEN 'segment' END,
+        CASE WHEN e.opted_out IS DISTINCT FROM r.opted_out THEN 'opted_out' END,
+        CASE WHEN e.event_count IS DISTINCT FROM r.event_count THEN 'event_count' END,
+        CASE WHEN e.engaging_count IS DISTINCT FROM r.engaging_count THEN 'engaging_count' END], NULL)
+$$;
+
+-- A deterministic events table of a few thousand contacts, rows in scattered order (so parallel
+-- workers each see part of most contacts).  Hash-based pseudo-randomness: no random(), no seed state.
+CREATE FUNCTION ref.u01(k bigint, salt bigint) RETURNS float8 LANGUAGE sql IMMUTABLE AS $$
+    SELECT (hashint8extended(k, salt) & 2147483647)::float8 / 2147483648
+$$;

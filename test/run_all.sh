@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# test/run_all.sh: builds and installs the extension, then runs every test against throwaway clusters:
+# the GoogleTest kernel tests, the pg_regress suite (sql/, expected/), the pgTAP checks (test/pgtap/)
+# and the shell-level tests (test/shell/: dump/restore and the like).  Last line: "N passed, N failed".
+# Needs root (make install into PostgreSQL's directories; the servers run as postgres).
+set -uo pipefail
+if [ "$(id -u)" -ne 0 ]; then exec sudo -E bash "$0" "$@"; fi
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+cd "$REPO"
+. scripts/cluster.sh
+PORT=${ES_TEST_PORT:-55432}
+WORK=$(mktemp -d /tmp/engagement_tests.XXXXXX)
+chmod 755 "$WORK"
+trap 'cluster_stop_all; rm -rf "$WORK"' EXIT
+PASSED=0
+FAILED=0
+count() { PASSED=$((PASSED + $1)); FAILED=$((FAILED + $2)); }
+section() { printf '\n== %s\n' "$*"; }
+
+section "build and install"
+if ! { make -s -j2 && make -s install; } >"$WORK/build.log" 2>&1; then
+    cat "$WORK/build.log"
+    echo "build failed"
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+echo "built and installed engagement_scoring"
+
+section "C++ kernel unit tests (GoogleTest)"
+if make -s test/unit/kernel_tests >"$WORK/unit_build.log" 2>&1; then
+    test/unit/kernel_tests --gtest_brief=1 2>&1 | tee "$WORK/unit.log"
+    p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$WORK/unit.log")
+    f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$WORK/unit.log")
+    [ -z "$p" ] && [ -z "$f" ] && f=1   # the binary crashed before its summary
+    count "${p:-0}" "${f:-0}"
+else
+    cat "$WORK/unit_build.log"; count 0 1
+fi
+
+section "starting a throwaway cluster on port $PORT"
+if ! cluster_start "$WORK/pg" "$PORT" "max_parallel_workers_per_gather = 2"; then
+    echo "could not start PostgreSQL"; count 0 1
+    echo "$PASSED passed, $FAILED failed"; exit 1
+fi
+export PGHOST="$WORK/pg" PGPORT="$PORT" PGUSER=postgres
+
+section "pg_regress (sql/ and expected/)"
+make -s installcheck >"$WORK/regress.log" 2>&1
+cat "$WORK/regress.log"
+p=$(grep -cE '^(ok|test) .* ok ' "$WORK/regress.log" || true)
+p=$(grep -cE '\.\.\. ok|[[:space:]]ok[[:space:]]+[0-9]+ ms' "$WORK/regress.log" || true)
+f=$(grep -cE 'FAILED|failed \(ignored\)' "$WORK/regress.log" || true)
+count "$p" "$f"
+[ "$f" -gt 0 ] && [ -f regression.diffs ] && head -200 regression.diffs
+
+section "pgTAP (test/pgtap/)"
+psql -qX -d postgres -c "CREATE DATABASE tap" >/dev/null
+psql -qX -d tap -c "CREATE EXTENSION pgtap; CREATE EXTENSION engagement_scoring;" >/dev/null
+pg_prove -v -d tap test/pgtap/*.sql >"$WORK/tap.log" 2>&1
+cat "$WORK/tap.log"
+p=$(grep -cE '^[[:space:]]*ok [0-9]+' "$WORK/tap.log" || true)
+f=$(grep -cE '^[[:space:]]*not ok [0-9]+' "$WORK/tap.log" || true)
+grep -q '^Result: PASS' "$WORK/tap.log" || [ "$f" -gt 0 ] || f=1
+count "$p" "$f"
+
+section "shell tests (test/shell/)"
+for t in test/shell/*.sh; do
+    [ -e "$t" ] || continue
+    echo "-- $t"
+    ES_WORK="$WORK" bash "$t" 2>&1 | tee "$WORK/shell.log"
+    p=$(grep -cE '^ok ' "$WORK/shell.log" || true)
+    f=$(grep -cE '^not ok ' "$WORK/shell.log" || true)
+    [ "${PIPESTATUS[0]}" -ne 0 ] && [ "$f" -eq 0 ] && f=1
+    count "$p" "$f"
+done
+
+echo
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]
