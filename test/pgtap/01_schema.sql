@@ -1,0 +1,121 @@
+-- pgTAP: the schema the extension installs, its constraints, function properties and privileges.
+BEGIN;
+SELECT plan(61);
+
+SELECT has_schema('engagement');
+SELECT is((SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'engagement_scoring'),
+          'engagement', 'the extension lives in schema engagement');
+SELECT is((SELECT extrelocatable FROM pg_extension WHERE extname = 'engagement_scoring'), false, 'not relocatable');
+SELECT enum_has_labels('engagement', 'event_type',
+    ARRAY['delivered', 'opened', 'clicked', 'responded', 'converted', 'opted_out', 'bounced']);
+
+SELECT tables_are('engagement', ARRAY['engagement_events', 'scoring_profiles', 'engagement_scores',
+                                      'engagement_score_history']);
+SELECT columns_are('engagement', 'engagement_events', ARRAY['id', 'contact_id', 'campaign_id', 'event_type',
+    'occurred_at', 'conversion_value', 'channel', 'device_type', 'parent_event_id', 'metadata', 'created_at']);
+SELECT col_is_pk('engagement', 'engagement_events', 'id', 'col_is_pk engagement engagement_events id');
+SELECT col_type_is('engagement', 'engagement_events', 'id', 'bigint', 'col_type_is engagement engagement_events id bigint');
+SELECT col_type_is('engagement', 'engagement_events', 'conversion_value', 'numeric(14,2)', 'col_type_is engagement engagement_events conversion_value numeric(14,2)');
+SELECT col_type_is('engagement', 'engagement_events', 'metadata', 'jsonb', 'col_type_is engagement engagement_events metadata jsonb');
+SELECT col_not_null('engagement', 'engagement_events', 'contact_id', 'col_not_null engagement engagement_events contact_id');
+SELECT col_not_null('engagement', 'engagement_events', 'occurred_at', 'col_not_null engagement engagement_events occurred_at');
+SELECT col_not_null('engagement', 'engagement_events', 'event_type', 'col_not_null engagement engagement_events event_type');
+SELECT col_default_is('engagement', 'engagement_events', 'channel', 'sms', 'col_default_is engagement engagement_events channel sms');
+SELECT col_default_is('engagement', 'engagement_events', 'metadata', '{}', 'col_default_is engagement engagement_events metadata {}');
+SELECT is((SELECT attidentity FROM pg_attribute WHERE attrelid = 'engagement.engagement_events'::regclass
+            AND attname = 'id'), 'a'::"char", 'id is GENERATED ALWAYS AS IDENTITY');
+SELECT fk_ok('engagement', 'engagement_events', 'parent_event_id', 'engagement', 'engagement_events', 'id');
+SELECT has_check('engagement', 'engagement_events', 'events have check constraints');
+SELECT is((SELECT count(*)::int FROM pg_constraint WHERE conrelid = 'engagement.engagement_events'::regclass
+            AND contype = 'c'), 6, 'six check constraints on events');
+-- Indexes: exactly the ones a query of the API uses.
+SELECT indexes_are('engagement', 'engagement_events',
+    ARRAY['engagement_events_pkey', 'engagement_events_contact_time_idx', 'engagement_events_parent_idx']);
+SELECT index_is_type('engagement', 'engagement_events', 'engagement_events_contact_time_idx', 'btree');
+SELECT has_index('engagement', 'engagement_events', 'engagement_events_contact_time_idx',
+                 ARRAY['contact_id', 'occurred_at']);
+
+SELECT col_is_pk('engagement', 'scoring_profiles', 'name', 'col_is_pk engagement scoring_profiles name');
+SELECT is((SELECT count(*)::int FROM information_schema.columns
+            WHERE table_schema = 'engagement' AND table_name = 'scoring_profiles'), 32,
+          'scoring_profiles: name, description, the 27 model parameters, version, 2 timestamps');
+SELECT results_eq($$SELECT name FROM engagement.scoring_profiles$$, ARRAY['default'], 'profile default exists');
+SELECT has_trigger('engagement', 'scoring_profiles', 'scoring_profiles_bump_version', 'scoring_profiles.scoring_profiles_bump_version exists');
+SELECT has_trigger('engagement', 'scoring_profiles', 'scoring_profiles_replace_builtin_default', 'scoring_profiles.scoring_profiles_replace_builtin_default exists');
+SELECT throws_ok($$INSERT INTO engagement.scoring_profiles (name, weight_diversity) VALUES ('x', 0.2)$$,
+                 '23514', NULL, 'weights must sum to 1');
+SELECT throws_ok($$INSERT INTO engagement.scoring_profiles (name, half_life_days) VALUES ('x', -14)$$,
+                 '23514', NULL, 'half-life must be positive');
+SELECT lives_ok($$INSERT INTO engagement.scoring_profiles (name, half_life_days) VALUES ('x', 7)$$,
+                'a valid profile is accepted');
+
+SELECT col_is_pk('engagement', 'engagement_scores', ARRAY['profile', 'contact_id'], 'col_is_pk engagement engagement_scores ARRAY[profile contact_id]');
+SELECT fk_ok('engagement', 'engagement_scores', 'profile', 'engagement', 'scoring_profiles', 'name');
+SELECT fk_ok('engagement', 'engagement_score_history', 'profile', 'engagement', 'scoring_profiles', 'name');
+SELECT has_column('engagement', 'engagement_scores', 'percentile_rank', 'engagement_scores.percentile_rank exists');
+SELECT has_column('engagement', 'engagement_scores', 'score_version', 'engagement_scores.score_version exists');
+SELECT has_column('engagement', 'engagement_scores', 'profile_version', 'engagement_scores.profile_version exists');
+SELECT has_column('engagement', 'engagement_scores', 'calculated_at', 'engagement_scores.calculated_at exists');
+SELECT has_index('engagement', 'engagement_score_history', 'engagement_score_history_contact_idx',
+                 ARRAY['profile', 'contact_id', 'recorded_at']);
+
+SELECT has_type('engagement', 'score', 'type engagement.score exists');
+SELECT is((SELECT string_agg(a.attname, ',' ORDER BY a.attnum) FROM pg_attribute a JOIN pg_type t ON t.typrelid = a.attrelid
+            WHERE t.oid = 'engagement.score'::regtype AND a.attnum > 0),
+          'as_of,profile,composite,recency,frequency,monetary,time_decay,diversity,engagement_probability,'
+          'conversion_probability,churn_risk,segment,opted_out,event_count,engaging_count,conversion_total,'
+          'first_event_at,last_engaged_at', 'engagement.score has the documented fields in order');
+
+-- Functions and aggregates: volatility, strictness, parallel safety.
+SELECT has_function('engagement', 'engagement_score', ARRAY['bigint', 'timestamp with time zone', 'text']);
+SELECT volatility_is('engagement', 'engagement_score', ARRAY['bigint', 'timestamp with time zone', 'text'], 'stable');
+SELECT is_strict('engagement', 'engagement_score', ARRAY['bigint', 'timestamp with time zone', 'text']);
+SELECT volatility_is('engagement', 'explain_score', ARRAY['bigint', 'timestamp with time zone', 'text'], 'stable');
+SELECT is_aggregate('engagement', 'score_events',
+    ARRAY['engagement.event_type', 'timestamp with time zone', 'numeric', 'timestamp with time zone', 'text']);
+SELECT is_aggregate('engagement', 'score_events',
+    ARRAY['engagement.event_type', 'timestamp with time zone', 'numeric', 'timestamp with time zone']);
+SELECT is_aggregate('engagement', 'explain_events',
+    ARRAY['engagement.event_type', 'timestamp with time zone', 'numeric', 'timestamp with time zone', 'text']);
+SELECT is_aggregate('engagement', 'time_decay',
+    ARRAY['double precision', 'timestamp with time zone', 'timestamp with time zone', 'double precision']);
+SELECT is_empty($$SELECT p.oid::regprocedure FROM pg_proc p
+                   WHERE p.pronamespace = 'engagement'::regnamespace AND p.proparallel <> 's'
+                     AND p.prorettype <> 'trigger'::regtype$$,
+                'every function and aggregate is PARALLEL SAFE');
+SELECT is_empty($$SELECT a.aggfnoid::regprocedure FROM pg_aggregate a JOIN pg_proc p ON p.oid = a.aggfnoid
+                   WHERE p.pronamespace = 'engagement'::regnamespace
+                     AND (a.aggcombinefn = 0 OR a.aggserialfn = 0 OR a.aggdeserialfn = 0)$$,
+                'every aggregate has combine, serialize and deserialize functions');
+SELECT is_empty($$SELECT a.aggcombinefn::regprocedure FROM pg_aggregate a JOIN pg_proc p ON p.oid = a.aggcombinefn
+                   WHERE p.pronamespace = 'engagement'::regnamespace AND p.proisstrict$$,
+                'combine functions are not strict (they handle NULL states)');
+SELECT is_empty($$SELECT p.oid::regprocedure FROM pg_proc p
+                   WHERE p.pronamespace = 'engagement'::regnamespace AND p.prolang IN
+                         (SELECT oid FROM pg_language WHERE lanname IN ('sql', 'plpgsql'))
+                     AND NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (p.proconfig), false)$$,
+                'every SQL and PL/pgSQL function pins search_path');
+SELECT is_empty($$SELECT p.oid::regprocedure FROM pg_proc p
+                   WHERE p.pronamespace = 'engagement'::regnamespace AND p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'c')
+                     AND p.proconfig IS NOT NULL$$,
+                'no SET on the C functions (they are hot)');
+SELECT is_empty($$SELECT p.oid::regprocedure FROM pg_proc p
+                   WHERE p.pronamespace = 'engagement'::regnamespace AND p.prosecdef$$,
+                'no SECURITY DEFINER function');
+
+-- Privileges: nothing on the tables for PUBLIC.
+SELECT table_privs_are('engagement', 'engagement_events', 'public', ARRAY[]::text[]);
+SELECT table_privs_are('engagement', 'scoring_profiles', 'public', ARRAY[]::text[]);
+SELECT table_privs_are('engagement', 'engagement_scores', 'public', ARRAY[]::text[]);
+SELECT table_privs_are('engagement', 'engagement_score_history', 'public', ARRAY[]::text[]);
+SELECT schema_privs_are('engagement', 'public', ARRAY['USAGE']);
+SELECT sequence_privs_are('engagement', 'engagement_events_id_seq', 'public', ARRAY[]::text[]);
+-- A role without table privileges cannot read events through the scoring functions.
+CREATE ROLE es_tap_nobody;
+SET LOCAL ROLE es_tap_nobody;
+SELECT throws_ok($$SELECT engagement.engagement_score(1)$$, '42501', NULL,
+                 'scoring reads tables with the caller''s privileges');
+RESET ROLE;
+
+SELECT * FROM finish();
+ROLLBACK;

@@ -1,0 +1,386 @@
+// Unit tests of the scoring kernel against hand-computed values of shared/SCORING_MODEL.md.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "scoring_kernel.h"
+
+namespace {
+
+constexpr int64_t kDay = ES_USECS_PER_DAY;
+// 2026-06-01 00:00:00 UTC in PostgreSQL microseconds (days since 2000-01-01: 9648).
+constexpr int64_t kAsOf = INT64_C(9648) * kDay;
+
+struct Event {
+    int type;
+    double age_days;
+    double value = 0;
+};
+
+// Scores events through the same path the aggregate uses: accumulate, compact, finalize.
+struct Scored {
+    int status;
+    es_result r;
+    es_accum acc;
+    std::vector<int32_t> keys;
+};
+
+Scored score(const std::vector<Event> &events, const es_profile &p = es_default_profile(), int64_t as_of = kAsOf) {
+    Scored s{};
+    es_accum_init(&s.acc, as_of);
+    for (const Event &e : events) {
+        int32_t key;
+        const int64_t t = as_of - static_cast<int64_t>(std::llround(e.age_days * static_cast<double>(kDay)));
+        if (es_accumulate(&s.acc, &p, e.type, t, e.value, &key)) s.keys.push_back(key);
+    }
+    s.keys.resize(es_compact_day_keys(s.keys.data(), s.keys.size()));
+    char err[256];
+    s.status = es_finalize(&s.acc, s.keys.data(), s.keys.size(), &p, &s.r, err, sizeof err);
+    return s;
+}
+
+double p_alive(double x, double tx, double tc, const es_profile &p = es_default_profile()) {
+    return 1.0 / (1.0 + (p.model_a / (p.model_b + x)) *
+                            std::pow((p.model_alpha + tc) / (p.model_alpha + tx), p.model_r + x));
+}
+
+#define EXPECT_REL(actual, expected) EXPECT_NEAR((actual), (expected), 1e-12 * std::max(1.0, std::fabs(expected)))
+
+TEST(ScoringKernel, OneOpenTwoDaysAgo) {
+    const Scored s = score({{ES_OPENED, 2.0}});
+    ASSERT_EQ(s.status, ES_OK);
+    const double R = 100 * std::exp(-2.0 / 30);
+    const double F = 100 * (1 - std::exp(-(1.0 / 7) / 0.1));  // observed clamps up to 7 days
+    const double TD = 100 * (1 - std::exp(-std::pow(2.0, -2.0 / 14) / 5));
+    EXPECT_REL(s.r.recency, R);
+    EXPECT_REL(s.r.frequency, F);
+    EXPECT_EQ(s.r.monetary, 0.0);
+    EXPECT_REL(s.r.time_decay, TD);
+    EXPECT_EQ(s.r.diversity, 0.0);
+    EXPECT_REL(s.r.composite, 0.30 * R + 0.25 * F + 0.15 * TD);
+    // x = 1, t_x = 0, Tc = 2
+    EXPECT_EQ(s.r.engagement_days, 1);
+    EXPECT_EQ(s.r.t_x_days, 0);
+    EXPECT_EQ(s.r.t_c_days, 2);
+    const double pa = p_alive(1, 0, 2);
+    EXPECT_REL(s.r.churn_risk, 1 - pa);
+    const double ep = pa * (1 - std::pow(12.0 / 42.0, 1.25));
+    EXPECT_REL(s.r.engagement_probability, ep);
+    EXPECT_REL(s.r.conversion_probability, ep * (1.0 / 11.0));
+    // Rq = 5, Fq = 4, Mq = 1, FMq = round(2.5) = 3
+    EXPECT_EQ(s.r.recency_quintile, 5);
+    EXPECT_EQ(s.r.frequency_quintile, 4);
+    EXPECT_EQ(s.r.fm_quintile, 3);
+    EXPECT_STREQ(es_segment_name(s.r.segment), "potential_loyalist");
+}
+
+TEST(ScoringKernel, NoEventsHasNoScore) {
+    const Scored s = score({});
+    EXPECT_EQ(s.status, ES_INVALID_PARAMETER);
+    EXPECT_EQ(s.acc.event_count, 0);
+}
+
+TEST(ScoringKernel, OnlyFutureEventsAreIgnored) {
+    const Scored s = score({{ES_CONVERTED, -1.0, 50}, {ES_OPENED, -0.001}});
+    EXPECT_EQ(s.status, ES_INVALID_PARAMETER);
+    EXPECT_EQ(s.acc.event_count, 0);
+    EXPECT_EQ(s.acc.ignored_future, 2);
+    EXPECT_TRUE(s.keys.empty());
+}
+
+TEST(ScoringKernel, FutureEventsDoNotChangeAScore) {
+    const Scored a = score({{ES_OPENED, 3.0}, {ES_CLICKED, 1.0}});
+    const Scored b = score({{ES_OPENED, 3.0}, {ES_CLICKED, 1.0}, {ES_OPTED_OUT, -2.0}, {ES_CONVERTED, -1.0, 999}});
+    EXPECT_EQ(a.r.composite, b.r.composite);
+    EXPECT_EQ(a.r.churn_risk, b.r.churn_risk);
+    EXPECT_FALSE(b.r.opted_out);
+}
+
+TEST(ScoringKernel, OnlyNonEngagingEvents) {
+    const Scored s = score({{ES_DELIVERED, 10.0}, {ES_BOUNCED, 5.0}});
+    ASSERT_EQ(s.status, ES_OK);
+    EXPECT_EQ(s.r.recency, 0.0);
+    EXPECT_EQ(s.r.frequency, 0.0);  // n = 0 over a non-empty window
+    EXPECT_EQ(s.r.monetary, 0.0);
+    EXPECT_EQ(s.r.time_decay, 0.0);  // the decay sum is negative: counts as 0
+    EXPECT_LT(s.r.decay_raw, 0.0);
+    EXPECT_EQ(s.r.diversity, 0.0);
+    EXPECT_EQ(s.r.composite, 0.0);
+    EXPECT_EQ(s.r.engagement_days, 0);
+    EXPECT_EQ(s.r.t_c_days, 10);
+    EXPECT_REL(s.r.churn_risk, 1 - p_alive(0, 0, 10));
+    EXPECT_REL(s.r.engagement_probability, p_alive(0, 0, 10) * (1 - std::pow(20.0 / 50.0, 0.25)));
+    EXPECT_REL(s.r.conversion_probability, s.r.engagement_probability / 10);
+    EXPECT_STREQ(es_segment_name(s.r.segment), "lost");
+}
+
+TEST(ScoringKernel, LookbackEdgeIsInclusive) {
+    const Scored in = score({{ES_OPENED, 365.0}});
+    EXPECT_REL(in.r.recency, 100 * std::exp(-365.0 / 30));
+    EXPECT_REL(in.r.frequency, 100 * (1 - std::exp(-(1.0 / 365) / 0.1)));
+    EXPECT_GT(in.r.time_decay, 0.0);
+
+    Scored out{};
+    es_profile p = es_default_profile();
+    es_accum_init(&out.acc, kAsOf);
+    int32_t key;
+    ASSERT_EQ(es_accumulate(&out.acc, &p, ES_OPENED, kAsOf - 365 * kDay - 1, 0, &key), 1);
+    out.keys.push_back(key);
+    char err[64];
+    ASSERT_EQ(es_finalize(&out.acc, out.keys.data(), 1, &p, &out.r, err, sizeof err), ES_OK);
+    EXPECT_EQ(out.r.recency, 0.0);
+    EXPECT_EQ(out.r.frequency, 0.0);
+    EXPECT_EQ(out.r.time_decay, 0.0);
+    EXPECT_EQ(out.r.window_events, 0);
+    EXPECT_EQ(out.r.engagement_days, 1);  // predictions use every event up to as_of
+}
+
+TEST(ScoringKernel, FrequencyObservedSpanIsClamped) {
+    // Oldest window event of any type 100 days ago: 4 engaging events over 100 days.
+    const Scored s = score({{ES_DELIVERED, 100.0}, {ES_OPENED, 50}, {ES_OPENED, 40}, {ES_CLICKED, 3}, {ES_CLICKED, 1}});
+    EXPECT_REL(s.r.observed_days, 100.0);
+    EXPECT_REL(s.r.frequency, 100 * (1 - std::exp(-(4.0 / 100) / 0.1)));
+    // An old event outside the window does not stretch the span.
+    const Scored t = score({{ES_DELIVERED, 900.0}, {ES_OPENED, 20}});
+    EXPECT_REL(t.r.observed_days, 20.0);
+}
+
+TEST(ScoringKernel, MonetaryScaleAndCap) {
+    EXPECT_REL(score({{ES_CONVERTED, 1, 1000}}).r.monetary, 100.0);
+    EXPECT_REL(score({{ES_CONVERTED, 1, 5000}}).r.monetary, 100.0);
+    EXPECT_EQ(score({{ES_CONVERTED, 1, 0}}).r.monetary, 0.0);
+    EXPECT_REL(score({{ES_CONVERTED, 1, 9.99}, {ES_CONVERTED, 400, 100}}).r.monetary,
+               100 * std::log(1 + 9.99) / std::log(1001.0));
+    const Scored s = score({{ES_CONVERTED, 1, 9.99}, {ES_CONVERTED, 400, 100}});
+    EXPECT_REL(es_sum_value(&s.acc.conversion_total), 109.99);
+}
+
+TEST(ScoringKernel, TimeDecayWeights) {
+    const Scored s = score({{ES_OPENED, 0}, {ES_CLICKED, 14}, {ES_RESPONDED, 28}, {ES_CONVERTED, 14, 5},
+                            {ES_BOUNCED, 0}, {ES_DELIVERED, 0}});
+    const double raw = 1 + 2 * 0.5 + 3 * 0.25 + 10 * 0.5 - 1;
+    EXPECT_REL(s.r.decay_raw, raw);
+    EXPECT_REL(s.r.time_decay, 100 * (1 - std::exp(-raw / 5)));
+}
+
+TEST(ScoringKernel, DiversityEntropy) {
+    EXPECT_REL(score({{ES_OPENED, 1}, {ES_CLICKED, 1}, {ES_RESPONDED, 1}, {ES_CONVERTED, 1}}).r.diversity, 100.0);
+    EXPECT_REL(score({{ES_OPENED, 1}, {ES_OPENED, 2}, {ES_CLICKED, 1}, {ES_CLICKED, 2}}).r.diversity, 50.0);
+    // 3 opens, 1 click: H = -(3/4 ln 3/4 + 1/4 ln 1/4)
+    const double h = -(0.75 * std::log(0.75) + 0.25 * std::log(0.25));
+    EXPECT_REL(score({{ES_OPENED, 1}, {ES_OPENED, 2}, {ES_OPENED, 3}, {ES_CLICKED, 4}, {ES_DELIVERED, 4}}).r.diversity,
+               100 * h / std::log(4.0));
+}
+
+TEST(ScoringKernel, OptOutPenalisesCompositeAndPredictionsNotComponents) {
+    const Scored o = score({{ES_OPENED, 1}, {ES_OPTED_OUT, 3}});
+    const Scored n = score({{ES_OPENED, 1}, {ES_DELIVERED, 3}});
+    EXPECT_TRUE(o.r.opted_out);
+    EXPECT_STREQ(es_segment_name(o.r.segment), "opted_out");
+    EXPECT_EQ(o.r.recency, n.r.recency);
+    EXPECT_EQ(o.r.frequency, n.r.frequency);
+    EXPECT_EQ(o.r.time_decay, 0.0);  // 2^(-1/14) - 10 * 2^(-3/14) < 0
+    EXPECT_REL(o.r.composite, 0.1 * o.r.composite_unpenalised);
+    EXPECT_REL(o.r.engagement_probability, 0.1 * n.r.engagement_probability);
+    EXPECT_REL(o.r.conversion_probability, 0.1 * n.r.conversion_probability);
+    EXPECT_REL(o.r.churn_risk, 1 - (1 - n.r.churn_risk) * 0.1);
+    // An opt-out never expires: one 1,000 days ago still counts.
+    EXPECT_TRUE(score({{ES_OPENED, 1}, {ES_OPTED_OUT, 1000}}).r.opted_out);
+}
+
+TEST(ScoringKernel, EngagementDaysAreDistinctUtcDays) {
+    // Three opens and a conversion on one UTC day, a click on another: x = 2, one conversion day.
+    const Scored s = score({{ES_OPENED, 3.9}, {ES_OPENED, 3.5}, {ES_CONVERTED, 3.1, 5}, {ES_CLICKED, 1.5},
+                            {ES_DELIVERED, 6}});
+    EXPECT_EQ(s.r.engagement_days, 2);
+    EXPECT_EQ(s.r.conversion_days, 1);
+    EXPECT_EQ(s.r.t_c_days, 6);
+    EXPECT_EQ(s.r.t_x_days, 6 - 2);  // the click is on day -2 (1.5 days before midnight)
+    EXPECT_REL(s.r.conversion_share, (1.0 + 1) / (2 + 1 + 9));
+}
+
+TEST(ScoringKernel, ThousandsOfEngagementDays) {
+    std::vector<Event> ev;
+    for (int d = 1; d <= 3000; ++d) ev.push_back({ES_OPENED, static_cast<double>(d)});
+    const Scored s = score(ev);
+    EXPECT_EQ(s.r.engagement_days, 3000);
+    EXPECT_REL(s.r.churn_risk, 1 - 1 / (1 + (0.5 / 3002.5) * std::pow(3010.0 / 3009.0, 3000.25)));
+
+    // First reached 5,000 days ago, 3,000 engagement days, silent for 2,000: the naive power overflows.
+    std::vector<Event> old;
+    for (int d = 0; d < 3000; ++d) old.push_back({ES_OPENED, 2000.0 + d});
+    old.push_back({ES_DELIVERED, 5000});
+    const Scored o = score(old);
+    EXPECT_TRUE(std::isinf(std::pow(5010.0 / 3010.0, 3000.25)));
+    EXPECT_EQ(o.r.p_alive, 0.0);
+    EXPECT_EQ(o.r.churn_risk, 1.0);
+    EXPECT_EQ(o.r.engagement_probability, 0.0);
+    EXPECT_FALSE(std::isnan(o.r.conversion_probability));
+}
+
+TEST(ScoringKernel, DayNumbersFloorBeforeTheEpoch) {
+    EXPECT_EQ(es_day_number(0), 10957);  // 2000-01-01
+    EXPECT_EQ(es_day_number(-1), 10956);
+    EXPECT_EQ(es_day_number(-INT64_C(946684800) * 1000000), 0);  // 1970-01-01
+    EXPECT_EQ(es_day_number(-INT64_C(946684800) * 1000000 - 1), -1);
+}
+
+TEST(ScoringKernel, CompactDayKeysMergesConversionBit) {
+    std::vector<int32_t> keys = {2 * 5, 2 * -3 + 1, 2 * 5 + 1, 2 * -3, 2 * 7, 2 * 5, 2 * -4};
+    keys.resize(es_compact_day_keys(keys.data(), keys.size()));
+    const std::vector<int32_t> want = {2 * -4, 2 * -3 + 1, 2 * 5 + 1, 2 * 7};
+    EXPECT_EQ(keys, want);
+}
+
+TEST(ScoringKernel, MergedPartialStatesEqualOnePass) {
+    std::mt19937_64 rng(7);
+    std::uniform_real_distribution<double> age(-5, 500);
+    std::uniform_int_distribution<int> type(0, ES_EVENT_TYPES - 1);
+    std::vector<Event> ev;
+    for (int i = 0; i < 2000; ++i) {
+        const int t = type(rng);
+        ev.push_back({t, age(rng), t == ES_CONVERTED ? std::floor(age(rng) * 100) / 100 + 5 : 0});
+    }
+    const Scored whole = score(ev);
+    ASSERT_EQ(whole.status, ES_OK);
+
+    // Three "workers" take rows at random, then combine (keys concatenated, as the glue does).
+    const es_profile p = es_default_profile();
+    es_accum parts[3];
+    std::vector<int32_t> keys[3];
+    for (auto &a : parts) es_accum_init(&a, kAsOf);
+    std::uniform_int_distribution<int> worker(0, 2);
+    for (const Event &e : ev) {
+        const int w = worker(rng);
+        int32_t key;
+        const int64_t t = kAsOf - static_cast<int64_t>(std::llround(e.age_days * static_cast<double>(kDay)));
+        if (es_accumulate(&parts[w], &p, e.type, t, e.value, &key)) keys[w].push_back(key);
+    }
+    es_accum acc;
+    es_accum_init(&acc, kAsOf);
+    std::vector<int32_t> all;
+    for (int w = 2; w >= 0; --w) {
+        es_merge(&acc, &parts[w]);
+        keys[w].resize(es_compact_day_keys(keys[w].data(), keys[w].size()));
+        all.insert(all.end(), keys[w].begin(), keys[w].end());
+    }
+    all.resize(es_compact_day_keys(all.data(), all.size()));
+    EXPECT_EQ(all, whole.keys);
+    es_result r;
+    char err[64];
+    ASSERT_EQ(es_finalize(&acc, all.data(), all.size(), &p, &r, err, sizeof err), ES_OK);
+    EXPECT_EQ(acc.event_count, whole.acc.event_count);
+    EXPECT_EQ(acc.first_event_at, whole.acc.first_event_at);
+    EXPECT_EQ(acc.window_oldest_at, whole.acc.window_oldest_at);
+    EXPECT_EQ(r.engagement_days, whole.r.engagement_days);
+    EXPECT_EQ(r.churn_risk, whole.r.churn_risk);
+    EXPECT_REL(r.composite, whole.r.composite);
+    EXPECT_REL(r.time_decay, whole.r.time_decay);
+    EXPECT_REL(r.monetary, whole.r.monetary);
+}
+
+TEST(ScoringKernel, CompositeUsesProfileWeights) {
+    es_profile p = es_default_profile();
+    p.weight_recency = 0;
+    p.weight_frequency = 0;
+    p.weight_monetary = 0;
+    p.weight_time_decay = 0;
+    p.weight_diversity = 1;
+    const Scored s = score({{ES_OPENED, 1}, {ES_CLICKED, 2}}, p);
+    EXPECT_REL(s.r.composite, s.r.diversity);
+    EXPECT_REL(s.r.composite, 50.0);
+}
+
+TEST(ScoringKernel, ProfileValidation) {
+    char err[256];
+    es_profile p = es_default_profile();
+    EXPECT_EQ(es_validate_profile(&p, err, sizeof err), ES_OK);
+    // The defaults sum to 1 only within floating point: 0.30 + 0.25 + 0.20 + 0.15 + 0.10.
+    p.weight_recency = 0.31;
+    EXPECT_EQ(es_validate_profile(&p, err, sizeof err), ES_INVALID_PARAMETER);
+    EXPECT_NE(std::string(err).find("sum to 1"), std::string::npos);
+    p = es_default_profile();
+    p.weight_recency += 5e-10;  // within 1e-9
+    EXPECT_EQ(es_validate_profile(&p, err, sizeof err), ES_OK);
+    p = es_default_profile();
+    p.half_life_days = 0;
+    EXPECT_EQ(es_validate_profile(&p, err, sizeof err), ES_INVALID_PARAMETER);
+    EXPECT_NE(std::string(err).find("half_life_days"), std::string::npos);
+    p = es_default_profile();
+    p.half_life_days = std::nan("");
+    EXPECT_EQ(es_validate_profile(&p, err, sizeof err), ES_INVALID_PARAMETER);
+    p = es_default_profile();
+    p.model_alpha = INFINITY;
+    EXPECT_EQ(es_validate_profile(&p, err, sizeof err), ES_INVALID_PARAMETER);
+    p = es_default_profile();
+    p.opt_out_penalty = 1.5;
+    EXPECT_EQ(es_validate_profile(&p, err, sizeof err), ES_INVALID_PARAMETER);
+    p = es_default_profile();
+    p.type_weight[ES_BOUNCED] = -INFINITY;
+    EXPECT_EQ(es_validate_profile(&p, err, sizeof err), ES_INVALID_PARAMETER);
+    p = es_default_profile();
+    p.frequency_min_days = 400;
+    EXPECT_EQ(es_validate_profile(&p, err, sizeof err), ES_INVALID_PARAMETER);
+}
+
+TEST(ScoringKernel, QuintilesAndSegmentRules) {
+    EXPECT_EQ(es_quintile(0), 1);
+    EXPECT_EQ(es_quintile(19.999), 1);
+    EXPECT_EQ(es_quintile(20), 2);
+    EXPECT_EQ(es_quintile(79.99), 4);
+    EXPECT_EQ(es_quintile(80), 5);
+    EXPECT_EQ(es_quintile(100), 5);
+    struct Case {
+        int opted, rq, fq, mq;
+        const char *segment;
+    };
+    const Case cases[] = {
+        {1, 5, 5, 5, "opted_out"},      {0, 4, 4, 4, "champions"},       {0, 5, 5, 3, "champions"},  // FMq = 4
+        {0, 3, 5, 4, "loyal"},          {0, 4, 3, 3, "potential_loyalist"}, {0, 5, 2, 1, "potential_loyalist"},
+        {0, 4, 1, 1, "new"},            {0, 3, 2, 2, "promising"},       {0, 3, 3, 3, "need_attention"},
+        {0, 3, 3, 2, "need_attention"}, {0, 2, 3, 3, "at_risk"},          {0, 1, 4, 4, "cannot_lose"},
+        {0, 2, 2, 2, "about_to_sleep"}, {0, 1, 2, 2, "hibernating"},      {0, 1, 3, 3, "hibernating"},
+        {0, 1, 1, 1, "lost"},           {0, 1, 2, 1, "hibernating"},      // FMq = round(1.5) = 2
+    };
+    for (const Case &c : cases)
+        EXPECT_STREQ(es_segment_name(es_segment_of(c.opted, c.rq, c.fq, c.mq)), c.segment)
+            << "Rq=" << c.rq << " Fq=" << c.fq << " Mq=" << c.mq;
+}
+
+TEST(ScoringKernel, DecayedWeight) {
+    EXPECT_REL(es_decayed_weight(4, kAsOf - 14 * kDay, kAsOf, 14), 2.0);
+    EXPECT_REL(es_decayed_weight(4, kAsOf - 28 * kDay, kAsOf, 7), 0.25);
+    EXPECT_EQ(es_decayed_weight(0, kAsOf - kDay, kAsOf, 14), 0.0);
+}
+
+TEST(ScoringKernel, NeumaierSumIsExactWhereNaiveIsNot) {
+    es_sum s{};
+    es_sum_add(&s, 1e16);
+    es_sum_add(&s, 1.0);
+    es_sum_add(&s, -1e16);
+    EXPECT_EQ(es_sum_value(&s), 1.0);
+}
+
+TEST(ScoringKernel, ExplanationStatesTheFacts) {
+    const Scored s = score({{ES_OPENED, 3.2}, {ES_CONVERTED, 5, 25}, {ES_OPTED_OUT, 1}});
+    char *text = nullptr;
+    char err[256];
+    const es_profile p = es_default_profile();
+    ASSERT_EQ(es_explain(&s.r, &p, &text, err, sizeof err), ES_OK);
+    const std::string t(text);
+    std::free(text);
+    EXPECT_NE(t.find("last engaged 3.2 days ago"), std::string::npos) << t;
+    EXPECT_NE(t.find("segment opted_out"), std::string::npos) << t;
+    EXPECT_NE(t.find("opted out: composite"), std::string::npos) << t;
+    EXPECT_NE(t.find("25.00 converted in the window"), std::string::npos) << t;
+    EXPECT_NE(t.find("x 0.30"), std::string::npos) << t;
+    EXPECT_NE(t.find("P(alive)"), std::string::npos) << t;
+    EXPECT_NE(t.find("2 engagement days"), std::string::npos) << t;
+}
+
+}  // namespace
