@@ -6,8 +6,11 @@ OBJS         = src/engagement_scoring.o $(KERNEL_SRCS:.cpp=.o)
 DATA         = $(wildcard sql/engagement_scoring--*.sql)
 
 # pg_regress reads sql/<test>.sql and expected/<test>.out (the classic layout), in this order.
-REGRESS      = setup schema scoring parallel time_decay errors
+REGRESS      = setup schema scoring parallel time_decay errors refresh funnel
 REGRESS_OPTS = --inputdir=.
+# Two-session tests (isolationtester): test/isolation/specs/<test>.spec, expected/<test>.out.
+ISOLATION      = refresh_concurrency
+ISOLATION_OPTS = --inputdir=test/isolation --outputdir=test/isolation
 
 PG_CONFIG   ?= pg_config
 PG_CPPFLAGS  = -I$(srcdir)/src
@@ -17,7 +20,7 @@ PG_CXXFLAGS  = -std=c++17
 SHLIB_LINK   = -lstdc++ -lm
 COMPILE.cxx.bc = $(CLANG) -xc++ -std=c++17 -Wno-ignored-attributes $(BITCODE_CXXFLAGS) $(CPPFLAGS) -flto=thin -emit-llvm -c
 
-EXTRA_CLEAN  = test/unit/kernel_tests results regression.diffs regression.out
+EXTRA_CLEAN  = test/unit/kernel_tests results regression.diffs regression.out test/isolation/results
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)

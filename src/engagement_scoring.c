@@ -10,6 +10,7 @@
 
 #include <math.h>
 
+#include "access/detoast.h"
 #include "access/htup_details.h"
 #include "catalog/pg_enum.h"
 #include "catalog/pg_type.h"
@@ -17,6 +18,7 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "libpq/pqformat.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/float.h"
 #include "utils/numeric.h"
@@ -725,4 +727,95 @@ es_time_decay_finalfn(PG_FUNCTION_ARGS)
 	if (st == NULL || st->rows == 0)
 		PG_RETURN_NULL();
 	PG_RETURN_FLOAT8(es_sum_value(&st->sum));
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Score distributions: the sorted composites of a profile's scores, packed as float8s in a bytea
+ * stored uncompressed out of line (STORAGE EXTERNAL), so a percentile is a binary search that
+ * fetches a handful of TOAST slices instead of the whole array or the scores table.
+ * -------------------------------------------------------------------------------------------*/
+
+static int
+float8_cmp(const void *a, const void *b)
+{
+	double		x = *(const double *) a;
+	double		y = *(const double *) b;
+
+	return (x > y) - (x < y);
+}
+
+/* _pack_sorted(float8[]): the array's values, sorted, as a bytea of native float8s. */
+PG_FUNCTION_INFO_V1(es_pack_sorted);
+Datum
+es_pack_sorted(PG_FUNCTION_ARGS)
+{
+	ArrayType  *arr = PG_GETARG_ARRAYTYPE_P(0);
+	int			n = ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));
+	bytea	   *out;
+	double	   *v;
+
+	if (ARR_ELEMTYPE(arr) != FLOAT8OID)
+		elog(ERROR, "_pack_sorted expects float8[]");
+	if (ARR_HASNULL(arr) && array_contains_nulls(arr))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("a score distribution cannot hold NULL")));
+	out = palloc(VARHDRSZ + (Size) n * sizeof(double));
+	SET_VARSIZE(out, VARHDRSZ + (Size) n * sizeof(double));
+	v = (double *) VARDATA(out);
+	if (n > 0)
+		memcpy(v, ARR_DATA_PTR(arr), (Size) n * sizeof(double));
+	qsort(v, n, sizeof(double), float8_cmp);
+	PG_RETURN_BYTEA_P(out);
+}
+
+/* _count_below(sorted bytea, score): how many values of the distribution are < score. */
+PG_FUNCTION_INFO_V1(es_count_below);
+Datum
+es_count_below(PG_FUNCTION_ARGS)
+{
+	Datum		packed = PG_GETARG_DATUM(0);
+	double		score = PG_GETARG_FLOAT8(1);
+	struct varlena *raw = (struct varlena *) DatumGetPointer(packed);
+	int64		n = (int64) ((toast_raw_datum_size(packed) - VARHDRSZ) / sizeof(double));
+	int64		lo = 0,
+				hi = n;
+	const double *whole = NULL;
+	bool		sliceable = false;
+
+	if (isnan(score))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("score must be a number, not NaN")));
+	/* Out of line and uncompressed: fetch slices; otherwise it is small, detoast it once. */
+	if (VARATT_IS_EXTERNAL_ONDISK(raw))
+	{
+		struct varatt_external toast_pointer;
+
+		VARATT_EXTERNAL_GET_POINTER(toast_pointer, raw);
+		sliceable = !VARATT_EXTERNAL_IS_COMPRESSED(toast_pointer);
+	}
+	if (!sliceable)
+		whole = (const double *) VARDATA_ANY(PG_DETOAST_DATUM_PACKED(packed));
+
+	while (lo < hi)
+	{
+		int64		mid = lo + (hi - lo) / 2;
+		double		v;
+
+		if (whole != NULL)
+			memcpy(&v, whole + mid, sizeof v);
+		else
+		{
+			bytea	   *slice = DatumGetByteaPSlice(packed, (int32) (mid * sizeof(double)), sizeof(double));
+
+			memcpy(&v, VARDATA_ANY(slice), sizeof v);
+			pfree(slice);
+		}
+		if (v < score)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	PG_RETURN_INT64(lo);
 }

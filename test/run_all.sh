@@ -45,13 +45,15 @@ if ! cluster_start "$WORK/pg" "$PORT" "max_parallel_workers_per_gather = 2"; the
 fi
 export PGHOST="$WORK/pg" PGPORT="$PORT" PGUSER=postgres
 
-section "pg_regress (sql/ and expected/)"
+section "pg_regress (sql/, expected/) and isolation tests (test/isolation/)"
 make -s installcheck >"$WORK/regress.log" 2>&1
 cat "$WORK/regress.log"
 p=$(grep -cE '\.\.\. ok|[[:space:]]ok[[:space:]]+[0-9]+ ms' "$WORK/regress.log" || true)
 f=$(grep -cE 'FAILED|failed \(ignored\)' "$WORK/regress.log" || true)
 count "$p" "$f"
-[ "$f" -gt 0 ] && [ -f regression.diffs ] && head -200 regression.diffs
+if [ "$f" -gt 0 ]; then
+    for d in regression.diffs test/isolation/regression.diffs; do [ -f "$d" ] && head -200 "$d"; done
+fi
 
 section "pgTAP (test/pgtap/)"
 psql -qX -d postgres -c "CREATE DATABASE tap" >/dev/null

@@ -1,6 +1,6 @@
 -- pgTAP: the schema the extension installs, its constraints, function properties and privileges.
 BEGIN;
-SELECT plan(61);
+SELECT plan(72);
 
 SELECT has_schema('engagement');
 SELECT is((SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'engagement_scoring'),
@@ -10,7 +10,9 @@ SELECT enum_has_labels('engagement', 'event_type',
     ARRAY['delivered', 'opened', 'clicked', 'responded', 'converted', 'opted_out', 'bounced']);
 
 SELECT tables_are('engagement', ARRAY['engagement_events', 'scoring_profiles', 'engagement_scores',
-                                      'engagement_score_history']);
+                                      'engagement_score_history', 'event_changes', 'pending_rescore',
+                                      'score_distributions']);
+SELECT views_are('engagement', ARRAY['contact_scores']);
 SELECT columns_are('engagement', 'engagement_events', ARRAY['id', 'contact_id', 'campaign_id', 'event_type',
     'occurred_at', 'conversion_value', 'channel', 'device_type', 'parent_event_id', 'metadata', 'created_at']);
 SELECT col_is_pk('engagement', 'engagement_events', 'id', 'col_is_pk engagement engagement_events id');
@@ -30,15 +32,28 @@ SELECT is((SELECT count(*)::int FROM pg_constraint WHERE conrelid = 'engagement.
             AND contype = 'c'), 6, 'six check constraints on events');
 -- Indexes: exactly the ones a query of the API uses.
 SELECT indexes_are('engagement', 'engagement_events',
-    ARRAY['engagement_events_pkey', 'engagement_events_contact_time_idx', 'engagement_events_parent_idx']);
+    ARRAY['engagement_events_pkey', 'engagement_events_contact_time_idx', 'engagement_events_parent_idx',
+          'engagement_events_campaign_idx']);
+SELECT indexes_are('engagement', 'event_changes', ARRAY[]::name[], 'the change log has no index: cheap bulk ingest');
+-- Change tracking is statement-level, with transition tables.
+SELECT is((SELECT array_agg(tgname::text ORDER BY tgname) FROM pg_trigger
+            WHERE tgrelid = 'engagement.engagement_events'::regclass AND NOT tgisinternal
+              AND (tgtype & 1) = 0),   -- TRIGGER_TYPE_ROW bit clear: FOR EACH STATEMENT
+          ARRAY['engagement_events_track_delete', 'engagement_events_track_insert',
+                'engagement_events_track_truncate', 'engagement_events_track_update'],
+          'change tracking triggers are statement-level');
+SELECT is((SELECT count(*)::int FROM pg_trigger WHERE tgrelid = 'engagement.engagement_events'::regclass
+            AND NOT tgisinternal AND (tgtype & 1) = 1), 0, 'no row-level trigger on events');
+SELECT is((SELECT attstorage FROM pg_attribute WHERE attrelid = 'engagement.score_distributions'::regclass
+            AND attname = 'sorted_composites'), 'e'::"char", 'distributions stored uncompressed out of line');
 SELECT index_is_type('engagement', 'engagement_events', 'engagement_events_contact_time_idx', 'btree');
 SELECT has_index('engagement', 'engagement_events', 'engagement_events_contact_time_idx',
                  ARRAY['contact_id', 'occurred_at']);
 
 SELECT col_is_pk('engagement', 'scoring_profiles', 'name', 'col_is_pk engagement scoring_profiles name');
 SELECT is((SELECT count(*)::int FROM information_schema.columns
-            WHERE table_schema = 'engagement' AND table_name = 'scoring_profiles'), 32,
-          'scoring_profiles: name, description, the 27 model parameters, version, 2 timestamps');
+            WHERE table_schema = 'engagement' AND table_name = 'scoring_profiles'), 34,
+          'scoring_profiles: name, description, the 27 model parameters, 2 refresh parameters, version, 2 timestamps');
 SELECT results_eq($$SELECT name FROM engagement.scoring_profiles$$, ARRAY['default'], 'profile default exists');
 SELECT has_trigger('engagement', 'scoring_profiles', 'scoring_profiles_bump_version', 'scoring_profiles.scoring_profiles_bump_version exists');
 SELECT has_trigger('engagement', 'scoring_profiles', 'scoring_profiles_replace_builtin_default', 'scoring_profiles.scoring_profiles_replace_builtin_default exists');
@@ -79,10 +94,12 @@ SELECT is_aggregate('engagement', 'explain_events',
     ARRAY['engagement.event_type', 'timestamp with time zone', 'numeric', 'timestamp with time zone', 'text']);
 SELECT is_aggregate('engagement', 'time_decay',
     ARRAY['double precision', 'timestamp with time zone', 'timestamp with time zone', 'double precision']);
-SELECT is_empty($$SELECT p.oid::regprocedure FROM pg_proc p
-                   WHERE p.pronamespace = 'engagement'::regnamespace AND p.proparallel <> 's'
-                     AND p.prorettype <> 'trigger'::regtype$$,
-                'every function and aggregate is PARALLEL SAFE');
+SELECT results_eq($$SELECT p.oid::regprocedure::text FROM pg_proc p
+                     WHERE p.pronamespace = 'engagement'::regnamespace AND p.proparallel <> 's'
+                       AND p.prorettype <> 'trigger'::regtype ORDER BY 1$$,
+                  ARRAY['engagement.refresh_scores(text,boolean)'],
+                  'every function and aggregate but the writing refresh_scores is PARALLEL SAFE');
+SELECT volatility_is('engagement', 'refresh_scores', ARRAY['text', 'boolean'], 'volatile');
 SELECT is_empty($$SELECT a.aggfnoid::regprocedure FROM pg_aggregate a JOIN pg_proc p ON p.oid = a.aggfnoid
                    WHERE p.pronamespace = 'engagement'::regnamespace
                      AND (a.aggcombinefn = 0 OR a.aggserialfn = 0 OR a.aggdeserialfn = 0)$$,
@@ -108,6 +125,12 @@ SELECT table_privs_are('engagement', 'engagement_events', 'public', ARRAY[]::tex
 SELECT table_privs_are('engagement', 'scoring_profiles', 'public', ARRAY[]::text[]);
 SELECT table_privs_are('engagement', 'engagement_scores', 'public', ARRAY[]::text[]);
 SELECT table_privs_are('engagement', 'engagement_score_history', 'public', ARRAY[]::text[]);
+SELECT table_privs_are('engagement', 'event_changes', 'public', ARRAY[]::text[]);
+SELECT table_privs_are('engagement', 'pending_rescore', 'public', ARRAY[]::text[]);
+SELECT table_privs_are('engagement', 'score_distributions', 'public', ARRAY[]::text[]);
+SELECT table_privs_are('engagement', 'contact_scores', 'public', ARRAY[]::text[]);
+SELECT is((SELECT 'security_invoker=true' = ANY (reloptions) FROM pg_class WHERE oid = 'engagement.contact_scores'::regclass),
+          true, 'contact_scores checks the reader''s privileges (security_invoker)');
 SELECT schema_privs_are('engagement', 'public', ARRAY['USAGE']);
 SELECT sequence_privs_are('engagement', 'engagement_events_id_seq', 'public', ARRAY[]::text[]);
 -- A role without table privileges cannot read events through the scoring functions.

@@ -1,0 +1,405 @@
+-- engagement_scoring 1.0 -> 1.1: the scores table at scale.  Change tracking on events,
+-- refresh_scores (full and incremental), percentiles, history and trends, staleness, segment
+-- summaries, funnels and event pagination.
+
+\echo Use "ALTER EXTENSION engagement_scoring UPDATE TO '1.1'" to load this file. \quit
+
+------------------------------------------------------------------------------------------------
+-- Profile parameters of the refresh
+------------------------------------------------------------------------------------------------
+ALTER TABLE @extschema@.scoring_profiles
+    ADD COLUMN max_score_age interval NOT NULL DEFAULT '1 day' CHECK (max_score_age > interval '0'),
+    ADD COLUMN history_min_delta float8 NOT NULL DEFAULT 1.0
+        CHECK (history_min_delta >= 0 AND history_min_delta < 'Infinity');
+COMMENT ON COLUMN @extschema@.scoring_profiles.max_score_age IS
+    'An incremental refresh rescores contacts whose score is older than this (scores decay with time)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.history_min_delta IS
+    'A rescore is written to engagement_score_history when the composite moves by at least this, or the segment changes';
+
+------------------------------------------------------------------------------------------------
+-- Change tracking: statement-level triggers append the changed contacts to event_changes (no
+-- index, no conflicts: bulk ingest stays cheap and concurrent writers never wait on each other).
+-- A refresh moves them into pending_rescore, one row per profile, and consumes its own.
+------------------------------------------------------------------------------------------------
+CREATE TABLE @extschema@.event_changes (
+    contact_id bigint NOT NULL
+);
+COMMENT ON TABLE @extschema@.event_changes IS
+    'Contacts whose events changed since the last refresh (appended by statement triggers, drained by refresh_scores)';
+
+CREATE TABLE @extschema@.pending_rescore (
+    profile    text NOT NULL REFERENCES @extschema@.scoring_profiles (name) ON UPDATE CASCADE ON DELETE CASCADE,
+    contact_id bigint NOT NULL,
+    PRIMARY KEY (profile, contact_id)
+);
+COMMENT ON TABLE @extschema@.pending_rescore IS
+    'Contacts a profile''s next refresh must rescore because their events changed';
+
+CREATE FUNCTION @extschema@._track_event_changes() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO @extschema@.event_changes (contact_id) SELECT DISTINCT contact_id FROM new_events;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO @extschema@.event_changes (contact_id) SELECT DISTINCT contact_id FROM old_events;
+    ELSIF TG_OP = 'UPDATE' THEN
+        -- Only updates of what the model reads make a contact's score stale.
+        INSERT INTO @extschema@.event_changes (contact_id)
+        SELECT c FROM (SELECT o.contact_id, n.contact_id
+                         FROM old_events o JOIN new_events n USING (id)
+                        WHERE (o.contact_id, o.event_type, o.occurred_at, o.conversion_value)
+                              IS DISTINCT FROM (n.contact_id, n.event_type, n.occurred_at, n.conversion_value)) ch(a, b),
+                      LATERAL (VALUES (ch.a), (ch.b)) v(c)
+         GROUP BY c;
+    ELSE  -- TRUNCATE: every scored contact lost its events
+        INSERT INTO @extschema@.event_changes (contact_id)
+        SELECT DISTINCT contact_id FROM @extschema@.engagement_scores;
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER engagement_events_track_insert AFTER INSERT ON @extschema@.engagement_events
+    REFERENCING NEW TABLE AS new_events
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes();
+CREATE TRIGGER engagement_events_track_update AFTER UPDATE ON @extschema@.engagement_events
+    REFERENCING OLD TABLE AS old_events NEW TABLE AS new_events
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes();
+CREATE TRIGGER engagement_events_track_delete AFTER DELETE ON @extschema@.engagement_events
+    REFERENCING OLD TABLE AS old_events
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes();
+CREATE TRIGGER engagement_events_track_truncate AFTER TRUNCATE ON @extschema@.engagement_events
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes();
+
+------------------------------------------------------------------------------------------------
+-- Score distributions, for percentiles without scanning the scores table
+------------------------------------------------------------------------------------------------
+CREATE TABLE @extschema@.score_distributions (
+    profile          text PRIMARY KEY REFERENCES @extschema@.scoring_profiles (name)
+                          ON UPDATE CASCADE ON DELETE CASCADE,
+    sorted_composites bytea NOT NULL,   -- the composites of every scored contact, ascending, as float8s
+    contacts         bigint NOT NULL CHECK (contacts >= 0),
+    profile_version  integer NOT NULL,  -- the profile version of the last refresh
+    refreshed_at     timestamptz NOT NULL
+);
+-- Uncompressed out of line: a percentile lookup reads a few TOAST slices, not the whole array.
+ALTER TABLE @extschema@.score_distributions ALTER COLUMN sorted_composites SET STORAGE EXTERNAL;
+COMMENT ON TABLE @extschema@.score_distributions IS
+    'Per profile, the sorted composites as of the last refresh (for score_percentile)';
+
+CREATE FUNCTION @extschema@._pack_sorted(float8[]) RETURNS bytea
+AS 'MODULE_PATHNAME', 'es_pack_sorted' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@._count_below(bytea, float8) RETURNS bigint
+AS 'MODULE_PATHNAME', 'es_count_below' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.event_changes', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.pending_rescore', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.score_distributions', '');
+
+CREATE FUNCTION @extschema@._profile_or_error(profile text) RETURNS @extschema@.scoring_profiles
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    p @extschema@.scoring_profiles;
+BEGIN
+    SELECT * INTO p FROM @extschema@.scoring_profiles sp WHERE sp.name = profile;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'scoring profile "%" does not exist', profile
+            USING ERRCODE = 'undefined_object', HINT = 'The profiles are the rows of engagement.scoring_profiles.';
+    END IF;
+    RETURN p;
+END $$;
+
+------------------------------------------------------------------------------------------------
+-- refresh_scores
+------------------------------------------------------------------------------------------------
+CREATE FUNCTION @extschema@.refresh_scores(profile text DEFAULT 'default', "full" boolean DEFAULT false)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    p          @extschema@.scoring_profiles;
+    as_of      timestamptz := now();
+    do_full    boolean := "full";
+    last_version integer;
+    rescored   bigint;
+BEGIN
+    p := @extschema@._profile_or_error(profile);
+    -- One refresh per profile at a time: a second one returns at once.
+    IF NOT pg_try_advisory_xact_lock(1701737331, hashtext(p.name)) THEN
+        RAISE NOTICE 'a refresh of scoring profile "%" is already running; this one does nothing', p.name;
+        RETURN 0;
+    END IF;
+    -- Keep the profile as it is until this refresh commits.
+    PERFORM FROM @extschema@.scoring_profiles sp WHERE sp.name = p.name FOR SHARE;
+
+    -- Fan the logged changes out to every profile's pending set (sorted inserts: concurrent
+    -- refreshes of different profiles cannot deadlock on them).
+    WITH moved AS (DELETE FROM @extschema@.event_changes RETURNING contact_id)
+    INSERT INTO @extschema@.pending_rescore (profile, contact_id)
+    SELECT sp.name, m.contact_id
+      FROM (SELECT DISTINCT contact_id FROM moved) m CROSS JOIN @extschema@.scoring_profiles sp
+     ORDER BY 1, 2
+    ON CONFLICT DO NOTHING;
+
+    SELECT d.profile_version INTO last_version FROM @extschema@.score_distributions d WHERE d.profile = p.name;
+    do_full := do_full OR last_version IS DISTINCT FROM p.version;
+
+    -- Scratch tables of an earlier refresh in this transaction (to_regclass: no NOTICE when absent).
+    IF to_regclass('pg_temp._es_scored') IS NOT NULL THEN DROP TABLE pg_temp._es_scored; END IF;
+    IF to_regclass('pg_temp._es_targets') IS NOT NULL THEN DROP TABLE pg_temp._es_targets; END IF;
+    IF do_full THEN
+        DELETE FROM @extschema@.pending_rescore pr WHERE pr.profile = p.name;
+        -- CREATE TABLE AS may run the scan and the aggregate in parallel.
+        CREATE TEMP TABLE _es_scored ON COMMIT DROP AS
+        SELECT e.contact_id, @extschema@.score_events(e.event_type, e.occurred_at, e.conversion_value, as_of, p.name) AS s
+          FROM @extschema@.engagement_events e
+         WHERE e.occurred_at <= as_of
+         GROUP BY e.contact_id;
+    ELSE
+        CREATE TEMP TABLE _es_targets (contact_id bigint PRIMARY KEY) ON COMMIT DROP;
+        WITH consumed AS (DELETE FROM @extschema@.pending_rescore pr WHERE pr.profile = p.name RETURNING pr.contact_id)
+        INSERT INTO pg_temp._es_targets
+        SELECT contact_id FROM consumed
+         UNION
+        SELECT s.contact_id FROM @extschema@.engagement_scores s
+         WHERE s.profile = p.name AND s.calculated_at < as_of - p.max_score_age;
+        ANALYZE pg_temp._es_targets;
+        CREATE TEMP TABLE _es_scored ON COMMIT DROP AS
+        SELECT t.contact_id, @extschema@.score_events(e.event_type, e.occurred_at, e.conversion_value, as_of, p.name) AS s
+          FROM pg_temp._es_targets t JOIN @extschema@.engagement_events e ON e.contact_id = t.contact_id
+         WHERE e.occurred_at <= as_of
+         GROUP BY t.contact_id;
+    END IF;
+
+    -- Upsert, and keep the history of moves worth keeping (and every first score).
+    WITH prev AS (
+        SELECT s.contact_id, s.composite, s.segment
+          FROM @extschema@.engagement_scores s JOIN pg_temp._es_scored n USING (contact_id)
+         WHERE s.profile = p.name),
+    up AS (
+        INSERT INTO @extschema@.engagement_scores AS cur (profile, contact_id, composite, recency, frequency, monetary,
+               time_decay, diversity, engagement_probability, conversion_probability, churn_risk, segment,
+               opted_out, event_count, engaging_count, conversion_total, first_event_at, last_engaged_at,
+               percentile_rank, score_version, profile_version, calculated_at)
+        SELECT p.name, n.contact_id, (n.s).composite, (n.s).recency, (n.s).frequency, (n.s).monetary,
+               (n.s).time_decay, (n.s).diversity, (n.s).engagement_probability, (n.s).conversion_probability,
+               (n.s).churn_risk, (n.s).segment, (n.s).opted_out, (n.s).event_count, (n.s).engaging_count,
+               (n.s).conversion_total, (n.s).first_event_at, (n.s).last_engaged_at,
+               CASE WHEN do_full THEN 100 * percent_rank() OVER (ORDER BY (n.s).composite) END,
+               1, p.version, as_of
+          FROM pg_temp._es_scored n
+        ON CONFLICT ON CONSTRAINT engagement_scores_pkey DO UPDATE SET
+               composite = excluded.composite, recency = excluded.recency, frequency = excluded.frequency,
+               monetary = excluded.monetary, time_decay = excluded.time_decay, diversity = excluded.diversity,
+               engagement_probability = excluded.engagement_probability,
+               conversion_probability = excluded.conversion_probability, churn_risk = excluded.churn_risk,
+               segment = excluded.segment, opted_out = excluded.opted_out, event_count = excluded.event_count,
+               engaging_count = excluded.engaging_count, conversion_total = excluded.conversion_total,
+               first_event_at = excluded.first_event_at, last_engaged_at = excluded.last_engaged_at,
+               percentile_rank = excluded.percentile_rank, score_version = cur.score_version + 1,
+               profile_version = excluded.profile_version, calculated_at = excluded.calculated_at
+        RETURNING cur.contact_id, cur.composite, cur.segment, cur.score_version),
+    hist AS (
+        INSERT INTO @extschema@.engagement_score_history (profile, contact_id, composite, segment,
+               previous_composite, previous_segment, score_version, recorded_at)
+        SELECT p.name, up.contact_id, up.composite, up.segment, prev.composite, prev.segment, up.score_version, as_of
+          FROM up LEFT JOIN prev USING (contact_id)
+         WHERE prev.contact_id IS NULL
+            OR abs(up.composite - prev.composite) >= p.history_min_delta
+            OR up.segment <> prev.segment)
+    SELECT count(*) INTO rescored FROM up;
+
+    -- Contacts that no longer have any event have no score.
+    IF do_full THEN
+        DELETE FROM @extschema@.engagement_scores s
+         WHERE s.profile = p.name AND NOT EXISTS (SELECT FROM pg_temp._es_scored n WHERE n.contact_id = s.contact_id);
+    ELSE
+        DELETE FROM @extschema@.engagement_scores s
+         USING pg_temp._es_targets t
+         WHERE s.profile = p.name AND s.contact_id = t.contact_id
+           AND NOT EXISTS (SELECT FROM pg_temp._es_scored n WHERE n.contact_id = t.contact_id);
+    END IF;
+
+    -- The distribution as of this refresh; then the percentiles of the rows rescored incrementally.
+    INSERT INTO @extschema@.score_distributions AS d (profile, sorted_composites, contacts, profile_version, refreshed_at)
+    SELECT p.name, @extschema@._pack_sorted(coalesce(array_agg(s.composite), '{}')), count(*), p.version, as_of
+      FROM @extschema@.engagement_scores s WHERE s.profile = p.name
+    ON CONFLICT ON CONSTRAINT score_distributions_pkey DO UPDATE SET sorted_composites = excluded.sorted_composites, contacts = excluded.contacts,
+           profile_version = excluded.profile_version, refreshed_at = excluded.refreshed_at;
+    IF NOT do_full THEN
+        UPDATE @extschema@.engagement_scores s
+           SET percentile_rank = CASE WHEN d.contacts > 1
+                                      THEN 100.0 * @extschema@._count_below(d.sorted_composites, s.composite) / (d.contacts - 1)
+                                      ELSE 0 END
+          FROM pg_temp._es_scored n, @extschema@.score_distributions d
+         WHERE s.profile = p.name AND s.contact_id = n.contact_id AND d.profile = p.name;
+    END IF;
+    RETURN rescored;
+END $$;
+COMMENT ON FUNCTION @extschema@.refresh_scores(text, boolean) IS
+    'Rescores a profile''s contacts as of now(): all of them (full, or after a profile change), else those whose events changed or whose score is older than max_score_age; returns how many';
+
+------------------------------------------------------------------------------------------------
+-- Reading scores
+------------------------------------------------------------------------------------------------
+CREATE FUNCTION @extschema@.score_percentile(score float8, profile text DEFAULT 'default') RETURNS float8
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    below bigint;
+    n     bigint;
+BEGIN
+    IF score = 'NaN'::float8 THEN
+        RAISE EXCEPTION 'score must be a number, not NaN' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT @extschema@._count_below(d.sorted_composites, score), d.contacts INTO below, n
+      FROM @extschema@.score_distributions d WHERE d.profile = score_percentile.profile;
+    IF NOT FOUND THEN
+        PERFORM @extschema@._profile_or_error(profile);
+        RETURN NULL;   -- never refreshed: no distribution yet
+    END IF;
+    RETURN CASE WHEN n = 0 THEN NULL ELSE 100.0 * below / n END;
+END $$;
+COMMENT ON FUNCTION @extschema@.score_percentile(float8, text) IS
+    'The percentile (0..100) of a score among the profile''s scored contacts as of the last refresh: 100 * percent_rank(score) WITHIN GROUP (ORDER BY composite)';
+
+CREATE VIEW @extschema@.contact_scores WITH (security_invoker = true) AS
+SELECT s.*,
+       (s.calculated_at < now() - p.max_score_age
+        OR s.profile_version <> p.version
+        OR EXISTS (SELECT FROM @extschema@.pending_rescore pr WHERE pr.profile = s.profile AND pr.contact_id = s.contact_id)
+        OR EXISTS (SELECT FROM @extschema@.event_changes c WHERE c.contact_id = s.contact_id)) AS is_stale
+  FROM @extschema@.engagement_scores s JOIN @extschema@.scoring_profiles p ON p.name = s.profile;
+COMMENT ON VIEW @extschema@.contact_scores IS
+    'Stored scores with is_stale: older than the profile''s max_score_age, scored under an older profile version, or events changed since';
+
+CREATE FUNCTION @extschema@.cached_score(contact_id bigint, max_age interval DEFAULT '1 hour',
+                                         profile text DEFAULT 'default')
+RETURNS @extschema@.score
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r @extschema@.score;
+BEGIN
+    SELECT s.calculated_at, s.profile, s.composite, s.recency, s.frequency, s.monetary, s.time_decay, s.diversity,
+           s.engagement_probability, s.conversion_probability, s.churn_risk, s.segment, s.opted_out,
+           s.event_count, s.engaging_count, s.conversion_total, s.first_event_at, s.last_engaged_at
+      INTO r
+      FROM @extschema@.contact_scores s
+     WHERE s.profile = cached_score.profile AND s.contact_id = cached_score.contact_id
+       AND NOT s.is_stale AND s.calculated_at >= now() - max_age;
+    IF FOUND THEN
+        RETURN r;
+    END IF;
+    RETURN @extschema@.engagement_score(contact_id, now(), profile);
+END $$;
+COMMENT ON FUNCTION @extschema@.cached_score(bigint, interval, text) IS
+    'The stored score when it is fresh (not stale, and computed within max_age), else a live one';
+
+CREATE FUNCTION @extschema@.segment_summary(profile text DEFAULT 'default')
+RETURNS TABLE (segment text, contacts bigint, share float8, mean_score float8)
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM @extschema@._profile_or_error(profile);
+    RETURN QUERY
+    SELECT s.segment, count(*), count(*)::float8 / sum(count(*)) OVER (), avg(s.composite)
+      FROM @extschema@.engagement_scores s
+     WHERE s.profile = segment_summary.profile
+     GROUP BY s.segment
+     ORDER BY avg(s.composite) DESC, s.segment;
+END $$;
+
+CREATE FUNCTION @extschema@.score_trend(contact_id bigint, since timestamptz, profile text DEFAULT 'default',
+                                        OUT slope_per_day float8, OUT change float8, OUT direction text,
+                                        OUT points integer)
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    p @extschema@.scoring_profiles;
+BEGIN
+    p := @extschema@._profile_or_error(profile);
+    SELECT regr_slope(h.composite, extract(epoch FROM h.recorded_at) / 86400),
+           (array_agg(h.composite ORDER BY h.recorded_at DESC, h.id DESC))[1]
+             - (array_agg(h.composite ORDER BY h.recorded_at, h.id))[1],
+           count(*)
+      INTO slope_per_day, change, points
+      FROM @extschema@.engagement_score_history h
+     WHERE h.profile = p.name AND h.contact_id = score_trend.contact_id AND h.recorded_at >= since;
+    change := coalesce(change, 0);
+    -- A move smaller than the profile's history threshold is noise.
+    direction := CASE WHEN points < 2 OR abs(change) < greatest(p.history_min_delta, 1e-9) THEN 'flat'
+                      WHEN change > 0 THEN 'rising' ELSE 'falling' END;
+END $$;
+COMMENT ON FUNCTION @extschema@.score_trend(bigint, timestamptz, text) IS
+    'From the score history since a time: least-squares slope in points per day, the change (last - first), and rising/falling/flat';
+
+------------------------------------------------------------------------------------------------
+-- Funnels and event pagination
+------------------------------------------------------------------------------------------------
+-- funnel(campaign_id): WHERE campaign_id = $1.
+CREATE INDEX engagement_events_campaign_idx ON @extschema@.engagement_events (campaign_id)
+    WHERE campaign_id IS NOT NULL;
+
+CREATE FUNCTION @extschema@.funnel(campaign_id bigint DEFAULT NULL, since timestamptz DEFAULT '-infinity',
+                                   until timestamptz DEFAULT 'infinity')
+RETURNS TABLE (stage text, contacts bigint, events bigint, rate_from_previous float8, rate_from_delivered float8)
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF since IS NULL OR until IS NULL THEN
+        RAISE EXCEPTION 'since and until must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- EXECUTE plans with the actual values: without a campaign the filter folds away, with one
+    -- the campaign index is used.
+    RETURN QUERY EXECUTE $q$
+    WITH counts AS (
+        SELECT e.event_type::text AS stage, count(DISTINCT e.contact_id) AS contacts, count(*) AS events
+          FROM @extschema@.engagement_events e
+         WHERE ($1 IS NULL OR e.campaign_id = $1) AND e.occurred_at >= $2 AND e.occurred_at < $3
+         GROUP BY e.event_type),
+    stages(stage, ord, in_funnel) AS (
+        VALUES ('delivered', 1, true), ('opened', 2, true), ('clicked', 3, true), ('responded', 4, true),
+               ('converted', 5, true), ('opted_out', 6, false), ('bounced', 7, false)),
+    counted AS (
+        SELECT st.stage, st.ord, st.in_funnel, coalesce(c.contacts, 0) AS contacts, coalesce(c.events, 0) AS events
+          FROM stages st LEFT JOIN counts c USING (stage))
+    SELECT c.stage, c.contacts, c.events,
+           CASE WHEN c.in_funnel AND c.ord > 1
+                THEN c.contacts::float8 / nullif(lag(c.contacts) OVER (PARTITION BY c.in_funnel ORDER BY c.ord), 0) END,
+           c.contacts::float8 / nullif((SELECT d.contacts FROM counted d WHERE d.stage = 'delivered'), 0)
+      FROM counted c ORDER BY c.ord
+    $q$ USING campaign_id, since, until;
+END $$;
+COMMENT ON FUNCTION @extschema@.funnel(bigint, timestamptz, timestamptz) IS
+    'Per stage (delivered, opened, clicked, responded, converted; then opted_out, bounced): distinct contacts, events, and the contact rate from the previous stage and from delivered, for events in [since, until)';
+
+CREATE FUNCTION @extschema@.contact_events(contact_id bigint, before_id bigint DEFAULT NULL, page_size integer DEFAULT 50)
+RETURNS SETOF @extschema@.engagement_events
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    before_at timestamptz;
+BEGIN
+    IF contact_id IS NULL THEN
+        RETURN;
+    END IF;
+    IF page_size IS NULL OR page_size < 1 OR page_size > 10000 THEN
+        RAISE EXCEPTION 'page_size must be between 1 and 10000, not %', page_size
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF before_id IS NULL THEN
+        RETURN QUERY
+        SELECT e.* FROM @extschema@.engagement_events e
+         WHERE e.contact_id = contact_events.contact_id
+         ORDER BY e.occurred_at DESC, e.id DESC LIMIT page_size;
+        RETURN;
+    END IF;
+    SELECT e.occurred_at INTO before_at FROM @extschema@.engagement_events e
+     WHERE e.id = before_id AND e.contact_id = contact_events.contact_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'event % is not an event of contact %', before_id, contact_id
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- Keyset: strictly older than the cursor event in (occurred_at, id) order.
+    RETURN QUERY
+    SELECT e.* FROM @extschema@.engagement_events e
+     WHERE e.contact_id = contact_events.contact_id
+       AND e.occurred_at <= before_at
+       AND (e.occurred_at < before_at OR e.id < before_id)
+     ORDER BY e.occurred_at DESC, e.id DESC LIMIT page_size;
+END $$;
+COMMENT ON FUNCTION @extschema@.contact_events(bigint, bigint, integer) IS
+    'One contact''s events, newest first, a page at a time: pass the last id of a page as before_id for the next';

@@ -1,0 +1,50 @@
+-- funnel and contact_events on hand-counted fixtures (campaign 424242, contacts 7000001..7000005).
+INSERT INTO engagement.engagement_events (contact_id, campaign_id, event_type, occurred_at, conversion_value)
+VALUES (7000001, 424242, 'delivered', '2026-03-01 10:00+00', NULL),
+       (7000002, 424242, 'delivered', '2026-03-01 10:00+00', NULL),
+       (7000003, 424242, 'delivered', '2026-03-01 10:00+00', NULL),
+       (7000004, 424242, 'delivered', '2026-03-01 10:00+00', NULL),
+       (7000005, 424242, 'delivered', '2026-03-01 10:00+00', NULL),
+       (7000001, 424242, 'opened',    '2026-03-01 10:05+00', NULL),
+       (7000001, 424242, 'opened',    '2026-03-02 09:00+00', NULL),   -- twice: 2 events, 1 contact
+       (7000002, 424242, 'opened',    '2026-03-01 11:00+00', NULL),
+       (7000003, 424242, 'opened',    '2026-03-03 08:00+00', NULL),
+       (7000001, 424242, 'clicked',   '2026-03-01 10:06+00', NULL),
+       (7000002, 424242, 'clicked',   '2026-03-01 11:01+00', NULL),
+       (7000001, 424242, 'responded', '2026-03-01 10:10+00', NULL),
+       (7000001, 424242, 'converted', '2026-03-01 10:20+00', 99.00),
+       (7000004, 424242, 'opted_out', '2026-03-01 12:00+00', NULL),
+       (7000005, 424242, 'bounced',   '2026-03-01 10:00+00', NULL),
+       (7000001, 424243, 'delivered', '2026-03-01 10:00+00', NULL);  -- another campaign
+SELECT * FROM engagement.funnel(424242);
+-- [since, until): the events of March 1st only.
+SELECT stage, contacts, events, rate_from_previous, rate_from_delivered
+  FROM engagement.funnel(424242, '2026-03-01 00:00+00', '2026-03-02 00:00+00');
+SELECT stage, contacts, events FROM engagement.funnel(424243);
+SELECT stage, contacts, rate_from_previous, rate_from_delivered FROM engagement.funnel(-1);   -- no events: zeros, no division by zero
+-- Without a campaign: every event, and the same counts as a GROUP BY.
+SELECT count(*) AS funnel_mismatches
+  FROM engagement.funnel() f
+  JOIN (SELECT event_type::text AS stage, count(DISTINCT contact_id) AS contacts, count(*) AS events
+          FROM engagement.engagement_events GROUP BY event_type) g USING (stage)
+ WHERE f.contacts <> g.contacts OR f.events <> g.events;
+EXPLAIN (COSTS OFF) SELECT count(*) FROM engagement.engagement_events WHERE campaign_id = 424242;
+SELECT ref.sqlstate_of($$SELECT * FROM engagement.funnel(1, NULL)$$) AS null_since;
+
+-- contact_events: newest first, a page at a time, ties broken by id, no overlap.
+INSERT INTO engagement.engagement_events (contact_id, event_type, occurred_at)
+SELECT 7000009, 'opened', timestamptz '2026-04-01 00:00+00' + (i / 2) * interval '1 hour' FROM generate_series(1, 7) i;
+CREATE TEMP TABLE pages (page int, rn bigint, id bigint, occurred_at timestamptz);
+INSERT INTO pages SELECT 1, rn, id, occurred_at FROM engagement.contact_events(7000009, NULL, 3) WITH ORDINALITY e(id, contact_id, campaign_id, event_type, occurred_at, conversion_value, channel, device_type, parent_event_id, metadata, created_at, rn);
+-- The cursor is the last (oldest) event of the previous page.
+INSERT INTO pages SELECT 2, rn, id, occurred_at FROM engagement.contact_events(7000009, (SELECT id FROM pages WHERE page = 1 ORDER BY rn DESC LIMIT 1), 3) WITH ORDINALITY e(id, contact_id, campaign_id, event_type, occurred_at, conversion_value, channel, device_type, parent_event_id, metadata, created_at, rn);
+INSERT INTO pages SELECT 3, rn, id, occurred_at FROM engagement.contact_events(7000009, (SELECT id FROM pages WHERE page = 2 ORDER BY rn DESC LIMIT 1), 3) WITH ORDINALITY e(id, contact_id, campaign_id, event_type, occurred_at, conversion_value, channel, device_type, parent_event_id, metadata, created_at, rn);
+SELECT page, count(*) FROM pages GROUP BY page ORDER BY page;
+SELECT count(*) = 7 AND count(DISTINCT id) = 7 AS all_events_once,
+       array_agg(id ORDER BY page, rn) = (SELECT array_agg(id ORDER BY occurred_at DESC, id DESC)
+                                            FROM engagement.engagement_events WHERE contact_id = 7000009) AS newest_first_ties_by_id
+  FROM pages;
+SELECT count(*) AS past_the_end
+  FROM engagement.contact_events(7000009, (SELECT id FROM pages WHERE page = 3 ORDER BY rn DESC LIMIT 1), 3);
+SELECT ref.sqlstate_of($$SELECT * FROM engagement.contact_events(7000009, NULL, 0)$$) AS zero_page;
+SELECT split_part(ref.sqlstate_of($$SELECT * FROM engagement.contact_events(7000009, (SELECT min(id) FROM engagement.engagement_events WHERE contact_id = 7000001))$$), ':', 1) AS cursor_of_other_contact;
