@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# test/bench/run_benchmarks.sh: the performance figures of the README, measured in one run on one
+# generated data set (demo/generate_crm_events.sql), each against a baseline on the same data.
+# Baseline and subject runs are interleaved; a ratio is the median of the per-pair ratios.
+# Not a test: nothing here passes or fails.  Usage: bash test/bench/run_benchmarks.sh [contacts] [reps]
+set -euo pipefail
+if [ "$(id -u)" -ne 0 ]; then exec sudo -E bash "$0" "$@"; fi
+CONTACTS=${1:-200000}
+REPS=${2:-5}
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$REPO"
+. scripts/cluster.sh
+PORT=${ES_BENCH_PORT:-55436}
+WORK=$(mktemp -d /tmp/engagement_bench.XXXXXX)
+chmod 755 "$WORK"
+trap 'cluster_stop_all; rm -rf "$WORK"' EXIT
+log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+make -s -j2 >/dev/null && make -s install >/dev/null
+# JIT off: its compile time would be noise at these query sizes; the figures are the executor's.
+cluster_start "$WORK/pg" "$PORT" "shared_buffers = 4GB" "work_mem = 256MB" "maintenance_work_mem = 1GB" \
+    "max_parallel_workers_per_gather = 2" "jit = off" "max_wal_size = 8GB" "checkpoint_timeout = 30min"
+export PGHOST="$WORK/pg" PGPORT="$PORT" PGUSER=postgres PGDATABASE=bench
+psql -qX -d postgres -c "CREATE DATABASE bench"
+psql -qX -c "CREATE EXTENSION engagement_scoring"
+AS_OF='2026-11-24 00:00:00+00'
+
+log "generating $CONTACTS contacts"
+psql -qX -v ON_ERROR_STOP=1 -v contacts="$CONTACTS" -v as_of="'$AS_OF'" -f demo/generate_crm_events.sql >/dev/null
+psql -qX -c "TRUNCATE engagement.event_changes" -c "VACUUM ANALYZE engagement.engagement_events"
+EVENTS=$(psql -qXAt -c "SELECT count(*) FROM engagement.engagement_events")
+log "$EVENTS events"
+
+# ms SQL...: runs the statements in one session and prints the time of the last one, in ms.
+ms() {
+    local args=(-qXAt -v ON_ERROR_STOP=1)
+    local s
+    for s in "${@:1:$#-1}"; do args+=(-c "$s"); done
+    psql "${args[@]}" -c '\timing on' -c "${@: -1}" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | tail -1
+}
+median() { sort -g | awk '{v[NR]=$1} END {if (NR % 2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
+RESULTS="$WORK/results.txt"
+: >"$RESULTS"
+# compare NAME TARGET REPS BASE_SETUP BASE_SQL SUBJ_SETUP SUBJ_SQL [BEFORE_EACH_SQL]
+compare() {
+    local name=$1 target=$2 reps=$3 bset=$4 bsql=$5 sset=$6 ssql=$7 before=${8:-SELECT 1}
+    local i b s ratios=() bs=() ss=()
+    ms "$bset" "$bsql" >/dev/null; ms "$sset" "$ssql" >/dev/null   # warm the cache
+    for ((i = 0; i < reps; i++)); do
+        psql -qXAt -c "$before" >/dev/null
+        b=$(ms "$bset" "$bsql")
+        psql -qXAt -c "$before" >/dev/null
+        s=$(ms "$sset" "$ssql")
+        bs+=("$b"); ss+=("$s")
+        ratios+=("$(awk -v s="$s" -v b="$b" 'BEGIN {print s / b}')")
+    done
+    local mb ms_ mr
+    mb=$(printf '%s\n' "${bs[@]}" | median); ms_=$(printf '%s\n' "${ss[@]}" | median)
+    mr=$(printf '%s\n' "${ratios[@]}" | median)
+    printf '%-62s %10.1f %10.1f %8.3f   %s\n' "$name" "$mb" "$ms_" "$mr" "$target" | tee -a "$RESULTS" >&2
+}
+SERIAL="SET max_parallel_workers_per_gather = 0"
+PAR="SET max_parallel_workers_per_gather = 2"
+FLOOR="SELECT sum(n) FROM (SELECT contact_id, count(*) AS n FROM engagement.engagement_events GROUP BY contact_id) s"
+SCORE="SELECT sum((s).composite) FROM (SELECT contact_id, engagement.score_events(event_type, occurred_at, conversion_value, '$AS_OF') AS s FROM engagement.engagement_events GROUP BY contact_id) q"
+
+printf '%-62s %10s %10s %8s   %s\n' "benchmark (median ms of baseline, subject; ratio subject/baseline)" baseline subject ratio target | tee "$RESULTS" >&2
+log "1. score_events against the scan floor"
+compare "1. score_events GROUP BY contact vs count(*) floor" "<= 2" "$REPS" "$PAR" "$FLOOR" "$PAR" "$SCORE"
+compare "1s. the same, both serial" "-" "$REPS" "$SERIAL" "$FLOOR" "$SERIAL" "$SCORE"
+
+log "2. the model in plain SQL (test/reference_model.sql) against score_events"
+psql -qX -v ON_ERROR_STOP=1 -f test/reference_model.sql >/dev/null
+PLAIN="SELECT sum((r.s).composite) FROM ref.scores('engagement.engagement_events', '$AS_OF') r"
+compare "2. score_events vs the same model in plain SQL (speed-up)" ">= 20x" 2 "$PAR" "$SCORE" "$PAR" "$PLAIN"
+
+log "3. full refresh against the floor"
+compare "3. refresh_scores(full) vs count(*) floor" "<= 4" "$REPS" "$PAR" "$FLOOR" "$PAR" \
+    "SELECT engagement.refresh_scores('default', true)"
+
+log "4. incremental refresh after 1% of contacts get new events, against a full refresh"
+ONE_PCT="INSERT INTO engagement.engagement_events (contact_id, event_type, occurred_at)
+         SELECT c, 'clicked', now() - interval '1 minute' FROM generate_series(1, $CONTACTS, 100) c"
+compare "4. incremental refresh (1% changed) vs full refresh" "<= 0.05" "$REPS" \
+    "$PAR" "SELECT engagement.refresh_scores('default', true)" \
+    "$PAR" "SELECT engagement.refresh_scores('default')" "$ONE_PCT"
+
+log "5. parallel workers"
+compare "5. score_events 2 workers vs 0 (speed-up)" ">= 1.6x" "$REPS" "$PAR" "$SCORE" "$SERIAL" "$SCORE"
+
+log "6. bulk COPY of 1M events, change tracking on vs off"
+psql -qX -c "CREATE DATABASE copybench"
+psql -qX -d copybench -c "CREATE EXTENSION engagement_scoring"
+psql -qXAt -c "COPY (SELECT contact_id, campaign_id, event_type, occurred_at, conversion_value, channel, device_type, metadata
+                      FROM engagement.engagement_events ORDER BY id LIMIT 1000000) TO '$WORK/events.copy'"
+COPYSQL="COPY engagement.engagement_events (contact_id, campaign_id, event_type, occurred_at, conversion_value, channel, device_type, metadata) FROM '$WORK/events.copy'"
+PGDATABASE=copybench compare "6. COPY 1M events: tracking on vs off" "<= 1.15" 3 \
+    "ALTER TABLE engagement.engagement_events DISABLE TRIGGER USER" "$COPYSQL" \
+    "ALTER TABLE engagement.engagement_events ENABLE TRIGGER USER" "$COPYSQL" \
+    "TRUNCATE engagement.engagement_events, engagement.event_changes; CHECKPOINT"
+
+log "7. engagement_score(contact) for a contact with 1,000 events"
+psql -qX -c "INSERT INTO engagement.engagement_events (contact_id, campaign_id, event_type, occurred_at, conversion_value)
+             SELECT 999999999, i % 40, (ARRAY['delivered','opened','clicked','responded','converted'])[1 + i % 5]::engagement.event_type,
+                    timestamptz '$AS_OF' - i * interval '7 hours', CASE WHEN i % 5 = 4 THEN 10 END
+               FROM generate_series(1, 1000) i" -c "VACUUM ANALYZE engagement.engagement_events"
+psql -qXAt >>"$RESULTS" <<SQL
+CREATE TEMP TABLE t (kind text, ms float8);
+DO \$\$
+DECLARE t0 timestamptz; i int; r record;
+BEGIN
+    FOR i IN 1..300 LOOP
+        t0 := clock_timestamp();
+        PERFORM count(*) FROM engagement.engagement_events WHERE contact_id = 999999999 AND occurred_at <= now();
+        INSERT INTO t VALUES ('count', extract(epoch FROM clock_timestamp() - t0) * 1000);
+        t0 := clock_timestamp();
+        PERFORM engagement.engagement_score(999999999, now());
+        INSERT INTO t VALUES ('score', extract(epoch FROM clock_timestamp() - t0) * 1000);
+    END LOOP;
+END \$\$;
+SELECT format('%-62s %10.3f %10.3f %8.3f   %s', '7. engagement_score (1,000 events) vs count(*) by the index',
+              percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) FILTER (WHERE kind = 'count'),
+              percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) FILTER (WHERE kind = 'score'),
+              percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) FILTER (WHERE kind = 'score')
+              / percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) FILTER (WHERE kind = 'count'), 'report')
+  FROM t;
+SQL
+tail -1 "$RESULTS" >&2
+
+echo
+echo "data: $CONTACTS contacts, $EVENTS events; $(nproc) cores; PostgreSQL $(psql -qXAt -c 'SHOW server_version')"
+cat "$RESULTS"

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Upgrades: every shipped version updates to the current one.  For each older version: install it,
+# load data, ALTER EXTENSION UPDATE, then compare every extension object (definitions, columns,
+# constraints, indexes, triggers, dump registrations) and the scores with a fresh install holding
+# the same data.  Runs against the cluster of test/run_all.sh.  Prints TAP-style lines.
+set -uo pipefail
+export PGOPTIONS="-c client_min_messages=warning"
+q() { psql -qXAt -v ON_ERROR_STOP=1 "$@"; }
+check() { if eval "$2"; then echo "ok - $1"; else echo "not ok - $1"; fi; }
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+CURRENT=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$REPO/engagement_scoring.control")
+WORK=${ES_WORK:-/tmp}/upgrade
+mkdir -p "$WORK"
+
+# A canonical, OID-free description of everything the extension owns.
+DESCRIBE=$(cat <<'SQL'
+WITH ext AS (SELECT oid FROM pg_extension WHERE extname = 'engagement_scoring'),
+members AS (SELECT d.classid, d.objid FROM pg_depend d, ext WHERE d.refclassid = 'pg_extension'::regclass
+              AND d.refobjid = ext.oid AND d.deptype = 'e')
+SELECT 'member ' || pg_describe_object(classid, objid, 0) FROM members
+UNION ALL
+SELECT 'function ' || p.oid::regprocedure || E'\n' || pg_get_functiondef(p.oid)
+  FROM members m JOIN pg_proc p ON m.classid = 'pg_proc'::regclass AND p.oid = m.objid WHERE p.prokind <> 'a'
+UNION ALL
+SELECT 'aggregate ' || a.aggfnoid::regprocedure || ' ' || concat_ws(' ', a.aggtransfn::regproc, a.aggfinalfn::regproc,
+       a.aggcombinefn::regproc, a.aggserialfn::regproc, a.aggdeserialfn::regproc, a.aggtranstype::regtype, a.aggfinalmodify)
+  FROM members m JOIN pg_aggregate a ON m.classid = 'pg_proc'::regclass AND a.aggfnoid = m.objid
+UNION ALL
+SELECT 'column ' || c.oid::regclass || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+       || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END || coalesce(' default ' || pg_get_expr(ad.adbin, ad.adrelid), '')
+       || ' storage ' || a.attstorage::text || coalesce(' identity ' || nullif(a.attidentity::text, ''), '')
+  FROM members m JOIN pg_class c ON m.classid = 'pg_class'::regclass AND c.oid = m.objid
+  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+  LEFT JOIN pg_attrdef ad ON ad.adrelid = c.oid AND ad.adnum = a.attnum
+UNION ALL
+SELECT 'constraint ' || co.conrelid::regclass || ' ' || co.conname || ' ' || pg_get_constraintdef(co.oid)
+  FROM members m JOIN pg_constraint co ON m.classid = 'pg_class'::regclass AND co.conrelid = m.objid
+UNION ALL
+SELECT 'index ' || pg_get_indexdef(i.indexrelid)
+  FROM members m JOIN pg_index i ON m.classid = 'pg_class'::regclass AND i.indrelid = m.objid
+UNION ALL
+SELECT 'trigger ' || pg_get_triggerdef(t.oid)
+  FROM members m JOIN pg_trigger t ON m.classid = 'pg_class'::regclass AND t.tgrelid = m.objid AND NOT t.tgisinternal
+UNION ALL
+SELECT 'view ' || c.oid::regclass || ' ' || pg_get_viewdef(c.oid) || ' ' || coalesce(array_to_string(c.reloptions, ','), '')
+  FROM members m JOIN pg_class c ON m.classid = 'pg_class'::regclass AND c.oid = m.objid AND c.relkind = 'v'
+UNION ALL
+SELECT 'acl ' || c.oid::regclass || ' ' || coalesce(c.relacl::text, '')
+  FROM members m JOIN pg_class c ON m.classid = 'pg_class'::regclass AND c.oid = m.objid
+UNION ALL
+SELECT 'dumped ' || x.cfg::regclass || ' ' || x.cond
+  FROM pg_extension e, unnest(e.extconfig, e.extcondition) x(cfg, cond) WHERE e.extname = 'engagement_scoring'
+ORDER BY 1
+SQL
+)
+
+LOAD=$(cat <<'SQL'
+INSERT INTO engagement.engagement_events (contact_id, campaign_id, event_type, occurred_at, conversion_value)
+SELECT c % 300, c % 9, (ARRAY['delivered','opened','clicked','responded','converted','opted_out','bounced'])[1 + (c * 7919) % 7]::engagement.event_type,
+       timestamptz '2026-06-01 00:00+00' - c * interval '97 minutes', CASE WHEN (c * 7919) % 7 = 4 THEN (c % 500) + 0.5 END
+  FROM generate_series(1, 6000) c;
+UPDATE engagement.scoring_profiles SET half_life_days = 10, description = 'tuned' WHERE name = 'default';
+INSERT INTO engagement.scoring_profiles (name, recency_tau_days) VALUES ('vip', 12);
+SQL
+)
+
+OLD_VERSIONS=$(ls "$REPO"/sql/engagement_scoring--*.sql | sed -n 's|.*/engagement_scoring--\([0-9.]*\)\.sql$|\1|p' | grep -vx "$CURRENT" || true)
+paths=$(q -d postgres -c "SELECT count(*) FROM pg_available_extension_versions v, pg_extension_update_paths('engagement_scoring') p
+                       WHERE v.name = 'engagement_scoring' AND p.source = v.version AND p.target = '$CURRENT' AND p.path IS NOT NULL")
+check "an update path to $CURRENT from each of the $(echo $OLD_VERSIONS | wc -w) older versions" \
+    '[ -n "$OLD_VERSIONS" ] && [ "$paths" = "$(echo $OLD_VERSIONS | wc -w)" ]'
+
+q -d postgres -c "DROP DATABASE IF EXISTS es_fresh" -c "CREATE DATABASE es_fresh"
+q -d es_fresh -c "CREATE EXTENSION engagement_scoring" -c "$LOAD"
+q -d es_fresh -c "$DESCRIBE" >"$WORK/fresh.txt"
+check "a fresh install describes $(wc -l <"$WORK/fresh.txt") objects" '[ "$(wc -l <"$WORK/fresh.txt")" -gt 100 ]'
+# Rows without their insertion timestamps, in a stable order.
+rows() { q -d "$1" -c "SELECT md5(string_agg(x, E'\n' ORDER BY x)) FROM (SELECT (to_jsonb(t) - 'created_at' - 'updated_at')::text AS x FROM engagement.$2 t) s"; }
+for old in $OLD_VERSIONS; do
+    db="es_from_${old//./_}"
+    q -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
+    q -d "$db" -c "CREATE EXTENSION engagement_scoring VERSION '$old'" -c "$LOAD"
+    q -d "$db" -c "SELECT engagement.engagement_score(c, '2026-06-01', 'vip')::text FROM generate_series(0, 299) c ORDER BY c" >"$WORK/$db.before"
+    q -d "$db" -c "ALTER EXTENSION engagement_scoring UPDATE" 2>"$WORK/$db.err"
+    check "$old: ALTER EXTENSION UPDATE succeeds" '[ $? -eq 0 ] && [ ! -s "$WORK/$db.err" ]'
+    check "$old: updated to $CURRENT" '[ "$(q -d "$db" -c "SELECT extversion FROM pg_extension WHERE extname = '"'engagement_scoring'"'")" = "$CURRENT" ]'
+    q -d "$db" -c "$DESCRIBE" >"$WORK/$db.txt"
+    check "$old: every object equals a fresh install's" 'diff -u "$WORK/fresh.txt" "$WORK/$db.txt" >"$WORK/$db.diff"'
+    [ -s "$WORK/$db.diff" ] && head -40 "$WORK/$db.diff" | sed 's/^/# /'
+    for t in engagement_events scoring_profiles; do
+        check "$old: $t rows equal a fresh install's" '[ "$(rows "$db" $t)" = "$(rows es_fresh $t)" ]'
+    done
+    q -d "$db" -c "SELECT engagement.engagement_score(c, '2026-06-01', 'vip')::text FROM generate_series(0, 299) c ORDER BY c" >"$WORK/$db.after"
+    check "$old: scores are unchanged by the update" 'cmp -s "$WORK/$db.before" "$WORK/$db.after"'
+    a=$(q -d "$db" -c "SELECT engagement.refresh_scores('vip')")
+    check "$old: refresh_scores works after the update ($a contacts)" '[ "$a" = 300 ]'
+    q -d postgres -c "DROP DATABASE $db"
+done
+q -d postgres -c "DROP DATABASE es_fresh"
