@@ -142,9 +142,6 @@ BEGIN
     SELECT d.profile_version INTO last_version FROM @extschema@.score_distributions d WHERE d.profile = p.name;
     do_full := do_full OR last_version IS DISTINCT FROM p.version;
 
-    -- Scratch tables of an earlier refresh in this transaction (to_regclass: no NOTICE when absent).
-    IF to_regclass('pg_temp._es_scored') IS NOT NULL THEN DROP TABLE pg_temp._es_scored; END IF;
-    IF to_regclass('pg_temp._es_targets') IS NOT NULL THEN DROP TABLE pg_temp._es_targets; END IF;
     IF do_full THEN
         DELETE FROM @extschema@.pending_rescore pr WHERE pr.profile = p.name;
         -- CREATE TABLE AS may run the scan and the aggregate in parallel.
@@ -232,6 +229,9 @@ BEGIN
           FROM pg_temp._es_scored n, @extschema@.score_distributions d
          WHERE s.profile = p.name AND s.contact_id = n.contact_id AND d.profile = p.name;
     END IF;
+    -- Leave nothing behind for the rest of the transaction (another role may refresh in it).
+    DROP TABLE pg_temp._es_scored;
+    IF NOT do_full THEN DROP TABLE pg_temp._es_targets; END IF;
     RETURN rescored;
 END $$;
 COMMENT ON FUNCTION @extschema@.refresh_scores(text, boolean) IS
@@ -403,3 +403,141 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION @extschema@.contact_events(bigint, bigint, integer) IS
     'One contact''s events, newest first, a page at a time: pass the last id of a page as before_id for the next';
+
+------------------------------------------------------------------------------------------------
+-- Scheduled refreshes with pg_cron.  No dependency in the control file: pg_cron is reached by
+-- dynamic SQL, and these functions say how to enable it when it is missing.  Jobs are named
+-- engagement_scoring/<profile>/<kind> and run as the role that scheduled them.
+------------------------------------------------------------------------------------------------
+CREATE FUNCTION @extschema@._require_pg_cron() RETURNS void
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
+        RAISE EXCEPTION 'pg_cron is not installed in database "%"', current_database()
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('Add pg_cron to shared_preload_libraries and set cron.database_name = %L in postgresql.conf, '
+                                'restart PostgreSQL, then run CREATE EXTENSION pg_cron in this database.',
+                                current_database());
+    END IF;
+END $$;
+
+CREATE FUNCTION @extschema@._job_name(profile text, kind text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT 'engagement_scoring/' || profile || '/' || kind
+$$;
+
+CREATE FUNCTION @extschema@.refresh_jobs()
+RETURNS TABLE (job_name text, profile text, kind text, jobid bigint, schedule text, command text, active boolean,
+               last_status text, last_start timestamptz, last_end timestamptz, last_message text)
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM @extschema@._require_pg_cron();
+    RETURN QUERY EXECUTE $q$
+        SELECT j.jobname::text, split_part(j.jobname, '/', 2), split_part(j.jobname, '/', 3), j.jobid::bigint,
+               j.schedule::text, j.command::text, j.active, d.status::text, d.start_time, d.end_time,
+               d.return_message::text
+          FROM cron.job j
+          LEFT JOIN LATERAL (SELECT r.status, r.start_time, r.end_time, r.return_message
+                               FROM cron.job_run_details r WHERE r.jobid = j.jobid
+                              ORDER BY r.start_time DESC NULLS LAST LIMIT 1) d ON true
+         WHERE j.jobname LIKE 'engagement\_scoring/%'
+         ORDER BY j.jobname $q$;
+END $$;
+COMMENT ON FUNCTION @extschema@.refresh_jobs() IS
+    'The pg_cron jobs of engagement_scoring with the status of their last run';
+
+CREATE FUNCTION @extschema@.unschedule_refresh(profile text DEFAULT 'default') RETURNS integer
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    name text;
+    removed integer := 0;
+BEGIN
+    PERFORM @extschema@._require_pg_cron();
+    FOR name IN EXECUTE 'SELECT jobname::text FROM cron.job WHERE jobname IN ($1, $2, $3)'
+                USING @extschema@._job_name(profile, 'incremental'), @extschema@._job_name(profile, 'full'),
+                      @extschema@._job_name(profile, 'refit')
+    LOOP
+        EXECUTE 'SELECT cron.unschedule($1)' USING name;
+        removed := removed + 1;
+    END LOOP;
+    RETURN removed;
+END $$;
+COMMENT ON FUNCTION @extschema@.unschedule_refresh(text) IS 'Removes the pg_cron jobs of a profile; returns how many';
+
+CREATE FUNCTION @extschema@.schedule_refresh(profile text DEFAULT 'default',
+                                             incremental_schedule text DEFAULT '*/5 * * * *',
+                                             full_schedule text DEFAULT '17 3 * * *',
+                                             refit_schedule text DEFAULT NULL)
+RETURNS SETOF bigint
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    p @extschema@.scoring_profiles;
+    job record;
+BEGIN
+    IF profile IS NULL THEN
+        RAISE EXCEPTION 'profile must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    p := @extschema@._profile_or_error(profile);
+    PERFORM @extschema@._require_pg_cron();
+    FOR job IN
+        SELECT * FROM (VALUES
+            ('incremental', incremental_schedule, format('SELECT @extschema@.refresh_scores(%L)', p.name)),
+            ('full', full_schedule, format('SELECT @extschema@.refresh_scores(%L, true)', p.name)),
+            ('refit', refit_schedule, format('SELECT @extschema@.fit_model(%L)', p.name))) v(kind, schedule, command)
+    LOOP
+        IF job.schedule IS NULL THEN
+            -- No schedule: no job of that kind.
+            IF EXISTS (SELECT FROM @extschema@.refresh_jobs() r WHERE r.job_name = @extschema@._job_name(p.name, job.kind)) THEN
+                EXECUTE 'SELECT cron.unschedule($1)' USING @extschema@._job_name(p.name, job.kind);
+            END IF;
+        ELSE
+            -- cron.schedule with a job name replaces that job: calling this twice leaves one job.
+            RETURN QUERY EXECUTE 'SELECT cron.schedule($1, $2, $3)'
+                USING @extschema@._job_name(p.name, job.kind), job.schedule, job.command;
+        END IF;
+    END LOOP;
+END $$;
+COMMENT ON FUNCTION @extschema@.schedule_refresh(text, text, text, text) IS
+    'Creates or updates the pg_cron jobs of a profile: incremental and full refreshes, and optionally a model refit (NULL: no job); returns their job ids';
+
+------------------------------------------------------------------------------------------------
+-- Access: nothing on the tables for PUBLIC.  Two grants make the least-privilege model:
+--   application: inserts events, reads events, scores, history and profiles, calls the scoring
+--                and query functions; cannot change profiles, scores or existing events.
+--   admin:       everything, including profiles, refresh, fitting and scheduling.
+-- The functions run with the caller's privileges (no SECURITY DEFINER), so the table grants
+-- are the whole policy; the writing functions are also kept from PUBLIC.
+------------------------------------------------------------------------------------------------
+REVOKE EXECUTE ON FUNCTION @extschema@.refresh_scores(text, boolean) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION @extschema@.schedule_refresh(text, text, text, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION @extschema@.unschedule_refresh(text) FROM PUBLIC;
+
+CREATE FUNCTION @extschema@.grant_application_access(role_name regrole) RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    EXECUTE format('GRANT USAGE ON SCHEMA @extschema@ TO %s', role_name);
+    EXECUTE format('GRANT SELECT, INSERT ON @extschema@.engagement_events TO %s', role_name);
+    -- the change-tracking trigger runs as the inserting role; contact_scores reads the log
+    EXECUTE format('GRANT SELECT, INSERT ON @extschema@.event_changes TO %s', role_name);
+    EXECUTE format('GRANT SELECT ON @extschema@.scoring_profiles, @extschema@.engagement_scores,
+                    @extschema@.engagement_score_history, @extschema@.pending_rescore,
+                    @extschema@.score_distributions, @extschema@.contact_scores TO %s', role_name);
+END $$;
+COMMENT ON FUNCTION @extschema@.grant_application_access(regrole) IS
+    'Lets a role insert and read events, read scores, history and profiles, and call the scoring and query functions';
+
+CREATE FUNCTION @extschema@.grant_admin_access(role_name regrole) RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    EXECUTE format('GRANT USAGE ON SCHEMA @extschema@ TO %s', role_name);
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA @extschema@ TO %s', role_name);
+    EXECUTE format('GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA @extschema@ TO %s', role_name);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION @extschema@.refresh_scores(text, boolean),
+                    @extschema@.schedule_refresh(text, text, text, text), @extschema@.unschedule_refresh(text) TO %s',
+                   role_name);
+END $$;
+COMMENT ON FUNCTION @extschema@.grant_admin_access(regrole) IS
+    'Lets a role do everything: events, profiles, scores, refresh_scores, fitting and scheduling';
+
+REVOKE EXECUTE ON FUNCTION @extschema@.grant_application_access(regrole) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION @extschema@.grant_admin_access(regrole) FROM PUBLIC;

@@ -131,7 +131,9 @@ es_lookup_profile(ProfileCache *cache, const char *name)
 				 errmsg("scoring profile \"%s\" does not exist", name)));
 
 	initStringInfo(&query);
-	appendStringInfo(&query, "SELECT %s FROM engagement.scoring_profiles WHERE name = $1", profile_columns);
+	/* Fully qualified, operator included: SPI resolves names with the caller's search_path. */
+	appendStringInfo(&query, "SELECT %s FROM engagement.scoring_profiles WHERE name OPERATOR(pg_catalog.=) $1",
+					 profile_columns);
 	args[0] = CStringGetTextDatum(name);
 
 	SPI_connect();

@@ -29,21 +29,28 @@ echo "built and installed engagement_scoring"
 
 section "C++ kernel unit tests (GoogleTest)"
 if make -s test/unit/kernel_tests >"$WORK/unit_build.log" 2>&1; then
-    test/unit/kernel_tests --gtest_brief=1 2>&1 | tee "$WORK/unit.log"
-    p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$WORK/unit.log")
-    f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$WORK/unit.log")
-    [ -z "$p" ] && [ -z "$f" ] && f=1   # the binary crashed before its summary
-    count "${p:-0}" "${f:-0}"
+    test/unit/kernel_tests --gtest_brief=1 >"$WORK/unit.log" 2>&1
+    rc=$?
+    cat "$WORK/unit.log"
+    # Brief mode prints no failure count: failed = tests run - passed (and a crash counts as one).
+    ran=$(sed -n 's/^\[==========\] \([0-9]*\) tests\{0,1\} from .* ran\..*/\1/p' "$WORK/unit.log")
+    p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) tests\{0,1\}\..*/\1/p' "$WORK/unit.log")
+    f=$(( ${ran:-0} - ${p:-0} ))
+    [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
+    count "${p:-0}" "$f"
 else
     cat "$WORK/unit_build.log"; count 0 1
 fi
 
 section "starting a throwaway cluster on port $PORT"
-if ! cluster_start "$WORK/pg" "$PORT" "max_parallel_workers_per_gather = 2"; then
+# pg_cron is preloaded (test/shell/pg_cron.sh); its jobs run in background workers in es_cron.
+if ! cluster_start "$WORK/pg" "$PORT" "max_parallel_workers_per_gather = 2" \
+        "shared_preload_libraries = 'pg_cron'" "cron.database_name = 'es_cron'" "cron.use_background_workers = on"; then
     echo "could not start PostgreSQL"; count 0 1
     echo "$PASSED passed, $FAILED failed"; exit 1
 fi
 export PGHOST="$WORK/pg" PGPORT="$PORT" PGUSER=postgres
+psql -qX -d postgres -c "CREATE DATABASE es_cron"
 
 section "pg_regress (sql/, expected/) and isolation tests (test/isolation/)"
 make -s installcheck >"$WORK/regress.log" 2>&1

@@ -1,6 +1,6 @@
 -- pgTAP: the schema the extension installs, its constraints, function properties and privileges.
 BEGIN;
-SELECT plan(72);
+SELECT plan(73);
 
 SELECT has_schema('engagement');
 SELECT is((SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'engagement_scoring'),
@@ -97,8 +97,10 @@ SELECT is_aggregate('engagement', 'time_decay',
 SELECT results_eq($$SELECT p.oid::regprocedure::text FROM pg_proc p
                      WHERE p.pronamespace = 'engagement'::regnamespace AND p.proparallel <> 's'
                        AND p.prorettype <> 'trigger'::regtype ORDER BY 1$$,
-                  ARRAY['engagement.refresh_scores(text,boolean)'],
-                  'every function and aggregate but the writing refresh_scores is PARALLEL SAFE');
+                  ARRAY['engagement.grant_admin_access(regrole)', 'engagement.grant_application_access(regrole)',
+                        'engagement.refresh_scores(text,boolean)', 'engagement.schedule_refresh(text,text,text,text)',
+                        'engagement.unschedule_refresh(text)'],
+                  'every function and aggregate but the writing ones is PARALLEL SAFE');
 SELECT volatility_is('engagement', 'refresh_scores', ARRAY['text', 'boolean'], 'volatile');
 SELECT is_empty($$SELECT a.aggfnoid::regprocedure FROM pg_aggregate a JOIN pg_proc p ON p.oid = a.aggfnoid
                    WHERE p.pronamespace = 'engagement'::regnamespace
@@ -119,6 +121,13 @@ SELECT is_empty($$SELECT p.oid::regprocedure FROM pg_proc p
 SELECT is_empty($$SELECT p.oid::regprocedure FROM pg_proc p
                    WHERE p.pronamespace = 'engagement'::regnamespace AND p.prosecdef$$,
                 'no SECURITY DEFINER function');
+SELECT results_eq($$SELECT p.oid::regprocedure::text FROM pg_proc p
+                     WHERE p.pronamespace = 'engagement'::regnamespace
+                       AND NOT has_function_privilege('public', p.oid, 'EXECUTE') ORDER BY 1$$,
+                  ARRAY['engagement.grant_admin_access(regrole)', 'engagement.grant_application_access(regrole)',
+                        'engagement.refresh_scores(text,boolean)', 'engagement.schedule_refresh(text,text,text,text)',
+                        'engagement.unschedule_refresh(text)'],
+                  'the writing functions are not executable by PUBLIC');
 
 -- Privileges: nothing on the tables for PUBLIC.
 SELECT table_privs_are('engagement', 'engagement_events', 'public', ARRAY[]::text[]);

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Scheduled refresh with the real pg_cron: the cluster of test/run_all.sh preloads pg_cron with
+# cron.database_name = es_cron.  Without pg_cron the functions fail with a hint; with it,
+# schedule_refresh is idempotent, a job actually runs and fills the scores table, and
+# unschedule_refresh removes the jobs.  Prints TAP-style lines.
+set -uo pipefail
+export PGOPTIONS="-c client_min_messages=warning"
+q() { psql -qXAt -v ON_ERROR_STOP=1 "$@"; }
+check() { if eval "$2"; then echo "ok - $1"; else echo "not ok - $1"; fi; }
+
+q -d postgres -c "DROP DATABASE IF EXISTS es_nocron" -c "CREATE DATABASE es_nocron"
+q -d es_nocron -c "CREATE EXTENSION engagement_scoring"
+err=$(q -d es_nocron -c "\\set VERBOSITY verbose" -c "SELECT engagement.schedule_refresh()" 2>&1)
+check "without pg_cron: SQLSTATE 55000 and a hint naming shared_preload_libraries" \
+    '[[ "$err" == *"55000"* && "$err" == *"shared_preload_libraries"* && "$err" == *"cron.database_name"* ]]'
+q -d postgres -c "DROP DATABASE es_nocron"
+
+db=$(q -d postgres -c "SHOW cron.database_name")
+q -d "$db" -c "CREATE EXTENSION IF NOT EXISTS pg_cron" -c "DROP EXTENSION IF EXISTS engagement_scoring CASCADE" \
+  -c "CREATE EXTENSION engagement_scoring"
+q -d "$db" -c "INSERT INTO engagement.engagement_events (contact_id, event_type, occurred_at)
+               SELECT c % 40, (ARRAY['delivered','opened','clicked'])[1 + c % 3]::engagement.event_type,
+                      now() - c * interval '5 hours' FROM generate_series(1, 400) c"
+q -d "$db" -c "SELECT engagement.schedule_refresh('default', '* * * * *', '17 3 * * *')" >/dev/null
+q -d "$db" -c "SELECT engagement.schedule_refresh('default', '* * * * *', '17 3 * * *')" >/dev/null
+jobs=$(q -d "$db" -c "SELECT string_agg(kind || ' ' || schedule || ' ' || command, '; ' ORDER BY kind) FROM engagement.refresh_jobs()")
+check "scheduling twice leaves one job of each kind ($jobs)" \
+    '[ "$jobs" = "full 17 3 * * * SELECT engagement.refresh_scores('"'default'"', true); incremental * * * * * SELECT engagement.refresh_scores('"'default'"')" ]'
+check "the jobs are pg_cron's" '[ "$(q -d "$db" -c "SELECT count(*) FROM cron.job WHERE jobname LIKE '"'engagement_scoring/default/%'"'")" = 2 ]'
+
+# pg_cron runs at the top of each minute: wait for the incremental job to fill the table.
+for _ in $(seq 1 80); do
+    n=$(q -d "$db" -c "SELECT count(*) FROM engagement.engagement_scores")
+    [ "$n" -gt 0 ] && break
+    sleep 1
+done
+check "the scheduled job ran and scored the contacts ($n)" '[ "$n" = 40 ]'
+for _ in $(seq 1 10); do
+    status=$(q -d "$db" -c "SELECT last_status FROM engagement.refresh_jobs() WHERE kind = 'incremental'")
+    [ "$status" = succeeded ] && break
+    sleep 1
+done
+check "refresh_jobs reports the last run ($status)" '[ "$status" = succeeded ]'
+
+q -d "$db" -c "SELECT engagement.schedule_refresh('default', '*/10 * * * *', NULL)" >/dev/null
+check "rescheduling changes the job and a NULL schedule removes one" \
+    '[ "$(q -d "$db" -c "SELECT string_agg(kind || '"' '"' || schedule, '"', '"' ORDER BY kind) FROM engagement.refresh_jobs()")" = "incremental */10 * * * *" ]'
+err=$(q -d "$db" -c "SELECT engagement.schedule_refresh('no_such_profile')" 2>&1)
+check "an unknown profile is refused" '[[ "$err" == *"does not exist"* ]]'
+removed=$(q -d "$db" -c "SELECT engagement.unschedule_refresh('default')")
+check "unschedule_refresh removes the jobs" '[ "$removed" = 1 ] && [ "$(q -d "$db" -c "SELECT count(*) FROM engagement.refresh_jobs()")" = 0 ]'
+q -d "$db" -c "DROP EXTENSION engagement_scoring CASCADE"
