@@ -1,6 +1,7 @@
--- engagement_scoring 1.0 -> 1.1: the scores table at scale.  Change tracking on events,
--- refresh_scores (full and incremental), percentiles, history and trends, staleness, segment
--- summaries, funnels and event pagination.
+-- engagement_scoring 1.0 -> 1.1: the scores table at scale (change tracking, refresh_scores,
+-- percentiles, history and trends, staleness, segment summaries, funnels, event pagination),
+-- MBG/NBD and BG/NBD models fitted in the database, scheduled refreshes with pg_cron, and the
+-- least-privilege access model.
 
 \echo Use "ALTER EXTENSION engagement_scoring UPDATE TO '1.1'" to load this file. \quit
 
@@ -15,6 +16,19 @@ COMMENT ON COLUMN @extschema@.scoring_profiles.max_score_age IS
     'An incremental refresh rescores contacts whose score is older than this (scores decay with time)';
 COMMENT ON COLUMN @extschema@.scoring_profiles.history_min_delta IS
     'A rescore is written to engagement_score_history when the composite moves by at least this, or the segment changes';
+
+-- The fitted model of a profile (fit_model) and its expected engagement days in every score.
+ALTER TABLE @extschema@.scoring_profiles
+    ADD COLUMN model_log_likelihood float8,
+    ADD COLUMN model_fitted_at timestamptz,
+    ADD COLUMN model_contacts bigint CHECK (model_contacts >= 0);
+COMMENT ON COLUMN @extschema@.scoring_profiles.model_fitted_at IS
+    'When fit_model last replaced model_r, model_alpha, model_a and model_b (NULL: the defaults)';
+ALTER TYPE @extschema@.score ADD ATTRIBUTE expected_engagements_30d float8;
+ALTER TABLE @extschema@.engagement_scores
+    ADD COLUMN expected_engagements_30d float8 CHECK (expected_engagements_30d >= 0);
+COMMENT ON COLUMN @extschema@.engagement_scores.expected_engagements_30d IS
+    'MBG/NBD expected engagement days over the profile''s horizon_days (30 by default), opt-out penalised';
 
 ------------------------------------------------------------------------------------------------
 -- Change tracking: statement-level triggers append the changed contacts to event_changes (no
@@ -175,11 +189,11 @@ BEGIN
         INSERT INTO @extschema@.engagement_scores AS cur (profile, contact_id, composite, recency, frequency, monetary,
                time_decay, diversity, engagement_probability, conversion_probability, churn_risk, segment,
                opted_out, event_count, engaging_count, conversion_total, first_event_at, last_engaged_at,
-               percentile_rank, score_version, profile_version, calculated_at)
+               expected_engagements_30d, percentile_rank, score_version, profile_version, calculated_at)
         SELECT p.name, n.contact_id, (n.s).composite, (n.s).recency, (n.s).frequency, (n.s).monetary,
                (n.s).time_decay, (n.s).diversity, (n.s).engagement_probability, (n.s).conversion_probability,
                (n.s).churn_risk, (n.s).segment, (n.s).opted_out, (n.s).event_count, (n.s).engaging_count,
-               (n.s).conversion_total, (n.s).first_event_at, (n.s).last_engaged_at,
+               (n.s).conversion_total, (n.s).first_event_at, (n.s).last_engaged_at, (n.s).expected_engagements_30d,
                CASE WHEN do_full THEN 100 * percent_rank() OVER (ORDER BY (n.s).composite) END,
                1, p.version, as_of
           FROM pg_temp._es_scored n
@@ -191,7 +205,7 @@ BEGIN
                segment = excluded.segment, opted_out = excluded.opted_out, event_count = excluded.event_count,
                engaging_count = excluded.engaging_count, conversion_total = excluded.conversion_total,
                first_event_at = excluded.first_event_at, last_engaged_at = excluded.last_engaged_at,
-               percentile_rank = excluded.percentile_rank, score_version = cur.score_version + 1,
+               expected_engagements_30d = excluded.expected_engagements_30d, percentile_rank = excluded.percentile_rank, score_version = cur.score_version + 1,
                profile_version = excluded.profile_version, calculated_at = excluded.calculated_at
         RETURNING cur.contact_id, cur.composite, cur.segment, cur.score_version),
     hist AS (
@@ -279,7 +293,8 @@ DECLARE
 BEGIN
     SELECT s.calculated_at, s.profile, s.composite, s.recency, s.frequency, s.monetary, s.time_decay, s.diversity,
            s.engagement_probability, s.conversion_probability, s.churn_risk, s.segment, s.opted_out,
-           s.event_count, s.engaging_count, s.conversion_total, s.first_event_at, s.last_engaged_at
+           s.event_count, s.engaging_count, s.conversion_total, s.first_event_at, s.last_engaged_at,
+           s.expected_engagements_30d
       INTO r
       FROM @extschema@.contact_scores s
      WHERE s.profile = cached_score.profile AND s.contact_id = cached_score.contact_id
@@ -403,6 +418,134 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION @extschema@.contact_events(bigint, bigint, integer) IS
     'One contact''s events, newest first, a page at a time: pass the last id of a page as before_id for the next';
+
+------------------------------------------------------------------------------------------------
+-- BG/NBD-family models fitted in the database (btyd_kernel.cpp)
+------------------------------------------------------------------------------------------------
+CREATE TYPE @extschema@.model_fit AS (
+    r float8, alpha float8, a float8, b float8, log_likelihood float8, n float8, iterations integer,
+    converged boolean);
+COMMENT ON TYPE @extschema@.model_fit IS
+    'A maximum-likelihood fit: parameters, summed log-likelihood, total weight, BFGS iterations, convergence';
+CREATE TYPE @extschema@.btyd_summary AS (x integer, t_x float8, t float8);
+COMMENT ON TYPE @extschema@.btyd_summary IS
+    'A contact''s engagement days (x), last engagement day (t_x) and today (t), in days since its first event';
+
+-- btyd_summary(event_type, occurred_at, as_of): the contact's (x, t_x, t) as SCORING_MODEL.md
+-- defines them.  It shares score_events' state, combine and (de)serialize functions.
+CREATE FUNCTION @extschema@._btyd_summary_transfn(internal, @extschema@.event_type, timestamptz, timestamptz)
+RETURNS internal AS 'MODULE_PATHNAME', 'es_btyd_summary_transfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION @extschema@._btyd_summary_finalfn(internal)
+RETURNS @extschema@.btyd_summary AS 'MODULE_PATHNAME', 'es_btyd_summary_finalfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE AGGREGATE @extschema@.btyd_summary(@extschema@.event_type, timestamptz, timestamptz) (
+    SFUNC = @extschema@._btyd_summary_transfn, STYPE = internal,
+    COMBINEFUNC = @extschema@._score_events_combinefn,
+    SERIALFUNC = @extschema@._score_events_serialfn, DESERIALFUNC = @extschema@._score_events_deserialfn,
+    FINALFUNC = @extschema@._btyd_summary_finalfn, PARALLEL = SAFE);
+COMMENT ON AGGREGATE @extschema@.btyd_summary(@extschema@.event_type, timestamptz, timestamptz) IS
+    'One contact''s (x, t_x, t) in days: distinct engagement days, the last one and as_of, since the first event';
+
+-- fit_mbgnbd / fit_bgnbd(x, t_x, t [, weight]): maximum likelihood over the rows (any time unit).
+CREATE FUNCTION @extschema@._fit_transfn(internal, integer, float8, float8)
+RETURNS internal AS 'MODULE_PATHNAME', 'es_fit_transfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION @extschema@._fit_transfn(internal, integer, float8, float8, float8)
+RETURNS internal AS 'MODULE_PATHNAME', 'es_fit_transfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION @extschema@._fit_combinefn(internal, internal)
+RETURNS internal AS 'MODULE_PATHNAME', 'es_fit_combinefn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION @extschema@._fit_serialfn(internal)
+RETURNS bytea AS 'MODULE_PATHNAME', 'es_fit_serialfn' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@._fit_deserialfn(bytea, internal)
+RETURNS internal AS 'MODULE_PATHNAME', 'es_fit_deserialfn' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@._fit_mbgnbd_finalfn(internal)
+RETURNS @extschema@.model_fit AS 'MODULE_PATHNAME', 'es_fit_mbgnbd_finalfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION @extschema@._fit_bgnbd_finalfn(internal)
+RETURNS @extschema@.model_fit AS 'MODULE_PATHNAME', 'es_fit_bgnbd_finalfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE AGGREGATE @extschema@.fit_mbgnbd(x integer, t_x float8, t float8) (
+    SFUNC = @extschema@._fit_transfn, STYPE = internal, COMBINEFUNC = @extschema@._fit_combinefn,
+    SERIALFUNC = @extschema@._fit_serialfn, DESERIALFUNC = @extschema@._fit_deserialfn,
+    FINALFUNC = @extschema@._fit_mbgnbd_finalfn, PARALLEL = SAFE);
+CREATE AGGREGATE @extschema@.fit_mbgnbd(x integer, t_x float8, t float8, weight float8) (
+    SFUNC = @extschema@._fit_transfn, STYPE = internal, COMBINEFUNC = @extschema@._fit_combinefn,
+    SERIALFUNC = @extschema@._fit_serialfn, DESERIALFUNC = @extschema@._fit_deserialfn,
+    FINALFUNC = @extschema@._fit_mbgnbd_finalfn, PARALLEL = SAFE);
+CREATE AGGREGATE @extschema@.fit_bgnbd(x integer, t_x float8, t float8) (
+    SFUNC = @extschema@._fit_transfn, STYPE = internal, COMBINEFUNC = @extschema@._fit_combinefn,
+    SERIALFUNC = @extschema@._fit_serialfn, DESERIALFUNC = @extschema@._fit_deserialfn,
+    FINALFUNC = @extschema@._fit_bgnbd_finalfn, PARALLEL = SAFE);
+CREATE AGGREGATE @extschema@.fit_bgnbd(x integer, t_x float8, t float8, weight float8) (
+    SFUNC = @extschema@._fit_transfn, STYPE = internal, COMBINEFUNC = @extschema@._fit_combinefn,
+    SERIALFUNC = @extschema@._fit_serialfn, DESERIALFUNC = @extschema@._fit_deserialfn,
+    FINALFUNC = @extschema@._fit_bgnbd_finalfn, PARALLEL = SAFE);
+COMMENT ON AGGREGATE @extschema@.fit_mbgnbd(integer, float8, float8) IS
+    'Maximum-likelihood MBG/NBD parameters of customer summaries (x repeat events, t_x, t)';
+COMMENT ON AGGREGATE @extschema@.fit_bgnbd(integer, float8, float8) IS
+    'Maximum-likelihood BG/NBD parameters (Fader, Hardie & Lee 2005) of customer summaries (x, t_x, t)';
+
+CREATE FUNCTION @extschema@.p_alive(model text, x float8, t_x float8, t float8, r float8, alpha float8,
+                                    a float8, b float8) RETURNS float8
+AS 'MODULE_PATHNAME', 'es_p_alive' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.expected_engagements(model text, horizon float8, x float8, t_x float8, t float8,
+                                                 r float8, alpha float8, a float8, b float8) RETURNS float8
+AS 'MODULE_PATHNAME', 'es_expected_engagements' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.prob_no_engagement(model text, horizon float8, x float8, t_x float8, t float8,
+                                               r float8, alpha float8, a float8, b float8) RETURNS float8
+AS 'MODULE_PATHNAME', 'es_prob_no_engagement' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.p_alive(text, float8, float8, float8, float8, float8, float8, float8) IS
+    'P(alive at t | x, t_x, t) under mbgnbd or bgnbd';
+COMMENT ON FUNCTION @extschema@.expected_engagements(text, float8, float8, float8, float8, float8, float8, float8, float8) IS
+    'Expected number of events in (t, t + horizon] given (x, t_x, t), under mbgnbd or bgnbd';
+COMMENT ON FUNCTION @extschema@.prob_no_engagement(text, float8, float8, float8, float8, float8, float8, float8, float8) IS
+    'Probability of no event in (t, t + horizon] given (x, t_x, t), under mbgnbd or bgnbd';
+
+CREATE FUNCTION @extschema@.fit_model(profile text DEFAULT 'default', as_of timestamptz DEFAULT now())
+RETURNS @extschema@.model_fit
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    p   @extschema@.scoring_profiles;
+    fit @extschema@.model_fit;
+    res record;
+    repeaters bigint;
+BEGIN
+    p := @extschema@._profile_or_error(profile);
+    IF NOT isfinite(as_of) THEN
+        RAISE EXCEPTION 'as_of must be a finite timestamp, not %', as_of USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM FROM @extschema@.scoring_profiles sp WHERE sp.name = p.name FOR UPDATE;
+    -- Each contact's (x, t_x, Tc) in days, identical summaries collapsed with their count as weight.
+    SELECT @extschema@.fit_mbgnbd(s.x, s.t_x, s.t, s.contacts::float8) AS fit,
+           sum(s.contacts) FILTER (WHERE s.x > 0) AS repeaters
+      INTO res
+      FROM (SELECT (c.summary).x, (c.summary).t_x, (c.summary).t, count(*) AS contacts
+              FROM (SELECT @extschema@.btyd_summary(e.event_type, e.occurred_at, as_of) AS summary
+                      FROM @extschema@.engagement_events e
+                     WHERE e.occurred_at <= as_of
+                     GROUP BY e.contact_id) c
+             GROUP BY 1, 2, 3) s;
+    fit := res.fit;
+    repeaters := coalesce(res.repeaters, 0);
+    IF fit IS NULL THEN
+        RAISE EXCEPTION 'profile "%": no contact has an event at or before %: nothing to fit', p.name, as_of
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    IF NOT fit.converged THEN
+        RAISE EXCEPTION 'the MBG/NBD fit of profile "%" did not converge after % iterations; nothing was stored',
+                        p.name, fit.iterations
+            USING ERRCODE = 'data_exception',
+                  DETAIL = format('%s contacts, %s of them with engagement days; best log-likelihood %s at r=%s alpha=%s a=%s b=%s.',
+                                  fit.n, repeaters, fit.log_likelihood, fit.r, fit.alpha, fit.a, fit.b),
+                  HINT = CASE WHEN repeaters = 0
+                              THEN 'No contact has an engagement day: the data cannot identify the model.'
+                              ELSE 'The data may not identify the model (too few contacts, or parameters running off to 0 or infinity).' END;
+    END IF;
+    UPDATE @extschema@.scoring_profiles sp
+       SET model_r = fit.r, model_alpha = fit.alpha, model_a = fit.a, model_b = fit.b,
+           model_log_likelihood = fit.log_likelihood, model_fitted_at = now(), model_contacts = fit.n::bigint
+     WHERE sp.name = p.name;   -- bumps the version: the next refresh rescores everyone
+    RETURN fit;
+END $$;
+COMMENT ON FUNCTION @extschema@.fit_model(text, timestamptz) IS
+    'Fits the profile''s MBG/NBD parameters (days) to every contact''s engagement days as of a time, stores them and returns the fit';
+REVOKE EXECUTE ON FUNCTION @extschema@.fit_model(text, timestamptz) FROM PUBLIC;
 
 ------------------------------------------------------------------------------------------------
 -- Scheduled refreshes with pg_cron.  No dependency in the control file: pg_cron is reached by
@@ -532,7 +675,7 @@ BEGIN
     EXECUTE format('GRANT USAGE ON SCHEMA @extschema@ TO %s', role_name);
     EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA @extschema@ TO %s', role_name);
     EXECUTE format('GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA @extschema@ TO %s', role_name);
-    EXECUTE format('GRANT EXECUTE ON FUNCTION @extschema@.refresh_scores(text, boolean),
+    EXECUTE format('GRANT EXECUTE ON FUNCTION @extschema@.refresh_scores(text, boolean), @extschema@.fit_model(text, timestamptz),
                     @extschema@.schedule_refresh(text, text, text, text), @extschema@.unschedule_refresh(text) TO %s',
                    role_name);
 END $$;

@@ -25,6 +25,7 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
+#include "btyd_kernel.h"
 #include "scoring_kernel.h"
 
 PG_MODULE_MAGIC;
@@ -511,6 +512,10 @@ score_state_finalize(FunctionCallInfo fcinfo, ScoreState *st, const es_profile *
 	return true;
 }
 
+/* engagement.score has 18 fields in 1.0 and 19 from 1.1 on (expected_engagements_30d). */
+#define SCORE_FIELDS_1_0 18
+#define SCORE_FIELDS 19
+
 PG_FUNCTION_INFO_V1(es_score_events_finalfn);
 Datum
 es_score_events_finalfn(PG_FUNCTION_ARGS)
@@ -519,8 +524,9 @@ es_score_events_finalfn(PG_FUNCTION_ARGS)
 	const es_profile *profile;
 	es_result	r;
 	ProfileCache *cache;
-	Datum		values[18];
-	bool		nulls[18] = {false};
+	Datum		values[SCORE_FIELDS];
+	bool		nulls[SCORE_FIELDS] = {false};
+	int			natts;
 
 	(void) es_aggcontext(fcinfo, "score_events final");
 	if (!score_state_finalize(fcinfo, st, &profile, &r))
@@ -538,8 +544,9 @@ es_score_events_finalfn(PG_FUNCTION_ARGS)
 		cache->result_desc = BlessTupleDesc(CreateTupleDescCopy(desc));
 		MemoryContextSwitchTo(old);
 	}
-	if (cache->result_desc->natts != 18)
-		elog(ERROR, "engagement.score has %d attributes, expected 18", cache->result_desc->natts);
+	natts = cache->result_desc->natts;
+	if (natts != SCORE_FIELDS && natts != SCORE_FIELDS_1_0)
+		elog(ERROR, "engagement.score has %d attributes, expected %d", natts, SCORE_FIELDS);
 
 	values[0] = TimestampTzGetDatum(st->acc.as_of);
 	values[1] = CStringGetTextDatum(st->profile);
@@ -562,7 +569,21 @@ es_score_events_finalfn(PG_FUNCTION_ARGS)
 		values[17] = TimestampTzGetDatum(st->acc.last_engaged_at);
 	else
 		nulls[17] = true;
+	if (natts == SCORE_FIELDS)
+	{
+		/* MBG/NBD expected engagement days over the profile's horizon, penalised like the
+		 * other predictions for an opted-out contact. */
+		double		expected;
+		char		err[ES_ERRLEN];
+		int			status = es_btyd_expected(ES_MODEL_MBGNBD, profile->horizon_days, (double) r.engagement_days,
+											  (double) r.t_x_days, (double) r.t_c_days, profile->model_r,
+											  profile->model_alpha, profile->model_a, profile->model_b,
+											  &expected, err, sizeof err);
 
+		if (status != ES_OK)
+			es_raise(status, err);
+		values[18] = Float8GetDatum(r.opted_out ? expected * (1.0 - profile->opt_out_penalty) : expected);
+	}
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(cache->result_desc, values, nulls)));
 }
 
@@ -820,4 +841,334 @@ es_count_below(PG_FUNCTION_ARGS)
 			hi = mid;
 	}
 	PG_RETURN_INT64(lo);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * BG/NBD-family models (btyd_kernel.h): per-contact summaries, fitting aggregates, scalars.
+ * -------------------------------------------------------------------------------------------*/
+
+/*
+ * btyd_summary(event_type, occurred_at, as_of): a contact's (x, t_x, t) in days as
+ * SCORING_MODEL.md defines them (engagement days, birth at the first event of any type).
+ * It shares score_events' state, combine and (de)serialize functions; only x, t_x and Tc are
+ * read, so the built-in default parameters stand in for a profile.
+ */
+PG_FUNCTION_INFO_V1(es_btyd_summary_transfn);
+Datum
+es_btyd_summary_transfn(PG_FUNCTION_ARGS)
+{
+	static bool defaults_ready = false;
+	static es_profile defaults;
+	MemoryContext aggcontext = es_aggcontext(fcinfo, "btyd_summary");
+	ScoreState *st = PG_ARGISNULL(0) ? NULL : (ScoreState *) PG_GETARG_POINTER(0);
+	int64		occurred_at,
+				as_of;
+	int			type;
+	int32		key;
+
+	if (PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
+		PG_RETURN_POINTER(st);
+	if (!defaults_ready)
+	{
+		defaults = es_default_profile();
+		defaults_ready = true;
+	}
+	occurred_at = es_finite_timestamp(PG_GETARG_DATUM(2), "occurred_at");
+	as_of = es_finite_timestamp(PG_GETARG_DATUM(3), "as_of");
+	type = es_event_type_of(fcinfo, es_cache(fcinfo), PG_GETARG_OID(1));
+	if (st == NULL)
+		st = score_state_new(aggcontext, as_of, "default", 16);
+	else
+		score_state_check_same(st, as_of, "default");
+	if (es_accumulate(&st->acc, &defaults, type, occurred_at, 0, &key) &&
+		(st->ndays == 0 || st->day_keys[st->ndays - 1] != key))
+	{
+		score_state_reserve(st, 1);
+		st->day_keys[st->ndays++] = key;
+	}
+	PG_RETURN_POINTER(st);
+}
+
+PG_FUNCTION_INFO_V1(es_btyd_summary_finalfn);
+Datum
+es_btyd_summary_finalfn(PG_FUNCTION_ARGS)
+{
+	ScoreState *st = PG_ARGISNULL(0) ? NULL : (ScoreState *) PG_GETARG_POINTER(0);
+	TupleDesc	desc;
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+	int64		b0;
+
+	(void) es_aggcontext(fcinfo, "btyd_summary final");
+	if (st == NULL || st->acc.event_count == 0)
+		PG_RETURN_NULL();
+	score_state_compact(st);
+	b0 = es_day_number(st->acc.first_event_at);
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "btyd_summary must return a composite type");
+	desc = BlessTupleDesc(desc);
+	values[0] = Int32GetDatum(st->ndays);
+	values[1] = Float8GetDatum(st->ndays > 0 ? (double) ((st->day_keys[st->ndays - 1] >> 1) - b0) : 0.0);
+	values[2] = Float8GetDatum((double) (es_day_number(st->acc.as_of) - b0));
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}
+
+/* Fitting state: the rows seen so far, collapsed by (x, t_x, T) whenever the array fills up. */
+typedef struct FitState
+{
+	es_btyd_row *rows;			/* in the aggregate context */
+	int64		nrows;
+	int64		capacity;
+	int64		collapsed;		/* length after the last collapse */
+} FitState;
+
+static FitState *
+fit_state_new(MemoryContext aggcontext, int64 capacity)
+{
+	FitState   *st = MemoryContextAllocZero(aggcontext, sizeof(FitState));
+
+	st->capacity = Max(capacity, 64);
+	st->rows = MemoryContextAllocHuge(aggcontext, st->capacity * sizeof(es_btyd_row));
+	return st;
+}
+
+static void
+fit_state_reserve(FitState *st, int64 extra)
+{
+	if (st->nrows + extra <= st->capacity)
+		return;
+	if (st->nrows > 2 * st->collapsed)
+	{
+		st->nrows = (int64) es_btyd_collapse(st->rows, (size_t) st->nrows);
+		st->collapsed = st->nrows;
+	}
+	if (st->nrows + extra > st->capacity)
+	{
+		int64		want = Max(st->capacity * 2, st->nrows + extra);
+
+		st->rows = repalloc_huge(st->rows, want * sizeof(es_btyd_row));
+		st->capacity = want;
+	}
+}
+
+/* fit_*(x integer, t_x float8, t float8 [, weight float8]) transition. */
+PG_FUNCTION_INFO_V1(es_fit_transfn);
+Datum
+es_fit_transfn(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggcontext = es_aggcontext(fcinfo, "fit");
+	FitState   *st = PG_ARGISNULL(0) ? NULL : (FitState *) PG_GETARG_POINTER(0);
+	es_btyd_row row;
+	char		err[ES_ERRLEN];
+
+	if (PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3) || (PG_NARGS() > 4 && PG_ARGISNULL(4)))
+		PG_RETURN_POINTER(st);
+	row.x = (double) PG_GETARG_INT32(1);
+	row.t_x = PG_GETARG_FLOAT8(2);
+	row.T = PG_GETARG_FLOAT8(3);
+	row.weight = PG_NARGS() > 4 ? PG_GETARG_FLOAT8(4) : 1.0;
+	if (es_btyd_validate_rows(&row, 1, err, sizeof err) != ES_OK)
+	{
+		/* The kernel names the row by index ("row 0: ..."): here there is only this one. */
+		const char *why = strncmp(err, "row ", 4) == 0 && strstr(err, ": ") ? strstr(err, ": ") + 2 : err;
+
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid customer summary (x %d, t_x %g, t %g, weight %g): %s",
+						PG_GETARG_INT32(1), row.t_x, row.T, row.weight, why)));
+	}
+	if (st == NULL)
+		st = fit_state_new(aggcontext, 64);
+	fit_state_reserve(st, 1);
+	st->rows[st->nrows++] = row;
+	PG_RETURN_POINTER(st);
+}
+
+PG_FUNCTION_INFO_V1(es_fit_combinefn);
+Datum
+es_fit_combinefn(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggcontext = es_aggcontext(fcinfo, "fit combine");
+	FitState   *a = PG_ARGISNULL(0) ? NULL : (FitState *) PG_GETARG_POINTER(0);
+	FitState   *b = PG_ARGISNULL(1) ? NULL : (FitState *) PG_GETARG_POINTER(1);
+
+	if (b == NULL)
+		PG_RETURN_POINTER(a);
+	if (a == NULL)
+		a = fit_state_new(aggcontext, b->nrows);
+	fit_state_reserve(a, b->nrows);
+	memcpy(a->rows + a->nrows, b->rows, b->nrows * sizeof(es_btyd_row));
+	a->nrows += b->nrows;
+	PG_RETURN_POINTER(a);
+}
+
+PG_FUNCTION_INFO_V1(es_fit_serialfn);
+Datum
+es_fit_serialfn(PG_FUNCTION_ARGS)
+{
+	FitState   *st = (FitState *) PG_GETARG_POINTER(0);
+	StringInfoData buf;
+	int64		i;
+
+	(void) es_aggcontext(fcinfo, "fit serialize");
+	st->nrows = (int64) es_btyd_collapse(st->rows, (size_t) st->nrows);
+	st->collapsed = st->nrows;
+	pq_begintypsend(&buf);
+	pq_sendint64(&buf, st->nrows);
+	for (i = 0; i < st->nrows; i++)
+	{
+		pq_sendfloat8(&buf, st->rows[i].x);
+		pq_sendfloat8(&buf, st->rows[i].t_x);
+		pq_sendfloat8(&buf, st->rows[i].T);
+		pq_sendfloat8(&buf, st->rows[i].weight);
+	}
+	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
+}
+
+PG_FUNCTION_INFO_V1(es_fit_deserialfn);
+Datum
+es_fit_deserialfn(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggcontext = es_aggcontext(fcinfo, "fit deserialize");
+	bytea	   *raw = PG_GETARG_BYTEA_PP(0);
+	StringInfoData buf;
+	FitState   *st;
+	int64		n,
+				i;
+
+	buf.data = VARDATA_ANY(raw);
+	buf.len = VARSIZE_ANY_EXHDR(raw);
+	buf.maxlen = buf.len;
+	buf.cursor = 0;
+	n = pq_getmsgint64(&buf);
+	if (n < 0 || n * 32 > buf.len - buf.cursor)
+		elog(ERROR, "corrupt fit state");
+	st = fit_state_new(aggcontext, n);
+	for (i = 0; i < n; i++)
+	{
+		st->rows[i].x = pq_getmsgfloat8(&buf);
+		st->rows[i].t_x = pq_getmsgfloat8(&buf);
+		st->rows[i].T = pq_getmsgfloat8(&buf);
+		st->rows[i].weight = pq_getmsgfloat8(&buf);
+	}
+	st->nrows = st->collapsed = n;
+	pq_getmsgend(&buf);
+	PG_RETURN_POINTER(st);
+}
+
+static Datum
+fit_final(FunctionCallInfo fcinfo, int model)
+{
+	FitState   *st = PG_ARGISNULL(0) ? NULL : (FitState *) PG_GETARG_POINTER(0);
+	es_btyd_fit fit;
+	char		err[ES_ERRLEN] = "";
+	int			status;
+	TupleDesc	desc;
+	Datum		values[8];
+	bool		nulls[8] = {false};
+
+	(void) es_aggcontext(fcinfo, "fit final");
+	if (st == NULL || st->nrows == 0)
+		PG_RETURN_NULL();
+	/* The kernel copies, validates, sorts and collapses: the fit depends only on the rows. */
+	status = es_btyd_fit_model(model, st->rows, (size_t) st->nrows, &fit, err, sizeof err);
+	if (status != ES_OK)
+		es_raise(status, err);
+	if (!fit.converged)
+		ereport(NOTICE,
+				(errmsg("the %s fit did not converge: %s", model == ES_MODEL_MBGNBD ? "MBG/NBD" : "BG/NBD", err)));
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "the fit must return a composite type");
+	desc = BlessTupleDesc(desc);
+	values[0] = Float8GetDatum(fit.r);
+	values[1] = Float8GetDatum(fit.alpha);
+	values[2] = Float8GetDatum(fit.a);
+	values[3] = Float8GetDatum(fit.b);
+	values[4] = Float8GetDatum(fit.log_likelihood);
+	values[5] = Float8GetDatum(fit.n);
+	values[6] = Int32GetDatum(fit.iterations);
+	values[7] = BoolGetDatum(fit.converged != 0);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}
+
+PG_FUNCTION_INFO_V1(es_fit_mbgnbd_finalfn);
+Datum
+es_fit_mbgnbd_finalfn(PG_FUNCTION_ARGS)
+{
+	return fit_final(fcinfo, ES_MODEL_MBGNBD);
+}
+
+PG_FUNCTION_INFO_V1(es_fit_bgnbd_finalfn);
+Datum
+es_fit_bgnbd_finalfn(PG_FUNCTION_ARGS)
+{
+	return fit_final(fcinfo, ES_MODEL_BGNBD);
+}
+
+/* 'mbgnbd' or 'bgnbd'. */
+static int
+es_model_of(text *name)
+{
+	char	   *s = text_to_cstring(name);
+
+	if (strcmp(s, "mbgnbd") == 0)
+		return ES_MODEL_MBGNBD;
+	if (strcmp(s, "bgnbd") == 0)
+		return ES_MODEL_BGNBD;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("unknown model \"%s\"", s),
+			 errhint("The models are 'mbgnbd' and 'bgnbd'.")));
+	return -1;
+}
+
+/* p_alive(model, x, t_x, t, r, alpha, a, b) */
+PG_FUNCTION_INFO_V1(es_p_alive);
+Datum
+es_p_alive(PG_FUNCTION_ARGS)
+{
+	int			model = es_model_of(PG_GETARG_TEXT_PP(0));
+	double		out;
+	char		err[ES_ERRLEN];
+	int			status = es_btyd_p_alive(model, PG_GETARG_FLOAT8(1), PG_GETARG_FLOAT8(2), PG_GETARG_FLOAT8(3),
+										 PG_GETARG_FLOAT8(4), PG_GETARG_FLOAT8(5), PG_GETARG_FLOAT8(6),
+										 PG_GETARG_FLOAT8(7), &out, err, sizeof err);
+
+	if (status != ES_OK)
+		es_raise(status, err);
+	PG_RETURN_FLOAT8(out);
+}
+
+/* expected_engagements(model, horizon, x, t_x, t, r, alpha, a, b) */
+PG_FUNCTION_INFO_V1(es_expected_engagements);
+Datum
+es_expected_engagements(PG_FUNCTION_ARGS)
+{
+	int			model = es_model_of(PG_GETARG_TEXT_PP(0));
+	double		out;
+	char		err[ES_ERRLEN];
+	int			status = es_btyd_expected(model, PG_GETARG_FLOAT8(1), PG_GETARG_FLOAT8(2), PG_GETARG_FLOAT8(3),
+										  PG_GETARG_FLOAT8(4), PG_GETARG_FLOAT8(5), PG_GETARG_FLOAT8(6),
+										  PG_GETARG_FLOAT8(7), PG_GETARG_FLOAT8(8), &out, err, sizeof err);
+
+	if (status != ES_OK)
+		es_raise(status, err);
+	PG_RETURN_FLOAT8(out);
+}
+
+/* prob_no_engagement(model, horizon, x, t_x, t, r, alpha, a, b) */
+PG_FUNCTION_INFO_V1(es_prob_no_engagement);
+Datum
+es_prob_no_engagement(PG_FUNCTION_ARGS)
+{
+	int			model = es_model_of(PG_GETARG_TEXT_PP(0));
+	double		out;
+	char		err[ES_ERRLEN];
+	int			status = es_btyd_prob_no_event(model, PG_GETARG_FLOAT8(1), PG_GETARG_FLOAT8(2), PG_GETARG_FLOAT8(3),
+											   PG_GETARG_FLOAT8(4), PG_GETARG_FLOAT8(5), PG_GETARG_FLOAT8(6),
+											   PG_GETARG_FLOAT8(7), PG_GETARG_FLOAT8(8), &out, err, sizeof err);
+
+	if (status != ES_OK)
+		es_raise(status, err);
+	PG_RETURN_FLOAT8(out);
 }
