@@ -30,6 +30,11 @@ ALTER TABLE @extschema@.engagement_scores
 COMMENT ON COLUMN @extschema@.engagement_scores.expected_engagements_30d IS
     'MBG/NBD expected engagement days over the profile''s horizon_days (30 by default), opt-out penalised';
 
+-- Every refresh rewrites its rows: room on each page lets those be HOT updates (no index
+-- insertions) whose old versions later refreshes prune in place, so the table keeps its size
+-- without waiting for autovacuum.
+ALTER TABLE @extschema@.engagement_scores SET (fillfactor = 45);
+
 ------------------------------------------------------------------------------------------------
 -- Change tracking: statement-level triggers append the changed contacts to event_changes (no
 -- index, no conflicts: bulk ingest stays cheap and concurrent writers never wait on each other).
@@ -93,7 +98,8 @@ CREATE TABLE @extschema@.score_distributions (
     sorted_composites bytea NOT NULL,   -- the composites of every scored contact, ascending, as float8s
     contacts         bigint NOT NULL CHECK (contacts >= 0),
     profile_version  integer NOT NULL,  -- the profile version of the last refresh
-    refreshed_at     timestamptz NOT NULL
+    refreshed_at     timestamptz NOT NULL,
+    oldest_score_at  timestamptz        -- min(calculated_at): when any score can next be too old
 );
 -- Uncompressed out of line: a percentile lookup reads a few TOAST slices, not the whole array.
 ALTER TABLE @extschema@.score_distributions ALTER COLUMN sorted_composites SET STORAGE EXTERNAL;
@@ -104,6 +110,8 @@ CREATE FUNCTION @extschema@._pack_sorted(float8[]) RETURNS bytea
 AS 'MODULE_PATHNAME', 'es_pack_sorted' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION @extschema@._count_below(bytea, float8) RETURNS bigint
 AS 'MODULE_PATHNAME', 'es_count_below' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@._merge_distribution(bytea, float8[], float8[]) RETURNS bytea
+AS 'MODULE_PATHNAME', 'es_merge_distribution' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.event_changes', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.pending_rescore', '');
@@ -130,10 +138,14 @@ RETURNS bigint
 LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     p          @extschema@.scoring_profiles;
-    as_of      timestamptz := now();
+    refresh_at timestamptz := now();   -- as of now(): the transaction's start
     do_full    boolean := "full";
-    last_version integer;
+    last       record;
+    aged       boolean;
+    targets    bigint;
     rescored   bigint;
+    removed    float8[];   -- composites leaving the distribution
+    added      float8[];   -- composites entering it
 BEGIN
     p := @extschema@._profile_or_error(profile);
     -- One refresh per profile at a time: a second one returns at once.
@@ -153,89 +165,141 @@ BEGIN
      ORDER BY 1, 2
     ON CONFLICT DO NOTHING;
 
-    SELECT d.profile_version INTO last_version FROM @extschema@.score_distributions d WHERE d.profile = p.name;
-    do_full := do_full OR last_version IS DISTINCT FROM p.version;
+    SELECT d.profile_version, d.oldest_score_at, d.contacts INTO last
+      FROM @extschema@.score_distributions d WHERE d.profile = p.name;
+    do_full := do_full OR last.profile_version IS DISTINCT FROM p.version;
+    aged := last.oldest_score_at < refresh_at - p.max_score_age;
 
+    -- The rescored contacts go into pg_temp._es_scored, one column per score field.
     IF do_full THEN
         DELETE FROM @extschema@.pending_rescore pr WHERE pr.profile = p.name;
         -- CREATE TABLE AS may run the scan and the aggregate in parallel.
         CREATE TEMP TABLE _es_scored ON COMMIT DROP AS
-        SELECT e.contact_id, @extschema@.score_events(e.event_type, e.occurred_at, e.conversion_value, as_of, p.name) AS s
-          FROM @extschema@.engagement_events e
-         WHERE e.occurred_at <= as_of
-         GROUP BY e.contact_id;
+        SELECT q.contact_id, (q.s).*
+          FROM (SELECT e.contact_id,
+                       @extschema@.score_events(e.event_type, e.occurred_at, e.conversion_value, refresh_at, p.name) AS s
+                  FROM @extschema@.engagement_events e
+                 WHERE e.occurred_at <= refresh_at
+                 GROUP BY e.contact_id) q;
     ELSE
         CREATE TEMP TABLE _es_targets (contact_id bigint PRIMARY KEY) ON COMMIT DROP;
+        -- The changed contacts, and those whose score grew older than max_score_age (the
+        -- scores are scanned for those only when the oldest one may have).
         WITH consumed AS (DELETE FROM @extschema@.pending_rescore pr WHERE pr.profile = p.name RETURNING pr.contact_id)
         INSERT INTO pg_temp._es_targets
         SELECT contact_id FROM consumed
          UNION
         SELECT s.contact_id FROM @extschema@.engagement_scores s
-         WHERE s.profile = p.name AND s.calculated_at < as_of - p.max_score_age;
+         WHERE aged AND s.profile = p.name AND s.calculated_at < refresh_at - p.max_score_age;
+        GET DIAGNOSTICS targets = ROW_COUNT;
         ANALYZE pg_temp._es_targets;
-        CREATE TEMP TABLE _es_scored ON COMMIT DROP AS
-        SELECT t.contact_id, @extschema@.score_events(e.event_type, e.occurred_at, e.conversion_value, as_of, p.name) AS s
-          FROM pg_temp._es_targets t JOIN @extschema@.engagement_events e ON e.contact_id = t.contact_id
-         WHERE e.occurred_at <= as_of
-         GROUP BY t.contact_id;
+        IF targets * 10 > coalesce(last.contacts, 0) THEN
+            -- Many contacts: one scan of the events.
+            CREATE TEMP TABLE _es_scored ON COMMIT DROP AS
+            SELECT q.contact_id, (q.s).*
+              FROM (SELECT t.contact_id,
+                           @extschema@.score_events(e.event_type, e.occurred_at, e.conversion_value, refresh_at, p.name) AS s
+                      FROM pg_temp._es_targets t JOIN @extschema@.engagement_events e ON e.contact_id = t.contact_id
+                     WHERE e.occurred_at <= refresh_at
+                     GROUP BY t.contact_id) q;
+        ELSE
+            -- A few: each contact's events through the (contact_id, occurred_at) index.
+            CREATE TEMP TABLE _es_scored ON COMMIT DROP AS
+            SELECT t.contact_id, (c.s).*
+              FROM pg_temp._es_targets t,
+                   LATERAL (SELECT @extschema@.score_events(e.event_type, e.occurred_at, e.conversion_value,
+                                                             refresh_at, p.name) AS s
+                              FROM @extschema@.engagement_events e
+                             WHERE e.contact_id = t.contact_id AND e.occurred_at <= refresh_at) c
+             WHERE (c.s).event_count IS NOT NULL;   -- not "c.s IS NOT NULL": that needs every field non-NULL
+        END IF;
     END IF;
+    ANALYZE pg_temp._es_scored;
 
-    -- Upsert, and keep the history of moves worth keeping (and every first score).
+    -- Write the scores: UPDATE the contacts already scored, INSERT the new ones (only a refresh
+    -- writes this table, under the lock above, so no upsert is needed), and keep the history of
+    -- the moves worth keeping (and of every first score).  A full refresh also writes every
+    -- percentile; an incremental one writes those of its contacts below.
     WITH prev AS (
         SELECT s.contact_id, s.composite, s.segment
           FROM @extschema@.engagement_scores s JOIN pg_temp._es_scored n USING (contact_id)
          WHERE s.profile = p.name),
-    up AS (
-        INSERT INTO @extschema@.engagement_scores AS cur (profile, contact_id, composite, recency, frequency, monetary,
+    ranked AS (
+        SELECT n.*, CASE WHEN do_full THEN 100 * percent_rank() OVER (ORDER BY n.composite) END AS pct
+          FROM pg_temp._es_scored n),
+    upd AS (
+        UPDATE @extschema@.engagement_scores cur
+           SET composite = n.composite, recency = n.recency, frequency = n.frequency, monetary = n.monetary,
+               time_decay = n.time_decay, diversity = n.diversity, engagement_probability = n.engagement_probability,
+               conversion_probability = n.conversion_probability, churn_risk = n.churn_risk, segment = n.segment,
+               opted_out = n.opted_out, event_count = n.event_count, engaging_count = n.engaging_count,
+               conversion_total = n.conversion_total, first_event_at = n.first_event_at,
+               last_engaged_at = n.last_engaged_at, expected_engagements_30d = n.expected_engagements_30d,
+               percentile_rank = n.pct, score_version = cur.score_version + 1, profile_version = p.version,
+               calculated_at = refresh_at
+          FROM ranked n
+         WHERE cur.profile = p.name AND cur.contact_id = n.contact_id
+        RETURNING cur.contact_id, cur.composite, cur.segment, cur.score_version),
+    ins AS (
+        INSERT INTO @extschema@.engagement_scores (profile, contact_id, composite, recency, frequency, monetary,
                time_decay, diversity, engagement_probability, conversion_probability, churn_risk, segment,
                opted_out, event_count, engaging_count, conversion_total, first_event_at, last_engaged_at,
                expected_engagements_30d, percentile_rank, score_version, profile_version, calculated_at)
-        SELECT p.name, n.contact_id, (n.s).composite, (n.s).recency, (n.s).frequency, (n.s).monetary,
-               (n.s).time_decay, (n.s).diversity, (n.s).engagement_probability, (n.s).conversion_probability,
-               (n.s).churn_risk, (n.s).segment, (n.s).opted_out, (n.s).event_count, (n.s).engaging_count,
-               (n.s).conversion_total, (n.s).first_event_at, (n.s).last_engaged_at, (n.s).expected_engagements_30d,
-               CASE WHEN do_full THEN 100 * percent_rank() OVER (ORDER BY (n.s).composite) END,
-               1, p.version, as_of
-          FROM pg_temp._es_scored n
-        ON CONFLICT ON CONSTRAINT engagement_scores_pkey DO UPDATE SET
-               composite = excluded.composite, recency = excluded.recency, frequency = excluded.frequency,
-               monetary = excluded.monetary, time_decay = excluded.time_decay, diversity = excluded.diversity,
-               engagement_probability = excluded.engagement_probability,
-               conversion_probability = excluded.conversion_probability, churn_risk = excluded.churn_risk,
-               segment = excluded.segment, opted_out = excluded.opted_out, event_count = excluded.event_count,
-               engaging_count = excluded.engaging_count, conversion_total = excluded.conversion_total,
-               first_event_at = excluded.first_event_at, last_engaged_at = excluded.last_engaged_at,
-               expected_engagements_30d = excluded.expected_engagements_30d, percentile_rank = excluded.percentile_rank, score_version = cur.score_version + 1,
-               profile_version = excluded.profile_version, calculated_at = excluded.calculated_at
-        RETURNING cur.contact_id, cur.composite, cur.segment, cur.score_version),
+        SELECT p.name, n.contact_id, n.composite, n.recency, n.frequency, n.monetary, n.time_decay, n.diversity,
+               n.engagement_probability, n.conversion_probability, n.churn_risk, n.segment, n.opted_out,
+               n.event_count, n.engaging_count, n.conversion_total, n.first_event_at, n.last_engaged_at,
+               n.expected_engagements_30d, n.pct, 1, p.version, refresh_at
+          FROM ranked n
+         WHERE NOT EXISTS (SELECT FROM prev WHERE prev.contact_id = n.contact_id)
+        RETURNING contact_id, composite, segment, score_version),
+    up AS (SELECT * FROM upd UNION ALL SELECT * FROM ins),
     hist AS (
         INSERT INTO @extschema@.engagement_score_history (profile, contact_id, composite, segment,
                previous_composite, previous_segment, score_version, recorded_at)
-        SELECT p.name, up.contact_id, up.composite, up.segment, prev.composite, prev.segment, up.score_version, as_of
+        SELECT p.name, up.contact_id, up.composite, up.segment, prev.composite, prev.segment, up.score_version, refresh_at
           FROM up LEFT JOIN prev USING (contact_id)
          WHERE prev.contact_id IS NULL
             OR abs(up.composite - prev.composite) >= p.history_min_delta
             OR up.segment <> prev.segment)
-    SELECT count(*) INTO rescored FROM up;
+    SELECT count(*), coalesce(array_agg(prev.composite) FILTER (WHERE prev.contact_id IS NOT NULL), '{}'),
+           coalesce(array_agg(up.composite), '{}')
+      INTO rescored, removed, added
+      FROM up LEFT JOIN prev USING (contact_id);
 
     -- Contacts that no longer have any event have no score.
     IF do_full THEN
         DELETE FROM @extschema@.engagement_scores s
          WHERE s.profile = p.name AND NOT EXISTS (SELECT FROM pg_temp._es_scored n WHERE n.contact_id = s.contact_id);
     ELSE
-        DELETE FROM @extschema@.engagement_scores s
-         USING pg_temp._es_targets t
-         WHERE s.profile = p.name AND s.contact_id = t.contact_id
-           AND NOT EXISTS (SELECT FROM pg_temp._es_scored n WHERE n.contact_id = t.contact_id);
+        WITH gone AS (
+            DELETE FROM @extschema@.engagement_scores s
+             USING pg_temp._es_targets t
+             WHERE s.profile = p.name AND s.contact_id = t.contact_id
+               AND NOT EXISTS (SELECT FROM pg_temp._es_scored n WHERE n.contact_id = t.contact_id)
+            RETURNING s.composite)
+        SELECT removed || coalesce(array_agg(composite), '{}') INTO removed FROM gone;
     END IF;
 
-    -- The distribution as of this refresh; then the percentiles of the rows rescored incrementally.
-    INSERT INTO @extschema@.score_distributions AS d (profile, sorted_composites, contacts, profile_version, refreshed_at)
-    SELECT p.name, @extschema@._pack_sorted(coalesce(array_agg(s.composite), '{}')), count(*), p.version, as_of
-      FROM @extschema@.engagement_scores s WHERE s.profile = p.name
-    ON CONFLICT ON CONSTRAINT score_distributions_pkey DO UPDATE SET sorted_composites = excluded.sorted_composites, contacts = excluded.contacts,
-           profile_version = excluded.profile_version, refreshed_at = excluded.refreshed_at;
-    IF NOT do_full THEN
+    -- The distribution as of this refresh: all composites after a full refresh, else the last
+    -- one with the rescored and removed contacts' old composites replaced (a linear merge).
+    -- oldest_score_at stays a lower bound of calculated_at; it is recomputed when the age check ran.
+    IF do_full THEN
+        INSERT INTO @extschema@.score_distributions AS d (profile, sorted_composites, contacts, profile_version,
+                                                          refreshed_at, oldest_score_at)
+        VALUES (p.name, @extschema@._pack_sorted(added), cardinality(added), p.version, refresh_at, refresh_at)
+        ON CONFLICT ON CONSTRAINT score_distributions_pkey DO UPDATE
+           SET sorted_composites = excluded.sorted_composites, contacts = excluded.contacts,
+               profile_version = excluded.profile_version, refreshed_at = excluded.refreshed_at,
+               oldest_score_at = excluded.oldest_score_at;
+    ELSE
+        UPDATE @extschema@.score_distributions d
+           SET sorted_composites = @extschema@._merge_distribution(d.sorted_composites, removed, added),
+               contacts = d.contacts - cardinality(removed) + cardinality(added),
+               refreshed_at = refresh_at,
+               oldest_score_at = CASE WHEN aged THEN (SELECT min(s.calculated_at) FROM @extschema@.engagement_scores s
+                                                       WHERE s.profile = p.name)
+                                      ELSE d.oldest_score_at END
+         WHERE d.profile = p.name;
         UPDATE @extschema@.engagement_scores s
            SET percentile_rank = CASE WHEN d.contacts > 1
                                       THEN 100.0 * @extschema@._count_below(d.sorted_composites, s.composite) / (d.contacts - 1)
@@ -441,7 +505,7 @@ CREATE AGGREGATE @extschema@.btyd_summary(@extschema@.event_type, timestamptz, t
     SFUNC = @extschema@._btyd_summary_transfn, STYPE = internal,
     COMBINEFUNC = @extschema@._score_events_combinefn,
     SERIALFUNC = @extschema@._score_events_serialfn, DESERIALFUNC = @extschema@._score_events_deserialfn,
-    FINALFUNC = @extschema@._btyd_summary_finalfn, PARALLEL = SAFE);
+    FINALFUNC = @extschema@._btyd_summary_finalfn, SSPACE = 384, PARALLEL = SAFE);
 COMMENT ON AGGREGATE @extschema@.btyd_summary(@extschema@.event_type, timestamptz, timestamptz) IS
     'One contact''s (x, t_x, t) in days: distinct engagement days, the last one and as_of, since the first event';
 

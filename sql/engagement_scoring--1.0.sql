@@ -230,16 +230,18 @@ CREATE FUNCTION @extschema@._explain_events_finalfn(internal)
 RETURNS text AS 'MODULE_PATHNAME', 'es_explain_events_finalfn' LANGUAGE C STABLE PARALLEL SAFE;
 
 -- The final functions only sort the state's day keys in place (same set), so READ_ONLY holds.
+-- SSPACE: the state is 256 bytes plus a day-key array (64 bytes to start); without it the planner
+-- assumes a large internal state and prices hashed aggregation over many contacts as spilling.
 CREATE AGGREGATE @extschema@.score_events(@extschema@.event_type, timestamptz, numeric, timestamptz, text) (
     SFUNC = @extschema@._score_events_transfn, STYPE = internal,
     COMBINEFUNC = @extschema@._score_events_combinefn,
     SERIALFUNC = @extschema@._score_events_serialfn, DESERIALFUNC = @extschema@._score_events_deserialfn,
-    FINALFUNC = @extschema@._score_events_finalfn, PARALLEL = SAFE);
+    FINALFUNC = @extschema@._score_events_finalfn, SSPACE = 384, PARALLEL = SAFE);
 CREATE AGGREGATE @extschema@.score_events(@extschema@.event_type, timestamptz, numeric, timestamptz) (
     SFUNC = @extschema@._score_events_transfn, STYPE = internal,
     COMBINEFUNC = @extschema@._score_events_combinefn,
     SERIALFUNC = @extschema@._score_events_serialfn, DESERIALFUNC = @extschema@._score_events_deserialfn,
-    FINALFUNC = @extschema@._score_events_finalfn, PARALLEL = SAFE);
+    FINALFUNC = @extschema@._score_events_finalfn, SSPACE = 384, PARALLEL = SAFE);
 COMMENT ON AGGREGATE @extschema@.score_events(@extschema@.event_type, timestamptz, numeric, timestamptz, text) IS
     'Scores one contact''s events (the rows of a group) as of a time under a named profile';
 COMMENT ON AGGREGATE @extschema@.score_events(@extschema@.event_type, timestamptz, numeric, timestamptz) IS
@@ -249,7 +251,7 @@ CREATE AGGREGATE @extschema@.explain_events(@extschema@.event_type, timestamptz,
     SFUNC = @extschema@._score_events_transfn, STYPE = internal,
     COMBINEFUNC = @extschema@._score_events_combinefn,
     SERIALFUNC = @extschema@._score_events_serialfn, DESERIALFUNC = @extschema@._score_events_deserialfn,
-    FINALFUNC = @extschema@._explain_events_finalfn, PARALLEL = SAFE);
+    FINALFUNC = @extschema@._explain_events_finalfn, SSPACE = 384, PARALLEL = SAFE);
 COMMENT ON AGGREGATE @extschema@.explain_events(@extschema@.event_type, timestamptz, numeric, timestamptz, text) IS
     'Explains, in words, the score of one contact''s events (the rows of a group)';
 
@@ -268,7 +270,7 @@ CREATE AGGREGATE @extschema@.time_decay(float8, timestamptz, timestamptz, float8
     SFUNC = @extschema@._time_decay_transfn, STYPE = internal,
     COMBINEFUNC = @extschema@._time_decay_combinefn,
     SERIALFUNC = @extschema@._time_decay_serialfn, DESERIALFUNC = @extschema@._time_decay_deserialfn,
-    FINALFUNC = @extschema@._time_decay_finalfn, PARALLEL = SAFE);
+    FINALFUNC = @extschema@._time_decay_finalfn, SSPACE = 48, PARALLEL = SAFE);
 COMMENT ON AGGREGATE @extschema@.time_decay(float8, timestamptz, timestamptz, float8) IS
     'Sum of weight * 2^(-age_days / half_life_days) over the rows at or before as_of';
 

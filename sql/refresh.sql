@@ -84,8 +84,10 @@ SELECT engagement.refresh_scores() AS after_copy;
 SELECT count(*) AS copied_contact_scored FROM engagement.engagement_scores WHERE contact_id = 900003;
 SELECT count(*) FILTER (WHERE cardinality(differences) > 0) AS stored_differing_from_live FROM stored_vs_live;
 
--- Age: scores older than max_score_age are rescored even without new events.
+-- Age: scores older than max_score_age are rescored even without new events.  Ageing simulated by
+-- moving these scores, and the refresh's record of its oldest score, 25 hours back.
 UPDATE engagement.engagement_scores SET calculated_at = calculated_at - interval '25 hours' WHERE contact_id <= 20;
+UPDATE engagement.score_distributions SET oldest_score_at = oldest_score_at - interval '25 hours';
 SELECT count(*) AS stale_by_age FROM engagement.contact_scores WHERE is_stale;
 SELECT engagement.refresh_scores() AS after_ageing;
 SELECT count(*) AS stale_after FROM engagement.contact_scores WHERE is_stale;

@@ -92,6 +92,9 @@ typedef struct ProfileCache
 	Oid			enum_oids[ES_EVENT_TYPES];
 	/* the result descriptor, for the final function */
 	TupleDesc	result_desc;
+	/* transition function: the profile argument is a query constant, already resolved */
+	bool		profile_arg_checked;
+	bool		profile_arg_stable;
 } ProfileCache;
 
 static ProfileCache *
@@ -289,7 +292,8 @@ score_state_check_same(ScoreState *st, int64 as_of, const char *profile)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("as_of must be the same for every row of a group"),
 				 errdetail("Got %s after %s.", timestamptz_to_str(as_of), timestamptz_to_str(st->acc.as_of))));
-	if (strcmp(st->profile, profile) != 0)
+	/* profile NULL: the caller knows it is the query-wide constant profile */
+	if (profile != NULL && strcmp(st->profile, profile) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("the profile must be the same for every row of a group"),
@@ -319,20 +323,33 @@ es_score_events_transfn(PG_FUNCTION_ARGS)
 
 	as_of = es_finite_timestamp(PG_GETARG_DATUM(4), "as_of");
 	occurred_at = es_finite_timestamp(PG_GETARG_DATUM(2), "occurred_at");
-	if (has_profile_arg)
-	{
-		text	   *t = PG_GETARG_TEXT_PP(5);
-
-		if (VARSIZE_ANY_EXHDR(t) >= NAMEDATALEN)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("scoring profile \"%s\" does not exist", text_to_cstring(t))));
-		text_to_cstring_buffer(t, profile_buf, sizeof profile_buf);
-		profile_name = profile_buf;
-	}
-
 	cache = es_cache(fcinfo);
-	profile = es_lookup_profile(cache, profile_name);
+	if (!cache->profile_arg_checked)
+	{
+		cache->profile_arg_stable = !has_profile_arg || get_fn_expr_arg_stable(fcinfo->flinfo, 5);
+		cache->profile_arg_checked = true;
+	}
+	if (cache->profile_arg_stable && cache->valid)
+	{
+		/* The same profile for every row of the query: already looked up (hot path). */
+		profile = &cache->profile;
+		profile_name = cache->name;
+	}
+	else
+	{
+		if (has_profile_arg)
+		{
+			text	   *t = PG_GETARG_TEXT_PP(5);
+
+			if (VARSIZE_ANY_EXHDR(t) >= NAMEDATALEN)
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_OBJECT),
+						 errmsg("scoring profile \"%s\" does not exist", text_to_cstring(t))));
+			text_to_cstring_buffer(t, profile_buf, sizeof profile_buf);
+			profile_name = profile_buf;
+		}
+		profile = es_lookup_profile(cache, profile_name);
+	}
 	type = es_event_type_of(fcinfo, cache, PG_GETARG_OID(1));
 
 	if (type == ES_CONVERTED && !PG_ARGISNULL(3))
@@ -353,7 +370,7 @@ es_score_events_transfn(PG_FUNCTION_ARGS)
 	if (st == NULL)
 		st = score_state_new(aggcontext, as_of, profile_name, 16);
 	else
-		score_state_check_same(st, as_of, profile_name);
+		score_state_check_same(st, as_of, cache->profile_arg_stable ? NULL : profile_name);
 
 	if (es_accumulate(&st->acc, profile, type, occurred_at, value, &key))
 	{
@@ -450,7 +467,6 @@ PG_FUNCTION_INFO_V1(es_score_events_deserialfn);
 Datum
 es_score_events_deserialfn(PG_FUNCTION_ARGS)
 {
-	MemoryContext aggcontext = es_aggcontext(fcinfo, "score_events deserialize");
 	bytea	   *raw = PG_GETARG_BYTEA_PP(0);
 	StringInfoData buf;
 	es_accum	acc;
@@ -485,7 +501,9 @@ es_score_events_deserialfn(PG_FUNCTION_ARGS)
 	if (n < 0 || (int64) n * 4 > buf.len - buf.cursor)
 		elog(ERROR, "corrupt score_events state");
 
-	st = score_state_new(aggcontext, acc.as_of, profile, n);
+	/* In the per-input-tuple context: the combine function copies what it keeps. */
+	(void) es_aggcontext(fcinfo, "score_events deserialize");
+	st = score_state_new(CurrentMemoryContext, acc.as_of, profile, n);
 	st->acc = acc;
 	for (i = 0; i < n; i++)
 		st->day_keys[i] = pq_getmsgint(&buf, 4);
@@ -510,6 +528,21 @@ score_state_finalize(FunctionCallInfo fcinfo, ScoreState *st, const es_profile *
 	if (status != ES_OK)
 		es_raise(status, err);
 	return true;
+}
+
+/*
+ * The conversion total as numeric.  Values of the events table have cents: a sum within
+ * rounding of a whole number of cents is that number exactly (and quicker than float8_numeric's
+ * printf); anything else goes through float8_numeric.
+ */
+static Datum
+conversion_total_numeric(double total)
+{
+	double		cents = rint(total * 100.0);
+
+	if (fabs(cents) < 1e15 && fabs(total * 100.0 - cents) <= 1e-6)
+		return NumericGetDatum(int64_div_fast_to_numeric((int64) cents, 2));
+	return DirectFunctionCall1(float8_numeric, Float8GetDatum(total));
 }
 
 /* engagement.score has 18 fields in 1.0 and 19 from 1.1 on (expected_engagements_30d). */
@@ -563,7 +596,7 @@ es_score_events_finalfn(PG_FUNCTION_ARGS)
 	values[12] = BoolGetDatum(r.opted_out != 0);
 	values[13] = Int64GetDatum(st->acc.event_count);
 	values[14] = Int64GetDatum(st->acc.engaging_count);
-	values[15] = DirectFunctionCall1(float8_numeric, Float8GetDatum(es_sum_value(&st->acc.conversion_total)));
+	values[15] = conversion_total_numeric(es_sum_value(&st->acc.conversion_total));
 	values[16] = TimestampTzGetDatum(st->acc.first_event_at);
 	if (st->acc.engaging_count > 0)
 		values[17] = TimestampTzGetDatum(st->acc.last_engaged_at);
@@ -724,10 +757,11 @@ PG_FUNCTION_INFO_V1(es_time_decay_deserialfn);
 Datum
 es_time_decay_deserialfn(PG_FUNCTION_ARGS)
 {
-	MemoryContext aggcontext = es_aggcontext(fcinfo, "time_decay deserialize");
 	bytea	   *raw = PG_GETARG_BYTEA_PP(0);
 	StringInfoData buf;
-	DecayState *st = MemoryContextAlloc(aggcontext, sizeof(DecayState));
+	DecayState *st = palloc(sizeof(DecayState));	/* per input tuple: combine copies it */
+
+	(void) es_aggcontext(fcinfo, "time_decay deserialize");
 
 	buf.data = VARDATA_ANY(raw);
 	buf.len = VARSIZE_ANY_EXHDR(raw);
@@ -792,7 +826,20 @@ es_pack_sorted(PG_FUNCTION_ARGS)
 	PG_RETURN_BYTEA_P(out);
 }
 
-/* _count_below(sorted bytea, score): how many values of the distribution are < score. */
+/* A distribution detoasted once per query, for _count_below over many rows. */
+typedef struct DistributionCache
+{
+	Oid			toastrelid;
+	Oid			valueid;
+	int64		n;
+	double	   *values;
+} DistributionCache;
+
+/*
+ * _count_below(sorted bytea, score): how many values of the distribution are < score.
+ * One call (score_percentile) binary-searches through TOAST slices; many calls over the same
+ * stored value (a refresh's percentile UPDATE) detoast it once and search memory.
+ */
 PG_FUNCTION_INFO_V1(es_count_below);
 Datum
 es_count_below(PG_FUNCTION_ARGS)
@@ -805,20 +852,43 @@ es_count_below(PG_FUNCTION_ARGS)
 				hi = n;
 	const double *whole = NULL;
 	bool		sliceable = false;
+	DistributionCache *cache = (DistributionCache *) fcinfo->flinfo->fn_extra;
 
 	if (isnan(score))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("score must be a number, not NaN")));
-	/* Out of line and uncompressed: fetch slices; otherwise it is small, detoast it once. */
 	if (VARATT_IS_EXTERNAL_ONDISK(raw))
 	{
 		struct varatt_external toast_pointer;
 
 		VARATT_EXTERNAL_GET_POINTER(toast_pointer, raw);
-		sliceable = !VARATT_EXTERNAL_IS_COMPRESSED(toast_pointer);
+		if (cache != NULL && cache->toastrelid == toast_pointer.va_toastrelid &&
+			cache->valueid == toast_pointer.va_valueid)
+			whole = cache->values;	/* seen before in this query */
+		else if (cache != NULL && !VARATT_EXTERNAL_IS_COMPRESSED(toast_pointer))
+		{
+			/* The second call on a new value: keep a detoasted copy for the rest. */
+			bytea	   *copy = DatumGetByteaPCopy(packed);
+
+			if (cache->values != NULL)
+				pfree(cache->values);
+			cache->values = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, (Size) n * sizeof(double));
+			memcpy(cache->values, VARDATA_ANY(copy), (Size) n * sizeof(double));
+			pfree(copy);
+			cache->toastrelid = toast_pointer.va_toastrelid;
+			cache->valueid = toast_pointer.va_valueid;
+			cache->n = n;
+			whole = cache->values;
+		}
+		else
+		{
+			sliceable = !VARATT_EXTERNAL_IS_COMPRESSED(toast_pointer);
+			if (cache == NULL)
+				fcinfo->flinfo->fn_extra = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(DistributionCache));
+		}
 	}
-	if (!sliceable)
+	if (whole == NULL && !sliceable)
 		whole = (const double *) VARDATA_ANY(PG_DETOAST_DATUM_PACKED(packed));
 
 	while (lo < hi)
@@ -1029,7 +1099,6 @@ PG_FUNCTION_INFO_V1(es_fit_deserialfn);
 Datum
 es_fit_deserialfn(PG_FUNCTION_ARGS)
 {
-	MemoryContext aggcontext = es_aggcontext(fcinfo, "fit deserialize");
 	bytea	   *raw = PG_GETARG_BYTEA_PP(0);
 	StringInfoData buf;
 	FitState   *st;
@@ -1043,7 +1112,8 @@ es_fit_deserialfn(PG_FUNCTION_ARGS)
 	n = pq_getmsgint64(&buf);
 	if (n < 0 || n * 32 > buf.len - buf.cursor)
 		elog(ERROR, "corrupt fit state");
-	st = fit_state_new(aggcontext, n);
+	(void) es_aggcontext(fcinfo, "fit deserialize");
+	st = fit_state_new(CurrentMemoryContext, n);	/* the combine function copies it */
 	for (i = 0; i < n; i++)
 	{
 		st->rows[i].x = pq_getmsgfloat8(&buf);
@@ -1171,4 +1241,83 @@ es_prob_no_engagement(PG_FUNCTION_ARGS)
 	if (status != ES_OK)
 		es_raise(status, err);
 	PG_RETURN_FLOAT8(out);
+}
+
+/* The float8 values of an array without NULLs, sorted (palloc'd); *n gets their count. */
+static double *
+sorted_values(ArrayType *arr, int *n)
+{
+	double	   *v;
+
+	if (ARR_ELEMTYPE(arr) != FLOAT8OID)
+		elog(ERROR, "expected float8[]");
+	if (ARR_HASNULL(arr) && array_contains_nulls(arr))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("a score distribution cannot hold NULL")));
+	*n = ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));
+	v = palloc(Max(*n, 1) * sizeof(double));
+	if (*n > 0)
+		memcpy(v, ARR_DATA_PTR(arr), (Size) *n * sizeof(double));
+	qsort(v, *n, sizeof(double), float8_cmp);
+	return v;
+}
+
+/*
+ * _merge_distribution(sorted bytea, removed float8[], added float8[]): the distribution with
+ * one occurrence of each removed value taken out and the added values merged in, in one pass
+ * (an incremental refresh changes a few contacts of many).  A removed value that is not there
+ * is an error: the distribution and the scores table disagree.
+ */
+PG_FUNCTION_INFO_V1(es_merge_distribution);
+Datum
+es_merge_distribution(PG_FUNCTION_ARGS)
+{
+	bytea	   *old = PG_GETARG_BYTEA_PP(0);
+	int64		nold = VARSIZE_ANY_EXHDR(old) / sizeof(double);
+	const double *ov = (const double *) VARDATA_ANY(old);
+	int			nrem,
+				nadd;
+	double	   *rem = sorted_values(PG_GETARG_ARRAYTYPE_P(1), &nrem);
+	double	   *add = sorted_values(PG_GETARG_ARRAYTYPE_P(2), &nadd);
+	int64		nout = nold - nrem + nadd;
+	bytea	   *out;
+	double	   *o;
+	int64		i = 0,
+				k = 0,
+				r = 0,
+				a = 0;
+
+	if (nout < 0)
+		elog(ERROR, "score distribution out of step with the scores: %d removed of " INT64_FORMAT, nrem, nold);
+	out = palloc(VARHDRSZ + (Size) nout * sizeof(double));
+	SET_VARSIZE(out, VARHDRSZ + (Size) nout * sizeof(double));
+	o = (double *) VARDATA(out);
+	while (i < nold || a < nadd)
+	{
+		double		v;
+
+		if (i < nold && (a >= nadd || ov[i] <= add[a]))
+		{
+			memcpy(&v, ov + i, sizeof v);
+			i++;
+			/* skip it if it is the next value to remove (both sorted) */
+			if (r < nrem && rem[r] < v)
+				elog(ERROR, "score distribution out of step with the scores: %g is not in it", rem[r]);
+			if (r < nrem && rem[r] == v)
+			{
+				r++;
+				continue;
+			}
+		}
+		else
+			v = add[a++];
+		if (k >= nout)
+			elog(ERROR, "score distribution out of step with the scores");
+		o[k++] = v;
+	}
+	if (r < nrem || k != nout)
+		elog(ERROR, "score distribution out of step with the scores: %d of %d removed values not found",
+			 nrem - (int) r, nrem);
+	PG_RETURN_BYTEA_P(out);
 }

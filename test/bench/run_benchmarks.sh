@@ -26,7 +26,7 @@ psql -qX -c "CREATE EXTENSION engagement_scoring"
 AS_OF='2026-11-24 00:00:00+00'
 
 log "generating $CONTACTS contacts"
-psql -qX -v ON_ERROR_STOP=1 -v contacts="$CONTACTS" -v as_of="'$AS_OF'" -f demo/generate_crm_events.sql >/dev/null
+psql -qX -v ON_ERROR_STOP=1 -v contacts="$CONTACTS" -v campaigns="${CAMPAIGNS:-65}" -v as_of="'$AS_OF'" -f demo/generate_crm_events.sql >/dev/null
 psql -qX -c "TRUNCATE engagement.event_changes" -c "VACUUM ANALYZE engagement.engagement_events"
 EVENTS=$(psql -qXAt -c "SELECT count(*) FROM engagement.engagement_events")
 log "$EVENTS events"
@@ -91,9 +91,10 @@ compare "5. score_events 2 workers vs 0 (speed-up)" ">= 1.6x" "$REPS" "$PAR" "$S
 log "6. bulk COPY of 1M events, change tracking on vs off"
 psql -qX -c "CREATE DATABASE copybench"
 psql -qX -d copybench -c "CREATE EXTENSION engagement_scoring"
+mkdir -p "$WORK/copy" && chown postgres "$WORK/copy"   # the server writes and reads the file
 psql -qXAt -c "COPY (SELECT contact_id, campaign_id, event_type, occurred_at, conversion_value, channel, device_type, metadata
-                      FROM engagement.engagement_events ORDER BY id LIMIT 1000000) TO '$WORK/events.copy'"
-COPYSQL="COPY engagement.engagement_events (contact_id, campaign_id, event_type, occurred_at, conversion_value, channel, device_type, metadata) FROM '$WORK/events.copy'"
+                      FROM engagement.engagement_events ORDER BY id LIMIT 1000000) TO '$WORK/copy/events.copy'"
+COPYSQL="COPY engagement.engagement_events (contact_id, campaign_id, event_type, occurred_at, conversion_value, channel, device_type, metadata) FROM '$WORK/copy/events.copy'"
 PGDATABASE=copybench compare "6. COPY 1M events: tracking on vs off" "<= 1.15" 3 \
     "ALTER TABLE engagement.engagement_events DISABLE TRIGGER USER" "$COPYSQL" \
     "ALTER TABLE engagement.engagement_events ENABLE TRIGGER USER" "$COPYSQL" \

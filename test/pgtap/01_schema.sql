@@ -52,8 +52,8 @@ SELECT has_index('engagement', 'engagement_events', 'engagement_events_contact_t
 
 SELECT col_is_pk('engagement', 'scoring_profiles', 'name', 'col_is_pk engagement scoring_profiles name');
 SELECT is((SELECT count(*)::int FROM information_schema.columns
-            WHERE table_schema = 'engagement' AND table_name = 'scoring_profiles'), 34,
-          'scoring_profiles: name, description, the 27 model parameters, 2 refresh parameters, version, 2 timestamps');
+            WHERE table_schema = 'engagement' AND table_name = 'scoring_profiles'), 37,
+          'scoring_profiles: name, description, the 27 model parameters, 2 refresh parameters, 3 facts of the fit, version, 2 timestamps');
 SELECT results_eq($$SELECT name FROM engagement.scoring_profiles$$, ARRAY['default'], 'profile default exists');
 SELECT has_trigger('engagement', 'scoring_profiles', 'scoring_profiles_bump_version', 'scoring_profiles.scoring_profiles_bump_version exists');
 SELECT has_trigger('engagement', 'scoring_profiles', 'scoring_profiles_replace_builtin_default', 'scoring_profiles.scoring_profiles_replace_builtin_default exists');
@@ -79,7 +79,7 @@ SELECT is((SELECT string_agg(a.attname, ',' ORDER BY a.attnum) FROM pg_attribute
             WHERE t.oid = 'engagement.score'::regtype AND a.attnum > 0),
           'as_of,profile,composite,recency,frequency,monetary,time_decay,diversity,engagement_probability,'
           'conversion_probability,churn_risk,segment,opted_out,event_count,engaging_count,conversion_total,'
-          'first_event_at,last_engaged_at', 'engagement.score has the documented fields in order');
+          'first_event_at,last_engaged_at,expected_engagements_30d', 'engagement.score has the documented fields in order');
 
 -- Functions and aggregates: volatility, strictness, parallel safety.
 SELECT has_function('engagement', 'engagement_score', ARRAY['bigint', 'timestamp with time zone', 'text']);
@@ -97,7 +97,8 @@ SELECT is_aggregate('engagement', 'time_decay',
 SELECT results_eq($$SELECT p.oid::regprocedure::text FROM pg_proc p
                      WHERE p.pronamespace = 'engagement'::regnamespace AND p.proparallel <> 's'
                        AND p.prorettype <> 'trigger'::regtype ORDER BY 1$$,
-                  ARRAY['engagement.grant_admin_access(regrole)', 'engagement.grant_application_access(regrole)',
+                  ARRAY['engagement.fit_model(text,timestamp with time zone)',
+                        'engagement.grant_admin_access(regrole)', 'engagement.grant_application_access(regrole)',
                         'engagement.refresh_scores(text,boolean)', 'engagement.schedule_refresh(text,text,text,text)',
                         'engagement.unschedule_refresh(text)'],
                   'every function and aggregate but the writing ones is PARALLEL SAFE');
@@ -124,7 +125,8 @@ SELECT is_empty($$SELECT p.oid::regprocedure FROM pg_proc p
 SELECT results_eq($$SELECT p.oid::regprocedure::text FROM pg_proc p
                      WHERE p.pronamespace = 'engagement'::regnamespace
                        AND NOT has_function_privilege('public', p.oid, 'EXECUTE') ORDER BY 1$$,
-                  ARRAY['engagement.grant_admin_access(regrole)', 'engagement.grant_application_access(regrole)',
+                  ARRAY['engagement.fit_model(text,timestamp with time zone)',
+                        'engagement.grant_admin_access(regrole)', 'engagement.grant_application_access(regrole)',
                         'engagement.refresh_scores(text,boolean)', 'engagement.schedule_refresh(text,text,text,text)',
                         'engagement.unschedule_refresh(text)'],
                   'the writing functions are not executable by PUBLIC');

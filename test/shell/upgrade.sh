@@ -76,11 +76,16 @@ q -d es_fresh -c "$DESCRIBE" >"$WORK/fresh.txt"
 check "a fresh install describes $(wc -l <"$WORK/fresh.txt") objects" '[ "$(wc -l <"$WORK/fresh.txt")" -gt 100 ]'
 # Rows without their insertion timestamps, in a stable order.
 rows() { q -d "$1" -c "SELECT md5(string_agg(x, E'\n' ORDER BY x)) FROM (SELECT (to_jsonb(t) - 'created_at' - 'updated_at')::text AS x FROM engagement.$2 t) s"; }
+# The fields every version's score has (1.1 added expected_engagements_30d).
+SCORES_1_0="SELECT ROW(s.as_of, s.profile, s.composite, s.recency, s.frequency, s.monetary, s.time_decay, s.diversity,
+                      s.engagement_probability, s.conversion_probability, s.churn_risk, s.segment, s.opted_out,
+                      s.event_count, s.engaging_count, s.conversion_total, s.first_event_at, s.last_engaged_at)::text
+              FROM generate_series(0, 299) c, LATERAL engagement.engagement_score(c, '2026-06-01', 'vip') s ORDER BY c"
 for old in $OLD_VERSIONS; do
     db="es_from_${old//./_}"
     q -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
     q -d "$db" -c "CREATE EXTENSION engagement_scoring VERSION '$old'" -c "$LOAD"
-    q -d "$db" -c "SELECT engagement.engagement_score(c, '2026-06-01', 'vip')::text FROM generate_series(0, 299) c ORDER BY c" >"$WORK/$db.before"
+    q -d "$db" -c "$SCORES_1_0" >"$WORK/$db.before"
     q -d "$db" -c "ALTER EXTENSION engagement_scoring UPDATE" 2>"$WORK/$db.err"
     check "$old: ALTER EXTENSION UPDATE succeeds" '[ $? -eq 0 ] && [ ! -s "$WORK/$db.err" ]'
     check "$old: updated to $CURRENT" '[ "$(q -d "$db" -c "SELECT extversion FROM pg_extension WHERE extname = '"'engagement_scoring'"'")" = "$CURRENT" ]'
@@ -90,7 +95,7 @@ for old in $OLD_VERSIONS; do
     for t in engagement_events scoring_profiles; do
         check "$old: $t rows equal a fresh install's" '[ "$(rows "$db" $t)" = "$(rows es_fresh $t)" ]'
     done
-    q -d "$db" -c "SELECT engagement.engagement_score(c, '2026-06-01', 'vip')::text FROM generate_series(0, 299) c ORDER BY c" >"$WORK/$db.after"
+    q -d "$db" -c "$SCORES_1_0" >"$WORK/$db.after"
     check "$old: scores are unchanged by the update" 'cmp -s "$WORK/$db.before" "$WORK/$db.after"'
     a=$(q -d "$db" -c "SELECT engagement.refresh_scores('vip')")
     check "$old: refresh_scores works after the update ($a contacts)" '[ "$a" = 300 ]'
