@@ -1147,6 +1147,24 @@ fit_final(FunctionCallInfo fcinfo, int model)
 	if (!fit.converged)
 		ereport(NOTICE,
 				(errmsg("the %s fit did not converge: %s", model == ES_MODEL_MBGNBD ? "MBG/NBD" : "BG/NBD", err)));
+	else
+	{
+		/*
+		 * Customers with events but t_x = 0 (all on the birth day) make the likelihood grow without
+		 * bound as alpha and r go to 0: a converged fit is then a local maximum.  Say so.
+		 */
+		double		degenerate = 0;
+		int64		i;
+
+		for (i = 0; i < st->nrows; i++)
+			if (st->rows[i].x > 0 && st->rows[i].t_x == 0)
+				degenerate += st->rows[i].weight;
+		if (degenerate > 0)
+			ereport(NOTICE,
+					(errmsg("the fit is a local maximum: %.0f of %.0f customers have events only at time 0 (x > 0, t_x = 0), "
+							"where the likelihood has no global maximum", degenerate, fit.n),
+					 errhint("With engagement days, these are contacts that engaged only on the day they were first reached.")));
+	}
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "the fit must return a composite type");
 	desc = BlessTupleDesc(desc);
