@@ -156,12 +156,16 @@ BEGIN
     -- Keep the profile as it is until this refresh commits.
     PERFORM FROM @extschema@.scoring_profiles sp WHERE sp.name = p.name FOR SHARE;
 
-    -- Fan the logged changes out to every profile's pending set (sorted inserts: concurrent
-    -- refreshes of different profiles cannot deadlock on them).
+    -- Drain the change log (only the rows this snapshot sees: later ones wait for the next
+    -- refresh).  This profile takes them directly; the other profiles get them in their pending
+    -- sets (sorted inserts: concurrent refreshes of different profiles cannot deadlock on them).
+    CREATE TEMP TABLE _es_changed (contact_id bigint) ON COMMIT DROP;
     WITH moved AS (DELETE FROM @extschema@.event_changes RETURNING contact_id)
+    INSERT INTO pg_temp._es_changed SELECT DISTINCT contact_id FROM moved;
     INSERT INTO @extschema@.pending_rescore (profile, contact_id)
-    SELECT sp.name, m.contact_id
-      FROM (SELECT DISTINCT contact_id FROM moved) m CROSS JOIN @extschema@.scoring_profiles sp
+    SELECT sp.name, c.contact_id
+      FROM pg_temp._es_changed c CROSS JOIN @extschema@.scoring_profiles sp
+     WHERE sp.name <> p.name
      ORDER BY 1, 2
     ON CONFLICT DO NOTHING;
 
@@ -182,12 +186,14 @@ BEGIN
                  WHERE e.occurred_at <= refresh_at
                  GROUP BY e.contact_id) q;
     ELSE
-        CREATE TEMP TABLE _es_targets (contact_id bigint PRIMARY KEY) ON COMMIT DROP;
         -- The changed contacts, and those whose score grew older than max_score_age (the
         -- scores are scanned for those only when the oldest one may have).
+        CREATE TEMP TABLE _es_targets (contact_id bigint PRIMARY KEY) ON COMMIT DROP;
         WITH consumed AS (DELETE FROM @extschema@.pending_rescore pr WHERE pr.profile = p.name RETURNING pr.contact_id)
         INSERT INTO pg_temp._es_targets
         SELECT contact_id FROM consumed
+         UNION
+        SELECT contact_id FROM pg_temp._es_changed
          UNION
         SELECT s.contact_id FROM @extschema@.engagement_scores s
          WHERE aged AND s.profile = p.name AND s.calculated_at < refresh_at - p.max_score_age;
@@ -216,17 +222,45 @@ BEGIN
     END IF;
     ANALYZE pg_temp._es_scored;
 
+    -- The distribution as of this refresh, before the scores are written so that they can carry
+    -- their percentiles: all composites after a full refresh, else the last distribution with the
+    -- targets' old composites replaced by their new ones (a linear merge).
+    SELECT coalesce(array_agg(n.composite), '{}') INTO added FROM pg_temp._es_scored n;
+    IF do_full THEN
+        INSERT INTO @extschema@.score_distributions AS d (profile, sorted_composites, contacts, profile_version,
+                                                          refreshed_at, oldest_score_at)
+        VALUES (p.name, @extschema@._pack_sorted(added), cardinality(added), p.version, refresh_at, refresh_at)
+        ON CONFLICT ON CONSTRAINT score_distributions_pkey DO UPDATE
+           SET sorted_composites = excluded.sorted_composites, contacts = excluded.contacts,
+               profile_version = excluded.profile_version, refreshed_at = excluded.refreshed_at,
+               oldest_score_at = excluded.oldest_score_at;
+    ELSE
+        SELECT coalesce(array_agg(s.composite), '{}') INTO removed
+          FROM @extschema@.engagement_scores s JOIN pg_temp._es_targets t USING (contact_id)
+         WHERE s.profile = p.name;
+        UPDATE @extschema@.score_distributions d
+           SET sorted_composites = @extschema@._merge_distribution(d.sorted_composites, removed, added),
+               contacts = d.contacts - cardinality(removed) + cardinality(added),
+               refreshed_at = refresh_at
+         WHERE d.profile = p.name;
+    END IF;
+
     -- Write the scores: UPDATE the contacts already scored, INSERT the new ones (only a refresh
     -- writes this table, under the lock above, so no upsert is needed), and keep the history of
-    -- the moves worth keeping (and of every first score).  A full refresh also writes every
-    -- percentile; an incremental one writes those of its contacts below.
+    -- the moves worth keeping (and of every first score).
     WITH prev AS (
         SELECT s.contact_id, s.composite, s.segment
           FROM @extschema@.engagement_scores s JOIN pg_temp._es_scored n USING (contact_id)
          WHERE s.profile = p.name),
     ranked AS (
-        SELECT n.*, CASE WHEN do_full THEN 100 * percent_rank() OVER (ORDER BY n.composite) END AS pct
-          FROM pg_temp._es_scored n),
+        -- (the distribution is joined, not passed in a variable: a 1.6 MB constant would be
+        -- copied through the planner; joined, _count_below detoasts it once for all rows)
+        SELECT n.*,
+               CASE WHEN do_full THEN 100 * percent_rank() OVER (ORDER BY n.composite)
+                    WHEN d.contacts > 1 THEN 100.0 * @extschema@._count_below(d.sorted_composites, n.composite) / (d.contacts - 1)
+                    ELSE 0 END AS pct
+          FROM pg_temp._es_scored n
+          LEFT JOIN @extschema@.score_distributions d ON d.profile = p.name),
     upd AS (
         UPDATE @extschema@.engagement_scores cur
            SET composite = n.composite, recency = n.recency, frequency = n.frequency, monetary = n.monetary,
@@ -261,54 +295,30 @@ BEGIN
          WHERE prev.contact_id IS NULL
             OR abs(up.composite - prev.composite) >= p.history_min_delta
             OR up.segment <> prev.segment)
-    SELECT count(*), coalesce(array_agg(prev.composite) FILTER (WHERE prev.contact_id IS NOT NULL), '{}'),
-           coalesce(array_agg(up.composite), '{}')
-      INTO rescored, removed, added
-      FROM up LEFT JOIN prev USING (contact_id);
+    SELECT count(*) INTO rescored FROM up;
 
-    -- Contacts that no longer have any event have no score.
+    -- Contacts that no longer have any event have no score (their composites already left the
+    -- distribution).
     IF do_full THEN
         DELETE FROM @extschema@.engagement_scores s
          WHERE s.profile = p.name AND NOT EXISTS (SELECT FROM pg_temp._es_scored n WHERE n.contact_id = s.contact_id);
     ELSE
-        WITH gone AS (
-            DELETE FROM @extschema@.engagement_scores s
-             USING pg_temp._es_targets t
-             WHERE s.profile = p.name AND s.contact_id = t.contact_id
-               AND NOT EXISTS (SELECT FROM pg_temp._es_scored n WHERE n.contact_id = t.contact_id)
-            RETURNING s.composite)
-        SELECT removed || coalesce(array_agg(composite), '{}') INTO removed FROM gone;
+        DELETE FROM @extschema@.engagement_scores s
+         USING pg_temp._es_targets t
+         WHERE s.profile = p.name AND s.contact_id = t.contact_id
+           AND NOT EXISTS (SELECT FROM pg_temp._es_scored n WHERE n.contact_id = t.contact_id);
     END IF;
 
-    -- The distribution as of this refresh: all composites after a full refresh, else the last
-    -- one with the rescored and removed contacts' old composites replaced (a linear merge).
-    -- oldest_score_at stays a lower bound of calculated_at; it is recomputed when the age check ran.
-    IF do_full THEN
-        INSERT INTO @extschema@.score_distributions AS d (profile, sorted_composites, contacts, profile_version,
-                                                          refreshed_at, oldest_score_at)
-        VALUES (p.name, @extschema@._pack_sorted(added), cardinality(added), p.version, refresh_at, refresh_at)
-        ON CONFLICT ON CONSTRAINT score_distributions_pkey DO UPDATE
-           SET sorted_composites = excluded.sorted_composites, contacts = excluded.contacts,
-               profile_version = excluded.profile_version, refreshed_at = excluded.refreshed_at,
-               oldest_score_at = excluded.oldest_score_at;
-    ELSE
+    -- oldest_score_at stays a lower bound of calculated_at (scores only get newer); after the
+    -- age check rescored the old ones, it is recomputed.
+    IF aged AND NOT do_full THEN
         UPDATE @extschema@.score_distributions d
-           SET sorted_composites = @extschema@._merge_distribution(d.sorted_composites, removed, added),
-               contacts = d.contacts - cardinality(removed) + cardinality(added),
-               refreshed_at = refresh_at,
-               oldest_score_at = CASE WHEN aged THEN (SELECT min(s.calculated_at) FROM @extschema@.engagement_scores s
-                                                       WHERE s.profile = p.name)
-                                      ELSE d.oldest_score_at END
+           SET oldest_score_at = (SELECT min(s.calculated_at) FROM @extschema@.engagement_scores s WHERE s.profile = p.name)
          WHERE d.profile = p.name;
-        UPDATE @extschema@.engagement_scores s
-           SET percentile_rank = CASE WHEN d.contacts > 1
-                                      THEN 100.0 * @extschema@._count_below(d.sorted_composites, s.composite) / (d.contacts - 1)
-                                      ELSE 0 END
-          FROM pg_temp._es_scored n, @extschema@.score_distributions d
-         WHERE s.profile = p.name AND s.contact_id = n.contact_id AND d.profile = p.name;
     END IF;
+
     -- Leave nothing behind for the rest of the transaction (another role may refresh in it).
-    DROP TABLE pg_temp._es_scored;
+    DROP TABLE pg_temp._es_scored, pg_temp._es_changed;
     IF NOT do_full THEN DROP TABLE pg_temp._es_targets; END IF;
     RETURN rescored;
 END $$;

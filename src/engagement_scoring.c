@@ -284,6 +284,18 @@ score_state_reserve(ScoreState *st, int32 extra)
 	}
 }
 
+/* Adds an engagement-day key.  Events often come in time order: a repeat of the last key is
+ * dropped at once; other duplicates go at the next compaction. */
+static inline void
+score_state_add_day(ScoreState *st, int32 key)
+{
+	if (st->ndays == 0 || st->day_keys[st->ndays - 1] != key)
+	{
+		score_state_reserve(st, 1);
+		st->day_keys[st->ndays++] = key;
+	}
+}
+
 static void
 score_state_check_same(ScoreState *st, int64 as_of, const char *profile)
 {
@@ -373,14 +385,7 @@ es_score_events_transfn(PG_FUNCTION_ARGS)
 		score_state_check_same(st, as_of, cache->profile_arg_stable ? NULL : profile_name);
 
 	if (es_accumulate(&st->acc, profile, type, occurred_at, value, &key))
-	{
-		/* Events often come in time order: skip a key equal to the last one. */
-		if (st->ndays == 0 || st->day_keys[st->ndays - 1] != key)
-		{
-			score_state_reserve(st, 1);
-			st->day_keys[st->ndays++] = key;
-		}
-	}
+		score_state_add_day(st, key);
 	PG_RETURN_POINTER(st);
 }
 
@@ -950,12 +955,8 @@ es_btyd_summary_transfn(PG_FUNCTION_ARGS)
 		st = score_state_new(aggcontext, as_of, "default", 16);
 	else
 		score_state_check_same(st, as_of, "default");
-	if (es_accumulate(&st->acc, &defaults, type, occurred_at, 0, &key) &&
-		(st->ndays == 0 || st->day_keys[st->ndays - 1] != key))
-	{
-		score_state_reserve(st, 1);
-		st->day_keys[st->ndays++] = key;
-	}
+	if (es_accumulate(&st->acc, &defaults, type, occurred_at, 0, &key))
+		score_state_add_day(st, key);
 	PG_RETURN_POINTER(st);
 }
 
