@@ -135,7 +135,10 @@ END $$;
 ------------------------------------------------------------------------------------------------
 CREATE FUNCTION @extschema@.refresh_scores(profile text DEFAULT 'default', "full" boolean DEFAULT false)
 RETURNS bigint
-LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE STRICT
+-- synchronize_seqscans off: two refreshes draining the change log scan it in the same order,
+-- so one waits for the other instead of deadlocking on rows each already locked.
+SET search_path = pg_catalog, pg_temp SET synchronize_seqscans = off AS $$
 DECLARE
     p          @extschema@.scoring_profiles;
     refresh_at timestamptz := now();   -- as of now(): the transaction's start
@@ -147,14 +150,16 @@ DECLARE
     removed    float8[];   -- composites leaving the distribution
     added      float8[];   -- composites entering it
 BEGIN
-    p := @extschema@._profile_or_error(profile);
     -- One refresh per profile at a time: a second one returns at once.
-    IF NOT pg_try_advisory_xact_lock(1701737331, hashtext(p.name)) THEN
-        RAISE NOTICE 'a refresh of scoring profile "%" is already running; this one does nothing', p.name;
+    IF NOT pg_try_advisory_xact_lock(1701737331, hashtext(profile)) THEN
+        RAISE NOTICE 'a refresh of scoring profile "%" is already running; this one does nothing', profile;
         RETURN 0;
     END IF;
-    -- Keep the profile as it is until this refresh commits.
-    PERFORM FROM @extschema@.scoring_profiles sp WHERE sp.name = p.name FOR SHARE;
+    -- Read the profile under a lock that keeps it as it is until this refresh commits.
+    SELECT * INTO p FROM @extschema@.scoring_profiles sp WHERE sp.name = refresh_scores.profile FOR SHARE;
+    IF NOT FOUND THEN
+        PERFORM @extschema@._profile_or_error(profile);   -- raises 42704
+    END IF;
 
     -- Drain the change log (only the rows this snapshot sees: later ones wait for the next
     -- refresh).  This profile takes them directly; the other profiles get them in their pending
@@ -309,11 +314,21 @@ BEGIN
            AND NOT EXISTS (SELECT FROM pg_temp._es_scored n WHERE n.contact_id = t.contact_id);
     END IF;
 
+    -- A changed contact may have events after refresh_at (committed after this transaction
+    -- started, or dated in the future): they were not scored now, so it stays pending.
+    INSERT INTO @extschema@.pending_rescore (profile, contact_id)
+    SELECT p.name, c.contact_id FROM pg_temp._es_changed c
+     WHERE EXISTS (SELECT FROM @extschema@.engagement_events e
+                    WHERE e.contact_id = c.contact_id AND e.occurred_at > refresh_at)
+     ORDER BY 2
+    ON CONFLICT DO NOTHING;
+
     -- oldest_score_at stays a lower bound of calculated_at (scores only get newer); after the
     -- age check rescored the old ones, it is recomputed.
     IF aged AND NOT do_full THEN
         UPDATE @extschema@.score_distributions d
-           SET oldest_score_at = (SELECT min(s.calculated_at) FROM @extschema@.engagement_scores s WHERE s.profile = p.name)
+           SET oldest_score_at = coalesce((SELECT min(s.calculated_at) FROM @extschema@.engagement_scores s
+                                            WHERE s.profile = p.name), refresh_at)
          WHERE d.profile = p.name;
     END IF;
 
@@ -584,7 +599,8 @@ BEGIN
     IF NOT isfinite(as_of) THEN
         RAISE EXCEPTION 'as_of must be a finite timestamp, not %', as_of USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM FROM @extschema@.scoring_profiles sp WHERE sp.name = p.name FOR UPDATE;
+    -- NO KEY UPDATE: other profiles' refreshes (FOR KEY SHARE through the foreign keys) go on.
+    PERFORM FROM @extschema@.scoring_profiles sp WHERE sp.name = p.name FOR NO KEY UPDATE;
     -- Each contact's (x, t_x, Tc) in days, identical summaries collapsed with their count as weight.
     SELECT @extschema@.fit_mbgnbd(s.x, s.t_x, s.t, s.contacts::float8) AS fit,
            sum(s.contacts) FILTER (WHERE s.x > 0) AS repeaters
@@ -749,6 +765,8 @@ BEGIN
     EXECUTE format('GRANT USAGE ON SCHEMA @extschema@ TO %s', role_name);
     EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA @extschema@ TO %s', role_name);
     EXECUTE format('GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA @extschema@ TO %s', role_name);
+    -- refresh_scores works in temporary tables
+    EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO %s', current_database(), role_name);
     EXECUTE format('GRANT EXECUTE ON FUNCTION @extschema@.refresh_scores(text, boolean), @extschema@.fit_model(text, timestamptz),
                     @extschema@.schedule_refresh(text, text, text, text), @extschema@.unschedule_refresh(text) TO %s',
                    role_name);

@@ -48,7 +48,7 @@ CREATE INDEX engagement_events_parent_idx
 -- Scoring profiles: every parameter of SCORING_MODEL.md, one row per named profile
 ------------------------------------------------------------------------------------------------
 CREATE TABLE @extschema@.scoring_profiles (
-    name                 text PRIMARY KEY CHECK (name <> '' AND length(name) <= 63),
+    name                 text PRIMARY KEY CHECK (name <> '' AND octet_length(name) < 64),  -- fits a NAMEDATALEN buffer
     description          text,
     lookback_days        float8 NOT NULL DEFAULT 365  CHECK (lookback_days > 0 AND lookback_days < 'Infinity'),
     recency_tau_days     float8 NOT NULL DEFAULT 30   CHECK (recency_tau_days > 0 AND recency_tau_days < 'Infinity'),
@@ -124,16 +124,18 @@ VALUES ('default', 'The defaults of the scoring model (SCORING_MODEL.md)');
 ------------------------------------------------------------------------------------------------
 -- Stored scores (filled by refresh_scores) and their history
 ------------------------------------------------------------------------------------------------
+-- Scores are 0..100 up to floating point: the weights sum to 1 within 1e-9, so a composite may
+-- exceed 100 by that much (100.0000001 bounds it); nothing is clamped.
 CREATE TABLE @extschema@.engagement_scores (
     profile                text NOT NULL REFERENCES @extschema@.scoring_profiles (name)
                                 ON UPDATE CASCADE ON DELETE CASCADE,
     contact_id             bigint NOT NULL,
-    composite              float8 NOT NULL CHECK (composite BETWEEN 0 AND 100),
-    recency                float8 NOT NULL CHECK (recency BETWEEN 0 AND 100),
-    frequency              float8 NOT NULL CHECK (frequency BETWEEN 0 AND 100),
-    monetary               float8 NOT NULL CHECK (monetary BETWEEN 0 AND 100),
-    time_decay             float8 NOT NULL CHECK (time_decay BETWEEN 0 AND 100),
-    diversity              float8 NOT NULL CHECK (diversity BETWEEN 0 AND 100),
+    composite              float8 NOT NULL CHECK (composite BETWEEN 0 AND 100.0000001),
+    recency                float8 NOT NULL CHECK (recency BETWEEN 0 AND 100.0000001),
+    frequency              float8 NOT NULL CHECK (frequency BETWEEN 0 AND 100.0000001),
+    monetary               float8 NOT NULL CHECK (monetary BETWEEN 0 AND 100.0000001),
+    time_decay             float8 NOT NULL CHECK (time_decay BETWEEN 0 AND 100.0000001),
+    diversity              float8 NOT NULL CHECK (diversity BETWEEN 0 AND 100.0000001),
     engagement_probability float8 NOT NULL CHECK (engagement_probability BETWEEN 0 AND 1),
     conversion_probability float8 NOT NULL CHECK (conversion_probability BETWEEN 0 AND 1),
     churn_risk             float8 NOT NULL CHECK (churn_risk BETWEEN 0 AND 1),
@@ -160,9 +162,9 @@ CREATE TABLE @extschema@.engagement_score_history (
     profile            text NOT NULL REFERENCES @extschema@.scoring_profiles (name)
                             ON UPDATE CASCADE ON DELETE CASCADE,
     contact_id         bigint NOT NULL,
-    composite          float8 NOT NULL CHECK (composite BETWEEN 0 AND 100),
+    composite          float8 NOT NULL CHECK (composite BETWEEN 0 AND 100.0000001),
     segment            text NOT NULL,
-    previous_composite float8 CHECK (previous_composite BETWEEN 0 AND 100),
+    previous_composite float8 CHECK (previous_composite BETWEEN 0 AND 100.0000001),
     previous_segment   text,
     score_version      integer NOT NULL CHECK (score_version >= 1),
     recorded_at        timestamptz NOT NULL

@@ -51,3 +51,23 @@ SELECT (ser_all.s).event_count, (ser_all.s).engaging_count,
                  (SELECT (r.s).churn_risk FROM ref.scores('(SELECT 1::bigint AS contact_id, event_type, occurred_at, conversion_value FROM ref.crm_events WHERE contact_id <= 200)',
                                                            '2026-06-01 12:00:00+00') r)) AS churn_matches_reference
   FROM ser_all, par_all;
+
+-- A group whose rows are all skipped (NULL time, weight or summary) has no state: its workers'
+-- partial states must be SQL NULL, not a NULL pointer handed to the serialize function.
+CREATE TABLE ref.null_groups AS
+SELECT g, CASE WHEN g = 1 THEN timestamptz '2026-05-01' + i * interval '1 minute' END AS ts,
+       CASE WHEN g = 1 THEN 1.0::float8 END AS w
+  FROM generate_series(1, 2) g, generate_series(1, 20000) i ORDER BY g, i;
+ANALYZE ref.null_groups;
+SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0;
+SET max_parallel_workers_per_gather = 2; SET parallel_leader_participation = off;
+EXPLAIN (COSTS OFF)
+SELECT g, engagement.score_events('opened', ts, NULL, '2026-06-01') FROM ref.null_groups GROUP BY g;
+SET client_min_messages = warning;   -- the one-point fit of group 1 cannot converge: not the point here
+SELECT g, (engagement.score_events('opened', ts, NULL, '2026-06-01')).event_count,
+       engagement.time_decay(w, ts, '2026-06-01', 14) IS NULL AS no_decay,
+       (engagement.btyd_summary('opened', ts, '2026-06-01')).x,
+       (engagement.fit_mbgnbd(1, 0, 1, w)).n
+  FROM ref.null_groups GROUP BY g ORDER BY g;
+RESET ALL;
+DROP TABLE ref.null_groups;

@@ -112,6 +112,28 @@ SELECT engagement.refresh_scores('recency_only') = (SELECT count(*) FROM engagem
 INSERT INTO engagement.engagement_events (contact_id, event_type, occurred_at) VALUES (15, 'responded', now() - interval '1 minute');
 SELECT engagement.refresh_scores('recency_only') AS second_profile_picks_up, engagement.refresh_scores() AS default_picks_up;
 
+-- An event after the refresh's as_of (dated in the future, or committed after the refresh began)
+-- is not scored yet, and its contact stays pending until it is.
+INSERT INTO engagement.engagement_events (contact_id, event_type, occurred_at) VALUES (18, 'clicked', now() + interval '1 hour');
+SELECT engagement.refresh_scores() AS rescored_with_future_event;
+SELECT count(*) AS future_event_scored FROM engagement.engagement_scores
+ WHERE profile = 'default' AND contact_id = 18 AND last_engaged_at > now();
+SELECT is_stale AS still_pending FROM engagement.contact_scores WHERE profile = 'default' AND contact_id = 18;
+DELETE FROM engagement.engagement_events WHERE contact_id = 18 AND occurred_at > now();
+SELECT engagement.refresh_scores() AS after_future_event_removed;
+
+-- Weights that sum to 1 within rounding can put a composite a hair above 100: stored as it is.
+INSERT INTO engagement.scoring_profiles (name, weight_recency, weight_frequency, weight_monetary, weight_time_decay,
+                                         weight_diversity)
+VALUES ('heavy', 0, 0.56, 0.28, 0.16, 0);
+INSERT INTO engagement.engagement_events (contact_id, event_type, occurred_at, conversion_value)
+SELECT 910000, 'converted', now() - i * interval '1 hour', 5000 FROM generate_series(1, 40) i;
+SELECT engagement.refresh_scores('heavy') > 0 AS heavy_refreshed;
+SELECT composite > 100 AS above_100_by_rounding, composite - 100 < 1e-9 AS by_rounding_only
+  FROM engagement.engagement_scores WHERE profile = 'heavy' AND contact_id = 910000;
+DELETE FROM engagement.engagement_events WHERE contact_id = 910000;
+DELETE FROM engagement.scoring_profiles WHERE name = 'heavy';
+
 -- cached_score: the stored score while fresh, a live one when stale.
 SELECT (engagement.cached_score(16)).as_of = (SELECT calculated_at FROM engagement.engagement_scores WHERE profile = 'default' AND contact_id = 16) AS from_table;
 INSERT INTO engagement.engagement_events (contact_id, event_type, occurred_at) VALUES (16, 'clicked', now() - interval '1 minute');

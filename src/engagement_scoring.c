@@ -92,9 +92,6 @@ typedef struct ProfileCache
 	Oid			enum_oids[ES_EVENT_TYPES];
 	/* the result descriptor, for the final function */
 	TupleDesc	result_desc;
-	/* transition function: the profile argument is a query constant, already resolved */
-	bool		profile_arg_checked;
-	bool		profile_arg_stable;
 } ProfileCache;
 
 static ProfileCache *
@@ -304,8 +301,7 @@ score_state_check_same(ScoreState *st, int64 as_of, const char *profile)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("as_of must be the same for every row of a group"),
 				 errdetail("Got %s after %s.", timestamptz_to_str(as_of), timestamptz_to_str(st->acc.as_of))));
-	/* profile NULL: the caller knows it is the query-wide constant profile */
-	if (profile != NULL && strcmp(st->profile, profile) != 0)
+	if (strcmp(st->profile, profile) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("the profile must be the same for every row of a group"),
@@ -329,39 +325,40 @@ es_score_events_transfn(PG_FUNCTION_ARGS)
 	char		profile_buf[NAMEDATALEN];
 	const char *profile_name = "default";
 
-	/* Like a strict aggregate, rows with a NULL argument are skipped (the value may be NULL). */
+	/*
+	 * Like a strict aggregate, rows with a NULL argument are skipped (the value may be NULL).
+	 * Before the first row the state is SQL NULL, never a NULL pointer: a worker whose rows were
+	 * all skipped would otherwise hand one to the (strict) serialize function.
+	 */
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(4) || (has_profile_arg && PG_ARGISNULL(5)))
+	{
+		if (st == NULL)
+			PG_RETURN_NULL();
 		PG_RETURN_POINTER(st);
+	}
 
 	as_of = es_finite_timestamp(PG_GETARG_DATUM(4), "as_of");
 	occurred_at = es_finite_timestamp(PG_GETARG_DATUM(2), "occurred_at");
 	cache = es_cache(fcinfo);
-	if (!cache->profile_arg_checked)
+	if (has_profile_arg)
 	{
-		cache->profile_arg_stable = !has_profile_arg || get_fn_expr_arg_stable(fcinfo->flinfo, 5);
-		cache->profile_arg_checked = true;
-	}
-	if (cache->profile_arg_stable && cache->valid)
-	{
-		/* The same profile for every row of the query: already looked up (hot path). */
-		profile = &cache->profile;
-		profile_name = cache->name;
-	}
-	else
-	{
-		if (has_profile_arg)
-		{
-			text	   *t = PG_GETARG_TEXT_PP(5);
+		text	   *t = PG_GETARG_TEXT_PP(5);
+		int			len = VARSIZE_ANY_EXHDR(t);
 
-			if (VARSIZE_ANY_EXHDR(t) >= NAMEDATALEN)
+		/* Hot path: the profile of the previous row (a byte comparison, no copy). */
+		if (cache->valid && len == (int) strlen(cache->name) && memcmp(VARDATA_ANY(t), cache->name, len) == 0)
+			profile_name = cache->name;
+		else
+		{
+			if (len >= NAMEDATALEN)
 				ereport(ERROR,
 						(errcode(ERRCODE_UNDEFINED_OBJECT),
 						 errmsg("scoring profile \"%s\" does not exist", text_to_cstring(t))));
 			text_to_cstring_buffer(t, profile_buf, sizeof profile_buf);
 			profile_name = profile_buf;
 		}
-		profile = es_lookup_profile(cache, profile_name);
 	}
+	profile = es_lookup_profile(cache, profile_name);
 	type = es_event_type_of(fcinfo, cache, PG_GETARG_OID(1));
 
 	if (type == ES_CONVERTED && !PG_ARGISNULL(3))
@@ -382,7 +379,7 @@ es_score_events_transfn(PG_FUNCTION_ARGS)
 	if (st == NULL)
 		st = score_state_new(aggcontext, as_of, profile_name, 16);
 	else
-		score_state_check_same(st, as_of, cache->profile_arg_stable ? NULL : profile_name);
+		score_state_check_same(st, as_of, profile_name);
 
 	if (es_accumulate(&st->acc, profile, type, occurred_at, value, &key))
 		score_state_add_day(st, key);
@@ -461,7 +458,9 @@ es_score_events_serialfn(PG_FUNCTION_ARGS)
 	send_sum(&buf, &st->acc.conversion_total);
 	pq_sendint32(&buf, st->acc.opted_out);
 	pq_sendint32(&buf, st->acc.ignored_future);
-	pq_sendstring(&buf, st->profile);
+	/* the name as raw bytes: pq_sendstring would convert it to the client encoding */
+	pq_sendint32(&buf, (int32) strlen(st->profile));
+	pq_sendbytes(&buf, st->profile, (int) strlen(st->profile));
 	pq_sendint32(&buf, st->ndays);
 	for (i = 0; i < st->ndays; i++)
 		pq_sendint32(&buf, st->day_keys[i]);
@@ -475,7 +474,8 @@ es_score_events_deserialfn(PG_FUNCTION_ARGS)
 	bytea	   *raw = PG_GETARG_BYTEA_PP(0);
 	StringInfoData buf;
 	es_accum	acc;
-	const char *profile;
+	char		profile[NAMEDATALEN];
+	int32		namelen;
 	ScoreState *st;
 	int32		n;
 	int			i;
@@ -501,7 +501,11 @@ es_score_events_deserialfn(PG_FUNCTION_ARGS)
 	recv_sum(&buf, &acc.conversion_total);
 	acc.opted_out = pq_getmsgint(&buf, 4);
 	acc.ignored_future = pq_getmsgint(&buf, 4);
-	profile = pq_getmsgstring(&buf);
+	namelen = pq_getmsgint(&buf, 4);
+	if (namelen < 0 || namelen >= NAMEDATALEN)
+		elog(ERROR, "corrupt score_events state");
+	pq_copymsgbytes(&buf, profile, namelen);
+	profile[namelen] = '\0';
 	n = pq_getmsgint(&buf, 4);
 	if (n < 0 || (int64) n * 4 > buf.len - buf.cursor)
 		elog(ERROR, "corrupt score_events state");
@@ -690,7 +694,11 @@ es_time_decay_transfn(PG_FUNCTION_ARGS)
 				as_of;
 
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3) || PG_ARGISNULL(4))
+	{
+		if (st == NULL)
+			PG_RETURN_NULL();	/* SQL NULL, not a NULL pointer (see score_events) */
 		PG_RETURN_POINTER(st);
+	}
 
 	weight = PG_GETARG_FLOAT8(1);
 	occurred_at = es_finite_timestamp(PG_GETARG_DATUM(2), "occurred_at");
@@ -822,6 +830,16 @@ es_pack_sorted(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("a score distribution cannot hold NULL")));
+	{
+		const double *in = (const double *) ARR_DATA_PTR(arr);
+		int			i;
+
+		for (i = 0; i < n; i++)
+			if (isnan(in[i]))	/* qsort needs a total order */
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("a score distribution cannot hold NaN")));
+	}
 	out = palloc(VARHDRSZ + (Size) n * sizeof(double));
 	SET_VARSIZE(out, VARHDRSZ + (Size) n * sizeof(double));
 	v = (double *) VARDATA(out);
@@ -942,7 +960,11 @@ es_btyd_summary_transfn(PG_FUNCTION_ARGS)
 	int32		key;
 
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
+	{
+		if (st == NULL)
+			PG_RETURN_NULL();	/* SQL NULL, not a NULL pointer (see score_events) */
 		PG_RETURN_POINTER(st);
+	}
 	if (!defaults_ready)
 	{
 		defaults = es_default_profile();
@@ -1033,7 +1055,11 @@ es_fit_transfn(PG_FUNCTION_ARGS)
 	char		err[ES_ERRLEN];
 
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3) || (PG_NARGS() > 4 && PG_ARGISNULL(4)))
+	{
+		if (st == NULL)
+			PG_RETURN_NULL();	/* SQL NULL, not a NULL pointer (see score_events) */
 		PG_RETURN_POINTER(st);
+	}
 	row.x = (double) PG_GETARG_INT32(1);
 	row.t_x = PG_GETARG_FLOAT8(2);
 	row.T = PG_GETARG_FLOAT8(3);
@@ -1111,7 +1137,7 @@ es_fit_deserialfn(PG_FUNCTION_ARGS)
 	buf.maxlen = buf.len;
 	buf.cursor = 0;
 	n = pq_getmsgint64(&buf);
-	if (n < 0 || n * 32 > buf.len - buf.cursor)
+	if (n < 0 || n > (buf.len - buf.cursor) / 32)
 		elog(ERROR, "corrupt fit state");
 	(void) es_aggcontext(fcinfo, "fit deserialize");
 	st = fit_state_new(CurrentMemoryContext, n);	/* the combine function copies it */
@@ -1278,6 +1304,11 @@ sorted_values(ArrayType *arr, int *n)
 	v = palloc(Max(*n, 1) * sizeof(double));
 	if (*n > 0)
 		memcpy(v, ARR_DATA_PTR(arr), (Size) *n * sizeof(double));
+	for (int i = 0; i < *n; i++)
+		if (isnan(v[i]))		/* qsort needs a total order */
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("a score distribution cannot hold NaN")));
 	qsort(v, *n, sizeof(double), float8_cmp);
 	return v;
 }
