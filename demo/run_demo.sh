@@ -11,9 +11,7 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO"
 . scripts/cluster.sh
 PORT=${ES_DEMO_PORT:-55434}
-WORK=$(mktemp -d /tmp/engagement_demo.XXXXXX)
-chmod 755 "$WORK"
-trap 'cluster_stop_all; rm -rf "$WORK"' EXIT
+scratch_dir demo
 step() { printf '\n==> %s\n' "$*"; }
 
 step "building and installing engagement_scoring"

@@ -27,6 +27,14 @@ cluster_start() {
     ES_CLUSTERS+=("$dir")
 }
 
+# scratch_dir NAME: sets WORK to a new directory that is removed, with every cluster this shell
+# started stopped, when the script exits (also on failure).
+scratch_dir() {
+    WORK=$(mktemp -d "/tmp/engagement_$1.XXXXXX")
+    chmod 755 "$WORK"
+    trap 'cluster_stop_all; rm -rf "$WORK"' EXIT
+}
+
 cluster_stop_all() {
     local dir
     for dir in "${ES_CLUSTERS[@]}"; do

@@ -10,9 +10,7 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO"
 . scripts/cluster.sh
 PORT=${ES_TEST_PORT:-55432}
-WORK=$(mktemp -d /tmp/engagement_tests.XXXXXX)
-chmod 755 "$WORK"
-trap 'cluster_stop_all; rm -rf "$WORK"' EXIT
+scratch_dir tests
 PASSED=0
 FAILED=0
 count() { PASSED=$((PASSED + $1)); FAILED=$((FAILED + $2)); }

@@ -11,9 +11,7 @@ REPO=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$REPO"
 . scripts/cluster.sh
 PORT=${ES_BENCH_PORT:-55436}
-WORK=$(mktemp -d /tmp/engagement_bench.XXXXXX)
-chmod 755 "$WORK"
-trap 'cluster_stop_all; rm -rf "$WORK"' EXIT
+scratch_dir bench
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 make -s -j2 >/dev/null && make -s install >/dev/null
