@@ -117,18 +117,6 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.event_changes', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.pending_rescore', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.score_distributions', '');
 
-CREATE FUNCTION @extschema@._profile_or_error(profile text) RETURNS @extschema@.scoring_profiles
-LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    p @extschema@.scoring_profiles;
-BEGIN
-    SELECT * INTO p FROM @extschema@.scoring_profiles sp WHERE sp.name = profile;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'scoring profile "%" does not exist', profile
-            USING ERRCODE = 'undefined_object', HINT = 'The profiles are the rows of engagement.scoring_profiles.';
-    END IF;
-    RETURN p;
-END $$;
 
 ------------------------------------------------------------------------------------------------
 -- refresh_scores

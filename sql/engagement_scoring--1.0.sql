@@ -279,6 +279,21 @@ COMMENT ON AGGREGATE @extschema@.time_decay(float8, timestamptz, timestamptz, fl
 ------------------------------------------------------------------------------------------------
 -- Per-contact API over engagement_events
 ------------------------------------------------------------------------------------------------
+-- The profile row, or 42704 (the one place SQL reports an unknown profile; the C lookup of the
+-- aggregates says the same).
+CREATE FUNCTION @extschema@._profile_or_error(profile text) RETURNS @extschema@.scoring_profiles
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    p @extschema@.scoring_profiles;
+BEGIN
+    SELECT * INTO p FROM @extschema@.scoring_profiles sp WHERE sp.name = profile;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'scoring profile "%" does not exist', profile
+            USING ERRCODE = 'undefined_object', HINT = 'The profiles are the rows of engagement.scoring_profiles.';
+    END IF;
+    RETURN p;
+END $$;
+
 -- Checks what the aggregates cannot check when a contact has no events (no row reaches them).
 CREATE FUNCTION @extschema@._check_scoring_args(as_of timestamptz, profile text) RETURNS void
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
@@ -287,12 +302,7 @@ BEGIN
         RAISE EXCEPTION 'as_of must be a finite timestamp, not %', as_of
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM FROM @extschema@.scoring_profiles p WHERE p.name = profile;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'scoring profile "%" does not exist', profile
-            USING ERRCODE = 'undefined_object',
-                  HINT = 'The profiles are the rows of engagement.scoring_profiles.';
-    END IF;
+    PERFORM @extschema@._profile_or_error(profile);
 END $$;
 
 CREATE FUNCTION @extschema@.engagement_score(contact_id bigint, as_of timestamptz DEFAULT now(),

@@ -33,6 +33,11 @@ double age_days(int64_t as_of, int64_t t) {
 
 bool finite_positive(double v) { return std::isfinite(v) && v > 0.0; }
 
+// weight * 2^(-age / half_life): the time-decay term of one event.
+double decayed(double weight, double age, double half_life_days) {
+    return weight * std::exp2(-age / half_life_days);
+}
+
 int64_t floor_div(int64_t a, int64_t b) {
     int64_t q = a / b;
     if ((a % b != 0) && ((a < 0) != (b < 0))) --q;
@@ -160,7 +165,7 @@ double es_sum_value(const es_sum *s) noexcept { return s->sum + s->compensation;
 
 double es_decayed_weight(double weight, int64_t occurred_at, int64_t as_of, double half_life_days) noexcept {
     if (weight == 0.0) return 0.0;
-    return weight * std::exp2(-age_days(as_of, occurred_at) / half_life_days);
+    return decayed(weight, age_days(as_of, occurred_at), half_life_days);
 }
 
 void es_accum_init(es_accum *acc, int64_t as_of) noexcept {
@@ -196,7 +201,7 @@ int es_accumulate(es_accum *acc, const es_profile *p, int type, int64_t occurred
         acc->window_type_count[type]++;
         if (type == ES_CONVERTED) es_sum_add(&acc->window_value, value);
         const double w = p->type_weight[type];
-        if (w != 0.0) es_sum_add(&acc->decay_raw, w * std::exp2(-age / p->half_life_days));
+        if (w != 0.0) es_sum_add(&acc->decay_raw, decayed(w, age, p->half_life_days));
     }
 
     if (!engaging) return 0;
