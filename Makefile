@@ -6,7 +6,7 @@ OBJS         = src/engagement_scoring.o $(KERNEL_SRCS:.cpp=.o)
 DATA         = $(wildcard sql/engagement_scoring--*.sql)
 
 # pg_regress reads sql/<test>.sql and expected/<test>.out (the classic layout), in this order.
-REGRESS      = setup schema scoring parallel time_decay errors refresh funnel search_path models
+REGRESS      = setup schema scoring parallel time_decay errors refresh funnel search_path models distributed
 REGRESS_OPTS = --inputdir=.
 # Two-session tests (isolationtester): test/isolation/specs/<test>.spec, expected/<test>.out.
 ISOLATION      = refresh_concurrency

@@ -14,6 +14,7 @@
 #include "access/htup_details.h"
 #include "catalog/pg_enum.h"
 #include "catalog/pg_type.h"
+#include "common/shortest_dec.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -21,6 +22,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/float.h"
+#include "utils/jsonb.h"
 #include "utils/numeric.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -87,6 +89,13 @@ typedef struct ProfileCache
 	char		name[NAMEDATALEN];
 	int32		version;
 	es_profile	profile;
+	/*
+	 * score_events(..., profile jsonb): the last profile document seen and its values.  Each
+	 * document read gets its own es_profile in fn_mcxt, never overwritten: states point to it.
+	 */
+	Jsonb	   *document;
+	const es_profile *carried;
+	char		carried_name[NAMEDATALEN];
 	/* engagement.event_type's OID per kernel event type, for the transition function */
 	Oid			enum_type;
 	Oid			enum_oids[ES_EVENT_TYPES];
@@ -102,27 +111,82 @@ es_cache(FunctionCallInfo fcinfo)
 	return (ProfileCache *) fcinfo->flinfo->fn_extra;
 }
 
+/* The model parameters in es_profile's field order (it is 27 doubles), then the version. */
+#define ES_PROFILE_VALUES ((int) (sizeof(es_profile) / sizeof(double)))
+StaticAssertDecl(sizeof(es_profile) == 27 * sizeof(double), "es_profile is 27 doubles");
 static const char *const profile_columns =
 	"lookback_days, recency_tau_days, frequency_min_days, frequency_ref_rate, monetary_ref_value, "
 	"half_life_days, time_decay_ref, decay_weight_delivered, decay_weight_opened, decay_weight_clicked, "
 	"decay_weight_responded, decay_weight_converted, decay_weight_opted_out, decay_weight_bounced, "
 	"weight_recency, weight_frequency, weight_monetary, weight_time_decay, weight_diversity, "
 	"opt_out_penalty, model_r, model_alpha, model_a, model_b, horizon_days, conv_prior_a, conv_prior_b, "
-	"version";
+	"version, name";
+
+/*
+ * Reads one profile row, "SELECT <profile_columns> FROM <from>" with $1 = arg, into *out (and
+ * its version and name).  False when there is no row.  A missing value becomes NaN, which the
+ * kernel's validation rejects by name.
+ */
+static bool
+es_read_profile(const char *from, Oid argtype, Datum arg, const char *display, es_profile *out,
+				int32 *version, char *name)
+{
+	StringInfoData query;
+	double	   *v = (double *) out;
+	HeapTuple	row;
+	TupleDesc	desc;
+	bool		isnull;
+	int			ret;
+	int			i;
+	char		err[ES_ERRLEN];
+
+	initStringInfo(&query);
+	appendStringInfo(&query, "SELECT %s FROM %s", profile_columns, from);
+	SPI_connect();
+	ret = SPI_execute_with_args(query.data, 1, &argtype, &arg, NULL, true, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "reading scoring profile %s failed: %s", display, SPI_result_code_string(ret));
+	if (SPI_processed == 0)
+	{
+		SPI_finish();
+		return false;
+	}
+	row = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	for (i = 0; i < ES_PROFILE_VALUES; i++)
+	{
+		Datum		d = SPI_getbinval(row, desc, i + 1, &isnull);
+
+		v[i] = isnull ? get_float8_nan() : DatumGetFloat8(d);
+	}
+	{
+		Datum		d = SPI_getbinval(row, desc, ES_PROFILE_VALUES + 1, &isnull);
+
+		*version = isnull ? 0 : DatumGetInt32(d);
+		d = SPI_getbinval(row, desc, ES_PROFILE_VALUES + 2, &isnull);
+		if (isnull || VARSIZE_ANY_EXHDR(DatumGetPointer(d)) == 0 ||
+			VARSIZE_ANY_EXHDR(DatumGetPointer(d)) >= NAMEDATALEN)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("scoring profile %s needs a name of 1 to %d bytes", display, NAMEDATALEN - 1)));
+		text_to_cstring_buffer((text *) DatumGetPointer(d), name, NAMEDATALEN);
+	}
+	SPI_finish();
+
+	/* The table's constraints make this impossible for stored profiles; the kernel checks anyway. */
+	if (es_validate_profile(out, err, sizeof err) != ES_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("scoring profile %s is invalid: %s", display, err)));
+	return true;
+}
 
 /* Reads a profile by name into cache (unless it is already there). */
 static const es_profile *
 es_lookup_profile(ProfileCache *cache, const char *name)
 {
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		args[1];
-	StringInfoData query;
-	double		v[27];
-	int			ret;
-	int			i;
-	char		err[ES_ERRLEN];
-	int			status;
-	es_profile *p;
+	char		found_name[NAMEDATALEN];
+	char	   *display;
 
 	if (cache->valid && strcmp(cache->name, name) == 0)
 		return &cache->profile;
@@ -131,68 +195,75 @@ es_lookup_profile(ProfileCache *cache, const char *name)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("scoring profile \"%s\" does not exist", name)));
 
-	initStringInfo(&query);
+	display = psprintf("\"%s\"", name);
 	/* Fully qualified, operator included: SPI resolves names with the caller's search_path. */
-	appendStringInfo(&query, "SELECT %s FROM engagement.scoring_profiles WHERE name OPERATOR(pg_catalog.=) $1",
-					 profile_columns);
-	args[0] = CStringGetTextDatum(name);
-
-	SPI_connect();
-	ret = SPI_execute_with_args(query.data, 1, argtypes, args, NULL, true, 1);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "reading scoring profile \"%s\" failed: %s", name, SPI_result_code_string(ret));
-	if (SPI_processed == 0)
+	if (!es_read_profile("engagement.scoring_profiles WHERE name OPERATOR(pg_catalog.=) $1", TEXTOID,
+						 CStringGetTextDatum(name), display, &cache->profile, &cache->version, found_name))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("scoring profile \"%s\" does not exist", name),
 				 errhint("The profiles are the rows of engagement.scoring_profiles.")));
-	for (i = 0; i < 27; i++)
-	{
-		bool		isnull;
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i + 1, &isnull);
-
-		v[i] = isnull ? get_float8_nan() : DatumGetFloat8(d);
-	}
-	{
-		bool		isnull;
-
-		cache->version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 28, &isnull));
-	}
-	SPI_finish();
-
-	p = &cache->profile;
-	p->lookback_days = v[0];
-	p->recency_tau_days = v[1];
-	p->frequency_min_days = v[2];
-	p->frequency_ref_rate = v[3];
-	p->monetary_ref_value = v[4];
-	p->half_life_days = v[5];
-	p->time_decay_ref = v[6];
-	for (i = 0; i < ES_EVENT_TYPES; i++)
-		p->type_weight[i] = v[7 + i];
-	p->weight_recency = v[14];
-	p->weight_frequency = v[15];
-	p->weight_monetary = v[16];
-	p->weight_time_decay = v[17];
-	p->weight_diversity = v[18];
-	p->opt_out_penalty = v[19];
-	p->model_r = v[20];
-	p->model_alpha = v[21];
-	p->model_a = v[22];
-	p->model_b = v[23];
-	p->horizon_days = v[24];
-	p->conv_prior_a = v[25];
-	p->conv_prior_b = v[26];
-
-	/* The table's constraints should make this impossible; the kernel checks anyway. */
-	status = es_validate_profile(p, err, sizeof err);
-	if (status != ES_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("scoring profile \"%s\" is invalid: %s", name, err)));
-
 	strlcpy(cache->name, name, NAMEDATALEN);
 	cache->valid = true;
+	return &cache->profile;
+}
+
+/*
+ * jsonb_to_record($1) AS r(<profile_columns with their types>): only the model's keys are read,
+ * so the other columns of a profile row (its events relation, say) need not exist where it is
+ * read.
+ */
+static const char *
+es_document_source(void)
+{
+	static char *source = NULL;
+
+	if (source == NULL)
+	{
+		StringInfoData buf;
+		char	   *columns = pstrdup(profile_columns);
+		char	   *save = NULL;
+		char	   *column;
+		int			i = 0;
+
+		initStringInfo(&buf);
+		appendStringInfoString(&buf, "pg_catalog.jsonb_to_record($1) AS r(");
+		for (column = strtok_r(columns, ", ", &save); column != NULL; column = strtok_r(NULL, ", ", &save), i++)
+			appendStringInfo(&buf, "%s%s %s", i > 0 ? ", " : "", column,
+							 i < ES_PROFILE_VALUES ? "float8" : i == ES_PROFILE_VALUES ? "int4" : "text");
+		appendStringInfoChar(&buf, ')');
+		source = MemoryContextStrdup(TopMemoryContext, buf.data);
+	}
+	return source;
+}
+
+/*
+ * A profile given as a document (to_jsonb of a scoring_profiles row): every parameter travels
+ * with the query, so a server that scores it (a postgres_fdw shard) needs no copy of the
+ * profiles table.  Read once per distinct document per query.
+ */
+static const es_profile *
+es_document_profile(FunctionCallInfo fcinfo, ProfileCache *cache, Jsonb *doc)
+{
+	es_profile *p;
+	int32		version;
+
+	if (cache->document != NULL && VARSIZE(doc) == VARSIZE(cache->document) &&
+		memcmp(doc, cache->document, VARSIZE(doc)) == 0)
+		return cache->carried;
+
+	if (!JB_ROOT_IS_OBJECT(doc) || JB_ROOT_IS_SCALAR(doc))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a scoring profile document must be a JSON object (to_jsonb of an engagement.scoring_profiles row)")));
+	p = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(es_profile));
+	(void) es_read_profile(es_document_source(), JSONBOID, PointerGetDatum(doc), "document", p, &version,
+						   cache->carried_name);
+	if (cache->document != NULL)
+		pfree(cache->document);
+	cache->document = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, VARSIZE(doc));
+	memcpy(cache->document, doc, VARSIZE(doc));
+	cache->carried = p;
 	return p;
 }
 
@@ -235,6 +306,7 @@ typedef struct ScoreState
 {
 	es_accum	acc;
 	char		profile[NAMEDATALEN];
+	const es_profile *carried;	/* the profile's values when given as a document, else NULL */
 	int32	   *day_keys;		/* in the aggregate context */
 	int32		ndays;
 	int32		capacity;
@@ -294,7 +366,7 @@ score_state_add_day(ScoreState *st, int32 key)
 }
 
 static void
-score_state_check_same(ScoreState *st, int64 as_of, const char *profile)
+score_state_check_same(ScoreState *st, int64 as_of, const char *profile, const es_profile *carried)
 {
 	if (st->acc.as_of != as_of)
 		ereport(ERROR,
@@ -306,6 +378,12 @@ score_state_check_same(ScoreState *st, int64 as_of, const char *profile)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("the profile must be the same for every row of a group"),
 				 errdetail("Got \"%s\" after \"%s\".", profile, st->profile)));
+	if (st->carried != carried &&
+		(st->carried == NULL || carried == NULL || memcmp(st->carried, carried, sizeof(es_profile)) != 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the profile must be the same for every row of a group"),
+				 errdetail("Profile \"%s\" came with different parameters.", profile)));
 }
 
 PG_FUNCTION_INFO_V1(es_score_events_transfn);
@@ -317,6 +395,7 @@ es_score_events_transfn(PG_FUNCTION_ARGS)
 	bool		has_profile_arg = PG_NARGS() >= 6;
 	ProfileCache *cache;
 	const es_profile *profile;
+	const es_profile *carried = NULL;
 	int64		occurred_at,
 				as_of;
 	int			type;
@@ -340,7 +419,12 @@ es_score_events_transfn(PG_FUNCTION_ARGS)
 	as_of = es_finite_timestamp(PG_GETARG_DATUM(4), "as_of");
 	occurred_at = es_finite_timestamp(PG_GETARG_DATUM(2), "occurred_at");
 	cache = es_cache(fcinfo);
-	if (has_profile_arg)
+	if (has_profile_arg && get_fn_expr_argtype(fcinfo->flinfo, 5) == JSONBOID)
+	{
+		carried = es_document_profile(fcinfo, cache, PG_GETARG_JSONB_P(5));
+		profile_name = cache->carried_name;
+	}
+	else if (has_profile_arg)
 	{
 		text	   *t = PG_GETARG_TEXT_PP(5);
 		int			len = VARSIZE_ANY_EXHDR(t);
@@ -358,7 +442,7 @@ es_score_events_transfn(PG_FUNCTION_ARGS)
 			profile_name = profile_buf;
 		}
 	}
-	profile = es_lookup_profile(cache, profile_name);
+	profile = carried ? carried : es_lookup_profile(cache, profile_name);
 	type = es_event_type_of(fcinfo, cache, PG_GETARG_OID(1));
 
 	if (type == ES_CONVERTED && !PG_ARGISNULL(3))
@@ -377,13 +461,35 @@ es_score_events_transfn(PG_FUNCTION_ARGS)
 	}
 
 	if (st == NULL)
+	{
 		st = score_state_new(aggcontext, as_of, profile_name, 16);
+		st->carried = carried;
+	}
 	else
-		score_state_check_same(st, as_of, profile_name);
+		score_state_check_same(st, as_of, profile_name, carried);
 
 	if (es_accumulate(&st->acc, profile, type, occurred_at, value, &key))
 		score_state_add_day(st, key);
 	PG_RETURN_POINTER(st);
+}
+
+/*
+ * A carried profile that outlives the calling row: one copy per distinct profile per query, in
+ * fn_mcxt (not the aggregate context: a rescan resets that, and this cache would dangle).
+ */
+static const es_profile *
+es_intern_profile(FunctionCallInfo fcinfo, const es_profile *p)
+{
+	ProfileCache *cache = es_cache(fcinfo);
+
+	if (cache->carried == NULL || memcmp(cache->carried, p, sizeof(es_profile)) != 0)
+	{
+		es_profile *copy = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(es_profile));
+
+		*copy = *p;
+		cache->carried = copy;
+	}
+	return cache->carried;
 }
 
 PG_FUNCTION_INFO_V1(es_score_events_combinefn);
@@ -404,9 +510,10 @@ es_score_events_combinefn(PG_FUNCTION_ARGS)
 		memcpy(a->day_keys, b->day_keys, b->ndays * sizeof(int32));
 		a->ndays = b->ndays;
 		a->compacted = b->compacted;
+		a->carried = b->carried ? es_intern_profile(fcinfo, b->carried) : NULL;
 		PG_RETURN_POINTER(a);
 	}
-	score_state_check_same(a, b->acc.as_of, b->profile);
+	score_state_check_same(a, b->acc.as_of, b->profile, b->carried);
 	es_merge(&a->acc, &b->acc);
 	score_state_reserve(a, b->ndays);
 	memcpy(a->day_keys + a->ndays, b->day_keys, b->ndays * sizeof(int32));
@@ -414,8 +521,10 @@ es_score_events_combinefn(PG_FUNCTION_ARGS)
 	PG_RETURN_POINTER(a);
 }
 
-/* Serialized form: format byte, the accumulator's fields, profile name, day keys. */
+/* Serialized form: format byte, the accumulator's fields, profile name, day keys, and with
+ * format 2 the carried profile's values. */
 #define SCORE_STATE_FORMAT 1
+#define SCORE_STATE_FORMAT_CARRIED 2
 
 static void
 send_sum(StringInfo buf, const es_sum *s)
@@ -443,7 +552,7 @@ es_score_events_serialfn(PG_FUNCTION_ARGS)
 	score_state_compact(st);
 
 	pq_begintypsend(&buf);
-	pq_sendbyte(&buf, SCORE_STATE_FORMAT);
+	pq_sendbyte(&buf, st->carried ? SCORE_STATE_FORMAT_CARRIED : SCORE_STATE_FORMAT);
 	pq_sendint64(&buf, st->acc.as_of);
 	pq_sendint64(&buf, st->acc.event_count);
 	pq_sendint64(&buf, st->acc.engaging_count);
@@ -464,6 +573,9 @@ es_score_events_serialfn(PG_FUNCTION_ARGS)
 	pq_sendint32(&buf, st->ndays);
 	for (i = 0; i < st->ndays; i++)
 		pq_sendint32(&buf, st->day_keys[i]);
+	if (st->carried)
+		for (i = 0; i < ES_PROFILE_VALUES; i++)
+			pq_sendfloat8(&buf, ((const double *) st->carried)[i]);
 	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
 }
 
@@ -479,13 +591,15 @@ es_score_events_deserialfn(PG_FUNCTION_ARGS)
 	ScoreState *st;
 	int32		n;
 	int			i;
+	int			format;
 
 	buf.data = VARDATA_ANY(raw);
 	buf.len = VARSIZE_ANY_EXHDR(raw);
 	buf.maxlen = buf.len;
 	buf.cursor = 0;
 
-	if (pq_getmsgbyte(&buf) != SCORE_STATE_FORMAT)
+	format = pq_getmsgbyte(&buf);
+	if (format != SCORE_STATE_FORMAT && format != SCORE_STATE_FORMAT_CARRIED)
 		elog(ERROR, "unknown score_events state format");
 	acc.as_of = pq_getmsgint64(&buf);
 	acc.event_count = pq_getmsgint64(&buf);
@@ -518,6 +632,14 @@ es_score_events_deserialfn(PG_FUNCTION_ARGS)
 		st->day_keys[i] = pq_getmsgint(&buf, 4);
 	st->ndays = n;
 	st->compacted = n;
+	if (format == SCORE_STATE_FORMAT_CARRIED)
+	{
+		es_profile *p = palloc(sizeof(es_profile));
+
+		for (i = 0; i < ES_PROFILE_VALUES; i++)
+			((double *) p)[i] = pq_getmsgfloat8(&buf);
+		st->carried = p;
+	}
 	pq_getmsgend(&buf);
 	PG_RETURN_POINTER(st);
 }
@@ -531,7 +653,7 @@ score_state_finalize(FunctionCallInfo fcinfo, ScoreState *st, const es_profile *
 
 	if (st == NULL || st->acc.event_count == 0)
 		return false;
-	*profile = es_lookup_profile(es_cache(fcinfo), st->profile);
+	*profile = st->carried ? st->carried : es_lookup_profile(es_cache(fcinfo), st->profile);
 	score_state_compact(st);
 	status = es_finalize(&st->acc, st->day_keys, (size_t) st->ndays, *profile, result, err, sizeof err);
 	if (status != ES_OK)
@@ -662,16 +784,142 @@ es_explain_events_finalfn(PG_FUNCTION_ARGS)
 }
 
 /* ---------------------------------------------------------------------------------------------
- * time_decay(weight, occurred_at, as_of, half_life_days)
+ * Transition states with a text form (engagement.decay_state, engagement.btyd_fit_state).
+ *
+ * Citus splits a global aggregate into worker partials and a coordinator combine only when the
+ * state type is not internal and survives its text output and input: so these states are
+ * varlena types.  Doubles print in their shortest exact form (never NaN: the states refuse it),
+ * so text -> state -> text is the identity and the state bits round-trip exactly.  Inside an
+ * aggregate, transition and combine functions update the state in place (as float8_accum does);
+ * only growth returns a new value, which the executor then copies into the aggregate context.
+ * -------------------------------------------------------------------------------------------*/
+
+static void
+append_float8(StringInfo buf, double v)
+{
+	char		digits[DOUBLE_SHORTEST_DECIMAL_LEN];
+
+	double_to_shortest_decimal_buf(v, digits);
+	appendStringInfoString(buf, digits);
+}
+
+/* A cursor over a state's text form; every error is 22P02 and quotes the whole input. */
+typedef struct StateParser
+{
+	const char *type;
+	char	   *input;
+	char	   *pos;
+} StateParser;
+
+static void pg_attribute_noreturn()
+state_syntax_error(StateParser *sp, const char *why)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+			 errmsg("invalid input syntax for type %s: \"%s\"", sp->type, sp->input),
+			 errdetail("%s at character %d.", why, (int) (sp->pos - sp->input) + 1)));
+}
+
+static void
+state_skip_spaces(StateParser *sp)
+{
+	while (*sp->pos == ' ' || *sp->pos == '\t' || *sp->pos == '\n' || *sp->pos == '\r')
+		sp->pos++;
+}
+
+static bool
+state_accept(StateParser *sp, char c)
+{
+	state_skip_spaces(sp);
+	if (*sp->pos != c)
+		return false;
+	sp->pos++;
+	return true;
+}
+
+static void
+state_expect(StateParser *sp, char c)
+{
+	if (!state_accept(sp, c))
+		state_syntax_error(sp, psprintf("expected \"%c\"", c));
+}
+
+static double
+state_float8(StateParser *sp)
+{
+	double		v;
+
+	state_skip_spaces(sp);
+	if (*sp->pos == '\0' || strchr(",;()[]", *sp->pos) != NULL)
+		state_syntax_error(sp, "expected a number");
+	v = float8in_internal(sp->pos, &sp->pos, sp->type, sp->input);
+	if (isnan(v))
+		state_syntax_error(sp, "NaN is not a valid state value");
+	return v;
+}
+
+static int64
+state_int64(StateParser *sp)
+{
+	char	   *end;
+	int64		v;
+
+	state_skip_spaces(sp);
+	errno = 0;
+	v = strtoi64(sp->pos, &end, 10);
+	if (end == sp->pos || errno != 0)
+		state_syntax_error(sp, "expected a 64-bit integer");
+	sp->pos = end;
+	return v;
+}
+
+static void
+state_end(StateParser *sp)
+{
+	state_skip_spaces(sp);
+	if (*sp->pos != '\0')
+		state_syntax_error(sp, "unexpected text after the state");
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * time_decay(weight, occurred_at, as_of, half_life_days), state engagement.decay_state:
+ * text form (sum, compensation, as_of in microseconds since 2000-01-01, half_life_days, rows).
  * -------------------------------------------------------------------------------------------*/
 
 typedef struct DecayState
 {
+	int32		vl_len_;		/* varlena header (always 4 bytes here: see decay_state_arg) */
+	int32		reserved;
 	es_sum		sum;
 	int64		as_of;
 	double		half_life_days;
 	int64		rows;
 } DecayState;
+
+static DecayState *
+decay_state_new(void)
+{
+	DecayState *st = palloc0(sizeof(DecayState));
+
+	SET_VARSIZE(st, sizeof(DecayState));
+	return st;
+}
+
+/* The state argument, detoasted (a copy if it came packed, e.g. from a tuple) and checked. */
+static DecayState *
+decay_state_arg(FunctionCallInfo fcinfo, int argno)
+{
+	DecayState *st;
+
+	if (PG_ARGISNULL(argno))
+		return NULL;
+	st = (DecayState *) PG_DETOAST_DATUM(PG_GETARG_DATUM(argno));
+	if (VARSIZE(st) != sizeof(DecayState))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("a decay_state has %zu bytes, not %u", sizeof(DecayState), VARSIZE(st))));
+	return st;
+}
 
 static void
 decay_state_check_same(DecayState *st, int64 as_of, double half_life)
@@ -682,21 +930,31 @@ decay_state_check_same(DecayState *st, int64 as_of, double half_life)
 				 errmsg("as_of and half_life_days must be the same for every row of a group")));
 }
 
-PG_FUNCTION_INFO_V1(es_time_decay_transfn);
-Datum
-es_time_decay_transfn(PG_FUNCTION_ARGS)
+/* A sum that overflowed would carry infinities and then NaN: refuse it while it is finite. */
+static void
+decay_state_check_finite(const DecayState *st)
 {
-	MemoryContext aggcontext = es_aggcontext(fcinfo, "time_decay");
-	DecayState *st = PG_ARGISNULL(0) ? NULL : (DecayState *) PG_GETARG_POINTER(0);
+	if (!isfinite(st->sum.sum) || !isfinite(st->sum.compensation))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("time_decay is out of range for type double precision")));
+}
+
+PG_FUNCTION_INFO_V1(es_decay_transfn);
+Datum
+es_decay_transfn(PG_FUNCTION_ARGS)
+{
+	DecayState *st = decay_state_arg(fcinfo, 0);
 	double		weight,
 				half_life;
 	int64		occurred_at,
 				as_of;
 
+	(void) es_aggcontext(fcinfo, "time_decay");	/* updates its state in place */
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3) || PG_ARGISNULL(4))
 	{
 		if (st == NULL)
-			PG_RETURN_NULL();	/* SQL NULL, not a NULL pointer (see score_events) */
+			PG_RETURN_NULL();
 		PG_RETURN_POINTER(st);
 	}
 
@@ -715,7 +973,7 @@ es_time_decay_transfn(PG_FUNCTION_ARGS)
 
 	if (st == NULL)
 	{
-		st = MemoryContextAllocZero(aggcontext, sizeof(DecayState));
+		st = decay_state_new();	/* the executor copies a new state */
 		st->as_of = as_of;
 		st->half_life_days = half_life;
 	}
@@ -724,79 +982,95 @@ es_time_decay_transfn(PG_FUNCTION_ARGS)
 
 	st->rows++;
 	if (occurred_at <= as_of)
+	{
 		es_sum_add(&st->sum, es_decayed_weight(weight, occurred_at, as_of, half_life));
+		decay_state_check_finite(st);
+	}
 	PG_RETURN_POINTER(st);
 }
 
-PG_FUNCTION_INFO_V1(es_time_decay_combinefn);
+PG_FUNCTION_INFO_V1(es_decay_combinefn);
 Datum
-es_time_decay_combinefn(PG_FUNCTION_ARGS)
+es_decay_combinefn(PG_FUNCTION_ARGS)
 {
-	MemoryContext aggcontext = es_aggcontext(fcinfo, "time_decay combine");
-	DecayState *a = PG_ARGISNULL(0) ? NULL : (DecayState *) PG_GETARG_POINTER(0);
-	DecayState *b = PG_ARGISNULL(1) ? NULL : (DecayState *) PG_GETARG_POINTER(1);
+	DecayState *a = decay_state_arg(fcinfo, 0);
+	DecayState *b = decay_state_arg(fcinfo, 1);
 
+	(void) es_aggcontext(fcinfo, "time_decay combine");	/* updates a in place */
 	if (b == NULL)
+	{
+		if (a == NULL)
+			PG_RETURN_NULL();
 		PG_RETURN_POINTER(a);
+	}
 	if (a == NULL)
 	{
-		a = MemoryContextAlloc(aggcontext, sizeof(DecayState));
-		*a = *b;
+		a = decay_state_new();
+		memcpy(a, b, sizeof(DecayState));
 		PG_RETURN_POINTER(a);
 	}
 	decay_state_check_same(a, b->as_of, b->half_life_days);
 	es_sum_merge(&a->sum, &b->sum);
+	decay_state_check_finite(a);
 	a->rows += b->rows;
 	PG_RETURN_POINTER(a);
 }
 
-PG_FUNCTION_INFO_V1(es_time_decay_serialfn);
+PG_FUNCTION_INFO_V1(es_decay_finalfn);
 Datum
-es_time_decay_serialfn(PG_FUNCTION_ARGS)
+es_decay_finalfn(PG_FUNCTION_ARGS)
 {
-	DecayState *st = (DecayState *) PG_GETARG_POINTER(0);
-	StringInfoData buf;
-
-	(void) es_aggcontext(fcinfo, "time_decay serialize");
-	pq_begintypsend(&buf);
-	send_sum(&buf, &st->sum);
-	pq_sendint64(&buf, st->as_of);
-	pq_sendfloat8(&buf, st->half_life_days);
-	pq_sendint64(&buf, st->rows);
-	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
-}
-
-PG_FUNCTION_INFO_V1(es_time_decay_deserialfn);
-Datum
-es_time_decay_deserialfn(PG_FUNCTION_ARGS)
-{
-	bytea	   *raw = PG_GETARG_BYTEA_PP(0);
-	StringInfoData buf;
-	DecayState *st = palloc(sizeof(DecayState));	/* per input tuple: combine copies it */
-
-	(void) es_aggcontext(fcinfo, "time_decay deserialize");
-
-	buf.data = VARDATA_ANY(raw);
-	buf.len = VARSIZE_ANY_EXHDR(raw);
-	buf.maxlen = buf.len;
-	buf.cursor = 0;
-	recv_sum(&buf, &st->sum);
-	st->as_of = pq_getmsgint64(&buf);
-	st->half_life_days = pq_getmsgfloat8(&buf);
-	st->rows = pq_getmsgint64(&buf);
-	pq_getmsgend(&buf);
-	PG_RETURN_POINTER(st);
-}
-
-PG_FUNCTION_INFO_V1(es_time_decay_finalfn);
-Datum
-es_time_decay_finalfn(PG_FUNCTION_ARGS)
-{
-	DecayState *st = PG_ARGISNULL(0) ? NULL : (DecayState *) PG_GETARG_POINTER(0);
+	DecayState *st = decay_state_arg(fcinfo, 0);
 
 	if (st == NULL || st->rows == 0)
 		PG_RETURN_NULL();
 	PG_RETURN_FLOAT8(es_sum_value(&st->sum));
+}
+
+PG_FUNCTION_INFO_V1(es_decay_state_out);
+Datum
+es_decay_state_out(PG_FUNCTION_ARGS)
+{
+	DecayState *st = decay_state_arg(fcinfo, 0);
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '(');
+	append_float8(&buf, st->sum.sum);
+	appendStringInfoChar(&buf, ',');
+	append_float8(&buf, st->sum.compensation);
+	appendStringInfo(&buf, ",%lld,", (long long) st->as_of);
+	append_float8(&buf, st->half_life_days);
+	appendStringInfo(&buf, ",%lld)", (long long) st->rows);
+	PG_RETURN_CSTRING(buf.data);
+}
+
+PG_FUNCTION_INFO_V1(es_decay_state_in);
+Datum
+es_decay_state_in(PG_FUNCTION_ARGS)
+{
+	StateParser sp = {"engagement.decay_state", PG_GETARG_CSTRING(0), PG_GETARG_CSTRING(0)};
+	DecayState *st = decay_state_new();
+
+	state_expect(&sp, '(');
+	st->sum.sum = state_float8(&sp);
+	state_expect(&sp, ',');
+	st->sum.compensation = state_float8(&sp);
+	state_expect(&sp, ',');
+	st->as_of = state_int64(&sp);
+	state_expect(&sp, ',');
+	st->half_life_days = state_float8(&sp);
+	state_expect(&sp, ',');
+	st->rows = state_int64(&sp);
+	state_expect(&sp, ')');
+	state_end(&sp);
+	if (!isfinite(st->sum.sum) || !isfinite(st->sum.compensation) || TIMESTAMP_NOT_FINITE(st->as_of) ||
+		!isfinite(st->half_life_days) || st->half_life_days <= 0 || st->rows < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("invalid input syntax for type %s: \"%s\"", sp.type, sp.input),
+				 errdetail("The sums must be finite, as_of a finite timestamp, half_life_days greater than 0 and rows not negative.")));
+	PG_RETURN_POINTER(st);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -976,7 +1250,7 @@ es_btyd_summary_transfn(PG_FUNCTION_ARGS)
 	if (st == NULL)
 		st = score_state_new(aggcontext, as_of, "default", 16);
 	else
-		score_state_check_same(st, as_of, "default");
+		score_state_check_same(st, as_of, "default", NULL);
 	if (es_accumulate(&st->acc, &defaults, type, occurred_at, 0, &key))
 		score_state_add_day(st, key);
 	PG_RETURN_POINTER(st);
@@ -1006,54 +1280,91 @@ es_btyd_summary_finalfn(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }
 
-/* Fitting state: the rows seen so far, collapsed by (x, t_x, T) whenever the array fills up. */
+/*
+ * Fitting state, engagement.btyd_fit_state: the customer summaries seen so far, collapsed by
+ * (x, t_x, T) whenever the array fills up.  The varlena's size covers the whole capacity, so a
+ * copy keeps its room; text form [(x,t_x,T,weight),...], collapsed.
+ */
 typedef struct FitState
 {
-	es_btyd_row *rows;			/* in the aggregate context */
+	int32		vl_len_;		/* varlena header, always 4 bytes here (see fit_state_arg) */
+	int32		reserved;
 	int64		nrows;
-	int64		capacity;
 	int64		collapsed;		/* length after the last collapse */
+	es_btyd_row rows[FLEXIBLE_ARRAY_MEMBER];
 } FitState;
 
-static FitState *
-fit_state_new(MemoryContext aggcontext, int64 capacity)
-{
-	FitState   *st = MemoryContextAllocZero(aggcontext, sizeof(FitState));
+#define FIT_STATE_SIZE(capacity) (offsetof(FitState, rows) + (capacity) * sizeof(es_btyd_row))
+#define FIT_STATE_CAPACITY(st) ((int64) ((VARSIZE(st) - offsetof(FitState, rows)) / sizeof(es_btyd_row)))
+#define FIT_STATE_MAX_ROWS ((int64) ((MaxAllocSize - offsetof(FitState, rows)) / sizeof(es_btyd_row)))
 
-	st->capacity = Max(capacity, 64);
-	st->rows = MemoryContextAllocHuge(aggcontext, st->capacity * sizeof(es_btyd_row));
+/* A new state in the current memory (a transition or combine function returning it has the
+ * executor copy it into the aggregate context), holding a copy of rows[0..n). */
+static FitState *
+fit_state_new(int64 capacity, const es_btyd_row *rows, int64 n)
+{
+	FitState   *st;
+
+	capacity = Max(capacity, Max(n, 64));
+	if (capacity > FIT_STATE_MAX_ROWS)
+	{
+		if (n > FIT_STATE_MAX_ROWS)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("too many distinct customer summaries to fit: more than " INT64_FORMAT,
+							FIT_STATE_MAX_ROWS)));
+		capacity = FIT_STATE_MAX_ROWS;
+	}
+	st = palloc(FIT_STATE_SIZE(capacity));
+	SET_VARSIZE(st, FIT_STATE_SIZE(capacity));
+	st->reserved = 0;
+	st->nrows = st->collapsed = n;
+	if (n > 0)
+		memcpy(st->rows, rows, n * sizeof(es_btyd_row));
 	return st;
 }
 
-static void
+static FitState *
+fit_state_arg(FunctionCallInfo fcinfo, int argno)
+{
+	FitState   *st;
+
+	if (PG_ARGISNULL(argno))
+		return NULL;
+	st = (FitState *) PG_DETOAST_DATUM(PG_GETARG_DATUM(argno));
+	if (VARSIZE(st) < offsetof(FitState, rows) || st->nrows < 0 || st->nrows > FIT_STATE_CAPACITY(st))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("corrupt btyd_fit_state")));
+	return st;
+}
+
+/* Room for extra more rows: collapse when duplicates may have piled up, else a bigger copy. */
+static FitState *
 fit_state_reserve(FitState *st, int64 extra)
 {
-	if (st->nrows + extra <= st->capacity)
-		return;
+	if (st->nrows + extra <= FIT_STATE_CAPACITY(st))
+		return st;
 	if (st->nrows > 2 * st->collapsed)
 	{
 		st->nrows = (int64) es_btyd_collapse(st->rows, (size_t) st->nrows);
 		st->collapsed = st->nrows;
 	}
-	if (st->nrows + extra > st->capacity)
-	{
-		int64		want = Max(st->capacity * 2, st->nrows + extra);
-
-		st->rows = repalloc_huge(st->rows, want * sizeof(es_btyd_row));
-		st->capacity = want;
-	}
+	if (st->nrows + extra <= FIT_STATE_CAPACITY(st))
+		return st;
+	return fit_state_new(Max(FIT_STATE_CAPACITY(st) * 2, st->nrows + extra), st->rows, st->nrows);
 }
 
 /* fit_*(x integer, t_x float8, t float8 [, weight float8]) transition. */
-PG_FUNCTION_INFO_V1(es_fit_transfn);
+PG_FUNCTION_INFO_V1(es_btyd_fit_transfn);
 Datum
-es_fit_transfn(PG_FUNCTION_ARGS)
+es_btyd_fit_transfn(PG_FUNCTION_ARGS)
 {
-	MemoryContext aggcontext = es_aggcontext(fcinfo, "fit");
-	FitState   *st = PG_ARGISNULL(0) ? NULL : (FitState *) PG_GETARG_POINTER(0);
+	FitState   *st = fit_state_arg(fcinfo, 0);
 	es_btyd_row row;
 	char		err[ES_ERRLEN];
 
+	(void) es_aggcontext(fcinfo, "fit");	/* updates its state in place */
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3) || (PG_NARGS() > 4 && PG_ARGISNULL(4)))
 	{
 		if (st == NULL)
@@ -1074,89 +1385,115 @@ es_fit_transfn(PG_FUNCTION_ARGS)
 				 errmsg("invalid customer summary (x %d, t_x %g, t %g, weight %g): %s",
 						PG_GETARG_INT32(1), row.t_x, row.T, row.weight, why)));
 	}
-	if (st == NULL)
-		st = fit_state_new(aggcontext, 64);
-	fit_state_reserve(st, 1);
+	st = st == NULL ? fit_state_new(64, NULL, 0) : fit_state_reserve(st, 1);
 	st->rows[st->nrows++] = row;
 	PG_RETURN_POINTER(st);
 }
 
-PG_FUNCTION_INFO_V1(es_fit_combinefn);
+PG_FUNCTION_INFO_V1(es_btyd_fit_combinefn);
 Datum
-es_fit_combinefn(PG_FUNCTION_ARGS)
+es_btyd_fit_combinefn(PG_FUNCTION_ARGS)
 {
-	MemoryContext aggcontext = es_aggcontext(fcinfo, "fit combine");
-	FitState   *a = PG_ARGISNULL(0) ? NULL : (FitState *) PG_GETARG_POINTER(0);
-	FitState   *b = PG_ARGISNULL(1) ? NULL : (FitState *) PG_GETARG_POINTER(1);
+	FitState   *a = fit_state_arg(fcinfo, 0);
+	FitState   *b = fit_state_arg(fcinfo, 1);
 
+	(void) es_aggcontext(fcinfo, "fit combine");	/* updates a in place */
 	if (b == NULL)
+	{
+		if (a == NULL)
+			PG_RETURN_NULL();
 		PG_RETURN_POINTER(a);
+	}
 	if (a == NULL)
-		a = fit_state_new(aggcontext, b->nrows);
-	fit_state_reserve(a, b->nrows);
+		PG_RETURN_POINTER(fit_state_new(b->nrows, b->rows, b->nrows));
+	a = fit_state_reserve(a, b->nrows);
 	memcpy(a->rows + a->nrows, b->rows, b->nrows * sizeof(es_btyd_row));
 	a->nrows += b->nrows;
 	PG_RETURN_POINTER(a);
 }
 
-PG_FUNCTION_INFO_V1(es_fit_serialfn);
+PG_FUNCTION_INFO_V1(es_btyd_fit_state_out);
 Datum
-es_fit_serialfn(PG_FUNCTION_ARGS)
+es_btyd_fit_state_out(PG_FUNCTION_ARGS)
 {
-	FitState   *st = (FitState *) PG_GETARG_POINTER(0);
-	StringInfoData buf;
+	FitState   *st = fit_state_arg(fcinfo, 0);
+	es_btyd_row *rows = palloc(Max(st->nrows, 1) * sizeof(es_btyd_row));
+	int64		n;
 	int64		i;
-
-	(void) es_aggcontext(fcinfo, "fit serialize");
-	st->nrows = (int64) es_btyd_collapse(st->rows, (size_t) st->nrows);
-	st->collapsed = st->nrows;
-	pq_begintypsend(&buf);
-	pq_sendint64(&buf, st->nrows);
-	for (i = 0; i < st->nrows; i++)
-	{
-		pq_sendfloat8(&buf, st->rows[i].x);
-		pq_sendfloat8(&buf, st->rows[i].t_x);
-		pq_sendfloat8(&buf, st->rows[i].T);
-		pq_sendfloat8(&buf, st->rows[i].weight);
-	}
-	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
-}
-
-PG_FUNCTION_INFO_V1(es_fit_deserialfn);
-Datum
-es_fit_deserialfn(PG_FUNCTION_ARGS)
-{
-	bytea	   *raw = PG_GETARG_BYTEA_PP(0);
 	StringInfoData buf;
-	FitState   *st;
-	int64		n,
-				i;
 
-	buf.data = VARDATA_ANY(raw);
-	buf.len = VARSIZE_ANY_EXHDR(raw);
-	buf.maxlen = buf.len;
-	buf.cursor = 0;
-	n = pq_getmsgint64(&buf);
-	if (n < 0 || n > (buf.len - buf.cursor) / 32)
-		elog(ERROR, "corrupt fit state");
-	(void) es_aggcontext(fcinfo, "fit deserialize");
-	st = fit_state_new(CurrentMemoryContext, n);	/* the combine function copies it */
+	/* Collapsed, on a copy (the argument may be read-only): equal states print the same. */
+	memcpy(rows, st->rows, st->nrows * sizeof(es_btyd_row));
+	n = (int64) es_btyd_collapse(rows, (size_t) st->nrows);
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '[');
 	for (i = 0; i < n; i++)
 	{
-		st->rows[i].x = pq_getmsgfloat8(&buf);
-		st->rows[i].t_x = pq_getmsgfloat8(&buf);
-		st->rows[i].T = pq_getmsgfloat8(&buf);
-		st->rows[i].weight = pq_getmsgfloat8(&buf);
+		appendStringInfoString(&buf, i == 0 ? "(" : ",(");
+		append_float8(&buf, rows[i].x);
+		appendStringInfoChar(&buf, ',');
+		append_float8(&buf, rows[i].t_x);
+		appendStringInfoChar(&buf, ',');
+		append_float8(&buf, rows[i].T);
+		appendStringInfoChar(&buf, ',');
+		append_float8(&buf, rows[i].weight);
+		appendStringInfoChar(&buf, ')');
 	}
-	st->nrows = st->collapsed = n;
-	pq_getmsgend(&buf);
+	appendStringInfoChar(&buf, ']');
+	PG_RETURN_CSTRING(buf.data);
+}
+
+PG_FUNCTION_INFO_V1(es_btyd_fit_state_in);
+Datum
+es_btyd_fit_state_in(PG_FUNCTION_ARGS)
+{
+	StateParser sp = {"engagement.btyd_fit_state", PG_GETARG_CSTRING(0), PG_GETARG_CSTRING(0)};
+	int64		capacity = 64;
+	int64		n = 0;
+	es_btyd_row *rows = palloc(capacity * sizeof(es_btyd_row));
+	char		err[ES_ERRLEN];
+	FitState   *st;
+
+	state_expect(&sp, '[');
+	if (!state_accept(&sp, ']'))
+	{
+		do
+		{
+			if (n == capacity)
+			{
+				if (capacity >= FIT_STATE_MAX_ROWS)
+					state_syntax_error(&sp, "too many rows");
+				capacity = Min(capacity * 2, FIT_STATE_MAX_ROWS);
+				rows = repalloc(rows, capacity * sizeof(es_btyd_row));
+			}
+			state_expect(&sp, '(');
+			rows[n].x = state_float8(&sp);
+			state_expect(&sp, ',');
+			rows[n].t_x = state_float8(&sp);
+			state_expect(&sp, ',');
+			rows[n].T = state_float8(&sp);
+			state_expect(&sp, ',');
+			rows[n].weight = state_float8(&sp);
+			state_expect(&sp, ')');
+			n++;
+		} while (state_accept(&sp, ','));
+		state_expect(&sp, ']');
+	}
+	state_end(&sp);
+	if (es_btyd_validate_rows(rows, (size_t) n, err, sizeof err) != ES_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("invalid input syntax for type %s: \"%s\"", sp.type, sp.input),
+				 errdetail("%s", err)));
+	st = fit_state_new(n, rows, n);
+	pfree(rows);
 	PG_RETURN_POINTER(st);
 }
 
 static Datum
 fit_final(FunctionCallInfo fcinfo, int model)
 {
-	FitState   *st = PG_ARGISNULL(0) ? NULL : (FitState *) PG_GETARG_POINTER(0);
+	FitState   *st = fit_state_arg(fcinfo, 0);
 	es_btyd_fit fit;
 	char		err[ES_ERRLEN] = "";
 	int			status;
@@ -1206,16 +1543,16 @@ fit_final(FunctionCallInfo fcinfo, int model)
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }
 
-PG_FUNCTION_INFO_V1(es_fit_mbgnbd_finalfn);
+PG_FUNCTION_INFO_V1(es_btyd_fit_mbgnbd_finalfn);
 Datum
-es_fit_mbgnbd_finalfn(PG_FUNCTION_ARGS)
+es_btyd_fit_mbgnbd_finalfn(PG_FUNCTION_ARGS)
 {
 	return fit_final(fcinfo, ES_MODEL_MBGNBD);
 }
 
-PG_FUNCTION_INFO_V1(es_fit_bgnbd_finalfn);
+PG_FUNCTION_INFO_V1(es_btyd_fit_bgnbd_finalfn);
 Datum
-es_fit_bgnbd_finalfn(PG_FUNCTION_ARGS)
+es_btyd_fit_bgnbd_finalfn(PG_FUNCTION_ARGS)
 {
 	return fit_final(fcinfo, ES_MODEL_BGNBD);
 }
@@ -1371,3 +1708,31 @@ es_merge_distribution(PG_FUNCTION_ARGS)
 			 nrem - (int) r, nrem);
 	PG_RETURN_BYTEA_P(out);
 }
+
+/* ---------------------------------------------------------------------------------------------
+ * Entry points of 1.0 and 1.1 that 1.2 replaced (time_decay and the fits had internal states).
+ * Their install scripts still create them, and an installation not yet updated still calls
+ * them: they say what to do instead of misreading a state of the other layout.
+ * -------------------------------------------------------------------------------------------*/
+#define ES_REPLACED_ENTRY_POINT(fn) \
+	PG_FUNCTION_INFO_V1(fn); \
+	Datum fn(PG_FUNCTION_ARGS) \
+	{ \
+		ereport(ERROR, \
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE), \
+				 errmsg("this engagement_scoring function needs the extension update to 1.2"), \
+				 errhint("Run ALTER EXTENSION engagement_scoring UPDATE."))); \
+		PG_RETURN_NULL(); \
+	}
+
+ES_REPLACED_ENTRY_POINT(es_time_decay_transfn)
+ES_REPLACED_ENTRY_POINT(es_time_decay_combinefn)
+ES_REPLACED_ENTRY_POINT(es_time_decay_serialfn)
+ES_REPLACED_ENTRY_POINT(es_time_decay_deserialfn)
+ES_REPLACED_ENTRY_POINT(es_time_decay_finalfn)
+ES_REPLACED_ENTRY_POINT(es_fit_transfn)
+ES_REPLACED_ENTRY_POINT(es_fit_combinefn)
+ES_REPLACED_ENTRY_POINT(es_fit_serialfn)
+ES_REPLACED_ENTRY_POINT(es_fit_deserialfn)
+ES_REPLACED_ENTRY_POINT(es_fit_mbgnbd_finalfn)
+ES_REPLACED_ENTRY_POINT(es_fit_bgnbd_finalfn)
