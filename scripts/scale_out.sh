@@ -89,12 +89,12 @@ echo "coordinator: postgres_fdw, $MODULUS foreign servers, $TABLE partitioned by
             [ -n "$v" ] && options+="$key '$v', "
         done
         user=$(conninfo_value "${SHARDS[$i]}" user)
-        echo "CREATE SERVER \"${NAME}_shard_$n\" FOREIGN DATA WRAPPER postgres_fdw
+        echo "CREATE SERVER \"${SCHEMA}_${NAME}_shard_$n\" FOREIGN DATA WRAPPER postgres_fdw
     OPTIONS (${options}extensions 'engagement_scoring', async_capable 'true', fetch_size '10000');"
-        echo "CREATE USER MAPPING FOR CURRENT_USER SERVER \"${NAME}_shard_$n\"${user:+ OPTIONS (user '$user')};"
+        echo "CREATE USER MAPPING FOR CURRENT_USER SERVER \"${SCHEMA}_${NAME}_shard_$n\"${user:+ OPTIONS (user '$user')};"
         echo "CREATE FOREIGN TABLE \"$SCHEMA\".\"${NAME}_shard_$n\" PARTITION OF \"$SCHEMA\".\"$NAME\"
     FOR VALUES WITH (MODULUS $MODULUS, REMAINDER $i)
-    SERVER \"${NAME}_shard_$n\" OPTIONS (schema_name '$SCHEMA', table_name '$NAME');"
+    SERVER \"${SCHEMA}_${NAME}_shard_$n\" OPTIONS (schema_name '$SCHEMA', table_name '$NAME');"
     done
     echo "DO \$\$ BEGIN PERFORM engagement.track_event_changes('\"$SCHEMA\".\"$NAME\"'); END \$\$;"
     for p in "${PROFILES[@]}"; do

@@ -1,6 +1,6 @@
 -- pgTAP: the schema the extension installs, its constraints, function properties and privileges.
 BEGIN;
-SELECT plan(73);
+SELECT plan(76);
 
 SELECT has_schema('engagement');
 SELECT is((SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'engagement_scoring'),
@@ -100,13 +100,24 @@ SELECT results_eq($$SELECT p.oid::regprocedure::text FROM pg_proc p
                   ARRAY['engagement.fit_model(text,timestamp with time zone)',
                         'engagement.grant_admin_access(regrole)', 'engagement.grant_application_access(regrole)',
                         'engagement.refresh_scores(text,boolean)', 'engagement.schedule_refresh(text,text,text,text)',
-                        'engagement.unschedule_refresh(text)'],
+                        'engagement.track_event_changes(regclass)', 'engagement.unschedule_refresh(text)'],
                   'every function and aggregate but the writing ones is PARALLEL SAFE');
 SELECT volatility_is('engagement', 'refresh_scores', ARRAY['text', 'boolean'], 'volatile');
 SELECT is_empty($$SELECT a.aggfnoid::regprocedure FROM pg_aggregate a JOIN pg_proc p ON p.oid = a.aggfnoid
                    WHERE p.pronamespace = 'engagement'::regnamespace
-                     AND (a.aggcombinefn = 0 OR a.aggserialfn = 0 OR a.aggdeserialfn = 0)$$,
-                'every aggregate has combine, serialize and deserialize functions');
+                     AND (a.aggcombinefn = 0 OR (a.aggtranstype = 'internal'::regtype
+                                                 AND (a.aggserialfn = 0 OR a.aggdeserialfn = 0)))$$,
+                'every aggregate has a combine function, and serialize and deserialize functions for an internal state');
+SELECT results_eq($$SELECT DISTINCT p.proname::text || ' ' || a.aggtranstype::regtype::text FROM pg_aggregate a
+                     JOIN pg_proc p ON p.oid = a.aggfnoid
+                    WHERE p.pronamespace = 'engagement'::regnamespace AND a.aggtranstype <> 'internal'::regtype ORDER BY 1$$,
+                  ARRAY['fit_bgnbd engagement.btyd_fit_state', 'fit_mbgnbd engagement.btyd_fit_state',
+                        'time_decay engagement.decay_state'],
+                  'time_decay and the fits have text-round-trippable state types (Citus splits them)');
+SELECT is_aggregate('engagement', 'score_events',
+    ARRAY['engagement.event_type', 'timestamp with time zone', 'numeric', 'timestamp with time zone', 'jsonb']);
+SELECT col_type_is('engagement', 'scoring_profiles', 'events_relation', 'regclass',
+                   'col_type_is engagement scoring_profiles events_relation regclass');
 SELECT is_empty($$SELECT a.aggcombinefn::regprocedure FROM pg_aggregate a JOIN pg_proc p ON p.oid = a.aggcombinefn
                    WHERE p.pronamespace = 'engagement'::regnamespace AND p.proisstrict$$,
                 'combine functions are not strict (they handle NULL states)');
@@ -128,7 +139,7 @@ SELECT results_eq($$SELECT p.oid::regprocedure::text FROM pg_proc p
                   ARRAY['engagement.fit_model(text,timestamp with time zone)',
                         'engagement.grant_admin_access(regrole)', 'engagement.grant_application_access(regrole)',
                         'engagement.refresh_scores(text,boolean)', 'engagement.schedule_refresh(text,text,text,text)',
-                        'engagement.unschedule_refresh(text)'],
+                        'engagement.track_event_changes(regclass)', 'engagement.unschedule_refresh(text)'],
                   'the writing functions are not executable by PUBLIC');
 
 -- Privileges: nothing on the tables for PUBLIC.

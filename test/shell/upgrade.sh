@@ -86,6 +86,11 @@ for old in $OLD_VERSIONS; do
     q -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
     q -d "$db" -c "CREATE EXTENSION engagement_scoring VERSION '$old'" -c "$LOAD"
     q -d "$db" -c "$SCORES_1_0" >"$WORK/$db.before"
+    # This library replaced time_decay's and the fits' internal states: until the update, the old
+    # definitions get a clear error (55000), never a misread state.
+    err=$(q -d "$db" -c "SELECT engagement.time_decay(1, now(), now(), 14)" 2>&1)
+    check "$old: before the update, time_decay asks for it instead of misreading a state" \
+        'grep -q "needs the extension update to 1.2" <<<"$err"'
     q -d "$db" -c "ALTER EXTENSION engagement_scoring UPDATE" 2>"$WORK/$db.err"
     check "$old: ALTER EXTENSION UPDATE succeeds" '[ $? -eq 0 ] && [ ! -s "$WORK/$db.err" ]'
     check "$old: updated to $CURRENT" '[ "$(q -d "$db" -c "SELECT extversion FROM pg_extension WHERE extname = '"'engagement_scoring'"'")" = "$CURRENT" ]'
