@@ -52,8 +52,8 @@ SELECT has_index('engagement', 'engagement_events', 'engagement_events_contact_t
 
 SELECT col_is_pk('engagement', 'scoring_profiles', 'name', 'col_is_pk engagement scoring_profiles name');
 SELECT is((SELECT count(*)::int FROM information_schema.columns
-            WHERE table_schema = 'engagement' AND table_name = 'scoring_profiles'), 37,
-          'scoring_profiles: name, description, the 27 model parameters, 2 refresh parameters, 3 facts of the fit, version, 2 timestamps');
+            WHERE table_schema = 'engagement' AND table_name = 'scoring_profiles'), 38,
+          'scoring_profiles: name, description, the 27 model parameters, 2 refresh parameters, 3 facts of the fit, version, 2 timestamps, events_relation');
 SELECT results_eq($$SELECT name FROM engagement.scoring_profiles$$, ARRAY['default'], 'profile default exists');
 SELECT has_trigger('engagement', 'scoring_profiles', 'scoring_profiles_bump_version', 'scoring_profiles.scoring_profiles_bump_version exists');
 SELECT has_trigger('engagement', 'scoring_profiles', 'scoring_profiles_replace_builtin_default', 'scoring_profiles.scoring_profiles_replace_builtin_default exists');
@@ -108,11 +108,11 @@ SELECT is_empty($$SELECT a.aggfnoid::regprocedure FROM pg_aggregate a JOIN pg_pr
                      AND (a.aggcombinefn = 0 OR (a.aggtranstype = 'internal'::regtype
                                                  AND (a.aggserialfn = 0 OR a.aggdeserialfn = 0)))$$,
                 'every aggregate has a combine function, and serialize and deserialize functions for an internal state');
-SELECT results_eq($$SELECT DISTINCT p.proname::text || ' ' || a.aggtranstype::regtype::text FROM pg_aggregate a
+SELECT results_eq($$SELECT DISTINCT a.aggfnoid::regproc::text || ' ' || a.aggtranstype::regtype::text FROM pg_aggregate a
                      JOIN pg_proc p ON p.oid = a.aggfnoid
                     WHERE p.pronamespace = 'engagement'::regnamespace AND a.aggtranstype <> 'internal'::regtype ORDER BY 1$$,
-                  ARRAY['fit_bgnbd engagement.btyd_fit_state', 'fit_mbgnbd engagement.btyd_fit_state',
-                        'time_decay engagement.decay_state'],
+                  ARRAY['engagement.fit_bgnbd engagement.btyd_fit_state', 'engagement.fit_mbgnbd engagement.btyd_fit_state',
+                        'engagement.time_decay engagement.decay_state'],
                   'time_decay and the fits have text-round-trippable state types (Citus splits them)');
 SELECT is_aggregate('engagement', 'score_events',
     ARRAY['engagement.event_type', 'timestamp with time zone', 'numeric', 'timestamp with time zone', 'jsonb']);

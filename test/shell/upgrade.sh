@@ -64,7 +64,9 @@ INSERT INTO engagement.scoring_profiles (name, recency_tau_days) VALUES ('vip', 
 SQL
 )
 
-OLD_VERSIONS=$(ls "$REPO"/sql/engagement_scoring--*.sql | sed -n 's|.*/engagement_scoring--\([0-9.]*\)\.sql$|\1|p' | grep -vx "$CURRENT" || true)
+# Every released version (an install script or the end of an update script), not the current one.
+OLD_VERSIONS=$(ls "$REPO"/sql/engagement_scoring--*.sql | sed -n 's|.*/engagement_scoring--\([0-9.]*--\)\{0,1\}\([0-9.]*\)\.sql$|\2|p' \
+               | sort -uV | grep -vx "$CURRENT" || true)
 paths=$(q -d postgres -c "SELECT count(*) FROM pg_available_extension_versions v, pg_extension_update_paths('engagement_scoring') p
                        WHERE v.name = 'engagement_scoring' AND p.source = v.version AND p.target = '$CURRENT' AND p.path IS NOT NULL")
 check "an update path to $CURRENT from each of the $(echo $OLD_VERSIONS | wc -w) older versions" \
