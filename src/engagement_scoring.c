@@ -930,7 +930,8 @@ decay_state_check_same(DecayState *st, int64 as_of, double half_life)
 				 errmsg("as_of and half_life_days must be the same for every row of a group")));
 }
 
-/* A sum that overflowed would carry infinities and then NaN: refuse it while it is finite. */
+/* A sum that overflowed carries infinities and then NaN: checked wherever a state leaves a
+ * transition (combine, final, text output), not per row. */
 static void
 decay_state_check_finite(const DecayState *st)
 {
@@ -982,10 +983,7 @@ es_decay_transfn(PG_FUNCTION_ARGS)
 
 	st->rows++;
 	if (occurred_at <= as_of)
-	{
 		es_sum_add(&st->sum, es_decayed_weight(weight, occurred_at, as_of, half_life));
-		decay_state_check_finite(st);
-	}
 	PG_RETURN_POINTER(st);
 }
 
@@ -1024,6 +1022,7 @@ es_decay_finalfn(PG_FUNCTION_ARGS)
 
 	if (st == NULL || st->rows == 0)
 		PG_RETURN_NULL();
+	decay_state_check_finite(st);
 	PG_RETURN_FLOAT8(es_sum_value(&st->sum));
 }
 
@@ -1034,6 +1033,7 @@ es_decay_state_out(PG_FUNCTION_ARGS)
 	DecayState *st = decay_state_arg(fcinfo, 0);
 	StringInfoData buf;
 
+	decay_state_check_finite(st);
 	initStringInfo(&buf);
 	appendStringInfoChar(&buf, '(');
 	append_float8(&buf, st->sum.sum);
