@@ -33,6 +33,12 @@ case $TABLE in
     *.*) SCHEMA=${TABLE%%.*}; NAME=${TABLE#*.} ;;
     *) echo "--table must be schema-qualified (schema.table)" >&2; exit 2 ;;
 esac
+# Plain names and key=value connection strings only: they are spliced into SQL below.
+[[ $TABLE =~ ^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$ ]] || { echo "--table: lower-case schema.table, letters, digits and _" >&2; exit 2; }
+for c in "$@"; do
+    [[ $c =~ ^[a-z_]+=[^[:space:]\'\"\\]+([[:space:]]+[a-z_]+=[^[:space:]\'\"\\]+)*$ ]] \
+        || { echo "not a key=value connection string (no quotes, no URIs): $c" >&2; exit 2; }
+done
 COORDINATOR=$1; shift
 SHARDS=("$@")
 MODULUS=${#SHARDS[@]}

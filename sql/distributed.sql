@@ -182,5 +182,46 @@ SELECT ref.sqlstate_of($$SELECT engagement.score_events('opened', now(), NULL, n
        ref.sqlstate_of($$SELECT engagement.score_events('opened', now(), NULL, now(), CASE WHEN i = 1 THEN d ELSE jsonb_set(d, '{lookback_days}', '30') END)
                           FROM doc, generate_series(1, 2) i$$) AS two_versions_in_a_group;
 SELECT engagement.score_events('opened', now(), NULL, now(), '{"name": "a"}'::jsonb);
-DELETE FROM engagement.scoring_profiles WHERE name = 'distributed';
+-- Rows alternating between two documents (a cross join of profiles): each document is read once,
+-- and the scores are those of the named profiles.
+INSERT INTO engagement.scoring_profiles (name, recency_tau_days) VALUES ('distributed_2', 60);
+SELECT count(*) AS scores,
+       count(*) FILTER (WHERE d.s::text IS NOT DISTINCT FROM
+                        (SELECT engagement.score_events(e.event_type, e.occurred_at, e.conversion_value, '2026-06-01 12:00+00', d.name)
+                           FROM ref.crm_events e WHERE e.contact_id = d.contact_id)::text) AS as_named
+  FROM (SELECT e.contact_id, p.name,
+               engagement.score_events(e.event_type, e.occurred_at, e.conversion_value, '2026-06-01 12:00+00', to_jsonb(p)) AS s
+          FROM ref.crm_events e CROSS JOIN engagement.scoring_profiles p
+         WHERE p.name IN ('distributed', 'distributed_2') AND e.contact_id <= 50
+         GROUP BY 1, 2) d;
+-- The document is read with pg_catalog's types, whatever the caller's pg_temp holds.
+CREATE DOMAIN pg_temp.text AS int4;
+CREATE DOMAIN pg_temp.float8 AS int4;
+SELECT (engagement.score_events(event_type, occurred_at, conversion_value, '2026-06-01 12:00+00', d)).composite
+       = (SELECT (s).composite FROM by_name WHERE contact_id = 7) AS unaffected
+  FROM ref.crm_events, doc WHERE contact_id = 7 GROUP BY d;
+DROP DOMAIN pg_temp.text;
+DROP DOMAIN pg_temp.float8;
+
+-- events_relation: refresh_scores and fit_model read only tables with the columns they use, owned
+-- by the caller or a superuser.
+CREATE TABLE dist_events AS SELECT contact_id::bigint, event_type, occurred_at, conversion_value FROM ref.crm_events;
+CREATE VIEW dist_events_view AS SELECT * FROM dist_events;
+CREATE TABLE dist_events_narrow AS SELECT contact_id::bigint, event_type, occurred_at FROM ref.crm_events;
+UPDATE engagement.scoring_profiles SET events_relation = 'dist_events_view' WHERE name = 'distributed';
+SELECT ref.sqlstate_of($$SELECT engagement.refresh_scores('distributed')$$) AS a_view;
+UPDATE engagement.scoring_profiles SET events_relation = 'dist_events_narrow' WHERE name = 'distributed';
+SELECT ref.sqlstate_of($$SELECT engagement.fit_model('distributed', '2026-06-01')$$) AS missing_column;
+CREATE ROLE es_dist_owner;
+ALTER TABLE dist_events OWNER TO es_dist_owner;
+UPDATE engagement.scoring_profiles SET events_relation = 'dist_events' WHERE name = 'distributed';
+SELECT ref.sqlstate_of($$SELECT engagement.refresh_scores('distributed')$$) AS owned_by_another_role;
+ALTER TABLE dist_events OWNER TO CURRENT_USER;
+DROP ROLE es_dist_owner;
+-- A plain table of the caller's is scored.
+SELECT engagement.refresh_scores('distributed') AS rescored;
+DELETE FROM engagement.engagement_scores WHERE profile IN ('distributed', 'distributed_2');
+DELETE FROM engagement.scoring_profiles WHERE name IN ('distributed', 'distributed_2');
+DROP VIEW dist_events_view;
+DROP TABLE dist_events, dist_events_narrow;
 DROP SCHEMA citus_sim CASCADE;

@@ -126,6 +126,47 @@ ALTER TABLE @extschema@.scoring_profiles
 COMMENT ON COLUMN @extschema@.scoring_profiles.events_relation IS
     'The events refresh_scores and fit_model read (contact_id, event_type, occurred_at, conversion_value); changing it rescores everyone';
 
+-- The events relation of a profile, checked before a refresh or a fit reads it (its name, quoted
+-- and qualified).  A refresh may run as a superuser (pg_cron) while a less privileged admin role
+-- chose the relation: so only tables (plain, partitioned, foreign) owned by the caller or by a
+-- superuser, with exactly the columns read; never a view, whose functions would run as the caller.
+CREATE FUNCTION @extschema@._events_relation_or_error(events regclass) RETURNS text
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    bad text;
+BEGIN
+    IF events = '@extschema@.engagement_events'::regclass THEN
+        RETURN events::text;
+    END IF;
+    -- the relation and, when partitioned, every partition (pg_partition_tree lists only those)
+    SELECT c.oid::regclass::text INTO bad
+      FROM (SELECT events AS relid UNION SELECT t.relid FROM pg_partition_tree(events) t) t
+      JOIN pg_class c ON c.oid = t.relid
+     WHERE c.relkind NOT IN ('r', 'p', 'f') LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'events_relation % must be a table (plain, partitioned or foreign)', bad
+            USING ERRCODE = 'wrong_object_type';
+    END IF;
+    SELECT c.oid::regclass::text INTO bad
+      FROM (SELECT events AS relid UNION SELECT t.relid FROM pg_partition_tree(events) t) t
+      JOIN pg_class c ON c.oid = t.relid JOIN pg_roles r ON r.oid = c.relowner
+     WHERE NOT r.rolsuper AND c.relowner <> (SELECT oid FROM pg_roles WHERE rolname = current_user) LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'events_relation % is owned by another role that is not a superuser', bad
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Refresh as its owner, or give the table to a superuser.';
+    END IF;
+    SELECT string_agg(format('%s %s', want.col, want.typ), ', ') INTO bad
+      FROM (VALUES ('contact_id', 'bigint'::regtype), ('event_type', '@extschema@.event_type'::regtype),
+                   ('occurred_at', 'timestamptz'::regtype), ('conversion_value', 'numeric'::regtype)) want(col, typ)
+     WHERE NOT EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = events AND a.attname = want.col
+                          AND a.atttypid = want.typ AND NOT a.attisdropped);
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'events_relation % lacks the columns %', events, bad USING ERRCODE = 'datatype_mismatch';
+    END IF;
+    RETURN events::text;
+END $$;
+
 -- Another relation's rows have no id to pair old and new versions by: an UPDATE there marks
 -- every contact it touched (TG_ARGV[0] = 'any_update').
 CREATE OR REPLACE FUNCTION @extschema@._track_event_changes() RETURNS trigger
@@ -235,7 +276,7 @@ BEGIN
     IF NOT FOUND THEN
         PERFORM @extschema@._profile_or_error(profile);   -- raises 42704
     END IF;
-    events := p.events_relation::text;   -- schema-qualified and quoted (search_path is pg_catalog)
+    events := @extschema@._events_relation_or_error(p.events_relation);   -- qualified and quoted
     -- Scoring engagement_events looks the profile up by name; any other relation (partitioned,
     -- foreign, another server's) gets the profile's values with the query, as a document.
     profile_arg := CASE WHEN p.events_relation = '@extschema@.engagement_events'::regclass THEN '$2' ELSE '$3' END;
@@ -454,7 +495,7 @@ BEGIN
                           FROM %s e
                          WHERE e.occurred_at <= $1
                          GROUP BY e.contact_id) c
-                 GROUP BY 1, 2, 3) s$q$, p.events_relation)
+                 GROUP BY 1, 2, 3) s$q$, @extschema@._events_relation_or_error(p.events_relation))
     INTO res USING as_of;
     fit := res.fit;
     repeaters := coalesce(res.repeaters, 0);

@@ -90,12 +90,18 @@ typedef struct ProfileCache
 	int32		version;
 	es_profile	profile;
 	/*
-	 * score_events(..., profile jsonb): the last profile document seen and its values.  Each
-	 * document read gets its own es_profile in fn_mcxt, never overwritten: states point to it.
+	 * score_events(..., profile jsonb): the last documents seen (a few, so that rows alternating
+	 * between profiles do not reread them) and their values, which are interned: one es_profile
+	 * per distinct set of values, in fn_mcxt, never freed or overwritten (states point to them).
 	 */
-	Jsonb	   *document;
-	const es_profile *carried;
-	char		carried_name[NAMEDATALEN];
+	struct
+	{
+		Jsonb	   *doc;
+		const es_profile *profile;
+		char		name[NAMEDATALEN];
+	}			documents[8];
+	int			next_document;
+	List	   *interned;
 	/* engagement.event_type's OID per kernel event type, for the transition function */
 	Oid			enum_type;
 	Oid			enum_oids[ES_EVENT_TYPES];
@@ -230,7 +236,8 @@ es_document_source(void)
 		appendStringInfoString(&buf, "pg_catalog.jsonb_to_record($1) AS r(");
 		for (column = strtok_r(columns, ", ", &save); column != NULL; column = strtok_r(NULL, ", ", &save), i++)
 			appendStringInfo(&buf, "%s%s %s", i > 0 ? ", " : "", column,
-							 i < ES_PROFILE_VALUES ? "float8" : i == ES_PROFILE_VALUES ? "int4" : "text");
+							 i < ES_PROFILE_VALUES ? "pg_catalog.float8" :
+							 i == ES_PROFILE_VALUES ? "pg_catalog.int4" : "pg_catalog.text");
 		appendStringInfoChar(&buf, ')');
 		source = MemoryContextStrdup(TopMemoryContext, buf.data);
 	}
@@ -238,33 +245,64 @@ es_document_source(void)
 }
 
 /*
- * A profile given as a document (to_jsonb of a scoring_profiles row): every parameter travels
- * with the query, so a server that scores it (a postgres_fdw shard) needs no copy of the
- * profiles table.  Read once per distinct document per query.
+ * The one copy of a carried profile's values per query: states keep pointers to it, so it lives
+ * in fn_mcxt (not the aggregate context: a rescan resets that, and the pointers would dangle).
  */
 static const es_profile *
-es_document_profile(FunctionCallInfo fcinfo, ProfileCache *cache, Jsonb *doc)
+es_intern_profile(FunctionCallInfo fcinfo, const es_profile *p)
 {
-	es_profile *p;
-	int32		version;
+	ProfileCache *cache = es_cache(fcinfo);
+	ListCell   *lc;
+	es_profile *copy;
+	MemoryContext old;
 
-	if (cache->document != NULL && VARSIZE(doc) == VARSIZE(cache->document) &&
-		memcmp(doc, cache->document, VARSIZE(doc)) == 0)
-		return cache->carried;
+	foreach(lc, cache->interned)
+		if (memcmp(lfirst(lc), p, sizeof(es_profile)) == 0)
+			return (const es_profile *) lfirst(lc);
+	old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+	copy = palloc(sizeof(es_profile));
+	*copy = *p;
+	cache->interned = lappend(cache->interned, copy);
+	MemoryContextSwitchTo(old);
+	return copy;
+}
+
+/*
+ * A profile given as a document (to_jsonb of a scoring_profiles row): every parameter travels
+ * with the query, so a server that scores it (a postgres_fdw shard) needs no copy of the
+ * profiles table.  Sets *name to the document's name.
+ */
+static const es_profile *
+es_document_profile(FunctionCallInfo fcinfo, ProfileCache *cache, Jsonb *doc, const char **name)
+{
+	es_profile	p;
+	int32		version;
+	int			i;
+	int			slot;
+
+	for (i = 0; i < lengthof(cache->documents); i++)
+		if (cache->documents[i].doc != NULL && VARSIZE(doc) == VARSIZE(cache->documents[i].doc) &&
+			memcmp(doc, cache->documents[i].doc, VARSIZE(doc)) == 0)
+		{
+			*name = cache->documents[i].name;
+			return cache->documents[i].profile;
+		}
 
 	if (!JB_ROOT_IS_OBJECT(doc) || JB_ROOT_IS_SCALAR(doc))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("a scoring profile document must be a JSON object (to_jsonb of an engagement.scoring_profiles row)")));
-	p = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(es_profile));
-	(void) es_read_profile(es_document_source(), JSONBOID, PointerGetDatum(doc), "document", p, &version,
-						   cache->carried_name);
-	if (cache->document != NULL)
-		pfree(cache->document);
-	cache->document = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, VARSIZE(doc));
-	memcpy(cache->document, doc, VARSIZE(doc));
-	cache->carried = p;
-	return p;
+	slot = cache->next_document;
+	cache->next_document = (slot + 1) % lengthof(cache->documents);
+	(void) es_read_profile(es_document_source(), JSONBOID, PointerGetDatum(doc), "document", &p, &version,
+						   cache->documents[slot].name);
+	if (cache->documents[slot].doc != NULL)
+		pfree(cache->documents[slot].doc);
+	cache->documents[slot].doc = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, VARSIZE(doc));
+	memcpy(cache->documents[slot].doc, doc, VARSIZE(doc));
+	cache->documents[slot].profile = es_intern_profile(fcinfo, &p);
+	*name = cache->documents[slot].name;
+	return cache->documents[slot].profile;
 }
 
 /* Maps engagement.event_type's OIDs to kernel event types (once per query). */
@@ -421,8 +459,7 @@ es_score_events_transfn(PG_FUNCTION_ARGS)
 	cache = es_cache(fcinfo);
 	if (has_profile_arg && get_fn_expr_argtype(fcinfo->flinfo, 5) == JSONBOID)
 	{
-		carried = es_document_profile(fcinfo, cache, PG_GETARG_JSONB_P(5));
-		profile_name = cache->carried_name;
+		carried = es_document_profile(fcinfo, cache, PG_GETARG_JSONB_P(5), &profile_name);
 	}
 	else if (has_profile_arg)
 	{
@@ -471,25 +508,6 @@ es_score_events_transfn(PG_FUNCTION_ARGS)
 	if (es_accumulate(&st->acc, profile, type, occurred_at, value, &key))
 		score_state_add_day(st, key);
 	PG_RETURN_POINTER(st);
-}
-
-/*
- * A carried profile that outlives the calling row: one copy per distinct profile per query, in
- * fn_mcxt (not the aggregate context: a rescan resets that, and this cache would dangle).
- */
-static const es_profile *
-es_intern_profile(FunctionCallInfo fcinfo, const es_profile *p)
-{
-	ProfileCache *cache = es_cache(fcinfo);
-
-	if (cache->carried == NULL || memcmp(cache->carried, p, sizeof(es_profile)) != 0)
-	{
-		es_profile *copy = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(es_profile));
-
-		*copy = *p;
-		cache->carried = copy;
-	}
-	return cache->carried;
 }
 
 PG_FUNCTION_INFO_V1(es_score_events_combinefn);
@@ -917,7 +935,7 @@ decay_state_arg(FunctionCallInfo fcinfo, int argno)
 	if (VARSIZE(st) != sizeof(DecayState))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("a decay_state has %zu bytes, not %u", sizeof(DecayState), VARSIZE(st))));
+				 errmsg("corrupt decay_state: %u bytes, expected %zu", (unsigned) VARSIZE(st), sizeof(DecayState))));
 	return st;
 }
 
@@ -1352,6 +1370,11 @@ fit_state_reserve(FitState *st, int64 extra)
 	}
 	if (st->nrows + extra <= FIT_STATE_CAPACITY(st))
 		return st;
+	if (st->nrows + extra > FIT_STATE_MAX_ROWS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("too many distinct customer summaries to fit: more than " INT64_FORMAT,
+						FIT_STATE_MAX_ROWS)));
 	return fit_state_new(Max(FIT_STATE_CAPACITY(st) * 2, st->nrows + extra), st->rows, st->nrows);
 }
 
