@@ -218,8 +218,21 @@ UPDATE engagement.scoring_profiles SET events_relation = 'dist_events' WHERE nam
 SELECT ref.sqlstate_of($$SELECT engagement.refresh_scores('distributed')$$) AS owned_by_another_role;
 ALTER TABLE dist_events OWNER TO CURRENT_USER;
 DROP ROLE es_dist_owner;
--- A plain table of the caller's is scored.
+-- A plain table of the caller's is scored, and with track_event_changes (statement triggers: no
+-- foreign partitions) incremental refreshes see its changes.
 SELECT engagement.refresh_scores('distributed') AS rescored;
+SELECT ref.sqlstate_of($$SELECT engagement.track_event_changes('dist_events_narrow')$$) AS track_narrow;
+SELECT engagement.track_event_changes('dist_events');
+SELECT tgname FROM pg_trigger WHERE tgrelid = 'dist_events'::regclass ORDER BY 1;
+TRUNCATE engagement.event_changes;
+INSERT INTO dist_events VALUES (7, 'clicked', '2026-06-01 08:00+00', NULL);
+UPDATE dist_events SET occurred_at = occurred_at + interval '1 minute' WHERE contact_id = 8;
+SELECT array_agg(DISTINCT contact_id ORDER BY contact_id) AS changed FROM engagement.event_changes;
+SELECT engagement.refresh_scores('distributed') AS rescored_incrementally;
+DROP TRIGGER engagement_track_insert ON dist_events;
+DROP TRIGGER engagement_track_update ON dist_events;
+DROP TRIGGER engagement_track_delete ON dist_events;
+DROP TRIGGER engagement_track_truncate ON dist_events;
 DELETE FROM engagement.engagement_scores WHERE profile IN ('distributed', 'distributed_2');
 DELETE FROM engagement.scoring_profiles WHERE name IN ('distributed', 'distributed_2');
 DROP VIEW dist_events_view;

@@ -216,12 +216,10 @@ BEGIN
     IF events = '@extschema@.engagement_events'::regclass THEN
         RAISE EXCEPTION 'engagement_events is always tracked' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF NOT EXISTS (SELECT FROM pg_attribute a
-                    WHERE a.attrelid = events AND a.attname = 'contact_id' AND NOT a.attisdropped
-                      AND a.atttypid = 'bigint'::regtype) THEN
-        RAISE EXCEPTION '% has no contact_id bigint column', events USING ERRCODE = 'undefined_column';
-    END IF;
-    IF EXISTS (SELECT FROM pg_partition_tree(events) t JOIN pg_class c ON c.oid = t.relid WHERE c.relkind = 'f') THEN
+    PERFORM @extschema@._events_relation_or_error(events);   -- what a refresh will accept to read
+    -- the relation itself or any partition (pg_partition_tree lists only partitioned tables' trees)
+    IF EXISTS (SELECT FROM pg_class c
+                WHERE c.relkind = 'f' AND c.oid IN (SELECT events UNION SELECT t.relid FROM pg_partition_tree(events) t)) THEN
         EXECUTE format('CREATE TRIGGER engagement_track_change AFTER INSERT OR UPDATE OR DELETE ON %s '
                        'FOR EACH ROW EXECUTE FUNCTION @extschema@._track_event_change()', events);
     ELSE

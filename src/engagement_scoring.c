@@ -87,7 +87,6 @@ typedef struct ProfileCache
 {
 	bool		valid;
 	char		name[NAMEDATALEN];
-	int32		version;
 	es_profile	profile;
 	/*
 	 * score_events(..., profile jsonb): the last documents seen (a few, so that rows alternating
@@ -117,7 +116,7 @@ es_cache(FunctionCallInfo fcinfo)
 	return (ProfileCache *) fcinfo->flinfo->fn_extra;
 }
 
-/* The model parameters in es_profile's field order (it is 27 doubles), then the version. */
+/* The model parameters in es_profile's field order (it is 27 doubles), then the name. */
 #define ES_PROFILE_VALUES ((int) (sizeof(es_profile) / sizeof(double)))
 StaticAssertDecl(sizeof(es_profile) == 27 * sizeof(double), "es_profile is 27 doubles");
 static const char *const profile_columns =
@@ -126,16 +125,15 @@ static const char *const profile_columns =
 	"decay_weight_responded, decay_weight_converted, decay_weight_opted_out, decay_weight_bounced, "
 	"weight_recency, weight_frequency, weight_monetary, weight_time_decay, weight_diversity, "
 	"opt_out_penalty, model_r, model_alpha, model_a, model_b, horizon_days, conv_prior_a, conv_prior_b, "
-	"version, name";
+	"name";
 
 /*
  * Reads one profile row, "SELECT <profile_columns> FROM <from>" with $1 = arg, into *out (and
- * its version and name).  False when there is no row.  A missing value becomes NaN, which the
+ * its name).  False when there is no row.  A missing value becomes NaN, which the
  * kernel's validation rejects by name.
  */
 static bool
-es_read_profile(const char *from, Oid argtype, Datum arg, const char *display, es_profile *out,
-				int32 *version, char *name)
+es_read_profile(const char *from, Oid argtype, Datum arg, const char *display, es_profile *out, char *name)
 {
 	StringInfoData query;
 	double	   *v = (double *) out;
@@ -168,8 +166,6 @@ es_read_profile(const char *from, Oid argtype, Datum arg, const char *display, e
 	{
 		Datum		d = SPI_getbinval(row, desc, ES_PROFILE_VALUES + 1, &isnull);
 
-		*version = isnull ? 0 : DatumGetInt32(d);
-		d = SPI_getbinval(row, desc, ES_PROFILE_VALUES + 2, &isnull);
 		if (isnull || VARSIZE_ANY_EXHDR(DatumGetPointer(d)) == 0 ||
 			VARSIZE_ANY_EXHDR(DatumGetPointer(d)) >= NAMEDATALEN)
 			ereport(ERROR,
@@ -204,7 +200,7 @@ es_lookup_profile(ProfileCache *cache, const char *name)
 	display = psprintf("\"%s\"", name);
 	/* Fully qualified, operator included: SPI resolves names with the caller's search_path. */
 	if (!es_read_profile("engagement.scoring_profiles WHERE name OPERATOR(pg_catalog.=) $1", TEXTOID,
-						 CStringGetTextDatum(name), display, &cache->profile, &cache->version, found_name))
+						 CStringGetTextDatum(name), display, &cache->profile, found_name))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("scoring profile \"%s\" does not exist", name),
@@ -236,8 +232,7 @@ es_document_source(void)
 		appendStringInfoString(&buf, "pg_catalog.jsonb_to_record($1) AS r(");
 		for (column = strtok_r(columns, ", ", &save); column != NULL; column = strtok_r(NULL, ", ", &save), i++)
 			appendStringInfo(&buf, "%s%s %s", i > 0 ? ", " : "", column,
-							 i < ES_PROFILE_VALUES ? "pg_catalog.float8" :
-							 i == ES_PROFILE_VALUES ? "pg_catalog.int4" : "pg_catalog.text");
+							 i < ES_PROFILE_VALUES ? "pg_catalog.float8" : "pg_catalog.text");
 		appendStringInfoChar(&buf, ')');
 		source = MemoryContextStrdup(TopMemoryContext, buf.data);
 	}
@@ -276,7 +271,6 @@ static const es_profile *
 es_document_profile(FunctionCallInfo fcinfo, ProfileCache *cache, Jsonb *doc, const char **name)
 {
 	es_profile	p;
-	int32		version;
 	int			i;
 	int			slot;
 
@@ -294,7 +288,7 @@ es_document_profile(FunctionCallInfo fcinfo, ProfileCache *cache, Jsonb *doc, co
 				 errmsg("a scoring profile document must be a JSON object (to_jsonb of an engagement.scoring_profiles row)")));
 	slot = cache->next_document;
 	cache->next_document = (slot + 1) % lengthof(cache->documents);
-	(void) es_read_profile(es_document_source(), JSONBOID, PointerGetDatum(doc), "document", &p, &version,
+	(void) es_read_profile(es_document_source(), JSONBOID, PointerGetDatum(doc), "document", &p,
 						   cache->documents[slot].name);
 	if (cache->documents[slot].doc != NULL)
 		pfree(cache->documents[slot].doc);
@@ -458,9 +452,7 @@ es_score_events_transfn(PG_FUNCTION_ARGS)
 	occurred_at = es_finite_timestamp(PG_GETARG_DATUM(2), "occurred_at");
 	cache = es_cache(fcinfo);
 	if (has_profile_arg && get_fn_expr_argtype(fcinfo->flinfo, 5) == JSONBOID)
-	{
 		carried = es_document_profile(fcinfo, cache, PG_GETARG_JSONB_P(5), &profile_name);
-	}
 	else if (has_profile_arg)
 	{
 		text	   *t = PG_GETARG_TEXT_PP(5);
