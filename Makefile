@@ -3,7 +3,14 @@ EXTENSION    = engagement_scoring
 MODULE_big   = engagement_scoring
 KERNEL_SRCS  = $(wildcard src/*.cpp)
 OBJS         = src/engagement_scoring.o $(KERNEL_SRCS:.cpp=.o)
-DATA         = $(wildcard sql/engagement_scoring--*.sql)
+EXTVERSION   = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control)
+# CREATE EXTENSION runs one script: the current version's, built from sql/src/ (one file per
+# concern, in dependency order).  Older versions keep their install script (1.0) and every
+# upgrade script (deltas only), so ALTER EXTENSION ... UPDATE works from each released version.
+SQL_SOURCES  = $(addprefix sql/src/,schema.sql scoring.sql tracking.sql refresh.sql queries.sql models.sql \
+                                    scheduling.sql access.sql)
+DATA_built   = sql/$(EXTENSION)--$(EXTVERSION).sql
+DATA         = sql/$(EXTENSION)--1.0.sql $(wildcard sql/$(EXTENSION)--*--*.sql)
 
 # pg_regress reads sql/<test>.sql and expected/<test>.out (the classic layout), in this order.
 REGRESS      = setup schema scoring parallel time_decay errors refresh funnel search_path models distributed
@@ -24,6 +31,12 @@ EXTRA_CLEAN  = test/unit/kernel_tests results regression.diffs regression.out te
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+sql/$(EXTENSION)--$(EXTVERSION).sql: $(SQL_SOURCES) $(EXTENSION).control
+	{ printf '%s\n' '-- engagement_scoring $(EXTVERSION): the complete install script, built by the Makefile' \
+	         '-- from sql/src/*.sql (edit those, not this file).' '' \
+	         '\echo Use "CREATE EXTENSION engagement_scoring" to load this file. \quit'; \
+	  for f in $(SQL_SOURCES); do printf '\n-- ===== %s\n\n' $$f; cat $$f; done; } > $@
 
 # GoogleTest unit tests of the pure C++ kernels (no PostgreSQL needed).
 UNIT_SRCS = $(wildcard test/unit/*.cpp)

@@ -96,12 +96,18 @@ SELECT is_aggregate('engagement', 'time_decay',
     ARRAY['double precision', 'timestamp with time zone', 'timestamp with time zone', 'double precision']);
 SELECT results_eq($$SELECT p.oid::regprocedure::text FROM pg_proc p
                      WHERE p.pronamespace = 'engagement'::regnamespace AND p.proparallel <> 's'
-                       AND p.prorettype <> 'trigger'::regtype ORDER BY 1$$,
-                  ARRAY['engagement.fit_model(text,timestamp with time zone)',
+                       AND p.prorettype <> 'trigger'::regtype ORDER BY 1 COLLATE "C"$$,
+                  ARRAY['engagement._refresh_choose_targets(engagement.scoring_profiles,timestamp with time zone,boolean,boolean)',
+                        'engagement._refresh_distribution(engagement.scoring_profiles,timestamp with time zone,boolean)',
+                        'engagement._refresh_drain_changes(engagement.scoring_profiles)',
+                        'engagement._refresh_keep_pending(engagement.scoring_profiles,text,timestamp with time zone)',
+                        'engagement._refresh_score_contacts(engagement.scoring_profiles,text,timestamp with time zone,boolean)',
+                        'engagement._refresh_write_scores(engagement.scoring_profiles,timestamp with time zone,boolean)',
+                        'engagement.fit_model(text,timestamp with time zone)',
                         'engagement.grant_admin_access(regrole)', 'engagement.grant_application_access(regrole)',
                         'engagement.refresh_scores(text,boolean)', 'engagement.schedule_refresh(text,text,text,text)',
                         'engagement.track_event_changes(regclass)', 'engagement.unschedule_refresh(text)'],
-                  'every function and aggregate but the writing ones is PARALLEL SAFE');
+                  'every function and aggregate but the writing ones (refresh_scores and its steps among them) is PARALLEL SAFE');
 SELECT volatility_is('engagement', 'refresh_scores', ARRAY['text', 'boolean'], 'volatile');
 SELECT is_empty($$SELECT a.aggfnoid::regprocedure FROM pg_aggregate a JOIN pg_proc p ON p.oid = a.aggfnoid
                    WHERE p.pronamespace = 'engagement'::regnamespace

@@ -22,6 +22,12 @@ UNION ALL
 SELECT 'function ' || p.oid::regprocedure || E'\n' || pg_get_functiondef(p.oid)
   FROM members m JOIN pg_proc p ON m.classid = 'pg_proc'::regclass AND p.oid = m.objid WHERE p.prokind <> 'a'
 UNION ALL
+SELECT 'function acl ' || p.oid::regprocedure || ' ' || coalesce(p.proacl::text, '')
+  FROM members m JOIN pg_proc p ON m.classid = 'pg_proc'::regclass AND p.oid = m.objid
+UNION ALL
+SELECT 'comment ' || pg_describe_object(d.classoid, d.objoid, d.objsubid) || ' ' || d.description
+  FROM members m JOIN pg_description d ON d.classoid = m.classid AND d.objoid = m.objid
+UNION ALL
 SELECT 'aggregate ' || a.aggfnoid::regprocedure || ' ' || concat_ws(' ', a.aggtransfn::regproc, a.aggfinalfn::regproc,
        a.aggcombinefn::regproc, a.aggserialfn::regproc, a.aggdeserialfn::regproc, a.aggtranstype::regtype, a.aggfinalmodify)
   FROM members m JOIN pg_aggregate a ON m.classid = 'pg_proc'::regclass AND a.aggfnoid = m.objid
@@ -45,7 +51,7 @@ UNION ALL
 SELECT 'view ' || c.oid::regclass || ' ' || pg_get_viewdef(c.oid) || ' ' || coalesce(array_to_string(c.reloptions, ','), '')
   FROM members m JOIN pg_class c ON m.classid = 'pg_class'::regclass AND c.oid = m.objid AND c.relkind = 'v'
 UNION ALL
-SELECT 'acl ' || c.oid::regclass || ' ' || coalesce(c.relacl::text, '')
+SELECT 'acl ' || c.oid::regclass || ' ' || coalesce(c.relacl::text, '') || ' options ' || coalesce(c.reloptions::text, '')
   FROM members m JOIN pg_class c ON m.classid = 'pg_class'::regclass AND c.oid = m.objid
 UNION ALL
 SELECT 'dumped ' || x.cfg::regclass || ' ' || x.cond
@@ -90,9 +96,11 @@ for old in $OLD_VERSIONS; do
     q -d "$db" -c "$SCORES_1_0" >"$WORK/$db.before"
     # This library replaced time_decay's and the fits' internal states: until the update, the old
     # definitions get a clear error (55000), never a misread state.
-    err=$(q -d "$db" -c "SELECT engagement.time_decay(1, now(), now(), 14)" 2>&1)
-    check "$old: before the update, time_decay asks for it instead of misreading a state" \
-        'grep -q "needs the extension update to 1.2" <<<"$err"'
+    if [ "$(printf '%s\n' "$old" 1.2 | sort -V | head -1)" != 1.2 ]; then
+        err=$(q -d "$db" -c "SELECT engagement.time_decay(1, now(), now(), 14)" 2>&1)
+        check "$old: before the update, time_decay asks for it instead of misreading a state" \
+            'grep -q "needs the extension update to 1.2" <<<"$err"'
+    fi
     q -d "$db" -c "ALTER EXTENSION engagement_scoring UPDATE" 2>"$WORK/$db.err"
     check "$old: ALTER EXTENSION UPDATE succeeds" '[ $? -eq 0 ] && [ ! -s "$WORK/$db.err" ]'
     check "$old: updated to $CURRENT" '[ "$(q -d "$db" -c "SELECT extversion FROM pg_extension WHERE extname = '"'engagement_scoring'"'")" = "$CURRENT" ]'

@@ -1,0 +1,265 @@
+-- engagement_scoring 1.2 -> 1.3: no change of behaviour.  refresh_scores is rewritten as named
+-- steps (_refresh_drain_changes, _refresh_choose_targets, _refresh_score_contacts,
+-- _refresh_distribution, _refresh_write_scores, _refresh_keep_pending), scoring in one statement
+-- whatever the number of targets.  From 1.3 on, CREATE EXTENSION runs one install script built
+-- from sql/src/.
+
+\echo Use "ALTER EXTENSION engagement_scoring UPDATE TO '1.3'" to load this file. \quit
+
+------------------------------------------------------------------------------------------------
+-- The steps of a refresh
+------------------------------------------------------------------------------------------------
+-- Drains the change log into pg_temp._es_changed (only the rows this snapshot sees: later ones
+-- wait for the next refresh).  The refreshed profile takes them directly; the other profiles get
+-- them in their pending sets (sorted inserts: concurrent refreshes of different profiles cannot
+-- deadlock on them).
+CREATE FUNCTION @extschema@._refresh_drain_changes(p @extschema@.scoring_profiles) RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    CREATE TEMP TABLE _es_changed (contact_id bigint) ON COMMIT DROP;
+    WITH moved AS (DELETE FROM @extschema@.event_changes RETURNING contact_id)
+    INSERT INTO pg_temp._es_changed SELECT DISTINCT contact_id FROM moved;
+    INSERT INTO @extschema@.pending_rescore (profile, contact_id)
+    SELECT sp.name, c.contact_id
+      FROM pg_temp._es_changed c CROSS JOIN @extschema@.scoring_profiles sp
+     WHERE sp.name <> p.name
+     ORDER BY 1, 2
+    ON CONFLICT DO NOTHING;
+END $$;
+
+-- The contacts to rescore.  A full refresh rescores every contact, so it only consumes the
+-- profile's pending rows.  An incremental one puts into pg_temp._es_targets the pending and
+-- changed contacts and those whose score grew older than max_score_age (the scores are scanned
+-- for those only when the oldest one may have: aged); it returns how many.
+CREATE FUNCTION @extschema@._refresh_choose_targets(p @extschema@.scoring_profiles, refresh_at timestamptz,
+                                                    full_refresh boolean, aged boolean) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    targets bigint;
+BEGIN
+    IF full_refresh THEN
+        DELETE FROM @extschema@.pending_rescore pr WHERE pr.profile = p.name;
+        RETURN NULL;
+    END IF;
+    CREATE TEMP TABLE _es_targets (contact_id bigint PRIMARY KEY) ON COMMIT DROP;
+    WITH consumed AS (DELETE FROM @extschema@.pending_rescore pr WHERE pr.profile = p.name RETURNING pr.contact_id)
+    INSERT INTO pg_temp._es_targets
+    SELECT contact_id FROM consumed
+     UNION
+    SELECT contact_id FROM pg_temp._es_changed
+     UNION
+    SELECT s.contact_id FROM @extschema@.engagement_scores s
+     WHERE aged AND s.profile = p.name AND s.calculated_at < refresh_at - p.max_score_age;
+    GET DIAGNOSTICS targets = ROW_COUNT;
+    ANALYZE pg_temp._es_targets;
+    RETURN targets;
+END $$;
+
+-- Scores the targets (every contact of the events relation on a full refresh) as of refresh_at
+-- into pg_temp._es_scored, one column per score field, in one statement: CREATE TABLE AS may run
+-- the scan and the aggregate in parallel; with the targets analyzed, the planner reads a few
+-- contacts through the (contact_id, occurred_at) index and many in one scan.  Scoring
+-- engagement_events looks the profile up by name; any other relation (partitioned, foreign,
+-- another server's) gets the profile's values with the query, as a document.
+CREATE FUNCTION @extschema@._refresh_score_contacts(p @extschema@.scoring_profiles, events text,
+                                                    refresh_at timestamptz, full_refresh boolean) RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    EXECUTE format($q$
+        CREATE TEMP TABLE _es_scored ON COMMIT DROP AS
+        SELECT q.contact_id, (q.s).*
+          FROM (SELECT e.contact_id,
+                       @extschema@.score_events(e.event_type, e.occurred_at, e.conversion_value, $1, %2$s) AS s
+                  FROM %1$s e
+                 WHERE e.occurred_at <= $1%3$s
+                 GROUP BY e.contact_id) q$q$,
+        events,
+        CASE WHEN p.events_relation = '@extschema@.engagement_events'::regclass THEN '$2' ELSE '$3' END,
+        CASE WHEN NOT full_refresh THEN ' AND e.contact_id IN (SELECT t.contact_id FROM pg_temp._es_targets t)' END)
+    USING refresh_at, p.name, to_jsonb(p);
+    ANALYZE pg_temp._es_scored;
+END $$;
+
+-- The distribution as of this refresh, before the scores are written so that they can carry
+-- their percentiles: all composites after a full refresh, else the last distribution with the
+-- targets' old composites replaced by their new ones (a linear merge).
+CREATE FUNCTION @extschema@._refresh_distribution(p @extschema@.scoring_profiles, refresh_at timestamptz,
+                                                  full_refresh boolean) RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    removed float8[];   -- composites leaving the distribution
+    added   float8[];   -- composites entering it
+BEGIN
+    SELECT coalesce(array_agg(n.composite), '{}') INTO added FROM pg_temp._es_scored n;
+    IF full_refresh THEN
+        INSERT INTO @extschema@.score_distributions AS d (profile, sorted_composites, contacts, profile_version,
+                                                          refreshed_at, oldest_score_at)
+        VALUES (p.name, @extschema@._pack_sorted(added), cardinality(added), p.version, refresh_at, refresh_at)
+        ON CONFLICT ON CONSTRAINT score_distributions_pkey DO UPDATE
+           SET sorted_composites = excluded.sorted_composites, contacts = excluded.contacts,
+               profile_version = excluded.profile_version, refreshed_at = excluded.refreshed_at,
+               oldest_score_at = excluded.oldest_score_at;
+    ELSE
+        SELECT coalesce(array_agg(s.composite), '{}') INTO removed
+          FROM @extschema@.engagement_scores s JOIN pg_temp._es_targets t USING (contact_id)
+         WHERE s.profile = p.name;
+        UPDATE @extschema@.score_distributions d
+           SET sorted_composites = @extschema@._merge_distribution(d.sorted_composites, removed, added),
+               contacts = d.contacts - cardinality(removed) + cardinality(added),
+               refreshed_at = refresh_at
+         WHERE d.profile = p.name;
+    END IF;
+END $$;
+
+-- Writes the scores of pg_temp._es_scored with their percentiles: UPDATE the contacts already
+-- scored, INSERT the new ones (only a refresh writes this table, under its lock, so no upsert is
+-- needed), keep the history of the moves worth keeping (and of every first score), and remove
+-- the scores of contacts that no longer have any event (their composites already left the
+-- distribution).  Returns how many contacts were scored.
+CREATE FUNCTION @extschema@._refresh_write_scores(p @extschema@.scoring_profiles, refresh_at timestamptz,
+                                                  full_refresh boolean) RETURNS bigint
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    rescored bigint;
+BEGIN
+    WITH prev AS (
+        SELECT s.contact_id, s.composite, s.segment
+          FROM @extschema@.engagement_scores s JOIN pg_temp._es_scored n USING (contact_id)
+         WHERE s.profile = p.name),
+    ranked AS (
+        -- (the distribution is joined, not passed in a variable: a 1.6 MB constant would be
+        -- copied through the planner; joined, _count_below detoasts it once for all rows)
+        SELECT n.*,
+               CASE WHEN full_refresh THEN 100 * percent_rank() OVER (ORDER BY n.composite)
+                    WHEN d.contacts > 1 THEN 100.0 * @extschema@._count_below(d.sorted_composites, n.composite) / (d.contacts - 1)
+                    ELSE 0 END AS pct
+          FROM pg_temp._es_scored n
+          LEFT JOIN @extschema@.score_distributions d ON d.profile = p.name),
+    upd AS (
+        UPDATE @extschema@.engagement_scores cur
+           SET composite = n.composite, recency = n.recency, frequency = n.frequency, monetary = n.monetary,
+               time_decay = n.time_decay, diversity = n.diversity, engagement_probability = n.engagement_probability,
+               conversion_probability = n.conversion_probability, churn_risk = n.churn_risk, segment = n.segment,
+               opted_out = n.opted_out, event_count = n.event_count, engaging_count = n.engaging_count,
+               conversion_total = n.conversion_total, first_event_at = n.first_event_at,
+               last_engaged_at = n.last_engaged_at, expected_engagements_30d = n.expected_engagements_30d,
+               percentile_rank = n.pct, score_version = cur.score_version + 1, profile_version = p.version,
+               calculated_at = refresh_at
+          FROM ranked n
+         WHERE cur.profile = p.name AND cur.contact_id = n.contact_id
+        RETURNING cur.contact_id, cur.composite, cur.segment, cur.score_version),
+    ins AS (
+        INSERT INTO @extschema@.engagement_scores (profile, contact_id, composite, recency, frequency, monetary,
+               time_decay, diversity, engagement_probability, conversion_probability, churn_risk, segment,
+               opted_out, event_count, engaging_count, conversion_total, first_event_at, last_engaged_at,
+               expected_engagements_30d, percentile_rank, score_version, profile_version, calculated_at)
+        SELECT p.name, n.contact_id, n.composite, n.recency, n.frequency, n.monetary, n.time_decay, n.diversity,
+               n.engagement_probability, n.conversion_probability, n.churn_risk, n.segment, n.opted_out,
+               n.event_count, n.engaging_count, n.conversion_total, n.first_event_at, n.last_engaged_at,
+               n.expected_engagements_30d, n.pct, 1, p.version, refresh_at
+          FROM ranked n
+         WHERE NOT EXISTS (SELECT FROM prev WHERE prev.contact_id = n.contact_id)
+        RETURNING contact_id, composite, segment, score_version),
+    up AS (SELECT * FROM upd UNION ALL SELECT * FROM ins),
+    hist AS (
+        INSERT INTO @extschema@.engagement_score_history (profile, contact_id, composite, segment,
+               previous_composite, previous_segment, score_version, recorded_at)
+        SELECT p.name, up.contact_id, up.composite, up.segment, prev.composite, prev.segment, up.score_version, refresh_at
+          FROM up LEFT JOIN prev USING (contact_id)
+         WHERE prev.contact_id IS NULL
+            OR abs(up.composite - prev.composite) >= p.history_min_delta
+            OR up.segment <> prev.segment)
+    SELECT count(*) INTO rescored FROM up;
+
+    IF full_refresh THEN
+        DELETE FROM @extschema@.engagement_scores s
+         WHERE s.profile = p.name AND NOT EXISTS (SELECT FROM pg_temp._es_scored n WHERE n.contact_id = s.contact_id);
+    ELSE
+        DELETE FROM @extschema@.engagement_scores s
+         USING pg_temp._es_targets t
+         WHERE s.profile = p.name AND s.contact_id = t.contact_id
+           AND NOT EXISTS (SELECT FROM pg_temp._es_scored n WHERE n.contact_id = t.contact_id);
+    END IF;
+    RETURN rescored;
+END $$;
+
+-- A changed contact may have events after refresh_at (committed after this transaction started,
+-- or dated in the future): they were not scored now, so it stays pending.
+CREATE FUNCTION @extschema@._refresh_keep_pending(p @extschema@.scoring_profiles, events text,
+                                                  refresh_at timestamptz) RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    EXECUTE format($q$
+        INSERT INTO @extschema@.pending_rescore (profile, contact_id)
+        SELECT $2, c.contact_id FROM pg_temp._es_changed c
+         WHERE EXISTS (SELECT FROM %s e WHERE e.contact_id = c.contact_id AND e.occurred_at > $1)
+         ORDER BY 2
+        ON CONFLICT DO NOTHING$q$, events)
+    USING refresh_at, p.name;
+END $$;
+
+------------------------------------------------------------------------------------------------
+-- refresh_scores
+------------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION @extschema@.refresh_scores(profile text DEFAULT 'default', "full" boolean DEFAULT false)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE STRICT
+-- synchronize_seqscans off: two refreshes draining the change log scan it in the same order,
+-- so one waits for the other instead of deadlocking on rows each already locked.
+-- enable_partitionwise_aggregate: events hash-partitioned by contact_id are scored partition by
+-- partition, and on postgres_fdw partitions inside each shard (the aggregate in the Remote SQL).
+-- extra_float_digits: the profile document (to_jsonb) carries every parameter exactly.
+SET search_path = pg_catalog, pg_temp SET synchronize_seqscans = off SET enable_partitionwise_aggregate = on
+SET extra_float_digits = 3 AS $$
+DECLARE
+    p          @extschema@.scoring_profiles;
+    refresh_at timestamptz := now();   -- as of now(): the transaction's start
+    events     text;                   -- the profile's events relation, qualified and quoted
+    last       record;                 -- the distribution of the last refresh
+    do_full    boolean := "full";
+    aged       boolean;
+    rescored   bigint;
+BEGIN
+    -- One refresh per profile at a time: a second one returns at once.
+    IF NOT pg_try_advisory_xact_lock(1701737331, hashtext(profile)) THEN
+        RAISE NOTICE 'a refresh of scoring profile "%" is already running; this one does nothing', profile;
+        RETURN 0;
+    END IF;
+    -- Read the profile under a lock that keeps it as it is until this refresh commits.
+    SELECT * INTO p FROM @extschema@.scoring_profiles sp WHERE sp.name = refresh_scores.profile FOR SHARE;
+    IF NOT FOUND THEN
+        PERFORM @extschema@._profile_or_error(profile);   -- raises 42704
+    END IF;
+    events := @extschema@._events_relation_or_error(p.events_relation);
+
+    PERFORM @extschema@._refresh_drain_changes(p);
+
+    -- A profile changed since the last refresh (or never refreshed) rescores everyone.
+    SELECT d.profile_version, d.oldest_score_at INTO last
+      FROM @extschema@.score_distributions d WHERE d.profile = p.name;
+    do_full := do_full OR last.profile_version IS DISTINCT FROM p.version;
+    aged := last.oldest_score_at < refresh_at - p.max_score_age;
+
+    PERFORM @extschema@._refresh_choose_targets(p, refresh_at, do_full, aged);
+    PERFORM @extschema@._refresh_score_contacts(p, events, refresh_at, do_full);
+    PERFORM @extschema@._refresh_distribution(p, refresh_at, do_full);
+    rescored := @extschema@._refresh_write_scores(p, refresh_at, do_full);
+    PERFORM @extschema@._refresh_keep_pending(p, events, refresh_at);
+
+    -- oldest_score_at stays a lower bound of calculated_at (scores only get newer); after the
+    -- age check rescored the old ones, it is recomputed.
+    IF aged AND NOT do_full THEN
+        UPDATE @extschema@.score_distributions d
+           SET oldest_score_at = coalesce((SELECT min(s.calculated_at) FROM @extschema@.engagement_scores s
+                                            WHERE s.profile = p.name), refresh_at)
+         WHERE d.profile = p.name;
+    END IF;
+
+    -- Leave nothing behind for the rest of the transaction (another role may refresh in it).
+    DROP TABLE pg_temp._es_scored, pg_temp._es_changed;
+    IF NOT do_full THEN DROP TABLE pg_temp._es_targets; END IF;
+    RETURN rescored;
+END $$;
+COMMENT ON FUNCTION @extschema@.refresh_scores(text, boolean) IS
+    'Rescores a profile''s contacts (from its events_relation) as of now(): all of them (full, or after a profile change), else those whose events changed or whose score is older than max_score_age; returns how many';
+

@@ -1,0 +1,41 @@
+-- access.sql: the least-privilege access model.
+
+------------------------------------------------------------------------------------------------
+-- Access: nothing on the tables for PUBLIC.  Two grants make the least-privilege model:
+--   application: inserts events, reads events, scores, history and profiles, calls the scoring
+--                and query functions; cannot change profiles, scores or existing events.
+--   admin:       everything, including profiles, refresh, fitting and scheduling.
+-- The functions run with the caller's privileges (no SECURITY DEFINER), so the table grants
+-- are the whole policy; the writing functions are also kept from PUBLIC.
+------------------------------------------------------------------------------------------------
+CREATE FUNCTION @extschema@.grant_application_access(role_name regrole) RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    EXECUTE format('GRANT USAGE ON SCHEMA @extschema@ TO %s', role_name);
+    EXECUTE format('GRANT SELECT, INSERT ON @extschema@.engagement_events TO %s', role_name);
+    -- the change-tracking trigger runs as the inserting role; contact_scores reads the log
+    EXECUTE format('GRANT SELECT, INSERT ON @extschema@.event_changes TO %s', role_name);
+    EXECUTE format('GRANT SELECT ON @extschema@.scoring_profiles, @extschema@.engagement_scores,
+                    @extschema@.engagement_score_history, @extschema@.pending_rescore,
+                    @extschema@.score_distributions, @extschema@.contact_scores TO %s', role_name);
+END $$;
+COMMENT ON FUNCTION @extschema@.grant_application_access(regrole) IS
+    'Lets a role insert and read events, read scores, history and profiles, and call the scoring and query functions';
+
+CREATE FUNCTION @extschema@.grant_admin_access(role_name regrole) RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    EXECUTE format('GRANT USAGE ON SCHEMA @extschema@ TO %s', role_name);
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA @extschema@ TO %s', role_name);
+    EXECUTE format('GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA @extschema@ TO %s', role_name);
+    -- refresh_scores works in temporary tables
+    EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO %s', current_database(), role_name);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION @extschema@.refresh_scores(text, boolean), @extschema@.fit_model(text, timestamptz),
+                    @extschema@.schedule_refresh(text, text, text, text), @extschema@.unschedule_refresh(text) TO %s',
+                   role_name);
+END $$;
+COMMENT ON FUNCTION @extschema@.grant_admin_access(regrole) IS
+    'Lets a role do everything: events, profiles, scores, refresh_scores, fitting and scheduling';
+
+REVOKE EXECUTE ON FUNCTION @extschema@.grant_application_access(regrole) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION @extschema@.grant_admin_access(regrole) FROM PUBLIC;

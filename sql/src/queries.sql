@@ -1,0 +1,166 @@
+-- queries.sql: reading stored scores (percentiles, staleness, cached scores, segments, trends),
+-- campaign funnels and event pagination.
+
+------------------------------------------------------------------------------------------------
+-- Reading scores
+------------------------------------------------------------------------------------------------
+CREATE FUNCTION @extschema@.score_percentile(score float8, profile text DEFAULT 'default') RETURNS float8
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    below bigint;
+    n     bigint;
+BEGIN
+    IF score = 'NaN'::float8 THEN
+        RAISE EXCEPTION 'score must be a number, not NaN' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT @extschema@._count_below(d.sorted_composites, score), d.contacts INTO below, n
+      FROM @extschema@.score_distributions d WHERE d.profile = score_percentile.profile;
+    IF NOT FOUND THEN
+        PERFORM @extschema@._profile_or_error(profile);
+        RETURN NULL;   -- never refreshed: no distribution yet
+    END IF;
+    RETURN CASE WHEN n = 0 THEN NULL ELSE 100.0 * below / n END;
+END $$;
+COMMENT ON FUNCTION @extschema@.score_percentile(float8, text) IS
+    'The percentile (0..100) of a score among the profile''s scored contacts as of the last refresh: 100 * percent_rank(score) WITHIN GROUP (ORDER BY composite)';
+
+CREATE VIEW @extschema@.contact_scores WITH (security_invoker = true) AS
+SELECT s.*,
+       (s.calculated_at < now() - p.max_score_age
+        OR s.profile_version <> p.version
+        OR EXISTS (SELECT FROM @extschema@.pending_rescore pr WHERE pr.profile = s.profile AND pr.contact_id = s.contact_id)
+        OR EXISTS (SELECT FROM @extschema@.event_changes c WHERE c.contact_id = s.contact_id)) AS is_stale
+  FROM @extschema@.engagement_scores s JOIN @extschema@.scoring_profiles p ON p.name = s.profile;
+COMMENT ON VIEW @extschema@.contact_scores IS
+    'Stored scores with is_stale: older than the profile''s max_score_age, scored under an older profile version, or events changed since';
+
+CREATE FUNCTION @extschema@.cached_score(contact_id bigint, max_age interval DEFAULT '1 hour',
+                                         profile text DEFAULT 'default')
+RETURNS @extschema@.score
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r @extschema@.score;
+BEGIN
+    SELECT s.calculated_at, s.profile, s.composite, s.recency, s.frequency, s.monetary, s.time_decay, s.diversity,
+           s.engagement_probability, s.conversion_probability, s.churn_risk, s.segment, s.opted_out,
+           s.event_count, s.engaging_count, s.conversion_total, s.first_event_at, s.last_engaged_at,
+           s.expected_engagements_30d
+      INTO r
+      FROM @extschema@.contact_scores s
+     WHERE s.profile = cached_score.profile AND s.contact_id = cached_score.contact_id
+       AND NOT s.is_stale AND s.calculated_at >= now() - max_age;
+    IF FOUND THEN
+        RETURN r;
+    END IF;
+    RETURN @extschema@.engagement_score(contact_id, now(), profile);
+END $$;
+COMMENT ON FUNCTION @extschema@.cached_score(bigint, interval, text) IS
+    'The stored score when it is fresh (not stale, and computed within max_age), else a live one';
+
+CREATE FUNCTION @extschema@.segment_summary(profile text DEFAULT 'default')
+RETURNS TABLE (segment text, contacts bigint, share float8, mean_score float8)
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM @extschema@._profile_or_error(profile);
+    RETURN QUERY
+    SELECT s.segment, count(*), count(*)::float8 / sum(count(*)) OVER (), avg(s.composite)
+      FROM @extschema@.engagement_scores s
+     WHERE s.profile = segment_summary.profile
+     GROUP BY s.segment
+     ORDER BY avg(s.composite) DESC, s.segment;
+END $$;
+
+CREATE FUNCTION @extschema@.score_trend(contact_id bigint, since timestamptz, profile text DEFAULT 'default',
+                                        OUT slope_per_day float8, OUT change float8, OUT direction text,
+                                        OUT points integer)
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    p @extschema@.scoring_profiles;
+BEGIN
+    p := @extschema@._profile_or_error(profile);
+    SELECT regr_slope(h.composite, extract(epoch FROM h.recorded_at) / 86400),
+           (array_agg(h.composite ORDER BY h.recorded_at DESC, h.id DESC))[1]
+             - (array_agg(h.composite ORDER BY h.recorded_at, h.id))[1],
+           count(*)
+      INTO slope_per_day, change, points
+      FROM @extschema@.engagement_score_history h
+     WHERE h.profile = p.name AND h.contact_id = score_trend.contact_id AND h.recorded_at >= since;
+    change := coalesce(change, 0);
+    -- A move smaller than the profile's history threshold is noise.
+    direction := CASE WHEN points < 2 OR abs(change) < greatest(p.history_min_delta, 1e-9) THEN 'flat'
+                      WHEN change > 0 THEN 'rising' ELSE 'falling' END;
+END $$;
+COMMENT ON FUNCTION @extschema@.score_trend(bigint, timestamptz, text) IS
+    'From the score history since a time: least-squares slope in points per day, the change (last - first), and rising/falling/flat';
+
+------------------------------------------------------------------------------------------------
+-- Funnels and event pagination
+------------------------------------------------------------------------------------------------
+CREATE FUNCTION @extschema@.funnel(campaign_id bigint DEFAULT NULL, since timestamptz DEFAULT '-infinity',
+                                   until timestamptz DEFAULT 'infinity')
+RETURNS TABLE (stage text, contacts bigint, events bigint, rate_from_previous float8, rate_from_delivered float8)
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF since IS NULL OR until IS NULL THEN
+        RAISE EXCEPTION 'since and until must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- EXECUTE plans with the actual values: without a campaign the filter folds away, with one
+    -- the campaign index is used.
+    RETURN QUERY EXECUTE $q$
+    WITH counts AS (
+        SELECT e.event_type::text AS stage, count(DISTINCT e.contact_id) AS contacts, count(*) AS events
+          FROM @extschema@.engagement_events e
+         WHERE ($1 IS NULL OR e.campaign_id = $1) AND e.occurred_at >= $2 AND e.occurred_at < $3
+         GROUP BY e.event_type),
+    stages(stage, ord, in_funnel) AS (
+        VALUES ('delivered', 1, true), ('opened', 2, true), ('clicked', 3, true), ('responded', 4, true),
+               ('converted', 5, true), ('opted_out', 6, false), ('bounced', 7, false)),
+    counted AS (
+        SELECT st.stage, st.ord, st.in_funnel, coalesce(c.contacts, 0) AS contacts, coalesce(c.events, 0) AS events
+          FROM stages st LEFT JOIN counts c USING (stage))
+    SELECT c.stage, c.contacts, c.events,
+           CASE WHEN c.in_funnel AND c.ord > 1
+                THEN c.contacts::float8 / nullif(lag(c.contacts) OVER (PARTITION BY c.in_funnel ORDER BY c.ord), 0) END,
+           c.contacts::float8 / nullif((SELECT d.contacts FROM counted d WHERE d.stage = 'delivered'), 0)
+      FROM counted c ORDER BY c.ord
+    $q$ USING campaign_id, since, until;
+END $$;
+COMMENT ON FUNCTION @extschema@.funnel(bigint, timestamptz, timestamptz) IS
+    'Per stage (delivered, opened, clicked, responded, converted; then opted_out, bounced): distinct contacts, events, and the contact rate from the previous stage and from delivered, for events in [since, until)';
+
+CREATE FUNCTION @extschema@.contact_events(contact_id bigint, before_id bigint DEFAULT NULL, page_size integer DEFAULT 50)
+RETURNS SETOF @extschema@.engagement_events
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    before_at timestamptz;
+BEGIN
+    IF contact_id IS NULL THEN
+        RETURN;
+    END IF;
+    IF page_size IS NULL OR page_size < 1 OR page_size > 10000 THEN
+        RAISE EXCEPTION 'page_size must be between 1 and 10000, not %', page_size
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF before_id IS NULL THEN
+        RETURN QUERY
+        SELECT e.* FROM @extschema@.engagement_events e
+         WHERE e.contact_id = contact_events.contact_id
+         ORDER BY e.occurred_at DESC, e.id DESC LIMIT page_size;
+        RETURN;
+    END IF;
+    SELECT e.occurred_at INTO before_at FROM @extschema@.engagement_events e
+     WHERE e.id = before_id AND e.contact_id = contact_events.contact_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'event % is not an event of contact %', before_id, contact_id
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- Keyset: strictly older than the cursor event in (occurred_at, id) order.
+    RETURN QUERY
+    SELECT e.* FROM @extschema@.engagement_events e
+     WHERE e.contact_id = contact_events.contact_id
+       AND e.occurred_at <= before_at
+       AND (e.occurred_at < before_at OR e.id < before_id)
+     ORDER BY e.occurred_at DESC, e.id DESC LIMIT page_size;
+END $$;
+COMMENT ON FUNCTION @extschema@.contact_events(bigint, bigint, integer) IS
+    'One contact''s events, newest first, a page at a time: pass the last id of a page as before_id for the next';

@@ -1,0 +1,191 @@
+-- scoring.sql: the score type, the scoring aggregates (score_events, explain_events, time_decay) and
+-- the per-contact API (engagement_score, explain_score).
+
+------------------------------------------------------------------------------------------------
+-- Scores
+------------------------------------------------------------------------------------------------
+CREATE TYPE @extschema@.score AS (
+    as_of                  timestamptz,
+    profile                text,
+    composite              float8,
+    recency                float8,
+    frequency              float8,
+    monetary               float8,
+    time_decay             float8,
+    diversity              float8,
+    engagement_probability float8,
+    conversion_probability float8,
+    churn_risk             float8,
+    segment                text,
+    opted_out              boolean,
+    event_count            bigint,
+    engaging_count         bigint,
+    conversion_total       numeric,
+    first_event_at         timestamptz,
+    last_engaged_at        timestamptz,
+    expected_engagements_30d float8
+);
+COMMENT ON TYPE @extschema@.score IS
+    'One contact''s engagement score: composite and components 0..100, predictions 0..1, segment and facts';
+
+-- score_events(event_type, occurred_at, conversion_value, as_of [, profile]): the aggregate over any rowset.
+-- The transition function reads the profile table once per query, hence STABLE.
+CREATE FUNCTION @extschema@._score_events_transfn(internal, @extschema@.event_type, timestamptz, numeric,
+                                                  timestamptz, text)
+RETURNS internal AS 'MODULE_PATHNAME', 'es_score_events_transfn' LANGUAGE C STABLE PARALLEL SAFE;
+CREATE FUNCTION @extschema@._score_events_transfn(internal, @extschema@.event_type, timestamptz, numeric,
+                                                  timestamptz)
+RETURNS internal AS 'MODULE_PATHNAME', 'es_score_events_transfn' LANGUAGE C STABLE PARALLEL SAFE;
+CREATE FUNCTION @extschema@._score_events_combinefn(internal, internal)
+RETURNS internal AS 'MODULE_PATHNAME', 'es_score_events_combinefn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION @extschema@._score_events_serialfn(internal)
+RETURNS bytea AS 'MODULE_PATHNAME', 'es_score_events_serialfn' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@._score_events_deserialfn(bytea, internal)
+RETURNS internal AS 'MODULE_PATHNAME', 'es_score_events_deserialfn' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@._score_events_finalfn(internal)
+RETURNS @extschema@.score AS 'MODULE_PATHNAME', 'es_score_events_finalfn' LANGUAGE C STABLE PARALLEL SAFE;
+CREATE FUNCTION @extschema@._explain_events_finalfn(internal)
+RETURNS text AS 'MODULE_PATHNAME', 'es_explain_events_finalfn' LANGUAGE C STABLE PARALLEL SAFE;
+
+-- The final functions only sort the state's day keys in place (same set), so READ_ONLY holds.
+-- SSPACE: the state is 256 bytes plus a day-key array (64 bytes to start); without it the planner
+-- assumes a large internal state and prices hashed aggregation over many contacts as spilling.
+CREATE AGGREGATE @extschema@.score_events(@extschema@.event_type, timestamptz, numeric, timestamptz, text) (
+    SFUNC = @extschema@._score_events_transfn, STYPE = internal,
+    COMBINEFUNC = @extschema@._score_events_combinefn,
+    SERIALFUNC = @extschema@._score_events_serialfn, DESERIALFUNC = @extschema@._score_events_deserialfn,
+    FINALFUNC = @extschema@._score_events_finalfn, SSPACE = 384, PARALLEL = SAFE);
+CREATE AGGREGATE @extschema@.score_events(@extschema@.event_type, timestamptz, numeric, timestamptz) (
+    SFUNC = @extschema@._score_events_transfn, STYPE = internal,
+    COMBINEFUNC = @extschema@._score_events_combinefn,
+    SERIALFUNC = @extschema@._score_events_serialfn, DESERIALFUNC = @extschema@._score_events_deserialfn,
+    FINALFUNC = @extschema@._score_events_finalfn, SSPACE = 384, PARALLEL = SAFE);
+COMMENT ON AGGREGATE @extschema@.score_events(@extschema@.event_type, timestamptz, numeric, timestamptz, text) IS
+    'Scores one contact''s events (the rows of a group) as of a time under a named profile';
+COMMENT ON AGGREGATE @extschema@.score_events(@extschema@.event_type, timestamptz, numeric, timestamptz) IS
+    'Scores one contact''s events (the rows of a group) as of a time under the default profile';
+
+CREATE AGGREGATE @extschema@.explain_events(@extschema@.event_type, timestamptz, numeric, timestamptz, text) (
+    SFUNC = @extschema@._score_events_transfn, STYPE = internal,
+    COMBINEFUNC = @extschema@._score_events_combinefn,
+    SERIALFUNC = @extschema@._score_events_serialfn, DESERIALFUNC = @extschema@._score_events_deserialfn,
+    FINALFUNC = @extschema@._explain_events_finalfn, SSPACE = 384, PARALLEL = SAFE);
+COMMENT ON AGGREGATE @extschema@.explain_events(@extschema@.event_type, timestamptz, numeric, timestamptz, text) IS
+    'Explains, in words, the score of one contact''s events (the rows of a group)';
+
+------------------------------------------------------------------------------------------------
+-- score_events / explain_events with the profile as a document (to_jsonb of a profile row):
+-- its values travel with the query, so a postgres_fdw shard scores with exactly the
+-- coordinator's profile and needs no copy of the profiles table.
+------------------------------------------------------------------------------------------------
+CREATE FUNCTION @extschema@._score_events_transfn(internal, @extschema@.event_type, timestamptz, numeric,
+                                                  timestamptz, jsonb)
+RETURNS internal AS 'MODULE_PATHNAME', 'es_score_events_transfn' LANGUAGE C STABLE PARALLEL SAFE;
+CREATE AGGREGATE @extschema@.score_events(@extschema@.event_type, timestamptz, numeric, timestamptz, jsonb) (
+    SFUNC = @extschema@._score_events_transfn, STYPE = internal,
+    COMBINEFUNC = @extschema@._score_events_combinefn,
+    SERIALFUNC = @extschema@._score_events_serialfn, DESERIALFUNC = @extschema@._score_events_deserialfn,
+    FINALFUNC = @extschema@._score_events_finalfn, SSPACE = 384, PARALLEL = SAFE);
+CREATE AGGREGATE @extschema@.explain_events(@extschema@.event_type, timestamptz, numeric, timestamptz, jsonb) (
+    SFUNC = @extschema@._score_events_transfn, STYPE = internal,
+    COMBINEFUNC = @extschema@._score_events_combinefn,
+    SERIALFUNC = @extschema@._score_events_serialfn, DESERIALFUNC = @extschema@._score_events_deserialfn,
+    FINALFUNC = @extschema@._explain_events_finalfn, SSPACE = 384, PARALLEL = SAFE);
+COMMENT ON AGGREGATE @extschema@.score_events(@extschema@.event_type, timestamptz, numeric, timestamptz, jsonb) IS
+    'Scores one contact''s events (the rows of a group) as of a time under a profile given as to_jsonb(profile row)';
+COMMENT ON AGGREGATE @extschema@.explain_events(@extschema@.event_type, timestamptz, numeric, timestamptz, jsonb) IS
+    'Explains the score of one contact''s events under a profile given as to_jsonb(profile row)';
+
+------------------------------------------------------------------------------------------------
+-- time_decay(weight, occurred_at, as_of, half_life_days): sum of weight * 2^(-age / half_life) up
+-- to as_of.  Its state is a type with a text form, so Citus can split the aggregate.
+------------------------------------------------------------------------------------------------
+CREATE TYPE @extschema@.decay_state;
+CREATE FUNCTION @extschema@.decay_state_in(cstring) RETURNS @extschema@.decay_state
+AS 'MODULE_PATHNAME', 'es_decay_state_in' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.decay_state_out(@extschema@.decay_state) RETURNS cstring
+AS 'MODULE_PATHNAME', 'es_decay_state_out' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE TYPE @extschema@.decay_state (
+    INPUT = @extschema@.decay_state_in, OUTPUT = @extschema@.decay_state_out,
+    INTERNALLENGTH = VARIABLE, ALIGNMENT = double, STORAGE = plain);
+COMMENT ON TYPE @extschema@.decay_state IS
+    'time_decay''s partial state: (sum, compensation, as_of in microseconds since 2000-01-01, half_life_days, rows)';
+
+CREATE FUNCTION @extschema@._time_decay_transfn(@extschema@.decay_state, float8, timestamptz, timestamptz, float8)
+RETURNS @extschema@.decay_state AS 'MODULE_PATHNAME', 'es_decay_transfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION @extschema@._time_decay_combinefn(@extschema@.decay_state, @extschema@.decay_state)
+RETURNS @extschema@.decay_state AS 'MODULE_PATHNAME', 'es_decay_combinefn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION @extschema@._time_decay_finalfn(@extschema@.decay_state)
+RETURNS float8 AS 'MODULE_PATHNAME', 'es_decay_finalfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE AGGREGATE @extschema@.time_decay(float8, timestamptz, timestamptz, float8) (
+    SFUNC = @extschema@._time_decay_transfn, STYPE = @extschema@.decay_state,
+    COMBINEFUNC = @extschema@._time_decay_combinefn, FINALFUNC = @extschema@._time_decay_finalfn,
+    PARALLEL = SAFE);
+COMMENT ON AGGREGATE @extschema@.time_decay(float8, timestamptz, timestamptz, float8) IS
+    'Sum of weight * 2^(-age_days / half_life_days) over the rows at or before as_of';
+
+------------------------------------------------------------------------------------------------
+-- Per-contact API over engagement_events
+------------------------------------------------------------------------------------------------
+-- The profile row, or 42704 (the one place SQL reports an unknown profile; the C lookup of the
+-- aggregates says the same).
+CREATE FUNCTION @extschema@._profile_or_error(profile text) RETURNS @extschema@.scoring_profiles
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    p @extschema@.scoring_profiles;
+BEGIN
+    SELECT * INTO p FROM @extschema@.scoring_profiles sp WHERE sp.name = profile;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'scoring profile "%" does not exist', profile
+            USING ERRCODE = 'undefined_object', HINT = 'The profiles are the rows of engagement.scoring_profiles.';
+    END IF;
+    RETURN p;
+END $$;
+
+-- Checks what the aggregates cannot check when a contact has no events (no row reaches them).
+CREATE FUNCTION @extschema@._check_scoring_args(as_of timestamptz, profile text) RETURNS void
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT isfinite(as_of) THEN
+        RAISE EXCEPTION 'as_of must be a finite timestamp, not %', as_of
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM @extschema@._profile_or_error(profile);
+END $$;
+
+CREATE FUNCTION @extschema@.engagement_score(contact_id bigint, as_of timestamptz DEFAULT now(),
+                                             profile text DEFAULT 'default')
+RETURNS @extschema@.score
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM @extschema@._check_scoring_args(as_of, profile);
+    RETURN (SELECT @extschema@.score_events(e.event_type, e.occurred_at, e.conversion_value,
+                                            engagement_score.as_of, engagement_score.profile)
+              FROM @extschema@.engagement_events e
+             WHERE e.contact_id = engagement_score.contact_id
+               AND e.occurred_at <= engagement_score.as_of);
+END $$;
+COMMENT ON FUNCTION @extschema@.engagement_score(bigint, timestamptz, text) IS
+    'The live score of one contact from engagement_events (NULL when it has no event at or before as_of)';
+
+CREATE FUNCTION @extschema@.explain_score(contact_id bigint, as_of timestamptz DEFAULT now(),
+                                          profile text DEFAULT 'default')
+RETURNS text
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    body text;
+BEGIN
+    PERFORM @extschema@._check_scoring_args(as_of, profile);
+    SELECT @extschema@.explain_events(e.event_type, e.occurred_at, e.conversion_value,
+                                      explain_score.as_of, explain_score.profile)
+      INTO body
+      FROM @extschema@.engagement_events e
+     WHERE e.contact_id = explain_score.contact_id
+       AND e.occurred_at <= explain_score.as_of;
+    IF body IS NULL THEN
+        RETURN format('Contact %s has no events at or before %s: no score.', contact_id, as_of);
+    END IF;
+    RETURN format('Contact %s, profile %s, as of %s: %s', contact_id, profile, as_of, body);
+END $$;
+COMMENT ON FUNCTION @extschema@.explain_score(bigint, timestamptz, text) IS
+    'Explains one contact''s score: each component with its value, weight and contribution, the facts and predictions';

@@ -1,0 +1,138 @@
+-- tracking.sql: change tracking (the triggers that feed event_changes) and the events relation a
+-- profile reads.
+
+------------------------------------------------------------------------------------------------
+-- The events relation of a profile: engagement_events, or a CRM's own table with the columns
+-- contact_id bigint, event_type engagement.event_type, occurred_at timestamptz and
+-- conversion_value numeric (for example hash-partitioned by contact_id into postgres_fdw
+-- foreign partitions: docs/scale-out.md).  refresh_scores and fit_model read it.
+------------------------------------------------------------------------------------------------
+-- The events relation of a profile, checked before a refresh or a fit reads it (its name, quoted
+-- and qualified).  A refresh may run as a superuser (pg_cron) while a less privileged admin role
+-- chose the relation: so only tables (plain, partitioned, foreign) owned by the caller or by a
+-- superuser, with exactly the columns read; never a view, whose functions would run as the caller.
+CREATE FUNCTION @extschema@._events_relation_or_error(events regclass) RETURNS text
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    bad text;
+BEGIN
+    IF events = '@extschema@.engagement_events'::regclass THEN
+        RETURN events::text;
+    END IF;
+    -- the relation and, when partitioned, every partition (pg_partition_tree lists only those)
+    SELECT c.oid::regclass::text INTO bad
+      FROM (SELECT events AS relid UNION SELECT t.relid FROM pg_partition_tree(events) t) t
+      JOIN pg_class c ON c.oid = t.relid
+     WHERE c.relkind NOT IN ('r', 'p', 'f') LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'events_relation % must be a table (plain, partitioned or foreign)', bad
+            USING ERRCODE = 'wrong_object_type';
+    END IF;
+    SELECT c.oid::regclass::text INTO bad
+      FROM (SELECT events AS relid UNION SELECT t.relid FROM pg_partition_tree(events) t) t
+      JOIN pg_class c ON c.oid = t.relid JOIN pg_roles r ON r.oid = c.relowner
+     WHERE NOT r.rolsuper AND c.relowner <> (SELECT oid FROM pg_roles WHERE rolname = current_user) LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'events_relation % is owned by another role that is not a superuser', bad
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Refresh as its owner, or give the table to a superuser.';
+    END IF;
+    SELECT string_agg(format('%s %s', want.col, want.typ), ', ') INTO bad
+      FROM (VALUES ('contact_id', 'bigint'::regtype), ('event_type', '@extschema@.event_type'::regtype),
+                   ('occurred_at', 'timestamptz'::regtype), ('conversion_value', 'numeric'::regtype)) want(col, typ)
+     WHERE NOT EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = events AND a.attname = want.col
+                          AND a.atttypid = want.typ AND NOT a.attisdropped);
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'events_relation % lacks the columns %', events, bad USING ERRCODE = 'datatype_mismatch';
+    END IF;
+    RETURN events::text;
+END $$;
+
+------------------------------------------------------------------------------------------------
+-- Change tracking of engagement_events, and of any events relation track_event_changes is
+-- given: statement-level triggers with transition tables (row-level ones where foreign partitions
+-- cannot collect transition tuples).
+------------------------------------------------------------------------------------------------
+-- Another relation's rows have no id to pair old and new versions by: an UPDATE there marks
+-- every contact it touched (TG_ARGV[0] = 'any_update').
+CREATE FUNCTION @extschema@._track_event_changes() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO @extschema@.event_changes (contact_id) SELECT DISTINCT contact_id FROM new_events;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO @extschema@.event_changes (contact_id) SELECT DISTINCT contact_id FROM old_events;
+    ELSIF TG_OP = 'UPDATE' AND TG_NARGS > 0 AND TG_ARGV[0] = 'any_update' THEN
+        INSERT INTO @extschema@.event_changes (contact_id)
+        SELECT contact_id FROM old_events UNION SELECT contact_id FROM new_events;
+    ELSIF TG_OP = 'UPDATE' THEN
+        -- Only updates of what the model reads make a contact's score stale.
+        INSERT INTO @extschema@.event_changes (contact_id)
+        SELECT c FROM (SELECT o.contact_id, n.contact_id
+                         FROM old_events o JOIN new_events n USING (id)
+                        WHERE (o.contact_id, o.event_type, o.occurred_at, o.conversion_value)
+                              IS DISTINCT FROM (n.contact_id, n.event_type, n.occurred_at, n.conversion_value)) ch(a, b),
+                      LATERAL (VALUES (ch.a), (ch.b)) v(c)
+         GROUP BY c;
+    ELSE  -- TRUNCATE: every scored contact lost its events
+        INSERT INTO @extschema@.event_changes (contact_id)
+        SELECT DISTINCT contact_id FROM @extschema@.engagement_scores;
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER engagement_events_track_insert AFTER INSERT ON @extschema@.engagement_events
+    REFERENCING NEW TABLE AS new_events
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes();
+CREATE TRIGGER engagement_events_track_update AFTER UPDATE ON @extschema@.engagement_events
+    REFERENCING OLD TABLE AS old_events NEW TABLE AS new_events
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes();
+CREATE TRIGGER engagement_events_track_delete AFTER DELETE ON @extschema@.engagement_events
+    REFERENCING OLD TABLE AS old_events
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes();
+CREATE TRIGGER engagement_events_track_truncate AFTER TRUNCATE ON @extschema@.engagement_events
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes();
+
+
+-- Foreign partitions cannot hand rows to transition tables ("cannot collect transition tuples
+-- from child foreign tables"): a relation with any gets row-level triggers instead (which also
+-- turns off postgres_fdw's batch inserts while they exist; docs/scale-out.md).
+CREATE FUNCTION @extschema@._track_event_change() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        INSERT INTO @extschema@.event_changes (contact_id) VALUES (OLD.contact_id);
+    END IF;
+    IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND NEW.contact_id IS DISTINCT FROM OLD.contact_id) THEN
+        INSERT INTO @extschema@.event_changes (contact_id) VALUES (NEW.contact_id);
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION @extschema@.track_event_changes(events regclass) RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF events = '@extschema@.engagement_events'::regclass THEN
+        RAISE EXCEPTION 'engagement_events is always tracked' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM @extschema@._events_relation_or_error(events);   -- what a refresh will accept to read
+    -- the relation itself or any partition (pg_partition_tree lists only partitioned tables' trees)
+    IF EXISTS (SELECT FROM pg_class c
+                WHERE c.relkind = 'f' AND c.oid IN (SELECT events UNION SELECT t.relid FROM pg_partition_tree(events) t)) THEN
+        EXECUTE format('CREATE TRIGGER engagement_track_change AFTER INSERT OR UPDATE OR DELETE ON %s '
+                       'FOR EACH ROW EXECUTE FUNCTION @extschema@._track_event_change()', events);
+    ELSE
+        EXECUTE format('CREATE TRIGGER engagement_track_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS new_events '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes()', events);
+        EXECUTE format('CREATE TRIGGER engagement_track_update AFTER UPDATE ON %s '
+                       'REFERENCING OLD TABLE AS old_events NEW TABLE AS new_events '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes(''any_update'')', events);
+        EXECUTE format('CREATE TRIGGER engagement_track_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS old_events '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes()', events);
+    END IF;
+    EXECUTE format('CREATE TRIGGER engagement_track_truncate AFTER TRUNCATE ON %s '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes()', events);
+END $$;
+COMMENT ON FUNCTION @extschema@.track_event_changes(regclass) IS
+    'Adds change-tracking triggers to a profile''s own events relation (run it after attaching its partitions), so incremental refreshes see the changes written through this server';
+REVOKE EXECUTE ON FUNCTION @extschema@.track_event_changes(regclass) FROM PUBLIC;
