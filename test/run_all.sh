@@ -1,27 +1,42 @@
 #!/usr/bin/env bash
-# test/run_all.sh: builds and installs the extension, then runs every test against throwaway clusters:
-# the GoogleTest kernel tests, the pg_regress suite (sql/, expected/), the pgTAP checks (test/pgtap/)
-# and the shell-level tests (test/shell/: dump/restore and the like).  Last line: "N passed, N failed".
-# Needs root (make install into PostgreSQL's directories; the servers run as postgres).
+# test/run_all.sh: installs the packages the tests need when they are missing
+# (scripts/ensure_deps.sh test), builds and installs the extension, then runs every test against
+# throwaway clusters: the GoogleTest kernel tests, the pg_regress suite (sql/, expected/), the pgTAP
+# checks (test/pgtap/) and the shell-level tests (test/shell/: dump/restore and the like).
+# Last line: "N passed, N failed".  A failed set-up (packages, build, server start) stops it at once
+# with a message and "0 passed, 1 failed" (or the counts so far).
+# Needs root (apt-get, make install into PostgreSQL's directories; the servers run as postgres).
 set -uo pipefail
-if [ "$(id -u)" -ne 0 ]; then exec sudo -E bash "$0" "$@"; fi
+if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || { echo "run_all.sh: run it as root (it installs packages and the extension)"; echo "0 passed, 1 failed"; exit 1; }
+    exec sudo -E bash "$0" "$@"
+fi
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO"
-. scripts/cluster.sh
-PORT=${ES_TEST_PORT:-55432}
-scratch_dir tests
 PASSED=0
 FAILED=0
 count() { PASSED=$((PASSED + $1)); FAILED=$((FAILED + $2)); }
 section() { printf '\n== %s\n' "$*"; }
+# setup_failed MESSAGE: a set-up step failed; nothing after it can run.
+setup_failed() {
+    echo "run_all.sh: FAILED: $*; stopping"
+    count 0 1
+    echo "$PASSED passed, $FAILED failed"
+    exit 1
+}
+
+section "set-up: packages (scripts/ensure_deps.sh test)"
+bash scripts/ensure_deps.sh test 2>&1 || setup_failed "the packages the tests need are not all in place (above)"
+
+. scripts/cluster.sh
+PORT=${ES_TEST_PORT:-55432}
+scratch_dir tests
 
 section "build and install"
 if ! { make -s -j2 && make -s install; } >"$WORK/build.log" 2>&1; then
     cat "$WORK/build.log"
-    echo "build failed"
-    echo "0 passed, 1 failed"
-    exit 1
+    setup_failed "the build did not succeed (its log is above); no cluster was started"
 fi
 echo "built and installed engagement_scoring"
 
@@ -44,8 +59,7 @@ section "starting a throwaway cluster on port $PORT"
 # pg_cron is preloaded (test/shell/pg_cron.sh); its jobs run in background workers in es_cron.
 if ! cluster_start "$WORK/pg" "$PORT" "max_parallel_workers_per_gather = 2" \
         "shared_preload_libraries = 'pg_cron'" "cron.database_name = 'es_cron'" "cron.use_background_workers = on"; then
-    echo "could not start PostgreSQL"; count 0 1
-    echo "$PASSED passed, $FAILED failed"; exit 1
+    setup_failed "could not start PostgreSQL (above)"
 fi
 export PGHOST="$WORK/pg" PGPORT="$PORT" PGUSER=postgres
 psql -qX -d postgres -c "CREATE DATABASE es_cron"
