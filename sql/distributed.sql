@@ -14,7 +14,7 @@ SELECT a.aggfnoid::regprocedure AS aggregate, a.aggtranstype::regtype AS state,
   FROM pg_aggregate a JOIN pg_proc p ON p.oid = a.aggfnoid JOIN pg_type t ON t.oid = a.aggtranstype
   LEFT JOIN pg_proc c ON c.oid = a.aggcombinefn
  WHERE p.pronamespace = 'engagement'::regnamespace AND a.aggtranstype <> 'internal'::regtype
- ORDER BY 1::text;
+ ORDER BY a.aggfnoid::regprocedure::text COLLATE "C";
 
 CREATE SCHEMA citus_sim;
 -- A worker's partial: the transition function, no final function (the result is the state).

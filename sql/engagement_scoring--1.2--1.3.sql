@@ -1,11 +1,234 @@
--- engagement_scoring 1.2 -> 1.3: no change of behaviour.  refresh_scores is rewritten as named
--- steps (_refresh_drain_changes, _refresh_choose_targets, _refresh_score_contacts,
--- _refresh_distribution, _refresh_write_scores, _refresh_keep_pending), scoring in one statement
--- whatever the number of targets.  From 1.3 on, CREATE EXTENSION runs one install script built
--- from sql/src/.
+-- engagement_scoring 1.2 -> 1.3.  refresh_scores in named steps, scoring in one statement whatever the
+-- number of targets; from 1.3 on CREATE EXTENSION runs one install script built from sql/src/.
+-- Fixes: changes no longer lost by a refresh (pending contacts with events still in the future stay
+-- pending); a profile reads only an events relation the role that set it may read; the change log is
+-- written by the change-tracking triggers alone; only roles that may write score_distributions can
+-- hold refreshes off (a skipped refresh returns NULL); NaN conversion values are refused; no
+-- quadratic plan in a new profile's first refreshes or in tracking a large UPDATE.
 
 \echo Use "ALTER EXTENSION engagement_scoring UPDATE TO '1.3'" to load this file. \quit
 
+------------------------------------------------------------------------------------------------
+-- engagement_events: a NaN conversion value passed the value check (NaN >= 0 holds for numeric)
+-- and then failed every refresh.  Existing rows are checked; NaN ones are reported, not deleted.
+------------------------------------------------------------------------------------------------
+ALTER TABLE @extschema@.engagement_events
+    ADD CONSTRAINT engagement_events_value_is_number CHECK (conversion_value <> 'NaN') NOT VALID;
+DO $$
+BEGIN
+    ALTER TABLE @extschema@.engagement_events VALIDATE CONSTRAINT engagement_events_value_is_number;
+EXCEPTION WHEN check_violation THEN
+    RAISE WARNING 'engagement_events has rows whose conversion_value is NaN: they cannot be scored'
+        USING HINT = 'Correct or delete them, then run ALTER TABLE @extschema@.engagement_events VALIDATE CONSTRAINT engagement_events_value_is_number.';
+END $$;
+
+------------------------------------------------------------------------------------------------
+-- scoring_profiles: who chose an events relation.  Existing choices are credited to the relation's
+-- owner (1.2 required it to be the refreshing role or a superuser); no version changes.
+------------------------------------------------------------------------------------------------
+ALTER TABLE @extschema@.scoring_profiles ADD COLUMN events_relation_set_by text;
+COMMENT ON COLUMN @extschema@.scoring_profiles.events_relation_set_by IS
+    'The role that set events_relation (NULL for engagement_events): a refresh reads the relation only while that role may';
+ALTER TABLE @extschema@.scoring_profiles DISABLE TRIGGER scoring_profiles_bump_version;
+UPDATE @extschema@.scoring_profiles sp
+   SET events_relation_set_by = (SELECT r.rolname FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner
+                                  WHERE c.oid = sp.events_relation)
+ WHERE sp.events_relation <> '@extschema@.engagement_events'::regclass;
+ALTER TABLE @extschema@.scoring_profiles ENABLE TRIGGER scoring_profiles_bump_version;
+
+-- Who chose a profile's events relation, checked when it is written: a refresh may run as a
+-- superuser (pg_cron) and must not read for a less privileged role what that role cannot read
+-- itself (refresh_scores checks the role again: _profile_events_or_error).
+CREATE FUNCTION @extschema@._profile_check_events_relation() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.events_relation = OLD.events_relation
+       AND NEW.events_relation_set_by IS NOT DISTINCT FROM OLD.events_relation_set_by THEN
+        RETURN NEW;
+    END IF;
+    IF NEW.events_relation = '@extschema@.engagement_events'::regclass THEN
+        NEW.events_relation_set_by := NULL;
+        RETURN NEW;
+    END IF;
+    IF NOT (has_schema_privilege(current_user, (SELECT c.relnamespace FROM pg_class c WHERE c.oid = NEW.events_relation), 'USAGE')
+            AND has_table_privilege(current_user, NEW.events_relation, 'SELECT')) THEN
+        RAISE EXCEPTION 'role "%" may not read events_relation %', current_user, NEW.events_relation
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'A profile reads only a relation the role that sets it may read (SELECT, and USAGE on its schema).';
+    END IF;
+    NEW.events_relation_set_by := current_user;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER scoring_profiles_check_events_relation BEFORE INSERT OR UPDATE ON @extschema@.scoring_profiles
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._profile_check_events_relation();
+
+-- A profile's events relation, checked before a refresh or a fit reads it: the role that chose it
+-- must still be allowed to read it (privileges may have been revoked since), and it must be a
+-- relation _events_relation_or_error accepts.  Returns its name, quoted and qualified.
+CREATE FUNCTION @extschema@._profile_events_or_error(p @extschema@.scoring_profiles) RETURNS text
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF p.events_relation <> '@extschema@.engagement_events'::regclass AND NOT coalesce(
+           has_schema_privilege(p.events_relation_set_by,
+                                (SELECT c.relnamespace FROM pg_class c WHERE c.oid = p.events_relation), 'USAGE')
+           AND has_table_privilege(p.events_relation_set_by, p.events_relation, 'SELECT'), false) THEN
+        RAISE EXCEPTION 'events_relation % of scoring profile "%" was set by role %, which may not read it',
+                        p.events_relation, p.name, coalesce(quote_ident(p.events_relation_set_by), 'unknown')
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Set events_relation again as a role that may read it.';
+    END IF;
+    RETURN @extschema@._events_relation_or_error(p.events_relation);
+END $$;
+
+------------------------------------------------------------------------------------------------
+-- Change tracking: the trigger functions run as their owner (the log is written by them alone); a
+-- large UPDATE is joined with a plan of its own; track_event_changes replaces its triggers.
+------------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION @extschema@._track_event_changes() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO @extschema@.event_changes (contact_id) SELECT DISTINCT contact_id FROM new_events;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO @extschema@.event_changes (contact_id) SELECT DISTINCT contact_id FROM old_events;
+    ELSIF TG_OP = 'UPDATE' AND TG_NARGS > 0 AND TG_ARGV[0] = 'any_update' THEN
+        INSERT INTO @extschema@.event_changes (contact_id)
+        SELECT contact_id FROM old_events UNION SELECT contact_id FROM new_events;
+    ELSIF TG_OP = 'UPDATE' THEN
+        -- Only updates of what the model reads make a contact's score stale.  EXECUTE plans the
+        -- join for this statement's transition tables: a plan kept from a one-row UPDATE would
+        -- join thousands of rows by nested loops.
+        EXECUTE $q$
+        INSERT INTO @extschema@.event_changes (contact_id)
+        SELECT c FROM (SELECT o.contact_id, n.contact_id
+                         FROM old_events o JOIN new_events n USING (id)
+                        WHERE (o.contact_id, o.event_type, o.occurred_at, o.conversion_value)
+                              IS DISTINCT FROM (n.contact_id, n.event_type, n.occurred_at, n.conversion_value)) ch(a, b),
+                      LATERAL (VALUES (ch.a), (ch.b)) v(c)
+         GROUP BY c$q$;
+    ELSE  -- TRUNCATE: every scored contact lost its events
+        INSERT INTO @extschema@.event_changes (contact_id)
+        SELECT DISTINCT contact_id FROM @extschema@.engagement_scores;
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE OR REPLACE FUNCTION @extschema@._track_event_change() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        INSERT INTO @extschema@.event_changes (contact_id) VALUES (OLD.contact_id);
+    END IF;
+    IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND NEW.contact_id IS DISTINCT FROM OLD.contact_id) THEN
+        INSERT INTO @extschema@.event_changes (contact_id) VALUES (NEW.contact_id);
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE OR REPLACE FUNCTION @extschema@.track_event_changes(events regclass) RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    made name;
+BEGIN
+    IF events = '@extschema@.engagement_events'::regclass THEN
+        RAISE EXCEPTION 'engagement_events is always tracked' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM @extschema@._events_relation_or_error(events);   -- what a refresh will accept to read
+    -- Run again (after attaching partitions, say), it replaces the triggers it made.
+    FOR made IN SELECT t.tgname FROM pg_trigger t
+                 WHERE t.tgrelid = events AND NOT t.tgisinternal
+                   AND t.tgname IN ('engagement_track_change', 'engagement_track_insert', 'engagement_track_update',
+                                    'engagement_track_delete', 'engagement_track_truncate')
+    LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', made, events);
+    END LOOP;
+    -- the relation itself or any partition (pg_partition_tree lists only partitioned tables' trees)
+    IF EXISTS (SELECT FROM pg_class c
+                WHERE c.relkind = 'f' AND c.oid IN (SELECT events UNION SELECT t.relid FROM pg_partition_tree(events) t)) THEN
+        EXECUTE format('CREATE TRIGGER engagement_track_change AFTER INSERT OR UPDATE OR DELETE ON %s '
+                       'FOR EACH ROW EXECUTE FUNCTION @extschema@._track_event_change()', events);
+    ELSE
+        EXECUTE format('CREATE TRIGGER engagement_track_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS new_events '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes()', events);
+        EXECUTE format('CREATE TRIGGER engagement_track_update AFTER UPDATE ON %s '
+                       'REFERENCING OLD TABLE AS old_events NEW TABLE AS new_events '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes(''any_update'')', events);
+        EXECUTE format('CREATE TRIGGER engagement_track_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS old_events '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes()', events);
+    END IF;
+    EXECUTE format('CREATE TRIGGER engagement_track_truncate AFTER TRUNCATE ON %s '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes()', events);
+END $$;
+COMMENT ON FUNCTION @extschema@.track_event_changes(regclass) IS
+    'Adds (or replaces) change-tracking triggers on a profile''s own events relation (run it again after attaching partitions), so incremental refreshes see the changes written through this server';
+
+------------------------------------------------------------------------------------------------
+-- Access: the application role inserts every column of an event but its id, and no longer writes the
+-- change log.  Roles granted by 1.2 keep their grants until grant_application_access runs again
+-- for them (a grant made by this script would not survive pg_dump).
+------------------------------------------------------------------------------------------------
+CREATE FUNCTION @extschema@._role_or_error(role_name regrole) RETURNS regrole
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles r WHERE r.oid = role_name) THEN
+        RAISE EXCEPTION 'role with OID % does not exist', role_name::oid USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN role_name;
+END $$;
+
+CREATE OR REPLACE FUNCTION @extschema@.grant_application_access(role_name regrole) RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM @extschema@._role_or_error(role_name);
+    EXECUTE format('GRANT USAGE ON SCHEMA @extschema@ TO %s', role_name);
+    -- INSERT of every column but id: OVERRIDING SYSTEM VALUE would take identity values that other
+    -- writers then collide with.  (The REVOKE turns a table-wide grant of an older version into it.)
+    EXECUTE format('REVOKE INSERT ON @extschema@.engagement_events FROM %s', role_name);
+    EXECUTE format('GRANT SELECT, INSERT (contact_id, campaign_id, event_type, occurred_at, conversion_value, channel,
+                    device_type, parent_event_id, metadata, created_at) ON @extschema@.engagement_events TO %s', role_name);
+    -- contact_scores reads the change log; only the change-tracking triggers write it
+    EXECUTE format('REVOKE INSERT ON @extschema@.event_changes FROM %s', role_name);
+    EXECUTE format('GRANT SELECT ON @extschema@.event_changes TO %s', role_name);
+    EXECUTE format('GRANT SELECT ON @extschema@.scoring_profiles, @extschema@.engagement_scores,
+                    @extschema@.engagement_score_history, @extschema@.pending_rescore,
+                    @extschema@.score_distributions, @extschema@.contact_scores TO %s', role_name);
+END $$;
+COMMENT ON FUNCTION @extschema@.grant_application_access(regrole) IS
+    'Lets a role insert and read events, read scores, history and profiles, and call the scoring and query functions';
+
+CREATE OR REPLACE FUNCTION @extschema@.grant_admin_access(role_name regrole) RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM @extschema@._role_or_error(role_name);
+    EXECUTE format('GRANT USAGE ON SCHEMA @extschema@ TO %s', role_name);
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA @extschema@ TO %s', role_name);
+    EXECUTE format('GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA @extschema@ TO %s', role_name);
+    -- refresh_scores works in temporary tables
+    EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO %s', current_database(), role_name);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION @extschema@.refresh_scores(text, boolean), @extschema@.fit_model(text, timestamptz),
+                    @extschema@.schedule_refresh(text, text, text, text), @extschema@.unschedule_refresh(text) TO %s',
+                   role_name);
+END $$;
+COMMENT ON FUNCTION @extschema@.grant_admin_access(regrole) IS
+    'Lets a role do everything: events, profiles, scores, refresh_scores, fitting and scheduling';
+DO $$
+DECLARE
+    roles text;
+BEGIN
+    SELECT string_agg(DISTINCT acl.grantee::regrole::text, ', ') INTO roles
+      FROM pg_class c, aclexplode(c.relacl) acl
+     WHERE c.oid = '@extschema@.event_changes'::regclass AND acl.privilege_type = 'INSERT'
+       AND acl.grantee <> c.relowner
+       AND NOT has_table_privilege(acl.grantee, '@extschema@.event_changes'::regclass, 'DELETE');
+    IF roles IS NOT NULL THEN
+        RAISE WARNING 'roles % were given application access by an older version: they can still write the change log and event ids', roles
+            USING HINT = 'Run SELECT engagement.grant_application_access(role) for each of them.';
+    END IF;
+END $$;
+
+------------------------------------------------------------------------------------------------
+-- refresh_scores in named steps
+------------------------------------------------------------------------------------------------
 ------------------------------------------------------------------------------------------------
 -- The steps of a refresh
 ------------------------------------------------------------------------------------------------
@@ -27,20 +250,17 @@ BEGIN
     ON CONFLICT DO NOTHING;
 END $$;
 
--- The contacts to rescore.  A full refresh rescores every contact, so it only consumes the
--- profile's pending rows.  An incremental one puts into pg_temp._es_targets the pending and
--- changed contacts and those whose score grew older than max_score_age (the scores are scanned
--- for those only when the oldest one may have: aged); it returns how many.
+-- The contacts to rescore, into pg_temp._es_targets: the profile's pending contacts (consumed
+-- here) and the changed ones, and on an incremental refresh those whose score grew older than
+-- max_score_age (the scores are scanned for those only when the oldest one may have: aged).
+-- A full refresh rescores every contact; its targets are only what _refresh_keep_pending must
+-- look at again.  Returns how many targets.
 CREATE FUNCTION @extschema@._refresh_choose_targets(p @extschema@.scoring_profiles, refresh_at timestamptz,
                                                     full_refresh boolean, aged boolean) RETURNS bigint
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     targets bigint;
 BEGIN
-    IF full_refresh THEN
-        DELETE FROM @extschema@.pending_rescore pr WHERE pr.profile = p.name;
-        RETURN NULL;
-    END IF;
     CREATE TEMP TABLE _es_targets (contact_id bigint PRIMARY KEY) ON COMMIT DROP;
     WITH consumed AS (DELETE FROM @extschema@.pending_rescore pr WHERE pr.profile = p.name RETURNING pr.contact_id)
     INSERT INTO pg_temp._es_targets
@@ -49,7 +269,7 @@ BEGIN
     SELECT contact_id FROM pg_temp._es_changed
      UNION
     SELECT s.contact_id FROM @extschema@.engagement_scores s
-     WHERE aged AND s.profile = p.name AND s.calculated_at < refresh_at - p.max_score_age;
+     WHERE aged AND NOT full_refresh AND s.profile = p.name AND s.calculated_at < refresh_at - p.max_score_age;
     GET DIAGNOSTICS targets = ROW_COUNT;
     ANALYZE pg_temp._es_targets;
     RETURN targets;
@@ -77,6 +297,9 @@ BEGIN
         CASE WHEN p.events_relation = '@extschema@.engagement_events'::regclass THEN '$2' ELSE '$3' END,
         CASE WHEN NOT full_refresh THEN ' AND e.contact_id IN (SELECT t.contact_id FROM pg_temp._es_targets t)' END)
     USING refresh_at, p.name, to_jsonb(p);
+    -- Indexed, so that no join with it can go quadratic when the statistics of engagement_scores
+    -- know nothing of this profile yet (a new profile's rows estimated at one).
+    CREATE UNIQUE INDEX ON pg_temp._es_scored (contact_id);
     ANALYZE pg_temp._es_scored;
 END $$;
 
@@ -183,15 +406,16 @@ BEGIN
     RETURN rescored;
 END $$;
 
--- A changed contact may have events after refresh_at (committed after this transaction started,
--- or dated in the future): they were not scored now, so it stays pending.
+-- A target (a changed or pending contact) may have events after refresh_at (dated in the future,
+-- or committed after this transaction started): they were not scored now, so it stays pending,
+-- however many refreshes come before those events are due.
 CREATE FUNCTION @extschema@._refresh_keep_pending(p @extschema@.scoring_profiles, events text,
                                                   refresh_at timestamptz) RETURNS void
 LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     EXECUTE format($q$
         INSERT INTO @extschema@.pending_rescore (profile, contact_id)
-        SELECT $2, c.contact_id FROM pg_temp._es_changed c
+        SELECT $2, c.contact_id FROM pg_temp._es_targets c
          WHERE EXISTS (SELECT FROM %s e WHERE e.contact_id = c.contact_id AND e.occurred_at > $1)
          ORDER BY 2
         ON CONFLICT DO NOTHING$q$, events)
@@ -220,17 +444,24 @@ DECLARE
     aged       boolean;
     rescored   bigint;
 BEGIN
-    -- One refresh per profile at a time: a second one returns at once.
-    IF NOT pg_try_advisory_xact_lock(1701737331, hashtext(profile)) THEN
-        RAISE NOTICE 'a refresh of scoring profile "%" is already running; this one does nothing', profile;
-        RETURN 0;
-    END IF;
     -- Read the profile under a lock that keeps it as it is until this refresh commits.
     SELECT * INTO p FROM @extschema@.scoring_profiles sp WHERE sp.name = refresh_scores.profile FOR SHARE;
     IF NOT FOUND THEN
         PERFORM @extschema@._profile_or_error(profile);   -- raises 42704
     END IF;
-    events := @extschema@._events_relation_or_error(p.events_relation);
+    -- One refresh per profile at a time: a second one returns NULL at once.  The lock is the
+    -- profile's distribution row (the first refresh creates it), which only roles that may write
+    -- score_distributions can lock: no other role can hold refreshes off.
+    IF NOT EXISTS (SELECT FROM @extschema@.score_distributions d WHERE d.profile = p.name) THEN
+        INSERT INTO @extschema@.score_distributions (profile, sorted_composites, contacts, profile_version, refreshed_at)
+        VALUES (p.name, '', 0, 0, refresh_at) ON CONFLICT DO NOTHING;
+    END IF;
+    PERFORM FROM @extschema@.score_distributions d WHERE d.profile = p.name FOR NO KEY UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RAISE NOTICE 'a refresh of scoring profile "%" is already running; this one does nothing', p.name;
+        RETURN NULL;
+    END IF;
+    events := @extschema@._profile_events_or_error(p);
 
     PERFORM @extschema@._refresh_drain_changes(p);
 
@@ -256,10 +487,65 @@ BEGIN
     END IF;
 
     -- Leave nothing behind for the rest of the transaction (another role may refresh in it).
-    DROP TABLE pg_temp._es_scored, pg_temp._es_changed;
-    IF NOT do_full THEN DROP TABLE pg_temp._es_targets; END IF;
+    DROP TABLE pg_temp._es_scored, pg_temp._es_changed, pg_temp._es_targets;
     RETURN rescored;
 END $$;
 COMMENT ON FUNCTION @extschema@.refresh_scores(text, boolean) IS
-    'Rescores a profile''s contacts (from its events_relation) as of now(): all of them (full, or after a profile change), else those whose events changed or whose score is older than max_score_age; returns how many';
+    'Rescores a profile''s contacts (from its events_relation) as of now(): all of them (full, or after a profile change), else those whose events changed or whose score is older than max_score_age; returns how many, or NULL when another refresh of the profile is running';
 
+------------------------------------------------------------------------------------------------
+-- fit_model reads the events relation only while the role that chose it may
+------------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION @extschema@.fit_model(profile text DEFAULT 'default', as_of timestamptz DEFAULT now())
+RETURNS @extschema@.model_fit
+LANGUAGE plpgsql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp SET enable_partitionwise_aggregate = on AS $$
+DECLARE
+    p   @extschema@.scoring_profiles;
+    fit @extschema@.model_fit;
+    res record;
+    repeaters bigint;
+BEGIN
+    p := @extschema@._profile_or_error(profile);
+    IF NOT isfinite(as_of) THEN
+        RAISE EXCEPTION 'as_of must be a finite timestamp, not %', as_of USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- NO KEY UPDATE: other profiles' refreshes (FOR KEY SHARE through the foreign keys) go on.
+    PERFORM FROM @extschema@.scoring_profiles sp WHERE sp.name = p.name FOR NO KEY UPDATE;
+    -- Each contact's (x, t_x, Tc) in days, identical summaries collapsed with their count as weight.
+    -- (from the profile's events relation: on postgres_fdw partitions the summaries are computed
+    -- inside each shard)
+    EXECUTE format($q$
+        SELECT @extschema@.fit_mbgnbd(s.x, s.t_x, s.t, s.contacts::float8) AS fit,
+               sum(s.contacts) FILTER (WHERE s.x > 0) AS repeaters
+          FROM (SELECT (c.summary).x, (c.summary).t_x, (c.summary).t, count(*) AS contacts
+                  FROM (SELECT @extschema@.btyd_summary(e.event_type, e.occurred_at, $1) AS summary
+                          FROM %s e
+                         WHERE e.occurred_at <= $1
+                         GROUP BY e.contact_id) c
+                 GROUP BY 1, 2, 3) s$q$, @extschema@._profile_events_or_error(p))
+    INTO res USING as_of;
+    fit := res.fit;
+    repeaters := coalesce(res.repeaters, 0);
+    IF fit IS NULL THEN
+        RAISE EXCEPTION 'profile "%": no contact has an event at or before %: nothing to fit', p.name, as_of
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    IF NOT fit.converged THEN
+        RAISE EXCEPTION 'the MBG/NBD fit of profile "%" did not converge after % iterations; nothing was stored',
+                        p.name, fit.iterations
+            USING ERRCODE = 'data_exception',
+                  DETAIL = format('%s contacts, %s of them with engagement days; best log-likelihood %s at r=%s alpha=%s a=%s b=%s.',
+                                  fit.n, repeaters, fit.log_likelihood, fit.r, fit.alpha, fit.a, fit.b),
+                  HINT = CASE WHEN repeaters = 0
+                              THEN 'No contact has an engagement day: the data cannot identify the model.'
+                              ELSE 'The data may not identify the model (too few contacts, or parameters running off to 0 or infinity).' END;
+    END IF;
+    UPDATE @extschema@.scoring_profiles sp
+       SET model_r = fit.r, model_alpha = fit.alpha, model_a = fit.a, model_b = fit.b,
+           model_log_likelihood = fit.log_likelihood, model_fitted_at = now(), model_contacts = fit.n::bigint
+     WHERE sp.name = p.name;   -- bumps the version: the next refresh rescores everyone
+    RETURN fit;
+END $$;
+COMMENT ON FUNCTION @extschema@.fit_model(text, timestamptz) IS
+    'Fits the profile''s MBG/NBD parameters (days) to every contact''s engagement days (from its events_relation) as of a time, stores them and returns the fit';

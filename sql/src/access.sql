@@ -5,16 +5,33 @@
 --   application: inserts events, reads events, scores, history and profiles, calls the scoring
 --                and query functions; cannot change profiles, scores or existing events.
 --   admin:       everything, including profiles, refresh, fitting and scheduling.
--- The functions run with the caller's privileges (no SECURITY DEFINER), so the table grants
--- are the whole policy; the writing functions are also kept from PUBLIC.
+-- The functions run with the caller's privileges (no SECURITY DEFINER, but for the change-tracking
+-- triggers, which alone write the change log), so the table grants are the whole policy; the
+-- writing functions are also kept from PUBLIC.
 ------------------------------------------------------------------------------------------------
+-- The role, or 42704 for a role that does not exist (0::regrole, or one dropped since).
+CREATE FUNCTION @extschema@._role_or_error(role_name regrole) RETURNS regrole
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles r WHERE r.oid = role_name) THEN
+        RAISE EXCEPTION 'role with OID % does not exist', role_name::oid USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN role_name;
+END $$;
+
 CREATE FUNCTION @extschema@.grant_application_access(role_name regrole) RETURNS void
 LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    PERFORM @extschema@._role_or_error(role_name);
     EXECUTE format('GRANT USAGE ON SCHEMA @extschema@ TO %s', role_name);
-    EXECUTE format('GRANT SELECT, INSERT ON @extschema@.engagement_events TO %s', role_name);
-    -- the change-tracking trigger runs as the inserting role; contact_scores reads the log
-    EXECUTE format('GRANT SELECT, INSERT ON @extschema@.event_changes TO %s', role_name);
+    -- INSERT of every column but id: OVERRIDING SYSTEM VALUE would take identity values that other
+    -- writers then collide with.  (The REVOKE turns a table-wide grant of an older version into it.)
+    EXECUTE format('REVOKE INSERT ON @extschema@.engagement_events FROM %s', role_name);
+    EXECUTE format('GRANT SELECT, INSERT (contact_id, campaign_id, event_type, occurred_at, conversion_value, channel,
+                    device_type, parent_event_id, metadata, created_at) ON @extschema@.engagement_events TO %s', role_name);
+    -- contact_scores reads the change log; only the change-tracking triggers write it
+    EXECUTE format('REVOKE INSERT ON @extschema@.event_changes FROM %s', role_name);
+    EXECUTE format('GRANT SELECT ON @extschema@.event_changes TO %s', role_name);
     EXECUTE format('GRANT SELECT ON @extschema@.scoring_profiles, @extschema@.engagement_scores,
                     @extschema@.engagement_score_history, @extschema@.pending_rescore,
                     @extschema@.score_distributions, @extschema@.contact_scores TO %s', role_name);
@@ -25,6 +42,7 @@ COMMENT ON FUNCTION @extschema@.grant_application_access(regrole) IS
 CREATE FUNCTION @extschema@.grant_admin_access(role_name regrole) RETURNS void
 LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    PERFORM @extschema@._role_or_error(role_name);
     EXECUTE format('GRANT USAGE ON SCHEMA @extschema@ TO %s', role_name);
     EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA @extschema@ TO %s', role_name);
     EXECUTE format('GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA @extschema@ TO %s', role_name);

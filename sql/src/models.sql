@@ -87,7 +87,7 @@ COMMENT ON FUNCTION @extschema@.expected_engagements(text, float8, float8, float
 COMMENT ON FUNCTION @extschema@.prob_no_engagement(text, float8, float8, float8, float8, float8, float8, float8, float8) IS
     'Probability of no event in (t, t + horizon] given (x, t_x, t), under mbgnbd or bgnbd';
 
-CREATE OR REPLACE FUNCTION @extschema@.fit_model(profile text DEFAULT 'default', as_of timestamptz DEFAULT now())
+CREATE FUNCTION @extschema@.fit_model(profile text DEFAULT 'default', as_of timestamptz DEFAULT now())
 RETURNS @extschema@.model_fit
 LANGUAGE plpgsql VOLATILE STRICT
 SET search_path = pg_catalog, pg_temp SET enable_partitionwise_aggregate = on AS $$
@@ -114,7 +114,7 @@ BEGIN
                           FROM %s e
                          WHERE e.occurred_at <= $1
                          GROUP BY e.contact_id) c
-                 GROUP BY 1, 2, 3) s$q$, @extschema@._events_relation_or_error(p.events_relation))
+                 GROUP BY 1, 2, 3) s$q$, @extschema@._profile_events_or_error(p))
     INTO res USING as_of;
     fit := res.fit;
     repeaters := coalesce(res.repeaters, 0);

@@ -37,20 +37,17 @@ BEGIN
     ON CONFLICT DO NOTHING;
 END $$;
 
--- The contacts to rescore.  A full refresh rescores every contact, so it only consumes the
--- profile's pending rows.  An incremental one puts into pg_temp._es_targets the pending and
--- changed contacts and those whose score grew older than max_score_age (the scores are scanned
--- for those only when the oldest one may have: aged); it returns how many.
+-- The contacts to rescore, into pg_temp._es_targets: the profile's pending contacts (consumed
+-- here) and the changed ones, and on an incremental refresh those whose score grew older than
+-- max_score_age (the scores are scanned for those only when the oldest one may have: aged).
+-- A full refresh rescores every contact; its targets are only what _refresh_keep_pending must
+-- look at again.  Returns how many targets.
 CREATE FUNCTION @extschema@._refresh_choose_targets(p @extschema@.scoring_profiles, refresh_at timestamptz,
                                                     full_refresh boolean, aged boolean) RETURNS bigint
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     targets bigint;
 BEGIN
-    IF full_refresh THEN
-        DELETE FROM @extschema@.pending_rescore pr WHERE pr.profile = p.name;
-        RETURN NULL;
-    END IF;
     CREATE TEMP TABLE _es_targets (contact_id bigint PRIMARY KEY) ON COMMIT DROP;
     WITH consumed AS (DELETE FROM @extschema@.pending_rescore pr WHERE pr.profile = p.name RETURNING pr.contact_id)
     INSERT INTO pg_temp._es_targets
@@ -59,7 +56,7 @@ BEGIN
     SELECT contact_id FROM pg_temp._es_changed
      UNION
     SELECT s.contact_id FROM @extschema@.engagement_scores s
-     WHERE aged AND s.profile = p.name AND s.calculated_at < refresh_at - p.max_score_age;
+     WHERE aged AND NOT full_refresh AND s.profile = p.name AND s.calculated_at < refresh_at - p.max_score_age;
     GET DIAGNOSTICS targets = ROW_COUNT;
     ANALYZE pg_temp._es_targets;
     RETURN targets;
@@ -87,6 +84,9 @@ BEGIN
         CASE WHEN p.events_relation = '@extschema@.engagement_events'::regclass THEN '$2' ELSE '$3' END,
         CASE WHEN NOT full_refresh THEN ' AND e.contact_id IN (SELECT t.contact_id FROM pg_temp._es_targets t)' END)
     USING refresh_at, p.name, to_jsonb(p);
+    -- Indexed, so that no join with it can go quadratic when the statistics of engagement_scores
+    -- know nothing of this profile yet (a new profile's rows estimated at one).
+    CREATE UNIQUE INDEX ON pg_temp._es_scored (contact_id);
     ANALYZE pg_temp._es_scored;
 END $$;
 
@@ -193,15 +193,16 @@ BEGIN
     RETURN rescored;
 END $$;
 
--- A changed contact may have events after refresh_at (committed after this transaction started,
--- or dated in the future): they were not scored now, so it stays pending.
+-- A target (a changed or pending contact) may have events after refresh_at (dated in the future,
+-- or committed after this transaction started): they were not scored now, so it stays pending,
+-- however many refreshes come before those events are due.
 CREATE FUNCTION @extschema@._refresh_keep_pending(p @extschema@.scoring_profiles, events text,
                                                   refresh_at timestamptz) RETURNS void
 LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     EXECUTE format($q$
         INSERT INTO @extschema@.pending_rescore (profile, contact_id)
-        SELECT $2, c.contact_id FROM pg_temp._es_changed c
+        SELECT $2, c.contact_id FROM pg_temp._es_targets c
          WHERE EXISTS (SELECT FROM %s e WHERE e.contact_id = c.contact_id AND e.occurred_at > $1)
          ORDER BY 2
         ON CONFLICT DO NOTHING$q$, events)
@@ -230,17 +231,24 @@ DECLARE
     aged       boolean;
     rescored   bigint;
 BEGIN
-    -- One refresh per profile at a time: a second one returns at once.
-    IF NOT pg_try_advisory_xact_lock(1701737331, hashtext(profile)) THEN
-        RAISE NOTICE 'a refresh of scoring profile "%" is already running; this one does nothing', profile;
-        RETURN 0;
-    END IF;
     -- Read the profile under a lock that keeps it as it is until this refresh commits.
     SELECT * INTO p FROM @extschema@.scoring_profiles sp WHERE sp.name = refresh_scores.profile FOR SHARE;
     IF NOT FOUND THEN
         PERFORM @extschema@._profile_or_error(profile);   -- raises 42704
     END IF;
-    events := @extschema@._events_relation_or_error(p.events_relation);
+    -- One refresh per profile at a time: a second one returns NULL at once.  The lock is the
+    -- profile's distribution row (the first refresh creates it), which only roles that may write
+    -- score_distributions can lock: no other role can hold refreshes off.
+    IF NOT EXISTS (SELECT FROM @extschema@.score_distributions d WHERE d.profile = p.name) THEN
+        INSERT INTO @extschema@.score_distributions (profile, sorted_composites, contacts, profile_version, refreshed_at)
+        VALUES (p.name, '', 0, 0, refresh_at) ON CONFLICT DO NOTHING;
+    END IF;
+    PERFORM FROM @extschema@.score_distributions d WHERE d.profile = p.name FOR NO KEY UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RAISE NOTICE 'a refresh of scoring profile "%" is already running; this one does nothing', p.name;
+        RETURN NULL;
+    END IF;
+    events := @extschema@._profile_events_or_error(p);
 
     PERFORM @extschema@._refresh_drain_changes(p);
 
@@ -266,10 +274,9 @@ BEGIN
     END IF;
 
     -- Leave nothing behind for the rest of the transaction (another role may refresh in it).
-    DROP TABLE pg_temp._es_scored, pg_temp._es_changed;
-    IF NOT do_full THEN DROP TABLE pg_temp._es_targets; END IF;
+    DROP TABLE pg_temp._es_scored, pg_temp._es_changed, pg_temp._es_targets;
     RETURN rescored;
 END $$;
 COMMENT ON FUNCTION @extschema@.refresh_scores(text, boolean) IS
-    'Rescores a profile''s contacts (from its events_relation) as of now(): all of them (full, or after a profile change), else those whose events changed or whose score is older than max_score_age; returns how many';
+    'Rescores a profile''s contacts (from its events_relation) as of now(): all of them (full, or after a profile change), else those whose events changed or whose score is older than max_score_age; returns how many, or NULL when another refresh of the profile is running';
 REVOKE EXECUTE ON FUNCTION @extschema@.refresh_scores(text, boolean) FROM PUBLIC;

@@ -26,6 +26,8 @@ CREATE TABLE @extschema@.engagement_events (
     created_at       timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT engagement_events_occurred_at_finite CHECK (isfinite(occurred_at)),
     CONSTRAINT engagement_events_value_nonnegative CHECK (conversion_value >= 0),
+    -- (NaN >= 0 holds for numeric: NaN gets its own check)
+    CONSTRAINT engagement_events_value_is_number CHECK (conversion_value <> 'NaN'),
     CONSTRAINT engagement_events_value_only_on_converted
         CHECK (conversion_value IS NULL OR event_type = 'converted'),
     CONSTRAINT engagement_events_parent_not_self CHECK (parent_event_id <> id),
@@ -93,6 +95,7 @@ CREATE TABLE @extschema@.scoring_profiles (
     model_contacts       bigint CHECK (model_contacts >= 0),
     -- where the profile's events are read
     events_relation      regclass NOT NULL DEFAULT '@extschema@.engagement_events',
+    events_relation_set_by text,   -- the role that chose another events_relation (set by a trigger)
     CONSTRAINT scoring_profiles_weights_sum_to_one CHECK (
         abs(weight_recency + weight_frequency + weight_monetary + weight_time_decay + weight_diversity - 1) <= 1e-9),
     CONSTRAINT scoring_profiles_min_days_within_lookback CHECK (frequency_min_days <= lookback_days)
@@ -107,6 +110,8 @@ COMMENT ON COLUMN @extschema@.scoring_profiles.model_fitted_at IS
     'When fit_model last replaced model_r, model_alpha, model_a and model_b (NULL: the defaults)';
 COMMENT ON COLUMN @extschema@.scoring_profiles.events_relation IS
     'The events refresh_scores and fit_model read (contact_id, event_type, occurred_at, conversion_value); changing it rescores everyone';
+COMMENT ON COLUMN @extschema@.scoring_profiles.events_relation_set_by IS
+    'The role that set events_relation (NULL for engagement_events): a refresh reads the relation only while that role may';
 
 -- Every change of a profile bumps its version, so stored scores can tell they are stale.
 CREATE FUNCTION @extschema@._profile_bump_version() RETURNS trigger
@@ -120,6 +125,32 @@ BEGIN
 END $$;
 CREATE TRIGGER scoring_profiles_bump_version BEFORE UPDATE ON @extschema@.scoring_profiles
     FOR EACH ROW EXECUTE FUNCTION @extschema@._profile_bump_version();
+
+-- Who chose a profile's events relation, checked when it is written: a refresh may run as a
+-- superuser (pg_cron) and must not read for a less privileged role what that role cannot read
+-- itself (refresh_scores checks the role again: _profile_events_or_error).
+CREATE FUNCTION @extschema@._profile_check_events_relation() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.events_relation = OLD.events_relation
+       AND NEW.events_relation_set_by IS NOT DISTINCT FROM OLD.events_relation_set_by THEN
+        RETURN NEW;
+    END IF;
+    IF NEW.events_relation = '@extschema@.engagement_events'::regclass THEN
+        NEW.events_relation_set_by := NULL;
+        RETURN NEW;
+    END IF;
+    IF NOT (has_schema_privilege(current_user, (SELECT c.relnamespace FROM pg_class c WHERE c.oid = NEW.events_relation), 'USAGE')
+            AND has_table_privilege(current_user, NEW.events_relation, 'SELECT')) THEN
+        RAISE EXCEPTION 'role "%" may not read events_relation %', current_user, NEW.events_relation
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'A profile reads only a relation the role that sets it may read (SELECT, and USAGE on its schema).';
+    END IF;
+    NEW.events_relation_set_by := current_user;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER scoring_profiles_check_events_relation BEFORE INSERT OR UPDATE ON @extschema@.scoring_profiles
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._profile_check_events_relation();
 
 -- CREATE EXTENSION inserts the built-in `default` profile.  pg_restore then loads the dumped
 -- profiles, `default` among them, into the same table: an untouched built-in default (version 1,

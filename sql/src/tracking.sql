@@ -11,6 +11,7 @@
 -- and qualified).  A refresh may run as a superuser (pg_cron) while a less privileged admin role
 -- chose the relation: so only tables (plain, partitioned, foreign) owned by the caller or by a
 -- superuser, with exactly the columns read; never a view, whose functions would run as the caller.
+-- (The role that chose the relation is checked by _profile_events_or_error.)
 CREATE FUNCTION @extschema@._events_relation_or_error(events regclass) RETURNS text
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -48,15 +49,34 @@ BEGIN
     RETURN events::text;
 END $$;
 
+-- A profile's events relation, checked before a refresh or a fit reads it: the role that chose it
+-- must still be allowed to read it (privileges may have been revoked since), and it must be a
+-- relation _events_relation_or_error accepts.  Returns its name, quoted and qualified.
+CREATE FUNCTION @extschema@._profile_events_or_error(p @extschema@.scoring_profiles) RETURNS text
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF p.events_relation <> '@extschema@.engagement_events'::regclass AND NOT coalesce(
+           has_schema_privilege(p.events_relation_set_by,
+                                (SELECT c.relnamespace FROM pg_class c WHERE c.oid = p.events_relation), 'USAGE')
+           AND has_table_privilege(p.events_relation_set_by, p.events_relation, 'SELECT'), false) THEN
+        RAISE EXCEPTION 'events_relation % of scoring profile "%" was set by role %, which may not read it',
+                        p.events_relation, p.name, coalesce(quote_ident(p.events_relation_set_by), 'unknown')
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Set events_relation again as a role that may read it.';
+    END IF;
+    RETURN @extschema@._events_relation_or_error(p.events_relation);
+END $$;
+
 ------------------------------------------------------------------------------------------------
 -- Change tracking of engagement_events, and of any events relation track_event_changes is
 -- given: statement-level triggers with transition tables (row-level ones where foreign partitions
--- cannot collect transition tuples).
+-- cannot collect transition tuples).  The trigger functions run as their owner (SECURITY DEFINER):
+-- the change log is written by them alone, never directly by the roles that write events.
 ------------------------------------------------------------------------------------------------
 -- Another relation's rows have no id to pair old and new versions by: an UPDATE there marks
 -- every contact it touched (TG_ARGV[0] = 'any_update').
 CREATE FUNCTION @extschema@._track_event_changes() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
         INSERT INTO @extschema@.event_changes (contact_id) SELECT DISTINCT contact_id FROM new_events;
@@ -66,14 +86,17 @@ BEGIN
         INSERT INTO @extschema@.event_changes (contact_id)
         SELECT contact_id FROM old_events UNION SELECT contact_id FROM new_events;
     ELSIF TG_OP = 'UPDATE' THEN
-        -- Only updates of what the model reads make a contact's score stale.
+        -- Only updates of what the model reads make a contact's score stale.  EXECUTE plans the
+        -- join for this statement's transition tables: a plan kept from a one-row UPDATE would
+        -- join thousands of rows by nested loops.
+        EXECUTE $q$
         INSERT INTO @extschema@.event_changes (contact_id)
         SELECT c FROM (SELECT o.contact_id, n.contact_id
                          FROM old_events o JOIN new_events n USING (id)
                         WHERE (o.contact_id, o.event_type, o.occurred_at, o.conversion_value)
                               IS DISTINCT FROM (n.contact_id, n.event_type, n.occurred_at, n.conversion_value)) ch(a, b),
                       LATERAL (VALUES (ch.a), (ch.b)) v(c)
-         GROUP BY c;
+         GROUP BY c$q$;
     ELSE  -- TRUNCATE: every scored contact lost its events
         INSERT INTO @extschema@.event_changes (contact_id)
         SELECT DISTINCT contact_id FROM @extschema@.engagement_scores;
@@ -98,7 +121,7 @@ CREATE TRIGGER engagement_events_track_truncate AFTER TRUNCATE ON @extschema@.en
 -- from child foreign tables"): a relation with any gets row-level triggers instead (which also
 -- turns off postgres_fdw's batch inserts while they exist; docs/scale-out.md).
 CREATE FUNCTION @extschema@._track_event_change() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
         INSERT INTO @extschema@.event_changes (contact_id) VALUES (OLD.contact_id);
@@ -111,11 +134,21 @@ END $$;
 
 CREATE FUNCTION @extschema@.track_event_changes(events regclass) RETURNS void
 LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    made name;
 BEGIN
     IF events = '@extschema@.engagement_events'::regclass THEN
         RAISE EXCEPTION 'engagement_events is always tracked' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM @extschema@._events_relation_or_error(events);   -- what a refresh will accept to read
+    -- Run again (after attaching partitions, say), it replaces the triggers it made.
+    FOR made IN SELECT t.tgname FROM pg_trigger t
+                 WHERE t.tgrelid = events AND NOT t.tgisinternal
+                   AND t.tgname IN ('engagement_track_change', 'engagement_track_insert', 'engagement_track_update',
+                                    'engagement_track_delete', 'engagement_track_truncate')
+    LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', made, events);
+    END LOOP;
     -- the relation itself or any partition (pg_partition_tree lists only partitioned tables' trees)
     IF EXISTS (SELECT FROM pg_class c
                 WHERE c.relkind = 'f' AND c.oid IN (SELECT events UNION SELECT t.relid FROM pg_partition_tree(events) t)) THEN
@@ -134,5 +167,5 @@ BEGIN
                    'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes()', events);
 END $$;
 COMMENT ON FUNCTION @extschema@.track_event_changes(regclass) IS
-    'Adds change-tracking triggers to a profile''s own events relation (run it after attaching its partitions), so incremental refreshes see the changes written through this server';
+    'Adds (or replaces) change-tracking triggers on a profile''s own events relation (run it again after attaching partitions), so incremental refreshes see the changes written through this server';
 REVOKE EXECUTE ON FUNCTION @extschema@.track_event_changes(regclass) FROM PUBLIC;

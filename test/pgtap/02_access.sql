@@ -1,7 +1,7 @@
 -- pgTAP: the least-privilege model.  An application role inserts events, reads scores and calls
 -- the scoring functions, and cannot change profiles, scores or existing events; an admin can.
 BEGIN;
-SELECT plan(26);
+SELECT plan(35);
 
 CREATE ROLE es_tap_app;
 CREATE ROLE es_tap_admin;
@@ -33,7 +33,17 @@ SELECT throws_ok($$UPDATE engagement.engagement_scores SET composite = 100$$, '4
 SELECT throws_ok($$DELETE FROM engagement.engagement_score_history$$, '42501', NULL, 'app: cannot erase history');
 SELECT throws_ok($$SELECT engagement.refresh_scores()$$, '42501', NULL, 'app: cannot refresh');
 SELECT throws_ok($$SELECT engagement.grant_admin_access('es_tap_app')$$, '42501', NULL, 'app: cannot grant itself more');
+-- Ids are the identity's: taking future ones would break every other writer's inserts.
+SELECT throws_ok($$INSERT INTO engagement.engagement_events (id, contact_id, event_type, occurred_at)
+                   OVERRIDING SYSTEM VALUE VALUES (1000000, 4, 'opened', now())$$, '42501', NULL,
+                 'app: cannot choose event ids (OVERRIDING SYSTEM VALUE)');
+SELECT throws_ok($$INSERT INTO engagement.event_changes VALUES (1)$$, '42501', NULL,
+                 'app: cannot write the change log (only the tracking triggers do)');
+SELECT throws_ok($$SELECT FROM engagement.score_distributions FOR UPDATE$$, '42501', NULL,
+                 'app: cannot take the lock that holds refreshes off');
 RESET ROLE;
+SELECT is((SELECT count(*)::int FROM engagement.event_changes WHERE contact_id = 3), 1,
+          'the application''s insert was tracked (by the trigger, as its owner)');
 
 -- A role with no grant reads nothing.
 SET LOCAL ROLE es_tap_stranger;
@@ -44,6 +54,30 @@ SELECT throws_ok($$INSERT INTO engagement.engagement_events (contact_id, event_t
 RESET ROLE;
 
 -- The admin role.
+CREATE SCHEMA es_tap_secret;
+CREATE TABLE es_tap_secret.events (contact_id bigint, event_type engagement.event_type, occurred_at timestamptz,
+                                   conversion_value numeric);
+SET LOCAL ROLE es_tap_admin;
+-- A confused deputy: a superuser's refresh must not read for the admin what the admin cannot read.
+SELECT throws_ok($$INSERT INTO engagement.scoring_profiles (name, events_relation)
+                   VALUES ('deputy', (SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                            WHERE n.nspname = 'es_tap_secret' AND c.relname = 'events')::regclass)$$, '42501', NULL,
+                 'admin: cannot point a profile at a relation it may not read');
+SELECT lives_ok($$INSERT INTO engagement.scoring_profiles (name) VALUES ('deputy')$$, 'admin: adds a profile');
+SELECT throws_ok($$UPDATE engagement.scoring_profiles SET events_relation = (SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                            WHERE n.nspname = 'es_tap_secret' AND c.relname = 'events')::regclass,
+                   events_relation_set_by = 'postgres' WHERE name = 'deputy'$$, '42501', NULL,
+                 'admin: cannot claim another role chose it');
+RESET ROLE;
+GRANT USAGE ON SCHEMA es_tap_secret TO es_tap_admin;
+GRANT SELECT ON es_tap_secret.events TO es_tap_admin;
+SET LOCAL ROLE es_tap_admin;
+SELECT lives_ok($$UPDATE engagement.scoring_profiles SET events_relation = 'es_tap_secret.events' WHERE name = 'deputy'$$,
+                'admin: points a profile at a relation it may read');
+RESET ROLE;
+REVOKE SELECT ON es_tap_secret.events FROM es_tap_admin;
+SELECT throws_ok($$SELECT engagement.refresh_scores('deputy')$$, '42501', NULL,
+                 'a superuser''s refresh reads nothing the role that chose the relation may no longer read');
 SET LOCAL ROLE es_tap_admin;
 SELECT lives_ok($$UPDATE engagement.scoring_profiles SET half_life_days = 21 WHERE name = 'default'$$, 'admin: changes profiles');
 SELECT is(engagement.refresh_scores(), 3::bigint, 'admin: refreshes (the profile changed: everyone)');
