@@ -13,18 +13,12 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernel_status.h"
+
 namespace {
 
 constexpr double kUsecsPerDay = 86400000000.0;
 constexpr int64_t kNoTime = std::numeric_limits<int64_t>::min();
-
-__attribute__((format(printf, 3, 4))) void set_error(char *err, size_t errlen, const char *fmt, ...) {
-    if (err == nullptr || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    std::vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 double age_days(int64_t as_of, int64_t t) {
     // The difference is exact in int64; one rounding when converting to days.
@@ -98,19 +92,19 @@ int es_validate_profile(const es_profile *p, char *err, size_t errlen) noexcept 
     };
     for (const Positive &v : positives) {
         if (!finite_positive(v.value)) {
-            set_error(err, errlen, "%s must be a finite number greater than 0, not %g", v.name, v.value);
-            return ES_INVALID_PARAMETER;
+            return es::fail(err, errlen, ES_INVALID_PARAMETER, "%s must be a finite number greater than 0, not %g",
+                            v.name, v.value);
         }
     }
     if (p->frequency_min_days > p->lookback_days) {
-        set_error(err, errlen, "frequency_min_days (%g) must not exceed lookback_days (%g)",
-                  p->frequency_min_days, p->lookback_days);
-        return ES_INVALID_PARAMETER;
+        return es::fail(err, errlen, ES_INVALID_PARAMETER,
+                        "frequency_min_days (%g) must not exceed lookback_days (%g)", p->frequency_min_days,
+                        p->lookback_days);
     }
     for (int t = 0; t < ES_EVENT_TYPES; ++t) {
         if (!std::isfinite(p->type_weight[t])) {
-            set_error(err, errlen, "the time-decay weight of %s must be finite", es_event_type_name(t));
-            return ES_INVALID_PARAMETER;
+            return es::fail(err, errlen, ES_INVALID_PARAMETER, "the time-decay weight of %s must be finite",
+                            es_event_type_name(t));
         }
     }
     const Positive weights[] = {
@@ -121,18 +115,17 @@ int es_validate_profile(const es_profile *p, char *err, size_t errlen) noexcept 
     double total = 0;
     for (const Positive &w : weights) {
         if (!(w.value >= 0.0 && w.value <= 1.0)) {
-            set_error(err, errlen, "%s must be between 0 and 1, not %g", w.name, w.value);
-            return ES_INVALID_PARAMETER;
+            return es::fail(err, errlen, ES_INVALID_PARAMETER, "%s must be between 0 and 1, not %g", w.name, w.value);
         }
         total += w.value;
     }
     if (std::fabs(total - 1.0) > 1e-9) {
-        set_error(err, errlen, "the component weights must sum to 1 (within 1e-9), not %.17g", total);
-        return ES_INVALID_PARAMETER;
+        return es::fail(err, errlen, ES_INVALID_PARAMETER,
+                        "the component weights must sum to 1 (within 1e-9), not %.17g", total);
     }
     if (!(p->opt_out_penalty >= 0.0 && p->opt_out_penalty <= 1.0)) {
-        set_error(err, errlen, "opt_out_penalty must be between 0 and 1, not %g", p->opt_out_penalty);
-        return ES_INVALID_PARAMETER;
+        return es::fail(err, errlen, ES_INVALID_PARAMETER, "opt_out_penalty must be between 0 and 1, not %g",
+                        p->opt_out_penalty);
     }
     return ES_OK;
 }
@@ -285,8 +278,7 @@ int es_finalize(const es_accum *acc, const int32_t *keys, size_t nkeys, const es
                 char *err, size_t errlen) noexcept {
     std::memset(out, 0, sizeof *out);
     if (acc->event_count <= 0) {
-        set_error(err, errlen, "no event at or before as_of: nothing to score");
-        return ES_INVALID_PARAMETER;
+        return es::fail(err, errlen, ES_INVALID_PARAMETER, "no event at or before as_of: nothing to score");
     }
     const int64_t T = acc->as_of;
     const double L = p->lookback_days;
@@ -475,13 +467,10 @@ extern "C" int es_explain(const es_result *r, const es_profile *p, char **text, 
         *text = buf;
         return ES_OK;
     } catch (const std::bad_alloc &) {
-        set_error(err, errlen, "out of memory while explaining a score");
-        return ES_OUT_OF_MEMORY;
+        return es::fail(err, errlen, ES_OUT_OF_MEMORY, "out of memory while explaining a score");
     } catch (const std::exception &e) {
-        set_error(err, errlen, "%s", e.what());
-        return ES_INTERNAL;
+        return es::fail(err, errlen, ES_INTERNAL, "%s", e.what());
     } catch (...) {
-        set_error(err, errlen, "unknown error while explaining a score");
-        return ES_INTERNAL;
+        return es::fail(err, errlen, ES_INTERNAL, "unknown error while explaining a score");
     }
 }
