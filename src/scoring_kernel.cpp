@@ -13,6 +13,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "btyd_kernel.h"
 #include "kernel_status.h"
 
 namespace {
@@ -348,10 +349,9 @@ int es_finalize(const es_accum *acc, const int32_t *keys, size_t nkeys, const es
     const double r = p->model_r, alpha = p->model_alpha, a = p->model_a, b = p->model_b;
     const double xd = static_cast<double>(x);
     const double tx = static_cast<double>(out->t_x_days), tc = static_cast<double>(out->t_c_days);
-    // (a / (b + x)) * ((alpha + Tc) / (alpha + t_x))^(r + x), in log space: x can be in the thousands.
-    const double log_odds_dead =
-        std::log(a) - std::log(b + xd) + (r + xd) * (std::log(alpha + tc) - std::log(alpha + tx));
-    out->p_alive = 1.0 / (1.0 + std::exp(log_odds_dead));
+    // The BTYD kernel's P(alive): its log ratio stays accurate when Tc is close to t_x.
+    const int rc = es_btyd_p_alive(ES_MODEL_MBGNBD, xd, tx, tc, r, alpha, a, b, &out->p_alive, err, errlen);
+    if (rc != ES_OK) return rc;
     // 1 - ((alpha + Tc) / (alpha + Tc + h))^(r + x) = -expm1(-(r + x) * log1p(h / (alpha + Tc)))
     const double p_engage_if_alive = -std::expm1(-(r + xd) * std::log1p(p->horizon_days / (alpha + tc)));
     out->engagement_probability = out->p_alive * p_engage_if_alive;

@@ -100,7 +100,7 @@ typedef struct es_result {
     double composite_unpenalised;
     double recency, frequency, monetary, time_decay, diversity;
     double engagement_probability, conversion_probability, churn_risk;
-    double p_alive;              /* before the opt-out adjustment */
+    double p_alive;              /* es_btyd_p_alive (MBG/NBD), before the opt-out adjustment */
     int opted_out;
     int segment;                 /* enum es_segment */
     int recency_quintile, frequency_quintile, monetary_quintile, fm_quintile;

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "btyd_kernel.h"
 #include "scoring_kernel.h"
 
 namespace {
@@ -221,6 +222,67 @@ TEST(ScoringKernel, ThousandsOfEngagementDays) {
     EXPECT_EQ(o.r.churn_risk, 1.0);
     EXPECT_EQ(o.r.engagement_probability, 0.0);
     EXPECT_FALSE(std::isnan(o.r.conversion_probability));
+}
+
+// A random contact: up to ~n events of random types over span days, a few in the future.
+std::vector<Event> random_events(std::mt19937_64 &rng, int n, double span) {
+    std::uniform_real_distribution<double> unif(0.0, 1.0);
+    std::vector<Event> ev;
+    const int count = 1 + static_cast<int>(unif(rng) * n);
+    for (int i = 0; i < count; ++i) {
+        const int type = static_cast<int>(unif(rng) * ES_EVENT_TYPES) % ES_EVENT_TYPES;
+        if (type == ES_OPTED_OUT && unif(rng) < 0.8) continue;
+        ev.push_back({type, unif(rng) < 0.02 ? -1.0 : unif(rng) * span, type == ES_CONVERTED ? 25.0 : 0.0});
+    }
+    return ev;
+}
+
+// A profile with random MBG/NBD parameters and horizon (the rest default).
+es_profile random_model_profile(std::mt19937_64 &rng) {
+    std::uniform_real_distribution<double> unif(0.0, 1.0);
+    auto logu = [&](double lo, double hi) { return lo * std::pow(hi / lo, unif(rng)); };
+    es_profile p = es_default_profile();
+    p.model_r = logu(0.01, 10);
+    p.model_alpha = logu(0.1, 1000);
+    p.model_a = logu(0.01, 10);
+    p.model_b = logu(0.01, 100);
+    p.horizon_days = logu(1, 1000);
+    return p;
+}
+
+TEST(ScoringKernel, PAliveIsTheBtydKernels) {
+    // One implementation of P(alive): the score's is es_btyd_p_alive's MBG/NBD value at the
+    // contact's (x, t_x, Tc), to the last bit.
+    std::mt19937_64 rng(11);
+    for (int i = 0; i < 500; ++i) {
+        const es_profile p = i % 2 ? random_model_profile(rng) : es_default_profile();
+        const Scored s = score(random_events(rng, i % 50 == 0 ? 5000 : 60, i % 7 == 0 ? 3000 : 400), p);
+        if (s.status != ES_OK) continue;  // only future events
+        double want = NAN;
+        char err[256] = "";
+        ASSERT_EQ(es_btyd_p_alive(ES_MODEL_MBGNBD, static_cast<double>(s.r.engagement_days),
+                                  static_cast<double>(s.r.t_x_days), static_cast<double>(s.r.t_c_days), p.model_r,
+                                  p.model_alpha, p.model_a, p.model_b, &want, err, sizeof err),
+                  ES_OK)
+            << err;
+        EXPECT_EQ(s.r.p_alive, want) << "contact " << i;
+        if (!s.r.opted_out) {
+            EXPECT_EQ(s.r.churn_risk, 1 - want) << "contact " << i;
+        }
+    }
+}
+
+TEST(ScoringKernel, PAliveAccurateWhenTheLastEngagementIsRecent) {
+    // 3,000 engagement days ending yesterday: x = 3000, t_x = 2999, Tc = 3000.  The ratio
+    // (alpha + Tc) / (alpha + t_x) is 1 + 1/3009; its log as ln(3010) - ln(3009) loses 4 digits,
+    // which the power 3000.25 turns into a relative error of ~3e-12 in churn_risk.
+    std::vector<Event> ev;
+    for (int d = 1; d <= 3000; ++d) ev.push_back({ES_OPENED, static_cast<double>(d)});
+    const Scored s = score(ev);
+    ASSERT_EQ(s.status, ES_OK);
+    // 1 - 1 / (1 + (0.5 / 3002.5) (3010 / 3009)^3000.25), to 20 digits (mpmath, 50 digits).
+    const double churn = 4.5107699862670692428e-4;
+    EXPECT_NEAR(s.r.churn_risk, churn, 1e-12 * churn);
 }
 
 TEST(ScoringKernel, DayNumbersFloorBeforeTheEpoch) {
