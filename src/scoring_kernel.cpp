@@ -350,7 +350,10 @@ int es_finalize(const es_accum *acc, const int32_t *keys, size_t nkeys, const es
     const double xd = static_cast<double>(x);
     const double tx = static_cast<double>(out->t_x_days), tc = static_cast<double>(out->t_c_days);
     // The BTYD kernel's P(alive): its log ratio stays accurate when Tc is close to t_x.
-    const int rc = es_btyd_p_alive(ES_MODEL_MBGNBD, xd, tx, tc, r, alpha, a, b, &out->p_alive, err, errlen);
+    int rc = es_btyd_p_alive(ES_MODEL_MBGNBD, xd, tx, tc, r, alpha, a, b, &out->p_alive, err, errlen);
+    if (rc != ES_OK) return rc;
+    rc = es_btyd_expected(ES_MODEL_MBGNBD, p->horizon_days, xd, tx, tc, r, alpha, a, b,
+                          &out->expected_engagements_horizon, err, errlen);
     if (rc != ES_OK) return rc;
     // 1 - ((alpha + Tc) / (alpha + Tc + h))^(r + x) = -expm1(-(r + x) * log1p(h / (alpha + Tc)))
     const double p_engage_if_alive = -std::expm1(-(r + xd) * std::log1p(p->horizon_days / (alpha + tc)));
@@ -362,6 +365,7 @@ int es_finalize(const es_accum *acc, const int32_t *keys, size_t nkeys, const es
         const double keep = 1.0 - p->opt_out_penalty;
         out->engagement_probability *= keep;
         out->conversion_probability *= keep;
+        out->expected_engagements_horizon *= keep;
         out->churn_risk = 1.0 - (1.0 - out->churn_risk) * keep;
     }
 

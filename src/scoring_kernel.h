@@ -119,6 +119,9 @@ typedef struct es_result {
     int64_t t_c_days;            /* Tc */
     int64_t conversion_days;
     double conversion_share;     /* q */
+    /* MBG/NBD expected engagement days over horizon_days (es_btyd_expected), opt-out penalised:
+     * SCORING_MODEL.md's expected_engagements_30d.  Last, so the fields above keep their offsets. */
+    double expected_engagements_horizon;
 } es_result;
 
 enum es_segment {
@@ -178,7 +181,9 @@ void es_merge(es_accum *dst, const es_accum *src) ES_NOEXCEPT;
 size_t es_compact_day_keys(int32_t *keys, size_t n) ES_NOEXCEPT;
 
 /* Scores the contact.  keys must be compacted.  acc->event_count must be > 0
- * (a contact with no event at or before as_of has no score). */
+ * (a contact with no event at or before as_of has no score).  Fails with
+ * es_btyd_expected's status and message when the profile's model parameters are
+ * too extreme for expected_engagements_horizon (ES_OUT_OF_RANGE). */
 int es_finalize(const es_accum *acc, const int32_t *keys, size_t nkeys, const es_profile *p,
                 es_result *out, char *err, size_t errlen) ES_NOEXCEPT;
 
