@@ -5,6 +5,7 @@
 #include <cinttypes>
 #include <cmath>
 #include <cstdarg>
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -15,6 +16,7 @@
 
 #include "btyd_kernel.h"
 #include "kernel_status.h"
+#include "profile_params.h"
 
 namespace {
 
@@ -26,7 +28,51 @@ double age_days(int64_t as_of, int64_t t) {
     return static_cast<double>(as_of - t) / kUsecsPerDay;
 }
 
-bool finite_positive(double v) { return std::isfinite(v) && v > 0.0; }
+// es_profile is the doubles of ES_PROFILE_PARAMS, in its order: the glue fills it column by column.
+#define ES_PARAM_OFFSET(column, member, default_value, rule) offsetof(es_profile, member),
+constexpr size_t kParamOffsets[] = {ES_PROFILE_PARAMS(ES_PARAM_OFFSET)};
+#undef ES_PARAM_OFFSET
+constexpr size_t kProfileParams = sizeof kParamOffsets / sizeof kParamOffsets[0];
+
+constexpr bool params_are_the_fields_in_order() {
+    for (size_t i = 0; i < kProfileParams; ++i)
+        if (kParamOffsets[i] != i * sizeof(double)) return false;
+    return sizeof(es_profile) == kProfileParams * sizeof(double);
+}
+static_assert(kProfileParams == 27, "a scoring profile has 27 parameters");
+static_assert(params_are_the_fields_in_order(), "ES_PROFILE_PARAMS lists every field of es_profile, in order");
+
+// One parameter of a profile, to check against its column's rule.
+struct ParamValue {
+    const char *column;
+    double value;
+    es_param_rule rule;
+};
+
+bool satisfies(const ParamValue &v) {
+    switch (v.rule) {
+        case ES_PARAM_POSITIVE:
+            return std::isfinite(v.value) && v.value > 0.0;
+        case ES_PARAM_FINITE:
+            return std::isfinite(v.value);
+        case ES_PARAM_UNIT_INTERVAL:
+            return v.value >= 0.0 && v.value <= 1.0;  // false for NaN
+    }
+    return false;
+}
+
+// The rule as es_validate_profile's messages state it.
+const char *requirement(es_param_rule rule) {
+    switch (rule) {
+        case ES_PARAM_POSITIVE:
+            return "a finite number greater than 0";
+        case ES_PARAM_FINITE:
+            return "a finite number";
+        case ES_PARAM_UNIT_INTERVAL:
+            return "between 0 and 1";
+    }
+    return "valid";
+}
 
 // weight * 2^(-age / half_life): the time-decay term of one event.
 double decayed(double weight, double age, double half_life_days) {
@@ -45,89 +91,31 @@ extern "C" {
 
 es_profile es_default_profile(void) noexcept {
     es_profile p{};
-    p.lookback_days = 365;
-    p.recency_tau_days = 30;
-    p.frequency_min_days = 7;
-    p.frequency_ref_rate = 0.1;
-    p.monetary_ref_value = 1000;
-    p.half_life_days = 14;
-    p.time_decay_ref = 5;
-    const double weights[ES_EVENT_TYPES] = {0, 1, 2, 3, 10, -10, -1};
-    std::copy(weights, weights + ES_EVENT_TYPES, p.type_weight);
-    p.weight_recency = 0.30;
-    p.weight_frequency = 0.25;
-    p.weight_monetary = 0.20;
-    p.weight_time_decay = 0.15;
-    p.weight_diversity = 0.10;
-    p.opt_out_penalty = 0.9;
-    p.model_r = 0.25;
-    p.model_alpha = 10;
-    p.model_a = 0.5;
-    p.model_b = 2.5;
-    p.horizon_days = 30;
-    p.conv_prior_a = 1;
-    p.conv_prior_b = 9;
+#define ES_SET_DEFAULT(column, member, default_value, rule) p.member = default_value;
+    ES_PROFILE_PARAMS(ES_SET_DEFAULT)
+#undef ES_SET_DEFAULT
     return p;
 }
 
 int es_validate_profile(const es_profile *p, char *err, size_t errlen) noexcept {
-    struct Positive {
-        const char *name;
-        double value;
-    };
-    const Positive positives[] = {
-        {"lookback_days", p->lookback_days},
-        {"recency_tau_days", p->recency_tau_days},
-        {"frequency_min_days", p->frequency_min_days},
-        {"frequency_ref_rate", p->frequency_ref_rate},
-        {"monetary_ref_value", p->monetary_ref_value},
-        {"half_life_days", p->half_life_days},
-        {"time_decay_ref", p->time_decay_ref},
-        {"model_r", p->model_r},
-        {"model_alpha", p->model_alpha},
-        {"model_a", p->model_a},
-        {"model_b", p->model_b},
-        {"horizon_days", p->horizon_days},
-        {"conv_prior_a", p->conv_prior_a},
-        {"conv_prior_b", p->conv_prior_b},
-    };
-    for (const Positive &v : positives) {
-        if (!finite_positive(v.value)) {
-            return es::fail(err, errlen, ES_INVALID_PARAMETER, "%s must be a finite number greater than 0, not %g",
-                            v.name, v.value);
-        }
+#define ES_PARAM_VALUE(column, member, default_value, rule) {#column, p->member, rule},
+    const ParamValue params[] = {ES_PROFILE_PARAMS(ES_PARAM_VALUE)};
+#undef ES_PARAM_VALUE
+    for (const ParamValue &v : params) {
+        if (!satisfies(v))
+            return es::fail(err, errlen, ES_INVALID_PARAMETER, "%s must be %s, not %g", v.column,
+                            requirement(v.rule), v.value);
     }
-    if (p->frequency_min_days > p->lookback_days) {
+    // The table's two cross-column constraints.
+    if (p->frequency_min_days > p->lookback_days)
         return es::fail(err, errlen, ES_INVALID_PARAMETER,
                         "frequency_min_days (%g) must not exceed lookback_days (%g)", p->frequency_min_days,
                         p->lookback_days);
-    }
-    for (int t = 0; t < ES_EVENT_TYPES; ++t) {
-        if (!std::isfinite(p->type_weight[t])) {
-            return es::fail(err, errlen, ES_INVALID_PARAMETER, "the time-decay weight of %s must be finite",
-                            es_event_type_name(t));
-        }
-    }
-    const Positive weights[] = {
-        {"weight_recency", p->weight_recency},       {"weight_frequency", p->weight_frequency},
-        {"weight_monetary", p->weight_monetary},     {"weight_time_decay", p->weight_time_decay},
-        {"weight_diversity", p->weight_diversity},
-    };
-    double total = 0;
-    for (const Positive &w : weights) {
-        if (!(w.value >= 0.0 && w.value <= 1.0)) {
-            return es::fail(err, errlen, ES_INVALID_PARAMETER, "%s must be between 0 and 1, not %g", w.name, w.value);
-        }
-        total += w.value;
-    }
-    if (std::fabs(total - 1.0) > 1e-9) {
+    const double total =
+        p->weight_recency + p->weight_frequency + p->weight_monetary + p->weight_time_decay + p->weight_diversity;
+    if (std::fabs(total - 1.0) > 1e-9)
         return es::fail(err, errlen, ES_INVALID_PARAMETER,
                         "the component weights must sum to 1 (within 1e-9), not %.17g", total);
-    }
-    if (!(p->opt_out_penalty >= 0.0 && p->opt_out_penalty <= 1.0)) {
-        return es::fail(err, errlen, ES_INVALID_PARAMETER, "opt_out_penalty must be between 0 and 1, not %g",
-                        p->opt_out_penalty);
-    }
     return ES_OK;
 }
 

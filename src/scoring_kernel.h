@@ -40,7 +40,9 @@ enum es_event_type {
 /* Seconds from the Unix epoch to the PostgreSQL epoch (2000-01-01). */
 #define ES_PG_EPOCH_UNIX_SECS INT64_C(946684800)
 
-/* Every parameter of a scoring profile (one row of engagement.scoring_profiles). */
+/* Every parameter of a scoring profile (one row of engagement.scoring_profiles): the
+ * doubles listed, with their defaults and checks, by ES_PROFILE_PARAMS (profile_params.h),
+ * in the same order. */
 typedef struct es_profile {
     double lookback_days;
     double recency_tau_days;
