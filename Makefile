@@ -25,6 +25,10 @@ EXTRA_CLEAN  = test/unit/kernel_tests results regression.diffs regression.out te
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# PGXS tracks no header dependencies: when a header of src/ changes, rebuild every object (and its
+# JIT bitcode), so that the C glue and the kernels never disagree on a struct's layout.
+$(OBJS) $(OBJS:.o=.bc): $(wildcard src/*.h)
+
 # GoogleTest unit tests of the pure C++ kernels (no PostgreSQL needed).
 UNIT_SRCS = $(wildcard test/unit/*.cpp)
 test/unit/kernel_tests: $(KERNEL_SRCS) $(UNIT_SRCS) $(wildcard src/*.h)
