@@ -38,6 +38,10 @@ sql/$(EXTENSION)--$(EXTVERSION).sql: $(SQL_SOURCES) $(EXTENSION).control
 	         '\echo Use "CREATE EXTENSION engagement_scoring" to load this file. \quit'; \
 	  for f in $(SQL_SOURCES); do printf '\n-- ===== %s\n\n' $$f; cat $$f; done; } > $@
 
+# PGXS tracks no header dependencies: when a header of src/ changes, rebuild every object (and its
+# JIT bitcode), so that the C glue and the kernels never disagree on a struct's layout.
+$(OBJS) $(OBJS:.o=.bc): $(wildcard src/*.h)
+
 # GoogleTest unit tests of the pure C++ kernels (no PostgreSQL needed).
 UNIT_SRCS = $(wildcard test/unit/*.cpp)
 test/unit/kernel_tests: $(KERNEL_SRCS) $(UNIT_SRCS) $(wildcard src/*.h)

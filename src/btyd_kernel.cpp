@@ -1,338 +1,27 @@
 // btyd_kernel.cpp: MBG/NBD and BG/NBD (shared/SCORING_MODEL.md "Predictive
-// metrics" and "Fitting"), pure C++17: log-likelihood, P(alive), conditional
-// expectations, 2F1, digamma and the maximum-likelihood fit.
+// metrics" and "Fitting"), pure C++17: validation, log-likelihood, P(alive),
+// conditional expectations, the maximum-likelihood fit and the C API of
+// btyd_kernel.h.  The numerics live in special_functions.cpp, the optimiser in
+// bfgs.cpp.
 #include "btyd_kernel.h"
 
 #include <algorithm>
 #include <cmath>
-#include <cstdarg>
 #include <cstdint>
 #include <cstdio>
-#include <cstring>
 #include <limits>
 #include <new>
 #include <vector>
 
+#include "bfgs.h"
+#include "kernel_status.h"
+#include "special_functions.h"
+
 namespace es {
 namespace btyd {
 
-constexpr double kInf = std::numeric_limits<double>::infinity();
-constexpr double kEps = std::numeric_limits<double>::epsilon();
-constexpr double kMaxLog = 709.0;  // exp() of more overflows
-
-#if defined(__GNUC__) || defined(__clang__)
-__attribute__((format(printf, 4, 5)))
-#endif
-int fail(char *err, size_t errlen, int code, const char *fmt, ...) {
-    if (err != nullptr && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        std::vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
 void clear_error(char *err, size_t errlen) {
     if (err != nullptr && errlen > 0) err[0] = '\0';
-}
-
-// ---------------------------------------------------------------- special functions
-
-// psi(x), x > 0: recurrence up to x >= 10, then the asymptotic series (error < 1e-16).
-double digamma(double x) {
-    double acc = 0.0;
-    while (x < 10.0) {
-        acc -= 1.0 / x;
-        x += 1.0;
-    }
-    const double f = 1.0 / (x * x);
-    const double series =
-        f * (-1.0 / 12 +
-             f * (1.0 / 120 +
-                  f * (-1.0 / 252 + f * (1.0 / 240 + f * (-1.0 / 132 + f * (691.0 / 32760 + f * (-1.0 / 12)))))));
-    return acc + std::log(x) - 0.5 / x + series;
-}
-
-// ln|Gamma(x)| with the sign of Gamma(x); sign 0 at the poles x = 0, -1, -2, ...
-// (std::lgamma's own sign output, signgam, is not portable.)
-double lgamma_signed(double x, int *sign) {
-    if (x > 0) {
-        *sign = 1;
-        return std::lgamma(x);
-    }
-    if (x == std::floor(x)) {
-        *sign = 0;
-        return kInf;
-    }
-    // Gamma is negative on (-1, 0), (-3, -2), ...: where floor(x) is odd.
-    *sign = std::fmod(std::floor(x), 2.0) != 0.0 ? -1 : 1;
-    return std::lgamma(x);
-}
-
-// ln(Gamma(z) / Gamma(z + a)) for z, a > 0, accurate also when z is large and
-// the two lgammas nearly cancel (Stirling series difference for z >= 30).
-double lgamma_ratio(double z, double a) {
-    if (z < 30.0) return std::lgamma(z) - std::lgamma(z + a);
-    auto tail = [](double v) {  // lnGamma(v) - [(v - 1/2) ln v - v + ln(2 pi)/2]
-        const double f = 1.0 / (v * v);
-        return (1.0 / 12 + f * (-1.0 / 360 + f * (1.0 / 1260 + f * (-1.0 / 1680)))) / v;
-    };
-    // (z - 1/2) ln z - (z + a - 1/2) ln(z + a) + a, arranged without cancellation of large terms
-    return -(z - 0.5) * std::log1p(a / z) - a * std::log(z + a) + a + (tail(z) - tail(z + a));
-}
-
-// ln B(p, q), accurate when one argument is huge: lnGamma(min) + ln(Gamma(max) / Gamma(max + min)).
-double lnbeta(double p, double q) {
-    const double lo = std::min(p, q), hi = std::max(p, q);
-    return std::lgamma(lo) + lgamma_ratio(hi, lo);
-}
-
-// log(exp(p) + exp(q)), exact for -inf arguments.
-double log_add_exp(double p, double q) {
-    if (p < q) std::swap(p, q);
-    if (q == -kInf) return p;
-    return p + std::log1p(std::exp(q - p));
-}
-
-// A number held as mant * exp(lscale), so that series and gamma ratios far
-// outside the double range can be combined before the final exp().
-struct Scaled {
-    double mant = 0.0;
-    double lscale = 0.0;
-    double relerr = 0.0;  // estimated relative error of the value
-};
-
-Scaled scaled_add(const Scaled &p, const Scaled &q) {
-    if (p.mant == 0.0) return q;
-    if (q.mant == 0.0) return p;
-    const double l = std::max(p.lscale, q.lscale);
-    Scaled s;
-    const double a = p.mant * std::exp(p.lscale - l);
-    const double b = q.mant * std::exp(q.lscale - l);
-    s.mant = a + b;
-    s.lscale = l;
-    const double abserr = std::fabs(a) * p.relerr + std::fabs(b) * q.relerr + kEps * (std::fabs(a) + std::fabs(b));
-    s.relerr = s.mant == 0.0 ? kInf : abserr / std::fabs(s.mant);
-    return s;
-}
-
-// Power series sum_k (a)_k (b)_k / ((c)_k k!) z^k, with rescaling so huge
-// intermediate terms cannot overflow.  Stops when the remaining tail is
-// below 1e-17 of the sum.  relerr reflects cancellation (sum |t| / |sum|).
-Scaled hyp_series(double a, double b, double c, double z, long kmax, bool *converged) {
-    const double big = 1e250, ibig = 1e-250;
-    const double lbig = 250.0 * std::log(10.0);
-    double t = 1.0, s = 1.0, sabs = 1.0, ls = 0.0;
-    *converged = false;
-    long k = 0;
-    for (; k < kmax; ++k) {
-        const double kk = static_cast<double>(k);
-        t *= (a + kk) * (b + kk) / ((c + kk) * (kk + 1.0)) * z;
-        if (t == 0.0) {  // terminating (a or b a non-positive integer) or negligible
-            *converged = true;
-            break;
-        }
-        s += t;
-        sabs += std::fabs(t);
-        if (sabs > big) {
-            t *= ibig;
-            s *= ibig;
-            sabs *= ibig;
-            ls += lbig;
-        }
-        if (!std::isfinite(sabs)) break;
-        // Past the hump, later ratios are below max(next ratio, |z|) < 1: bound the tail.
-        const double k1 = kk + 1.0;
-        const double rnext = std::fabs((a + k1) * (b + k1) / ((c + k1) * (k1 + 1.0)) * z);
-        const double rho = std::max(rnext, std::fabs(z));
-        if (rho < 1.0 && std::fabs(t) * rho / (1.0 - rho) <= 1e-17 * std::fabs(s)) {
-            *converged = true;
-            break;
-        }
-    }
-    Scaled out;
-    out.mant = s;
-    out.lscale = ls;
-    out.relerr = s == 0.0 ? kInf : 4.0 * kEps * (sabs / std::fabs(s)) * (1.0 + std::sqrt(static_cast<double>(k)));
-    return out;
-}
-
-// 2F1 near z = 1 by the connection formula (Abramowitz & Stegun 15.3.6),
-// valid when d = c - a - b is not an integer:
-//   Gamma(c)Gamma(d)/(Gamma(c-a)Gamma(c-b)) 2F1(a, b; 1-d; 1-z)
-// + (1-z)^d Gamma(c)Gamma(-d)/(Gamma(a)Gamma(b)) 2F1(c-a, c-b; 1+d; 1-z).
-Scaled hyp_connection_regular(double a, double b, double c, double z) {
-    const double d = c - a - b;
-    const double w = 1.0 - z;  // exact for z in [0.5, 1]
-    const long kmax = 2000000;
-    Scaled total;
-    int sc, s1, s2, s3;
-    const double lgc = lgamma_signed(c, &sc);
-    {
-        const double lgd = lgamma_signed(d, &s1);
-        const double lgca = lgamma_signed(c - a, &s2);
-        const double lgcb = lgamma_signed(c - b, &s3);
-        if (s2 != 0 && s3 != 0) {  // 1/Gamma at a pole is 0
-            bool ok;
-            Scaled f = hyp_series(a, b, 1.0 - d, w, kmax, &ok);
-            if (!ok) f.relerr = kInf;
-            f.mant *= sc * s1 * s2 * s3;
-            f.lscale += lgc + lgd - lgca - lgcb;
-            f.relerr += 8 * kEps * (std::fabs(lgc) + std::fabs(lgd) + std::fabs(lgca) + std::fabs(lgcb));
-            total = f;
-        }
-    }
-    {
-        const double lgmd = lgamma_signed(-d, &s1);
-        const double lga = lgamma_signed(a, &s2);
-        const double lgb = lgamma_signed(b, &s3);
-        if (s2 != 0 && s3 != 0) {
-            bool ok;
-            Scaled f = hyp_series(c - a, c - b, 1.0 + d, w, kmax, &ok);
-            if (!ok) f.relerr = kInf;
-            f.mant *= sc * s1 * s2 * s3;
-            const double ld = d * std::log(w);
-            f.lscale += lgc + lgmd - lga - lgb + ld;
-            f.relerr += 8 * kEps * (std::fabs(lgc) + std::fabs(lgmd) + std::fabs(lga) + std::fabs(lgb) + std::fabs(ld));
-            total = scaled_add(total, f);
-        }
-    }
-    return total;
-}
-
-// The connection formula, by cubic interpolation in c over four points whose
-// d is 1e-4 and 2e-4 away from the nearby integer when d is close to one
-// (the two terms are then huge and cancel).
-Scaled hyp_connection(double a, double b, double c, double z) {
-    const double d = c - a - b;
-    const double m = std::round(d);
-    const double delta = 1e-4;
-    if (std::fabs(d - m) >= delta) return hyp_connection_regular(a, b, c, z);
-    const double c0 = c - (d - m);
-    const double off[4] = {-2 * delta, -delta, delta, 2 * delta};
-    Scaled v[4];
-    double lmax = -kInf;
-    for (int i = 0; i < 4; ++i) {
-        v[i] = hyp_connection_regular(a, b, c0 + off[i], z);
-        if (v[i].mant != 0.0) lmax = std::max(lmax, v[i].lscale);
-    }
-    Scaled out;
-    if (lmax == -kInf) return out;
-    const double e = c - c0;
-    double sum = 0.0, abserr = 0.0;
-    for (int i = 0; i < 4; ++i) {
-        double li = 1.0;  // Lagrange basis polynomial at e
-        for (int j = 0; j < 4; ++j)
-            if (j != i) li *= (e - off[j]) / (off[i] - off[j]);
-        const double vi = v[i].mant * std::exp(v[i].lscale - lmax);
-        sum += li * vi;
-        abserr += std::fabs(li * vi) * (v[i].relerr + kEps);
-    }
-    out.mant = sum;
-    out.lscale = lmax;
-    // 1e-12: the interpolation error for smooth dependence on c (delta^4 scale).
-    out.relerr = sum == 0.0 ? kInf : abserr / std::fabs(sum) + 1e-12;
-    return out;
-}
-
-bool nonpositive_integer(double v) { return v <= 0.0 && v == std::floor(v); }
-
-// 2F1(a, b; c; z) for 0 <= z < 1: the direct series unless z is close to 1,
-// and the other method when the first one's error estimate is poor.
-Scaled hyp_unit(double a, double b, double c, double z) {
-    bool ok;
-    if (nonpositive_integer(a) || nonpositive_integer(b) || z <= 0.9) {
-        Scaled s = hyp_series(a, b, c, z, 2000000, &ok);
-        if (!ok) s.relerr = kInf;
-        if (s.relerr <= 1e-11 || nonpositive_integer(a) || nonpositive_integer(b)) return s;
-        Scaled t = hyp_connection(a, b, c, z);
-        return t.relerr < s.relerr ? t : s;
-    }
-    Scaled t = hyp_connection(a, b, c, z);
-    if (t.relerr <= 1e-11) return t;
-    // A long direct series (slow only very close to 1).
-    Scaled s = hyp_series(a, b, c, z, 2000000, &ok);
-    if (!ok) s.relerr = kInf;
-    return s.relerr < t.relerr ? s : t;
-}
-
-// 2F1 for z < 1 (Pfaff transformation for z < 0), scaled.
-Scaled hyp_scaled(double a, double b, double c, double z) {
-    if (z >= 0.0) return hyp_unit(a, b, c, z);
-    // 2F1(a,b;c;z) = (1-z)^-a 2F1(a, c-b; c; w) = (1-z)^-b 2F1(c-a, b; c; w), w = z/(z-1) in (0,1)
-    const double w = z / (z - 1.0);
-    const double l1z = std::log1p(-z);
-    Scaled best;
-    best.relerr = kInf;
-    for (int form = 0; form < 2; ++form) {
-        // Keep a polynomial a polynomial: its non-positive integer parameter must stay.
-        if (form == 0 && nonpositive_integer(b) && !nonpositive_integer(a)) continue;
-        if (form == 1 && nonpositive_integer(a)) continue;
-        Scaled s = form == 0 ? hyp_unit(a, c - b, c, w) : hyp_unit(c - a, b, c, w);
-        s.lscale -= (form == 0 ? a : b) * l1z;
-        s.relerr += 4 * kEps * std::fabs((form == 0 ? a : b) * l1z);
-        if (s.relerr < best.relerr) best = s;
-        if (best.relerr <= 1e-11) break;
-    }
-    return best;
-}
-
-int hyp2f1(double a, double b, double c, double z, double *out, char *err, size_t errlen) {
-    if (!std::isfinite(a) || !std::isfinite(b) || !std::isfinite(c) || !std::isfinite(z))
-        return fail(err, errlen, ES_INVALID_PARAMETER, "hyp2f1: arguments must be finite (a=%g, b=%g, c=%g, z=%g)", a,
-                    b, c, z);
-    if (nonpositive_integer(c))
-        return fail(err, errlen, ES_INVALID_PARAMETER, "hyp2f1: c = %g must not be 0 or a negative integer", c);
-    if (z > 1.0)
-        return fail(err, errlen, ES_INVALID_PARAMETER, "hyp2f1: z = %g > 1 is outside the real domain (z <= 1)", z);
-    if (z == 1.0 && (nonpositive_integer(a) || nonpositive_integer(b))) {
-        // Chu-Vandermonde: 2F1(-m, b; c; 1) = (c-b)_m / (c)_m, a finite product
-        const double m = nonpositive_integer(a) && (!nonpositive_integer(b) || a > b) ? -a : -b;
-        const double other = m == -a ? b : a;
-        double v = 1.0;
-        for (double k = 0; k < m && v != 0.0; ++k) {
-            v *= (c - other + k) / (c + k);
-            if (!std::isfinite(v)) return fail(err, errlen, ES_OUT_OF_RANGE, "hyp2f1: result overflows a double");
-        }
-        *out = v;
-        return ES_OK;
-    }
-    if (z == 1.0) {
-        const double d = c - a - b;
-        if (!(d > 0.0))
-            return fail(err, errlen, ES_OUT_OF_RANGE, "hyp2f1: the series diverges at z = 1 when c - a - b = %g <= 0",
-                        d);
-        int s0, s1, s2, s3;  // Gauss: Gamma(c)Gamma(c-a-b)/(Gamma(c-a)Gamma(c-b))
-        const double l = lgamma_signed(c, &s0) + lgamma_signed(d, &s1);
-        const double lca = lgamma_signed(c - a, &s2), lcb = lgamma_signed(c - b, &s3);
-        if (s2 == 0 || s3 == 0) {
-            *out = 0.0;
-            return ES_OK;
-        }
-        const double lv = l - lca - lcb;
-        if (lv > kMaxLog) return fail(err, errlen, ES_OUT_OF_RANGE, "hyp2f1: result overflows a double");
-        *out = s0 * s1 * s2 * s3 * std::exp(lv);
-        return ES_OK;
-    }
-    if (z == 0.0) {
-        *out = 1.0;
-        return ES_OK;
-    }
-    const Scaled s = hyp_scaled(a, b, c, z);
-    if (!(s.relerr <= 1e-10) || !std::isfinite(s.mant))
-        return fail(err, errlen, ES_OUT_OF_RANGE,
-                    "hyp2f1(%g, %g; %g; %g) cannot be evaluated accurately (estimated relative error %g)", a, b, c, z,
-                    s.relerr);
-    if (s.mant == 0.0) {
-        *out = 0.0;
-        return ES_OK;
-    }
-    const double lv = std::log(std::fabs(s.mant)) + s.lscale;
-    if (lv > kMaxLog)
-        return fail(err, errlen, ES_OUT_OF_RANGE, "hyp2f1(%g, %g; %g; %g) overflows a double", a, b, c, z);
-    *out = (s.mant < 0 ? -1.0 : 1.0) * std::exp(lv);
-    return ES_OK;
 }
 
 // ---------------------------------------------------------------- validation
@@ -392,13 +81,6 @@ int shift_of(int model) { return model == ES_MODEL_MBGNBD ? 1 : 0; }
 
 // Whether the "dropped out after the last event" term exists.
 bool has_dropout_term(int s, double x) { return s == 1 || x > 0.0; }
-
-// ln(1 + h / d) for h >= 0, d > 0, without overflowing h / d.
-double log1p_ratio(double h, double d) {
-    const double u = h / d;
-    if (std::isfinite(u)) return std::log1p(u);
-    return std::log(h) - std::log(d) + std::log1p(d / h);
-}
 
 // The log-likelihood, rearranged so that no large terms cancel (the fit may
 // wander to r, alpha, a, b ~ 1e10 when the data carry little heterogeneity):
@@ -729,12 +411,10 @@ size_t collapse(es_btyd_row *rows, size_t n) {
     return out + 1;
 }
 
-constexpr double kBound = 40.0;  // |log-parameter| limit: e^40 ~ 2.4e17
-
 // The collapsed data, indexed so that one evaluation costs one exp and one
 // log1p per distinct row: everything depending only on x is computed once
 // per distinct x, and ln(alpha + t) once per distinct time value.
-struct Problem {
+struct Problem final : Objective {
     int s = 0;
     double total_weight = 0.0;
     std::vector<double> times;  // distinct T and t_x values
@@ -749,7 +429,6 @@ struct Problem {
     };
     std::vector<Row> rows;
     mutable std::vector<double> lt, it;  // per evaluation: ln(alpha + t), 1 / (alpha + t)
-    mutable long evaluations = 0;
 
     void build(int model, const std::vector<es_btyd_row> &sorted) {
         s = shift_of(model);
@@ -784,10 +463,9 @@ struct Problem {
     // Per row: ll = K_x - x ln(alpha) - n l(T) + log(e^0 + e^(d_x + n (l(T) - l(t_x))))
     // with l(t) = ln(1 + t/alpha) (see x_terms); w1, w2 are the softmax weights
     // of the two terms (alive at T / dropped out after t_x).
-    double eval(const double th[4], double grad[4]) const {
-        ++evaluations;
+    double eval(const double th[4], double grad[4]) const override {
         for (int i = 0; i < 4; ++i)
-            if (!(std::fabs(th[i]) <= kBound)) return kInf;
+            if (!(std::fabs(th[i]) <= kSearchBound)) return kInf;
         const double r = std::exp(th[0]), alpha = std::exp(th[1]), a = std::exp(th[2]), b = std::exp(th[3]);
         const double ln_alpha = th[1];
         for (size_t j = 0; j < times.size(); ++j) {
@@ -852,229 +530,6 @@ struct Problem {
     }
 };
 
-double dot4(const double *p, const double *q) { return p[0] * q[0] + p[1] * q[1] + p[2] * q[2] + p[3] * q[3]; }
-double norm_inf4(const double *g) {
-    return std::max(std::max(std::fabs(g[0]), std::fabs(g[1])), std::max(std::fabs(g[2]), std::fabs(g[3])));
-}
-
-struct Point {
-    double th[4];
-    double f;
-    double g[4];
-};
-
-// Strong-Wolfe line search (Nocedal & Wright, algorithms 3.5/3.6, with
-// safeguarded quadratic interpolation).  Returns false when no point with
-// sufficient decrease was found.
-bool line_search(const Problem &pb, const Point &x0, const double p[4], Point *out) {
-    const double c1 = 1e-4, c2 = 0.9;
-    const double d0 = dot4(x0.g, p);
-    if (!(d0 < 0.0)) return false;
-    // No step of more than 10 in any log-parameter.
-    const double pmax = norm_inf4(p);
-    const double amax = pmax > 0 ? std::min(1e10, 10.0 / pmax) : 1.0;
-    auto phi = [&](double alpha, Point *pt) {
-        for (int i = 0; i < 4; ++i) pt->th[i] = x0.th[i] + alpha * p[i];
-        pt->f = pb.eval(pt->th, pt->g);
-        return pt->f;
-    };
-    // Hager & Zhang's approximate Wolfe conditions: near the optimum the decrease
-    // of f drowns in rounding, but the directional derivative is still exact.
-    const double f_noise = 1e-12 * std::fabs(x0.f);
-    auto approx_wolfe = [&](const Point &pt) {
-        if (!(pt.f <= x0.f + f_noise)) return false;
-        const double da = dot4(pt.g, p);
-        return c2 * d0 <= da && da <= (2 * c1 - 1) * d0;
-    };
-    auto zoom = [&](double lo, Point plo, double hi, Point phi_pt) {
-        for (int it = 0; it < 60; ++it) {
-            const double dlo = dot4(plo.g, p);
-            double a;
-            // Quadratic through (lo, f_lo, d_lo) and (hi, f_hi), safeguarded.
-            const double span = hi - lo;
-            const double denom = 2.0 * (phi_pt.f - plo.f - dlo * span);
-            a = (std::isfinite(phi_pt.f) && denom > 0) ? lo - dlo * span * span / denom : lo + 0.5 * span;
-            const double lo_s = std::min(lo, hi) + 0.1 * std::fabs(span),
-                         hi_s = std::max(lo, hi) - 0.1 * std::fabs(span);
-            if (!(a >= lo_s && a <= hi_s)) a = lo + 0.5 * span;
-            Point pt;
-            const double fa = phi(a, &pt);
-            if (approx_wolfe(pt)) {
-                *out = pt;
-                return true;
-            }
-            if (!std::isfinite(fa) || fa > x0.f + c1 * a * d0 || fa >= plo.f) {
-                hi = a;
-                phi_pt = pt;
-            } else {
-                const double da = dot4(pt.g, p);
-                if (std::fabs(da) <= -c2 * d0) {
-                    *out = pt;
-                    return true;
-                }
-                if (da * (hi - lo) >= 0) {
-                    hi = lo;
-                    phi_pt = plo;
-                }
-                lo = a;
-                plo = pt;
-            }
-            if (std::fabs(hi - lo) <= 1e-16 * std::max(1.0, std::fabs(lo))) break;
-        }
-        // Fall back to the best sufficient-decrease point seen.
-        if (lo > 0 && plo.f < x0.f) {
-            *out = plo;
-            return true;
-        }
-        return false;
-    };
-    double a_prev = 0.0, a = std::min(1.0, amax);
-    Point prev = x0;
-    for (int it = 0; it < 40; ++it) {
-        Point pt;
-        const double fa = phi(a, &pt);
-        if (approx_wolfe(pt)) {
-            *out = pt;
-            return true;
-        }
-        if (!std::isfinite(fa) || fa > x0.f + c1 * a * d0 || (it > 0 && fa >= prev.f)) return zoom(a_prev, prev, a, pt);
-        const double da = dot4(pt.g, p);
-        if (std::fabs(da) <= -c2 * d0) {
-            *out = pt;
-            return true;
-        }
-        if (da >= 0) return zoom(a, pt, a_prev, prev);
-        if (a >= amax) {
-            *out = pt;
-            return true;
-        }
-        a_prev = a;
-        prev = pt;
-        a = std::min(2.0 * a, amax);
-    }
-    *out = prev;
-    return prev.f < x0.f;
-}
-
-constexpr double kGradTol = 1e-9;  // on the mean log-likelihood w.r.t. log-parameters
-
-// BFGS on the inverse Hessian; restarts from the identity when a step fails.
-// Returns the number of iterations.
-int bfgs(const Problem &pb, Point *x, int max_iter) {
-    double H[4][4];
-    auto reset = [&](double scale) {
-        for (int i = 0; i < 4; ++i)
-            for (int j = 0; j < 4; ++j) H[i][j] = i == j ? scale : 0.0;
-    };
-    reset(1.0);
-    bool fresh = true;
-    int iter = 0;
-    int stall = 0;
-    for (; iter < max_iter; ++iter) {
-        if (norm_inf4(x->g) <= kGradTol) break;
-        if (norm_inf4(x->th) > kBound - 5) break;  // running off to the edge: no interior optimum
-        double p[4];
-        for (int i = 0; i < 4; ++i)
-            p[i] = -(H[i][0] * x->g[0] + H[i][1] * x->g[1] + H[i][2] * x->g[2] + H[i][3] * x->g[3]);
-        if (!(dot4(p, x->g) < 0)) {
-            reset(1.0);
-            fresh = true;
-            for (int i = 0; i < 4; ++i) p[i] = -x->g[i];
-        }
-        Point nx;
-        if (!line_search(pb, *x, p, &nx)) {
-            if (fresh) break;  // even steepest descent failed: at the precision floor
-            reset(1.0);
-            fresh = true;
-            continue;
-        }
-        double sv[4], yv[4];
-        for (int i = 0; i < 4; ++i) {
-            sv[i] = nx.th[i] - x->th[i];
-            yv[i] = nx.g[i] - x->g[i];
-        }
-        const double sy = dot4(sv, yv), yy = dot4(yv, yv);
-        const double fdrop = x->f - nx.f;
-        *x = nx;
-        // Several steps with no measurable decrease and a tiny step: numerically done.
-        stall = (fdrop <= 4 * kEps * std::fabs(x->f) && norm_inf4(sv) < 1e-12) ? stall + 1 : 0;
-        if (stall >= 3) break;
-        if (sy > 1e-300 && sy > 1e-12 * std::sqrt(yy * dot4(sv, sv))) {
-            if (fresh) reset(sy / yy);  // Nocedal & Wright (6.20) scaling
-            fresh = false;
-            // H <- (I - rho s y') H (I - rho y s') + rho s s'
-            const double rho = 1.0 / sy;
-            double Hy[4];
-            for (int i = 0; i < 4; ++i) Hy[i] = H[i][0] * yv[0] + H[i][1] * yv[1] + H[i][2] * yv[2] + H[i][3] * yv[3];
-            const double yHy = dot4(yv, Hy);
-            for (int i = 0; i < 4; ++i)
-                for (int j = 0; j < 4; ++j)
-                    H[i][j] += rho * ((1.0 + rho * yHy) * sv[i] * sv[j] - Hy[i] * sv[j] - sv[i] * Hy[j]);
-        }
-    }
-    return iter;
-}
-
-// Nelder-Mead in the log-parameters, to move off a point where BFGS stalled.
-void nelder_mead(const Problem &pb, Point *x, int max_eval) {
-    double simplex[5][4], fv[5], g[4];
-    for (int i = 0; i < 5; ++i) {
-        for (int j = 0; j < 4; ++j) simplex[i][j] = x->th[j] + (i == j + 1 ? 0.1 : 0.0);
-        fv[i] = i == 0 ? x->f : pb.eval(simplex[i], g);
-    }
-    for (int ev = 0; ev < max_eval;) {
-        int order[5] = {0, 1, 2, 3, 4};
-        std::sort(order, order + 5, [&](int p, int q) { return fv[p] < fv[q] || (fv[p] == fv[q] && p < q); });
-        const int best = order[0], worst = order[4], second = order[3];
-        if (std::fabs(fv[worst] - fv[best]) <= 1e-15 * (1.0 + std::fabs(fv[best]))) break;
-        double cen[4] = {0, 0, 0, 0};
-        for (int i = 0; i < 5; ++i)
-            if (i != worst)
-                for (int j = 0; j < 4; ++j) cen[j] += simplex[i][j] / 4.0;
-        auto at = [&](double t, double *pt) {
-            for (int j = 0; j < 4; ++j) pt[j] = cen[j] + t * (simplex[worst][j] - cen[j]);
-            ++ev;
-            return pb.eval(pt, g);
-        };
-        double pr[4], pe[4], pc[4];
-        const double fr = at(-1.0, pr);
-        if (fr < fv[best]) {
-            const double fe = at(-2.0, pe);
-            if (fe < fr) {
-                std::copy(pe, pe + 4, simplex[worst]);
-                fv[worst] = fe;
-            } else {
-                std::copy(pr, pr + 4, simplex[worst]);
-                fv[worst] = fr;
-            }
-        } else if (fr < fv[second]) {
-            std::copy(pr, pr + 4, simplex[worst]);
-            fv[worst] = fr;
-        } else {
-            const double fc = fr < fv[worst] ? at(-0.5, pc) : at(0.5, pc);
-            if (fc < std::min(fr, fv[worst])) {
-                std::copy(pc, pc + 4, simplex[worst]);
-                fv[worst] = fc;
-            } else {  // shrink towards the best vertex
-                for (int i = 0; i < 5; ++i) {
-                    if (i == best) continue;
-                    for (int j = 0; j < 4; ++j)
-                        simplex[i][j] = simplex[best][j] + 0.5 * (simplex[i][j] - simplex[best][j]);
-                    fv[i] = pb.eval(simplex[i], g);
-                    ++ev;
-                }
-            }
-        }
-    }
-    int best = 0;
-    for (int i = 1; i < 5; ++i)
-        if (fv[i] < fv[best]) best = i;
-    if (fv[best] < x->f) {
-        std::copy(simplex[best], simplex[best] + 4, x->th);
-        x->f = pb.eval(x->th, x->g);
-    }
-}
-
 int fit_model(int model, const es_btyd_row *rows, size_t n, es_btyd_fit *out, char *err, size_t errlen) {
     *out = es_btyd_fit{};
     int rc = validate_model(model, err, errlen);
@@ -1102,7 +557,7 @@ int fit_model(int model, const es_btyd_row *rows, size_t n, es_btyd_fit *out, ch
     int iterations = 0;
     for (const auto &st : starts) {
         Point x;
-        for (int i = 0; i < 4; ++i) x.th[i] = std::max(-kBound + 1, std::min(kBound - 1, std::log(st[i])));
+        for (int i = 0; i < 4; ++i) x.th[i] = std::max(-kSearchBound + 1, std::min(kSearchBound - 1, std::log(st[i])));
         x.f = pb.eval(x.th, x.g);
         if (!std::isfinite(x.f)) continue;
         iterations += bfgs(pb, &x, 500);
@@ -1110,7 +565,7 @@ int fit_model(int model, const es_btyd_row *rows, size_t n, es_btyd_fit *out, ch
     }
     if (!std::isfinite(best.f))
         return fail(err, errlen, ES_INTERNAL, "BTYD fit: the log-likelihood is not finite at the starting points");
-    if (norm_inf4(best.g) > kGradTol && norm_inf4(best.th) <= kBound - 5) {
+    if (norm_inf4(best.g) > kGradTol && norm_inf4(best.th) <= kSearchBound - 5) {
         // Stalled: polish with Nelder-Mead and restart BFGS from there.
         nelder_mead(pb, &best, 2000);
         iterations += bfgs(pb, &best, 500);
@@ -1172,18 +627,18 @@ int guarded(char *err, size_t errlen, const char *what, F &&fn) noexcept {
     try {
         return fn();
     } catch (const std::bad_alloc &) {
-        return es::btyd::fail(err, errlen, ES_OUT_OF_MEMORY, "out of memory in %s", what);
+        return es::fail(err, errlen, ES_OUT_OF_MEMORY, "out of memory in %s", what);
     } catch (const std::exception &e) {
-        return es::btyd::fail(err, errlen, ES_INTERNAL, "%s: %s", what, e.what());
+        return es::fail(err, errlen, ES_INTERNAL, "%s: %s", what, e.what());
     } catch (...) {
-        return es::btyd::fail(err, errlen, ES_INTERNAL, "unknown error in %s", what);
+        return es::fail(err, errlen, ES_INTERNAL, "unknown error in %s", what);
     }
 }
 
 // Stores v if it is finite, else reports that the result does not fit a double.
 int finish(double v, double *out, const char *what, char *err, size_t errlen) {
     if (!std::isfinite(v))
-        return es::btyd::fail(err, errlen, ES_OUT_OF_RANGE, "%s: result out of range of a double", what);
+        return es::fail(err, errlen, ES_OUT_OF_RANGE, "%s: result out of range of a double", what);
     *out = v;
     return ES_OK;
 }
@@ -1232,15 +687,15 @@ int es_btyd_expected(int model, double horizon, double x, double t_x, double T, 
         }
         // ln E = ln P_alive + ln E[events | alive], P_alive = 1 / (1 + e^l)
         const double l = es::btyd::log_death_odds(model, x, t_x, T, r, alpha, a, b);
-        const double lp = l == -es::btyd::kInf ? 0.0 : -es::btyd::log_add_exp(0.0, l);
+        const double lp = l == -es::kInf ? 0.0 : -es::log_add_exp(0.0, l);
         const double le = es::btyd::log_expected_alive(model, horizon, x, T, r, alpha, a, b);
         if (std::isnan(le))
-            return es::btyd::fail(err, errlen, ES_OUT_OF_RANGE,
+            return es::fail(err, errlen, ES_OUT_OF_RANGE,
                                   "expected events cannot be evaluated accurately for r = %g, alpha = %g, a = %g, "
                                   "b = %g (extreme parameters)",
                                   r, alpha, a, b);
-        if (!(le < es::btyd::kMaxLog + 20))
-            return es::btyd::fail(err, errlen, ES_OUT_OF_RANGE, "expected events: result out of range of a double");
+        if (!(le < es::kMaxLog + 20))
+            return es::fail(err, errlen, ES_OUT_OF_RANGE, "expected events: result out of range of a double");
         return finish(std::exp(lp + le), out, "expected events", err, errlen);
     });
 }
@@ -1254,19 +709,19 @@ int es_btyd_prob_no_event(int model, double horizon, double x, double t_x, doubl
         const double l = es::btyd::log_death_odds(model, x, t_x, T, r, alpha, a, b);
         const double alive = es::btyd::logistic_neg(l);
         // 1 - P_alive (1 - ((alpha+T)/(alpha+T+horizon))^(r+x)), in logs; never above 1
-        const double some = -std::expm1(-(r + x) * es::btyd::log1p_ratio(horizon, alpha + T));
+        const double some = -std::expm1(-(r + x) * es::log1p_ratio(horizon, alpha + T));
         return finish(1.0 - alive * some, out, "prob_no_event", err, errlen);
     });
 }
 
 int es_hyp2f1(double a, double b, double c, double z, double *out, char *err, size_t errlen) noexcept {
-    return guarded(err, errlen, "hyp2f1", [&]() -> int { return es::btyd::hyp2f1(a, b, c, z, out, err, errlen); });
+    return guarded(err, errlen, "hyp2f1", [&]() -> int { return es::hyp2f1(a, b, c, z, out, err, errlen); });
 }
 
 int es_btyd_digamma(double x, double *out, char *err, size_t errlen) noexcept {
     if (!std::isfinite(x) || x <= 0.0)
-        return es::btyd::fail(err, errlen, ES_INVALID_PARAMETER, "digamma: x = %g must be finite and > 0", x);
-    *out = es::btyd::digamma(x);
+        return es::fail(err, errlen, ES_INVALID_PARAMETER, "digamma: x = %g must be finite and > 0", x);
+    *out = es::digamma(x);
     return ES_OK;
 }
 
@@ -1283,7 +738,7 @@ int es_btyd_validate_rows(const es_btyd_row *rows, size_t n, char *err, size_t e
         const int rc = es::btyd::validate_customer(r.x, r.t_x, r.T, prefix, err, errlen);
         if (rc != ES_OK) return rc;
         if (!es::btyd::positive_finite(r.weight))
-            return es::btyd::fail(err, errlen, ES_INVALID_PARAMETER,
+            return es::fail(err, errlen, ES_INVALID_PARAMETER,
                                   "row %zu: weight = %g must be finite and > 0 (x = %g, t_x = %g, T = %g)", i, r.weight,
                                   r.x, r.t_x, r.T);
     }
@@ -1295,7 +750,7 @@ int es_btyd_log_likelihood_sum(int model, const es_btyd_row *rows, size_t n, dou
     return guarded(err, errlen, "btyd log-likelihood sum", [&]() -> int {
         int rc = es::btyd::validate_model(model, err, errlen);
         if (rc == ES_OK) rc = es::btyd::validate_params(r, alpha, a, b, err, errlen);
-        if (rc == ES_OK && n > 0 && rows == nullptr) rc = es::btyd::fail(err, errlen, ES_INVALID_PARAMETER, "no rows");
+        if (rc == ES_OK && n > 0 && rows == nullptr) rc = es::fail(err, errlen, ES_INVALID_PARAMETER, "no rows");
         if (rc == ES_OK) rc = es_btyd_validate_rows(rows, n, err, errlen);
         if (rc != ES_OK) return rc;
         double sum = 0.0, comp = 0.0;  // Neumaier

@@ -5,6 +5,7 @@
 #include <cinttypes>
 #include <cmath>
 #include <cstdarg>
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -13,25 +14,65 @@
 #include <stdexcept>
 #include <string>
 
+#include "btyd_kernel.h"
+#include "kernel_status.h"
+#include "profile_params.h"
+
 namespace {
 
 constexpr double kUsecsPerDay = 86400000000.0;
 constexpr int64_t kNoTime = std::numeric_limits<int64_t>::min();
-
-__attribute__((format(printf, 3, 4))) void set_error(char *err, size_t errlen, const char *fmt, ...) {
-    if (err == nullptr || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    std::vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 double age_days(int64_t as_of, int64_t t) {
     // The difference is exact in int64; one rounding when converting to days.
     return static_cast<double>(as_of - t) / kUsecsPerDay;
 }
 
-bool finite_positive(double v) { return std::isfinite(v) && v > 0.0; }
+// es_profile is the doubles of ES_PROFILE_PARAMS, in its order: the glue fills it column by column.
+#define ES_PARAM_OFFSET(column, member, default_value, rule) offsetof(es_profile, member),
+constexpr size_t kParamOffsets[] = {ES_PROFILE_PARAMS(ES_PARAM_OFFSET)};
+#undef ES_PARAM_OFFSET
+constexpr size_t kProfileParams = sizeof kParamOffsets / sizeof kParamOffsets[0];
+
+constexpr bool params_are_the_fields_in_order() {
+    for (size_t i = 0; i < kProfileParams; ++i)
+        if (kParamOffsets[i] != i * sizeof(double)) return false;
+    return sizeof(es_profile) == kProfileParams * sizeof(double);
+}
+static_assert(kProfileParams == 27, "a scoring profile has 27 parameters");
+static_assert(params_are_the_fields_in_order(), "ES_PROFILE_PARAMS lists every field of es_profile, in order");
+
+// One parameter of a profile, to check against its column's rule.
+struct ParamValue {
+    const char *column;
+    double value;
+    es_param_rule rule;
+};
+
+bool satisfies(const ParamValue &v) {
+    switch (v.rule) {
+        case ES_PARAM_POSITIVE:
+            return std::isfinite(v.value) && v.value > 0.0;
+        case ES_PARAM_FINITE:
+            return std::isfinite(v.value);
+        case ES_PARAM_UNIT_INTERVAL:
+            return v.value >= 0.0 && v.value <= 1.0;  // false for NaN
+    }
+    return false;
+}
+
+// The rule as es_validate_profile's messages state it.
+const char *requirement(es_param_rule rule) {
+    switch (rule) {
+        case ES_PARAM_POSITIVE:
+            return "a finite number greater than 0";
+        case ES_PARAM_FINITE:
+            return "a finite number";
+        case ES_PARAM_UNIT_INTERVAL:
+            return "between 0 and 1";
+    }
+    return "valid";
+}
 
 // weight * 2^(-age / half_life): the time-decay term of one event.
 double decayed(double weight, double age, double half_life_days) {
@@ -50,90 +91,31 @@ extern "C" {
 
 es_profile es_default_profile(void) noexcept {
     es_profile p{};
-    p.lookback_days = 365;
-    p.recency_tau_days = 30;
-    p.frequency_min_days = 7;
-    p.frequency_ref_rate = 0.1;
-    p.monetary_ref_value = 1000;
-    p.half_life_days = 14;
-    p.time_decay_ref = 5;
-    const double weights[ES_EVENT_TYPES] = {0, 1, 2, 3, 10, -10, -1};
-    std::copy(weights, weights + ES_EVENT_TYPES, p.type_weight);
-    p.weight_recency = 0.30;
-    p.weight_frequency = 0.25;
-    p.weight_monetary = 0.20;
-    p.weight_time_decay = 0.15;
-    p.weight_diversity = 0.10;
-    p.opt_out_penalty = 0.9;
-    p.model_r = 0.25;
-    p.model_alpha = 10;
-    p.model_a = 0.5;
-    p.model_b = 2.5;
-    p.horizon_days = 30;
-    p.conv_prior_a = 1;
-    p.conv_prior_b = 9;
+#define ES_SET_DEFAULT(column, member, default_value, rule) p.member = default_value;
+    ES_PROFILE_PARAMS(ES_SET_DEFAULT)
+#undef ES_SET_DEFAULT
     return p;
 }
 
 int es_validate_profile(const es_profile *p, char *err, size_t errlen) noexcept {
-    struct Positive {
-        const char *name;
-        double value;
-    };
-    const Positive positives[] = {
-        {"lookback_days", p->lookback_days},
-        {"recency_tau_days", p->recency_tau_days},
-        {"frequency_min_days", p->frequency_min_days},
-        {"frequency_ref_rate", p->frequency_ref_rate},
-        {"monetary_ref_value", p->monetary_ref_value},
-        {"half_life_days", p->half_life_days},
-        {"time_decay_ref", p->time_decay_ref},
-        {"model_r", p->model_r},
-        {"model_alpha", p->model_alpha},
-        {"model_a", p->model_a},
-        {"model_b", p->model_b},
-        {"horizon_days", p->horizon_days},
-        {"conv_prior_a", p->conv_prior_a},
-        {"conv_prior_b", p->conv_prior_b},
-    };
-    for (const Positive &v : positives) {
-        if (!finite_positive(v.value)) {
-            set_error(err, errlen, "%s must be a finite number greater than 0, not %g", v.name, v.value);
-            return ES_INVALID_PARAMETER;
-        }
+#define ES_PARAM_VALUE(column, member, default_value, rule) {#column, p->member, rule},
+    const ParamValue params[] = {ES_PROFILE_PARAMS(ES_PARAM_VALUE)};
+#undef ES_PARAM_VALUE
+    for (const ParamValue &v : params) {
+        if (!satisfies(v))
+            return es::fail(err, errlen, ES_INVALID_PARAMETER, "%s must be %s, not %g", v.column,
+                            requirement(v.rule), v.value);
     }
-    if (p->frequency_min_days > p->lookback_days) {
-        set_error(err, errlen, "frequency_min_days (%g) must not exceed lookback_days (%g)",
-                  p->frequency_min_days, p->lookback_days);
-        return ES_INVALID_PARAMETER;
-    }
-    for (int t = 0; t < ES_EVENT_TYPES; ++t) {
-        if (!std::isfinite(p->type_weight[t])) {
-            set_error(err, errlen, "the time-decay weight of %s must be finite", es_event_type_name(t));
-            return ES_INVALID_PARAMETER;
-        }
-    }
-    const Positive weights[] = {
-        {"weight_recency", p->weight_recency},       {"weight_frequency", p->weight_frequency},
-        {"weight_monetary", p->weight_monetary},     {"weight_time_decay", p->weight_time_decay},
-        {"weight_diversity", p->weight_diversity},
-    };
-    double total = 0;
-    for (const Positive &w : weights) {
-        if (!(w.value >= 0.0 && w.value <= 1.0)) {
-            set_error(err, errlen, "%s must be between 0 and 1, not %g", w.name, w.value);
-            return ES_INVALID_PARAMETER;
-        }
-        total += w.value;
-    }
-    if (std::fabs(total - 1.0) > 1e-9) {
-        set_error(err, errlen, "the component weights must sum to 1 (within 1e-9), not %.17g", total);
-        return ES_INVALID_PARAMETER;
-    }
-    if (!(p->opt_out_penalty >= 0.0 && p->opt_out_penalty <= 1.0)) {
-        set_error(err, errlen, "opt_out_penalty must be between 0 and 1, not %g", p->opt_out_penalty);
-        return ES_INVALID_PARAMETER;
-    }
+    // The table's two cross-column constraints.
+    if (p->frequency_min_days > p->lookback_days)
+        return es::fail(err, errlen, ES_INVALID_PARAMETER,
+                        "frequency_min_days (%g) must not exceed lookback_days (%g)", p->frequency_min_days,
+                        p->lookback_days);
+    const double total =
+        p->weight_recency + p->weight_frequency + p->weight_monetary + p->weight_time_decay + p->weight_diversity;
+    if (std::fabs(total - 1.0) > 1e-9)
+        return es::fail(err, errlen, ES_INVALID_PARAMETER,
+                        "the component weights must sum to 1 (within 1e-9), not %.17g", total);
     return ES_OK;
 }
 
@@ -285,8 +267,7 @@ int es_finalize(const es_accum *acc, const int32_t *keys, size_t nkeys, const es
                 char *err, size_t errlen) noexcept {
     std::memset(out, 0, sizeof *out);
     if (acc->event_count <= 0) {
-        set_error(err, errlen, "no event at or before as_of: nothing to score");
-        return ES_INVALID_PARAMETER;
+        return es::fail(err, errlen, ES_INVALID_PARAMETER, "no event at or before as_of: nothing to score");
     }
     const int64_t T = acc->as_of;
     const double L = p->lookback_days;
@@ -356,10 +337,12 @@ int es_finalize(const es_accum *acc, const int32_t *keys, size_t nkeys, const es
     const double r = p->model_r, alpha = p->model_alpha, a = p->model_a, b = p->model_b;
     const double xd = static_cast<double>(x);
     const double tx = static_cast<double>(out->t_x_days), tc = static_cast<double>(out->t_c_days);
-    // (a / (b + x)) * ((alpha + Tc) / (alpha + t_x))^(r + x), in log space: x can be in the thousands.
-    const double log_odds_dead =
-        std::log(a) - std::log(b + xd) + (r + xd) * (std::log(alpha + tc) - std::log(alpha + tx));
-    out->p_alive = 1.0 / (1.0 + std::exp(log_odds_dead));
+    // The BTYD kernel's P(alive): its log ratio stays accurate when Tc is close to t_x.
+    int rc = es_btyd_p_alive(ES_MODEL_MBGNBD, xd, tx, tc, r, alpha, a, b, &out->p_alive, err, errlen);
+    if (rc != ES_OK) return rc;
+    rc = es_btyd_expected(ES_MODEL_MBGNBD, p->horizon_days, xd, tx, tc, r, alpha, a, b,
+                          &out->expected_engagements_horizon, err, errlen);
+    if (rc != ES_OK) return rc;
     // 1 - ((alpha + Tc) / (alpha + Tc + h))^(r + x) = -expm1(-(r + x) * log1p(h / (alpha + Tc)))
     const double p_engage_if_alive = -std::expm1(-(r + xd) * std::log1p(p->horizon_days / (alpha + tc)));
     out->engagement_probability = out->p_alive * p_engage_if_alive;
@@ -370,6 +353,7 @@ int es_finalize(const es_accum *acc, const int32_t *keys, size_t nkeys, const es
         const double keep = 1.0 - p->opt_out_penalty;
         out->engagement_probability *= keep;
         out->conversion_probability *= keep;
+        out->expected_engagements_horizon *= keep;
         out->churn_risk = 1.0 - (1.0 - out->churn_risk) * keep;
     }
 
@@ -475,13 +459,10 @@ extern "C" int es_explain(const es_result *r, const es_profile *p, char **text, 
         *text = buf;
         return ES_OK;
     } catch (const std::bad_alloc &) {
-        set_error(err, errlen, "out of memory while explaining a score");
-        return ES_OUT_OF_MEMORY;
+        return es::fail(err, errlen, ES_OUT_OF_MEMORY, "out of memory while explaining a score");
     } catch (const std::exception &e) {
-        set_error(err, errlen, "%s", e.what());
-        return ES_INTERNAL;
+        return es::fail(err, errlen, ES_INTERNAL, "%s", e.what());
     } catch (...) {
-        set_error(err, errlen, "unknown error while explaining a score");
-        return ES_INTERNAL;
+        return es::fail(err, errlen, ES_INTERNAL, "unknown error while explaining a score");
     }
 }

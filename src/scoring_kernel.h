@@ -40,7 +40,9 @@ enum es_event_type {
 /* Seconds from the Unix epoch to the PostgreSQL epoch (2000-01-01). */
 #define ES_PG_EPOCH_UNIX_SECS INT64_C(946684800)
 
-/* Every parameter of a scoring profile (one row of engagement.scoring_profiles). */
+/* Every parameter of a scoring profile (one row of engagement.scoring_profiles): the
+ * doubles listed, with their defaults and checks, by ES_PROFILE_PARAMS (profile_params.h),
+ * in the same order. */
 typedef struct es_profile {
     double lookback_days;
     double recency_tau_days;
@@ -100,7 +102,7 @@ typedef struct es_result {
     double composite_unpenalised;
     double recency, frequency, monetary, time_decay, diversity;
     double engagement_probability, conversion_probability, churn_risk;
-    double p_alive;              /* before the opt-out adjustment */
+    double p_alive;              /* es_btyd_p_alive (MBG/NBD), before the opt-out adjustment */
     int opted_out;
     int segment;                 /* enum es_segment */
     int recency_quintile, frequency_quintile, monetary_quintile, fm_quintile;
@@ -119,6 +121,9 @@ typedef struct es_result {
     int64_t t_c_days;            /* Tc */
     int64_t conversion_days;
     double conversion_share;     /* q */
+    /* MBG/NBD expected engagement days over horizon_days (es_btyd_expected), opt-out penalised:
+     * SCORING_MODEL.md's expected_engagements_30d.  Last, so the fields above keep their offsets. */
+    double expected_engagements_horizon;
 } es_result;
 
 enum es_segment {
@@ -178,7 +183,9 @@ void es_merge(es_accum *dst, const es_accum *src) ES_NOEXCEPT;
 size_t es_compact_day_keys(int32_t *keys, size_t n) ES_NOEXCEPT;
 
 /* Scores the contact.  keys must be compacted.  acc->event_count must be > 0
- * (a contact with no event at or before as_of has no score). */
+ * (a contact with no event at or before as_of has no score).  Fails with
+ * es_btyd_expected's status and message when the profile's model parameters are
+ * too extreme for expected_engagements_horizon (ES_OUT_OF_RANGE). */
 int es_finalize(const es_accum *acc, const int32_t *keys, size_t nkeys, const es_profile *p,
                 es_result *out, char *err, size_t errlen) ES_NOEXCEPT;
 

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "btyd_kernel.h"
 #include "scoring_kernel.h"
 
 namespace {
@@ -49,6 +50,17 @@ double p_alive(double x, double tx, double tc, const es_profile &p = es_default_
                             std::pow((p.model_alpha + tc) / (p.model_alpha + tx), p.model_r + x));
 }
 
+// lifetimes' ModifiedBetaGeoFitter.conditional_expected_number_of_purchases_up_to_time (closed form
+// with 2F1): expected_engagements_30d of SCORING_MODEL.md before the opt-out penalty.
+double lifetimes_expected(double x, double tx, double tc, const es_profile &p = es_default_profile()) {
+    const double r = p.model_r, alpha = p.model_alpha, a = p.model_a, b = p.model_b, t = p.horizon_days;
+    double hyp = NAN;
+    char err[256] = "";
+    EXPECT_EQ(es_hyp2f1(r + x, b + x + 1, a + b + x, t / (alpha + tc + t), &hyp, err, sizeof err), ES_OK) << err;
+    const double numerator = (a + b + x) / (a - 1) * (1 - hyp * std::pow((alpha + tc) / (alpha + t + tc), r + x));
+    return numerator / (1 + (a / (b + x)) * std::pow((alpha + tc) / (alpha + tx), r + x));
+}
+
 #define EXPECT_REL(actual, expected) EXPECT_NEAR((actual), (expected), 1e-12 * std::max(1.0, std::fabs(expected)))
 
 TEST(ScoringKernel, OneOpenTwoDaysAgo) {
@@ -72,6 +84,8 @@ TEST(ScoringKernel, OneOpenTwoDaysAgo) {
     const double ep = pa * (1 - std::pow(12.0 / 42.0, 1.25));
     EXPECT_REL(s.r.engagement_probability, ep);
     EXPECT_REL(s.r.conversion_probability, ep * (1.0 / 11.0));
+    const double e30 = lifetimes_expected(1, 0, 2);
+    EXPECT_NEAR(s.r.expected_engagements_horizon, e30, 1e-10 * e30);
     // Rq = 5, Fq = 4, Mq = 1, FMq = round(2.5) = 3
     EXPECT_EQ(s.r.recency_quintile, 5);
     EXPECT_EQ(s.r.frequency_quintile, 4);
@@ -189,6 +203,8 @@ TEST(ScoringKernel, OptOutPenalisesCompositeAndPredictionsNotComponents) {
     EXPECT_REL(o.r.engagement_probability, 0.1 * n.r.engagement_probability);
     EXPECT_REL(o.r.conversion_probability, 0.1 * n.r.conversion_probability);
     EXPECT_REL(o.r.churn_risk, 1 - (1 - n.r.churn_risk) * 0.1);
+    EXPECT_REL(o.r.expected_engagements_horizon, 0.1 * n.r.expected_engagements_horizon);
+    EXPECT_GT(n.r.expected_engagements_horizon, 0.0);
     // An opt-out never expires: one 1,000 days ago still counts.
     EXPECT_TRUE(score({{ES_OPENED, 1}, {ES_OPTED_OUT, 1000}}).r.opted_out);
 }
@@ -221,6 +237,113 @@ TEST(ScoringKernel, ThousandsOfEngagementDays) {
     EXPECT_EQ(o.r.churn_risk, 1.0);
     EXPECT_EQ(o.r.engagement_probability, 0.0);
     EXPECT_FALSE(std::isnan(o.r.conversion_probability));
+}
+
+// A random contact: up to ~n events of random types over span days, a few in the future.
+std::vector<Event> random_events(std::mt19937_64 &rng, int n, double span) {
+    std::uniform_real_distribution<double> unif(0.0, 1.0);
+    std::vector<Event> ev;
+    const int count = 1 + static_cast<int>(unif(rng) * n);
+    for (int i = 0; i < count; ++i) {
+        const int type = static_cast<int>(unif(rng) * ES_EVENT_TYPES) % ES_EVENT_TYPES;
+        if (type == ES_OPTED_OUT && unif(rng) < 0.8) continue;
+        ev.push_back({type, unif(rng) < 0.02 ? -1.0 : unif(rng) * span, type == ES_CONVERTED ? 25.0 : 0.0});
+    }
+    return ev;
+}
+
+// A profile with random MBG/NBD parameters and horizon (the rest default).
+es_profile random_model_profile(std::mt19937_64 &rng) {
+    std::uniform_real_distribution<double> unif(0.0, 1.0);
+    auto logu = [&](double lo, double hi) { return lo * std::pow(hi / lo, unif(rng)); };
+    es_profile p = es_default_profile();
+    p.model_r = logu(0.01, 10);
+    p.model_alpha = logu(0.1, 1000);
+    p.model_a = logu(0.01, 10);
+    p.model_b = logu(0.01, 100);
+    p.horizon_days = logu(1, 1000);
+    return p;
+}
+
+TEST(ScoringKernel, PAliveIsTheBtydKernels) {
+    // One implementation of P(alive): the score's is es_btyd_p_alive's MBG/NBD value at the
+    // contact's (x, t_x, Tc), to the last bit.
+    std::mt19937_64 rng(11);
+    for (int i = 0; i < 500; ++i) {
+        const es_profile p = i % 2 ? random_model_profile(rng) : es_default_profile();
+        const Scored s = score(random_events(rng, i % 50 == 0 ? 5000 : 60, i % 7 == 0 ? 3000 : 400), p);
+        if (s.status != ES_OK) continue;  // only future events
+        double want = NAN;
+        char err[256] = "";
+        ASSERT_EQ(es_btyd_p_alive(ES_MODEL_MBGNBD, static_cast<double>(s.r.engagement_days),
+                                  static_cast<double>(s.r.t_x_days), static_cast<double>(s.r.t_c_days), p.model_r,
+                                  p.model_alpha, p.model_a, p.model_b, &want, err, sizeof err),
+                  ES_OK)
+            << err;
+        EXPECT_EQ(s.r.p_alive, want) << "contact " << i;
+        if (!s.r.opted_out) {
+            EXPECT_EQ(s.r.churn_risk, 1 - want) << "contact " << i;
+        }
+    }
+}
+
+TEST(ScoringKernel, PAliveAccurateWhenTheLastEngagementIsRecent) {
+    // 3,000 engagement days ending yesterday: x = 3000, t_x = 2999, Tc = 3000.  The ratio
+    // (alpha + Tc) / (alpha + t_x) is 1 + 1/3009; its log as ln(3010) - ln(3009) loses 4 digits,
+    // which the power 3000.25 turns into a relative error of ~3e-12 in churn_risk.
+    std::vector<Event> ev;
+    for (int d = 1; d <= 3000; ++d) ev.push_back({ES_OPENED, static_cast<double>(d)});
+    const Scored s = score(ev);
+    ASSERT_EQ(s.status, ES_OK);
+    // 1 - 1 / (1 + (0.5 / 3002.5) (3010 / 3009)^3000.25), to 20 digits (mpmath, 50 digits).
+    const double churn = 4.5107699862670692428e-4;
+    EXPECT_NEAR(s.r.churn_risk, churn, 1e-12 * churn);
+}
+
+TEST(ScoringKernel, ExpectedEngagementsAreTheBtydKernels) {
+    // The kernel owns expected_engagements_30d: es_btyd_expected's MBG/NBD value over horizon_days
+    // at the contact's (x, t_x, Tc), times (1 - opt_out_penalty) when opted out, to the last bit.
+    std::mt19937_64 rng(12);
+    int opted_out = 0;
+    for (int i = 0; i < 500; ++i) {
+        es_profile p = i % 2 ? random_model_profile(rng) : es_default_profile();
+        p.opt_out_penalty = i % 3 ? 0.9 : 0.25;
+        const Scored s = score(random_events(rng, i % 50 == 0 ? 5000 : 60, i % 7 == 0 ? 3000 : 400), p);
+        if (s.status != ES_OK) continue;  // only future events
+        double expected = NAN;
+        char err[256] = "";
+        ASSERT_EQ(es_btyd_expected(ES_MODEL_MBGNBD, p.horizon_days, static_cast<double>(s.r.engagement_days),
+                                   static_cast<double>(s.r.t_x_days), static_cast<double>(s.r.t_c_days), p.model_r,
+                                   p.model_alpha, p.model_a, p.model_b, &expected, err, sizeof err),
+                  ES_OK)
+            << err;
+        opted_out += s.r.opted_out;
+        EXPECT_EQ(s.r.expected_engagements_horizon, s.r.opted_out ? expected * (1.0 - p.opt_out_penalty) : expected)
+            << "contact " << i;
+    }
+    EXPECT_GT(opted_out, 20);
+}
+
+TEST(ScoringKernel, ExpectedEngagementsFailLikeTheBtydKernel) {
+    // Parameters whose expectation the BTYD kernel cannot evaluate accurately: es_finalize fails
+    // with es_btyd_expected's status and message rather than return an inaccurate score.
+    es_profile p = es_default_profile();
+    p.model_r = 1e-300;
+    p.model_alpha = 1e-300;
+    p.model_a = 1e8;
+    p.model_b = 1e8;
+    char err[256] = "";
+    ASSERT_EQ(es_validate_profile(&p, err, sizeof err), ES_OK) << err;
+    double v;
+    char want[256] = "";
+    const int want_status = es_btyd_expected(ES_MODEL_MBGNBD, p.horizon_days, 1, 0, 2, p.model_r, p.model_alpha,
+                                             p.model_a, p.model_b, &v, want, sizeof want);
+    ASSERT_EQ(want_status, ES_OUT_OF_RANGE);
+
+    const Scored s = score({{ES_OPENED, 2.0}}, p);  // x = 1, t_x = 0, Tc = 2
+    es_result r;
+    EXPECT_EQ(es_finalize(&s.acc, s.keys.data(), s.keys.size(), &p, &r, err, sizeof err), want_status);
+    EXPECT_STREQ(err, want);
 }
 
 TEST(ScoringKernel, DayNumbersFloorBeforeTheEpoch) {

@@ -1,0 +1,231 @@
+// bfgs.cpp: BFGS and Nelder-Mead for the BTYD fits (see bfgs.h), pure C++17.
+#include "bfgs.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace es {
+namespace {
+
+constexpr double kEps = std::numeric_limits<double>::epsilon();
+
+double dot4(const double *p, const double *q) { return p[0] * q[0] + p[1] * q[1] + p[2] * q[2] + p[3] * q[3]; }
+
+// Strong-Wolfe line search (Nocedal & Wright, algorithms 3.5/3.6, with
+// safeguarded quadratic interpolation).  Returns false when no point with
+// sufficient decrease was found.
+bool line_search(const Objective &objective, const Point &x0, const double p[4], Point *out) {
+    const double c1 = 1e-4, c2 = 0.9;
+    const double d0 = dot4(x0.g, p);
+    if (!(d0 < 0.0)) return false;
+    // No step of more than 10 in any log-parameter.
+    const double pmax = norm_inf4(p);
+    const double amax = pmax > 0 ? std::min(1e10, 10.0 / pmax) : 1.0;
+    auto phi = [&](double alpha, Point *pt) {
+        for (int i = 0; i < 4; ++i) pt->th[i] = x0.th[i] + alpha * p[i];
+        pt->f = objective.eval(pt->th, pt->g);
+        return pt->f;
+    };
+    // Hager & Zhang's approximate Wolfe conditions: near the optimum the decrease
+    // of f drowns in rounding, but the directional derivative is still exact.
+    const double f_noise = 1e-12 * std::fabs(x0.f);
+    auto approx_wolfe = [&](const Point &pt) {
+        if (!(pt.f <= x0.f + f_noise)) return false;
+        const double da = dot4(pt.g, p);
+        return c2 * d0 <= da && da <= (2 * c1 - 1) * d0;
+    };
+    auto zoom = [&](double lo, Point plo, double hi, Point phi_pt) {
+        for (int it = 0; it < 60; ++it) {
+            const double dlo = dot4(plo.g, p);
+            double a;
+            // Quadratic through (lo, f_lo, d_lo) and (hi, f_hi), safeguarded.
+            const double span = hi - lo;
+            const double denom = 2.0 * (phi_pt.f - plo.f - dlo * span);
+            a = (std::isfinite(phi_pt.f) && denom > 0) ? lo - dlo * span * span / denom : lo + 0.5 * span;
+            const double lo_s = std::min(lo, hi) + 0.1 * std::fabs(span),
+                         hi_s = std::max(lo, hi) - 0.1 * std::fabs(span);
+            if (!(a >= lo_s && a <= hi_s)) a = lo + 0.5 * span;
+            Point pt;
+            const double fa = phi(a, &pt);
+            if (approx_wolfe(pt)) {
+                *out = pt;
+                return true;
+            }
+            if (!std::isfinite(fa) || fa > x0.f + c1 * a * d0 || fa >= plo.f) {
+                hi = a;
+                phi_pt = pt;
+            } else {
+                const double da = dot4(pt.g, p);
+                if (std::fabs(da) <= -c2 * d0) {
+                    *out = pt;
+                    return true;
+                }
+                if (da * (hi - lo) >= 0) {
+                    hi = lo;
+                    phi_pt = plo;
+                }
+                lo = a;
+                plo = pt;
+            }
+            if (std::fabs(hi - lo) <= 1e-16 * std::max(1.0, std::fabs(lo))) break;
+        }
+        // Fall back to the best sufficient-decrease point seen.
+        if (lo > 0 && plo.f < x0.f) {
+            *out = plo;
+            return true;
+        }
+        return false;
+    };
+    double a_prev = 0.0, a = std::min(1.0, amax);
+    Point prev = x0;
+    for (int it = 0; it < 40; ++it) {
+        Point pt;
+        const double fa = phi(a, &pt);
+        if (approx_wolfe(pt)) {
+            *out = pt;
+            return true;
+        }
+        if (!std::isfinite(fa) || fa > x0.f + c1 * a * d0 || (it > 0 && fa >= prev.f)) return zoom(a_prev, prev, a, pt);
+        const double da = dot4(pt.g, p);
+        if (std::fabs(da) <= -c2 * d0) {
+            *out = pt;
+            return true;
+        }
+        if (da >= 0) return zoom(a, pt, a_prev, prev);
+        if (a >= amax) {
+            *out = pt;
+            return true;
+        }
+        a_prev = a;
+        prev = pt;
+        a = std::min(2.0 * a, amax);
+    }
+    *out = prev;
+    return prev.f < x0.f;
+}
+
+}  // namespace
+
+double norm_inf4(const double v[4]) {
+    return std::max(std::max(std::fabs(v[0]), std::fabs(v[1])), std::max(std::fabs(v[2]), std::fabs(v[3])));
+}
+
+// BFGS on the inverse Hessian; restarts from the identity when a step fails.
+// Returns the number of iterations.
+int bfgs(const Objective &objective, Point *x, int max_iter) {
+    double H[4][4];
+    auto reset = [&](double scale) {
+        for (int i = 0; i < 4; ++i)
+            for (int j = 0; j < 4; ++j) H[i][j] = i == j ? scale : 0.0;
+    };
+    reset(1.0);
+    bool fresh = true;
+    int iter = 0;
+    int stall = 0;
+    for (; iter < max_iter; ++iter) {
+        if (norm_inf4(x->g) <= kGradTol) break;
+        if (norm_inf4(x->th) > kSearchBound - 5) break;  // running off to the edge: no interior optimum
+        double p[4];
+        for (int i = 0; i < 4; ++i)
+            p[i] = -(H[i][0] * x->g[0] + H[i][1] * x->g[1] + H[i][2] * x->g[2] + H[i][3] * x->g[3]);
+        if (!(dot4(p, x->g) < 0)) {
+            reset(1.0);
+            fresh = true;
+            for (int i = 0; i < 4; ++i) p[i] = -x->g[i];
+        }
+        Point nx;
+        if (!line_search(objective, *x, p, &nx)) {
+            if (fresh) break;  // even steepest descent failed: at the precision floor
+            reset(1.0);
+            fresh = true;
+            continue;
+        }
+        double sv[4], yv[4];
+        for (int i = 0; i < 4; ++i) {
+            sv[i] = nx.th[i] - x->th[i];
+            yv[i] = nx.g[i] - x->g[i];
+        }
+        const double sy = dot4(sv, yv), yy = dot4(yv, yv);
+        const double fdrop = x->f - nx.f;
+        *x = nx;
+        // Several steps with no measurable decrease and a tiny step: numerically done.
+        stall = (fdrop <= 4 * kEps * std::fabs(x->f) && norm_inf4(sv) < 1e-12) ? stall + 1 : 0;
+        if (stall >= 3) break;
+        if (sy > 1e-300 && sy > 1e-12 * std::sqrt(yy * dot4(sv, sv))) {
+            if (fresh) reset(sy / yy);  // Nocedal & Wright (6.20) scaling
+            fresh = false;
+            // H <- (I - rho s y') H (I - rho y s') + rho s s'
+            const double rho = 1.0 / sy;
+            double Hy[4];
+            for (int i = 0; i < 4; ++i) Hy[i] = H[i][0] * yv[0] + H[i][1] * yv[1] + H[i][2] * yv[2] + H[i][3] * yv[3];
+            const double yHy = dot4(yv, Hy);
+            for (int i = 0; i < 4; ++i)
+                for (int j = 0; j < 4; ++j)
+                    H[i][j] += rho * ((1.0 + rho * yHy) * sv[i] * sv[j] - Hy[i] * sv[j] - sv[i] * Hy[j]);
+        }
+    }
+    return iter;
+}
+
+// Nelder-Mead in the log-parameters, to move off a point where BFGS stalled.
+void nelder_mead(const Objective &objective, Point *x, int max_eval) {
+    double simplex[5][4], fv[5], g[4];
+    for (int i = 0; i < 5; ++i) {
+        for (int j = 0; j < 4; ++j) simplex[i][j] = x->th[j] + (i == j + 1 ? 0.1 : 0.0);
+        fv[i] = i == 0 ? x->f : objective.eval(simplex[i], g);
+    }
+    for (int ev = 0; ev < max_eval;) {
+        int order[5] = {0, 1, 2, 3, 4};
+        std::sort(order, order + 5, [&](int p, int q) { return fv[p] < fv[q] || (fv[p] == fv[q] && p < q); });
+        const int best = order[0], worst = order[4], second = order[3];
+        if (std::fabs(fv[worst] - fv[best]) <= 1e-15 * (1.0 + std::fabs(fv[best]))) break;
+        double cen[4] = {0, 0, 0, 0};
+        for (int i = 0; i < 5; ++i)
+            if (i != worst)
+                for (int j = 0; j < 4; ++j) cen[j] += simplex[i][j] / 4.0;
+        auto at = [&](double t, double *pt) {
+            for (int j = 0; j < 4; ++j) pt[j] = cen[j] + t * (simplex[worst][j] - cen[j]);
+            ++ev;
+            return objective.eval(pt, g);
+        };
+        double pr[4], pe[4], pc[4];
+        const double fr = at(-1.0, pr);
+        if (fr < fv[best]) {
+            const double fe = at(-2.0, pe);
+            if (fe < fr) {
+                std::copy(pe, pe + 4, simplex[worst]);
+                fv[worst] = fe;
+            } else {
+                std::copy(pr, pr + 4, simplex[worst]);
+                fv[worst] = fr;
+            }
+        } else if (fr < fv[second]) {
+            std::copy(pr, pr + 4, simplex[worst]);
+            fv[worst] = fr;
+        } else {
+            const double fc = fr < fv[worst] ? at(-0.5, pc) : at(0.5, pc);
+            if (fc < std::min(fr, fv[worst])) {
+                std::copy(pc, pc + 4, simplex[worst]);
+                fv[worst] = fc;
+            } else {  // shrink towards the best vertex
+                for (int i = 0; i < 5; ++i) {
+                    if (i == best) continue;
+                    for (int j = 0; j < 4; ++j)
+                        simplex[i][j] = simplex[best][j] + 0.5 * (simplex[i][j] - simplex[best][j]);
+                    fv[i] = objective.eval(simplex[i], g);
+                    ++ev;
+                }
+            }
+        }
+    }
+    int best = 0;
+    for (int i = 1; i < 5; ++i)
+        if (fv[i] < fv[best]) best = i;
+    if (fv[best] < x->f) {
+        std::copy(simplex[best], simplex[best] + 4, x->th);
+        x->f = objective.eval(x->th, x->g);
+    }
+}
+
+}  // namespace es

@@ -1,0 +1,228 @@
+// Unit tests of profile_params.h: the one list of a profile's parameters against the SQL table
+// it mirrors, the defaults and the checks generated from it.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "profile_params.h"
+#include "scoring_kernel.h"
+
+namespace {
+
+struct Param {
+    std::string column;
+    std::string member;  // the member expression, as written
+    size_t offset;
+    double default_value;
+    es_param_rule rule;
+};
+
+#define ES_TEST_PARAM(column, member, default_value, rule) \
+    {#column, #member, offsetof(es_profile, member), default_value, rule},
+const std::vector<Param> kParams = {ES_PROFILE_PARAMS(ES_TEST_PARAM)};
+#undef ES_TEST_PARAM
+
+double &field(es_profile &p, const Param &param) {
+    return *reinterpret_cast<double *>(reinterpret_cast<char *>(&p) + param.offset);
+}
+
+// One float8 column of engagement.scoring_profiles as sql/engagement_scoring--1.0.sql creates it.
+struct SqlColumn {
+    std::string name, default_text, check;
+};
+
+// The float8 columns of the CREATE TABLE of scoring_profiles, in order; the file is found by
+// walking up from the working directory (the repository root when run as the Makefile does).
+std::vector<SqlColumn> sql_profile_columns(std::string *where) {
+    std::string up;
+    for (int depth = 0; depth < 6; ++depth, up += "../") {
+        std::ifstream in(up + "sql/engagement_scoring--1.0.sql");
+        if (!in) continue;
+        *where = up + "sql/engagement_scoring--1.0.sql";
+        std::stringstream text;
+        text << in.rdbuf();
+        const std::string sql = text.str();
+        const size_t begin = sql.find("CREATE TABLE @extschema@.scoring_profiles (");
+        const size_t end = sql.find("\n);", begin);
+        if (begin == std::string::npos || end == std::string::npos) return {};
+        std::istringstream table(sql.substr(begin, end - begin));
+        const std::regex column(R"(^\s+(\w+)\s+float8 NOT NULL DEFAULT (\S+)\s+CHECK \((.*)\),\s*$)");
+        std::vector<SqlColumn> columns;
+        std::string line;
+        std::smatch m;
+        while (std::getline(table, line))
+            if (std::regex_match(line, m, column)) columns.push_back({m[1], m[2], m[3]});
+        return columns;
+    }
+    *where = "";
+    return {};
+}
+
+// The CHECK a rule stands for, as the table writes it.
+std::string sql_check(es_param_rule rule, const std::string &c) {
+    switch (rule) {
+        case ES_PARAM_POSITIVE:
+            return c + " > 0 AND " + c + " < 'Infinity'";
+        case ES_PARAM_FINITE:
+            return c + " > '-Infinity' AND " + c + " < 'Infinity'";
+        case ES_PARAM_UNIT_INTERVAL:
+            return c + " BETWEEN 0 AND 1";
+    }
+    return "?";
+}
+
+TEST(ProfileParams, ListTheSqlTablesColumnsDefaultsAndChecks) {
+    std::string path;
+    const std::vector<SqlColumn> sql = sql_profile_columns(&path);
+    ASSERT_EQ(sql.size(), 27u) << "the CREATE TABLE of scoring_profiles in sql/engagement_scoring--1.0.sql "
+                                  "(run from the repository root), read from '"
+                               << path << "'";
+    ASSERT_EQ(kParams.size(), sql.size());
+    for (size_t i = 0; i < sql.size(); ++i) {
+        EXPECT_EQ(kParams[i].column, sql[i].name) << "parameter " << i;
+        EXPECT_EQ(kParams[i].default_value, std::strtod(sql[i].default_text.c_str(), nullptr)) << sql[i].name;
+        EXPECT_EQ(sql_check(kParams[i].rule, sql[i].name), sql[i].check) << sql[i].name;
+    }
+}
+
+TEST(ProfileParams, MembersAreTheColumnsFields) {
+    // Offsets in order are asserted at compile time; here each column fills the field of its name.
+    for (size_t i = 0; i < kParams.size(); ++i) {
+        const Param &p = kParams[i];
+        EXPECT_EQ(p.offset, i * sizeof(double)) << p.column;
+        const std::string decay = "decay_weight_";
+        if (p.column.compare(0, decay.size(), decay) == 0) {
+            int type = 0;
+            while (type < ES_EVENT_TYPES && p.column.substr(decay.size()) != es_event_type_name(type)) ++type;
+            ASSERT_LT(type, ES_EVENT_TYPES) << p.column;
+            EXPECT_EQ(p.offset, offsetof(es_profile, type_weight) + type * sizeof(double)) << p.column;
+        } else {
+            EXPECT_EQ(p.member, p.column);
+        }
+    }
+}
+
+TEST(ProfileParams, ColumnsStringIsTheGluesList) {
+    // The list engagement_scoring.c writes out by hand today (profile_columns).
+    EXPECT_STREQ(ES_PROFILE_COLUMNS "name",
+                 "lookback_days, recency_tau_days, frequency_min_days, frequency_ref_rate, monetary_ref_value, "
+                 "half_life_days, time_decay_ref, decay_weight_delivered, decay_weight_opened, decay_weight_clicked, "
+                 "decay_weight_responded, decay_weight_converted, decay_weight_opted_out, decay_weight_bounced, "
+                 "weight_recency, weight_frequency, weight_monetary, weight_time_decay, weight_diversity, "
+                 "opt_out_penalty, model_r, model_alpha, model_a, model_b, horizon_days, conv_prior_a, conv_prior_b, "
+                 "name");
+}
+
+TEST(ProfileParams, DefaultProfileIsTheModelsDefaults) {
+    // SCORING_MODEL.md's defaults, field by field.
+    es_profile want;
+    std::memset(&want, 0, sizeof want);
+    want.lookback_days = 365;
+    want.recency_tau_days = 30;
+    want.frequency_min_days = 7;
+    want.frequency_ref_rate = 0.1;
+    want.monetary_ref_value = 1000;
+    want.half_life_days = 14;
+    want.time_decay_ref = 5;
+    const double weights[ES_EVENT_TYPES] = {0, 1, 2, 3, 10, -10, -1};
+    std::memcpy(want.type_weight, weights, sizeof weights);
+    want.weight_recency = 0.30;
+    want.weight_frequency = 0.25;
+    want.weight_monetary = 0.20;
+    want.weight_time_decay = 0.15;
+    want.weight_diversity = 0.10;
+    want.opt_out_penalty = 0.9;
+    want.model_r = 0.25;
+    want.model_alpha = 10;
+    want.model_a = 0.5;
+    want.model_b = 2.5;
+    want.horizon_days = 30;
+    want.conv_prior_a = 1;
+    want.conv_prior_b = 9;
+    const es_profile got = es_default_profile();
+    EXPECT_EQ(std::memcmp(&got, &want, sizeof want), 0);
+}
+
+TEST(ProfileParams, EveryParameterIsCheckedByItsRule) {
+    struct Case {
+        double value;
+        bool positive, finite, unit;  // accepted under each rule
+    };
+    const Case cases[] = {
+        {0.5, true, true, true},           {1, true, true, true},      {0, false, true, true},
+        {-0.0, false, true, true},         {1.5, true, true, false},   {-0.5, false, true, false},
+        {1e308, true, true, false},        {NAN, false, false, false}, {INFINITY, false, false, false},
+        {-INFINITY, false, false, false},
+    };
+    for (const Param &param : kParams) {
+        for (const Case &c : cases) {
+            es_profile p = es_default_profile();
+            field(p, param) = c.value;
+            // Keep the cross-column rules satisfied, so only this parameter's own rule decides.
+            if (param.column == "frequency_min_days") p.lookback_days = 1e308;
+            if (param.column == "lookback_days") p.frequency_min_days = 1e-308;
+            const bool accepted = param.rule == ES_PARAM_POSITIVE ? c.positive
+                                  : param.rule == ES_PARAM_FINITE ? c.finite
+                                                                  : c.unit;
+            char err[256] = "";
+            const int status = es_validate_profile(&p, err, sizeof err);
+            const std::string msg = err;
+            if (accepted) {
+                // A changed composite weight breaks the weights' sum, and only that.
+                const bool composite_weight = param.column.rfind("weight_", 0) == 0;
+                const bool sum_broken = msg.rfind("the component weights must sum to 1", 0) == 0;
+                EXPECT_TRUE(status == ES_OK || (composite_weight && sum_broken))
+                    << param.column << " = " << c.value << ": " << msg;
+            } else {
+                EXPECT_EQ(status, ES_INVALID_PARAMETER) << param.column << " = " << c.value;
+                EXPECT_EQ(msg.rfind(param.column + " must be ", 0), 0u) << msg;  // names the parameter first
+            }
+        }
+    }
+}
+
+TEST(ProfileParams, ValidationMessages) {
+    char err[256];
+    es_profile p = es_default_profile();
+    p.lookback_days = NAN;
+    EXPECT_EQ(es_validate_profile(&p, err, sizeof err), ES_INVALID_PARAMETER);
+    EXPECT_STREQ(err, "lookback_days must be a finite number greater than 0, not nan");
+    p = es_default_profile();
+    p.type_weight[ES_BOUNCED] = -INFINITY;
+    EXPECT_EQ(es_validate_profile(&p, err, sizeof err), ES_INVALID_PARAMETER);
+    EXPECT_STREQ(err, "decay_weight_bounced must be a finite number, not -inf");
+    p = es_default_profile();
+    p.weight_monetary = -0.5;
+    EXPECT_EQ(es_validate_profile(&p, err, sizeof err), ES_INVALID_PARAMETER);
+    EXPECT_STREQ(err, "weight_monetary must be between 0 and 1, not -0.5");
+    p = es_default_profile();
+    p.opt_out_penalty = 1.5;
+    EXPECT_EQ(es_validate_profile(&p, err, sizeof err), ES_INVALID_PARAMETER);
+    EXPECT_STREQ(err, "opt_out_penalty must be between 0 and 1, not 1.5");
+    p = es_default_profile();
+    p.frequency_min_days = 400;
+    EXPECT_EQ(es_validate_profile(&p, err, sizeof err), ES_INVALID_PARAMETER);
+    EXPECT_STREQ(err, "frequency_min_days (400) must not exceed lookback_days (365)");
+    p = es_default_profile();
+    p.weight_recency = 0.9;
+    EXPECT_EQ(es_validate_profile(&p, err, sizeof err), ES_INVALID_PARAMETER);
+    EXPECT_STREQ(err, "the component weights must sum to 1 (within 1e-9), not 1.5999999999999999");
+    // A penalty of 0 or 1 and weights (1, 0, 0, 0, 0) are valid: the bounds are inclusive.
+    p = es_default_profile();
+    p.opt_out_penalty = 1;
+    p.weight_recency = 1;
+    p.weight_frequency = p.weight_monetary = p.weight_time_decay = p.weight_diversity = 0;
+    EXPECT_EQ(es_validate_profile(&p, err, sizeof err), ES_OK) << err;
+    p.opt_out_penalty = 0;
+    EXPECT_EQ(es_validate_profile(&p, err, sizeof err), ES_OK) << err;
+}
+
+}  // namespace
