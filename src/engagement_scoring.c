@@ -80,32 +80,39 @@ es_finite_timestamp(Datum d, const char *what)
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Scoring profiles, read once per query and cached in the calling function's fn_extra.
+ * Scoring profiles, resolved once per query and cached in the transition function's fn_extra.
  * -------------------------------------------------------------------------------------------*/
+
+/*
+ * A resolved profile: its name and values.  The cache interns them in fn_mcxt (one entry per
+ * distinct name and values, never changed or freed during the query), so two pointers to
+ * entries are equal exactly when the profiles are.  Zero-padded, so entries compare by memcmp.
+ */
+typedef struct NamedProfile
+{
+	char		name[NAMEDATALEN];
+	es_profile	values;
+} NamedProfile;
 
 typedef struct ProfileCache
 {
-	bool		valid;
-	char		name[NAMEDATALEN];
-	es_profile	profile;
+	List	   *interned;		/* NamedProfile *, every entry of this query */
+	/* score_events(..., profile text): the entries read by name, and the previous row's */
+	List	   *by_name;
+	const NamedProfile *last_by_name;
 	/*
 	 * score_events(..., profile jsonb): the last documents seen (a few, so that rows alternating
-	 * between profiles do not reread them) and their values, which are interned: one es_profile
-	 * per distinct set of values, in fn_mcxt, never freed or overwritten (states point to them).
+	 * between profiles do not reread them) and their entries.
 	 */
 	struct
 	{
 		Jsonb	   *doc;
-		const es_profile *profile;
-		char		name[NAMEDATALEN];
+		const NamedProfile *profile;
 	}			documents[8];
 	int			next_document;
-	List	   *interned;
 	/* engagement.event_type's OID per kernel event type, for the transition function */
 	Oid			enum_type;
 	Oid			enum_oids[ES_EVENT_TYPES];
-	/* the result descriptor, for the final function */
-	TupleDesc	result_desc;
 } ProfileCache;
 
 static ProfileCache *
@@ -128,15 +135,15 @@ static const char *const profile_columns =
 	"name";
 
 /*
- * Reads one profile row, "SELECT <profile_columns> FROM <from>" with $1 = arg, into *out (and
- * its name).  False when there is no row.  A missing value becomes NaN, which the
- * kernel's validation rejects by name.
+ * Reads one profile row, "SELECT <profile_columns> FROM <from>" with $1 = arg, into *out
+ * (zeroed first).  False when there is no row.  A missing value becomes NaN, which the kernel's
+ * validation rejects by name.
  */
 static bool
-es_read_profile(const char *from, Oid argtype, Datum arg, const char *display, es_profile *out, char *name)
+es_read_profile(const char *from, Oid argtype, Datum arg, const char *display, NamedProfile *out)
 {
 	StringInfoData query;
-	double	   *v = (double *) out;
+	double	   *v = (double *) &out->values;
 	HeapTuple	row;
 	TupleDesc	desc;
 	bool		isnull;
@@ -144,6 +151,7 @@ es_read_profile(const char *from, Oid argtype, Datum arg, const char *display, e
 	int			i;
 	char		err[ES_ERRLEN];
 
+	memset(out, 0, sizeof(NamedProfile));
 	initStringInfo(&query);
 	appendStringInfo(&query, "SELECT %s FROM %s", profile_columns, from);
 	SPI_connect();
@@ -171,43 +179,80 @@ es_read_profile(const char *from, Oid argtype, Datum arg, const char *display, e
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("scoring profile %s needs a name of 1 to %d bytes", display, NAMEDATALEN - 1)));
-		text_to_cstring_buffer((text *) DatumGetPointer(d), name, NAMEDATALEN);
+		text_to_cstring_buffer((text *) DatumGetPointer(d), out->name, NAMEDATALEN);
 	}
 	SPI_finish();
 
 	/* The table's constraints make this impossible for stored profiles; the kernel checks anyway. */
-	if (es_validate_profile(out, err, sizeof err) != ES_OK)
+	if (es_validate_profile(&out->values, err, sizeof err) != ES_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("scoring profile %s is invalid: %s", display, err)));
 	return true;
 }
 
-/* Reads a profile by name into cache (unless it is already there). */
-static const es_profile *
-es_lookup_profile(ProfileCache *cache, const char *name)
+/* The cache's entry for p, made on first sight. */
+static const NamedProfile *
+es_intern_profile(FunctionCallInfo fcinfo, ProfileCache *cache, const NamedProfile *p)
 {
-	char		found_name[NAMEDATALEN];
-	char	   *display;
+	ListCell   *lc;
+	NamedProfile *copy;
+	MemoryContext old;
 
-	if (cache->valid && strcmp(cache->name, name) == 0)
-		return &cache->profile;
-	if (strlen(name) >= NAMEDATALEN)
+	foreach(lc, cache->interned)
+		if (memcmp(lfirst(lc), p, sizeof(NamedProfile)) == 0)
+			return (const NamedProfile *) lfirst(lc);
+	old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+	copy = palloc(sizeof(NamedProfile));
+	*copy = *p;
+	cache->interned = lappend(cache->interned, copy);
+	MemoryContextSwitchTo(old);
+	return copy;
+}
+
+/* Whether entry p is named name (len bytes, not NUL-terminated): a byte comparison. */
+static inline bool
+es_profile_named(const NamedProfile *p, const char *name, int len)
+{
+	return len < NAMEDATALEN && p->name[len] == '\0' && memcmp(p->name, name, len) == 0;
+}
+
+/* The profile called name (len bytes, not NUL-terminated), read from engagement.scoring_profiles
+ * on its first use in the query. */
+static const NamedProfile *
+es_profile_by_name(FunctionCallInfo fcinfo, const char *name, int len)
+{
+	ProfileCache *cache = es_cache(fcinfo);
+	NamedProfile found;
+	const NamedProfile *entry;
+	ListCell   *lc;
+	char	   *cname;
+	MemoryContext old;
+
+	/* Hot path: the previous row's profile. */
+	if (cache->last_by_name != NULL && es_profile_named(cache->last_by_name, name, len))
+		return cache->last_by_name;
+	foreach(lc, cache->by_name)
+		if (es_profile_named(lfirst(lc), name, len))
+			return cache->last_by_name = lfirst(lc);
+
+	cname = pnstrdup(name, len);
+	if (len >= NAMEDATALEN)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("scoring profile \"%s\" does not exist", name)));
-
-	display = psprintf("\"%s\"", name);
+				 errmsg("scoring profile \"%s\" does not exist", cname)));
 	/* Fully qualified, operator included: SPI resolves names with the caller's search_path. */
 	if (!es_read_profile("engagement.scoring_profiles WHERE name OPERATOR(pg_catalog.=) $1", TEXTOID,
-						 CStringGetTextDatum(name), display, &cache->profile, found_name))
+						 CStringGetTextDatum(cname), psprintf("\"%s\"", cname), &found))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("scoring profile \"%s\" does not exist", name),
+				 errmsg("scoring profile \"%s\" does not exist", cname),
 				 errhint("The profiles are the rows of engagement.scoring_profiles.")));
-	strlcpy(cache->name, name, NAMEDATALEN);
-	cache->valid = true;
-	return &cache->profile;
+	entry = es_intern_profile(fcinfo, cache, &found);
+	old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+	cache->by_name = lappend(cache->by_name, (void *) entry);
+	MemoryContextSwitchTo(old);
+	return cache->last_by_name = entry;
 }
 
 /*
@@ -240,69 +285,43 @@ es_document_source(void)
 }
 
 /*
- * The one copy of a carried profile's values per query: states keep pointers to it, so it lives
- * in fn_mcxt (not the aggregate context: a rescan resets that, and the pointers would dangle).
- */
-static const es_profile *
-es_intern_profile(FunctionCallInfo fcinfo, const es_profile *p)
-{
-	ProfileCache *cache = es_cache(fcinfo);
-	ListCell   *lc;
-	es_profile *copy;
-	MemoryContext old;
-
-	foreach(lc, cache->interned)
-		if (memcmp(lfirst(lc), p, sizeof(es_profile)) == 0)
-			return (const es_profile *) lfirst(lc);
-	old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
-	copy = palloc(sizeof(es_profile));
-	*copy = *p;
-	cache->interned = lappend(cache->interned, copy);
-	MemoryContextSwitchTo(old);
-	return copy;
-}
-
-/*
  * A profile given as a document (to_jsonb of a scoring_profiles row): every parameter travels
  * with the query, so a server that scores it (a postgres_fdw shard) needs no copy of the
- * profiles table.  Sets *name to the document's name.
+ * profiles table.
  */
-static const es_profile *
-es_document_profile(FunctionCallInfo fcinfo, ProfileCache *cache, Jsonb *doc, const char **name)
+static const NamedProfile *
+es_profile_from_document(FunctionCallInfo fcinfo, Jsonb *doc)
 {
-	es_profile	p;
+	ProfileCache *cache = es_cache(fcinfo);
+	NamedProfile found;
 	int			i;
 	int			slot;
 
 	for (i = 0; i < lengthof(cache->documents); i++)
 		if (cache->documents[i].doc != NULL && VARSIZE(doc) == VARSIZE(cache->documents[i].doc) &&
 			memcmp(doc, cache->documents[i].doc, VARSIZE(doc)) == 0)
-		{
-			*name = cache->documents[i].name;
 			return cache->documents[i].profile;
-		}
 
 	if (!JB_ROOT_IS_OBJECT(doc) || JB_ROOT_IS_SCALAR(doc))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("a scoring profile document must be a JSON object (to_jsonb of an engagement.scoring_profiles row)")));
+	(void) es_read_profile(es_document_source(), JSONBOID, PointerGetDatum(doc), "document", &found);
 	slot = cache->next_document;
 	cache->next_document = (slot + 1) % lengthof(cache->documents);
-	(void) es_read_profile(es_document_source(), JSONBOID, PointerGetDatum(doc), "document", &p,
-						   cache->documents[slot].name);
 	if (cache->documents[slot].doc != NULL)
 		pfree(cache->documents[slot].doc);
 	cache->documents[slot].doc = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, VARSIZE(doc));
 	memcpy(cache->documents[slot].doc, doc, VARSIZE(doc));
-	cache->documents[slot].profile = es_intern_profile(fcinfo, &p);
-	*name = cache->documents[slot].name;
+	cache->documents[slot].profile = es_intern_profile(fcinfo, cache, &found);
 	return cache->documents[slot].profile;
 }
 
 /* Maps engagement.event_type's OIDs to kernel event types (once per query). */
 static int
-es_event_type_of(FunctionCallInfo fcinfo, ProfileCache *cache, Oid value)
+es_event_type_of(FunctionCallInfo fcinfo, Oid value)
 {
+	ProfileCache *cache = es_cache(fcinfo);
 	int			t;
 
 	if (!OidIsValid(cache->enum_type))
@@ -337,8 +356,9 @@ es_event_type_of(FunctionCallInfo fcinfo, ProfileCache *cache, Oid value)
 typedef struct ScoreState
 {
 	es_accum	acc;
-	char		profile[NAMEDATALEN];
-	const es_profile *carried;	/* the profile's values when given as a document, else NULL */
+	NamedProfile profile;		/* by value: the final function scores with these, wherever it runs */
+	const NamedProfile *resolved;	/* the cache entry copied into profile (NULL in a combined or
+									 * deserialized state): rows of the same entry skip comparing */
 	int32	   *day_keys;		/* in the aggregate context */
 	int32		ndays;
 	int32		capacity;
@@ -346,12 +366,12 @@ typedef struct ScoreState
 } ScoreState;
 
 static ScoreState *
-score_state_new(MemoryContext aggcontext, int64 as_of, const char *profile, int capacity)
+score_state_new(MemoryContext aggcontext, int64 as_of, const NamedProfile *profile, int capacity)
 {
 	ScoreState *st = MemoryContextAllocZero(aggcontext, sizeof(ScoreState));
 
 	es_accum_init(&st->acc, as_of);
-	strlcpy(st->profile, profile, NAMEDATALEN);
+	st->profile = *profile;
 	st->capacity = Max(capacity, 8);
 	st->day_keys = MemoryContextAlloc(aggcontext, st->capacity * sizeof(int32));
 	return st;
@@ -397,25 +417,50 @@ score_state_add_day(ScoreState *st, int32 key)
 	}
 }
 
+/*
+ * Every row and partial state of a group must have the same as_of and profile, by name and
+ * values.  profile is a cache entry (a row's) or another state's copy; the entry the state was
+ * made from is the same profile without comparing.
+ */
 static void
-score_state_check_same(ScoreState *st, int64 as_of, const char *profile, const es_profile *carried)
+score_state_check_same(const ScoreState *st, int64 as_of, const NamedProfile *profile)
 {
 	if (st->acc.as_of != as_of)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("as_of must be the same for every row of a group"),
 				 errdetail("Got %s after %s.", timestamptz_to_str(as_of), timestamptz_to_str(st->acc.as_of))));
-	if (strcmp(st->profile, profile) != 0)
+	if (st->resolved == profile)
+		return;
+	if (strcmp(st->profile.name, profile->name) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("the profile must be the same for every row of a group"),
-				 errdetail("Got \"%s\" after \"%s\".", profile, st->profile)));
-	if (st->carried != carried &&
-		(st->carried == NULL || carried == NULL || memcmp(st->carried, carried, sizeof(es_profile)) != 0))
+				 errdetail("Got \"%s\" after \"%s\".", profile->name, st->profile.name)));
+	if (memcmp(&st->profile.values, &profile->values, sizeof(es_profile)) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("the profile must be the same for every row of a group"),
-				 errdetail("Profile \"%s\" came with different parameters.", profile)));
+				 errdetail("Profile \"%s\" came with different parameters.", profile->name)));
+}
+
+/* Adds a row's event to its group's state (made by the first row); profile is a cache entry. */
+static ScoreState *
+score_state_add_event(ScoreState *st, MemoryContext aggcontext, int64 as_of, const NamedProfile *profile,
+					  int type, int64 occurred_at, double value)
+{
+	int32		key;
+
+	if (st == NULL)
+	{
+		st = score_state_new(aggcontext, as_of, profile, 16);
+		st->resolved = profile;
+	}
+	else
+		score_state_check_same(st, as_of, profile);
+	if (es_accumulate(&st->acc, &st->profile.values, type, occurred_at, value, &key))
+		score_state_add_day(st, key);
+	return st;
 }
 
 PG_FUNCTION_INFO_V1(es_score_events_transfn);
@@ -425,16 +470,11 @@ es_score_events_transfn(PG_FUNCTION_ARGS)
 	MemoryContext aggcontext = es_aggcontext(fcinfo, "score_events");
 	ScoreState *st = PG_ARGISNULL(0) ? NULL : (ScoreState *) PG_GETARG_POINTER(0);
 	bool		has_profile_arg = PG_NARGS() >= 6;
-	ProfileCache *cache;
-	const es_profile *profile;
-	const es_profile *carried = NULL;
+	const NamedProfile *profile;
 	int64		occurred_at,
 				as_of;
 	int			type;
 	double		value = 0;
-	int32		key;
-	char		profile_buf[NAMEDATALEN];
-	const char *profile_name = "default";
 
 	/*
 	 * Like a strict aggregate, rows with a NULL argument are skipped (the value may be NULL).
@@ -450,29 +490,17 @@ es_score_events_transfn(PG_FUNCTION_ARGS)
 
 	as_of = es_finite_timestamp(PG_GETARG_DATUM(4), "as_of");
 	occurred_at = es_finite_timestamp(PG_GETARG_DATUM(2), "occurred_at");
-	cache = es_cache(fcinfo);
-	if (has_profile_arg && get_fn_expr_argtype(fcinfo->flinfo, 5) == JSONBOID)
-		carried = es_document_profile(fcinfo, cache, PG_GETARG_JSONB_P(5), &profile_name);
-	else if (has_profile_arg)
+	if (!has_profile_arg)
+		profile = es_profile_by_name(fcinfo, "default", strlen("default"));
+	else if (get_fn_expr_argtype(fcinfo->flinfo, 5) == JSONBOID)
+		profile = es_profile_from_document(fcinfo, PG_GETARG_JSONB_P(5));
+	else
 	{
-		text	   *t = PG_GETARG_TEXT_PP(5);
-		int			len = VARSIZE_ANY_EXHDR(t);
+		text	   *name = PG_GETARG_TEXT_PP(5);
 
-		/* Hot path: the profile of the previous row (a byte comparison, no copy). */
-		if (cache->valid && len == (int) strlen(cache->name) && memcmp(VARDATA_ANY(t), cache->name, len) == 0)
-			profile_name = cache->name;
-		else
-		{
-			if (len >= NAMEDATALEN)
-				ereport(ERROR,
-						(errcode(ERRCODE_UNDEFINED_OBJECT),
-						 errmsg("scoring profile \"%s\" does not exist", text_to_cstring(t))));
-			text_to_cstring_buffer(t, profile_buf, sizeof profile_buf);
-			profile_name = profile_buf;
-		}
+		profile = es_profile_by_name(fcinfo, VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name));
 	}
-	profile = carried ? carried : es_lookup_profile(cache, profile_name);
-	type = es_event_type_of(fcinfo, cache, PG_GETARG_OID(1));
+	type = es_event_type_of(fcinfo, PG_GETARG_OID(1));
 
 	if (type == ES_CONVERTED && !PG_ARGISNULL(3))
 	{
@@ -488,18 +516,7 @@ es_score_events_transfn(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("conversion_value must not be negative, got %g", value)));
 	}
-
-	if (st == NULL)
-	{
-		st = score_state_new(aggcontext, as_of, profile_name, 16);
-		st->carried = carried;
-	}
-	else
-		score_state_check_same(st, as_of, profile_name, carried);
-
-	if (es_accumulate(&st->acc, profile, type, occurred_at, value, &key))
-		score_state_add_day(st, key);
-	PG_RETURN_POINTER(st);
+	PG_RETURN_POINTER(score_state_add_event(st, aggcontext, as_of, profile, type, occurred_at, value));
 }
 
 PG_FUNCTION_INFO_V1(es_score_events_combinefn);
@@ -515,15 +532,14 @@ es_score_events_combinefn(PG_FUNCTION_ARGS)
 	if (a == NULL)
 	{
 		/* Copy b into the aggregate context: it may live elsewhere. */
-		a = score_state_new(aggcontext, b->acc.as_of, b->profile, b->ndays);
+		a = score_state_new(aggcontext, b->acc.as_of, &b->profile, b->ndays);
 		a->acc = b->acc;
 		memcpy(a->day_keys, b->day_keys, b->ndays * sizeof(int32));
 		a->ndays = b->ndays;
 		a->compacted = b->compacted;
-		a->carried = b->carried ? es_intern_profile(fcinfo, b->carried) : NULL;
 		PG_RETURN_POINTER(a);
 	}
-	score_state_check_same(a, b->acc.as_of, b->profile, b->carried);
+	score_state_check_same(a, b->acc.as_of, &b->profile);
 	es_merge(&a->acc, &b->acc);
 	score_state_reserve(a, b->ndays);
 	memcpy(a->day_keys + a->ndays, b->day_keys, b->ndays * sizeof(int32));
@@ -531,10 +547,12 @@ es_score_events_combinefn(PG_FUNCTION_ARGS)
 	PG_RETURN_POINTER(a);
 }
 
-/* Serialized form: format byte, the accumulator's fields, profile name, day keys, and with
- * format 2 the carried profile's values. */
-#define SCORE_STATE_FORMAT 1
-#define SCORE_STATE_FORMAT_CARRIED 2
+/*
+ * Serialized form: format byte, the accumulator's fields, the profile's name and values, the
+ * day keys.  A serialized state only passes between the processes of one query, so there is one
+ * format: the deserialize function rejects any other.
+ */
+#define SCORE_STATE_FORMAT 3
 
 static void
 send_sum(StringInfo buf, const es_sum *s)
@@ -555,6 +573,8 @@ Datum
 es_score_events_serialfn(PG_FUNCTION_ARGS)
 {
 	ScoreState *st = (ScoreState *) PG_GETARG_POINTER(0);
+	const double *values = (const double *) &st->profile.values;
+	int32		namelen = (int32) strlen(st->profile.name);
 	StringInfoData buf;
 	int			i;
 
@@ -562,7 +582,7 @@ es_score_events_serialfn(PG_FUNCTION_ARGS)
 	score_state_compact(st);
 
 	pq_begintypsend(&buf);
-	pq_sendbyte(&buf, st->carried ? SCORE_STATE_FORMAT_CARRIED : SCORE_STATE_FORMAT);
+	pq_sendbyte(&buf, SCORE_STATE_FORMAT);
 	pq_sendint64(&buf, st->acc.as_of);
 	pq_sendint64(&buf, st->acc.event_count);
 	pq_sendint64(&buf, st->acc.engaging_count);
@@ -578,14 +598,13 @@ es_score_events_serialfn(PG_FUNCTION_ARGS)
 	pq_sendint32(&buf, st->acc.opted_out);
 	pq_sendint32(&buf, st->acc.ignored_future);
 	/* the name as raw bytes: pq_sendstring would convert it to the client encoding */
-	pq_sendint32(&buf, (int32) strlen(st->profile));
-	pq_sendbytes(&buf, st->profile, (int) strlen(st->profile));
+	pq_sendint32(&buf, namelen);
+	pq_sendbytes(&buf, st->profile.name, namelen);
+	for (i = 0; i < ES_PROFILE_VALUES; i++)
+		pq_sendfloat8(&buf, values[i]);
 	pq_sendint32(&buf, st->ndays);
 	for (i = 0; i < st->ndays; i++)
 		pq_sendint32(&buf, st->day_keys[i]);
-	if (st->carried)
-		for (i = 0; i < ES_PROFILE_VALUES; i++)
-			pq_sendfloat8(&buf, ((const double *) st->carried)[i]);
 	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
 }
 
@@ -596,20 +615,19 @@ es_score_events_deserialfn(PG_FUNCTION_ARGS)
 	bytea	   *raw = PG_GETARG_BYTEA_PP(0);
 	StringInfoData buf;
 	es_accum	acc;
-	char		profile[NAMEDATALEN];
+	NamedProfile profile;
+	double	   *values = (double *) &profile.values;
 	int32		namelen;
 	ScoreState *st;
 	int32		n;
 	int			i;
-	int			format;
 
 	buf.data = VARDATA_ANY(raw);
 	buf.len = VARSIZE_ANY_EXHDR(raw);
 	buf.maxlen = buf.len;
 	buf.cursor = 0;
 
-	format = pq_getmsgbyte(&buf);
-	if (format != SCORE_STATE_FORMAT && format != SCORE_STATE_FORMAT_CARRIED)
+	if (pq_getmsgbyte(&buf) != SCORE_STATE_FORMAT)
 		elog(ERROR, "unknown score_events state format");
 	acc.as_of = pq_getmsgint64(&buf);
 	acc.event_count = pq_getmsgint64(&buf);
@@ -628,44 +646,37 @@ es_score_events_deserialfn(PG_FUNCTION_ARGS)
 	namelen = pq_getmsgint(&buf, 4);
 	if (namelen < 0 || namelen >= NAMEDATALEN)
 		elog(ERROR, "corrupt score_events state");
-	pq_copymsgbytes(&buf, profile, namelen);
-	profile[namelen] = '\0';
+	memset(&profile, 0, sizeof profile);
+	pq_copymsgbytes(&buf, profile.name, namelen);
+	for (i = 0; i < ES_PROFILE_VALUES; i++)
+		values[i] = pq_getmsgfloat8(&buf);
 	n = pq_getmsgint(&buf, 4);
 	if (n < 0 || (int64) n * 4 > buf.len - buf.cursor)
 		elog(ERROR, "corrupt score_events state");
 
 	/* In the per-input-tuple context: the combine function copies what it keeps. */
 	(void) es_aggcontext(fcinfo, "score_events deserialize");
-	st = score_state_new(CurrentMemoryContext, acc.as_of, profile, n);
+	st = score_state_new(CurrentMemoryContext, acc.as_of, &profile, n);
 	st->acc = acc;
 	for (i = 0; i < n; i++)
 		st->day_keys[i] = pq_getmsgint(&buf, 4);
 	st->ndays = n;
 	st->compacted = n;
-	if (format == SCORE_STATE_FORMAT_CARRIED)
-	{
-		es_profile *p = palloc(sizeof(es_profile));
-
-		for (i = 0; i < ES_PROFILE_VALUES; i++)
-			((double *) p)[i] = pq_getmsgfloat8(&buf);
-		st->carried = p;
-	}
 	pq_getmsgend(&buf);
 	PG_RETURN_POINTER(st);
 }
 
-/* Scores a final state; false when there is nothing to score. */
+/* Scores a final state with the profile it carries; false when there is nothing to score. */
 static bool
-score_state_finalize(FunctionCallInfo fcinfo, ScoreState *st, const es_profile **profile, es_result *result)
+score_state_finalize(ScoreState *st, es_result *result)
 {
 	char		err[ES_ERRLEN];
 	int			status;
 
 	if (st == NULL || st->acc.event_count == 0)
 		return false;
-	*profile = st->carried ? st->carried : es_lookup_profile(es_cache(fcinfo), st->profile);
 	score_state_compact(st);
-	status = es_finalize(&st->acc, st->day_keys, (size_t) st->ndays, *profile, result, err, sizeof err);
+	status = es_finalize(&st->acc, st->day_keys, (size_t) st->ndays, &st->profile.values, result, err, sizeof err);
 	if (status != ES_OK)
 		es_raise(status, err);
 	return true;
@@ -696,18 +707,18 @@ es_score_events_finalfn(PG_FUNCTION_ARGS)
 {
 	ScoreState *st = PG_ARGISNULL(0) ? NULL : (ScoreState *) PG_GETARG_POINTER(0);
 	const es_profile *profile;
+	TupleDesc	result_desc = (TupleDesc) fcinfo->flinfo->fn_extra;
 	es_result	r;
-	ProfileCache *cache;
 	Datum		values[SCORE_FIELDS];
 	bool		nulls[SCORE_FIELDS] = {false};
 	int			natts;
 
 	(void) es_aggcontext(fcinfo, "score_events final");
-	if (!score_state_finalize(fcinfo, st, &profile, &r))
+	if (!score_state_finalize(st, &r))
 		PG_RETURN_NULL();
+	profile = &st->profile.values;
 
-	cache = es_cache(fcinfo);
-	if (cache->result_desc == NULL)
+	if (result_desc == NULL)
 	{
 		TupleDesc	desc;
 		MemoryContext old;
@@ -715,15 +726,16 @@ es_score_events_finalfn(PG_FUNCTION_ARGS)
 		if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 			elog(ERROR, "score_events must return a composite type");
 		old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
-		cache->result_desc = BlessTupleDesc(CreateTupleDescCopy(desc));
+		result_desc = BlessTupleDesc(CreateTupleDescCopy(desc));
 		MemoryContextSwitchTo(old);
+		fcinfo->flinfo->fn_extra = result_desc;	/* kept for the query */
 	}
-	natts = cache->result_desc->natts;
+	natts = result_desc->natts;
 	if (natts != SCORE_FIELDS && natts != SCORE_FIELDS_1_0)
 		elog(ERROR, "engagement.score has %d attributes, expected %d", natts, SCORE_FIELDS);
 
 	values[0] = TimestampTzGetDatum(st->acc.as_of);
-	values[1] = CStringGetTextDatum(st->profile);
+	values[1] = CStringGetTextDatum(st->profile.name);
 	values[2] = Float8GetDatum(r.composite);
 	values[3] = Float8GetDatum(r.recency);
 	values[4] = Float8GetDatum(r.frequency);
@@ -758,7 +770,7 @@ es_score_events_finalfn(PG_FUNCTION_ARGS)
 			es_raise(status, err);
 		values[18] = Float8GetDatum(r.opted_out ? expected * (1.0 - profile->opt_out_penalty) : expected);
 	}
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(cache->result_desc, values, nulls)));
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(result_desc, values, nulls)));
 }
 
 PG_FUNCTION_INFO_V1(es_explain_events_finalfn);
@@ -766,7 +778,6 @@ Datum
 es_explain_events_finalfn(PG_FUNCTION_ARGS)
 {
 	ScoreState *st = PG_ARGISNULL(0) ? NULL : (ScoreState *) PG_GETARG_POINTER(0);
-	const es_profile *profile;
 	es_result	r;
 	char		err[ES_ERRLEN];
 	char	   *text_c = NULL;
@@ -774,10 +785,10 @@ es_explain_events_finalfn(PG_FUNCTION_ARGS)
 	int			status;
 
 	(void) es_aggcontext(fcinfo, "explain_events final");
-	if (!score_state_finalize(fcinfo, st, &profile, &r))
+	if (!score_state_finalize(st, &r))
 		PG_RETURN_NULL();
 
-	status = es_explain(&r, profile, &text_c, err, sizeof err);
+	status = es_explain(&r, &st->profile.values, &text_c, err, sizeof err);
 	if (status != ES_OK)
 		es_raise(status, err);
 	/* The kernel's string is malloc()ed: copy it, free it, then return. */
@@ -1234,14 +1245,12 @@ PG_FUNCTION_INFO_V1(es_btyd_summary_transfn);
 Datum
 es_btyd_summary_transfn(PG_FUNCTION_ARGS)
 {
-	static bool defaults_ready = false;
-	static es_profile defaults;
+	static NamedProfile builtin_default;	/* lives as long as the process, like a cache entry */
 	MemoryContext aggcontext = es_aggcontext(fcinfo, "btyd_summary");
 	ScoreState *st = PG_ARGISNULL(0) ? NULL : (ScoreState *) PG_GETARG_POINTER(0);
 	int64		occurred_at,
 				as_of;
 	int			type;
-	int32		key;
 
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
 	{
@@ -1249,21 +1258,15 @@ es_btyd_summary_transfn(PG_FUNCTION_ARGS)
 			PG_RETURN_NULL();	/* SQL NULL, not a NULL pointer (see score_events) */
 		PG_RETURN_POINTER(st);
 	}
-	if (!defaults_ready)
+	if (builtin_default.name[0] == '\0')
 	{
-		defaults = es_default_profile();
-		defaults_ready = true;
+		builtin_default.values = es_default_profile();
+		strlcpy(builtin_default.name, "default", NAMEDATALEN);
 	}
 	occurred_at = es_finite_timestamp(PG_GETARG_DATUM(2), "occurred_at");
 	as_of = es_finite_timestamp(PG_GETARG_DATUM(3), "as_of");
-	type = es_event_type_of(fcinfo, es_cache(fcinfo), PG_GETARG_OID(1));
-	if (st == NULL)
-		st = score_state_new(aggcontext, as_of, "default", 16);
-	else
-		score_state_check_same(st, as_of, "default", NULL);
-	if (es_accumulate(&st->acc, &defaults, type, occurred_at, 0, &key))
-		score_state_add_day(st, key);
-	PG_RETURN_POINTER(st);
+	type = es_event_type_of(fcinfo, PG_GETARG_OID(1));
+	PG_RETURN_POINTER(score_state_add_event(st, aggcontext, as_of, &builtin_default, type, occurred_at, 0));
 }
 
 PG_FUNCTION_INFO_V1(es_btyd_summary_finalfn);
