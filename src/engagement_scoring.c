@@ -426,10 +426,15 @@ static void
 score_state_check_same(const ScoreState *st, int64 as_of, const NamedProfile *profile)
 {
 	if (st->acc.as_of != as_of)
+	{
+		/* timestamptz_to_str returns a static buffer: copy one of the two */
+		char	   *got = pstrdup(timestamptz_to_str(as_of));
+
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("as_of must be the same for every row of a group"),
-				 errdetail("Got %s after %s.", timestamptz_to_str(as_of), timestamptz_to_str(st->acc.as_of))));
+				 errdetail("Got %s after %s.", got, timestamptz_to_str(st->acc.as_of))));
+	}
 	if (st->resolved == profile)
 		return;
 	if (strcmp(st->profile.name, profile->name) != 0)
