@@ -2,7 +2,9 @@
 EXTENSION    = engagement_scoring
 MODULE_big   = engagement_scoring
 KERNEL_SRCS  = $(wildcard src/*.cpp)
-OBJS         = src/engagement_scoring.o $(KERNEL_SRCS:.cpp=.o)
+# The PostgreSQL glue, plain C, one file per family of SQL objects (src/glue/es_glue.h).
+GLUE_SRCS    = $(wildcard src/glue/*.c)
+OBJS         = $(GLUE_SRCS:.c=.o) $(KERNEL_SRCS:.cpp=.o)
 DATA         = $(wildcard sql/engagement_scoring--*.sql)
 
 # pg_regress reads sql/<test>.sql and expected/<test>.out (the classic layout), in this order.
