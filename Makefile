@@ -15,7 +15,12 @@ ISOLATION      = refresh_concurrency
 ISOLATION_OPTS = --inputdir=test/isolation --outputdir=test/isolation
 
 PG_CONFIG   ?= pg_config
-PG_CPPFLAGS  = -I$(srcdir)/src
+# The glue compiles with -Wall -Wextra -Werror.  PostgreSQL's server headers come in as system
+# headers: some of their inline functions and macros (ilist.h, bufpage.h, array.h, VARATT_*) do
+# not pass -Wextra (unused parameters, signed/unsigned comparisons), which is not ours to fix;
+# the glue's own code, format strings of its ereport()s included, stays checked.
+PG_CPPFLAGS  = -I$(srcdir)/src -isystem $(includedir_server)
+PG_CFLAGS    = -Wall -Wextra -Werror
 # The kernel is C++17.  PGXS links with gcc, so bring the C++ runtime along, and give the
 # LLVM bitcode compile (clang-14 defaults to C++14) the same standard.
 PG_CXXFLAGS  = -std=c++17

@@ -18,6 +18,8 @@
 
 #include "es_glue.h"
 
+#define CACHED_DOCUMENTS 8
+
 /* In a transition function's fn_extra: what it resolved in this query. */
 typedef struct ProfileCache
 {
@@ -33,7 +35,7 @@ typedef struct ProfileCache
 	{
 		Jsonb	   *doc;
 		const NamedProfile *profile;
-	}			documents[8];
+	}			documents[CACHED_DOCUMENTS];
 	int			next_document;
 	/* engagement.event_type's OID per kernel event type, for the transition function */
 	Oid			enum_type;
@@ -221,7 +223,7 @@ es_profile_from_document(FunctionCallInfo fcinfo, Jsonb *doc)
 	int			i;
 	int			slot;
 
-	for (i = 0; i < lengthof(cache->documents); i++)
+	for (i = 0; i < CACHED_DOCUMENTS; i++)
 		if (cache->documents[i].doc != NULL && VARSIZE(doc) == VARSIZE(cache->documents[i].doc) &&
 			memcmp(doc, cache->documents[i].doc, VARSIZE(doc)) == 0)
 			return cache->documents[i].profile;
@@ -232,7 +234,7 @@ es_profile_from_document(FunctionCallInfo fcinfo, Jsonb *doc)
 				 errmsg("a scoring profile document must be a JSON object (to_jsonb of an engagement.scoring_profiles row)")));
 	(void) es_read_profile(es_document_source(), JSONBOID, PointerGetDatum(doc), "document", &found);
 	slot = cache->next_document;
-	cache->next_document = (slot + 1) % lengthof(cache->documents);
+	cache->next_document = (slot + 1) % CACHED_DOCUMENTS;
 	if (cache->documents[slot].doc != NULL)
 		pfree(cache->documents[slot].doc);
 	cache->documents[slot].doc = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, VARSIZE(doc));
