@@ -32,6 +32,9 @@ EXTRA_CLEAN  = test/unit/kernel_tests results regression.diffs regression.out te
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# PGXS tracks header dependencies only in a PostgreSQL configured with --enable-depend.
+$(GLUE_SRCS:.c=.o) $(GLUE_SRCS:.c=.bc): src/glue/es_glue.h src/scoring_kernel.h src/btyd_kernel.h
+
 # GoogleTest unit tests of the pure C++ kernels (no PostgreSQL needed).
 UNIT_SRCS = $(wildcard test/unit/*.cpp)
 test/unit/kernel_tests: $(KERNEL_SRCS) $(UNIT_SRCS) $(wildcard src/*.h)
