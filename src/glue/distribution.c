@@ -24,39 +24,44 @@ float8_cmp(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* _pack_sorted(float8[]): the array's values, sorted, as a bytea of native float8s. */
-PG_FUNCTION_INFO_V1(es_pack_sorted);
-Datum
-es_pack_sorted(PG_FUNCTION_ARGS)
+/*
+ * A float8[]'s values, sorted, as a bytea of native float8s: the form of a distribution.  It
+ * holds no NULL, and no NaN (qsort needs a total order).
+ */
+static bytea *
+sorted_distribution(ArrayType *arr)
 {
-	ArrayType  *arr = PG_GETARG_ARRAYTYPE_P(0);
 	int			n = ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));
 	bytea	   *out;
 	double	   *v;
+	int			i;
 
 	if (ARR_ELEMTYPE(arr) != FLOAT8OID)
-		elog(ERROR, "_pack_sorted expects float8[]");
+		elog(ERROR, "expected float8[]");
 	if (ARR_HASNULL(arr) && array_contains_nulls(arr))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("a score distribution cannot hold NULL")));
-	{
-		const double *in = (const double *) ARR_DATA_PTR(arr);
-		int			i;
-
-		for (i = 0; i < n; i++)
-			if (isnan(in[i]))	/* qsort needs a total order */
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("a score distribution cannot hold NaN")));
-	}
 	out = palloc(VARHDRSZ + (Size) n * sizeof(double));
 	SET_VARSIZE(out, VARHDRSZ + (Size) n * sizeof(double));
 	v = (double *) VARDATA(out);
 	if (n > 0)
 		memcpy(v, ARR_DATA_PTR(arr), (Size) n * sizeof(double));
+	for (i = 0; i < n; i++)
+		if (isnan(v[i]))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("a score distribution cannot hold NaN")));
 	qsort(v, n, sizeof(double), float8_cmp);
-	PG_RETURN_BYTEA_P(out);
+	return out;
+}
+
+/* _pack_sorted(float8[]): the array's values as a distribution. */
+PG_FUNCTION_INFO_V1(es_pack_sorted);
+Datum
+es_pack_sorted(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BYTEA_P(sorted_distribution(PG_GETARG_ARRAYTYPE_P(0)));
 }
 
 /* A distribution detoasted once per query, for _count_below over many rows. */
@@ -146,31 +151,6 @@ es_count_below(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(lo);
 }
 
-/* The float8 values of an array without NULLs, sorted (palloc'd); *n gets their count. */
-static double *
-sorted_values(ArrayType *arr, int *n)
-{
-	double	   *v;
-
-	if (ARR_ELEMTYPE(arr) != FLOAT8OID)
-		elog(ERROR, "expected float8[]");
-	if (ARR_HASNULL(arr) && array_contains_nulls(arr))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("a score distribution cannot hold NULL")));
-	*n = ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));
-	v = palloc(Max(*n, 1) * sizeof(double));
-	if (*n > 0)
-		memcpy(v, ARR_DATA_PTR(arr), (Size) *n * sizeof(double));
-	for (int i = 0; i < *n; i++)
-		if (isnan(v[i]))		/* qsort needs a total order */
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("a score distribution cannot hold NaN")));
-	qsort(v, *n, sizeof(double), float8_cmp);
-	return v;
-}
-
 /*
  * _merge_distribution(sorted bytea, removed float8[], added float8[]): the distribution with
  * one occurrence of each removed value taken out and the added values merged in, in one pass
@@ -184,10 +164,12 @@ es_merge_distribution(PG_FUNCTION_ARGS)
 	bytea	   *old = PG_GETARG_BYTEA_PP(0);
 	int64		nold = VARSIZE_ANY_EXHDR(old) / sizeof(double);
 	const double *ov = (const double *) VARDATA_ANY(old);
-	int			nrem,
-				nadd;
-	double	   *rem = sorted_values(PG_GETARG_ARRAYTYPE_P(1), &nrem);
-	double	   *add = sorted_values(PG_GETARG_ARRAYTYPE_P(2), &nadd);
+	bytea	   *removed = sorted_distribution(PG_GETARG_ARRAYTYPE_P(1));
+	bytea	   *added = sorted_distribution(PG_GETARG_ARRAYTYPE_P(2));
+	const double *rem = (const double *) VARDATA(removed);
+	const double *add = (const double *) VARDATA(added);
+	int			nrem = (int) ((VARSIZE(removed) - VARHDRSZ) / sizeof(double));
+	int			nadd = (int) ((VARSIZE(added) - VARHDRSZ) / sizeof(double));
 	int64		nout = nold - nrem + nadd;
 	bytea	   *out;
 	double	   *o;
