@@ -10,10 +10,8 @@
 
 #include "access/detoast.h"
 #include "catalog/pg_type.h"
+#include "fmgr.h"
 #include "utils/array.h"
-#include "utils/builtins.h"
-
-#include "es_glue.h"
 
 static int
 float8_cmp(const void *a, const void *b)

@@ -70,9 +70,9 @@ score_state_add_day(ScoreState *st, int32 key)
 }
 
 /*
- * Every row and partial state of a group must have the same as_of and profile, by name and
- * values.  profile is a cache entry (a row's) or another state's copy; the entry the state was
- * made from is the same profile without comparing.
+ * Every row and partial state of a group must have the same as_of and profile, by name and by
+ * values.  profile is a row's cache entry or another state's copy.  Cache entries are interned:
+ * a row of the entry the state was made from (the usual case) is checked by pointer alone.
  */
 static void
 score_state_check_same(const ScoreState *st, int64 as_of, const NamedProfile *profile)

@@ -14,7 +14,6 @@
 #include <math.h>
 
 #include "common/shortest_dec.h"
-#include "utils/builtins.h"
 #include "utils/float.h"
 
 #include "es_glue.h"

@@ -7,8 +7,6 @@
 
 #include <math.h>
 
-#include "utils/timestamp.h"
-
 #include "es_glue.h"
 
 typedef struct DecayState
