@@ -2,7 +2,9 @@
 EXTENSION    = engagement_scoring
 MODULE_big   = engagement_scoring
 KERNEL_SRCS  = $(wildcard src/*.cpp)
-OBJS         = src/engagement_scoring.o $(KERNEL_SRCS:.cpp=.o)
+# The PostgreSQL glue, plain C, one file per family of SQL objects (src/glue/es_glue.h).
+GLUE_SRCS    = $(wildcard src/glue/*.c)
+OBJS         = $(GLUE_SRCS:.c=.o) $(KERNEL_SRCS:.cpp=.o)
 EXTVERSION   = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control)
 # CREATE EXTENSION runs one script: the current version's, built from sql/src/ (one file per
 # concern, in dependency order).  Older versions keep their install script (1.0) and every
@@ -20,10 +22,15 @@ ISOLATION      = refresh_concurrency
 ISOLATION_OPTS = --inputdir=test/isolation --outputdir=test/isolation
 
 PG_CONFIG   ?= pg_config
-PG_CPPFLAGS  = -I$(srcdir)/src
+# The glue compiles with -Wall -Wextra -Werror.  PostgreSQL's server headers come in as system
+# headers: some of their inline functions and macros (ilist.h, bufpage.h, array.h, VARATT_*) do
+# not pass -Wextra (unused parameters, signed/unsigned comparisons), which is not ours to fix;
+# the glue's own code, format strings of its ereport()s included, stays checked.
+PG_CPPFLAGS  = -I$(srcdir)/src -isystem $(includedir_server)
+PG_CFLAGS    = -Wall -Wextra -Werror
 # The kernel is C++17.  PGXS links with gcc, so bring the C++ runtime along, and give the
 # LLVM bitcode compile (clang-14 defaults to C++14) the same standard.
-PG_CXXFLAGS  = -std=c++17
+PG_CXXFLAGS  = -std=c++17 -Wall -Wextra -Werror
 SHLIB_LINK   = -lstdc++ -lm
 COMPILE.cxx.bc = $(CLANG) -xc++ -std=c++17 -Wno-ignored-attributes $(BITCODE_CXXFLAGS) $(CPPFLAGS) -flto=thin -emit-llvm -c
 
@@ -38,9 +45,11 @@ sql/$(EXTENSION)--$(EXTVERSION).sql: $(SQL_SOURCES) $(EXTENSION).control
 	         '\echo Use "CREATE EXTENSION engagement_scoring" to load this file. \quit'; \
 	  for f in $(SQL_SOURCES); do printf '\n-- ===== %s\n\n' $$f; cat $$f; done; } > $@
 
-# PGXS tracks no header dependencies: when a header of src/ changes, rebuild every object (and its
-# JIT bitcode), so that the C glue and the kernels never disagree on a struct's layout.
+# PGXS tracks header dependencies only in a PostgreSQL configured with --enable-depend: rebuild
+# every object (and its JIT bitcode) when a header changes, so that the glue and the kernels never
+# disagree on a struct's layout.
 $(OBJS) $(OBJS:.o=.bc): $(wildcard src/*.h)
+$(GLUE_SRCS:.c=.o) $(GLUE_SRCS:.c=.bc): src/glue/es_glue.h
 
 # GoogleTest unit tests of the pure C++ kernels (no PostgreSQL needed).
 UNIT_SRCS = $(wildcard test/unit/*.cpp)

@@ -1,0 +1,95 @@
+/*
+ * es_glue.h: what the files of the PostgreSQL glue share (internal, not installed).
+ *
+ * The glue is C on purpose: the models live in the C++ kernels, reached only through the
+ * noexcept, status-returning APIs of scoring_kernel.h and btyd_kernel.h.  So no C++ exception
+ * can cross into PostgreSQL, and every ereport() of the glue is raised from a C frame that owns
+ * no C++ object.
+ *
+ * One file per family of SQL objects:
+ *   common.c        the module magic and the helpers below
+ *   profiles.c      scoring profiles (by name or from a document) and event types, per query
+ *   score_events.c  score_events / explain_events: state, transition, combine, (de)serialize, final
+ *   state_text.c    the text form of the states decay_state and btyd_fit_state
+ *   time_decay.c    time_decay (decay_state)
+ *   distribution.c  score distributions: _pack_sorted, _count_below, _merge_distribution
+ *   btyd.c          btyd_summary, fit_mbgnbd / fit_bgnbd (btyd_fit_state), p_alive and co.
+ *   replaced.c      the 1.0 and 1.1 entry points that 1.2 replaced
+ *
+ * Every function the SQL scripts name ('MODULE_PATHNAME', 'es_...') keeps its name: installed
+ * catalogs of every version refer to it.  Functions shared between files are es_-prefixed too,
+ * so that no other loaded library's symbol can stand in for them.
+ */
+#ifndef ES_GLUE_H
+#define ES_GLUE_H
+
+#include "datatype/timestamp.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "utils/jsonb.h"
+
+#include "scoring_kernel.h"
+
+#define ES_ERRLEN 256			/* a kernel's message buffer */
+
+/* common.c */
+extern void es_raise(int status, const char *message) pg_attribute_noreturn();
+extern MemoryContext es_aggcontext(FunctionCallInfo fcinfo, const char *fname);
+extern TimestampTz es_finite_timestamp(Datum d, const char *what);
+
+/* profiles.c */
+
+/* es_profile's fields are all doubles: the profile as an array of values. */
+#define ES_PROFILE_VALUES ((int) (sizeof(es_profile) / sizeof(double)))
+
+/*
+ * A resolved profile: its name and values.  The cache interns them in fn_mcxt (one entry per
+ * distinct name and values, never changed or freed during the query), so two pointers to
+ * entries are equal exactly when the profiles are.  Zero-padded, so entries compare by memcmp.
+ */
+typedef struct NamedProfile
+{
+	char		name[NAMEDATALEN];
+	es_profile	values;
+} NamedProfile;
+
+extern const NamedProfile *es_profile_by_name(FunctionCallInfo fcinfo, const char *name, int len);
+extern const NamedProfile *es_profile_from_document(FunctionCallInfo fcinfo, Jsonb *doc);
+extern const NamedProfile *es_builtin_default_profile(void);
+extern int	es_event_type_of(FunctionCallInfo fcinfo, Oid value);
+
+/* score_events.c: the state, which btyd_summary shares */
+typedef struct ScoreState
+{
+	es_accum	acc;
+	NamedProfile profile;		/* by value: the final function scores with these, wherever it runs */
+	const NamedProfile *resolved;	/* the cache entry copied into profile (NULL in a combined or
+									 * deserialized state): rows of the same entry skip comparing */
+	int32	   *day_keys;		/* in the aggregate context */
+	int32		ndays;
+	int32		capacity;
+	int32		compacted;		/* length of the last compaction: when to compact again */
+} ScoreState;
+
+extern ScoreState *es_score_state_add_event(ScoreState *st, MemoryContext aggcontext, int64 as_of,
+											const NamedProfile *profile, int type, int64 occurred_at,
+											double value);
+extern void es_score_state_compact(ScoreState *st);
+
+/* state_text.c: a cursor over a state's text form; every error is 22P02 and quotes the input */
+typedef struct StateParser
+{
+	const char *type;
+	char	   *input;
+	char	   *pos;
+} StateParser;
+
+extern void es_append_float8(StringInfo buf, double v);
+extern void es_state_syntax_error(StateParser *sp, const char *why) pg_attribute_noreturn();
+extern bool es_state_accept(StateParser *sp, char c);
+extern void es_state_expect(StateParser *sp, char c);
+extern double es_state_float8(StateParser *sp);
+extern int64 es_state_int64(StateParser *sp);
+extern void es_state_end(StateParser *sp);
+
+#endif							/* ES_GLUE_H */

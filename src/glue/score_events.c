@@ -1,0 +1,446 @@
+/*
+ * score_events.c: score_events and explain_events (and btyd_summary's state): one contact's
+ * events, the rows of a group, accumulated by the kernel under a profile the state carries.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "funcapi.h"
+#include "libpq/pqformat.h"
+#include "utils/builtins.h"
+#include "utils/numeric.h"
+#include "utils/timestamp.h"
+
+#include "es_glue.h"
+
+static ScoreState *
+score_state_new(MemoryContext aggcontext, int64 as_of, const NamedProfile *profile, int capacity)
+{
+	ScoreState *st = MemoryContextAllocZero(aggcontext, sizeof(ScoreState));
+
+	es_accum_init(&st->acc, as_of);
+	st->profile = *profile;
+	st->capacity = Max(capacity, 8);
+	st->day_keys = MemoryContextAlloc(aggcontext, st->capacity * sizeof(int32));
+	return st;
+}
+
+void
+es_score_state_compact(ScoreState *st)
+{
+	st->ndays = (int32) es_compact_day_keys(st->day_keys, (size_t) st->ndays);
+	st->compacted = st->ndays;
+}
+
+/* Makes room for extra more keys: compact when duplicates may have piled up, else grow. */
+static void
+score_state_reserve(ScoreState *st, int32 extra)
+{
+	if (st->ndays + extra <= st->capacity)
+		return;
+	if (st->ndays > 2 * st->compacted)
+		es_score_state_compact(st);
+	if (st->ndays + extra > st->capacity)
+	{
+		int64		want = Max((int64) st->capacity * 2, (int64) st->ndays + extra);
+
+		if (want > (int64) (MaxAllocSize / sizeof(int32)))
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("too many engagement days in one group")));
+		st->day_keys = repalloc(st->day_keys, want * sizeof(int32));
+		st->capacity = (int32) want;
+	}
+}
+
+/* Adds an engagement-day key.  Events often come in time order: a repeat of the last key is
+ * dropped at once; other duplicates go at the next compaction. */
+static inline void
+score_state_add_day(ScoreState *st, int32 key)
+{
+	if (st->ndays == 0 || st->day_keys[st->ndays - 1] != key)
+	{
+		score_state_reserve(st, 1);
+		st->day_keys[st->ndays++] = key;
+	}
+}
+
+/*
+ * Every row and partial state of a group must have the same as_of and profile, by name and by
+ * values.  profile is a row's cache entry or another state's copy.  Cache entries are interned:
+ * a row of the entry the state was made from (the usual case) is checked by pointer alone.
+ */
+static void
+score_state_check_same(const ScoreState *st, int64 as_of, const NamedProfile *profile)
+{
+	if (st->acc.as_of != as_of)
+	{
+		/* timestamptz_to_str returns a static buffer: copy one of the two */
+		char	   *got = pstrdup(timestamptz_to_str(as_of));
+
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("as_of must be the same for every row of a group"),
+				 errdetail("Got %s after %s.", got, timestamptz_to_str(st->acc.as_of))));
+	}
+	if (st->resolved == profile)
+		return;
+	if (strcmp(st->profile.name, profile->name) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the profile must be the same for every row of a group"),
+				 errdetail("Got \"%s\" after \"%s\".", profile->name, st->profile.name)));
+	if (memcmp(&st->profile.values, &profile->values, sizeof(es_profile)) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the profile must be the same for every row of a group"),
+				 errdetail("Profile \"%s\" came with different parameters.", profile->name)));
+}
+
+/* Adds a row's event to its group's state (made by the first row); profile is a cache entry. */
+ScoreState *
+es_score_state_add_event(ScoreState *st, MemoryContext aggcontext, int64 as_of, const NamedProfile *profile,
+						 int type, int64 occurred_at, double value)
+{
+	int32		key;
+
+	if (st == NULL)
+	{
+		st = score_state_new(aggcontext, as_of, profile, 16);
+		st->resolved = profile;
+	}
+	else
+		score_state_check_same(st, as_of, profile);
+	if (es_accumulate(&st->acc, &st->profile.values, type, occurred_at, value, &key))
+		score_state_add_day(st, key);
+	return st;
+}
+
+PG_FUNCTION_INFO_V1(es_score_events_transfn);
+Datum
+es_score_events_transfn(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggcontext = es_aggcontext(fcinfo, "score_events");
+	ScoreState *st = PG_ARGISNULL(0) ? NULL : (ScoreState *) PG_GETARG_POINTER(0);
+	bool		has_profile_arg = PG_NARGS() >= 6;
+	const NamedProfile *profile;
+	int64		occurred_at,
+				as_of;
+	int			type;
+	double		value = 0;
+
+	/*
+	 * Like a strict aggregate, rows with a NULL argument are skipped (the value may be NULL).
+	 * Before the first row the state is SQL NULL, never a NULL pointer: a worker whose rows were
+	 * all skipped would otherwise hand one to the (strict) serialize function.
+	 */
+	if (PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(4) || (has_profile_arg && PG_ARGISNULL(5)))
+	{
+		if (st == NULL)
+			PG_RETURN_NULL();
+		PG_RETURN_POINTER(st);
+	}
+
+	as_of = es_finite_timestamp(PG_GETARG_DATUM(4), "as_of");
+	occurred_at = es_finite_timestamp(PG_GETARG_DATUM(2), "occurred_at");
+	if (!has_profile_arg)
+		profile = es_profile_by_name(fcinfo, "default", strlen("default"));
+	else if (get_fn_expr_argtype(fcinfo->flinfo, 5) == JSONBOID)
+		profile = es_profile_from_document(fcinfo, PG_GETARG_JSONB_P(5));
+	else
+	{
+		text	   *name = PG_GETARG_TEXT_PP(5);
+
+		profile = es_profile_by_name(fcinfo, VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name));
+	}
+	type = es_event_type_of(fcinfo, PG_GETARG_OID(1));
+
+	if (type == ES_CONVERTED && !PG_ARGISNULL(3))
+	{
+		Numeric		n = PG_GETARG_NUMERIC(3);
+
+		if (numeric_is_nan(n) || numeric_is_inf(n))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("conversion_value must be a finite number")));
+		value = DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(n)));
+		if (value < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("conversion_value must not be negative, got %g", value)));
+	}
+	PG_RETURN_POINTER(es_score_state_add_event(st, aggcontext, as_of, profile, type, occurred_at, value));
+}
+
+PG_FUNCTION_INFO_V1(es_score_events_combinefn);
+Datum
+es_score_events_combinefn(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggcontext = es_aggcontext(fcinfo, "score_events combine");
+	ScoreState *a = PG_ARGISNULL(0) ? NULL : (ScoreState *) PG_GETARG_POINTER(0);
+	ScoreState *b = PG_ARGISNULL(1) ? NULL : (ScoreState *) PG_GETARG_POINTER(1);
+
+	if (b == NULL)
+		PG_RETURN_POINTER(a);
+	if (a == NULL)
+	{
+		/* Copy b into the aggregate context: it may live elsewhere. */
+		a = score_state_new(aggcontext, b->acc.as_of, &b->profile, b->ndays);
+		a->acc = b->acc;
+		memcpy(a->day_keys, b->day_keys, b->ndays * sizeof(int32));
+		a->ndays = b->ndays;
+		a->compacted = b->compacted;
+		PG_RETURN_POINTER(a);
+	}
+	score_state_check_same(a, b->acc.as_of, &b->profile);
+	es_merge(&a->acc, &b->acc);
+	score_state_reserve(a, b->ndays);
+	memcpy(a->day_keys + a->ndays, b->day_keys, b->ndays * sizeof(int32));
+	a->ndays += b->ndays;
+	PG_RETURN_POINTER(a);
+}
+
+/*
+ * Serialized form: format byte, the accumulator's fields, the profile's name and values, the
+ * day keys.  A serialized state only passes between the processes of one query, so there is one
+ * format: the deserialize function rejects any other.
+ */
+#define SCORE_STATE_FORMAT 3
+
+static void
+send_sum(StringInfo buf, const es_sum *s)
+{
+	pq_sendfloat8(buf, s->sum);
+	pq_sendfloat8(buf, s->compensation);
+}
+
+static void
+recv_sum(StringInfo buf, es_sum *s)
+{
+	s->sum = pq_getmsgfloat8(buf);
+	s->compensation = pq_getmsgfloat8(buf);
+}
+
+PG_FUNCTION_INFO_V1(es_score_events_serialfn);
+Datum
+es_score_events_serialfn(PG_FUNCTION_ARGS)
+{
+	ScoreState *st = (ScoreState *) PG_GETARG_POINTER(0);
+	const double *values = (const double *) &st->profile.values;
+	int32		namelen = (int32) strlen(st->profile.name);
+	StringInfoData buf;
+	int			i;
+
+	(void) es_aggcontext(fcinfo, "score_events serialize");
+	es_score_state_compact(st);
+
+	pq_begintypsend(&buf);
+	pq_sendbyte(&buf, SCORE_STATE_FORMAT);
+	pq_sendint64(&buf, st->acc.as_of);
+	pq_sendint64(&buf, st->acc.event_count);
+	pq_sendint64(&buf, st->acc.engaging_count);
+	pq_sendint64(&buf, st->acc.first_event_at);
+	pq_sendint64(&buf, st->acc.last_engaged_at);
+	pq_sendint64(&buf, st->acc.window_event_count);
+	pq_sendint64(&buf, st->acc.window_oldest_at);
+	for (i = 0; i < ES_EVENT_TYPES; i++)
+		pq_sendint64(&buf, st->acc.window_type_count[i]);
+	send_sum(&buf, &st->acc.window_value);
+	send_sum(&buf, &st->acc.decay_raw);
+	send_sum(&buf, &st->acc.conversion_total);
+	pq_sendint32(&buf, st->acc.opted_out);
+	pq_sendint32(&buf, st->acc.ignored_future);
+	/* the name as raw bytes: pq_sendstring would convert it to the client encoding */
+	pq_sendint32(&buf, namelen);
+	pq_sendbytes(&buf, st->profile.name, namelen);
+	for (i = 0; i < ES_PROFILE_VALUES; i++)
+		pq_sendfloat8(&buf, values[i]);
+	pq_sendint32(&buf, st->ndays);
+	for (i = 0; i < st->ndays; i++)
+		pq_sendint32(&buf, st->day_keys[i]);
+	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
+}
+
+PG_FUNCTION_INFO_V1(es_score_events_deserialfn);
+Datum
+es_score_events_deserialfn(PG_FUNCTION_ARGS)
+{
+	bytea	   *raw = PG_GETARG_BYTEA_PP(0);
+	StringInfoData buf;
+	es_accum	acc;
+	NamedProfile profile;
+	double	   *values = (double *) &profile.values;
+	int32		namelen;
+	ScoreState *st;
+	int32		n;
+	int			i;
+
+	buf.data = VARDATA_ANY(raw);
+	buf.len = VARSIZE_ANY_EXHDR(raw);
+	buf.maxlen = buf.len;
+	buf.cursor = 0;
+
+	if (pq_getmsgbyte(&buf) != SCORE_STATE_FORMAT)
+		elog(ERROR, "unknown score_events state format");
+	acc.as_of = pq_getmsgint64(&buf);
+	acc.event_count = pq_getmsgint64(&buf);
+	acc.engaging_count = pq_getmsgint64(&buf);
+	acc.first_event_at = pq_getmsgint64(&buf);
+	acc.last_engaged_at = pq_getmsgint64(&buf);
+	acc.window_event_count = pq_getmsgint64(&buf);
+	acc.window_oldest_at = pq_getmsgint64(&buf);
+	for (i = 0; i < ES_EVENT_TYPES; i++)
+		acc.window_type_count[i] = pq_getmsgint64(&buf);
+	recv_sum(&buf, &acc.window_value);
+	recv_sum(&buf, &acc.decay_raw);
+	recv_sum(&buf, &acc.conversion_total);
+	acc.opted_out = pq_getmsgint(&buf, 4);
+	acc.ignored_future = pq_getmsgint(&buf, 4);
+	namelen = pq_getmsgint(&buf, 4);
+	if (namelen < 0 || namelen >= NAMEDATALEN)
+		elog(ERROR, "corrupt score_events state");
+	memset(&profile, 0, sizeof profile);
+	pq_copymsgbytes(&buf, profile.name, namelen);
+	for (i = 0; i < ES_PROFILE_VALUES; i++)
+		values[i] = pq_getmsgfloat8(&buf);
+	n = pq_getmsgint(&buf, 4);
+	if (n < 0 || (int64) n * 4 > buf.len - buf.cursor)
+		elog(ERROR, "corrupt score_events state");
+
+	/* In the per-input-tuple context: the combine function copies what it keeps. */
+	(void) es_aggcontext(fcinfo, "score_events deserialize");
+	st = score_state_new(CurrentMemoryContext, acc.as_of, &profile, n);
+	st->acc = acc;
+	for (i = 0; i < n; i++)
+		st->day_keys[i] = pq_getmsgint(&buf, 4);
+	st->ndays = n;
+	st->compacted = n;
+	pq_getmsgend(&buf);
+	PG_RETURN_POINTER(st);
+}
+
+/* Scores a final state with the profile it carries; false when there is nothing to score. */
+static bool
+score_state_finalize(ScoreState *st, es_result *result)
+{
+	char		err[ES_ERRLEN];
+	int			status;
+
+	if (st == NULL || st->acc.event_count == 0)
+		return false;
+	es_score_state_compact(st);
+	status = es_finalize(&st->acc, st->day_keys, (size_t) st->ndays, &st->profile.values, result, err, sizeof err);
+	if (status != ES_OK)
+		es_raise(status, err);
+	return true;
+}
+
+/*
+ * The conversion total as numeric.  Values of the events table have cents: a sum within
+ * rounding of a whole number of cents is that number exactly (and quicker than float8_numeric's
+ * printf); anything else goes through float8_numeric.
+ */
+static Datum
+conversion_total_numeric(double total)
+{
+	double		cents = rint(total * 100.0);
+
+	if (fabs(cents) < 1e15 && fabs(total * 100.0 - cents) <= 1e-6)
+		return NumericGetDatum(int64_div_fast_to_numeric((int64) cents, 2));
+	return DirectFunctionCall1(float8_numeric, Float8GetDatum(total));
+}
+
+/* engagement.score has 18 fields in 1.0 and 19 from 1.1 on (expected_engagements_30d). */
+#define SCORE_FIELDS_1_0 18
+#define SCORE_FIELDS 19
+
+PG_FUNCTION_INFO_V1(es_score_events_finalfn);
+Datum
+es_score_events_finalfn(PG_FUNCTION_ARGS)
+{
+	ScoreState *st = PG_ARGISNULL(0) ? NULL : (ScoreState *) PG_GETARG_POINTER(0);
+	TupleDesc	result_desc = (TupleDesc) fcinfo->flinfo->fn_extra;
+	es_result	r;
+	Datum		values[SCORE_FIELDS];
+	bool		nulls[SCORE_FIELDS] = {false};
+	int			natts;
+
+	(void) es_aggcontext(fcinfo, "score_events final");
+	if (!score_state_finalize(st, &r))
+		PG_RETURN_NULL();
+
+	if (result_desc == NULL)
+	{
+		TupleDesc	desc;
+		MemoryContext old;
+
+		if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+			elog(ERROR, "score_events must return a composite type");
+		old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+		result_desc = BlessTupleDesc(CreateTupleDescCopy(desc));
+		MemoryContextSwitchTo(old);
+		fcinfo->flinfo->fn_extra = result_desc;	/* kept for the query */
+	}
+	natts = result_desc->natts;
+	if (natts != SCORE_FIELDS && natts != SCORE_FIELDS_1_0)
+		elog(ERROR, "engagement.score has %d attributes, expected %d", natts, SCORE_FIELDS);
+
+	values[0] = TimestampTzGetDatum(st->acc.as_of);
+	values[1] = CStringGetTextDatum(st->profile.name);
+	values[2] = Float8GetDatum(r.composite);
+	values[3] = Float8GetDatum(r.recency);
+	values[4] = Float8GetDatum(r.frequency);
+	values[5] = Float8GetDatum(r.monetary);
+	values[6] = Float8GetDatum(r.time_decay);
+	values[7] = Float8GetDatum(r.diversity);
+	values[8] = Float8GetDatum(r.engagement_probability);
+	values[9] = Float8GetDatum(r.conversion_probability);
+	values[10] = Float8GetDatum(r.churn_risk);
+	values[11] = CStringGetTextDatum(es_segment_name(r.segment));
+	values[12] = BoolGetDatum(r.opted_out != 0);
+	values[13] = Int64GetDatum(st->acc.event_count);
+	values[14] = Int64GetDatum(st->acc.engaging_count);
+	values[15] = conversion_total_numeric(es_sum_value(&st->acc.conversion_total));
+	values[16] = TimestampTzGetDatum(st->acc.first_event_at);
+	if (st->acc.engaging_count > 0)
+		values[17] = TimestampTzGetDatum(st->acc.last_engaged_at);
+	else
+		nulls[17] = true;
+	if (natts == SCORE_FIELDS)
+		values[18] = Float8GetDatum(r.expected_engagements_horizon);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(result_desc, values, nulls)));
+}
+
+PG_FUNCTION_INFO_V1(es_explain_events_finalfn);
+Datum
+es_explain_events_finalfn(PG_FUNCTION_ARGS)
+{
+	ScoreState *st = PG_ARGISNULL(0) ? NULL : (ScoreState *) PG_GETARG_POINTER(0);
+	es_result	r;
+	char		err[ES_ERRLEN];
+	char	   *text_c = NULL;
+	text	   *result;
+	int			status;
+
+	(void) es_aggcontext(fcinfo, "explain_events final");
+	if (!score_state_finalize(st, &r))
+		PG_RETURN_NULL();
+
+	status = es_explain(&r, &st->profile.values, &text_c, err, sizeof err);
+	if (status != ES_OK)
+		es_raise(status, err);
+	/* The kernel's string is malloc()ed: copy it, free it, then return. */
+	PG_TRY();
+	{
+		result = cstring_to_text(text_c);
+	}
+	PG_FINALLY();
+	{
+		free(text_c);
+	}
+	PG_END_TRY();
+	PG_RETURN_TEXT_P(result);
+}
