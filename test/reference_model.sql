@@ -3,11 +3,29 @@
 -- It follows the formulas literally (power(), 1 - exp()), unlike the C++ kernel's log-space forms.
 CREATE SCHEMA IF NOT EXISTS ref;
 
--- a close to b: 1e-9 relative, or 1e-12 absolute for values at zero.
+-- a close to b: 1e-9 relative, or 1e-12 absolute for values at zero.  Never NULL: a NULL is
+-- close only to a NULL (so that `WHERE NOT ref.close(got, expected)` also reports a missing value).
 CREATE FUNCTION ref.close(a float8, b float8) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
-    SELECT (a IS NULL AND b IS NULL)
-        OR abs(a - b) <= greatest(1e-9 * greatest(abs(a), abs(b)), 1e-12)
+    SELECT CASE WHEN a IS NULL OR b IS NULL THEN a IS NULL AND b IS NULL
+                ELSE abs(a - b) <= greatest(1e-9 * greatest(abs(a), abs(b)), 1e-12) END
 $$;
+
+-- got fails the test against expected: '~' close (ref.close), '=' exactly equal (NULL = NULL),
+-- '<', '<=', '>', '>=' (NULL fails).  For checks that list their failures as rows of
+-- (what, got, test, expected): WHERE ref.fails(got, test, expected).
+CREATE FUNCTION ref.fails(got float8, test text, expected float8) RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF test IS NULL OR test NOT IN ('~', '=', '<', '<=', '>', '>=') THEN
+        RAISE EXCEPTION 'ref.fails: unknown test %', test;
+    END IF;
+    RETURN CASE test WHEN '~' THEN NOT ref.close(got, expected)
+                     WHEN '=' THEN got IS DISTINCT FROM expected
+                     WHEN '<' THEN (got < expected) IS NOT TRUE
+                     WHEN '<=' THEN (got <= expected) IS NOT TRUE
+                     WHEN '>' THEN (got > expected) IS NOT TRUE
+                     WHEN '>=' THEN (got >= expected) IS NOT TRUE
+           END;
+END $$;
 
 -- The SQLSTATE and message of a statement, or 'ok'.
 CREATE FUNCTION ref.sqlstate_of(stmt text) RETURNS text LANGUAGE plpgsql AS $$
@@ -113,6 +131,79 @@ SELECT contact_id, ROW(
   FROM fin
 $q$, events) USING as_of, profile;
 END $fn$;
+
+-- The fields of an extension score that differ from the reference's, one row each, none when all
+-- agree: (field, got, expected) as text.  Floats within ref.close, the others exactly.  Not strict:
+-- a score missing on one side (NULL) differs in every field that the other side has.
+CREATE FUNCTION ref.reference_mismatches(got engagement.score, expected ref.score)
+RETURNS TABLE (field text, got text, expected text) LANGUAGE sql STABLE AS $$
+    SELECT f.field, f.g::text, f.e::text
+      FROM (VALUES ('composite', got.composite, expected.composite),
+                   ('recency', got.recency, expected.recency),
+                   ('frequency', got.frequency, expected.frequency),
+                   ('monetary', got.monetary, expected.monetary),
+                   ('time_decay', got.time_decay, expected.time_decay),
+                   ('diversity', got.diversity, expected.diversity),
+                   ('engagement_probability', got.engagement_probability, expected.engagement_probability),
+                   ('conversion_probability', got.conversion_probability, expected.conversion_probability),
+                   ('churn_risk', got.churn_risk, expected.churn_risk)) f(field, g, e)
+     WHERE NOT ref.close(f.g, f.e)
+    UNION ALL
+    SELECT f.field, f.g, f.e
+      FROM (VALUES ('segment', got.segment, expected.segment),
+                   ('opted_out', got.opted_out::text, expected.opted_out::text),
+                   ('event_count', got.event_count::text, expected.event_count::text),
+                   ('engaging_count', got.engaging_count::text, expected.engaging_count::text)) f(field, g, e)
+     WHERE f.g IS DISTINCT FROM f.e
+$$;
+
+-- Two extension scores field by field: the fields that differ, one row each, none when all agree:
+-- (field, got, expected) as text, got from a, expected from b.  how = 'close': floats within
+-- ref.close, the others exactly; 'exact': every field exactly (as the row comparison
+-- `a IS DISTINCT FROM b` does); 'text': every field's text form (as `a::text IS DISTINCT FROM
+-- b::text` does, under the session's extra_float_digits).  Not strict: a score missing on one
+-- side differs in every field.
+CREATE FUNCTION ref.score_mismatches(a engagement.score, b engagement.score, how text DEFAULT 'close')
+RETURNS TABLE (field text, got text, expected text) LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF how IS NULL OR how NOT IN ('close', 'exact', 'text') THEN
+        RAISE EXCEPTION 'ref.score_mismatches: how must be close, exact or text, not %', how;
+    END IF;
+    RETURN QUERY
+    SELECT f.field, f.g::text, f.e::text
+      FROM (VALUES ('composite', a.composite, b.composite),
+                   ('recency', a.recency, b.recency),
+                   ('frequency', a.frequency, b.frequency),
+                   ('monetary', a.monetary, b.monetary),
+                   ('time_decay', a.time_decay, b.time_decay),
+                   ('diversity', a.diversity, b.diversity),
+                   ('engagement_probability', a.engagement_probability, b.engagement_probability),
+                   ('conversion_probability', a.conversion_probability, b.conversion_probability),
+                   ('churn_risk', a.churn_risk, b.churn_risk),
+                   ('expected_engagements_30d', a.expected_engagements_30d, b.expected_engagements_30d)
+           ) f(field, g, e)
+     WHERE CASE how WHEN 'close' THEN NOT ref.close(f.g, f.e)
+                    WHEN 'exact' THEN f.g IS DISTINCT FROM f.e
+                    ELSE f.g::text IS DISTINCT FROM f.e::text END
+    UNION ALL
+    SELECT f.field, f.g, f.e
+      FROM (VALUES ('as_of', a.as_of::text, b.as_of::text, a.as_of IS NOT DISTINCT FROM b.as_of),
+                   ('profile', a.profile, b.profile, a.profile IS NOT DISTINCT FROM b.profile),
+                   ('segment', a.segment, b.segment, a.segment IS NOT DISTINCT FROM b.segment),
+                   ('opted_out', a.opted_out::text, b.opted_out::text,
+                    a.opted_out IS NOT DISTINCT FROM b.opted_out),
+                   ('event_count', a.event_count::text, b.event_count::text,
+                    a.event_count IS NOT DISTINCT FROM b.event_count),
+                   ('engaging_count', a.engaging_count::text, b.engaging_count::text,
+                    a.engaging_count IS NOT DISTINCT FROM b.engaging_count),
+                   ('conversion_total', a.conversion_total::text, b.conversion_total::text,
+                    a.conversion_total IS NOT DISTINCT FROM b.conversion_total),
+                   ('first_event_at', a.first_event_at::text, b.first_event_at::text,
+                    a.first_event_at IS NOT DISTINCT FROM b.first_event_at),
+                   ('last_engaged_at', a.last_engaged_at::text, b.last_engaged_at::text,
+                    a.last_engaged_at IS NOT DISTINCT FROM b.last_engaged_at)) f(field, g, e, same)
+     WHERE CASE how WHEN 'text' THEN f.g IS DISTINCT FROM f.e ELSE NOT f.same END;
+END $$;
 
 -- Every field of an extension score against the reference: the names of the fields that differ.
 CREATE FUNCTION ref.differences(e engagement.score, r ref.score) RETURNS text[] LANGUAGE sql IMMUTABLE AS $$
