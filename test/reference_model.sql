@@ -133,29 +133,32 @@ $q$, events) USING as_of, profile;
 END $fn$;
 
 -- The fields of an extension score that differ from the reference's, one row each, none when all
--- agree: (field, got, expected) as text.  Floats within ref.close, the others exactly.  Not strict:
--- a score missing on one side (NULL) differs in every field that the other side has.
-CREATE FUNCTION ref.reference_mismatches(got engagement.score, expected ref.score)
-RETURNS TABLE (field text, got text, expected text) LANGUAGE sql STABLE AS $$
+-- agree: (field, got, expected) as text, got from a, expected from b.  Floats within ref.close, the
+-- others exactly.  Not strict: a score missing on one side (NULL) differs in every field.  PL/pgSQL,
+-- so that it is not inlined: an argument such as engagement_score(...) is evaluated once.
+CREATE FUNCTION ref.reference_mismatches(a engagement.score, b ref.score)
+RETURNS TABLE (field text, got text, expected text) LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN QUERY
     SELECT f.field, f.g::text, f.e::text
-      FROM (VALUES ('composite', got.composite, expected.composite),
-                   ('recency', got.recency, expected.recency),
-                   ('frequency', got.frequency, expected.frequency),
-                   ('monetary', got.monetary, expected.monetary),
-                   ('time_decay', got.time_decay, expected.time_decay),
-                   ('diversity', got.diversity, expected.diversity),
-                   ('engagement_probability', got.engagement_probability, expected.engagement_probability),
-                   ('conversion_probability', got.conversion_probability, expected.conversion_probability),
-                   ('churn_risk', got.churn_risk, expected.churn_risk)) f(field, g, e)
+      FROM (VALUES ('composite', a.composite, b.composite),
+                   ('recency', a.recency, b.recency),
+                   ('frequency', a.frequency, b.frequency),
+                   ('monetary', a.monetary, b.monetary),
+                   ('time_decay', a.time_decay, b.time_decay),
+                   ('diversity', a.diversity, b.diversity),
+                   ('engagement_probability', a.engagement_probability, b.engagement_probability),
+                   ('conversion_probability', a.conversion_probability, b.conversion_probability),
+                   ('churn_risk', a.churn_risk, b.churn_risk)) f(field, g, e)
      WHERE NOT ref.close(f.g, f.e)
     UNION ALL
     SELECT f.field, f.g, f.e
-      FROM (VALUES ('segment', got.segment, expected.segment),
-                   ('opted_out', got.opted_out::text, expected.opted_out::text),
-                   ('event_count', got.event_count::text, expected.event_count::text),
-                   ('engaging_count', got.engaging_count::text, expected.engaging_count::text)) f(field, g, e)
-     WHERE f.g IS DISTINCT FROM f.e
-$$;
+      FROM (VALUES ('segment', a.segment, b.segment),
+                   ('opted_out', a.opted_out::text, b.opted_out::text),
+                   ('event_count', a.event_count::text, b.event_count::text),
+                   ('engaging_count', a.engaging_count::text, b.engaging_count::text)) f(field, g, e)
+     WHERE f.g IS DISTINCT FROM f.e;
+END $$;
 
 -- Two extension scores field by field: the fields that differ, one row each, none when all agree:
 -- (field, got, expected) as text, got from a, expected from b.  how = 'close': floats within
