@@ -11,11 +11,17 @@ CREATE FUNCTION ref.close(a float8, b float8) RETURNS boolean LANGUAGE sql IMMUT
 $$;
 
 -- got fails the test against expected: '~' close (ref.close), '=' exactly equal (NULL = NULL),
--- '<', '<=', '>', '>=' (NULL fails).  For checks that list their failures as rows of
+-- '<', '<=', '>', '>=', 'within 0.001' (|got - expected| < 0.001), 'within 10%'
+-- (|got / expected - 1| < 0.10);
+-- NULL fails all but '~' and '='.  For checks that list their failures as rows of
 -- (what, got, test, expected): WHERE ref.fails(got, test, expected).
 CREATE FUNCTION ref.fails(got float8, test text, expected float8) RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
-    IF test IS NULL OR test NOT IN ('~', '=', '<', '<=', '>', '>=') THEN
+    IF test ~ '^within [0-9.e+-]+%$' THEN
+        RETURN (abs(got / expected - 1) < rtrim(substr(test, 8), '%')::float8 / 100) IS NOT TRUE;
+    ELSIF test ~ '^within [0-9.e+-]+$' THEN
+        RETURN (abs(got - expected) < substr(test, 8)::float8) IS NOT TRUE;
+    ELSIF test IS NULL OR test NOT IN ('~', '=', '<', '<=', '>', '>=') THEN
         RAISE EXCEPTION 'ref.fails: unknown test %', test;
     END IF;
     RETURN CASE test WHEN '~' THEN NOT ref.close(got, expected)
