@@ -214,24 +214,6 @@ BEGIN
      WHERE CASE how WHEN 'text' THEN f.g IS DISTINCT FROM f.e ELSE NOT f.same END;
 END $$;
 
--- Every field of an extension score against the reference: the names of the fields that differ.
-CREATE FUNCTION ref.differences(e engagement.score, r ref.score) RETURNS text[] LANGUAGE sql IMMUTABLE AS $$
-    SELECT array_remove(ARRAY[
-        CASE WHEN NOT ref.close(e.composite, r.composite) THEN 'composite' END,
-        CASE WHEN NOT ref.close(e.recency, r.recency) THEN 'recency' END,
-        CASE WHEN NOT ref.close(e.frequency, r.frequency) THEN 'frequency' END,
-        CASE WHEN NOT ref.close(e.monetary, r.monetary) THEN 'monetary' END,
-        CASE WHEN NOT ref.close(e.time_decay, r.time_decay) THEN 'time_decay' END,
-        CASE WHEN NOT ref.close(e.diversity, r.diversity) THEN 'diversity' END,
-        CASE WHEN NOT ref.close(e.engagement_probability, r.engagement_probability) THEN 'engagement_probability' END,
-        CASE WHEN NOT ref.close(e.conversion_probability, r.conversion_probability) THEN 'conversion_probability' END,
-        CASE WHEN NOT ref.close(e.churn_risk, r.churn_risk) THEN 'churn_risk' END,
-        CASE WHEN e.segment IS DISTINCT FROM r.segment THEN 'segment' END,
-        CASE WHEN e.opted_out IS DISTINCT FROM r.opted_out THEN 'opted_out' END,
-        CASE WHEN e.event_count IS DISTINCT FROM r.event_count THEN 'event_count' END,
-        CASE WHEN e.engaging_count IS DISTINCT FROM r.engaging_count THEN 'engaging_count' END], NULL)
-$$;
-
 -- A deterministic events table of a few thousand contacts, rows in scattered order (so parallel
 -- workers each see part of most contacts).  Hash-based pseudo-randomness: no random(), no seed state.
 CREATE FUNCTION ref.u01(k bigint, salt bigint) RETURNS float8 LANGUAGE sql IMMUTABLE AS $$
