@@ -23,7 +23,7 @@ SELECT r.refreshed, c.contacts_with_events
  WHERE (r.refreshed = c.contacts_with_events) IS NOT TRUE;
 SELECT * FROM stored_vs_live ORDER BY contact_id, field;
 SELECT min(score_version), max(score_version), count(DISTINCT calculated_at) AS refreshes,
-       bool_and(profile_version = 1) AS profile_version_recorded
+       min(profile_version) AS min_profile_version, max(profile_version) AS max_profile_version
   FROM engagement.engagement_scores;
 -- percentile_rank = 100 * percent_rank() of the composite: the contacts where it is not.
 SELECT s.contact_id, s.composite, s.percentile_rank AS stored, r.pr AS expected
