@@ -48,19 +48,28 @@ SELECT h, contact_id % 4 AS worker,
                                occurred_at, '2026-06-01 12:00+00', h)::text AS state
   FROM ref.crm_events, (VALUES (0.5::float8), (14), (365)) hl(h)
  GROUP BY 1, 2;
-SELECT h, count(*) AS partials,
-       bool_and(state::engagement.decay_state::text = state) AS round_trip_identity,
-       citus_sim.decay_combine(state::engagement.decay_state) = (
-           SELECT engagement.time_decay(CASE event_type WHEN 'clicked' THEN 2.5 WHEN 'opted_out' THEN -10 ELSE 1 END,
-                                        occurred_at, '2026-06-01 12:00+00', h) FROM ref.crm_events) AS equals_direct
-  FROM decay_partials GROUP BY h ORDER BY h;
+SELECT h, count(*) AS partials FROM decay_partials GROUP BY h ORDER BY h;
+-- (the partial states whose text changes in a round trip)
+SELECT h, worker, state, state::engagement.decay_state::text AS round_trip
+  FROM decay_partials WHERE (state::engagement.decay_state::text = state) IS NOT TRUE ORDER BY h, worker;
+-- (the half-lives whose combined partials are not the direct result, with the difference: the
+-- values print to 15 digits here)
+SELECT h, combined, direct, combined - direct AS difference
+  FROM (SELECT h, citus_sim.decay_combine(state::engagement.decay_state) AS combined,
+               (SELECT engagement.time_decay(CASE event_type WHEN 'clicked' THEN 2.5 WHEN 'opted_out' THEN -10 ELSE 1 END,
+                                             occurred_at, '2026-06-01 12:00+00', h) FROM ref.crm_events) AS direct
+          FROM decay_partials GROUP BY h) c
+ WHERE (combined = direct) IS NOT TRUE
+ ORDER BY h;
 -- Text form: (sum, compensation, as_of microseconds since 2000-01-01, half_life_days, rows).
 SELECT '(1.5, -0, 833155200000000, 14, 2)'::engagement.decay_state AS parsed,
        citus_sim.decay_combine(s::engagement.decay_state) AS combined
   FROM (VALUES ('(1.5,0,833155200000000,14,2)'), ('(0.25,1e-17,833155200000000,14,1)')) v(s);
 -- Extreme values survive: subnormal, huge, negative zero.
-SELECT s::engagement.decay_state::text = s AS exact
-  FROM (VALUES ('(5e-324,-0,0,1e-300,0)'), ('(1.7976931348623157e+308,-1.2345678901234566e-290,-211813488000000000,0.1,9223372036854775807)')) v(s);
+-- (the states that do not come back as they went in)
+SELECT s AS state_in, s::engagement.decay_state::text AS state_out
+  FROM (VALUES ('(5e-324,-0,0,1e-300,0)'), ('(1.7976931348623157e+308,-1.2345678901234566e-290,-211813488000000000,0.1,9223372036854775807)')) v(s)
+ WHERE (s::engagement.decay_state::text = s) IS NOT TRUE;
 -- (17 significant digits in, the shortest exact form out)
 SELECT '(0.10000000000000001,0,0,14,1)'::engagement.decay_state AS shortest;
 -- Bad text: 22P02, with what is wrong.
@@ -92,10 +101,14 @@ SELECT i AS id, x, CASE WHEN x = 0 THEN 0 ELSE t_x END AS t_x, t, w
           FROM generate_series(1, 6000) i) g;
 CREATE TEMP TABLE fit_partials AS
 SELECT id % 3 AS worker, citus_sim.fit_partial(x, t_x, t, w)::text AS state FROM fit_rows GROUP BY 1;
-SELECT count(*) AS partials, min(length(state) - length(replace(state, '(', ''))) AS fewest_entries,
-       bool_and(state::engagement.btyd_fit_state::text = state) AS round_trip_identity,
-       bool_and(state !~* 'nan') AS nan_free
+SELECT count(*) AS partials, min(length(state) - length(replace(state, '(', ''))) AS fewest_entries
   FROM fit_partials;
+-- (the partial states whose text changes in a round trip, or holds a NaN: their beginnings)
+SELECT worker, v.problem, left(state, 60) AS state, left(state::engagement.btyd_fit_state::text, 60) AS round_trip
+  FROM fit_partials, LATERAL (VALUES ('round trip', (state::engagement.btyd_fit_state::text = state) IS NOT TRUE),
+                                     ('NaN', (state !~* 'nan') IS NOT TRUE)) v(problem, failed)
+ WHERE v.failed
+ ORDER BY worker, v.problem;
 -- One state with every row: (x, t_x, t, weight) entries, collapsed, sorted.
 SELECT (length(s) - length(replace(s, '(', ''))) AS entries, left(s, 60) AS starts
   FROM (SELECT citus_sim.fit_partial(x, t_x, t, w)::text AS s FROM fit_rows) a;
@@ -105,11 +118,14 @@ CREATE TEMP TABLE cdnow (id integer PRIMARY KEY, x integer, t_x float8, t float8
 \copy cdnow FROM '../shared/data/cdnow/cdnow_customers_summary.csv' CSV HEADER
 CREATE TEMP TABLE cdnow_partials AS
 SELECT id % 3 AS worker, citus_sim.fit_partial(x, t_x, t, 1)::text AS state FROM cdnow GROUP BY 1;
-SELECT (SELECT citus_sim.mbgnbd_combine(state::engagement.btyd_fit_state) FROM cdnow_partials)
-       = (SELECT engagement.fit_mbgnbd(x, t_x, t) FROM cdnow) AS mbgnbd_equal,
-       (SELECT citus_sim.bgnbd_combine(state::engagement.btyd_fit_state) FROM cdnow_partials)
-       = (SELECT engagement.fit_bgnbd(x, t_x, t) FROM cdnow) AS bgnbd_equal,
-       (SELECT round((citus_sim.bgnbd_combine(state::engagement.btyd_fit_state)).r::numeric, 4) FROM cdnow_partials) AS bgnbd_r;
+SELECT (SELECT round((citus_sim.bgnbd_combine(state::engagement.btyd_fit_state)).r::numeric, 4) FROM cdnow_partials) AS bgnbd_r;
+-- (the models whose combined fit differs from the direct one; the floats print to 15 digits here)
+SELECT v.model, v.combined, v.direct
+  FROM (VALUES ('mbgnbd', (SELECT citus_sim.mbgnbd_combine(state::engagement.btyd_fit_state) FROM cdnow_partials),
+                (SELECT engagement.fit_mbgnbd(x, t_x, t) FROM cdnow)),
+               ('bgnbd', (SELECT citus_sim.bgnbd_combine(state::engagement.btyd_fit_state) FROM cdnow_partials),
+                (SELECT engagement.fit_bgnbd(x, t_x, t) FROM cdnow))) v(model, combined, direct)
+ WHERE (v.combined = v.direct) IS NOT TRUE;
 SELECT '[]'::engagement.btyd_fit_state AS empty,
        '[ (2, 1.5, 10, 1) , (0,0,4,3) ]'::engagement.btyd_fit_state AS spaced_and_unsorted,
        '[(1,1,5,1),(1,1,5,2)]'::engagement.btyd_fit_state AS duplicates_collapse,
@@ -131,8 +147,11 @@ SET max_parallel_workers_per_gather = 2;
 EXPLAIN (COSTS OFF) SELECT engagement.fit_bgnbd(x, t_x, t, w) FROM citus_sim.summaries;
 CREATE TEMP TABLE fit_par AS SELECT engagement.fit_bgnbd(x, t_x, t, w) AS f FROM citus_sim.summaries;
 SET max_parallel_workers_per_gather = 0;
-SELECT f = (SELECT engagement.fit_bgnbd(x, t_x, t, w) FROM citus_sim.summaries) AS parallel_equals_serial,
-       (f).n AS n, (f).converged FROM fit_par;
+SELECT (f).n AS n, (f).converged FROM fit_par;
+-- (both fits, if the parallel one is not the serial one)
+SELECT fit_par.f AS parallel, s.f AS serial
+  FROM fit_par, (SELECT engagement.fit_bgnbd(x, t_x, t, w) AS f FROM citus_sim.summaries) s
+ WHERE (fit_par.f = s.f) IS NOT TRUE;
 RESET ALL;
 SET extra_float_digits = 0;
 
@@ -148,16 +167,23 @@ CREATE TEMP TABLE by_document AS
 SELECT contact_id, engagement.score_events(event_type, occurred_at, conversion_value, '2026-06-01 12:00+00',
                                            (SELECT to_jsonb(p) FROM engagement.scoring_profiles p WHERE name = 'distributed')) AS s
   FROM ref.crm_events GROUP BY contact_id;
-SELECT count(*) AS contacts, count(*) FILTER (WHERE n.s::text IS NOT DISTINCT FROM d.s::text) AS identical,
-       count(*) FILTER (WHERE n.s IS NULL) AS only_later_events
+SELECT count(*) AS contacts, count(*) FILTER (WHERE n.s IS NULL) AS only_later_events
   FROM by_name n JOIN by_document d USING (contact_id);
+-- Scored with the document, identical to scored by name (as text): the contacts and fields that differ.
+SELECT contact_id, m.field, m.got AS by_document, m.expected AS by_name
+  FROM by_name n JOIN by_document d USING (contact_id), LATERAL ref.score_mismatches(d.s, n.s, 'text') m
+ ORDER BY contact_id, m.field;
 -- The same in parallel (the document's values ride along in the serialized partial states).
 SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0;
 SET max_parallel_workers_per_gather = 2; SET enable_sort = off;
 CREATE TEMP TABLE doc AS SELECT to_jsonb(p) AS d FROM engagement.scoring_profiles p WHERE name = 'distributed';
-SELECT engagement.score_events(e.event_type, e.occurred_at, e.conversion_value, '2026-06-01 12:00+00', doc.d)::text
-       = (SELECT s::text FROM by_name WHERE contact_id = 7) AS one_contact_parallel
+CREATE TEMP TABLE one_contact_parallel AS
+SELECT engagement.score_events(e.event_type, e.occurred_at, e.conversion_value, '2026-06-01 12:00+00', doc.d) AS s
   FROM ref.crm_events e, doc WHERE e.contact_id = 7 GROUP BY doc.d;
+-- (its fields that differ from the score by name; the parallel score missing differs in all)
+SELECT m.field, m.got AS parallel_by_document, m.expected AS by_name
+  FROM ref.score_mismatches((SELECT s FROM one_contact_parallel), (SELECT s FROM by_name WHERE contact_id = 7), 'text') m
+ ORDER BY m.field;
 EXPLAIN (COSTS OFF)
 SELECT e.contact_id, engagement.score_events(e.event_type, e.occurred_at, e.conversion_value, '2026-06-01 12:00+00',
                                              '{"name": "x"}'::jsonb)
@@ -167,9 +193,12 @@ SELECT e.contact_id, engagement.score_events(e.event_type, e.occurred_at, e.conv
                                              (SELECT d FROM doc)) AS s
   FROM ref.crm_events e GROUP BY e.contact_id;
 RESET ALL;
-SELECT count(*) AS contacts, count(*) FILTER (WHERE n.s::text IS NOT DISTINCT FROM d.s::text) AS identical,
-       count(*) FILTER (WHERE n.s IS NULL) AS only_later_events
+SELECT count(*) AS contacts, count(*) FILTER (WHERE n.s IS NULL) AS only_later_events
   FROM by_name n JOIN by_document_parallel d USING (contact_id);
+-- (the contacts and fields that differ from the scores by name, as text)
+SELECT contact_id, m.field, m.got AS by_document_parallel, m.expected AS by_name
+  FROM by_name n JOIN by_document_parallel d USING (contact_id), LATERAL ref.score_mismatches(d.s, n.s, 'text') m
+ ORDER BY contact_id, m.field;
 -- Its name is the document's; a profile need not exist here to be scored with.
 SELECT (engagement.score_events(event_type, occurred_at, conversion_value, '2026-06-01 12:00+00',
                                 jsonb_set(d, '{name}', '"elsewhere"'))).profile
@@ -185,21 +214,29 @@ SELECT engagement.score_events('opened', now(), NULL, now(), '{"name": "a"}'::js
 -- Rows alternating between two documents (a cross join of profiles): each document is read once,
 -- and the scores are those of the named profiles.
 INSERT INTO engagement.scoring_profiles (name, recency_tau_days) VALUES ('distributed_2', 60);
-SELECT count(*) AS scores,
-       count(*) FILTER (WHERE d.s::text IS NOT DISTINCT FROM
-                        (SELECT engagement.score_events(e.event_type, e.occurred_at, e.conversion_value, '2026-06-01 12:00+00', d.name)
-                           FROM ref.crm_events e WHERE e.contact_id = d.contact_id)::text) AS as_named
-  FROM (SELECT e.contact_id, p.name,
-               engagement.score_events(e.event_type, e.occurred_at, e.conversion_value, '2026-06-01 12:00+00', to_jsonb(p)) AS s
-          FROM ref.crm_events e CROSS JOIN engagement.scoring_profiles p
-         WHERE p.name IN ('distributed', 'distributed_2') AND e.contact_id <= 50
-         GROUP BY 1, 2) d;
+CREATE TEMP TABLE alternating AS
+SELECT e.contact_id, p.name,
+       engagement.score_events(e.event_type, e.occurred_at, e.conversion_value, '2026-06-01 12:00+00', to_jsonb(p)) AS s
+  FROM ref.crm_events e CROSS JOIN engagement.scoring_profiles p
+ WHERE p.name IN ('distributed', 'distributed_2') AND e.contact_id <= 50
+ GROUP BY 1, 2;
+SELECT count(*) AS scores FROM alternating;
+-- (the contacts, profiles and fields that differ from the score by the profile's name, as text)
+SELECT d.contact_id, d.name, m.field, m.got AS by_document, m.expected AS by_name
+  FROM alternating d,
+       LATERAL ref.score_mismatches(d.s, (SELECT engagement.score_events(e.event_type, e.occurred_at, e.conversion_value,
+                                                                         '2026-06-01 12:00+00', d.name)
+                                            FROM ref.crm_events e WHERE e.contact_id = d.contact_id), 'text') m
+ ORDER BY d.contact_id, d.name, m.field;
 -- The document is read with pg_catalog's types, whatever the caller's pg_temp holds.
 CREATE DOMAIN pg_temp.text AS int4;
 CREATE DOMAIN pg_temp.float8 AS int4;
-SELECT (engagement.score_events(event_type, occurred_at, conversion_value, '2026-06-01 12:00+00', d)).composite
-       = (SELECT (s).composite FROM by_name WHERE contact_id = 7) AS unaffected
-  FROM ref.crm_events, doc WHERE contact_id = 7 GROUP BY d;
+-- (both composites, if they differ; no casts here: they would find the domains)
+SELECT with_domains, by_name
+  FROM (SELECT (SELECT (engagement.score_events(event_type, occurred_at, conversion_value, '2026-06-01 12:00+00', d)).composite
+                  FROM ref.crm_events, doc WHERE contact_id = 7 GROUP BY d) AS with_domains,
+               (SELECT (s).composite FROM by_name WHERE contact_id = 7) AS by_name) c
+ WHERE (with_domains = by_name) IS NOT TRUE;
 DROP DOMAIN pg_temp.text;
 DROP DOMAIN pg_temp.float8;
 

@@ -22,12 +22,14 @@ SELECT stage, contacts, events, rate_from_previous, rate_from_delivered
   FROM engagement.funnel(424242, '2026-03-01 00:00+00', '2026-03-02 00:00+00');
 SELECT stage, contacts, events FROM engagement.funnel(424243);
 SELECT stage, contacts, rate_from_previous, rate_from_delivered FROM engagement.funnel(-1);   -- no events: zeros, no division by zero
--- Without a campaign: every event, and the same counts as a GROUP BY.
-SELECT count(*) AS funnel_mismatches
+-- Without a campaign: every event, and the same counts as a GROUP BY: the stages that differ.
+SELECT stage, f.contacts AS funnel_contacts, g.contacts AS group_by_contacts,
+       f.events AS funnel_events, g.events AS group_by_events
   FROM engagement.funnel() f
-  JOIN (SELECT event_type::text AS stage, count(DISTINCT contact_id) AS contacts, count(*) AS events
-          FROM engagement.engagement_events GROUP BY event_type) g USING (stage)
- WHERE f.contacts <> g.contacts OR f.events <> g.events;
+  FULL JOIN (SELECT event_type::text AS stage, count(DISTINCT contact_id) AS contacts, count(*) AS events
+               FROM engagement.engagement_events GROUP BY event_type) g USING (stage)
+ WHERE f.contacts IS DISTINCT FROM g.contacts OR f.events IS DISTINCT FROM g.events
+ ORDER BY stage;
 EXPLAIN (COSTS OFF) SELECT count(*) FROM engagement.engagement_events WHERE campaign_id = 424242;
 SELECT ref.sqlstate_of($$SELECT * FROM engagement.funnel(1, NULL)$$) AS null_since;
 
@@ -40,11 +42,17 @@ INSERT INTO pages SELECT 1, rn, id, occurred_at FROM engagement.contact_events(7
 INSERT INTO pages SELECT 2, rn, id, occurred_at FROM engagement.contact_events(7000009, (SELECT id FROM pages WHERE page = 1 ORDER BY rn DESC LIMIT 1), 3) WITH ORDINALITY e(id, contact_id, campaign_id, event_type, occurred_at, conversion_value, channel, device_type, parent_event_id, metadata, created_at, rn);
 INSERT INTO pages SELECT 3, rn, id, occurred_at FROM engagement.contact_events(7000009, (SELECT id FROM pages WHERE page = 2 ORDER BY rn DESC LIMIT 1), 3) WITH ORDINALITY e(id, contact_id, campaign_id, event_type, occurred_at, conversion_value, channel, device_type, parent_event_id, metadata, created_at, rn);
 SELECT page, count(*) FROM pages GROUP BY page ORDER BY page;
-SELECT count(*) = 7 AND count(DISTINCT id) = 7 AS all_events_once,
-       array_agg(id ORDER BY page, rn) = (SELECT array_agg(id ORDER BY occurred_at DESC, id DESC)
-                                            FROM engagement.engagement_events WHERE contact_id = 7000009) AS newest_first_ties_by_id
-  FROM pages;
-SELECT count(*) AS past_the_end
+-- The pages one after the other against the contact's 7 events newest first, ties by id: the
+-- positions where they differ (an event missing, repeated or out of place).
+SELECT coalesce(p.pos, e.pos) AS position, p.id AS paged, p.occurred_at AS paged_at, e.id AS expected,
+       e.occurred_at AS expected_at
+  FROM (SELECT row_number() OVER (ORDER BY page, rn) AS pos, id, occurred_at FROM pages) p
+  FULL JOIN (SELECT row_number() OVER (ORDER BY occurred_at DESC, id DESC) AS pos, id, occurred_at
+               FROM engagement.engagement_events WHERE contact_id = 7000009) e ON e.pos = p.pos
+ WHERE p.id IS DISTINCT FROM e.id
+ ORDER BY 1;
+-- After the last page: nothing (the events listed if not).
+SELECT id AS past_the_end, occurred_at
   FROM engagement.contact_events(7000009, (SELECT id FROM pages WHERE page = 3 ORDER BY rn DESC LIMIT 1), 3);
 SELECT ref.sqlstate_of($$SELECT * FROM engagement.contact_events(7000009, NULL, 0)$$) AS zero_page;
 SELECT split_part(ref.sqlstate_of($$SELECT * FROM engagement.contact_events(7000009, (SELECT min(id) FROM engagement.engagement_events WHERE contact_id = 7000001))$$), ':', 1) AS cursor_of_other_contact;

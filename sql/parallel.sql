@@ -34,23 +34,26 @@ SELECT engagement.score_events(event_type, occurred_at, conversion_value, '2026-
   FROM ref.crm_events WHERE contact_id <= 200;
 RESET max_parallel_workers_per_gather;
 
-SELECT count(*) AS contacts, count(*) FILTER (WHERE ser.s IS DISTINCT FROM par.s
-                                                    AND cardinality(ref.differences(ser.s, (par.s::text)::ref.score)) > 0) AS differing,
-       count(*) FILTER (WHERE (ser.s).event_count IS DISTINCT FROM (par.s).event_count
-                           OR (ser.s).engaging_count IS DISTINCT FROM (par.s).engaging_count
-                           OR (ser.s).first_event_at IS DISTINCT FROM (par.s).first_event_at
-                           OR (ser.s).last_engaged_at IS DISTINCT FROM (par.s).last_engaged_at) AS facts_differing
-  FROM ser FULL JOIN par USING (contact_id);
+SELECT count(*) AS contacts FROM ser FULL JOIN par USING (contact_id);
+-- Parallel against serial, contact by contact: every field that differs (floats beyond ref.close,
+-- the others, facts included, exactly); a contact on one side only differs in every field.
+SELECT contact_id, d.field, d.got AS parallel, d.expected AS serial
+  FROM ser FULL JOIN par USING (contact_id), LATERAL ref.score_mismatches(par.s, ser.s) d
+ ORDER BY contact_id, d.field;
 -- All rows as one group: x (the distinct days) drives the predictions, so they agree only if the
 -- partial day sets merged exactly.
-SELECT (ser_all.s).event_count, (ser_all.s).engaging_count,
-       ref.close((ser_all.s).churn_risk, (par_all.s).churn_risk) AS churn_same,
-       ref.close((ser_all.s).conversion_probability, (par_all.s).conversion_probability) AS conversion_same,
-       ref.close((ser_all.s).composite, (par_all.s).composite) AS composite_same,
-       ref.close((ser_all.s).churn_risk,
-                 (SELECT (r.s).churn_risk FROM ref.scores('(SELECT 1::bigint AS contact_id, event_type, occurred_at, conversion_value FROM ref.crm_events WHERE contact_id <= 200)',
-                                                           '2026-06-01 12:00:00+00') r)) AS churn_matches_reference
-  FROM ser_all, par_all;
+SELECT (ser_all.s).event_count, (ser_all.s).engaging_count FROM ser_all, par_all;
+-- churn, conversion and composite: parallel against serial; the serial churn against the reference
+SELECT v.field, v.got, v.test, v.expected
+  FROM ser_all, par_all, LATERAL (VALUES
+       ('churn_risk: parallel vs serial', (par_all.s).churn_risk, '~', (ser_all.s).churn_risk),
+       ('conversion_probability: parallel vs serial', (par_all.s).conversion_probability, '~',
+        (ser_all.s).conversion_probability),
+       ('composite: parallel vs serial', (par_all.s).composite, '~', (ser_all.s).composite),
+       ('churn_risk: serial vs reference', (ser_all.s).churn_risk, '~',
+        (SELECT (r.s).churn_risk FROM ref.scores('(SELECT 1::bigint AS contact_id, event_type, occurred_at, conversion_value FROM ref.crm_events WHERE contact_id <= 200)',
+                                                  '2026-06-01 12:00:00+00') r))) v(field, got, test, expected)
+ WHERE ref.fails(v.got, v.test, v.expected);
 
 -- A group whose rows are all skipped (NULL time, weight or summary) has no state: its workers'
 -- partial states must be SQL NULL, not a NULL pointer handed to the serialize function.

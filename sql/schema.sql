@@ -56,7 +56,10 @@ SELECT name, version FROM engagement.scoring_profiles WHERE name = 'thirds';
 UPDATE engagement.scoring_profiles SET half_life_days = 7 WHERE name = 'thirds';
 UPDATE engagement.scoring_profiles SET half_life_days = 7 WHERE name = 'thirds';
 UPDATE engagement.scoring_profiles SET description = 'test profile' WHERE name = 'thirds';
-SELECT name, version, updated_at >= created_at AS updated FROM engagement.scoring_profiles WHERE name = 'thirds';
+SELECT name, version FROM engagement.scoring_profiles WHERE name = 'thirds';
+-- (both times, if the profile's updated_at is before its created_at)
+SELECT name, created_at, updated_at FROM engagement.scoring_profiles
+ WHERE name = 'thirds' AND (updated_at >= created_at) IS NOT TRUE;
 -- A second `default` while the built-in one is untouched replaces it (what pg_restore relies on);
 -- once changed, a duplicate is an error as usual.
 BEGIN;

@@ -10,129 +10,203 @@ CREATE TEMP VIEW fx_scores AS
                                                 '2026-06-01 00:00:00+00')).*
       FROM fx GROUP BY contact_id;
 
+-- Each check lists what is wrong, one row per failing value: (contact_id, field, got, test,
+-- expected), test being ref.fails' '~' (within 1e-9 relative), '=', '<' or '>'; no rows when all is
+-- well.  Each case also shows its facts (segment, counts, times), which proves its contact scored.
+
 -- 1: one open two days ago.
 INSERT INTO fx VALUES (1, 'opened', pg_temp.t(2), NULL);
-SELECT ref.close(recency, 100 * exp(-2 / 30.0)) AS r,
-       ref.close(frequency, 100 * (1 - exp(-(1 / 7.0) / 0.1))) AS f,   -- observed clamps 2 up to 7 days
-       monetary = 0 AS m,
-       ref.close(time_decay, 100 * (1 - exp(-power(2, -2 / 14.0) / 5))) AS td,
-       diversity = 0 AS d,
-       ref.close(composite, 0.30 * 100 * exp(-2 / 30.0) + 0.25 * 100 * (1 - exp(-(1 / 7.0) / 0.1))
-                            + 0.15 * 100 * (1 - exp(-power(2, -2 / 14.0) / 5))) AS s,
+-- every float field against SCORING_MODEL.md by hand
+SELECT s.contact_id, v.field, v.got, v.test, v.expected
+  FROM fx_scores s, LATERAL (VALUES
+       ('recency', s.recency, '~', 100 * exp(-2 / 30.0)),
+       ('frequency', s.frequency, '~', 100 * (1 - exp(-(1 / 7.0) / 0.1))),   -- observed clamps 2 up to 7 days
+       ('monetary', s.monetary, '=', 0),
+       ('time_decay', s.time_decay, '~', 100 * (1 - exp(-power(2, -2 / 14.0) / 5))),
+       ('diversity', s.diversity, '=', 0),
+       ('composite', s.composite, '~', 0.30 * 100 * exp(-2 / 30.0) + 0.25 * 100 * (1 - exp(-(1 / 7.0) / 0.1))
+                                       + 0.15 * 100 * (1 - exp(-power(2, -2 / 14.0) / 5))),
        -- x = 1, t_x = 0, Tc = 2 days
-       ref.close(churn_risk, 1 - 1 / (1 + (0.5 / 3.5) * power(12 / 10.0, 1.25))) AS churn,
-       ref.close(engagement_probability,
-                 1 / (1 + (0.5 / 3.5) * power(12 / 10.0, 1.25)) * (1 - power(12 / 42.0, 1.25))) AS ep,
-       ref.close(conversion_probability,
-                 1 / (1 + (0.5 / 3.5) * power(12 / 10.0, 1.25)) * (1 - power(12 / 42.0, 1.25)) / 11) AS cp,
-       segment, opted_out, event_count, engaging_count, conversion_total, first_event_at, last_engaged_at
+       ('churn_risk', s.churn_risk, '~', 1 - 1 / (1 + (0.5 / 3.5) * power(12 / 10.0, 1.25))),
+       ('engagement_probability', s.engagement_probability, '~',
+        1 / (1 + (0.5 / 3.5) * power(12 / 10.0, 1.25)) * (1 - power(12 / 42.0, 1.25))),
+       ('conversion_probability', s.conversion_probability, '~',
+        1 / (1 + (0.5 / 3.5) * power(12 / 10.0, 1.25)) * (1 - power(12 / 42.0, 1.25)) / 11)
+       ) v(field, got, test, expected)
+ WHERE s.contact_id = 1 AND ref.fails(v.got, v.test, v.expected)
+ ORDER BY v.field;
+SELECT segment, opted_out, event_count, engaging_count, conversion_total, first_event_at, last_engaged_at
   FROM fx_scores WHERE contact_id = 1;
 
 -- 2: only non-engaging events: a delivery 10 days ago and a bounce 5 days ago.
 INSERT INTO fx VALUES (2, 'delivered', pg_temp.t(10), NULL), (2, 'bounced', pg_temp.t(5), NULL);
 SELECT recency, frequency, monetary, time_decay, diversity, composite,   -- decay sum < 0 counts as 0
-       ref.close(churn_risk, 1 - 1 / (1 + (0.5 / 2.5) * power(20 / 10.0, 0.25))) AS churn,   -- x = 0, Tc = 10
-       ref.close(engagement_probability,
-                 1 / (1 + (0.5 / 2.5) * power(20 / 10.0, 0.25)) * (1 - power(20 / 50.0, 0.25))) AS ep,
-       ref.close(conversion_probability,
-                 1 / (1 + (0.5 / 2.5) * power(20 / 10.0, 0.25)) * (1 - power(20 / 50.0, 0.25)) / 10) AS cp,
        segment, event_count, engaging_count, last_engaged_at
   FROM fx_scores WHERE contact_id = 2;
+-- the predictions from x = 0, Tc = 10 by hand
+SELECT s.contact_id, v.field, v.got, v.test, v.expected
+  FROM fx_scores s, LATERAL (VALUES
+       ('churn_risk', s.churn_risk, '~', 1 - 1 / (1 + (0.5 / 2.5) * power(20 / 10.0, 0.25))),
+       ('engagement_probability', s.engagement_probability, '~',
+        1 / (1 + (0.5 / 2.5) * power(20 / 10.0, 0.25)) * (1 - power(20 / 50.0, 0.25))),
+       ('conversion_probability', s.conversion_probability, '~',
+        1 / (1 + (0.5 / 2.5) * power(20 / 10.0, 0.25)) * (1 - power(20 / 50.0, 0.25)) / 10)
+       ) v(field, got, test, expected)
+ WHERE s.contact_id = 2 AND ref.fails(v.got, v.test, v.expected)
+ ORDER BY v.field;
 
--- 3: no events, and only future events: no score.
-SELECT engagement.score_events(event_type, occurred_at, conversion_value, '2026-06-01') IS NULL AS no_rows
-  FROM fx WHERE false;
+-- 3: no events, and only future events: no score.  Lists any score that came out.
+SELECT q.s AS score_of_no_rows
+  FROM (SELECT engagement.score_events(event_type, occurred_at, conversion_value, '2026-06-01') AS s
+          FROM fx WHERE false) q
+ WHERE NOT (q.s IS NULL);
 INSERT INTO fx VALUES (3, 'converted', pg_temp.t(-1), 10), (3, 'opened', pg_temp.t(-0.5), NULL);
-SELECT count(*) AS future_only_scored FROM fx_scores WHERE contact_id = 3 AND composite IS NOT NULL;
+SELECT contact_id, composite, event_count AS future_only_scored
+  FROM fx_scores WHERE contact_id = 3 AND composite IS NOT NULL;
 
 -- 4: the lookback edge: an open exactly 365 days ago is in the window, one a second older is not.
 INSERT INTO fx VALUES (4, 'opened', pg_temp.t(365), NULL),
                       (5, 'opened', pg_temp.t(365) - interval '1 second', NULL);
-SELECT contact_id, ref.close(recency, 100 * exp(-365 / 30.0)) AS r_in_window, recency = 0 AS r_zero,
-       ref.close(frequency, 100 * (1 - exp(-(1 / 365.0) / 0.1))) AS f_over_365_days, frequency = 0 AS f_zero,
-       time_decay > 0 AS td_positive, engaging_count,
-       churn_risk < 1 AS predicted_from_all_events
-  FROM fx_scores WHERE contact_id IN (4, 5) ORDER BY contact_id;
+SELECT contact_id, engaging_count FROM fx_scores WHERE contact_id IN (4, 5) ORDER BY contact_id;
+-- contact 4: recency and frequency (over 365 days) of its open, a positive decay; contact 5: none
+-- of them; both: predicted from all events (churn_risk < 1)
+SELECT s.contact_id, v.field, v.got, v.test, v.expected
+  FROM fx_scores s, LATERAL (VALUES
+       ('recency', s.recency, '~', 100 * exp(-365 / 30.0)),
+       ('frequency', s.frequency, '~', 100 * (1 - exp(-(1 / 365.0) / 0.1))),
+       ('time_decay', s.time_decay, '>', 0),
+       ('churn_risk', s.churn_risk, '<', 1)) v(field, got, test, expected)
+ WHERE s.contact_id = 4 AND ref.fails(v.got, v.test, v.expected)
+UNION ALL
+SELECT s.contact_id, v.field, v.got, v.test, v.expected
+  FROM fx_scores s, LATERAL (VALUES
+       ('recency', s.recency, '=', 0),
+       ('frequency', s.frequency, '=', 0),
+       ('time_decay', s.time_decay, '<=', 0),
+       ('churn_risk', s.churn_risk, '<', 1)) v(field, got, test, expected)
+ WHERE s.contact_id = 5 AND ref.fails(v.got, v.test, v.expected)
+ ORDER BY 1, 2;
 
 -- 5: conversion values: 1000 scores exactly 100, more is capped, NULL counts as 0.
 INSERT INTO fx VALUES (6, 'converted', pg_temp.t(1), 1000), (7, 'converted', pg_temp.t(1), 5000),
                       (8, 'converted', pg_temp.t(1), NULL), (9, 'converted', pg_temp.t(1), 9.99),
                       (9, 'converted', pg_temp.t(400), 100);
-SELECT contact_id, monetary, conversion_total,
-       ref.close(monetary, 100 * ln(1 + 9.99) / ln(1001)) AS m_window_only,
-       -- q = (conversion days + 1) / (x + 1 + 9): 2/11 for one day, 3/12 for contact 9's two
-       ref.close(conversion_probability,
-                 engagement_probability * CASE contact_id WHEN 9 THEN 3 / 12.0 ELSE 2 / 11.0 END) AS cp
+SELECT contact_id, monetary, conversion_total
   FROM fx_scores WHERE contact_id BETWEEN 6 AND 9 ORDER BY contact_id;
+-- contact 9's monetary counts its conversion in the window only; every conversion_probability is
+-- engagement_probability * q, q = (conversion days + 1) / (x + 1 + 9): 2/11 for one day, 3/12 for
+-- contact 9's two
+SELECT s.contact_id, v.field, v.got, v.test, v.expected
+  FROM fx_scores s, LATERAL (VALUES
+       ('monetary', s.monetary, '~', 100 * ln(1 + 9.99) / ln(1001)),
+       ('conversion_probability', s.conversion_probability, '~',
+        s.engagement_probability * CASE s.contact_id WHEN 9 THEN 3 / 12.0 ELSE 2 / 11.0 END)
+       ) v(field, got, test, expected)
+ WHERE s.contact_id BETWEEN 6 AND 9 AND (v.field <> 'monetary' OR s.contact_id = 9)
+   AND ref.fails(v.got, v.test, v.expected)
+ ORDER BY 1, 2;
 
 -- 6: opt-out: components unpenalised, composite and predictions penalised, segment opted_out.
 INSERT INTO fx VALUES (10, 'opened', pg_temp.t(1), NULL), (10, 'opted_out', pg_temp.t(3), NULL),
                       (11, 'opened', pg_temp.t(1), NULL), (11, 'delivered', pg_temp.t(3), NULL);
-SELECT o.opted_out, o.segment, n.segment AS segment_if_not,
-       o.recency = n.recency AS same_recency, o.frequency = n.frequency AS same_frequency,
-       o.time_decay AS td_negative_sum_is_zero,
-       ref.close(o.composite, 0.1 * (0.30 * o.recency + 0.25 * o.frequency + 0.10 * o.diversity)) AS s_penalised,
-       ref.close(o.engagement_probability, 0.1 * n.engagement_probability) AS ep_penalised,
-       ref.close(o.conversion_probability, 0.1 * n.conversion_probability) AS cp_penalised,
-       ref.close(o.churn_risk, 1 - (1 - n.churn_risk) * 0.1) AS churn_penalised
+SELECT o.opted_out, o.segment, n.segment AS segment_if_not, o.time_decay AS td_negative_sum_is_zero
   FROM fx_scores o, fx_scores n WHERE o.contact_id = 10 AND n.contact_id = 11;
+-- the opted-out contact 10 against contact 11, the same without the opt-out
+SELECT o.contact_id, v.field, v.got, v.test, v.expected
+  FROM fx_scores o, fx_scores n, LATERAL (VALUES
+       ('recency', o.recency, '=', n.recency),
+       ('frequency', o.frequency, '=', n.frequency),
+       ('composite', o.composite, '~', 0.1 * (0.30 * o.recency + 0.25 * o.frequency + 0.10 * o.diversity)),
+       ('engagement_probability', o.engagement_probability, '~', 0.1 * n.engagement_probability),
+       ('conversion_probability', o.conversion_probability, '~', 0.1 * n.conversion_probability),
+       ('churn_risk', o.churn_risk, '~', 1 - (1 - n.churn_risk) * 0.1)) v(field, got, test, expected)
+ WHERE o.contact_id = 10 AND n.contact_id = 11 AND ref.fails(v.got, v.test, v.expected)
+ ORDER BY v.field;
 
 -- 7: diversity: all four engaging types give 100, two types evenly give 50.
 INSERT INTO fx SELECT 12, t, pg_temp.t(1), NULL
                  FROM unnest('{opened,clicked,responded,converted}'::engagement.event_type[]) t;
 INSERT INTO fx VALUES (13, 'opened', pg_temp.t(1), NULL), (13, 'opened', pg_temp.t(2), NULL),
                       (13, 'clicked', pg_temp.t(1), NULL), (13, 'clicked', pg_temp.t(2), NULL);
-SELECT contact_id, ref.close(diversity, 100) AS d100, ref.close(diversity, 50) AS d50
-  FROM fx_scores WHERE contact_id IN (12, 13) ORDER BY contact_id;
+-- (a missing contact shows with no value)
+SELECT c.contact_id, 'diversity' AS field, s.diversity AS got, '~' AS test, c.expected
+  FROM (VALUES (12, 100::float8), (13, 50)) c(contact_id, expected)
+  LEFT JOIN fx_scores s USING (contact_id)
+ WHERE ref.fails(s.diversity, '~', c.expected)
+ ORDER BY 1;
 
 -- 8: x in the thousands.  3,000 engagement days ending yesterday; then the same contact first
 -- reached 5,000 days ago and silent for 2,000 days, where the naive power overflows a double.
 INSERT INTO fx SELECT 14, 'opened', pg_temp.t(d), NULL FROM generate_series(1, 3000) d;
 INSERT INTO fx SELECT 15, 'opened', pg_temp.t(2000 + d), NULL FROM generate_series(0, 2999) d;
 INSERT INTO fx VALUES (15, 'delivered', pg_temp.t(5000), NULL);
-SELECT contact_id, engaging_count,
-       ref.close(churn_risk, 1 - 1 / (1 + (0.5 / 3002.5) * power(3010 / 3009.0, 3000.25))) AS churn_x3000,
-       churn_risk, engagement_probability, conversion_probability
+SELECT contact_id, engaging_count, churn_risk, engagement_probability, conversion_probability
   FROM fx_scores WHERE contact_id IN (14, 15) ORDER BY contact_id;
+-- contact 14's churn_risk by hand
+SELECT s.contact_id, v.field, v.got, v.test, v.expected
+  FROM fx_scores s, LATERAL (VALUES
+       ('churn_risk', s.churn_risk, '~', 1 - 1 / (1 + (0.5 / 3002.5) * power(3010 / 3009.0, 3000.25)))
+       ) v(field, got, test, expected)
+ WHERE s.contact_id = 14 AND ref.fails(v.got, v.test, v.expected);
 
 -- 9: composite weights come from the profile.
 INSERT INTO engagement.scoring_profiles (name, weight_recency, weight_frequency, weight_monetary,
                                          weight_time_decay, weight_diversity)
 VALUES ('recency_only', 1, 0, 0, 0, 0);
-SELECT (s).composite = (s).recency AS composite_is_recency, (s).profile
+SELECT (s).profile
   FROM (SELECT engagement.score_events(event_type, occurred_at, conversion_value, '2026-06-01 00:00:00+00', 'recency_only') AS s
           FROM fx WHERE contact_id = 1) q;
+-- the composite is exactly the recency
+SELECT 'composite' AS field, (s).composite AS got, '=' AS test, (s).recency AS expected
+  FROM (SELECT engagement.score_events(event_type, occurred_at, conversion_value, '2026-06-01 00:00:00+00', 'recency_only') AS s
+          FROM fx WHERE contact_id = 1) q
+ WHERE ref.fails((s).composite, '=', (s).recency);
 
 -- 10: a changed profile parameter changes the score, and bumps the profile's version.
 UPDATE engagement.scoring_profiles SET recency_tau_days = 10 WHERE name = 'recency_only';
 SELECT version FROM engagement.scoring_profiles WHERE name = 'recency_only';
-SELECT ref.close((s).recency, 100 * exp(-2 / 10.0)) AS r_tau_10
+-- the recency with tau = 10 days
+SELECT 'recency' AS field, (s).recency AS got, '~' AS test, 100 * exp(-2 / 10.0) AS expected
   FROM (SELECT engagement.score_events(event_type, occurred_at, conversion_value, '2026-06-01 00:00:00+00', 'recency_only') AS s
-          FROM fx WHERE contact_id = 1) q;
+          FROM fx WHERE contact_id = 1) q
+ WHERE ref.fails((s).recency, '~', 100 * exp(-2 / 10.0));
 
--- Every fixture against the reference model, every field.
-SELECT f.contact_id, ref.differences(f.s, r.s) AS differences
+-- Every fixture against the reference model, every field: the fields that differ.  Contact 3
+-- (future events only) has no score on either side; a contact scored on one side only differs in
+-- every field.
+SELECT contact_id, d.field, d.got, d.expected
   FROM (SELECT contact_id, engagement.score_events(event_type, occurred_at, conversion_value, '2026-06-01 00:00:00+00') AS s
-          FROM fx GROUP BY contact_id) f
-  -- the reference's naive power() overflows on contact 15, by design of case 8
-  JOIN ref.scores('(SELECT * FROM fx WHERE contact_id <> 15)', '2026-06-01 00:00:00+00') r USING (contact_id)
- ORDER BY contact_id;
+          FROM fx
+         WHERE contact_id <> 15   -- the reference's naive power() overflows on contact 15, by design of case 8
+         GROUP BY contact_id) f
+  FULL JOIN ref.scores('(SELECT * FROM fx WHERE contact_id <> 15)', '2026-06-01 00:00:00+00') r USING (contact_id),
+  LATERAL ref.reference_mismatches(f.s, r.s) d
+ ORDER BY contact_id, d.field;
+-- (the contacts compared: the fixtures' contacts the reference scores)
+SELECT array_agg(contact_id ORDER BY contact_id) AS compared
+  FROM ref.scores('(SELECT * FROM fx WHERE contact_id <> 15)', '2026-06-01 00:00:00+00');
 
 -- The generated data set: the aggregate, engagement_score() and the reference agree on every contact.
 CREATE TEMP TABLE agg AS
     SELECT contact_id, engagement.score_events(event_type, occurred_at, conversion_value,
                                                '2026-06-01 12:00:00+00') AS s
       FROM ref.crm_events GROUP BY contact_id;
-SELECT count(*) AS contacts_scored,
-       count(*) FILTER (WHERE (s).segment = 'opted_out') > 0 AS some_opted_out,
-       count(DISTINCT (s).segment) >= 8 AS many_segments
-  FROM agg;
-SELECT count(*) AS contacts_differing_from_reference
-  FROM agg JOIN ref.scores('ref.crm_events', '2026-06-01 12:00:00+00') r USING (contact_id)
- WHERE cardinality(ref.differences(agg.s, r.s)) > 0;
-SELECT count(*) AS reference_contacts_missing
-  FROM ref.scores('ref.crm_events', '2026-06-01 12:00:00+00') r LEFT JOIN agg USING (contact_id)
- WHERE agg.contact_id IS NULL;
-SELECT count(*) AS contacts_differing_from_engagement_score
-  FROM agg
- WHERE agg.s IS DISTINCT FROM engagement.engagement_score(agg.contact_id, '2026-06-01 12:00:00+00');
+SELECT count(*) AS contacts_scored FROM agg;
+-- (the counts, if no contact is opted out or fewer than 8 segments are used)
+SELECT v.what, v.got, v.test, v.expected
+  FROM (SELECT count(*) FILTER (WHERE (s).segment = 'opted_out') AS opted_out, count(DISTINCT (s).segment) AS segments
+          FROM agg) a,
+       LATERAL (VALUES ('opted-out contacts', a.opted_out::float8, '>', 0),
+                       ('segments', a.segments, '>=', 8)) v(what, got, test, expected)
+ WHERE ref.fails(v.got, v.test, v.expected);
+-- The aggregate against the reference: every field that differs, of every contact (a contact
+-- missing on either side differs in every field).
+SELECT contact_id, d.field, d.got, d.expected
+  FROM agg FULL JOIN ref.scores('ref.crm_events', '2026-06-01 12:00:00+00') r USING (contact_id),
+       LATERAL ref.reference_mismatches(agg.s, r.s) d
+ ORDER BY contact_id, d.field;
+-- The aggregate against engagement_score(), exactly: every field that differs.
+SELECT agg.contact_id, d.field, d.got AS aggregate, d.expected AS engagement_score
+  FROM agg, LATERAL ref.score_mismatches(agg.s, engagement.engagement_score(agg.contact_id, '2026-06-01 12:00:00+00'),
+                                         'exact') d
+ ORDER BY agg.contact_id, d.field;

@@ -38,29 +38,62 @@ SELECT (SELECT array_agg(f::text) FROM engagement.funnel(424242) f) AS funnel,
 SET search_path = evil, pg_catalog, public;
 SELECT now() = timestamptz '1999-01-01' AS now_shadowed, 'a' = 'b' AS equality_shadowed,
        abs(2.0::float8) AS abs_shadowed, format('%s', 'x') AS format_shadowed;
-SELECT count(*) AS scores_differing
-  FROM clean WHERE score IS DISTINCT FROM engagement.engagement_score(c, '2026-06-01 12:00+00')::text;
-SELECT count(*) AS explanations_differing
-  FROM clean WHERE explanation IS DISTINCT FROM engagement.explain_score(c, '2026-06-01 12:00+00');
-SELECT count(*) AS aggregates_differing
-  FROM clean_agg a
-  JOIN (SELECT contact_id, engagement.score_events(event_type, occurred_at, conversion_value, '2026-06-01 12:00+00', 'default')::text AS s
-          FROM ref.crm_events WHERE contact_id <= 30 GROUP BY contact_id) b USING (contact_id)
- WHERE a.s IS DISTINCT FROM b.s;
-SELECT funnel = (SELECT array_agg(f::text) FROM engagement.funnel(424242) f) AS funnel_same,
-       pct = engagement.score_percentile(40) AS percentile_same,
-       page = (SELECT array_agg(e.id) FROM engagement.contact_events(7000009, NULL, 5) e) AS pagination_same
-  FROM clean_misc;
+-- The same calls' results, kept to compare after RESET search_path (under this search_path `=` on
+-- text is evil's, and so is IS DISTINCT FROM: a comparison here could not fail).
+CREATE TEMP TABLE shadowed AS
+SELECT c, engagement.engagement_score(c, '2026-06-01 12:00+00')::text AS score,
+       engagement.explain_score(c, '2026-06-01 12:00+00') AS explanation
+  FROM generate_series(1, 30) c;
+CREATE TEMP TABLE shadowed_agg AS
+SELECT contact_id, engagement.score_events(event_type, occurred_at, conversion_value, '2026-06-01 12:00+00', 'default')::text AS s
+  FROM ref.crm_events WHERE contact_id <= 30 GROUP BY contact_id;
+CREATE TEMP TABLE shadowed_misc AS
+SELECT (SELECT array_agg(f::text) FROM engagement.funnel(424242) f) AS funnel,
+       engagement.score_percentile(40) AS pct,
+       (SELECT array_agg(e.id) FROM engagement.contact_events(7000009, NULL, 5) e) AS page,
+       engagement.time_decay(1, occurred_at, '2026-06-01', 14) AS decay
+  FROM ref.crm_events WHERE contact_id <= 30;
 SELECT engagement.score_trend(1, '2025-12-31', 'trend')::text AS trend;
 SELECT pg_catalog.count(*) AS cached_scores FROM pg_catalog.generate_series(1, 5) c
  WHERE engagement.cached_score(c) IS NOT NULL;
--- refresh_scores still finds its lock, its tables and its operators.
-SELECT engagement.refresh_scores() OPERATOR(pg_catalog.>=) 0 AS refresh_runs;
-SELECT engagement.refresh_scores('default', true) OPERATOR(pg_catalog.=)
-       (SELECT pg_catalog.count(*) FROM engagement.engagement_scores WHERE profile OPERATOR(pg_catalog.=) 'default') AS full_refresh_counts;
-SELECT max(calculated_at) OPERATOR(pg_catalog.=) pg_catalog.now() AS refreshed_as_of_the_real_now
-  FROM engagement.engagement_scores;
+-- refresh_scores still finds its lock, its tables and its operators (each check shows the numbers
+-- if it fails; the operators are pg_catalog's explicitly).
+WITH r AS MATERIALIZED (SELECT engagement.refresh_scores() AS refreshed)
+SELECT refreshed FROM r WHERE (refreshed OPERATOR(pg_catalog.>=) 0) IS NOT TRUE;
+-- In one transaction, so that now() is the refresh's: a full refresh counts every score, and
+-- stores them as of the real now() (not evil's 1999).
+BEGIN;
+WITH r AS MATERIALIZED (SELECT engagement.refresh_scores('default', true) AS rescored)
+SELECT r.rescored, c.scores
+  FROM r, (SELECT pg_catalog.count(*) AS scores FROM engagement.engagement_scores
+            WHERE profile OPERATOR(pg_catalog.=) 'default') c
+ WHERE (r.rescored OPERATOR(pg_catalog.=) c.scores) IS NOT TRUE;
+SELECT max(calculated_at) AS last_calculated_at, pg_catalog.now() AS real_now
+  FROM engagement.engagement_scores
+HAVING (max(calculated_at) OPERATOR(pg_catalog.=) pg_catalog.now()) IS NOT TRUE;
+COMMIT;
 RESET search_path;
+-- The results under the hostile search_path against the clean ones: the contacts and calls whose
+-- results differ (or exist on one side only).
+SELECT c AS contact_id, 'engagement_score' AS call, cl.score AS clean, sh.score AS shadowed
+  FROM clean cl FULL JOIN shadowed sh USING (c) WHERE cl.score IS DISTINCT FROM sh.score
+UNION ALL
+SELECT c, 'explain_score', cl.explanation, sh.explanation
+  FROM clean cl FULL JOIN shadowed sh USING (c) WHERE cl.explanation IS DISTINCT FROM sh.explanation
+UNION ALL
+SELECT contact_id, 'score_events', a.s, b.s
+  FROM clean_agg a FULL JOIN shadowed_agg b USING (contact_id) WHERE a.s IS DISTINCT FROM b.s
+ ORDER BY 2, 1;
+SELECT count(*) AS contacts_compared FROM clean JOIN shadowed USING (c) JOIN clean_agg a ON a.contact_id = c;
+-- funnel, score_percentile, contact_events and time_decay: the calls whose results differ.
+SELECT v.call, v.clean, v.shadowed
+  FROM clean_misc cl, shadowed_misc sh,
+       LATERAL (VALUES ('funnel', cl.funnel::text, sh.funnel::text, cl.funnel = sh.funnel),
+                       ('score_percentile', cl.pct::text, sh.pct::text, cl.pct = sh.pct),
+                       ('contact_events', cl.page::text, sh.page::text, cl.page = sh.page),
+                       ('time_decay', cl.decay::text, sh.decay::text, ref.close(cl.decay, sh.decay))
+               ) v(call, clean, shadowed, same)
+ WHERE v.same IS NOT TRUE;
 -- Nothing was written into the hostile schema.
 SELECT (SELECT count(*) FROM evil.scoring_profiles) AS evil_profiles, (SELECT count(*) FROM evil.engagement_events) AS evil_events,
        (SELECT count(*) FROM evil._es_scored) AS evil_scored;

@@ -3,11 +3,35 @@
 -- It follows the formulas literally (power(), 1 - exp()), unlike the C++ kernel's log-space forms.
 CREATE SCHEMA IF NOT EXISTS ref;
 
--- a close to b: 1e-9 relative, or 1e-12 absolute for values at zero.
+-- a close to b: 1e-9 relative, or 1e-12 absolute for values at zero.  Never NULL: a NULL is
+-- close only to a NULL (so that `WHERE NOT ref.close(got, expected)` also reports a missing value).
 CREATE FUNCTION ref.close(a float8, b float8) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
-    SELECT (a IS NULL AND b IS NULL)
-        OR abs(a - b) <= greatest(1e-9 * greatest(abs(a), abs(b)), 1e-12)
+    SELECT CASE WHEN a IS NULL OR b IS NULL THEN a IS NULL AND b IS NULL
+                ELSE abs(a - b) <= greatest(1e-9 * greatest(abs(a), abs(b)), 1e-12) END
 $$;
+
+-- got fails the test against expected: '~' close (ref.close), '=' exactly equal (NULL = NULL),
+-- '<', '<=', '>', '>=', 'within 0.001' (|got - expected| < 0.001), 'within 10%'
+-- (|got / expected - 1| < 0.10);
+-- NULL fails all but '~' and '='.  For checks that list their failures as rows of
+-- (what, got, test, expected): WHERE ref.fails(got, test, expected).
+CREATE FUNCTION ref.fails(got float8, test text, expected float8) RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF test ~ '^within [0-9.e+-]+%$' THEN
+        RETURN (abs(got / expected - 1) < rtrim(substr(test, 8), '%')::float8 / 100) IS NOT TRUE;
+    ELSIF test ~ '^within [0-9.e+-]+$' THEN
+        RETURN (abs(got - expected) < substr(test, 8)::float8) IS NOT TRUE;
+    ELSIF test IS NULL OR test NOT IN ('~', '=', '<', '<=', '>', '>=') THEN
+        RAISE EXCEPTION 'ref.fails: unknown test %', test;
+    END IF;
+    RETURN CASE test WHEN '~' THEN NOT ref.close(got, expected)
+                     WHEN '=' THEN got IS DISTINCT FROM expected
+                     WHEN '<' THEN (got < expected) IS NOT TRUE
+                     WHEN '<=' THEN (got <= expected) IS NOT TRUE
+                     WHEN '>' THEN (got > expected) IS NOT TRUE
+                     WHEN '>=' THEN (got >= expected) IS NOT TRUE
+           END;
+END $$;
 
 -- The SQLSTATE and message of a statement, or 'ok'.
 CREATE FUNCTION ref.sqlstate_of(stmt text) RETURNS text LANGUAGE plpgsql AS $$
@@ -114,23 +138,81 @@ SELECT contact_id, ROW(
 $q$, events) USING as_of, profile;
 END $fn$;
 
--- Every field of an extension score against the reference: the names of the fields that differ.
-CREATE FUNCTION ref.differences(e engagement.score, r ref.score) RETURNS text[] LANGUAGE sql IMMUTABLE AS $$
-    SELECT array_remove(ARRAY[
-        CASE WHEN NOT ref.close(e.composite, r.composite) THEN 'composite' END,
-        CASE WHEN NOT ref.close(e.recency, r.recency) THEN 'recency' END,
-        CASE WHEN NOT ref.close(e.frequency, r.frequency) THEN 'frequency' END,
-        CASE WHEN NOT ref.close(e.monetary, r.monetary) THEN 'monetary' END,
-        CASE WHEN NOT ref.close(e.time_decay, r.time_decay) THEN 'time_decay' END,
-        CASE WHEN NOT ref.close(e.diversity, r.diversity) THEN 'diversity' END,
-        CASE WHEN NOT ref.close(e.engagement_probability, r.engagement_probability) THEN 'engagement_probability' END,
-        CASE WHEN NOT ref.close(e.conversion_probability, r.conversion_probability) THEN 'conversion_probability' END,
-        CASE WHEN NOT ref.close(e.churn_risk, r.churn_risk) THEN 'churn_risk' END,
-        CASE WHEN e.segment IS DISTINCT FROM r.segment THEN 'segment' END,
-        CASE WHEN e.opted_out IS DISTINCT FROM r.opted_out THEN 'opted_out' END,
-        CASE WHEN e.event_count IS DISTINCT FROM r.event_count THEN 'event_count' END,
-        CASE WHEN e.engaging_count IS DISTINCT FROM r.engaging_count THEN 'engaging_count' END], NULL)
-$$;
+-- The fields of an extension score that differ from the reference's, one row each, none when all
+-- agree: (field, got, expected) as text, got from a, expected from b.  Floats within ref.close, the
+-- others exactly.  Not strict: a score missing on one side (NULL) differs in every field.  PL/pgSQL,
+-- so that it is not inlined: an argument such as engagement_score(...) is evaluated once.
+CREATE FUNCTION ref.reference_mismatches(a engagement.score, b ref.score)
+RETURNS TABLE (field text, got text, expected text) LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN QUERY
+    SELECT f.field, f.g::text, f.e::text
+      FROM (VALUES ('composite', a.composite, b.composite),
+                   ('recency', a.recency, b.recency),
+                   ('frequency', a.frequency, b.frequency),
+                   ('monetary', a.monetary, b.monetary),
+                   ('time_decay', a.time_decay, b.time_decay),
+                   ('diversity', a.diversity, b.diversity),
+                   ('engagement_probability', a.engagement_probability, b.engagement_probability),
+                   ('conversion_probability', a.conversion_probability, b.conversion_probability),
+                   ('churn_risk', a.churn_risk, b.churn_risk)) f(field, g, e)
+     WHERE NOT ref.close(f.g, f.e)
+    UNION ALL
+    SELECT f.field, f.g, f.e
+      FROM (VALUES ('segment', a.segment, b.segment),
+                   ('opted_out', a.opted_out::text, b.opted_out::text),
+                   ('event_count', a.event_count::text, b.event_count::text),
+                   ('engaging_count', a.engaging_count::text, b.engaging_count::text)) f(field, g, e)
+     WHERE f.g IS DISTINCT FROM f.e;
+END $$;
+
+-- Two extension scores field by field: the fields that differ, one row each, none when all agree:
+-- (field, got, expected) as text, got from a, expected from b.  how = 'close': floats within
+-- ref.close, the others exactly; 'exact': every field exactly (as the row comparison
+-- `a IS DISTINCT FROM b` does); 'text': every field's text form (as `a::text IS DISTINCT FROM
+-- b::text` does, under the session's extra_float_digits).  Not strict: a score missing on one
+-- side differs in every field.
+CREATE FUNCTION ref.score_mismatches(a engagement.score, b engagement.score, how text DEFAULT 'close')
+RETURNS TABLE (field text, got text, expected text) LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF how IS NULL OR how NOT IN ('close', 'exact', 'text') THEN
+        RAISE EXCEPTION 'ref.score_mismatches: how must be close, exact or text, not %', how;
+    END IF;
+    RETURN QUERY
+    SELECT f.field, f.g::text, f.e::text
+      FROM (VALUES ('composite', a.composite, b.composite),
+                   ('recency', a.recency, b.recency),
+                   ('frequency', a.frequency, b.frequency),
+                   ('monetary', a.monetary, b.monetary),
+                   ('time_decay', a.time_decay, b.time_decay),
+                   ('diversity', a.diversity, b.diversity),
+                   ('engagement_probability', a.engagement_probability, b.engagement_probability),
+                   ('conversion_probability', a.conversion_probability, b.conversion_probability),
+                   ('churn_risk', a.churn_risk, b.churn_risk),
+                   ('expected_engagements_30d', a.expected_engagements_30d, b.expected_engagements_30d)
+           ) f(field, g, e)
+     WHERE CASE how WHEN 'close' THEN NOT ref.close(f.g, f.e)
+                    WHEN 'exact' THEN f.g IS DISTINCT FROM f.e
+                    ELSE f.g::text IS DISTINCT FROM f.e::text END
+    UNION ALL
+    SELECT f.field, f.g, f.e
+      FROM (VALUES ('as_of', a.as_of::text, b.as_of::text, a.as_of IS NOT DISTINCT FROM b.as_of),
+                   ('profile', a.profile, b.profile, a.profile IS NOT DISTINCT FROM b.profile),
+                   ('segment', a.segment, b.segment, a.segment IS NOT DISTINCT FROM b.segment),
+                   ('opted_out', a.opted_out::text, b.opted_out::text,
+                    a.opted_out IS NOT DISTINCT FROM b.opted_out),
+                   ('event_count', a.event_count::text, b.event_count::text,
+                    a.event_count IS NOT DISTINCT FROM b.event_count),
+                   ('engaging_count', a.engaging_count::text, b.engaging_count::text,
+                    a.engaging_count IS NOT DISTINCT FROM b.engaging_count),
+                   ('conversion_total', a.conversion_total::text, b.conversion_total::text,
+                    a.conversion_total IS NOT DISTINCT FROM b.conversion_total),
+                   ('first_event_at', a.first_event_at::text, b.first_event_at::text,
+                    a.first_event_at IS NOT DISTINCT FROM b.first_event_at),
+                   ('last_engaged_at', a.last_engaged_at::text, b.last_engaged_at::text,
+                    a.last_engaged_at IS NOT DISTINCT FROM b.last_engaged_at)) f(field, g, e, same)
+     WHERE CASE how WHEN 'text' THEN f.g IS DISTINCT FROM f.e ELSE NOT f.same END;
+END $$;
 
 -- A deterministic events table of a few thousand contacts, rows in scattered order (so parallel
 -- workers each see part of most contacts).  Hash-based pseudo-randomness: no random(), no seed state.
