@@ -326,11 +326,24 @@ BEGIN
         SELECT coalesce(array_agg(s.composite), '{}') INTO removed
           FROM @extschema@.engagement_scores s JOIN pg_temp._es_targets t USING (contact_id)
          WHERE s.profile = p.name;
-        UPDATE @extschema@.score_distributions d
-           SET sorted_composites = @extschema@._merge_distribution(d.sorted_composites, removed, added),
-               contacts = d.contacts - cardinality(removed) + cardinality(added),
-               refreshed_at = refresh_at
-         WHERE d.profile = p.name;
+        BEGIN
+            UPDATE @extschema@.score_distributions d
+               SET sorted_composites = @extschema@._merge_distribution(d.sorted_composites, removed, added),
+                   contacts = d.contacts - cardinality(removed) + cardinality(added),
+                   refreshed_at = refresh_at
+             WHERE d.profile = p.name;
+        EXCEPTION WHEN SQLSTATE '22000' THEN
+            -- Out of step with the stored scores (a score edited by hand): rebuilt from them.
+            RAISE WARNING 'the score distribution of profile "%" did not match its stored scores; rebuilt from them', p.name;
+            UPDATE @extschema@.score_distributions d
+               SET sorted_composites = @extschema@._pack_sorted(kept.composites || added),
+                   contacts = cardinality(kept.composites) + cardinality(added), refreshed_at = refresh_at
+              FROM (SELECT coalesce(array_agg(s.composite), '{}') AS composites
+                      FROM @extschema@.engagement_scores s
+                     WHERE s.profile = p.name
+                       AND NOT EXISTS (SELECT FROM pg_temp._es_targets t WHERE t.contact_id = s.contact_id)) kept
+             WHERE d.profile = p.name;
+        END;
     END IF;
 END $$;
 

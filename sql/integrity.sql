@@ -75,6 +75,19 @@ SELECT engagement.track_event_changes('integrity_events');
 SELECT engagement.track_event_changes('integrity_events');
 SELECT tgname FROM pg_trigger WHERE tgrelid = 'integrity_events'::regclass AND NOT tgisinternal ORDER BY 1;
 
+-- 6. A stored score edited by hand no longer matches the distribution: the next incremental refresh
+--    rebuilds it from the stored scores (with a WARNING) instead of failing every time.
+SELECT engagement.refresh_scores() IS NOT NULL AS refreshed;
+UPDATE engagement.engagement_scores SET composite = composite / 2 + 0.125 WHERE profile = 'default' AND contact_id = 910001;
+INSERT INTO engagement.engagement_events (contact_id, event_type, occurred_at)
+VALUES (910001, 'opened', now() - interval '1 hour');
+SELECT engagement.refresh_scores() AS rescored_after_edit;
+SELECT d.contacts AS distribution_contacts, count(*) AS stored_scores
+  FROM engagement.score_distributions d JOIN engagement.engagement_scores s ON s.profile = d.profile
+ WHERE d.profile = 'default'
+ GROUP BY d.profile, d.contacts, d.sorted_composites
+HAVING d.contacts <> count(*) OR d.sorted_composites <> engagement._pack_sorted(array_agg(s.composite));
+
 DELETE FROM engagement.engagement_events WHERE contact_id IN (910001, 910002) OR contact_id BETWEEN 7420000 AND 7424999;
 DELETE FROM engagement.scoring_profiles WHERE name IN ('integrity_b', 'integrity_new');
 DROP TABLE integrity_events;

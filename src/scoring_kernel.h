@@ -2,7 +2,7 @@
  * scoring_kernel.h: the engagement scoring model of shared/SCORING_MODEL.md.
  *
  * The kernel is C++17 with no PostgreSQL headers.  This header is also valid C
- * so that the PostgreSQL glue (engagement_scoring.c) can stay plain C: no C++
+ * so that the PostgreSQL glue (src/glue/) can stay plain C: no C++
  * frame ever lies between PostgreSQL and an ereport() longjmp, and no C++
  * exception can reach PostgreSQL (every function here is noexcept and reports
  * failures through a status code and a message buffer).

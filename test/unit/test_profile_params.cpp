@@ -111,7 +111,7 @@ TEST(ProfileParams, MembersAreTheColumnsFields) {
 }
 
 TEST(ProfileParams, ColumnsStringIsTheGluesList) {
-    // The list engagement_scoring.c writes out by hand today (profile_columns).
+    // The list the glue once wrote out by hand (profile_columns in src/glue/profiles.c).
     EXPECT_STREQ(ES_PROFILE_COLUMNS "name",
                  "lookback_days, recency_tau_days, frequency_min_days, frequency_ref_rate, monetary_ref_value, "
                  "half_life_days, time_decay_ref, decay_weight_delivered, decay_weight_opened, decay_weight_clicked, "
