@@ -1,0 +1,24 @@
+-- robustness: defects that fault, fuzz and hostile-role testing found in the C code (issue 11,
+-- items 8 to 10) stay fixed.  Runs last: it adds a label to engagement.event_type.
+
+------------------------------------------------------------------------------------------------
+-- 8. An event's age never overflows.  The ends of the timestamp range (4713 BC, 294276 AD) lie
+--    more than 2^63 microseconds apart: an open in 1900 scored in 294276 is ~292,376 years old,
+--    far outside every window (it gave composite NaN and recency Infinity).
+------------------------------------------------------------------------------------------------
+SELECT s.composite, s.recency, s.frequency, s.monetary, s.time_decay, s.diversity, s.segment,
+       s.churn_risk BETWEEN 0 AND 1 AS churn_risk_in_0_1, s.expected_engagements_30d >= 0 AS expected_not_negative
+  FROM (SELECT (engagement.score_events('opened', '1900-01-01+00', NULL, '294276-12-31 23:59:59+00')).*) s;
+SELECT engagement.explain_events('opened', '1900-01-01+00', NULL, '294276-12-31 23:59:59+00', 'default');
+-- time_decay never exceeds the event's weight, and is 2^(-age / half-life) with the age in days
+-- (the same with the extreme ends of the range).
+WITH v(o, a, h) AS (
+    VALUES (timestamptz '1900-01-01+00', timestamptz '294276-12-31 23:59:59+00', 1e12::float8),
+           ('4713-11-24 00:00:00+00 BC', '294276-12-31 23:59:59.999999+00', 1e15),
+           ('4713-11-24 00:00:00+00 BC', '294276-12-31 23:59:59.999999+00', 1e9)),
+t AS (SELECT o, a, h, engagement.time_decay(1, o, a, h) AS d FROM v GROUP BY o, a, h)
+SELECT h AS half_life_days, d < 1 AS below_the_weight,
+       abs(d / 2 ^ (-((extract(epoch FROM a) - extract(epoch FROM o)) / 86400)::float8 / h) - 1) < 1e-12 AS exact
+  FROM t ORDER BY o, h;
+-- The age of an ordinary event is still the exact difference: the same value as ever.
+SELECT engagement.time_decay(4, '2026-05-04 12:00:00+00', '2026-06-01 12:00:00+00', 14) AS one_half_life_twice;
