@@ -22,3 +22,22 @@ SELECT h AS half_life_days, d < 1 AS below_the_weight,
   FROM t ORDER BY o, h;
 -- The age of an ordinary event is still the exact difference: the same value as ever.
 SELECT engagement.time_decay(4, '2026-05-04 12:00:00+00', '2026-06-01 12:00:00+00', 14) AS one_half_life_twice;
+
+------------------------------------------------------------------------------------------------
+-- 9. No internal error (XX000) a user can reach.
+------------------------------------------------------------------------------------------------
+-- The aggregates' support functions that SQL can call (the others take internal) refuse to run
+-- outside an aggregate with 0A000, naming the aggregate to use.
+SELECT f AS called_directly, ref.sqlstate_of('SELECT ' || f) AS result
+  FROM (VALUES ('engagement._fit_mbgnbd_finalfn(NULL::engagement.btyd_fit_state)'),
+               ($$engagement._fit_bgnbd_finalfn('[(1,1,2,1)]')$$),
+               ('engagement._fit_transfn(NULL, 1, 1, 2)'),
+               ('engagement._fit_transfn(NULL, 1, 1, 2, 0.5)'),
+               ($$engagement._fit_combinefn('[(1,1,2,1)]', '[(1,1,2,1)]')$$),
+               ('engagement._time_decay_transfn(NULL, 1, now(), now(), 14)'),
+               ($$engagement._time_decay_combinefn('(1,0,0,14,1)', '(1,0,0,14,1)')$$)) v(f);
+-- Inside an aggregate of the caller's own they still run (a Citus-style combine of partial states).
+CREATE AGGREGATE pg_temp.fit_states(engagement.btyd_fit_state) (
+    SFUNC = engagement._fit_combinefn, STYPE = engagement.btyd_fit_state);
+SELECT pg_temp.fit_states(s::engagement.btyd_fit_state)::text AS combined
+  FROM (VALUES ('[(1,1,2,1)]'), ('[(1,1,2,2),(0,0,3,1)]')) v(s);

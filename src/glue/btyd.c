@@ -51,7 +51,7 @@ es_btyd_summary_finalfn(PG_FUNCTION_ARGS)
 	bool		nulls[3] = {false, false, false};
 	int64		b0;
 
-	(void) es_aggcontext(fcinfo, "btyd_summary final");
+	(void) es_aggcontext(fcinfo, "btyd_summary");
 	if (st == NULL || st->acc.event_count == 0)
 		PG_RETURN_NULL();
 	es_score_state_compact(st);
@@ -154,7 +154,7 @@ es_btyd_fit_transfn(PG_FUNCTION_ARGS)
 	es_btyd_row row;
 	char		err[ES_ERRLEN];
 
-	(void) es_aggcontext(fcinfo, "fit");	/* updates its state in place */
+	(void) es_aggcontext(fcinfo, "fit_mbgnbd or fit_bgnbd");	/* updates its state in place */
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3) || (PG_NARGS() > 4 && PG_ARGISNULL(4)))
 	{
 		if (st == NULL)
@@ -187,7 +187,7 @@ es_btyd_fit_combinefn(PG_FUNCTION_ARGS)
 	FitState   *a = fit_state_arg(fcinfo, 0);
 	FitState   *b = fit_state_arg(fcinfo, 1);
 
-	(void) es_aggcontext(fcinfo, "fit combine");	/* updates a in place */
+	(void) es_aggcontext(fcinfo, "fit_mbgnbd or fit_bgnbd");	/* updates a in place */
 	if (b == NULL)
 	{
 		if (a == NULL)
@@ -291,7 +291,7 @@ fit_final(FunctionCallInfo fcinfo, int model)
 	Datum		values[8];
 	bool		nulls[8] = {false};
 
-	(void) es_aggcontext(fcinfo, "fit final");
+	(void) es_aggcontext(fcinfo, model == ES_MODEL_MBGNBD ? "fit_mbgnbd" : "fit_bgnbd");
 	if (st == NULL || st->nrows == 0)
 		PG_RETURN_NULL();
 	/* The kernel copies, validates, sorts and collapses: the fit depends only on the rows. */

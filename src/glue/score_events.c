@@ -123,7 +123,7 @@ PG_FUNCTION_INFO_V1(es_score_events_transfn);
 Datum
 es_score_events_transfn(PG_FUNCTION_ARGS)
 {
-	MemoryContext aggcontext = es_aggcontext(fcinfo, "score_events");
+	MemoryContext aggcontext = es_aggcontext(fcinfo, "score_events or explain_events");
 	ScoreState *st = PG_ARGISNULL(0) ? NULL : (ScoreState *) PG_GETARG_POINTER(0);
 	bool		has_profile_arg = PG_NARGS() >= 6;
 	const NamedProfile *profile;
@@ -179,7 +179,7 @@ PG_FUNCTION_INFO_V1(es_score_events_combinefn);
 Datum
 es_score_events_combinefn(PG_FUNCTION_ARGS)
 {
-	MemoryContext aggcontext = es_aggcontext(fcinfo, "score_events combine");
+	MemoryContext aggcontext = es_aggcontext(fcinfo, "score_events, explain_events or btyd_summary");
 	ScoreState *a = PG_ARGISNULL(0) ? NULL : (ScoreState *) PG_GETARG_POINTER(0);
 	ScoreState *b = PG_ARGISNULL(1) ? NULL : (ScoreState *) PG_GETARG_POINTER(1);
 
@@ -234,7 +234,7 @@ es_score_events_serialfn(PG_FUNCTION_ARGS)
 	StringInfoData buf;
 	int			i;
 
-	(void) es_aggcontext(fcinfo, "score_events serialize");
+	(void) es_aggcontext(fcinfo, "score_events, explain_events or btyd_summary");
 	es_score_state_compact(st);
 
 	pq_begintypsend(&buf);
@@ -311,7 +311,7 @@ es_score_events_deserialfn(PG_FUNCTION_ARGS)
 		elog(ERROR, "corrupt score_events state");
 
 	/* In the per-input-tuple context: the combine function copies what it keeps. */
-	(void) es_aggcontext(fcinfo, "score_events deserialize");
+	(void) es_aggcontext(fcinfo, "score_events, explain_events or btyd_summary");
 	st = score_state_new(CurrentMemoryContext, acc.as_of, &profile, n);
 	st->acc = acc;
 	for (i = 0; i < n; i++)
@@ -368,7 +368,7 @@ es_score_events_finalfn(PG_FUNCTION_ARGS)
 	bool		nulls[SCORE_FIELDS] = {false};
 	int			natts;
 
-	(void) es_aggcontext(fcinfo, "score_events final");
+	(void) es_aggcontext(fcinfo, "score_events");
 	if (!score_state_finalize(st, &r))
 		PG_RETURN_NULL();
 
@@ -425,7 +425,7 @@ es_explain_events_finalfn(PG_FUNCTION_ARGS)
 	text	   *result;
 	int			status;
 
-	(void) es_aggcontext(fcinfo, "explain_events final");
+	(void) es_aggcontext(fcinfo, "explain_events");
 	if (!score_state_finalize(st, &r))
 		PG_RETURN_NULL();
 
