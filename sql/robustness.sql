@@ -41,3 +41,15 @@ CREATE AGGREGATE pg_temp.fit_states(engagement.btyd_fit_state) (
     SFUNC = engagement._fit_combinefn, STYPE = engagement.btyd_fit_state);
 SELECT pg_temp.fit_states(s::engagement.btyd_fit_state)::text AS combined
   FROM (VALUES ('[(1,1,2,1)]'), ('[(1,1,2,2),(0,0,3,1)]')) v(s);
+
+-- Fits with extreme valid weights: only the weights' ratios matter, so a customer of weight
+-- 5e-324 fits exactly like one of weight 1 (it gave XX000 "not finite at the starting points").
+SELECT t.r = o.r AND t.alpha = o.alpha AND t.a = o.a AND t.b = o.b AND t.iterations = o.iterations
+         AND t.converged = o.converged AS same_fit_as_weight_1,
+       t.n AS tiny_n, t.log_likelihood = o.log_likelihood * 5e-324 AS log_likelihood_scaled
+  FROM (SELECT (engagement.fit_mbgnbd(1, 1, 2, 5e-324)).*) t, (SELECT (engagement.fit_mbgnbd(1, 1, 2, 1)).*) o;
+SELECT ref.sqlstate_of($$SELECT engagement.fit_bgnbd(x, t_x, t, 1e-320)
+                           FROM (VALUES (1, 1, 2), (3, 5, 9), (0, 0, 4)) v(x, t_x, t)$$) AS subnormal_weights;
+-- A total weight beyond the range of a double is 22003, not a fit with n = Infinity.
+SELECT ref.sqlstate_of($$SELECT engagement.fit_mbgnbd(x, t_x, t, 1e308)
+                           FROM (VALUES (1, 1, 2), (2, 3, 4), (0, 0, 4)) v(x, t_x, t)$$) AS total_weight_overflows;
