@@ -53,3 +53,44 @@ SELECT ref.sqlstate_of($$SELECT engagement.fit_bgnbd(x, t_x, t, 1e-320)
 -- A total weight beyond the range of a double is 22003, not a fit with n = Infinity.
 SELECT ref.sqlstate_of($$SELECT engagement.fit_mbgnbd(x, t_x, t, 1e308)
                            FROM (VALUES (1, 1, 2), (2, 3, 4), (0, 0, 4)) v(x, t_x, t)$$) AS total_weight_overflows;
+
+-- _merge_distribution: a value to remove that the distribution lacks (a score edited behind the
+-- refresh's back) is 22000, in every form, so that the refresh can catch exactly that.
+SELECT c AS out_of_step, ref.sqlstate_of(format('SELECT engagement._merge_distribution(engagement._pack_sorted(%L), %L, %L)',
+                                                d, rem, added)) AS result
+  FROM (VALUES ('between values', '{1,2,3}', '{2.5}', '{}'),
+               ('below every value', '{1,2,3}', '{0}', '{7}'),
+               ('above every value', '{1,2,3}', '{4}', '{0}'),
+               ('removed twice', '{1,2,3}', '{2,2}', '{}'),
+               ('more removed than there are', '{1,2}', '{1,2,3}', '{4,5}'),
+               ('from an empty distribution', '{}', '{1}', '{1}')) v(c, d, rem, added);
+-- (and what it does when the values are there: one occurrence of each removed, the added merged in)
+SELECT engagement._merge_distribution(engagement._pack_sorted('{1,2,2,3}'), '{2,3}', '{0,2.5,9}')
+         = engagement._pack_sorted('{0,1,2,2.5,9}') AS merged_as_expected;
+
+-- Malformed distributions (bytea anyone can pass): 22P03, whether the value is small, stored out
+-- of line and read in slices (one call), or read whole once for many calls.
+SELECT c AS malformed, ref.sqlstate_of(q) AS result
+  FROM (VALUES ('count_below: 2 bytes', $$SELECT engagement._count_below('\x0102', 1)$$),
+               ('count_below: 9 bytes', $$SELECT engagement._count_below(engagement._pack_sorted('{1}') || '\x00'::bytea, 1)$$),
+               ('count_below: NaN', $$SELECT engagement._count_below('\x000000000000f87f', 1)$$),
+               ('count_below: out of order', $$SELECT engagement._count_below(engagement._pack_sorted('{2}') || engagement._pack_sorted('{1}'), 1)$$),
+               ('merge: 1 byte', $$SELECT engagement._merge_distribution('\x01', '{}', '{}')$$),
+               ('merge: NaN', $$SELECT engagement._merge_distribution(engagement._pack_sorted('{1}') || '\x000000000000f87f'::bytea, '{}', '{2}')$$),
+               ('merge: out of order', $$SELECT engagement._merge_distribution(engagement._pack_sorted('{2}') || engagement._pack_sorted('{1}'), '{}', '{}')$$))
+       v(c, q);
+-- 10,000 values stored out of line, uncompressed (as score_distributions stores them), one of
+-- them NaN where a binary search looks first.
+CREATE TEMP TABLE dist (name text, d bytea);
+ALTER TABLE dist ALTER d SET STORAGE EXTERNAL;
+INSERT INTO dist
+SELECT 'good', engagement._pack_sorted(array_agg(i::float8)) FROM generate_series(1, 10000) i
+UNION ALL
+SELECT 'nan', overlay(engagement._pack_sorted(array_agg(i::float8)) PLACING '\x000000000000f87f' FROM 5000 * 8 + 1 FOR 8)
+  FROM generate_series(1, 10000) i;
+SELECT name, pg_column_size(d) AS stored_bytes, length(d) AS bytes FROM dist ORDER BY name;
+SELECT ref.sqlstate_of($$SELECT engagement._count_below(d, 100) FROM dist WHERE name = 'nan'$$) AS one_call_in_slices,
+       ref.sqlstate_of($$SELECT engagement._count_below(d, s) FROM dist, generate_series(1, 5) s WHERE name = 'nan'$$) AS many_calls_read_whole;
+SELECT array_agg(engagement._count_below(d, s) ORDER BY s) AS good_counts
+  FROM dist, unnest(ARRAY[-1, 1, 1.5, 5000, 10000, 10001]::float8[]) s WHERE name = 'good';
+SELECT engagement._count_below(d, 5000.5) AS good_one_call FROM dist WHERE name = 'good';
