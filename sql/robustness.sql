@@ -94,3 +94,23 @@ SELECT ref.sqlstate_of($$SELECT engagement._count_below(d, 100) FROM dist WHERE 
 SELECT array_agg(engagement._count_below(d, s) ORDER BY s) AS good_counts
   FROM dist, unnest(ARRAY[-1, 1, 1.5, 5000, 10000, 10001]::float8[]) s WHERE name = 'good';
 SELECT engagement._count_below(d, 5000.5) AS good_one_call FROM dist WHERE name = 'good';
+
+-- An event type the model does not know (a label added to the enum): 22023, naming the label
+-- and the seven types the model knows.  (The label stays: this test runs last.)
+ALTER TYPE engagement.event_type ADD VALUE 'robustness_test_type';
+SELECT ref.sqlstate_of($$SELECT engagement.score_events(t::engagement.event_type, '2026-05-01', NULL, '2026-06-01')
+                           FROM (VALUES ('opened'), ('robustness_test_type')) v(t)$$) AS score_events,
+       ref.sqlstate_of($$SELECT engagement.btyd_summary('robustness_test_type', '2026-05-01', '2026-06-01')$$) AS btyd_summary;
+\set VERBOSITY verbose
+SELECT engagement.score_events('robustness_test_type', '2026-05-01', NULL, '2026-06-01');
+\set VERBOSITY default
+-- A label the model needs, renamed: 55000.
+BEGIN;
+ALTER TYPE engagement.event_type RENAME VALUE 'bounced' TO 'bounce';
+SELECT ref.sqlstate_of($$SELECT engagement.score_events('opened', '2026-05-01', NULL, '2026-06-01')$$) AS label_renamed;
+ROLLBACK;
+-- The score type, altered: 42804 (not XX000).
+BEGIN;
+ALTER TYPE engagement.score ADD ATTRIBUTE extra integer;
+SELECT ref.sqlstate_of($$SELECT engagement.score_events('opened', '2026-05-01', NULL, '2026-06-01')$$) AS score_type_altered;
+ROLLBACK;

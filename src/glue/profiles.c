@@ -251,12 +251,28 @@ es_builtin_default_profile(void)
 	return &builtin;
 }
 
+/* "delivered, opened, ... and bounced": the event types the model knows. */
+static char *
+es_known_event_types(void)
+{
+	StringInfoData buf;
+	int			t;
+
+	initStringInfo(&buf);
+	for (t = 0; t < ES_EVENT_TYPES; t++)
+		appendStringInfo(&buf, "%s%s", t == 0 ? "" : t == ES_EVENT_TYPES - 1 ? " and " : ", ",
+						 es_event_type_name(t));
+	return buf.data;
+}
+
 /* Maps engagement.event_type's OIDs to kernel event types (once per query). */
 int
 es_event_type_of(FunctionCallInfo fcinfo, Oid value)
 {
 	ProfileCache *cache = es_cache(fcinfo);
 	int			t;
+	HeapTuple	tup;
+	char	   *label;
 
 	if (!OidIsValid(cache->enum_type))
 	{
@@ -269,8 +285,12 @@ es_event_type_of(FunctionCallInfo fcinfo, Oid value)
 			HeapTuple	tup = SearchSysCache2(ENUMTYPOIDNAME, ObjectIdGetDatum(enum_type),
 											  CStringGetDatum(es_event_type_name(t)));
 
+			/* a label renamed (ALTER TYPE ... RENAME VALUE) */
 			if (!HeapTupleIsValid(tup))
-				elog(ERROR, "event type label \"%s\" is missing", es_event_type_name(t));
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("type %s has no label \"%s\"", format_type_be(enum_type), es_event_type_name(t)),
+						 errdetail("The scoring model needs the seven event types %s.", es_known_event_types())));
 			cache->enum_oids[t] = ((Form_pg_enum) GETSTRUCT(tup))->oid;
 			ReleaseSysCache(tup);
 		}
@@ -279,6 +299,20 @@ es_event_type_of(FunctionCallInfo fcinfo, Oid value)
 	for (t = 0; t < ES_EVENT_TYPES; t++)
 		if (cache->enum_oids[t] == value)
 			return t;
-	elog(ERROR, "unknown event type OID %u", value);
+
+	/* A label added to the enum (ALTER TYPE ... ADD VALUE): the model has no place for it. */
+	tup = SearchSysCache1(ENUMOID, ObjectIdGetDatum(value));
+	if (HeapTupleIsValid(tup))
+	{
+		label = psprintf("\"%s\"", NameStr(((Form_pg_enum) GETSTRUCT(tup))->enumlabel));
+		ReleaseSysCache(tup);
+	}
+	else
+		label = psprintf("with OID %u", value);
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("the scoring model does not know event type %s", label),
+			 errdetail("The model knows the seven event types %s.", es_known_event_types()),
+			 errhint("Leave events of other types out of the rows scored, or map them to one of these.")));
 	return -1;					/* keep the compiler quiet */
 }

@@ -385,8 +385,13 @@ es_score_events_finalfn(PG_FUNCTION_ARGS)
 		fcinfo->flinfo->fn_extra = result_desc;	/* kept for the query */
 	}
 	natts = result_desc->natts;
+	/* reachable by altering the type (ALTER TYPE engagement.score ADD ATTRIBUTE, ...) */
 	if (natts != SCORE_FIELDS && natts != SCORE_FIELDS_1_0)
-		elog(ERROR, "engagement.score has %d attributes, expected %d", natts, SCORE_FIELDS);
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("%s has %d attributes, expected %d", format_type_be(result_desc->tdtypeid), natts,
+						SCORE_FIELDS),
+				 errhint("The type was altered after the extension made it.")));
 
 	values[0] = TimestampTzGetDatum(st->acc.as_of);
 	values[1] = CStringGetTextDatum(st->profile.name);
