@@ -114,3 +114,29 @@ BEGIN;
 ALTER TYPE engagement.score ADD ATTRIBUTE extra integer;
 SELECT ref.sqlstate_of($$SELECT engagement.score_events('opened', '2026-05-01', NULL, '2026-06-01')$$) AS score_type_altered;
 ROLLBACK;
+
+------------------------------------------------------------------------------------------------
+-- 10. SQLSTATEs as the README's table says.
+------------------------------------------------------------------------------------------------
+-- A profile document with a value that is not a number, or not a double: 22023 like every other
+-- flaw of a document (not 22P02, 22003).
+SELECT k AS lookback_days, ref.sqlstate_of(format(
+         $$SELECT engagement.score_events('opened', '2026-05-01', NULL, '2026-06-01', jsonb_set(to_jsonb(p), '{lookback_days}', %L))
+             FROM engagement.scoring_profiles p WHERE name = 'default'$$, k)) AS result
+  FROM (VALUES ('"abc"'), ('1e400'), ('-1e400'), ('"1e400"'), ('1e-400'), ('true'), ('[365]'), ('{"days": 365}'),
+               ('""'), ('" 365 "'), ('null')) v(k);
+-- Numbers given as strings are read as float8in reads them; the score is the named profile's.
+SELECT d.s = n.s AS same_as_by_name
+  FROM (SELECT engagement.score_events(event_type, occurred_at, conversion_value, '2026-06-01 12:00+00',
+                                       jsonb_set(jsonb_set(to_jsonb(p), '{lookback_days}', '"365"'),
+                                                 '{half_life_days}', '" 14.0e0 "')) AS s
+          FROM ref.crm_events, engagement.scoring_profiles p WHERE contact_id = 7 AND p.name = 'default') d,
+       (SELECT engagement.score_events(event_type, occurred_at, conversion_value, '2026-06-01 12:00+00', 'default') AS s
+          FROM ref.crm_events WHERE contact_id = 7) n;
+-- The name: a string (a number or boolean as its text), 1 to 63 bytes.
+SELECT n AS name, ref.sqlstate_of(format(
+         $$SELECT (engagement.score_events('opened', '2026-05-01', NULL, '2026-06-01', jsonb_set(to_jsonb(p), '{name}', %L))).profile
+             FROM engagement.scoring_profiles p WHERE name = 'default'$$, n)) AS result
+  FROM (VALUES ('"x"'), ('42'), ('""'), ('null'), ('{"a": 1}'), (to_jsonb(repeat('n', 64))::text)) v(n);
+SELECT (engagement.score_events('opened', '2026-05-01', NULL, '2026-06-01', jsonb_set(to_jsonb(p), '{name}', '42'))).profile
+  FROM engagement.scoring_profiles p WHERE name = 'default';
