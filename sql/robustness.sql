@@ -140,3 +140,11 @@ SELECT n AS name, ref.sqlstate_of(format(
   FROM (VALUES ('"x"'), ('42'), ('""'), ('null'), ('{"a": 1}'), (to_jsonb(repeat('n', 64))::text)) v(n);
 SELECT (engagement.score_events('opened', '2026-05-01', NULL, '2026-06-01', jsonb_set(to_jsonb(p), '{name}', '42'))).profile
   FROM engagement.scoring_profiles p WHERE name = 'default';
+
+-- A number beyond the range of a double in a state's text: 22P02 like any other flaw of the text
+-- (not 22003).
+SELECT s AS state_text, ref.sqlstate_of(format('SELECT %L::engagement.decay_state', s)) AS result
+  FROM (VALUES ('(1e999,0,0,14,1)'), ('(1,-1e999,0,14,1)'), ('(1,0,0,1e999,1)'), ('(1,0,0,1e-999,1)')) v(s);
+SELECT s AS state_text, ref.sqlstate_of(format('SELECT %L::engagement.btyd_fit_state', s)) AS result
+  FROM (VALUES ('[(1e999,1,2,1)]'), ('[(1,1,2,1e999)]'), ('[(1,1,1e999,1)]'), ('[(1,1,2,1),(0,0,3,1e-999)]')) v(s);
+SELECT '(1e999,0,0,14,1)'::engagement.decay_state;
