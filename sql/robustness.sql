@@ -50,9 +50,14 @@ SELECT t.r = o.r AND t.alpha = o.alpha AND t.a = o.a AND t.b = o.b AND t.iterati
   FROM (SELECT (engagement.fit_mbgnbd(1, 1, 2, 5e-324)).*) t, (SELECT (engagement.fit_mbgnbd(1, 1, 2, 1)).*) o;
 SELECT ref.sqlstate_of($$SELECT engagement.fit_bgnbd(x, t_x, t, 1e-320)
                            FROM (VALUES (1, 1, 2), (3, 5, 9), (0, 0, 4)) v(x, t_x, t)$$) AS subnormal_weights;
--- A total weight beyond the range of a double is 22003, not a fit with n = Infinity.
+-- A total weight beyond the range of a double is 22003, not a fit with n = Infinity, whether
+-- the customers differ or are identical ones summed in the state (collapsed from 65 rows on, or
+-- in its text).
 SELECT ref.sqlstate_of($$SELECT engagement.fit_mbgnbd(x, t_x, t, 1e308)
-                           FROM (VALUES (1, 1, 2), (2, 3, 4), (0, 0, 4)) v(x, t_x, t)$$) AS total_weight_overflows;
+                           FROM (VALUES (1, 1, 2), (2, 3, 4), (0, 0, 4)) v(x, t_x, t)$$) AS total_weight_overflows,
+       ref.sqlstate_of($$SELECT engagement.fit_mbgnbd(1, 1, 2, 1e308) FROM generate_series(1, 100)$$) AS summed_in_the_state,
+       ref.sqlstate_of($$SELECT pg_temp.fit_states(s::engagement.btyd_fit_state)::text
+                           FROM (VALUES ('[(1,1,2,1e308)]'), ('[(1,1,2,1e308)]')) v(s)$$) AS in_its_text;
 
 -- _merge_distribution: a value to remove that the distribution lacks (a score edited behind the
 -- refresh's back) is 22000, in every form, so that the refresh can catch exactly that.
