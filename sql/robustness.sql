@@ -123,6 +123,12 @@ ROLLBACK;
 ------------------------------------------------------------------------------------------------
 -- 10. SQLSTATEs as the README's table says.
 ------------------------------------------------------------------------------------------------
+-- A conversion value beyond the range of a double given to the aggregate: 22023, like an
+-- infinite one (was 22003); a tiny one is (close to) 0, like any rounding to a double.
+SELECT ref.sqlstate_of($$SELECT engagement.score_events('converted', '2026-05-01', 1e400, '2026-06-01')$$) AS beyond_a_double,
+       ref.sqlstate_of($$SELECT engagement.score_events('converted', '2026-05-01', 'Infinity', '2026-06-01')$$) AS infinite,
+       (engagement.score_events('converted', '2026-05-01', 1e-400, '2026-06-01')).conversion_total AS tiny;
+
 -- A profile document with a value that is not a number, or not a double: 22023 like every other
 -- flaw of a document (not 22P02, 22003).
 SELECT k AS lookback_days, ref.sqlstate_of(format(

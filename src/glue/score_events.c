@@ -166,7 +166,12 @@ es_score_events_transfn(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("conversion_value must be a finite number")));
-		value = DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(n)));
+		/* as numeric_float8 (the same digits, the same strtod), but beyond a double is 22023 too */
+		value = DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow, NumericGetDatum(n)));
+		if (isinf(value))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("conversion_value must be a finite number within the range of a double precision")));
 		if (value < 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
