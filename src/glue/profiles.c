@@ -2,8 +2,9 @@
  * profiles.c: the scoring profiles of score_events and explain_events, and event types.
  *
  * A profile comes by name (a row of engagement.scoring_profiles, read by SPI) or as a document
- * (to_jsonb of such a row, its keys read with the jsonb API).  Either way the transition function resolves it once per query into
- * an entry of the cache in its fn_extra, and the state copies the entry's values.
+ * (to_jsonb of such a row, its keys read with the jsonb API).  Either way the transition function
+ * resolves it once per query into an entry of the cache in its fn_extra, and the state copies the
+ * entry's values.
  */
 #include "postgres.h"
 
@@ -345,9 +346,8 @@ es_event_type_of(FunctionCallInfo fcinfo, Oid value)
 			elog(ERROR, "could not determine the event type's data type");
 		for (t = 0; t < ES_EVENT_TYPES; t++)
 		{
-			HeapTuple	tup = SearchSysCache2(ENUMTYPOIDNAME, ObjectIdGetDatum(enum_type),
-											  CStringGetDatum(es_event_type_name(t)));
-
+			tup = SearchSysCache2(ENUMTYPOIDNAME, ObjectIdGetDatum(enum_type),
+								  CStringGetDatum(es_event_type_name(t)));
 			/* a label renamed (ALTER TYPE ... RENAME VALUE) */
 			if (!HeapTupleIsValid(tup))
 				ereport(ERROR,
