@@ -539,6 +539,17 @@ int fit_model(int model, const es_btyd_row *rows, size_t n, es_btyd_fit *out, ch
     if (rc != ES_OK) return rc;
 
     std::vector<es_btyd_row> sorted(rows, rows + n);
+    // The fit maximises the weighted mean log-likelihood: only the weights' ratios matter.  Scale
+    // them by a power of two that brings the largest into [1, 2): exact, and no scaling at all for
+    // weights of 1, so an ordinary fit is bit-identical, while weights near the ends of the double
+    // range (5e-324, 1e308) neither vanish into 1 / total weight nor overflow in a sum.
+    double max_weight = 0.0;
+    for (const es_btyd_row &r : sorted) max_weight = std::max(max_weight, r.weight);
+    int max_exponent = 0;
+    std::frexp(max_weight, &max_exponent);  // max_weight = m 2^max_exponent, m in [0.5, 1)
+    const int weight_shift = 1 - max_exponent;
+    if (weight_shift != 0)
+        for (es_btyd_row &r : sorted) r.weight = std::ldexp(r.weight, weight_shift);
     sorted.resize(collapse(sorted.data(), sorted.size()));
     Problem pb;
     pb.build(model, sorted);
@@ -564,7 +575,9 @@ int fit_model(int model, const es_btyd_row *rows, size_t n, es_btyd_fit *out, ch
         if (x.f < best.f) best = x;
     }
     if (!std::isfinite(best.f))
-        return fail(err, errlen, ES_INTERNAL, "BTYD fit: the log-likelihood is not finite at the starting points");
+        return fail(err, errlen, ES_OUT_OF_RANGE,
+                    "BTYD fit: the log-likelihood cannot be evaluated at the starting points (customer summaries "
+                    "beyond the range of a double)");
     if (norm_inf4(best.g) > kGradTol && norm_inf4(best.th) <= kSearchBound - 5) {
         // Stalled: polish with Nelder-Mead and restart BFGS from there.
         nelder_mead(pb, &best, 2000);
@@ -574,8 +587,12 @@ int fit_model(int model, const es_btyd_row *rows, size_t n, es_btyd_fit *out, ch
     out->alpha = std::exp(best.th[1]);
     out->a = std::exp(best.th[2]);
     out->b = std::exp(best.th[3]);
-    out->log_likelihood = -best.f * pb.total_weight;
-    out->n = pb.total_weight;
+    out->n = std::ldexp(pb.total_weight, -weight_shift);  // the weights as given, summed
+    out->log_likelihood = -best.f * out->n;
+    if (!std::isfinite(out->n) || !std::isfinite(out->log_likelihood))
+        return fail(err, errlen, ES_OUT_OF_RANGE,
+                    "BTYD fit: the total weight (%g) or the log-likelihood (%g) is out of range of a double", out->n,
+                    out->log_likelihood);
     out->iterations = iterations;
     const double gn = norm_inf4(best.g);
     const char *mname = model == ES_MODEL_MBGNBD ? "MBG/NBD" : "BG/NBD";

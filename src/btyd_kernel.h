@@ -137,8 +137,13 @@ typedef struct es_btyd_fit {
  * best parameters found and the reason in err: no repeat events at all (all
  * x = 0: no finite maximum), a parameter running off to 0 or infinity (the
  * data do not identify the model, e.g. one customer), or no convergence.
+ * Only the weights' ratios matter: they are scaled (exactly, by a power of
+ * two) before optimising, so any positive finite weights fit.
  * ES_INVALID_PARAMETER for a bad model or row (the message names the row),
- * ES_OUT_OF_MEMORY if the copy cannot be allocated.
+ * ES_OUT_OF_RANGE when the total weight or the log-likelihood at the
+ * estimate does not fit a double (or the summaries are too extreme to
+ * evaluate the likelihood at all), ES_OUT_OF_MEMORY if the copy cannot be
+ * allocated.
  */
 int es_btyd_fit_model(int model, const es_btyd_row *rows, size_t n, es_btyd_fit *out, char *err,
                       size_t errlen) ES_NOEXCEPT;

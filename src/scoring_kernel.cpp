@@ -23,9 +23,15 @@ namespace {
 constexpr double kUsecsPerDay = 86400000000.0;
 constexpr int64_t kNoTime = std::numeric_limits<int64_t>::min();
 
+// as_of - t in days.  The difference of two PostgreSQL timestamps fits int64 unless they lie more
+// than ~292,000 years apart (the timestamp range spans ~299,000): then it is taken in doubles,
+// which round each timestamp to 2^-53 of itself, far below a day at those spans.  Every ordinary
+// difference stays exact in int64, with one rounding when converting to days.
 double age_days(int64_t as_of, int64_t t) {
-    // The difference is exact in int64; one rounding when converting to days.
-    return static_cast<double>(as_of - t) / kUsecsPerDay;
+    int64_t diff;
+    if (__builtin_sub_overflow(as_of, t, &diff))
+        return (static_cast<double>(as_of) - static_cast<double>(t)) / kUsecsPerDay;
+    return static_cast<double>(diff) / kUsecsPerDay;
 }
 
 // es_profile is the doubles of ES_PROFILE_PARAMS, in its order: the glue fills it column by column.

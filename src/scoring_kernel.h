@@ -7,7 +7,10 @@
  * exception can reach PostgreSQL (every function here is noexcept and reports
  * failures through a status code and a message buffer).
  *
- * Times are PostgreSQL-style microseconds since 2000-01-01 00:00:00 UTC.
+ * Times are PostgreSQL-style microseconds since 2000-01-01 00:00:00 UTC, within
+ * PostgreSQL's timestamp range (4713 BC to 294276 AD).  The two ends of that
+ * range lie more than INT64_MAX microseconds apart: ages are computed so that
+ * no difference of two times overflows.
  * The accumulator is plain data: the glue allocates it (and the array of
  * engagement-day keys) in PostgreSQL memory contexts, so nothing here allocates
  * on the aggregation path.

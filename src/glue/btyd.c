@@ -5,6 +5,8 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "access/htup_details.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
@@ -51,7 +53,7 @@ es_btyd_summary_finalfn(PG_FUNCTION_ARGS)
 	bool		nulls[3] = {false, false, false};
 	int64		b0;
 
-	(void) es_aggcontext(fcinfo, "btyd_summary final");
+	(void) es_aggcontext(fcinfo, "btyd_summary");
 	if (st == NULL || st->acc.event_count == 0)
 		PG_RETURN_NULL();
 	es_score_state_compact(st);
@@ -124,6 +126,26 @@ fit_state_arg(FunctionCallInfo fcinfo, int argno)
 	return st;
 }
 
+/*
+ * Collapses rows[0..n) (es_btyd_collapse: identical summaries become one, their weights summed);
+ * the new length.  Summed weights beyond the range of a double are 22003, as the kernel reports
+ * a total weight beyond it (not a row of infinite weight, which it would call invalid).
+ */
+static int64
+fit_collapse(es_btyd_row *rows, int64 n)
+{
+	int64		i;
+
+	n = (int64) es_btyd_collapse(rows, (size_t) n);
+	for (i = 0; i < n; i++)
+		if (!isfinite(rows[i].weight))
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("the total weight of customer summary (x %g, t_x %g, t %g) is out of range of a double",
+							rows[i].x, rows[i].t_x, rows[i].T)));
+	return n;
+}
+
 /* Room for extra more rows: collapse when duplicates may have piled up, else a bigger copy. */
 static FitState *
 fit_state_reserve(FitState *st, int64 extra)
@@ -132,7 +154,7 @@ fit_state_reserve(FitState *st, int64 extra)
 		return st;
 	if (st->nrows > 2 * st->collapsed)
 	{
-		st->nrows = (int64) es_btyd_collapse(st->rows, (size_t) st->nrows);
+		st->nrows = fit_collapse(st->rows, st->nrows);
 		st->collapsed = st->nrows;
 	}
 	if (st->nrows + extra <= FIT_STATE_CAPACITY(st))
@@ -154,7 +176,7 @@ es_btyd_fit_transfn(PG_FUNCTION_ARGS)
 	es_btyd_row row;
 	char		err[ES_ERRLEN];
 
-	(void) es_aggcontext(fcinfo, "fit");	/* updates its state in place */
+	(void) es_aggcontext(fcinfo, "fit_mbgnbd or fit_bgnbd");	/* updates its state in place */
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3) || (PG_NARGS() > 4 && PG_ARGISNULL(4)))
 	{
 		if (st == NULL)
@@ -187,7 +209,7 @@ es_btyd_fit_combinefn(PG_FUNCTION_ARGS)
 	FitState   *a = fit_state_arg(fcinfo, 0);
 	FitState   *b = fit_state_arg(fcinfo, 1);
 
-	(void) es_aggcontext(fcinfo, "fit combine");	/* updates a in place */
+	(void) es_aggcontext(fcinfo, "fit_mbgnbd or fit_bgnbd");	/* updates a in place */
 	if (b == NULL)
 	{
 		if (a == NULL)
@@ -214,7 +236,7 @@ es_btyd_fit_state_out(PG_FUNCTION_ARGS)
 
 	/* Collapsed, on a copy (the argument may be read-only): equal states print the same. */
 	memcpy(rows, st->rows, st->nrows * sizeof(es_btyd_row));
-	n = (int64) es_btyd_collapse(rows, (size_t) st->nrows);
+	n = fit_collapse(rows, st->nrows);
 	initStringInfo(&buf);
 	appendStringInfoChar(&buf, '[');
 	for (i = 0; i < n; i++)
@@ -291,7 +313,7 @@ fit_final(FunctionCallInfo fcinfo, int model)
 	Datum		values[8];
 	bool		nulls[8] = {false};
 
-	(void) es_aggcontext(fcinfo, "fit final");
+	(void) es_aggcontext(fcinfo, model == ES_MODEL_MBGNBD ? "fit_mbgnbd" : "fit_bgnbd");
 	if (st == NULL || st->nrows == 0)
 		PG_RETURN_NULL();
 	/* The kernel copies, validates, sorts and collapses: the fit depends only on the rows. */

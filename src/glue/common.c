@@ -3,6 +3,7 @@
  */
 #include "postgres.h"
 
+#include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
 #include "es_glue.h"
@@ -34,13 +35,26 @@ es_raise(int status, const char *message)
 	pg_unreachable();
 }
 
+/*
+ * The aggregate context of a support function of aggregate (its name, for the hint).  Called
+ * directly, outside an aggregate, such a function has no context to keep or update its state
+ * in: 0A000.
+ */
 MemoryContext
-es_aggcontext(FunctionCallInfo fcinfo, const char *fname)
+es_aggcontext(FunctionCallInfo fcinfo, const char *aggregate)
 {
 	MemoryContext aggcontext;
 
 	if (!AggCheckCallContext(fcinfo, &aggcontext))
-		elog(ERROR, "%s called in non-aggregate context", fname);
+	{
+		char	   *fname = fcinfo->flinfo != NULL ? get_func_name(fcinfo->flinfo->fn_oid) : NULL;
+
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s is an aggregate support function: it cannot be called directly",
+						fname != NULL ? fname : "this function"),
+				 errhint("Use the aggregate %s.", aggregate)));
+	}
 	return aggcontext;
 }
 

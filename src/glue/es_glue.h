@@ -34,7 +34,7 @@
 
 /* common.c */
 extern void es_raise(int status, const char *message) pg_attribute_noreturn();
-extern MemoryContext es_aggcontext(FunctionCallInfo fcinfo, const char *fname);
+extern MemoryContext es_aggcontext(FunctionCallInfo fcinfo, const char *aggregate);
 extern TimestampTz es_finite_timestamp(Datum d, const char *what);
 
 /* profiles.c */

@@ -2,8 +2,9 @@
  * profiles.c: the scoring profiles of score_events and explain_events, and event types.
  *
  * A profile comes by name (a row of engagement.scoring_profiles, read by SPI) or as a document
- * (to_jsonb of such a row).  Either way the transition function resolves it once per query into
- * an entry of the cache in its fn_extra, and the state copies the entry's values.
+ * (to_jsonb of such a row, its keys read with the jsonb API).  Either way the transition function
+ * resolves it once per query into an entry of the cache in its fn_extra, and the state copies the
+ * entry's values.
  */
 #include "postgres.h"
 
@@ -54,6 +55,30 @@ es_cache(FunctionCallInfo fcinfo)
 /* The model parameters in es_profile's field order (profile_params.h), then the name. */
 static const char *const profile_columns = ES_PROFILE_COLUMNS "name";
 
+/* Sets out's name to name (len bytes, or NULL when there is none): 1 to NAMEDATALEN - 1 bytes. */
+static void
+es_set_profile_name(NamedProfile *out, const char *name, int len, const char *display)
+{
+	if (name == NULL || len <= 0 || len >= NAMEDATALEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("scoring profile %s needs a name of 1 to %d bytes", display, NAMEDATALEN - 1)));
+	memcpy(out->name, name, len);
+	out->name[len] = '\0';
+}
+
+/* The kernel's checks of a profile read (the table's constraints, for a stored one). */
+static void
+es_check_profile(const NamedProfile *p, const char *display)
+{
+	char		err[ES_ERRLEN];
+
+	if (es_validate_profile(&p->values, err, sizeof err) != ES_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("scoring profile %s is invalid: %s", display, err)));
+}
+
 /*
  * Reads one profile row, "SELECT <profile_columns> FROM <from>" with $1 = arg, into *out
  * (zeroed first).  False when there is no row.  A missing value becomes NaN, which the kernel's
@@ -69,7 +94,6 @@ es_read_profile(const char *from, Oid argtype, Datum arg, const char *display, N
 	bool		isnull;
 	int			ret;
 	int			i;
-	char		err[ES_ERRLEN];
 
 	memset(out, 0, sizeof(NamedProfile));
 	initStringInfo(&query);
@@ -93,21 +117,15 @@ es_read_profile(const char *from, Oid argtype, Datum arg, const char *display, N
 	}
 	{
 		Datum		d = SPI_getbinval(row, desc, ES_PROFILE_VALUES + 1, &isnull);
+		text	   *name = isnull ? NULL : DatumGetTextPP(d);
 
-		if (isnull || VARSIZE_ANY_EXHDR(DatumGetPointer(d)) == 0 ||
-			VARSIZE_ANY_EXHDR(DatumGetPointer(d)) >= NAMEDATALEN)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("scoring profile %s needs a name of 1 to %d bytes", display, NAMEDATALEN - 1)));
-		text_to_cstring_buffer((text *) DatumGetPointer(d), out->name, NAMEDATALEN);
+		es_set_profile_name(out, name != NULL ? VARDATA_ANY(name) : NULL, name != NULL ? VARSIZE_ANY_EXHDR(name) : 0,
+							display);
 	}
 	SPI_finish();
 
 	/* The table's constraints make this impossible for stored profiles; the kernel checks anyway. */
-	if (es_validate_profile(&out->values, err, sizeof err) != ES_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("scoring profile %s is invalid: %s", display, err)));
+	es_check_profile(out, display);
 	return true;
 }
 
@@ -176,32 +194,73 @@ es_profile_by_name(FunctionCallInfo fcinfo, const char *name, int len)
 }
 
 /*
- * jsonb_to_record($1) AS r(<profile_columns with their types>): only the model's keys are read,
- * so the other columns of a profile row (its events relation, say) need not exist where it is
- * read.
+ * The profile document's names, in es_profile's field order (profile_params.h): its keys read.
+ * Other keys (a profile row's events relation, say) are ignored.
  */
-static const char *
-es_document_source(void)
+#define ES_PROFILE_COLUMN_NAME(column, member, default_value, rule) #column,
+static const char *const document_keys[] = {ES_PROFILE_PARAMS(ES_PROFILE_COLUMN_NAME)};
+#undef ES_PROFILE_COLUMN_NAME
+StaticAssertDecl(lengthof(document_keys) == ES_PROFILE_VALUES, "a document key per profile parameter");
+
+/* A value of a document that is not a number: 22023, like every other flaw of a document. */
+static void
+es_document_not_a_number(const char *key, const char *value)
 {
-	static char *source = NULL;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("scoring profile document is invalid: %s must be a number, not %s", key, value)));
+}
 
-	if (source == NULL)
+/*
+ * The value of key in a profile document as jsonb_to_record would read it into a float8 column
+ * (a number, or a string float8in reads), NaN when it is missing or null (the kernel's validation
+ * then names it).  Numbers beyond the range of a double become infinities, which the validation
+ * also rejects: every flaw of a document is 22023.
+ */
+static double
+es_document_number(Jsonb *doc, const char *key)
+{
+	JsonbValue *v = getKeyJsonValueFromContainer(&doc->root, key, strlen(key), NULL);
+
+	if (v == NULL || v->type == jbvNull)
+		return get_float8_nan();
+	if (v->type == jbvNumeric)
+		return DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow, NumericGetDatum(v->val.numeric)));
+	if (v->type == jbvString)
 	{
-		StringInfoData buf;
-		char	   *columns = pstrdup(profile_columns);
-		char	   *save = NULL;
-		char	   *column;
-		int			i = 0;
+		char	   *s = pnstrdup(v->val.string.val, v->val.string.len);
+		bool		error = false;
+		double		d = float8in_internal_opt_error(s, NULL, "double precision", s, &error);
 
-		initStringInfo(&buf);
-		appendStringInfoString(&buf, "pg_catalog.jsonb_to_record($1) AS r(");
-		for (column = strtok_r(columns, ", ", &save); column != NULL; column = strtok_r(NULL, ", ", &save), i++)
-			appendStringInfo(&buf, "%s%s %s", i > 0 ? ", " : "", column,
-							 i < ES_PROFILE_VALUES ? "pg_catalog.float8" : "pg_catalog.text");
-		appendStringInfoChar(&buf, ')');
-		source = MemoryContextStrdup(TopMemoryContext, buf.data);
+		if (error)
+			es_document_not_a_number(key, quote_literal_cstr(s));
+		pfree(s);
+		return d;
 	}
-	return source;
+	if (v->type == jbvBool)
+		es_document_not_a_number(key, v->val.boolean ? "true" : "false");
+	es_document_not_a_number(key, "an array or object");
+	return 0;					/* keep the compiler quiet */
+}
+
+/* The name of a profile document: a string (or a number or boolean, as its text). */
+static void
+es_document_name(Jsonb *doc, NamedProfile *out)
+{
+	JsonbValue *v = getKeyJsonValueFromContainer(&doc->root, "name", strlen("name"), NULL);
+
+	if (v != NULL && v->type == jbvString)
+		es_set_profile_name(out, v->val.string.val, v->val.string.len, "document");
+	else if (v != NULL && v->type == jbvNumeric)
+	{
+		char	   *s = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+
+		es_set_profile_name(out, s, strlen(s), "document");
+	}
+	else if (v != NULL && v->type == jbvBool)
+		es_set_profile_name(out, v->val.boolean ? "true" : "false", v->val.boolean ? 4 : 5, "document");
+	else
+		es_set_profile_name(out, NULL, 0, "document");
 }
 
 /*
@@ -226,7 +285,12 @@ es_profile_from_document(FunctionCallInfo fcinfo, Jsonb *doc)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("a scoring profile document must be a JSON object (to_jsonb of an engagement.scoring_profiles row)")));
-	(void) es_read_profile(es_document_source(), JSONBOID, PointerGetDatum(doc), "document", &found);
+	/* The keys are read with the jsonb API: no SPI, no type lookup, no error but 22023. */
+	memset(&found, 0, sizeof found);
+	for (i = 0; i < ES_PROFILE_VALUES; i++)
+		((double *) &found.values)[i] = es_document_number(doc, document_keys[i]);
+	es_document_name(doc, &found);
+	es_check_profile(&found, "document");
 	slot = cache->next_document;
 	cache->next_document = (slot + 1) % CACHED_DOCUMENTS;
 	if (cache->documents[slot].doc != NULL)
@@ -251,12 +315,28 @@ es_builtin_default_profile(void)
 	return &builtin;
 }
 
+/* "delivered, opened, ... and bounced": the event types the model knows. */
+static char *
+es_known_event_types(void)
+{
+	StringInfoData buf;
+	int			t;
+
+	initStringInfo(&buf);
+	for (t = 0; t < ES_EVENT_TYPES; t++)
+		appendStringInfo(&buf, "%s%s", t == 0 ? "" : t == ES_EVENT_TYPES - 1 ? " and " : ", ",
+						 es_event_type_name(t));
+	return buf.data;
+}
+
 /* Maps engagement.event_type's OIDs to kernel event types (once per query). */
 int
 es_event_type_of(FunctionCallInfo fcinfo, Oid value)
 {
 	ProfileCache *cache = es_cache(fcinfo);
 	int			t;
+	HeapTuple	tup;
+	char	   *label;
 
 	if (!OidIsValid(cache->enum_type))
 	{
@@ -266,11 +346,14 @@ es_event_type_of(FunctionCallInfo fcinfo, Oid value)
 			elog(ERROR, "could not determine the event type's data type");
 		for (t = 0; t < ES_EVENT_TYPES; t++)
 		{
-			HeapTuple	tup = SearchSysCache2(ENUMTYPOIDNAME, ObjectIdGetDatum(enum_type),
-											  CStringGetDatum(es_event_type_name(t)));
-
+			tup = SearchSysCache2(ENUMTYPOIDNAME, ObjectIdGetDatum(enum_type),
+								  CStringGetDatum(es_event_type_name(t)));
+			/* a label renamed (ALTER TYPE ... RENAME VALUE) */
 			if (!HeapTupleIsValid(tup))
-				elog(ERROR, "event type label \"%s\" is missing", es_event_type_name(t));
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("type %s has no label \"%s\"", format_type_be(enum_type), es_event_type_name(t)),
+						 errdetail("The scoring model needs the seven event types %s.", es_known_event_types())));
 			cache->enum_oids[t] = ((Form_pg_enum) GETSTRUCT(tup))->oid;
 			ReleaseSysCache(tup);
 		}
@@ -279,6 +362,20 @@ es_event_type_of(FunctionCallInfo fcinfo, Oid value)
 	for (t = 0; t < ES_EVENT_TYPES; t++)
 		if (cache->enum_oids[t] == value)
 			return t;
-	elog(ERROR, "unknown event type OID %u", value);
+
+	/* A label added to the enum (ALTER TYPE ... ADD VALUE): the model has no place for it. */
+	tup = SearchSysCache1(ENUMOID, ObjectIdGetDatum(value));
+	if (HeapTupleIsValid(tup))
+	{
+		label = psprintf("\"%s\"", NameStr(((Form_pg_enum) GETSTRUCT(tup))->enumlabel));
+		ReleaseSysCache(tup);
+	}
+	else
+		label = psprintf("with OID %u", value);
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("the scoring model does not know event type %s", label),
+			 errdetail("The model knows the seven event types %s.", es_known_event_types()),
+			 errhint("Leave events of other types out of the rows scored, or map them to one of these.")));
 	return -1;					/* keep the compiler quiet */
 }

@@ -123,7 +123,7 @@ PG_FUNCTION_INFO_V1(es_score_events_transfn);
 Datum
 es_score_events_transfn(PG_FUNCTION_ARGS)
 {
-	MemoryContext aggcontext = es_aggcontext(fcinfo, "score_events");
+	MemoryContext aggcontext = es_aggcontext(fcinfo, "score_events or explain_events");
 	ScoreState *st = PG_ARGISNULL(0) ? NULL : (ScoreState *) PG_GETARG_POINTER(0);
 	bool		has_profile_arg = PG_NARGS() >= 6;
 	const NamedProfile *profile;
@@ -166,7 +166,12 @@ es_score_events_transfn(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("conversion_value must be a finite number")));
-		value = DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(n)));
+		/* as numeric_float8 (the same digits, the same strtod), but beyond a double is 22023 too */
+		value = DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow, NumericGetDatum(n)));
+		if (isinf(value))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("conversion_value must be a finite number within the range of a double precision")));
 		if (value < 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -179,7 +184,7 @@ PG_FUNCTION_INFO_V1(es_score_events_combinefn);
 Datum
 es_score_events_combinefn(PG_FUNCTION_ARGS)
 {
-	MemoryContext aggcontext = es_aggcontext(fcinfo, "score_events combine");
+	MemoryContext aggcontext = es_aggcontext(fcinfo, "score_events, explain_events or btyd_summary");
 	ScoreState *a = PG_ARGISNULL(0) ? NULL : (ScoreState *) PG_GETARG_POINTER(0);
 	ScoreState *b = PG_ARGISNULL(1) ? NULL : (ScoreState *) PG_GETARG_POINTER(1);
 
@@ -234,7 +239,7 @@ es_score_events_serialfn(PG_FUNCTION_ARGS)
 	StringInfoData buf;
 	int			i;
 
-	(void) es_aggcontext(fcinfo, "score_events serialize");
+	(void) es_aggcontext(fcinfo, "score_events, explain_events or btyd_summary");
 	es_score_state_compact(st);
 
 	pq_begintypsend(&buf);
@@ -311,7 +316,7 @@ es_score_events_deserialfn(PG_FUNCTION_ARGS)
 		elog(ERROR, "corrupt score_events state");
 
 	/* In the per-input-tuple context: the combine function copies what it keeps. */
-	(void) es_aggcontext(fcinfo, "score_events deserialize");
+	(void) es_aggcontext(fcinfo, "score_events, explain_events or btyd_summary");
 	st = score_state_new(CurrentMemoryContext, acc.as_of, &profile, n);
 	st->acc = acc;
 	for (i = 0; i < n; i++)
@@ -368,7 +373,7 @@ es_score_events_finalfn(PG_FUNCTION_ARGS)
 	bool		nulls[SCORE_FIELDS] = {false};
 	int			natts;
 
-	(void) es_aggcontext(fcinfo, "score_events final");
+	(void) es_aggcontext(fcinfo, "score_events");
 	if (!score_state_finalize(st, &r))
 		PG_RETURN_NULL();
 
@@ -385,8 +390,13 @@ es_score_events_finalfn(PG_FUNCTION_ARGS)
 		fcinfo->flinfo->fn_extra = result_desc;	/* kept for the query */
 	}
 	natts = result_desc->natts;
+	/* reachable by altering the type (ALTER TYPE engagement.score ADD ATTRIBUTE, ...) */
 	if (natts != SCORE_FIELDS && natts != SCORE_FIELDS_1_0)
-		elog(ERROR, "engagement.score has %d attributes, expected %d", natts, SCORE_FIELDS);
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("%s has %d attributes, expected %d", format_type_be(result_desc->tdtypeid), natts,
+						SCORE_FIELDS),
+				 errhint("The type was altered after the extension made it.")));
 
 	values[0] = TimestampTzGetDatum(st->acc.as_of);
 	values[1] = CStringGetTextDatum(st->profile.name);
@@ -425,7 +435,7 @@ es_explain_events_finalfn(PG_FUNCTION_ARGS)
 	text	   *result;
 	int			status;
 
-	(void) es_aggcontext(fcinfo, "explain_events final");
+	(void) es_aggcontext(fcinfo, "explain_events");
 	if (!score_state_finalize(st, &r))
 		PG_RETURN_NULL();
 

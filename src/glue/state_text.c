@@ -63,16 +63,20 @@ es_state_expect(StateParser *sp, char c)
 		es_state_syntax_error(sp, psprintf("expected \"%c\"", c));
 }
 
-/* A number as float8in reads it (after spaces), never NaN. */
+/* A number as float8in reads it (after spaces), never NaN.  One it cannot read, or that is
+ * beyond the range of a double (1e999), is 22P02 like any other flaw of the text. */
 double
 es_state_float8(StateParser *sp)
 {
 	double		v;
+	bool		error = false;
 
 	state_skip_spaces(sp);
 	if (*sp->pos == '\0' || strchr(",;()[]", *sp->pos) != NULL)
 		es_state_syntax_error(sp, "expected a number");
-	v = float8in_internal(sp->pos, &sp->pos, sp->type, sp->input);
+	v = float8in_internal_opt_error(sp->pos, &sp->pos, sp->type, sp->input, &error);
+	if (error)
+		es_state_syntax_error(sp, "expected a number within the range of a double precision");
 	if (isnan(v))
 		es_state_syntax_error(sp, "NaN is not a valid state value");
 	return v;

@@ -117,7 +117,7 @@ es_decay_combinefn(PG_FUNCTION_ARGS)
 	DecayState *a = decay_state_arg(fcinfo, 0);
 	DecayState *b = decay_state_arg(fcinfo, 1);
 
-	(void) es_aggcontext(fcinfo, "time_decay combine");	/* updates a in place */
+	(void) es_aggcontext(fcinfo, "time_decay");	/* updates a in place */
 	if (b == NULL)
 	{
 		if (a == NULL)

@@ -746,6 +746,57 @@ TEST(BtydFit, InvalidInput) {
     }
 }
 
+TEST(BtydFit, OnlyTheWeightsRatiosMatter) {
+    // Weights scaled by a power of two fit bit-identically, however close to the ends of the double
+    // range: the kernel normalises them before optimising (5e-324 = 2^-1074 made the mean
+    // log-likelihood 0 * inf at the starting points).
+    const std::vector<es_btyd_row> base = simulate(BG, {0.25, 4.0, 0.8, 2.5}, 500, 5, 30, 78);
+    for (int m : {MBG, BG}) {
+        const es_btyd_fit f0 = fit_ok(m, base);
+        for (int shift : {-1074, -1000, -3, 5, 1000}) {
+            std::vector<es_btyd_row> rows = base;
+            for (es_btyd_row &r : rows) r.weight = std::ldexp(1.0, shift);
+            const es_btyd_fit f = fit_ok(m, rows);
+            EXPECT_EQ(f.r, f0.r) << "shift " << shift;
+            EXPECT_EQ(f.alpha, f0.alpha) << "shift " << shift;
+            EXPECT_EQ(f.a, f0.a) << "shift " << shift;
+            EXPECT_EQ(f.b, f0.b) << "shift " << shift;
+            EXPECT_EQ(f.iterations, f0.iterations) << "shift " << shift;
+            EXPECT_EQ(f.n, std::ldexp(f0.n, shift)) << "shift " << shift;
+            if (shift > -1000)
+                EXPECT_EQ(f.log_likelihood, std::ldexp(f0.log_likelihood, shift)) << "shift " << shift;
+            else  // a subnormal log-likelihood has few significant bits
+                EXPECT_TRUE(near_rel(f.log_likelihood, std::ldexp(f0.log_likelihood, shift), 1e-2)) << f.log_likelihood;
+        }
+        // Weights of any other scale: the same estimate up to rounding.
+        std::vector<es_btyd_row> rows = base;
+        for (es_btyd_row &r : rows) r.weight = 1e-310 * 3;
+        const es_btyd_fit f = fit_ok(m, rows);
+        EXPECT_TRUE(near_rel(f.r, f0.r, 1e-6) && near_rel(f.alpha, f0.alpha, 1e-6) && near_rel(f.a, f0.a, 1e-6) &&
+                    near_rel(f.b, f0.b, 1e-6));
+    }
+    // The fit: one customer of weight 5e-324 fits like one of weight 1 (not identified:
+    // converged = 0, with a reason).
+    es_btyd_fit one, tiny;
+    char err[512];
+    const es_btyd_row r1 = {1, 1, 2, 1}, rt = {1, 1, 2, 5e-324};
+    ASSERT_EQ(es_btyd_fit_model(MBG, &r1, 1, &one, err, sizeof err), ES_OK) << err;
+    ASSERT_EQ(es_btyd_fit_model(MBG, &rt, 1, &tiny, err, sizeof err), ES_OK) << err;
+    EXPECT_EQ(tiny.r, one.r);
+    EXPECT_EQ(tiny.b, one.b);
+    EXPECT_EQ(tiny.converged, one.converged);
+    EXPECT_EQ(tiny.n, 5e-324);
+    // A total weight beyond the double range: ES_OUT_OF_RANGE (22003), not a fit with n = inf.
+    const std::vector<es_btyd_row> huge = {{1, 1, 2, 1e308}, {2, 3, 4, 1e308}, {0, 0, 4, 1e308}};
+    EXPECT_EQ(es_btyd_fit_model(MBG, huge.data(), huge.size(), &one, err, sizeof err), ES_OUT_OF_RANGE);
+    EXPECT_NE(std::string(err).find("total weight"), std::string::npos) << err;
+    // ... while the same rows of weight 1e307 sum to 3e307 and fit.
+    std::vector<es_btyd_row> big = huge;
+    for (es_btyd_row &r : big) r.weight = 1e307;
+    ASSERT_EQ(es_btyd_fit_model(MBG, big.data(), big.size(), &one, err, sizeof err), ES_OK) << err;
+    EXPECT_EQ(one.n, (1e307 + 1e307) + 1e307);
+}
+
 TEST(BtydFit, UnidentifiedDataReportNonConvergence) {
     es_btyd_fit f;
     char err[512];

@@ -481,6 +481,62 @@ TEST(ScoringKernel, DecayedWeight) {
     EXPECT_EQ(es_decayed_weight(0, kAsOf - kDay, kAsOf, 14), 0.0);
 }
 
+// PostgreSQL's timestamp range: 4713-11-24 BC 00:00 UTC to 294276-12-31 23:59:59.999999 UTC, in
+// microseconds since 2000-01-01.  Its two ends lie further apart than INT64_MAX microseconds.
+constexpr int64_t kMinTimestamp = -INT64_C(211813488000000000);
+constexpr int64_t kMaxTimestamp = INT64_C(9223371331200000000) - 1;
+// 1900-01-01 and 294276-12-31 23:59:59 UTC, the reproducer: ~292,376 years apart.
+constexpr int64_t k1900 = -INT64_C(3155673600000000);
+constexpr int64_t k294276 = INT64_C(9223371331199000000);
+
+TEST(ScoringKernel, AgesBeyondTheInt64RangeDoNotOverflow) {
+    const double days = (static_cast<double>(k294276) - static_cast<double>(k1900)) / static_cast<double>(kDay);
+    ASSERT_GT(days, 1.0e8);  // as_of - occurred_at itself is beyond INT64_MAX microseconds
+    // time_decay never exceeds the weight, however long the half-life.
+    const double w = es_decayed_weight(1, k1900, k294276, 1e12);
+    EXPECT_LT(w, 1.0);
+    EXPECT_REL(w, std::exp2(-days / 1e12));
+    EXPECT_EQ(es_decayed_weight(1, kMinTimestamp, kMaxTimestamp, 14), 0.0);
+
+    // An open in 1900 scored in 294276 lies far outside the window: finite, no recency.
+    const es_profile p = es_default_profile();
+    es_accum acc;
+    es_accum_init(&acc, k294276);
+    int32_t key;
+    ASSERT_EQ(es_accumulate(&acc, &p, ES_OPENED, k1900, 0, &key), 1);
+    EXPECT_EQ(acc.window_event_count, 0);
+    es_result r;
+    char err[256] = "";
+    ASSERT_EQ(es_finalize(&acc, &key, 1, &p, &r, err, sizeof err), ES_OK) << err;
+    EXPECT_EQ(r.recency, 0.0);
+    EXPECT_EQ(r.recency_age_days, -1.0);
+    EXPECT_EQ(r.frequency, 0.0);
+    EXPECT_EQ(r.time_decay, 0.0);
+    EXPECT_EQ(r.composite, 0.0);
+    EXPECT_EQ(r.t_c_days, es_day_number(k294276) - es_day_number(k1900));
+    EXPECT_TRUE(std::isfinite(r.churn_risk) && std::isfinite(r.expected_engagements_horizon));
+}
+
+TEST(ScoringKernel, OrdinaryAgesAreTheExactInt64Difference) {
+    // Where the difference fits int64 the age is that exact difference, rounded once: bit-identical
+    // to what the kernel always computed.
+    std::mt19937_64 rng(11);
+    std::uniform_int_distribution<int64_t> ts(kMinTimestamp, kMaxTimestamp);
+    for (int i = 0; i < 10000; ++i) {
+        int64_t a = ts(rng), b = ts(rng);
+        if (a < b) std::swap(a, b);
+        if (static_cast<double>(a) - static_cast<double>(b) >= 9.2e18) continue;
+        const double age = static_cast<double>(a - b) / static_cast<double>(kDay);
+        EXPECT_EQ(es_decayed_weight(3, b, a, 1e9), 3 * std::exp2(-age / 1e9)) << a << " " << b;
+    }
+    // Ages of either end of the range from every other point.
+    EXPECT_EQ(es_decayed_weight(1, kMinTimestamp, kMinTimestamp, 1), 1.0);
+    EXPECT_EQ(es_decayed_weight(1, kMaxTimestamp, kMaxTimestamp, 1), 1.0);
+    const double full = (static_cast<double>(kMaxTimestamp) - static_cast<double>(kMinTimestamp)) /
+                        static_cast<double>(kDay);
+    EXPECT_REL(es_decayed_weight(1, kMinTimestamp, kMaxTimestamp, 1e15), std::exp2(-full / 1e15));
+}
+
 TEST(ScoringKernel, NeumaierSumIsExactWhereNaiveIsNot) {
     es_sum s{};
     es_sum_add(&s, 1e16);
