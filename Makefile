@@ -18,7 +18,7 @@ DATA         = sql/$(EXTENSION)--1.0.sql $(wildcard sql/$(EXTENSION)--*--*.sql)
 REGRESS      = setup schema scoring parallel time_decay errors refresh funnel search_path models distributed integrity robustness
 REGRESS_OPTS = --inputdir=.
 # Two-session tests (isolationtester): test/isolation/specs/<test>.spec, expected/<test>.out.
-ISOLATION      = refresh_concurrency
+ISOLATION      = refresh_concurrency refresh_profiles
 ISOLATION_OPTS = --inputdir=test/isolation --outputdir=test/isolation
 
 PG_CONFIG   ?= pg_config

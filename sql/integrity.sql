@@ -12,6 +12,9 @@ INSERT INTO engagement.engagement_events (contact_id, event_type, occurred_at)
 VALUES (910001, 'clicked', clock_timestamp() + interval '2 seconds');
 -- default drains the change (integrity_b gets it as pending); then incremental, full, incremental
 SELECT engagement.refresh_scores() IS NOT NULL AS incremental_1;
+-- a profile created after the change was drained: its first (full) refresh keeps it pending too
+INSERT INTO engagement.scoring_profiles (name) VALUES ('integrity_late');
+SELECT engagement.refresh_scores('integrity_late') IS NOT NULL AS late_first;
 SELECT engagement.refresh_scores() IS NOT NULL AS incremental_2;
 SELECT engagement.refresh_scores('default', true) IS NOT NULL AS full_refresh;
 SELECT engagement.refresh_scores() IS NOT NULL AS incremental_3;
@@ -20,18 +23,21 @@ SELECT engagement.refresh_scores('integrity_b') IS NOT NULL AS other_profile_2;
 -- still pending for both profiles, and so stale
 SELECT p.name AS profile_not_pending
   FROM engagement.scoring_profiles p
- WHERE p.name IN ('default', 'integrity_b')
+ WHERE p.name IN ('default', 'integrity_b', 'integrity_late')
    AND NOT EXISTS (SELECT FROM engagement.pending_rescore pr WHERE pr.profile = p.name AND pr.contact_id = 910001)
  ORDER BY 1;
 SELECT profile AS not_stale FROM engagement.contact_scores WHERE contact_id = 910001 AND NOT is_stale ORDER BY 1;
 SELECT pg_sleep(greatest(0, extract(epoch FROM (SELECT max(occurred_at) FROM engagement.engagement_events
                                                   WHERE contact_id = 910001) - clock_timestamp()) + 0.1));
-SELECT engagement.refresh_scores() IS NOT NULL AS due_default, engagement.refresh_scores('integrity_b') IS NOT NULL AS due_b;
+SELECT engagement.refresh_scores() IS NOT NULL AS due_default, engagement.refresh_scores('integrity_b') IS NOT NULL AS due_b,
+       engagement.refresh_scores('integrity_late') IS NOT NULL AS due_late;
 -- now scored with both events, and nothing pending
-SELECT s.profile, s.event_count AS stored_events, 2 AS live_events
-  FROM engagement.engagement_scores s WHERE s.contact_id = 910001 AND s.event_count <> 2 ORDER BY 1;
+SELECT p.name AS profile, s.event_count AS stored_events, 2 AS live_events
+  FROM engagement.scoring_profiles p
+  LEFT JOIN engagement.engagement_scores s ON s.profile = p.name AND s.contact_id = 910001
+ WHERE p.name IN ('default', 'integrity_b', 'integrity_late') AND s.event_count IS DISTINCT FROM 2 ORDER BY 1;
 SELECT profile AS still_pending FROM engagement.pending_rescore
- WHERE contact_id = 910001 AND profile IN ('default', 'integrity_b') ORDER BY 1;
+ WHERE contact_id = 910001 AND profile IN ('default', 'integrity_b', 'integrity_late') ORDER BY 1;
 
 -- 2. A NaN conversion value passed the value check (NaN >= 0 holds for numeric) and then stopped
 --    every refresh: it is refused.
@@ -89,5 +95,5 @@ SELECT d.contacts AS distribution_contacts, count(*) AS stored_scores
 HAVING d.contacts <> count(*) OR d.sorted_composites <> engagement._pack_sorted(array_agg(s.composite));
 
 DELETE FROM engagement.engagement_events WHERE contact_id IN (910001, 910002) OR contact_id BETWEEN 7420000 AND 7424999;
-DELETE FROM engagement.scoring_profiles WHERE name IN ('integrity_b', 'integrity_new');
+DELETE FROM engagement.scoring_profiles WHERE name IN ('integrity_b', 'integrity_late', 'integrity_new');
 DROP TABLE integrity_events;

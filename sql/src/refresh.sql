@@ -21,8 +21,8 @@ AS 'MODULE_PATHNAME', 'es_merge_distribution' LANGUAGE C IMMUTABLE STRICT PARALL
 ------------------------------------------------------------------------------------------------
 -- Drains the change log into pg_temp._es_changed (only the rows this snapshot sees: later ones
 -- wait for the next refresh).  The refreshed profile takes them directly; the other profiles get
--- them in their pending sets (sorted inserts: concurrent refreshes of different profiles cannot
--- deadlock on them).
+-- them in their pending sets (pending_rescore has no unique key: nothing waits on another
+-- refresh's rows there).
 CREATE FUNCTION @extschema@._refresh_drain_changes(p @extschema@.scoring_profiles) RETURNS void
 LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -32,16 +32,16 @@ BEGIN
     INSERT INTO @extschema@.pending_rescore (profile, contact_id)
     SELECT sp.name, c.contact_id
       FROM pg_temp._es_changed c CROSS JOIN @extschema@.scoring_profiles sp
-     WHERE sp.name <> p.name
-     ORDER BY 1, 2
-    ON CONFLICT DO NOTHING;
+     WHERE sp.name <> p.name;   -- (not "unless already pending": that row may be being consumed)
 END $$;
 
 -- The contacts to rescore, into pg_temp._es_targets: the profile's pending contacts (consumed
 -- here) and the changed ones, and on an incremental refresh those whose score grew older than
 -- max_score_age (the scores are scanned for those only when the oldest one may have: aged).
 -- A full refresh rescores every contact; its targets are only what _refresh_keep_pending must
--- look at again.  Returns how many targets.
+-- look at again, and include the other profiles' pending contacts: every contact with events not
+-- yet due is pending for some profile (or still in the change log), also those drained before
+-- this profile existed.  Returns how many targets.
 CREATE FUNCTION @extschema@._refresh_choose_targets(p @extschema@.scoring_profiles, refresh_at timestamptz,
                                                     full_refresh boolean, aged boolean) RETURNS bigint
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
@@ -56,30 +56,43 @@ BEGIN
     SELECT contact_id FROM pg_temp._es_changed
      UNION
     SELECT s.contact_id FROM @extschema@.engagement_scores s
-     WHERE aged AND NOT full_refresh AND s.profile = p.name AND s.calculated_at < refresh_at - p.max_score_age;
+     WHERE aged AND NOT full_refresh AND s.profile = p.name AND s.calculated_at < refresh_at - p.max_score_age
+     UNION
+    SELECT pr.contact_id FROM @extschema@.pending_rescore pr WHERE full_refresh AND pr.profile <> p.name;
     GET DIAGNOSTICS targets = ROW_COUNT;
     ANALYZE pg_temp._es_targets;
     RETURN targets;
 END $$;
 
 -- Scores the targets (every contact of the events relation on a full refresh) as of refresh_at
--- into pg_temp._es_scored, one column per score field, in one statement: CREATE TABLE AS may run
--- the scan and the aggregate in parallel; with the targets analyzed, the planner reads a few
--- contacts through the (contact_id, occurred_at) index and many in one scan.  Scoring
--- engagement_events looks the profile up by name; any other relation (partitioned, foreign,
--- another server's) gets the profile's values with the query, as a document.
+-- into pg_temp._es_scored, one column per score field.  Every contact, or many targets: one scan
+-- of the events grouped by contact (CREATE TABLE AS may run it in parallel).  A few targets (at
+-- most a tenth of the scored contacts): each one's events through the (contact_id, occurred_at)
+-- index, which the planner would price as random reads and forgo although they are cached.
+-- Scoring engagement_events looks the profile up by name; any other relation (partitioned,
+-- foreign, another server's) gets the profile's values with the query, as a document.
 CREATE FUNCTION @extschema@._refresh_score_contacts(p @extschema@.scoring_profiles, events text,
-                                                    refresh_at timestamptz, full_refresh boolean) RETURNS void
+                                                    refresh_at timestamptz, full_refresh boolean,
+                                                    few_targets boolean) RETURNS void
 LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    EXECUTE format($q$
+    EXECUTE format(CASE WHEN few_targets AND NOT full_refresh THEN $q$
+        CREATE TEMP TABLE _es_scored ON COMMIT DROP AS
+        SELECT t.contact_id, (c.s).*
+          FROM pg_temp._es_targets t,
+               LATERAL (SELECT @extschema@.score_events(e.event_type, e.occurred_at, e.conversion_value, $1, %2$s) AS s
+                          FROM %1$s e
+                         WHERE e.contact_id = t.contact_id AND e.occurred_at <= $1) c
+         WHERE (c.s).event_count IS NOT NULL   -- not "c.s IS NOT NULL": that needs every field non-NULL
+        $q$ ELSE $q$
         CREATE TEMP TABLE _es_scored ON COMMIT DROP AS
         SELECT q.contact_id, (q.s).*
           FROM (SELECT e.contact_id,
                        @extschema@.score_events(e.event_type, e.occurred_at, e.conversion_value, $1, %2$s) AS s
                   FROM %1$s e
                  WHERE e.occurred_at <= $1%3$s
-                 GROUP BY e.contact_id) q$q$,
+                 GROUP BY e.contact_id) q
+        $q$ END,
         events,
         CASE WHEN p.events_relation = '@extschema@.engagement_events'::regclass THEN '$2' ELSE '$3' END,
         CASE WHEN NOT full_refresh THEN ' AND e.contact_id IN (SELECT t.contact_id FROM pg_temp._es_targets t)' END)
@@ -217,8 +230,8 @@ BEGIN
         INSERT INTO @extschema@.pending_rescore (profile, contact_id)
         SELECT $2, c.contact_id FROM pg_temp._es_targets c
          WHERE EXISTS (SELECT FROM %s e WHERE e.contact_id = c.contact_id AND e.occurred_at > $1)
-         ORDER BY 2
-        ON CONFLICT DO NOTHING$q$, events)
+           AND NOT EXISTS (SELECT FROM @extschema@.pending_rescore pr WHERE pr.profile = $2 AND pr.contact_id = c.contact_id)
+        $q$, events)
     USING refresh_at, p.name;
 END $$;
 
@@ -242,6 +255,7 @@ DECLARE
     last       record;                 -- the distribution of the last refresh
     do_full    boolean := "full";
     aged       boolean;
+    targets    bigint;
     rescored   bigint;
 BEGIN
     -- Read the profile under a lock that keeps it as it is until this refresh commits.
@@ -266,13 +280,14 @@ BEGIN
     PERFORM @extschema@._refresh_drain_changes(p);
 
     -- A profile changed since the last refresh (or never refreshed) rescores everyone.
-    SELECT d.profile_version, d.oldest_score_at INTO last
+    SELECT d.profile_version, d.oldest_score_at, d.contacts INTO last
       FROM @extschema@.score_distributions d WHERE d.profile = p.name;
     do_full := do_full OR last.profile_version IS DISTINCT FROM p.version;
     aged := last.oldest_score_at < refresh_at - p.max_score_age;
 
-    PERFORM @extschema@._refresh_choose_targets(p, refresh_at, do_full, aged);
-    PERFORM @extschema@._refresh_score_contacts(p, events, refresh_at, do_full);
+    targets := @extschema@._refresh_choose_targets(p, refresh_at, do_full, aged);
+    PERFORM @extschema@._refresh_score_contacts(p, events, refresh_at, do_full,
+                                                coalesce(targets * 10 <= last.contacts, false));
     PERFORM @extschema@._refresh_distribution(p, refresh_at, do_full);
     rescored := @extschema@._refresh_write_scores(p, refresh_at, do_full);
     PERFORM @extschema@._refresh_keep_pending(p, events, refresh_at);

@@ -246,11 +246,15 @@ CREATE TABLE @extschema@.event_changes (
 COMMENT ON TABLE @extschema@.event_changes IS
     'Contacts whose events changed since the last refresh (appended by statement triggers, drained by refresh_scores)';
 
+-- No unique key on purpose: refreshes of different profiles insert into each other's pending sets,
+-- and a unique check would make one wait on the other's uncommitted rows (a deadlock, with a
+-- refresh re-queueing its own).  A contact may be listed twice; the refresh consumes all of them.
 CREATE TABLE @extschema@.pending_rescore (
     profile    text NOT NULL REFERENCES @extschema@.scoring_profiles (name) ON UPDATE CASCADE ON DELETE CASCADE,
-    contact_id bigint NOT NULL,
-    PRIMARY KEY (profile, contact_id)
+    contact_id bigint NOT NULL
 );
+-- refresh_scores consumes a profile's rows; contact_scores looks one contact up.
+CREATE INDEX pending_rescore_profile_contact_idx ON @extschema@.pending_rescore (profile, contact_id);
 COMMENT ON TABLE @extschema@.pending_rescore IS
     'Contacts a profile''s next refresh must rescore because their events changed';
 

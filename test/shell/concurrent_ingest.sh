@@ -16,9 +16,9 @@
 #
 # Settings (all optional): ES_SOAK_SECONDS (the load's duration), ES_SOAK_WRITE_RATE (writer
 # transactions per second, all writers together; 150), ES_SOAK_MAX_SCORE_AGE (max_score_age of
-# `other`: unset keeps the default of 1 day, so no score ages during the run; a few seconds
-# exercises the aged-score path of incremental refreshes too), ES_KEEP=1 (keep the database and
-# the work files).
+# `other`; 3 seconds by default, so that its incremental refreshes also rescore aged scores, the
+# path on which two profiles' refreshes once deadlocked; empty keeps the profile default of 1 day),
+# ES_KEEP=1 (keep the database and the work files).
 set -uo pipefail
 export PGOPTIONS="-c client_min_messages=warning"
 WORK=${ES_WORK:-/tmp}/concurrent_ingest
@@ -58,7 +58,7 @@ psql -qXAt -v ON_ERROR_STOP=1 -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "C
 # Set-up: extension, second profile, initial load (2% of the events 5-45 s in the future), the
 # first (full) refresh of each profile, and the test's own helpers (in schema public).
 # ------------------------------------------------------------------------------------------------
-q -v contacts=$CONTACTS -v max_age="${ES_SOAK_MAX_SCORE_AGE:-}" >"$WORK/setup.log" 2>&1 <<'SQL'
+q -v contacts=$CONTACTS -v max_age="${ES_SOAK_MAX_SCORE_AGE-3 seconds}" >"$WORK/setup.log" 2>&1 <<'SQL'
 CREATE EXTENSION engagement_scoring;
 INSERT INTO engagement.scoring_profiles (name, description, lookback_days, recency_tau_days, frequency_min_days,
        half_life_days, weight_recency, weight_frequency, weight_monetary, weight_time_decay, weight_diversity,
