@@ -1,5 +1,5 @@
--- engagement_scoring 1.2 -> 1.3.  refresh_scores in named steps, scoring in one statement whatever the
--- number of targets; from 1.3 on CREATE EXTENSION runs one install script built from sql/src/.
+-- engagement_scoring 1.2 -> 1.3.  refresh_scores in named steps; from 1.3 on CREATE EXTENSION runs one
+-- install script built from sql/src/.
 -- Fixes: changes no longer lost by a refresh (pending contacts with events still in the future stay
 -- pending); a profile reads only an events relation the role that set it may read; the change log is
 -- written by the change-tracking triggers alone; only roles that may write score_distributions can
@@ -11,31 +11,41 @@
 
 ------------------------------------------------------------------------------------------------
 -- engagement_events: a NaN conversion value passed the value check (NaN >= 0 holds for numeric)
--- and then failed every refresh.  Existing rows are checked; NaN ones are reported, not deleted.
+-- and then failed every refresh.  The update stops if such rows exist: they are the user's to correct.
 ------------------------------------------------------------------------------------------------
-ALTER TABLE @extschema@.engagement_events
-    ADD CONSTRAINT engagement_events_value_is_number CHECK (conversion_value <> 'NaN') NOT VALID;
 DO $$
+DECLARE
+    nan_rows bigint;
 BEGIN
-    ALTER TABLE @extschema@.engagement_events VALIDATE CONSTRAINT engagement_events_value_is_number;
-EXCEPTION WHEN check_violation THEN
-    RAISE WARNING 'engagement_events has rows whose conversion_value is NaN: they cannot be scored'
-        USING HINT = 'Correct or delete them, then run ALTER TABLE @extschema@.engagement_events VALIDATE CONSTRAINT engagement_events_value_is_number.';
+    SELECT count(*) INTO nan_rows FROM @extschema@.engagement_events e WHERE e.conversion_value = 'NaN';
+    IF nan_rows > 0 THEN
+        RAISE EXCEPTION 'engagement_events has % rows whose conversion_value is NaN: they cannot be scored', nan_rows
+            USING ERRCODE = 'check_violation',
+                  HINT = 'Correct or delete them (WHERE conversion_value = ''NaN''), then run ALTER EXTENSION engagement_scoring UPDATE again.';
+    END IF;
 END $$;
+ALTER TABLE @extschema@.engagement_events
+    ADD CONSTRAINT engagement_events_value_is_number CHECK (conversion_value <> 'NaN');
+
 
 ------------------------------------------------------------------------------------------------
--- scoring_profiles: who chose an events relation.  Existing choices are credited to the relation's
--- owner (1.2 required it to be the refreshing role or a superuser); no version changes.
+-- scoring_profiles: who chose an events relation.  1.2 did not record it: a profile reading another
+-- relation is refused by refreshes and fits (42501) until a role that may read it sets it again.
 ------------------------------------------------------------------------------------------------
 ALTER TABLE @extschema@.scoring_profiles ADD COLUMN events_relation_set_by text;
 COMMENT ON COLUMN @extschema@.scoring_profiles.events_relation_set_by IS
     'The role that set events_relation (NULL for engagement_events): a refresh reads the relation only while that role may';
-ALTER TABLE @extschema@.scoring_profiles DISABLE TRIGGER scoring_profiles_bump_version;
-UPDATE @extschema@.scoring_profiles sp
-   SET events_relation_set_by = (SELECT r.rolname FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner
-                                  WHERE c.oid = sp.events_relation)
- WHERE sp.events_relation <> '@extschema@.engagement_events'::regclass;
-ALTER TABLE @extschema@.scoring_profiles ENABLE TRIGGER scoring_profiles_bump_version;
+DO $$
+DECLARE
+    profiles text;
+BEGIN
+    SELECT string_agg(format('%I (%s)', sp.name, sp.events_relation), ', ' ORDER BY sp.name) INTO profiles
+      FROM @extschema@.scoring_profiles sp WHERE sp.events_relation <> '@extschema@.engagement_events'::regclass;
+    IF profiles IS NOT NULL THEN
+        RAISE WARNING 'scoring profiles % read another events relation, chosen before 1.3 recorded by whom: their refreshes and fits fail until it is set again', profiles
+            USING HINT = 'As a role that may read the relation: UPDATE engagement.scoring_profiles SET events_relation_set_by = current_user WHERE name = ...;';
+    END IF;
+END $$;
 
 -- Who chose a profile's events relation, checked when it is written: a refresh may run as a
 -- superuser (pg_cron) and must not read for a less privileged role what that role cannot read
@@ -51,8 +61,13 @@ BEGIN
         NEW.events_relation_set_by := NULL;
         RETURN NEW;
     END IF;
-    IF NOT (has_schema_privilege(current_user, (SELECT c.relnamespace FROM pg_class c WHERE c.oid = NEW.events_relation), 'USAGE')
-            AND has_table_privilege(current_user, NEW.events_relation, 'SELECT')) THEN
+    -- pg_restore (a superuser) brings the role that chose it along
+    IF TG_OP = 'INSERT' AND NEW.events_relation_set_by IS NOT NULL
+       AND (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
+        RETURN NEW;
+    END IF;
+    IF NOT coalesce(has_schema_privilege(current_user, (SELECT c.relnamespace FROM pg_class c WHERE c.oid = NEW.events_relation), 'USAGE')
+                    AND has_table_privilege(current_user, NEW.events_relation, 'SELECT'), false) THEN
         RAISE EXCEPTION 'role "%" may not read events_relation %', current_user, NEW.events_relation
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'A profile reads only a relation the role that sets it may read (SELECT, and USAGE on its schema).';
@@ -73,10 +88,12 @@ BEGIN
            has_schema_privilege(p.events_relation_set_by,
                                 (SELECT c.relnamespace FROM pg_class c WHERE c.oid = p.events_relation), 'USAGE')
            AND has_table_privilege(p.events_relation_set_by, p.events_relation, 'SELECT'), false) THEN
-        RAISE EXCEPTION 'events_relation % of scoring profile "%" was set by role %, which may not read it',
-                        p.events_relation, p.name, coalesce(quote_ident(p.events_relation_set_by), 'unknown')
+        RAISE EXCEPTION 'events_relation % of scoring profile "%" was set by %, which may not read it',
+                        p.events_relation, p.name,
+                        coalesce('role ' || quote_ident(p.events_relation_set_by), 'a role not recorded (before 1.3)')
             USING ERRCODE = 'insufficient_privilege',
-                  HINT = 'Set events_relation again as a role that may read it.';
+                  HINT = format('As a role that may read it: UPDATE engagement.scoring_profiles SET events_relation_set_by = current_user WHERE name = %L;',
+                                p.name);
     END IF;
     RETURN @extschema@._events_relation_or_error(p.events_relation);
 END $$;
@@ -92,14 +109,28 @@ CREATE INDEX pending_rescore_profile_contact_idx ON @extschema@.pending_rescore 
 -- Change tracking: the trigger functions run as their owner (the log is written by them alone); a
 -- large UPDATE is joined with a plan of its own; track_event_changes replaces its triggers.
 ------------------------------------------------------------------------------------------------
+CREATE FUNCTION @extschema@._tracked_relation_check(rel oid) RETURNS void
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_attribute a
+                    WHERE a.attrelid = rel AND a.attname = 'contact_id' AND a.atttypid = 'pg_catalog.int8'::regtype
+                      AND NOT a.attisdropped) THEN
+        RAISE EXCEPTION 'change tracking of % needs a column contact_id of type bigint', rel::regclass
+            USING ERRCODE = 'datatype_mismatch';
+    END IF;
+END $$;
+
 CREATE OR REPLACE FUNCTION @extschema@._track_event_changes() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    IF TG_RELID <> '@extschema@.engagement_events'::regclass THEN
+        PERFORM @extschema@._tracked_relation_check(TG_RELID);
+    END IF;
     IF TG_OP = 'INSERT' THEN
         INSERT INTO @extschema@.event_changes (contact_id) SELECT DISTINCT contact_id FROM new_events;
     ELSIF TG_OP = 'DELETE' THEN
         INSERT INTO @extschema@.event_changes (contact_id) SELECT DISTINCT contact_id FROM old_events;
-    ELSIF TG_OP = 'UPDATE' AND TG_NARGS > 0 AND TG_ARGV[0] = 'any_update' THEN
+    ELSIF TG_OP = 'UPDATE' AND TG_RELID <> '@extschema@.engagement_events'::regclass THEN
         INSERT INTO @extschema@.event_changes (contact_id)
         SELECT contact_id FROM old_events UNION SELECT contact_id FROM new_events;
     ELSIF TG_OP = 'UPDATE' THEN
@@ -124,6 +155,7 @@ END $$;
 CREATE OR REPLACE FUNCTION @extschema@._track_event_change() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    PERFORM @extschema@._tracked_relation_check(TG_RELID);
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
         INSERT INTO @extschema@.event_changes (contact_id) VALUES (OLD.contact_id);
     END IF;
@@ -132,6 +164,9 @@ BEGIN
     END IF;
     RETURN NULL;
 END $$;
+-- Only superusers and admins (grant_admin_access, for track_event_changes) may attach them to a
+-- relation: attached to a table of its own, a role could otherwise write the change log.
+REVOKE EXECUTE ON FUNCTION @extschema@._track_event_changes(), @extschema@._track_event_change() FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION @extschema@.track_event_changes(events regclass) RETURNS void
 LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
@@ -160,7 +195,7 @@ BEGIN
                        'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes()', events);
         EXECUTE format('CREATE TRIGGER engagement_track_update AFTER UPDATE ON %s '
                        'REFERENCING OLD TABLE AS old_events NEW TABLE AS new_events '
-                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes(''any_update'')', events);
+                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes()', events);
         EXECUTE format('CREATE TRIGGER engagement_track_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS old_events '
                        'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes()', events);
     END IF;
@@ -172,8 +207,8 @@ COMMENT ON FUNCTION @extschema@.track_event_changes(regclass) IS
 
 ------------------------------------------------------------------------------------------------
 -- Access: the application role inserts every column of an event but its id, and no longer writes the
--- change log.  Roles granted by 1.2 keep their grants until grant_application_access runs again
--- for them (a grant made by this script would not survive pg_dump).
+-- change log; admins may run track_event_changes.  Roles granted by 1.2 keep their grants until
+-- grant_*_access runs again for them (a grant made by this script would not survive pg_dump).
 ------------------------------------------------------------------------------------------------
 CREATE FUNCTION @extschema@._role_or_error(role_name regrole) RETURNS regrole
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
@@ -214,8 +249,9 @@ BEGIN
     -- refresh_scores works in temporary tables
     EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO %s', current_database(), role_name);
     EXECUTE format('GRANT EXECUTE ON FUNCTION @extschema@.refresh_scores(text, boolean), @extschema@.fit_model(text, timestamptz),
-                    @extschema@.schedule_refresh(text, text, text, text), @extschema@.unschedule_refresh(text) TO %s',
-                   role_name);
+                    @extschema@.schedule_refresh(text, text, text, text), @extschema@.unschedule_refresh(text),
+                    @extschema@.track_event_changes(regclass), @extschema@._track_event_changes(),
+                    @extschema@._track_event_change() TO %s', role_name);
 END $$;
 COMMENT ON FUNCTION @extschema@.grant_admin_access(regrole) IS
     'Lets a role do everything: events, profiles, scores, refresh_scores, fitting and scheduling';
@@ -235,6 +271,11 @@ BEGIN
 END $$;
 
 ------------------------------------------------------------------------------------------------
+-- The first refresh of each profile after the update is a full one: 1.2 could lose changes
+------------------------------------------------------------------------------------------------
+UPDATE @extschema@.score_distributions SET profile_version = 0;
+
+------------------------------------------------------------------------------------------------
 -- refresh_scores in named steps
 ------------------------------------------------------------------------------------------------
 ------------------------------------------------------------------------------------------------
@@ -250,10 +291,15 @@ BEGIN
     CREATE TEMP TABLE _es_changed (contact_id bigint) ON COMMIT DROP;
     WITH moved AS (DELETE FROM @extschema@.event_changes RETURNING contact_id)
     INSERT INTO pg_temp._es_changed SELECT DISTINCT contact_id FROM moved;
+    -- A contact already pending is not listed again, unless its row is locked: being consumed by
+    -- that profile's refresh, it may be gone when this one commits.
     INSERT INTO @extschema@.pending_rescore (profile, contact_id)
     SELECT sp.name, c.contact_id
       FROM pg_temp._es_changed c CROSS JOIN @extschema@.scoring_profiles sp
-     WHERE sp.name <> p.name;   -- (not "unless already pending": that row may be being consumed)
+     WHERE sp.name <> p.name
+       AND NOT EXISTS (SELECT FROM @extschema@.pending_rescore pr
+                        WHERE pr.profile = sp.name AND pr.contact_id = c.contact_id
+                          FOR KEY SHARE SKIP LOCKED);
 END $$;
 
 -- The contacts to rescore, into pg_temp._es_targets: the profile's pending contacts (consumed

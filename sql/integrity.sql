@@ -80,6 +80,13 @@ SELECT ref.sqlstate_of($$SELECT engagement.grant_application_access(0::regrole)$
 SELECT engagement.track_event_changes('integrity_events');
 SELECT engagement.track_event_changes('integrity_events');
 SELECT tgname FROM pg_trigger WHERE tgrelid = 'integrity_events'::regclass AND NOT tgisinternal ORDER BY 1;
+-- The tracking triggers run as their owner: on a relation whose contact_id is not bigint itself (a
+-- type whose casts or operators would run with the owner's rights) they refuse to run.
+CREATE TABLE integrity_odd (contact_id integer);
+CREATE TRIGGER odd_track AFTER INSERT ON integrity_odd REFERENCING NEW TABLE AS new_events
+    FOR EACH STATEMENT EXECUTE FUNCTION engagement._track_event_changes();
+SELECT ref.sqlstate_of($$INSERT INTO integrity_odd VALUES (1)$$) AS odd_contact_type;
+DROP TABLE integrity_odd;
 
 -- 6. A stored score edited by hand no longer matches the distribution: the next incremental refresh
 --    rebuilds it from the stored scores (with a WARNING) instead of failing every time.

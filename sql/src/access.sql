@@ -49,8 +49,9 @@ BEGIN
     -- refresh_scores works in temporary tables
     EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO %s', current_database(), role_name);
     EXECUTE format('GRANT EXECUTE ON FUNCTION @extschema@.refresh_scores(text, boolean), @extschema@.fit_model(text, timestamptz),
-                    @extschema@.schedule_refresh(text, text, text, text), @extschema@.unschedule_refresh(text) TO %s',
-                   role_name);
+                    @extschema@.schedule_refresh(text, text, text, text), @extschema@.unschedule_refresh(text),
+                    @extschema@.track_event_changes(regclass), @extschema@._track_event_changes(),
+                    @extschema@._track_event_change() TO %s', role_name);
 END $$;
 COMMENT ON FUNCTION @extschema@.grant_admin_access(regrole) IS
     'Lets a role do everything: events, profiles, scores, refresh_scores, fitting and scheduling';

@@ -29,10 +29,15 @@ BEGIN
     CREATE TEMP TABLE _es_changed (contact_id bigint) ON COMMIT DROP;
     WITH moved AS (DELETE FROM @extschema@.event_changes RETURNING contact_id)
     INSERT INTO pg_temp._es_changed SELECT DISTINCT contact_id FROM moved;
+    -- A contact already pending is not listed again, unless its row is locked: being consumed by
+    -- that profile's refresh, it may be gone when this one commits.
     INSERT INTO @extschema@.pending_rescore (profile, contact_id)
     SELECT sp.name, c.contact_id
       FROM pg_temp._es_changed c CROSS JOIN @extschema@.scoring_profiles sp
-     WHERE sp.name <> p.name;   -- (not "unless already pending": that row may be being consumed)
+     WHERE sp.name <> p.name
+       AND NOT EXISTS (SELECT FROM @extschema@.pending_rescore pr
+                        WHERE pr.profile = sp.name AND pr.contact_id = c.contact_id
+                          FOR KEY SHARE SKIP LOCKED);
 END $$;
 
 -- The contacts to rescore, into pg_temp._es_targets: the profile's pending contacts (consumed

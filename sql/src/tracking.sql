@@ -59,10 +59,12 @@ BEGIN
            has_schema_privilege(p.events_relation_set_by,
                                 (SELECT c.relnamespace FROM pg_class c WHERE c.oid = p.events_relation), 'USAGE')
            AND has_table_privilege(p.events_relation_set_by, p.events_relation, 'SELECT'), false) THEN
-        RAISE EXCEPTION 'events_relation % of scoring profile "%" was set by role %, which may not read it',
-                        p.events_relation, p.name, coalesce(quote_ident(p.events_relation_set_by), 'unknown')
+        RAISE EXCEPTION 'events_relation % of scoring profile "%" was set by %, which may not read it',
+                        p.events_relation, p.name,
+                        coalesce('role ' || quote_ident(p.events_relation_set_by), 'a role not recorded (before 1.3)')
             USING ERRCODE = 'insufficient_privilege',
-                  HINT = 'Set events_relation again as a role that may read it.';
+                  HINT = format('As a role that may read it: UPDATE engagement.scoring_profiles SET events_relation_set_by = current_user WHERE name = %L;',
+                                p.name);
     END IF;
     RETURN @extschema@._events_relation_or_error(p.events_relation);
 END $$;
@@ -73,16 +75,33 @@ END $$;
 -- cannot collect transition tuples).  The trigger functions run as their owner (SECURITY DEFINER):
 -- the change log is written by them alone, never directly by the roles that write events.
 ------------------------------------------------------------------------------------------------
--- Another relation's rows have no id to pair old and new versions by: an UPDATE there marks
--- every contact it touched (TG_ARGV[0] = 'any_update').
+-- The relation a change-tracking trigger fired on, when it is not engagement_events: its contact_id
+-- must be bigint itself.  The trigger functions run as their owner, so no user-defined type, cast
+-- or operator of the tracked relation may be evaluated in them (they read nothing else of it).
+CREATE FUNCTION @extschema@._tracked_relation_check(rel oid) RETURNS void
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_attribute a
+                    WHERE a.attrelid = rel AND a.attname = 'contact_id' AND a.atttypid = 'pg_catalog.int8'::regtype
+                      AND NOT a.attisdropped) THEN
+        RAISE EXCEPTION 'change tracking of % needs a column contact_id of type bigint', rel::regclass
+            USING ERRCODE = 'datatype_mismatch';
+    END IF;
+END $$;
+
+-- Another relation's rows have no id to pair old and new versions by: an UPDATE there marks every
+-- contact it touched.  (1.2's track_event_changes passed 'any_update' for that; it is implied.)
 CREATE FUNCTION @extschema@._track_event_changes() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    IF TG_RELID <> '@extschema@.engagement_events'::regclass THEN
+        PERFORM @extschema@._tracked_relation_check(TG_RELID);
+    END IF;
     IF TG_OP = 'INSERT' THEN
         INSERT INTO @extschema@.event_changes (contact_id) SELECT DISTINCT contact_id FROM new_events;
     ELSIF TG_OP = 'DELETE' THEN
         INSERT INTO @extschema@.event_changes (contact_id) SELECT DISTINCT contact_id FROM old_events;
-    ELSIF TG_OP = 'UPDATE' AND TG_NARGS > 0 AND TG_ARGV[0] = 'any_update' THEN
+    ELSIF TG_OP = 'UPDATE' AND TG_RELID <> '@extschema@.engagement_events'::regclass THEN
         INSERT INTO @extschema@.event_changes (contact_id)
         SELECT contact_id FROM old_events UNION SELECT contact_id FROM new_events;
     ELSIF TG_OP = 'UPDATE' THEN
@@ -123,6 +142,7 @@ CREATE TRIGGER engagement_events_track_truncate AFTER TRUNCATE ON @extschema@.en
 CREATE FUNCTION @extschema@._track_event_change() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    PERFORM @extschema@._tracked_relation_check(TG_RELID);
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
         INSERT INTO @extschema@.event_changes (contact_id) VALUES (OLD.contact_id);
     END IF;
@@ -131,6 +151,9 @@ BEGIN
     END IF;
     RETURN NULL;
 END $$;
+-- Only superusers and admins (grant_admin_access, for track_event_changes) may attach them to a
+-- relation: attached to a table of its own, a role could otherwise write the change log.
+REVOKE EXECUTE ON FUNCTION @extschema@._track_event_changes(), @extschema@._track_event_change() FROM PUBLIC;
 
 CREATE FUNCTION @extschema@.track_event_changes(events regclass) RETURNS void
 LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
@@ -159,7 +182,7 @@ BEGIN
                        'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes()', events);
         EXECUTE format('CREATE TRIGGER engagement_track_update AFTER UPDATE ON %s '
                        'REFERENCING OLD TABLE AS old_events NEW TABLE AS new_events '
-                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes(''any_update'')', events);
+                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes()', events);
         EXECUTE format('CREATE TRIGGER engagement_track_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS old_events '
                        'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes()', events);
     END IF;

@@ -188,7 +188,11 @@ es_score_events_combinefn(PG_FUNCTION_ARGS)
 	ScoreState *b = PG_ARGISNULL(1) ? NULL : (ScoreState *) PG_GETARG_POINTER(1);
 
 	if (b == NULL)
+	{
+		if (a == NULL)
+			PG_RETURN_NULL();	/* SQL NULL, never a NULL pointer a strict function could get */
 		PG_RETURN_POINTER(a);
+	}
 	if (a == NULL)
 	{
 		/* Copy b into the aggregate context: it may live elsewhere. */

@@ -142,12 +142,13 @@ SELECT results_eq($$SELECT p.oid::regprocedure::text FROM pg_proc p
                   'no SECURITY DEFINER function but the change-tracking triggers (they alone write the change log)');
 SELECT results_eq($$SELECT p.oid::regprocedure::text FROM pg_proc p
                      WHERE p.pronamespace = 'engagement'::regnamespace
-                       AND NOT has_function_privilege('public', p.oid, 'EXECUTE') ORDER BY 1$$,
-                  ARRAY['engagement.fit_model(text,timestamp with time zone)',
+                       AND NOT has_function_privilege('public', p.oid, 'EXECUTE') ORDER BY p.oid::regprocedure::text COLLATE "C"$$,
+                  ARRAY['engagement._track_event_change()', 'engagement._track_event_changes()',
+                        'engagement.fit_model(text,timestamp with time zone)',
                         'engagement.grant_admin_access(regrole)', 'engagement.grant_application_access(regrole)',
                         'engagement.refresh_scores(text,boolean)', 'engagement.schedule_refresh(text,text,text,text)',
                         'engagement.track_event_changes(regclass)', 'engagement.unschedule_refresh(text)'],
-                  'the writing functions are not executable by PUBLIC');
+                  'the writing functions (the change-tracking triggers among them) are not executable by PUBLIC');
 
 -- Privileges: nothing on the tables for PUBLIC.
 SELECT table_privs_are('engagement', 'engagement_events', 'public', ARRAY[]::text[]);

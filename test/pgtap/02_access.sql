@@ -1,7 +1,7 @@
 -- pgTAP: the least-privilege model.  An application role inserts events, reads scores and calls
 -- the scoring functions, and cannot change profiles, scores or existing events; an admin can.
 BEGIN;
-SELECT plan(35);
+SELECT plan(37);
 
 CREATE ROLE es_tap_app;
 CREATE ROLE es_tap_admin;
@@ -45,8 +45,14 @@ RESET ROLE;
 SELECT is((SELECT count(*)::int FROM engagement.event_changes WHERE contact_id = 3), 1,
           'the application''s insert was tracked (by the trigger, as its owner)');
 
--- A role with no grant reads nothing.
+-- A role with no grant reads nothing, and cannot attach the change-tracking trigger (which runs as
+-- its owner) to a table of its own to write the change log.
+GRANT CREATE ON SCHEMA public TO es_tap_stranger;
 SET LOCAL ROLE es_tap_stranger;
+CREATE TABLE public.es_tap_own (contact_id bigint);
+SELECT throws_ok($$CREATE TRIGGER own_track AFTER INSERT ON public.es_tap_own REFERENCING NEW TABLE AS new_events
+                   FOR EACH STATEMENT EXECUTE FUNCTION engagement._track_event_changes()$$, '42501', NULL,
+                 'stranger: cannot attach the change-tracking trigger');
 SELECT throws_ok($$SELECT count(*) FROM engagement.engagement_events$$, '42501', NULL, 'stranger: no events');
 SELECT throws_ok($$SELECT engagement.engagement_score(1)$$, '42501', NULL, 'stranger: no scoring');
 SELECT throws_ok($$INSERT INTO engagement.engagement_events (contact_id, event_type, occurred_at) VALUES (1, 'opened', now())$$,
@@ -64,16 +70,16 @@ SELECT throws_ok($$INSERT INTO engagement.scoring_profiles (name, events_relatio
                             WHERE n.nspname = 'es_tap_secret' AND c.relname = 'events')::regclass)$$, '42501', NULL,
                  'admin: cannot point a profile at a relation it may not read');
 SELECT lives_ok($$INSERT INTO engagement.scoring_profiles (name) VALUES ('deputy')$$, 'admin: adds a profile');
-SELECT throws_ok($$UPDATE engagement.scoring_profiles SET events_relation = (SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                            WHERE n.nspname = 'es_tap_secret' AND c.relname = 'events')::regclass,
-                   events_relation_set_by = 'postgres' WHERE name = 'deputy'$$, '42501', NULL,
-                 'admin: cannot claim another role chose it');
 RESET ROLE;
 GRANT USAGE ON SCHEMA es_tap_secret TO es_tap_admin;
 GRANT SELECT ON es_tap_secret.events TO es_tap_admin;
 SET LOCAL ROLE es_tap_admin;
 SELECT lives_ok($$UPDATE engagement.scoring_profiles SET events_relation = 'es_tap_secret.events' WHERE name = 'deputy'$$,
                 'admin: points a profile at a relation it may read');
+SELECT lives_ok($$UPDATE engagement.scoring_profiles SET events_relation_set_by = 'postgres' WHERE name = 'deputy'$$,
+                'admin: may write who chose the relation ...');
+SELECT is((SELECT events_relation_set_by FROM engagement.scoring_profiles WHERE name = 'deputy'), 'es_tap_admin',
+          '... but it records the admin, not the role it claimed');
 RESET ROLE;
 REVOKE SELECT ON es_tap_secret.events FROM es_tap_admin;
 SELECT throws_ok($$SELECT engagement.refresh_scores('deputy')$$, '42501', NULL,
