@@ -66,6 +66,17 @@ BEGIN
                   HINT = format('As a role that may read it: UPDATE engagement.scoring_profiles SET events_relation_set_by = current_user WHERE name = %L;',
                                 p.name);
     END IF;
+    -- With row-level security, that role may read fewer rows than a refreshing superuser sees.
+    IF p.events_relation <> '@extschema@.engagement_events'::regclass
+       AND EXISTS (SELECT FROM pg_class c
+                    WHERE c.relrowsecurity
+                      AND c.oid IN (SELECT p.events_relation UNION SELECT t.relid FROM pg_partition_tree(p.events_relation) t))
+       AND NOT EXISTS (SELECT FROM pg_roles r WHERE r.rolname = p.events_relation_set_by AND (r.rolsuper OR r.rolbypassrls)) THEN
+        RAISE EXCEPTION 'events_relation % of scoring profile "%" has row-level security, which role % does not bypass',
+                        p.events_relation, p.name, quote_ident(p.events_relation_set_by)
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'A refresh would score rows that role cannot read: score a relation without row-level security, or have a role that bypasses it set events_relation.';
+    END IF;
     RETURN @extschema@._events_relation_or_error(p.events_relation);
 END $$;
 

@@ -1,7 +1,7 @@
 -- pgTAP: the least-privilege model.  An application role inserts events, reads scores and calls
 -- the scoring functions, and cannot change profiles, scores or existing events; an admin can.
 BEGIN;
-SELECT plan(37);
+SELECT plan(38);
 
 CREATE ROLE es_tap_app;
 CREATE ROLE es_tap_admin;
@@ -81,6 +81,10 @@ SELECT lives_ok($$UPDATE engagement.scoring_profiles SET events_relation_set_by 
 SELECT is((SELECT events_relation_set_by FROM engagement.scoring_profiles WHERE name = 'deputy'), 'es_tap_admin',
           '... but it records the admin, not the role it claimed');
 RESET ROLE;
+ALTER TABLE es_tap_secret.events ENABLE ROW LEVEL SECURITY;
+SELECT throws_ok($$SELECT engagement.refresh_scores('deputy')$$, '42501', NULL,
+                 'a superuser''s refresh does not read past row-level security the role that chose the relation is subject to');
+ALTER TABLE es_tap_secret.events DISABLE ROW LEVEL SECURITY;
 REVOKE SELECT ON es_tap_secret.events FROM es_tap_admin;
 SELECT throws_ok($$SELECT engagement.refresh_scores('deputy')$$, '42501', NULL,
                  'a superuser''s refresh reads nothing the role that chose the relation may no longer read');
