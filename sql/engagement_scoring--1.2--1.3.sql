@@ -109,6 +109,30 @@ BEGIN
     RETURN @extschema@._events_relation_or_error(p.events_relation);
 END $$;
 
+-- The events relation a refresh or a fit reads, checked (_profile_events_or_error) and bound by OID
+-- for the rest of the transaction: a temporary view over it, so that a schema renamed after the
+-- check cannot put another relation (or a view whose functions would run as the refreshing role)
+-- under the same name.  Returns the name to read; the caller drops pg_temp._es_events.
+CREATE FUNCTION @extschema@._bind_events_relation(p @extschema@.scoring_profiles) RETURNS text
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    events text := @extschema@._profile_events_or_error(p);
+BEGIN
+    IF p.events_relation = '@extschema@.engagement_events'::regclass THEN
+        RETURN events;   -- in the extension's own schema
+    END IF;
+    EXECUTE format('CREATE TEMP VIEW _es_events AS SELECT e.contact_id, e.event_type, e.occurred_at, e.conversion_value FROM %s e',
+                   events);
+    IF (SELECT array_agg(DISTINCT d.refobjid)
+          FROM pg_rewrite r JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+         WHERE r.ev_class = 'pg_temp._es_events'::regclass AND d.refclassid = 'pg_class'::regclass
+           AND d.refobjid <> r.ev_class) IS DISTINCT FROM ARRAY[p.events_relation::oid] THEN
+        RAISE EXCEPTION 'events_relation % of scoring profile "%" changed name while it was checked', p.events_relation, p.name
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    RETURN 'pg_temp._es_events';
+END $$;
+
 ------------------------------------------------------------------------------------------------
 -- pending_rescore: no unique key (refreshes of two profiles could deadlock on each other's rows)
 ------------------------------------------------------------------------------------------------
@@ -529,7 +553,7 @@ SET extra_float_digits = 3 AS $$
 DECLARE
     p          @extschema@.scoring_profiles;
     refresh_at timestamptz := now();   -- as of now(): the transaction's start
-    events     text;                   -- the profile's events relation, qualified and quoted
+    events     text;                   -- the profile's events relation, bound (_bind_events_relation)
     last       record;                 -- the distribution of the last refresh
     do_full    boolean := "full";
     aged       boolean;
@@ -553,7 +577,7 @@ BEGIN
         RAISE NOTICE 'a refresh of scoring profile "%" is already running; this one does nothing', p.name;
         RETURN NULL;
     END IF;
-    events := @extschema@._profile_events_or_error(p);
+    events := @extschema@._bind_events_relation(p);
 
     PERFORM @extschema@._refresh_drain_changes(p);
 
@@ -581,6 +605,7 @@ BEGIN
 
     -- Leave nothing behind for the rest of the transaction (another role may refresh in it).
     DROP TABLE pg_temp._es_scored, pg_temp._es_changed, pg_temp._es_targets;
+    IF events = 'pg_temp._es_events' THEN DROP VIEW pg_temp._es_events; END IF;
     RETURN rescored;
 END $$;
 COMMENT ON FUNCTION @extschema@.refresh_scores(text, boolean) IS
@@ -598,6 +623,7 @@ DECLARE
     fit @extschema@.model_fit;
     res record;
     repeaters bigint;
+    events text;   -- the profile's events relation, bound (_bind_events_relation)
 BEGIN
     p := @extschema@._profile_or_error(profile);
     IF NOT isfinite(as_of) THEN
@@ -605,6 +631,7 @@ BEGIN
     END IF;
     -- NO KEY UPDATE: other profiles' refreshes (FOR KEY SHARE through the foreign keys) go on.
     PERFORM FROM @extschema@.scoring_profiles sp WHERE sp.name = p.name FOR NO KEY UPDATE;
+    events := @extschema@._bind_events_relation(p);
     -- Each contact's (x, t_x, Tc) in days, identical summaries collapsed with their count as weight.
     -- (from the profile's events relation: on postgres_fdw partitions the summaries are computed
     -- inside each shard)
@@ -616,8 +643,9 @@ BEGIN
                           FROM %s e
                          WHERE e.occurred_at <= $1
                          GROUP BY e.contact_id) c
-                 GROUP BY 1, 2, 3) s$q$, @extschema@._profile_events_or_error(p))
+                 GROUP BY 1, 2, 3) s$q$, events)
     INTO res USING as_of;
+    IF events = 'pg_temp._es_events' THEN DROP VIEW pg_temp._es_events; END IF;
     fit := res.fit;
     repeaters := coalesce(res.repeaters, 0);
     IF fit IS NULL THEN

@@ -96,6 +96,7 @@ DECLARE
     fit @extschema@.model_fit;
     res record;
     repeaters bigint;
+    events text;   -- the profile's events relation, bound (_bind_events_relation)
 BEGIN
     p := @extschema@._profile_or_error(profile);
     IF NOT isfinite(as_of) THEN
@@ -103,6 +104,7 @@ BEGIN
     END IF;
     -- NO KEY UPDATE: other profiles' refreshes (FOR KEY SHARE through the foreign keys) go on.
     PERFORM FROM @extschema@.scoring_profiles sp WHERE sp.name = p.name FOR NO KEY UPDATE;
+    events := @extschema@._bind_events_relation(p);
     -- Each contact's (x, t_x, Tc) in days, identical summaries collapsed with their count as weight.
     -- (from the profile's events relation: on postgres_fdw partitions the summaries are computed
     -- inside each shard)
@@ -114,8 +116,9 @@ BEGIN
                           FROM %s e
                          WHERE e.occurred_at <= $1
                          GROUP BY e.contact_id) c
-                 GROUP BY 1, 2, 3) s$q$, @extschema@._profile_events_or_error(p))
+                 GROUP BY 1, 2, 3) s$q$, events)
     INTO res USING as_of;
+    IF events = 'pg_temp._es_events' THEN DROP VIEW pg_temp._es_events; END IF;
     fit := res.fit;
     repeaters := coalesce(res.repeaters, 0);
     IF fit IS NULL THEN

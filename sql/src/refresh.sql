@@ -256,7 +256,7 @@ SET extra_float_digits = 3 AS $$
 DECLARE
     p          @extschema@.scoring_profiles;
     refresh_at timestamptz := now();   -- as of now(): the transaction's start
-    events     text;                   -- the profile's events relation, qualified and quoted
+    events     text;                   -- the profile's events relation, bound (_bind_events_relation)
     last       record;                 -- the distribution of the last refresh
     do_full    boolean := "full";
     aged       boolean;
@@ -280,7 +280,7 @@ BEGIN
         RAISE NOTICE 'a refresh of scoring profile "%" is already running; this one does nothing', p.name;
         RETURN NULL;
     END IF;
-    events := @extschema@._profile_events_or_error(p);
+    events := @extschema@._bind_events_relation(p);
 
     PERFORM @extschema@._refresh_drain_changes(p);
 
@@ -308,6 +308,7 @@ BEGIN
 
     -- Leave nothing behind for the rest of the transaction (another role may refresh in it).
     DROP TABLE pg_temp._es_scored, pg_temp._es_changed, pg_temp._es_targets;
+    IF events = 'pg_temp._es_events' THEN DROP VIEW pg_temp._es_events; END IF;
     RETURN rescored;
 END $$;
 COMMENT ON FUNCTION @extschema@.refresh_scores(text, boolean) IS

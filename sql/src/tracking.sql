@@ -80,6 +80,30 @@ BEGIN
     RETURN @extschema@._events_relation_or_error(p.events_relation);
 END $$;
 
+-- The events relation a refresh or a fit reads, checked (_profile_events_or_error) and bound by OID
+-- for the rest of the transaction: a temporary view over it, so that a schema renamed after the
+-- check cannot put another relation (or a view whose functions would run as the refreshing role)
+-- under the same name.  Returns the name to read; the caller drops pg_temp._es_events.
+CREATE FUNCTION @extschema@._bind_events_relation(p @extschema@.scoring_profiles) RETURNS text
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    events text := @extschema@._profile_events_or_error(p);
+BEGIN
+    IF p.events_relation = '@extschema@.engagement_events'::regclass THEN
+        RETURN events;   -- in the extension's own schema
+    END IF;
+    EXECUTE format('CREATE TEMP VIEW _es_events AS SELECT e.contact_id, e.event_type, e.occurred_at, e.conversion_value FROM %s e',
+                   events);
+    IF (SELECT array_agg(DISTINCT d.refobjid)
+          FROM pg_rewrite r JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+         WHERE r.ev_class = 'pg_temp._es_events'::regclass AND d.refclassid = 'pg_class'::regclass
+           AND d.refobjid <> r.ev_class) IS DISTINCT FROM ARRAY[p.events_relation::oid] THEN
+        RAISE EXCEPTION 'events_relation % of scoring profile "%" changed name while it was checked', p.events_relation, p.name
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    RETURN 'pg_temp._es_events';
+END $$;
+
 ------------------------------------------------------------------------------------------------
 -- Change tracking of engagement_events, and of any events relation track_event_changes is
 -- given: statement-level triggers with transition tables (row-level ones where foreign partitions

@@ -97,7 +97,8 @@ SELECT is_aggregate('engagement', 'time_decay',
 SELECT results_eq($$SELECT p.oid::regprocedure::text FROM pg_proc p
                      WHERE p.pronamespace = 'engagement'::regnamespace AND p.proparallel <> 's'
                        AND p.prorettype <> 'trigger'::regtype ORDER BY p.oid::regprocedure::text COLLATE "C"$$,
-                  ARRAY['engagement._refresh_choose_targets(engagement.scoring_profiles,timestamp with time zone,boolean,boolean)',
+                  ARRAY['engagement._bind_events_relation(engagement.scoring_profiles)',
+                        'engagement._refresh_choose_targets(engagement.scoring_profiles,timestamp with time zone,boolean,boolean)',
                         'engagement._refresh_distribution(engagement.scoring_profiles,timestamp with time zone,boolean)',
                         'engagement._refresh_drain_changes(engagement.scoring_profiles)',
                         'engagement._refresh_keep_pending(engagement.scoring_profiles,text,timestamp with time zone)',
