@@ -262,6 +262,7 @@ DECLARE
     aged       boolean;
     targets    bigint;
     rescored   bigint;
+    saved_lock_timeout text;
 BEGIN
     -- Read the profile under a lock that keeps it as it is until this refresh commits.
     SELECT * INTO p FROM @extschema@.scoring_profiles sp WHERE sp.name = refresh_scores.profile FOR SHARE;
@@ -272,8 +273,16 @@ BEGIN
     -- profile's distribution row (the first refresh creates it), which only roles that may write
     -- score_distributions can lock: no other role can hold refreshes off.
     IF NOT EXISTS (SELECT FROM @extschema@.score_distributions d WHERE d.profile = p.name) THEN
-        INSERT INTO @extschema@.score_distributions (profile, sorted_composites, contacts, profile_version, refreshed_at)
-        VALUES (p.name, '', 0, 0, refresh_at) ON CONFLICT DO NOTHING;
+        -- Another first refresh's uncommitted row would make this insert wait for it: don't.
+        saved_lock_timeout := current_setting('lock_timeout');
+        BEGIN
+            PERFORM set_config('lock_timeout', '1ms', true);
+            INSERT INTO @extschema@.score_distributions (profile, sorted_composites, contacts, profile_version, refreshed_at)
+            VALUES (p.name, '', 0, 0, refresh_at) ON CONFLICT DO NOTHING;
+            PERFORM set_config('lock_timeout', saved_lock_timeout, true);
+        EXCEPTION WHEN lock_not_available THEN
+            NULL;   -- the row is another refresh's: the lock below is not free either
+        END;
     END IF;
     PERFORM FROM @extschema@.score_distributions d WHERE d.profile = p.name FOR NO KEY UPDATE SKIP LOCKED;
     IF NOT FOUND THEN
