@@ -34,7 +34,11 @@ ALTER TABLE @extschema@.engagement_events
 ------------------------------------------------------------------------------------------------
 ALTER TABLE @extschema@.scoring_profiles ADD COLUMN events_relation_set_by text;
 COMMENT ON COLUMN @extschema@.scoring_profiles.events_relation_set_by IS
-    'The role that set events_relation (NULL for engagement_events): a refresh reads the relation only while that role may';
+    'The role that set events_relation (NULL for engagement_events,  when set before 1.3): a refresh reads the relation only while that role may';
+ALTER TABLE @extschema@.scoring_profiles DISABLE TRIGGER scoring_profiles_bump_version;
+UPDATE @extschema@.scoring_profiles sp SET events_relation_set_by = ''
+ WHERE sp.events_relation <> '@extschema@.engagement_events'::regclass;
+ALTER TABLE @extschema@.scoring_profiles ENABLE TRIGGER scoring_profiles_bump_version;
 DO $$
 DECLARE
     profiles text;
@@ -61,7 +65,7 @@ BEGIN
         NEW.events_relation_set_by := NULL;
         RETURN NEW;
     END IF;
-    -- pg_restore (a superuser) brings the role that chose it along
+    -- pg_restore (a superuser) brings the role that chose it along, or '' (unknown) from 1.2
     IF TG_OP = 'INSERT' AND NEW.events_relation_set_by IS NOT NULL
        AND (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
         RETURN NEW;
@@ -85,12 +89,13 @@ CREATE FUNCTION @extschema@._profile_events_or_error(p @extschema@.scoring_profi
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF p.events_relation <> '@extschema@.engagement_events'::regclass AND NOT coalesce(
+           EXISTS (SELECT FROM pg_roles r WHERE r.rolname = p.events_relation_set_by) AND
            has_schema_privilege(p.events_relation_set_by,
                                 (SELECT c.relnamespace FROM pg_class c WHERE c.oid = p.events_relation), 'USAGE')
            AND has_table_privilege(p.events_relation_set_by, p.events_relation, 'SELECT'), false) THEN
         RAISE EXCEPTION 'events_relation % of scoring profile "%" was set by %, which may not read it',
                         p.events_relation, p.name,
-                        coalesce('role ' || quote_ident(p.events_relation_set_by), 'a role not recorded (before 1.3)')
+                        coalesce('role ' || quote_ident(nullif(p.events_relation_set_by, '')), 'a role not recorded (before 1.3)')
             USING ERRCODE = 'insufficient_privilege',
                   HINT = format('As a role that may read it: UPDATE engagement.scoring_profiles SET events_relation_set_by = current_user WHERE name = %L;',
                                 p.name);
@@ -144,7 +149,8 @@ CREATE INDEX pending_rescore_profile_contact_idx ON @extschema@.pending_rescore 
 -- Change tracking: the trigger functions run as their owner (the log is written by them alone); a
 -- large UPDATE is joined with a plan of its own; track_event_changes replaces its triggers.
 ------------------------------------------------------------------------------------------------
-CREATE FUNCTION @extschema@._tracked_relation_check(rel oid) RETURNS void
+CREATE FUNCTION @extschema@._tracked_relation_check(rel oid, trigger_name name, transition_tables boolean)
+RETURNS void
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_attribute a
@@ -153,13 +159,24 @@ BEGIN
         RAISE EXCEPTION 'change tracking of % needs a column contact_id of type bigint', rel::regclass
             USING ERRCODE = 'datatype_mismatch';
     END IF;
+    IF transition_tables AND NOT EXISTS (
+           SELECT FROM pg_trigger t
+            WHERE t.tgrelid = rel AND t.tgname = trigger_name
+              AND ((t.tgtype & 4) = 0 OR t.tgnewtable = 'new_events')      -- INSERT
+              AND ((t.tgtype & 16) = 0 OR (t.tgnewtable = 'new_events' AND t.tgoldtable = 'old_events'))   -- UPDATE
+              AND ((t.tgtype & 8) = 0 OR t.tgoldtable = 'old_events')) THEN   -- DELETE
+        RAISE EXCEPTION 'change-tracking trigger % on % must name its transition tables new_events and old_events',
+                        trigger_name, rel::regclass
+            USING ERRCODE = 'invalid_object_definition',
+                  HINT = 'Let track_event_changes create the triggers.';
+    END IF;
 END $$;
 
 CREATE OR REPLACE FUNCTION @extschema@._track_event_changes() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF TG_RELID <> '@extschema@.engagement_events'::regclass THEN
-        PERFORM @extschema@._tracked_relation_check(TG_RELID);
+        PERFORM @extschema@._tracked_relation_check(TG_RELID, TG_NAME, TG_OP <> 'TRUNCATE');
     END IF;
     IF TG_OP = 'INSERT' THEN
         INSERT INTO @extschema@.event_changes (contact_id) SELECT DISTINCT contact_id FROM new_events;
@@ -190,7 +207,10 @@ END $$;
 CREATE OR REPLACE FUNCTION @extschema@._track_event_change() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    PERFORM @extschema@._tracked_relation_check(TG_RELID);
+    IF TG_LEVEL <> 'ROW' THEN
+        RAISE EXCEPTION '_track_event_change is a row-level trigger function' USING ERRCODE = 'invalid_object_definition';
+    END IF;
+    PERFORM @extschema@._tracked_relation_check(TG_RELID, TG_NAME, false);
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
         INSERT INTO @extschema@.event_changes (contact_id) VALUES (OLD.contact_id);
     END IF;
@@ -239,6 +259,21 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION @extschema@.track_event_changes(regclass) IS
     'Adds (or replaces) change-tracking triggers on a profile''s own events relation (run it again after attaching partitions), so incremental refreshes see the changes written through this server';
+-- 1.2 let any role attach these functions to a table of its own; such triggers now run as the owner
+-- (checked at every firing, but still able to write the change log): list them.
+DO $$
+DECLARE
+    triggers text;
+BEGIN
+    SELECT string_agg(format('%I on %s', t.tgname, t.tgrelid::regclass), ', ' ORDER BY 1) INTO triggers
+      FROM pg_trigger t
+     WHERE t.tgfoid IN ('@extschema@._track_event_changes()'::regprocedure, '@extschema@._track_event_change()'::regprocedure)
+       AND t.tgrelid <> '@extschema@.engagement_events'::regclass;
+    IF triggers IS NOT NULL THEN
+        RAISE WARNING 'change-tracking triggers outside engagement_events: %; from 1.3 they run as the extension''s owner', triggers
+            USING HINT = 'Keep those track_event_changes made for a profile''s events relation (run it again to renew them); drop any other.';
+    END IF;
+END $$;
 
 ------------------------------------------------------------------------------------------------
 -- Access: the application role inserts every column of an event but its id, and no longer writes the
@@ -351,7 +386,13 @@ DECLARE
     targets bigint;
 BEGIN
     CREATE TEMP TABLE _es_targets (contact_id bigint PRIMARY KEY) ON COMMIT DROP;
-    WITH consumed AS (DELETE FROM @extschema@.pending_rescore pr WHERE pr.profile = p.name RETURNING pr.contact_id)
+    -- (rows another refresh's drain holds, to not list a contact twice, stay for the next refresh:
+    -- waiting for them would hold this refresh until that one commits)
+    WITH consumed AS (
+        DELETE FROM @extschema@.pending_rescore pr
+         WHERE pr.ctid = ANY (ARRAY(SELECT l.ctid FROM @extschema@.pending_rescore l
+                                     WHERE l.profile = p.name FOR UPDATE SKIP LOCKED))
+        RETURNING pr.contact_id)
     INSERT INTO pg_temp._es_targets
     SELECT contact_id FROM consumed
      UNION
@@ -561,6 +602,12 @@ DECLARE
     rescored   bigint;
     saved_lock_timeout text;
 BEGIN
+    -- Every statement sees what committed before it: what a refresh consumes and re-queues
+    -- relies on it (under a snapshot taken once, a change drained meanwhile could be lost).
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'refresh_scores runs at the READ COMMITTED isolation level, not %', current_setting('transaction_isolation')
+            USING ERRCODE = 'invalid_transaction_state';
+    END IF;
     -- Read the profile under a lock that keeps it as it is until this refresh commits.
     SELECT * INTO p FROM @extschema@.scoring_profiles sp WHERE sp.name = refresh_scores.profile FOR SHARE;
     IF NOT FOUND THEN

@@ -87,6 +87,21 @@ CREATE TRIGGER odd_track AFTER INSERT ON integrity_odd REFERENCING NEW TABLE AS 
     FOR EACH STATEMENT EXECUTE FUNCTION engagement._track_event_changes();
 SELECT ref.sqlstate_of($$INSERT INTO integrity_odd VALUES (1)$$) AS odd_contact_type;
 DROP TABLE integrity_odd;
+-- Attached without transition tables, new_events would name the caller's temporary view, read
+-- with the owner's rights: the trigger refuses to run.
+CREATE TABLE integrity_nott (contact_id bigint);
+CREATE TRIGGER nott_track AFTER INSERT ON integrity_nott
+    FOR EACH STATEMENT EXECUTE FUNCTION engagement._track_event_changes();
+CREATE TEMP VIEW new_events AS SELECT 424242::bigint AS contact_id;
+SELECT ref.sqlstate_of($$INSERT INTO integrity_nott VALUES (1)$$) AS no_transition_tables;
+SELECT contact_id AS read_from_the_temp_view FROM engagement.event_changes WHERE contact_id = 424242;
+DROP VIEW new_events;
+DROP TABLE integrity_nott;
+
+-- 7. refresh_scores relies on each statement seeing what committed before it.
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT ref.sqlstate_of($$SELECT engagement.refresh_scores()$$) AS repeatable_read;
+ROLLBACK;
 
 -- 6. A stored score edited by hand no longer matches the distribution: the next incremental refresh
 --    rebuilds it from the stored scores (with a WARNING) instead of failing every time.

@@ -54,7 +54,13 @@ DECLARE
     targets bigint;
 BEGIN
     CREATE TEMP TABLE _es_targets (contact_id bigint PRIMARY KEY) ON COMMIT DROP;
-    WITH consumed AS (DELETE FROM @extschema@.pending_rescore pr WHERE pr.profile = p.name RETURNING pr.contact_id)
+    -- (rows another refresh's drain holds, to not list a contact twice, stay for the next refresh:
+    -- waiting for them would hold this refresh until that one commits)
+    WITH consumed AS (
+        DELETE FROM @extschema@.pending_rescore pr
+         WHERE pr.ctid = ANY (ARRAY(SELECT l.ctid FROM @extschema@.pending_rescore l
+                                     WHERE l.profile = p.name FOR UPDATE SKIP LOCKED))
+        RETURNING pr.contact_id)
     INSERT INTO pg_temp._es_targets
     SELECT contact_id FROM consumed
      UNION
@@ -264,6 +270,12 @@ DECLARE
     rescored   bigint;
     saved_lock_timeout text;
 BEGIN
+    -- Every statement sees what committed before it: what a refresh consumes and re-queues
+    -- relies on it (under a snapshot taken once, a change drained meanwhile could be lost).
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'refresh_scores runs at the READ COMMITTED isolation level, not %', current_setting('transaction_isolation')
+            USING ERRCODE = 'invalid_transaction_state';
+    END IF;
     -- Read the profile under a lock that keeps it as it is until this refresh commits.
     SELECT * INTO p FROM @extschema@.scoring_profiles sp WHERE sp.name = refresh_scores.profile FOR SHARE;
     IF NOT FOUND THEN

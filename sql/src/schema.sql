@@ -95,7 +95,7 @@ CREATE TABLE @extschema@.scoring_profiles (
     model_contacts       bigint CHECK (model_contacts >= 0),
     -- where the profile's events are read
     events_relation      regclass NOT NULL DEFAULT '@extschema@.engagement_events',
-    events_relation_set_by text,   -- the role that chose another events_relation (set by a trigger)
+    events_relation_set_by text,   -- the role that chose another events_relation (set by a trigger; '' unknown)
     CONSTRAINT scoring_profiles_weights_sum_to_one CHECK (
         abs(weight_recency + weight_frequency + weight_monetary + weight_time_decay + weight_diversity - 1) <= 1e-9),
     CONSTRAINT scoring_profiles_min_days_within_lookback CHECK (frequency_min_days <= lookback_days)
@@ -111,7 +111,7 @@ COMMENT ON COLUMN @extschema@.scoring_profiles.model_fitted_at IS
 COMMENT ON COLUMN @extschema@.scoring_profiles.events_relation IS
     'The events refresh_scores and fit_model read (contact_id, event_type, occurred_at, conversion_value); changing it rescores everyone';
 COMMENT ON COLUMN @extschema@.scoring_profiles.events_relation_set_by IS
-    'The role that set events_relation (NULL for engagement_events): a refresh reads the relation only while that role may';
+    'The role that set events_relation (NULL for engagement_events,  when set before 1.3): a refresh reads the relation only while that role may';
 
 -- Every change of a profile bumps its version, so stored scores can tell they are stale.
 CREATE FUNCTION @extschema@._profile_bump_version() RETURNS trigger
@@ -140,7 +140,7 @@ BEGIN
         NEW.events_relation_set_by := NULL;
         RETURN NEW;
     END IF;
-    -- pg_restore (a superuser) brings the role that chose it along
+    -- pg_restore (a superuser) brings the role that chose it along, or '' (unknown) from 1.2
     IF TG_OP = 'INSERT' AND NEW.events_relation_set_by IS NOT NULL
        AND (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
         RETURN NEW;

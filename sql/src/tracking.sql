@@ -56,12 +56,13 @@ CREATE FUNCTION @extschema@._profile_events_or_error(p @extschema@.scoring_profi
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF p.events_relation <> '@extschema@.engagement_events'::regclass AND NOT coalesce(
+           EXISTS (SELECT FROM pg_roles r WHERE r.rolname = p.events_relation_set_by) AND
            has_schema_privilege(p.events_relation_set_by,
                                 (SELECT c.relnamespace FROM pg_class c WHERE c.oid = p.events_relation), 'USAGE')
            AND has_table_privilege(p.events_relation_set_by, p.events_relation, 'SELECT'), false) THEN
         RAISE EXCEPTION 'events_relation % of scoring profile "%" was set by %, which may not read it',
                         p.events_relation, p.name,
-                        coalesce('role ' || quote_ident(p.events_relation_set_by), 'a role not recorded (before 1.3)')
+                        coalesce('role ' || quote_ident(nullif(p.events_relation_set_by, '')), 'a role not recorded (before 1.3)')
             USING ERRCODE = 'insufficient_privilege',
                   HINT = format('As a role that may read it: UPDATE engagement.scoring_profiles SET events_relation_set_by = current_user WHERE name = %L;',
                                 p.name);
@@ -110,10 +111,13 @@ END $$;
 -- cannot collect transition tuples).  The trigger functions run as their owner (SECURITY DEFINER):
 -- the change log is written by them alone, never directly by the roles that write events.
 ------------------------------------------------------------------------------------------------
--- The relation a change-tracking trigger fired on, when it is not engagement_events: its contact_id
--- must be bigint itself.  The trigger functions run as their owner, so no user-defined type, cast
--- or operator of the tracked relation may be evaluated in them (they read nothing else of it).
-CREATE FUNCTION @extschema@._tracked_relation_check(rel oid) RETURNS void
+-- The trigger that fired a change-tracking function on a relation other than engagement_events.
+-- The functions run as their owner, so nothing of the caller's may be evaluated in them: the
+-- relation's contact_id must be bigint itself (no user-defined type, cast or operator), and a
+-- statement-level trigger must name its transition tables new_events and old_events (were they
+-- missing, those names would find the caller's temporary views).
+CREATE FUNCTION @extschema@._tracked_relation_check(rel oid, trigger_name name, transition_tables boolean)
+RETURNS void
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_attribute a
@@ -121,6 +125,17 @@ BEGIN
                       AND NOT a.attisdropped) THEN
         RAISE EXCEPTION 'change tracking of % needs a column contact_id of type bigint', rel::regclass
             USING ERRCODE = 'datatype_mismatch';
+    END IF;
+    IF transition_tables AND NOT EXISTS (
+           SELECT FROM pg_trigger t
+            WHERE t.tgrelid = rel AND t.tgname = trigger_name
+              AND ((t.tgtype & 4) = 0 OR t.tgnewtable = 'new_events')      -- INSERT
+              AND ((t.tgtype & 16) = 0 OR (t.tgnewtable = 'new_events' AND t.tgoldtable = 'old_events'))   -- UPDATE
+              AND ((t.tgtype & 8) = 0 OR t.tgoldtable = 'old_events')) THEN   -- DELETE
+        RAISE EXCEPTION 'change-tracking trigger % on % must name its transition tables new_events and old_events',
+                        trigger_name, rel::regclass
+            USING ERRCODE = 'invalid_object_definition',
+                  HINT = 'Let track_event_changes create the triggers.';
     END IF;
 END $$;
 
@@ -130,7 +145,7 @@ CREATE FUNCTION @extschema@._track_event_changes() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF TG_RELID <> '@extschema@.engagement_events'::regclass THEN
-        PERFORM @extschema@._tracked_relation_check(TG_RELID);
+        PERFORM @extschema@._tracked_relation_check(TG_RELID, TG_NAME, TG_OP <> 'TRUNCATE');
     END IF;
     IF TG_OP = 'INSERT' THEN
         INSERT INTO @extschema@.event_changes (contact_id) SELECT DISTINCT contact_id FROM new_events;
@@ -177,7 +192,10 @@ CREATE TRIGGER engagement_events_track_truncate AFTER TRUNCATE ON @extschema@.en
 CREATE FUNCTION @extschema@._track_event_change() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    PERFORM @extschema@._tracked_relation_check(TG_RELID);
+    IF TG_LEVEL <> 'ROW' THEN
+        RAISE EXCEPTION '_track_event_change is a row-level trigger function' USING ERRCODE = 'invalid_object_definition';
+    END IF;
+    PERFORM @extschema@._tracked_relation_check(TG_RELID, TG_NAME, false);
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
         INSERT INTO @extschema@.event_changes (contact_id) VALUES (OLD.contact_id);
     END IF;
