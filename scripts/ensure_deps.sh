@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# scripts/ensure_deps.sh demo|test: makes sure this Debian (bookworm) machine has the packages the
+# scripts/ensure_deps.sh [--list] demo|test: makes sure this Debian (bookworm) machine has the packages the
 # demo or the tests need, and installs only the missing ones.  demo/run_demo.sh and test/run_all.sh
 # call it before they build anything, so the README's two commands do the whole set-up.
 #
@@ -25,16 +25,19 @@ set -euo pipefail
 say() { printf 'set-up: %s\n' "$*"; }
 die() { printf 'set-up FAILED: %s\n' "$*" >&2; exit 1; }
 
+LIST_ONLY=0
+if [ "${1:-}" = --list ]; then LIST_ONLY=1; shift; fi   # print the packages and stop (.ci/run)
 WHAT=${1:-}
 case $WHAT in
     demo) PACKAGES=(make g++ postgresql-15 postgresql-server-dev-15 postgresql-15-cron) ;;
     test) PACKAGES=(make g++ postgresql-15 postgresql-server-dev-15 postgresql-15-cron
                     postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl libgtest-dev) ;;
-    *) echo "usage: $0 demo|test" >&2; exit 2 ;;
+    *) echo "usage: $0 [--list] demo|test" >&2; exit 2 ;;
 esac
 case $WHAT in demo) FOR="the demo" ;; test) FOR="the tests" ;; esac
 # shellcheck disable=SC2206  # a space-separated list on purpose
 PACKAGES+=(${ES_DEPS_EXTRA:-})
+if [ "$LIST_ONLY" = 1 ]; then echo "${PACKAGES[*]}"; exit 0; fi
 
 if [ "${ES_SKIP_DEPS:-0}" = 1 ]; then
     say "ES_SKIP_DEPS=1: not checking packages"
