@@ -79,7 +79,7 @@ query() {   # query KIND SCHEMA
     esac
 }
 ms() { psql -qXAt -c "SET max_parallel_workers_per_gather = $1" -c '\timing on' -c "$2" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | tail -1; }
-median() { sort -g | awk '{v[NR]=$1} END {if (NR % 2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
+. "$REPO/test/bench/median.sh"
 
 # Both results must agree before their times mean anything.
 for k in score summary; do

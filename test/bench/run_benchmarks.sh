@@ -36,7 +36,7 @@ ms() {
     for s in "${@:1:$#-1}"; do args+=(-c "$s"); done
     psql "${args[@]}" -c '\timing on' -c "${@: -1}" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | tail -1
 }
-median() { sort -g | awk '{v[NR]=$1} END {if (NR % 2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
+. "$REPO/test/bench/median.sh"
 RESULTS="$WORK/results.txt"
 : >"$RESULTS"
 # compare NAME TARGET REPS BASE_SETUP BASE_SQL SUBJ_SETUP SUBJ_SQL [BEFORE_EACH_SQL]

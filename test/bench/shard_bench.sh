@@ -50,7 +50,7 @@ run() {
     psql -qXAt -d "$(conninfo 0)" -c "SET enable_partitionwise_aggregate = on" -c '\timing on' -c "$1" \
         | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | tail -1
 }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+. "$REPO/test/bench/median.sh"
 declare -A T=()
 run "$(printf "$SCORE" two.events)" >/dev/null   # warm the caches
 for r in $(seq "$REPS"); do

@@ -56,7 +56,7 @@ SELECT (i % 40)::int AS x, CASE WHEN i % 40 = 0 THEN 0 ELSE (i % 997)::float8 / 
 VACUUM ANALYZE summaries; VACUUM ANALYZE distinct_summaries; VACUUM ANALYZE ev;
 SQL
 t() { psql -qXAt -d bench -c "SET max_parallel_workers_per_gather = $1" -c '\timing on' -c "$2" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | tail -1; }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+. "$REPO/test/bench/median.sh"
 declare -A R=()
 query() {
     case $1 in
