@@ -2,7 +2,7 @@
  * profile_params.h: the parameters of a scoring profile, listed once.
  *
  * ES_PROFILE_PARAMS(X) calls X(column, member, default_value, rule) for each of
- * the 27 parameters, in the order of es_profile's fields, which is also the
+ * the 30 parameters, in the order of es_profile's fields, which is also the
  * order of their columns in engagement.scoring_profiles
  * (sql/engagement_scoring--1.0.sql):
  *   column         the SQL column name, an identifier (#column is its string);
@@ -24,7 +24,8 @@
 enum es_param_rule {
     ES_PARAM_POSITIVE,     /* finite and > 0 */
     ES_PARAM_FINITE,       /* finite */
-    ES_PARAM_UNIT_INTERVAL /* in [0, 1] */
+    ES_PARAM_UNIT_INTERVAL, /* in [0, 1] */
+    ES_PARAM_ABOVE_ONE      /* finite and > 1 */
 };
 
 #define ES_PROFILE_PARAMS(X)                                                                  \
@@ -54,7 +55,10 @@ enum es_param_rule {
     X(model_b,                model_b,                      2.5,  ES_PARAM_POSITIVE)          \
     X(horizon_days,           horizon_days,                 30,   ES_PARAM_POSITIVE)          \
     X(conv_prior_a,           conv_prior_a,                 1,    ES_PARAM_POSITIVE)          \
-    X(conv_prior_b,           conv_prior_b,                 9,    ES_PARAM_POSITIVE)
+    X(conv_prior_b,           conv_prior_b,                 9,    ES_PARAM_POSITIVE)          \
+    X(gg_p,                   gg_p,                         6.25, ES_PARAM_POSITIVE)          \
+    X(gg_q,                   gg_q,                         3.74, ES_PARAM_ABOVE_ONE)         \
+    X(gg_v,                   gg_v,                         15.44, ES_PARAM_POSITIVE)
 
 /*
  * The column list of the parameters as one string literal, in es_profile's

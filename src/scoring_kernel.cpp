@@ -15,6 +15,7 @@
 #include <string>
 
 #include "btyd_kernel.h"
+#include "gammagamma_kernel.h"
 #include "kernel_status.h"
 #include "profile_params.h"
 
@@ -45,7 +46,7 @@ constexpr bool params_are_the_fields_in_order() {
         if (kParamOffsets[i] != i * sizeof(double)) return false;
     return sizeof(es_profile) == kProfileParams * sizeof(double);
 }
-static_assert(kProfileParams == 27, "a scoring profile has 27 parameters");
+static_assert(kProfileParams == 30, "a scoring profile has 30 parameters");
 static_assert(params_are_the_fields_in_order(), "ES_PROFILE_PARAMS lists every field of es_profile, in order");
 
 // One parameter of a profile, to check against its column's rule.
@@ -63,6 +64,8 @@ bool satisfies(const ParamValue &v) {
             return std::isfinite(v.value);
         case ES_PARAM_UNIT_INTERVAL:
             return v.value >= 0.0 && v.value <= 1.0;  // false for NaN
+        case ES_PARAM_ABOVE_ONE:
+            return std::isfinite(v.value) && v.value > 1.0;
     }
     return false;
 }
@@ -76,6 +79,8 @@ const char *requirement(es_param_rule rule) {
             return "a finite number";
         case ES_PARAM_UNIT_INTERVAL:
             return "between 0 and 1";
+        case ES_PARAM_ABOVE_ONE:
+            return "a finite number greater than 1";
     }
     return "valid";
 }
@@ -193,7 +198,10 @@ int es_accumulate(es_accum *acc, const es_profile *p, int type, int64_t occurred
     }
 
     if (!engaging) return 0;
-    *day_key = static_cast<int32_t>(es_day_number(occurred_at) * 2 + (type == ES_CONVERTED ? 1 : 0));
+    int32_t flags = 0;
+    if (type == ES_CONVERTED) flags = value > 0.0 ? ES_DAY_CONVERTED | ES_DAY_VALUED : ES_DAY_CONVERTED;
+    // PostgreSQL's day numbers lie within +-1.1e8: 4 * day fits an int32.
+    *day_key = static_cast<int32_t>(es_day_number(occurred_at) * (1 << ES_DAY_KEY_SHIFT) + flags);
     return 1;
 }
 
@@ -226,9 +234,8 @@ size_t es_compact_day_keys(int32_t *keys, size_t n) noexcept {
     std::sort(keys, keys + n);
     size_t out = 0;
     for (size_t i = 0; i < n; ++i) {
-        const int32_t day = keys[i] >> 1;  // arithmetic shift: floor(key / 2), also for negative days
-        if (out > 0 && (keys[out - 1] >> 1) == day)
-            keys[out - 1] |= keys[i] & 1;
+        if (out > 0 && es_day_of_key(keys[out - 1]) == es_day_of_key(keys[i]))
+            keys[out - 1] |= keys[i];  // same day: OR the flags
         else
             keys[out++] = keys[i];
     }
@@ -267,6 +274,20 @@ const char *es_event_type_name(int type) noexcept {
     static const char *const names[ES_EVENT_TYPES] = {"delivered", "opened",    "clicked", "responded",
                                                       "converted", "opted_out", "bounced"};
     return type >= 0 && type < ES_EVENT_TYPES ? names[type] : "unknown";
+}
+
+es_model_summary es_summarize(const es_accum *acc, const int32_t *keys, size_t nkeys) noexcept {
+    const int64_t b0 = es_day_number(acc->first_event_at);
+    es_model_summary s;
+    // Keys are sorted by day, and no engaging event precedes the first event: only keys[0] can be b0.
+    s.x = static_cast<int64_t>(nkeys) - (nkeys > 0 && es_day_of_key(keys[0]) == b0 ? 1 : 0);
+    s.t_x = s.x > 0 ? es_day_of_key(keys[nkeys - 1]) - b0 : 0;
+    s.t_c = es_day_number(acc->as_of) - b0;
+    s.value_days = 0;
+    for (size_t i = 0; i < nkeys; ++i) s.value_days += (keys[i] & ES_DAY_VALUED) != 0;
+    // A conversion day without value adds nothing: the valued days' values sum to the total.
+    s.value_total = es_sum_value(&acc->conversion_total);
+    return s;
 }
 
 int es_finalize(const es_accum *acc, const int32_t *keys, size_t nkeys, const es_profile *p, es_result *out,
@@ -331,15 +352,20 @@ int es_finalize(const es_accum *acc, const int32_t *keys, size_t nkeys, const es
     out->composite = out->opted_out ? out->composite_unpenalised * (1.0 - p->opt_out_penalty)
                                     : out->composite_unpenalised;
 
-    // MBG/NBD over engagement days.
-    const int64_t b0 = es_day_number(acc->first_event_at);
+    // MBG/NBD over engagement days: the birth day b0 starts the relationship, x counts the
+    // engagement days after it.
     int64_t conv_days = 0;
-    for (size_t i = 0; i < nkeys; ++i) conv_days += keys[i] & 1;
-    const int64_t x = static_cast<int64_t>(nkeys);
-    out->engagement_days = x;
+    for (size_t i = 0; i < nkeys; ++i) conv_days += (keys[i] & ES_DAY_CONVERTED) != 0;
+    const int64_t n_days = static_cast<int64_t>(nkeys);
+    const es_model_summary summary = es_summarize(acc, keys, nkeys);
+    const int64_t x = summary.x;
+    out->engagement_days = n_days;
+    out->repeat_days = x;
     out->conversion_days = conv_days;
-    out->t_x_days = x > 0 ? static_cast<int64_t>(keys[nkeys - 1] >> 1) - b0 : 0;
-    out->t_c_days = es_day_number(T) - b0;
+    out->valued_conversion_days = summary.value_days;
+    out->conversion_value_total = summary.value_total;
+    out->t_x_days = summary.t_x;
+    out->t_c_days = summary.t_c;
     const double r = p->model_r, alpha = p->model_alpha, a = p->model_a, b = p->model_b;
     const double xd = static_cast<double>(x);
     const double tx = static_cast<double>(out->t_x_days), tc = static_cast<double>(out->t_c_days);
@@ -353,13 +379,23 @@ int es_finalize(const es_accum *acc, const int32_t *keys, size_t nkeys, const es
     const double p_engage_if_alive = -std::expm1(-(r + xd) * std::log1p(p->horizon_days / (alpha + tc)));
     out->engagement_probability = out->p_alive * p_engage_if_alive;
     out->churn_risk = 1.0 - out->p_alive;
-    out->conversion_share = (static_cast<double>(conv_days) + p->conv_prior_a) / (xd + p->conv_prior_a + p->conv_prior_b);
+    out->conversion_share = (static_cast<double>(conv_days) + p->conv_prior_a) /
+                            (static_cast<double>(n_days) + p->conv_prior_a + p->conv_prior_b);
     out->conversion_probability = out->engagement_probability * out->conversion_share;
+
+    // Gamma-Gamma over conversion days: m_v is the mean value of the x_v valued days.
+    const double xv = static_cast<double>(summary.value_days);
+    const double mv = summary.value_days > 0 ? summary.value_total / xv : 0.0;
+    rc = es_gg_expected_value(xv, mv, p->gg_p, p->gg_q, p->gg_v, &out->expected_conversion_value, err, errlen);
+    if (rc != ES_OK) return rc;
+    out->expected_value_horizon =
+        out->expected_engagements_horizon * out->conversion_share * out->expected_conversion_value;
     if (out->opted_out) {
         const double keep = 1.0 - p->opt_out_penalty;
         out->engagement_probability *= keep;
         out->conversion_probability *= keep;
         out->expected_engagements_horizon *= keep;
+        out->expected_value_horizon *= keep;
         out->churn_risk = 1.0 - (1.0 - out->churn_risk) * keep;
     }
 
@@ -444,10 +480,19 @@ std::string explain(const es_result &r, const es_profile &p) {
                 "conversion %.3f, churn risk %.3f\n",
                 p.model_r, p.model_alpha, p.model_a, p.model_b, r.p_alive, p.horizon_days,
                 r.engagement_probability, r.conversion_probability, r.churn_risk);
-    s += format("  from %s (%s with a conversion) since first contact %" PRId64
-                " days ago, the last on day %" PRId64 "\n",
-                plural(r.engagement_days, "engagement day", "engagement days").c_str(),
-                plural(r.conversion_days, "day", "days").c_str(), r.t_c_days, r.t_x_days);
+    s += format("  from %s (%" PRId64 " after the first contact day, %" PRId64 " with a conversion) since first "
+                "contact %" PRId64 " days ago, the last repeat on day %" PRId64 "\n",
+                plural(r.engagement_days, "engagement day", "engagement days").c_str(), r.repeat_days,
+                r.conversion_days, r.t_c_days, r.t_x_days);
+    if (r.valued_conversion_days > 0)
+        why = format("%s, mean %.2f", plural(r.valued_conversion_days, "valued conversion day", "valued conversion days").c_str(),
+                     r.conversion_value_total / static_cast<double>(r.valued_conversion_days));
+    else
+        why = "no conversion value yet: the population mean";
+    s += format("  value (Gamma-Gamma, p=%g q=%g v=%g): next conversion day worth %.2f (%s), expected value in next "
+                "%g days %.2f\n",
+                p.gg_p, p.gg_q, p.gg_v, r.expected_conversion_value, why.c_str(), p.horizon_days,
+                r.expected_value_horizon);
     s += format("  segment from quintiles R=%d F=%d M=%d (FM=%d)", r.recency_quintile, r.frequency_quintile,
                 r.monetary_quintile, r.fm_quintile);
     return s;

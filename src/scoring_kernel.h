@@ -39,6 +39,9 @@ enum es_event_type {
     ES_BOUNCED = 6
 };
 #define ES_EVENT_TYPES 7
+/* The version of shared/SCORING_MODEL.md this kernel computes; stored with every score, so scores
+ * of an older version are known to be stale. */
+#define ES_MODEL_VERSION 2
 #define ES_USECS_PER_DAY INT64_C(86400000000)
 /* Seconds from the Unix epoch to the PostgreSQL epoch (2000-01-01). */
 #define ES_PG_EPOCH_UNIX_SECS INT64_C(946684800)
@@ -68,6 +71,9 @@ typedef struct es_profile {
     double horizon_days;
     double conv_prior_a;
     double conv_prior_b;
+    double gg_p;  /* Gamma-Gamma value model */
+    double gg_q;
+    double gg_v;
 } es_profile;
 
 /* A Neumaier-compensated sum: order-independent to the last bit in practice,
@@ -119,14 +125,19 @@ typedef struct es_result {
     double decay_raw;
     double entropy;              /* H */
     int engaging_types_seen;     /* number of c_k > 0 */
-    int64_t engagement_days;     /* x */
+    int64_t engagement_days;     /* n_days: days with an engaging event, the birth day b0 included */
+    int64_t repeat_days;         /* x: those after b0 */
     int64_t t_x_days;            /* t_x */
     int64_t t_c_days;            /* Tc */
-    int64_t conversion_days;
+    int64_t conversion_days;     /* days with a converted event */
+    int64_t valued_conversion_days; /* x_v: conversion days whose value is > 0 */
+    double conversion_value_total;  /* x_v * m_v: every conversion value at or before as_of */
     double conversion_share;     /* q */
     /* MBG/NBD expected engagement days over horizon_days (es_btyd_expected), opt-out penalised:
-     * SCORING_MODEL.md's expected_engagements_30d.  Last, so the fields above keep their offsets. */
+     * SCORING_MODEL.md's expected_engagements_30d. */
     double expected_engagements_horizon;
+    double expected_conversion_value; /* Gamma-Gamma: the next conversion day's expected value */
+    double expected_value_horizon;    /* SCORING_MODEL.md's expected_value_30d, opt-out penalised */
 } es_result;
 
 enum es_segment {
@@ -171,9 +182,16 @@ void es_accum_init(es_accum *acc, int64_t as_of) ES_NOEXCEPT;
  * Adds one event.  value is the conversion value (0 when NULL or not a
  * conversion; the caller rejects NaN and negatives).  Returns 1 and sets
  * *day_key when the event is engaging and at or before as_of: the caller adds
- * the key to the contact's day-key array.  A key is 2 * day(t), plus 1 for a
- * conversion, so keys of one day sort together.
+ * the key to the contact's day-key array.  A key is 4 * day(t) plus flag bits
+ * (ES_DAY_CONVERTED, ES_DAY_VALUED), so keys of one day sort together;
+ * es_day_of_key() gives the day back.
  */
+#define ES_DAY_CONVERTED 1 /* the day holds a converted event */
+#define ES_DAY_VALUED 2    /* ... one with a conversion value > 0 */
+#define ES_DAY_KEY_SHIFT 2
+/* floor(key / 4) (an arithmetic shift, also for days before 1970) */
+#define es_day_of_key(key) ((int64_t) ((key) >> ES_DAY_KEY_SHIFT))
+
 int es_accumulate(es_accum *acc, const es_profile *p, int type, int64_t occurred_at,
                   double value, int32_t *day_key) ES_NOEXCEPT;
 
@@ -182,8 +200,20 @@ int es_accumulate(es_accum *acc, const es_profile *p, int type, int64_t occurred
 void es_merge(es_accum *dst, const es_accum *src) ES_NOEXCEPT;
 
 /* Sorts day keys in place and collapses them to one key per day (the
- * conversion bit OR-ed).  Returns the new length.  Never allocates. */
+ * flag bits OR-ed).  Returns the new length.  Never allocates. */
 size_t es_compact_day_keys(int32_t *keys, size_t n) ES_NOEXCEPT;
+
+/* The contact's summaries for the models, as SCORING_MODEL.md defines them, in days.  MBG/NBD:
+ * x engagement days after the birth day (the first event's), t_x the last of them (0 when x = 0),
+ * t_c = day(as_of) - birth.  Gamma-Gamma: value_days (x_v) conversion days with a value > 0, and
+ * value_total (x_v * m_v) the sum of every conversion value.  keys must be compacted;
+ * acc->event_count > 0. */
+typedef struct es_model_summary {
+    int64_t x, t_x, t_c;
+    int64_t value_days;
+    double value_total;
+} es_model_summary;
+es_model_summary es_summarize(const es_accum *acc, const int32_t *keys, size_t nkeys) ES_NOEXCEPT;
 
 /* Scores the contact.  keys must be compacted.  acc->event_count must be > 0
  * (a contact with no event at or before as_of has no score).  Fails with

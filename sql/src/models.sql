@@ -3,9 +3,14 @@
 
 CREATE TYPE @extschema@.model_fit AS (
     r float8, alpha float8, a float8, b float8, log_likelihood float8, n float8, iterations integer,
-    converged boolean);
+    converged boolean, se_r float8, se_alpha float8, se_a float8, se_b float8, message text);
 COMMENT ON TYPE @extschema@.model_fit IS
-    'A maximum-likelihood fit: parameters, summed log-likelihood, total weight, BFGS iterations, convergence';
+    'A maximum-likelihood BTYD fit: parameters, summed log-likelihood, total weight, BFGS iterations, convergence, standard errors (observed information; NULL when it is not positive definite), why it did not converge';
+CREATE TYPE @extschema@.gammagamma_fit AS (
+    p float8, q float8, v float8, log_likelihood float8, n float8, iterations integer, converged boolean,
+    se_p float8, se_q float8, se_v float8, message text);
+COMMENT ON TYPE @extschema@.gammagamma_fit IS
+    'A maximum-likelihood Gamma-Gamma fit: parameters, summed log-likelihood, total weight, iterations, convergence (q > 1 included), standard errors, why it did not converge';
 CREATE TYPE @extschema@.btyd_summary AS (x integer, t_x float8, t float8);
 COMMENT ON TYPE @extschema@.btyd_summary IS
     'A contact''s engagement days (x), last engagement day (t_x) and today (t), in days since its first event';
@@ -22,7 +27,24 @@ CREATE AGGREGATE @extschema@.btyd_summary(@extschema@.event_type, timestamptz, t
     SERIALFUNC = @extschema@._score_events_serialfn, DESERIALFUNC = @extschema@._score_events_deserialfn,
     FINALFUNC = @extschema@._btyd_summary_finalfn, SSPACE = 384, PARALLEL = SAFE);
 COMMENT ON AGGREGATE @extschema@.btyd_summary(@extschema@.event_type, timestamptz, timestamptz) IS
-    'One contact''s (x, t_x, t) in days: distinct engagement days, the last one and as_of, since the first event';
+    'One contact''s (x, t_x, t) in days since its first event (the birth day): engagement days after the birth day, the last of them, and as_of';
+
+-- model_summary(event_type, occurred_at, conversion_value, as_of): btyd_summary and the
+-- Gamma-Gamma summary (valued conversion days and their mean value) in one pass.
+CREATE TYPE @extschema@.model_summary AS (x integer, t_x float8, t float8, value_days integer, mean_value float8);
+COMMENT ON TYPE @extschema@.model_summary IS
+    'A contact''s MBG/NBD summary (x, t_x, t in days) and Gamma-Gamma summary (value_days: conversion days with a value > 0, mean_value: their mean)';
+CREATE FUNCTION @extschema@._model_summary_transfn(internal, @extschema@.event_type, timestamptz, numeric, timestamptz)
+RETURNS internal AS 'MODULE_PATHNAME', 'es_btyd_summary_transfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION @extschema@._model_summary_finalfn(internal)
+RETURNS @extschema@.model_summary AS 'MODULE_PATHNAME', 'es_model_summary_finalfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE AGGREGATE @extschema@.model_summary(@extschema@.event_type, timestamptz, numeric, timestamptz) (
+    SFUNC = @extschema@._model_summary_transfn, STYPE = internal,
+    COMBINEFUNC = @extschema@._score_events_combinefn,
+    SERIALFUNC = @extschema@._score_events_serialfn, DESERIALFUNC = @extschema@._score_events_deserialfn,
+    FINALFUNC = @extschema@._model_summary_finalfn, SSPACE = 384, PARALLEL = SAFE);
+COMMENT ON AGGREGATE @extschema@.model_summary(@extschema@.event_type, timestamptz, numeric, timestamptz) IS
+    'One contact''s summaries for both models as of a time: (x, t_x, t) for MBG/NBD, (value_days, mean_value) for Gamma-Gamma';
 
 ------------------------------------------------------------------------------------------------
 -- fit_mbgnbd / fit_bgnbd(x, t_x, t [, weight]): maximum likelihood over the rows (any time unit).
@@ -61,6 +83,64 @@ CREATE AGGREGATE @extschema@.fit_bgnbd(x integer, t_x float8, t float8) (
 CREATE AGGREGATE @extschema@.fit_bgnbd(x integer, t_x float8, t float8, weight float8) (
     SFUNC = @extschema@._fit_transfn, STYPE = @extschema@.btyd_fit_state,
     COMBINEFUNC = @extschema@._fit_combinefn, FINALFUNC = @extschema@._fit_bgnbd_finalfn, PARALLEL = SAFE);
+-- With an L2 penalty on the log-parameters (the same for every row).
+CREATE FUNCTION @extschema@._fit_transfn(@extschema@.btyd_fit_state, integer, float8, float8, float8, float8)
+RETURNS @extschema@.btyd_fit_state AS 'MODULE_PATHNAME', 'es_btyd_fit_transfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE AGGREGATE @extschema@.fit_mbgnbd(x integer, t_x float8, t float8, weight float8, penalizer float8) (
+    SFUNC = @extschema@._fit_transfn, STYPE = @extschema@.btyd_fit_state,
+    COMBINEFUNC = @extschema@._fit_combinefn, FINALFUNC = @extschema@._fit_mbgnbd_finalfn, PARALLEL = SAFE);
+CREATE AGGREGATE @extschema@.fit_bgnbd(x integer, t_x float8, t float8, weight float8, penalizer float8) (
+    SFUNC = @extschema@._fit_transfn, STYPE = @extschema@.btyd_fit_state,
+    COMBINEFUNC = @extschema@._fit_combinefn, FINALFUNC = @extschema@._fit_bgnbd_finalfn, PARALLEL = SAFE);
+COMMENT ON AGGREGATE @extschema@.fit_mbgnbd(integer, float8, float8, float8, float8) IS
+    'MBG/NBD parameters maximising the mean log-likelihood minus penalizer * the sum of squared log-parameters';
+COMMENT ON AGGREGATE @extschema@.fit_bgnbd(integer, float8, float8, float8, float8) IS
+    'BG/NBD parameters maximising the mean log-likelihood minus penalizer * the sum of squared log-parameters';
+
+------------------------------------------------------------------------------------------------
+-- fit_gammagamma(x, m [, weight [, penalizer]]): the Gamma-Gamma value model over customers with
+-- x >= 1 valued conversion days of mean value m (rows with x = 0 are skipped).
+------------------------------------------------------------------------------------------------
+CREATE TYPE @extschema@.gammagamma_fit_state;
+CREATE FUNCTION @extschema@.gammagamma_fit_state_in(cstring) RETURNS @extschema@.gammagamma_fit_state
+AS 'MODULE_PATHNAME', 'es_gammagamma_fit_state_in' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.gammagamma_fit_state_out(@extschema@.gammagamma_fit_state) RETURNS cstring
+AS 'MODULE_PATHNAME', 'es_gammagamma_fit_state_out' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE TYPE @extschema@.gammagamma_fit_state (
+    INPUT = @extschema@.gammagamma_fit_state_in, OUTPUT = @extschema@.gammagamma_fit_state_out,
+    INTERNALLENGTH = VARIABLE, ALIGNMENT = double, STORAGE = extended);
+COMMENT ON TYPE @extschema@.gammagamma_fit_state IS
+    'fit_gammagamma''s partial state: {penalizer} when not 0, then the customer summaries [(x,m,weight),...]';
+CREATE FUNCTION @extschema@._gammagamma_transfn(@extschema@.gammagamma_fit_state, integer, float8)
+RETURNS @extschema@.gammagamma_fit_state AS 'MODULE_PATHNAME', 'es_gammagamma_fit_transfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION @extschema@._gammagamma_transfn(@extschema@.gammagamma_fit_state, integer, float8, float8)
+RETURNS @extschema@.gammagamma_fit_state AS 'MODULE_PATHNAME', 'es_gammagamma_fit_transfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION @extschema@._gammagamma_transfn(@extschema@.gammagamma_fit_state, integer, float8, float8, float8)
+RETURNS @extschema@.gammagamma_fit_state AS 'MODULE_PATHNAME', 'es_gammagamma_fit_transfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION @extschema@._gammagamma_combinefn(@extschema@.gammagamma_fit_state, @extschema@.gammagamma_fit_state)
+RETURNS @extschema@.gammagamma_fit_state AS 'MODULE_PATHNAME', 'es_gammagamma_fit_combinefn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION @extschema@._gammagamma_finalfn(@extschema@.gammagamma_fit_state)
+RETURNS @extschema@.gammagamma_fit AS 'MODULE_PATHNAME', 'es_gammagamma_fit_finalfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE AGGREGATE @extschema@.fit_gammagamma(x integer, m float8) (
+    SFUNC = @extschema@._gammagamma_transfn, STYPE = @extschema@.gammagamma_fit_state,
+    COMBINEFUNC = @extschema@._gammagamma_combinefn, FINALFUNC = @extschema@._gammagamma_finalfn, PARALLEL = SAFE);
+CREATE AGGREGATE @extschema@.fit_gammagamma(x integer, m float8, weight float8) (
+    SFUNC = @extschema@._gammagamma_transfn, STYPE = @extschema@.gammagamma_fit_state,
+    COMBINEFUNC = @extschema@._gammagamma_combinefn, FINALFUNC = @extschema@._gammagamma_finalfn, PARALLEL = SAFE);
+CREATE AGGREGATE @extschema@.fit_gammagamma(x integer, m float8, weight float8, penalizer float8) (
+    SFUNC = @extschema@._gammagamma_transfn, STYPE = @extschema@.gammagamma_fit_state,
+    COMBINEFUNC = @extschema@._gammagamma_combinefn, FINALFUNC = @extschema@._gammagamma_finalfn, PARALLEL = SAFE);
+COMMENT ON AGGREGATE @extschema@.fit_gammagamma(integer, float8) IS
+    'Maximum-likelihood Gamma-Gamma parameters (p, q, v) of customers with x valued conversion days of mean value m';
+COMMENT ON AGGREGATE @extschema@.fit_gammagamma(integer, float8, float8) IS
+    'Maximum-likelihood Gamma-Gamma parameters of weighted customer summaries (x, m)';
+COMMENT ON AGGREGATE @extschema@.fit_gammagamma(integer, float8, float8, float8) IS
+    'Gamma-Gamma parameters maximising the mean log-likelihood minus penalizer * the sum of squared log-parameters';
+
+CREATE FUNCTION @extschema@.expected_conversion_value(x float8, m float8, p float8, q float8, v float8)
+RETURNS float8 AS 'MODULE_PATHNAME', 'es_expected_conversion_value' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.expected_conversion_value(float8, float8, float8, float8, float8) IS
+    'Gamma-Gamma expected value of the next conversion day of a customer with x valued conversion days of mean value m: p (v + x m) / (p x + q - 1)';
 COMMENT ON AGGREGATE @extschema@.fit_mbgnbd(integer, float8, float8) IS
     'Maximum-likelihood MBG/NBD parameters of customer summaries (x repeat events, t_x, t)';
 COMMENT ON AGGREGATE @extschema@.fit_bgnbd(integer, float8, float8) IS
@@ -87,60 +167,223 @@ COMMENT ON FUNCTION @extschema@.expected_engagements(text, float8, float8, float
 COMMENT ON FUNCTION @extschema@.prob_no_engagement(text, float8, float8, float8, float8, float8, float8, float8, float8) IS
     'Probability of no event in (t, t + horizon] given (x, t_x, t), under mbgnbd or bgnbd';
 
-CREATE FUNCTION @extschema@.fit_model(profile text DEFAULT 'default', as_of timestamptz DEFAULT now())
-RETURNS @extschema@.model_fit
+
+------------------------------------------------------------------------------------------------
+-- fit_model: both models fitted to the profile's contacts, recorded in model_fits, stored when
+-- they converge.  A fit that does not converge keeps the profile's previous parameters; by hand
+-- (on_failure 'error') it is an error that says why (and, the transaction rolled back, leaves no
+-- record); the scheduled refit ('warning') records it, warns and goes on.
+------------------------------------------------------------------------------------------------
+CREATE FUNCTION @extschema@.fit_model(profile text DEFAULT 'default', as_of timestamptz DEFAULT now(),
+                                      on_failure text DEFAULT 'error')
+RETURNS SETOF @extschema@.model_fits
 LANGUAGE plpgsql VOLATILE STRICT
 SET search_path = pg_catalog, pg_temp SET enable_partitionwise_aggregate = on AS $$
 DECLARE
-    p   @extschema@.scoring_profiles;
-    fit @extschema@.model_fit;
-    res record;
-    repeaters bigint;
-    events text;   -- the profile's events relation, bound (_bind_events_relation)
+    p        @extschema@.scoring_profiles;
+    res      record;
+    mbg      @extschema@.model_fit;
+    gg       @extschema@.gammagamma_fit;
+    events   text;   -- the profile's events relation, bound (_bind_events_relation)
+    failures text[] := '{}';
+    mbg_row  @extschema@.model_fits;
+    gg_row   @extschema@.model_fits;
 BEGIN
     p := @extschema@._profile_or_error(profile);
     IF NOT isfinite(as_of) THEN
         RAISE EXCEPTION 'as_of must be a finite timestamp, not %', as_of USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF on_failure NOT IN ('error', 'warning') THEN
+        RAISE EXCEPTION 'on_failure must be ''error'' or ''warning'', not %', quote_literal(on_failure)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     -- NO KEY UPDATE: other profiles' refreshes (FOR KEY SHARE through the foreign keys) go on.
     PERFORM FROM @extschema@.scoring_profiles sp WHERE sp.name = p.name FOR NO KEY UPDATE;
     events := @extschema@._bind_events_relation(p);
-    -- Each contact's (x, t_x, Tc) in days, identical summaries collapsed with their count as weight.
-    -- (from the profile's events relation: on postgres_fdw partitions the summaries are computed
-    -- inside each shard)
+    -- One scan: each contact's summaries for both models, identical summaries collapsed with
+    -- their count as weight (on postgres_fdw partitions the summaries are computed in each shard).
     EXECUTE format($q$
-        SELECT @extschema@.fit_mbgnbd(s.x, s.t_x, s.t, s.contacts::float8) AS fit,
-               sum(s.contacts) FILTER (WHERE s.x > 0) AS repeaters
-          FROM (SELECT (c.summary).x, (c.summary).t_x, (c.summary).t, count(*) AS contacts
-                  FROM (SELECT @extschema@.btyd_summary(e.event_type, e.occurred_at, $1) AS summary
-                          FROM %s e
-                         WHERE e.occurred_at <= $1
-                         GROUP BY e.contact_id) c
-                 GROUP BY 1, 2, 3) s$q$, events)
-    INTO res USING as_of;
+        WITH c AS MATERIALIZED (
+            SELECT @extschema@.model_summary(e.event_type, e.occurred_at, e.conversion_value, $1) AS s
+              FROM %s e
+             WHERE e.occurred_at <= $1
+             GROUP BY e.contact_id),
+        b AS (SELECT (c.s).x, (c.s).t_x, (c.s).t, count(*) AS contacts FROM c GROUP BY 1, 2, 3),
+        g AS (SELECT (c.s).value_days AS x, (c.s).mean_value AS m, count(*) AS contacts
+                FROM c WHERE (c.s).value_days > 0 GROUP BY 1, 2)
+        SELECT (SELECT @extschema@.fit_mbgnbd(b.x, b.t_x, b.t, b.contacts::float8, $2) FROM b) AS mbg,
+               (SELECT @extschema@.fit_gammagamma(g.x, g.m, g.contacts::float8, $2) FROM g) AS gg,
+               (SELECT count(*) FROM c) AS contacts,
+               (SELECT coalesce(sum(g.contacts), 0) FROM g) AS valued$q$, events)
+    INTO res USING as_of, p.fit_penalizer;
     IF events = 'pg_temp._es_events' THEN DROP VIEW pg_temp._es_events; END IF;
-    fit := res.fit;
-    repeaters := coalesce(res.repeaters, 0);
-    IF fit IS NULL THEN
-        RAISE EXCEPTION 'profile "%": no contact has an event at or before %: nothing to fit', p.name, as_of
+    mbg := res.mbg;
+    gg := res.gg;
+
+    IF mbg IS NULL THEN
+        failures := failures || format('MBG/NBD: no contact has an event at or before %s: nothing to fit', as_of);
+        IF on_failure = 'error' THEN
+            RAISE EXCEPTION 'profile "%": no contact has an event at or before %: nothing to fit', p.name, as_of
+                USING ERRCODE = 'no_data_found';
+        END IF;
+    ELSIF NOT mbg.converged THEN
+        failures := failures || format('%s (%s contacts)', mbg.message, res.contacts);
+    END IF;
+    INSERT INTO @extschema@.model_fits (profile, model, fitted_at, as_of, contacts, penalizer, parameters,
+                                        standard_errors, log_likelihood, iterations, converged, stored, message)
+    VALUES (p.name, 'mbgnbd', now(), as_of, res.contacts, p.fit_penalizer,
+            CASE WHEN mbg IS NOT NULL THEN jsonb_build_object('r', mbg.r, 'alpha', mbg.alpha, 'a', mbg.a, 'b', mbg.b) END,
+            CASE WHEN mbg.se_r IS NOT NULL
+                 THEN jsonb_build_object('r', mbg.se_r, 'alpha', mbg.se_alpha, 'a', mbg.se_a, 'b', mbg.se_b) END,
+            mbg.log_likelihood, mbg.iterations, coalesce(mbg.converged, false), coalesce(mbg.converged, false),
+            CASE WHEN mbg IS NULL THEN 'no contact has an event at or before as_of'
+                 WHEN NOT mbg.converged THEN mbg.message || '; the profile keeps its parameters' END)
+    RETURNING * INTO mbg_row;
+
+    -- Gamma-Gamma: no contact with a valued conversion is no failure (the defaults stay).
+    IF gg IS NOT NULL AND NOT gg.converged THEN
+        failures := failures || format('%s (%s contacts with valued conversions)', gg.message, res.valued);
+    END IF;
+    INSERT INTO @extschema@.model_fits (profile, model, fitted_at, as_of, contacts, penalizer, parameters,
+                                        standard_errors, log_likelihood, iterations, converged, stored, message)
+    VALUES (p.name, 'gammagamma', now(), as_of, res.valued, p.fit_penalizer,
+            CASE WHEN gg IS NOT NULL THEN jsonb_build_object('p', gg.p, 'q', gg.q, 'v', gg.v) END,
+            CASE WHEN gg.se_p IS NOT NULL THEN jsonb_build_object('p', gg.se_p, 'q', gg.se_q, 'v', gg.se_v) END,
+            gg.log_likelihood, gg.iterations, coalesce(gg.converged, false), coalesce(gg.converged, false),
+            CASE WHEN gg IS NULL THEN 'no contact has a conversion with a value: the profile keeps gg_p, gg_q, gg_v'
+                 WHEN NOT gg.converged THEN gg.message || '; the profile keeps its parameters' END)
+    RETURNING * INTO gg_row;
+
+    IF cardinality(failures) > 0 THEN
+        IF on_failure = 'error' THEN
+            RAISE EXCEPTION 'fit_model of profile "%": %', p.name, array_to_string(failures, '; ')
+                USING ERRCODE = 'data_exception',
+                      HINT = 'Nothing was stored.  A positive fit_penalizer on the profile (e.g. 0.01) keeps parameters from running off; fit_model(..., on_failure => ''warning'') stores what converged.';
+        END IF;
+        RAISE WARNING 'fit_model of profile "%": %; the profile keeps the previous parameters of that model',
+                      p.name, array_to_string(failures, '; ')
+            USING HINT = 'A positive fit_penalizer on the profile (e.g. 0.01) keeps parameters from running off.';
+    END IF;
+
+    -- Storing bumps the profile's version: the next refresh rescores everyone.
+    IF mbg_row.stored OR gg_row.stored THEN
+        UPDATE @extschema@.scoring_profiles sp
+           SET model_r = CASE WHEN mbg_row.stored THEN mbg.r ELSE sp.model_r END,
+               model_alpha = CASE WHEN mbg_row.stored THEN mbg.alpha ELSE sp.model_alpha END,
+               model_a = CASE WHEN mbg_row.stored THEN mbg.a ELSE sp.model_a END,
+               model_b = CASE WHEN mbg_row.stored THEN mbg.b ELSE sp.model_b END,
+               model_log_likelihood = CASE WHEN mbg_row.stored THEN mbg.log_likelihood ELSE sp.model_log_likelihood END,
+               model_fitted_at = CASE WHEN mbg_row.stored THEN now() ELSE sp.model_fitted_at END,
+               model_contacts = CASE WHEN mbg_row.stored THEN mbg.n::bigint ELSE sp.model_contacts END,
+               gg_p = CASE WHEN gg_row.stored THEN gg.p ELSE sp.gg_p END,
+               gg_q = CASE WHEN gg_row.stored THEN gg.q ELSE sp.gg_q END,
+               gg_v = CASE WHEN gg_row.stored THEN gg.v ELSE sp.gg_v END
+         WHERE sp.name = p.name;
+    END IF;
+    RETURN NEXT mbg_row;
+    RETURN NEXT gg_row;
+END $$;
+COMMENT ON FUNCTION @extschema@.fit_model(text, timestamptz, text) IS
+    'Fits the profile''s MBG/NBD (engagement days) and Gamma-Gamma (conversion value) models to its events as of a time, records both fits in model_fits, stores those that converged and returns the two records; on_failure ''error'' (by hand) or ''warning'' (scheduled)';
+REVOKE EXECUTE ON FUNCTION @extschema@.fit_model(text, timestamptz, text) FROM PUBLIC;
+
+------------------------------------------------------------------------------------------------
+-- Model validation (SCORING_MODEL.md "Model validation"): calibration up to calibration_end,
+-- holdout to holdout_end.  _validation fills pg_temp._es_validation with every calibration
+-- contact's summary, predicted and actual repeat engagement days, and returns the parameters used.
+------------------------------------------------------------------------------------------------
+CREATE FUNCTION @extschema@._validation(calibration_end timestamptz, holdout_end timestamptz, profile text,
+                                        fit boolean) RETURNS @extschema@.model_fit
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp SET enable_partitionwise_aggregate = on AS $$
+DECLARE
+    p       @extschema@.scoring_profiles;
+    events  text;
+    params  @extschema@.model_fit;
+    cal_day bigint;
+    hold_day bigint;
+BEGIN
+    p := @extschema@._profile_or_error(profile);
+    IF NOT (isfinite(calibration_end) AND isfinite(holdout_end)) THEN
+        RAISE EXCEPTION 'calibration_end and holdout_end must be finite timestamps' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    cal_day := floor(extract(epoch FROM calibration_end) / 86400);
+    hold_day := floor(extract(epoch FROM holdout_end) / 86400);
+    IF hold_day <= cal_day THEN
+        RAISE EXCEPTION 'holdout_end (%) must fall on a later day than calibration_end (%)', holdout_end, calibration_end
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    events := @extschema@._bind_events_relation(p);
+    DROP TABLE IF EXISTS pg_temp._es_validation;
+    -- actual: the distinct days d with day(C) < d <= day(H) holding an engaging event
+    EXECUTE format($q$
+        CREATE TEMP TABLE _es_validation ON COMMIT DROP AS
+        WITH cal AS (
+            SELECT e.contact_id, @extschema@.btyd_summary(e.event_type, e.occurred_at, $1) AS s
+              FROM %1$s e WHERE e.occurred_at <= $1 GROUP BY e.contact_id),
+        hold AS (
+            SELECT e.contact_id, count(DISTINCT floor(extract(epoch FROM e.occurred_at) / 86400)) AS days
+              FROM %1$s e
+             WHERE e.event_type IN ('opened', 'clicked', 'responded', 'converted')
+               AND e.occurred_at >= to_timestamp(($2 + 1) * 86400.0) AND e.occurred_at < to_timestamp(($3 + 1) * 86400.0)
+             GROUP BY e.contact_id)
+        SELECT cal.contact_id, (cal.s).x, (cal.s).t_x, (cal.s).t, coalesce(hold.days, 0)::float8 AS actual,
+               NULL::float8 AS predicted
+          FROM cal LEFT JOIN hold USING (contact_id)$q$, events)
+    USING calibration_end, cal_day, hold_day;
+    IF events = 'pg_temp._es_events' THEN DROP VIEW pg_temp._es_events; END IF;
+    IF NOT EXISTS (SELECT FROM pg_temp._es_validation) THEN
+        RAISE EXCEPTION 'profile "%": no contact has an event at or before %: nothing to validate', p.name, calibration_end
             USING ERRCODE = 'no_data_found';
     END IF;
-    IF NOT fit.converged THEN
-        RAISE EXCEPTION 'the MBG/NBD fit of profile "%" did not converge after % iterations; nothing was stored',
-                        p.name, fit.iterations
-            USING ERRCODE = 'data_exception',
-                  DETAIL = format('%s contacts, %s of them with engagement days; best log-likelihood %s at r=%s alpha=%s a=%s b=%s.',
-                                  fit.n, repeaters, fit.log_likelihood, fit.r, fit.alpha, fit.a, fit.b),
-                  HINT = CASE WHEN repeaters = 0
-                              THEN 'No contact has an engagement day: the data cannot identify the model.'
-                              ELSE 'The data may not identify the model (too few contacts, or parameters running off to 0 or infinity).' END;
+    IF fit THEN
+        SELECT @extschema@.fit_mbgnbd(v.x, v.t_x, v.t, v.n::float8, p.fit_penalizer) INTO params
+          FROM (SELECT x, t_x, t, count(*) AS n FROM pg_temp._es_validation GROUP BY 1, 2, 3) v;
+        IF NOT params.converged THEN
+            RAISE EXCEPTION 'the calibration fit of profile "%" did not converge: %', p.name, params.message
+                USING ERRCODE = 'data_exception',
+                      HINT = 'Validate with the profile''s parameters (fit => false), or set a positive fit_penalizer.';
+        END IF;
+    ELSE
+        params := ROW(p.model_r, p.model_alpha, p.model_a, p.model_b, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
     END IF;
-    UPDATE @extschema@.scoring_profiles sp
-       SET model_r = fit.r, model_alpha = fit.alpha, model_a = fit.a, model_b = fit.b,
-           model_log_likelihood = fit.log_likelihood, model_fitted_at = now(), model_contacts = fit.n::bigint
-     WHERE sp.name = p.name;   -- bumps the version: the next refresh rescores everyone
-    RETURN fit;
+    -- one prediction per distinct summary
+    UPDATE pg_temp._es_validation v SET predicted = d.predicted
+      FROM (SELECT x, t_x, t, @extschema@.expected_engagements('mbgnbd', (hold_day - cal_day)::float8, x, t_x, t,
+                                                                params.r, params.alpha, params.a, params.b) AS predicted
+              FROM (SELECT DISTINCT x, t_x, t FROM pg_temp._es_validation) u) d
+     WHERE v.x = d.x AND v.t_x = d.t_x AND v.t = d.t;
+    RETURN params;
 END $$;
-COMMENT ON FUNCTION @extschema@.fit_model(text, timestamptz) IS
-    'Fits the profile''s MBG/NBD parameters (days) to every contact''s engagement days (from its events_relation) as of a time, stores them and returns the fit';
-REVOKE EXECUTE ON FUNCTION @extschema@.fit_model(text, timestamptz) FROM PUBLIC;
+
+CREATE FUNCTION @extschema@.validate_model(calibration_end timestamptz, holdout_end timestamptz,
+                                           profile text DEFAULT 'default', fit boolean DEFAULT true)
+RETURNS TABLE (x_bucket text, contacts bigint, predicted float8, actual float8)
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM @extschema@._validation(calibration_end, holdout_end, profile, fit);
+    RETURN QUERY
+    SELECT CASE WHEN v.x >= 7 THEN '7+' ELSE v.x::text END, count(*), avg(v.predicted), avg(v.actual)
+      FROM pg_temp._es_validation v
+     GROUP BY 1 ORDER BY min(v.x);
+    DROP TABLE pg_temp._es_validation;
+END $$;
+COMMENT ON FUNCTION @extschema@.validate_model(timestamptz, timestamptz, text, boolean) IS
+    'Calibration/holdout check: per calibration x (0..6, 7+), contacts and mean predicted vs actual repeat engagement days in the holdout (MBG/NBD fitted to the calibration period when fit, else the profile''s parameters)';
+
+CREATE FUNCTION @extschema@.validate_model_summary(calibration_end timestamptz, holdout_end timestamptz,
+                                                   profile text DEFAULT 'default', fit boolean DEFAULT true,
+                                                   OUT contacts bigint, OUT predicted_total float8,
+                                                   OUT actual_total float8, OUT mean_absolute_error float8,
+                                                   OUT correlation float8, OUT horizon_days integer,
+                                                   OUT parameters @extschema@.model_fit)
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    parameters := @extschema@._validation(calibration_end, holdout_end, profile, fit);
+    horizon_days := floor(extract(epoch FROM holdout_end) / 86400) - floor(extract(epoch FROM calibration_end) / 86400);
+    SELECT count(*), sum(v.predicted), sum(v.actual), avg(abs(v.predicted - v.actual)), corr(v.predicted, v.actual)
+      INTO contacts, predicted_total, actual_total, mean_absolute_error, correlation
+      FROM pg_temp._es_validation v;
+    DROP TABLE pg_temp._es_validation;
+END $$;
+COMMENT ON FUNCTION @extschema@.validate_model_summary(timestamptz, timestamptz, text, boolean) IS
+    'Calibration/holdout totals: contacts, predicted and actual repeat engagement days, mean absolute error and correlation per contact, and the parameters used';

@@ -28,11 +28,12 @@ CREATE VIEW @extschema@.contact_scores WITH (security_invoker = true) AS
 SELECT s.*,
        (s.calculated_at < now() - p.max_score_age
         OR s.profile_version <> p.version
+        OR s.model_version <> @extschema@.model_version()
         OR EXISTS (SELECT FROM @extschema@.pending_rescore pr WHERE pr.profile = s.profile AND pr.contact_id = s.contact_id)
         OR EXISTS (SELECT FROM @extschema@.event_changes c WHERE c.contact_id = s.contact_id)) AS is_stale
   FROM @extschema@.engagement_scores s JOIN @extschema@.scoring_profiles p ON p.name = s.profile;
 COMMENT ON VIEW @extschema@.contact_scores IS
-    'Stored scores with is_stale: older than the profile''s max_score_age, scored under an older profile version, or events changed since';
+    'Stored scores with is_stale: older than the profile''s max_score_age, scored under an older profile version or model version, or events changed since';
 
 CREATE FUNCTION @extschema@.cached_score(contact_id bigint, max_age interval DEFAULT '1 hour',
                                          profile text DEFAULT 'default')
@@ -44,7 +45,7 @@ BEGIN
     SELECT s.calculated_at, s.profile, s.composite, s.recency, s.frequency, s.monetary, s.time_decay, s.diversity,
            s.engagement_probability, s.conversion_probability, s.churn_risk, s.segment, s.opted_out,
            s.event_count, s.engaging_count, s.conversion_total, s.first_event_at, s.last_engaged_at,
-           s.expected_engagements_30d
+           s.expected_engagements_30d, s.expected_conversion_value, s.expected_value_30d
       INTO r
       FROM @extschema@.contact_scores s
      WHERE s.profile = cached_score.profile AND s.contact_id = cached_score.contact_id

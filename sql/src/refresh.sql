@@ -127,12 +127,13 @@ BEGIN
     SELECT coalesce(array_agg(n.composite), '{}') INTO added FROM pg_temp._es_scored n;
     IF full_refresh THEN
         INSERT INTO @extschema@.score_distributions AS d (profile, sorted_composites, contacts, profile_version,
-                                                          refreshed_at, oldest_score_at)
-        VALUES (p.name, @extschema@._pack_sorted(added), cardinality(added), p.version, refresh_at, refresh_at)
+                                                          refreshed_at, oldest_score_at, model_version)
+        VALUES (p.name, @extschema@._pack_sorted(added), cardinality(added), p.version, refresh_at, refresh_at,
+                @extschema@.model_version())
         ON CONFLICT ON CONSTRAINT score_distributions_pkey DO UPDATE
            SET sorted_composites = excluded.sorted_composites, contacts = excluded.contacts,
                profile_version = excluded.profile_version, refreshed_at = excluded.refreshed_at,
-               oldest_score_at = excluded.oldest_score_at;
+               oldest_score_at = excluded.oldest_score_at, model_version = excluded.model_version;
     ELSE
         SELECT coalesce(array_agg(s.composite), '{}') INTO removed
           FROM @extschema@.engagement_scores s JOIN pg_temp._es_targets t USING (contact_id)
@@ -190,8 +191,9 @@ BEGIN
                opted_out = n.opted_out, event_count = n.event_count, engaging_count = n.engaging_count,
                conversion_total = n.conversion_total, first_event_at = n.first_event_at,
                last_engaged_at = n.last_engaged_at, expected_engagements_30d = n.expected_engagements_30d,
+               expected_conversion_value = n.expected_conversion_value, expected_value_30d = n.expected_value_30d,
                percentile_rank = n.pct, score_version = cur.score_version + 1, profile_version = p.version,
-               calculated_at = refresh_at
+               model_version = @extschema@.model_version(), calculated_at = refresh_at
           FROM ranked n
          WHERE cur.profile = p.name AND cur.contact_id = n.contact_id
         RETURNING cur.contact_id, cur.composite, cur.segment, cur.score_version),
@@ -199,11 +201,13 @@ BEGIN
         INSERT INTO @extschema@.engagement_scores (profile, contact_id, composite, recency, frequency, monetary,
                time_decay, diversity, engagement_probability, conversion_probability, churn_risk, segment,
                opted_out, event_count, engaging_count, conversion_total, first_event_at, last_engaged_at,
-               expected_engagements_30d, percentile_rank, score_version, profile_version, calculated_at)
+               expected_engagements_30d, expected_conversion_value, expected_value_30d, percentile_rank,
+               score_version, profile_version, model_version, calculated_at)
         SELECT p.name, n.contact_id, n.composite, n.recency, n.frequency, n.monetary, n.time_decay, n.diversity,
                n.engagement_probability, n.conversion_probability, n.churn_risk, n.segment, n.opted_out,
                n.event_count, n.engaging_count, n.conversion_total, n.first_event_at, n.last_engaged_at,
-               n.expected_engagements_30d, n.pct, 1, p.version, refresh_at
+               n.expected_engagements_30d, n.expected_conversion_value, n.expected_value_30d, n.pct,
+               1, p.version, @extschema@.model_version(), refresh_at
           FROM ranked n
          WHERE NOT EXISTS (SELECT FROM prev WHERE prev.contact_id = n.contact_id)
         RETURNING contact_id, composite, segment, score_version),
@@ -289,8 +293,9 @@ BEGIN
         saved_lock_timeout := current_setting('lock_timeout');
         BEGIN
             PERFORM set_config('lock_timeout', '1ms', true);
-            INSERT INTO @extschema@.score_distributions (profile, sorted_composites, contacts, profile_version, refreshed_at)
-            VALUES (p.name, '', 0, 0, refresh_at) ON CONFLICT DO NOTHING;
+            INSERT INTO @extschema@.score_distributions (profile, sorted_composites, contacts, profile_version,
+                                                         refreshed_at, model_version)
+            VALUES (p.name, '', 0, 0, refresh_at, 0) ON CONFLICT DO NOTHING;
             PERFORM set_config('lock_timeout', saved_lock_timeout, true);
         EXCEPTION WHEN lock_not_available THEN
             NULL;   -- the row is another refresh's: the lock below is not free either
@@ -305,10 +310,12 @@ BEGIN
 
     PERFORM @extschema@._refresh_drain_changes(p);
 
-    -- A profile changed since the last refresh (or never refreshed) rescores everyone.
-    SELECT d.profile_version, d.oldest_score_at, d.contacts INTO last
+    -- A profile changed since the last refresh (or never refreshed), or scores of another version
+    -- of the model, rescore everyone.
+    SELECT d.profile_version, d.model_version, d.oldest_score_at, d.contacts INTO last
       FROM @extschema@.score_distributions d WHERE d.profile = p.name;
-    do_full := do_full OR last.profile_version IS DISTINCT FROM p.version;
+    do_full := do_full OR last.profile_version IS DISTINCT FROM p.version
+               OR last.model_version IS DISTINCT FROM @extschema@.model_version();
     aged := last.oldest_score_at < refresh_at - p.max_score_age;
 
     targets := @extschema@._refresh_choose_targets(p, refresh_at, do_full, aged);

@@ -79,7 +79,8 @@ BEGIN
         SELECT * FROM (VALUES
             ('incremental', incremental_schedule, format('SELECT @extschema@.refresh_scores(%L)', p.name)),
             ('full', full_schedule, format('SELECT @extschema@.refresh_scores(%L, true)', p.name)),
-            ('refit', refit_schedule, format('SELECT @extschema@.fit_model(%L)', p.name))) v(kind, schedule, command)
+            -- a refit that does not converge warns and keeps the previous parameters: the job goes on
+            ('refit', refit_schedule, format('SELECT @extschema@.fit_model(%L, on_failure => %L)', p.name, 'warning'))) v(kind, schedule, command)
     LOOP
         IF job.schedule IS NULL THEN
             -- No schedule: no job of that kind.

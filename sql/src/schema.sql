@@ -96,6 +96,12 @@ CREATE TABLE @extschema@.scoring_profiles (
     -- where the profile's events are read
     events_relation      regclass NOT NULL DEFAULT '@extschema@.engagement_events',
     events_relation_set_by text,   -- the role that chose another events_relation (set by a trigger; '' unknown)
+    -- Gamma-Gamma value model parameters (defaults until a fit replaces them; q > 1 for a finite mean)
+    gg_p                 float8 NOT NULL DEFAULT 6.25 CHECK (gg_p > 0 AND gg_p < 'Infinity'),
+    gg_q                 float8 NOT NULL DEFAULT 3.74 CHECK (gg_q > 1 AND gg_q < 'Infinity'),
+    gg_v                 float8 NOT NULL DEFAULT 15.44 CHECK (gg_v > 0 AND gg_v < 'Infinity'),
+    -- fit_model's L2 penalty on the log-parameters (0: plain maximum likelihood)
+    fit_penalizer        float8 NOT NULL DEFAULT 0 CHECK (fit_penalizer >= 0 AND fit_penalizer < 'Infinity'),
     CONSTRAINT scoring_profiles_weights_sum_to_one CHECK (
         abs(weight_recency + weight_frequency + weight_monetary + weight_time_decay + weight_diversity - 1) <= 1e-9),
     CONSTRAINT scoring_profiles_min_days_within_lookback CHECK (frequency_min_days <= lookback_days)
@@ -110,6 +116,8 @@ COMMENT ON COLUMN @extschema@.scoring_profiles.model_fitted_at IS
     'When fit_model last replaced model_r, model_alpha, model_a and model_b (NULL: the defaults)';
 COMMENT ON COLUMN @extschema@.scoring_profiles.events_relation IS
     'The events refresh_scores and fit_model read (contact_id, event_type, occurred_at, conversion_value); changing it rescores everyone';
+COMMENT ON COLUMN @extschema@.scoring_profiles.fit_penalizer IS
+    'fit_model maximises the mean log-likelihood minus fit_penalizer * the sum of squared log-parameters (both models); raise it when a fit does not converge';
 COMMENT ON COLUMN @extschema@.scoring_profiles.events_relation_set_by IS
     'The role that set events_relation (NULL for engagement_events,  when set before 1.3): a refresh reads the relation only while that role may';
 
@@ -207,6 +215,9 @@ CREATE TABLE @extschema@.engagement_scores (
     profile_version        integer NOT NULL CHECK (profile_version >= 1),
     calculated_at          timestamptz NOT NULL,
     expected_engagements_30d float8 CHECK (expected_engagements_30d >= 0),
+    model_version          integer NOT NULL CHECK (model_version >= 1),
+    expected_conversion_value float8 CHECK (expected_conversion_value >= 0),
+    expected_value_30d     float8 CHECK (expected_value_30d >= 0),
     PRIMARY KEY (profile, contact_id),
     CHECK (last_engaged_at IS NULL OR last_engaged_at >= first_event_at)
 )
@@ -215,6 +226,12 @@ CREATE TABLE @extschema@.engagement_scores (
 -- without waiting for autovacuum.
 WITH (fillfactor = 45);
 COMMENT ON TABLE @extschema@.engagement_scores IS 'The latest score of each contact under each profile';
+COMMENT ON COLUMN @extschema@.engagement_scores.model_version IS
+    'The version of the scoring model (SCORING_MODEL.md) that computed the row; another than model_version() is stale';
+COMMENT ON COLUMN @extschema@.engagement_scores.expected_conversion_value IS
+    'Gamma-Gamma expected value of the contact''s next conversion day';
+COMMENT ON COLUMN @extschema@.engagement_scores.expected_value_30d IS
+    'Expected conversion value over the profile''s horizon_days: expected engagement days x conversion share x expected conversion value, opt-out penalised';
 COMMENT ON COLUMN @extschema@.engagement_scores.expected_engagements_30d IS
     'MBG/NBD expected engagement days over the profile''s horizon_days (30 by default), opt-out penalised';
 
@@ -273,12 +290,36 @@ CREATE TABLE @extschema@.score_distributions (
     contacts         bigint NOT NULL CHECK (contacts >= 0),
     profile_version  integer NOT NULL,  -- the profile version of the last refresh
     refreshed_at     timestamptz NOT NULL,
-    oldest_score_at  timestamptz        -- min(calculated_at): when any score can next be too old
+    oldest_score_at  timestamptz,       -- min(calculated_at): when any score can next be too old
+    model_version    integer NOT NULL   -- model_version() of the last refresh: another forces a full one
 );
 -- Uncompressed out of line: a percentile lookup reads a few TOAST slices, not the whole array.
 ALTER TABLE @extschema@.score_distributions ALTER COLUMN sorted_composites SET STORAGE EXTERNAL;
 COMMENT ON TABLE @extschema@.score_distributions IS
     'Per profile, the sorted composites as of the last refresh (for score_percentile)';
+
+------------------------------------------------------------------------------------------------
+-- Every fit fit_model runs, converged or not (one row per model)
+------------------------------------------------------------------------------------------------
+CREATE TABLE @extschema@.model_fits (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    profile         text NOT NULL REFERENCES @extschema@.scoring_profiles (name) ON UPDATE CASCADE ON DELETE CASCADE,
+    model           text NOT NULL CHECK (model IN ('mbgnbd', 'gammagamma')),
+    fitted_at       timestamptz NOT NULL,
+    as_of           timestamptz NOT NULL,
+    contacts        bigint NOT NULL CHECK (contacts >= 0),   -- the contacts the model was fitted to
+    penalizer       float8 NOT NULL,
+    parameters      jsonb,              -- {"r": ..., "alpha": ..., "a": ..., "b": ...} or {"p": ..., "q": ..., "v": ...}
+    standard_errors jsonb,              -- the same keys; NULL when the information matrix is not positive definite
+    log_likelihood  float8,
+    iterations      integer,
+    converged       boolean NOT NULL,
+    stored          boolean NOT NULL,   -- the parameters replaced the profile's
+    message         text                -- why the fit did not converge or was not stored
+);
+CREATE INDEX model_fits_profile_idx ON @extschema@.model_fits (profile, fitted_at);
+COMMENT ON TABLE @extschema@.model_fits IS
+    'Every fit fit_model ran: when, on how many contacts, the parameters with their standard errors, log-likelihood, convergence and why not';
 
 -- User data survives pg_dump/pg_restore, sequences included.
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.engagement_events', '');
@@ -290,3 +331,5 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.engagement_score_history
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.event_changes', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.pending_rescore', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.score_distributions', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.model_fits', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.model_fits_id_seq', '');

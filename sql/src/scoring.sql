@@ -23,10 +23,18 @@ CREATE TYPE @extschema@.score AS (
     conversion_total       numeric,
     first_event_at         timestamptz,
     last_engaged_at        timestamptz,
-    expected_engagements_30d float8
+    expected_engagements_30d float8,
+    expected_conversion_value float8,
+    expected_value_30d     float8
 );
 COMMENT ON TYPE @extschema@.score IS
     'One contact''s engagement score: composite and components 0..100, predictions 0..1, segment and facts';
+
+-- The version of SCORING_MODEL.md the library computes (stored with every score).
+CREATE FUNCTION @extschema@.model_version() RETURNS integer
+AS 'MODULE_PATHNAME', 'es_model_version' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.model_version() IS
+    'The version of the scoring model (SCORING_MODEL.md) the extension computes; stored scores of another are stale';
 
 -- score_events(event_type, occurred_at, conversion_value, as_of [, profile]): the aggregate over any rowset.
 -- The transition function reads the profile table once per query, hence STABLE.

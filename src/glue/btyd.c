@@ -1,7 +1,9 @@
 /*
- * btyd.c: the BG/NBD-family models of btyd_kernel.h in SQL: per-contact summaries
- * (btyd_summary), the fitting aggregates fit_mbgnbd / fit_bgnbd (state engagement.btyd_fit_state)
- * and the per-customer functions p_alive, expected_engagements and prob_no_engagement.
+ * btyd.c: the models of btyd_kernel.h and gammagamma_kernel.h in SQL: per-contact summaries
+ * (btyd_summary, model_summary), the fitting aggregates fit_mbgnbd / fit_bgnbd (state
+ * engagement.btyd_fit_state) and fit_gammagamma (engagement.gammagamma_fit_state), and the
+ * per-customer functions p_alive, expected_engagements, prob_no_engagement and
+ * expected_conversion_value.
  */
 #include "postgres.h"
 
@@ -12,72 +14,122 @@
 #include "utils/builtins.h"
 
 #include "btyd_kernel.h"
+#include "gammagamma_kernel.h"
 #include "es_glue.h"
 
 /*
- * btyd_summary(event_type, occurred_at, as_of): a contact's (x, t_x, t) in days as
- * SCORING_MODEL.md defines them (engagement days, birth at the first event of any type).
- * It shares score_events' state, combine and (de)serialize functions; only x, t_x and Tc are
- * read, so the built-in default parameters stand in for a profile.
+ * btyd_summary(event_type, occurred_at, as_of) and model_summary(event_type, occurred_at,
+ * conversion_value, as_of): a contact's summaries in days as SCORING_MODEL.md defines them
+ * (es_summarize).  They share score_events' state, combine and (de)serialize functions; only the
+ * summaries are read, so the built-in default parameters stand in for a profile.
  */
 PG_FUNCTION_INFO_V1(es_btyd_summary_transfn);
 Datum
 es_btyd_summary_transfn(PG_FUNCTION_ARGS)
 {
-	MemoryContext aggcontext = es_aggcontext(fcinfo, "btyd_summary");
+	MemoryContext aggcontext = es_aggcontext(fcinfo, "btyd_summary or model_summary");
 	ScoreState *st = PG_ARGISNULL(0) ? NULL : (ScoreState *) PG_GETARG_POINTER(0);
+	int			as_of_arg = PG_NARGS() - 1; /* (type, occurred_at [, conversion_value], as_of) */
 	int64		occurred_at,
 				as_of;
 	int			type;
+	double		value = 0;
 
-	if (PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
+	if (PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(as_of_arg))
 	{
 		if (st == NULL)
 			PG_RETURN_NULL();	/* SQL NULL, not a NULL pointer (see score_events) */
 		PG_RETURN_POINTER(st);
 	}
 	occurred_at = es_finite_timestamp(PG_GETARG_DATUM(2), "occurred_at");
-	as_of = es_finite_timestamp(PG_GETARG_DATUM(3), "as_of");
+	as_of = es_finite_timestamp(PG_GETARG_DATUM(as_of_arg), "as_of");
 	type = es_event_type_of(fcinfo, PG_GETARG_OID(1));
+	if (as_of_arg == 4 && type == ES_CONVERTED && !PG_ARGISNULL(3))
+		value = es_conversion_value(PG_GETARG_NUMERIC(3));
 	PG_RETURN_POINTER(es_score_state_add_event(st, aggcontext, as_of, es_builtin_default_profile(), type,
-											   occurred_at, 0));
+											   occurred_at, value));
+}
+
+/* The summaries of a state, or false when it has no event. */
+static bool
+summary_of_state(FunctionCallInfo fcinfo, es_model_summary *s, TupleDesc *desc)
+{
+	ScoreState *st = PG_ARGISNULL(0) ? NULL : (ScoreState *) PG_GETARG_POINTER(0);
+
+	(void) es_aggcontext(fcinfo, "btyd_summary or model_summary");
+	if (st == NULL || st->acc.event_count == 0)
+		return false;
+	es_score_state_compact(st);
+	*s = es_summarize(&st->acc, st->day_keys, (size_t) st->ndays);
+	if (get_call_result_type(fcinfo, NULL, desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "a summary must return a composite type");
+	*desc = BlessTupleDesc(*desc);
+	return true;
 }
 
 PG_FUNCTION_INFO_V1(es_btyd_summary_finalfn);
 Datum
 es_btyd_summary_finalfn(PG_FUNCTION_ARGS)
 {
-	ScoreState *st = PG_ARGISNULL(0) ? NULL : (ScoreState *) PG_GETARG_POINTER(0);
+	es_model_summary s;
 	TupleDesc	desc;
 	Datum		values[3];
-	bool		nulls[3] = {false, false, false};
-	int64		b0;
+	bool		nulls[3] = {false};
 
-	(void) es_aggcontext(fcinfo, "btyd_summary");
-	if (st == NULL || st->acc.event_count == 0)
+	if (!summary_of_state(fcinfo, &s, &desc))
 		PG_RETURN_NULL();
-	es_score_state_compact(st);
-	b0 = es_day_number(st->acc.first_event_at);
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "btyd_summary must return a composite type");
-	desc = BlessTupleDesc(desc);
-	values[0] = Int32GetDatum(st->ndays);
-	values[1] = Float8GetDatum(st->ndays > 0 ? (double) ((st->day_keys[st->ndays - 1] >> 1) - b0) : 0.0);
-	values[2] = Float8GetDatum((double) (es_day_number(st->acc.as_of) - b0));
+	/* day counts within PostgreSQL's timestamp range fit an int32 */
+	values[0] = Int32GetDatum((int32) s.x);
+	values[1] = Float8GetDatum((double) s.t_x);
+	values[2] = Float8GetDatum((double) s.t_c);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}
+
+/* engagement.model_summary: (x, t_x, t, value_days, mean_value) */
+PG_FUNCTION_INFO_V1(es_model_summary_finalfn);
+Datum
+es_model_summary_finalfn(PG_FUNCTION_ARGS)
+{
+	es_model_summary s;
+	TupleDesc	desc;
+	Datum		values[5];
+	bool		nulls[5] = {false};
+
+	if (!summary_of_state(fcinfo, &s, &desc))
+		PG_RETURN_NULL();
+	values[0] = Int32GetDatum((int32) s.x);
+	values[1] = Float8GetDatum((double) s.t_x);
+	values[2] = Float8GetDatum((double) s.t_c);
+	values[3] = Int32GetDatum((int32) s.value_days);
+	values[4] = Float8GetDatum(s.value_days > 0 ? s.value_total / (double) s.value_days : 0.0);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }
 
 /*
- * Fitting state, engagement.btyd_fit_state: the customer summaries seen so far, collapsed by
- * (x, t_x, T) whenever the array fills up.  The varlena's size covers the whole capacity, so a
- * copy keeps its room; text form [(x,t_x,T,weight),...], collapsed.
+ * Fitting states, engagement.btyd_fit_state (fit_mbgnbd, fit_bgnbd: rows (x, t_x, t, weight)) and
+ * engagement.gammagamma_fit_state (fit_gammagamma: rows (x, m, weight), kept as (x, m, 0, weight)
+ * in the same row struct): the customer summaries seen so far, collapsed whenever the array fills
+ * up, and the penalizer of the aggregate's call.  The varlena's size covers the whole capacity,
+ * so a copy keeps its room.  Text form [(x,t_x,t,weight),...] or [(x,m,weight),...], collapsed,
+ * after {penalizer} when it is not 0.
  */
+typedef struct FitKind
+{
+	const char *type_name;
+	const char *aggregates;
+	int			fields;			/* values of a row before its weight */
+} FitKind;
+
+static const FitKind btyd_kind = {"engagement.btyd_fit_state", "fit_mbgnbd or fit_bgnbd", 3};
+static const FitKind gammagamma_kind = {"engagement.gammagamma_fit_state", "fit_gammagamma", 2};
+
 typedef struct FitState
 {
 	int32		vl_len_;		/* varlena header, always 4 bytes here (see fit_state_arg) */
 	int32		reserved;
 	int64		nrows;
 	int64		collapsed;		/* length after the last collapse */
+	double		penalizer;
 	es_btyd_row rows[FLEXIBLE_ARRAY_MEMBER];
 } FitState;
 
@@ -88,7 +140,7 @@ typedef struct FitState
 /* A new state in the current memory (a transition or combine function returning it has the
  * executor copy it into the aggregate context), holding a copy of rows[0..n). */
 static FitState *
-fit_state_new(int64 capacity, const es_btyd_row *rows, int64 n)
+fit_state_new(int64 capacity, const es_btyd_row *rows, int64 n, double penalizer)
 {
 	FitState   *st;
 
@@ -106,13 +158,14 @@ fit_state_new(int64 capacity, const es_btyd_row *rows, int64 n)
 	SET_VARSIZE(st, FIT_STATE_SIZE(capacity));
 	st->reserved = 0;
 	st->nrows = st->collapsed = n;
+	st->penalizer = penalizer;
 	if (n > 0)
 		memcpy(st->rows, rows, n * sizeof(es_btyd_row));
 	return st;
 }
 
 static FitState *
-fit_state_arg(FunctionCallInfo fcinfo, int argno)
+fit_state_arg(FunctionCallInfo fcinfo, int argno, const FitKind *kind)
 {
 	FitState   *st;
 
@@ -122,8 +175,51 @@ fit_state_arg(FunctionCallInfo fcinfo, int argno)
 	if (VARSIZE(st) < offsetof(FitState, rows) || st->nrows < 0 || st->nrows > FIT_STATE_CAPACITY(st))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("corrupt btyd_fit_state")));
+				 errmsg("corrupt %s", kind->type_name)));
 	return st;
+}
+
+/* Checks one row of a kind; false with the reason in err. */
+static bool
+fit_row_valid(const FitKind *kind, const es_btyd_row *row, char *err, size_t errlen)
+{
+	int			status;
+
+	if (kind == &btyd_kind)
+		status = es_btyd_validate_rows(row, 1, err, errlen);
+	else
+	{
+		es_gg_row gg = {row->x, row->t_x, row->weight};
+
+		status = es_gg_validate_rows(&gg, 1, err, errlen);
+	}
+	if (status != ES_OK)
+	{
+		/* The kernel names the row by index ("row 0: ..."): drop it, the caller names the row. */
+		const char *why = strncmp(err, "row ", 4) == 0 && strstr(err, ": ") ? strstr(err, ": ") + 2 : err;
+
+		memmove(err, why, strlen(why) + 1);
+		return false;
+	}
+	return true;
+}
+
+/* Appends a row's values as the text form shows them. */
+static void
+fit_row_describe(StringInfo buf, const FitKind *kind, const es_btyd_row *row)
+{
+	appendStringInfoChar(buf, '(');
+	es_append_float8(buf, row->x);
+	appendStringInfoChar(buf, ',');
+	es_append_float8(buf, row->t_x);
+	if (kind->fields == 3)
+	{
+		appendStringInfoChar(buf, ',');
+		es_append_float8(buf, row->T);
+	}
+	appendStringInfoChar(buf, ',');
+	es_append_float8(buf, row->weight);
+	appendStringInfoChar(buf, ')');
 }
 
 /*
@@ -132,29 +228,34 @@ fit_state_arg(FunctionCallInfo fcinfo, int argno)
  * a total weight beyond it (not a row of infinite weight, which it would call invalid).
  */
 static int64
-fit_collapse(es_btyd_row *rows, int64 n)
+fit_collapse(const FitKind *kind, es_btyd_row *rows, int64 n)
 {
 	int64		i;
 
 	n = (int64) es_btyd_collapse(rows, (size_t) n);
 	for (i = 0; i < n; i++)
 		if (!isfinite(rows[i].weight))
+		{
+			StringInfoData buf;
+
+			initStringInfo(&buf);
+			fit_row_describe(&buf, kind, &rows[i]);
 			ereport(ERROR,
 					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-					 errmsg("the total weight of customer summary (x %g, t_x %g, t %g) is out of range of a double",
-							rows[i].x, rows[i].t_x, rows[i].T)));
+					 errmsg("the total weight of customer summary %s is out of range of a double", buf.data)));
+		}
 	return n;
 }
 
 /* Room for extra more rows: collapse when duplicates may have piled up, else a bigger copy. */
 static FitState *
-fit_state_reserve(FitState *st, int64 extra)
+fit_state_reserve(const FitKind *kind, FitState *st, int64 extra)
 {
 	if (st->nrows + extra <= FIT_STATE_CAPACITY(st))
 		return st;
 	if (st->nrows > 2 * st->collapsed)
 	{
-		st->nrows = fit_collapse(st->rows, st->nrows);
+		st->nrows = fit_collapse(kind, st->rows, st->nrows);
 		st->collapsed = st->nrows;
 	}
 	if (st->nrows + extra <= FIT_STATE_CAPACITY(st))
@@ -164,52 +265,107 @@ fit_state_reserve(FitState *st, int64 extra)
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("too many distinct customer summaries to fit: more than " INT64_FORMAT,
 						FIT_STATE_MAX_ROWS)));
-	return fit_state_new(Max(FIT_STATE_CAPACITY(st) * 2, st->nrows + extra), st->rows, st->nrows);
+	return fit_state_new(Max(FIT_STATE_CAPACITY(st) * 2, st->nrows + extra), st->rows, st->nrows, st->penalizer);
 }
 
-/* fit_*(x integer, t_x float8, t float8 [, weight float8]) transition. */
-PG_FUNCTION_INFO_V1(es_btyd_fit_transfn);
-Datum
-es_btyd_fit_transfn(PG_FUNCTION_ARGS)
+static void
+fit_check_penalizer(double penalizer)
 {
-	FitState   *st = fit_state_arg(fcinfo, 0);
-	es_btyd_row row;
-	char		err[ES_ERRLEN];
-
-	(void) es_aggcontext(fcinfo, "fit_mbgnbd or fit_bgnbd");	/* updates its state in place */
-	if (PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3) || (PG_NARGS() > 4 && PG_ARGISNULL(4)))
-	{
-		if (st == NULL)
-			PG_RETURN_NULL();	/* SQL NULL, not a NULL pointer (see score_events) */
-		PG_RETURN_POINTER(st);
-	}
-	row.x = (double) PG_GETARG_INT32(1);
-	row.t_x = PG_GETARG_FLOAT8(2);
-	row.T = PG_GETARG_FLOAT8(3);
-	row.weight = PG_NARGS() > 4 ? PG_GETARG_FLOAT8(4) : 1.0;
-	if (es_btyd_validate_rows(&row, 1, err, sizeof err) != ES_OK)
-	{
-		/* The kernel names the row by index ("row 0: ..."): here there is only this one. */
-		const char *why = strncmp(err, "row ", 4) == 0 && strstr(err, ": ") ? strstr(err, ": ") + 2 : err;
-
+	if (!(isfinite(penalizer) && penalizer >= 0))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid customer summary (x %d, t_x %g, t %g, weight %g): %s",
-						PG_GETARG_INT32(1), row.t_x, row.T, row.weight, why)));
+				 errmsg("penalizer must be a finite number >= 0, not %g", penalizer)));
+}
+
+static void
+fit_check_same_penalizer(const FitKind *kind, double a, double b)
+{
+	if (a != b)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s: penalizer must be the same for every row (%g and %g)", kind->aggregates, a, b)));
+}
+
+/*
+ * Transition of fit_mbgnbd / fit_bgnbd (x integer, t_x float8, t float8 [, weight [, penalizer]])
+ * and of fit_gammagamma (x integer, m float8 [, weight [, penalizer]]).  Rows with a NULL are
+ * skipped; so are Gamma-Gamma rows with x = 0 (no valued conversion day: the model is over x >= 1).
+ */
+static Datum
+fit_transition(FunctionCallInfo fcinfo, const FitKind *kind)
+{
+	FitState   *st = fit_state_arg(fcinfo, 0, kind);
+	int			weight_arg = 1 + kind->fields;	/* after the row's fields */
+	bool		has_weight = PG_NARGS() > weight_arg;
+	bool		has_penalizer = PG_NARGS() > weight_arg + 1;
+	double		penalizer = 0;
+	es_btyd_row row = {0, 0, 0, 1.0};
+	char		err[ES_ERRLEN];
+	int			i;
+
+	(void) es_aggcontext(fcinfo, kind->aggregates);	/* updates its state in place */
+	for (i = 1; i < PG_NARGS(); i++)
+		if (PG_ARGISNULL(i))
+		{
+			if (st == NULL)
+				PG_RETURN_NULL();	/* SQL NULL, not a NULL pointer (see score_events) */
+			PG_RETURN_POINTER(st);
+		}
+	row.x = (double) PG_GETARG_INT32(1);
+	row.t_x = PG_GETARG_FLOAT8(2);
+	if (kind->fields == 3)
+		row.T = PG_GETARG_FLOAT8(3);
+	if (has_weight)
+		row.weight = PG_GETARG_FLOAT8(weight_arg);
+	if (has_penalizer)
+	{
+		penalizer = PG_GETARG_FLOAT8(weight_arg + 1);
+		fit_check_penalizer(penalizer);
 	}
-	st = st == NULL ? fit_state_new(64, NULL, 0) : fit_state_reserve(st, 1);
+	if (st != NULL)
+		fit_check_same_penalizer(kind, st->penalizer, penalizer);
+	if (kind == &gammagamma_kind && row.x == 0 && isfinite(row.t_x) && row.t_x >= 0)
+	{
+		if (st == NULL)
+			PG_RETURN_NULL();
+		PG_RETURN_POINTER(st);
+	}
+	if (!fit_row_valid(kind, &row, err, sizeof err))
+	{
+		StringInfoData buf;
+
+		initStringInfo(&buf);
+		fit_row_describe(&buf, kind, &row);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid customer summary %s: %s", buf.data, err)));
+	}
+	st = st == NULL ? fit_state_new(64, NULL, 0, penalizer) : fit_state_reserve(kind, st, 1);
 	st->rows[st->nrows++] = row;
 	PG_RETURN_POINTER(st);
 }
 
-PG_FUNCTION_INFO_V1(es_btyd_fit_combinefn);
+PG_FUNCTION_INFO_V1(es_btyd_fit_transfn);
 Datum
-es_btyd_fit_combinefn(PG_FUNCTION_ARGS)
+es_btyd_fit_transfn(PG_FUNCTION_ARGS)
 {
-	FitState   *a = fit_state_arg(fcinfo, 0);
-	FitState   *b = fit_state_arg(fcinfo, 1);
+	return fit_transition(fcinfo, &btyd_kind);
+}
 
-	(void) es_aggcontext(fcinfo, "fit_mbgnbd or fit_bgnbd");	/* updates a in place */
+PG_FUNCTION_INFO_V1(es_gammagamma_fit_transfn);
+Datum
+es_gammagamma_fit_transfn(PG_FUNCTION_ARGS)
+{
+	return fit_transition(fcinfo, &gammagamma_kind);
+}
+
+static Datum
+fit_combine(FunctionCallInfo fcinfo, const FitKind *kind)
+{
+	FitState   *a = fit_state_arg(fcinfo, 0, kind);
+	FitState   *b = fit_state_arg(fcinfo, 1, kind);
+
+	(void) es_aggcontext(fcinfo, kind->aggregates);	/* updates a in place */
 	if (b == NULL)
 	{
 		if (a == NULL)
@@ -217,18 +373,32 @@ es_btyd_fit_combinefn(PG_FUNCTION_ARGS)
 		PG_RETURN_POINTER(a);
 	}
 	if (a == NULL)
-		PG_RETURN_POINTER(fit_state_new(b->nrows, b->rows, b->nrows));
-	a = fit_state_reserve(a, b->nrows);
+		PG_RETURN_POINTER(fit_state_new(b->nrows, b->rows, b->nrows, b->penalizer));
+	fit_check_same_penalizer(kind, a->penalizer, b->penalizer);
+	a = fit_state_reserve(kind, a, b->nrows);
 	memcpy(a->rows + a->nrows, b->rows, b->nrows * sizeof(es_btyd_row));
 	a->nrows += b->nrows;
 	PG_RETURN_POINTER(a);
 }
 
-PG_FUNCTION_INFO_V1(es_btyd_fit_state_out);
+PG_FUNCTION_INFO_V1(es_btyd_fit_combinefn);
 Datum
-es_btyd_fit_state_out(PG_FUNCTION_ARGS)
+es_btyd_fit_combinefn(PG_FUNCTION_ARGS)
 {
-	FitState   *st = fit_state_arg(fcinfo, 0);
+	return fit_combine(fcinfo, &btyd_kind);
+}
+
+PG_FUNCTION_INFO_V1(es_gammagamma_fit_combinefn);
+Datum
+es_gammagamma_fit_combinefn(PG_FUNCTION_ARGS)
+{
+	return fit_combine(fcinfo, &gammagamma_kind);
+}
+
+static Datum
+fit_state_out(FunctionCallInfo fcinfo, const FitKind *kind)
+{
+	FitState   *st = fit_state_arg(fcinfo, 0, kind);
 	es_btyd_row *rows = palloc(Max(st->nrows, 1) * sizeof(es_btyd_row));
 	int64		n;
 	int64		i;
@@ -236,41 +406,64 @@ es_btyd_fit_state_out(PG_FUNCTION_ARGS)
 
 	/* Collapsed, on a copy (the argument may be read-only): equal states print the same. */
 	memcpy(rows, st->rows, st->nrows * sizeof(es_btyd_row));
-	n = fit_collapse(rows, st->nrows);
+	n = fit_collapse(kind, rows, st->nrows);
 	initStringInfo(&buf);
+	if (st->penalizer != 0)
+	{
+		appendStringInfoChar(&buf, '{');
+		es_append_float8(&buf, st->penalizer);
+		appendStringInfoChar(&buf, '}');
+	}
 	appendStringInfoChar(&buf, '[');
 	for (i = 0; i < n; i++)
 	{
-		appendStringInfoString(&buf, i == 0 ? "(" : ",(");
-		es_append_float8(&buf, rows[i].x);
-		appendStringInfoChar(&buf, ',');
-		es_append_float8(&buf, rows[i].t_x);
-		appendStringInfoChar(&buf, ',');
-		es_append_float8(&buf, rows[i].T);
-		appendStringInfoChar(&buf, ',');
-		es_append_float8(&buf, rows[i].weight);
-		appendStringInfoChar(&buf, ')');
+		if (i > 0)
+			appendStringInfoChar(&buf, ',');
+		fit_row_describe(&buf, kind, &rows[i]);
 	}
 	appendStringInfoChar(&buf, ']');
 	PG_RETURN_CSTRING(buf.data);
 }
 
-PG_FUNCTION_INFO_V1(es_btyd_fit_state_in);
+PG_FUNCTION_INFO_V1(es_btyd_fit_state_out);
 Datum
-es_btyd_fit_state_in(PG_FUNCTION_ARGS)
+es_btyd_fit_state_out(PG_FUNCTION_ARGS)
 {
-	StateParser sp = {"engagement.btyd_fit_state", PG_GETARG_CSTRING(0), PG_GETARG_CSTRING(0)};
+	return fit_state_out(fcinfo, &btyd_kind);
+}
+
+PG_FUNCTION_INFO_V1(es_gammagamma_fit_state_out);
+Datum
+es_gammagamma_fit_state_out(PG_FUNCTION_ARGS)
+{
+	return fit_state_out(fcinfo, &gammagamma_kind);
+}
+
+static Datum
+fit_state_in(FunctionCallInfo fcinfo, const FitKind *kind)
+{
+	StateParser sp = {kind->type_name, PG_GETARG_CSTRING(0), PG_GETARG_CSTRING(0)};
 	int64		capacity = 64;
 	int64		n = 0;
 	es_btyd_row *rows = palloc(capacity * sizeof(es_btyd_row));
+	double		penalizer = 0;
 	char		err[ES_ERRLEN];
 	FitState   *st;
 
+	if (es_state_accept(&sp, '{'))
+	{
+		penalizer = es_state_float8(&sp);
+		es_state_expect(&sp, '}');
+		if (!(isfinite(penalizer) && penalizer >= 0))
+			es_state_syntax_error(&sp, "the penalizer must be a finite number >= 0");
+	}
 	es_state_expect(&sp, '[');
 	if (!es_state_accept(&sp, ']'))
 	{
 		do
 		{
+			es_btyd_row *row;
+
 			if (n == capacity)
 			{
 				if (capacity >= FIT_STATE_MAX_ROWS)
@@ -278,52 +471,91 @@ es_btyd_fit_state_in(PG_FUNCTION_ARGS)
 				capacity = Min(capacity * 2, FIT_STATE_MAX_ROWS);
 				rows = repalloc(rows, capacity * sizeof(es_btyd_row));
 			}
+			row = &rows[n];
 			es_state_expect(&sp, '(');
-			rows[n].x = es_state_float8(&sp);
+			row->x = es_state_float8(&sp);
 			es_state_expect(&sp, ',');
-			rows[n].t_x = es_state_float8(&sp);
+			row->t_x = es_state_float8(&sp);
 			es_state_expect(&sp, ',');
-			rows[n].T = es_state_float8(&sp);
-			es_state_expect(&sp, ',');
-			rows[n].weight = es_state_float8(&sp);
+			row->T = 0;
+			if (kind->fields == 3)
+			{
+				row->T = es_state_float8(&sp);
+				es_state_expect(&sp, ',');
+			}
+			row->weight = es_state_float8(&sp);
 			es_state_expect(&sp, ')');
+			if (!fit_row_valid(kind, row, err, sizeof err))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+						 errmsg("invalid input syntax for type %s: \"%s\"", sp.type, sp.input),
+						 errdetail("row " INT64_FORMAT ": %s", n, err)));
 			n++;
 		} while (es_state_accept(&sp, ','));
 		es_state_expect(&sp, ']');
 	}
 	es_state_end(&sp);
-	if (es_btyd_validate_rows(rows, (size_t) n, err, sizeof err) != ES_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-				 errmsg("invalid input syntax for type %s: \"%s\"", sp.type, sp.input),
-				 errdetail("%s", err)));
-	st = fit_state_new(n, rows, n);
+	st = fit_state_new(n, rows, n, penalizer);
 	pfree(rows);
 	PG_RETURN_POINTER(st);
 }
 
-static Datum
-fit_final(FunctionCallInfo fcinfo, int model)
+PG_FUNCTION_INFO_V1(es_btyd_fit_state_in);
+Datum
+es_btyd_fit_state_in(PG_FUNCTION_ARGS)
 {
-	FitState   *st = fit_state_arg(fcinfo, 0);
+	return fit_state_in(fcinfo, &btyd_kind);
+}
+
+PG_FUNCTION_INFO_V1(es_gammagamma_fit_state_in);
+Datum
+es_gammagamma_fit_state_in(PG_FUNCTION_ARGS)
+{
+	return fit_state_in(fcinfo, &gammagamma_kind);
+}
+
+/* A fit's composite result: the values, the standard errors (NULL when there are none), then why
+ * the fit did not converge (NULL when it did). */
+static Datum
+fit_result(FunctionCallInfo fcinfo, Datum *values, bool *nulls, int nvalues, const double *se, int nse,
+		   bool has_se, bool converged, const char *why)
+{
+	TupleDesc	desc;
+	int			i;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "a fit must return a composite type");
+	desc = BlessTupleDesc(desc);
+	for (i = 0; i < nse; i++)
+	{
+		values[nvalues + i] = Float8GetDatum(se[i]);
+		nulls[nvalues + i] = !has_se;
+	}
+	values[nvalues + nse] = converged ? (Datum) 0 : CStringGetTextDatum(why);
+	nulls[nvalues + nse] = converged;
+	/* (a type of an older version of the extension has fewer fields: heap_form_tuple takes its own) */
+	return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
+}
+
+static Datum
+btyd_fit_final(FunctionCallInfo fcinfo, int model)
+{
+	FitState   *st = fit_state_arg(fcinfo, 0, &btyd_kind);
 	es_btyd_fit fit;
 	char		err[ES_ERRLEN] = "";
 	int			status;
-	TupleDesc	desc;
-	Datum		values[8];
-	bool		nulls[8] = {false};
+	Datum		values[13];
+	bool		nulls[13] = {false};
+	double		se[4];
 
-	(void) es_aggcontext(fcinfo, model == ES_MODEL_MBGNBD ? "fit_mbgnbd" : "fit_bgnbd");
+	(void) es_aggcontext(fcinfo, btyd_kind.aggregates);
 	if (st == NULL || st->nrows == 0)
 		PG_RETURN_NULL();
 	/* The kernel copies, validates, sorts and collapses: the fit depends only on the rows. */
-	status = es_btyd_fit_model(model, st->rows, (size_t) st->nrows, &fit, err, sizeof err);
+	status = es_btyd_fit_model(model, st->rows, (size_t) st->nrows, st->penalizer, &fit, err, sizeof err);
 	if (status != ES_OK)
 		es_raise(status, err);
-	if (!fit.converged)
-		ereport(NOTICE,
-				(errmsg("the %s fit did not converge: %s", model == ES_MODEL_MBGNBD ? "MBG/NBD" : "BG/NBD", err)));
-	else
+	if (fit.converged)
 	{
 		/*
 		 * Customers with events but t_x = 0 (all on the birth day) make the likelihood grow without
@@ -338,12 +570,8 @@ fit_final(FunctionCallInfo fcinfo, int model)
 		if (degenerate > 0)
 			ereport(NOTICE,
 					(errmsg("the fit is a local maximum: %.0f of %.0f customers have events only at time 0 (x > 0, t_x = 0), "
-							"where the likelihood has no global maximum", degenerate, fit.n),
-					 errhint("With engagement days, these are contacts that engaged only on the day they were first reached.")));
+							"where the likelihood has no global maximum", degenerate, fit.n)));
 	}
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "the fit must return a composite type");
-	desc = BlessTupleDesc(desc);
 	values[0] = Float8GetDatum(fit.r);
 	values[1] = Float8GetDatum(fit.alpha);
 	values[2] = Float8GetDatum(fit.a);
@@ -352,21 +580,91 @@ fit_final(FunctionCallInfo fcinfo, int model)
 	values[5] = Float8GetDatum(fit.n);
 	values[6] = Int32GetDatum(fit.iterations);
 	values[7] = BoolGetDatum(fit.converged != 0);
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+	se[0] = fit.se_r;
+	se[1] = fit.se_alpha;
+	se[2] = fit.se_a;
+	se[3] = fit.se_b;
+	PG_RETURN_DATUM(fit_result(fcinfo, values, nulls, 8, se, 4, fit.has_standard_errors != 0, fit.converged != 0, err));
 }
 
 PG_FUNCTION_INFO_V1(es_btyd_fit_mbgnbd_finalfn);
 Datum
 es_btyd_fit_mbgnbd_finalfn(PG_FUNCTION_ARGS)
 {
-	return fit_final(fcinfo, ES_MODEL_MBGNBD);
+	return btyd_fit_final(fcinfo, ES_MODEL_MBGNBD);
 }
 
 PG_FUNCTION_INFO_V1(es_btyd_fit_bgnbd_finalfn);
 Datum
 es_btyd_fit_bgnbd_finalfn(PG_FUNCTION_ARGS)
 {
-	return fit_final(fcinfo, ES_MODEL_BGNBD);
+	return btyd_fit_final(fcinfo, ES_MODEL_BGNBD);
+}
+
+/* fit_gammagamma's result: (p, q, v, log_likelihood, n, iterations, converged, se_p, se_q, se_v, message) */
+PG_FUNCTION_INFO_V1(es_gammagamma_fit_finalfn);
+Datum
+es_gammagamma_fit_finalfn(PG_FUNCTION_ARGS)
+{
+	FitState   *st = fit_state_arg(fcinfo, 0, &gammagamma_kind);
+	es_gg_row  *rows;
+	es_gg_fit	fit;
+	char		err[ES_ERRLEN] = "";
+	int			status;
+	Datum		values[11];
+	bool		nulls[11] = {false};
+	double		se[3];
+	int64		i;
+
+	(void) es_aggcontext(fcinfo, gammagamma_kind.aggregates);
+	if (st == NULL || st->nrows == 0)
+		PG_RETURN_NULL();
+	rows = palloc(st->nrows * sizeof(es_gg_row));
+	for (i = 0; i < st->nrows; i++)
+	{
+		rows[i].x = st->rows[i].x;
+		rows[i].m = st->rows[i].t_x;
+		rows[i].weight = st->rows[i].weight;
+	}
+	status = es_gg_fit_model(rows, (size_t) st->nrows, st->penalizer, &fit, err, sizeof err);
+	pfree(rows);
+	if (status != ES_OK)
+		es_raise(status, err);
+	values[0] = Float8GetDatum(fit.p);
+	values[1] = Float8GetDatum(fit.q);
+	values[2] = Float8GetDatum(fit.v);
+	values[3] = Float8GetDatum(fit.log_likelihood);
+	values[4] = Float8GetDatum(fit.n);
+	values[5] = Int32GetDatum(fit.iterations);
+	values[6] = BoolGetDatum(fit.converged != 0);
+	se[0] = fit.se_p;
+	se[1] = fit.se_q;
+	se[2] = fit.se_v;
+	PG_RETURN_DATUM(fit_result(fcinfo, values, nulls, 7, se, 3, fit.has_standard_errors != 0, fit.converged != 0, err));
+}
+
+/* expected_conversion_value(x, m, p, q, v) */
+PG_FUNCTION_INFO_V1(es_expected_conversion_value);
+Datum
+es_expected_conversion_value(PG_FUNCTION_ARGS)
+{
+	double		out;
+	char		err[ES_ERRLEN];
+	int			status = es_gg_expected_value(PG_GETARG_FLOAT8(0), PG_GETARG_FLOAT8(1), PG_GETARG_FLOAT8(2),
+											  PG_GETARG_FLOAT8(3), PG_GETARG_FLOAT8(4), &out, err, sizeof err);
+
+	if (status != ES_OK)
+		es_raise(status, err);
+	PG_RETURN_FLOAT8(out);
+}
+
+/* model_version(): the version of SCORING_MODEL.md this library computes */
+PG_FUNCTION_INFO_V1(es_model_version);
+Datum
+es_model_version(PG_FUNCTION_ARGS)
+{
+	(void) fcinfo;
+	PG_RETURN_INT32(ES_MODEL_VERSION);
 }
 
 /* 'mbgnbd' or 'bgnbd'. */

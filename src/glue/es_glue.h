@@ -27,6 +27,7 @@
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "utils/jsonb.h"
+#include "utils/numeric.h"
 
 #include "scoring_kernel.h"
 
@@ -75,6 +76,7 @@ extern ScoreState *es_score_state_add_event(ScoreState *st, MemoryContext aggcon
 											const NamedProfile *profile, int type, int64 occurred_at,
 											double value);
 extern void es_score_state_compact(ScoreState *st);
+extern double es_conversion_value(Numeric n);
 
 /* state_text.c: a cursor over a state's text form; every error is 22P02 and quotes the input */
 typedef struct StateParser

@@ -118,6 +118,29 @@ es_score_state_add_event(ScoreState *st, MemoryContext aggcontext, int64 as_of, 
 	return st;
 }
 
+/* A conversion value as the kernel takes it: finite, >= 0, within a double (else 22023). */
+double
+es_conversion_value(Numeric n)
+{
+	double		value;
+
+	if (numeric_is_nan(n) || numeric_is_inf(n))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("conversion_value must be a finite number")));
+	/* as numeric_float8 (the same digits, the same strtod), but beyond a double is 22023 too */
+	value = DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow, NumericGetDatum(n)));
+	if (isinf(value))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("conversion_value must be a finite number within the range of a double precision")));
+	if (value < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("conversion_value must not be negative, got %g", value)));
+	return value;
+}
+
 PG_FUNCTION_INFO_V1(es_score_events_transfn);
 Datum
 es_score_events_transfn(PG_FUNCTION_ARGS)
@@ -158,24 +181,7 @@ es_score_events_transfn(PG_FUNCTION_ARGS)
 	type = es_event_type_of(fcinfo, PG_GETARG_OID(1));
 
 	if (type == ES_CONVERTED && !PG_ARGISNULL(3))
-	{
-		Numeric		n = PG_GETARG_NUMERIC(3);
-
-		if (numeric_is_nan(n) || numeric_is_inf(n))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("conversion_value must be a finite number")));
-		/* as numeric_float8 (the same digits, the same strtod), but beyond a double is 22023 too */
-		value = DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow, NumericGetDatum(n)));
-		if (isinf(value))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("conversion_value must be a finite number within the range of a double precision")));
-		if (value < 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("conversion_value must not be negative, got %g", value)));
-	}
+		value = es_conversion_value(PG_GETARG_NUMERIC(3));
 	PG_RETURN_POINTER(es_score_state_add_event(st, aggcontext, as_of, profile, type, occurred_at, value));
 }
 
@@ -327,9 +333,12 @@ conversion_total_numeric(double total)
 	return DirectFunctionCall1(float8_numeric, Float8GetDatum(total));
 }
 
-/* engagement.score has 18 fields in 1.0 and 19 from 1.1 on (expected_engagements_30d). */
+/* engagement.score has 18 fields in 1.0, 19 in 1.1 to 1.3 (expected_engagements_30d) and 21 from
+ * 1.4 on (expected_conversion_value, expected_value_30d): the library serves each until its
+ * ALTER EXTENSION ... UPDATE. */
 #define SCORE_FIELDS_1_0 18
-#define SCORE_FIELDS 19
+#define SCORE_FIELDS_1_1 19
+#define SCORE_FIELDS 21
 
 PG_FUNCTION_INFO_V1(es_score_events_finalfn);
 Datum
@@ -360,7 +369,7 @@ es_score_events_finalfn(PG_FUNCTION_ARGS)
 	}
 	natts = result_desc->natts;
 	/* reachable by altering the type (ALTER TYPE engagement.score ADD ATTRIBUTE, ...) */
-	if (natts != SCORE_FIELDS && natts != SCORE_FIELDS_1_0)
+	if (natts != SCORE_FIELDS && natts != SCORE_FIELDS_1_1 && natts != SCORE_FIELDS_1_0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
 				 errmsg("%s has %d attributes, expected %d", format_type_be(result_desc->tdtypeid), natts,
@@ -388,8 +397,9 @@ es_score_events_finalfn(PG_FUNCTION_ARGS)
 		values[17] = TimestampTzGetDatum(st->acc.last_engaged_at);
 	else
 		nulls[17] = true;
-	if (natts == SCORE_FIELDS)
-		values[18] = Float8GetDatum(r.expected_engagements_horizon);
+	values[18] = Float8GetDatum(r.expected_engagements_horizon);
+	values[19] = Float8GetDatum(r.expected_conversion_value);
+	values[20] = Float8GetDatum(r.expected_value_horizon);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(result_desc, values, nulls)));
 }
 

@@ -2,6 +2,7 @@
 // it mirrors, the defaults and the checks generated from it.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdlib>
@@ -34,19 +35,21 @@ double &field(es_profile &p, const Param &param) {
     return *reinterpret_cast<double *>(reinterpret_cast<char *>(&p) + param.offset);
 }
 
-// One float8 column of engagement.scoring_profiles as sql/engagement_scoring--1.0.sql creates it.
+// One float8 column of engagement.scoring_profiles as sql/src/schema.sql creates it.
 struct SqlColumn {
     std::string name, default_text, check;
 };
 
-// The float8 columns of the CREATE TABLE of scoring_profiles, in order; the file is found by
-// walking up from the working directory (the repository root when run as the Makefile does).
+// The float8 columns of the CREATE TABLE of scoring_profiles that are scoring parameters, in
+// order; the file is found by walking up from the working directory (the repository root when run
+// as the Makefile does).  The refresh's and the fit's own settings are not scoring parameters.
 std::vector<SqlColumn> sql_profile_columns(std::string *where) {
+    const std::vector<std::string> not_parameters = {"history_min_delta", "fit_penalizer"};
     std::string up;
     for (int depth = 0; depth < 6; ++depth, up += "../") {
-        std::ifstream in(up + "sql/engagement_scoring--1.0.sql");
+        std::ifstream in(up + "sql/src/schema.sql");
         if (!in) continue;
-        *where = up + "sql/engagement_scoring--1.0.sql";
+        *where = up + "sql/src/schema.sql";
         std::stringstream text;
         text << in.rdbuf();
         const std::string sql = text.str();
@@ -59,7 +62,9 @@ std::vector<SqlColumn> sql_profile_columns(std::string *where) {
         std::string line;
         std::smatch m;
         while (std::getline(table, line))
-            if (std::regex_match(line, m, column)) columns.push_back({m[1], m[2], m[3]});
+            if (std::regex_match(line, m, column) &&
+                std::find(not_parameters.begin(), not_parameters.end(), m[1].str()) == not_parameters.end())
+                columns.push_back({m[1], m[2], m[3]});
         return columns;
     }
     *where = "";
@@ -75,6 +80,8 @@ std::string sql_check(es_param_rule rule, const std::string &c) {
             return c + " > '-Infinity' AND " + c + " < 'Infinity'";
         case ES_PARAM_UNIT_INTERVAL:
             return c + " BETWEEN 0 AND 1";
+        case ES_PARAM_ABOVE_ONE:
+            return c + " > 1 AND " + c + " < 'Infinity'";
     }
     return "?";
 }
@@ -82,7 +89,7 @@ std::string sql_check(es_param_rule rule, const std::string &c) {
 TEST(ProfileParams, ListTheSqlTablesColumnsDefaultsAndChecks) {
     std::string path;
     const std::vector<SqlColumn> sql = sql_profile_columns(&path);
-    ASSERT_EQ(sql.size(), 27u) << "the CREATE TABLE of scoring_profiles in sql/engagement_scoring--1.0.sql "
+    ASSERT_EQ(sql.size(), 30u) << "the CREATE TABLE of scoring_profiles in sql/src/schema.sql "
                                   "(run from the repository root), read from '"
                                << path << "'";
     ASSERT_EQ(kParams.size(), sql.size());
@@ -147,6 +154,9 @@ TEST(ProfileParams, DefaultProfileIsTheModelsDefaults) {
     want.horizon_days = 30;
     want.conv_prior_a = 1;
     want.conv_prior_b = 9;
+    want.gg_p = 6.25;
+    want.gg_q = 3.74;
+    want.gg_v = 15.44;
     const es_profile got = es_default_profile();
     EXPECT_EQ(std::memcmp(&got, &want, sizeof want), 0);
 }
@@ -154,13 +164,15 @@ TEST(ProfileParams, DefaultProfileIsTheModelsDefaults) {
 TEST(ProfileParams, EveryParameterIsCheckedByItsRule) {
     struct Case {
         double value;
-        bool positive, finite, unit;  // accepted under each rule
+        bool positive, finite, unit, above_one;  // accepted under each rule
     };
     const Case cases[] = {
-        {0.5, true, true, true},           {1, true, true, true},      {0, false, true, true},
-        {-0.0, false, true, true},         {1.5, true, true, false},   {-0.5, false, true, false},
-        {1e308, true, true, false},        {NAN, false, false, false}, {INFINITY, false, false, false},
-        {-INFINITY, false, false, false},
+        {0.5, true, true, true, false},         {1, true, true, true, false},
+        {0, false, true, true, false},          {-0.0, false, true, true, false},
+        {1.5, true, true, false, true},         {-0.5, false, true, false, false},
+        {1e308, true, true, false, true},       {std::nextafter(1.0, 2.0), true, true, false, true},
+        {NAN, false, false, false, false},      {INFINITY, false, false, false, false},
+        {-INFINITY, false, false, false, false},
     };
     for (const Param &param : kParams) {
         for (const Case &c : cases) {
@@ -169,9 +181,10 @@ TEST(ProfileParams, EveryParameterIsCheckedByItsRule) {
             // Keep the cross-column rules satisfied, so only this parameter's own rule decides.
             if (param.column == "frequency_min_days") p.lookback_days = 1e308;
             if (param.column == "lookback_days") p.frequency_min_days = 1e-308;
-            const bool accepted = param.rule == ES_PARAM_POSITIVE ? c.positive
-                                  : param.rule == ES_PARAM_FINITE ? c.finite
-                                                                  : c.unit;
+            const bool accepted = param.rule == ES_PARAM_POSITIVE   ? c.positive
+                                  : param.rule == ES_PARAM_FINITE   ? c.finite
+                                  : param.rule == ES_PARAM_ABOVE_ONE ? c.above_one
+                                                                     : c.unit;
             char err[256] = "";
             const int status = es_validate_profile(&p, err, sizeof err);
             const std::string msg = err;
