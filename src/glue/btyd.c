@@ -317,7 +317,7 @@ fit_final(FunctionCallInfo fcinfo, int model)
 	if (st == NULL || st->nrows == 0)
 		PG_RETURN_NULL();
 	/* The kernel copies, validates, sorts and collapses: the fit depends only on the rows. */
-	status = es_btyd_fit_model(model, st->rows, (size_t) st->nrows, &fit, err, sizeof err);
+	status = es_btyd_fit_model(model, st->rows, (size_t) st->nrows, 0.0, &fit, err, sizeof err);
 	if (status != ES_OK)
 		es_raise(status, err);
 	if (!fit.converged)
