@@ -2,7 +2,7 @@
 // metrics" and "Fitting"), pure C++17: validation, log-likelihood, P(alive),
 // conditional expectations, the maximum-likelihood fit and the C API of
 // btyd_kernel.h.  The numerics live in special_functions.cpp, the optimiser in
-// bfgs.cpp.
+// bfgs.cpp, what the fits share (penalty, standard errors) in mle.cpp.
 #include "btyd_kernel.h"
 
 #include <algorithm>
@@ -15,14 +15,11 @@
 
 #include "bfgs.h"
 #include "kernel_status.h"
+#include "mle.h"
 #include "special_functions.h"
 
 namespace es {
 namespace btyd {
-
-void clear_error(char *err, size_t errlen) {
-    if (err != nullptr && errlen > 0) err[0] = '\0';
-}
 
 // ---------------------------------------------------------------- validation
 
@@ -416,6 +413,7 @@ size_t collapse(es_btyd_row *rows, size_t n) {
 // per distinct x, and ln(alpha + t) once per distinct time value.
 struct Problem final : Objective {
     int s = 0;
+    double penalizer = 0.0;  // of the L2 penalty on the log-parameters (mle.h)
     double total_weight = 0.0;
     std::vector<double> times;  // distinct T and t_x values
     struct Group {
@@ -459,7 +457,7 @@ struct Problem final : Objective {
         }
     }
 
-    // Minus the mean log-likelihood and its gradient w.r.t. th = ln(r, alpha, a, b).
+    // Minus the mean log-likelihood, plus the penalty, and its gradient w.r.t. th = ln(r, alpha, a, b).
     // Per row: ll = K_x - x ln(alpha) - n l(T) + log(e^0 + e^(d_x + n (l(T) - l(t_x))))
     // with l(t) = ln(1 + t/alpha) (see x_terms); w1, w2 are the softmax weights
     // of the two terms (alive at T / dropped out after t_x).
@@ -523,18 +521,21 @@ struct Problem final : Objective {
         grad[1] = -gal * inv;
         grad[2] = -ga * a * inv;
         grad[3] = -gb * b * inv;
-        const double v = -f * inv;
+        const double v = add_penalty(penalizer, th, 4, -f * inv, grad);
         for (int i = 0; i < 4; ++i)
             if (!std::isfinite(grad[i])) return kInf;
         return std::isfinite(v) ? v : kInf;
     }
 };
 
-int fit_model(int model, const es_btyd_row *rows, size_t n, es_btyd_fit *out, char *err, size_t errlen) {
+int fit_model(int model, const es_btyd_row *rows, size_t n, double penalizer, es_btyd_fit *out, char *err,
+              size_t errlen) {
     *out = es_btyd_fit{};
     int rc = validate_model(model, err, errlen);
     if (rc != ES_OK) return rc;
     if (n == 0 || rows == nullptr) return fail(err, errlen, ES_INVALID_PARAMETER, "a BTYD fit needs at least one row");
+    rc = validate_penalizer(penalizer, err, errlen);
+    if (rc != ES_OK) return rc;
     rc = es_btyd_validate_rows(rows, n, err, errlen);
     if (rc != ES_OK) return rc;
 
@@ -545,14 +546,13 @@ int fit_model(int model, const es_btyd_row *rows, size_t n, es_btyd_fit *out, ch
     // range (5e-324, 1e308) neither vanish into 1 / total weight nor overflow in a sum.
     double max_weight = 0.0;
     for (const es_btyd_row &r : sorted) max_weight = std::max(max_weight, r.weight);
-    int max_exponent = 0;
-    std::frexp(max_weight, &max_exponent);  // max_weight = m 2^max_exponent, m in [0.5, 1)
-    const int weight_shift = 1 - max_exponent;
-    if (weight_shift != 0)
-        for (es_btyd_row &r : sorted) r.weight = std::ldexp(r.weight, weight_shift);
+    const int shift = weight_shift(max_weight);
+    if (shift != 0)
+        for (es_btyd_row &r : sorted) r.weight = std::ldexp(r.weight, shift);
     sorted.resize(collapse(sorted.data(), sorted.size()));
     Problem pb;
     pb.build(model, sorted);
+    pb.penalizer = penalizer;
 
     // Starting points scaled to the event rate (so the time unit does not
     // matter): mean rate r/alpha = sum x / sum T.
@@ -562,39 +562,32 @@ int fit_model(int model, const es_btyd_row *rows, size_t n, es_btyd_fit *out, ch
         sT += r.weight * r.T;
     }
     const double rate = (sx > 0 && sT > 0) ? sx / sT : (sT > 0 ? 0.5 / (sT / pb.total_weight + 1.0) : 1.0);
-    const double starts[2][4] = {{1.0, 1.0 / rate, 1.0, 1.0}, {0.5, 0.5 / rate, 0.5, 2.5}};
+    const double starts[2][kMaxDim] = {{1.0, 1.0 / rate, 1.0, 1.0}, {0.5, 0.5 / rate, 0.5, 2.5}};
     Point best;
-    best.f = kInf;
-    int iterations = 0;
-    for (const auto &st : starts) {
-        Point x;
-        for (int i = 0; i < 4; ++i) x.th[i] = std::max(-kSearchBound + 1, std::min(kSearchBound - 1, std::log(st[i])));
-        x.f = pb.eval(x.th, x.g);
-        if (!std::isfinite(x.f)) continue;
-        iterations += bfgs(pb, &x, 500);
-        if (x.f < best.f) best = x;
-    }
+    const int iterations = minimise(pb, starts, 2, &best);
     if (!std::isfinite(best.f))
         return fail(err, errlen, ES_OUT_OF_RANGE,
                     "BTYD fit: the log-likelihood cannot be evaluated at the starting points (customer summaries "
                     "beyond the range of a double)");
-    if (norm_inf4(best.g) > kGradTol && norm_inf4(best.th) <= kSearchBound - 5) {
-        // Stalled: polish with Nelder-Mead and restart BFGS from there.
-        nelder_mead(pb, &best, 2000);
-        iterations += bfgs(pb, &best, 500);
-    }
     out->r = std::exp(best.th[0]);
     out->alpha = std::exp(best.th[1]);
     out->a = std::exp(best.th[2]);
     out->b = std::exp(best.th[3]);
-    out->n = std::ldexp(pb.total_weight, -weight_shift);  // the weights as given, summed
-    out->log_likelihood = -best.f * out->n;
+    out->n = std::ldexp(pb.total_weight, -shift);  // the weights as given, summed
+    double mean_ll = -best.f;
+    if (penalizer > 0.0) {  // the log-likelihood reported is the one without the penalty
+        double g[kMaxDim];
+        pb.penalizer = 0.0;
+        mean_ll = -pb.eval(best.th, g);
+        pb.penalizer = penalizer;
+    }
+    out->log_likelihood = mean_ll * out->n;
     if (!std::isfinite(out->n) || !std::isfinite(out->log_likelihood))
         return fail(err, errlen, ES_OUT_OF_RANGE,
                     "BTYD fit: the total weight (%g) or the log-likelihood (%g) is out of range of a double", out->n,
                     out->log_likelihood);
     out->iterations = iterations;
-    const double gn = norm_inf4(best.g);
+    const double gn = norm_inf(best.g, 4);
     const char *mname = model == ES_MODEL_MBGNBD ? "MBG/NBD" : "BG/NBD";
     // A parameter "ran off" when the optimum lies on the edge of the parameter
     // space: r, a, b beyond e^+-20, or alpha beyond e^+-20 of the observation
@@ -603,11 +596,7 @@ int fit_model(int model, const es_btyd_row *rows, size_t n, es_btyd_fit *out, ch
     double tmax = 0.0;
     for (const es_btyd_row &r : sorted) tmax = std::max(tmax, r.T);
     const double lref[4] = {0.0, tmax > 0 ? std::log(tmax) : best.th[1], 0.0, 0.0};
-    int off = -1;
-    for (int i = 0; i < 4; ++i)
-        if (std::fabs(best.th[i] - lref[i]) > 20.0 &&
-            (off < 0 || std::fabs(best.th[i] - lref[i]) > std::fabs(best.th[off] - lref[off])))
-            off = i;
+    const int off = ran_off(best.th, lref, 4);
     clear_error(err, errlen);
     out->converged = 0;
     if (!(sx > 0.0)) {
@@ -618,15 +607,24 @@ int fit_model(int model, const es_btyd_row *rows, size_t n, es_btyd_fit *out, ch
     } else if (off >= 0) {
         static const char *names[4] = {"r", "alpha", "a", "b"};
         fail(err, errlen, ES_OK,
-             "%s fit did not converge: parameter %s = %g ran off towards %s (the likelihood has no maximum inside "
-             "the parameter space; the data do not identify the model, e.g. too few customers or repeat events)",
-             mname, names[off], std::exp(best.th[off]), best.th[off] > lref[off] ? "infinity" : "0");
-    } else if (gn > 1e-7) {
+             "%s fit did not converge: parameter %s = %g ran off towards %s (the data do not identify the model, "
+             "e.g. too few customers or repeat events; %s)",
+             mname, names[off], std::exp(best.th[off]), best.th[off] > lref[off] ? "infinity" : "0",
+             penalizer > 0.0 ? "a larger penalizer keeps the parameters finite"
+                             : "the likelihood has no maximum inside the parameter space; a penalizer > 0 keeps the "
+                               "parameters finite");
+    } else if (gn > kConvergedGrad) {
         fail(err, errlen, ES_OK, "%s fit did not converge after %d iterations (gradient norm %g)", mname, iterations,
              gn);
     } else {
         // The gradient of the mean ll is at the floor of what the arithmetic allows.
         out->converged = 1;
+        double se[kMaxDim];
+        out->has_standard_errors = standard_errors(pb, best.th, out->n, se) ? 1 : 0;
+        out->se_r = se[0];
+        out->se_alpha = se[1];
+        out->se_a = se[2];
+        out->se_b = se[3];
     }
     return ES_OK;
 }
@@ -636,31 +634,8 @@ int fit_model(int model, const es_btyd_row *rows, size_t n, es_btyd_fit *out, ch
 
 // ---------------------------------------------------------------- C API
 
-namespace {
-
-// Runs fn, turning any exception into a status (nothing may escape to C).
-template <class F>
-int guarded(char *err, size_t errlen, const char *what, F &&fn) noexcept {
-    try {
-        return fn();
-    } catch (const std::bad_alloc &) {
-        return es::fail(err, errlen, ES_OUT_OF_MEMORY, "out of memory in %s", what);
-    } catch (const std::exception &e) {
-        return es::fail(err, errlen, ES_INTERNAL, "%s: %s", what, e.what());
-    } catch (...) {
-        return es::fail(err, errlen, ES_INTERNAL, "unknown error in %s", what);
-    }
-}
-
-// Stores v if it is finite, else reports that the result does not fit a double.
-int finish(double v, double *out, const char *what, char *err, size_t errlen) {
-    if (!std::isfinite(v))
-        return es::fail(err, errlen, ES_OUT_OF_RANGE, "%s: result out of range of a double", what);
-    *out = v;
-    return ES_OK;
-}
-
-}  // namespace
+using es::finish;
+using es::guarded;
 
 extern "C" {
 
@@ -782,10 +757,10 @@ int es_btyd_log_likelihood_sum(int model, const es_btyd_row *rows, size_t n, dou
     });
 }
 
-int es_btyd_fit_model(int model, const es_btyd_row *rows, size_t n, es_btyd_fit *out, char *err,
+int es_btyd_fit_model(int model, const es_btyd_row *rows, size_t n, double penalizer, es_btyd_fit *out, char *err,
                       size_t errlen) noexcept {
     return guarded(err, errlen, "btyd fit",
-                   [&]() -> int { return es::btyd::fit_model(model, rows, n, out, err, errlen); });
+                   [&]() -> int { return es::btyd::fit_model(model, rows, n, penalizer, out, err, errlen); });
 }
 
 }  // extern "C"

@@ -227,6 +227,25 @@ double digamma(double x) {
     return acc + std::log(x) - 0.5 / x + series;
 }
 
+double digamma_diff(double z, double a) {
+    // psi(z + a) - psi(z) = [psi(z + 1 + a) - psi(z + 1)] + 1/z - 1/(z + a), the last two as
+    // a / (z (z + a)); then, for z >= 10, the asymptotic series of both, whose leading terms
+    // ln(w) - 1/(2w) are differenced analytically: log1p(a/z) + a / (2 z (z + a)).
+    double acc = 0.0;
+    while (z < 10.0) {
+        acc += (a / (z + a)) / z;
+        z += 1.0;
+    }
+    auto series = [](double w) {  // psi(w) - ln(w) + 1/(2w)
+        const double f = 1.0 / (w * w);
+        return f * (-1.0 / 12 +
+                    f * (1.0 / 120 +
+                         f * (-1.0 / 252 + f * (1.0 / 240 + f * (-1.0 / 132 + f * (691.0 / 32760 + f * (-1.0 / 12)))))));
+    };
+    const double za = z + a;
+    return acc + log1p_ratio(a, z) + 0.5 * (a / za) / z + (series(za) - series(z));
+}
+
 // ln(Gamma(z) / Gamma(z + a)) for z, a > 0, accurate also when z is large and
 // the two lgammas nearly cancel (Stirling series difference for z >= 30).
 double lgamma_ratio(double z, double a) {

@@ -20,6 +20,10 @@ constexpr double kMaxLog = 709.0;  // exp() of more overflows
 // psi(x) = d/dx ln Gamma(x) for x > 0, relative error ~1e-15.
 double digamma(double x);
 
+// psi(z + a) - psi(z) for z, a > 0, accurate also when a << z (where the two
+// digammas nearly cancel): absolute error ~1e-16 of a / z, not of psi(z).
+double digamma_diff(double z, double a);
+
 // ln(Gamma(z) / Gamma(z + a)) for z, a > 0, accurate also when z is large and
 // the two lgammas nearly cancel.
 double lgamma_ratio(double z, double a);

@@ -164,7 +164,7 @@ std::vector<es_btyd_row> load_cdnow(std::string *where) {
 es_btyd_fit fit_ok(int model, const std::vector<es_btyd_row> &rows) {
     es_btyd_fit f{};
     char err[512] = "";
-    EXPECT_EQ(es_btyd_fit_model(model, rows.data(), rows.size(), &f, err, sizeof err), ES_OK) << err;
+    EXPECT_EQ(es_btyd_fit_model(model, rows.data(), rows.size(), 0.0, &f, err, sizeof err), ES_OK) << err;
     EXPECT_EQ(f.converged, 1) << err;
     return f;
 }
@@ -724,9 +724,9 @@ TEST(BtydFit, InvalidInput) {
     es_btyd_fit f;
     char err[256];
     const std::vector<es_btyd_row> ok = {{1, 2, 3, 1}, {0, 0, 3, 1}};
-    EXPECT_EQ(es_btyd_fit_model(MBG, ok.data(), 0, &f, err, sizeof err), ES_INVALID_PARAMETER);
+    EXPECT_EQ(es_btyd_fit_model(MBG, ok.data(), 0, 0.0, &f, err, sizeof err), ES_INVALID_PARAMETER);
     EXPECT_NE(std::string(err).find("at least one row"), std::string::npos) << err;
-    EXPECT_EQ(es_btyd_fit_model(2, ok.data(), ok.size(), &f, err, sizeof err), ES_INVALID_PARAMETER);
+    EXPECT_EQ(es_btyd_fit_model(2, ok.data(), ok.size(), 0.0, &f, err, sizeof err), ES_INVALID_PARAMETER);
     struct Bad {
         es_btyd_row row;
         const char *needle;
@@ -741,7 +741,7 @@ TEST(BtydFit, InvalidInput) {
                         {{1, 1, -2, 1}, "row 1: T = -2"}};
     for (const Bad &b : bads) {
         const std::vector<es_btyd_row> rows = {{1, 2, 3, 1}, b.row, {0, 0, 3, 1}};
-        EXPECT_EQ(es_btyd_fit_model(BG, rows.data(), rows.size(), &f, err, sizeof err), ES_INVALID_PARAMETER);
+        EXPECT_EQ(es_btyd_fit_model(BG, rows.data(), rows.size(), 0.0, &f, err, sizeof err), ES_INVALID_PARAMETER);
         EXPECT_NE(std::string(err).find(b.needle), std::string::npos) << "message: " << err;
     }
 }
@@ -780,20 +780,20 @@ TEST(BtydFit, OnlyTheWeightsRatiosMatter) {
     es_btyd_fit one, tiny;
     char err[512];
     const es_btyd_row r1 = {1, 1, 2, 1}, rt = {1, 1, 2, 5e-324};
-    ASSERT_EQ(es_btyd_fit_model(MBG, &r1, 1, &one, err, sizeof err), ES_OK) << err;
-    ASSERT_EQ(es_btyd_fit_model(MBG, &rt, 1, &tiny, err, sizeof err), ES_OK) << err;
+    ASSERT_EQ(es_btyd_fit_model(MBG, &r1, 1, 0.0, &one, err, sizeof err), ES_OK) << err;
+    ASSERT_EQ(es_btyd_fit_model(MBG, &rt, 1, 0.0, &tiny, err, sizeof err), ES_OK) << err;
     EXPECT_EQ(tiny.r, one.r);
     EXPECT_EQ(tiny.b, one.b);
     EXPECT_EQ(tiny.converged, one.converged);
     EXPECT_EQ(tiny.n, 5e-324);
     // A total weight beyond the double range: ES_OUT_OF_RANGE (22003), not a fit with n = inf.
     const std::vector<es_btyd_row> huge = {{1, 1, 2, 1e308}, {2, 3, 4, 1e308}, {0, 0, 4, 1e308}};
-    EXPECT_EQ(es_btyd_fit_model(MBG, huge.data(), huge.size(), &one, err, sizeof err), ES_OUT_OF_RANGE);
+    EXPECT_EQ(es_btyd_fit_model(MBG, huge.data(), huge.size(), 0.0, &one, err, sizeof err), ES_OUT_OF_RANGE);
     EXPECT_NE(std::string(err).find("total weight"), std::string::npos) << err;
     // ... while the same rows of weight 1e307 sum to 3e307 and fit.
     std::vector<es_btyd_row> big = huge;
     for (es_btyd_row &r : big) r.weight = 1e307;
-    ASSERT_EQ(es_btyd_fit_model(MBG, big.data(), big.size(), &one, err, sizeof err), ES_OK) << err;
+    ASSERT_EQ(es_btyd_fit_model(MBG, big.data(), big.size(), 0.0, &one, err, sizeof err), ES_OK) << err;
     EXPECT_EQ(one.n, (1e307 + 1e307) + 1e307);
 }
 
@@ -803,7 +803,7 @@ TEST(BtydFit, UnidentifiedDataReportNonConvergence) {
     // No repeat events at all: the likelihood grows as r -> 0.
     const std::vector<es_btyd_row> zeros = {{0, 0, 10, 5}, {0, 0, 20, 3}};
     for (int m : {MBG, BG}) {
-        ASSERT_EQ(es_btyd_fit_model(m, zeros.data(), zeros.size(), &f, err, sizeof err), ES_OK);
+        ASSERT_EQ(es_btyd_fit_model(m, zeros.data(), zeros.size(), 0.0, &f, err, sizeof err), ES_OK);
         EXPECT_EQ(f.converged, 0);
         EXPECT_NE(std::string(err).find("all x = 0"), std::string::npos) << err;
         EXPECT_TRUE(std::isfinite(f.r) && std::isfinite(f.alpha) && std::isfinite(f.a) && std::isfinite(f.b));
@@ -813,7 +813,7 @@ TEST(BtydFit, UnidentifiedDataReportNonConvergence) {
     // One customer: no heterogeneity to estimate, parameters run off.
     const std::vector<es_btyd_row> one = {{3, 5, 10, 1}};
     for (int m : {MBG, BG}) {
-        ASSERT_EQ(es_btyd_fit_model(m, one.data(), one.size(), &f, err, sizeof err), ES_OK);
+        ASSERT_EQ(es_btyd_fit_model(m, one.data(), one.size(), 0.0, &f, err, sizeof err), ES_OK);
         EXPECT_EQ(f.converged, 0);
         EXPECT_NE(std::string(err).find("ran off"), std::string::npos) << err;
         EXPECT_TRUE(std::isfinite(f.log_likelihood));
