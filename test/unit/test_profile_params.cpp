@@ -125,7 +125,7 @@ TEST(ProfileParams, ColumnsStringIsTheGluesList) {
                  "decay_weight_responded, decay_weight_converted, decay_weight_opted_out, decay_weight_bounced, "
                  "weight_recency, weight_frequency, weight_monetary, weight_time_decay, weight_diversity, "
                  "opt_out_penalty, model_r, model_alpha, model_a, model_b, horizon_days, conv_prior_a, conv_prior_b, "
-                 "name");
+                 "gg_p, gg_q, gg_v, name");
 }
 
 TEST(ProfileParams, DefaultProfileIsTheModelsDefaults) {

@@ -75,17 +75,23 @@ TEST(ScoringKernel, OneOpenTwoDaysAgo) {
     EXPECT_REL(s.r.time_decay, TD);
     EXPECT_EQ(s.r.diversity, 0.0);
     EXPECT_REL(s.r.composite, 0.30 * R + 0.25 * F + 0.15 * TD);
-    // x = 1, t_x = 0, Tc = 2
+    // The open is on the birth day: n_days = 1 but x = 0 repeat days, t_x = 0, Tc = 2
     EXPECT_EQ(s.r.engagement_days, 1);
+    EXPECT_EQ(s.r.repeat_days, 0);
     EXPECT_EQ(s.r.t_x_days, 0);
     EXPECT_EQ(s.r.t_c_days, 2);
-    const double pa = p_alive(1, 0, 2);
+    const double pa = p_alive(0, 0, 2);
     EXPECT_REL(s.r.churn_risk, 1 - pa);
-    const double ep = pa * (1 - std::pow(12.0 / 42.0, 1.25));
+    const double ep = pa * (1 - std::pow(12.0 / 42.0, 0.25));
     EXPECT_REL(s.r.engagement_probability, ep);
-    EXPECT_REL(s.r.conversion_probability, ep * (1.0 / 11.0));
-    const double e30 = lifetimes_expected(1, 0, 2);
+    EXPECT_REL(s.r.conversion_probability, ep * (1.0 / 11.0));  // q = (0 + 1) / (n_days 1 + 1 + 9)
+    const double e30 = lifetimes_expected(0, 0, 2);
     EXPECT_NEAR(s.r.expected_engagements_horizon, e30, 1e-10 * e30);
+    // No conversion value: the Gamma-Gamma population mean p v / (q - 1)
+    EXPECT_EQ(s.r.valued_conversion_days, 0);
+    const double ecv = 6.25 * 15.44 / (3.74 - 1);
+    EXPECT_REL(s.r.expected_conversion_value, ecv);
+    EXPECT_NEAR(s.r.expected_value_horizon, e30 * (1.0 / 11.0) * ecv, 1e-10 * e30 * ecv);
     // Rq = 5, Fq = 4, Mq = 1, FMq = round(2.5) = 3
     EXPECT_EQ(s.r.recency_quintile, 5);
     EXPECT_EQ(s.r.frequency_quintile, 4);
@@ -214,7 +220,9 @@ TEST(ScoringKernel, EngagementDaysAreDistinctUtcDays) {
     const Scored s = score({{ES_OPENED, 3.9}, {ES_OPENED, 3.5}, {ES_CONVERTED, 3.1, 5}, {ES_CLICKED, 1.5},
                             {ES_DELIVERED, 6}});
     EXPECT_EQ(s.r.engagement_days, 2);
+    EXPECT_EQ(s.r.repeat_days, 2);  // the birth day (the delivery 6 days ago) holds no engagement
     EXPECT_EQ(s.r.conversion_days, 1);
+    EXPECT_EQ(s.r.valued_conversion_days, 1);
     EXPECT_EQ(s.r.t_c_days, 6);
     EXPECT_EQ(s.r.t_x_days, 6 - 2);  // the click is on day -2 (1.5 days before midnight)
     EXPECT_REL(s.r.conversion_share, (1.0 + 1) / (2 + 1 + 9));
@@ -224,8 +232,12 @@ TEST(ScoringKernel, ThousandsOfEngagementDays) {
     std::vector<Event> ev;
     for (int d = 1; d <= 3000; ++d) ev.push_back({ES_OPENED, static_cast<double>(d)});
     const Scored s = score(ev);
+    // The oldest open is the birth day (3,000 days ago): x = 2999 repeat days, the last one day ago.
     EXPECT_EQ(s.r.engagement_days, 3000);
-    EXPECT_REL(s.r.churn_risk, 1 - 1 / (1 + (0.5 / 3002.5) * std::pow(3010.0 / 3009.0, 3000.25)));
+    EXPECT_EQ(s.r.repeat_days, 2999);
+    EXPECT_EQ(s.r.t_x_days, 2999);
+    EXPECT_EQ(s.r.t_c_days, 3000);
+    EXPECT_REL(s.r.churn_risk, 1 - 1 / (1 + (0.5 / 3001.5) * std::pow(3010.0 / 3009.0, 2999.25)));
 
     // First reached 5,000 days ago, 3,000 engagement days, silent for 2,000: the naive power overflows.
     std::vector<Event> old;
@@ -275,7 +287,7 @@ TEST(ScoringKernel, PAliveIsTheBtydKernels) {
         if (s.status != ES_OK) continue;  // only future events
         double want = NAN;
         char err[256] = "";
-        ASSERT_EQ(es_btyd_p_alive(ES_MODEL_MBGNBD, static_cast<double>(s.r.engagement_days),
+        ASSERT_EQ(es_btyd_p_alive(ES_MODEL_MBGNBD, static_cast<double>(s.r.repeat_days),
                                   static_cast<double>(s.r.t_x_days), static_cast<double>(s.r.t_c_days), p.model_r,
                                   p.model_alpha, p.model_a, p.model_b, &want, err, sizeof err),
                   ES_OK)
@@ -288,15 +300,16 @@ TEST(ScoringKernel, PAliveIsTheBtydKernels) {
 }
 
 TEST(ScoringKernel, PAliveAccurateWhenTheLastEngagementIsRecent) {
-    // 3,000 engagement days ending yesterday: x = 3000, t_x = 2999, Tc = 3000.  The ratio
-    // (alpha + Tc) / (alpha + t_x) is 1 + 1/3009; its log as ln(3010) - ln(3009) loses 4 digits,
-    // which the power 3000.25 turns into a relative error of ~3e-12 in churn_risk.
+    // 3,000 engagement days ending yesterday, the first on the birth day: x = 2999, t_x = 2999,
+    // Tc = 3000.  The ratio (alpha + Tc) / (alpha + t_x) is 1 + 1/3009; its log as
+    // ln(3010) - ln(3009) loses 4 digits, which the power 2999.25 turns into a relative error of
+    // ~3e-12 in churn_risk.
     std::vector<Event> ev;
     for (int d = 1; d <= 3000; ++d) ev.push_back({ES_OPENED, static_cast<double>(d)});
     const Scored s = score(ev);
     ASSERT_EQ(s.status, ES_OK);
-    // 1 - 1 / (1 + (0.5 / 3002.5) (3010 / 3009)^3000.25), to 20 digits (mpmath, 50 digits).
-    const double churn = 4.5107699862670692428e-4;
+    // 1 - 1 / (1 + (0.5 / 3001.5) (3010 / 3009)^2999.25), to 22 digits (mpmath, 50 digits).
+    const double churn = 4.510773729192350781311e-4;
     EXPECT_NEAR(s.r.churn_risk, churn, 1e-12 * churn);
 }
 
@@ -312,7 +325,7 @@ TEST(ScoringKernel, ExpectedEngagementsAreTheBtydKernels) {
         if (s.status != ES_OK) continue;  // only future events
         double expected = NAN;
         char err[256] = "";
-        ASSERT_EQ(es_btyd_expected(ES_MODEL_MBGNBD, p.horizon_days, static_cast<double>(s.r.engagement_days),
+        ASSERT_EQ(es_btyd_expected(ES_MODEL_MBGNBD, p.horizon_days, static_cast<double>(s.r.repeat_days),
                                    static_cast<double>(s.r.t_x_days), static_cast<double>(s.r.t_c_days), p.model_r,
                                    p.model_alpha, p.model_a, p.model_b, &expected, err, sizeof err),
                   ES_OK)
@@ -336,11 +349,11 @@ TEST(ScoringKernel, ExpectedEngagementsFailLikeTheBtydKernel) {
     ASSERT_EQ(es_validate_profile(&p, err, sizeof err), ES_OK) << err;
     double v;
     char want[256] = "";
-    const int want_status = es_btyd_expected(ES_MODEL_MBGNBD, p.horizon_days, 1, 0, 2, p.model_r, p.model_alpha,
+    const int want_status = es_btyd_expected(ES_MODEL_MBGNBD, p.horizon_days, 1, 1, 2, p.model_r, p.model_alpha,
                                              p.model_a, p.model_b, &v, want, sizeof want);
     ASSERT_EQ(want_status, ES_OUT_OF_RANGE);
 
-    const Scored s = score({{ES_OPENED, 2.0}}, p);  // x = 1, t_x = 0, Tc = 2
+    const Scored s = score({{ES_DELIVERED, 2.0}, {ES_OPENED, 1.0}}, p);  // x = 1, t_x = 1, Tc = 2
     es_result r;
     EXPECT_EQ(es_finalize(&s.acc, s.keys.data(), s.keys.size(), &p, &r, err, sizeof err), want_status);
     EXPECT_STREQ(err, want);
@@ -353,11 +366,13 @@ TEST(ScoringKernel, DayNumbersFloorBeforeTheEpoch) {
     EXPECT_EQ(es_day_number(-INT64_C(946684800) * 1000000 - 1), -1);
 }
 
-TEST(ScoringKernel, CompactDayKeysMergesConversionBit) {
-    std::vector<int32_t> keys = {2 * 5, 2 * -3 + 1, 2 * 5 + 1, 2 * -3, 2 * 7, 2 * 5, 2 * -4};
+TEST(ScoringKernel, CompactDayKeysMergesTheDaysFlags) {
+    const int32_t C = ES_DAY_CONVERTED, V = ES_DAY_VALUED;
+    std::vector<int32_t> keys = {4 * 5, 4 * -3 + C, 4 * 5 + C, 4 * -3, 4 * 7, 4 * 5 + (C | V), 4 * -4, 4 * 7 + C};
     keys.resize(es_compact_day_keys(keys.data(), keys.size()));
-    const std::vector<int32_t> want = {2 * -4, 2 * -3 + 1, 2 * 5 + 1, 2 * 7};
+    const std::vector<int32_t> want = {4 * -4, 4 * -3 + C, 4 * 5 + (C | V), 4 * 7 + C};
     EXPECT_EQ(keys, want);
+    EXPECT_EQ(es_day_of_key(4 * -3 + C), -3);  // floor, before 1970 too
 }
 
 TEST(ScoringKernel, MergedPartialStatesEqualOnePass) {
