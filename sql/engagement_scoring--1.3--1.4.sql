@@ -470,7 +470,7 @@ BEGIN
     mbg := res.mbg;
     gg := res.gg;
 
-    IF mbg IS NULL THEN
+    IF mbg.n IS NULL THEN   -- (not "mbg IS NULL": a converged fit has a NULL message)
         failures := failures || format('MBG/NBD: no contact has an event at or before %s: nothing to fit', as_of);
         IF on_failure = 'error' THEN
             RAISE EXCEPTION 'profile "%": no contact has an event at or before %: nothing to fit', p.name, as_of
@@ -482,25 +482,25 @@ BEGIN
     INSERT INTO @extschema@.model_fits (profile, model, fitted_at, as_of, contacts, penalizer, parameters,
                                         standard_errors, log_likelihood, iterations, converged, stored, message)
     VALUES (p.name, 'mbgnbd', now(), as_of, res.contacts, p.fit_penalizer,
-            CASE WHEN mbg IS NOT NULL THEN jsonb_build_object('r', mbg.r, 'alpha', mbg.alpha, 'a', mbg.a, 'b', mbg.b) END,
+            CASE WHEN mbg.n IS NOT NULL THEN jsonb_build_object('r', mbg.r, 'alpha', mbg.alpha, 'a', mbg.a, 'b', mbg.b) END,
             CASE WHEN mbg.se_r IS NOT NULL
                  THEN jsonb_build_object('r', mbg.se_r, 'alpha', mbg.se_alpha, 'a', mbg.se_a, 'b', mbg.se_b) END,
             mbg.log_likelihood, mbg.iterations, coalesce(mbg.converged, false), coalesce(mbg.converged, false),
-            CASE WHEN mbg IS NULL THEN 'no contact has an event at or before as_of'
+            CASE WHEN mbg.n IS NULL THEN 'no contact has an event at or before as_of'
                  WHEN NOT mbg.converged THEN mbg.message || '; the profile keeps its parameters' END)
     RETURNING * INTO mbg_row;
 
     -- Gamma-Gamma: no contact with a valued conversion is no failure (the defaults stay).
-    IF gg IS NOT NULL AND NOT gg.converged THEN
+    IF gg.n IS NOT NULL AND NOT gg.converged THEN
         failures := failures || format('%s (%s contacts with valued conversions)', gg.message, res.valued);
     END IF;
     INSERT INTO @extschema@.model_fits (profile, model, fitted_at, as_of, contacts, penalizer, parameters,
                                         standard_errors, log_likelihood, iterations, converged, stored, message)
     VALUES (p.name, 'gammagamma', now(), as_of, res.valued, p.fit_penalizer,
-            CASE WHEN gg IS NOT NULL THEN jsonb_build_object('p', gg.p, 'q', gg.q, 'v', gg.v) END,
+            CASE WHEN gg.n IS NOT NULL THEN jsonb_build_object('p', gg.p, 'q', gg.q, 'v', gg.v) END,
             CASE WHEN gg.se_p IS NOT NULL THEN jsonb_build_object('p', gg.se_p, 'q', gg.se_q, 'v', gg.se_v) END,
             gg.log_likelihood, gg.iterations, coalesce(gg.converged, false), coalesce(gg.converged, false),
-            CASE WHEN gg IS NULL THEN 'no contact has a conversion with a value: the profile keeps gg_p, gg_q, gg_v'
+            CASE WHEN gg.n IS NULL THEN 'no contact has a conversion with a value: the profile keeps gg_p, gg_q, gg_v'
                  WHEN NOT gg.converged THEN gg.message || '; the profile keeps its parameters' END)
     RETURNING * INTO gg_row;
 

@@ -3,16 +3,23 @@
 -- Scores are as of now(): every check compares with values computed here, never with literals.
 SELECT extversion FROM pg_extension WHERE extname = 'engagement_scoring';
 -- Every stored score of the default profile against the live score as of its calculated_at: the
--- fields that differ (floats beyond ref.close), one row each; a live score missing differs in all.
+-- fields that differ (floats beyond ref.close, the others exactly), one row each; a live score
+-- missing differs in all.  Stored scores also say the model version that computed them.
 CREATE TEMP VIEW stored_vs_live AS
     SELECT s.contact_id, d.field, d.expected AS stored, d.got AS live
       FROM engagement.engagement_scores s,
-           LATERAL ref.reference_mismatches(
+           LATERAL ref.score_mismatches(
                engagement.engagement_score(s.contact_id, s.calculated_at, s.profile),
-               ROW(s.composite, s.recency, s.frequency, s.monetary, s.time_decay, s.diversity,
-                   s.engagement_probability, s.conversion_probability, s.churn_risk, s.segment,
-                   s.opted_out, s.event_count, s.engaging_count)::ref.score) d
-     WHERE s.profile = 'default';
+               ROW(s.calculated_at, s.profile, s.composite, s.recency, s.frequency, s.monetary, s.time_decay,
+                   s.diversity, s.engagement_probability, s.conversion_probability, s.churn_risk, s.segment,
+                   s.opted_out, s.event_count, s.engaging_count, s.conversion_total, s.first_event_at,
+                   s.last_engaged_at, s.expected_engagements_30d, s.expected_conversion_value,
+                   s.expected_value_30d)::engagement.score) d
+     WHERE s.profile = 'default'
+    UNION ALL
+    SELECT s.contact_id, 'model_version', s.model_version::text, engagement.model_version()::text
+      FROM engagement.engagement_scores s
+     WHERE s.profile = 'default' AND s.model_version <> engagement.model_version();
 
 -- A full refresh scores every contact with events, exactly as the live function does.
 -- (both numbers if the refresh scored another number of contacts than have events)

@@ -26,12 +26,16 @@ SELECT s.contact_id, v.field, v.got, v.test, v.expected
        ('diversity', s.diversity, '=', 0),
        ('composite', s.composite, '~', 0.30 * 100 * exp(-2 / 30.0) + 0.25 * 100 * (1 - exp(-(1 / 7.0) / 0.1))
                                        + 0.15 * 100 * (1 - exp(-power(2, -2 / 14.0) / 5))),
-       -- x = 1, t_x = 0, Tc = 2 days
-       ('churn_risk', s.churn_risk, '~', 1 - 1 / (1 + (0.5 / 3.5) * power(12 / 10.0, 1.25))),
+       -- The open is on the birth day (model version 2): x = 0 repeat days, t_x = 0, Tc = 2 days;
+       -- n_days = 1 engagement day, so q = (0 + 1) / (1 + 1 + 9)
+       ('churn_risk', s.churn_risk, '~', 1 - 1 / (1 + (0.5 / 2.5) * power(12 / 10.0, 0.25))),
        ('engagement_probability', s.engagement_probability, '~',
-        1 / (1 + (0.5 / 3.5) * power(12 / 10.0, 1.25)) * (1 - power(12 / 42.0, 1.25))),
+        1 / (1 + (0.5 / 2.5) * power(12 / 10.0, 0.25)) * (1 - power(12 / 42.0, 0.25))),
        ('conversion_probability', s.conversion_probability, '~',
-        1 / (1 + (0.5 / 3.5) * power(12 / 10.0, 1.25)) * (1 - power(12 / 42.0, 1.25)) / 11)
+        1 / (1 + (0.5 / 2.5) * power(12 / 10.0, 0.25)) * (1 - power(12 / 42.0, 0.25)) / 11),
+       -- no conversion value: the Gamma-Gamma population mean p v / (q - 1)
+       ('expected_conversion_value', s.expected_conversion_value, '~', 6.25 * 15.44 / (3.74 - 1)),
+       ('expected_value_30d', s.expected_value_30d, '~', s.expected_engagements_30d / 11 * 6.25 * 15.44 / (3.74 - 1))
        ) v(field, got, test, expected)
  WHERE s.contact_id = 1 AND ref.fails(v.got, v.test, v.expected)
  ORDER BY v.field;
@@ -135,7 +139,8 @@ SELECT c.contact_id, 'diversity' AS field, s.diversity AS got, '~' AS test, c.ex
  WHERE ref.fails(s.diversity, '~', c.expected)
  ORDER BY 1;
 
--- 8: x in the thousands.  3,000 engagement days ending yesterday; then the same contact first
+-- 8: x in the thousands.  3,000 engagement days ending yesterday (the first on the birth day, so
+-- x = 2999 repeat days, t_x = 2999, Tc = 3000); then the same contact first
 -- reached 5,000 days ago and silent for 2,000 days, where the naive power overflows a double.
 INSERT INTO fx SELECT 14, 'opened', pg_temp.t(d), NULL FROM generate_series(1, 3000) d;
 INSERT INTO fx SELECT 15, 'opened', pg_temp.t(2000 + d), NULL FROM generate_series(0, 2999) d;
@@ -145,7 +150,7 @@ SELECT contact_id, engaging_count, churn_risk, engagement_probability, conversio
 -- contact 14's churn_risk by hand
 SELECT s.contact_id, v.field, v.got, v.test, v.expected
   FROM fx_scores s, LATERAL (VALUES
-       ('churn_risk', s.churn_risk, '~', 1 - 1 / (1 + (0.5 / 3002.5) * power(3010 / 3009.0, 3000.25)))
+       ('churn_risk', s.churn_risk, '~', 1 - 1 / (1 + (0.5 / 3001.5) * power(3010 / 3009.0, 2999.25)))
        ) v(field, got, test, expected)
  WHERE s.contact_id = 14 AND ref.fails(v.got, v.test, v.expected);
 

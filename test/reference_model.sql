@@ -45,7 +45,11 @@ END $$;
 CREATE TYPE ref.score AS (
     composite float8, recency float8, frequency float8, monetary float8, time_decay float8,
     diversity float8, engagement_probability float8, conversion_probability float8,
-    churn_risk float8, segment text, opted_out boolean, event_count bigint, engaging_count bigint);
+    churn_risk float8, segment text, opted_out boolean, event_count bigint, engaging_count bigint,
+    -- Gamma-Gamma: the next conversion day's value, and expected_value_30d per expected engagement day
+    -- (the reference has no 2F1: expected_engagements_30d is checked against lifetimes' closed form
+    -- in the kernel's unit tests)
+    expected_conversion_value float8, value_per_engagement_day float8);
 
 -- The score of every contact of an events rowset, as of a time.  events is a FROM item
 -- (a table name or a parenthesised query) with contact_id, event_type, occurred_at, conversion_value.
@@ -62,6 +66,13 @@ ev AS (
            e.event_type::text IN ('opened', 'clicked', 'responded', 'converted') AS engaging
       FROM %s e
      WHERE e.occurred_at <= $1),
+-- the birth day b0: the day of the contact's first event
+born AS (SELECT ev.*, min(ev.day) OVER (PARTITION BY ev.contact_id) AS b0 FROM ev),
+-- conversion days and their values (the sum of the day's conversions)
+cday AS (SELECT contact_id, day, sum(value) AS day_value FROM ev WHERE type = 'converted' GROUP BY contact_id, day),
+val AS (SELECT contact_id, count(*) FILTER (WHERE day_value > 0) AS x_v,
+               coalesce(avg(day_value) FILTER (WHERE day_value > 0), 0) AS m_v
+          FROM cday GROUP BY contact_id),
 win AS (SELECT ev.* FROM ev, p WHERE ev.age <= p.lookback_days),
 w AS (
     SELECT win.contact_id,
@@ -84,13 +95,15 @@ allt AS (
            count(*) AS event_count,
            count(*) FILTER (WHERE engaging) AS engaging_count,
            bool_or(type = 'opted_out') AS opted,
-           min(day) AS b0,
-           count(DISTINCT day) FILTER (WHERE engaging) AS x,
-           max(day) FILTER (WHERE engaging) AS last_day,
+           min(b0) AS b0,
+           count(DISTINCT day) FILTER (WHERE engaging) AS n_days,
+           count(DISTINCT day) FILTER (WHERE engaging AND day > b0) AS x,
+           max(day) FILTER (WHERE engaging AND day > b0) AS last_day,
            count(DISTINCT day) FILTER (WHERE type = 'converted') AS conv_days
-      FROM ev GROUP BY contact_id),
+      FROM born GROUP BY contact_id),
 comp AS (
-    SELECT a.contact_id, a.event_count, a.engaging_count, a.opted, a.x, a.conv_days,
+    SELECT a.contact_id, a.event_count, a.engaging_count, a.opted, a.x, a.n_days, a.conv_days,
+           coalesce(val.x_v, 0) AS x_v, coalesce(val.m_v, 0) AS m_v,
            CASE WHEN a.x > 0 THEN a.last_day - a.b0 ELSE 0 END::float8 AS t_x,
            (floor(extract(epoch FROM $1) / 86400) - a.b0)::float8 AS tc,
            CASE WHEN w.d IS NULL THEN 0 ELSE 100 * exp(-w.d / p.recency_tau_days) END AS r,
@@ -103,7 +116,8 @@ comp AS (
            coalesce(100 * ent.h / ln(4), 0) AS dv
       FROM allt a CROSS JOIN p
       LEFT JOIN w ON w.contact_id = a.contact_id
-      LEFT JOIN ent ON ent.contact_id = a.contact_id),
+      LEFT JOIN ent ON ent.contact_id = a.contact_id
+      LEFT JOIN val ON val.contact_id = a.contact_id),
 pred AS (
     SELECT comp.*,
            1 / (1 + (p.model_a / (p.model_b + x)) * power((p.model_alpha + tc) / (p.model_alpha + t_x), p.model_r + x)) AS p_alive,
@@ -115,7 +129,8 @@ pred AS (
 fin AS (
     SELECT pred.*,
            p_alive * (1 - power((p.model_alpha + tc) / (p.model_alpha + tc + p.horizon_days), p.model_r + x)) AS ep,
-           (conv_days + p.conv_prior_a) / (x + p.conv_prior_a + p.conv_prior_b) AS q,
+           (conv_days + p.conv_prior_a) / (n_days + p.conv_prior_a + p.conv_prior_b) AS q,
+           p.gg_p * (p.gg_v + x_v * m_v) / (p.gg_p * x_v + p.gg_q - 1) AS ecv,
            floor((fq + mq) / 2.0 + 0.5)::int AS fmq,
            CASE WHEN opted THEN 1 - p.opt_out_penalty ELSE 1 END AS keep
       FROM pred, p)
@@ -133,7 +148,7 @@ SELECT contact_id, ROW(
          WHEN rq = 2 AND fmq <= 2 THEN 'about_to_sleep'
          WHEN rq = 1 AND fmq >= 2 THEN 'hibernating'
          ELSE 'lost' END,
-    opted, event_count, engaging_count)::ref.score
+    opted, event_count, engaging_count, ecv, q * ecv)::ref.score
   FROM fin
 $q$, events) USING as_of, profile;
 END $fn$;
@@ -155,7 +170,10 @@ BEGIN
                    ('diversity', a.diversity, b.diversity),
                    ('engagement_probability', a.engagement_probability, b.engagement_probability),
                    ('conversion_probability', a.conversion_probability, b.conversion_probability),
-                   ('churn_risk', a.churn_risk, b.churn_risk)) f(field, g, e)
+                   ('churn_risk', a.churn_risk, b.churn_risk),
+                   ('expected_conversion_value', a.expected_conversion_value, b.expected_conversion_value),
+                   ('expected_value_30d', a.expected_value_30d,
+                    a.expected_engagements_30d * b.value_per_engagement_day)) f(field, g, e)
      WHERE NOT ref.close(f.g, f.e)
     UNION ALL
     SELECT f.field, f.g, f.e
@@ -189,7 +207,9 @@ BEGIN
                    ('engagement_probability', a.engagement_probability, b.engagement_probability),
                    ('conversion_probability', a.conversion_probability, b.conversion_probability),
                    ('churn_risk', a.churn_risk, b.churn_risk),
-                   ('expected_engagements_30d', a.expected_engagements_30d, b.expected_engagements_30d)
+                   ('expected_engagements_30d', a.expected_engagements_30d, b.expected_engagements_30d),
+                   ('expected_conversion_value', a.expected_conversion_value, b.expected_conversion_value),
+                   ('expected_value_30d', a.expected_value_30d, b.expected_value_30d)
            ) f(field, g, e)
      WHERE CASE how WHEN 'close' THEN NOT ref.close(f.g, f.e)
                     WHEN 'exact' THEN f.g IS DISTINCT FROM f.e
