@@ -15,7 +15,7 @@ DATA_built   = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA         = sql/$(EXTENSION)--1.0.sql $(wildcard sql/$(EXTENSION)--*--*.sql)
 
 # pg_regress reads sql/<test>.sql and expected/<test>.out (the classic layout), in this order.
-REGRESS      = setup schema scoring parallel time_decay errors refresh funnel search_path models distributed integrity robustness
+REGRESS      = setup schema scoring parallel time_decay errors refresh funnel search_path models predictions distributed integrity robustness
 REGRESS_OPTS = --inputdir=.
 # Two-session tests (isolationtester): test/isolation/specs/<test>.spec, expected/<test>.out.
 ISOLATION      = refresh_concurrency refresh_profiles

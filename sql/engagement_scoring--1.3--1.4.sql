@@ -566,7 +566,9 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     events := @extschema@._bind_events_relation(p);
-    DROP TABLE IF EXISTS pg_temp._es_validation;
+    IF to_regclass('pg_temp._es_validation') IS NOT NULL THEN   -- left by an earlier call in this transaction
+        DROP TABLE pg_temp._es_validation;
+    END IF;
     -- actual: the distinct days d with day(C) < d <= day(H) holding an engaging event
     EXECUTE format($q$
         CREATE TEMP TABLE _es_validation ON COMMIT DROP AS
@@ -589,8 +591,8 @@ BEGIN
             USING ERRCODE = 'no_data_found';
     END IF;
     IF fit THEN
-        SELECT @extschema@.fit_mbgnbd(v.x, v.t_x, v.t, v.n::float8, p.fit_penalizer) INTO params
-          FROM (SELECT x, t_x, t, count(*) AS n FROM pg_temp._es_validation GROUP BY 1, 2, 3) v;
+        params := (SELECT @extschema@.fit_mbgnbd(v.x, v.t_x, v.t, v.n::float8, p.fit_penalizer)
+                     FROM (SELECT x, t_x, t, count(*) AS n FROM pg_temp._es_validation GROUP BY 1, 2, 3) v);
         IF NOT params.converged THEN
             RAISE EXCEPTION 'the calibration fit of profile "%" did not converge: %', p.name, params.message
                 USING ERRCODE = 'data_exception',

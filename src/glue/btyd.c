@@ -204,9 +204,9 @@ fit_row_valid(const FitKind *kind, const es_btyd_row *row, char *err, size_t err
 	return true;
 }
 
-/* Appends a row's values as the text form shows them. */
+/* Appends a row's values as the text form shows them, the weight last when with_weight. */
 static void
-fit_row_describe(StringInfo buf, const FitKind *kind, const es_btyd_row *row)
+fit_row_describe(StringInfo buf, const FitKind *kind, const es_btyd_row *row, bool with_weight)
 {
 	appendStringInfoChar(buf, '(');
 	es_append_float8(buf, row->x);
@@ -217,8 +217,11 @@ fit_row_describe(StringInfo buf, const FitKind *kind, const es_btyd_row *row)
 		appendStringInfoChar(buf, ',');
 		es_append_float8(buf, row->T);
 	}
-	appendStringInfoChar(buf, ',');
-	es_append_float8(buf, row->weight);
+	if (with_weight)
+	{
+		appendStringInfoChar(buf, ',');
+		es_append_float8(buf, row->weight);
+	}
 	appendStringInfoChar(buf, ')');
 }
 
@@ -239,7 +242,7 @@ fit_collapse(const FitKind *kind, es_btyd_row *rows, int64 n)
 			StringInfoData buf;
 
 			initStringInfo(&buf);
-			fit_row_describe(&buf, kind, &rows[i]);
+			fit_row_describe(&buf, kind, &rows[i], false);
 			ereport(ERROR,
 					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 					 errmsg("the total weight of customer summary %s is out of range of a double", buf.data)));
@@ -335,7 +338,7 @@ fit_transition(FunctionCallInfo fcinfo, const FitKind *kind)
 		StringInfoData buf;
 
 		initStringInfo(&buf);
-		fit_row_describe(&buf, kind, &row);
+		fit_row_describe(&buf, kind, &row, true);
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid customer summary %s: %s", buf.data, err)));
@@ -419,7 +422,7 @@ fit_state_out(FunctionCallInfo fcinfo, const FitKind *kind)
 	{
 		if (i > 0)
 			appendStringInfoChar(&buf, ',');
-		fit_row_describe(&buf, kind, &rows[i]);
+		fit_row_describe(&buf, kind, &rows[i], true);
 	}
 	appendStringInfoChar(&buf, ']');
 	PG_RETURN_CSTRING(buf.data);

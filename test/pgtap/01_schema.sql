@@ -1,6 +1,6 @@
 -- pgTAP: the schema the extension installs, its constraints, function properties and privileges.
 BEGIN;
-SELECT plan(76);
+SELECT plan(78);
 
 SELECT has_schema('engagement');
 SELECT is((SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'engagement_scoring'),
@@ -11,7 +11,7 @@ SELECT enum_has_labels('engagement', 'event_type',
 
 SELECT tables_are('engagement', ARRAY['engagement_events', 'scoring_profiles', 'engagement_scores',
                                       'engagement_score_history', 'event_changes', 'pending_rescore',
-                                      'score_distributions']);
+                                      'score_distributions', 'model_fits']);
 SELECT views_are('engagement', ARRAY['contact_scores']);
 SELECT columns_are('engagement', 'engagement_events', ARRAY['id', 'contact_id', 'campaign_id', 'event_type',
     'occurred_at', 'conversion_value', 'channel', 'device_type', 'parent_event_id', 'metadata', 'created_at']);
@@ -52,8 +52,8 @@ SELECT has_index('engagement', 'engagement_events', 'engagement_events_contact_t
 
 SELECT col_is_pk('engagement', 'scoring_profiles', 'name', 'col_is_pk engagement scoring_profiles name');
 SELECT is((SELECT count(*)::int FROM information_schema.columns
-            WHERE table_schema = 'engagement' AND table_name = 'scoring_profiles'), 39,
-          'scoring_profiles: name, description, the 27 model parameters, 2 refresh parameters, 3 facts of the fit, version, 2 timestamps, events_relation and who set it');
+            WHERE table_schema = 'engagement' AND table_name = 'scoring_profiles'), 43,
+          'scoring_profiles: name, description, the 30 model parameters, 2 refresh parameters, 3 facts of the fit, the fits'' penalty, version, 2 timestamps, events_relation and who set it');
 SELECT results_eq($$SELECT name FROM engagement.scoring_profiles$$, ARRAY['default'], 'profile default exists');
 SELECT has_trigger('engagement', 'scoring_profiles', 'scoring_profiles_bump_version', 'scoring_profiles.scoring_profiles_bump_version exists');
 SELECT has_trigger('engagement', 'scoring_profiles', 'scoring_profiles_replace_builtin_default', 'scoring_profiles.scoring_profiles_replace_builtin_default exists');
@@ -79,7 +79,7 @@ SELECT is((SELECT string_agg(a.attname, ',' ORDER BY a.attnum) FROM pg_attribute
             WHERE t.oid = 'engagement.score'::regtype AND a.attnum > 0),
           'as_of,profile,composite,recency,frequency,monetary,time_decay,diversity,engagement_probability,'
           'conversion_probability,churn_risk,segment,opted_out,event_count,engaging_count,conversion_total,'
-          'first_event_at,last_engaged_at,expected_engagements_30d', 'engagement.score has the documented fields in order');
+          'first_event_at,last_engaged_at,expected_engagements_30d,expected_conversion_value,expected_value_30d', 'engagement.score has the documented fields in order');
 
 -- Functions and aggregates: volatility, strictness, parallel safety.
 SELECT has_function('engagement', 'engagement_score', ARRAY['bigint', 'timestamp with time zone', 'text']);
@@ -104,11 +104,14 @@ SELECT results_eq($$SELECT p.oid::regprocedure::text FROM pg_proc p
                         'engagement._refresh_keep_pending(engagement.scoring_profiles,text,timestamp with time zone)',
                         'engagement._refresh_score_contacts(engagement.scoring_profiles,text,timestamp with time zone,boolean,boolean)',
                         'engagement._refresh_write_scores(engagement.scoring_profiles,timestamp with time zone,boolean)',
-                        'engagement.fit_model(text,timestamp with time zone)',
+                        'engagement._validation(timestamp with time zone,timestamp with time zone,text,boolean)',
+                        'engagement.fit_model(text,timestamp with time zone,text)',
                         'engagement.grant_admin_access(regrole)', 'engagement.grant_application_access(regrole)',
                         'engagement.refresh_scores(text,boolean)', 'engagement.schedule_refresh(text,text,text,text)',
-                        'engagement.track_event_changes(regclass)', 'engagement.unschedule_refresh(text)'],
-                  'every function and aggregate but the writing ones (refresh_scores and its steps among them) is PARALLEL SAFE');
+                        'engagement.track_event_changes(regclass)', 'engagement.unschedule_refresh(text)',
+                        'engagement.validate_model(timestamp with time zone,timestamp with time zone,text,boolean)',
+                        'engagement.validate_model_summary(timestamp with time zone,timestamp with time zone,text,boolean)'],
+                  'every function and aggregate but the writing ones (refresh_scores and its steps, fit_model, the validation''s temporary table among them) is PARALLEL SAFE');
 SELECT volatility_is('engagement', 'refresh_scores', ARRAY['text', 'boolean'], 'volatile');
 SELECT is_empty($$SELECT a.aggfnoid::regprocedure FROM pg_aggregate a JOIN pg_proc p ON p.oid = a.aggfnoid
                    WHERE p.pronamespace = 'engagement'::regnamespace
@@ -118,7 +121,9 @@ SELECT is_empty($$SELECT a.aggfnoid::regprocedure FROM pg_aggregate a JOIN pg_pr
 SELECT results_eq($$SELECT DISTINCT a.aggfnoid::regproc::text || ' ' || a.aggtranstype::regtype::text FROM pg_aggregate a
                      JOIN pg_proc p ON p.oid = a.aggfnoid
                     WHERE p.pronamespace = 'engagement'::regnamespace AND a.aggtranstype <> 'internal'::regtype ORDER BY 1$$,
-                  ARRAY['engagement.fit_bgnbd engagement.btyd_fit_state', 'engagement.fit_mbgnbd engagement.btyd_fit_state',
+                  ARRAY['engagement.fit_bgnbd engagement.btyd_fit_state',
+                        'engagement.fit_gammagamma engagement.gammagamma_fit_state',
+                        'engagement.fit_mbgnbd engagement.btyd_fit_state',
                         'engagement.time_decay engagement.decay_state'],
                   'time_decay and the fits have text-round-trippable state types (Citus splits them)');
 SELECT is_aggregate('engagement', 'score_events',
@@ -145,7 +150,7 @@ SELECT results_eq($$SELECT p.oid::regprocedure::text FROM pg_proc p
                      WHERE p.pronamespace = 'engagement'::regnamespace
                        AND NOT has_function_privilege('public', p.oid, 'EXECUTE') ORDER BY p.oid::regprocedure::text COLLATE "C"$$,
                   ARRAY['engagement._track_event_change()', 'engagement._track_event_changes()',
-                        'engagement.fit_model(text,timestamp with time zone)',
+                        'engagement.fit_model(text,timestamp with time zone,text)',
                         'engagement.grant_admin_access(regrole)', 'engagement.grant_application_access(regrole)',
                         'engagement.refresh_scores(text,boolean)', 'engagement.schedule_refresh(text,text,text,text)',
                         'engagement.track_event_changes(regclass)', 'engagement.unschedule_refresh(text)'],
@@ -159,11 +164,13 @@ SELECT table_privs_are('engagement', 'engagement_score_history', 'public', ARRAY
 SELECT table_privs_are('engagement', 'event_changes', 'public', ARRAY[]::text[]);
 SELECT table_privs_are('engagement', 'pending_rescore', 'public', ARRAY[]::text[]);
 SELECT table_privs_are('engagement', 'score_distributions', 'public', ARRAY[]::text[]);
+SELECT table_privs_are('engagement', 'model_fits', 'public', ARRAY[]::text[]);
 SELECT table_privs_are('engagement', 'contact_scores', 'public', ARRAY[]::text[]);
 SELECT is((SELECT 'security_invoker=true' = ANY (reloptions) FROM pg_class WHERE oid = 'engagement.contact_scores'::regclass),
           true, 'contact_scores checks the reader''s privileges (security_invoker)');
 SELECT schema_privs_are('engagement', 'public', ARRAY['USAGE']);
 SELECT sequence_privs_are('engagement', 'engagement_events_id_seq', 'public', ARRAY[]::text[]);
+SELECT sequence_privs_are('engagement', 'model_fits_id_seq', 'public', ARRAY[]::text[]);
 -- A role without table privileges cannot read events through the scoring functions.
 CREATE ROLE es_tap_nobody;
 SET LOCAL ROLE es_tap_nobody;
