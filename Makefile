@@ -53,7 +53,7 @@ $(GLUE_SRCS:.c=.o) $(GLUE_SRCS:.c=.bc): src/glue/es_glue.h
 
 # GoogleTest unit tests of the pure C++ kernels (no PostgreSQL needed).
 UNIT_SRCS = $(wildcard test/unit/*.cpp)
-test/unit/kernel_tests: $(KERNEL_SRCS) $(UNIT_SRCS) $(wildcard src/*.h)
+test/unit/kernel_tests: $(KERNEL_SRCS) $(UNIT_SRCS) $(wildcard src/*.h test/unit/*.h)
 	$(CXX) -std=c++17 -O2 -g -Wall -Wextra -Werror -Isrc -o $@ $(KERNEL_SRCS) $(UNIT_SRCS) -lgtest -lgtest_main -pthread
 
 .PHONY: unittest

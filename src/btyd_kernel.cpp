@@ -607,12 +607,11 @@ int fit_model(int model, const es_btyd_row *rows, size_t n, double penalizer, es
     } else if (off >= 0) {
         static const char *names[4] = {"r", "alpha", "a", "b"};
         fail(err, errlen, ES_OK,
-             "%s fit did not converge: parameter %s = %g ran off towards %s (the data do not identify the model, "
-             "e.g. too few customers or repeat events; %s)",
+             "%s fit did not converge: parameter %s = %g ran off towards %s (no maximum inside the parameter "
+             "space: the data do not identify the model, e.g. too few customers or repeat events; %s keeps "
+             "parameters finite)",
              mname, names[off], std::exp(best.th[off]), best.th[off] > lref[off] ? "infinity" : "0",
-             penalizer > 0.0 ? "a larger penalizer keeps the parameters finite"
-                             : "the likelihood has no maximum inside the parameter space; a penalizer > 0 keeps the "
-                               "parameters finite");
+             penalizer > 0.0 ? "a larger penalizer" : "a penalizer > 0");
     } else if (gn > kConvergedGrad) {
         fail(err, errlen, ES_OK, "%s fit did not converge after %d iterations (gradient norm %g)", mname, iterations,
              gn);

@@ -304,12 +304,11 @@ int fit_model(const es_gg_row *rows, size_t n, double penalizer, es_gg_fit *out,
     if (off >= 0) {
         static const char *names[3] = {"p", "q", "v"};
         fail(err, errlen, ES_OK,
-             "Gamma-Gamma fit did not converge: parameter %s = %g ran off towards %s (the data do not identify the "
-             "model, e.g. too few customers or no spread of spend between customers; %s)",
+             "Gamma-Gamma fit did not converge: parameter %s = %g ran off towards %s (no maximum inside the "
+             "parameter space: the data do not identify the model, e.g. too few customers or no spread in spend; %s "
+             "keeps parameters finite)",
              names[off], std::exp(best.th[off]), best.th[off] > lref[off] ? "infinity" : "0",
-             penalizer > 0.0 ? "a larger penalizer keeps the parameters finite"
-                             : "the likelihood has no maximum inside the parameter space; a penalizer > 0 keeps the "
-                               "parameters finite");
+             penalizer > 0.0 ? "a larger penalizer" : "a penalizer > 0");
     } else if (gn > kConvergedGrad) {
         fail(err, errlen, ES_OK, "Gamma-Gamma fit did not converge after %d iterations (gradient norm %g)", iterations,
              gn);

@@ -64,8 +64,9 @@ typedef struct es_gg_fit {
     double n;              /* total weight */
     int iterations;
     int converged;         /* 1: interior maximum found with q > 1 */
-    int has_standard_errors; /* 1: se_* hold standard errors; 0: the information matrix is not
-                              * positive definite at the estimate (se_* are 0) */
+    int has_standard_errors; /* 1: se_* hold standard errors; 0: se_* are 0, because no interior
+                              * stationary point was found or the information matrix is not
+                              * positive definite there (see es_gg_fit_model) */
     double se_p, se_q, se_v;
 } es_gg_fit;
 
@@ -73,13 +74,22 @@ typedef struct es_gg_fit {
  * Maximum-likelihood (or, with penalizer > 0, penalised) fit of (p, q, v), as
  * es_btyd_fit_model: deterministic in the multiset of rows, BFGS over the
  * log-parameters maximising  mean(weight * ll) - penalizer * sum(ln(theta)^2),
- * converged = 1 when the gradient is at the floor, no parameter ran off to 0 or
- * infinity, and q > 1 (a fit with q <= 1 has no finite expected value: not
- * converged, and err says so).  Not converged: ES_OK, the best point and the
- * reason in err.  Standard errors: square roots of the diagonal of the inverse
- * of the observed information, minus the Hessian of the total (weighted, weights
- * taken as counts) penalised log-likelihood in the natural parameters at the
- * estimate.  penalizer must be finite and >= 0.  n >= 1 rows.
+ * from two starting points whose population mean p v / (q - 1) is the mean of
+ * m; converged = 1 when the gradient (of that mean, w.r.t. the log-parameters)
+ * is <= 1e-7, no parameter ran off to 0 or infinity (p, q beyond e^+-20, v
+ * beyond e^+-20 of the mean of m), and q > 1 (a fit with q <= 1 has no finite
+ * expected value: not converged, and err says so).  Not converged: ES_OK, the
+ * best point and the reason in err, a sentence that stands alone ("Gamma-Gamma
+ * fit did not converge: ...").  log_likelihood is without the penalty.
+ * Standard errors, when the estimate is an interior stationary point (converged,
+ * or not converged only because q <= 1): square roots of the diagonal of the
+ * inverse of the observed information, minus the Hessian of the total
+ * (weighted, weights taken as counts) penalised log-likelihood in the natural
+ * parameters at the estimate (computed in the log-parameters and carried over by
+ * the delta method, as es_btyd_fit_model).  penalizer must be finite and >= 0.
+ * n >= 1 rows.  ES_INVALID_PARAMETER for a bad penalizer or row (the message
+ * names the row), ES_OUT_OF_RANGE when the total weight or the log-likelihood
+ * does not fit a double, ES_OUT_OF_MEMORY if the copy cannot be allocated.
  */
 int es_gg_fit_model(const es_gg_row *rows, size_t n, double penalizer, es_gg_fit *out, char *err,
                     size_t errlen) ES_NOEXCEPT;
