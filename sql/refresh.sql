@@ -120,6 +120,20 @@ SELECT count(*) AS stale_by_age FROM engagement.contact_scores WHERE is_stale;
 SELECT engagement.refresh_scores() AS after_ageing;
 SELECT count(*) AS stale_after FROM engagement.contact_scores WHERE is_stale;
 
+-- Scores of an older model version (as ALTER EXTENSION ... UPDATE to 1.4 leaves them: model
+-- version 1, their distribution too) are stale, and the next incremental refresh rescores everyone.
+UPDATE engagement.engagement_scores SET model_version = 1;
+UPDATE engagement.score_distributions SET model_version = 1;
+SELECT count(*) FILTER (WHERE is_stale) AS stale, count(*) AS scores FROM engagement.contact_scores;
+-- (both numbers if the refresh rescored another number than there are scores)
+WITH r AS MATERIALIZED (SELECT engagement.refresh_scores() AS rescored)
+SELECT r.rescored, c.scores
+  FROM r, (SELECT count(*) AS scores FROM engagement.engagement_scores) c
+ WHERE (r.rescored = c.scores) IS NOT TRUE;
+SELECT engagement.model_version(), count(*) FILTER (WHERE s.model_version <> engagement.model_version()) AS old_version,
+       count(*) FILTER (WHERE is_stale) AS stale_after
+  FROM engagement.contact_scores s;
+
 -- A profile change rescores everyone (and the history threshold is honoured).
 UPDATE engagement.scoring_profiles SET history_min_delta = 1000 WHERE name = 'default';
 -- (the scores not stale after the change)

@@ -9,11 +9,13 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_enum.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/float.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 
@@ -155,6 +157,24 @@ es_profile_named(const NamedProfile *p, const char *name, int len)
 	return len < NAMEDATALEN && p->name[len] == '\0' && memcmp(p->name, name, len) == 0;
 }
 
+/*
+ * Between an upgrade of the library and ALTER EXTENSION ... UPDATE, the profile table lacks the
+ * newest parameters (gg_v is the last, from 1.4): say what to do rather than "column does not
+ * exist".  Syscache lookups only, once per profile and query.
+ */
+static void
+es_check_profile_table_is_current(void)
+{
+	Oid			nsp = get_namespace_oid("engagement", true);
+	Oid			rel = OidIsValid(nsp) ? get_relname_relid("scoring_profiles", nsp) : InvalidOid;
+
+	if (OidIsValid(rel) && get_attnum(rel, "gg_v") == InvalidAttrNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("this engagement_scoring library needs the extension update to 1.4"),
+				 errhint("Run ALTER EXTENSION engagement_scoring UPDATE in this database.")));
+}
+
 /* The profile called name (len bytes, not NUL-terminated), read from engagement.scoring_profiles
  * on its first use in the query. */
 const NamedProfile *
@@ -179,6 +199,7 @@ es_profile_by_name(FunctionCallInfo fcinfo, const char *name, int len)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("scoring profile \"%s\" does not exist", cname)));
+	es_check_profile_table_is_current();
 	/* Fully qualified, operator included: SPI resolves names with the caller's search_path. */
 	if (!es_read_profile("engagement.scoring_profiles WHERE name OPERATOR(pg_catalog.=) $1", TEXTOID,
 						 CStringGetTextDatum(cname), psprintf("\"%s\"", cname), &found))

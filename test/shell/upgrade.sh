@@ -93,7 +93,10 @@ for old in $OLD_VERSIONS; do
     db="es_from_${old//./_}"
     q -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
     q -d "$db" -c "CREATE EXTENSION engagement_scoring VERSION '$old'" -c "$LOAD"
-    q -d "$db" -c "$SCORES_1_0" >"$WORK/$db.before"
+    # This library computes model version 2 with the Gamma-Gamma parameters of 1.4's profiles:
+    # until the update, scoring asks for it (55000) instead of failing on a missing column.
+    err=$(q -d "$db" -c "$SCORES_1_0" 2>&1)
+    check "$old: before the update, scoring asks for it" 'grep -q "needs the extension update to 1.4" <<<"$err"'
     # This library replaced time_decay's and the fits' internal states: until the update, the old
     # definitions get a clear error (55000), never a misread state.
     if [ "$(printf '%s\n' "$old" 1.2 | sort -V | head -1)" != 1.2 ]; then
@@ -111,7 +114,8 @@ for old in $OLD_VERSIONS; do
         check "$old: $t rows equal a fresh install's" '[ "$(rows "$db" $t)" = "$(rows es_fresh $t)" ]'
     done
     q -d "$db" -c "$SCORES_1_0" >"$WORK/$db.after"
-    check "$old: scores are unchanged by the update" 'cmp -s "$WORK/$db.before" "$WORK/$db.after"'
+    check "$old: after the update, live scores equal a fresh install's" \
+        '[ -s "$WORK/$db.after" ] && cmp -s "$WORK/$db.after" <(q -d es_fresh -c "$SCORES_1_0")'
     a=$(q -d "$db" -c "SELECT engagement.refresh_scores('vip')")
     check "$old: refresh_scores works after the update ($a contacts)" '[ "$a" = 300 ]'
     q -d postgres -c "DROP DATABASE $db"
