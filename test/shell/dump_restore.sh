@@ -27,6 +27,9 @@ UPDATE engagement.scoring_profiles SET half_life_days = 21, description = 'chang
 INSERT INTO engagement.scoring_profiles (name, recency_tau_days, model_r) VALUES ('vip', 14, 0.4);
 -- Scores, history and distributions from real refreshes; then changes still pending at dump time.
 SELECT engagement.refresh_scores('default'), engagement.refresh_scores('vip');
+-- The fits' records (fit_model's model_fits rows; a penalty keeps this small data set's fit finite).
+UPDATE engagement.scoring_profiles SET fit_penalizer = 0.01 WHERE name = 'vip';
+SELECT count(*) FROM engagement.fit_model('vip', now(), 'warning');
 UPDATE engagement.engagement_events SET event_type = 'clicked' WHERE id IN (SELECT id FROM engagement.engagement_events WHERE event_type = 'delivered' ORDER BY id LIMIT 5);
 SELECT engagement.refresh_scores('default');
 INSERT INTO engagement.engagement_events (contact_id, event_type, occurred_at) VALUES (7, 'responded', now() - interval '1 hour');
@@ -48,7 +51,7 @@ check "pg_restore succeeds with no error" '[ $rc -eq 0 ] && [ ! -s "$WORK/restor
 [ -s "$WORK/restore.err" ] && sed 's/^/# /' "$WORK/restore.err"
 
 for t in engagement_events scoring_profiles engagement_scores engagement_score_history event_changes pending_rescore \
-         score_distributions; do
+         score_distributions model_fits; do
     sql="COPY (SELECT * FROM engagement.$t t ORDER BY t::text) TO STDOUT"
     q -d es_dump_src -c "$sql" >"$WORK/$t.src"
     q -d es_dump_dst -c "$sql" >"$WORK/$t.dst"
@@ -64,7 +67,7 @@ for t in engagement_events scoring_profiles engagement_scores engagement_score_h
 done
 check "the changed default profile survived" \
     '[ "$(q -d es_dump_dst -c "SELECT description || half_life_days FROM engagement.scoring_profiles WHERE name = '"'default'"'")" = "changed default21" ]'
-for s in engagement_events_id_seq engagement_score_history_id_seq; do
+for s in engagement_events_id_seq engagement_score_history_id_seq model_fits_id_seq; do
     check "sequence $s restored" \
         '[ "$(q -d es_dump_src -c "SELECT last_value FROM engagement.$s")" = "$(q -d es_dump_dst -c "SELECT last_value FROM engagement.$s")" ]'
 done
