@@ -2,7 +2,7 @@
 # demo/run_demo.sh: the main job.  Installs the packages it needs when they are missing
 # (scripts/ensure_deps.sh demo), builds and installs the extension, starts a throwaway local
 # cluster, loads a realistic synthetic SMS CRM (demo/generate_crm_events.sql), fits the prediction
-# model, refreshes the scores table, schedules refreshes with pg_cron when it is installed, and
+# models (with standard errors) and checks them on a holdout, refreshes the scores table, schedules refreshes with pg_cron when it is installed, and
 # prints the top contacts, the segments, one campaign's funnel and one explanation.  The cluster is
 # stopped and removed at the end.  Stops at the first failure with a message naming the step (a
 # failed build starts no cluster).  Usage: bash demo/run_demo.sh [contacts]   (default 5000)
@@ -51,14 +51,23 @@ step "loading $CONTACTS contacts' SMS engagement events (15 months up to now; de
 AS_OF=$(q -At -c "SELECT date_trunc('hour', now())")
 q -v contacts="$CONTACTS" -v as_of="'$AS_OF'" -f demo/generate_crm_events.sql
 
-HAS_FIT=$(q -At -c "SELECT to_regprocedure('engagement.fit_model(text,timestamptz)') IS NOT NULL")
-if [ "$HAS_FIT" = t ]; then
-    step "fitting the MBG/NBD model to these contacts (maximum likelihood, in the database)"
-    q -c "SELECT round(r::numeric, 4) AS r, round(alpha::numeric, 3) AS alpha, round(a::numeric, 4) AS a,
-                 round(b::numeric, 4) AS b, round(log_likelihood::numeric, 1) AS log_likelihood, n AS contacts,
-                 iterations, converged
-            FROM engagement.fit_model('default')"
-fi
+step "fitting the models to these contacts (maximum likelihood in the database): MBG/NBD for engagement days, Gamma-Gamma for conversion value"
+q -c "SELECT f.model, p.key AS parameter, round(p.value::numeric, 4) AS estimate,
+             round((f.standard_errors ->> p.key)::numeric, 4) AS standard_error,
+             round(f.log_likelihood::numeric, 1) AS log_likelihood, f.contacts, f.converged,
+             coalesce(f.message, '') AS message
+        FROM engagement.fit_model('default', on_failure => 'warning') f,
+             jsonb_each_text(f.parameters) p
+       ORDER BY f.model DESC, p.key"
+
+step "holdout check: the model fitted to the events up to 60 days ago, against what each contact did since"
+CAL=$(q -At -c "SELECT timestamptz '$AS_OF' - interval '60 days'")
+q -c "SELECT x_bucket AS engagement_days_before, contacts, round(predicted::numeric, 3) AS predicted_days_since,
+             round(actual::numeric, 3) AS actual_days_since
+        FROM engagement.validate_model('$CAL', '$AS_OF')"
+q -c "SELECT contacts, round(predicted_total::numeric, 0) AS predicted_total, actual_total,
+             round(mean_absolute_error::numeric, 3) AS mean_abs_error, round(correlation::numeric, 3) AS correlation
+        FROM engagement.validate_model_summary('$CAL', '$AS_OF')"
 
 step "refreshing the scores table (engagement.refresh_scores)"
 q -c '\timing on' -c "SELECT engagement.refresh_scores() AS contacts_scored"
@@ -76,6 +85,15 @@ q -c "SELECT contact_id, round(composite::numeric, 1) AS score, round(percentile
              round(churn_risk::numeric, 3) AS churn_risk, conversion_total
         FROM engagement.engagement_scores WHERE profile = 'default'
        ORDER BY composite DESC, contact_id LIMIT 10"
+
+step "top 10 contacts by expected conversion value over the next 30 days, beside their composite rank"
+q -c "SELECT contact_id, round(expected_value_30d::numeric, 2) AS value_30d,
+             round(expected_conversion_value::numeric, 2) AS next_conversion_value,
+             round(expected_engagements_30d::numeric, 2) AS engagement_days_30d, composite_rank,
+             round(composite::numeric, 1) AS score, segment
+        FROM (SELECT s.*, rank() OVER (ORDER BY composite DESC) AS composite_rank
+                FROM engagement.engagement_scores s WHERE profile = 'default') r
+       ORDER BY expected_value_30d DESC, contact_id LIMIT 10"
 
 step "segments"
 q -c "SELECT segment, contacts, round((100 * share)::numeric, 1) AS pct, round(mean_score::numeric, 1) AS mean_score

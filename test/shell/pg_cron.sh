@@ -21,12 +21,14 @@ q -d "$db" -c "CREATE EXTENSION IF NOT EXISTS pg_cron" -c "DROP EXTENSION IF EXI
 q -d "$db" -c "INSERT INTO engagement.engagement_events (contact_id, event_type, occurred_at)
                SELECT c % 40, (ARRAY['delivered','opened','clicked'])[1 + c % 3]::engagement.event_type,
                       now() - c * interval '5 hours' FROM generate_series(1, 400) c"
-q -d "$db" -c "SELECT engagement.schedule_refresh('default', '* * * * *', '17 3 * * *')" >/dev/null
-q -d "$db" -c "SELECT engagement.schedule_refresh('default', '* * * * *', '17 3 * * *')" >/dev/null
+# A refit every minute too: these contacts never drop out, so the MBG/NBD fit cannot converge; the
+# scheduled refit warns, records the failure and succeeds, and the next run comes.
+q -d "$db" -c "SELECT engagement.schedule_refresh('default', '* * * * *', '17 3 * * *', '* * * * *')" >/dev/null
+q -d "$db" -c "SELECT engagement.schedule_refresh('default', '* * * * *', '17 3 * * *', '* * * * *')" >/dev/null
 jobs=$(q -d "$db" -c "SELECT string_agg(kind || ' ' || schedule || ' ' || command, '; ' ORDER BY kind) FROM engagement.refresh_jobs()")
 check "scheduling twice leaves one job of each kind ($jobs)" \
-    '[ "$jobs" = "full 17 3 * * * SELECT engagement.refresh_scores('"'default'"', true); incremental * * * * * SELECT engagement.refresh_scores('"'default'"')" ]'
-check "the jobs are pg_cron's" '[ "$(q -d "$db" -c "SELECT count(*) FROM cron.job WHERE jobname LIKE '"'engagement_scoring/default/%'"'")" = 2 ]'
+    '[ "$jobs" = "full 17 3 * * * SELECT engagement.refresh_scores('"'default'"', true); incremental * * * * * SELECT engagement.refresh_scores('"'default'"'); refit * * * * * SELECT engagement.fit_model('"'default'"', on_failure => '"'warning'"')" ]'
+check "the jobs are pg_cron's" '[ "$(q -d "$db" -c "SELECT count(*) FROM cron.job WHERE jobname LIKE '"'engagement_scoring/default/%'"'")" = 3 ]'
 
 # pg_cron runs at the top of each minute: wait for the incremental job to fill the table.
 for _ in $(seq 1 80); do
@@ -41,6 +43,15 @@ for _ in $(seq 1 10); do
     sleep 1
 done
 check "refresh_jobs reports the last run ($status)" '[ "$status" = succeeded ]'
+for _ in $(seq 1 10); do
+    refit=$(q -d "$db" -c "SELECT last_status FROM engagement.refresh_jobs() WHERE kind = 'refit'")
+    [ "$refit" = succeeded ] && break
+    sleep 1
+done
+fits=$(q -d "$db" -c "SELECT string_agg(model || ' ' || converged || ' ' || stored, ', ' ORDER BY model DESC)
+                        FROM engagement.model_fits WHERE message IS NULL OR message LIKE '%the profile keeps%'")
+check "a scheduled refit that does not converge succeeds as a job ($refit) and is recorded ($fits)" \
+    '[ "$refit" = succeeded ] && [[ "$fits" == "mbgnbd false false, gammagamma "* ]]'
 
 q -d "$db" -c "SELECT engagement.schedule_refresh('default', '*/10 * * * *', NULL)" >/dev/null
 check "rescheduling changes the job and a NULL schedule removes one" \
