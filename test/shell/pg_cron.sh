@@ -61,3 +61,15 @@ check "an unknown profile is refused" '[[ "$err" == *"does not exist"* ]]'
 removed=$(q -d "$db" -c "SELECT engagement.unschedule_refresh('default')")
 check "unschedule_refresh removes the jobs" '[ "$removed" = 1 ] && [ "$(q -d "$db" -c "SELECT count(*) FROM engagement.refresh_jobs()")" = 0 ]'
 q -d "$db" -c "DROP EXTENSION engagement_scoring CASCADE"
+
+# The update to 1.4 makes the refit jobs of 1.3 (which called fit_model(profile), an error when a fit
+# does not converge) warn and go on, as schedule_refresh now schedules them.
+q -d "$db" -c "CREATE EXTENSION engagement_scoring VERSION '1.3'" \
+  -c "SELECT engagement.schedule_refresh('default', '*/5 * * * *', NULL, '0 4 * * 0')" >/dev/null
+before=$(q -d "$db" -c "SELECT command FROM cron.job WHERE jobname = 'engagement_scoring/default/refit'")
+q -d "$db" -c "ALTER EXTENSION engagement_scoring UPDATE"
+after=$(q -d "$db" -c "SELECT command FROM cron.job WHERE jobname = 'engagement_scoring/default/refit'")
+check "the update to 1.4 turns 1.3's refit job ($before) into one that warns ($after)" \
+    '[ "$before" = "SELECT engagement.fit_model('"'default'"')" ] &&
+     [ "$after" = "SELECT engagement.fit_model('"'default'"', on_failure => '"'warning'"')" ]'
+q -d "$db" -c "SELECT engagement.unschedule_refresh('default')" -c "DROP EXTENSION engagement_scoring CASCADE" >/dev/null
