@@ -227,3 +227,4 @@ UPDATE engagement.engagement_events SET conversion_value = NULL;
 SELECT model, converged, stored, contacts, message FROM engagement.fit_model('cdnow', '2026-06-01 12:00+00') ORDER BY model DESC;
 ROLLBACK;
 DELETE FROM engagement.scoring_profiles WHERE name = 'cdnow';
+
