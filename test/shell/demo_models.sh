@@ -5,13 +5,13 @@
 # demo's holdout check (calibration 60 days before the end) has a row per calibration bucket.
 # Runs against the cluster of test/run_all.sh (PGHOST, PGPORT, PGUSER set).  Prints TAP-style lines.
 set -uo pipefail
-export PGOPTIONS="-c client_min_messages=warning"
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 q() { psql -qXAt -v ON_ERROR_STOP=1 -d es_demo_models "$@"; }
 check() { if eval "$2"; then echo "ok - $1"; else echo "not ok - $1"; fi; }
 
 AS_OF='2026-11-24 00:00:00+00'
-psql -qXAt -d postgres -c "DROP DATABASE IF EXISTS es_demo_models" -c "CREATE DATABASE es_demo_models"
+PGOPTIONS="-c client_min_messages=warning" psql -qXAt -d postgres -c "DROP DATABASE IF EXISTS es_demo_models" \
+    -c "CREATE DATABASE es_demo_models"
 q -c "CREATE EXTENSION engagement_scoring"
 q -v contacts=5000 -v as_of="'$AS_OF'" -f "$REPO/demo/generate_crm_events.sql" >/dev/null
 
