@@ -574,13 +574,8 @@ int fit_model(int model, const es_btyd_row *rows, size_t n, double penalizer, es
     out->a = std::exp(best.th[2]);
     out->b = std::exp(best.th[3]);
     out->n = std::ldexp(pb.total_weight, -shift);  // the weights as given, summed
-    double mean_ll = -best.f;
-    if (penalizer > 0.0) {  // the log-likelihood reported is the one without the penalty
-        double g[kMaxDim];
-        pb.penalizer = 0.0;
-        mean_ll = -pb.eval(best.th, g);
-        pb.penalizer = penalizer;
-    }
+    // the log-likelihood reported is the one without the penalty
+    const double mean_ll = penalizer > 0.0 ? unpenalised_mean_log_likelihood(pb, best.th) : -best.f;
     out->log_likelihood = mean_ll * out->n;
     if (!std::isfinite(out->n) || !std::isfinite(out->log_likelihood))
         return fail(err, errlen, ES_OUT_OF_RANGE,

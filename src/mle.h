@@ -38,6 +38,18 @@ int weight_shift(double max_weight);
 // would without a penalty).
 double add_penalty(double penalizer, const double *th, int n, double f, double *grad);
 
+// The mean log-likelihood at th without the penalty: problem (an Objective with a
+// `penalizer` member) evaluated with penalizer 0, which is then restored.
+template <class Problem>
+double unpenalised_mean_log_likelihood(Problem &problem, const double th[kMaxDim]) {
+    const double penalizer = problem.penalizer;
+    double grad[kMaxDim];
+    problem.penalizer = 0.0;
+    const double f = problem.eval(th, grad);
+    problem.penalizer = penalizer;
+    return -f;
+}
+
 // Minimises the objective from each start (natural parameters, their logs clamped
 // into the search box) by BFGS, at most 500 iterations each, keeps the best (the
 // first of equals), and, if that stalled short of the gradient tolerance away from
