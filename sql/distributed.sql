@@ -240,19 +240,26 @@ SELECT with_domains, by_name
 DROP DOMAIN pg_temp.text;
 DROP DOMAIN pg_temp.float8;
 
--- events_relation: refresh_scores and fit_model read only tables with the columns they use, owned
--- by the caller or a superuser.
+-- events_relation: a table or a view with the columns the model reads (or, 1.4, the columns its
+-- event_sources row names), owned by the caller or a superuser: checked when the profile is
+-- written, and again when a refresh or a fit reads it.
 CREATE TABLE dist_events AS SELECT contact_id::bigint, event_type, occurred_at, conversion_value FROM ref.crm_events;
 CREATE VIEW dist_events_view AS SELECT * FROM dist_events;
 CREATE TABLE dist_events_narrow AS SELECT contact_id::bigint, event_type, occurred_at FROM ref.crm_events;
 UPDATE engagement.scoring_profiles SET events_relation = 'dist_events_view' WHERE name = 'distributed';
 SELECT ref.sqlstate_of($$SELECT engagement.refresh_scores('distributed')$$) AS a_view;
-UPDATE engagement.scoring_profiles SET events_relation = 'dist_events_narrow' WHERE name = 'distributed';
-SELECT ref.sqlstate_of($$SELECT engagement.fit_model('distributed', '2026-06-01')$$) AS missing_column;
+SELECT ref.sqlstate_of($$UPDATE engagement.scoring_profiles SET events_relation = 'dist_events_narrow' WHERE name = 'distributed'$$) AS missing_column;
+-- (a source without conversion values says so)
+SELECT engagement.define_event_source('dist_events_narrow', value_column => NULL);
+SELECT ref.sqlstate_of($$UPDATE engagement.scoring_profiles SET events_relation = 'dist_events_narrow' WHERE name = 'distributed'$$) AS narrow_with_its_source;
+DELETE FROM engagement.event_sources WHERE relation = 'dist_events_narrow'::regclass;
 CREATE ROLE es_dist_owner;
 ALTER TABLE dist_events OWNER TO es_dist_owner;
+SELECT ref.sqlstate_of($$UPDATE engagement.scoring_profiles SET events_relation = 'dist_events' WHERE name = 'distributed'$$) AS owned_by_another_role;
+ALTER TABLE dist_events OWNER TO CURRENT_USER;
 UPDATE engagement.scoring_profiles SET events_relation = 'dist_events' WHERE name = 'distributed';
-SELECT ref.sqlstate_of($$SELECT engagement.refresh_scores('distributed')$$) AS owned_by_another_role;
+ALTER TABLE dist_events OWNER TO es_dist_owner;
+SELECT ref.sqlstate_of($$SELECT engagement.refresh_scores('distributed')$$) AS owned_by_another_role_at_refresh;
 ALTER TABLE dist_events OWNER TO CURRENT_USER;
 DROP ROLE es_dist_owner;
 -- A plain table of the caller's is scored, and with track_event_changes (statement triggers: no

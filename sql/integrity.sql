@@ -80,13 +80,16 @@ SELECT ref.sqlstate_of($$SELECT engagement.grant_application_access(0::regrole)$
 SELECT engagement.track_event_changes('integrity_events');
 SELECT engagement.track_event_changes('integrity_events');
 SELECT tgname FROM pg_trigger WHERE tgrelid = 'integrity_events'::regclass AND NOT tgisinternal ORDER BY 1;
--- The tracking triggers run as their owner: on a relation whose contact_id is not bigint itself (a
--- type whose casts or operators would run with the owner's rights) they refuse to run.
-CREATE TABLE integrity_odd (contact_id integer);
+-- The tracking triggers run as their owner: on a relation whose contact column is not of a
+-- built-in integer type itself (a domain or a type whose casts or operators would run with the
+-- owner's rights) they refuse to run.
+CREATE DOMAIN integrity_contact AS bigint;
+CREATE TABLE integrity_odd (contact_id integrity_contact);
 CREATE TRIGGER odd_track AFTER INSERT ON integrity_odd REFERENCING NEW TABLE AS new_events
     FOR EACH STATEMENT EXECUTE FUNCTION engagement._track_event_changes();
 SELECT ref.sqlstate_of($$INSERT INTO integrity_odd VALUES (1)$$) AS odd_contact_type;
 DROP TABLE integrity_odd;
+DROP DOMAIN integrity_contact;
 -- Attached without transition tables, new_events would name the caller's temporary view, read
 -- with the owner's rights: the trigger refuses to run.
 CREATE TABLE integrity_nott (contact_id bigint);

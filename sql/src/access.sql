@@ -34,7 +34,8 @@ BEGIN
     EXECUTE format('GRANT SELECT ON @extschema@.event_changes TO %s', role_name);
     EXECUTE format('GRANT SELECT ON @extschema@.scoring_profiles, @extschema@.engagement_scores,
                     @extschema@.engagement_score_history, @extschema@.pending_rescore,
-                    @extschema@.score_distributions, @extschema@.contact_scores, @extschema@.model_fits TO %s', role_name);
+                    @extschema@.score_distributions, @extschema@.contact_scores, @extschema@.model_fits,
+                    @extschema@.event_sources, @extschema@.event_kind_map, @extschema@.refresh_runs TO %s', role_name);
 END $$;
 COMMENT ON FUNCTION @extschema@.grant_application_access(regrole) IS
     'Lets a role insert and read events, read scores, history and profiles, and call the scoring and query functions';
@@ -48,9 +49,11 @@ BEGIN
     EXECUTE format('GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA @extschema@ TO %s', role_name);
     -- refresh_scores works in temporary tables
     EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO %s', current_database(), role_name);
-    EXECUTE format('GRANT EXECUTE ON FUNCTION @extschema@.refresh_scores(text, boolean), @extschema@.fit_model(text, timestamptz, text),
+    EXECUTE format('GRANT EXECUTE ON FUNCTION @extschema@.refresh_scores(text, boolean, text), @extschema@.fit_model(text, timestamptz, text),
                     @extschema@.schedule_refresh(text, text, text, text), @extschema@.unschedule_refresh(text),
-                    @extschema@.track_event_changes(regclass), @extschema@._track_event_changes(),
+                    @extschema@.track_event_changes(regclass, regclass), @extschema@.untrack_event_changes(regclass),
+                    @extschema@.define_event_source(regclass, jsonb, name, name, name, name, text, text, regclass[]),
+                    @extschema@._track_event_changes(),
                     @extschema@._track_event_change() TO %s', role_name);
 END $$;
 COMMENT ON FUNCTION @extschema@.grant_admin_access(regrole) IS

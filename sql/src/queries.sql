@@ -165,3 +165,26 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION @extschema@.contact_events(bigint, bigint, integer) IS
     'One contact''s events, newest first, a page at a time: pass the last id of a page as before_id for the next';
+
+-- One contact's events as a profile's source reads them (engagement_events or the CRM's own
+-- relation): newest first, a page at a time, with the CRM's own kind beside the event type it maps
+-- to (NULL: unmapped, not scored).
+CREATE FUNCTION @extschema@.profile_events(contact_id bigint, profile text DEFAULT 'default',
+                                           before timestamptz DEFAULT 'infinity', page_size integer DEFAULT 50)
+RETURNS TABLE (occurred_at timestamptz, event_type @extschema@.event_type, kind text, conversion_value numeric)
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    p @extschema@.scoring_profiles := @extschema@._profile_or_error(profile);
+BEGIN
+    IF page_size < 1 OR page_size > 10000 THEN
+        RAISE EXCEPTION 'page_size must be between 1 and 10000, not %', page_size
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY EXECUTE format('SELECT e.occurred_at, e.event_type, e.kind, e.conversion_value FROM (%s) e
+                                  WHERE e.contact_id = $1 AND e.occurred_at < $2
+                                  ORDER BY e.occurred_at DESC LIMIT $3',
+                                @extschema@._source_select(@extschema@._source_of(p.events_relation), p.events_relation::text))
+      USING contact_id, before, page_size;
+END $$;
+COMMENT ON FUNCTION @extschema@.profile_events(bigint, text, timestamptz, integer) IS
+    'One contact''s events as the profile reads them (its events_relation through its source), newest first, before a time (pass the oldest occurred_at of a page for the next), with the CRM''s own kind and the event type it maps to (NULL: unmapped)';

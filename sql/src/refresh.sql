@@ -20,24 +20,31 @@ AS 'MODULE_PATHNAME', 'es_merge_distribution' LANGUAGE C IMMUTABLE STRICT PARALL
 -- The steps of a refresh
 ------------------------------------------------------------------------------------------------
 -- Drains the change log into pg_temp._es_changed (only the rows this snapshot sees: later ones
--- wait for the next refresh).  The refreshed profile takes them directly; the other profiles get
--- them in their pending sets (pending_rescore has no unique key: nothing waits on another
--- refresh's rows there).
+-- wait for the next refresh): the refreshed profile takes the changes of the relations its source
+-- is fed by (_source_feeds), every other profile gets those of its own in its pending set
+-- (pending_rescore has no unique key: nothing waits on another refresh's rows there).  Changes of
+-- relations no profile reads are dropped.
 CREATE FUNCTION @extschema@._refresh_drain_changes(p @extschema@.scoring_profiles) RETURNS void
 LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    CREATE TEMP TABLE _es_drained ON COMMIT DROP AS
+    WITH moved AS (DELETE FROM @extschema@.event_changes RETURNING contact_id, relation)
+    SELECT DISTINCT contact_id, relation FROM moved;
     CREATE TEMP TABLE _es_changed (contact_id bigint) ON COMMIT DROP;
-    WITH moved AS (DELETE FROM @extschema@.event_changes RETURNING contact_id)
-    INSERT INTO pg_temp._es_changed SELECT DISTINCT contact_id FROM moved;
+    INSERT INTO pg_temp._es_changed
+    SELECT DISTINCT d.contact_id FROM pg_temp._es_drained d
+     WHERE d.relation = ANY (@extschema@._source_feeds(p.events_relation));
     -- A contact already pending is not listed again, unless its row is locked: being consumed by
     -- that profile's refresh, it may be gone when this one commits.
     INSERT INTO @extschema@.pending_rescore (profile, contact_id)
-    SELECT sp.name, c.contact_id
-      FROM pg_temp._es_changed c CROSS JOIN @extschema@.scoring_profiles sp
+    SELECT DISTINCT sp.name, d.contact_id
+      FROM @extschema@.scoring_profiles sp
+      JOIN pg_temp._es_drained d ON d.relation = ANY (@extschema@._source_feeds(sp.events_relation))
      WHERE sp.name <> p.name
        AND NOT EXISTS (SELECT FROM @extschema@.pending_rescore pr
-                        WHERE pr.profile = sp.name AND pr.contact_id = c.contact_id
+                        WHERE pr.profile = sp.name AND pr.contact_id = d.contact_id
                           FOR KEY SHARE SKIP LOCKED);
+    DROP TABLE pg_temp._es_drained;
 END $$;
 
 -- The contacts to rescore, into pg_temp._es_targets: the profile's pending contacts (consumed
@@ -76,38 +83,54 @@ BEGIN
 END $$;
 
 -- Scores the targets (every contact of the events relation on a full refresh) as of refresh_at
--- into pg_temp._es_scored, one column per score field.  Every contact, or many targets: one scan
--- of the events grouped by contact (CREATE TABLE AS may run it in parallel).  A few targets (at
--- most a tenth of the scored contacts): each one's events through the (contact_id, occurred_at)
--- index, which the planner would price as random reads and forgo although they are cached.
--- Scoring engagement_events looks the profile up by name; any other relation (partitioned,
--- foreign, another server's) gets the profile's values with the query, as a document.
+-- into pg_temp._es_scored, one column per score field, and the rows of each contact it could not
+-- score: unmapped (a kind the source does not map), and on a full refresh also rows without a
+-- time (and, as contact NULL, without a contact).  Every contact, or many targets: one scan of
+-- the events grouped by contact (CREATE TABLE AS may run it in parallel).  A few targets (at most
+-- a tenth of the scored contacts): each one's events through the (contact_id, occurred_at) index,
+-- which the planner would price as random reads and forgo although they are cached.  Scoring
+-- engagement_events looks the profile up by name; any other relation (partitioned, foreign,
+-- another server's) gets the profile's values with the query, as a document.  Returns the rows
+-- not scored and the first few of their kinds.
 CREATE FUNCTION @extschema@._refresh_score_contacts(p @extschema@.scoring_profiles, events text,
                                                     refresh_at timestamptz, full_refresh boolean,
-                                                    few_targets boolean) RETURNS void
+                                                    few_targets boolean, OUT unmapped bigint,
+                                                    OUT unmapped_kinds text[])
 LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     EXECUTE format(CASE WHEN few_targets AND NOT full_refresh THEN $q$
         CREATE TEMP TABLE _es_scored ON COMMIT DROP AS
-        SELECT t.contact_id, (c.s).*
+        SELECT t.contact_id, (c.s).*, c.unmapped, c.unmapped_kind
           FROM pg_temp._es_targets t,
-               LATERAL (SELECT @extschema@.score_events(e.event_type, e.occurred_at, e.conversion_value, $1, %2$s) AS s
+               LATERAL (SELECT @extschema@.score_events(e.event_type, e.occurred_at, e.conversion_value, $1, %2$s) AS s,
+                               count(*) FILTER (WHERE e.event_type IS NULL) AS unmapped,
+                               min(e.kind) FILTER (WHERE e.event_type IS NULL) AS unmapped_kind
                           FROM %1$s e
                          WHERE e.contact_id = t.contact_id AND e.occurred_at <= $1) c
-         WHERE (c.s).event_count IS NOT NULL   -- not "c.s IS NOT NULL": that needs every field non-NULL
         $q$ ELSE $q$
         CREATE TEMP TABLE _es_scored ON COMMIT DROP AS
-        SELECT q.contact_id, (q.s).*
+        SELECT q.contact_id, (q.s).*, q.unmapped, q.unmapped_kind
           FROM (SELECT e.contact_id,
-                       @extschema@.score_events(e.event_type, e.occurred_at, e.conversion_value, $1, %2$s) AS s
+                       @extschema@.score_events(e.event_type, e.occurred_at, e.conversion_value, $1, %2$s) AS s,
+                       count(*) FILTER (WHERE e.event_type IS NULL OR e.occurred_at IS NULL) AS unmapped,
+                       min(e.kind) FILTER (WHERE e.event_type IS NULL) AS unmapped_kind
                   FROM %1$s e
-                 WHERE e.occurred_at <= $1%3$s
+                 WHERE %3$s
                  GROUP BY e.contact_id) q
         $q$ END,
         events,
         CASE WHEN p.events_relation = '@extschema@.engagement_events'::regclass THEN '$2' ELSE '$3' END,
-        CASE WHEN NOT full_refresh THEN ' AND e.contact_id IN (SELECT t.contact_id FROM pg_temp._es_targets t)' END)
+        CASE WHEN full_refresh THEN '(e.occurred_at <= $1 OR e.occurred_at IS NULL)'
+             ELSE 'e.occurred_at <= $1 AND e.contact_id IN (SELECT t.contact_id FROM pg_temp._es_targets t)' END)
     USING refresh_at, p.name, to_jsonb(p);
+    SELECT coalesce(sum(s.unmapped), 0),
+           (SELECT array_agg(k ORDER BY k) FROM (SELECT DISTINCT s2.unmapped_kind AS k FROM pg_temp._es_scored s2
+                                                  WHERE s2.unmapped_kind IS NOT NULL ORDER BY 1 LIMIT 5) ks)
+      INTO unmapped, unmapped_kinds
+      FROM pg_temp._es_scored s WHERE s.unmapped > 0;
+    -- (contacts whose every row was unmapped, and rows without a contact, have no score)
+    DELETE FROM pg_temp._es_scored s WHERE s.contact_id IS NULL OR s.event_count IS NULL;
+    ALTER TABLE pg_temp._es_scored DROP COLUMN unmapped, DROP COLUMN unmapped_kind;
     -- Indexed, so that no join with it can go quadratic when the statistics of engagement_scores
     -- know nothing of this profile yet (a new profile's rows estimated at one).
     CREATE UNIQUE INDEX ON pg_temp._es_scored (contact_id);
@@ -251,10 +274,11 @@ BEGIN
 END $$;
 
 ------------------------------------------------------------------------------------------------
--- refresh_scores
+-- refresh_scores: _refresh does the work; refresh_scores records it in refresh_runs
 ------------------------------------------------------------------------------------------------
-CREATE FUNCTION @extschema@.refresh_scores(profile text DEFAULT 'default', "full" boolean DEFAULT false)
-RETURNS bigint
+-- One refresh: rescored is NULL when another refresh of the profile held its lock (skipped).
+CREATE FUNCTION @extschema@._refresh(profile text, "full" boolean, OUT rescored bigint, OUT full_refresh boolean,
+                                     OUT unmapped bigint, OUT unmapped_kinds text[])
 LANGUAGE plpgsql VOLATILE STRICT
 -- synchronize_seqscans off: two refreshes draining the change log scan it in the same order,
 -- so one waits for the other instead of deadlocking on rows each already locked.
@@ -265,15 +289,15 @@ SET search_path = pg_catalog, pg_temp SET synchronize_seqscans = off SET enable_
 SET extra_float_digits = 3 AS $$
 DECLARE
     p          @extschema@.scoring_profiles;
+    src        @extschema@.event_sources;
     refresh_at timestamptz := now();   -- as of now(): the transaction's start
-    events     text;                   -- the profile's events relation, bound (_bind_events_relation)
+    events     text;                   -- the profile's events, bound (_bind_events_relation)
     last       record;                 -- the distribution of the last refresh
-    do_full    boolean := "full";
     aged       boolean;
     targets    bigint;
-    rescored   bigint;
     saved_lock_timeout text;
 BEGIN
+    full_refresh := "full";
     -- Every statement sees what committed before it: what a refresh consumes and re-queues
     -- relies on it (under a snapshot taken once, a change drained meanwhile could be lost).
     IF current_setting('transaction_isolation') <> 'read committed' THEN
@@ -281,7 +305,7 @@ BEGIN
             USING ERRCODE = 'invalid_transaction_state';
     END IF;
     -- Read the profile under a lock that keeps it as it is until this refresh commits.
-    SELECT * INTO p FROM @extschema@.scoring_profiles sp WHERE sp.name = refresh_scores.profile FOR SHARE;
+    SELECT * INTO p FROM @extschema@.scoring_profiles sp WHERE sp.name = _refresh.profile FOR SHARE;
     IF NOT FOUND THEN
         PERFORM @extschema@._profile_or_error(profile);   -- raises 42704
     END IF;
@@ -304,7 +328,7 @@ BEGIN
     PERFORM FROM @extschema@.score_distributions d WHERE d.profile = p.name FOR NO KEY UPDATE SKIP LOCKED;
     IF NOT FOUND THEN
         RAISE NOTICE 'a refresh of scoring profile "%" is already running; this one does nothing', p.name;
-        RETURN NULL;
+        RETURN;
     END IF;
     events := @extschema@._bind_events_relation(p);
 
@@ -314,20 +338,35 @@ BEGIN
     -- of the model, rescore everyone.
     SELECT d.profile_version, d.model_version, d.oldest_score_at, d.contacts INTO last
       FROM @extschema@.score_distributions d WHERE d.profile = p.name;
-    do_full := do_full OR last.profile_version IS DISTINCT FROM p.version
-               OR last.model_version IS DISTINCT FROM @extschema@.model_version();
+    full_refresh := full_refresh OR last.profile_version IS DISTINCT FROM p.version
+                    OR last.model_version IS DISTINCT FROM @extschema@.model_version();
     aged := last.oldest_score_at < refresh_at - p.max_score_age;
 
-    targets := @extschema@._refresh_choose_targets(p, refresh_at, do_full, aged);
-    PERFORM @extschema@._refresh_score_contacts(p, events, refresh_at, do_full,
-                                                coalesce(targets * 10 <= last.contacts, false));
-    PERFORM @extschema@._refresh_distribution(p, refresh_at, do_full);
-    rescored := @extschema@._refresh_write_scores(p, refresh_at, do_full);
+    targets := @extschema@._refresh_choose_targets(p, refresh_at, full_refresh, aged);
+    SELECT c.unmapped, c.unmapped_kinds INTO unmapped, unmapped_kinds
+      FROM @extschema@._refresh_score_contacts(p, events, refresh_at, full_refresh,
+                                               coalesce(targets * 10 <= last.contacts, false)) c;
+    -- Rows not scored: an error naming their kinds, or a WARNING with the count (and the count in
+    -- refresh_runs).  For an SMS CRM an opt-out is a compliance matter: never lost silently.
+    IF unmapped > 0 THEN
+        src := @extschema@._source_of(p.events_relation);
+        IF src.on_unmapped = 'reject' THEN
+            RAISE EXCEPTION 'profile "%": % rows of % have a kind its source does not map: %', p.name, unmapped,
+                            p.events_relation, coalesce(array_to_string(unmapped_kinds, ', '), '(no time or contact)')
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Map them in engagement.event_kind_map (define_event_source), or set on_unmapped = ''count''.';
+        END IF;
+        RAISE WARNING 'profile "%": % rows of % were not scored: kinds not mapped (%) or no contact or time',
+                      p.name, unmapped, p.events_relation, coalesce(array_to_string(unmapped_kinds, ', '), 'none')
+            USING HINT = 'Map the kinds in engagement.event_kind_map (define_event_source).';
+    END IF;
+    PERFORM @extschema@._refresh_distribution(p, refresh_at, full_refresh);
+    rescored := @extschema@._refresh_write_scores(p, refresh_at, full_refresh);
     PERFORM @extschema@._refresh_keep_pending(p, events, refresh_at);
 
     -- oldest_score_at stays a lower bound of calculated_at (scores only get newer); after the
     -- age check rescored the old ones, it is recomputed.
-    IF aged AND NOT do_full THEN
+    IF aged AND NOT full_refresh THEN
         UPDATE @extschema@.score_distributions d
            SET oldest_score_at = coalesce((SELECT min(s.calculated_at) FROM @extschema@.engagement_scores s
                                             WHERE s.profile = p.name), refresh_at)
@@ -337,8 +376,48 @@ BEGIN
     -- Leave nothing behind for the rest of the transaction (another role may refresh in it).
     DROP TABLE pg_temp._es_scored, pg_temp._es_changed, pg_temp._es_targets;
     IF events = 'pg_temp._es_events' THEN DROP VIEW pg_temp._es_events; END IF;
-    RETURN rescored;
 END $$;
-COMMENT ON FUNCTION @extschema@.refresh_scores(text, boolean) IS
-    'Rescores a profile''s contacts (from its events_relation) as of now(): all of them (full, or after a profile change), else those whose events changed or whose score is older than max_score_age; returns how many, or NULL when another refresh of the profile is running';
-REVOKE EXECUTE ON FUNCTION @extschema@.refresh_scores(text, boolean) FROM PUBLIC;
+
+-- Every refresh is recorded in refresh_runs: what it did, skipped, or (on_error => 'record', what
+-- a scheduled refresh uses) the error that stopped it, its work rolled back.  By hand (on_error
+-- 'raise') an error propagates, and rolls its record back with everything else.
+CREATE FUNCTION @extschema@.refresh_scores(profile text DEFAULT 'default', "full" boolean DEFAULT false,
+                                           on_error text DEFAULT 'raise')
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    started timestamptz := clock_timestamp();
+    r       record;
+    state   text;
+    message text;
+BEGIN
+    IF on_error NOT IN ('raise', 'record') THEN
+        RAISE EXCEPTION 'on_error must be ''raise'' or ''record'', not %', quote_literal(on_error)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    BEGIN
+        SELECT * INTO r FROM @extschema@._refresh(profile, "full");
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT;
+        IF on_error = 'raise' OR NOT EXISTS (SELECT FROM @extschema@.scoring_profiles sp WHERE sp.name = profile) THEN
+            RAISE;
+        END IF;
+        INSERT INTO @extschema@.refresh_runs (profile, mode, started_at, finished_at, error)
+        VALUES (profile, CASE WHEN "full" THEN 'full' ELSE 'incremental' END, started, clock_timestamp(),
+                state || ': ' || message);
+        RAISE WARNING 'the refresh of profile "%" failed and did nothing: %: %', profile, state, message;
+        RETURN NULL;
+    END;
+    INSERT INTO @extschema@.refresh_runs (profile, mode, started_at, finished_at, contacts_rescored, unmapped_rows,
+                                          unmapped_kinds, skipped)
+    VALUES (profile, CASE WHEN r.full_refresh THEN 'full' ELSE 'incremental' END, started, clock_timestamp(),
+            r.rescored, r.unmapped, r.unmapped_kinds, r.rescored IS NULL);
+    DELETE FROM @extschema@.refresh_runs rr
+     WHERE rr.profile = refresh_scores.profile
+       AND rr.started_at < started - (SELECT sp.refresh_log_retention FROM @extschema@.scoring_profiles sp
+                                       WHERE sp.name = refresh_scores.profile);
+    RETURN r.rescored;
+END $$;
+COMMENT ON FUNCTION @extschema@.refresh_scores(text, boolean, text) IS
+    'Rescores a profile''s contacts (from its events_relation) as of now(): all of them (full, or after a profile change), else those whose events changed or whose score is older than max_score_age; records the run in refresh_runs; returns how many, or NULL when another refresh of the profile is running (or, with on_error => ''record'', when it failed: recorded, with a WARNING)';
+REVOKE EXECUTE ON FUNCTION @extschema@.refresh_scores(text, boolean, text) FROM PUBLIC;

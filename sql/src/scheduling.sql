@@ -22,25 +22,35 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_tem
     SELECT 'engagement_scoring/' || profile || '/' || kind
 $$;
 
+-- The jobs with pg_cron's record of their last run, and for refreshes the extension's own
+-- (refresh_runs): what the last run of that kind did, skipped or why it failed.
 CREATE FUNCTION @extschema@.refresh_jobs()
 RETURNS TABLE (job_name text, profile text, kind text, jobid bigint, schedule text, command text, active boolean,
-               last_status text, last_start timestamptz, last_end timestamptz, last_message text)
+               last_status text, last_start timestamptz, last_end timestamptz, last_message text,
+               last_refresh_at timestamptz, last_refresh_rescored bigint, last_refresh_skipped boolean,
+               last_refresh_unmapped bigint, last_refresh_error text)
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM @extschema@._require_pg_cron();
     RETURN QUERY EXECUTE $q$
         SELECT j.jobname::text, split_part(j.jobname, '/', 2), split_part(j.jobname, '/', 3), j.jobid::bigint,
                j.schedule::text, j.command::text, j.active, d.status::text, d.start_time, d.end_time,
-               d.return_message::text
+               d.return_message::text, rr.started_at, rr.contacts_rescored, rr.skipped, rr.unmapped_rows, rr.error
           FROM cron.job j
           LEFT JOIN LATERAL (SELECT r.status, r.start_time, r.end_time, r.return_message
                                FROM cron.job_run_details r WHERE r.jobid = j.jobid
                               ORDER BY r.start_time DESC NULLS LAST LIMIT 1) d ON true
+          -- (an incremental refresh may turn into a full one: the incremental job shows either)
+          LEFT JOIN LATERAL (SELECT r.* FROM @extschema@.refresh_runs r
+                              WHERE r.profile = split_part(j.jobname, '/', 2)
+                                AND split_part(j.jobname, '/', 3) IN ('incremental', 'full')
+                                AND (split_part(j.jobname, '/', 3) = 'incremental' OR r.mode = 'full')
+                              ORDER BY r.started_at DESC LIMIT 1) rr ON true
          WHERE j.jobname LIKE 'engagement\_scoring/%'
          ORDER BY j.jobname $q$;
 END $$;
 COMMENT ON FUNCTION @extschema@.refresh_jobs() IS
-    'The pg_cron jobs of engagement_scoring with the status of their last run';
+    'The pg_cron jobs of engagement_scoring with pg_cron''s status of their last run and, for refreshes, the last refresh_runs record of that kind (when, rescored, skipped, unmapped rows, error)';
 
 CREATE FUNCTION @extschema@.unschedule_refresh(profile text DEFAULT 'default') RETURNS integer
 LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
@@ -77,8 +87,9 @@ BEGIN
     PERFORM @extschema@._require_pg_cron();
     FOR job IN
         SELECT * FROM (VALUES
-            ('incremental', incremental_schedule, format('SELECT @extschema@.refresh_scores(%L)', p.name)),
-            ('full', full_schedule, format('SELECT @extschema@.refresh_scores(%L, true)', p.name)),
+            -- a refresh that fails is recorded in refresh_runs (and warns); the job goes on
+            ('incremental', incremental_schedule, format('SELECT @extschema@.refresh_scores(%L, on_error => %L)', p.name, 'record')),
+            ('full', full_schedule, format('SELECT @extschema@.refresh_scores(%L, true, %L)', p.name, 'record')),
             -- a refit that does not converge warns and keeps the previous parameters: the job goes on
             ('refit', refit_schedule, format('SELECT @extschema@.fit_model(%L, on_failure => %L)', p.name, 'warning'))) v(kind, schedule, command)
     LOOP

@@ -102,6 +102,8 @@ CREATE TABLE @extschema@.scoring_profiles (
     gg_v                 float8 NOT NULL DEFAULT 15.44 CHECK (gg_v > 0 AND gg_v < 'Infinity'),
     -- fit_model's L2 penalty on the log-parameters (0: plain maximum likelihood)
     fit_penalizer        float8 NOT NULL DEFAULT 0 CHECK (fit_penalizer >= 0 AND fit_penalizer < 'Infinity'),
+    -- how long refresh_runs keeps this profile's runs
+    refresh_log_retention interval NOT NULL DEFAULT '14 days' CHECK (refresh_log_retention >= interval '0'),
     CONSTRAINT scoring_profiles_weights_sum_to_one CHECK (
         abs(weight_recency + weight_frequency + weight_monetary + weight_time_decay + weight_diversity - 1) <= 1e-9),
     CONSTRAINT scoring_profiles_min_days_within_lookback CHECK (frequency_min_days <= lookback_days)
@@ -115,7 +117,9 @@ COMMENT ON COLUMN @extschema@.scoring_profiles.history_min_delta IS
 COMMENT ON COLUMN @extschema@.scoring_profiles.model_fitted_at IS
     'When fit_model last replaced model_r, model_alpha, model_a and model_b (NULL: the defaults)';
 COMMENT ON COLUMN @extschema@.scoring_profiles.events_relation IS
-    'The events refresh_scores and fit_model read (contact_id, event_type, occurred_at, conversion_value); changing it rescores everyone';
+    'The events the profile scores: engagement_events, or a table or view of the CRM''s own, read as its row of event_sources says (without one: columns contact_id, event_type, occurred_at, conversion_value); changing it rescores everyone';
+COMMENT ON COLUMN @extschema@.scoring_profiles.refresh_log_retention IS
+    'How long refresh_runs keeps the profile''s refreshes (each refresh removes older ones)';
 COMMENT ON COLUMN @extschema@.scoring_profiles.fit_penalizer IS
     'fit_model maximises the mean log-likelihood minus fit_penalizer * the sum of squared log-parameters (both models); raise it when a fit does not converge';
 COMMENT ON COLUMN @extschema@.scoring_profiles.events_relation_set_by IS
@@ -159,6 +163,8 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'A profile reads only a relation the role that sets it may read (SELECT, and USAGE on its schema).';
     END IF;
+    -- readable as a source (the columns, or its row of event_sources): said now, not at the first refresh
+    PERFORM @extschema@._events_relation_or_error(NEW.events_relation);
     NEW.events_relation_set_by := current_user;
     RETURN NEW;
 END $$;
@@ -263,10 +269,11 @@ CREATE TRIGGER scoring_profiles_replace_builtin_default BEFORE INSERT ON @extsch
 -- (Their functions and triggers: tracking.sql.)
 ------------------------------------------------------------------------------------------------
 CREATE TABLE @extschema@.event_changes (
-    contact_id bigint NOT NULL
+    contact_id bigint NOT NULL,
+    relation   regclass NOT NULL   -- the tracked relation the change was made in
 );
 COMMENT ON TABLE @extschema@.event_changes IS
-    'Contacts whose events changed since the last refresh (appended by statement triggers, drained by refresh_scores)';
+    'Contacts whose events changed since the last refresh, and in which tracked relation (appended by the tracking triggers, drained by refresh_scores into the pending sets of the profiles reading that relation)';
 
 -- No unique key on purpose: refreshes of different profiles insert into each other's pending sets,
 -- and a unique check would make one wait on the other's uncommitted rows (a deadlock, with a
@@ -321,6 +328,59 @@ CREATE INDEX model_fits_profile_idx ON @extschema@.model_fits (profile, fitted_a
 COMMENT ON TABLE @extschema@.model_fits IS
     'Every fit fit_model ran: when, on how many contacts, the parameters with their standard errors, log-likelihood, convergence and why not';
 
+------------------------------------------------------------------------------------------------
+-- Event sources: how to read a CRM's own events relation (a table, partitioned table, foreign table
+-- or view) that a profile names as its events_relation: which columns hold the contact, the kind,
+-- the time and the value, and how the CRM's kinds map to the seven event types.  A relation without
+-- a row here is read as having the columns of engagement_events (engagement_events itself needs
+-- none).  Validated when written (tracking.sql: _source_check).
+------------------------------------------------------------------------------------------------
+CREATE TABLE @extschema@.event_sources (
+    relation        regclass PRIMARY KEY,
+    contact_column  name NOT NULL DEFAULT 'contact_id',
+    kind_column     name NOT NULL DEFAULT 'event_type',
+    time_column     name NOT NULL DEFAULT 'occurred_at',
+    value_column    name DEFAULT 'conversion_value',   -- NULL: the source has no conversion values
+    kind_match      text NOT NULL DEFAULT 'exact' CHECK (kind_match IN ('exact', 'trim_lower')),
+    on_unmapped     text NOT NULL DEFAULT 'count' CHECK (on_unmapped IN ('count', 'reject')),
+    -- the tracked relations whose changes make scores of this source stale (besides the relation
+    -- itself when it is a table): for a view, the tables under it
+    changes_from    regclass[] NOT NULL DEFAULT '{}',
+    set_by          text,   -- the role that defined the source (set by a trigger)
+    created_at      timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE @extschema@.event_sources IS
+    'How to read a CRM''s own events relation: its contact, kind, time and value columns, how its kinds are matched (exact, or trim_lower: trimmed and lower-cased on both sides) and what happens to rows of an unmapped kind (count: skipped, counted and warned about; reject: an error naming the kind)';
+
+CREATE TABLE @extschema@.event_kind_map (
+    relation   regclass NOT NULL REFERENCES @extschema@.event_sources (relation) ON DELETE CASCADE,
+    kind       text NOT NULL,
+    event_type @extschema@.event_type NOT NULL,
+    PRIMARY KEY (relation, kind)
+);
+COMMENT ON TABLE @extschema@.event_kind_map IS
+    'A source''s kinds and the event type each stands for; a kind not listed is unmapped (see event_sources.on_unmapped)';
+
+------------------------------------------------------------------------------------------------
+-- Every refresh, manual or scheduled: what it did (kept for each profile's refresh_log_retention)
+------------------------------------------------------------------------------------------------
+CREATE TABLE @extschema@.refresh_runs (
+    id                bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    profile           text NOT NULL REFERENCES @extschema@.scoring_profiles (name) ON UPDATE CASCADE ON DELETE CASCADE,
+    mode              text NOT NULL CHECK (mode IN ('full', 'incremental')),
+    started_at        timestamptz NOT NULL,
+    finished_at       timestamptz NOT NULL,
+    contacts_rescored bigint CHECK (contacts_rescored >= 0),
+    unmapped_rows     bigint CHECK (unmapped_rows >= 0),   -- rows read but not scored: no mapping, or no contact or time
+    unmapped_kinds    text[],                              -- the first few of those kinds
+    skipped           boolean NOT NULL DEFAULT false,      -- another refresh of the profile held its lock
+    error             text,                                -- SQLSTATE and message of a refresh that failed
+    CHECK (finished_at >= started_at)
+);
+CREATE INDEX refresh_runs_profile_idx ON @extschema@.refresh_runs (profile, started_at);
+COMMENT ON TABLE @extschema@.refresh_runs IS
+    'Every refresh_scores: profile, mode, when, contacts rescored, rows it could not score, skipped (another refresh held the lock) or failed (with the error)';
+
 -- User data survives pg_dump/pg_restore, sequences included.
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.engagement_events', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.engagement_events_id_seq', '');
@@ -333,3 +393,7 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.pending_rescore', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.score_distributions', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.model_fits', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.model_fits_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.event_sources', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.event_kind_map', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.refresh_runs', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.refresh_runs_id_seq', '');

@@ -133,7 +133,7 @@ COMMENT ON AGGREGATE @extschema@.time_decay(float8, timestamptz, timestamptz, fl
     'Sum of weight * 2^(-age_days / half_life_days) over the rows at or before as_of';
 
 ------------------------------------------------------------------------------------------------
--- Per-contact API over engagement_events
+-- Per-contact API: over the profile's events (engagement_events, or the CRM's own relation)
 ------------------------------------------------------------------------------------------------
 -- The profile row, or 42704 (the one place SQL reports an unknown profile; the C lookup of the
 -- aggregates says the same).
@@ -161,39 +161,97 @@ BEGIN
     PERFORM @extschema@._profile_or_error(profile);
 END $$;
 
+-- One contact's events as the profile's source reads them (engagement_events, or the CRM's own
+-- relation through _source_select), at or before as_of, into an aggregate (score_events or
+-- explain_events), with the rows it could not score: the query, with $1 the contact, $2 as_of,
+-- $3 the profile's name.  The contact's filter reaches the relation's own contact column, so its
+-- index serves when it has one.
+CREATE FUNCTION @extschema@._source_contact_query(p @extschema@.scoring_profiles, aggregate text) RETURNS text
+LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT format('SELECT @extschema@.%s(e.event_type, e.occurred_at, e.conversion_value, $2, $3) AS result,
+                          count(*) FILTER (WHERE e.event_type IS NULL) AS unmapped,
+                          min(e.kind) FILTER (WHERE e.event_type IS NULL) AS kind
+                     FROM (%s) e WHERE e.contact_id = $1 AND e.occurred_at <= $2',
+                  aggregate, @extschema@._source_select(@extschema@._source_of(p.events_relation), p.events_relation::text))
+$$;
+
+-- Rows of a contact that the source does not map: an error naming the kind (on_unmapped reject),
+-- else a WARNING with the count.
+CREATE FUNCTION @extschema@._report_unmapped(p @extschema@.scoring_profiles, contact_id bigint, unmapped bigint,
+                                             kind text) RETURNS void
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF coalesce(unmapped, 0) = 0 THEN
+        RETURN;
+    END IF;
+    IF (@extschema@._source_of(p.events_relation)).on_unmapped = 'reject' THEN
+        RAISE EXCEPTION 'contact %: % rows of % have a kind its source does not map, e.g. %', contact_id, unmapped,
+                        p.events_relation, quote_literal(kind)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Map it in engagement.event_kind_map (define_event_source).';
+    END IF;
+    RAISE WARNING 'contact %: % rows of % not scored: a kind the source does not map, e.g. %', contact_id, unmapped,
+                  p.events_relation, quote_literal(kind)
+        USING HINT = 'Map it in engagement.event_kind_map (define_event_source).';
+END $$;
+
 CREATE FUNCTION @extschema@.engagement_score(contact_id bigint, as_of timestamptz DEFAULT now(),
                                              profile text DEFAULT 'default')
 RETURNS @extschema@.score
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    p @extschema@.scoring_profiles;
+    r record;
 BEGIN
     PERFORM @extschema@._check_scoring_args(as_of, profile);
-    RETURN (SELECT @extschema@.score_events(e.event_type, e.occurred_at, e.conversion_value,
-                                            engagement_score.as_of, engagement_score.profile)
-              FROM @extschema@.engagement_events e
-             WHERE e.contact_id = engagement_score.contact_id
-               AND e.occurred_at <= engagement_score.as_of);
+    p := @extschema@._profile_or_error(profile);
+    IF p.events_relation = '@extschema@.engagement_events'::regclass THEN
+        RETURN (SELECT @extschema@.score_events(e.event_type, e.occurred_at, e.conversion_value,
+                                                engagement_score.as_of, engagement_score.profile)
+                  FROM @extschema@.engagement_events e
+                 WHERE e.contact_id = engagement_score.contact_id
+                   AND e.occurred_at <= engagement_score.as_of);
+    END IF;
+    EXECUTE @extschema@._source_contact_query(p, 'score_events') INTO r USING contact_id, as_of, p.name;
+    PERFORM @extschema@._report_unmapped(p, contact_id, r.unmapped, r.kind);
+    RETURN r.result;
 END $$;
 COMMENT ON FUNCTION @extschema@.engagement_score(bigint, timestamptz, text) IS
-    'The live score of one contact from engagement_events (NULL when it has no event at or before as_of)';
+    'The live score of one contact from the profile''s events (engagement_events or its events_relation), NULL when it has no event at or before as_of';
 
 CREATE FUNCTION @extschema@.explain_score(contact_id bigint, as_of timestamptz DEFAULT now(),
                                           profile text DEFAULT 'default')
 RETURNS text
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    body text;
+    p        @extschema@.scoring_profiles;
+    body     text;
+    r        record;
+    unmapped bigint := 0;
+    kind     text;
 BEGIN
     PERFORM @extschema@._check_scoring_args(as_of, profile);
-    SELECT @extschema@.explain_events(e.event_type, e.occurred_at, e.conversion_value,
-                                      explain_score.as_of, explain_score.profile)
-      INTO body
-      FROM @extschema@.engagement_events e
-     WHERE e.contact_id = explain_score.contact_id
-       AND e.occurred_at <= explain_score.as_of;
+    p := @extschema@._profile_or_error(profile);
+    IF p.events_relation = '@extschema@.engagement_events'::regclass THEN
+        SELECT @extschema@.explain_events(e.event_type, e.occurred_at, e.conversion_value,
+                                          explain_score.as_of, explain_score.profile)
+          INTO body
+          FROM @extschema@.engagement_events e
+         WHERE e.contact_id = explain_score.contact_id
+           AND e.occurred_at <= explain_score.as_of;
+    ELSE
+        EXECUTE @extschema@._source_contact_query(p, 'explain_events') INTO r USING contact_id, as_of, p.name;
+        PERFORM @extschema@._report_unmapped(p, contact_id, r.unmapped, r.kind);
+        body := r.result;
+        unmapped := r.unmapped;
+        kind := r.kind;
+    END IF;
     IF body IS NULL THEN
         RETURN format('Contact %s has no events at or before %s: no score.', contact_id, as_of);
     END IF;
-    RETURN format('Contact %s, profile %s, as of %s: %s', contact_id, profile, as_of, body);
+    RETURN format('Contact %s, profile %s, as of %s: %s%s', contact_id, profile, as_of, body,
+                  CASE WHEN unmapped > 0 THEN format(E'\n  %s rows of %s not scored: a kind the source does not map, e.g. %L',
+                                                     unmapped, p.events_relation, kind) ELSE '' END);
 END $$;
 COMMENT ON FUNCTION @extschema@.explain_score(bigint, timestamptz, text) IS
     'Explains one contact''s score: each component with its value, weight and contribution, the facts and predictions';

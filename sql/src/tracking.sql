@@ -2,15 +2,118 @@
 -- profile reads.
 
 ------------------------------------------------------------------------------------------------
--- The events relation of a profile: engagement_events, or a CRM's own table with the columns
--- contact_id bigint, event_type engagement.event_type, occurred_at timestamptz and
--- conversion_value numeric (for example hash-partitioned by contact_id into postgres_fdw
--- foreign partitions: docs/scale-out.md).  refresh_scores and fit_model read it.
+-- The events relation of a profile: engagement_events, or a CRM's own table (plain, partitioned,
+-- foreign) or view, read as its row of event_sources says (without one: the columns contact_id,
+-- event_type engagement.event_type, occurred_at and conversion_value).  Every reader of events
+-- (refresh_scores, fit_model, validate_model, the per-contact functions) goes through
+-- _source_select, so they all read the same rows the same way.
 ------------------------------------------------------------------------------------------------
--- The events relation of a profile, checked before a refresh or a fit reads it (its name, quoted
--- and qualified).  A refresh may run as a superuser (pg_cron) while a less privileged admin role
--- chose the relation: so only tables (plain, partitioned, foreign) owned by the caller or by a
--- superuser, with exactly the columns read; never a view, whose functions would run as the caller.
+-- The source of a relation: its row of event_sources, or the defaults (engagement_events' columns).
+CREATE FUNCTION @extschema@._source_of(events regclass) RETURNS @extschema@.event_sources
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    src @extschema@.event_sources;
+BEGIN
+    SELECT * INTO src FROM @extschema@.event_sources s WHERE s.relation = events;
+    IF NOT FOUND THEN
+        src.relation := events;
+        src.contact_column := 'contact_id';
+        src.kind_column := 'event_type';
+        src.time_column := 'occurred_at';
+        src.value_column := 'conversion_value';
+        src.kind_match := 'exact';
+        src.on_unmapped := 'count';
+        src.changes_from := '{}';
+    END IF;
+    RETURN src;
+END $$;
+
+-- The relations whose tracked changes make a source's scores stale: the relation itself (a
+-- partitioned one stands for its partitions) unless it is a view, and its changes_from.
+CREATE FUNCTION @extschema@._source_feeds(events regclass) RETURNS regclass[]
+LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN c.relkind = 'v' THEN s.changes_from ELSE events || s.changes_from END
+      FROM pg_class c, @extschema@._source_of(events) s
+     WHERE c.oid = events
+$$;
+
+-- The column of a relation, or NULL.
+CREATE FUNCTION @extschema@._column_type(rel regclass, col name) RETURNS regtype
+LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT a.atttypid::regtype FROM pg_attribute a WHERE a.attrelid = rel AND a.attname = col AND a.attnum > 0
+       AND NOT a.attisdropped
+$$;
+
+-- A source checked against its relation: the columns exist with types the model can read
+-- without running anything of the relation owner's (built-in integer, timestamptz and numeric
+-- types; the kind as engagement.event_type or through the kind map).  Raises 42703 or 42804.
+CREATE FUNCTION @extschema@._source_check(src @extschema@.event_sources) RETURNS void
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    col record;
+    typ regtype;
+BEGIN
+    FOR col IN SELECT * FROM (VALUES ('contact', src.contact_column, ARRAY['smallint', 'integer', 'bigint']::regtype[]),
+                                     ('time', src.time_column, ARRAY['timestamp with time zone']::regtype[]),
+                                     ('value', src.value_column, ARRAY['numeric', 'smallint', 'integer', 'bigint', 'real', 'double precision']::regtype[]),
+                                     ('kind', src.kind_column, NULL)) v(what, name, types)
+                WHERE v.name IS NOT NULL
+    LOOP
+        typ := @extschema@._column_type(src.relation, col.name);
+        IF typ IS NULL THEN
+            RAISE EXCEPTION 'events relation % has no column % (its % column)', src.relation, quote_ident(col.name), col.what
+                USING ERRCODE = 'undefined_column',
+                      HINT = 'Name its columns in engagement.event_sources (define_event_source).';
+        END IF;
+        IF col.types IS NOT NULL AND NOT typ = ANY (col.types) THEN
+            RAISE EXCEPTION 'the % column % of events relation % is %, not one of %', col.what, quote_ident(col.name),
+                            src.relation, typ, col.types
+                USING ERRCODE = 'datatype_mismatch';
+        END IF;
+    END LOOP;
+END $$;
+
+-- The kind column as an event type: the column itself when it is engagement.event_type, else a
+-- CASE over the source's kind map (constants only; trim_lower compares trimmed, lower-cased kinds),
+-- NULL for a kind the map lacks.
+CREATE FUNCTION @extschema@._source_kind_expr(src @extschema@.event_sources) RETURNS text
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    kind text := 'e.' || quote_ident(src.kind_column);
+    arms text;
+BEGIN
+    IF @extschema@._column_type(src.relation, src.kind_column) = '@extschema@.event_type'::regtype THEN
+        RETURN kind;
+    END IF;
+    kind := kind || '::text';
+    IF src.kind_match = 'trim_lower' THEN
+        kind := format('lower(btrim(%s))', kind);
+    END IF;
+    SELECT string_agg(format('WHEN %L THEN %L::@extschema@.event_type',
+                             CASE src.kind_match WHEN 'trim_lower' THEN lower(btrim(m.kind)) ELSE m.kind END, m.event_type),
+                      ' ' ORDER BY m.kind)
+      INTO arms
+      FROM @extschema@.event_kind_map m WHERE m.relation = src.relation;
+    RETURN CASE WHEN arms IS NULL THEN 'NULL::@extschema@.event_type' ELSE format('CASE %s %s END', kind, arms) END;
+END $$;
+
+-- The rows of a source as the model reads them, from rel (the relation's name, or a name bound to
+-- it): SELECT contact_id, event_type (NULL: unmapped), occurred_at, conversion_value, kind (the
+-- CRM's own, as text) FROM ...
+CREATE FUNCTION @extschema@._source_select(src @extschema@.event_sources, rel text) RETURNS text
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN format('SELECT e.%I AS contact_id, %s AS event_type, e.%I AS occurred_at, %s AS conversion_value, e.%I::text AS kind FROM %s e',
+                  src.contact_column, @extschema@._source_kind_expr(src), src.time_column,
+                  CASE WHEN src.value_column IS NULL THEN 'NULL::numeric'
+                       ELSE format('e.%I::numeric', src.value_column) END,
+                  src.kind_column, rel);
+END $$;
+
+-- The events relation of a profile, checked before it is written into a profile, and before a
+-- refresh or a fit reads it (its name, quoted and qualified).  A refresh may run as a superuser
+-- (pg_cron) while a less privileged admin role chose the relation: so only relations owned by the
+-- caller or by a superuser (a view's functions would run as the caller), read as its source says.
 -- (The role that chose the relation is checked by _profile_events_or_error.)
 CREATE FUNCTION @extschema@._events_relation_or_error(events regclass) RETURNS text
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
@@ -24,9 +127,9 @@ BEGIN
     SELECT c.oid::regclass::text INTO bad
       FROM (SELECT events AS relid UNION SELECT t.relid FROM pg_partition_tree(events) t) t
       JOIN pg_class c ON c.oid = t.relid
-     WHERE c.relkind NOT IN ('r', 'p', 'f') LIMIT 1;
+     WHERE c.relkind NOT IN ('r', 'p', 'f', 'v') LIMIT 1;
     IF bad IS NOT NULL THEN
-        RAISE EXCEPTION 'events_relation % must be a table (plain, partitioned or foreign)', bad
+        RAISE EXCEPTION 'events_relation % must be a table (plain, partitioned or foreign) or a view', bad
             USING ERRCODE = 'wrong_object_type';
     END IF;
     SELECT c.oid::regclass::text INTO bad
@@ -36,18 +139,142 @@ BEGIN
     IF bad IS NOT NULL THEN
         RAISE EXCEPTION 'events_relation % is owned by another role that is not a superuser', bad
             USING ERRCODE = 'insufficient_privilege',
-                  HINT = 'Refresh as its owner, or give the table to a superuser.';
+                  HINT = 'Refresh as its owner, or give the relation to a superuser.';
     END IF;
-    SELECT string_agg(format('%s %s', want.col, want.typ), ', ') INTO bad
-      FROM (VALUES ('contact_id', 'bigint'::regtype), ('event_type', '@extschema@.event_type'::regtype),
-                   ('occurred_at', 'timestamptz'::regtype), ('conversion_value', 'numeric'::regtype)) want(col, typ)
-     WHERE NOT EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = events AND a.attname = want.col
-                          AND a.atttypid = want.typ AND NOT a.attisdropped);
-    IF bad IS NOT NULL THEN
-        RAISE EXCEPTION 'events_relation % lacks the columns %', events, bad USING ERRCODE = 'datatype_mismatch';
-    END IF;
+    PERFORM @extschema@._source_check(@extschema@._source_of(events));
     RETURN events::text;
 END $$;
+
+-- A source is checked when it is written, by the role that writes it: it may read the relation,
+-- the columns are there with types the model reads (pg_restore, a superuser, brings rows as they
+-- were).  A changed source, or kind map, makes every profile reading the relation rescore.
+CREATE FUNCTION @extschema@._source_check_row() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NEW.relation = '@extschema@.engagement_events'::regclass THEN
+        RAISE EXCEPTION 'engagement_events is read as it is: it has no source to define' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF TG_OP = 'INSERT' AND NEW.set_by IS NOT NULL AND (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
+        RETURN NEW;
+    END IF;
+    IF NOT coalesce(has_schema_privilege(current_user, (SELECT c.relnamespace FROM pg_class c WHERE c.oid = NEW.relation), 'USAGE')
+                    AND has_table_privilege(current_user, NEW.relation, 'SELECT'), false) THEN
+        RAISE EXCEPTION 'role "%" may not read %', current_user, NEW.relation USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF (SELECT c.relkind FROM pg_class c WHERE c.oid = NEW.relation) NOT IN ('r', 'p', 'f', 'v') THEN
+        RAISE EXCEPTION 'an event source must be a table (plain, partitioned or foreign) or a view, not %', NEW.relation
+            USING ERRCODE = 'wrong_object_type';
+    END IF;
+    PERFORM @extschema@._source_check(NEW);
+    IF EXISTS (SELECT FROM unnest(NEW.changes_from) f(rel) JOIN pg_class c ON c.oid = f.rel WHERE c.relkind NOT IN ('r', 'p', 'f')) THEN
+        RAISE EXCEPTION 'changes_from lists tables whose changes are tracked, not views' USING ERRCODE = 'wrong_object_type';
+    END IF;
+    NEW.set_by := current_user;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER event_sources_check BEFORE INSERT OR UPDATE ON @extschema@.event_sources
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._source_check_row();
+
+-- With kind_match trim_lower, two kinds equal once trimmed and lower-cased would be ambiguous.
+CREATE FUNCTION @extschema@._kind_map_check_row() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF EXISTS (SELECT FROM @extschema@.event_sources s JOIN @extschema@.event_kind_map m ON m.relation = s.relation
+                WHERE s.relation = NEW.relation AND s.kind_match = 'trim_lower' AND m.kind <> NEW.kind
+                  AND lower(btrim(m.kind)) = lower(btrim(NEW.kind))) THEN
+        RAISE EXCEPTION 'kind % of % is kind % once trimmed and lower-cased (kind_match trim_lower)',
+                        quote_literal(NEW.kind), NEW.relation,
+                        (SELECT quote_literal(m.kind) FROM @extschema@.event_kind_map m
+                          WHERE m.relation = NEW.relation AND m.kind <> NEW.kind AND lower(btrim(m.kind)) = lower(btrim(NEW.kind)) LIMIT 1)
+            USING ERRCODE = 'unique_violation';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER event_kind_map_check BEFORE INSERT OR UPDATE ON @extschema@.event_kind_map
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._kind_map_check_row();
+
+CREATE FUNCTION @extschema@._source_changed() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    -- (touching updated_at bumps the version: the profiles' next refreshes are full ones)
+    UPDATE @extschema@.scoring_profiles sp SET updated_at = clock_timestamp()
+     WHERE sp.events_relation IN (SELECT n.relation FROM new_rows n UNION SELECT o.relation FROM old_rows o);
+    RETURN NULL;
+END $$;
+CREATE FUNCTION @extschema@._source_changed_insert() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    UPDATE @extschema@.scoring_profiles sp SET updated_at = clock_timestamp()
+     WHERE sp.events_relation IN (SELECT n.relation FROM new_rows n);
+    RETURN NULL;
+END $$;
+CREATE FUNCTION @extschema@._source_changed_delete() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    UPDATE @extschema@.scoring_profiles sp SET updated_at = clock_timestamp()
+     WHERE sp.events_relation IN (SELECT o.relation FROM old_rows o);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER event_sources_changed_insert AFTER INSERT ON @extschema@.event_sources
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._source_changed_insert();
+CREATE TRIGGER event_sources_changed_update AFTER UPDATE ON @extschema@.event_sources
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._source_changed();
+CREATE TRIGGER event_sources_changed_delete AFTER DELETE ON @extschema@.event_sources
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._source_changed_delete();
+CREATE TRIGGER event_kind_map_changed_insert AFTER INSERT ON @extschema@.event_kind_map
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._source_changed_insert();
+CREATE TRIGGER event_kind_map_changed_update AFTER UPDATE ON @extschema@.event_kind_map
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._source_changed();
+CREATE TRIGGER event_kind_map_changed_delete AFTER DELETE ON @extschema@.event_kind_map
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._source_changed_delete();
+
+-- define_event_source: a source in one call (its row of event_sources and its kind map, replaced).
+CREATE FUNCTION @extschema@.define_event_source(relation regclass, kinds jsonb DEFAULT NULL,
+                                                contact_column name DEFAULT 'contact_id',
+                                                kind_column name DEFAULT 'event_type',
+                                                time_column name DEFAULT 'occurred_at',
+                                                value_column name DEFAULT 'conversion_value',
+                                                kind_match text DEFAULT 'exact',
+                                                on_unmapped text DEFAULT 'count',
+                                                changes_from regclass[] DEFAULT '{}')
+RETURNS regclass
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    bad text;
+BEGIN
+    IF relation IS NULL OR contact_column IS NULL OR kind_column IS NULL OR time_column IS NULL
+       OR kind_match IS NULL OR on_unmapped IS NULL OR changes_from IS NULL THEN
+        RAISE EXCEPTION 'define_event_source: only kinds and value_column may be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF kinds IS NOT NULL AND jsonb_typeof(kinds) <> 'object' THEN
+        RAISE EXCEPTION 'kinds must be a JSON object of the CRM''s kinds and their event types, e.g. {"open": "opened"}'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT string_agg(format('%s: %s', k.key, k.value), ', ') INTO bad
+      FROM jsonb_each(coalesce(kinds, '{}')) k
+     WHERE jsonb_typeof(k.value) <> 'string'
+        OR NOT (k.value #>> '{}') = ANY (enum_range(NULL::@extschema@.event_type)::text[]);
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'kinds maps to what is not an event type: %', bad
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'The event types: ' || array_to_string(enum_range(NULL::@extschema@.event_type)::text[], ', ') || '.';
+    END IF;
+    INSERT INTO @extschema@.event_sources AS s (relation, contact_column, kind_column, time_column, value_column,
+                                                kind_match, on_unmapped, changes_from)
+    VALUES (relation, contact_column, kind_column, time_column, value_column, kind_match, on_unmapped, changes_from)
+    ON CONFLICT ON CONSTRAINT event_sources_pkey DO UPDATE
+       SET contact_column = excluded.contact_column, kind_column = excluded.kind_column,
+           time_column = excluded.time_column, value_column = excluded.value_column,
+           kind_match = excluded.kind_match, on_unmapped = excluded.on_unmapped, changes_from = excluded.changes_from;
+    DELETE FROM @extschema@.event_kind_map m WHERE m.relation = define_event_source.relation;
+    INSERT INTO @extschema@.event_kind_map (relation, kind, event_type)
+    SELECT define_event_source.relation, k.key, (k.value #>> '{}')::@extschema@.event_type
+      FROM jsonb_each(coalesce(kinds, '{}')) k;
+    RETURN relation;
+END $$;
+COMMENT ON FUNCTION @extschema@.define_event_source(regclass, jsonb, name, name, name, name, text, text, regclass[]) IS
+    'Defines (or replaces) how a CRM''s own events relation is read: its columns, its kinds mapped to event types ({"open": "opened", ...}), kind_match exact or trim_lower, on_unmapped count or reject, and for a view the tables whose tracked changes feed it';
+REVOKE EXECUTE ON FUNCTION @extschema@.define_event_source(regclass, jsonb, name, name, name, name, text, text, regclass[]) FROM PUBLIC;
 
 -- A profile's events relation, checked before a refresh or a fit reads it: the role that chose it
 -- must still be allowed to read it (privileges may have been revoked since), and it must be a
@@ -81,20 +308,22 @@ BEGIN
     RETURN @extschema@._events_relation_or_error(p.events_relation);
 END $$;
 
--- The events relation a refresh or a fit reads, checked (_profile_events_or_error) and bound by OID
--- for the rest of the transaction: a temporary view over it, so that a schema renamed after the
--- check cannot put another relation (or a view whose functions would run as the refreshing role)
--- under the same name.  Returns the name to read; the caller drops pg_temp._es_events.
+-- The events a refresh or a fit reads, checked (_profile_events_or_error) and, for a relation of
+-- the CRM's own, bound by OID for the rest of the transaction: a temporary view over it, so that a
+-- schema renamed after the check cannot put another relation (or a view whose functions would run
+-- as the refreshing role) under the same name.  Returns a FROM item of the columns contact_id,
+-- event_type, occurred_at, conversion_value and kind (_source_select); the caller drops
+-- pg_temp._es_events when that is what it got.
 CREATE FUNCTION @extschema@._bind_events_relation(p @extschema@.scoring_profiles) RETURNS text
 LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     events text := @extschema@._profile_events_or_error(p);
+    src @extschema@.event_sources := @extschema@._source_of(p.events_relation);
 BEGIN
     IF p.events_relation = '@extschema@.engagement_events'::regclass THEN
-        RETURN events;   -- in the extension's own schema
+        RETURN '(' || @extschema@._source_select(src, events) || ')';   -- in the extension's own schema
     END IF;
-    EXECUTE format('CREATE TEMP VIEW _es_events AS SELECT e.contact_id, e.event_type, e.occurred_at, e.conversion_value FROM %s e',
-                   events);
+    EXECUTE 'CREATE TEMP VIEW _es_events AS ' || @extschema@._source_select(src, events);
     IF (SELECT array_agg(DISTINCT d.refobjid)
           FROM pg_rewrite r JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
          WHERE r.ev_class = 'pg_temp._es_events'::regclass AND d.refclassid = 'pg_class'::regclass
@@ -106,24 +335,29 @@ BEGIN
 END $$;
 
 ------------------------------------------------------------------------------------------------
--- Change tracking of engagement_events, and of any events relation track_event_changes is
--- given: statement-level triggers with transition tables (row-level ones where foreign partitions
--- cannot collect transition tuples).  The trigger functions run as their owner (SECURITY DEFINER):
--- the change log is written by them alone, never directly by the roles that write events.
+-- Change tracking of engagement_events, and of any table track_event_changes is given:
+-- statement-level triggers with transition tables (row-level ones where foreign partitions cannot
+-- collect transition tuples) log (contact, relation) in event_changes; a refresh hands each change
+-- to the profiles whose source the relation feeds (_source_feeds).  The trigger functions run as
+-- their owner (SECURITY DEFINER): the change log is written by them alone, never directly by the
+-- roles that write events.  Their argument, on a relation other than engagement_events, names the
+-- contact column.
 ------------------------------------------------------------------------------------------------
 -- The trigger that fired a change-tracking function on a relation other than engagement_events.
 -- The functions run as their owner, so nothing of the caller's may be evaluated in them: the
--- relation's contact_id must be bigint itself (no user-defined type, cast or operator), and a
--- statement-level trigger must name its transition tables new_events and old_events (were they
--- missing, those names would find the caller's temporary views).
-CREATE FUNCTION @extschema@._tracked_relation_check(rel oid, trigger_name name, transition_tables boolean)
+-- contact column must be of a built-in integer type itself (no user-defined type, cast or
+-- operator), and a statement-level trigger must name its transition tables new_events and
+-- old_events (were they missing, those names would find the caller's temporary views).
+CREATE FUNCTION @extschema@._tracked_relation_check(rel oid, trigger_name name, transition_tables boolean,
+                                                    contact_column name)
 RETURNS void
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_attribute a
-                    WHERE a.attrelid = rel AND a.attname = 'contact_id' AND a.atttypid = 'pg_catalog.int8'::regtype
-                      AND NOT a.attisdropped) THEN
-        RAISE EXCEPTION 'change tracking of % needs a column contact_id of type bigint', rel::regclass
+                    WHERE a.attrelid = rel AND a.attname = contact_column AND NOT a.attisdropped
+                      AND a.atttypid IN ('pg_catalog.int8'::regtype, 'pg_catalog.int4'::regtype, 'pg_catalog.int2'::regtype)) THEN
+        RAISE EXCEPTION 'change tracking of % needs a contact column % of type bigint, integer or smallint',
+                        rel::regclass, quote_ident(contact_column)
             USING ERRCODE = 'datatype_mismatch';
     END IF;
     IF transition_tables AND NOT EXISTS (
@@ -140,35 +374,42 @@ BEGIN
 END $$;
 
 -- Another relation's rows have no id to pair old and new versions by: an UPDATE there marks every
--- contact it touched.  (1.2's track_event_changes passed 'any_update' for that; it is implied.)
+-- contact it touched.  Rows without a contact are not logged (nothing to rescore; a full refresh
+-- counts them).
 CREATE FUNCTION @extschema@._track_event_changes() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    contact name := coalesce(TG_ARGV[0], 'contact_id');
 BEGIN
     IF TG_RELID <> '@extschema@.engagement_events'::regclass THEN
-        PERFORM @extschema@._tracked_relation_check(TG_RELID, TG_NAME, TG_OP <> 'TRUNCATE');
+        PERFORM @extschema@._tracked_relation_check(TG_RELID, TG_NAME, TG_OP <> 'TRUNCATE', contact);
     END IF;
     IF TG_OP = 'INSERT' THEN
-        INSERT INTO @extschema@.event_changes (contact_id) SELECT DISTINCT contact_id FROM new_events;
+        EXECUTE format('INSERT INTO @extschema@.event_changes (contact_id, relation)
+                        SELECT DISTINCT %I, $1 FROM new_events WHERE %I IS NOT NULL', contact, contact) USING TG_RELID;
     ELSIF TG_OP = 'DELETE' THEN
-        INSERT INTO @extschema@.event_changes (contact_id) SELECT DISTINCT contact_id FROM old_events;
+        EXECUTE format('INSERT INTO @extschema@.event_changes (contact_id, relation)
+                        SELECT DISTINCT %I, $1 FROM old_events WHERE %I IS NOT NULL', contact, contact) USING TG_RELID;
     ELSIF TG_OP = 'UPDATE' AND TG_RELID <> '@extschema@.engagement_events'::regclass THEN
-        INSERT INTO @extschema@.event_changes (contact_id)
-        SELECT contact_id FROM old_events UNION SELECT contact_id FROM new_events;
+        EXECUTE format('INSERT INTO @extschema@.event_changes (contact_id, relation)
+                        SELECT c, $1 FROM (SELECT %I FROM old_events UNION SELECT %I FROM new_events) u(c)
+                         WHERE c IS NOT NULL', contact, contact) USING TG_RELID;
     ELSIF TG_OP = 'UPDATE' THEN
         -- Only updates of what the model reads make a contact's score stale.  EXECUTE plans the
         -- join for this statement's transition tables: a plan kept from a one-row UPDATE would
         -- join thousands of rows by nested loops.
         EXECUTE $q$
-        INSERT INTO @extschema@.event_changes (contact_id)
-        SELECT c FROM (SELECT o.contact_id, n.contact_id
-                         FROM old_events o JOIN new_events n USING (id)
-                        WHERE (o.contact_id, o.event_type, o.occurred_at, o.conversion_value)
-                              IS DISTINCT FROM (n.contact_id, n.event_type, n.occurred_at, n.conversion_value)) ch(a, b),
-                      LATERAL (VALUES (ch.a), (ch.b)) v(c)
+        INSERT INTO @extschema@.event_changes (contact_id, relation)
+        SELECT c, '@extschema@.engagement_events'::regclass
+          FROM (SELECT o.contact_id, n.contact_id
+                  FROM old_events o JOIN new_events n USING (id)
+                 WHERE (o.contact_id, o.event_type, o.occurred_at, o.conversion_value)
+                       IS DISTINCT FROM (n.contact_id, n.event_type, n.occurred_at, n.conversion_value)) ch(a, b),
+               LATERAL (VALUES (ch.a), (ch.b)) v(c)
          GROUP BY c$q$;
-    ELSE  -- TRUNCATE: every scored contact lost its events
-        INSERT INTO @extschema@.event_changes (contact_id)
-        SELECT DISTINCT contact_id FROM @extschema@.engagement_scores;
+    ELSE  -- TRUNCATE: every scored contact may have lost its events
+        INSERT INTO @extschema@.event_changes (contact_id, relation)
+        SELECT DISTINCT s.contact_id, TG_RELID::regclass FROM @extschema@.engagement_scores s;
     END IF;
     RETURN NULL;
 END $$;
@@ -188,19 +429,32 @@ CREATE TRIGGER engagement_events_track_truncate AFTER TRUNCATE ON @extschema@.en
 
 -- Foreign partitions cannot hand rows to transition tables ("cannot collect transition tuples
 -- from child foreign tables"): a relation with any gets row-level triggers instead (which also
--- turns off postgres_fdw's batch inserts while they exist; docs/scale-out.md).
+-- turns off postgres_fdw's batch inserts while they exist; docs/scale-out.md).  They fire on the
+-- partitions: the change is logged against the partitioned table.
 CREATE FUNCTION @extschema@._track_event_change() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    contact name := coalesce(TG_ARGV[0], 'contact_id');
+    rel regclass := coalesce(pg_partition_root(TG_RELID), TG_RELID);
+    old_contact bigint;
+    new_contact bigint;
 BEGIN
     IF TG_LEVEL <> 'ROW' THEN
         RAISE EXCEPTION '_track_event_change is a row-level trigger function' USING ERRCODE = 'invalid_object_definition';
     END IF;
-    PERFORM @extschema@._tracked_relation_check(TG_RELID, TG_NAME, false);
+    PERFORM @extschema@._tracked_relation_check(TG_RELID, TG_NAME, false, contact);
+    -- (the one column read, of a built-in integer type: nothing else of the row is evaluated)
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
-        INSERT INTO @extschema@.event_changes (contact_id) VALUES (OLD.contact_id);
+        EXECUTE format('SELECT ($1).%I', contact) INTO old_contact USING OLD;
     END IF;
-    IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND NEW.contact_id IS DISTINCT FROM OLD.contact_id) THEN
-        INSERT INTO @extschema@.event_changes (contact_id) VALUES (NEW.contact_id);
+    IF TG_OP IN ('UPDATE', 'INSERT') THEN
+        EXECUTE format('SELECT ($1).%I', contact) INTO new_contact USING NEW;
+    END IF;
+    IF old_contact IS NOT NULL THEN
+        INSERT INTO @extschema@.event_changes (contact_id, relation) VALUES (old_contact, rel);
+    END IF;
+    IF new_contact IS NOT NULL AND new_contact IS DISTINCT FROM old_contact THEN
+        INSERT INTO @extschema@.event_changes (contact_id, relation) VALUES (new_contact, rel);
     END IF;
     RETURN NULL;
 END $$;
@@ -208,40 +462,92 @@ END $$;
 -- relation: attached to a table of its own, a role could otherwise write the change log.
 REVOKE EXECUTE ON FUNCTION @extschema@._track_event_changes(), @extschema@._track_event_change() FROM PUBLIC;
 
-CREATE FUNCTION @extschema@.track_event_changes(events regclass) RETURNS void
+-- The triggers track_event_changes makes (and untrack_event_changes removes).
+CREATE FUNCTION @extschema@._drop_tracking_triggers(events regclass) RETURNS integer
 LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     made name;
+    dropped integer := 0;
 BEGIN
-    IF events = '@extschema@.engagement_events'::regclass THEN
-        RAISE EXCEPTION 'engagement_events is always tracked' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    PERFORM @extschema@._events_relation_or_error(events);   -- what a refresh will accept to read
-    -- Run again (after attaching partitions, say), it replaces the triggers it made.
     FOR made IN SELECT t.tgname FROM pg_trigger t
                  WHERE t.tgrelid = events AND NOT t.tgisinternal
                    AND t.tgname IN ('engagement_track_change', 'engagement_track_insert', 'engagement_track_update',
                                     'engagement_track_delete', 'engagement_track_truncate')
     LOOP
         EXECUTE format('DROP TRIGGER %I ON %s', made, events);
+        dropped := dropped + 1;
     END LOOP;
+    RETURN dropped;
+END $$;
+
+-- track_event_changes(events, for_source): change-tracking triggers on a table of the CRM's own (run
+-- it again after attaching partitions).  Its contact column is the one its own source names, or, given
+-- for_source (a view over it, or another relation reading it), that source's; then the table is
+-- added to that source's changes_from, so its changes make the source's scores stale.
+CREATE FUNCTION @extschema@.track_event_changes(events regclass, for_source regclass DEFAULT NULL) RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    contact name;
+BEGIN
+    IF events IS NULL THEN
+        RAISE EXCEPTION 'track_event_changes: events must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF events = '@extschema@.engagement_events'::regclass THEN
+        RAISE EXCEPTION 'engagement_events is always tracked' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF (SELECT c.relkind FROM pg_class c WHERE c.oid = events) NOT IN ('r', 'p', 'f') THEN
+        RAISE EXCEPTION '% is not a table: track the tables under it, naming the view as for_source', events
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = format('SELECT engagement.track_event_changes(''<table>'', for_source => %L);', events::text);
+    END IF;
+    IF for_source IS NOT NULL AND NOT EXISTS (SELECT FROM @extschema@.event_sources s WHERE s.relation = for_source) THEN
+        RAISE EXCEPTION '% has no event source to feed', for_source
+            USING ERRCODE = 'undefined_object', HINT = 'Define it first: engagement.define_event_source.';
+    END IF;
+    contact := (@extschema@._source_of(coalesce(for_source, events))).contact_column;
+    PERFORM @extschema@._tracked_relation_check(events, '', false, contact);
+    -- the relation must be one a refresh may read (owner, columns) unless it only feeds another source
+    IF for_source IS NULL THEN
+        PERFORM @extschema@._events_relation_or_error(events);
+    ELSE
+        UPDATE @extschema@.event_sources s SET changes_from = s.changes_from || events
+         WHERE s.relation = for_source AND NOT events = ANY (s.changes_from);
+    END IF;
+    PERFORM @extschema@._drop_tracking_triggers(events);   -- run again, it replaces the triggers it made
     -- the relation itself or any partition (pg_partition_tree lists only partitioned tables' trees)
     IF EXISTS (SELECT FROM pg_class c
                 WHERE c.relkind = 'f' AND c.oid IN (SELECT events UNION SELECT t.relid FROM pg_partition_tree(events) t)) THEN
         EXECUTE format('CREATE TRIGGER engagement_track_change AFTER INSERT OR UPDATE OR DELETE ON %s '
-                       'FOR EACH ROW EXECUTE FUNCTION @extschema@._track_event_change()', events);
+                       'FOR EACH ROW EXECUTE FUNCTION @extschema@._track_event_change(%L)', events, contact);
     ELSE
         EXECUTE format('CREATE TRIGGER engagement_track_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS new_events '
-                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes()', events);
+                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes(%L)', events, contact);
         EXECUTE format('CREATE TRIGGER engagement_track_update AFTER UPDATE ON %s '
                        'REFERENCING OLD TABLE AS old_events NEW TABLE AS new_events '
-                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes()', events);
+                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes(%L)', events, contact);
         EXECUTE format('CREATE TRIGGER engagement_track_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS old_events '
-                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes()', events);
+                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes(%L)', events, contact);
     END IF;
     EXECUTE format('CREATE TRIGGER engagement_track_truncate AFTER TRUNCATE ON %s '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes()', events);
+                   'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes(%L)', events, contact);
 END $$;
-COMMENT ON FUNCTION @extschema@.track_event_changes(regclass) IS
-    'Adds (or replaces) change-tracking triggers on a profile''s own events relation (run it again after attaching partitions), so incremental refreshes see the changes written through this server';
-REVOKE EXECUTE ON FUNCTION @extschema@.track_event_changes(regclass) FROM PUBLIC;
+COMMENT ON FUNCTION @extschema@.track_event_changes(regclass, regclass) IS
+    'Adds (or replaces) change-tracking triggers on a table of the CRM''s own (run it again after attaching partitions), so incremental refreshes of the profiles reading it (or for_source, a view over it) see the changes written through this server';
+REVOKE EXECUTE ON FUNCTION @extschema@.track_event_changes(regclass, regclass) FROM PUBLIC;
+
+CREATE FUNCTION @extschema@.untrack_event_changes(events regclass) RETURNS integer
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    dropped integer;
+BEGIN
+    IF events = '@extschema@.engagement_events'::regclass THEN
+        RAISE EXCEPTION 'engagement_events is always tracked' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    dropped := @extschema@._drop_tracking_triggers(events);
+    UPDATE @extschema@.event_sources s SET changes_from = array_remove(s.changes_from, events)
+     WHERE events = ANY (s.changes_from);
+    RETURN dropped;
+END $$;
+COMMENT ON FUNCTION @extschema@.untrack_event_changes(regclass) IS
+    'Removes the change-tracking triggers track_event_changes made on a table (then DROP EXTENSION no longer depends on them); returns how many';
+REVOKE EXECUTE ON FUNCTION @extschema@.untrack_event_changes(regclass) FROM PUBLIC;
