@@ -238,92 +238,6 @@ BEGIN
     END IF;
     RETURN rescored;
 END $$;
-CREATE OR REPLACE FUNCTION @extschema@.refresh_scores(profile text DEFAULT 'default', "full" boolean DEFAULT false)
-RETURNS bigint
-LANGUAGE plpgsql VOLATILE STRICT
--- synchronize_seqscans off: two refreshes draining the change log scan it in the same order,
--- so one waits for the other instead of deadlocking on rows each already locked.
--- enable_partitionwise_aggregate: events hash-partitioned by contact_id are scored partition by
--- partition, and on postgres_fdw partitions inside each shard (the aggregate in the Remote SQL).
--- extra_float_digits: the profile document (to_jsonb) carries every parameter exactly.
-SET search_path = pg_catalog, pg_temp SET synchronize_seqscans = off SET enable_partitionwise_aggregate = on
-SET extra_float_digits = 3 AS $$
-DECLARE
-    p          @extschema@.scoring_profiles;
-    refresh_at timestamptz := now();   -- as of now(): the transaction's start
-    events     text;                   -- the profile's events relation, bound (_bind_events_relation)
-    last       record;                 -- the distribution of the last refresh
-    do_full    boolean := "full";
-    aged       boolean;
-    targets    bigint;
-    rescored   bigint;
-    saved_lock_timeout text;
-BEGIN
-    -- Every statement sees what committed before it: what a refresh consumes and re-queues
-    -- relies on it (under a snapshot taken once, a change drained meanwhile could be lost).
-    IF current_setting('transaction_isolation') <> 'read committed' THEN
-        RAISE EXCEPTION 'refresh_scores runs at the READ COMMITTED isolation level, not %', current_setting('transaction_isolation')
-            USING ERRCODE = 'invalid_transaction_state';
-    END IF;
-    -- Read the profile under a lock that keeps it as it is until this refresh commits.
-    SELECT * INTO p FROM @extschema@.scoring_profiles sp WHERE sp.name = refresh_scores.profile FOR SHARE;
-    IF NOT FOUND THEN
-        PERFORM @extschema@._profile_or_error(profile);   -- raises 42704
-    END IF;
-    -- One refresh per profile at a time: a second one returns NULL at once.  The lock is the
-    -- profile's distribution row (the first refresh creates it), which only roles that may write
-    -- score_distributions can lock: no other role can hold refreshes off.
-    IF NOT EXISTS (SELECT FROM @extschema@.score_distributions d WHERE d.profile = p.name) THEN
-        -- Another first refresh's uncommitted row would make this insert wait for it: don't.
-        saved_lock_timeout := current_setting('lock_timeout');
-        BEGIN
-            PERFORM set_config('lock_timeout', '1ms', true);
-            INSERT INTO @extschema@.score_distributions (profile, sorted_composites, contacts, profile_version,
-                                                         refreshed_at, model_version)
-            VALUES (p.name, '', 0, 0, refresh_at, 0) ON CONFLICT DO NOTHING;
-            PERFORM set_config('lock_timeout', saved_lock_timeout, true);
-        EXCEPTION WHEN lock_not_available THEN
-            NULL;   -- the row is another refresh's: the lock below is not free either
-        END;
-    END IF;
-    PERFORM FROM @extschema@.score_distributions d WHERE d.profile = p.name FOR NO KEY UPDATE SKIP LOCKED;
-    IF NOT FOUND THEN
-        RAISE NOTICE 'a refresh of scoring profile "%" is already running; this one does nothing', p.name;
-        RETURN NULL;
-    END IF;
-    events := @extschema@._bind_events_relation(p);
-
-    PERFORM @extschema@._refresh_drain_changes(p);
-
-    -- A profile changed since the last refresh (or never refreshed), or scores of another version
-    -- of the model, rescore everyone.
-    SELECT d.profile_version, d.model_version, d.oldest_score_at, d.contacts INTO last
-      FROM @extschema@.score_distributions d WHERE d.profile = p.name;
-    do_full := do_full OR last.profile_version IS DISTINCT FROM p.version
-               OR last.model_version IS DISTINCT FROM @extschema@.model_version();
-    aged := last.oldest_score_at < refresh_at - p.max_score_age;
-
-    targets := @extschema@._refresh_choose_targets(p, refresh_at, do_full, aged);
-    PERFORM @extschema@._refresh_score_contacts(p, events, refresh_at, do_full,
-                                                coalesce(targets * 10 <= last.contacts, false));
-    PERFORM @extschema@._refresh_distribution(p, refresh_at, do_full);
-    rescored := @extschema@._refresh_write_scores(p, refresh_at, do_full);
-    PERFORM @extschema@._refresh_keep_pending(p, events, refresh_at);
-
-    -- oldest_score_at stays a lower bound of calculated_at (scores only get newer); after the
-    -- age check rescored the old ones, it is recomputed.
-    IF aged AND NOT do_full THEN
-        UPDATE @extschema@.score_distributions d
-           SET oldest_score_at = coalesce((SELECT min(s.calculated_at) FROM @extschema@.engagement_scores s
-                                            WHERE s.profile = p.name), refresh_at)
-         WHERE d.profile = p.name;
-    END IF;
-
-    -- Leave nothing behind for the rest of the transaction (another role may refresh in it).
-    DROP TABLE pg_temp._es_scored, pg_temp._es_changed, pg_temp._es_targets;
-    IF events = 'pg_temp._es_events' THEN DROP VIEW pg_temp._es_events; END IF;
-    RETURN rescored;
-END $$;
 
 ------------------------------------------------------------------------------------------------
 -- Models
@@ -644,6 +558,915 @@ COMMENT ON FUNCTION @extschema@.validate_model_summary(timestamptz, timestamptz,
     'Calibration/holdout totals: contacts, predicted and actual repeat engagement days, mean absolute error and correlation per contact, and the parameters used';
 
 ------------------------------------------------------------------------------------------------
+-- Event sources: the CRM's own tables and views, kind maps, the refresh log (issue 13)
+------------------------------------------------------------------------------------------------
+CREATE TABLE @extschema@.event_sources (
+    relation        regclass PRIMARY KEY,
+    contact_column  name NOT NULL DEFAULT 'contact_id',
+    kind_column     name NOT NULL DEFAULT 'event_type',
+    time_column     name NOT NULL DEFAULT 'occurred_at',
+    value_column    name DEFAULT 'conversion_value',   -- NULL: the source has no conversion values
+    kind_match      text NOT NULL DEFAULT 'exact' CHECK (kind_match IN ('exact', 'trim_lower')),
+    on_unmapped     text NOT NULL DEFAULT 'count' CHECK (on_unmapped IN ('count', 'reject')),
+    -- the tracked relations whose changes make scores of this source stale (besides the relation
+    -- itself when it is a table): for a view, the tables under it
+    changes_from    regclass[] NOT NULL DEFAULT '{}',
+    set_by          text,   -- the role that defined the source (set by a trigger)
+    created_at      timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE @extschema@.event_sources IS
+    'How to read a CRM''s own events relation: its contact, kind, time and value columns, how its kinds are matched (exact, or trim_lower: trimmed and lower-cased on both sides) and what happens to rows of an unmapped kind (count: skipped, counted and warned about; reject: an error naming the kind)';
+
+CREATE TABLE @extschema@.event_kind_map (
+    relation   regclass NOT NULL REFERENCES @extschema@.event_sources (relation) ON DELETE CASCADE,
+    kind       text NOT NULL,
+    event_type @extschema@.event_type NOT NULL,
+    PRIMARY KEY (relation, kind)
+);
+COMMENT ON TABLE @extschema@.event_kind_map IS
+    'A source''s kinds and the event type each stands for; a kind not listed is unmapped (see event_sources.on_unmapped)';
+
+------------------------------------------------------------------------------------------------
+-- Every refresh, manual or scheduled: what it did (kept for each profile's refresh_log_retention)
+------------------------------------------------------------------------------------------------
+CREATE TABLE @extschema@.refresh_runs (
+    id                bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    profile           text NOT NULL REFERENCES @extschema@.scoring_profiles (name) ON UPDATE CASCADE ON DELETE CASCADE,
+    mode              text NOT NULL CHECK (mode IN ('full', 'incremental')),
+    started_at        timestamptz NOT NULL,
+    finished_at       timestamptz NOT NULL,
+    contacts_rescored bigint CHECK (contacts_rescored >= 0),
+    unmapped_rows     bigint CHECK (unmapped_rows >= 0),   -- rows read but not scored: no mapping, or no contact or time
+    unmapped_kinds    text[],                              -- the first few of those kinds
+    skipped           boolean NOT NULL DEFAULT false,      -- another refresh of the profile held its lock
+    error             text,                                -- SQLSTATE and message of a refresh that failed
+    CHECK (finished_at >= started_at)
+);
+CREATE INDEX refresh_runs_profile_idx ON @extschema@.refresh_runs (profile, started_at);
+COMMENT ON TABLE @extschema@.refresh_runs IS
+    'Every refresh_scores: profile, mode, when, contacts rescored, rows it could not score, skipped (another refresh held the lock) or failed (with the error)';
+
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.event_sources', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.event_kind_map', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.refresh_runs', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.refresh_runs_id_seq', '');
+SELECT @extschema@._upgrade_copy_grants(c.relacl, 'TABLE', t)
+  FROM pg_class c, unnest(ARRAY['@extschema@.event_sources', '@extschema@.event_kind_map', '@extschema@.refresh_runs']) t
+ WHERE c.oid = '@extschema@.engagement_score_history'::regclass;
+SELECT @extschema@._upgrade_copy_grants(c.relacl, 'SEQUENCE', '@extschema@.refresh_runs_id_seq')
+  FROM pg_class c WHERE c.oid = '@extschema@.engagement_score_history_id_seq'::regclass;
+
+ALTER TABLE @extschema@.scoring_profiles
+    ADD COLUMN refresh_log_retention interval NOT NULL DEFAULT '14 days' CHECK (refresh_log_retention >= interval '0');
+COMMENT ON COLUMN @extschema@.scoring_profiles.events_relation IS
+    'The events the profile scores: engagement_events, or a table or view of the CRM''s own, read as its row of event_sources says (without one: columns contact_id, event_type, occurred_at, conversion_value); changing it rescores everyone';
+COMMENT ON COLUMN @extschema@.scoring_profiles.refresh_log_retention IS
+    'How long refresh_runs keeps the profile''s refreshes (each refresh removes older ones)';
+
+-- The change log knows the relation of each change.  The changes logged before the update (of
+-- engagement_events or of a tracked relation, 1.3 did not say which) go to every profile's
+-- pending set: nothing is lost.
+ALTER TABLE @extschema@.event_changes ADD COLUMN relation regclass;
+INSERT INTO @extschema@.pending_rescore (profile, contact_id)
+SELECT sp.name, c.contact_id FROM (SELECT DISTINCT contact_id FROM @extschema@.event_changes) c
+ CROSS JOIN @extschema@.scoring_profiles sp;
+DELETE FROM @extschema@.event_changes;
+ALTER TABLE @extschema@.event_changes ALTER COLUMN relation SET NOT NULL;
+COMMENT ON TABLE @extschema@.event_changes IS
+    'Contacts whose events changed since the last refresh, and in which tracked relation (appended by the tracking triggers, drained by refresh_scores into the pending sets of the profiles reading that relation)';
+-- The source of a relation: its row of event_sources, or the defaults (engagement_events' columns).
+CREATE FUNCTION @extschema@._source_of(events regclass) RETURNS @extschema@.event_sources
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    src @extschema@.event_sources;
+BEGIN
+    SELECT * INTO src FROM @extschema@.event_sources s WHERE s.relation = events;
+    IF NOT FOUND THEN
+        src.relation := events;
+        src.contact_column := 'contact_id';
+        src.kind_column := 'event_type';
+        src.time_column := 'occurred_at';
+        src.value_column := 'conversion_value';
+        src.kind_match := 'exact';
+        src.on_unmapped := 'count';
+        src.changes_from := '{}';
+    END IF;
+    RETURN src;
+END $$;
+
+-- The relations whose tracked changes make a source's scores stale: the relation itself (a
+-- partitioned one stands for its partitions) unless it is a view, and its changes_from.
+CREATE FUNCTION @extschema@._source_feeds(events regclass) RETURNS regclass[]
+LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN c.relkind = 'v' THEN s.changes_from ELSE events || s.changes_from END
+      FROM pg_class c, @extschema@._source_of(events) s
+     WHERE c.oid = events
+$$;
+
+-- The column of a relation, or NULL.
+CREATE FUNCTION @extschema@._column_type(rel regclass, col name) RETURNS regtype
+LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT a.atttypid::regtype FROM pg_attribute a WHERE a.attrelid = rel AND a.attname = col AND a.attnum > 0
+       AND NOT a.attisdropped
+$$;
+
+-- A source checked against its relation: the columns exist with types the model can read
+-- without running anything of the relation owner's (built-in integer, timestamptz and numeric
+-- types; the kind as engagement.event_type or through the kind map).  Raises 42703 or 42804.
+CREATE FUNCTION @extschema@._source_check(src @extschema@.event_sources) RETURNS void
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    col record;
+    typ regtype;
+BEGIN
+    FOR col IN SELECT * FROM (VALUES ('contact', src.contact_column, ARRAY['smallint', 'integer', 'bigint']::regtype[]),
+                                     ('time', src.time_column, ARRAY['timestamp with time zone']::regtype[]),
+                                     ('value', src.value_column, ARRAY['numeric', 'smallint', 'integer', 'bigint', 'real', 'double precision']::regtype[]),
+                                     ('kind', src.kind_column, NULL)) v(what, name, types)
+                WHERE v.name IS NOT NULL
+    LOOP
+        typ := @extschema@._column_type(src.relation, col.name);
+        IF typ IS NULL THEN
+            RAISE EXCEPTION 'events relation % has no column % (its % column)', src.relation, quote_ident(col.name), col.what
+                USING ERRCODE = 'undefined_column',
+                      HINT = 'Name its columns in engagement.event_sources (define_event_source).';
+        END IF;
+        IF col.types IS NOT NULL AND NOT typ = ANY (col.types) THEN
+            RAISE EXCEPTION 'the % column % of events relation % is %, not one of %', col.what, quote_ident(col.name),
+                            src.relation, typ, col.types
+                USING ERRCODE = 'datatype_mismatch';
+        END IF;
+    END LOOP;
+END $$;
+
+-- The kind column as an event type: the column itself when it is engagement.event_type, else a
+-- CASE over the source's kind map (constants only; trim_lower compares trimmed, lower-cased kinds),
+-- NULL for a kind the map lacks.
+CREATE FUNCTION @extschema@._source_kind_expr(src @extschema@.event_sources) RETURNS text
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    kind text := 'e.' || quote_ident(src.kind_column);
+    arms text;
+BEGIN
+    IF @extschema@._column_type(src.relation, src.kind_column) = '@extschema@.event_type'::regtype THEN
+        RETURN kind;
+    END IF;
+    kind := kind || '::text';
+    IF src.kind_match = 'trim_lower' THEN
+        kind := format('lower(btrim(%s))', kind);
+    END IF;
+    SELECT string_agg(format('WHEN %L THEN %L::@extschema@.event_type',
+                             CASE src.kind_match WHEN 'trim_lower' THEN lower(btrim(m.kind)) ELSE m.kind END, m.event_type),
+                      ' ' ORDER BY m.kind)
+      INTO arms
+      FROM @extschema@.event_kind_map m WHERE m.relation = src.relation;
+    RETURN CASE WHEN arms IS NULL THEN 'NULL::@extschema@.event_type' ELSE format('CASE %s %s END', kind, arms) END;
+END $$;
+
+-- The rows of a source as the model reads them, from rel (the relation's name, or a name bound to
+-- it): SELECT contact_id, event_type (NULL: unmapped), occurred_at, conversion_value, kind (the
+-- CRM's own, as text) FROM ...
+CREATE FUNCTION @extschema@._source_select(src @extschema@.event_sources, rel text) RETURNS text
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN format('SELECT e.%I AS contact_id, %s AS event_type, e.%I AS occurred_at, %s AS conversion_value, e.%I::text AS kind FROM %s e',
+                  src.contact_column, @extschema@._source_kind_expr(src), src.time_column,
+                  CASE WHEN src.value_column IS NULL THEN 'NULL::numeric'
+                       ELSE format('e.%I::numeric', src.value_column) END,
+                  src.kind_column, rel);
+END $$;
+
+CREATE OR REPLACE FUNCTION @extschema@._events_relation_or_error(events regclass) RETURNS text
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    bad text;
+BEGIN
+    IF events = '@extschema@.engagement_events'::regclass THEN
+        RETURN events::text;
+    END IF;
+    -- the relation and, when partitioned, every partition (pg_partition_tree lists only those)
+    SELECT c.oid::regclass::text INTO bad
+      FROM (SELECT events AS relid UNION SELECT t.relid FROM pg_partition_tree(events) t) t
+      JOIN pg_class c ON c.oid = t.relid
+     WHERE c.relkind NOT IN ('r', 'p', 'f', 'v') LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'events_relation % must be a table (plain, partitioned or foreign) or a view', bad
+            USING ERRCODE = 'wrong_object_type';
+    END IF;
+    SELECT c.oid::regclass::text INTO bad
+      FROM (SELECT events AS relid UNION SELECT t.relid FROM pg_partition_tree(events) t) t
+      JOIN pg_class c ON c.oid = t.relid JOIN pg_roles r ON r.oid = c.relowner
+     WHERE NOT r.rolsuper AND c.relowner <> (SELECT oid FROM pg_roles WHERE rolname = current_user) LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'events_relation % is owned by another role that is not a superuser', bad
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Refresh as its owner, or give the relation to a superuser.';
+    END IF;
+    PERFORM @extschema@._source_check(@extschema@._source_of(events));
+    RETURN events::text;
+END $$;
+-- A source is checked when it is written, by the role that writes it: it may read the relation,
+-- the columns are there with types the model reads (pg_restore, a superuser, brings rows as they
+-- were).  A changed source, or kind map, makes every profile reading the relation rescore.
+CREATE FUNCTION @extschema@._source_check_row() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NEW.relation = '@extschema@.engagement_events'::regclass THEN
+        RAISE EXCEPTION 'engagement_events is read as it is: it has no source to define' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF TG_OP = 'INSERT' AND NEW.set_by IS NOT NULL AND (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
+        RETURN NEW;
+    END IF;
+    IF NOT coalesce(has_schema_privilege(current_user, (SELECT c.relnamespace FROM pg_class c WHERE c.oid = NEW.relation), 'USAGE')
+                    AND has_table_privilege(current_user, NEW.relation, 'SELECT'), false) THEN
+        RAISE EXCEPTION 'role "%" may not read %', current_user, NEW.relation USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF (SELECT c.relkind FROM pg_class c WHERE c.oid = NEW.relation) NOT IN ('r', 'p', 'f', 'v') THEN
+        RAISE EXCEPTION 'an event source must be a table (plain, partitioned or foreign) or a view, not %', NEW.relation
+            USING ERRCODE = 'wrong_object_type';
+    END IF;
+    PERFORM @extschema@._source_check(NEW);
+    IF EXISTS (SELECT FROM unnest(NEW.changes_from) f(rel) JOIN pg_class c ON c.oid = f.rel WHERE c.relkind NOT IN ('r', 'p', 'f')) THEN
+        RAISE EXCEPTION 'changes_from lists tables whose changes are tracked, not views' USING ERRCODE = 'wrong_object_type';
+    END IF;
+    NEW.set_by := current_user;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER event_sources_check BEFORE INSERT OR UPDATE ON @extschema@.event_sources
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._source_check_row();
+
+-- With kind_match trim_lower, two kinds equal once trimmed and lower-cased would be ambiguous.
+CREATE FUNCTION @extschema@._kind_map_check_row() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF EXISTS (SELECT FROM @extschema@.event_sources s JOIN @extschema@.event_kind_map m ON m.relation = s.relation
+                WHERE s.relation = NEW.relation AND s.kind_match = 'trim_lower' AND m.kind <> NEW.kind
+                  AND lower(btrim(m.kind)) = lower(btrim(NEW.kind))) THEN
+        RAISE EXCEPTION 'kind % of % is kind % once trimmed and lower-cased (kind_match trim_lower)',
+                        quote_literal(NEW.kind), NEW.relation,
+                        (SELECT quote_literal(m.kind) FROM @extschema@.event_kind_map m
+                          WHERE m.relation = NEW.relation AND m.kind <> NEW.kind AND lower(btrim(m.kind)) = lower(btrim(NEW.kind)) LIMIT 1)
+            USING ERRCODE = 'unique_violation';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER event_kind_map_check BEFORE INSERT OR UPDATE ON @extschema@.event_kind_map
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._kind_map_check_row();
+
+CREATE FUNCTION @extschema@._source_changed() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    -- (touching updated_at bumps the version: the profiles' next refreshes are full ones)
+    UPDATE @extschema@.scoring_profiles sp SET updated_at = clock_timestamp()
+     WHERE sp.events_relation IN (SELECT n.relation FROM new_rows n UNION SELECT o.relation FROM old_rows o);
+    RETURN NULL;
+END $$;
+CREATE FUNCTION @extschema@._source_changed_insert() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    UPDATE @extschema@.scoring_profiles sp SET updated_at = clock_timestamp()
+     WHERE sp.events_relation IN (SELECT n.relation FROM new_rows n);
+    RETURN NULL;
+END $$;
+CREATE FUNCTION @extschema@._source_changed_delete() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    UPDATE @extschema@.scoring_profiles sp SET updated_at = clock_timestamp()
+     WHERE sp.events_relation IN (SELECT o.relation FROM old_rows o);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER event_sources_changed_insert AFTER INSERT ON @extschema@.event_sources
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._source_changed_insert();
+CREATE TRIGGER event_sources_changed_update AFTER UPDATE ON @extschema@.event_sources
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._source_changed();
+CREATE TRIGGER event_sources_changed_delete AFTER DELETE ON @extschema@.event_sources
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._source_changed_delete();
+CREATE TRIGGER event_kind_map_changed_insert AFTER INSERT ON @extschema@.event_kind_map
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._source_changed_insert();
+CREATE TRIGGER event_kind_map_changed_update AFTER UPDATE ON @extschema@.event_kind_map
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._source_changed();
+CREATE TRIGGER event_kind_map_changed_delete AFTER DELETE ON @extschema@.event_kind_map
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._source_changed_delete();
+
+-- define_event_source: a source in one call (its row of event_sources and its kind map, replaced).
+CREATE FUNCTION @extschema@.define_event_source(relation regclass, kinds jsonb DEFAULT NULL,
+                                                contact_column name DEFAULT 'contact_id',
+                                                kind_column name DEFAULT 'event_type',
+                                                time_column name DEFAULT 'occurred_at',
+                                                value_column name DEFAULT 'conversion_value',
+                                                kind_match text DEFAULT 'exact',
+                                                on_unmapped text DEFAULT 'count',
+                                                changes_from regclass[] DEFAULT '{}')
+RETURNS regclass
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    bad text;
+BEGIN
+    IF relation IS NULL OR contact_column IS NULL OR kind_column IS NULL OR time_column IS NULL
+       OR kind_match IS NULL OR on_unmapped IS NULL OR changes_from IS NULL THEN
+        RAISE EXCEPTION 'define_event_source: only kinds and value_column may be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF kinds IS NOT NULL AND jsonb_typeof(kinds) <> 'object' THEN
+        RAISE EXCEPTION 'kinds must be a JSON object of the CRM''s kinds and their event types, e.g. {"open": "opened"}'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT string_agg(format('%s: %s', k.key, k.value), ', ') INTO bad
+      FROM jsonb_each(coalesce(kinds, '{}')) k
+     WHERE jsonb_typeof(k.value) <> 'string'
+        OR NOT (k.value #>> '{}') = ANY (enum_range(NULL::@extschema@.event_type)::text[]);
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'kinds maps to what is not an event type: %', bad
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'The event types: ' || array_to_string(enum_range(NULL::@extschema@.event_type)::text[], ', ') || '.';
+    END IF;
+    INSERT INTO @extschema@.event_sources AS s (relation, contact_column, kind_column, time_column, value_column,
+                                                kind_match, on_unmapped, changes_from)
+    VALUES (relation, contact_column, kind_column, time_column, value_column, kind_match, on_unmapped, changes_from)
+    ON CONFLICT ON CONSTRAINT event_sources_pkey DO UPDATE
+       SET contact_column = excluded.contact_column, kind_column = excluded.kind_column,
+           time_column = excluded.time_column, value_column = excluded.value_column,
+           kind_match = excluded.kind_match, on_unmapped = excluded.on_unmapped, changes_from = excluded.changes_from;
+    DELETE FROM @extschema@.event_kind_map m WHERE m.relation = define_event_source.relation;
+    INSERT INTO @extschema@.event_kind_map (relation, kind, event_type)
+    SELECT define_event_source.relation, k.key, (k.value #>> '{}')::@extschema@.event_type
+      FROM jsonb_each(coalesce(kinds, '{}')) k;
+    RETURN relation;
+END $$;
+COMMENT ON FUNCTION @extschema@.define_event_source(regclass, jsonb, name, name, name, name, text, text, regclass[]) IS
+    'Defines (or replaces) how a CRM''s own events relation is read: its columns, its kinds mapped to event types ({"open": "opened", ...}), kind_match exact or trim_lower, on_unmapped count or reject, and for a view the tables whose tracked changes feed it';
+REVOKE EXECUTE ON FUNCTION @extschema@.define_event_source(regclass, jsonb, name, name, name, name, text, text, regclass[]) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION @extschema@._bind_events_relation(p @extschema@.scoring_profiles) RETURNS text
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    events text := @extschema@._profile_events_or_error(p);
+    src @extschema@.event_sources := @extschema@._source_of(p.events_relation);
+BEGIN
+    IF p.events_relation = '@extschema@.engagement_events'::regclass THEN
+        RETURN '(' || @extschema@._source_select(src, events) || ')';   -- in the extension's own schema
+    END IF;
+    EXECUTE 'CREATE TEMP VIEW _es_events AS ' || @extschema@._source_select(src, events);
+    IF (SELECT array_agg(DISTINCT d.refobjid)
+          FROM pg_rewrite r JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+         WHERE r.ev_class = 'pg_temp._es_events'::regclass AND d.refclassid = 'pg_class'::regclass
+           AND d.refobjid <> r.ev_class) IS DISTINCT FROM ARRAY[p.events_relation::oid] THEN
+        RAISE EXCEPTION 'events_relation % of scoring profile "%" changed name while it was checked', p.events_relation, p.name
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    RETURN 'pg_temp._es_events';
+END $$;
+CREATE OR REPLACE FUNCTION @extschema@._profile_check_events_relation() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.events_relation = OLD.events_relation
+       AND NEW.events_relation_set_by IS NOT DISTINCT FROM OLD.events_relation_set_by THEN
+        RETURN NEW;
+    END IF;
+    IF NEW.events_relation = '@extschema@.engagement_events'::regclass THEN
+        NEW.events_relation_set_by := NULL;
+        RETURN NEW;
+    END IF;
+    -- pg_restore (a superuser) brings the role that chose it along, or '' (unknown) from 1.2
+    IF TG_OP = 'INSERT' AND NEW.events_relation_set_by IS NOT NULL
+       AND (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
+        RETURN NEW;
+    END IF;
+    IF NOT coalesce(has_schema_privilege(current_user, (SELECT c.relnamespace FROM pg_class c WHERE c.oid = NEW.events_relation), 'USAGE')
+                    AND has_table_privilege(current_user, NEW.events_relation, 'SELECT'), false) THEN
+        RAISE EXCEPTION 'role "%" may not read events_relation %', current_user, NEW.events_relation
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'A profile reads only a relation the role that sets it may read (SELECT, and USAGE on its schema).';
+    END IF;
+    -- readable as a source (the columns, or its row of event_sources): said now, not at the first refresh
+    PERFORM @extschema@._events_relation_or_error(NEW.events_relation);
+    NEW.events_relation_set_by := current_user;
+    RETURN NEW;
+END $$;
+CREATE FUNCTION @extschema@._tracked_relation_check(rel oid, trigger_name name, transition_tables boolean,
+                                                    contact_column name)
+RETURNS void
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_attribute a
+                    WHERE a.attrelid = rel AND a.attname = contact_column AND NOT a.attisdropped
+                      AND a.atttypid IN ('pg_catalog.int8'::regtype, 'pg_catalog.int4'::regtype, 'pg_catalog.int2'::regtype)) THEN
+        RAISE EXCEPTION 'change tracking of % needs a contact column % of type bigint, integer or smallint',
+                        rel::regclass, quote_ident(contact_column)
+            USING ERRCODE = 'datatype_mismatch';
+    END IF;
+    IF transition_tables AND NOT EXISTS (
+           SELECT FROM pg_trigger t
+            WHERE t.tgrelid = rel AND t.tgname = trigger_name
+              AND ((t.tgtype & 4) = 0 OR t.tgnewtable = 'new_events')      -- INSERT
+              AND ((t.tgtype & 16) = 0 OR (t.tgnewtable = 'new_events' AND t.tgoldtable = 'old_events'))   -- UPDATE
+              AND ((t.tgtype & 8) = 0 OR t.tgoldtable = 'old_events')) THEN   -- DELETE
+        RAISE EXCEPTION 'change-tracking trigger % on % must name its transition tables new_events and old_events',
+                        trigger_name, rel::regclass
+            USING ERRCODE = 'invalid_object_definition',
+                  HINT = 'Let track_event_changes create the triggers.';
+    END IF;
+END $$;
+CREATE OR REPLACE FUNCTION @extschema@._track_event_changes() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    contact name := coalesce(TG_ARGV[0], 'contact_id');
+BEGIN
+    IF TG_RELID <> '@extschema@.engagement_events'::regclass THEN
+        PERFORM @extschema@._tracked_relation_check(TG_RELID, TG_NAME, TG_OP <> 'TRUNCATE', contact);
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        EXECUTE format('INSERT INTO @extschema@.event_changes (contact_id, relation)
+                        SELECT DISTINCT %I, $1 FROM new_events WHERE %I IS NOT NULL', contact, contact) USING TG_RELID;
+    ELSIF TG_OP = 'DELETE' THEN
+        EXECUTE format('INSERT INTO @extschema@.event_changes (contact_id, relation)
+                        SELECT DISTINCT %I, $1 FROM old_events WHERE %I IS NOT NULL', contact, contact) USING TG_RELID;
+    ELSIF TG_OP = 'UPDATE' AND TG_RELID <> '@extschema@.engagement_events'::regclass THEN
+        EXECUTE format('INSERT INTO @extschema@.event_changes (contact_id, relation)
+                        SELECT c, $1 FROM (SELECT %I FROM old_events UNION SELECT %I FROM new_events) u(c)
+                         WHERE c IS NOT NULL', contact, contact) USING TG_RELID;
+    ELSIF TG_OP = 'UPDATE' THEN
+        -- Only updates of what the model reads make a contact's score stale.  EXECUTE plans the
+        -- join for this statement's transition tables: a plan kept from a one-row UPDATE would
+        -- join thousands of rows by nested loops.
+        EXECUTE $q$
+        INSERT INTO @extschema@.event_changes (contact_id, relation)
+        SELECT c, '@extschema@.engagement_events'::regclass
+          FROM (SELECT o.contact_id, n.contact_id
+                  FROM old_events o JOIN new_events n USING (id)
+                 WHERE (o.contact_id, o.event_type, o.occurred_at, o.conversion_value)
+                       IS DISTINCT FROM (n.contact_id, n.event_type, n.occurred_at, n.conversion_value)) ch(a, b),
+               LATERAL (VALUES (ch.a), (ch.b)) v(c)
+         GROUP BY c$q$;
+    ELSE  -- TRUNCATE: every scored contact may have lost its events
+        INSERT INTO @extschema@.event_changes (contact_id, relation)
+        SELECT DISTINCT s.contact_id, TG_RELID::regclass FROM @extschema@.engagement_scores s;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE FUNCTION @extschema@._track_event_change() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    contact name := coalesce(TG_ARGV[0], 'contact_id');
+    rel regclass := coalesce(pg_partition_root(TG_RELID), TG_RELID);
+    old_contact bigint;
+    new_contact bigint;
+BEGIN
+    IF TG_LEVEL <> 'ROW' THEN
+        RAISE EXCEPTION '_track_event_change is a row-level trigger function' USING ERRCODE = 'invalid_object_definition';
+    END IF;
+    PERFORM @extschema@._tracked_relation_check(TG_RELID, TG_NAME, false, contact);
+    -- (the one column read, of a built-in integer type: nothing else of the row is evaluated)
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        EXECUTE format('SELECT ($1).%I', contact) INTO old_contact USING OLD;
+    END IF;
+    IF TG_OP IN ('UPDATE', 'INSERT') THEN
+        EXECUTE format('SELECT ($1).%I', contact) INTO new_contact USING NEW;
+    END IF;
+    IF old_contact IS NOT NULL THEN
+        INSERT INTO @extschema@.event_changes (contact_id, relation) VALUES (old_contact, rel);
+    END IF;
+    IF new_contact IS NOT NULL AND new_contact IS DISTINCT FROM old_contact THEN
+        INSERT INTO @extschema@.event_changes (contact_id, relation) VALUES (new_contact, rel);
+    END IF;
+    RETURN NULL;
+END $$;
+DROP FUNCTION @extschema@._tracked_relation_check(oid, name, boolean);
+CREATE FUNCTION @extschema@._drop_tracking_triggers(events regclass) RETURNS integer
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    made name;
+    dropped integer := 0;
+BEGIN
+    FOR made IN SELECT t.tgname FROM pg_trigger t
+                 WHERE t.tgrelid = events AND NOT t.tgisinternal
+                   AND t.tgname IN ('engagement_track_change', 'engagement_track_insert', 'engagement_track_update',
+                                    'engagement_track_delete', 'engagement_track_truncate')
+    LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', made, events);
+        dropped := dropped + 1;
+    END LOOP;
+    RETURN dropped;
+END $$;
+CREATE TEMP TABLE _es_track_acl ON COMMIT DROP AS
+SELECT p.proacl FROM pg_proc p WHERE p.oid = '@extschema@.track_event_changes(regclass)'::regprocedure;
+DROP FUNCTION @extschema@.track_event_changes(regclass);
+CREATE FUNCTION @extschema@.track_event_changes(events regclass, for_source regclass DEFAULT NULL) RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    contact name;
+BEGIN
+    IF events IS NULL THEN
+        RAISE EXCEPTION 'track_event_changes: events must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF events = '@extschema@.engagement_events'::regclass THEN
+        RAISE EXCEPTION 'engagement_events is always tracked' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF (SELECT c.relkind FROM pg_class c WHERE c.oid = events) NOT IN ('r', 'p', 'f') THEN
+        RAISE EXCEPTION '% is not a table: track the tables under it, naming the view as for_source', events
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = format('SELECT engagement.track_event_changes(''<table>'', for_source => %L);', events::text);
+    END IF;
+    IF for_source IS NOT NULL AND NOT EXISTS (SELECT FROM @extschema@.event_sources s WHERE s.relation = for_source) THEN
+        RAISE EXCEPTION '% has no event source to feed', for_source
+            USING ERRCODE = 'undefined_object', HINT = 'Define it first: engagement.define_event_source.';
+    END IF;
+    contact := (@extschema@._source_of(coalesce(for_source, events))).contact_column;
+    PERFORM @extschema@._tracked_relation_check(events, '', false, contact);
+    -- the relation must be one a refresh may read (owner, columns) unless it only feeds another source
+    IF for_source IS NULL THEN
+        PERFORM @extschema@._events_relation_or_error(events);
+    ELSE
+        UPDATE @extschema@.event_sources s SET changes_from = s.changes_from || events
+         WHERE s.relation = for_source AND NOT events = ANY (s.changes_from);
+    END IF;
+    PERFORM @extschema@._drop_tracking_triggers(events);   -- run again, it replaces the triggers it made
+    -- the relation itself or any partition (pg_partition_tree lists only partitioned tables' trees)
+    IF EXISTS (SELECT FROM pg_class c
+                WHERE c.relkind = 'f' AND c.oid IN (SELECT events UNION SELECT t.relid FROM pg_partition_tree(events) t)) THEN
+        EXECUTE format('CREATE TRIGGER engagement_track_change AFTER INSERT OR UPDATE OR DELETE ON %s '
+                       'FOR EACH ROW EXECUTE FUNCTION @extschema@._track_event_change(%L)', events, contact);
+    ELSE
+        EXECUTE format('CREATE TRIGGER engagement_track_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS new_events '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes(%L)', events, contact);
+        EXECUTE format('CREATE TRIGGER engagement_track_update AFTER UPDATE ON %s '
+                       'REFERENCING OLD TABLE AS old_events NEW TABLE AS new_events '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes(%L)', events, contact);
+        EXECUTE format('CREATE TRIGGER engagement_track_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS old_events '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes(%L)', events, contact);
+    END IF;
+    EXECUTE format('CREATE TRIGGER engagement_track_truncate AFTER TRUNCATE ON %s '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes(%L)', events, contact);
+END $$;
+COMMENT ON FUNCTION @extschema@.track_event_changes(regclass, regclass) IS
+    'Adds (or replaces) change-tracking triggers on a table of the CRM''s own (run it again after attaching partitions), so incremental refreshes of the profiles reading it (or for_source, a view over it) see the changes written through this server';
+REVOKE EXECUTE ON FUNCTION @extschema@.track_event_changes(regclass, regclass) FROM PUBLIC;
+SELECT @extschema@._upgrade_copy_grants(proacl, 'FUNCTION', '@extschema@.track_event_changes(regclass, regclass)')
+  FROM pg_temp._es_track_acl;
+DROP TABLE pg_temp._es_track_acl;
+CREATE FUNCTION @extschema@.untrack_event_changes(events regclass) RETURNS integer
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    dropped integer;
+BEGIN
+    IF events = '@extschema@.engagement_events'::regclass THEN
+        RAISE EXCEPTION 'engagement_events is always tracked' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    dropped := @extschema@._drop_tracking_triggers(events);
+    UPDATE @extschema@.event_sources s SET changes_from = array_remove(s.changes_from, events)
+     WHERE events = ANY (s.changes_from);
+    RETURN dropped;
+END $$;
+COMMENT ON FUNCTION @extschema@.untrack_event_changes(regclass) IS
+    'Removes the change-tracking triggers track_event_changes made on a table (then DROP EXTENSION no longer depends on them); returns how many';
+REVOKE EXECUTE ON FUNCTION @extschema@.untrack_event_changes(regclass) FROM PUBLIC;
+
+-- The refresh: changes drained per relation, unmapped rows counted, every run recorded.
+CREATE OR REPLACE FUNCTION @extschema@._refresh_drain_changes(p @extschema@.scoring_profiles) RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    CREATE TEMP TABLE _es_drained ON COMMIT DROP AS
+    WITH moved AS (DELETE FROM @extschema@.event_changes RETURNING contact_id, relation)
+    SELECT DISTINCT contact_id, relation FROM moved;
+    CREATE TEMP TABLE _es_changed (contact_id bigint) ON COMMIT DROP;
+    INSERT INTO pg_temp._es_changed
+    SELECT DISTINCT d.contact_id FROM pg_temp._es_drained d
+     WHERE d.relation = ANY (@extschema@._source_feeds(p.events_relation));
+    -- A contact already pending is not listed again, unless its row is locked: being consumed by
+    -- that profile's refresh, it may be gone when this one commits.
+    INSERT INTO @extschema@.pending_rescore (profile, contact_id)
+    SELECT DISTINCT sp.name, d.contact_id
+      FROM @extschema@.scoring_profiles sp
+      JOIN pg_temp._es_drained d ON d.relation = ANY (@extschema@._source_feeds(sp.events_relation))
+     WHERE sp.name <> p.name
+       AND NOT EXISTS (SELECT FROM @extschema@.pending_rescore pr
+                        WHERE pr.profile = sp.name AND pr.contact_id = d.contact_id
+                          FOR KEY SHARE SKIP LOCKED);
+    DROP TABLE pg_temp._es_drained;
+END $$;
+DROP FUNCTION @extschema@._refresh_score_contacts(@extschema@.scoring_profiles, text, timestamptz, boolean, boolean);
+CREATE FUNCTION @extschema@._refresh_score_contacts(p @extschema@.scoring_profiles, events text,
+                                                    refresh_at timestamptz, full_refresh boolean,
+                                                    few_targets boolean, OUT unmapped bigint,
+                                                    OUT unmapped_kinds text[])
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    EXECUTE format(CASE WHEN few_targets AND NOT full_refresh THEN $q$
+        CREATE TEMP TABLE _es_scored ON COMMIT DROP AS
+        SELECT t.contact_id, (c.s).*, c.unmapped, c.unmapped_kind
+          FROM pg_temp._es_targets t,
+               LATERAL (SELECT @extschema@.score_events(e.event_type, e.occurred_at, e.conversion_value, $1, %2$s) AS s,
+                               count(*) FILTER (WHERE e.event_type IS NULL) AS unmapped,
+                               min(e.kind) FILTER (WHERE e.event_type IS NULL) AS unmapped_kind
+                          FROM %1$s e
+                         WHERE e.contact_id = t.contact_id AND e.occurred_at <= $1) c
+        $q$ ELSE $q$
+        CREATE TEMP TABLE _es_scored ON COMMIT DROP AS
+        SELECT q.contact_id, (q.s).*, q.unmapped, q.unmapped_kind
+          FROM (SELECT e.contact_id,
+                       @extschema@.score_events(e.event_type, e.occurred_at, e.conversion_value, $1, %2$s) AS s,
+                       count(*) FILTER (WHERE e.event_type IS NULL OR e.occurred_at IS NULL) AS unmapped,
+                       min(e.kind) FILTER (WHERE e.event_type IS NULL) AS unmapped_kind
+                  FROM %1$s e
+                 WHERE %3$s
+                 GROUP BY e.contact_id) q
+        $q$ END,
+        events,
+        CASE WHEN p.events_relation = '@extschema@.engagement_events'::regclass THEN '$2' ELSE '$3' END,
+        CASE WHEN full_refresh THEN '(e.occurred_at <= $1 OR e.occurred_at IS NULL)'
+             ELSE 'e.occurred_at <= $1 AND e.contact_id IN (SELECT t.contact_id FROM pg_temp._es_targets t)' END)
+    USING refresh_at, p.name, to_jsonb(p);
+    SELECT coalesce(sum(s.unmapped), 0),
+           (SELECT array_agg(k ORDER BY k) FROM (SELECT DISTINCT s2.unmapped_kind AS k FROM pg_temp._es_scored s2
+                                                  WHERE s2.unmapped_kind IS NOT NULL ORDER BY 1 LIMIT 5) ks)
+      INTO unmapped, unmapped_kinds
+      FROM pg_temp._es_scored s WHERE s.unmapped > 0;
+    -- (contacts whose every row was unmapped, and rows without a contact, have no score)
+    DELETE FROM pg_temp._es_scored s WHERE s.contact_id IS NULL OR s.event_count IS NULL;
+    ALTER TABLE pg_temp._es_scored DROP COLUMN unmapped, DROP COLUMN unmapped_kind;
+    -- Indexed, so that no join with it can go quadratic when the statistics of engagement_scores
+    -- know nothing of this profile yet (a new profile's rows estimated at one).
+    CREATE UNIQUE INDEX ON pg_temp._es_scored (contact_id);
+    ANALYZE pg_temp._es_scored;
+END $$;
+CREATE FUNCTION @extschema@._refresh(profile text, "full" boolean, OUT rescored bigint, OUT full_refresh boolean,
+                                     OUT unmapped bigint, OUT unmapped_kinds text[])
+LANGUAGE plpgsql VOLATILE STRICT
+-- synchronize_seqscans off: two refreshes draining the change log scan it in the same order,
+-- so one waits for the other instead of deadlocking on rows each already locked.
+-- enable_partitionwise_aggregate: events hash-partitioned by contact_id are scored partition by
+-- partition, and on postgres_fdw partitions inside each shard (the aggregate in the Remote SQL).
+-- extra_float_digits: the profile document (to_jsonb) carries every parameter exactly.
+SET search_path = pg_catalog, pg_temp SET synchronize_seqscans = off SET enable_partitionwise_aggregate = on
+SET extra_float_digits = 3 AS $$
+DECLARE
+    p          @extschema@.scoring_profiles;
+    src        @extschema@.event_sources;
+    refresh_at timestamptz := now();   -- as of now(): the transaction's start
+    events     text;                   -- the profile's events, bound (_bind_events_relation)
+    last       record;                 -- the distribution of the last refresh
+    aged       boolean;
+    targets    bigint;
+    saved_lock_timeout text;
+BEGIN
+    full_refresh := "full";
+    -- Every statement sees what committed before it: what a refresh consumes and re-queues
+    -- relies on it (under a snapshot taken once, a change drained meanwhile could be lost).
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'refresh_scores runs at the READ COMMITTED isolation level, not %', current_setting('transaction_isolation')
+            USING ERRCODE = 'invalid_transaction_state';
+    END IF;
+    -- Read the profile under a lock that keeps it as it is until this refresh commits.
+    SELECT * INTO p FROM @extschema@.scoring_profiles sp WHERE sp.name = _refresh.profile FOR SHARE;
+    IF NOT FOUND THEN
+        PERFORM @extschema@._profile_or_error(profile);   -- raises 42704
+    END IF;
+    -- One refresh per profile at a time: a second one returns NULL at once.  The lock is the
+    -- profile's distribution row (the first refresh creates it), which only roles that may write
+    -- score_distributions can lock: no other role can hold refreshes off.
+    IF NOT EXISTS (SELECT FROM @extschema@.score_distributions d WHERE d.profile = p.name) THEN
+        -- Another first refresh's uncommitted row would make this insert wait for it: don't.
+        saved_lock_timeout := current_setting('lock_timeout');
+        BEGIN
+            PERFORM set_config('lock_timeout', '1ms', true);
+            INSERT INTO @extschema@.score_distributions (profile, sorted_composites, contacts, profile_version,
+                                                         refreshed_at, model_version)
+            VALUES (p.name, '', 0, 0, refresh_at, 0) ON CONFLICT DO NOTHING;
+            PERFORM set_config('lock_timeout', saved_lock_timeout, true);
+        EXCEPTION WHEN lock_not_available THEN
+            NULL;   -- the row is another refresh's: the lock below is not free either
+        END;
+    END IF;
+    PERFORM FROM @extschema@.score_distributions d WHERE d.profile = p.name FOR NO KEY UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RAISE NOTICE 'a refresh of scoring profile "%" is already running; this one does nothing', p.name;
+        RETURN;
+    END IF;
+    events := @extschema@._bind_events_relation(p);
+
+    PERFORM @extschema@._refresh_drain_changes(p);
+
+    -- A profile changed since the last refresh (or never refreshed), or scores of another version
+    -- of the model, rescore everyone.
+    SELECT d.profile_version, d.model_version, d.oldest_score_at, d.contacts INTO last
+      FROM @extschema@.score_distributions d WHERE d.profile = p.name;
+    full_refresh := full_refresh OR last.profile_version IS DISTINCT FROM p.version
+                    OR last.model_version IS DISTINCT FROM @extschema@.model_version();
+    aged := last.oldest_score_at < refresh_at - p.max_score_age;
+
+    targets := @extschema@._refresh_choose_targets(p, refresh_at, full_refresh, aged);
+    SELECT c.unmapped, c.unmapped_kinds INTO unmapped, unmapped_kinds
+      FROM @extschema@._refresh_score_contacts(p, events, refresh_at, full_refresh,
+                                               coalesce(targets * 10 <= last.contacts, false)) c;
+    -- Rows not scored: an error naming their kinds, or a WARNING with the count (and the count in
+    -- refresh_runs).  For an SMS CRM an opt-out is a compliance matter: never lost silently.
+    IF unmapped > 0 THEN
+        src := @extschema@._source_of(p.events_relation);
+        IF src.on_unmapped = 'reject' THEN
+            RAISE EXCEPTION 'profile "%": % rows of % have a kind its source does not map: %', p.name, unmapped,
+                            p.events_relation, coalesce(array_to_string(unmapped_kinds, ', '), '(no time or contact)')
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Map them in engagement.event_kind_map (define_event_source), or set on_unmapped = ''count''.';
+        END IF;
+        RAISE WARNING 'profile "%": % rows of % were not scored: kinds not mapped (%) or no contact or time',
+                      p.name, unmapped, p.events_relation, coalesce(array_to_string(unmapped_kinds, ', '), 'none')
+            USING HINT = 'Map the kinds in engagement.event_kind_map (define_event_source).';
+    END IF;
+    PERFORM @extschema@._refresh_distribution(p, refresh_at, full_refresh);
+    rescored := @extschema@._refresh_write_scores(p, refresh_at, full_refresh);
+    PERFORM @extschema@._refresh_keep_pending(p, events, refresh_at);
+
+    -- oldest_score_at stays a lower bound of calculated_at (scores only get newer); after the
+    -- age check rescored the old ones, it is recomputed.
+    IF aged AND NOT full_refresh THEN
+        UPDATE @extschema@.score_distributions d
+           SET oldest_score_at = coalesce((SELECT min(s.calculated_at) FROM @extschema@.engagement_scores s
+                                            WHERE s.profile = p.name), refresh_at)
+         WHERE d.profile = p.name;
+    END IF;
+
+    -- Leave nothing behind for the rest of the transaction (another role may refresh in it).
+    DROP TABLE pg_temp._es_scored, pg_temp._es_changed, pg_temp._es_targets;
+    IF events = 'pg_temp._es_events' THEN DROP VIEW pg_temp._es_events; END IF;
+END $$;
+CREATE TEMP TABLE _es_refresh_acl ON COMMIT DROP AS
+SELECT p.proacl FROM pg_proc p WHERE p.oid = '@extschema@.refresh_scores(text, boolean)'::regprocedure;
+DROP FUNCTION @extschema@.refresh_scores(text, boolean);
+CREATE FUNCTION @extschema@.refresh_scores(profile text DEFAULT 'default', "full" boolean DEFAULT false,
+                                           on_error text DEFAULT 'raise')
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    started timestamptz := clock_timestamp();
+    r       record;
+    state   text;
+    message text;
+BEGIN
+    IF on_error NOT IN ('raise', 'record') THEN
+        RAISE EXCEPTION 'on_error must be ''raise'' or ''record'', not %', quote_literal(on_error)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    BEGIN
+        SELECT * INTO r FROM @extschema@._refresh(profile, "full");
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT;
+        IF on_error = 'raise' OR NOT EXISTS (SELECT FROM @extschema@.scoring_profiles sp WHERE sp.name = profile) THEN
+            RAISE;
+        END IF;
+        INSERT INTO @extschema@.refresh_runs (profile, mode, started_at, finished_at, error)
+        VALUES (profile, CASE WHEN "full" THEN 'full' ELSE 'incremental' END, started, clock_timestamp(),
+                state || ': ' || message);
+        RAISE WARNING 'the refresh of profile "%" failed and did nothing: %: %', profile, state, message;
+        RETURN NULL;
+    END;
+    INSERT INTO @extschema@.refresh_runs (profile, mode, started_at, finished_at, contacts_rescored, unmapped_rows,
+                                          unmapped_kinds, skipped)
+    VALUES (profile, CASE WHEN r.full_refresh THEN 'full' ELSE 'incremental' END, started, clock_timestamp(),
+            r.rescored, r.unmapped, r.unmapped_kinds, r.rescored IS NULL);
+    DELETE FROM @extschema@.refresh_runs rr
+     WHERE rr.profile = refresh_scores.profile
+       AND rr.started_at < started - (SELECT sp.refresh_log_retention FROM @extschema@.scoring_profiles sp
+                                       WHERE sp.name = refresh_scores.profile);
+    RETURN r.rescored;
+END $$;
+COMMENT ON FUNCTION @extschema@.refresh_scores(text, boolean, text) IS
+    'Rescores a profile''s contacts (from its events_relation) as of now(): all of them (full, or after a profile change), else those whose events changed or whose score is older than max_score_age; records the run in refresh_runs; returns how many, or NULL when another refresh of the profile is running (or, with on_error => ''record'', when it failed: recorded, with a WARNING)';
+REVOKE EXECUTE ON FUNCTION @extschema@.refresh_scores(text, boolean, text) FROM PUBLIC;
+SELECT @extschema@._upgrade_copy_grants(proacl, 'FUNCTION', '@extschema@.refresh_scores(text, boolean, text)')
+  FROM pg_temp._es_refresh_acl;
+DROP TABLE pg_temp._es_refresh_acl;
+
+-- The per-contact functions read the profile's source.
+CREATE FUNCTION @extschema@._source_contact_query(p @extschema@.scoring_profiles, aggregate text) RETURNS text
+LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT format('SELECT @extschema@.%s(e.event_type, e.occurred_at, e.conversion_value, $2, $3) AS result,
+                          count(*) FILTER (WHERE e.event_type IS NULL) AS unmapped,
+                          min(e.kind) FILTER (WHERE e.event_type IS NULL) AS kind
+                     FROM (%s) e WHERE e.contact_id = $1 AND e.occurred_at <= $2',
+                  aggregate, @extschema@._source_select(@extschema@._source_of(p.events_relation), p.events_relation::text))
+$$;
+CREATE FUNCTION @extschema@._report_unmapped(p @extschema@.scoring_profiles, contact_id bigint, unmapped bigint,
+                                             kind text) RETURNS void
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF coalesce(unmapped, 0) = 0 THEN
+        RETURN;
+    END IF;
+    IF (@extschema@._source_of(p.events_relation)).on_unmapped = 'reject' THEN
+        RAISE EXCEPTION 'contact %: % rows of % have a kind its source does not map, e.g. %', contact_id, unmapped,
+                        p.events_relation, quote_literal(kind)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Map it in engagement.event_kind_map (define_event_source).';
+    END IF;
+    RAISE WARNING 'contact %: % rows of % not scored: a kind the source does not map, e.g. %', contact_id, unmapped,
+                  p.events_relation, quote_literal(kind)
+        USING HINT = 'Map it in engagement.event_kind_map (define_event_source).';
+END $$;
+CREATE OR REPLACE FUNCTION @extschema@.engagement_score(contact_id bigint, as_of timestamptz DEFAULT now(),
+                                             profile text DEFAULT 'default')
+RETURNS @extschema@.score
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    p @extschema@.scoring_profiles;
+    r record;
+BEGIN
+    PERFORM @extschema@._check_scoring_args(as_of, profile);
+    p := @extschema@._profile_or_error(profile);
+    IF p.events_relation = '@extschema@.engagement_events'::regclass THEN
+        RETURN (SELECT @extschema@.score_events(e.event_type, e.occurred_at, e.conversion_value,
+                                                engagement_score.as_of, engagement_score.profile)
+                  FROM @extschema@.engagement_events e
+                 WHERE e.contact_id = engagement_score.contact_id
+                   AND e.occurred_at <= engagement_score.as_of);
+    END IF;
+    EXECUTE @extschema@._source_contact_query(p, 'score_events') INTO r USING contact_id, as_of, p.name;
+    PERFORM @extschema@._report_unmapped(p, contact_id, r.unmapped, r.kind);
+    RETURN r.result;
+END $$;
+COMMENT ON FUNCTION @extschema@.engagement_score(bigint, timestamptz, text) IS
+    'The live score of one contact from the profile''s events (engagement_events or its events_relation), NULL when it has no event at or before as_of';
+CREATE OR REPLACE FUNCTION @extschema@.explain_score(contact_id bigint, as_of timestamptz DEFAULT now(),
+                                          profile text DEFAULT 'default')
+RETURNS text
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    p        @extschema@.scoring_profiles;
+    body     text;
+    r        record;
+    unmapped bigint := 0;
+    kind     text;
+BEGIN
+    PERFORM @extschema@._check_scoring_args(as_of, profile);
+    p := @extschema@._profile_or_error(profile);
+    IF p.events_relation = '@extschema@.engagement_events'::regclass THEN
+        SELECT @extschema@.explain_events(e.event_type, e.occurred_at, e.conversion_value,
+                                          explain_score.as_of, explain_score.profile)
+          INTO body
+          FROM @extschema@.engagement_events e
+         WHERE e.contact_id = explain_score.contact_id
+           AND e.occurred_at <= explain_score.as_of;
+    ELSE
+        EXECUTE @extschema@._source_contact_query(p, 'explain_events') INTO r USING contact_id, as_of, p.name;
+        PERFORM @extschema@._report_unmapped(p, contact_id, r.unmapped, r.kind);
+        body := r.result;
+        unmapped := r.unmapped;
+        kind := r.kind;
+    END IF;
+    IF body IS NULL THEN
+        RETURN format('Contact %s has no events at or before %s: no score.', contact_id, as_of);
+    END IF;
+    RETURN format('Contact %s, profile %s, as of %s: %s%s', contact_id, profile, as_of, body,
+                  CASE WHEN unmapped > 0 THEN format(E'\n  %s rows of %s not scored: a kind the source does not map, e.g. %L',
+                                                     unmapped, p.events_relation, kind) ELSE '' END);
+END $$;
+CREATE FUNCTION @extschema@.profile_events(contact_id bigint, profile text DEFAULT 'default',
+                                           before timestamptz DEFAULT 'infinity', page_size integer DEFAULT 50)
+RETURNS TABLE (occurred_at timestamptz, event_type @extschema@.event_type, kind text, conversion_value numeric)
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    p @extschema@.scoring_profiles := @extschema@._profile_or_error(profile);
+BEGIN
+    IF page_size < 1 OR page_size > 10000 THEN
+        RAISE EXCEPTION 'page_size must be between 1 and 10000, not %', page_size
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY EXECUTE format('SELECT e.occurred_at, e.event_type, e.kind, e.conversion_value FROM (%s) e
+                                  WHERE e.contact_id = $1 AND e.occurred_at < $2
+                                  ORDER BY e.occurred_at DESC LIMIT $3',
+                                @extschema@._source_select(@extschema@._source_of(p.events_relation), p.events_relation::text))
+      USING contact_id, before, page_size;
+END $$;
+COMMENT ON FUNCTION @extschema@.profile_events(bigint, text, timestamptz, integer) IS
+    'One contact''s events as the profile reads them (its events_relation through its source), newest first, before a time (pass the oldest occurred_at of a page for the next), with the CRM''s own kind and the event type it maps to (NULL: unmapped)';
+DROP FUNCTION @extschema@.refresh_jobs();
+CREATE FUNCTION @extschema@.refresh_jobs()
+RETURNS TABLE (job_name text, profile text, kind text, jobid bigint, schedule text, command text, active boolean,
+               last_status text, last_start timestamptz, last_end timestamptz, last_message text,
+               last_refresh_at timestamptz, last_refresh_rescored bigint, last_refresh_skipped boolean,
+               last_refresh_unmapped bigint, last_refresh_error text)
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM @extschema@._require_pg_cron();
+    RETURN QUERY EXECUTE $q$
+        SELECT j.jobname::text, split_part(j.jobname, '/', 2), split_part(j.jobname, '/', 3), j.jobid::bigint,
+               j.schedule::text, j.command::text, j.active, d.status::text, d.start_time, d.end_time,
+               d.return_message::text, rr.started_at, rr.contacts_rescored, rr.skipped, rr.unmapped_rows, rr.error
+          FROM cron.job j
+          LEFT JOIN LATERAL (SELECT r.status, r.start_time, r.end_time, r.return_message
+                               FROM cron.job_run_details r WHERE r.jobid = j.jobid
+                              ORDER BY r.start_time DESC NULLS LAST LIMIT 1) d ON true
+          -- (an incremental refresh may turn into a full one: the incremental job shows either)
+          LEFT JOIN LATERAL (SELECT r.* FROM @extschema@.refresh_runs r
+                              WHERE r.profile = split_part(j.jobname, '/', 2)
+                                AND split_part(j.jobname, '/', 3) IN ('incremental', 'full')
+                                AND (split_part(j.jobname, '/', 3) = 'incremental' OR r.mode = 'full')
+                              ORDER BY r.started_at DESC LIMIT 1) rr ON true
+         WHERE j.jobname LIKE 'engagement\_scoring/%'
+         ORDER BY j.jobname $q$;
+END $$;
+COMMENT ON FUNCTION @extschema@.refresh_jobs() IS
+    'The pg_cron jobs of engagement_scoring with pg_cron''s status of their last run and, for refreshes, the last refresh_runs record of that kind (when, rescored, skipped, unmapped rows, error)';
+
+------------------------------------------------------------------------------------------------
 -- Scheduling and access
 ------------------------------------------------------------------------------------------------
 CREATE OR REPLACE FUNCTION @extschema@.schedule_refresh(profile text DEFAULT 'default',
@@ -663,8 +1486,9 @@ BEGIN
     PERFORM @extschema@._require_pg_cron();
     FOR job IN
         SELECT * FROM (VALUES
-            ('incremental', incremental_schedule, format('SELECT @extschema@.refresh_scores(%L)', p.name)),
-            ('full', full_schedule, format('SELECT @extschema@.refresh_scores(%L, true)', p.name)),
+            -- a refresh that fails is recorded in refresh_runs (and warns); the job goes on
+            ('incremental', incremental_schedule, format('SELECT @extschema@.refresh_scores(%L, on_error => %L)', p.name, 'record')),
+            ('full', full_schedule, format('SELECT @extschema@.refresh_scores(%L, true, %L)', p.name, 'record')),
             -- a refit that does not converge warns and keeps the previous parameters: the job goes on
             ('refit', refit_schedule, format('SELECT @extschema@.fit_model(%L, on_failure => %L)', p.name, 'warning'))) v(kind, schedule, command)
     LOOP
@@ -695,7 +1519,8 @@ BEGIN
     EXECUTE format('GRANT SELECT ON @extschema@.event_changes TO %s', role_name);
     EXECUTE format('GRANT SELECT ON @extschema@.scoring_profiles, @extschema@.engagement_scores,
                     @extschema@.engagement_score_history, @extschema@.pending_rescore,
-                    @extschema@.score_distributions, @extschema@.contact_scores, @extschema@.model_fits TO %s', role_name);
+                    @extschema@.score_distributions, @extschema@.contact_scores, @extschema@.model_fits,
+                    @extschema@.event_sources, @extschema@.event_kind_map, @extschema@.refresh_runs TO %s', role_name);
 END $$;
 CREATE OR REPLACE FUNCTION @extschema@.grant_admin_access(role_name regrole) RETURNS void
 LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
@@ -706,24 +1531,29 @@ BEGIN
     EXECUTE format('GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA @extschema@ TO %s', role_name);
     -- refresh_scores works in temporary tables
     EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO %s', current_database(), role_name);
-    EXECUTE format('GRANT EXECUTE ON FUNCTION @extschema@.refresh_scores(text, boolean), @extschema@.fit_model(text, timestamptz, text),
+    EXECUTE format('GRANT EXECUTE ON FUNCTION @extschema@.refresh_scores(text, boolean, text), @extschema@.fit_model(text, timestamptz, text),
                     @extschema@.schedule_refresh(text, text, text, text), @extschema@.unschedule_refresh(text),
-                    @extschema@.track_event_changes(regclass), @extschema@._track_event_changes(),
+                    @extschema@.track_event_changes(regclass, regclass), @extschema@.untrack_event_changes(regclass),
+                    @extschema@.define_event_source(regclass, jsonb, name, name, name, name, text, text, regclass[]),
+                    @extschema@._track_event_changes(),
                     @extschema@._track_event_change() TO %s', role_name);
 END $$;
 
--- Scheduled refits of 1.3 call fit_model(profile), which now raises an error when a fit does not
--- converge: make them warn and go on, as schedule_refresh now schedules them.
+-- Scheduled jobs of 1.3 run as schedule_refresh now schedules them: a refit that does not
+-- converge warns and goes on; a refresh that fails is recorded in refresh_runs and warns.
 DO $$
 DECLARE
     j record;
 BEGIN
     IF EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
-        FOR j IN EXECUTE $q$SELECT jobid, split_part(jobname, '/', 2) AS profile FROM cron.job
-                             WHERE jobname LIKE 'engagement\_scoring/%/refit'$q$
+        FOR j IN EXECUTE $q$SELECT jobid, split_part(jobname, '/', 2) AS profile, split_part(jobname, '/', 3) AS kind
+                              FROM cron.job WHERE jobname LIKE 'engagement\_scoring/%'$q$
         LOOP
             EXECUTE 'SELECT cron.alter_job($1, command => $2)'
-                USING j.jobid, format('SELECT @extschema@.fit_model(%L, on_failure => %L)', j.profile, 'warning');
+                USING j.jobid, CASE j.kind
+                    WHEN 'refit' THEN format('SELECT @extschema@.fit_model(%L, on_failure => %L)', j.profile, 'warning')
+                    WHEN 'incremental' THEN format('SELECT @extschema@.refresh_scores(%L, on_error => %L)', j.profile, 'record')
+                    WHEN 'full' THEN format('SELECT @extschema@.refresh_scores(%L, true, %L)', j.profile, 'record') END;
         END LOOP;
     END IF;
 END $$;
