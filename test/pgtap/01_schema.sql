@@ -1,6 +1,6 @@
 -- pgTAP: the schema the extension installs, its constraints, function properties and privileges.
 BEGIN;
-SELECT plan(78);
+SELECT plan(81);
 
 SELECT has_schema('engagement');
 SELECT is((SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'engagement_scoring'),
@@ -11,7 +11,8 @@ SELECT enum_has_labels('engagement', 'event_type',
 
 SELECT tables_are('engagement', ARRAY['engagement_events', 'scoring_profiles', 'engagement_scores',
                                       'engagement_score_history', 'event_changes', 'pending_rescore',
-                                      'score_distributions', 'model_fits']);
+                                      'score_distributions', 'model_fits', 'event_sources', 'event_kind_map',
+                                      'refresh_runs']);
 SELECT views_are('engagement', ARRAY['contact_scores']);
 SELECT columns_are('engagement', 'engagement_events', ARRAY['id', 'contact_id', 'campaign_id', 'event_type',
     'occurred_at', 'conversion_value', 'channel', 'device_type', 'parent_event_id', 'metadata', 'created_at']);
@@ -52,8 +53,8 @@ SELECT has_index('engagement', 'engagement_events', 'engagement_events_contact_t
 
 SELECT col_is_pk('engagement', 'scoring_profiles', 'name', 'col_is_pk engagement scoring_profiles name');
 SELECT is((SELECT count(*)::int FROM information_schema.columns
-            WHERE table_schema = 'engagement' AND table_name = 'scoring_profiles'), 43,
-          'scoring_profiles: name, description, the 30 model parameters, 2 refresh parameters, 3 facts of the fit, the fits'' penalty, version, 2 timestamps, events_relation and who set it');
+            WHERE table_schema = 'engagement' AND table_name = 'scoring_profiles'), 44,
+          'scoring_profiles: name, description, the 30 model parameters, 3 refresh parameters, 3 facts of the fit, the fits'' penalty, version, 2 timestamps, events_relation and who set it');
 SELECT results_eq($$SELECT name FROM engagement.scoring_profiles$$, ARRAY['default'], 'profile default exists');
 SELECT has_trigger('engagement', 'scoring_profiles', 'scoring_profiles_bump_version', 'scoring_profiles.scoring_profiles_bump_version exists');
 SELECT has_trigger('engagement', 'scoring_profiles', 'scoring_profiles_replace_builtin_default', 'scoring_profiles.scoring_profiles_replace_builtin_default exists');
@@ -98,6 +99,8 @@ SELECT results_eq($$SELECT p.oid::regprocedure::text FROM pg_proc p
                      WHERE p.pronamespace = 'engagement'::regnamespace AND p.proparallel <> 's'
                        AND p.prorettype <> 'trigger'::regtype ORDER BY p.oid::regprocedure::text COLLATE "C"$$,
                   ARRAY['engagement._bind_events_relation(engagement.scoring_profiles)',
+                        'engagement._drop_tracking_triggers(regclass)',
+                        'engagement._refresh(text,boolean)',
                         'engagement._refresh_choose_targets(engagement.scoring_profiles,timestamp with time zone,boolean,boolean)',
                         'engagement._refresh_distribution(engagement.scoring_profiles,timestamp with time zone,boolean)',
                         'engagement._refresh_drain_changes(engagement.scoring_profiles)',
@@ -105,14 +108,19 @@ SELECT results_eq($$SELECT p.oid::regprocedure::text FROM pg_proc p
                         'engagement._refresh_score_contacts(engagement.scoring_profiles,text,timestamp with time zone,boolean,boolean)',
                         'engagement._refresh_write_scores(engagement.scoring_profiles,timestamp with time zone,boolean)',
                         'engagement._validation(timestamp with time zone,timestamp with time zone,text,boolean)',
+                        'engagement.define_event_source(regclass,jsonb,name,name,name,name,text,text,regclass[])',
                         'engagement.fit_model(text,timestamp with time zone,text)',
-                        'engagement.grant_admin_access(regrole)', 'engagement.grant_application_access(regrole)',
-                        'engagement.refresh_scores(text,boolean)', 'engagement.schedule_refresh(text,text,text,text)',
-                        'engagement.track_event_changes(regclass)', 'engagement.unschedule_refresh(text)',
+                        'engagement.grant_admin_access(regrole)',
+                        'engagement.grant_application_access(regrole)',
+                        'engagement.refresh_scores(text,boolean,text)',
+                        'engagement.schedule_refresh(text,text,text,text)',
+                        'engagement.track_event_changes(regclass,regclass)',
+                        'engagement.unschedule_refresh(text)',
+                        'engagement.untrack_event_changes(regclass)',
                         'engagement.validate_model(timestamp with time zone,timestamp with time zone,text,boolean)',
                         'engagement.validate_model_summary(timestamp with time zone,timestamp with time zone,text,boolean)'],
                   'every function and aggregate but the writing ones (refresh_scores and its steps, fit_model, the validation''s temporary table among them) is PARALLEL SAFE');
-SELECT volatility_is('engagement', 'refresh_scores', ARRAY['text', 'boolean'], 'volatile');
+SELECT volatility_is('engagement', 'refresh_scores', ARRAY['text', 'boolean', 'text'], 'volatile');
 SELECT is_empty($$SELECT a.aggfnoid::regprocedure FROM pg_aggregate a JOIN pg_proc p ON p.oid = a.aggfnoid
                    WHERE p.pronamespace = 'engagement'::regnamespace
                      AND (a.aggcombinefn = 0 OR (a.aggtranstype = 'internal'::regtype
@@ -149,11 +157,17 @@ SELECT results_eq($$SELECT p.oid::regprocedure::text FROM pg_proc p
 SELECT results_eq($$SELECT p.oid::regprocedure::text FROM pg_proc p
                      WHERE p.pronamespace = 'engagement'::regnamespace
                        AND NOT has_function_privilege('public', p.oid, 'EXECUTE') ORDER BY p.oid::regprocedure::text COLLATE "C"$$,
-                  ARRAY['engagement._track_event_change()', 'engagement._track_event_changes()',
+                  ARRAY['engagement._track_event_change()',
+                        'engagement._track_event_changes()',
+                        'engagement.define_event_source(regclass,jsonb,name,name,name,name,text,text,regclass[])',
                         'engagement.fit_model(text,timestamp with time zone,text)',
-                        'engagement.grant_admin_access(regrole)', 'engagement.grant_application_access(regrole)',
-                        'engagement.refresh_scores(text,boolean)', 'engagement.schedule_refresh(text,text,text,text)',
-                        'engagement.track_event_changes(regclass)', 'engagement.unschedule_refresh(text)'],
+                        'engagement.grant_admin_access(regrole)',
+                        'engagement.grant_application_access(regrole)',
+                        'engagement.refresh_scores(text,boolean,text)',
+                        'engagement.schedule_refresh(text,text,text,text)',
+                        'engagement.track_event_changes(regclass,regclass)',
+                        'engagement.unschedule_refresh(text)',
+                        'engagement.untrack_event_changes(regclass)'],
                   'the writing functions (the change-tracking triggers among them) are not executable by PUBLIC');
 
 -- Privileges: nothing on the tables for PUBLIC.
@@ -165,6 +179,9 @@ SELECT table_privs_are('engagement', 'event_changes', 'public', ARRAY[]::text[])
 SELECT table_privs_are('engagement', 'pending_rescore', 'public', ARRAY[]::text[]);
 SELECT table_privs_are('engagement', 'score_distributions', 'public', ARRAY[]::text[]);
 SELECT table_privs_are('engagement', 'model_fits', 'public', ARRAY[]::text[]);
+SELECT table_privs_are('engagement', 'event_sources', 'public', ARRAY[]::text[]);
+SELECT table_privs_are('engagement', 'event_kind_map', 'public', ARRAY[]::text[]);
+SELECT table_privs_are('engagement', 'refresh_runs', 'public', ARRAY[]::text[]);
 SELECT table_privs_are('engagement', 'contact_scores', 'public', ARRAY[]::text[]);
 SELECT is((SELECT 'security_invoker=true' = ANY (reloptions) FROM pg_class WHERE oid = 'engagement.contact_scores'::regclass),
           true, 'contact_scores checks the reader''s privileges (security_invoker)');
