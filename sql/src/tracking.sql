@@ -157,6 +157,14 @@ BEGIN
     IF TG_OP = 'INSERT' AND NEW.set_by IS NOT NULL AND (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
         RETURN NEW;
     END IF;
+    -- (only the tables feeding it changed, e.g. by untrack_event_changes: the relation is as it was checked)
+    IF TG_OP = 'UPDATE' AND (NEW.relation, NEW.contact_column, NEW.kind_column, NEW.time_column, NEW.value_column,
+                             NEW.kind_match, NEW.on_unmapped, NEW.set_by)
+                            IS NOT DISTINCT FROM (OLD.relation, OLD.contact_column, OLD.kind_column, OLD.time_column,
+                                                  OLD.value_column, OLD.kind_match, OLD.on_unmapped, OLD.set_by)
+       AND NOT EXISTS (SELECT FROM unnest(NEW.changes_from) f(rel) WHERE NOT f.rel = ANY (OLD.changes_from)) THEN
+        RETURN NEW;
+    END IF;
     IF NOT coalesce(has_schema_privilege(current_user, (SELECT c.relnamespace FROM pg_class c WHERE c.oid = NEW.relation), 'USAGE')
                     AND has_table_privilege(current_user, NEW.relation, 'SELECT'), false) THEN
         RAISE EXCEPTION 'role "%" may not read %', current_user, NEW.relation USING ERRCODE = 'insufficient_privilege';

@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# The CRM's own events table, end to end as the README's "Your own events table" tells it: a database
+# crm with sms_events(id, contact_id, kind, at, revenue) and its own kinds (delivered, open, click,
+# reply, purchase, stop, fail; one ' STOP ' typed by hand), read through a kind map with no rewrite
+# of the table, by a profile on the table and a profile on a view over it; unmapped kinds counted and
+# warned about, or rejected; live scores equal to stored ones for every contact; changes tracked per
+# source; every refresh in refresh_runs; DROP EXTENSION after untrack_event_changes.
+# Runs against the cluster of test/run_all.sh (PGHOST, PGPORT, PGUSER set).  Prints TAP-style lines.
+set -uo pipefail
+WORK=${ES_WORK:-/tmp}/own_events
+mkdir -p "$WORK"
+q() { psql -qXAt -v ON_ERROR_STOP=1 -d es_crm "$@"; }
+check() { if eval "$2"; then echo "ok - $1"; else echo "not ok - $1"; fi; }
+
+PGOPTIONS="-c client_min_messages=warning" psql -qXAt -d postgres -c "DROP DATABASE IF EXISTS es_crm" -c "CREATE DATABASE es_crm"
+q <<'SQL'
+CREATE EXTENSION engagement_scoring;
+CREATE SCHEMA crm;
+CREATE TABLE crm.sms_events (id bigserial PRIMARY KEY, contact_id bigint, kind text, at timestamptz, revenue numeric);
+CREATE INDEX ON crm.sms_events (contact_id, at);
+INSERT INTO crm.sms_events (contact_id, kind, at, revenue)
+SELECT 1 + c % 300, (ARRAY['delivered', 'open', 'click', 'reply', 'purchase', 'fail', 'delivered'])[1 + (c * 7919) % 7],
+       timestamptz '2026-06-01 00:00+00' - c * interval '97 minutes',
+       CASE WHEN (c * 7919) % 7 = 4 THEN round(((c % 90) + 5.5)::numeric, 2) END
+  FROM generate_series(1, 9000) c;
+INSERT INTO crm.sms_events (contact_id, kind, at) VALUES (7, ' STOP ', '2026-05-31 10:00+00');
+SQL
+
+# 1. The source: the CRM's columns and kinds, exact matching first.
+q -c "SELECT engagement.define_event_source('crm.sms_events',
+        '{\"delivered\": \"delivered\", \"open\": \"opened\", \"click\": \"clicked\", \"reply\": \"responded\",
+          \"purchase\": \"converted\", \"stop\": \"opted_out\", \"fail\": \"bounced\"}',
+        kind_column => 'kind', time_column => 'at', value_column => 'revenue')" >/dev/null
+q -c "INSERT INTO engagement.scoring_profiles (name, events_relation) VALUES ('crm', 'crm.sms_events')"
+out=$(q -c "SELECT engagement.refresh_scores('crm')" 2>&1)
+check "an unmapped kind is counted and named in a WARNING, not dropped silently" \
+    '[[ "$out" == *"WARNING"*"1 rows of crm.sms_events were not scored"*" STOP "* ]]'
+check "the refresh records it in refresh_runs" \
+    '[ "$(q -c "SELECT mode, unmapped_rows, unmapped_kinds::text FROM engagement.refresh_runs WHERE profile = '"'crm'"' ORDER BY id DESC LIMIT 1" -F " ")" = "full 1 {\" STOP \"}" ]'
+check "contact 7, whose ' STOP ' is unmapped, is not yet opted out" \
+    '[ "$(q -c "SELECT opted_out FROM engagement.engagement_scores WHERE profile = '"'crm'"' AND contact_id = 7")" = f ]'
+# ... a source that rejects unmapped kinds refuses to score instead
+q -c "UPDATE engagement.event_sources SET on_unmapped = 'reject' WHERE relation = 'crm.sms_events'::regclass"
+err=$(q -c "SELECT engagement.refresh_scores('crm')" 2>&1)
+check "with on_unmapped = reject the refresh is an error naming the kind" '[[ "$err" == *"ERROR"*"do"*"not map"*" STOP "* ]]'
+err=$(q -c "SELECT engagement.engagement_score(7, '2026-06-01', 'crm')" 2>&1)
+check "... and so is the contact's live score" '[[ "$err" == *"ERROR"*" STOP "* ]]'
+# ... and with matching as the source says (trimmed, lower-cased), ' STOP ' is an opt-out.
+q -c "UPDATE engagement.event_sources SET kind_match = 'trim_lower' WHERE relation = 'crm.sms_events'::regclass"
+out=$(q -c "SELECT engagement.refresh_scores('crm')" 2>&1)
+check "trim_lower maps ' STOP ': no warning, contact 7 is opted out ($out)" \
+    '[ "$out" = 300 ] && [ "$(q -c "SELECT opted_out FROM engagement.engagement_scores WHERE profile = '"'crm'"' AND contact_id = 7")" = t ]'
+
+# 2. A view source: the CRM's mapping written as a view (the kinds as engagement.event_type), its
+# changes coming from the table under it.
+q <<'SQL'
+CREATE VIEW crm.sms_events_mapped AS
+SELECT e.contact_id, e.at AS occurred_at, e.revenue AS conversion_value,
+       CASE lower(btrim(e.kind)) WHEN 'delivered' THEN 'delivered' WHEN 'open' THEN 'opened' WHEN 'click' THEN 'clicked'
+            WHEN 'reply' THEN 'responded' WHEN 'purchase' THEN 'converted' WHEN 'stop' THEN 'opted_out'
+            WHEN 'fail' THEN 'bounced' END::engagement.event_type AS event_type
+  FROM crm.sms_events e;
+SQL
+q -c "SELECT engagement.define_event_source('crm.sms_events_mapped')" >/dev/null
+q -c "INSERT INTO engagement.scoring_profiles (name, events_relation) VALUES ('crm_view', 'crm.sms_events_mapped')"
+q -c "SELECT engagement.track_event_changes('crm.sms_events', for_source => 'crm.sms_events_mapped')"
+q -c "SELECT engagement.refresh_scores('crm_view')" >/dev/null
+# Live = stored: every contact's live score, as of its stored score's time, in every field.
+LIVE_VS_STORED="SELECT count(*) FROM engagement.engagement_scores s,
+    LATERAL (SELECT engagement.engagement_score(s.contact_id, s.calculated_at, s.profile) AS l) l
+  WHERE s.profile = :'p' AND (
+        (l.l).composite, (l.l).recency, (l.l).frequency, (l.l).monetary, (l.l).time_decay, (l.l).diversity,
+        (l.l).engagement_probability, (l.l).conversion_probability, (l.l).churn_risk, (l.l).segment, (l.l).opted_out,
+        (l.l).event_count, (l.l).engaging_count, (l.l).conversion_total, (l.l).expected_engagements_30d,
+        (l.l).expected_conversion_value, (l.l).expected_value_30d)
+      IS DISTINCT FROM (s.composite, s.recency, s.frequency, s.monetary, s.time_decay, s.diversity,
+        s.engagement_probability, s.conversion_probability, s.churn_risk, s.segment, s.opted_out,
+        s.event_count, s.engaging_count, s.conversion_total, s.expected_engagements_30d,
+        s.expected_conversion_value, s.expected_value_30d)"
+for p in crm crm_view; do
+    n=$(q -c "SELECT count(*) FROM engagement.engagement_scores WHERE profile = '$p'")
+    d=$(q -v p="$p" <<<"$LIVE_VS_STORED")
+    check "$p: the live score of every contact equals the stored one ($d of $n differ)" '[ "$n" = 300 ] && [ "$d" = 0 ]'
+done
+check "the table and the view score every contact the same (as of one time)" \
+    '[ "$(q -c "SELECT count(*) FROM generate_series(1, 300) c
+                WHERE to_jsonb(engagement.engagement_score(c, '"'2026-06-01'"', '"'crm'"')) - '"'profile'"'
+                    = to_jsonb(engagement.engagement_score(c, '"'2026-06-01'"', '"'crm_view'"')) - '"'profile'"'")" = 300 ]'
+check "explain_score reads the profile's source" \
+    '[[ "$(q -c "SELECT engagement.explain_score(7, '"'2026-06-01'"', '"'crm_view'"')")" == *"opted out"* ]]'
+check "profile_events shows the CRM's kind beside the event type" \
+    '[ "$(q -c "SELECT kind || '"' '"' || event_type FROM engagement.profile_events(7, '"'crm'"', '"'2026-05-31 11:00+00'"', 1)")" = " STOP  opted_out" ]'
+
+# 3. Change tracking per source: a change in crm.sms_events rescores the CRM profiles only, a change
+# in engagement_events the default profile only.
+q -c "SELECT engagement.track_event_changes('crm.sms_events', for_source => 'crm.sms_events_mapped')"
+q -c "INSERT INTO engagement.engagement_events (contact_id, event_type, occurred_at) VALUES (5, 'opened', '2026-05-30')"
+q -c "SELECT engagement.refresh_scores('default')" >/dev/null
+q -c "INSERT INTO crm.sms_events (contact_id, kind, at) VALUES (11, 'click', '2026-05-31 12:00+00')"
+n=$(q -c "SELECT engagement.refresh_scores('crm') || ' ' || engagement.refresh_scores('crm_view') || ' ' || engagement.refresh_scores('default')")
+check "a change of crm.sms_events rescores contact 11 for both CRM profiles and nothing for default ($n)" '[ "$n" = "1 1 0" ]'
+q -c "INSERT INTO engagement.engagement_events (contact_id, event_type, occurred_at) VALUES (5, 'clicked', '2026-05-31')"
+n=$(q -c "SELECT engagement.refresh_scores('crm') || ' ' || engagement.refresh_scores('crm_view') || ' ' || engagement.refresh_scores('default')")
+check "a change of engagement_events rescores nothing for the CRM profiles ($n)" '[ "$n" = "0 0 1" ]'
+for p in crm crm_view; do
+    d=$(q -v p="$p" <<<"$LIVE_VS_STORED")
+    check "$p: after the incremental refreshes, live still equals stored ($d differ)" '[ "$d" = 0 ]'
+done
+
+# 4. Validation when written: a view without the columns, a kind mapped to no event type.
+err=$(q -c "CREATE VIEW crm.raw AS SELECT contact_id, kind, at FROM crm.sms_events" \
+        -c "INSERT INTO engagement.scoring_profiles (name, events_relation) VALUES ('raw', 'crm.raw')" 2>&1)
+check "a profile on a relation it cannot read is refused when written (42703)" '[[ "$err" == *"crm.raw has no column"* ]]'
+err=$(q -c "SELECT engagement.define_event_source('crm.sms_events', '{\"open\": \"read\"}', kind_column => 'kind', time_column => 'at')" 2>&1)
+check "a kind mapped to what is not an event type is refused (22023)" '[[ "$err" == *"not an event type"* ]]'
+
+# 5. The refresh log: a refresh that another holds off is recorded as skipped; a scheduled refresh
+# that fails is recorded with its error (and the work rolled back).
+q -c "BEGIN" -c "SELECT engagement.refresh_scores('crm')" -c "SELECT pg_sleep(2)" -c "COMMIT" >/dev/null &
+sleep 1
+skipped=$(q -c "SELECT engagement.refresh_scores('crm') IS NULL" 2>/dev/null)
+wait
+check "a refresh held off by another returns NULL and is recorded as skipped" \
+    '[ "$skipped" = t ] && [ "$(q -c "SELECT skipped FROM engagement.refresh_runs WHERE profile = '"'crm'"' ORDER BY id DESC LIMIT 1")" = t ]'
+q -c "ALTER TABLE crm.sms_events RENAME COLUMN revenue TO revenue_usd"
+out=$(q -c "SELECT engagement.refresh_scores('crm', on_error => 'record') IS NULL" 2>&1)
+check "a failing refresh with on_error => 'record' warns, returns NULL and is recorded with its error" \
+    '[[ "$out" == *"WARNING"*"failed"* ]] && [[ "$(q -c "SELECT error FROM engagement.refresh_runs WHERE profile = '"'crm'"' ORDER BY id DESC LIMIT 1")" == 42703* ]]'
+q -c "ALTER TABLE crm.sms_events RENAME COLUMN revenue_usd TO revenue"
+
+# 6. DROP EXTENSION after untrack_event_changes (and once the CRM's own view over engagement.event_type
+# is gone: that one is the CRM's to drop).
+q -c "DROP VIEW crm.raw"
+err=$(q -c "DROP EXTENSION engagement_scoring" 2>&1)
+check "DROP EXTENSION is refused while the CRM's table is tracked" '[[ "$err" == *"trigger engagement_track_insert on table crm.sms_events depends"* ]]'
+q -c "SELECT engagement.untrack_event_changes('crm.sms_events')" >/dev/null
+q -c "DROP VIEW crm.sms_events_mapped"
+check "after untrack_event_changes, DROP EXTENSION succeeds" 'q -c "DROP EXTENSION engagement_scoring" 2>"$WORK/drop.err"'
+[ -s "$WORK/drop.err" ] && sed 's/^/# /' "$WORK/drop.err"
+
+psql -qXAt -d postgres -c "DROP DATABASE es_crm"
