@@ -3,7 +3,8 @@
 # generated data set (demo/generate_crm_events.sql), each against a baseline on the same data.
 # Baseline and subject runs are interleaved; a ratio is the median of the per-pair ratios.
 # Not a test: nothing here passes or fails.  Usage: bash test/bench/run_benchmarks.sh [contacts] [reps]
-# FIT_CONTACTS (1,000,000) sizes section 8's data set; FIT_ONLY=1 runs section 8 alone.
+# FIT_CONTACTS (1,000,000) sizes section 8's data set.  ONLY="8 9" runs those sections alone
+# (FIT_ONLY=1 is ONLY=8).
 set -euo pipefail
 if [ "$(id -u)" -ne 0 ]; then exec sudo -E bash "$0" "$@"; fi
 CONTACTS=${1:-200000}
@@ -53,7 +54,10 @@ compare() {
 RESULTS="$WORK/results.txt"
 : >"$RESULTS"
 printf '%-62s %10s %10s %8s   %s\n' "benchmark (median ms of baseline, subject; ratio subject/baseline)" baseline subject ratio target | tee "$RESULTS" >&2
-if [ -z "${FIT_ONLY:-}" ]; then
+[ -n "${FIT_ONLY:-}" ] && ONLY=8
+# want N...: whether one of these sections is to run
+want() { [ -z "${ONLY:-}" ] && return 0; local n; for n; do [[ " $ONLY " == *" $n "* ]] && return 0; done; return 1; }
+if want 1 2 3 4 5 6 7 9; then
 log "generating $CONTACTS contacts"
 psql -qX -v ON_ERROR_STOP=1 -v contacts="$CONTACTS" -v campaigns="${CAMPAIGNS:-65}" -v as_of="'$AS_OF'" -f demo/generate_crm_events.sql >/dev/null
 psql -qX -c "TRUNCATE engagement.event_changes" -c "VACUUM ANALYZE engagement.engagement_events"
@@ -65,29 +69,52 @@ PAR="SET max_parallel_workers_per_gather = 2"
 FLOOR="SELECT sum(n) FROM (SELECT contact_id, count(*) AS n FROM engagement.engagement_events GROUP BY contact_id) s"
 SCORE="SELECT sum((s).composite) FROM (SELECT contact_id, engagement.score_events(event_type, occurred_at, conversion_value, '$AS_OF') AS s FROM engagement.engagement_events GROUP BY contact_id) q"
 
+fi
+if want 1; then
 log "1. score_events against the scan floor"
 compare "1. score_events GROUP BY contact vs count(*) floor" "<= 2" "$REPS" "$PAR" "$FLOOR" "$PAR" "$SCORE"
 compare "1s. the same, both serial" "-" "$REPS" "$SERIAL" "$FLOOR" "$SERIAL" "$SCORE"
+fi
 
+if want 2; then
 log "2. the model in plain SQL (test/reference_model.sql) against score_events"
 psql -qX -v ON_ERROR_STOP=1 -f test/reference_model.sql >/dev/null
 PLAIN="SELECT sum((r.s).composite) FROM ref.scores('engagement.engagement_events', '$AS_OF') r"
 compare "2. score_events vs the same model in plain SQL (speed-up)" ">= 20x" 2 "$PAR" "$SCORE" "$PAR" "$PLAIN"
-
+fi
+if want 3; then
 log "3. full refresh against the floor"
 compare "3. refresh_scores(full) vs count(*) floor" "<= 4" "$REPS" "$PAR" "$FLOOR" "$PAR" \
     "SELECT engagement.refresh_scores('default', true)"
+fi
 
+if want 4; then
 log "4. incremental refresh after 1% of contacts get new events, against a full refresh"
 ONE_PCT="INSERT INTO engagement.engagement_events (contact_id, event_type, occurred_at)
          SELECT c, 'clicked', now() - interval '1 minute' FROM generate_series(1, $CONTACTS, 100) c"
 compare "4. incremental refresh (1% changed) vs full refresh" "<= 0.05" "$REPS" \
     "$PAR" "SELECT engagement.refresh_scores('default', true)" \
     "$PAR" "SELECT engagement.refresh_scores('default')" "$ONE_PCT"
+fi
 
+if want 5; then
 log "5. parallel workers"
 compare "5. score_events 2 workers vs 0 (speed-up)" ">= 1.6x" "$REPS" "$PAR" "$SCORE" "$SERIAL" "$SCORE"
+fi
 
+if want 9; then
+log "9. a full refresh over a view source (the kinds mapped by event_kind_map) vs over engagement_events"
+psql -qX -v ON_ERROR_STOP=1 \
+     -c "CREATE VIEW bench_sms AS SELECT contact_id, event_type::text AS kind, occurred_at AS at, conversion_value AS revenue
+           FROM engagement.engagement_events" \
+     -c "SELECT engagement.define_event_source('bench_sms', (SELECT jsonb_object_agg(t, t) FROM unnest(enum_range(NULL::engagement.event_type)) t),
+                                                kind_column => 'kind', time_column => 'at', value_column => 'revenue')" \
+     -c "INSERT INTO engagement.scoring_profiles (name, events_relation) VALUES ('view_source', 'bench_sms')" >/dev/null
+compare "9. refresh_scores(full): a view source vs engagement_events" "report" "$REPS" \
+    "$PAR" "SELECT engagement.refresh_scores('default', true)" "$PAR" "SELECT engagement.refresh_scores('view_source', true)"
+fi
+
+if want 6; then
 log "6. bulk COPY of 1M events, change tracking on vs off"
 psql -qX -c "CREATE DATABASE copybench"
 psql -qX -d copybench -c "CREATE EXTENSION engagement_scoring"
@@ -99,7 +126,9 @@ PGDATABASE=copybench compare "6. COPY 1M events: tracking on vs off" "<= 1.15" 3
     "ALTER TABLE engagement.engagement_events DISABLE TRIGGER USER" "$COPYSQL" \
     "ALTER TABLE engagement.engagement_events ENABLE TRIGGER USER" "$COPYSQL" \
     "TRUNCATE engagement.engagement_events, engagement.event_changes; CHECKPOINT"
+fi
 
+if want 7; then
 log "7. engagement_score(contact) for a contact with 1,000 events"
 psql -qX -c "INSERT INTO engagement.engagement_events (contact_id, campaign_id, event_type, occurred_at, conversion_value)
              SELECT 999999999, i % 40, (ARRAY['delivered','opened','clicked','responded','converted'])[1 + i % 5]::engagement.event_type,
@@ -128,9 +157,9 @@ SELECT format('%-62s %10s %10s %8s   %s', '7. engagement_score (1,000 events) vs
   FROM t;
 SQL
 tail -1 "$RESULTS" >&2
+fi
 
-fi   # FIT_ONLY
-
+if want 8; then
 # 8. fit_model end to end (the summaries of every contact from its events, both fits, storing and
 # recording them) and validate_model (calibration 60 days before as_of), each against computing the
 # summaries alone: the scan of the events fit_model cannot avoid.  Interleaved, REPS rounds.
@@ -158,7 +187,8 @@ printf '%-62s %10.1f %10.1f %8.3f   %s\n' "8. fit_model ($FIT_CONTACTS contacts)
 printf '%-62s %10.1f %10.1f %8.3f   %s\n' "8b. validate_model (60-day holdout) vs the summaries alone" \
     "$(cut -d' ' -f1 "$WORK/fit.txt" | median)" "$(cut -d' ' -f3 "$WORK/fit.txt" | median)" \
     "$(awk '{print $3 / $1}' "$WORK/fit.txt" | median)" "report" | tee -a "$RESULTS" >&2
+fi
 
 echo
-echo "data: $CONTACTS contacts, ${EVENTS:-(not generated)} events; section 8: $FIT_CONTACTS contacts, $FIT_EVENTS events; $(nproc) cores; PostgreSQL $(psql -qXAt -c 'SHOW server_version')"
+echo "data: $CONTACTS contacts, ${EVENTS:-(not generated)} events; section 8: ${FIT_CONTACTS:-(not run)} contacts, ${FIT_EVENTS:-} events; $(nproc) cores; PostgreSQL $(psql -qXAt -c 'SHOW server_version')"
 cat "$RESULTS"
