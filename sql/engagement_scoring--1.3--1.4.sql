@@ -725,15 +725,22 @@ END $$;
 
 -- The rows of a source as the model reads them, from rel (the relation's name, or a name bound to
 -- it): SELECT contact_id, event_type (NULL: unmapped), occurred_at, conversion_value, kind (the
--- CRM's own, as text) FROM ...
+-- CRM's own, as text; NULL when the kind column is engagement.event_type already) FROM ...  No cast
+-- a relation's own types do not need: the whole query stays shippable to a postgres_fdw shard
+-- (which cannot ship a text cast of an enum).
 CREATE FUNCTION @extschema@._source_select(src @extschema@.event_sources, rel text) RETURNS text
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    typed_kind boolean := @extschema@._column_type(src.relation, src.kind_column) = '@extschema@.event_type'::regtype;
 BEGIN
-    RETURN format('SELECT e.%I AS contact_id, %s AS event_type, e.%I AS occurred_at, %s AS conversion_value, e.%I::text AS kind FROM %s e',
+    RETURN format('SELECT e.%I AS contact_id, %s AS event_type, e.%I AS occurred_at, %s AS conversion_value, %s AS kind FROM %s e',
                   src.contact_column, @extschema@._source_kind_expr(src), src.time_column,
                   CASE WHEN src.value_column IS NULL THEN 'NULL::numeric'
+                       WHEN @extschema@._column_type(src.relation, src.value_column) = 'numeric'::regtype
+                       THEN format('e.%I', src.value_column)
                        ELSE format('e.%I::numeric', src.value_column) END,
-                  src.kind_column, rel);
+                  CASE WHEN typed_kind THEN 'NULL::text' ELSE format('e.%I::text', src.kind_column) END,
+                  rel);
 END $$;
 
 CREATE OR REPLACE FUNCTION @extschema@._events_relation_or_error(events regclass) RETURNS text
@@ -1164,7 +1171,7 @@ BEGIN
           FROM pg_temp._es_targets t,
                LATERAL (SELECT @extschema@.score_events(e.event_type, e.occurred_at, e.conversion_value, $1, %2$s) AS s,
                                count(*) FILTER (WHERE e.event_type IS NULL) AS unmapped,
-                               min(e.kind) FILTER (WHERE e.event_type IS NULL) AS unmapped_kind
+                               %4$s AS unmapped_kind
                           FROM %1$s e
                          WHERE e.contact_id = t.contact_id AND e.occurred_at <= $1) c
         $q$ ELSE $q$
@@ -1173,7 +1180,7 @@ BEGIN
           FROM (SELECT e.contact_id,
                        @extschema@.score_events(e.event_type, e.occurred_at, e.conversion_value, $1, %2$s) AS s,
                        count(*) FILTER (WHERE e.event_type IS NULL OR e.occurred_at IS NULL) AS unmapped,
-                       min(e.kind) FILTER (WHERE e.event_type IS NULL) AS unmapped_kind
+                       %4$s AS unmapped_kind
                   FROM %1$s e
                  WHERE %3$s
                  GROUP BY e.contact_id) q
@@ -1181,7 +1188,12 @@ BEGIN
         events,
         CASE WHEN p.events_relation = '@extschema@.engagement_events'::regclass THEN '$2' ELSE '$3' END,
         CASE WHEN full_refresh THEN '(e.occurred_at <= $1 OR e.occurred_at IS NULL)'
-             ELSE 'e.occurred_at <= $1 AND e.contact_id IN (SELECT t.contact_id FROM pg_temp._es_targets t)' END)
+             ELSE 'e.occurred_at <= $1 AND e.contact_id IN (SELECT t.contact_id FROM pg_temp._es_targets t)' END,
+        -- (a kind column of type event_type has no kinds to name; and an aggregate of the constant
+        -- NULL::text would keep postgres_fdw from shipping the query: its collation is not a column's)
+        CASE WHEN @extschema@._column_type(p.events_relation, (@extschema@._source_of(p.events_relation)).kind_column)
+                  = '@extschema@.event_type'::regtype
+             THEN 'NULL::text' ELSE 'min(e.kind) FILTER (WHERE e.event_type IS NULL)' END)
     USING refresh_at, p.name, to_jsonb(p);
     SELECT coalesce(sum(s.unmapped), 0),
            (SELECT array_agg(k ORDER BY k) FROM (SELECT DISTINCT s2.unmapped_kind AS k FROM pg_temp._es_scored s2

@@ -104,7 +104,7 @@ BEGIN
           FROM pg_temp._es_targets t,
                LATERAL (SELECT @extschema@.score_events(e.event_type, e.occurred_at, e.conversion_value, $1, %2$s) AS s,
                                count(*) FILTER (WHERE e.event_type IS NULL) AS unmapped,
-                               min(e.kind) FILTER (WHERE e.event_type IS NULL) AS unmapped_kind
+                               %4$s AS unmapped_kind
                           FROM %1$s e
                          WHERE e.contact_id = t.contact_id AND e.occurred_at <= $1) c
         $q$ ELSE $q$
@@ -113,7 +113,7 @@ BEGIN
           FROM (SELECT e.contact_id,
                        @extschema@.score_events(e.event_type, e.occurred_at, e.conversion_value, $1, %2$s) AS s,
                        count(*) FILTER (WHERE e.event_type IS NULL OR e.occurred_at IS NULL) AS unmapped,
-                       min(e.kind) FILTER (WHERE e.event_type IS NULL) AS unmapped_kind
+                       %4$s AS unmapped_kind
                   FROM %1$s e
                  WHERE %3$s
                  GROUP BY e.contact_id) q
@@ -121,7 +121,12 @@ BEGIN
         events,
         CASE WHEN p.events_relation = '@extschema@.engagement_events'::regclass THEN '$2' ELSE '$3' END,
         CASE WHEN full_refresh THEN '(e.occurred_at <= $1 OR e.occurred_at IS NULL)'
-             ELSE 'e.occurred_at <= $1 AND e.contact_id IN (SELECT t.contact_id FROM pg_temp._es_targets t)' END)
+             ELSE 'e.occurred_at <= $1 AND e.contact_id IN (SELECT t.contact_id FROM pg_temp._es_targets t)' END,
+        -- (a kind column of type event_type has no kinds to name; and an aggregate of the constant
+        -- NULL::text would keep postgres_fdw from shipping the query: its collation is not a column's)
+        CASE WHEN @extschema@._column_type(p.events_relation, (@extschema@._source_of(p.events_relation)).kind_column)
+                  = '@extschema@.event_type'::regtype
+             THEN 'NULL::text' ELSE 'min(e.kind) FILTER (WHERE e.event_type IS NULL)' END)
     USING refresh_at, p.name, to_jsonb(p);
     SELECT coalesce(sum(s.unmapped), 0),
            (SELECT array_agg(k ORDER BY k) FROM (SELECT DISTINCT s2.unmapped_kind AS k FROM pg_temp._es_scored s2

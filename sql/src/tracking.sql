@@ -99,15 +99,22 @@ END $$;
 
 -- The rows of a source as the model reads them, from rel (the relation's name, or a name bound to
 -- it): SELECT contact_id, event_type (NULL: unmapped), occurred_at, conversion_value, kind (the
--- CRM's own, as text) FROM ...
+-- CRM's own, as text; NULL when the kind column is engagement.event_type already) FROM ...  No cast
+-- a relation's own types do not need: the whole query stays shippable to a postgres_fdw shard
+-- (which cannot ship a text cast of an enum).
 CREATE FUNCTION @extschema@._source_select(src @extschema@.event_sources, rel text) RETURNS text
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    typed_kind boolean := @extschema@._column_type(src.relation, src.kind_column) = '@extschema@.event_type'::regtype;
 BEGIN
-    RETURN format('SELECT e.%I AS contact_id, %s AS event_type, e.%I AS occurred_at, %s AS conversion_value, e.%I::text AS kind FROM %s e',
+    RETURN format('SELECT e.%I AS contact_id, %s AS event_type, e.%I AS occurred_at, %s AS conversion_value, %s AS kind FROM %s e',
                   src.contact_column, @extschema@._source_kind_expr(src), src.time_column,
                   CASE WHEN src.value_column IS NULL THEN 'NULL::numeric'
+                       WHEN @extschema@._column_type(src.relation, src.value_column) = 'numeric'::regtype
+                       THEN format('e.%I', src.value_column)
                        ELSE format('e.%I::numeric', src.value_column) END,
-                  src.kind_column, rel);
+                  CASE WHEN typed_kind THEN 'NULL::text' ELSE format('e.%I::text', src.kind_column) END,
+                  rel);
 END $$;
 
 -- The events relation of a profile, checked before it is written into a profile, and before a

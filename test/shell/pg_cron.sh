@@ -27,7 +27,7 @@ q -d "$db" -c "SELECT engagement.schedule_refresh('default', '* * * * *', '17 3 
 q -d "$db" -c "SELECT engagement.schedule_refresh('default', '* * * * *', '17 3 * * *', '* * * * *')" >/dev/null
 jobs=$(q -d "$db" -c "SELECT string_agg(kind || ' ' || schedule || ' ' || command, '; ' ORDER BY kind) FROM engagement.refresh_jobs()")
 check "scheduling twice leaves one job of each kind ($jobs)" \
-    '[ "$jobs" = "full 17 3 * * * SELECT engagement.refresh_scores('"'default'"', true); incremental * * * * * SELECT engagement.refresh_scores('"'default'"'); refit * * * * * SELECT engagement.fit_model('"'default'"', on_failure => '"'warning'"')" ]'
+    '[ "$jobs" = "full 17 3 * * * SELECT engagement.refresh_scores('"'default'"', true, '"'record'"'); incremental * * * * * SELECT engagement.refresh_scores('"'default'"', on_error => '"'record'"'); refit * * * * * SELECT engagement.fit_model('"'default'"', on_failure => '"'warning'"')" ]'
 check "the jobs are pg_cron's" '[ "$(q -d "$db" -c "SELECT count(*) FROM cron.job WHERE jobname LIKE '"'engagement_scoring/default/%'"'")" = 3 ]'
 
 # pg_cron runs at the top of each minute: wait for the incremental job to fill the table.
@@ -43,6 +43,9 @@ for _ in $(seq 1 10); do
     sleep 1
 done
 check "refresh_jobs reports the last run ($status)" '[ "$status" = succeeded ]'
+last=$(q -d "$db" -c "SELECT last_refresh_rescored || ' ' || last_refresh_skipped || ' ' || coalesce(last_refresh_error, 'no error')
+                        FROM engagement.refresh_jobs() WHERE kind = 'incremental'")
+check "refresh_jobs shows the extension's record of that refresh beside pg_cron's ($last)" '[ "$last" = "40 false no error" ]'
 for _ in $(seq 1 10); do
     refit=$(q -d "$db" -c "SELECT last_status FROM engagement.refresh_jobs() WHERE kind = 'refit'")
     [ "$refit" = succeeded ] && break
@@ -66,10 +69,10 @@ q -d "$db" -c "DROP EXTENSION engagement_scoring CASCADE"
 # does not converge) warn and go on, as schedule_refresh now schedules them.
 q -d "$db" -c "CREATE EXTENSION engagement_scoring VERSION '1.3'" \
   -c "SELECT engagement.schedule_refresh('default', '*/5 * * * *', NULL, '0 4 * * 0')" >/dev/null
-before=$(q -d "$db" -c "SELECT command FROM cron.job WHERE jobname = 'engagement_scoring/default/refit'")
+before=$(q -d "$db" -c "SELECT string_agg(command, '; ' ORDER BY jobname) FROM cron.job WHERE jobname LIKE 'engagement_scoring/default/%'")
 q -d "$db" -c "ALTER EXTENSION engagement_scoring UPDATE"
-after=$(q -d "$db" -c "SELECT command FROM cron.job WHERE jobname = 'engagement_scoring/default/refit'")
-check "the update to 1.4 turns 1.3's refit job ($before) into one that warns ($after)" \
-    '[ "$before" = "SELECT engagement.fit_model('"'default'"')" ] &&
-     [ "$after" = "SELECT engagement.fit_model('"'default'"', on_failure => '"'warning'"')" ]'
+after=$(q -d "$db" -c "SELECT string_agg(command, '; ' ORDER BY jobname) FROM cron.job WHERE jobname LIKE 'engagement_scoring/default/%'")
+check "the update to 1.4 turns 1.3's jobs ($before) into ones that record and warn ($after)" \
+    '[ "$before" = "SELECT engagement.refresh_scores('"'default'"'); SELECT engagement.fit_model('"'default'"')" ] &&
+     [ "$after" = "SELECT engagement.refresh_scores('"'default'"', on_error => '"'record'"'); SELECT engagement.fit_model('"'default'"', on_failure => '"'warning'"')" ]'
 q -d "$db" -c "SELECT engagement.unschedule_refresh('default')" -c "DROP EXTENSION engagement_scoring CASCADE" >/dev/null
