@@ -831,37 +831,32 @@ CREATE TRIGGER event_kind_map_check BEFORE INSERT OR UPDATE ON @extschema@.event
 CREATE FUNCTION @extschema@._source_changed() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    -- (touching updated_at bumps the version: the profiles' next refreshes are full ones)
-    UPDATE @extschema@.scoring_profiles sp SET updated_at = clock_timestamp()
-     WHERE sp.events_relation IN (SELECT n.relation FROM new_rows n UNION SELECT o.relation FROM old_rows o);
-    RETURN NULL;
-END $$;
-CREATE FUNCTION @extschema@._source_changed_insert() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    UPDATE @extschema@.scoring_profiles sp SET updated_at = clock_timestamp()
-     WHERE sp.events_relation IN (SELECT n.relation FROM new_rows n);
-    RETURN NULL;
-END $$;
-CREATE FUNCTION @extschema@._source_changed_delete() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    UPDATE @extschema@.scoring_profiles sp SET updated_at = clock_timestamp()
-     WHERE sp.events_relation IN (SELECT o.relation FROM old_rows o);
+    -- (touching updated_at bumps the version: the profiles' next refreshes are full ones; each
+    -- statement reads only the transition tables its event has)
+    IF TG_OP = 'INSERT' THEN
+        UPDATE @extschema@.scoring_profiles sp SET updated_at = clock_timestamp()
+         WHERE sp.events_relation IN (SELECT n.relation FROM new_rows n);
+    ELSIF TG_OP = 'DELETE' THEN
+        UPDATE @extschema@.scoring_profiles sp SET updated_at = clock_timestamp()
+         WHERE sp.events_relation IN (SELECT o.relation FROM old_rows o);
+    ELSE
+        UPDATE @extschema@.scoring_profiles sp SET updated_at = clock_timestamp()
+         WHERE sp.events_relation IN (SELECT n.relation FROM new_rows n UNION SELECT o.relation FROM old_rows o);
+    END IF;
     RETURN NULL;
 END $$;
 CREATE TRIGGER event_sources_changed_insert AFTER INSERT ON @extschema@.event_sources
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._source_changed_insert();
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._source_changed();
 CREATE TRIGGER event_sources_changed_update AFTER UPDATE ON @extschema@.event_sources
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._source_changed();
 CREATE TRIGGER event_sources_changed_delete AFTER DELETE ON @extschema@.event_sources
-    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._source_changed_delete();
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._source_changed();
 CREATE TRIGGER event_kind_map_changed_insert AFTER INSERT ON @extschema@.event_kind_map
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._source_changed_insert();
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._source_changed();
 CREATE TRIGGER event_kind_map_changed_update AFTER UPDATE ON @extschema@.event_kind_map
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._source_changed();
 CREATE TRIGGER event_kind_map_changed_delete AFTER DELETE ON @extschema@.event_kind_map
-    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._source_changed_delete();
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._source_changed();
 
 -- define_event_source: a source in one call (its row of event_sources and its kind map, replaced).
 CREATE FUNCTION @extschema@.define_event_source(relation regclass, kinds jsonb DEFAULT NULL,
