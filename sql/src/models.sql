@@ -9,6 +9,19 @@ COMMENT ON TYPE @extschema@.model_fit IS
 CREATE TYPE @extschema@.gammagamma_fit AS (
     p float8, q float8, v float8, log_likelihood float8, n float8, iterations integer, converged boolean,
     se_p float8, se_q float8, se_v float8, message text);
+COMMENT ON COLUMN @extschema@.model_fit.r IS 'Gamma shape of the event rate';
+COMMENT ON COLUMN @extschema@.model_fit.alpha IS 'Gamma scale of the event rate, in the summaries'' time unit';
+COMMENT ON COLUMN @extschema@.model_fit.a IS 'Beta a of the dropout probability';
+COMMENT ON COLUMN @extschema@.model_fit.b IS 'Beta b of the dropout probability';
+COMMENT ON COLUMN @extschema@.model_fit.log_likelihood IS 'Summed log-likelihood at the estimate (weighted; without the penalty)';
+COMMENT ON COLUMN @extschema@.model_fit.n IS 'Total weight: the customers fitted';
+COMMENT ON COLUMN @extschema@.model_fit.iterations IS 'Optimiser iterations';
+COMMENT ON COLUMN @extschema@.model_fit.converged IS 'Whether an interior maximum was found';
+COMMENT ON COLUMN @extschema@.model_fit.se_r IS 'Standard error of r (NULL: not converged, or no positive definite information)';
+COMMENT ON COLUMN @extschema@.model_fit.se_alpha IS 'Standard error of alpha';
+COMMENT ON COLUMN @extschema@.model_fit.se_a IS 'Standard error of a';
+COMMENT ON COLUMN @extschema@.model_fit.se_b IS 'Standard error of b';
+COMMENT ON COLUMN @extschema@.model_fit.message IS 'Why the fit did not converge (NULL when it did)';
 COMMENT ON TYPE @extschema@.gammagamma_fit IS
     'A maximum-likelihood Gamma-Gamma fit: parameters, summed log-likelihood, total weight, iterations, convergence (q > 1 included), standard errors, why it did not converge';
 CREATE TYPE @extschema@.btyd_summary AS (x integer, t_x float8, t float8);
@@ -26,12 +39,31 @@ CREATE AGGREGATE @extschema@.btyd_summary(@extschema@.event_type, timestamptz, t
     COMBINEFUNC = @extschema@._score_events_combinefn,
     SERIALFUNC = @extschema@._score_events_serialfn, DESERIALFUNC = @extschema@._score_events_deserialfn,
     FINALFUNC = @extschema@._btyd_summary_finalfn, SSPACE = 384, PARALLEL = SAFE);
+COMMENT ON COLUMN @extschema@.gammagamma_fit.p IS 'Gamma shape of a conversion day''s value';
+COMMENT ON COLUMN @extschema@.gammagamma_fit.q IS 'Gamma shape of the customers'' mean values (> 1 for a finite mean)';
+COMMENT ON COLUMN @extschema@.gammagamma_fit.v IS 'Gamma scale, in the values'' currency';
+COMMENT ON COLUMN @extschema@.gammagamma_fit.log_likelihood IS 'Summed log-likelihood at the estimate (weighted; without the penalty)';
+COMMENT ON COLUMN @extschema@.gammagamma_fit.n IS 'Total weight: the customers fitted';
+COMMENT ON COLUMN @extschema@.gammagamma_fit.iterations IS 'Optimiser iterations';
+COMMENT ON COLUMN @extschema@.gammagamma_fit.converged IS 'Whether an interior maximum with q > 1 was found';
+COMMENT ON COLUMN @extschema@.gammagamma_fit.se_p IS 'Standard error of p (NULL: no positive definite information)';
+COMMENT ON COLUMN @extschema@.gammagamma_fit.se_q IS 'Standard error of q';
+COMMENT ON COLUMN @extschema@.gammagamma_fit.se_v IS 'Standard error of v';
+COMMENT ON COLUMN @extschema@.gammagamma_fit.message IS 'Why the fit did not converge (NULL when it did)';
+COMMENT ON COLUMN @extschema@.btyd_summary.x IS 'Engagement days after the birth day (the first event''s day)';
+COMMENT ON COLUMN @extschema@.btyd_summary.t_x IS 'Days from the birth day to the last of them (0 when x = 0)';
+COMMENT ON COLUMN @extschema@.btyd_summary.t IS 'Days from the birth day to as_of';
 COMMENT ON AGGREGATE @extschema@.btyd_summary(@extschema@.event_type, timestamptz, timestamptz) IS
     'One contact''s (x, t_x, t) in days since its first event (the birth day): engagement days after the birth day, the last of them, and as_of';
 
 -- model_summary(event_type, occurred_at, conversion_value, as_of): btyd_summary and the
 -- Gamma-Gamma summary (valued conversion days and their mean value) in one pass.
 CREATE TYPE @extschema@.model_summary AS (x integer, t_x float8, t float8, value_days integer, mean_value float8);
+COMMENT ON COLUMN @extschema@.model_summary.x IS 'Engagement days after the birth day';
+COMMENT ON COLUMN @extschema@.model_summary.t_x IS 'Days from the birth day to the last of them (0 when x = 0)';
+COMMENT ON COLUMN @extschema@.model_summary.t IS 'Days from the birth day to as_of';
+COMMENT ON COLUMN @extschema@.model_summary.value_days IS 'Conversion days whose value is > 0';
+COMMENT ON COLUMN @extschema@.model_summary.mean_value IS 'Their mean value (0 when there are none)';
 COMMENT ON TYPE @extschema@.model_summary IS
     'A contact''s MBG/NBD summary (x, t_x, t in days) and Gamma-Gamma summary (value_days: conversion days with a value > 0, mean_value: their mean)';
 CREATE FUNCTION @extschema@._model_summary_transfn(internal, @extschema@.event_type, timestamptz, numeric, timestamptz)
@@ -111,6 +143,10 @@ CREATE TYPE @extschema@.gammagamma_fit_state (
     INTERNALLENGTH = VARIABLE, ALIGNMENT = double, STORAGE = extended);
 COMMENT ON TYPE @extschema@.gammagamma_fit_state IS
     'fit_gammagamma''s partial state: {penalizer} when not 0, then the customer summaries [(x,m,weight),...]';
+COMMENT ON FUNCTION @extschema@.gammagamma_fit_state_in(cstring) IS
+    'Text input of gammagamma_fit_state: [(x,m,weight),...], after {penalizer} when not 0';
+COMMENT ON FUNCTION @extschema@.gammagamma_fit_state_out(@extschema@.gammagamma_fit_state) IS
+    'Text output of gammagamma_fit_state, its rows collapsed and sorted';
 CREATE FUNCTION @extschema@._gammagamma_transfn(@extschema@.gammagamma_fit_state, integer, float8)
 RETURNS @extschema@.gammagamma_fit_state AS 'MODULE_PATHNAME', 'es_gammagamma_fit_transfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE FUNCTION @extschema@._gammagamma_transfn(@extschema@.gammagamma_fit_state, integer, float8, float8)
@@ -143,6 +179,14 @@ COMMENT ON FUNCTION @extschema@.expected_conversion_value(float8, float8, float8
     'Gamma-Gamma expected value of the next conversion day of a customer with x valued conversion days of mean value m: p (v + x m) / (p x + q - 1)';
 COMMENT ON AGGREGATE @extschema@.fit_mbgnbd(integer, float8, float8) IS
     'Maximum-likelihood MBG/NBD parameters of customer summaries (x repeat events, t_x, t)';
+COMMENT ON AGGREGATE @extschema@.fit_mbgnbd(integer, float8, float8, float8) IS
+    'Maximum-likelihood MBG/NBD parameters of weighted customer summaries (weight: how many identical customers)';
+COMMENT ON AGGREGATE @extschema@.fit_bgnbd(integer, float8, float8, float8) IS
+    'Maximum-likelihood BG/NBD parameters of weighted customer summaries (weight: how many identical customers)';
+COMMENT ON FUNCTION @extschema@.btyd_fit_state_in(cstring) IS
+    'Text input of btyd_fit_state: [(x,t_x,t,weight),...], after {penalizer} when not 0';
+COMMENT ON FUNCTION @extschema@.btyd_fit_state_out(@extschema@.btyd_fit_state) IS
+    'Text output of btyd_fit_state, its rows collapsed and sorted (equal states print the same)';
 COMMENT ON AGGREGATE @extschema@.fit_bgnbd(integer, float8, float8) IS
     'Maximum-likelihood BG/NBD parameters (Fader, Hardie & Lee 2005) of customer summaries (x, t_x, t)';
 

@@ -34,6 +34,9 @@ SELECT s.*,
   FROM @extschema@.engagement_scores s JOIN @extschema@.scoring_profiles p ON p.name = s.profile;
 COMMENT ON VIEW @extschema@.contact_scores IS
     'Stored scores with is_stale: older than the profile''s max_score_age, scored under an older profile version or model version, or events changed since';
+SELECT @extschema@._comment_score_columns('@extschema@.contact_scores');
+COMMENT ON COLUMN @extschema@.contact_scores.is_stale IS
+    'Older than max_score_age, of another profile or model version, or the contact''s events changed since';
 
 CREATE FUNCTION @extschema@.cached_score(contact_id bigint, max_age interval DEFAULT '1 hour',
                                          profile text DEFAULT 'default')
@@ -70,6 +73,8 @@ BEGIN
      GROUP BY s.segment
      ORDER BY avg(s.composite) DESC, s.segment;
 END $$;
+COMMENT ON FUNCTION @extschema@.segment_summary(text) IS
+    'Per segment of the profile''s stored scores: contacts, their share of all scored contacts (0..1) and the mean composite, best segments first';
 
 CREATE FUNCTION @extschema@.score_trend(contact_id bigint, since timestamptz, profile text DEFAULT 'default',
                                         OUT slope_per_day float8, OUT change float8, OUT direction text,

@@ -381,6 +381,173 @@ CREATE INDEX refresh_runs_profile_idx ON @extschema@.refresh_runs (profile, star
 COMMENT ON TABLE @extschema@.refresh_runs IS
     'Every refresh_scores: profile, mode, when, contacts rescored, rows it could not score, skipped (another refresh held the lock) or failed (with the error)';
 
+------------------------------------------------------------------------------------------------
+-- What \d+ says of each column.  The fields of a score are described once here and given to every
+-- relation that carries them (engagement_scores, the score type, contact_scores): _comment_columns.
+------------------------------------------------------------------------------------------------
+CREATE FUNCTION @extschema@._score_field_comments() RETURNS TABLE (field name, description text)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    VALUES ('as_of', 'The time the score is computed as of (events after it are ignored)'),
+           ('profile', 'The scoring profile that computed it'),
+           ('contact_id', 'The contact'),
+           ('composite', 'The score, 0..100: the weighted components, times (1 - opt_out_penalty) when opted out'),
+           ('recency', 'Recency component, 0..100: 100 exp(-days since the last engagement / recency_tau_days)'),
+           ('frequency', 'Frequency component, 0..100: from engaging events per day in the window (observed at least frequency_min_days)'),
+           ('monetary', 'Monetary component, 0..100: log of the conversion value in the window against monetary_ref_value'),
+           ('time_decay', 'Time-decay component, 0..100: event weights halved every half_life_days'),
+           ('diversity', 'Diversity component, 0..100: entropy of the four engaging types'),
+           ('engagement_probability', 'Probability of at least one engagement day in the next horizon_days (MBG/NBD), 0..1'),
+           ('conversion_probability', 'engagement_probability times the contact''s smoothed share of conversion days, 0..1'),
+           ('churn_risk', 'Probability the contact has dropped out: 1 - P(alive) (MBG/NBD), 0..1'),
+           ('segment', 'RFM segment: opted_out, champions, loyal, potential_loyalist, new, promising, need_attention, at_risk, cannot_lose, about_to_sleep, hibernating or lost'),
+           ('opted_out', 'Whether the contact has an opted_out event at or before as_of (it never expires)'),
+           ('event_count', 'Events at or before as_of, any type'),
+           ('engaging_count', 'Engaging events (opened, clicked, responded, converted) at or before as_of'),
+           ('conversion_total', 'Sum of conversion values at or before as_of (exact cents)'),
+           ('first_event_at', 'The contact''s first event: its birth day starts the MBG/NBD summary'),
+           ('last_engaged_at', 'The last engaging event (NULL: never engaged)'),
+           ('expected_engagements_30d', 'Expected engagement days in the next horizon_days (MBG/NBD), opt-out penalised'),
+           ('expected_conversion_value', 'Expected value of the next conversion day (Gamma-Gamma)'),
+           ('expected_value_30d', 'Expected conversion value in the next horizon_days: expected engagement days x conversion share x expected conversion value, opt-out penalised'),
+           ('percentile_rank', 'The composite''s percentile among the profile''s scored contacts at the refresh, 0..100'),
+           ('score_version', 'How many times the contact has been rescored under the profile'),
+           ('profile_version', 'The profile''s version the score was computed with (another: stale)'),
+           ('calculated_at', 'When the refresh computed it (its as_of)'),
+           ('model_version', 'The version of the scoring model that computed it (another than model_version(): stale)')
+$$;
+COMMENT ON FUNCTION @extschema@._score_field_comments() IS
+    'The description of each field of a score, given to every relation that carries them';
+
+-- Comments each column of rel that _score_field_comments describes.
+CREATE FUNCTION @extschema@._comment_score_columns(rel regclass) RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    c record;
+BEGIN
+    FOR c IN SELECT f.field, f.description FROM @extschema@._score_field_comments() f
+              WHERE EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = rel AND a.attname = f.field AND NOT a.attisdropped)
+    LOOP
+        EXECUTE format('COMMENT ON COLUMN %s.%I IS %L', rel, c.field, c.description);
+    END LOOP;
+END $$;
+COMMENT ON FUNCTION @extschema@._comment_score_columns(regclass) IS
+    'Comments the score fields of a relation (install and update scripts)';
+
+SELECT @extschema@._comment_score_columns('@extschema@.engagement_scores');
+
+COMMENT ON COLUMN @extschema@.engagement_events.id IS 'The event''s identity (generated: the application role cannot set it)';
+COMMENT ON COLUMN @extschema@.engagement_events.contact_id IS 'The contact';
+COMMENT ON COLUMN @extschema@.engagement_events.campaign_id IS 'The campaign the message belonged to (funnel)';
+COMMENT ON COLUMN @extschema@.engagement_events.event_type IS 'What happened: delivered, opened, clicked, responded, converted, opted_out or bounced';
+COMMENT ON COLUMN @extschema@.engagement_events.occurred_at IS 'When it happened (finite)';
+COMMENT ON COLUMN @extschema@.engagement_events.conversion_value IS 'The value of a converted event (>= 0; NULL counts as 0; only on converted)';
+COMMENT ON COLUMN @extschema@.engagement_events.channel IS 'sms, mms, email, voice, web or app';
+COMMENT ON COLUMN @extschema@.engagement_events.device_type IS 'The device, as the CRM records it';
+COMMENT ON COLUMN @extschema@.engagement_events.parent_event_id IS 'The event this one follows (a click''s delivery); SET NULL when that one is deleted';
+COMMENT ON COLUMN @extschema@.engagement_events.metadata IS 'Anything else the CRM keeps (a JSON object)';
+COMMENT ON COLUMN @extschema@.engagement_events.created_at IS 'When the row was written';
+
+COMMENT ON COLUMN @extschema@.scoring_profiles.name IS 'The profile''s name (default exists after CREATE EXTENSION)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.description IS 'What the profile is for';
+COMMENT ON COLUMN @extschema@.scoring_profiles.lookback_days IS 'The window of the five components, in days (365)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.recency_tau_days IS 'Recency: R = 100 exp(-days / recency_tau_days) (30)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.frequency_min_days IS 'Frequency: the shortest observation, so a new contact''s rate is not inflated (7)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.frequency_ref_rate IS 'Frequency: the engaging events per day that score 63 (0.1)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.monetary_ref_value IS 'Monetary: the conversion value in the window that scores 100 (1000)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.half_life_days IS 'Time decay: an event''s weight halves every this many days (14)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.time_decay_ref IS 'Time decay: the decayed weight sum that scores 63 (5)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.decay_weight_delivered IS 'Time-decay weight of a delivery (0)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.decay_weight_opened IS 'Time-decay weight of an open (1)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.decay_weight_clicked IS 'Time-decay weight of a click (2)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.decay_weight_responded IS 'Time-decay weight of a reply (3)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.decay_weight_converted IS 'Time-decay weight of a conversion (10)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.decay_weight_opted_out IS 'Time-decay weight of an opt-out (-10)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.decay_weight_bounced IS 'Time-decay weight of a bounce (-1)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.weight_recency IS 'Weight of recency in the composite (0.30; the five weights sum to 1)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.weight_frequency IS 'Weight of frequency in the composite (0.25)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.weight_monetary IS 'Weight of monetary in the composite (0.20)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.weight_time_decay IS 'Weight of time decay in the composite (0.15)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.weight_diversity IS 'Weight of diversity in the composite (0.10)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.opt_out_penalty IS 'An opted-out contact''s composite and predictions are multiplied by 1 - this (0.9)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.model_r IS 'MBG/NBD: Gamma shape of the engagement rate (0.25 until fit_model)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.model_alpha IS 'MBG/NBD: Gamma scale of the engagement rate, in days (10 until fit_model)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.model_a IS 'MBG/NBD: Beta a of the dropout probability (0.5 until fit_model)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.model_b IS 'MBG/NBD: Beta b of the dropout probability (2.5 until fit_model)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.horizon_days IS 'The horizon of the predictions, in days (30)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.conv_prior_a IS 'Conversion share: Beta prior a (1)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.conv_prior_b IS 'Conversion share: Beta prior b (9)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.version IS 'Bumped by every change of the profile: scores of an older version are stale';
+COMMENT ON COLUMN @extschema@.scoring_profiles.created_at IS 'When the profile was made';
+COMMENT ON COLUMN @extschema@.scoring_profiles.updated_at IS 'When it last changed';
+COMMENT ON COLUMN @extschema@.scoring_profiles.model_log_likelihood IS 'The log-likelihood of the last MBG/NBD fit stored (fit_model)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.model_contacts IS 'How many contacts the last MBG/NBD fit stored was fitted to';
+COMMENT ON COLUMN @extschema@.scoring_profiles.gg_p IS 'Gamma-Gamma: shape of a conversion day''s value (6.25 until fit_model)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.gg_q IS 'Gamma-Gamma: shape of the contacts'' mean values, > 1 (3.74 until fit_model)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.gg_v IS 'Gamma-Gamma: scale, in the currency of conversion_value (15.44 until fit_model)';
+
+COMMENT ON COLUMN @extschema@.engagement_score_history.id IS 'The change''s identity';
+COMMENT ON COLUMN @extschema@.engagement_score_history.profile IS 'The profile';
+COMMENT ON COLUMN @extschema@.engagement_score_history.contact_id IS 'The contact';
+COMMENT ON COLUMN @extschema@.engagement_score_history.composite IS 'The new composite';
+COMMENT ON COLUMN @extschema@.engagement_score_history.segment IS 'The new segment';
+COMMENT ON COLUMN @extschema@.engagement_score_history.previous_composite IS 'The composite before (NULL: the first score)';
+COMMENT ON COLUMN @extschema@.engagement_score_history.previous_segment IS 'The segment before (NULL: the first score)';
+COMMENT ON COLUMN @extschema@.engagement_score_history.score_version IS 'The score''s score_version after the change';
+COMMENT ON COLUMN @extschema@.engagement_score_history.recorded_at IS 'The refresh''s time';
+
+COMMENT ON COLUMN @extschema@.event_changes.contact_id IS 'A contact whose events changed';
+COMMENT ON COLUMN @extschema@.event_changes.relation IS 'The tracked relation the change was made in';
+COMMENT ON COLUMN @extschema@.pending_rescore.profile IS 'The profile whose next refresh must rescore the contact';
+COMMENT ON COLUMN @extschema@.pending_rescore.contact_id IS 'The contact';
+
+COMMENT ON COLUMN @extschema@.score_distributions.profile IS 'The profile (its row is also the lock of its refreshes)';
+COMMENT ON COLUMN @extschema@.score_distributions.sorted_composites IS 'Every scored contact''s composite, ascending, as packed float8s';
+COMMENT ON COLUMN @extschema@.score_distributions.contacts IS 'How many composites';
+COMMENT ON COLUMN @extschema@.score_distributions.profile_version IS 'The profile version of the last refresh (another: the next refresh is full)';
+COMMENT ON COLUMN @extschema@.score_distributions.refreshed_at IS 'When the last refresh ran';
+COMMENT ON COLUMN @extschema@.score_distributions.oldest_score_at IS 'A lower bound of the scores'' calculated_at: when one can next be older than max_score_age';
+COMMENT ON COLUMN @extschema@.score_distributions.model_version IS 'The model version of the last refresh (another: the next refresh is full)';
+
+COMMENT ON COLUMN @extschema@.model_fits.id IS 'The fit''s identity';
+COMMENT ON COLUMN @extschema@.model_fits.profile IS 'The profile fitted';
+COMMENT ON COLUMN @extschema@.model_fits.model IS 'mbgnbd (engagement days) or gammagamma (conversion value)';
+COMMENT ON COLUMN @extschema@.model_fits.fitted_at IS 'When fit_model ran';
+COMMENT ON COLUMN @extschema@.model_fits.as_of IS 'The time the contacts were summarised as of';
+COMMENT ON COLUMN @extschema@.model_fits.contacts IS 'How many contacts the model was fitted to';
+COMMENT ON COLUMN @extschema@.model_fits.penalizer IS 'The L2 penalty on the log-parameters used (the profile''s fit_penalizer)';
+COMMENT ON COLUMN @extschema@.model_fits.parameters IS 'The estimates: {r, alpha, a, b} or {p, q, v}';
+COMMENT ON COLUMN @extschema@.model_fits.standard_errors IS 'Their standard errors (NULL: not converged, or the information is not positive definite)';
+COMMENT ON COLUMN @extschema@.model_fits.log_likelihood IS 'The log-likelihood at the estimate, without the penalty';
+COMMENT ON COLUMN @extschema@.model_fits.iterations IS 'Optimiser iterations';
+COMMENT ON COLUMN @extschema@.model_fits.converged IS 'Whether the fit found an interior maximum';
+COMMENT ON COLUMN @extschema@.model_fits.stored IS 'Whether the parameters replaced the profile''s';
+COMMENT ON COLUMN @extschema@.model_fits.message IS 'Why it did not converge or was not stored';
+
+COMMENT ON COLUMN @extschema@.event_sources.relation IS 'The CRM''s events relation (table, partitioned, foreign or view)';
+COMMENT ON COLUMN @extschema@.event_sources.contact_column IS 'Its contact column (smallint, integer or bigint)';
+COMMENT ON COLUMN @extschema@.event_sources.kind_column IS 'Its kind column: engagement.event_type, or anything read as text through event_kind_map';
+COMMENT ON COLUMN @extschema@.event_sources.time_column IS 'Its time column (timestamptz)';
+COMMENT ON COLUMN @extschema@.event_sources.value_column IS 'Its conversion value column (a number; NULL: none)';
+COMMENT ON COLUMN @extschema@.event_sources.kind_match IS 'exact, or trim_lower: kinds compared trimmed and lower-cased';
+COMMENT ON COLUMN @extschema@.event_sources.on_unmapped IS 'count: unmapped rows are skipped, counted and warned about; reject: an error naming the kind';
+COMMENT ON COLUMN @extschema@.event_sources.changes_from IS 'Tracked tables whose changes make the source''s scores stale (for a view, the tables under it)';
+COMMENT ON COLUMN @extschema@.event_sources.set_by IS 'The role that defined the source';
+COMMENT ON COLUMN @extschema@.event_sources.created_at IS 'When it was defined';
+COMMENT ON COLUMN @extschema@.event_kind_map.relation IS 'The source';
+COMMENT ON COLUMN @extschema@.event_kind_map.kind IS 'A kind of the CRM''s';
+COMMENT ON COLUMN @extschema@.event_kind_map.event_type IS 'The event type it stands for';
+
+COMMENT ON COLUMN @extschema@.refresh_runs.id IS 'The run''s identity';
+COMMENT ON COLUMN @extschema@.refresh_runs.profile IS 'The profile refreshed';
+COMMENT ON COLUMN @extschema@.refresh_runs.mode IS 'full or incremental (an incremental call after a profile change runs full)';
+COMMENT ON COLUMN @extschema@.refresh_runs.started_at IS 'When it started';
+COMMENT ON COLUMN @extschema@.refresh_runs.finished_at IS 'When it finished';
+COMMENT ON COLUMN @extschema@.refresh_runs.contacts_rescored IS 'Contacts rescored (NULL: skipped or failed)';
+COMMENT ON COLUMN @extschema@.refresh_runs.unmapped_rows IS 'Rows read but not scored: a kind the source does not map, or no contact or time';
+COMMENT ON COLUMN @extschema@.refresh_runs.unmapped_kinds IS 'The first few of those kinds';
+COMMENT ON COLUMN @extschema@.refresh_runs.skipped IS 'Another refresh of the profile held its lock: this one did nothing';
+COMMENT ON COLUMN @extschema@.refresh_runs.error IS 'SQLSTATE and message of a refresh that failed (on_error => ''record'')';
+
 -- User data survives pg_dump/pg_restore, sequences included.
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.engagement_events', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.engagement_events_id_seq', '');

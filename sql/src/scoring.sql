@@ -29,6 +29,7 @@ CREATE TYPE @extschema@.score AS (
 );
 COMMENT ON TYPE @extschema@.score IS
     'One contact''s engagement score: composite and components 0..100, predictions 0..1, segment and facts';
+SELECT @extschema@._comment_score_columns('@extschema@.score');
 
 -- The version of SCORING_MODEL.md the library computes (stored with every score).
 CREATE FUNCTION @extschema@.model_version() RETURNS integer
@@ -116,6 +117,10 @@ AS 'MODULE_PATHNAME', 'es_decay_state_out' LANGUAGE C IMMUTABLE STRICT PARALLEL 
 CREATE TYPE @extschema@.decay_state (
     INPUT = @extschema@.decay_state_in, OUTPUT = @extschema@.decay_state_out,
     INTERNALLENGTH = VARIABLE, ALIGNMENT = double, STORAGE = plain);
+COMMENT ON FUNCTION @extschema@.decay_state_in(cstring) IS
+    'Text input of decay_state: (sum,compensation,as_of,half_life_days,rows)';
+COMMENT ON FUNCTION @extschema@.decay_state_out(@extschema@.decay_state) IS
+    'Text output of decay_state, every double in its shortest exact form';
 COMMENT ON TYPE @extschema@.decay_state IS
     'time_decay''s partial state: (sum, compensation, as_of in microseconds since 2000-01-01, half_life_days, rows)';
 

@@ -1,6 +1,6 @@
 -- pgTAP: the schema the extension installs, its constraints, function properties and privileges.
 BEGIN;
-SELECT plan(81);
+SELECT plan(85);
 
 SELECT has_schema('engagement');
 SELECT is((SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'engagement_scoring'),
@@ -99,6 +99,7 @@ SELECT results_eq($$SELECT p.oid::regprocedure::text FROM pg_proc p
                      WHERE p.pronamespace = 'engagement'::regnamespace AND p.proparallel <> 's'
                        AND p.prorettype <> 'trigger'::regtype ORDER BY p.oid::regprocedure::text COLLATE "C"$$,
                   ARRAY['engagement._bind_events_relation(engagement.scoring_profiles)',
+                        'engagement._comment_score_columns(regclass)',
                         'engagement._drop_tracking_triggers(regclass)',
                         'engagement._refresh(text,boolean)',
                         'engagement._refresh_choose_targets(engagement.scoring_profiles,timestamp with time zone,boolean,boolean)',
@@ -169,6 +170,26 @@ SELECT results_eq($$SELECT p.oid::regprocedure::text FROM pg_proc p
                         'engagement.unschedule_refresh(text)',
                         'engagement.untrack_event_changes(regclass)'],
                   'the writing functions (the change-tracking triggers among them) are not executable by PUBLIC');
+
+-- \df+, \d+ and \dT+ document the API: every function and aggregate a user calls (not the
+-- _internal ones), every table, view and type, and every column of them has a comment.
+SELECT is_empty($$SELECT p.oid::regprocedure FROM pg_proc p
+                   WHERE p.pronamespace = 'engagement'::regnamespace AND p.proname !~ '^_'
+                     AND obj_description(p.oid, 'pg_proc') IS NULL$$,
+                'every function and aggregate has a comment');
+SELECT is_empty($$SELECT c.oid::regclass FROM pg_class c
+                   WHERE c.relnamespace = 'engagement'::regnamespace AND c.relkind IN ('r', 'v')
+                     AND obj_description(c.oid, 'pg_class') IS NULL$$,
+                'every table and view has a comment');
+SELECT is_empty($$SELECT t.oid::regtype FROM pg_type t
+                   WHERE t.typnamespace = 'engagement'::regnamespace AND t.typelem = 0
+                     AND (t.typrelid = 0 OR (SELECT c.relkind FROM pg_class c WHERE c.oid = t.typrelid) = 'c')
+                     AND obj_description(t.oid, 'pg_type') IS NULL$$,
+                'every type (enum, composite, state) has a comment');
+SELECT is_empty($$SELECT c.oid::regclass || '.' || a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+                   WHERE c.relnamespace = 'engagement'::regnamespace AND c.relkind IN ('r', 'v', 'c')
+                     AND a.attnum > 0 AND NOT a.attisdropped AND col_description(c.oid, a.attnum) IS NULL$$,
+                'every column of every table, view and composite type has a comment');
 
 -- Privileges: nothing on the tables for PUBLIC.
 SELECT table_privs_are('engagement', 'engagement_events', 'public', ARRAY[]::text[]);
