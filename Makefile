@@ -9,13 +9,13 @@ EXTVERSION   = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).
 # CREATE EXTENSION runs one script: the current version's, built from sql/src/ (one file per
 # concern, in dependency order).  Older versions keep their install script (1.0) and every
 # upgrade script (deltas only), so ALTER EXTENSION ... UPDATE works from each released version.
-SQL_SOURCES  = $(addprefix sql/src/,schema.sql scoring.sql tracking.sql refresh.sql queries.sql models.sql \
-                                    scheduling.sql access.sql)
+SQL_SOURCES  = $(addprefix sql/src/,schema.sql scoring.sql tracking.sql refresh.sql queries.sql presentation.sql \
+                                    models.sql scheduling.sql access.sql)
 DATA_built   = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA         = sql/$(EXTENSION)--1.0.sql $(wildcard sql/$(EXTENSION)--*--*.sql)
 
 # pg_regress reads sql/<test>.sql and expected/<test>.out (the classic layout), in this order.
-REGRESS      = setup schema scoring parallel time_decay errors refresh funnel search_path models predictions distributed integrity robustness
+REGRESS      = setup schema scoring parallel time_decay errors refresh funnel presentation search_path models predictions distributed integrity robustness
 REGRESS_OPTS = --inputdir=.
 # Two-session tests (isolationtester): test/isolation/specs/<test>.spec, expected/<test>.out.
 ISOLATION      = refresh_concurrency refresh_profiles
