@@ -109,12 +109,12 @@ SELECT count(*) AS funnel_rows_checked,
        count(*) FILTER (WHERE rate_from_previous > 1 OR rate_from_delivered > 1) AS rates_above_1
   FROM cases c, LATERAL engagement.funnel(c.campaign, c.since, c.until);
 
--- Rounded reads.  A profile's stored scores as of a fixed time (written directly: refresh_scores
--- scores as of now()).
+-- Rounded reads.  A profile's stored scores of the contacts above as of a fixed time (written
+-- directly: refresh_scores scores as of now()), this test's own events only.
 INSERT INTO engagement.scoring_profiles (name) VALUES ('presentation'), ('presentation_empty');
 CREATE TEMP TABLE live ON COMMIT DROP AS
-SELECT c AS contact_id, engagement.engagement_score(c, '2026-06-01 12:00+00', 'presentation') AS s
-  FROM generate_series(1, 3000) c;
+SELECT c AS contact_id, engagement.engagement_score(c, '2026-04-01 00:00+00', 'presentation') AS s
+  FROM (SELECT generate_series(7100001, 7100008) UNION ALL SELECT generate_series(7200001, 7200300)) c(c);
 DELETE FROM live WHERE s IS NULL;
 INSERT INTO engagement.engagement_scores (profile, contact_id, composite, recency, frequency, monetary, time_decay,
     diversity, engagement_probability, conversion_probability, churn_risk, segment, opted_out, event_count,
@@ -128,7 +128,7 @@ SELECT 'presentation', contact_id, (s).composite, (s).recency, (s).frequency, (s
   FROM live;
 
 -- One contact, live, for people:
-SELECT * FROM engagement.readable_score(engagement.engagement_score(7, '2026-06-01 12:00+00', 'presentation'));
+SELECT * FROM engagement.readable_score(engagement.engagement_score(7100001, '2026-04-01 00:00+00', 'presentation'));
 SELECT * FROM engagement.readable_score(NULL);   -- no score, no values
 -- Every field of every contact's readable score is round() of the raw one (to 0.1 for the 0..100
 -- values, 0.001 for probabilities, 0.01 for days and money, the second for times): the contacts
