@@ -5,8 +5,9 @@
 #
 #   demo   make, g++, PostgreSQL 15 and its server headers (postgresql-server-dev-15), and pg_cron
 #          (postgresql-15-cron: the demo schedules refreshes with it)
-#   test   the same, plus pgTAP (postgresql-15-pgtap), pg_prove (libtap-parser-sourcehandler-pgtap-perl)
-#          and GoogleTest (libgtest-dev)
+#   test   the same, plus pgTAP (postgresql-15-pgtap), pg_prove (libtap-parser-sourcehandler-pgtap-perl),
+#          GoogleTest (libgtest-dev), and what builds the Debian package (dpkg-dev, debhelper,
+#          postgresql-server-dev-all: pg_buildext's)
 #
 # Each package is checked with dpkg-query.  When all are installed nothing else happens; otherwise,
 # as root, "apt-get update" then "apt-get install -y --no-install-recommends" of exactly the missing
@@ -31,7 +32,8 @@ WHAT=${1:-}
 case $WHAT in
     demo) PACKAGES=(make g++ postgresql-15 postgresql-server-dev-15 postgresql-15-cron) ;;
     test) PACKAGES=(make g++ postgresql-15 postgresql-server-dev-15 postgresql-15-cron
-                    postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl libgtest-dev) ;;
+                    postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl libgtest-dev
+                    dpkg-dev debhelper postgresql-server-dev-all) ;;
     *) echo "usage: $0 [--list] demo|test" >&2; exit 2 ;;
 esac
 case $WHAT in demo) FOR="the demo" ;; test) FOR="the tests" ;; esac
