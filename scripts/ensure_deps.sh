@@ -8,7 +8,8 @@
 #          (python3-matplotlib: the charts of the demo's HTML report)
 #   test   the same, plus pgTAP (postgresql-15-pgtap), pg_prove (libtap-parser-sourcehandler-pgtap-perl),
 #          GoogleTest (libgtest-dev), headless Chromium (chromium: opens the demo's report), and what
-#          builds the Debian package (dpkg-dev, debhelper, postgresql-server-dev-all: pg_buildext's)
+#          builds the Debian package (build-essential and dpkg-dev, which dpkg-buildpackage checks for,
+#          debhelper, postgresql-server-dev-all: pg_buildext's)
 #
 # Each package is checked with dpkg-query.  When all are installed nothing else happens; otherwise,
 # as root, "apt-get update" then "apt-get install -y --no-install-recommends" of exactly the missing
@@ -34,7 +35,7 @@ case $WHAT in
     demo) PACKAGES=(make g++ postgresql-15 postgresql-server-dev-15 postgresql-15-cron python3-matplotlib) ;;
     test) PACKAGES=(make g++ postgresql-15 postgresql-server-dev-15 postgresql-15-cron python3-matplotlib
                     postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl libgtest-dev chromium
-                    dpkg-dev debhelper postgresql-server-dev-all) ;;
+                    build-essential dpkg-dev debhelper postgresql-server-dev-all) ;;
     *) echo "usage: $0 [--list] demo|test" >&2; exit 2 ;;
 esac
 case $WHAT in demo) FOR="the demo" ;; test) FOR="the tests" ;; esac

@@ -35,9 +35,10 @@ trap cleanup EXIT
 
 # 1. Build from a copy of the tree (dpkg-buildpackage writes the .deb next to the tree and cleans
 #    it with make clean): the committed sources, without build products of the work tree.
+EXTVERSION=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$REPO/engagement_scoring.control")
 mkdir "$W/src"
 tar -C "$REPO" --exclude=./.git --exclude='*.o' --exclude='*.so' --exclude='*.bc' --exclude=./results \
-    --exclude=./test/isolation/results --exclude=./META.json --exclude='./sql/engagement_scoring--1.4.sql' \
+    --exclude=./test/isolation/results --exclude=./META.json --exclude="./sql/engagement_scoring--$EXTVERSION.sql" \
     --exclude=./test/unit/kernel_tests --exclude=./demo/out -cf - . | tar -C "$W/src" -xf -
 start=$(date +%s)
 (cd "$W/src" && DEB_BUILD_OPTIONS="parallel=$(nproc)" dpkg-buildpackage -us -uc -b) >"$W/build.log" 2>&1
@@ -51,7 +52,6 @@ echo "ok - dpkg-buildpackage -us -uc -b builds $(basename "$DEB") in $(( $(date 
 
 # 2. What it holds.
 dpkg-deb -c "$DEB" | awk '{print $6}' | sed 's|^\./|/|' | grep -v '/$' >"$W/files"
-EXTVERSION=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$REPO/engagement_scoring.control")
 check "the package holds the library, the control file and the $EXTVERSION install script" \
     'grep -qx "$SYSPG/lib/engagement_scoring.so" "$W/files" &&
      grep -qx "/usr/share/postgresql/15/extension/engagement_scoring.control" "$W/files" &&

@@ -14,7 +14,7 @@ out=$(make -s META.json sql/engagement_scoring--"$(sed -n "s/^default_version = 
 check "make builds META.json and the install script${out:+ ($out)}" '[ -f META.json ]'
 
 # The spec's rules, checked one by one; each failure is printed on its own line.
-python3 - <<'PY'
+${ES_PYTHON:-/usr/bin/python3} - <<'PY'
 import json, os, re, sys
 
 def line(ok, what):
