@@ -9,13 +9,13 @@ EXTVERSION   = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).
 # CREATE EXTENSION runs one script: the current version's, built from sql/src/ (one file per
 # concern, in dependency order).  Older versions keep their install script (1.0) and every
 # upgrade script (deltas only), so ALTER EXTENSION ... UPDATE works from each released version.
-SQL_SOURCES  = $(addprefix sql/src/,schema.sql scoring.sql tracking.sql refresh.sql queries.sql models.sql \
-                                    scheduling.sql access.sql)
+SQL_SOURCES  = $(addprefix sql/src/,schema.sql scoring.sql tracking.sql refresh.sql queries.sql presentation.sql \
+                                    models.sql scheduling.sql access.sql)
 DATA_built   = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA         = sql/$(EXTENSION)--1.0.sql $(wildcard sql/$(EXTENSION)--*--*.sql)
 
 # pg_regress reads sql/<test>.sql and expected/<test>.out (the classic layout), in this order.
-REGRESS      = setup schema scoring parallel time_decay errors refresh funnel search_path models predictions distributed integrity robustness
+REGRESS      = setup schema scoring parallel time_decay errors refresh funnel presentation search_path models predictions distributed integrity robustness
 REGRESS_OPTS = --inputdir=.
 # Two-session tests (isolationtester): test/isolation/specs/<test>.spec, expected/<test>.out.
 ISOLATION      = refresh_concurrency refresh_profiles
@@ -34,10 +34,25 @@ PG_CXXFLAGS  = -std=c++17 -Wall -Wextra -Werror
 SHLIB_LINK   = -lstdc++ -lm
 COMPILE.cxx.bc = $(CLANG) -xc++ -std=c++17 -Wno-ignored-attributes $(BITCODE_CXXFLAGS) $(CPPFLAGS) -flto=thin -emit-llvm -c
 
-EXTRA_CLEAN  = test/unit/kernel_tests results regression.diffs regression.out test/isolation/results
+EXTRA_CLEAN  = test/unit/kernel_tests results regression.diffs regression.out test/isolation/results META.json
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# PGXN: META.json is built from META.json.in with the control file's version, so the version is
+# written in one place (default_version); PGXN wants it as a semantic version (1.4 -> 1.4.0).
+PGXN_VERSION = $(shell echo '$(EXTVERSION)' | sed -E 's/^([0-9]+\.[0-9]+)$$/\1.0/')
+all: META.json
+META.json: META.json.in $(EXTENSION).control
+	sed -e 's/@PGXN_VERSION@/$(PGXN_VERSION)/g' -e 's/@EXTVERSION@/$(EXTVERSION)/g' $< > $@
+
+# The PGXN distribution: the committed tree at HEAD plus the two built files PGXN reads (META.json
+# and the install script its "provides" names).
+.PHONY: dist
+dist: META.json sql/$(EXTENSION)--$(EXTVERSION).sql
+	git archive --format zip --prefix=$(EXTENSION)-$(PGXN_VERSION)/ --add-file=META.json \
+	    --prefix=$(EXTENSION)-$(PGXN_VERSION)/sql/ --add-file=sql/$(EXTENSION)--$(EXTVERSION).sql \
+	    --prefix=$(EXTENSION)-$(PGXN_VERSION)/ -o $(EXTENSION)-$(PGXN_VERSION).zip HEAD
 
 sql/$(EXTENSION)--$(EXTVERSION).sql: $(SQL_SOURCES) $(EXTENSION).control
 	{ printf '%s\n' '-- engagement_scoring $(EXTVERSION): the complete install script, built by the Makefile' \

@@ -2,9 +2,10 @@
 # demo/run_demo.sh: the main job.  Installs the packages it needs when they are missing
 # (scripts/ensure_deps.sh demo), builds and installs the extension, starts a throwaway local
 # cluster, loads a realistic synthetic SMS CRM (demo/generate_crm_events.sql), fits the prediction
-# models (with standard errors) and checks them on a holdout, refreshes the scores table, schedules refreshes with pg_cron when it is installed, and
-# prints the top contacts, the segments, one campaign's funnel and one explanation.  The cluster is
-# stopped and removed at the end.  Stops at the first failure with a message naming the step (a
+# models (with standard errors) and checks them on a holdout, refreshes the scores table, schedules refreshes with pg_cron when it is installed,
+# prints the top contacts, the segments, the scores' histogram, one campaign's funnel and one
+# explanation, and writes an HTML report with charts of them (demo/report.py, matplotlib) whose path
+# it prints (ES_DEMO_REPORT, default demo/out/report.html).  The cluster is stopped and removed at the end.  Stops at the first failure with a message naming the step (a
 # failed build starts no cluster).  Usage: bash demo/run_demo.sh [contacts]   (default 5000)
 set -euo pipefail
 if [ "$(id -u)" -ne 0 ]; then
@@ -78,13 +79,10 @@ if [ ${#CRON_CONF[@]} -gt 0 ]; then
     q -c "SELECT job_name, schedule, command FROM engagement.refresh_jobs()"
 fi
 
-step "top 10 contacts"
-q -c "SELECT contact_id, round(composite::numeric, 1) AS score, round(percentile_rank::numeric, 1) AS pct, segment,
-             round(recency::numeric, 1) AS recency, round(frequency::numeric, 1) AS frequency,
-             round(monetary::numeric, 1) AS monetary, round(engagement_probability::numeric, 3) AS p_engage_30d,
-             round(churn_risk::numeric, 3) AS churn_risk, conversion_total
-        FROM engagement.engagement_scores WHERE profile = 'default'
-       ORDER BY composite DESC, contact_id LIMIT 10"
+step "top 10 contacts (engagement.readable_scores: the stored scores rounded for people, best first)"
+q -c "SELECT contact_id, composite AS score, percentile_rank AS pct, segment, recency, frequency, monetary,
+             engagement_probability AS p_engage_30d, churn_risk, conversion_total
+        FROM engagement.readable_scores() LIMIT 10"
 
 step "top 10 contacts by expected conversion value over the next 30 days, beside their composite rank"
 q -c "SELECT contact_id, round(expected_value_30d::numeric, 2) AS value_30d,
@@ -95,13 +93,15 @@ q -c "SELECT contact_id, round(expected_value_30d::numeric, 2) AS value_30d,
                 FROM engagement.engagement_scores s WHERE profile = 'default') r
        ORDER BY expected_value_30d DESC, contact_id LIMIT 10"
 
-step "segments"
-q -c "SELECT segment, contacts, round((100 * share)::numeric, 1) AS pct, round(mean_score::numeric, 1) AS mean_score
-        FROM engagement.segment_summary()"
+step "segments (engagement.readable_segments)"
+q -c "SELECT * FROM engagement.readable_segments()"
+
+step "how the scores spread (engagement.score_histogram)"
+q -c "SELECT * FROM engagement.score_histogram()"
 
 CAMPAIGN=$(q -At -c "SELECT campaign_id FROM engagement.engagement_events WHERE campaign_id IS NOT NULL
                       GROUP BY campaign_id ORDER BY max(occurred_at) DESC, campaign_id LIMIT 1")
-step "funnel of the latest campaign ($CAMPAIGN)"
+step "funnel of the latest campaign ($CAMPAIGN): a contact counts at a stage when it reached every earlier one"
 q -c "SELECT stage, contacts, events, round(rate_from_previous::numeric, 3) AS from_previous,
              round(rate_from_delivered::numeric, 3) AS from_delivered
         FROM engagement.funnel($CAMPAIGN)"
@@ -109,5 +109,15 @@ q -c "SELECT stage, contacts, events, round(rate_from_previous::numeric, 3) AS f
 step "why the top contact scores what it does"
 q -At -c "SELECT engagement.explain_score(contact_id) FROM engagement.engagement_scores
            WHERE profile = 'default' ORDER BY composite DESC, contact_id LIMIT 1"
+
+REPORT=${ES_DEMO_REPORT:-$REPO/demo/out/report.html}
+if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
+    step "writing the HTML report: score distribution, segments on the R x FM grid, the funnel, the holdout check"
+    REPORT=$(/usr/bin/python3 demo/report.py --output "$REPORT" --as-of "$AS_OF" --calibration-end "$CAL" --campaign "$CAMPAIGN")
+    echo "report: $REPORT"
+    echo "        (open it in a browser: file://$REPORT)"
+else
+    step "no HTML report: Debian's python3-matplotlib is not installed (scripts/ensure_deps.sh demo installs it)"
+fi
 
 step "done: the cluster is stopped and removed"

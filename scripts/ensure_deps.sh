@@ -3,10 +3,13 @@
 # demo or the tests need, and installs only the missing ones.  demo/run_demo.sh and test/run_all.sh
 # call it before they build anything, so the README's two commands do the whole set-up.
 #
-#   demo   make, g++, PostgreSQL 15 and its server headers (postgresql-server-dev-15), and pg_cron
-#          (postgresql-15-cron: the demo schedules refreshes with it)
-#   test   the same, plus pgTAP (postgresql-15-pgtap), pg_prove (libtap-parser-sourcehandler-pgtap-perl)
-#          and GoogleTest (libgtest-dev)
+#   demo   make, g++, PostgreSQL 15 and its server headers (postgresql-server-dev-15), pg_cron
+#          (postgresql-15-cron: the demo schedules refreshes with it) and matplotlib
+#          (python3-matplotlib: the charts of the demo's HTML report)
+#   test   the same, plus pgTAP (postgresql-15-pgtap), pg_prove (libtap-parser-sourcehandler-pgtap-perl),
+#          GoogleTest (libgtest-dev), headless Chromium (chromium: opens the demo's report), and what
+#          builds the Debian package (build-essential and dpkg-dev, which dpkg-buildpackage checks for,
+#          debhelper, postgresql-server-dev-all: pg_buildext's)
 #
 # Each package is checked with dpkg-query.  When all are installed nothing else happens; otherwise,
 # as root, "apt-get update" then "apt-get install -y --no-install-recommends" of exactly the missing
@@ -29,9 +32,10 @@ LIST_ONLY=0
 if [ "${1:-}" = --list ]; then LIST_ONLY=1; shift; fi   # print the packages and stop (.ci/run)
 WHAT=${1:-}
 case $WHAT in
-    demo) PACKAGES=(make g++ postgresql-15 postgresql-server-dev-15 postgresql-15-cron) ;;
-    test) PACKAGES=(make g++ postgresql-15 postgresql-server-dev-15 postgresql-15-cron
-                    postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl libgtest-dev) ;;
+    demo) PACKAGES=(make g++ postgresql-15 postgresql-server-dev-15 postgresql-15-cron python3-matplotlib) ;;
+    test) PACKAGES=(make g++ postgresql-15 postgresql-server-dev-15 postgresql-15-cron python3-matplotlib
+                    postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl libgtest-dev chromium
+                    build-essential dpkg-dev debhelper postgresql-server-dev-all) ;;
     *) echo "usage: $0 [--list] demo|test" >&2; exit 2 ;;
 esac
 case $WHAT in demo) FOR="the demo" ;; test) FOR="the tests" ;; esac

@@ -1,4 +1,6 @@
 -- funnel and contact_events on hand-counted fixtures (campaign 424242, contacts 7000001..7000005).
+-- Every contact here took the stages in order, so the nested funnel counts what each stage's
+-- events show; the bounced contact has no rate (a bounce is a message not delivered).
 INSERT INTO engagement.engagement_events (contact_id, campaign_id, event_type, occurred_at, conversion_value)
 VALUES (7000001, 424242, 'delivered', '2026-03-01 10:00+00', NULL),
        (7000002, 424242, 'delivered', '2026-03-01 10:00+00', NULL),
@@ -22,10 +24,12 @@ SELECT stage, contacts, events, rate_from_previous, rate_from_delivered
   FROM engagement.funnel(424242, '2026-03-01 00:00+00', '2026-03-02 00:00+00');
 SELECT stage, contacts, events FROM engagement.funnel(424243);
 SELECT stage, contacts, rate_from_previous, rate_from_delivered FROM engagement.funnel(-1);   -- no events: zeros, no division by zero
--- Without a campaign: every event, and the same counts as a GROUP BY: the stages that differ.
+-- funnel_independent (1.1 to 1.3's funnel: each stage counted on its own) without a campaign:
+-- every event, the same counts as a GROUP BY: the stages that differ.  (The nested funnel is
+-- sql/presentation.sql's.)
 SELECT stage, f.contacts AS funnel_contacts, g.contacts AS group_by_contacts,
        f.events AS funnel_events, g.events AS group_by_events
-  FROM engagement.funnel() f
+  FROM engagement.funnel_independent() f
   FULL JOIN (SELECT event_type::text AS stage, count(DISTINCT contact_id) AS contacts, count(*) AS events
                FROM engagement.engagement_events GROUP BY event_type) g USING (stage)
  WHERE f.contacts IS DISTINCT FROM g.contacts OR f.events IS DISTINCT FROM g.events

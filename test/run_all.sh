@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # test/run_all.sh: installs the packages the tests need when they are missing
-# (scripts/ensure_deps.sh test), builds and installs the extension, then runs every test against
-# throwaway clusters: the GoogleTest kernel tests, the pg_regress suite (sql/, expected/), the pgTAP
-# checks (test/pgtap/) and the shell-level tests (test/shell/: dump/restore and the like).
+# (scripts/ensure_deps.sh test), builds, installs and tests the Debian package
+# (test/package/debian_package.sh), builds and installs the extension from source, then runs every
+# test against throwaway clusters: the GoogleTest kernel tests, the pg_regress suite (sql/,
+# expected/), the pgTAP checks (test/pgtap/) and the shell-level tests (test/shell/: dump/restore,
+# PGXN metadata, the demo's report in a browser and the like).
 # Last line: "N passed, N failed".  A failed set-up (packages, build, server start) stops it at once
 # with a message and "0 passed, 1 failed" (or the counts so far).
 # Needs root (apt-get, make install into PostgreSQL's directories; the servers run as postgres).
@@ -26,12 +28,30 @@ setup_failed() {
     exit 1
 }
 
+# run_tap TEST: runs a script printing TAP-style "ok - ..." / "not ok - ..." lines and counts them
+# (a script that fails without a "not ok" line counts as one failure).
+run_tap() {
+    echo "-- $1"
+    ES_WORK="$WORK" bash "$1" >"$WORK/tap_script.log" 2>&1
+    local rc=$? p f
+    cat "$WORK/tap_script.log"
+    p=$(grep -cE '^ok ' "$WORK/tap_script.log" || true)
+    f=$(grep -cE '^not ok ' "$WORK/tap_script.log" || true)
+    [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
+    count "$p" "$f"
+}
+
 section "set-up: packages (scripts/ensure_deps.sh test)"
 bash scripts/ensure_deps.sh test 2>&1 || setup_failed "the packages the tests need are not all in place (above)"
 
 . scripts/cluster.sh
 PORT=${ES_TEST_PORT:-55432}
 scratch_dir tests
+
+# Before the build from source: the package and `make install` write the same files (with
+# ES_PACKAGE_INSTALL=apt, as in CI, the package is installed into the system's PostgreSQL and purged).
+section "Debian package (test/package/debian_package.sh, ES_PACKAGE_INSTALL=${ES_PACKAGE_INSTALL:-extract})"
+run_tap test/package/debian_package.sh
 
 section "build and install"
 if ! { make -s -j2 && make -s install; } >"$WORK/build.log" 2>&1; then
@@ -87,14 +107,7 @@ count "$p" "$f"
 section "shell tests (test/shell/)"
 for t in test/shell/*.sh; do
     [ -e "$t" ] || continue
-    echo "-- $t"
-    ES_WORK="$WORK" bash "$t" >"$WORK/shell.log" 2>&1
-    rc=$?
-    cat "$WORK/shell.log"
-    p=$(grep -cE '^ok ' "$WORK/shell.log" || true)
-    f=$(grep -cE '^not ok ' "$WORK/shell.log" || true)
-    [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
-    count "$p" "$f"
+    run_tap "$t"
 done
 
 echo

@@ -1,5 +1,5 @@
--- queries.sql: reading stored scores (percentiles, staleness, cached scores, segments, trends),
--- campaign funnels and event pagination.
+-- queries.sql: reading stored scores (percentiles, staleness, cached scores, segments, trends) and
+-- event pagination.
 
 ------------------------------------------------------------------------------------------------
 -- Reading scores
@@ -100,40 +100,8 @@ COMMENT ON FUNCTION @extschema@.score_trend(bigint, timestamptz, text) IS
     'From the score history since a time: least-squares slope in points per day, the change (last - first), and rising/falling/flat';
 
 ------------------------------------------------------------------------------------------------
--- Funnels and event pagination
+-- Event pagination (the funnels are in presentation.sql)
 ------------------------------------------------------------------------------------------------
-CREATE FUNCTION @extschema@.funnel(campaign_id bigint DEFAULT NULL, since timestamptz DEFAULT '-infinity',
-                                   until timestamptz DEFAULT 'infinity')
-RETURNS TABLE (stage text, contacts bigint, events bigint, rate_from_previous float8, rate_from_delivered float8)
-LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    IF since IS NULL OR until IS NULL THEN
-        RAISE EXCEPTION 'since and until must not be NULL' USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    -- EXECUTE plans with the actual values: without a campaign the filter folds away, with one
-    -- the campaign index is used.
-    RETURN QUERY EXECUTE $q$
-    WITH counts AS (
-        SELECT e.event_type::text AS stage, count(DISTINCT e.contact_id) AS contacts, count(*) AS events
-          FROM @extschema@.engagement_events e
-         WHERE ($1 IS NULL OR e.campaign_id = $1) AND e.occurred_at >= $2 AND e.occurred_at < $3
-         GROUP BY e.event_type),
-    stages(stage, ord, in_funnel) AS (
-        VALUES ('delivered', 1, true), ('opened', 2, true), ('clicked', 3, true), ('responded', 4, true),
-               ('converted', 5, true), ('opted_out', 6, false), ('bounced', 7, false)),
-    counted AS (
-        SELECT st.stage, st.ord, st.in_funnel, coalesce(c.contacts, 0) AS contacts, coalesce(c.events, 0) AS events
-          FROM stages st LEFT JOIN counts c USING (stage))
-    SELECT c.stage, c.contacts, c.events,
-           CASE WHEN c.in_funnel AND c.ord > 1
-                THEN c.contacts::float8 / nullif(lag(c.contacts) OVER (PARTITION BY c.in_funnel ORDER BY c.ord), 0) END,
-           c.contacts::float8 / nullif((SELECT d.contacts FROM counted d WHERE d.stage = 'delivered'), 0)
-      FROM counted c ORDER BY c.ord
-    $q$ USING campaign_id, since, until;
-END $$;
-COMMENT ON FUNCTION @extschema@.funnel(bigint, timestamptz, timestamptz) IS
-    'Per stage (delivered, opened, clicked, responded, converted; then opted_out, bounced): distinct contacts, events, and the contact rate from the previous stage and from delivered, for events in [since, until)';
-
 CREATE FUNCTION @extschema@.contact_events(contact_id bigint, before_id bigint DEFAULT NULL, page_size integer DEFAULT 50)
 RETURNS SETOF @extschema@.engagement_events
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
