@@ -40,12 +40,6 @@ ALTER TABLE @extschema@.engagement_scores
     ADD COLUMN expected_conversion_value float8 CHECK (expected_conversion_value >= 0),
     ADD COLUMN expected_value_30d float8 CHECK (expected_value_30d >= 0);
 ALTER TABLE @extschema@.engagement_scores ALTER COLUMN model_version DROP DEFAULT;
-COMMENT ON COLUMN @extschema@.engagement_scores.model_version IS
-    'The version of the scoring model (SCORING_MODEL.md) that computed the row; another than model_version() is stale';
-COMMENT ON COLUMN @extschema@.engagement_scores.expected_conversion_value IS
-    'Gamma-Gamma expected value of the contact''s next conversion day';
-COMMENT ON COLUMN @extschema@.engagement_scores.expected_value_30d IS
-    'Expected conversion value over the profile''s horizon_days: expected engagement days x conversion share x expected conversion value, opt-out penalised';
 ALTER TABLE @extschema@.score_distributions ADD COLUMN model_version integer NOT NULL DEFAULT 1;
 ALTER TABLE @extschema@.score_distributions ALTER COLUMN model_version DROP DEFAULT;
 
@@ -256,6 +250,11 @@ COMMENT ON AGGREGATE @extschema@.btyd_summary(@extschema@.event_type, timestampt
 -- model_summary(event_type, occurred_at, conversion_value, as_of): btyd_summary and the
 -- Gamma-Gamma summary (valued conversion days and their mean value) in one pass.
 CREATE TYPE @extschema@.model_summary AS (x integer, t_x float8, t float8, value_days integer, mean_value float8);
+COMMENT ON COLUMN @extschema@.model_summary.x IS 'Engagement days after the birth day';
+COMMENT ON COLUMN @extschema@.model_summary.t_x IS 'Days from the birth day to the last of them (0 when x = 0)';
+COMMENT ON COLUMN @extschema@.model_summary.t IS 'Days from the birth day to as_of';
+COMMENT ON COLUMN @extschema@.model_summary.value_days IS 'Conversion days whose value is > 0';
+COMMENT ON COLUMN @extschema@.model_summary.mean_value IS 'Their mean value (0 when there are none)';
 COMMENT ON TYPE @extschema@.model_summary IS
     'A contact''s MBG/NBD summary (x, t_x, t in days) and Gamma-Gamma summary (value_days: conversion days with a value > 0, mean_value: their mean)';
 CREATE FUNCTION @extschema@._model_summary_transfn(internal, @extschema@.event_type, timestamptz, numeric, timestamptz)
@@ -298,6 +297,10 @@ CREATE TYPE @extschema@.gammagamma_fit_state (
     INTERNALLENGTH = VARIABLE, ALIGNMENT = double, STORAGE = extended);
 COMMENT ON TYPE @extschema@.gammagamma_fit_state IS
     'fit_gammagamma''s partial state: {penalizer} when not 0, then the customer summaries [(x,m,weight),...]';
+COMMENT ON FUNCTION @extschema@.gammagamma_fit_state_in(cstring) IS
+    'Text input of gammagamma_fit_state: [(x,m,weight),...], after {penalizer} when not 0';
+COMMENT ON FUNCTION @extschema@.gammagamma_fit_state_out(@extschema@.gammagamma_fit_state) IS
+    'Text output of gammagamma_fit_state, its rows collapsed and sorted';
 CREATE FUNCTION @extschema@._gammagamma_transfn(@extschema@.gammagamma_fit_state, integer, float8)
 RETURNS @extschema@.gammagamma_fit_state AS 'MODULE_PATHNAME', 'es_gammagamma_fit_transfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE FUNCTION @extschema@._gammagamma_transfn(@extschema@.gammagamma_fit_state, integer, float8, float8)
@@ -330,6 +333,14 @@ COMMENT ON FUNCTION @extschema@.expected_conversion_value(float8, float8, float8
     'Gamma-Gamma expected value of the next conversion day of a customer with x valued conversion days of mean value m: p (v + x m) / (p x + q - 1)';
 COMMENT ON AGGREGATE @extschema@.fit_mbgnbd(integer, float8, float8) IS
     'Maximum-likelihood MBG/NBD parameters of customer summaries (x repeat events, t_x, t)';
+COMMENT ON AGGREGATE @extschema@.fit_mbgnbd(integer, float8, float8, float8) IS
+    'Maximum-likelihood MBG/NBD parameters of weighted customer summaries (weight: how many identical customers)';
+COMMENT ON AGGREGATE @extschema@.fit_bgnbd(integer, float8, float8, float8) IS
+    'Maximum-likelihood BG/NBD parameters of weighted customer summaries (weight: how many identical customers)';
+COMMENT ON FUNCTION @extschema@.btyd_fit_state_in(cstring) IS
+    'Text input of btyd_fit_state: [(x,t_x,t,weight),...], after {penalizer} when not 0';
+COMMENT ON FUNCTION @extschema@.btyd_fit_state_out(@extschema@.btyd_fit_state) IS
+    'Text output of btyd_fit_state, its rows collapsed and sorted (equal states print the same)';
 COMMENT ON AGGREGATE @extschema@.fit_bgnbd(integer, float8, float8) IS
     'Maximum-likelihood BG/NBD parameters (Fader, Hardie & Lee 2005) of customer summaries (x, t_x, t)';
 
@@ -1572,5 +1583,545 @@ BEGIN
         END LOOP;
     END IF;
 END $$;
+
+-- presentation.sql: reads for people.  Scores rounded for psql (the raw float8 columns stay for
+-- programs), a text histogram of the scores, and a campaign's funnel as a marketer reads it:
+-- stages nested per contact and campaign, so no rate exceeds 1 (the independent per-stage counts
+-- stay available as funnel_independent).
+
+------------------------------------------------------------------------------------------------
+-- Rounded scores
+------------------------------------------------------------------------------------------------
+-- One place for the rounding: components and composite to 0.1 point, probabilities to 0.001,
+-- expected engagement days and money to 0.01, times to the second.
+CREATE FUNCTION @extschema@.readable_score(s @extschema@.score,
+    OUT as_of timestamptz, OUT profile text, OUT composite numeric, OUT segment text,
+    OUT recency numeric, OUT frequency numeric, OUT monetary numeric, OUT time_decay numeric,
+    OUT diversity numeric, OUT engagement_probability numeric, OUT conversion_probability numeric,
+    OUT churn_risk numeric, OUT expected_engagements_30d numeric, OUT expected_conversion_value numeric,
+    OUT expected_value_30d numeric, OUT opted_out boolean, OUT event_count bigint, OUT engaging_count bigint,
+    OUT conversion_total numeric, OUT first_event_at timestamptz, OUT last_engaged_at timestamptz)
+LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+SELECT date_trunc('second', s.as_of), s.profile, round(s.composite::numeric, 1), s.segment,
+       round(s.recency::numeric, 1), round(s.frequency::numeric, 1), round(s.monetary::numeric, 1),
+       round(s.time_decay::numeric, 1), round(s.diversity::numeric, 1),
+       round(s.engagement_probability::numeric, 3), round(s.conversion_probability::numeric, 3),
+       round(s.churn_risk::numeric, 3), round(s.expected_engagements_30d::numeric, 2),
+       round(s.expected_conversion_value::numeric, 2), round(s.expected_value_30d::numeric, 2),
+       s.opted_out, s.event_count, s.engaging_count, s.conversion_total,
+       date_trunc('second', s.first_event_at), date_trunc('second', s.last_engaged_at)
+$$;
+COMMENT ON FUNCTION @extschema@.readable_score(@extschema@.score) IS
+    'A score rounded for people: composite and components to 0.1, probabilities to 0.001, expected days and values to 0.01, times to the second; e.g. SELECT * FROM engagement.readable_score(engagement.engagement_score(42))';
+
+CREATE FUNCTION @extschema@.readable_scores(profile text DEFAULT 'default')
+RETURNS TABLE (contact_id bigint, composite numeric, percentile_rank numeric, segment text, recency numeric,
+               frequency numeric, monetary numeric, time_decay numeric, diversity numeric,
+               engagement_probability numeric, conversion_probability numeric, churn_risk numeric,
+               expected_engagements_30d numeric, expected_conversion_value numeric, expected_value_30d numeric,
+               opted_out boolean, event_count bigint, conversion_total numeric, last_engaged_at timestamptz,
+               calculated_at timestamptz, is_stale boolean)
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM @extschema@._profile_or_error(profile);
+    RETURN QUERY
+    SELECT s.contact_id, r.composite, round(s.percentile_rank::numeric, 1), r.segment, r.recency, r.frequency,
+           r.monetary, r.time_decay, r.diversity, r.engagement_probability, r.conversion_probability,
+           r.churn_risk, r.expected_engagements_30d, r.expected_conversion_value, r.expected_value_30d,
+           r.opted_out, r.event_count, r.conversion_total, r.last_engaged_at, r.as_of, s.is_stale
+      FROM @extschema@.contact_scores s,
+           LATERAL @extschema@.readable_score(ROW(s.calculated_at, s.profile, s.composite, s.recency, s.frequency,
+               s.monetary, s.time_decay, s.diversity, s.engagement_probability, s.conversion_probability,
+               s.churn_risk, s.segment, s.opted_out, s.event_count, s.engaging_count, s.conversion_total,
+               s.first_event_at, s.last_engaged_at, s.expected_engagements_30d, s.expected_conversion_value,
+               s.expected_value_30d)::@extschema@.score) r
+     WHERE s.profile = readable_scores.profile
+     ORDER BY s.composite DESC, s.contact_id;
+END $$;
+COMMENT ON FUNCTION @extschema@.readable_scores(text) IS
+    'The profile''s stored scores rounded as readable_score rounds them, with the percentile (0.1) and is_stale, best first; the raw values are in engagement_scores';
+
+CREATE FUNCTION @extschema@.readable_segments(profile text DEFAULT 'default')
+RETURNS TABLE (segment text, contacts bigint, share_pct numeric, mean_score numeric)
+LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+SELECT m.segment, m.contacts, round((100 * m.share)::numeric, 1), round(m.mean_score::numeric, 1)
+  FROM @extschema@.segment_summary(profile) m
+$$;
+COMMENT ON FUNCTION @extschema@.readable_segments(text) IS
+    'segment_summary for people: the share in percent and the mean score, both to 0.1';
+
+------------------------------------------------------------------------------------------------
+-- A text histogram of the scores
+------------------------------------------------------------------------------------------------
+CREATE FUNCTION @extschema@.score_histogram(profile text DEFAULT 'default', buckets integer DEFAULT 10)
+RETURNS TABLE (score_range text, contacts bigint, share_pct numeric, bar text)
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF buckets < 1 OR buckets > 100 THEN
+        RAISE EXCEPTION 'buckets must be between 1 and 100, not %', buckets USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM @extschema@._profile_or_error(profile);
+    -- Bucket i is [100 (i-1) / n, 100 i / n), the last one closed; a composite a rounding error
+    -- above 100 falls in the last.  The longest bar is 40 characters; a bucket with contacts has at
+    -- least one.
+    RETURN QUERY
+    WITH counts AS (
+        SELECT least(width_bucket(s.composite, 0, 100, buckets), buckets) AS i, count(*) AS n
+          FROM @extschema@.engagement_scores s
+         WHERE s.profile = score_histogram.profile
+         GROUP BY 1),
+    filled AS (
+        SELECT b.i, coalesce(c.n, 0) AS n FROM generate_series(1, buckets) b(i) LEFT JOIN counts c USING (i))
+    SELECT format('[%s, %s%s', trim_scale(round(100.0 * (f.i - 1) / buckets, 1)),
+                  trim_scale(round(100.0 * f.i / buckets, 1)), CASE WHEN f.i = buckets THEN ']' ELSE ')' END),
+           f.n,
+           round(100.0 * f.n / nullif(sum(f.n) OVER (), 0), 1),
+           repeat('#', CASE WHEN f.n = 0 THEN 0
+                            ELSE greatest(1, round(40.0 * f.n / max(f.n) OVER ())::integer) END)
+      FROM filled f
+     ORDER BY f.i;
+END $$;
+COMMENT ON FUNCTION @extschema@.score_histogram(text, integer) IS
+    'A text histogram of the profile''s stored composites in psql: buckets (1..100) equal ranges of 0..100, each with its contacts, share in percent and a bar of # (40 for the largest)';
+
+------------------------------------------------------------------------------------------------
+-- Funnels
+------------------------------------------------------------------------------------------------
+-- The marketer's funnel.  A (contact, campaign) pair reaches a stage of the chain delivered ->
+-- opened -> clicked -> responded -> converted when it has events of that stage and of every earlier
+-- one in the window (in any order of time); a contact counts at a stage when one of its campaigns
+-- took it there.  So each stage's contacts are among the previous stage's, and no rate exceeds 1.
+-- opted_out: contacts delivered and opting out in the same campaign; bounced: contacts with a
+-- bounce (a message that was not delivered: no rate).  Events without a campaign are in no funnel.
+CREATE OR REPLACE FUNCTION @extschema@.funnel(campaign_id bigint DEFAULT NULL, since timestamptz DEFAULT '-infinity',
+                                   until timestamptz DEFAULT 'infinity')
+RETURNS TABLE (stage text, contacts bigint, events bigint, rate_from_previous float8, rate_from_delivered float8)
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF since IS NULL OR until IS NULL THEN
+        RAISE EXCEPTION 'since and until must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- EXECUTE plans with the actual values: without a campaign the filter folds away, with one
+    -- the campaign index is used.
+    RETURN QUERY EXECUTE $q$
+    WITH stages(stage, ord, in_chain) AS (
+        VALUES ('delivered', 1, true), ('opened', 2, true), ('clicked', 3, true), ('responded', 4, true),
+               ('converted', 5, true), ('opted_out', 6, false), ('bounced', 7, false)),
+    pairs AS (   -- per (contact, campaign): the events of each stage, in the order of stages
+        SELECT e.contact_id,
+               ARRAY[count(*) FILTER (WHERE e.event_type = 'delivered'), count(*) FILTER (WHERE e.event_type = 'opened'),
+                     count(*) FILTER (WHERE e.event_type = 'clicked'), count(*) FILTER (WHERE e.event_type = 'responded'),
+                     count(*) FILTER (WHERE e.event_type = 'converted'), count(*) FILTER (WHERE e.event_type = 'opted_out'),
+                     count(*) FILTER (WHERE e.event_type = 'bounced')] AS n
+          FROM @extschema@.engagement_events e
+         WHERE e.campaign_id IS NOT NULL AND ($1 IS NULL OR e.campaign_id = $1)
+           AND e.occurred_at >= $2 AND e.occurred_at < $3
+         GROUP BY e.contact_id, e.campaign_id),
+    depths AS (  -- how many stages of the chain, from delivered on, the pair reached
+        SELECT p.contact_id, p.n,
+               CASE WHEN p.n[1] = 0 THEN 0 WHEN p.n[2] = 0 THEN 1 WHEN p.n[3] = 0 THEN 2
+                    WHEN p.n[4] = 0 THEN 3 WHEN p.n[5] = 0 THEN 4 ELSE 5 END AS depth
+          FROM pairs p),
+    counted AS (
+        SELECT st.stage, st.ord, st.in_chain, count(DISTINCT d.contact_id) AS contacts,
+               coalesce(sum(d.n[st.ord]), 0)::bigint AS events
+          FROM stages st
+          LEFT JOIN depths d ON d.n[st.ord] > 0
+                            AND CASE st.stage WHEN 'opted_out' THEN d.depth >= 1 WHEN 'bounced' THEN true
+                                              ELSE d.depth >= st.ord END
+         GROUP BY st.stage, st.ord, st.in_chain)
+    SELECT c.stage, c.contacts, c.events,
+           CASE WHEN c.in_chain AND c.ord > 1
+                THEN c.contacts::float8 / nullif(lag(c.contacts) OVER (PARTITION BY c.in_chain ORDER BY c.ord), 0) END,
+           CASE WHEN c.stage <> 'bounced'
+                THEN c.contacts::float8 / nullif((SELECT d.contacts FROM counted d WHERE d.stage = 'delivered'), 0) END
+      FROM counted c ORDER BY c.ord
+    $q$ USING campaign_id, since, until;
+END $$;
+COMMENT ON FUNCTION @extschema@.funnel(bigint, timestamptz, timestamptz) IS
+    'The funnel delivered > opened > clicked > responded > converted of a campaign (or of every campaign), nested: a contact counts at a stage when, in one campaign, it has events of that stage and every earlier one in [since, until), so rates never exceed 1; then opted_out (of the delivered) and bounced (no rate). Independent per-stage counts: funnel_independent';
+
+-- The per-stage counts of 1.1 to 1.3's funnel, each stage counted on its own.
+CREATE FUNCTION @extschema@.funnel_independent(campaign_id bigint DEFAULT NULL, since timestamptz DEFAULT '-infinity',
+                                               until timestamptz DEFAULT 'infinity')
+RETURNS TABLE (stage text, contacts bigint, events bigint, rate_from_previous float8, rate_from_delivered float8)
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF since IS NULL OR until IS NULL THEN
+        RAISE EXCEPTION 'since and until must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    RETURN QUERY EXECUTE $q$
+    WITH counts AS (
+        SELECT e.event_type::text AS stage, count(DISTINCT e.contact_id) AS contacts, count(*) AS events
+          FROM @extschema@.engagement_events e
+         WHERE ($1 IS NULL OR e.campaign_id = $1) AND e.occurred_at >= $2 AND e.occurred_at < $3
+         GROUP BY e.event_type),
+    stages(stage, ord, in_funnel) AS (
+        VALUES ('delivered', 1, true), ('opened', 2, true), ('clicked', 3, true), ('responded', 4, true),
+               ('converted', 5, true), ('opted_out', 6, false), ('bounced', 7, false)),
+    counted AS (
+        SELECT st.stage, st.ord, st.in_funnel, coalesce(c.contacts, 0) AS contacts, coalesce(c.events, 0) AS events
+          FROM stages st LEFT JOIN counts c USING (stage))
+    SELECT c.stage, c.contacts, c.events,
+           CASE WHEN c.in_funnel AND c.ord > 1
+                THEN c.contacts::float8 / nullif(lag(c.contacts) OVER (PARTITION BY c.in_funnel ORDER BY c.ord), 0) END,
+           c.contacts::float8 / nullif((SELECT d.contacts FROM counted d WHERE d.stage = 'delivered'), 0)
+      FROM counted c ORDER BY c.ord
+    $q$ USING campaign_id, since, until;
+END $$;
+COMMENT ON FUNCTION @extschema@.funnel_independent(bigint, timestamptz, timestamptz) IS
+    'Per stage, counted independently of the others: distinct contacts and events in [since, until) (of the campaign, or all events, those without a campaign included) and the contact rate from the previous stage and from delivered, which can exceed 1 (contacts converting without responding, say); the nested funnel is funnel';
+
+------------------------------------------------------------------------------------------------
+-- What \d+ says: every comment as a fresh install has it
+------------------------------------------------------------------------------------------------
+CREATE FUNCTION @extschema@._score_field_comments() RETURNS TABLE (field name, description text)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    VALUES ('as_of', 'The time the score is computed as of (events after it are ignored)'),
+           ('profile', 'The scoring profile that computed it'),
+           ('contact_id', 'The contact'),
+           ('composite', 'The score, 0..100: the weighted components, times (1 - opt_out_penalty) when opted out'),
+           ('recency', 'Recency component, 0..100: 100 exp(-days since the last engagement / recency_tau_days)'),
+           ('frequency', 'Frequency component, 0..100: from engaging events per day in the window (observed at least frequency_min_days)'),
+           ('monetary', 'Monetary component, 0..100: log of the conversion value in the window against monetary_ref_value'),
+           ('time_decay', 'Time-decay component, 0..100: event weights halved every half_life_days'),
+           ('diversity', 'Diversity component, 0..100: entropy of the four engaging types'),
+           ('engagement_probability', 'Probability of at least one engagement day in the next horizon_days (MBG/NBD), 0..1'),
+           ('conversion_probability', 'engagement_probability times the contact''s smoothed share of conversion days, 0..1'),
+           ('churn_risk', 'Probability the contact has dropped out: 1 - P(alive) (MBG/NBD), 0..1'),
+           ('segment', 'RFM segment: opted_out, champions, loyal, potential_loyalist, new, promising, need_attention, at_risk, cannot_lose, about_to_sleep, hibernating or lost'),
+           ('opted_out', 'Whether the contact has an opted_out event at or before as_of (it never expires)'),
+           ('event_count', 'Events at or before as_of, any type'),
+           ('engaging_count', 'Engaging events (opened, clicked, responded, converted) at or before as_of'),
+           ('conversion_total', 'Sum of conversion values at or before as_of (exact cents)'),
+           ('first_event_at', 'The contact''s first event: its birth day starts the MBG/NBD summary'),
+           ('last_engaged_at', 'The last engaging event (NULL: never engaged)'),
+           ('expected_engagements_30d', 'Expected engagement days in the next horizon_days (MBG/NBD), opt-out penalised'),
+           ('expected_conversion_value', 'Expected value of the next conversion day (Gamma-Gamma)'),
+           ('expected_value_30d', 'Expected conversion value in the next horizon_days: expected engagement days x conversion share x expected conversion value, opt-out penalised'),
+           ('percentile_rank', 'The composite''s percentile among the profile''s scored contacts at the refresh, 0..100'),
+           ('score_version', 'How many times the contact has been rescored under the profile'),
+           ('profile_version', 'The profile''s version the score was computed with (another: stale)'),
+           ('calculated_at', 'When the refresh computed it (its as_of)'),
+           ('model_version', 'The version of the scoring model that computed it (another than model_version(): stale)')
+$$;
+CREATE FUNCTION @extschema@._comment_score_columns(rel regclass) RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    c record;
+BEGIN
+    FOR c IN SELECT f.field, f.description FROM @extschema@._score_field_comments() f
+              WHERE EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = rel AND a.attname = f.field AND NOT a.attisdropped)
+    LOOP
+        EXECUTE format('COMMENT ON COLUMN %s.%I IS %L', rel, c.field, c.description);
+    END LOOP;
+END $$;
+SELECT @extschema@._comment_score_columns('@extschema@.engagement_scores');
+SELECT @extschema@._comment_score_columns('@extschema@.score');
+SELECT @extschema@._comment_score_columns('@extschema@.contact_scores');
+COMMENT ON TYPE @extschema@.event_type IS
+    'SMS CRM engagement event types; opened, clicked, responded and converted are the engaging ones';
+COMMENT ON TABLE @extschema@.engagement_events IS 'Engagement events of CRM contacts, the input of every score';
+COMMENT ON TABLE @extschema@.scoring_profiles IS
+    'Named scoring profiles: every parameter of the scoring model; version is bumped on every change';
+COMMENT ON COLUMN @extschema@.scoring_profiles.max_score_age IS
+    'An incremental refresh rescores contacts whose score is older than this (scores decay with time)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.history_min_delta IS
+    'A rescore is written to engagement_score_history when the composite moves by at least this, or the segment changes';
+COMMENT ON COLUMN @extschema@.scoring_profiles.model_fitted_at IS
+    'When fit_model last replaced model_r, model_alpha, model_a and model_b (NULL: the defaults)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.events_relation IS
+    'The events the profile scores: engagement_events, or a table or view of the CRM''s own, read as its row of event_sources says (without one: columns contact_id, event_type, occurred_at, conversion_value); changing it rescores everyone';
+COMMENT ON COLUMN @extschema@.scoring_profiles.refresh_log_retention IS
+    'How long refresh_runs keeps the profile''s refreshes (each refresh removes older ones)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.fit_penalizer IS
+    'fit_model maximises the mean log-likelihood minus fit_penalizer * the sum of squared log-parameters (both models); raise it when a fit does not converge';
+COMMENT ON COLUMN @extschema@.scoring_profiles.events_relation_set_by IS
+    'The role that set events_relation (NULL for engagement_events,  when set before 1.3): a refresh reads the relation only while that role may';
+COMMENT ON TABLE @extschema@.engagement_scores IS 'The latest score of each contact under each profile';
+COMMENT ON TABLE @extschema@.engagement_score_history IS
+    'Score changes worth keeping: composite moved by history_min_delta or segment changed';
+COMMENT ON TABLE @extschema@.event_changes IS
+    'Contacts whose events changed since the last refresh, and in which tracked relation (appended by the tracking triggers, drained by refresh_scores into the pending sets of the profiles reading that relation)';
+COMMENT ON TABLE @extschema@.pending_rescore IS
+    'Contacts a profile''s next refresh must rescore because their events changed';
+COMMENT ON TABLE @extschema@.score_distributions IS
+    'Per profile, the sorted composites as of the last refresh (for score_percentile)';
+COMMENT ON TABLE @extschema@.model_fits IS
+    'Every fit fit_model ran: when, on how many contacts, the parameters with their standard errors, log-likelihood, convergence and why not';
+COMMENT ON TABLE @extschema@.event_sources IS
+    'How to read a CRM''s own events relation: its contact, kind, time and value columns, how its kinds are matched (exact, or trim_lower: trimmed and lower-cased on both sides) and what happens to rows of an unmapped kind (count: skipped, counted and warned about; reject: an error naming the kind)';
+COMMENT ON TABLE @extschema@.event_kind_map IS
+    'A source''s kinds and the event type each stands for; a kind not listed is unmapped (see event_sources.on_unmapped)';
+COMMENT ON TABLE @extschema@.refresh_runs IS
+    'Every refresh_scores: profile, mode, when, contacts rescored, rows it could not score, skipped (another refresh held the lock) or failed (with the error)';
+COMMENT ON FUNCTION @extschema@._score_field_comments() IS
+    'The description of each field of a score, given to every relation that carries them';
+COMMENT ON FUNCTION @extschema@._comment_score_columns(regclass) IS
+    'Comments the score fields of a relation (install and update scripts)';
+COMMENT ON COLUMN @extschema@.engagement_events.id IS 'The event''s identity (generated: the application role cannot set it)';
+COMMENT ON COLUMN @extschema@.engagement_events.contact_id IS 'The contact';
+COMMENT ON COLUMN @extschema@.engagement_events.campaign_id IS 'The campaign the message belonged to (funnel)';
+COMMENT ON COLUMN @extschema@.engagement_events.event_type IS 'What happened: delivered, opened, clicked, responded, converted, opted_out or bounced';
+COMMENT ON COLUMN @extschema@.engagement_events.occurred_at IS 'When it happened (finite)';
+COMMENT ON COLUMN @extschema@.engagement_events.conversion_value IS 'The value of a converted event (>= 0; NULL counts as 0; only on converted)';
+COMMENT ON COLUMN @extschema@.engagement_events.channel IS 'sms, mms, email, voice, web or app';
+COMMENT ON COLUMN @extschema@.engagement_events.device_type IS 'The device, as the CRM records it';
+COMMENT ON COLUMN @extschema@.engagement_events.parent_event_id IS 'The event this one follows (a click''s delivery); SET NULL when that one is deleted';
+COMMENT ON COLUMN @extschema@.engagement_events.metadata IS 'Anything else the CRM keeps (a JSON object)';
+COMMENT ON COLUMN @extschema@.engagement_events.created_at IS 'When the row was written';
+COMMENT ON COLUMN @extschema@.scoring_profiles.name IS 'The profile''s name (default exists after CREATE EXTENSION)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.description IS 'What the profile is for';
+COMMENT ON COLUMN @extschema@.scoring_profiles.lookback_days IS 'The window of the five components, in days (365)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.recency_tau_days IS 'Recency: R = 100 exp(-days / recency_tau_days) (30)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.frequency_min_days IS 'Frequency: the shortest observation, so a new contact''s rate is not inflated (7)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.frequency_ref_rate IS 'Frequency: the engaging events per day that score 63 (0.1)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.monetary_ref_value IS 'Monetary: the conversion value in the window that scores 100 (1000)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.half_life_days IS 'Time decay: an event''s weight halves every this many days (14)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.time_decay_ref IS 'Time decay: the decayed weight sum that scores 63 (5)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.decay_weight_delivered IS 'Time-decay weight of a delivery (0)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.decay_weight_opened IS 'Time-decay weight of an open (1)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.decay_weight_clicked IS 'Time-decay weight of a click (2)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.decay_weight_responded IS 'Time-decay weight of a reply (3)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.decay_weight_converted IS 'Time-decay weight of a conversion (10)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.decay_weight_opted_out IS 'Time-decay weight of an opt-out (-10)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.decay_weight_bounced IS 'Time-decay weight of a bounce (-1)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.weight_recency IS 'Weight of recency in the composite (0.30; the five weights sum to 1)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.weight_frequency IS 'Weight of frequency in the composite (0.25)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.weight_monetary IS 'Weight of monetary in the composite (0.20)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.weight_time_decay IS 'Weight of time decay in the composite (0.15)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.weight_diversity IS 'Weight of diversity in the composite (0.10)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.opt_out_penalty IS 'An opted-out contact''s composite and predictions are multiplied by 1 - this (0.9)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.model_r IS 'MBG/NBD: Gamma shape of the engagement rate (0.25 until fit_model)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.model_alpha IS 'MBG/NBD: Gamma scale of the engagement rate, in days (10 until fit_model)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.model_a IS 'MBG/NBD: Beta a of the dropout probability (0.5 until fit_model)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.model_b IS 'MBG/NBD: Beta b of the dropout probability (2.5 until fit_model)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.horizon_days IS 'The horizon of the predictions, in days (30)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.conv_prior_a IS 'Conversion share: Beta prior a (1)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.conv_prior_b IS 'Conversion share: Beta prior b (9)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.version IS 'Bumped by every change of the profile: scores of an older version are stale';
+COMMENT ON COLUMN @extschema@.scoring_profiles.created_at IS 'When the profile was made';
+COMMENT ON COLUMN @extschema@.scoring_profiles.updated_at IS 'When it last changed';
+COMMENT ON COLUMN @extschema@.scoring_profiles.model_log_likelihood IS 'The log-likelihood of the last MBG/NBD fit stored (fit_model)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.model_contacts IS 'How many contacts the last MBG/NBD fit stored was fitted to';
+COMMENT ON COLUMN @extschema@.scoring_profiles.gg_p IS 'Gamma-Gamma: shape of a conversion day''s value (6.25 until fit_model)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.gg_q IS 'Gamma-Gamma: shape of the contacts'' mean values, > 1 (3.74 until fit_model)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.gg_v IS 'Gamma-Gamma: scale, in the currency of conversion_value (15.44 until fit_model)';
+COMMENT ON COLUMN @extschema@.engagement_score_history.id IS 'The change''s identity';
+COMMENT ON COLUMN @extschema@.engagement_score_history.profile IS 'The profile';
+COMMENT ON COLUMN @extschema@.engagement_score_history.contact_id IS 'The contact';
+COMMENT ON COLUMN @extschema@.engagement_score_history.composite IS 'The new composite';
+COMMENT ON COLUMN @extschema@.engagement_score_history.segment IS 'The new segment';
+COMMENT ON COLUMN @extschema@.engagement_score_history.previous_composite IS 'The composite before (NULL: the first score)';
+COMMENT ON COLUMN @extschema@.engagement_score_history.previous_segment IS 'The segment before (NULL: the first score)';
+COMMENT ON COLUMN @extschema@.engagement_score_history.score_version IS 'The score''s score_version after the change';
+COMMENT ON COLUMN @extschema@.engagement_score_history.recorded_at IS 'The refresh''s time';
+COMMENT ON COLUMN @extschema@.event_changes.contact_id IS 'A contact whose events changed';
+COMMENT ON COLUMN @extschema@.event_changes.relation IS 'The tracked relation the change was made in';
+COMMENT ON COLUMN @extschema@.pending_rescore.profile IS 'The profile whose next refresh must rescore the contact';
+COMMENT ON COLUMN @extschema@.pending_rescore.contact_id IS 'The contact';
+COMMENT ON COLUMN @extschema@.score_distributions.profile IS 'The profile (its row is also the lock of its refreshes)';
+COMMENT ON COLUMN @extschema@.score_distributions.sorted_composites IS 'Every scored contact''s composite, ascending, as packed float8s';
+COMMENT ON COLUMN @extschema@.score_distributions.contacts IS 'How many composites';
+COMMENT ON COLUMN @extschema@.score_distributions.profile_version IS 'The profile version of the last refresh (another: the next refresh is full)';
+COMMENT ON COLUMN @extschema@.score_distributions.refreshed_at IS 'When the last refresh ran';
+COMMENT ON COLUMN @extschema@.score_distributions.oldest_score_at IS 'A lower bound of the scores'' calculated_at: when one can next be older than max_score_age';
+COMMENT ON COLUMN @extschema@.score_distributions.model_version IS 'The model version of the last refresh (another: the next refresh is full)';
+COMMENT ON COLUMN @extschema@.model_fits.id IS 'The fit''s identity';
+COMMENT ON COLUMN @extschema@.model_fits.profile IS 'The profile fitted';
+COMMENT ON COLUMN @extschema@.model_fits.model IS 'mbgnbd (engagement days) or gammagamma (conversion value)';
+COMMENT ON COLUMN @extschema@.model_fits.fitted_at IS 'When fit_model ran';
+COMMENT ON COLUMN @extschema@.model_fits.as_of IS 'The time the contacts were summarised as of';
+COMMENT ON COLUMN @extschema@.model_fits.contacts IS 'How many contacts the model was fitted to';
+COMMENT ON COLUMN @extschema@.model_fits.penalizer IS 'The L2 penalty on the log-parameters used (the profile''s fit_penalizer)';
+COMMENT ON COLUMN @extschema@.model_fits.parameters IS 'The estimates: {r, alpha, a, b} or {p, q, v}';
+COMMENT ON COLUMN @extschema@.model_fits.standard_errors IS 'Their standard errors (NULL: not converged, or the information is not positive definite)';
+COMMENT ON COLUMN @extschema@.model_fits.log_likelihood IS 'The log-likelihood at the estimate, without the penalty';
+COMMENT ON COLUMN @extschema@.model_fits.iterations IS 'Optimiser iterations';
+COMMENT ON COLUMN @extschema@.model_fits.converged IS 'Whether the fit found an interior maximum';
+COMMENT ON COLUMN @extschema@.model_fits.stored IS 'Whether the parameters replaced the profile''s';
+COMMENT ON COLUMN @extschema@.model_fits.message IS 'Why it did not converge or was not stored';
+COMMENT ON COLUMN @extschema@.event_sources.relation IS 'The CRM''s events relation (table, partitioned, foreign or view)';
+COMMENT ON COLUMN @extschema@.event_sources.contact_column IS 'Its contact column (smallint, integer or bigint)';
+COMMENT ON COLUMN @extschema@.event_sources.kind_column IS 'Its kind column: engagement.event_type, or anything read as text through event_kind_map';
+COMMENT ON COLUMN @extschema@.event_sources.time_column IS 'Its time column (timestamptz)';
+COMMENT ON COLUMN @extschema@.event_sources.value_column IS 'Its conversion value column (a number; NULL: none)';
+COMMENT ON COLUMN @extschema@.event_sources.kind_match IS 'exact, or trim_lower: kinds compared trimmed and lower-cased';
+COMMENT ON COLUMN @extschema@.event_sources.on_unmapped IS 'count: unmapped rows are skipped, counted and warned about; reject: an error naming the kind';
+COMMENT ON COLUMN @extschema@.event_sources.changes_from IS 'Tracked tables whose changes make the source''s scores stale (for a view, the tables under it)';
+COMMENT ON COLUMN @extschema@.event_sources.set_by IS 'The role that defined the source';
+COMMENT ON COLUMN @extschema@.event_sources.created_at IS 'When it was defined';
+COMMENT ON COLUMN @extschema@.event_kind_map.relation IS 'The source';
+COMMENT ON COLUMN @extschema@.event_kind_map.kind IS 'A kind of the CRM''s';
+COMMENT ON COLUMN @extschema@.event_kind_map.event_type IS 'The event type it stands for';
+COMMENT ON COLUMN @extschema@.refresh_runs.id IS 'The run''s identity';
+COMMENT ON COLUMN @extschema@.refresh_runs.profile IS 'The profile refreshed';
+COMMENT ON COLUMN @extschema@.refresh_runs.mode IS 'full or incremental (an incremental call after a profile change runs full)';
+COMMENT ON COLUMN @extschema@.refresh_runs.started_at IS 'When it started';
+COMMENT ON COLUMN @extschema@.refresh_runs.finished_at IS 'When it finished';
+COMMENT ON COLUMN @extschema@.refresh_runs.contacts_rescored IS 'Contacts rescored (NULL: skipped or failed)';
+COMMENT ON COLUMN @extschema@.refresh_runs.unmapped_rows IS 'Rows read but not scored: a kind the source does not map, or no contact or time';
+COMMENT ON COLUMN @extschema@.refresh_runs.unmapped_kinds IS 'The first few of those kinds';
+COMMENT ON COLUMN @extschema@.refresh_runs.skipped IS 'Another refresh of the profile held its lock: this one did nothing';
+COMMENT ON COLUMN @extschema@.refresh_runs.error IS 'SQLSTATE and message of a refresh that failed (on_error => ''record'')';
+COMMENT ON TYPE @extschema@.score IS
+    'One contact''s engagement score: composite and components 0..100, predictions 0..1, segment and facts';
+COMMENT ON FUNCTION @extschema@.model_version() IS
+    'The version of the scoring model (SCORING_MODEL.md) the extension computes; stored scores of another are stale';
+COMMENT ON AGGREGATE @extschema@.score_events(@extschema@.event_type, timestamptz, numeric, timestamptz, text) IS
+    'Scores one contact''s events (the rows of a group) as of a time under a named profile';
+COMMENT ON AGGREGATE @extschema@.score_events(@extschema@.event_type, timestamptz, numeric, timestamptz) IS
+    'Scores one contact''s events (the rows of a group) as of a time under the default profile';
+COMMENT ON AGGREGATE @extschema@.explain_events(@extschema@.event_type, timestamptz, numeric, timestamptz, text) IS
+    'Explains, in words, the score of one contact''s events (the rows of a group)';
+COMMENT ON AGGREGATE @extschema@.score_events(@extschema@.event_type, timestamptz, numeric, timestamptz, jsonb) IS
+    'Scores one contact''s events (the rows of a group) as of a time under a profile given as to_jsonb(profile row)';
+COMMENT ON AGGREGATE @extschema@.explain_events(@extschema@.event_type, timestamptz, numeric, timestamptz, jsonb) IS
+    'Explains the score of one contact''s events under a profile given as to_jsonb(profile row)';
+COMMENT ON FUNCTION @extschema@.decay_state_in(cstring) IS
+    'Text input of decay_state: (sum,compensation,as_of,half_life_days,rows)';
+COMMENT ON FUNCTION @extschema@.decay_state_out(@extschema@.decay_state) IS
+    'Text output of decay_state, every double in its shortest exact form';
+COMMENT ON TYPE @extschema@.decay_state IS
+    'time_decay''s partial state: (sum, compensation, as_of in microseconds since 2000-01-01, half_life_days, rows)';
+COMMENT ON AGGREGATE @extschema@.time_decay(float8, timestamptz, timestamptz, float8) IS
+    'Sum of weight * 2^(-age_days / half_life_days) over the rows at or before as_of';
+COMMENT ON FUNCTION @extschema@.engagement_score(bigint, timestamptz, text) IS
+    'The live score of one contact from the profile''s events (engagement_events or its events_relation), NULL when it has no event at or before as_of';
+COMMENT ON FUNCTION @extschema@.explain_score(bigint, timestamptz, text) IS
+    'Explains one contact''s score: each component with its value, weight and contribution, the facts and predictions';
+COMMENT ON FUNCTION @extschema@.define_event_source(regclass, jsonb, name, name, name, name, text, text, regclass[]) IS
+    'Defines (or replaces) how a CRM''s own events relation is read: its columns, its kinds mapped to event types ({"open": "opened", ...}), kind_match exact or trim_lower, on_unmapped count or reject, and for a view the tables whose tracked changes feed it';
+COMMENT ON FUNCTION @extschema@.track_event_changes(regclass, regclass) IS
+    'Adds (or replaces) change-tracking triggers on a table of the CRM''s own (run it again after attaching partitions), so incremental refreshes of the profiles reading it (or for_source, a view over it) see the changes written through this server';
+COMMENT ON FUNCTION @extschema@.untrack_event_changes(regclass) IS
+    'Removes the change-tracking triggers track_event_changes made on a table (then DROP EXTENSION no longer depends on them); returns how many';
+COMMENT ON FUNCTION @extschema@.refresh_scores(text, boolean, text) IS
+    'Rescores a profile''s contacts (from its events_relation) as of now(): all of them (full, or after a profile change), else those whose events changed or whose score is older than max_score_age; records the run in refresh_runs; returns how many, or NULL when another refresh of the profile is running (or, with on_error => ''record'', when it failed: recorded, with a WARNING)';
+COMMENT ON FUNCTION @extschema@.score_percentile(float8, text) IS
+    'The percentile (0..100) of a score among the profile''s scored contacts as of the last refresh: 100 * percent_rank(score) WITHIN GROUP (ORDER BY composite)';
+COMMENT ON VIEW @extschema@.contact_scores IS
+    'Stored scores with is_stale: older than the profile''s max_score_age, scored under an older profile version or model version, or events changed since';
+COMMENT ON COLUMN @extschema@.contact_scores.is_stale IS
+    'Older than max_score_age, of another profile or model version, or the contact''s events changed since';
+COMMENT ON FUNCTION @extschema@.cached_score(bigint, interval, text) IS
+    'The stored score when it is fresh (not stale, and computed within max_age), else a live one';
+COMMENT ON FUNCTION @extschema@.segment_summary(text) IS
+    'Per segment of the profile''s stored scores: contacts, their share of all scored contacts (0..1) and the mean composite, best segments first';
+COMMENT ON FUNCTION @extschema@.score_trend(bigint, timestamptz, text) IS
+    'From the score history since a time: least-squares slope in points per day, the change (last - first), and rising/falling/flat';
+COMMENT ON FUNCTION @extschema@.contact_events(bigint, bigint, integer) IS
+    'One contact''s events, newest first, a page at a time: pass the last id of a page as before_id for the next';
+COMMENT ON FUNCTION @extschema@.profile_events(bigint, text, timestamptz, integer) IS
+    'One contact''s events as the profile reads them (its events_relation through its source), newest first, before a time (pass the oldest occurred_at of a page for the next), with the CRM''s own kind and the event type it maps to (NULL: unmapped)';
+COMMENT ON FUNCTION @extschema@.readable_score(@extschema@.score) IS
+    'A score rounded for people: composite and components to 0.1, probabilities to 0.001, expected days and values to 0.01, times to the second; e.g. SELECT * FROM engagement.readable_score(engagement.engagement_score(42))';
+COMMENT ON FUNCTION @extschema@.readable_scores(text) IS
+    'The profile''s stored scores rounded as readable_score rounds them, with the percentile (0.1) and is_stale, best first; the raw values are in engagement_scores';
+COMMENT ON FUNCTION @extschema@.readable_segments(text) IS
+    'segment_summary for people: the share in percent and the mean score, both to 0.1';
+COMMENT ON FUNCTION @extschema@.score_histogram(text, integer) IS
+    'A text histogram of the profile''s stored composites in psql: buckets (1..100) equal ranges of 0..100, each with its contacts, share in percent and a bar of # (40 for the largest)';
+COMMENT ON FUNCTION @extschema@.funnel(bigint, timestamptz, timestamptz) IS
+    'The funnel delivered > opened > clicked > responded > converted of a campaign (or of every campaign), nested: a contact counts at a stage when, in one campaign, it has events of that stage and every earlier one in [since, until), so rates never exceed 1; then opted_out (of the delivered) and bounced (no rate). Independent per-stage counts: funnel_independent';
+COMMENT ON FUNCTION @extschema@.funnel_independent(bigint, timestamptz, timestamptz) IS
+    'Per stage, counted independently of the others: distinct contacts and events in [since, until) (of the campaign, or all events, those without a campaign included) and the contact rate from the previous stage and from delivered, which can exceed 1 (contacts converting without responding, say); the nested funnel is funnel';
+COMMENT ON TYPE @extschema@.model_fit IS
+    'A maximum-likelihood BTYD fit: parameters, summed log-likelihood, total weight, BFGS iterations, convergence, standard errors (observed information; NULL when it is not positive definite), why it did not converge';
+COMMENT ON COLUMN @extschema@.model_fit.r IS 'Gamma shape of the event rate';
+COMMENT ON COLUMN @extschema@.model_fit.alpha IS 'Gamma scale of the event rate, in the summaries'' time unit';
+COMMENT ON COLUMN @extschema@.model_fit.a IS 'Beta a of the dropout probability';
+COMMENT ON COLUMN @extschema@.model_fit.b IS 'Beta b of the dropout probability';
+COMMENT ON COLUMN @extschema@.model_fit.log_likelihood IS 'Summed log-likelihood at the estimate (weighted; without the penalty)';
+COMMENT ON COLUMN @extschema@.model_fit.n IS 'Total weight: the customers fitted';
+COMMENT ON COLUMN @extschema@.model_fit.iterations IS 'Optimiser iterations';
+COMMENT ON COLUMN @extschema@.model_fit.converged IS 'Whether an interior maximum was found';
+COMMENT ON COLUMN @extschema@.model_fit.se_r IS 'Standard error of r (NULL: not converged, or no positive definite information)';
+COMMENT ON COLUMN @extschema@.model_fit.se_alpha IS 'Standard error of alpha';
+COMMENT ON COLUMN @extschema@.model_fit.se_a IS 'Standard error of a';
+COMMENT ON COLUMN @extschema@.model_fit.se_b IS 'Standard error of b';
+COMMENT ON COLUMN @extschema@.model_fit.message IS 'Why the fit did not converge (NULL when it did)';
+COMMENT ON TYPE @extschema@.gammagamma_fit IS
+    'A maximum-likelihood Gamma-Gamma fit: parameters, summed log-likelihood, total weight, iterations, convergence (q > 1 included), standard errors, why it did not converge';
+COMMENT ON TYPE @extschema@.btyd_summary IS
+    'A contact''s engagement days (x), last engagement day (t_x) and today (t), in days since its first event';
+COMMENT ON COLUMN @extschema@.gammagamma_fit.p IS 'Gamma shape of a conversion day''s value';
+COMMENT ON COLUMN @extschema@.gammagamma_fit.q IS 'Gamma shape of the customers'' mean values (> 1 for a finite mean)';
+COMMENT ON COLUMN @extschema@.gammagamma_fit.v IS 'Gamma scale, in the values'' currency';
+COMMENT ON COLUMN @extschema@.gammagamma_fit.log_likelihood IS 'Summed log-likelihood at the estimate (weighted; without the penalty)';
+COMMENT ON COLUMN @extschema@.gammagamma_fit.n IS 'Total weight: the customers fitted';
+COMMENT ON COLUMN @extschema@.gammagamma_fit.iterations IS 'Optimiser iterations';
+COMMENT ON COLUMN @extschema@.gammagamma_fit.converged IS 'Whether an interior maximum with q > 1 was found';
+COMMENT ON COLUMN @extschema@.gammagamma_fit.se_p IS 'Standard error of p (NULL: no positive definite information)';
+COMMENT ON COLUMN @extschema@.gammagamma_fit.se_q IS 'Standard error of q';
+COMMENT ON COLUMN @extschema@.gammagamma_fit.se_v IS 'Standard error of v';
+COMMENT ON COLUMN @extschema@.gammagamma_fit.message IS 'Why the fit did not converge (NULL when it did)';
+COMMENT ON COLUMN @extschema@.btyd_summary.x IS 'Engagement days after the birth day (the first event''s day)';
+COMMENT ON COLUMN @extschema@.btyd_summary.t_x IS 'Days from the birth day to the last of them (0 when x = 0)';
+COMMENT ON COLUMN @extschema@.btyd_summary.t IS 'Days from the birth day to as_of';
+COMMENT ON AGGREGATE @extschema@.btyd_summary(@extschema@.event_type, timestamptz, timestamptz) IS
+    'One contact''s (x, t_x, t) in days since its first event (the birth day): engagement days after the birth day, the last of them, and as_of';
+COMMENT ON COLUMN @extschema@.model_summary.x IS 'Engagement days after the birth day';
+COMMENT ON COLUMN @extschema@.model_summary.t_x IS 'Days from the birth day to the last of them (0 when x = 0)';
+COMMENT ON COLUMN @extschema@.model_summary.t IS 'Days from the birth day to as_of';
+COMMENT ON COLUMN @extschema@.model_summary.value_days IS 'Conversion days whose value is > 0';
+COMMENT ON COLUMN @extschema@.model_summary.mean_value IS 'Their mean value (0 when there are none)';
+COMMENT ON TYPE @extschema@.model_summary IS
+    'A contact''s MBG/NBD summary (x, t_x, t in days) and Gamma-Gamma summary (value_days: conversion days with a value > 0, mean_value: their mean)';
+COMMENT ON AGGREGATE @extschema@.model_summary(@extschema@.event_type, timestamptz, numeric, timestamptz) IS
+    'One contact''s summaries for both models as of a time: (x, t_x, t) for MBG/NBD, (value_days, mean_value) for Gamma-Gamma';
+COMMENT ON TYPE @extschema@.btyd_fit_state IS
+    'fit_mbgnbd''s and fit_bgnbd''s partial state: the customer summaries, [(x,t_x,t,weight),...]';
+COMMENT ON AGGREGATE @extschema@.fit_mbgnbd(integer, float8, float8, float8, float8) IS
+    'MBG/NBD parameters maximising the mean log-likelihood minus penalizer * the sum of squared log-parameters';
+COMMENT ON AGGREGATE @extschema@.fit_bgnbd(integer, float8, float8, float8, float8) IS
+    'BG/NBD parameters maximising the mean log-likelihood minus penalizer * the sum of squared log-parameters';
+COMMENT ON TYPE @extschema@.gammagamma_fit_state IS
+    'fit_gammagamma''s partial state: {penalizer} when not 0, then the customer summaries [(x,m,weight),...]';
+COMMENT ON FUNCTION @extschema@.gammagamma_fit_state_in(cstring) IS
+    'Text input of gammagamma_fit_state: [(x,m,weight),...], after {penalizer} when not 0';
+COMMENT ON FUNCTION @extschema@.gammagamma_fit_state_out(@extschema@.gammagamma_fit_state) IS
+    'Text output of gammagamma_fit_state, its rows collapsed and sorted';
+COMMENT ON AGGREGATE @extschema@.fit_gammagamma(integer, float8) IS
+    'Maximum-likelihood Gamma-Gamma parameters (p, q, v) of customers with x valued conversion days of mean value m';
+COMMENT ON AGGREGATE @extschema@.fit_gammagamma(integer, float8, float8) IS
+    'Maximum-likelihood Gamma-Gamma parameters of weighted customer summaries (x, m)';
+COMMENT ON AGGREGATE @extschema@.fit_gammagamma(integer, float8, float8, float8) IS
+    'Gamma-Gamma parameters maximising the mean log-likelihood minus penalizer * the sum of squared log-parameters';
+COMMENT ON FUNCTION @extschema@.expected_conversion_value(float8, float8, float8, float8, float8) IS
+    'Gamma-Gamma expected value of the next conversion day of a customer with x valued conversion days of mean value m: p (v + x m) / (p x + q - 1)';
+COMMENT ON AGGREGATE @extschema@.fit_mbgnbd(integer, float8, float8) IS
+    'Maximum-likelihood MBG/NBD parameters of customer summaries (x repeat events, t_x, t)';
+COMMENT ON AGGREGATE @extschema@.fit_mbgnbd(integer, float8, float8, float8) IS
+    'Maximum-likelihood MBG/NBD parameters of weighted customer summaries (weight: how many identical customers)';
+COMMENT ON AGGREGATE @extschema@.fit_bgnbd(integer, float8, float8, float8) IS
+    'Maximum-likelihood BG/NBD parameters of weighted customer summaries (weight: how many identical customers)';
+COMMENT ON FUNCTION @extschema@.btyd_fit_state_in(cstring) IS
+    'Text input of btyd_fit_state: [(x,t_x,t,weight),...], after {penalizer} when not 0';
+COMMENT ON FUNCTION @extschema@.btyd_fit_state_out(@extschema@.btyd_fit_state) IS
+    'Text output of btyd_fit_state, its rows collapsed and sorted (equal states print the same)';
+COMMENT ON AGGREGATE @extschema@.fit_bgnbd(integer, float8, float8) IS
+    'Maximum-likelihood BG/NBD parameters (Fader, Hardie & Lee 2005) of customer summaries (x, t_x, t)';
+COMMENT ON FUNCTION @extschema@.p_alive(text, float8, float8, float8, float8, float8, float8, float8) IS
+    'P(alive at t | x, t_x, t) under mbgnbd or bgnbd';
+COMMENT ON FUNCTION @extschema@.expected_engagements(text, float8, float8, float8, float8, float8, float8, float8, float8) IS
+    'Expected number of events in (t, t + horizon] given (x, t_x, t), under mbgnbd or bgnbd';
+COMMENT ON FUNCTION @extschema@.prob_no_engagement(text, float8, float8, float8, float8, float8, float8, float8, float8) IS
+    'Probability of no event in (t, t + horizon] given (x, t_x, t), under mbgnbd or bgnbd';
+COMMENT ON FUNCTION @extschema@.fit_model(text, timestamptz, text) IS
+    'Fits the profile''s MBG/NBD (engagement days) and Gamma-Gamma (conversion value) models to its events as of a time, records both fits in model_fits, stores those that converged and returns the two records; on_failure ''error'' (by hand) or ''warning'' (scheduled)';
+COMMENT ON FUNCTION @extschema@.validate_model(timestamptz, timestamptz, text, boolean) IS
+    'Calibration/holdout check: per calibration x (0..6, 7+), contacts and mean predicted vs actual repeat engagement days in the holdout (MBG/NBD fitted to the calibration period when fit, else the profile''s parameters)';
+COMMENT ON FUNCTION @extschema@.validate_model_summary(timestamptz, timestamptz, text, boolean) IS
+    'Calibration/holdout totals: contacts, predicted and actual repeat engagement days, mean absolute error and correlation per contact, and the parameters used';
+COMMENT ON FUNCTION @extschema@.refresh_jobs() IS
+    'The pg_cron jobs of engagement_scoring with pg_cron''s status of their last run and, for refreshes, the last refresh_runs record of that kind (when, rescored, skipped, unmapped rows, error)';
+COMMENT ON FUNCTION @extschema@.unschedule_refresh(text) IS 'Removes the pg_cron jobs of a profile; returns how many';
+COMMENT ON FUNCTION @extschema@.schedule_refresh(text, text, text, text) IS
+    'Creates or updates the pg_cron jobs of a profile: incremental and full refreshes, and optionally a model refit (NULL: no job); returns their job ids';
+COMMENT ON FUNCTION @extschema@.grant_application_access(regrole) IS
+    'Lets a role insert and read events, read scores, history and profiles, and call the scoring and query functions';
+COMMENT ON FUNCTION @extschema@.grant_admin_access(regrole) IS
+    'Lets a role do everything: events, profiles, scores, refresh_scores, fitting and scheduling';
 
 DROP FUNCTION @extschema@._upgrade_copy_grants(aclitem[], text, text);

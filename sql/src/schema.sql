@@ -232,14 +232,6 @@ CREATE TABLE @extschema@.engagement_scores (
 -- without waiting for autovacuum.
 WITH (fillfactor = 45);
 COMMENT ON TABLE @extschema@.engagement_scores IS 'The latest score of each contact under each profile';
-COMMENT ON COLUMN @extschema@.engagement_scores.model_version IS
-    'The version of the scoring model (SCORING_MODEL.md) that computed the row; another than model_version() is stale';
-COMMENT ON COLUMN @extschema@.engagement_scores.expected_conversion_value IS
-    'Gamma-Gamma expected value of the contact''s next conversion day';
-COMMENT ON COLUMN @extschema@.engagement_scores.expected_value_30d IS
-    'Expected conversion value over the profile''s horizon_days: expected engagement days x conversion share x expected conversion value, opt-out penalised';
-COMMENT ON COLUMN @extschema@.engagement_scores.expected_engagements_30d IS
-    'MBG/NBD expected engagement days over the profile''s horizon_days (30 by default), opt-out penalised';
 
 CREATE TABLE @extschema@.engagement_score_history (
     id                 bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
