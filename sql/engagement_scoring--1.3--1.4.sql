@@ -645,6 +645,14 @@ DELETE FROM @extschema@.event_changes;
 ALTER TABLE @extschema@.event_changes ALTER COLUMN relation SET NOT NULL;
 COMMENT ON TABLE @extschema@.event_changes IS
     'Contacts whose events changed since the last refresh, and in which tracked relation (appended by the tracking triggers, drained by refresh_scores into the pending sets of the profiles reading that relation)';
+-- Whether a role (that exists) may read a relation: SELECT on it and USAGE on its schema.
+CREATE FUNCTION @extschema@._role_may_read(role_name text, rel regclass) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(EXISTS (SELECT FROM pg_roles r WHERE r.rolname = role_name)
+                    AND has_schema_privilege(role_name, (SELECT c.relnamespace FROM pg_class c WHERE c.oid = rel), 'USAGE')
+                    AND has_table_privilege(role_name, rel, 'SELECT'), false)
+$$;
+
 -- The source of a relation: its row of event_sources, or the defaults (engagement_events' columns).
 CREATE FUNCTION @extschema@._source_of(events regclass) RETURNS @extschema@.event_sources
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
@@ -803,8 +811,7 @@ BEGIN
        AND NOT EXISTS (SELECT FROM unnest(NEW.changes_from) f(rel) WHERE NOT f.rel = ANY (OLD.changes_from)) THEN
         RETURN NEW;
     END IF;
-    IF NOT coalesce(has_schema_privilege(current_user, (SELECT c.relnamespace FROM pg_class c WHERE c.oid = NEW.relation), 'USAGE')
-                    AND has_table_privilege(current_user, NEW.relation, 'SELECT'), false) THEN
+    IF NOT @extschema@._role_may_read(current_user, NEW.relation) THEN
         RAISE EXCEPTION 'role "%" may not read %', current_user, NEW.relation USING ERRCODE = 'insufficient_privilege';
     END IF;
     IF (SELECT c.relkind FROM pg_class c WHERE c.oid = NEW.relation) NOT IN ('r', 'p', 'f', 'v') THEN
@@ -917,6 +924,31 @@ COMMENT ON FUNCTION @extschema@.define_event_source(regclass, jsonb, name, name,
     'Defines (or replaces) how a CRM''s own events relation is read: its columns, its kinds mapped to event types ({"open": "opened", ...}), kind_match exact or trim_lower, on_unmapped count or reject, and for a view the tables whose tracked changes feed it';
 REVOKE EXECUTE ON FUNCTION @extschema@.define_event_source(regclass, jsonb, name, name, name, name, text, text, regclass[]) FROM PUBLIC;
 
+CREATE OR REPLACE FUNCTION @extschema@._profile_events_or_error(p @extschema@.scoring_profiles) RETURNS text
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF p.events_relation <> '@extschema@.engagement_events'::regclass
+       AND NOT @extschema@._role_may_read(p.events_relation_set_by, p.events_relation) THEN
+        RAISE EXCEPTION 'events_relation % of scoring profile "%" was set by %, which may not read it',
+                        p.events_relation, p.name,
+                        coalesce('role ' || quote_ident(nullif(p.events_relation_set_by, '')), 'a role not recorded (before 1.3)')
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = format('As a role that may read it: UPDATE engagement.scoring_profiles SET events_relation_set_by = current_user WHERE name = %L;',
+                                p.name);
+    END IF;
+    -- With row-level security, that role may read fewer rows than a refreshing superuser sees.
+    IF p.events_relation <> '@extschema@.engagement_events'::regclass
+       AND EXISTS (SELECT FROM pg_class c
+                    WHERE c.relrowsecurity
+                      AND c.oid IN (SELECT p.events_relation UNION SELECT t.relid FROM pg_partition_tree(p.events_relation) t))
+       AND NOT EXISTS (SELECT FROM pg_roles r WHERE r.rolname = p.events_relation_set_by AND (r.rolsuper OR r.rolbypassrls)) THEN
+        RAISE EXCEPTION 'events_relation % of scoring profile "%" has row-level security, which role % does not bypass',
+                        p.events_relation, p.name, quote_ident(p.events_relation_set_by)
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'A refresh would score rows that role cannot read: score a relation without row-level security, or have a role that bypasses it set events_relation.';
+    END IF;
+    RETURN @extschema@._events_relation_or_error(p.events_relation);
+END $$;
 CREATE OR REPLACE FUNCTION @extschema@._bind_events_relation(p @extschema@.scoring_profiles) RETURNS text
 LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -952,8 +984,7 @@ BEGIN
        AND (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
         RETURN NEW;
     END IF;
-    IF NOT coalesce(has_schema_privilege(current_user, (SELECT c.relnamespace FROM pg_class c WHERE c.oid = NEW.events_relation), 'USAGE')
-                    AND has_table_privilege(current_user, NEW.events_relation, 'SELECT'), false) THEN
+    IF NOT @extschema@._role_may_read(current_user, NEW.events_relation) THEN
         RAISE EXCEPTION 'role "%" may not read events_relation %', current_user, NEW.events_relation
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'A profile reads only a relation the role that sets it may read (SELECT, and USAGE on its schema).';
@@ -1144,20 +1175,23 @@ REVOKE EXECUTE ON FUNCTION @extschema@.untrack_event_changes(regclass) FROM PUBL
 -- The refresh: changes drained per relation, unmapped rows counted, every run recorded.
 CREATE OR REPLACE FUNCTION @extschema@._refresh_drain_changes(p @extschema@.scoring_profiles) RETURNS void
 LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    feeds regclass[] := @extschema@._source_feeds(p.events_relation);
 BEGIN
     CREATE TEMP TABLE _es_drained ON COMMIT DROP AS
     WITH moved AS (DELETE FROM @extschema@.event_changes RETURNING contact_id, relation)
     SELECT DISTINCT contact_id, relation FROM moved;
     CREATE TEMP TABLE _es_changed (contact_id bigint) ON COMMIT DROP;
     INSERT INTO pg_temp._es_changed
-    SELECT DISTINCT d.contact_id FROM pg_temp._es_drained d
-     WHERE d.relation = ANY (@extschema@._source_feeds(p.events_relation));
+    SELECT DISTINCT d.contact_id FROM pg_temp._es_drained d WHERE d.relation = ANY (feeds);
     -- A contact already pending is not listed again, unless its row is locked: being consumed by
-    -- that profile's refresh, it may be gone when this one commits.
+    -- that profile's refresh, it may be gone when this one commits.  (Each profile's feeds are
+    -- computed once, not per change.)
     INSERT INTO @extschema@.pending_rescore (profile, contact_id)
     SELECT DISTINCT sp.name, d.contact_id
       FROM @extschema@.scoring_profiles sp
-      JOIN pg_temp._es_drained d ON d.relation = ANY (@extschema@._source_feeds(sp.events_relation))
+     CROSS JOIN LATERAL unnest(@extschema@._source_feeds(sp.events_relation)) f(relation)
+      JOIN pg_temp._es_drained d ON d.relation = f.relation
      WHERE sp.name <> p.name
        AND NOT EXISTS (SELECT FROM @extschema@.pending_rescore pr
                         WHERE pr.profile = sp.name AND pr.contact_id = d.contact_id
@@ -1170,14 +1204,21 @@ CREATE FUNCTION @extschema@._refresh_score_contacts(p @extschema@.scoring_profil
                                                     few_targets boolean, OUT unmapped bigint,
                                                     OUT unmapped_kinds text[])
 LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    src        @extschema@.event_sources := @extschema@._source_of(p.events_relation);
+    typed_kind boolean := @extschema@._column_type(p.events_relation, src.kind_column) = '@extschema@.event_type'::regtype;
+    -- A source whose kind is an event_type and whose contact and time are NOT NULL (engagement_events)
+    -- has no row it could not score: nothing to count, and the scoring statement stays as lean as 1.3's.
+    counted    boolean := NOT (typed_kind AND coalesce((SELECT bool_and(a.attnotnull) FROM pg_attribute a
+                                                         WHERE a.attrelid = p.events_relation
+                                                           AND a.attname IN (src.contact_column, src.time_column)), false));
 BEGIN
     EXECUTE format(CASE WHEN few_targets AND NOT full_refresh THEN $q$
         CREATE TEMP TABLE _es_scored ON COMMIT DROP AS
         SELECT t.contact_id, (c.s).*, c.unmapped, c.unmapped_kind
           FROM pg_temp._es_targets t,
                LATERAL (SELECT @extschema@.score_events(e.event_type, e.occurred_at, e.conversion_value, $1, %2$s) AS s,
-                               count(*) FILTER (WHERE e.event_type IS NULL) AS unmapped,
-                               %4$s AS unmapped_kind
+                               %5$s AS unmapped, %4$s AS unmapped_kind
                           FROM %1$s e
                          WHERE e.contact_id = t.contact_id AND e.occurred_at <= $1) c
         $q$ ELSE $q$
@@ -1185,29 +1226,35 @@ BEGIN
         SELECT q.contact_id, (q.s).*, q.unmapped, q.unmapped_kind
           FROM (SELECT e.contact_id,
                        @extschema@.score_events(e.event_type, e.occurred_at, e.conversion_value, $1, %2$s) AS s,
-                       count(*) FILTER (WHERE e.event_type IS NULL OR e.occurred_at IS NULL) AS unmapped,
-                       %4$s AS unmapped_kind
+                       %6$s AS unmapped, %4$s AS unmapped_kind
                   FROM %1$s e
                  WHERE %3$s
                  GROUP BY e.contact_id) q
         $q$ END,
         events,
         CASE WHEN p.events_relation = '@extschema@.engagement_events'::regclass THEN '$2' ELSE '$3' END,
-        CASE WHEN full_refresh THEN '(e.occurred_at <= $1 OR e.occurred_at IS NULL)'
-             ELSE 'e.occurred_at <= $1 AND e.contact_id IN (SELECT t.contact_id FROM pg_temp._es_targets t)' END,
+        CASE WHEN NOT full_refresh THEN 'e.occurred_at <= $1 AND e.contact_id IN (SELECT t.contact_id FROM pg_temp._es_targets t)'
+             WHEN counted THEN '(e.occurred_at <= $1 OR e.occurred_at IS NULL)'
+             ELSE 'e.occurred_at <= $1' END,
         -- (a kind column of type event_type has no kinds to name; and an aggregate of the constant
         -- NULL::text would keep postgres_fdw from shipping the query: its collation is not a column's)
-        CASE WHEN @extschema@._column_type(p.events_relation, (@extschema@._source_of(p.events_relation)).kind_column)
-                  = '@extschema@.event_type'::regtype
-             THEN 'NULL::text' ELSE 'min(e.kind) FILTER (WHERE e.event_type IS NULL)' END)
+        CASE WHEN typed_kind THEN 'NULL::text' ELSE 'min(e.kind) FILTER (WHERE e.event_type IS NULL)' END,
+        CASE WHEN counted THEN 'count(*) FILTER (WHERE e.event_type IS NULL)' ELSE '0::bigint' END,
+        CASE WHEN counted THEN 'count(*) FILTER (WHERE e.event_type IS NULL OR e.occurred_at IS NULL)' ELSE '0::bigint' END)
     USING refresh_at, p.name, to_jsonb(p);
-    SELECT coalesce(sum(s.unmapped), 0),
-           (SELECT array_agg(k ORDER BY k) FROM (SELECT DISTINCT s2.unmapped_kind AS k FROM pg_temp._es_scored s2
-                                                  WHERE s2.unmapped_kind IS NOT NULL ORDER BY 1 LIMIT 5) ks)
-      INTO unmapped, unmapped_kinds
-      FROM pg_temp._es_scored s WHERE s.unmapped > 0;
-    -- (contacts whose every row was unmapped, and rows without a contact, have no score)
-    DELETE FROM pg_temp._es_scored s WHERE s.contact_id IS NULL OR s.event_count IS NULL;
+    unmapped := 0;
+    IF counted THEN
+        SELECT coalesce(sum(s.unmapped), 0),
+               (SELECT array_agg(k ORDER BY k) FROM (SELECT DISTINCT s2.unmapped_kind AS k FROM pg_temp._es_scored s2
+                                                      WHERE s2.unmapped_kind IS NOT NULL ORDER BY 1 LIMIT 5) ks)
+          INTO unmapped, unmapped_kinds
+          FROM pg_temp._es_scored s WHERE s.unmapped > 0;
+    END IF;
+    -- (contacts whose every row was unmapped, rows without a contact, and targets without events
+    -- have no score)
+    IF counted OR (few_targets AND NOT full_refresh) THEN
+        DELETE FROM pg_temp._es_scored s WHERE s.contact_id IS NULL OR s.event_count IS NULL;
+    END IF;
     ALTER TABLE pg_temp._es_scored DROP COLUMN unmapped, DROP COLUMN unmapped_kind;
     -- Indexed, so that no join with it can go quadratic when the statistics of engagement_scores
     -- know nothing of this profile yet (a new profile's rows estimated at one).

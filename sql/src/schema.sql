@@ -157,8 +157,7 @@ BEGIN
        AND (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
         RETURN NEW;
     END IF;
-    IF NOT coalesce(has_schema_privilege(current_user, (SELECT c.relnamespace FROM pg_class c WHERE c.oid = NEW.events_relation), 'USAGE')
-                    AND has_table_privilege(current_user, NEW.events_relation, 'SELECT'), false) THEN
+    IF NOT @extschema@._role_may_read(current_user, NEW.events_relation) THEN
         RAISE EXCEPTION 'role "%" may not read events_relation %', current_user, NEW.events_relation
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'A profile reads only a relation the role that sets it may read (SELECT, and USAGE on its schema).';

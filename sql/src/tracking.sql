@@ -8,6 +8,14 @@
 -- (refresh_scores, fit_model, validate_model, the per-contact functions) goes through
 -- _source_select, so they all read the same rows the same way.
 ------------------------------------------------------------------------------------------------
+-- Whether a role (that exists) may read a relation: SELECT on it and USAGE on its schema.
+CREATE FUNCTION @extschema@._role_may_read(role_name text, rel regclass) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(EXISTS (SELECT FROM pg_roles r WHERE r.rolname = role_name)
+                    AND has_schema_privilege(role_name, (SELECT c.relnamespace FROM pg_class c WHERE c.oid = rel), 'USAGE')
+                    AND has_table_privilege(role_name, rel, 'SELECT'), false)
+$$;
+
 -- The source of a relation: its row of event_sources, or the defaults (engagement_events' columns).
 CREATE FUNCTION @extschema@._source_of(events regclass) RETURNS @extschema@.event_sources
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
@@ -172,8 +180,7 @@ BEGIN
        AND NOT EXISTS (SELECT FROM unnest(NEW.changes_from) f(rel) WHERE NOT f.rel = ANY (OLD.changes_from)) THEN
         RETURN NEW;
     END IF;
-    IF NOT coalesce(has_schema_privilege(current_user, (SELECT c.relnamespace FROM pg_class c WHERE c.oid = NEW.relation), 'USAGE')
-                    AND has_table_privilege(current_user, NEW.relation, 'SELECT'), false) THEN
+    IF NOT @extschema@._role_may_read(current_user, NEW.relation) THEN
         RAISE EXCEPTION 'role "%" may not read %', current_user, NEW.relation USING ERRCODE = 'insufficient_privilege';
     END IF;
     IF (SELECT c.relkind FROM pg_class c WHERE c.oid = NEW.relation) NOT IN ('r', 'p', 'f', 'v') THEN
@@ -292,11 +299,8 @@ REVOKE EXECUTE ON FUNCTION @extschema@.define_event_source(regclass, jsonb, name
 CREATE FUNCTION @extschema@._profile_events_or_error(p @extschema@.scoring_profiles) RETURNS text
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF p.events_relation <> '@extschema@.engagement_events'::regclass AND NOT coalesce(
-           EXISTS (SELECT FROM pg_roles r WHERE r.rolname = p.events_relation_set_by) AND
-           has_schema_privilege(p.events_relation_set_by,
-                                (SELECT c.relnamespace FROM pg_class c WHERE c.oid = p.events_relation), 'USAGE')
-           AND has_table_privilege(p.events_relation_set_by, p.events_relation, 'SELECT'), false) THEN
+    IF p.events_relation <> '@extschema@.engagement_events'::regclass
+       AND NOT @extschema@._role_may_read(p.events_relation_set_by, p.events_relation) THEN
         RAISE EXCEPTION 'events_relation % of scoring profile "%" was set by %, which may not read it',
                         p.events_relation, p.name,
                         coalesce('role ' || quote_ident(nullif(p.events_relation_set_by, '')), 'a role not recorded (before 1.3)')
