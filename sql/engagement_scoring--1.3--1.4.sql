@@ -381,7 +381,7 @@ BEGIN
         WITH c AS MATERIALIZED (
             SELECT @extschema@.model_summary(e.event_type, e.occurred_at, e.conversion_value, $1) AS s
               FROM %s e
-             WHERE e.occurred_at <= $1
+             WHERE e.occurred_at <= $1 AND e.contact_id IS NOT NULL AND e.event_type IS NOT NULL
              GROUP BY e.contact_id),
         b AS (SELECT (c.s).x, (c.s).t_x, (c.s).t, count(*) AS contacts FROM c GROUP BY 1, 2, 3),
         g AS (SELECT (c.s).value_days AS x, (c.s).mean_value AS m, count(*) AS contacts
@@ -499,7 +499,8 @@ BEGIN
         CREATE TEMP TABLE _es_validation ON COMMIT DROP AS
         WITH cal AS (
             SELECT e.contact_id, @extschema@.btyd_summary(e.event_type, e.occurred_at, $1) AS s
-              FROM %1$s e WHERE e.occurred_at <= $1 GROUP BY e.contact_id),
+              FROM %1$s e WHERE e.occurred_at <= $1 AND e.contact_id IS NOT NULL AND e.event_type IS NOT NULL
+             GROUP BY e.contact_id),
         hold AS (
             SELECT e.contact_id, count(DISTINCT floor(extract(epoch FROM e.occurred_at) / 86400)) AS days
               FROM %1$s e
@@ -701,7 +702,8 @@ BEGIN
     FOR col IN SELECT * FROM (VALUES ('contact', src.contact_column, ARRAY['smallint', 'integer', 'bigint']::regtype[]),
                                      ('time', src.time_column, ARRAY['timestamp with time zone']::regtype[]),
                                      ('value', src.value_column, ARRAY['numeric', 'smallint', 'integer', 'bigint', 'real', 'double precision']::regtype[]),
-                                     ('kind', src.kind_column, NULL)) v(what, name, types)
+                                     ('kind', src.kind_column, ARRAY['@extschema@.event_type', 'text', 'character varying',
+                                                                     'character', 'name']::regtype[])) v(what, name, types)
                 WHERE v.name IS NOT NULL
     LOOP
         typ := @extschema@._column_type(src.relation, col.name);
@@ -751,13 +753,22 @@ CREATE FUNCTION @extschema@._source_select(src @extschema@.event_sources, rel te
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     typed_kind boolean := @extschema@._column_type(src.relation, src.kind_column) = '@extschema@.event_type'::regtype;
+    own        boolean := src.relation = '@extschema@.engagement_events'::regclass;
+    value_expr text := CASE WHEN src.value_column IS NULL THEN 'NULL::numeric'
+                            WHEN @extschema@._column_type(src.relation, src.value_column) = 'numeric'::regtype
+                            THEN format('e.%I', src.value_column)
+                            ELSE format('e.%I::numeric', src.value_column) END;
 BEGIN
+    -- A row of a CRM's own relation the model cannot read (an infinite time, a negative, NaN or
+    -- infinite value: engagement_events' checks refuse them) is, like an unmapped kind, not scored
+    -- and counted, instead of stopping every refresh of the profile.
     RETURN format('SELECT e.%I AS contact_id, %s AS event_type, e.%I AS occurred_at, %s AS conversion_value, %s AS kind FROM %s e',
-                  src.contact_column, @extschema@._source_kind_expr(src), src.time_column,
-                  CASE WHEN src.value_column IS NULL THEN 'NULL::numeric'
-                       WHEN @extschema@._column_type(src.relation, src.value_column) = 'numeric'::regtype
-                       THEN format('e.%I', src.value_column)
-                       ELSE format('e.%I::numeric', src.value_column) END,
+                  src.contact_column,
+                  CASE WHEN own THEN @extschema@._source_kind_expr(src)
+                       ELSE format('CASE WHEN isfinite(e.%I) AND (%s IS NULL OR (%s >= 0 AND %s < ''Infinity'' AND %s <> ''NaN'')) THEN %s END',
+                                   src.time_column, value_expr, value_expr, value_expr, value_expr,
+                                   @extschema@._source_kind_expr(src)) END,
+                  src.time_column, value_expr,
                   CASE WHEN typed_kind THEN 'NULL::text' ELSE format('e.%I::text', src.kind_column) END,
                   rel);
 END $$;
@@ -791,6 +802,27 @@ BEGIN
     PERFORM @extschema@._source_check(@extschema@._source_of(events));
     RETURN events::text;
 END $$;
+CREATE FUNCTION @extschema@._live_events_or_error(p @extschema@.scoring_profiles) RETURNS text
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    bad text;
+BEGIN
+    IF p.events_relation = '@extschema@.engagement_events'::regclass THEN
+        RETURN p.events_relation::text;
+    END IF;
+    SELECT c.oid::regclass::text INTO bad
+      FROM (SELECT p.events_relation AS relid UNION SELECT t.relid FROM pg_partition_tree(p.events_relation) t) t
+      JOIN pg_class c ON c.oid = t.relid JOIN pg_roles r ON r.oid = c.relowner
+     WHERE (c.relkind = 'v' OR c.relrowsecurity) AND NOT r.rolsuper
+       AND c.relowner <> (SELECT oid FROM pg_roles WHERE rolname = current_user) LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'events_relation % of scoring profile "%" is a view or has row-level security, owned by another role that is not a superuser: its code would run as you',
+                        bad, p.name
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Read it as its owner or a superuser (stored scores: engagement_scores).';
+    END IF;
+    RETURN p.events_relation::text;
+END $$;
 -- A source is checked when it is written, by the role that writes it: it may read the relation,
 -- the columns are there with types the model reads (pg_restore, a superuser, brings rows as they
 -- were).  A changed source, or kind map, makes every profile reading the relation rescore.
@@ -819,6 +851,19 @@ BEGIN
             USING ERRCODE = 'wrong_object_type';
     END IF;
     PERFORM @extschema@._source_check(NEW);
+    IF NEW.kind_match = 'trim_lower' AND EXISTS (
+           SELECT FROM @extschema@.event_kind_map m WHERE m.relation = NEW.relation
+            GROUP BY lower(btrim(m.kind)) HAVING count(*) > 1) THEN
+        RAISE EXCEPTION 'kinds of % are equal once trimmed and lower-cased: kind_match trim_lower would be ambiguous', NEW.relation
+            USING ERRCODE = 'unique_violation';
+    END IF;
+    -- 4: the tracking triggers read the contact column they were made with
+    IF TG_OP = 'UPDATE' AND NEW.contact_column <> OLD.contact_column AND EXISTS (
+           SELECT FROM pg_trigger t WHERE t.tgrelid = NEW.relation AND t.tgname LIKE 'engagement\_track\_%') THEN
+        RAISE EXCEPTION 'the change-tracking triggers of % read column %', NEW.relation, quote_ident(OLD.contact_column)
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Run engagement.untrack_event_changes on it first, then engagement.track_event_changes again.';
+    END IF;
     IF EXISTS (SELECT FROM unnest(NEW.changes_from) f(rel) JOIN pg_class c ON c.oid = f.rel WHERE c.relkind NOT IN ('r', 'p', 'f')) THEN
         RAISE EXCEPTION 'changes_from lists tables whose changes are tracked, not views' USING ERRCODE = 'wrong_object_type';
     END IF;
@@ -935,6 +980,16 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege',
                   HINT = format('As a role that may read it: UPDATE engagement.scoring_profiles SET events_relation_set_by = current_user WHERE name = %L;',
                                 p.name);
+    END IF;
+    -- A security_invoker view reads its tables with the reader's rights: a refreshing superuser would
+    -- read for that role what it may not read itself.
+    IF EXISTS (SELECT FROM pg_class c, unnest(c.reloptions) o
+                WHERE c.oid = p.events_relation AND o ~* '^security_invoker=(true|on|yes|1)$')
+       AND NOT EXISTS (SELECT FROM pg_roles r WHERE r.rolname = p.events_relation_set_by AND r.rolsuper) THEN
+        RAISE EXCEPTION 'events_relation % of scoring profile "%" is a security_invoker view, which a refresh would read with its own rights, not those of role %',
+                        p.events_relation, p.name, quote_ident(p.events_relation_set_by)
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Score a view without security_invoker (its tables are read with its owner''s rights), or have a superuser set events_relation.';
     END IF;
     -- With row-level security, that role may read fewer rows than a refreshing superuser sees.
     IF p.events_relation <> '@extschema@.engagement_events'::regclass
@@ -1059,7 +1114,7 @@ CREATE OR REPLACE FUNCTION @extschema@._track_event_change() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     contact name := coalesce(TG_ARGV[0], 'contact_id');
-    rel regclass := coalesce(pg_partition_root(TG_RELID), TG_RELID);
+    rel regclass := coalesce(TG_ARGV[1]::oid, TG_RELID);   -- the tracked relation, not the partition that fired
     old_contact bigint;
     new_contact bigint;
 BEGIN
@@ -1102,7 +1157,8 @@ END $$;
 CREATE TEMP TABLE _es_track_acl ON COMMIT DROP AS
 SELECT p.proacl FROM pg_proc p WHERE p.oid = '@extschema@.track_event_changes(regclass)'::regprocedure;
 DROP FUNCTION @extschema@.track_event_changes(regclass);
-CREATE FUNCTION @extschema@.track_event_changes(events regclass, for_source regclass DEFAULT NULL) RETURNS void
+CREATE FUNCTION @extschema@.track_event_changes(events regclass, for_source regclass DEFAULT NULL,
+                                                contact_column name DEFAULT NULL) RETURNS void
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     contact name;
@@ -1122,7 +1178,11 @@ BEGIN
         RAISE EXCEPTION '% has no event source to feed', for_source
             USING ERRCODE = 'undefined_object', HINT = 'Define it first: engagement.define_event_source.';
     END IF;
-    contact := (@extschema@._source_of(coalesce(for_source, events))).contact_column;
+    -- the table's own contact column: given, or its own source's, or (a table under a view source)
+    -- the view's
+    contact := coalesce(contact_column,
+                        (SELECT s.contact_column FROM @extschema@.event_sources s WHERE s.relation = events),
+                        (@extschema@._source_of(coalesce(for_source, events))).contact_column);
     PERFORM @extschema@._tracked_relation_check(events, '', false, contact);
     -- the relation must be one a refresh may read (owner, columns) unless it only feeds another source
     IF for_source IS NULL THEN
@@ -1136,7 +1196,7 @@ BEGIN
     IF EXISTS (SELECT FROM pg_class c
                 WHERE c.relkind = 'f' AND c.oid IN (SELECT events UNION SELECT t.relid FROM pg_partition_tree(events) t)) THEN
         EXECUTE format('CREATE TRIGGER engagement_track_change AFTER INSERT OR UPDATE OR DELETE ON %s '
-                       'FOR EACH ROW EXECUTE FUNCTION @extschema@._track_event_change(%L)', events, contact);
+                       'FOR EACH ROW EXECUTE FUNCTION @extschema@._track_event_change(%L, %L)', events, contact, events::oid);
     ELSE
         EXECUTE format('CREATE TRIGGER engagement_track_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS new_events '
                        'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes(%L)', events, contact);
@@ -1149,12 +1209,9 @@ BEGIN
     EXECUTE format('CREATE TRIGGER engagement_track_truncate AFTER TRUNCATE ON %s '
                    'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes(%L)', events, contact);
 END $$;
-COMMENT ON FUNCTION @extschema@.track_event_changes(regclass, regclass) IS
+COMMENT ON FUNCTION @extschema@.track_event_changes(regclass, regclass, name) IS
     'Adds (or replaces) change-tracking triggers on a table of the CRM''s own (run it again after attaching partitions), so incremental refreshes of the profiles reading it (or for_source, a view over it) see the changes written through this server';
-REVOKE EXECUTE ON FUNCTION @extschema@.track_event_changes(regclass, regclass) FROM PUBLIC;
-SELECT @extschema@._upgrade_copy_grants(proacl, 'FUNCTION', '@extschema@.track_event_changes(regclass, regclass)')
-  FROM pg_temp._es_track_acl;
-DROP TABLE pg_temp._es_track_acl;
+REVOKE EXECUTE ON FUNCTION @extschema@.track_event_changes(regclass, regclass, name) FROM PUBLIC;
 CREATE FUNCTION @extschema@.untrack_event_changes(events regclass) RETURNS integer
 LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -1171,6 +1228,12 @@ END $$;
 COMMENT ON FUNCTION @extschema@.untrack_event_changes(regclass) IS
     'Removes the change-tracking triggers track_event_changes made on a table (then DROP EXTENSION no longer depends on them); returns how many';
 REVOKE EXECUTE ON FUNCTION @extschema@.untrack_event_changes(regclass) FROM PUBLIC;
+-- The roles that could track relations (grant_admin_access) may now define sources and untrack.
+SELECT @extschema@._upgrade_copy_grants(proacl, 'FUNCTION', f)
+  FROM pg_temp._es_track_acl,
+       unnest(ARRAY['@extschema@.track_event_changes(regclass, regclass, name)', '@extschema@.untrack_event_changes(regclass)',
+                    '@extschema@.define_event_source(regclass, jsonb, name, name, name, name, text, text, regclass[])']) f;
+DROP TABLE pg_temp._es_track_acl;
 
 -- The refresh: changes drained per relation, unmapped rows counted, every run recorded.
 CREATE OR REPLACE FUNCTION @extschema@._refresh_drain_changes(p @extschema@.scoring_profiles) RETURNS void
@@ -1240,7 +1303,8 @@ BEGIN
         -- NULL::text would keep postgres_fdw from shipping the query: its collation is not a column's)
         CASE WHEN typed_kind THEN 'NULL::text' ELSE 'min(e.kind) FILTER (WHERE e.event_type IS NULL)' END,
         CASE WHEN counted THEN 'count(*) FILTER (WHERE e.event_type IS NULL)' ELSE '0::bigint' END,
-        CASE WHEN counted THEN 'count(*) FILTER (WHERE e.event_type IS NULL OR e.occurred_at IS NULL)' ELSE '0::bigint' END)
+        CASE WHEN counted THEN 'count(*) FILTER (WHERE e.contact_id IS NULL OR e.event_type IS NULL OR e.occurred_at IS NULL)'
+             ELSE '0::bigint' END)
     USING refresh_at, p.name, to_jsonb(p);
     unmapped := 0;
     IF counted THEN
@@ -1335,12 +1399,12 @@ BEGIN
     IF unmapped > 0 THEN
         src := @extschema@._source_of(p.events_relation);
         IF src.on_unmapped = 'reject' THEN
-            RAISE EXCEPTION 'profile "%": % rows of % have a kind its source does not map: %', p.name, unmapped,
+            RAISE EXCEPTION 'profile "%": % rows of % have a kind its source does not map (or no contact, no time, an invalid value): %', p.name, unmapped,
                             p.events_relation, coalesce(array_to_string(unmapped_kinds, ', '), '(no time or contact)')
                 USING ERRCODE = 'invalid_parameter_value',
                       HINT = 'Map them in engagement.event_kind_map (define_event_source), or set on_unmapped = ''count''.';
         END IF;
-        RAISE WARNING 'profile "%": % rows of % were not scored: kinds not mapped (%) or no contact or time',
+        RAISE WARNING 'profile "%": % rows of % were not scored: kinds not mapped (%), or no contact, no time or an invalid value',
                       p.name, unmapped, p.events_relation, coalesce(array_to_string(unmapped_kinds, ', '), 'none')
             USING HINT = 'Map the kinds in engagement.event_kind_map (define_event_source).';
     END IF;
@@ -1415,7 +1479,8 @@ LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp A
                           count(*) FILTER (WHERE e.event_type IS NULL) AS unmapped,
                           min(e.kind) FILTER (WHERE e.event_type IS NULL) AS kind
                      FROM (%s) e WHERE e.contact_id = $1 AND e.occurred_at <= $2',
-                  aggregate, @extschema@._source_select(@extschema@._source_of(p.events_relation), p.events_relation::text))
+                  aggregate, @extschema@._source_select(@extschema@._source_of(p.events_relation),
+                                                        @extschema@._live_events_or_error(p)))
 $$;
 CREATE FUNCTION @extschema@._report_unmapped(p @extschema@.scoring_profiles, contact_id bigint, unmapped bigint,
                                              kind text) RETURNS void
@@ -1505,7 +1570,8 @@ BEGIN
     RETURN QUERY EXECUTE format('SELECT e.occurred_at, e.event_type, e.kind, e.conversion_value FROM (%s) e
                                   WHERE e.contact_id = $1 AND e.occurred_at < $2
                                   ORDER BY e.occurred_at DESC LIMIT $3',
-                                @extschema@._source_select(@extschema@._source_of(p.events_relation), p.events_relation::text))
+                                @extschema@._source_select(@extschema@._source_of(p.events_relation),
+                                                           @extschema@._live_events_or_error(p)))
       USING contact_id, before, page_size;
 END $$;
 COMMENT ON FUNCTION @extschema@.profile_events(bigint, text, timestamptz, integer) IS
@@ -1606,7 +1672,7 @@ BEGIN
     EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO %s', current_database(), role_name);
     EXECUTE format('GRANT EXECUTE ON FUNCTION @extschema@.refresh_scores(text, boolean, text), @extschema@.fit_model(text, timestamptz, text),
                     @extschema@.schedule_refresh(text, text, text, text), @extschema@.unschedule_refresh(text),
-                    @extschema@.track_event_changes(regclass, regclass), @extschema@.untrack_event_changes(regclass),
+                    @extschema@.track_event_changes(regclass, regclass, name), @extschema@.untrack_event_changes(regclass),
                     @extschema@.define_event_source(regclass, jsonb, name, name, name, name, text, text, regclass[]),
                     @extschema@._track_event_changes(),
                     @extschema@._track_event_change() TO %s', role_name);
@@ -2039,7 +2105,7 @@ COMMENT ON FUNCTION @extschema@.explain_score(bigint, timestamptz, text) IS
     'Explains one contact''s score: each component with its value, weight and contribution, the facts and predictions';
 COMMENT ON FUNCTION @extschema@.define_event_source(regclass, jsonb, name, name, name, name, text, text, regclass[]) IS
     'Defines (or replaces) how a CRM''s own events relation is read: its columns, its kinds mapped to event types ({"open": "opened", ...}), kind_match exact or trim_lower, on_unmapped count or reject, and for a view the tables whose tracked changes feed it';
-COMMENT ON FUNCTION @extschema@.track_event_changes(regclass, regclass) IS
+COMMENT ON FUNCTION @extschema@.track_event_changes(regclass, regclass, name) IS
     'Adds (or replaces) change-tracking triggers on a table of the CRM''s own (run it again after attaching partitions), so incremental refreshes of the profiles reading it (or for_source, a view over it) see the changes written through this server';
 COMMENT ON FUNCTION @extschema@.untrack_event_changes(regclass) IS
     'Removes the change-tracking triggers track_event_changes made on a table (then DROP EXTENSION no longer depends on them); returns how many';

@@ -250,7 +250,7 @@ BEGIN
         WITH c AS MATERIALIZED (
             SELECT @extschema@.model_summary(e.event_type, e.occurred_at, e.conversion_value, $1) AS s
               FROM %s e
-             WHERE e.occurred_at <= $1
+             WHERE e.occurred_at <= $1 AND e.contact_id IS NOT NULL AND e.event_type IS NOT NULL
              GROUP BY e.contact_id),
         b AS (SELECT (c.s).x, (c.s).t_x, (c.s).t, count(*) AS contacts FROM c GROUP BY 1, 2, 3),
         g AS (SELECT (c.s).value_days AS x, (c.s).mean_value AS m, count(*) AS contacts
@@ -365,7 +365,8 @@ BEGIN
         CREATE TEMP TABLE _es_validation ON COMMIT DROP AS
         WITH cal AS (
             SELECT e.contact_id, @extschema@.btyd_summary(e.event_type, e.occurred_at, $1) AS s
-              FROM %1$s e WHERE e.occurred_at <= $1 GROUP BY e.contact_id),
+              FROM %1$s e WHERE e.occurred_at <= $1 AND e.contact_id IS NOT NULL AND e.event_type IS NOT NULL
+             GROUP BY e.contact_id),
         hold AS (
             SELECT e.contact_id, count(DISTINCT floor(extract(epoch FROM e.occurred_at) / 86400)) AS days
               FROM %1$s e

@@ -156,7 +156,8 @@ BEGIN
     RETURN QUERY EXECUTE format('SELECT e.occurred_at, e.event_type, e.kind, e.conversion_value FROM (%s) e
                                   WHERE e.contact_id = $1 AND e.occurred_at < $2
                                   ORDER BY e.occurred_at DESC LIMIT $3',
-                                @extschema@._source_select(@extschema@._source_of(p.events_relation), p.events_relation::text))
+                                @extschema@._source_select(@extschema@._source_of(p.events_relation),
+                                                           @extschema@._live_events_or_error(p)))
       USING contact_id, before, page_size;
 END $$;
 COMMENT ON FUNCTION @extschema@.profile_events(bigint, text, timestamptz, integer) IS

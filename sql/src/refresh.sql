@@ -136,7 +136,8 @@ BEGIN
         -- NULL::text would keep postgres_fdw from shipping the query: its collation is not a column's)
         CASE WHEN typed_kind THEN 'NULL::text' ELSE 'min(e.kind) FILTER (WHERE e.event_type IS NULL)' END,
         CASE WHEN counted THEN 'count(*) FILTER (WHERE e.event_type IS NULL)' ELSE '0::bigint' END,
-        CASE WHEN counted THEN 'count(*) FILTER (WHERE e.event_type IS NULL OR e.occurred_at IS NULL)' ELSE '0::bigint' END)
+        CASE WHEN counted THEN 'count(*) FILTER (WHERE e.contact_id IS NULL OR e.event_type IS NULL OR e.occurred_at IS NULL)'
+             ELSE '0::bigint' END)
     USING refresh_at, p.name, to_jsonb(p);
     unmapped := 0;
     IF counted THEN
@@ -372,12 +373,12 @@ BEGIN
     IF unmapped > 0 THEN
         src := @extschema@._source_of(p.events_relation);
         IF src.on_unmapped = 'reject' THEN
-            RAISE EXCEPTION 'profile "%": % rows of % have a kind its source does not map: %', p.name, unmapped,
+            RAISE EXCEPTION 'profile "%": % rows of % have a kind its source does not map (or no contact, no time, an invalid value): %', p.name, unmapped,
                             p.events_relation, coalesce(array_to_string(unmapped_kinds, ', '), '(no time or contact)')
                 USING ERRCODE = 'invalid_parameter_value',
                       HINT = 'Map them in engagement.event_kind_map (define_event_source), or set on_unmapped = ''count''.';
         END IF;
-        RAISE WARNING 'profile "%": % rows of % were not scored: kinds not mapped (%) or no contact or time',
+        RAISE WARNING 'profile "%": % rows of % were not scored: kinds not mapped (%), or no contact, no time or an invalid value',
                       p.name, unmapped, p.events_relation, coalesce(array_to_string(unmapped_kinds, ', '), 'none')
             USING HINT = 'Map the kinds in engagement.event_kind_map (define_event_source).';
     END IF;

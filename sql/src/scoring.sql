@@ -177,7 +177,8 @@ LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp A
                           count(*) FILTER (WHERE e.event_type IS NULL) AS unmapped,
                           min(e.kind) FILTER (WHERE e.event_type IS NULL) AS kind
                      FROM (%s) e WHERE e.contact_id = $1 AND e.occurred_at <= $2',
-                  aggregate, @extschema@._source_select(@extschema@._source_of(p.events_relation), p.events_relation::text))
+                  aggregate, @extschema@._source_select(@extschema@._source_of(p.events_relation),
+                                                        @extschema@._live_events_or_error(p)))
 $$;
 
 -- Rows of a contact that the source does not map: an error naming the kind (on_unmapped reject),

@@ -64,7 +64,8 @@ BEGIN
     FOR col IN SELECT * FROM (VALUES ('contact', src.contact_column, ARRAY['smallint', 'integer', 'bigint']::regtype[]),
                                      ('time', src.time_column, ARRAY['timestamp with time zone']::regtype[]),
                                      ('value', src.value_column, ARRAY['numeric', 'smallint', 'integer', 'bigint', 'real', 'double precision']::regtype[]),
-                                     ('kind', src.kind_column, NULL)) v(what, name, types)
+                                     ('kind', src.kind_column, ARRAY['@extschema@.event_type', 'text', 'character varying',
+                                                                     'character', 'name']::regtype[])) v(what, name, types)
                 WHERE v.name IS NOT NULL
     LOOP
         typ := @extschema@._column_type(src.relation, col.name);
@@ -114,13 +115,22 @@ CREATE FUNCTION @extschema@._source_select(src @extschema@.event_sources, rel te
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     typed_kind boolean := @extschema@._column_type(src.relation, src.kind_column) = '@extschema@.event_type'::regtype;
+    own        boolean := src.relation = '@extschema@.engagement_events'::regclass;
+    value_expr text := CASE WHEN src.value_column IS NULL THEN 'NULL::numeric'
+                            WHEN @extschema@._column_type(src.relation, src.value_column) = 'numeric'::regtype
+                            THEN format('e.%I', src.value_column)
+                            ELSE format('e.%I::numeric', src.value_column) END;
 BEGIN
+    -- A row of a CRM's own relation the model cannot read (an infinite time, a negative, NaN or
+    -- infinite value: engagement_events' checks refuse them) is, like an unmapped kind, not scored
+    -- and counted, instead of stopping every refresh of the profile.
     RETURN format('SELECT e.%I AS contact_id, %s AS event_type, e.%I AS occurred_at, %s AS conversion_value, %s AS kind FROM %s e',
-                  src.contact_column, @extschema@._source_kind_expr(src), src.time_column,
-                  CASE WHEN src.value_column IS NULL THEN 'NULL::numeric'
-                       WHEN @extschema@._column_type(src.relation, src.value_column) = 'numeric'::regtype
-                       THEN format('e.%I', src.value_column)
-                       ELSE format('e.%I::numeric', src.value_column) END,
+                  src.contact_column,
+                  CASE WHEN own THEN @extschema@._source_kind_expr(src)
+                       ELSE format('CASE WHEN isfinite(e.%I) AND (%s IS NULL OR (%s >= 0 AND %s < ''Infinity'' AND %s <> ''NaN'')) THEN %s END',
+                                   src.time_column, value_expr, value_expr, value_expr, value_expr,
+                                   @extschema@._source_kind_expr(src)) END,
+                  src.time_column, value_expr,
                   CASE WHEN typed_kind THEN 'NULL::text' ELSE format('e.%I::text', src.kind_column) END,
                   rel);
 END $$;
@@ -160,6 +170,33 @@ BEGIN
     RETURN events::text;
 END $$;
 
+-- The relation the per-contact functions (engagement_score, explain_score, profile_events) read for
+-- their caller, checked: a view's functions, and a table's row-level security policies, would run
+-- as the caller (perhaps a superuser), so such a relation must be the caller's or a superuser's.
+-- A plain, partitioned or foreign table without row-level security runs nothing of its owner's.
+-- Returns its name, quoted and qualified.
+CREATE FUNCTION @extschema@._live_events_or_error(p @extschema@.scoring_profiles) RETURNS text
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    bad text;
+BEGIN
+    IF p.events_relation = '@extschema@.engagement_events'::regclass THEN
+        RETURN p.events_relation::text;
+    END IF;
+    SELECT c.oid::regclass::text INTO bad
+      FROM (SELECT p.events_relation AS relid UNION SELECT t.relid FROM pg_partition_tree(p.events_relation) t) t
+      JOIN pg_class c ON c.oid = t.relid JOIN pg_roles r ON r.oid = c.relowner
+     WHERE (c.relkind = 'v' OR c.relrowsecurity) AND NOT r.rolsuper
+       AND c.relowner <> (SELECT oid FROM pg_roles WHERE rolname = current_user) LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'events_relation % of scoring profile "%" is a view or has row-level security, owned by another role that is not a superuser: its code would run as you',
+                        bad, p.name
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Read it as its owner or a superuser (stored scores: engagement_scores).';
+    END IF;
+    RETURN p.events_relation::text;
+END $$;
+
 -- A source is checked when it is written, by the role that writes it: it may read the relation,
 -- the columns are there with types the model reads (pg_restore, a superuser, brings rows as they
 -- were).  A changed source, or kind map, makes every profile reading the relation rescore.
@@ -188,6 +225,19 @@ BEGIN
             USING ERRCODE = 'wrong_object_type';
     END IF;
     PERFORM @extschema@._source_check(NEW);
+    IF NEW.kind_match = 'trim_lower' AND EXISTS (
+           SELECT FROM @extschema@.event_kind_map m WHERE m.relation = NEW.relation
+            GROUP BY lower(btrim(m.kind)) HAVING count(*) > 1) THEN
+        RAISE EXCEPTION 'kinds of % are equal once trimmed and lower-cased: kind_match trim_lower would be ambiguous', NEW.relation
+            USING ERRCODE = 'unique_violation';
+    END IF;
+    -- 4: the tracking triggers read the contact column they were made with
+    IF TG_OP = 'UPDATE' AND NEW.contact_column <> OLD.contact_column AND EXISTS (
+           SELECT FROM pg_trigger t WHERE t.tgrelid = NEW.relation AND t.tgname LIKE 'engagement\_track\_%') THEN
+        RAISE EXCEPTION 'the change-tracking triggers of % read column %', NEW.relation, quote_ident(OLD.contact_column)
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Run engagement.untrack_event_changes on it first, then engagement.track_event_changes again.';
+    END IF;
     IF EXISTS (SELECT FROM unnest(NEW.changes_from) f(rel) JOIN pg_class c ON c.oid = f.rel WHERE c.relkind NOT IN ('r', 'p', 'f')) THEN
         RAISE EXCEPTION 'changes_from lists tables whose changes are tracked, not views' USING ERRCODE = 'wrong_object_type';
     END IF;
@@ -307,6 +357,16 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege',
                   HINT = format('As a role that may read it: UPDATE engagement.scoring_profiles SET events_relation_set_by = current_user WHERE name = %L;',
                                 p.name);
+    END IF;
+    -- A security_invoker view reads its tables with the reader's rights: a refreshing superuser would
+    -- read for that role what it may not read itself.
+    IF EXISTS (SELECT FROM pg_class c, unnest(c.reloptions) o
+                WHERE c.oid = p.events_relation AND o ~* '^security_invoker=(true|on|yes|1)$')
+       AND NOT EXISTS (SELECT FROM pg_roles r WHERE r.rolname = p.events_relation_set_by AND r.rolsuper) THEN
+        RAISE EXCEPTION 'events_relation % of scoring profile "%" is a security_invoker view, which a refresh would read with its own rights, not those of role %',
+                        p.events_relation, p.name, quote_ident(p.events_relation_set_by)
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Score a view without security_invoker (its tables are read with its owner''s rights), or have a superuser set events_relation.';
     END IF;
     -- With row-level security, that role may read fewer rows than a refreshing superuser sees.
     IF p.events_relation <> '@extschema@.engagement_events'::regclass
@@ -444,12 +504,12 @@ CREATE TRIGGER engagement_events_track_truncate AFTER TRUNCATE ON @extschema@.en
 -- Foreign partitions cannot hand rows to transition tables ("cannot collect transition tuples
 -- from child foreign tables"): a relation with any gets row-level triggers instead (which also
 -- turns off postgres_fdw's batch inserts while they exist; docs/scale-out.md).  They fire on the
--- partitions: the change is logged against the partitioned table.
+-- partitions: the change is logged against the tracked relation, their second argument.
 CREATE FUNCTION @extschema@._track_event_change() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     contact name := coalesce(TG_ARGV[0], 'contact_id');
-    rel regclass := coalesce(pg_partition_root(TG_RELID), TG_RELID);
+    rel regclass := coalesce(TG_ARGV[1]::oid, TG_RELID);   -- the tracked relation, not the partition that fired
     old_contact bigint;
     new_contact bigint;
 BEGIN
@@ -494,11 +554,13 @@ BEGIN
     RETURN dropped;
 END $$;
 
--- track_event_changes(events, for_source): change-tracking triggers on a table of the CRM's own (run
--- it again after attaching partitions).  Its contact column is the one its own source names, or, given
--- for_source (a view over it, or another relation reading it), that source's; then the table is
--- added to that source's changes_from, so its changes make the source's scores stale.
-CREATE FUNCTION @extschema@.track_event_changes(events regclass, for_source regclass DEFAULT NULL) RETURNS void
+-- track_event_changes(events, for_source, contact_column): change-tracking triggers on a table of the
+-- CRM's own (run it again after attaching partitions).  Its contact column is contact_column, or the
+-- one its own source names, or for_source's; given for_source (a view over it, or another relation
+-- reading it), the table is added to that source's changes_from, so its changes make the source's
+-- scores stale.
+CREATE FUNCTION @extschema@.track_event_changes(events regclass, for_source regclass DEFAULT NULL,
+                                                contact_column name DEFAULT NULL) RETURNS void
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     contact name;
@@ -518,7 +580,11 @@ BEGIN
         RAISE EXCEPTION '% has no event source to feed', for_source
             USING ERRCODE = 'undefined_object', HINT = 'Define it first: engagement.define_event_source.';
     END IF;
-    contact := (@extschema@._source_of(coalesce(for_source, events))).contact_column;
+    -- the table's own contact column: given, or its own source's, or (a table under a view source)
+    -- the view's
+    contact := coalesce(contact_column,
+                        (SELECT s.contact_column FROM @extschema@.event_sources s WHERE s.relation = events),
+                        (@extschema@._source_of(coalesce(for_source, events))).contact_column);
     PERFORM @extschema@._tracked_relation_check(events, '', false, contact);
     -- the relation must be one a refresh may read (owner, columns) unless it only feeds another source
     IF for_source IS NULL THEN
@@ -532,7 +598,7 @@ BEGIN
     IF EXISTS (SELECT FROM pg_class c
                 WHERE c.relkind = 'f' AND c.oid IN (SELECT events UNION SELECT t.relid FROM pg_partition_tree(events) t)) THEN
         EXECUTE format('CREATE TRIGGER engagement_track_change AFTER INSERT OR UPDATE OR DELETE ON %s '
-                       'FOR EACH ROW EXECUTE FUNCTION @extschema@._track_event_change(%L)', events, contact);
+                       'FOR EACH ROW EXECUTE FUNCTION @extschema@._track_event_change(%L, %L)', events, contact, events::oid);
     ELSE
         EXECUTE format('CREATE TRIGGER engagement_track_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS new_events '
                        'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes(%L)', events, contact);
@@ -545,9 +611,9 @@ BEGIN
     EXECUTE format('CREATE TRIGGER engagement_track_truncate AFTER TRUNCATE ON %s '
                    'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes(%L)', events, contact);
 END $$;
-COMMENT ON FUNCTION @extschema@.track_event_changes(regclass, regclass) IS
+COMMENT ON FUNCTION @extschema@.track_event_changes(regclass, regclass, name) IS
     'Adds (or replaces) change-tracking triggers on a table of the CRM''s own (run it again after attaching partitions), so incremental refreshes of the profiles reading it (or for_source, a view over it) see the changes written through this server';
-REVOKE EXECUTE ON FUNCTION @extschema@.track_event_changes(regclass, regclass) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION @extschema@.track_event_changes(regclass, regclass, name) FROM PUBLIC;
 
 CREATE FUNCTION @extschema@.untrack_event_changes(events regclass) RETURNS integer
 LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$

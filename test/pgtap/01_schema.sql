@@ -115,7 +115,7 @@ SELECT results_eq($$SELECT p.oid::regprocedure::text FROM pg_proc p
                         'engagement.grant_application_access(regrole)',
                         'engagement.refresh_scores(text,boolean,text)',
                         'engagement.schedule_refresh(text,text,text,text)',
-                        'engagement.track_event_changes(regclass,regclass)',
+                        'engagement.track_event_changes(regclass,regclass,name)',
                         'engagement.unschedule_refresh(text)',
                         'engagement.untrack_event_changes(regclass)',
                         'engagement.validate_model(timestamp with time zone,timestamp with time zone,text,boolean)',
@@ -166,7 +166,7 @@ SELECT results_eq($$SELECT p.oid::regprocedure::text FROM pg_proc p
                         'engagement.grant_application_access(regrole)',
                         'engagement.refresh_scores(text,boolean,text)',
                         'engagement.schedule_refresh(text,text,text,text)',
-                        'engagement.track_event_changes(regclass,regclass)',
+                        'engagement.track_event_changes(regclass,regclass,name)',
                         'engagement.unschedule_refresh(text)',
                         'engagement.untrack_event_changes(regclass)'],
                   'the writing functions (the change-tracking triggers among them) are not executable by PUBLIC');

@@ -128,6 +128,50 @@ check "a failing refresh with on_error => 'record' warns, returns NULL and is re
     '[[ "$out" == *"WARNING"*"failed"* ]] && [[ "$(q -c "SELECT error FROM engagement.refresh_runs WHERE profile = '"'crm'"' ORDER BY id DESC LIMIT 1")" == 42703* ]]'
 q -c "ALTER TABLE crm.sms_events RENAME COLUMN revenue_usd TO revenue"
 
+# 5b. What the review of 1.4 found, checked: rows without a contact and rows with a value the model
+# cannot read are counted, not fatal; a source's contact column cannot change under its triggers;
+# switching to trim_lower refuses an ambiguous map; a kind column of another type is refused.
+q -c "UPDATE engagement.event_sources SET on_unmapped = 'count' WHERE relation = 'crm.sms_events'::regclass" \
+  -c "INSERT INTO crm.sms_events (contact_id, kind, at) VALUES (NULL, 'stop', '2026-05-30 10:00+00')" \
+  -c "INSERT INTO crm.sms_events (contact_id, kind, at, revenue) VALUES (12, 'purchase', '2026-05-30 11:00+00', -5)"
+out=$(q -c "SELECT engagement.refresh_scores('crm', true)" 2>&1)
+n=$(grep -x "[0-9]*" <<<"$out" | head -1)
+check "a row without a contact and a negative value are counted, and the refresh goes on ($n)" \
+    '[ "$n" = 300 ] && [ "$(q -c "SELECT unmapped_rows FROM engagement.refresh_runs WHERE profile = '"'crm'"' ORDER BY id DESC LIMIT 1")" = 2 ]'
+q -c "DELETE FROM crm.sms_events WHERE contact_id IS NULL OR revenue < 0"
+err=$(q -c "UPDATE engagement.event_sources SET contact_column = 'id' WHERE relation = 'crm.sms_events'::regclass" 2>&1)
+check "the contact column cannot change under the tracking triggers (55000)" '[[ "$err" == *"change-tracking triggers of crm.sms_events read column contact_id"* ]]'
+q -c "UPDATE engagement.event_sources SET kind_match = 'exact' WHERE relation = 'crm.sms_events'::regclass" \
+  -c "INSERT INTO engagement.event_kind_map VALUES ('crm.sms_events', 'Open', 'opened')"
+err=$(q -c "UPDATE engagement.event_sources SET kind_match = 'trim_lower' WHERE relation = 'crm.sms_events'::regclass" 2>&1)
+check "switching to trim_lower with kinds Open and open is refused (23505)" '[[ "$err" == *"would be ambiguous"* ]]'
+q -c "DELETE FROM engagement.event_kind_map WHERE relation = 'crm.sms_events'::regclass AND kind = 'Open'" \
+  -c "UPDATE engagement.event_sources SET kind_match = 'trim_lower' WHERE relation = 'crm.sms_events'::regclass"
+err=$(q -c "CREATE TYPE crm.kind AS ENUM ('open')" -c "CREATE TABLE crm.typed (contact_id bigint, kind crm.kind, at timestamptz)" \
+        -c "SELECT engagement.define_event_source('crm.typed', kind_column => 'kind', time_column => 'at', value_column => NULL)" 2>&1)
+check "a kind column of a type of the CRM's is refused (its cast to text would run as the refresher; 42804)" '[[ "$err" == *"is crm.kind, not one of"* ]]'
+# Security: a view (or a table with row-level security) of another role's is not read for a
+# superuser by the per-contact functions; a security_invoker view is not refreshed for a role that
+# is not a superuser.
+q -c "CREATE ROLE es_crm_admin" -c "SELECT engagement.grant_admin_access('es_crm_admin')" \
+  -c "GRANT USAGE, CREATE ON SCHEMA crm TO es_crm_admin" -c "GRANT SELECT ON crm.sms_events TO es_crm_admin" >/dev/null
+q -c "SET ROLE es_crm_admin" -c "CREATE VIEW crm.admin_view AS SELECT * FROM crm.sms_events_mapped" \
+  -c "SELECT engagement.define_event_source('crm.admin_view')" \
+  -c "INSERT INTO engagement.scoring_profiles (name, events_relation) VALUES ('admin_view', 'crm.admin_view')" >/dev/null 2>&1
+err=$(q -c "SELECT engagement.engagement_score(7, now(), 'admin_view')" 2>&1)
+check "a superuser's engagement_score refuses another role's view (42501: its code would run as the caller)" \
+    '[[ "$err" == *"its code would run as you"* ]]'
+q -c "CREATE VIEW crm.invoker_view WITH (security_invoker = true) AS SELECT * FROM crm.sms_events_mapped" \
+  -c "ALTER VIEW crm.invoker_view OWNER TO es_crm_admin" -c "GRANT SELECT ON crm.sms_events_mapped TO es_crm_admin"
+q -c "SET ROLE es_crm_admin" -c "SELECT engagement.define_event_source('crm.invoker_view')" \
+  -c "INSERT INTO engagement.scoring_profiles (name, events_relation) VALUES ('invoker', 'crm.invoker_view')" >/dev/null 2>&1
+err=$(q -c "SET ROLE es_crm_admin" -c "SELECT engagement.refresh_scores('invoker')" 2>&1)
+check "a refresh of a security_invoker view set by a role that is not a superuser is refused (42501)" \
+    '[[ "$err" == *"is a security_invoker view"* ]]'
+q -c "DELETE FROM engagement.scoring_profiles WHERE name IN ('admin_view', 'invoker')" \
+  -c "DELETE FROM engagement.event_sources WHERE relation IN ('crm.admin_view'::regclass, 'crm.invoker_view'::regclass, 'crm.typed'::regclass)" \
+  -c "DROP VIEW crm.admin_view, crm.invoker_view" -c "DROP TABLE crm.typed" -c "DROP TYPE crm.kind" >/dev/null
+
 # 6. DROP EXTENSION after untrack_event_changes (and once the CRM's own view over engagement.event_type
 # is gone: that one is the CRM's to drop).
 q -c "DROP VIEW crm.raw"
@@ -139,3 +183,4 @@ check "after untrack_event_changes, DROP EXTENSION succeeds" 'q -c "DROP EXTENSI
 [ -s "$WORK/drop.err" ] && sed 's/^/# /' "$WORK/drop.err"
 
 psql -qXAt -d postgres -c "DROP DATABASE es_crm"
+PGOPTIONS="-c client_min_messages=warning" psql -qXAt -d postgres -c "DROP ROLE IF EXISTS es_crm_admin"
