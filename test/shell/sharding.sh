@@ -68,8 +68,8 @@ q 0 -c "BEGIN" -c "SELECT engagement.refresh_scores('sharded'), engagement.refre
 same=$(q 0 -c "$COMPARE")
 check "full refresh_scores on the shards equals the single node, percentiles included ($same)" '[ "$same" = "3000 3000" ]'
 check "the refresh's scoring query ran inside the shards" \
-    'grep -q "engagement.score_events(event_type, occurred_at, conversion_value, .*\"name\": \"sharded\"" "$WORK/c1/server.log" &&
-     grep -q "engagement.score_events(event_type, occurred_at, conversion_value, .*\"name\": \"sharded\"" "$WORK/c2/server.log"'
+    'grep -q "engagement.score_events(.*occurred_at, conversion_value, .*\"name\": \"sharded\"" "$WORK/c1/server.log" &&
+     grep -q "engagement.score_events(.*occurred_at, conversion_value, .*\"name\": \"sharded\"" "$WORK/c2/server.log"'
 check "the coordinator holds the scores; the shards hold none" \
     '[ "$(q 1 -c "SELECT count(*) FROM engagement.engagement_scores")" = 0 ]'
 
@@ -95,4 +95,4 @@ fits=$(q 0 -c "SELECT count(*) = 2 AND bool_and(f.parameters = g.parameters AND 
                  JOIN engagement.fit_model('default', '2026-06-01', 'warning') g USING (model)" 2>/dev/null)
 check "fit_model on the shards equals the single node's fit" '[ "$fits" = t ]'
 check "the fit's summaries were computed inside the shards" \
-    'grep -q "engagement.model_summary(event_type, occurred_at, conversion_value, .* FROM crm.events .*GROUP BY" "$WORK/c1/server.log"'
+    'grep -q "engagement.model_summary(.*occurred_at, conversion_value, .* FROM crm.events .*GROUP BY" "$WORK/c1/server.log"'
