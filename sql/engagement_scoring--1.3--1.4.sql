@@ -851,11 +851,8 @@ BEGIN
             USING ERRCODE = 'wrong_object_type';
     END IF;
     PERFORM @extschema@._source_check(NEW);
-    IF NEW.kind_match = 'trim_lower' AND EXISTS (
-           SELECT FROM @extschema@.event_kind_map m WHERE m.relation = NEW.relation
-            GROUP BY lower(btrim(m.kind)) HAVING count(*) > 1) THEN
-        RAISE EXCEPTION 'kinds of % are equal once trimmed and lower-cased: kind_match trim_lower would be ambiguous', NEW.relation
-            USING ERRCODE = 'unique_violation';
+    IF NEW.kind_match = 'trim_lower' THEN
+        PERFORM @extschema@._kind_map_unambiguous_or_error(NEW.relation);
     END IF;
     -- 4: the tracking triggers read the contact column they were made with
     IF TG_OP = 'UPDATE' AND NEW.contact_column <> OLD.contact_column AND EXISTS (
@@ -873,22 +870,35 @@ END $$;
 CREATE TRIGGER event_sources_check BEFORE INSERT OR UPDATE ON @extschema@.event_sources
     FOR EACH ROW EXECUTE FUNCTION @extschema@._source_check_row();
 
--- With kind_match trim_lower, two kinds equal once trimmed and lower-cased would be ambiguous.
+-- With kind_match trim_lower, two kinds of a map that are one once trimmed and lower-cased would be
+-- ambiguous (the first would win): refused when the map is written, and when a source switches to
+-- trim_lower (_source_check_row).
+CREATE FUNCTION @extschema@._kind_map_unambiguous_or_error(rel regclass) RETURNS void
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    kinds text;
+BEGIN
+    SELECT string_agg(quote_literal(m.kind), ' and ' ORDER BY m.kind) INTO kinds
+      FROM @extschema@.event_kind_map m WHERE m.relation = rel
+     GROUP BY lower(btrim(m.kind)) HAVING count(*) > 1
+     ORDER BY 1 LIMIT 1;
+    IF kinds IS NOT NULL THEN
+        RAISE EXCEPTION 'kinds % of % are one kind once trimmed and lower-cased: kind_match trim_lower would be ambiguous',
+                        kinds, rel
+            USING ERRCODE = 'unique_violation';
+    END IF;
+END $$;
+
 CREATE FUNCTION @extschema@._kind_map_check_row() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF EXISTS (SELECT FROM @extschema@.event_sources s JOIN @extschema@.event_kind_map m ON m.relation = s.relation
-                WHERE s.relation = NEW.relation AND s.kind_match = 'trim_lower' AND m.kind <> NEW.kind
-                  AND lower(btrim(m.kind)) = lower(btrim(NEW.kind))) THEN
-        RAISE EXCEPTION 'kind % of % is kind % once trimmed and lower-cased (kind_match trim_lower)',
-                        quote_literal(NEW.kind), NEW.relation,
-                        (SELECT quote_literal(m.kind) FROM @extschema@.event_kind_map m
-                          WHERE m.relation = NEW.relation AND m.kind <> NEW.kind AND lower(btrim(m.kind)) = lower(btrim(NEW.kind)) LIMIT 1)
-            USING ERRCODE = 'unique_violation';
+    IF (SELECT s.kind_match FROM @extschema@.event_sources s WHERE s.relation = NEW.relation) = 'trim_lower' THEN
+        PERFORM @extschema@._kind_map_unambiguous_or_error(NEW.relation);
     END IF;
-    RETURN NEW;
+    RETURN NULL;
 END $$;
-CREATE TRIGGER event_kind_map_check BEFORE INSERT OR UPDATE ON @extschema@.event_kind_map
+-- (after the row is written, so that the check sees the map as it now is)
+CREATE TRIGGER event_kind_map_check AFTER INSERT OR UPDATE ON @extschema@.event_kind_map
     FOR EACH ROW EXECUTE FUNCTION @extschema@._kind_map_check_row();
 
 CREATE FUNCTION @extschema@._source_changed() RETURNS trigger

@@ -147,6 +147,10 @@ err=$(q -c "UPDATE engagement.event_sources SET kind_match = 'trim_lower' WHERE 
 check "switching to trim_lower with kinds Open and open is refused (23505)" '[[ "$err" == *"would be ambiguous"* ]]'
 q -c "DELETE FROM engagement.event_kind_map WHERE relation = 'crm.sms_events'::regclass AND kind = 'Open'" \
   -c "UPDATE engagement.event_sources SET kind_match = 'trim_lower' WHERE relation = 'crm.sms_events'::regclass"
+err=$(q -c "INSERT INTO engagement.event_kind_map VALUES ('crm.sms_events', ' OPEN', 'opened')" 2>&1)
+check "under trim_lower, a kind ' OPEN' beside open is refused when the map is written (23505)" '[[ "$err" == *"would be ambiguous"* ]]'
+q -c "UPDATE engagement.event_sources SET kind_match = 'exact' WHERE relation = 'crm.sms_events'::regclass" \
+  -c "UPDATE engagement.event_sources SET kind_match = 'trim_lower' WHERE relation = 'crm.sms_events'::regclass"
 err=$(q -c "CREATE TYPE crm.kind AS ENUM ('open')" -c "CREATE TABLE crm.typed (contact_id bigint, kind crm.kind, at timestamptz)" \
         -c "SELECT engagement.define_event_source('crm.typed', kind_column => 'kind', time_column => 'at', value_column => NULL)" 2>&1)
 check "a kind column of a type of the CRM's is refused (its cast to text would run as the refresher; 42804)" '[[ "$err" == *"is crm.kind, not one of"* ]]'
