@@ -10,7 +10,7 @@ EXTVERSION   = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).
 # concern, in dependency order).  Older versions keep their install script (1.0) and every
 # upgrade script (deltas only), so ALTER EXTENSION ... UPDATE works from each released version.
 SQL_SOURCES  = $(addprefix sql/src/,schema.sql scoring.sql tracking.sql refresh.sql queries.sql presentation.sql \
-                                    models.sql scheduling.sql access.sql)
+                                    models.sql scheduling.sql citus.sql access.sql)
 DATA_built   = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA         = sql/$(EXTENSION)--1.0.sql $(wildcard sql/$(EXTENSION)--*--*.sql)
 

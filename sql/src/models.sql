@@ -260,7 +260,7 @@ BEGIN
                (SELECT count(*) FROM c) AS contacts,
                (SELECT coalesce(sum(g.contacts), 0) FROM g) AS valued$q$, events)
     INTO res USING as_of, p.fit_penalizer;
-    IF events = 'pg_temp._es_events' THEN DROP VIEW pg_temp._es_events; END IF;
+    PERFORM @extschema@._unbind_events_relation(events);
     mbg := res.mbg;
     gg := res.gg;
 
@@ -377,7 +377,7 @@ BEGIN
                NULL::float8 AS predicted
           FROM cal LEFT JOIN hold USING (contact_id)$q$, events)
     USING calibration_end, cal_day, hold_day;
-    IF events = 'pg_temp._es_events' THEN DROP VIEW pg_temp._es_events; END IF;
+    PERFORM @extschema@._unbind_events_relation(events);
     IF NOT EXISTS (SELECT FROM pg_temp._es_validation) THEN
         RAISE EXCEPTION 'profile "%": no contact has an event at or before %: nothing to validate', p.name, calibration_end
             USING ERRCODE = 'no_data_found';

@@ -101,6 +101,23 @@ COMMENT ON FUNCTION @extschema@.score_histogram(text, integer) IS
 ------------------------------------------------------------------------------------------------
 -- Funnels
 ------------------------------------------------------------------------------------------------
+-- The events the funnels count: the default profile's events relation when it has the columns a
+-- funnel reads (contact_id, campaign_id, event_type of type event_type, occurred_at: a CRM table
+-- such as the one citus_distribute distributes), else engagement_events.  Read with the caller's
+-- rights, as any query of it.
+CREATE FUNCTION @extschema@._funnel_events() RETURNS regclass
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce((SELECT p.events_relation FROM @extschema@.scoring_profiles p
+                      WHERE p.name = 'default'
+                        AND (SELECT count(*) FROM pg_attribute a
+                              WHERE a.attrelid = p.events_relation AND a.attnum > 0 AND NOT a.attisdropped
+                                AND (a.attname, a.atttypid) IN (('contact_id', 'pg_catalog.int8'::regtype),
+                                                                ('campaign_id', 'pg_catalog.int8'::regtype),
+                                                                ('event_type', '@extschema@.event_type'::regtype),
+                                                                ('occurred_at', 'pg_catalog.timestamptz'::regtype))) = 4),
+                    '@extschema@.engagement_events'::regclass)
+$$;
+
 -- The marketer's funnel.  A (contact, campaign) pair reaches a stage of the chain delivered ->
 -- opened -> clicked -> responded -> converted when it has events of that stage and of every earlier
 -- one in the window (in any order of time); a contact counts at a stage when one of its campaigns
@@ -116,8 +133,8 @@ BEGIN
         RAISE EXCEPTION 'since and until must not be NULL' USING ERRCODE = 'null_value_not_allowed';
     END IF;
     -- EXECUTE plans with the actual values: without a campaign the filter folds away, with one
-    -- the campaign index is used.
-    RETURN QUERY EXECUTE $q$
+    -- the campaign index is used.  (The events: _funnel_events.)
+    RETURN QUERY EXECUTE format($q$
     WITH stages(stage, ord, in_chain) AS (
         VALUES ('delivered', 1, true), ('opened', 2, true), ('clicked', 3, true), ('responded', 4, true),
                ('converted', 5, true), ('opted_out', 6, false), ('bounced', 7, false)),
@@ -127,7 +144,7 @@ BEGIN
                      count(*) FILTER (WHERE e.event_type = 'clicked'), count(*) FILTER (WHERE e.event_type = 'responded'),
                      count(*) FILTER (WHERE e.event_type = 'converted'), count(*) FILTER (WHERE e.event_type = 'opted_out'),
                      count(*) FILTER (WHERE e.event_type = 'bounced')] AS n
-          FROM @extschema@.engagement_events e
+          FROM %s e
          WHERE e.campaign_id IS NOT NULL AND ($1 IS NULL OR e.campaign_id = $1)
            AND e.occurred_at >= $2 AND e.occurred_at < $3
          GROUP BY e.contact_id, e.campaign_id),
@@ -150,7 +167,7 @@ BEGIN
            CASE WHEN c.stage <> 'bounced'
                 THEN c.contacts::float8 / nullif((SELECT d.contacts FROM counted d WHERE d.stage = 'delivered'), 0) END
       FROM counted c ORDER BY c.ord
-    $q$ USING campaign_id, since, until;
+    $q$, @extschema@._funnel_events()) USING campaign_id, since, until;
 END $$;
 COMMENT ON FUNCTION @extschema@.funnel(bigint, timestamptz, timestamptz) IS
     'The funnel delivered > opened > clicked > responded > converted of a campaign (or of every campaign), nested: a contact counts at a stage when, in one campaign, it has events of that stage and every earlier one in [since, until), so rates never exceed 1; then opted_out (of the delivered) and bounced (no rate). Independent per-stage counts: funnel_independent';
@@ -164,10 +181,10 @@ BEGIN
     IF since IS NULL OR until IS NULL THEN
         RAISE EXCEPTION 'since and until must not be NULL' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    RETURN QUERY EXECUTE $q$
+    RETURN QUERY EXECUTE format($q$
     WITH counts AS (
         SELECT e.event_type::text AS stage, count(DISTINCT e.contact_id) AS contacts, count(*) AS events
-          FROM @extschema@.engagement_events e
+          FROM %s e
          WHERE ($1 IS NULL OR e.campaign_id = $1) AND e.occurred_at >= $2 AND e.occurred_at < $3
          GROUP BY e.event_type),
     stages(stage, ord, in_funnel) AS (
@@ -181,7 +198,7 @@ BEGIN
                 THEN c.contacts::float8 / nullif(lag(c.contacts) OVER (PARTITION BY c.in_funnel ORDER BY c.ord), 0) END,
            c.contacts::float8 / nullif((SELECT d.contacts FROM counted d WHERE d.stage = 'delivered'), 0)
       FROM counted c ORDER BY c.ord
-    $q$ USING campaign_id, since, until;
+    $q$, @extschema@._funnel_events()) USING campaign_id, since, until;
 END $$;
 COMMENT ON FUNCTION @extschema@.funnel_independent(bigint, timestamptz, timestamptz) IS
     'Per stage, counted independently of the others: distinct contacts and events in [since, until) (of the campaign, or all events, those without a campaign included) and the contact rate from the previous stage and from delivered, which can exceed 1 (contacts converting without responding, say); the nested funnel is funnel';

@@ -109,6 +109,8 @@ DECLARE
                                                          WHERE a.attrelid = p.events_relation
                                                            AND a.attname IN (src.contact_column, src.time_column)), false));
 BEGIN
+    -- (Citus cannot run the lateral form on the workers: there the targets go in as a list)
+    few_targets := few_targets AND @extschema@._citus_method(p.events_relation) IS NULL;
     EXECUTE format(CASE WHEN few_targets AND NOT full_refresh THEN $q$
         CREATE TEMP TABLE _es_scored ON COMMIT DROP AS
         SELECT t.contact_id, (c.s).*, c.unmapped, c.unmapped_kind
@@ -267,21 +269,23 @@ BEGIN
             OR up.segment <> prev.segment)
     SELECT count(*) INTO rescored FROM up;
 
+    -- (uncorrelated subqueries of the temporary tables: on Citus they become intermediate results)
     IF full_refresh THEN
         DELETE FROM @extschema@.engagement_scores s
-         WHERE s.profile = p.name AND NOT EXISTS (SELECT FROM pg_temp._es_scored n WHERE n.contact_id = s.contact_id);
+         WHERE s.profile = p.name AND s.contact_id NOT IN (SELECT n.contact_id FROM pg_temp._es_scored n);
     ELSE
         DELETE FROM @extschema@.engagement_scores s
-         USING pg_temp._es_targets t
-         WHERE s.profile = p.name AND s.contact_id = t.contact_id
-           AND NOT EXISTS (SELECT FROM pg_temp._es_scored n WHERE n.contact_id = t.contact_id);
+         WHERE s.profile = p.name
+           AND s.contact_id IN (SELECT t.contact_id FROM pg_temp._es_targets t
+                                 WHERE NOT EXISTS (SELECT FROM pg_temp._es_scored n WHERE n.contact_id = t.contact_id));
     END IF;
     RETURN rescored;
 END $$;
 
 -- A target (a changed or pending contact) may have events after refresh_at (dated in the future,
 -- or committed after this transaction started): they were not scored now, so it stays pending,
--- however many refreshes come before those events are due.
+-- however many refreshes come before those events are due.  (The events are read in an
+-- uncorrelated subquery, which Citus can run on the workers.)
 CREATE FUNCTION @extschema@._refresh_keep_pending(p @extschema@.scoring_profiles, events text,
                                                   refresh_at timestamptz) RETURNS void
 LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
@@ -289,7 +293,8 @@ BEGIN
     EXECUTE format($q$
         INSERT INTO @extschema@.pending_rescore (profile, contact_id)
         SELECT $2, c.contact_id FROM pg_temp._es_targets c
-         WHERE EXISTS (SELECT FROM %s e WHERE e.contact_id = c.contact_id AND e.occurred_at > $1)
+         WHERE c.contact_id IN (SELECT e.contact_id FROM %s e
+                                 WHERE e.occurred_at > $1 AND e.contact_id IN (SELECT t.contact_id FROM pg_temp._es_targets t))
            AND NOT EXISTS (SELECT FROM @extschema@.pending_rescore pr WHERE pr.profile = $2 AND pr.contact_id = c.contact_id)
         $q$, events)
     USING refresh_at, p.name;
@@ -397,7 +402,7 @@ BEGIN
 
     -- Leave nothing behind for the rest of the transaction (another role may refresh in it).
     DROP TABLE pg_temp._es_scored, pg_temp._es_changed, pg_temp._es_targets;
-    IF events = 'pg_temp._es_events' THEN DROP VIEW pg_temp._es_events; END IF;
+    PERFORM @extschema@._unbind_events_relation(events);
 END $$;
 
 -- Every refresh is recorded in refresh_runs: what it did, skipped, or (on_error => 'record', what

@@ -125,6 +125,17 @@ COMMENT ON COLUMN @extschema@.scoring_profiles.fit_penalizer IS
 COMMENT ON COLUMN @extschema@.scoring_profiles.events_relation_set_by IS
     'The role that set events_relation (NULL for engagement_events,  when set before 1.3): a refresh reads the relation only while that role may';
 
+-- Whether this server is a Citus worker (a node other than the coordinator, group 0), where the
+-- extension's distributed and reference tables are placements of the coordinator's (docs/scale-out.md).
+CREATE FUNCTION @extschema@._on_citus_worker() RETURNS boolean
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF to_regclass('pg_catalog.pg_dist_local_group') IS NULL THEN
+        RETURN false;
+    END IF;
+    RETURN coalesce((SELECT g.groupid <> 0 FROM pg_catalog.pg_dist_local_group g), false);
+END $$;
+
 -- Every change of a profile bumps its version, so stored scores can tell they are stale.
 CREATE FUNCTION @extschema@._profile_bump_version() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -157,13 +168,17 @@ BEGIN
        AND (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
         RETURN NEW;
     END IF;
-    IF NOT @extschema@._role_may_read(current_user, NEW.events_relation) THEN
-        RAISE EXCEPTION 'role "%" may not read events_relation %', current_user, NEW.events_relation
-            USING ERRCODE = 'insufficient_privilege',
-                  HINT = 'A profile reads only a relation the role that sets it may read (SELECT, and USAGE on its schema).';
+    -- (on Citus, the profiles are a reference table whose placements each run this trigger: the
+    -- coordinator's checks; a worker's placement takes the same values unchecked)
+    IF NOT @extschema@._on_citus_worker() THEN
+        IF NOT @extschema@._role_may_read(current_user, NEW.events_relation) THEN
+            RAISE EXCEPTION 'role "%" may not read events_relation %', current_user, NEW.events_relation
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = 'A profile reads only a relation the role that sets it may read (SELECT, and USAGE on its schema).';
+        END IF;
+        -- readable as a source (the columns, or its row of event_sources): said now, not at the first refresh
+        PERFORM @extschema@._events_relation_or_error(NEW.events_relation);
     END IF;
-    -- readable as a source (the columns, or its row of event_sources): said now, not at the first refresh
-    PERFORM @extschema@._events_relation_or_error(NEW.events_relation);
     NEW.events_relation_set_by := current_user;
     RETURN NEW;
 END $$;
@@ -177,6 +192,10 @@ CREATE TRIGGER scoring_profiles_check_events_relation BEFORE INSERT OR UPDATE ON
 CREATE FUNCTION @extschema@._profile_replace_builtin_default() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    -- (on Citus a placement of the profiles' reference table fires this too; pg_restore writes the table itself)
+    IF TG_RELID <> '@extschema@.scoring_profiles'::regclass THEN
+        RETURN NEW;
+    END IF;
     IF NEW.name = 'default' THEN
         DELETE FROM @extschema@.scoring_profiles p
          WHERE p.name = 'default' AND p.version = 1

@@ -403,11 +403,19 @@ LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     events text := @extschema@._profile_events_or_error(p);
     src @extschema@.event_sources := @extschema@._source_of(p.events_relation);
+    propagation text := current_setting('citus.enable_ddl_propagation', true);   -- NULL without Citus
 BEGIN
     IF p.events_relation = '@extschema@.engagement_events'::regclass THEN
         RETURN '(' || @extschema@._source_select(src, events) || ')';   -- in the extension's own schema
     END IF;
+    -- (on Citus, a temporary view is this session's alone: not for Citus to propagate to the workers)
+    IF propagation IS NOT NULL THEN
+        PERFORM set_config('citus.enable_ddl_propagation', 'off', true);
+    END IF;
     EXECUTE 'CREATE TEMP VIEW _es_events AS ' || @extschema@._source_select(src, events);
+    IF propagation IS NOT NULL THEN
+        PERFORM set_config('citus.enable_ddl_propagation', propagation, true);
+    END IF;
     IF (SELECT array_agg(DISTINCT d.refobjid)
           FROM pg_rewrite r JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
          WHERE r.ev_class = 'pg_temp._es_events'::regclass AND d.refclassid = 'pg_class'::regclass
@@ -416,6 +424,23 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
     RETURN 'pg_temp._es_events';
+END $$;
+
+-- Drops what _bind_events_relation made, if anything.
+CREATE FUNCTION @extschema@._unbind_events_relation(events text) RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    propagation text := current_setting('citus.enable_ddl_propagation', true);
+BEGIN
+    IF events = 'pg_temp._es_events' THEN
+        IF propagation IS NOT NULL THEN
+            PERFORM set_config('citus.enable_ddl_propagation', 'off', true);
+        END IF;
+        DROP VIEW pg_temp._es_events;
+        IF propagation IS NOT NULL THEN
+            PERFORM set_config('citus.enable_ddl_propagation', propagation, true);
+        END IF;
+    END IF;
 END $$;
 
 ------------------------------------------------------------------------------------------------
@@ -604,6 +629,11 @@ BEGIN
          WHERE s.relation = for_source AND NOT events = ANY (s.changes_from);
     END IF;
     PERFORM @extschema@._drop_tracking_triggers(events);   -- run again, it replaces the triggers it made
+    -- a Citus distributed table: triggers on its shards (citus.sql)
+    IF @extschema@._citus_method(events) = 'h' THEN
+        PERFORM @extschema@._citus_track(events, contact);
+        RETURN;
+    END IF;
     -- the relation itself or any partition (pg_partition_tree lists only partitioned tables' trees)
     IF EXISTS (SELECT FROM pg_class c
                 WHERE c.relkind = 'f' AND c.oid IN (SELECT events UNION SELECT t.relid FROM pg_partition_tree(events) t)) THEN

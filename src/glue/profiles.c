@@ -11,6 +11,7 @@
 #include "access/htup_details.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_enum.h"
+#include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
@@ -175,8 +176,50 @@ es_check_profile_table_is_current(void)
 				 errhint("Run ALTER EXTENSION engagement_scoring UPDATE in this database.")));
 }
 
+/*
+ * The relation the profiles are read from.  On Citus (citus_distribute) scoring_profiles is a
+ * reference table, whose placement on every node, the coordinator included, holds the
+ * coordinator's rows; a query running on a shard may not query the Citus table itself ("cannot
+ * execute a distributed query from a query on a shard"), so the placement is read directly.  A
+ * syscache lookup without Citus; with it one catalog query, once per profile and query.
+ */
+static const char *
+es_profiles_relation(void)
+{
+	Oid			nsp = get_namespace_oid("engagement", true);
+	Oid			profiles = OidIsValid(nsp) ? get_relname_relid("scoring_profiles", nsp) : InvalidOid;
+	const char *placement = NULL;
+	Oid			argtype = OIDOID;
+	Datum		arg = ObjectIdGetDatum(profiles);
+
+	if (!OidIsValid(profiles) || !OidIsValid(get_relname_relid("pg_dist_shard", PG_CATALOG_NAMESPACE)))
+		return "engagement.scoring_profiles";
+	SPI_connect();
+	if (SPI_execute_with_args("SELECT shardid FROM pg_catalog.pg_dist_shard WHERE logicalrelid OPERATOR(pg_catalog.=) $1",
+							  1, &argtype, &arg, NULL, true, 2) == SPI_OK_SELECT && SPI_processed == 1)
+	{
+		bool		isnull;
+		Datum		shardid = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		char		name[NAMEDATALEN];
+
+		if (!isnull)
+		{
+			snprintf(name, sizeof(name), "scoring_profiles_" INT64_FORMAT, DatumGetInt64(shardid));
+			if (OidIsValid(get_relname_relid(name, nsp)))
+				placement = name;
+		}
+		if (placement != NULL)
+		{
+			SPI_finish();
+			return psprintf("engagement.%s", name);
+		}
+	}
+	SPI_finish();
+	return "engagement.scoring_profiles";
+}
+
 /* The profile called name (len bytes, not NUL-terminated), read from engagement.scoring_profiles
- * on its first use in the query. */
+ * (es_profiles_relation) on its first use in the query. */
 const NamedProfile *
 es_profile_by_name(FunctionCallInfo fcinfo, const char *name, int len)
 {
@@ -201,7 +244,7 @@ es_profile_by_name(FunctionCallInfo fcinfo, const char *name, int len)
 				 errmsg("scoring profile \"%s\" does not exist", cname)));
 	es_check_profile_table_is_current();
 	/* Fully qualified, operator included: SPI resolves names with the caller's search_path. */
-	if (!es_read_profile("engagement.scoring_profiles WHERE name OPERATOR(pg_catalog.=) $1", TEXTOID,
+	if (!es_read_profile(psprintf("%s WHERE name OPERATOR(pg_catalog.=) $1", es_profiles_relation()), TEXTOID,
 						 CStringGetTextDatum(cname), psprintf("\"%s\"", cname), &found))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),

@@ -1,0 +1,219 @@
+-- citus.sql: the extension on a Citus cluster (docs/scale-out.md).  citus_distribute lays the
+-- extension's tables out once, on the coordinator: the CRM's events, the scores, their history
+-- and the change log distributed by contact, co-located (a contact's rows on one worker); the
+-- profiles and the other small tables reference tables (a copy on every node, written through the
+-- coordinator), so what a worker scores with is always the coordinator's profile.  Change tracking
+-- runs in the shards: each shard of the events logs its changes in its co-located shard of the
+-- change log, in the same transaction.
+
+-- Whether rel is a Citus table, and of which kind ('h' hash-distributed, 'n' reference or Citus
+-- local); NULL without Citus or for a plain table.
+CREATE FUNCTION @extschema@._citus_method(rel regclass) RETURNS "char"
+LANGUAGE plpgsql STABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    method "char";
+BEGIN
+    IF to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE 'SELECT partmethod FROM pg_catalog.pg_dist_partition WHERE logicalrelid = $1' INTO method USING rel;
+    RETURN method;
+END $$;
+
+-- Whether the extension's tables are laid out for Citus (citus_distribute ran).
+CREATE FUNCTION @extschema@._on_citus() RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(@extschema@._citus_method('@extschema@.engagement_scores') = 'h', false)
+$$;
+
+-- The change-tracking trigger of a shard of a distributed events table (track_event_changes adds
+-- it on Citus; Citus creates it on every shard): the changed contacts go into the co-located
+-- shard of event_changes, on the same worker and in the same transaction as the change, found
+-- by the shard's hash range.  Arguments: the contact column and the tracked relation's OID on the
+-- coordinator (logged as the relation, which the coordinator's refresh reads: a worker's OIDs are
+-- its own).
+CREATE FUNCTION @extschema@._track_shard_changes() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    contact  name := TG_ARGV[0];
+    relation oid := TG_ARGV[1]::oid;
+    log      text;
+BEGIN
+    EXECUTE $q$
+        SELECT pg_catalog.shard_name('@extschema@.event_changes'::regclass, ec.shardid)
+          FROM pg_catalog.pg_dist_shard ev
+          JOIN pg_catalog.pg_dist_shard ec ON ec.logicalrelid = '@extschema@.event_changes'::regclass
+                                          AND ec.shardminvalue = ev.shardminvalue
+         WHERE ev.shardid = substring($1 FROM '_([0-9]+)$')::bigint$q$
+    INTO log USING TG_TABLE_NAME::text;
+    IF log IS NULL THEN
+        RAISE EXCEPTION 'change tracking on %: % is not a shard co-located with engagement.event_changes',
+                        relation::regclass, TG_TABLE_NAME
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Run engagement.citus_distribute on the coordinator.';
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        EXECUTE format('INSERT INTO %s (contact_id, relation) SELECT DISTINCT %I, $1 FROM new_events WHERE %I IS NOT NULL',
+                       log, contact, contact) USING relation;
+    ELSIF TG_OP = 'DELETE' THEN
+        EXECUTE format('INSERT INTO %s (contact_id, relation) SELECT DISTINCT %I, $1 FROM old_events WHERE %I IS NOT NULL',
+                       log, contact, contact) USING relation;
+    ELSIF TG_OP = 'UPDATE' THEN
+        EXECUTE format('INSERT INTO %s (contact_id, relation)
+                        SELECT c, $1 FROM (SELECT %I FROM old_events UNION SELECT %I FROM new_events) u(c) WHERE c IS NOT NULL',
+                       log, contact, contact) USING relation;
+    ELSE  -- TRUNCATE: every contact scored from this shard may have lost its events
+        EXECUTE format('INSERT INTO %s (contact_id, relation) SELECT DISTINCT s.contact_id, $1 FROM %s s',
+                       log, (SELECT pg_catalog.shard_name('@extschema@.engagement_scores'::regclass, sc.shardid)
+                               FROM pg_catalog.pg_dist_shard ev
+                               JOIN pg_catalog.pg_dist_shard sc ON sc.logicalrelid = '@extschema@.engagement_scores'::regclass
+                                                               AND sc.shardminvalue = ev.shardminvalue
+                              WHERE ev.shardid = substring(TG_TABLE_NAME FROM '_([0-9]+)$')::bigint))
+        USING relation;
+    END IF;
+    RETURN NULL;
+END $$;
+REVOKE EXECUTE ON FUNCTION @extschema@._track_shard_changes() FROM PUBLIC;
+
+-- The triggers of track_event_changes on a distributed events table: statement-level, with
+-- transition tables, on every shard.
+CREATE FUNCTION @extschema@._citus_track(events regclass, contact name) RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT @extschema@._on_citus() THEN
+        RAISE EXCEPTION '% is a distributed table, but the extension''s tables are not laid out for Citus', events
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('Run SELECT engagement.citus_distribute(%L) on the coordinator.', events::text);
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition a, pg_catalog.pg_dist_partition b
+                    WHERE a.logicalrelid = events AND b.logicalrelid = '@extschema@.event_changes'::regclass
+                      AND a.colocationid = b.colocationid
+                      AND pg_catalog.column_to_column_name(a.logicalrelid, a.partkey) = contact) THEN
+        RAISE EXCEPTION 'change tracking on Citus needs % distributed by %, co-located with engagement.event_changes',
+                        events, quote_ident(contact)
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = format('SELECT create_distributed_table(%L, %L, colocate_with => ''engagement.event_changes'');',
+                                events::text, contact);
+    END IF;
+    PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+    EXECUTE format('CREATE TRIGGER engagement_track_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS new_events '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_shard_changes(%L, %L)', events, contact, events::oid);
+    EXECUTE format('CREATE TRIGGER engagement_track_update AFTER UPDATE ON %s '
+                   'REFERENCING OLD TABLE AS old_events NEW TABLE AS new_events '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_shard_changes(%L, %L)', events, contact, events::oid);
+    EXECUTE format('CREATE TRIGGER engagement_track_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS old_events '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_shard_changes(%L, %L)', events, contact, events::oid);
+    EXECUTE format('CREATE TRIGGER engagement_track_truncate AFTER TRUNCATE ON %s '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_shard_changes(%L, %L)', events, contact, events::oid);
+END $$;
+
+-- citus_distribute(events): the one way to run the extension on Citus (docs/scale-out.md).
+CREATE FUNCTION @extschema@.citus_distribute(events regclass) RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    contact  name;
+    method   "char";
+    t        text;
+    fk       record;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_extension e WHERE e.extname = 'citus') THEN
+        RAISE EXCEPTION 'citus_distribute needs the citus extension in this database'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'shared_preload_libraries = ''citus'' and CREATE EXTENSION citus on every node first (docs/scale-out.md).';
+    END IF;
+    IF NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
+        RAISE EXCEPTION 'citus_distribute must be run by a superuser' USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF @extschema@._on_citus_worker() THEN
+        RAISE EXCEPTION 'citus_distribute runs on the coordinator, not on a worker' USING ERRCODE = 'feature_not_supported';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_node n WHERE n.groupid = 0) THEN
+        RAISE EXCEPTION 'the coordinator is not in the Citus metadata'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'SELECT citus_set_coordinator_host(''<host>'', <port>); the profiles are read on every node, the coordinator included.';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_node n WHERE n.groupid <> 0 AND n.isactive AND n.noderole = 'primary') THEN
+        RAISE EXCEPTION 'Citus has no worker node'
+            USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'SELECT citus_add_node(''<host>'', <port>); for each worker.';
+    END IF;
+    IF (SELECT c.relkind FROM pg_class c WHERE c.oid = events) <> 'r' THEN
+        RAISE EXCEPTION 'citus_distribute needs a plain table of events; % is not one', events
+            USING ERRCODE = 'wrong_object_type';
+    END IF;
+    -- the columns the scoring reads (its event_sources row, or the standard ones), checked as for a profile
+    PERFORM @extschema@._events_relation_or_error(events);
+    contact := (@extschema@._source_of(events)).contact_column;
+    IF EXISTS (SELECT FROM pg_trigger tg WHERE tg.tgrelid = events AND NOT tg.tgisinternal
+                  AND tg.tgfoid NOT IN ('@extschema@._track_event_changes'::regproc, '@extschema@._track_event_change'::regproc,
+                                        '@extschema@._track_shard_changes'::regproc)) THEN
+        RAISE EXCEPTION '% has triggers of its own, which Citus does not run on distributed tables', events
+            USING ERRCODE = 'feature_not_supported';
+    END IF;
+
+    method := @extschema@._citus_method(events);
+    IF method IS NOT NULL AND method <> 'h' THEN
+        RAISE EXCEPTION '% is a Citus reference or local table; the events must be distributed by %', events, quote_ident(contact)
+            USING ERRCODE = 'feature_not_supported';
+    END IF;
+    IF method = 'h' AND NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = events
+                                       AND pg_catalog.column_to_column_name(p.logicalrelid, p.partkey) = contact) THEN
+        RAISE EXCEPTION '% is distributed by another column than its contact column %', events, quote_ident(contact)
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = format('SELECT undistribute_table(%L); then run citus_distribute again.', events::text);
+    END IF;
+    IF @extschema@._on_citus() AND NOT EXISTS (
+           SELECT FROM pg_catalog.pg_dist_partition a, pg_catalog.pg_dist_partition b
+            WHERE a.logicalrelid = events AND b.logicalrelid = '@extschema@.engagement_scores'::regclass
+              AND a.colocationid = b.colocationid) THEN
+        RAISE EXCEPTION 'the extension''s tables are already distributed with another events table than %', events
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = format('Distribute % co-located with engagement.engagement_scores: SELECT create_distributed_table(%L, %L, colocate_with => ''engagement.engagement_scores'');',
+                                events, events::text, contact);
+    END IF;
+
+    -- The tracking triggers of a table not yet distributed would be refused: made again below.
+    PERFORM @extschema@._drop_tracking_triggers(events);
+    -- (these settings for this transaction only: the profiles' triggers run on every placement,
+    -- and a new distributed table's shards are created over one connection per worker, so the
+    -- reference tables can be written afterwards in the same transaction)
+    PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+    PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    IF method IS NULL THEN
+        PERFORM create_distributed_table(events, contact);
+    END IF;
+
+    IF NOT @extschema@._on_citus() THEN
+        -- Citus keeps a foreign key from a local table to a reference table only by making the
+        -- local table a Citus local table, which the extension's views do not survive: the keys
+        -- to the profiles are dropped on every node and made again once each table is distributed.
+        CREATE TEMP TABLE _es_profile_keys ON COMMIT DROP AS
+        SELECT c.conrelid::regclass AS rel, c.conname, pg_get_constraintdef(c.oid) AS def
+          FROM pg_constraint c WHERE c.confrelid = '@extschema@.scoring_profiles'::regclass;
+        FOR fk IN SELECT * FROM pg_temp._es_profile_keys LOOP
+            EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', fk.rel, fk.conname);
+            PERFORM run_command_on_workers(format('ALTER TABLE %s DROP CONSTRAINT IF EXISTS %I', fk.rel, fk.conname));
+        END LOOP;
+        -- a distributed table's keys include its distribution column
+        t := 'ALTER TABLE @extschema@.engagement_score_history DROP CONSTRAINT engagement_score_history_pkey, ADD PRIMARY KEY (contact_id, id)';
+        EXECUTE t;
+        PERFORM run_command_on_workers(t);
+
+        FOREACH t IN ARRAY ARRAY['scoring_profiles', 'pending_rescore', 'score_distributions', 'model_fits', 'refresh_runs'] LOOP
+            PERFORM create_reference_table(format('@extschema@.%I', t)::regclass);
+        END LOOP;
+        FOREACH t IN ARRAY ARRAY['engagement_scores', 'engagement_score_history', 'event_changes'] LOOP
+            PERFORM create_distributed_table(format('@extschema@.%I', t)::regclass, 'contact_id', colocate_with => events::text);
+        END LOOP;
+        FOR fk IN SELECT * FROM pg_temp._es_profile_keys LOOP
+            EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I %s', fk.rel, fk.conname, fk.def);
+        END LOOP;
+        DROP TABLE pg_temp._es_profile_keys;
+    END IF;
+
+    PERFORM @extschema@._citus_track(events, contact);
+    UPDATE @extschema@.scoring_profiles p SET events_relation = events
+     WHERE p.name = 'default' AND p.events_relation IS DISTINCT FROM events;
+END $$;
+COMMENT ON FUNCTION @extschema@.citus_distribute(regclass) IS
+    'Lays the extension out on Citus (run once on the coordinator, by a superuser): distributes the events table by its contact column if it is not yet, and co-located with it the scores, their history and the change log; makes the profiles and the other small tables reference tables; tracks the events'' changes in their shards; points the default profile at the events';
+REVOKE EXECUTE ON FUNCTION @extschema@.citus_distribute(regclass) FROM PUBLIC;
