@@ -9,7 +9,9 @@
 #   test   the same, plus pgTAP (postgresql-15-pgtap), pg_prove (libtap-parser-sourcehandler-pgtap-perl),
 #          GoogleTest (libgtest-dev), headless Chromium (chromium: opens the demo's report), and what
 #          builds the Debian package (build-essential and dpkg-dev, which dpkg-buildpackage checks for,
-#          debhelper, postgresql-server-dev-all: pg_buildext's)
+#          debhelper, postgresql-server-dev-all: pg_buildext's), and what builds Citus 12.1.12 from
+#          ../shared/vendor (scripts/install_citus.sh: the curl, lz4, zstd, Kerberos, OpenSSL and ICU
+#          headers, autoconf, flex, bison)
 #
 # Each package is checked with dpkg-query.  When all are installed nothing else happens; otherwise,
 # as root, "apt-get update" then "apt-get install -y --no-install-recommends" of exactly the missing
@@ -35,7 +37,8 @@ case $WHAT in
     demo) PACKAGES=(make g++ postgresql-15 postgresql-server-dev-15 postgresql-15-cron python3-matplotlib) ;;
     test) PACKAGES=(make g++ postgresql-15 postgresql-server-dev-15 postgresql-15-cron python3-matplotlib
                     postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl libgtest-dev chromium
-                    build-essential dpkg-dev debhelper postgresql-server-dev-all) ;;
+                    build-essential dpkg-dev debhelper postgresql-server-dev-all
+                    libcurl4-openssl-dev liblz4-dev libzstd-dev libkrb5-dev libssl-dev libicu-dev autoconf flex bison) ;;
     *) echo "usage: $0 [--list] demo|test" >&2; exit 2 ;;
 esac
 case $WHAT in demo) FOR="the demo" ;; test) FOR="the tests" ;; esac

@@ -167,17 +167,17 @@ BEGIN
               AND a.colocationid = b.colocationid) THEN
         RAISE EXCEPTION 'the extension''s tables are already distributed with another events table than %', events
             USING ERRCODE = 'feature_not_supported',
-                  HINT = format('Distribute % co-located with engagement.engagement_scores: SELECT create_distributed_table(%L, %L, colocate_with => ''engagement.engagement_scores'');',
+                  HINT = format('Distribute %s co-located with engagement.engagement_scores: SELECT create_distributed_table(%L, %L, colocate_with => ''engagement.engagement_scores'');',
                                 events, events::text, contact);
     END IF;
 
-    -- The tracking triggers of a table not yet distributed would be refused: made again below.
-    PERFORM @extschema@._drop_tracking_triggers(events);
-    -- (these settings for this transaction only: the profiles' triggers run on every placement,
-    -- and a new distributed table's shards are created over one connection per worker, so the
-    -- reference tables can be written afterwards in the same transaction)
+    -- (these settings for this function only, restored by its SET clause: the profiles'
+    -- triggers run on every placement, and the distributed tables are worked on over one
+    -- connection per worker, so the reference tables can be written afterwards)
     PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
     PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    -- The tracking triggers of a table not yet distributed would be refused: made again below.
+    PERFORM @extschema@._drop_tracking_triggers(events);
     IF method IS NULL THEN
         PERFORM create_distributed_table(events, contact);
     END IF;

@@ -241,6 +241,12 @@ BEGIN
         RAISE EXCEPTION 'on_failure must be ''error'' or ''warning'', not %', quote_literal(on_failure)
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- On Citus the profile is updated after a scan of the distributed events, which Citus allows
+    -- only over one connection per worker (the scores' foreign keys to the profiles): for this
+    -- function only (its SET clauses restore the setting).
+    IF @extschema@._on_citus() THEN
+        PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    END IF;
     -- NO KEY UPDATE: other profiles' refreshes (FOR KEY SHARE through the foreign keys) go on.
     PERFORM FROM @extschema@.scoring_profiles sp WHERE sp.name = p.name FOR NO KEY UPDATE;
     events := @extschema@._bind_events_relation(p);
@@ -317,7 +323,7 @@ BEGIN
                model_a = CASE WHEN mbg_row.stored THEN mbg.a ELSE sp.model_a END,
                model_b = CASE WHEN mbg_row.stored THEN mbg.b ELSE sp.model_b END,
                model_log_likelihood = CASE WHEN mbg_row.stored THEN mbg.log_likelihood ELSE sp.model_log_likelihood END,
-               model_fitted_at = CASE WHEN mbg_row.stored THEN now() ELSE sp.model_fitted_at END,
+               model_fitted_at = CASE WHEN mbg_row.stored THEN mbg_row.fitted_at ELSE sp.model_fitted_at END,
                model_contacts = CASE WHEN mbg_row.stored THEN mbg.n::bigint ELSE sp.model_contacts END,
                gg_p = CASE WHEN gg_row.stored THEN gg.p ELSE sp.gg_p END,
                gg_q = CASE WHEN gg_row.stored THEN gg.q ELSE sp.gg_q END,

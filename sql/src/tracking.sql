@@ -488,28 +488,26 @@ END $$;
 CREATE FUNCTION @extschema@._track_event_changes() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    contact name := coalesce(TG_ARGV[0], 'contact_id');
+    contact  name := coalesce(TG_ARGV[0], 'contact_id');
+    changed  text;       -- the query of the changed contacts (column c), from the transition tables
+    contacts bigint[];
 BEGIN
     IF TG_RELID <> '@extschema@.engagement_events'::regclass THEN
         PERFORM @extschema@._tracked_relation_check(TG_RELID, TG_NAME, TG_OP <> 'TRUNCATE', contact);
     END IF;
     IF TG_OP = 'INSERT' THEN
-        EXECUTE format('INSERT INTO @extschema@.event_changes (contact_id, relation)
-                        SELECT DISTINCT %I, $1 FROM new_events WHERE %I IS NOT NULL', contact, contact) USING TG_RELID;
+        changed := format('SELECT DISTINCT %I FROM new_events WHERE %I IS NOT NULL', contact, contact);
     ELSIF TG_OP = 'DELETE' THEN
-        EXECUTE format('INSERT INTO @extschema@.event_changes (contact_id, relation)
-                        SELECT DISTINCT %I, $1 FROM old_events WHERE %I IS NOT NULL', contact, contact) USING TG_RELID;
+        changed := format('SELECT DISTINCT %I FROM old_events WHERE %I IS NOT NULL', contact, contact);
     ELSIF TG_OP = 'UPDATE' AND TG_RELID <> '@extschema@.engagement_events'::regclass THEN
-        EXECUTE format('INSERT INTO @extschema@.event_changes (contact_id, relation)
-                        SELECT c, $1 FROM (SELECT %I FROM old_events UNION SELECT %I FROM new_events) u(c)
-                         WHERE c IS NOT NULL', contact, contact) USING TG_RELID;
+        changed := format('SELECT c FROM (SELECT %I FROM old_events UNION SELECT %I FROM new_events) u(c) WHERE c IS NOT NULL',
+                          contact, contact);
     ELSIF TG_OP = 'UPDATE' THEN
         -- Only updates of what the model reads make a contact's score stale.  EXECUTE plans the
         -- join for this statement's transition tables: a plan kept from a one-row UPDATE would
         -- join thousands of rows by nested loops.
-        EXECUTE $q$
-        INSERT INTO @extschema@.event_changes (contact_id, relation)
-        SELECT c, '@extschema@.engagement_events'::regclass
+        changed := $q$
+        SELECT c
           FROM (SELECT o.contact_id, n.contact_id
                   FROM old_events o JOIN new_events n USING (id)
                  WHERE (o.contact_id, o.event_type, o.occurred_at, o.conversion_value)
@@ -517,8 +515,18 @@ BEGIN
                LATERAL (VALUES (ch.a), (ch.b)) v(c)
          GROUP BY c$q$;
     ELSE  -- TRUNCATE: every scored contact may have lost its events
+        changed := 'SELECT DISTINCT s.contact_id FROM @extschema@.engagement_scores s';
+    END IF;
+    IF current_setting('citus.version', true) IS NULL THEN
+        EXECUTE 'INSERT INTO @extschema@.event_changes (contact_id, relation) SELECT c, $1 FROM (' || changed || ') ch(c)'
+        USING TG_RELID;
+    ELSE
+        -- With Citus loaded the change log may be distributed (citus_distribute), and Citus runs
+        -- the SELECT of an INSERT into it without this trigger's transition tables: the contacts
+        -- go in as an array.
+        EXECUTE 'SELECT array_agg(c) FROM (' || changed || ') ch(c)' INTO contacts;
         INSERT INTO @extschema@.event_changes (contact_id, relation)
-        SELECT DISTINCT s.contact_id, TG_RELID::regclass FROM @extschema@.engagement_scores s;
+        SELECT c, TG_RELID FROM unnest(contacts) c;
     END IF;
     RETURN NULL;
 END $$;
@@ -577,7 +585,12 @@ LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     made name;
     dropped integer := 0;
+    unsafe text := current_setting('citus.enable_unsafe_triggers', true);
 BEGIN
+    -- (Citus lets its distributed tables' triggers be dropped only so)
+    IF @extschema@._citus_method(events) IS NOT NULL THEN
+        PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+    END IF;
     FOR made IN SELECT t.tgname FROM pg_trigger t
                  WHERE t.tgrelid = events AND NOT t.tgisinternal
                    AND t.tgname IN ('engagement_track_change', 'engagement_track_insert', 'engagement_track_update',
@@ -586,6 +599,9 @@ BEGIN
         EXECUTE format('DROP TRIGGER %I ON %s', made, events);
         dropped := dropped + 1;
     END LOOP;
+    IF @extschema@._citus_method(events) IS NOT NULL THEN
+        PERFORM set_config('citus.enable_unsafe_triggers', unsafe, true);
+    END IF;
     RETURN dropped;
 END $$;
 

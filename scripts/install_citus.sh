@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# scripts/install_citus.sh [vendor dir]: installs Citus 12.1.12 into the PostgreSQL whose pg_config
+# is first on PATH, built from the vendored source (../shared/vendor/citus-12.1.12.tar.gz, checked
+# against its sha256), unless that PostgreSQL already has it.  Debian bookworm does not package
+# Citus.  Needs root (make install writes PostgreSQL's directories) and the build packages of
+# scripts/ensure_deps.sh test.  About 3 minutes on 2 cores.  Prints what it did on its last line.
+set -euo pipefail
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+VENDOR=${1:-$REPO/../shared/vendor}
+TARBALL=$VENDOR/citus-12.1.12.tar.gz
+SHA256=c66b8c6544a6f7e55fbbcca55258c6f9ad91d3486bb7404bb883b689f39ecc86
+LIBDIR=$(pg_config --pkglibdir)
+SHAREDIR=$(pg_config --sharedir)
+
+if [ -f "$LIBDIR/citus.so" ] && grep -qs "default_version = '12.1-1'" "$SHAREDIR/extension/citus.control"; then
+    echo "Citus 12.1 is already installed in $LIBDIR"
+    exit 0
+fi
+[ -f "$TARBALL" ] || { echo "install_citus.sh: $TARBALL is missing (../shared/vendor beside the repository)" >&2; exit 1; }
+echo "$SHA256  $TARBALL" | sha256sum -c --quiet - || { echo "install_citus.sh: $TARBALL does not match its sha256" >&2; exit 1; }
+BUILD=$(mktemp -d /tmp/citus-build.XXXXXX)
+trap 'rm -rf "$BUILD"' EXIT
+started=$(date +%s)
+tar -xzf "$TARBALL" -C "$BUILD"
+cd "$BUILD/citus-12.1.12"
+./configure PG_CONFIG="$(command -v pg_config)" >"$BUILD/configure.log" 2>&1 || { tail -30 "$BUILD/configure.log"; exit 1; }
+make -j"$(nproc)" >"$BUILD/make.log" 2>&1 || { tail -30 "$BUILD/make.log"; exit 1; }
+make install >"$BUILD/install.log" 2>&1 || { tail -30 "$BUILD/install.log"; exit 1; }
+echo "built and installed Citus 12.1.12 into $LIBDIR in $(( $(date +%s) - started )) s"
