@@ -237,6 +237,34 @@ BEGIN
     END IF;
 END $$;
 
+CREATE OR REPLACE FUNCTION @extschema@._refresh_drain_changes(p @extschema@.scoring_profiles) RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    feeds regclass[] := @extschema@._source_feeds(p.events_relation);
+BEGIN
+    -- (relation comes back as a number: on Citus the shards of the change log hold the
+    -- coordinator's OIDs, which a worker must not turn into names of its own)
+    CREATE TEMP TABLE _es_drained ON COMMIT DROP AS
+    WITH moved AS (DELETE FROM @extschema@.event_changes RETURNING contact_id, relation::oid AS relation)
+    SELECT DISTINCT contact_id, relation::regclass AS relation FROM moved;
+    CREATE TEMP TABLE _es_changed (contact_id bigint) ON COMMIT DROP;
+    INSERT INTO pg_temp._es_changed
+    SELECT DISTINCT d.contact_id FROM pg_temp._es_drained d WHERE d.relation = ANY (feeds);
+    -- A contact already pending is not listed again, unless its row is locked: being consumed by
+    -- that profile's refresh, it may be gone when this one commits.  (Each profile's feeds are
+    -- computed once, not per change.)
+    INSERT INTO @extschema@.pending_rescore (profile, contact_id)
+    SELECT DISTINCT sp.name, d.contact_id
+      FROM @extschema@.scoring_profiles sp
+     CROSS JOIN LATERAL unnest(@extschema@._source_feeds(sp.events_relation)) f(relation)
+      JOIN pg_temp._es_drained d ON d.relation = f.relation
+     WHERE sp.name <> p.name
+       AND NOT EXISTS (SELECT FROM @extschema@.pending_rescore pr
+                        WHERE pr.profile = sp.name AND pr.contact_id = d.contact_id
+                          FOR KEY SHARE SKIP LOCKED);
+    DROP TABLE pg_temp._es_drained;
+END $$;
+
 CREATE OR REPLACE FUNCTION @extschema@._refresh_score_contacts(p @extschema@.scoring_profiles, events text,
                                                     refresh_at timestamptz, full_refresh boolean,
                                                     few_targets boolean, OUT unmapped bigint,

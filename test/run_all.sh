@@ -3,7 +3,7 @@
 # (scripts/ensure_deps.sh test), builds, installs and tests the Debian package
 # (test/package/debian_package.sh), builds and installs the extension from source, then runs every
 # test against throwaway clusters: the GoogleTest kernel tests, the pg_regress suite (sql/,
-# expected/), the pgTAP checks (test/pgtap/) and the shell-level tests (test/shell/: dump/restore,
+# expected/), the pgTAP checks (test/pgtap/) and the shell-level tests (test/shell/: dump/restore, Citus,
 # PGXN metadata, the demo's report in a browser and the like).
 # Last line: "N passed, N failed".  A failed set-up (packages, build, server start) stops it at once
 # with a message and "0 passed, 1 failed" (or the counts so far).
@@ -18,6 +18,7 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO"
 PASSED=0
 FAILED=0
+TIMES=()   # each TAP script's time, for the summary (the Citus test's is the suite's largest)
 count() { PASSED=$((PASSED + $1)); FAILED=$((FAILED + $2)); }
 section() { printf '\n== %s\n' "$*"; }
 # setup_failed MESSAGE: a set-up step failed; nothing after it can run.
@@ -32,9 +33,12 @@ setup_failed() {
 # (a script that fails without a "not ok" line counts as one failure).
 run_tap() {
     echo "-- $1"
+    local started=$SECONDS
     ES_WORK="$WORK" bash "$1" >"$WORK/tap_script.log" 2>&1
     local rc=$? p f
+    TIMES+=("$(basename "$1" .sh) $((SECONDS - started)) s")
     cat "$WORK/tap_script.log"
+    [ "$(basename "$1")" = citus.sh ] && cp "$WORK/tap_script.log" "$WORK/citus_time.log"
     p=$(grep -cE '^ok ' "$WORK/tap_script.log" || true)
     f=$(grep -cE '^not ok ' "$WORK/tap_script.log" || true)
     [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
@@ -111,5 +115,7 @@ for t in test/shell/*.sh; do
 done
 
 echo
+echo "time: the whole run $SECONDS s; the Citus test (test/shell/citus.sh) $(grep -o '^# citus: .*' "$WORK/citus_time.log" 2>/dev/null | sed 's/^# citus: //' || true)"
+echo "time per script: $(IFS=,; echo "${TIMES[*]}" | sed 's/,/, /g')"
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]

@@ -29,9 +29,11 @@ LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     feeds regclass[] := @extschema@._source_feeds(p.events_relation);
 BEGIN
+    -- (relation comes back as a number: on Citus the shards of the change log hold the
+    -- coordinator's OIDs, which a worker must not turn into names of its own)
     CREATE TEMP TABLE _es_drained ON COMMIT DROP AS
-    WITH moved AS (DELETE FROM @extschema@.event_changes RETURNING contact_id, relation)
-    SELECT DISTINCT contact_id, relation FROM moved;
+    WITH moved AS (DELETE FROM @extschema@.event_changes RETURNING contact_id, relation::oid AS relation)
+    SELECT DISTINCT contact_id, relation::regclass AS relation FROM moved;
     CREATE TEMP TABLE _es_changed (contact_id bigint) ON COMMIT DROP;
     INSERT INTO pg_temp._es_changed
     SELECT DISTINCT d.contact_id FROM pg_temp._es_drained d WHERE d.relation = ANY (feeds);

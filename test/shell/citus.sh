@@ -71,6 +71,9 @@ layout=$(q 0 -c "SELECT string_agg(p.logicalrelid::text || ':' || p.partmethod::
 check "events, scores, history and change log distributed and co-located; profiles and the small tables reference tables" \
     '[ "$layout" = "crm.events:h:true engagement.engagement_score_history:h:true engagement.engagement_scores:h:true engagement.event_changes:h:true engagement.model_fits:n engagement.pending_rescore:n engagement.refresh_runs:n engagement.score_distributions:n engagement.scoring_profiles:n" ]' \
     || echo "# $layout"
+# (the change log holds the coordinator's OID of the tracked table, compared as a number: a regclass
+# constant would be read by each worker as its own table's OID)
+EVENTS_OID=$(q 0 -c "SELECT 'crm.events'::regclass::oid")
 check "the default profile reads crm.events" \
     '[ "$(q 0 -c "SELECT events_relation FROM engagement.scoring_profiles WHERE name = '"'default'"'")" = crm.events ]'
 again=$(q 0 -c "SELECT engagement.citus_distribute('crm.events')" 2>&1)
@@ -93,7 +96,7 @@ w1=$(q 1 -c "SET citus.show_shards_for_app_name_prefixes = '*'" -c "SELECT sum(n
 check "COPY through the coordinator put all $total events into crm.events, on both workers" \
     '[ "$(q 0 -c "SELECT count(*) FROM crm.events")" = "$total" ] && [ "${w1:-0}" -gt 0 ] && [ "$w1" -lt "$total" ]'
 check "the COPY was tracked in the shards: every one of the 2,000 contacts is in the change log" \
-    '[ "$(q 0 -c "SELECT count(DISTINCT contact_id) FROM engagement.event_changes WHERE relation = '"'crm.events'"'::regclass")" = 2000 ]'
+    '[ "$(q 0 -c "SELECT count(DISTINCT contact_id) FROM engagement.event_changes WHERE relation::oid = $EVENTS_OID")" = 2000 ]'
 
 # same_as_single NAME SQL: the query's rows on Citus (crm.events) and on the single node
 # (engagement_events, @EVENTS@ in the SQL) are the same.
@@ -192,6 +195,20 @@ same=$(against_single 2>&1)
 check "the stored scores equal the single node's scoring as of their calculated_at, and its percentiles ($same)" \
     '[ "$same" = "2000 2000" ]'
 # (the mean scores are sums that Citus adds in another order: to 1e-9)
+# contact_scores and cached_score read the distributed scores (is_stale: the change log and the
+# pending set, in the contact's shard and the reference table).  (A function that queries the
+# distributed tables is called from the coordinator, not per row of a distributed query: Citus
+# refuses a distributed query inside a shard's.)
+fresh=$(q 0 -c "SELECT count(*) FILTER (WHERE NOT is_stale) FROM engagement.contact_scores c WHERE c.profile = 'default'")
+cached=$(q 0 -c "SELECT c, engagement.cached_score(c, '1 day') FROM generate_series(100, 2000, 100) c")
+stored=$(q 0 -c "SELECT s.contact_id, ROW(s.calculated_at, s.profile, s.composite, s.recency, s.frequency,
+                            s.monetary, s.time_decay, s.diversity, s.engagement_probability, s.conversion_probability,
+                            s.churn_risk, s.segment, s.opted_out, s.event_count, s.engaging_count, s.conversion_total,
+                            s.first_event_at, s.last_engaged_at, s.expected_engagements_30d, s.expected_conversion_value,
+                            s.expected_value_30d)::engagement.score
+                   FROM engagement.engagement_scores s WHERE s.profile = 'default' AND s.contact_id % 100 = 0 ORDER BY 1")
+check "contact_scores sees every score fresh ($fresh), and cached_score returns the stored ones" \
+    '[ "$fresh" = 2000 ] && [ "$cached" = "$stored" ] && [ "$(wc -l <<<"$cached")" = 20 ]'
 SEGMENTS="SELECT (SELECT string_agg(concat_ws(' ', s.segment, s.contacts, s.share, round(s.mean_score::numeric, 9)), ',') FROM engagement.segment_summary('@P@') s)
               || (SELECT string_agg(r::text, ',') FROM engagement.readable_segments('@P@') r)
               || (SELECT string_agg(h::text, ',') FROM engagement.score_histogram('@P@') h)"
@@ -226,7 +243,7 @@ q 0 -c "\\copy crm.events (id, contact_id, campaign_id, event_type, occurred_at,
 q 0 -c "$(changes engagement.engagement_events "" "")" \
     -c "INSERT INTO engagement.engagement_events (contact_id, campaign_id, event_type, occurred_at, channel)
         VALUES (700, 7, 'opened', '2026-05-31 08:00+00', 'sms'), (701, 7, 'clicked', '2026-05-31 09:00+00', 'sms')"
-logged=$(q 0 -c "SELECT contact_id FROM engagement.event_changes WHERE relation = 'crm.events'::regclass GROUP BY 1 ORDER BY 1")
+logged=$(q 0 -c "SELECT contact_id FROM engagement.event_changes WHERE relation::oid = $EVENTS_OID GROUP BY 1 ORDER BY 1")
 check "the change log holds exactly the $changed contacts changed through the coordinator" \
     '[ "$logged" = "$EXPECTED" ]' || echo "# $(tr '\n' ' ' <<<"$logged")"
 r=$(refresh_both 2>&1)
@@ -289,6 +306,17 @@ n60=$(q 0 -c "SELECT count(DISTINCT contact_id) FROM crm.events WHERE event_type
 check "the next refresh rescores the changed contacts ($run)" '[ "$run" = "incremental $n60" ]'
 same=$(q 0 -c "$COMPARE")
 check "and every stored score equals the local table's again ($same)" '[ "$same" = "2007 2007" ]'
+
+# A write made in a shard itself, on a worker, is tracked too (the trigger is the shard's).
+read -r dshard dport <<<"$(q 0 -F ' ' -c "SELECT shard_name('crm.events', s.shardid), p.nodeport
+                                           FROM pg_dist_shard s JOIN pg_dist_placement pl USING (shardid) JOIN pg_dist_node p USING (groupid)
+                                          WHERE s.shardid = get_shard_id_for_distribution_column('crm.events', 1999)")"
+q $((dport - BASE)) -c "SET citus.enable_manual_changes_to_shards = on" \
+    -c "INSERT INTO $dshard (id, contact_id, campaign_id, event_type, occurred_at) VALUES (990002, 1999, 7, 'opened', '2026-05-31 11:00+00')"
+logged=$(q 0 -c "SELECT count(*) FROM engagement.event_changes WHERE contact_id = 1999 AND relation::oid = $EVENTS_OID" 2>&1)
+check "a write made directly in a shard on a worker is logged for the coordinator's refresh ($logged)" '[ "$logged" = 1 ]'
+r=$(q 0 -c "SELECT engagement.refresh_scores('default')")
+check "and the next refresh rescores that contact ($r)" '[ "$r" = 1 ]'
 
 # What citus_distribute refuses, with the SQLSTATE of each.
 q 0 -c "CREATE VIEW crm.events_view AS SELECT * FROM crm.events" \
