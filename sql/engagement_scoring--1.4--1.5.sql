@@ -337,6 +337,9 @@ LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     rescored bigint;
 BEGIN
+    IF @extschema@._on_citus() THEN
+        RETURN @extschema@._citus_write_scores(p, refresh_at, full_refresh);   -- the same, for Citus (citus.sql)
+    END IF;
     WITH prev AS (
         SELECT s.contact_id, s.composite, s.segment
           FROM @extschema@.engagement_scores s JOIN pg_temp._es_scored n USING (contact_id)
@@ -893,6 +896,75 @@ BEGIN
                    'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_shard_changes(%L, %L)', events, contact, events::oid);
     EXECUTE format('CREATE TRIGGER engagement_track_truncate AFTER TRUNCATE ON %s '
                    'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_shard_changes(%L, %L)', events, contact, events::oid);
+END $$;
+
+-- _refresh_write_scores on Citus: the same rows, written so that each shard gets only its own.
+-- (The single-node statements join the shards with the refresh's temporary tables, which Citus
+-- would send whole to every shard: 32 reads of all the scores.)  The previous scores come back
+-- once, the new ones, ranked, go out by one INSERT ... ON CONFLICT that Citus splits by shard,
+-- the history likewise; the contacts whose scores are removed go as a list.
+CREATE FUNCTION @extschema@._citus_write_scores(p @extschema@.scoring_profiles, refresh_at timestamptz,
+                                                full_refresh boolean) RETURNS bigint
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    rescored bigint;
+    removed  bigint[];
+BEGIN
+    CREATE TEMP TABLE _es_prev ON COMMIT DROP AS
+    SELECT s.contact_id, s.composite, s.segment, s.score_version
+      FROM @extschema@.engagement_scores s
+     WHERE s.profile = p.name AND (full_refresh OR s.contact_id IN (SELECT t.contact_id FROM pg_temp._es_targets t));
+    CREATE TEMP TABLE _es_ranked ON COMMIT DROP AS
+    SELECT n.*, prev.composite AS prev_composite, prev.segment AS prev_segment,
+           coalesce(prev.score_version, 0) + 1 AS new_score_version,
+           CASE WHEN full_refresh THEN 100 * percent_rank() OVER (ORDER BY n.composite)
+                WHEN d.contacts > 1 THEN 100.0 * @extschema@._count_below(d.sorted_composites, n.composite) / (d.contacts - 1)
+                ELSE 0 END AS pct
+      FROM pg_temp._es_scored n
+      LEFT JOIN pg_temp._es_prev prev USING (contact_id)
+      LEFT JOIN @extschema@.score_distributions d ON d.profile = p.name;
+    INSERT INTO @extschema@.engagement_scores AS cur (profile, contact_id, composite, recency, frequency, monetary,
+           time_decay, diversity, engagement_probability, conversion_probability, churn_risk, segment,
+           opted_out, event_count, engaging_count, conversion_total, first_event_at, last_engaged_at,
+           expected_engagements_30d, expected_conversion_value, expected_value_30d, percentile_rank,
+           score_version, profile_version, model_version, calculated_at)
+    SELECT p.name, n.contact_id, n.composite, n.recency, n.frequency, n.monetary, n.time_decay, n.diversity,
+           n.engagement_probability, n.conversion_probability, n.churn_risk, n.segment, n.opted_out,
+           n.event_count, n.engaging_count, n.conversion_total, n.first_event_at, n.last_engaged_at,
+           n.expected_engagements_30d, n.expected_conversion_value, n.expected_value_30d, n.pct,
+           n.new_score_version, p.version, @extschema@.model_version(), refresh_at
+      FROM pg_temp._es_ranked n
+    ON CONFLICT (profile, contact_id) DO UPDATE
+       SET composite = excluded.composite, recency = excluded.recency, frequency = excluded.frequency,
+           monetary = excluded.monetary, time_decay = excluded.time_decay, diversity = excluded.diversity,
+           engagement_probability = excluded.engagement_probability,
+           conversion_probability = excluded.conversion_probability, churn_risk = excluded.churn_risk,
+           segment = excluded.segment, opted_out = excluded.opted_out, event_count = excluded.event_count,
+           engaging_count = excluded.engaging_count, conversion_total = excluded.conversion_total,
+           first_event_at = excluded.first_event_at, last_engaged_at = excluded.last_engaged_at,
+           expected_engagements_30d = excluded.expected_engagements_30d,
+           expected_conversion_value = excluded.expected_conversion_value,
+           expected_value_30d = excluded.expected_value_30d, percentile_rank = excluded.percentile_rank,
+           score_version = excluded.score_version, profile_version = excluded.profile_version,
+           model_version = excluded.model_version, calculated_at = excluded.calculated_at;
+    GET DIAGNOSTICS rescored = ROW_COUNT;
+    INSERT INTO @extschema@.engagement_score_history (profile, contact_id, composite, segment,
+           previous_composite, previous_segment, score_version, recorded_at)
+    SELECT p.name, n.contact_id, n.composite, n.segment, n.prev_composite, n.prev_segment, n.new_score_version, refresh_at
+      FROM pg_temp._es_ranked n
+     WHERE n.prev_composite IS NULL
+        OR abs(n.composite - n.prev_composite) >= p.history_min_delta
+        OR n.segment <> n.prev_segment;
+    -- the contacts that no longer have any event (their composites already left the distribution)
+    SELECT array_agg(o.contact_id) INTO removed
+      FROM (SELECT pr.contact_id FROM pg_temp._es_prev pr
+             UNION ALL SELECT t.contact_id FROM pg_temp._es_targets t WHERE NOT full_refresh) o
+     WHERE NOT EXISTS (SELECT FROM pg_temp._es_scored n WHERE n.contact_id = o.contact_id);
+    IF removed IS NOT NULL THEN
+        DELETE FROM @extschema@.engagement_scores s WHERE s.profile = p.name AND s.contact_id = ANY (removed);
+    END IF;
+    DROP TABLE pg_temp._es_prev, pg_temp._es_ranked;
+    RETURN rescored;
 END $$;
 
 -- citus_distribute(events): the one way to run the extension on Citus (docs/scale-out.md).

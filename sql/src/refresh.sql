@@ -219,6 +219,9 @@ LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     rescored bigint;
 BEGIN
+    IF @extschema@._on_citus() THEN
+        RETURN @extschema@._citus_write_scores(p, refresh_at, full_refresh);   -- the same, for Citus (citus.sql)
+    END IF;
     WITH prev AS (
         SELECT s.contact_id, s.composite, s.segment
           FROM @extschema@.engagement_scores s JOIN pg_temp._es_scored n USING (contact_id)
