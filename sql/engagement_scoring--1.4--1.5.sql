@@ -169,6 +169,11 @@ BEGIN
         UPDATE @extschema@.event_sources s SET changes_from = s.changes_from || events
          WHERE s.relation = for_source AND NOT events = ANY (s.changes_from);
     END IF;
+    IF @extschema@._citus_method(events) IS DISTINCT FROM 'h' AND @extschema@._citus_method(events) IS NOT NULL THEN
+        RAISE EXCEPTION '% is a Citus reference or local table, whose changes cannot be tracked', events
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Track a table distributed by its contact column (docs/scale-out.md).';
+    END IF;
     PERFORM @extschema@._drop_tracking_triggers(events);   -- run again, it replaces the triggers it made
     -- a Citus distributed table: triggers on its shards (citus.sql)
     IF @extschema@._citus_method(events) = 'h' THEN
@@ -789,6 +794,28 @@ BEGIN
     $q$, @extschema@._funnel_events()) USING campaign_id, since, until;
 END $$;
 
+CREATE OR REPLACE FUNCTION @extschema@._source_changed() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    relations regclass[];
+    stamp     timestamptz := clock_timestamp();   -- (a value: Citus evaluates no volatile function in an UPDATE)
+BEGIN
+    -- (touching updated_at bumps the version: the profiles' next refreshes are full ones; each
+    -- statement reads only the transition tables its event has, into a list, which Citus can
+    -- send to the profiles' copies)
+    IF TG_OP = 'INSERT' THEN
+        SELECT array_agg(n.relation) INTO relations FROM new_rows n;
+    ELSIF TG_OP = 'DELETE' THEN
+        SELECT array_agg(o.relation) INTO relations FROM old_rows o;
+    ELSE
+        SELECT array_agg(r) INTO relations FROM (SELECT n.relation FROM new_rows n UNION SELECT o.relation FROM old_rows o) u(r);
+    END IF;
+    IF relations IS NOT NULL THEN
+        UPDATE @extschema@.scoring_profiles sp SET updated_at = stamp WHERE sp.events_relation = ANY (relations);
+    END IF;
+    RETURN NULL;
+END $$;
+
 -- citus.sql: the extension on a Citus cluster (docs/scale-out.md).  citus_distribute lays the
 -- extension's tables out once, on the coordinator: the CRM's events, the scores, their history
 -- and the change log distributed by contact, co-located (a contact's rows on one worker); the
@@ -821,8 +848,8 @@ $$;
 -- it on Citus; Citus creates it on every shard): the changed contacts go into the co-located
 -- shard of event_changes, on the same worker and in the same transaction as the change, found
 -- by the shard's hash range.  Arguments: the contact column and the tracked relation's OID on the
--- coordinator (logged as the relation, which the coordinator's refresh reads: a worker's OIDs are
--- its own).
+-- coordinator, logged as the relation (on Citus event_changes.relation is an oid: a worker's OIDs
+-- are its own, and Citus may send a regclass to a worker as a name).
 CREATE FUNCTION @extschema@._track_shard_changes() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -830,6 +857,9 @@ DECLARE
     relation oid := TG_ARGV[1]::oid;
     log      text;
 BEGIN
+    IF @extschema@._citus_method(TG_RELID) IS NOT NULL THEN
+        RETURN NULL;   -- the distributed table itself, not a shard: its rows are the shards'
+    END IF;
     EXECUTE $q$
         SELECT pg_catalog.shard_name('@extschema@.event_changes'::regclass, ec.shardid)
           FROM pg_catalog.pg_dist_shard ev
@@ -866,6 +896,20 @@ BEGIN
 END $$;
 REVOKE EXECUTE ON FUNCTION @extschema@._track_shard_changes() FROM PUBLIC;
 
+-- The TRUNCATE trigger of a distributed events table, which Citus runs on the coordinator's table
+-- (not in the shards): every scored contact may have lost its events.  The scores and the change
+-- log are co-located, so Citus runs this in each pair of shards.  With the truncating role's
+-- rights (an admin's: grant_admin_access): Citus runs a transaction's work on a shard group as one
+-- role.  Argument: the tracked relation's OID on the coordinator.
+CREATE FUNCTION @extschema@._track_distributed_truncate() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    INSERT INTO @extschema@.event_changes (contact_id, relation)
+    SELECT DISTINCT s.contact_id, TG_ARGV[0]::oid FROM @extschema@.engagement_scores s;
+    RETURN NULL;
+END $$;
+REVOKE EXECUTE ON FUNCTION @extschema@._track_distributed_truncate() FROM PUBLIC;
+
 -- The triggers of track_event_changes on a distributed events table: statement-level, with
 -- transition tables, on every shard.
 CREATE FUNCTION @extschema@._citus_track(events regclass, contact name) RETURNS void
@@ -883,7 +927,7 @@ BEGIN
         RAISE EXCEPTION 'change tracking on Citus needs % distributed by %, co-located with engagement.event_changes',
                         events, quote_ident(contact)
             USING ERRCODE = 'feature_not_supported',
-                  HINT = format('SELECT create_distributed_table(%L, %L, colocate_with => ''engagement.event_changes'');',
+                  HINT = format('SELECT alter_distributed_table(%L, colocate_with => ''engagement.event_changes''); (distributed by %I)',
                                 events::text, contact);
     END IF;
     PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
@@ -895,7 +939,7 @@ BEGIN
     EXECUTE format('CREATE TRIGGER engagement_track_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS old_events '
                    'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_shard_changes(%L, %L)', events, contact, events::oid);
     EXECUTE format('CREATE TRIGGER engagement_track_truncate AFTER TRUNCATE ON %s '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_shard_changes(%L, %L)', events, contact, events::oid);
+                   'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_distributed_truncate(%L)', events, events::oid);
 END $$;
 
 -- _refresh_write_scores on Citus: the same rows, written so that each shard gets only its own.
@@ -1005,7 +1049,8 @@ BEGIN
     contact := (@extschema@._source_of(events)).contact_column;
     IF EXISTS (SELECT FROM pg_trigger tg WHERE tg.tgrelid = events AND NOT tg.tgisinternal
                   AND tg.tgfoid NOT IN ('@extschema@._track_event_changes'::regproc, '@extschema@._track_event_change'::regproc,
-                                        '@extschema@._track_shard_changes'::regproc)) THEN
+                                        '@extschema@._track_shard_changes'::regproc,
+                                        '@extschema@._track_distributed_truncate'::regproc)) THEN
         RAISE EXCEPTION '% has triggers of its own, which Citus does not run on distributed tables', events
             USING ERRCODE = 'feature_not_supported';
     END IF;
@@ -1027,8 +1072,8 @@ BEGIN
               AND a.colocationid = b.colocationid) THEN
         RAISE EXCEPTION 'the extension''s tables are already distributed with another events table than %', events
             USING ERRCODE = 'feature_not_supported',
-                  HINT = format('Distribute %s co-located with engagement.engagement_scores: SELECT create_distributed_table(%L, %L, colocate_with => ''engagement.engagement_scores'');',
-                                events, events::text, contact);
+                  HINT = format('Co-locate %s with engagement.engagement_scores, distributed by %I: SELECT alter_distributed_table(%L, colocate_with => ''engagement.engagement_scores''); then track its changes with engagement.track_event_changes.',
+                                events, contact, events::text);
     END IF;
 
     -- (these settings for this function only, restored by its SET clause: the profiles'
@@ -1040,6 +1085,7 @@ BEGIN
     PERFORM @extschema@._drop_tracking_triggers(events);
     IF method IS NULL THEN
         PERFORM create_distributed_table(events, contact);
+        PERFORM truncate_local_data_after_distributing_table(events);
     END IF;
 
     IF NOT @extschema@._on_citus() THEN
@@ -1061,8 +1107,18 @@ BEGIN
         FOREACH t IN ARRAY ARRAY['scoring_profiles', 'pending_rescore', 'score_distributions', 'model_fits', 'refresh_runs'] LOOP
             PERFORM create_reference_table(format('@extschema@.%I', t)::regclass);
         END LOOP;
+        -- the change log's relation as a number: written in the shards (a worker's OIDs are its
+        -- own) and through the coordinator, where Citus may send a regclass as a name
+        t := 'ALTER TABLE @extschema@.event_changes ALTER COLUMN relation TYPE oid';
+        EXECUTE t;
+        PERFORM run_command_on_workers(t);
         FOREACH t IN ARRAY ARRAY['engagement_scores', 'engagement_score_history', 'event_changes'] LOOP
             PERFORM create_distributed_table(format('@extschema@.%I', t)::regclass, 'contact_id', colocate_with => events::text);
+        END LOOP;
+        -- the local rows the tables had before are copies now (Citus leaves them on disk)
+        FOREACH t IN ARRAY ARRAY['scoring_profiles', 'pending_rescore', 'score_distributions', 'model_fits', 'refresh_runs',
+                                 'engagement_scores', 'engagement_score_history', 'event_changes'] LOOP
+            PERFORM truncate_local_data_after_distributing_table(format('@extschema@.%I', t)::regclass);
         END LOOP;
         FOR fk IN SELECT * FROM pg_temp._es_profile_keys LOOP
             EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I %s', fk.rel, fk.conname, fk.def);
@@ -1077,3 +1133,73 @@ END $$;
 COMMENT ON FUNCTION @extschema@.citus_distribute(regclass) IS
     'Lays the extension out on Citus (run once on the coordinator, by a superuser): distributes the events table by its contact column if it is not yet, and co-located with it the scores, their history and the change log; makes the profiles and the other small tables reference tables; tracks the events'' changes in their shards; points the default profile at the events';
 REVOKE EXECUTE ON FUNCTION @extschema@.citus_distribute(regclass) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION @extschema@.grant_application_access(role_name regrole) RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM @extschema@._role_or_error(role_name);
+    -- (on Citus, a grant on the reference tables after one on the distributed tables needs one
+    -- connection per worker; for this function only)
+    IF @extschema@._on_citus() THEN
+        PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    END IF;
+    EXECUTE format('GRANT USAGE ON SCHEMA @extschema@ TO %s', role_name);
+    -- INSERT of every column but id: OVERRIDING SYSTEM VALUE would take identity values that other
+    -- writers then collide with.  (The REVOKE turns a table-wide grant of an older version into it.)
+    EXECUTE format('REVOKE INSERT ON @extschema@.engagement_events FROM %s', role_name);
+    EXECUTE format('GRANT SELECT, INSERT (contact_id, campaign_id, event_type, occurred_at, conversion_value, channel,
+                    device_type, parent_event_id, metadata, created_at) ON @extschema@.engagement_events TO %s', role_name);
+    -- contact_scores reads the change log; only the change-tracking triggers write it
+    EXECUTE format('REVOKE INSERT ON @extschema@.event_changes FROM %s', role_name);
+    EXECUTE format('GRANT SELECT ON @extschema@.event_changes TO %s', role_name);
+    EXECUTE format('GRANT SELECT ON @extschema@.scoring_profiles, @extschema@.engagement_scores,
+                    @extschema@.engagement_score_history, @extschema@.pending_rescore,
+                    @extschema@.score_distributions, @extschema@.contact_scores, @extschema@.model_fits,
+                    @extschema@.event_sources, @extschema@.event_kind_map, @extschema@.refresh_runs TO %s', role_name);
+END $$;
+
+CREATE OR REPLACE FUNCTION @extschema@.grant_admin_access(role_name regrole) RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM @extschema@._role_or_error(role_name);
+    -- (on Citus, a grant on the reference tables after one on the distributed tables needs one
+    -- connection per worker; for this function only)
+    IF @extschema@._on_citus() THEN
+        PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    END IF;
+    EXECUTE format('GRANT USAGE ON SCHEMA @extschema@ TO %s', role_name);
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA @extschema@ TO %s', role_name);
+    EXECUTE format('GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA @extschema@ TO %s', role_name);
+    -- refresh_scores works in temporary tables
+    EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO %s', current_database(), role_name);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION @extschema@.refresh_scores(text, boolean, text), @extschema@.fit_model(text, timestamptz, text),
+                    @extschema@.schedule_refresh(text, text, text, text), @extschema@.unschedule_refresh(text),
+                    @extschema@.track_event_changes(regclass, regclass, name), @extschema@.untrack_event_changes(regclass),
+                    @extschema@.define_event_source(regclass, jsonb, name, name, name, name, text, text, regclass[]),
+                    @extschema@._track_event_changes(), @extschema@._track_event_change(),
+                    @extschema@._track_shard_changes(), @extschema@._track_distributed_truncate() TO %s', role_name);
+    -- (on Citus the shards' tracking triggers are made on the workers, where Citus does not
+    -- propagate a grant on an extension's function)
+    IF @extschema@._on_citus() THEN
+        IF EXISTS (SELECT FROM run_command_on_workers(format('GRANT EXECUTE ON FUNCTION @extschema@._track_shard_changes(),
+                                                             @extschema@._track_distributed_truncate() TO %s', role_name)) w
+                    WHERE NOT w.success) THEN
+            RAISE EXCEPTION 'could not grant % the change tracking of distributed tables on every worker', role_name
+                USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+    END IF;
+END $$;
+
+-- The admins of 1.4 (those who may attach the change-tracking triggers) may attach the Citus ones.
+DO $$
+DECLARE
+    g record;
+BEGIN
+    FOR g IN SELECT a.grantee FROM pg_proc p, aclexplode(p.proacl) a
+              WHERE p.oid = '@extschema@._track_event_changes()'::regprocedure AND a.privilege_type = 'EXECUTE'
+                AND a.grantee <> 0 AND a.grantee <> (SELECT e.extowner FROM pg_extension e WHERE e.extname = 'engagement_scoring')
+    LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION @extschema@._track_shard_changes(), @extschema@._track_distributed_truncate() TO %s',
+                       g.grantee::regrole);
+    END LOOP;
+END $$;

@@ -23,6 +23,11 @@ CREATE FUNCTION @extschema@.grant_application_access(role_name regrole) RETURNS 
 LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM @extschema@._role_or_error(role_name);
+    -- (on Citus, a grant on the reference tables after one on the distributed tables needs one
+    -- connection per worker; for this function only)
+    IF @extschema@._on_citus() THEN
+        PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    END IF;
     EXECUTE format('GRANT USAGE ON SCHEMA @extschema@ TO %s', role_name);
     -- INSERT of every column but id: OVERRIDING SYSTEM VALUE would take identity values that other
     -- writers then collide with.  (The REVOKE turns a table-wide grant of an older version into it.)
@@ -44,6 +49,11 @@ CREATE FUNCTION @extschema@.grant_admin_access(role_name regrole) RETURNS void
 LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM @extschema@._role_or_error(role_name);
+    -- (on Citus, a grant on the reference tables after one on the distributed tables needs one
+    -- connection per worker; for this function only)
+    IF @extschema@._on_citus() THEN
+        PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    END IF;
     EXECUTE format('GRANT USAGE ON SCHEMA @extschema@ TO %s', role_name);
     EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA @extschema@ TO %s', role_name);
     EXECUTE format('GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA @extschema@ TO %s', role_name);
@@ -53,8 +63,18 @@ BEGIN
                     @extschema@.schedule_refresh(text, text, text, text), @extschema@.unschedule_refresh(text),
                     @extschema@.track_event_changes(regclass, regclass, name), @extschema@.untrack_event_changes(regclass),
                     @extschema@.define_event_source(regclass, jsonb, name, name, name, name, text, text, regclass[]),
-                    @extschema@._track_event_changes(),
-                    @extschema@._track_event_change() TO %s', role_name);
+                    @extschema@._track_event_changes(), @extschema@._track_event_change(),
+                    @extschema@._track_shard_changes(), @extschema@._track_distributed_truncate() TO %s', role_name);
+    -- (on Citus the shards' tracking triggers are made on the workers, where Citus does not
+    -- propagate a grant on an extension's function)
+    IF @extschema@._on_citus() THEN
+        IF EXISTS (SELECT FROM run_command_on_workers(format('GRANT EXECUTE ON FUNCTION @extschema@._track_shard_changes(),
+                                                             @extschema@._track_distributed_truncate() TO %s', role_name)) w
+                    WHERE NOT w.success) THEN
+            RAISE EXCEPTION 'could not grant % the change tracking of distributed tables on every worker', role_name
+                USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+    END IF;
 END $$;
 COMMENT ON FUNCTION @extschema@.grant_admin_access(regrole) IS
     'Lets a role do everything: events, profiles, scores, refresh_scores, fitting and scheduling';

@@ -30,8 +30,8 @@ $$;
 -- it on Citus; Citus creates it on every shard): the changed contacts go into the co-located
 -- shard of event_changes, on the same worker and in the same transaction as the change, found
 -- by the shard's hash range.  Arguments: the contact column and the tracked relation's OID on the
--- coordinator (logged as the relation, which the coordinator's refresh reads: a worker's OIDs are
--- its own).
+-- coordinator, logged as the relation (on Citus event_changes.relation is an oid: a worker's OIDs
+-- are its own, and Citus may send a regclass to a worker as a name).
 CREATE FUNCTION @extschema@._track_shard_changes() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -39,6 +39,9 @@ DECLARE
     relation oid := TG_ARGV[1]::oid;
     log      text;
 BEGIN
+    IF @extschema@._citus_method(TG_RELID) IS NOT NULL THEN
+        RETURN NULL;   -- the distributed table itself, not a shard: its rows are the shards'
+    END IF;
     EXECUTE $q$
         SELECT pg_catalog.shard_name('@extschema@.event_changes'::regclass, ec.shardid)
           FROM pg_catalog.pg_dist_shard ev
@@ -75,6 +78,20 @@ BEGIN
 END $$;
 REVOKE EXECUTE ON FUNCTION @extschema@._track_shard_changes() FROM PUBLIC;
 
+-- The TRUNCATE trigger of a distributed events table, which Citus runs on the coordinator's table
+-- (not in the shards): every scored contact may have lost its events.  The scores and the change
+-- log are co-located, so Citus runs this in each pair of shards.  With the truncating role's
+-- rights (an admin's: grant_admin_access): Citus runs a transaction's work on a shard group as one
+-- role.  Argument: the tracked relation's OID on the coordinator.
+CREATE FUNCTION @extschema@._track_distributed_truncate() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    INSERT INTO @extschema@.event_changes (contact_id, relation)
+    SELECT DISTINCT s.contact_id, TG_ARGV[0]::oid FROM @extschema@.engagement_scores s;
+    RETURN NULL;
+END $$;
+REVOKE EXECUTE ON FUNCTION @extschema@._track_distributed_truncate() FROM PUBLIC;
+
 -- The triggers of track_event_changes on a distributed events table: statement-level, with
 -- transition tables, on every shard.
 CREATE FUNCTION @extschema@._citus_track(events regclass, contact name) RETURNS void
@@ -92,7 +109,7 @@ BEGIN
         RAISE EXCEPTION 'change tracking on Citus needs % distributed by %, co-located with engagement.event_changes',
                         events, quote_ident(contact)
             USING ERRCODE = 'feature_not_supported',
-                  HINT = format('SELECT create_distributed_table(%L, %L, colocate_with => ''engagement.event_changes'');',
+                  HINT = format('SELECT alter_distributed_table(%L, colocate_with => ''engagement.event_changes''); (distributed by %I)',
                                 events::text, contact);
     END IF;
     PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
@@ -104,7 +121,7 @@ BEGIN
     EXECUTE format('CREATE TRIGGER engagement_track_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS old_events '
                    'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_shard_changes(%L, %L)', events, contact, events::oid);
     EXECUTE format('CREATE TRIGGER engagement_track_truncate AFTER TRUNCATE ON %s '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_shard_changes(%L, %L)', events, contact, events::oid);
+                   'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_distributed_truncate(%L)', events, events::oid);
 END $$;
 
 -- _refresh_write_scores on Citus: the same rows, written so that each shard gets only its own.
@@ -214,7 +231,8 @@ BEGIN
     contact := (@extschema@._source_of(events)).contact_column;
     IF EXISTS (SELECT FROM pg_trigger tg WHERE tg.tgrelid = events AND NOT tg.tgisinternal
                   AND tg.tgfoid NOT IN ('@extschema@._track_event_changes'::regproc, '@extschema@._track_event_change'::regproc,
-                                        '@extschema@._track_shard_changes'::regproc)) THEN
+                                        '@extschema@._track_shard_changes'::regproc,
+                                        '@extschema@._track_distributed_truncate'::regproc)) THEN
         RAISE EXCEPTION '% has triggers of its own, which Citus does not run on distributed tables', events
             USING ERRCODE = 'feature_not_supported';
     END IF;
@@ -236,8 +254,8 @@ BEGIN
               AND a.colocationid = b.colocationid) THEN
         RAISE EXCEPTION 'the extension''s tables are already distributed with another events table than %', events
             USING ERRCODE = 'feature_not_supported',
-                  HINT = format('Distribute %s co-located with engagement.engagement_scores: SELECT create_distributed_table(%L, %L, colocate_with => ''engagement.engagement_scores'');',
-                                events, events::text, contact);
+                  HINT = format('Co-locate %s with engagement.engagement_scores, distributed by %I: SELECT alter_distributed_table(%L, colocate_with => ''engagement.engagement_scores''); then track its changes with engagement.track_event_changes.',
+                                events, contact, events::text);
     END IF;
 
     -- (these settings for this function only, restored by its SET clause: the profiles'
@@ -249,6 +267,7 @@ BEGIN
     PERFORM @extschema@._drop_tracking_triggers(events);
     IF method IS NULL THEN
         PERFORM create_distributed_table(events, contact);
+        PERFORM truncate_local_data_after_distributing_table(events);
     END IF;
 
     IF NOT @extschema@._on_citus() THEN
@@ -270,8 +289,18 @@ BEGIN
         FOREACH t IN ARRAY ARRAY['scoring_profiles', 'pending_rescore', 'score_distributions', 'model_fits', 'refresh_runs'] LOOP
             PERFORM create_reference_table(format('@extschema@.%I', t)::regclass);
         END LOOP;
+        -- the change log's relation as a number: written in the shards (a worker's OIDs are its
+        -- own) and through the coordinator, where Citus may send a regclass as a name
+        t := 'ALTER TABLE @extschema@.event_changes ALTER COLUMN relation TYPE oid';
+        EXECUTE t;
+        PERFORM run_command_on_workers(t);
         FOREACH t IN ARRAY ARRAY['engagement_scores', 'engagement_score_history', 'event_changes'] LOOP
             PERFORM create_distributed_table(format('@extschema@.%I', t)::regclass, 'contact_id', colocate_with => events::text);
+        END LOOP;
+        -- the local rows the tables had before are copies now (Citus leaves them on disk)
+        FOREACH t IN ARRAY ARRAY['scoring_profiles', 'pending_rescore', 'score_distributions', 'model_fits', 'refresh_runs',
+                                 'engagement_scores', 'engagement_score_history', 'event_changes'] LOOP
+            PERFORM truncate_local_data_after_distributing_table(format('@extschema@.%I', t)::regclass);
         END LOOP;
         FOR fk IN SELECT * FROM pg_temp._es_profile_keys LOOP
             EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I %s', fk.rel, fk.conname, fk.def);

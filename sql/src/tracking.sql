@@ -277,18 +277,22 @@ CREATE TRIGGER event_kind_map_check AFTER INSERT OR UPDATE ON @extschema@.event_
 
 CREATE FUNCTION @extschema@._source_changed() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    relations regclass[];
+    stamp     timestamptz := clock_timestamp();   -- (a value: Citus evaluates no volatile function in an UPDATE)
 BEGIN
     -- (touching updated_at bumps the version: the profiles' next refreshes are full ones; each
-    -- statement reads only the transition tables its event has)
+    -- statement reads only the transition tables its event has, into a list, which Citus can
+    -- send to the profiles' copies)
     IF TG_OP = 'INSERT' THEN
-        UPDATE @extschema@.scoring_profiles sp SET updated_at = clock_timestamp()
-         WHERE sp.events_relation IN (SELECT n.relation FROM new_rows n);
+        SELECT array_agg(n.relation) INTO relations FROM new_rows n;
     ELSIF TG_OP = 'DELETE' THEN
-        UPDATE @extschema@.scoring_profiles sp SET updated_at = clock_timestamp()
-         WHERE sp.events_relation IN (SELECT o.relation FROM old_rows o);
+        SELECT array_agg(o.relation) INTO relations FROM old_rows o;
     ELSE
-        UPDATE @extschema@.scoring_profiles sp SET updated_at = clock_timestamp()
-         WHERE sp.events_relation IN (SELECT n.relation FROM new_rows n UNION SELECT o.relation FROM old_rows o);
+        SELECT array_agg(r) INTO relations FROM (SELECT n.relation FROM new_rows n UNION SELECT o.relation FROM old_rows o) u(r);
+    END IF;
+    IF relations IS NOT NULL THEN
+        UPDATE @extschema@.scoring_profiles sp SET updated_at = stamp WHERE sp.events_relation = ANY (relations);
     END IF;
     RETURN NULL;
 END $$;
@@ -643,6 +647,11 @@ BEGIN
     ELSE
         UPDATE @extschema@.event_sources s SET changes_from = s.changes_from || events
          WHERE s.relation = for_source AND NOT events = ANY (s.changes_from);
+    END IF;
+    IF @extschema@._citus_method(events) IS DISTINCT FROM 'h' AND @extschema@._citus_method(events) IS NOT NULL THEN
+        RAISE EXCEPTION '% is a Citus reference or local table, whose changes cannot be tracked', events
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Track a table distributed by its contact column (docs/scale-out.md).';
     END IF;
     PERFORM @extschema@._drop_tracking_triggers(events);   -- run again, it replaces the triggers it made
     -- a Citus distributed table: triggers on its shards (citus.sql)

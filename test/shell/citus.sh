@@ -318,6 +318,44 @@ check "a write made directly in a shard on a worker is logged for the coordinato
 r=$(q 0 -c "SELECT engagement.refresh_scores('default')")
 check "and the next refresh rescores that contact ($r)" '[ "$r" = 1 ]'
 
+# Roles, as a CRM team has them: an admin who adds a table of its own, tracks it, defines its source
+# and profile; an application role that reads scores and cannot write the change log.
+q 0 -c "CREATE ROLE crm_admin LOGIN" -c "CREATE ROLE crm_reader LOGIN" -c "GRANT USAGE, CREATE ON SCHEMA crm TO crm_admin" \
+    -c "GRANT USAGE ON SCHEMA crm TO crm_reader" -c "GRANT SELECT ON crm.events TO crm_reader, crm_admin"
+g=$(q 0 -c "SELECT engagement.grant_admin_access('crm_admin'), engagement.grant_application_access('crm_reader')" 2>&1)
+check "grant_admin_access and grant_application_access work on Citus" '[ $? -eq 0 ] && [ "$g" = "|" ]' || echo "# $g"
+qa() { psql -qXAt -v ON_ERROR_STOP=1 -d "$(conninfo 0) user=crm_admin" "$@"; }
+more_oid=$(qa -c "CREATE TABLE crm.more_events (LIKE crm.events INCLUDING ALL)" \
+              -c "SELECT create_distributed_table('crm.more_events', 'contact_id', colocate_with => 'crm.events')" \
+              -c "SELECT engagement.track_event_changes('crm.more_events')" \
+              -c "INSERT INTO engagement.scoring_profiles (name, events_relation) VALUES ('more', 'crm.more_events')" \
+              -c "SELECT 'crm.more_events'::regclass::oid" 2>&1 | tail -1)
+check "an admin role distributes a table of its own, tracks it and gives it a profile" '[[ "$more_oid" =~ ^[0-9]+$ ]]' || echo "# $more_oid"
+qa -c "INSERT INTO crm.more_events (id, contact_id, campaign_id, event_type, occurred_at) VALUES (1, 5, 7, 'opened', '2026-05-30'), (2, 6, 7, 'clicked', '2026-05-30')"
+check "its inserts are logged" '[ "$(q 0 -c "SELECT string_agg(contact_id::text, '"','"' ORDER BY contact_id) FROM engagement.event_changes WHERE relation::oid = $more_oid")" = "5,6" ]'
+scored=$(q 0 -c "SELECT count(DISTINCT contact_id) FROM engagement.engagement_scores")
+qa -c "TRUNCATE crm.more_events"
+check "TRUNCATE of a tracked distributed table logs every scored contact ($scored)" \
+    '[ "$(q 0 -c "SELECT count(DISTINCT contact_id) FROM engagement.event_changes WHERE relation::oid = $more_oid")" = "$scored" ]'
+v0=$(q 0 -c "SELECT version FROM engagement.scoring_profiles WHERE name = 'more'")
+qa -c "SELECT engagement.define_event_source('crm.more_events', on_unmapped => 'reject')" >/dev/null 2>"$WORK/define.err"
+versions=$(for n in 0 1 2; do q "$n" -c "SET citus.show_shards_for_app_name_prefixes = '*'" \
+               -c "SELECT version FROM engagement.scoring_profiles WHERE name = 'more'"; done | sort -u)
+check "define_event_source on Citus bumps the version of the profile reading it, the same on every node ($v0 -> $versions)" \
+    '[ ! -s "$WORK/define.err" ] && [ "$versions" = $((v0 + 1)) ]' || sed 's/^/# /' "$WORK/define.err"
+u=$(qa -c "SELECT engagement.untrack_event_changes('crm.more_events')" 2>&1)
+logged_before=$(q 0 -c "SELECT count(*) FROM engagement.event_changes WHERE relation::oid = $more_oid")
+qa -c "INSERT INTO crm.more_events (id, contact_id, campaign_id, event_type, occurred_at) VALUES (3, 9, 7, 'opened', '2026-05-30')"
+check "untrack_event_changes removes the shards' triggers ($u): inserts are no longer logged" \
+    '[ "$u" = 4 ] && [ "$(q 0 -c "SELECT count(*) FROM engagement.event_changes WHERE relation::oid = $more_oid")" = "$logged_before" ]'
+s=$(q 0 -c "\\set VERBOSITY verbose" -c "CREATE TABLE crm.ref (LIKE crm.events)" -c "SELECT create_reference_table('crm.ref')" \
+      -c "SELECT engagement.track_event_changes('crm.ref')" 2>&1 | sed -n 's/^ERROR:  \([0-9A-Z]\{5\}\): \(.*\)/\1: \2/p')
+check "track_event_changes of a reference table: 0A000 ($s)" '[[ "$s" == 0A000:* ]]'
+r=$(psql -qXAt -d "$(conninfo 0) user=crm_reader" -c "SELECT (engagement.engagement_score(5, $AS_OF)).segment" 2>&1)
+w=$(psql -qXAt -d "$(conninfo 0) user=crm_reader" -c "\\set VERBOSITY verbose" -c "INSERT INTO engagement.event_changes VALUES (5, 1)" 2>&1)
+check "the application role scores contacts ($r) and cannot write the change log" \
+    '[ -n "$r" ] && [[ "$r" != *ERROR* ]] && [[ "$w" == *42501* ]]' || echo "# $r / $w"
+
 # What citus_distribute refuses, with the SQLSTATE of each.
 q 0 -c "CREATE VIEW crm.events_view AS SELECT * FROM crm.events" \
     -c "CREATE TABLE crm.other (LIKE crm.events)" -c "CREATE ROLE crm_app LOGIN" \
