@@ -10,7 +10,7 @@
 -- distributed scan, funnels of the default profile's events.
 
 CREATE FUNCTION @extschema@._on_citus_worker() RETURNS boolean
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF to_regclass('pg_catalog.pg_dist_local_group') IS NULL THEN
         RETURN false;
@@ -827,7 +827,7 @@ END $$;
 -- Whether rel is a Citus table, and of which kind ('h' hash-distributed, 'n' reference or Citus
 -- local); NULL without Citus or for a plain table.
 CREATE FUNCTION @extschema@._citus_method(rel regclass) RETURNS "char"
-LANGUAGE plpgsql STABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     method "char";
 BEGIN
@@ -840,7 +840,7 @@ END $$;
 
 -- Whether the extension's tables are laid out for Citus (citus_distribute ran).
 CREATE FUNCTION @extschema@._on_citus() RETURNS boolean
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
     SELECT coalesce(@extschema@._citus_method('@extschema@.engagement_scores') = 'h', false)
 $$;
 

@@ -9,7 +9,7 @@
 -- Whether rel is a Citus table, and of which kind ('h' hash-distributed, 'n' reference or Citus
 -- local); NULL without Citus or for a plain table.
 CREATE FUNCTION @extschema@._citus_method(rel regclass) RETURNS "char"
-LANGUAGE plpgsql STABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     method "char";
 BEGIN
@@ -22,7 +22,7 @@ END $$;
 
 -- Whether the extension's tables are laid out for Citus (citus_distribute ran).
 CREATE FUNCTION @extschema@._on_citus() RETURNS boolean
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
     SELECT coalesce(@extschema@._citus_method('@extschema@.engagement_scores') = 'h', false)
 $$;
 

@@ -128,7 +128,7 @@ COMMENT ON COLUMN @extschema@.scoring_profiles.events_relation_set_by IS
 -- Whether this server is a Citus worker (a node other than the coordinator, group 0), where the
 -- extension's distributed and reference tables are placements of the coordinator's (docs/scale-out.md).
 CREATE FUNCTION @extschema@._on_citus_worker() RETURNS boolean
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF to_regclass('pg_catalog.pg_dist_local_group') IS NULL THEN
         RETURN false;

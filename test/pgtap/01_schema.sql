@@ -99,6 +99,8 @@ SELECT results_eq($$SELECT p.oid::regprocedure::text FROM pg_proc p
                      WHERE p.pronamespace = 'engagement'::regnamespace AND p.proparallel <> 's'
                        AND p.prorettype <> 'trigger'::regtype ORDER BY p.oid::regprocedure::text COLLATE "C"$$,
                   ARRAY['engagement._bind_events_relation(engagement.scoring_profiles)',
+                        'engagement._citus_track(regclass,name)',
+                        'engagement._citus_write_scores(engagement.scoring_profiles,timestamp with time zone,boolean)',
                         'engagement._comment_score_columns(regclass)',
                         'engagement._drop_tracking_triggers(regclass)',
                         'engagement._refresh(text,boolean)',
@@ -108,7 +110,9 @@ SELECT results_eq($$SELECT p.oid::regprocedure::text FROM pg_proc p
                         'engagement._refresh_keep_pending(engagement.scoring_profiles,text,timestamp with time zone)',
                         'engagement._refresh_score_contacts(engagement.scoring_profiles,text,timestamp with time zone,boolean,boolean)',
                         'engagement._refresh_write_scores(engagement.scoring_profiles,timestamp with time zone,boolean)',
+                        'engagement._unbind_events_relation(text)',
                         'engagement._validation(timestamp with time zone,timestamp with time zone,text,boolean)',
+                        'engagement.citus_distribute(regclass)',
                         'engagement.define_event_source(regclass,jsonb,name,name,name,name,text,text,regclass[])',
                         'engagement.fit_model(text,timestamp with time zone,text)',
                         'engagement.grant_admin_access(regrole)',
@@ -153,13 +157,16 @@ SELECT is_empty($$SELECT p.oid::regprocedure FROM pg_proc p
                 'no SET on the C functions (they are hot)');
 SELECT results_eq($$SELECT p.oid::regprocedure::text FROM pg_proc p
                      WHERE p.pronamespace = 'engagement'::regnamespace AND p.prosecdef ORDER BY p.oid::regprocedure::text COLLATE "C"$$,
-                  ARRAY['engagement._track_event_change()', 'engagement._track_event_changes()'],
+                  ARRAY['engagement._track_event_change()', 'engagement._track_event_changes()', 'engagement._track_shard_changes()'],
                   'no SECURITY DEFINER function but the change-tracking triggers (they alone write the change log)');
 SELECT results_eq($$SELECT p.oid::regprocedure::text FROM pg_proc p
                      WHERE p.pronamespace = 'engagement'::regnamespace
                        AND NOT has_function_privilege('public', p.oid, 'EXECUTE') ORDER BY p.oid::regprocedure::text COLLATE "C"$$,
-                  ARRAY['engagement._track_event_change()',
+                  ARRAY['engagement._track_distributed_truncate()',
+                        'engagement._track_event_change()',
                         'engagement._track_event_changes()',
+                        'engagement._track_shard_changes()',
+                        'engagement.citus_distribute(regclass)',
                         'engagement.define_event_source(regclass,jsonb,name,name,name,name,text,text,regclass[])',
                         'engagement.fit_model(text,timestamp with time zone,text)',
                         'engagement.grant_admin_access(regrole)',

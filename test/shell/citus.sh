@@ -257,6 +257,12 @@ same=$(q 0 -c "$COMPARE")
 check "after the incremental refresh every stored score equals the local table's ($same)" '[ "$same" = "2007 2007" ]'
 check "so do the history and the score distribution" '[ "$(q 0 -c "$HISTORY")" = t ]'
 
+TRENDS="SELECT c, t.* FROM unnest(ARRAY[100, 101, 1995, 2005]) c, engagement.score_trend(c, '2026-01-01', '@P@') t"
+READABLE="SELECT r.* FROM engagement.readable_scores('@P@') r ORDER BY r.contact_id"
+check "score_trend and readable_scores equal the local table's" \
+    '[ "$(q 0 -c "${TRENDS//@P@/default}")" = "$(q 0 -c "${TRENDS//@P@/local}")" ] &&
+     [ "$(q 0 -c "${READABLE//@P@/default}" | md5sum)" = "$(q 0 -c "${READABLE//@P@/local}" | md5sum)" ]'
+
 # A profile change on the coordinator is what the workers score with.
 q 0 -c "UPDATE engagement.scoring_profiles SET half_life_days = 9, recency_tau_days = 21 WHERE name IN ('default', 'local')"
 q 3 -c "UPDATE engagement.scoring_profiles SET half_life_days = 9, recency_tau_days = 21 WHERE name = 'default'"
