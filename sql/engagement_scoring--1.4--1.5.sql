@@ -1077,3 +1077,164 @@ END $$;
 COMMENT ON FUNCTION @extschema@.citus_distribute(regclass) IS
     'Lays the extension out on Citus (run once on the coordinator, by a superuser): distributes the events table by its contact column if it is not yet, and co-located with it the scores, their history and the change log; makes the profiles and the other small tables reference tables; tracks the events'' changes in their shards; points the default profile at the events';
 REVOKE EXECUTE ON FUNCTION @extschema@.citus_distribute(regclass) FROM PUBLIC;
+
+-- Performance (issue 16)
+-- The full refresh writes less: one join of the new scores with the stored ones feeds the UPDATE,
+-- the INSERT, the history and the removals; percentiles from the distribution just written; the
+-- scored contacts' statistics only for the join column.
+
+CREATE OR REPLACE FUNCTION @extschema@._refresh_score_contacts(p @extschema@.scoring_profiles, events text,
+                                                    refresh_at timestamptz, full_refresh boolean,
+                                                    few_targets boolean, OUT unmapped bigint,
+                                                    OUT unmapped_kinds text[])
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    src        @extschema@.event_sources := @extschema@._source_of(p.events_relation);
+    typed_kind boolean := @extschema@._column_type(p.events_relation, src.kind_column) = '@extschema@.event_type'::regtype;
+    -- A source whose kind is an event_type and whose contact and time are NOT NULL (engagement_events)
+    -- has no row it could not score: nothing to count, and the scoring statement stays as lean as 1.3's.
+    counted    boolean := NOT (typed_kind AND coalesce((SELECT bool_and(a.attnotnull) FROM pg_attribute a
+                                                         WHERE a.attrelid = p.events_relation
+                                                           AND a.attname IN (src.contact_column, src.time_column)), false));
+BEGIN
+    -- (Citus cannot run the lateral form on the workers: there the targets go in as a list)
+    few_targets := few_targets AND @extschema@._citus_method(p.events_relation) IS NULL;
+    EXECUTE format(CASE WHEN few_targets AND NOT full_refresh THEN $q$
+        CREATE TEMP TABLE _es_scored ON COMMIT DROP AS
+        SELECT t.contact_id, (c.s).*, c.unmapped, c.unmapped_kind
+          FROM pg_temp._es_targets t,
+               LATERAL (SELECT @extschema@.score_events(e.event_type, e.occurred_at, e.conversion_value, $1, %2$s) AS s,
+                               %5$s AS unmapped, %4$s AS unmapped_kind
+                          FROM %1$s e
+                         WHERE e.contact_id = t.contact_id AND e.occurred_at <= $1) c
+        $q$ ELSE $q$
+        CREATE TEMP TABLE _es_scored ON COMMIT DROP AS
+        SELECT q.contact_id, (q.s).*, q.unmapped, q.unmapped_kind
+          FROM (SELECT e.contact_id,
+                       @extschema@.score_events(e.event_type, e.occurred_at, e.conversion_value, $1, %2$s) AS s,
+                       %6$s AS unmapped, %4$s AS unmapped_kind
+                  FROM %1$s e
+                 WHERE %3$s
+                 GROUP BY e.contact_id) q
+        $q$ END,
+        events,
+        CASE WHEN p.events_relation = '@extschema@.engagement_events'::regclass THEN '$2' ELSE '$3' END,
+        CASE WHEN NOT full_refresh THEN 'e.occurred_at <= $1 AND e.contact_id IN (SELECT t.contact_id FROM pg_temp._es_targets t)'
+             WHEN counted THEN '(e.occurred_at <= $1 OR e.occurred_at IS NULL)'
+             ELSE 'e.occurred_at <= $1' END,
+        -- (a kind column of type event_type has no kinds to name; and an aggregate of the constant
+        -- NULL::text would keep postgres_fdw from shipping the query: its collation is not a column's)
+        CASE WHEN typed_kind THEN 'NULL::text' ELSE 'min(e.kind) FILTER (WHERE e.event_type IS NULL)' END,
+        CASE WHEN counted THEN 'count(*) FILTER (WHERE e.event_type IS NULL)' ELSE '0::bigint' END,
+        CASE WHEN counted THEN 'count(*) FILTER (WHERE e.contact_id IS NULL OR e.event_type IS NULL OR e.occurred_at IS NULL)'
+             ELSE '0::bigint' END)
+    USING refresh_at, p.name, to_jsonb(p);
+    unmapped := 0;
+    IF counted THEN
+        SELECT coalesce(sum(s.unmapped), 0),
+               (SELECT array_agg(k ORDER BY k) FROM (SELECT DISTINCT s2.unmapped_kind AS k FROM pg_temp._es_scored s2
+                                                      WHERE s2.unmapped_kind IS NOT NULL ORDER BY 1 LIMIT 5) ks)
+          INTO unmapped, unmapped_kinds
+          FROM pg_temp._es_scored s WHERE s.unmapped > 0;
+    END IF;
+    -- (contacts whose every row was unmapped, rows without a contact, and targets without events
+    -- have no score)
+    IF counted OR (few_targets AND NOT full_refresh) THEN
+        DELETE FROM pg_temp._es_scored s WHERE s.contact_id IS NULL OR s.event_count IS NULL;
+    END IF;
+    ALTER TABLE pg_temp._es_scored DROP COLUMN unmapped, DROP COLUMN unmapped_kind;
+    -- Indexed, so that no join with it can go quadratic when the statistics of engagement_scores
+    -- know nothing of this profile yet (a new profile's rows estimated at one).  Only the join
+    -- column's statistics are of use to the plans that read it (all ~30 columns: 5x the time).
+    CREATE UNIQUE INDEX ON pg_temp._es_scored (contact_id);
+    ANALYZE pg_temp._es_scored (contact_id);
+END $$;
+
+CREATE OR REPLACE FUNCTION @extschema@._refresh_write_scores(p @extschema@.scoring_profiles, refresh_at timestamptz,
+                                                  full_refresh boolean) RETURNS bigint
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    rescored bigint;
+    nestloop text := current_setting('enable_nestloop');
+BEGIN
+    IF @extschema@._on_citus() THEN
+        RETURN @extschema@._citus_write_scores(p, refresh_at, full_refresh);   -- the same, for Citus (citus.sql)
+    END IF;
+    -- Every join of a full refresh is of all the profile's scores, but the statistics of
+    -- engagement_scores may know nothing of a new profile's rows (one row, the planner guesses):
+    -- a nested loop over the materialized join would then be quadratic.
+    IF full_refresh THEN
+        PERFORM set_config('enable_nestloop', 'off', true);
+    END IF;
+    EXECUTE format($q$
+    WITH joined AS (
+        -- (the distribution is joined, not passed in a variable: a 1.6 MB constant would be
+        -- copied through the planner; joined, _count_below detoasts it once for all rows)
+        SELECT n.*, s.contact_id AS gone_contact_id, s.composite AS prev_composite, s.segment AS prev_segment,
+               s.score_version AS prev_version,
+               CASE WHEN n.contact_id IS NULL THEN NULL
+                    WHEN $3 AND d.contacts > 1
+                    THEN 100 * (@extschema@._count_below(d.sorted_composites, n.composite)::float8 / (d.contacts - 1)::float8)
+                    WHEN d.contacts > 1 THEN 100.0 * @extschema@._count_below(d.sorted_composites, n.composite) / (d.contacts - 1)
+                    ELSE 0 END AS pct
+          FROM pg_temp._es_scored n
+          %s (SELECT * FROM @extschema@.engagement_scores s0 WHERE s0.profile = ($1).name) s ON s.contact_id = n.contact_id
+          LEFT JOIN @extschema@.score_distributions d ON d.profile = ($1).name),
+    upd AS (
+        UPDATE @extschema@.engagement_scores cur
+           SET composite = n.composite, recency = n.recency, frequency = n.frequency, monetary = n.monetary,
+               time_decay = n.time_decay, diversity = n.diversity, engagement_probability = n.engagement_probability,
+               conversion_probability = n.conversion_probability, churn_risk = n.churn_risk, segment = n.segment,
+               opted_out = n.opted_out, event_count = n.event_count, engaging_count = n.engaging_count,
+               conversion_total = n.conversion_total, first_event_at = n.first_event_at,
+               last_engaged_at = n.last_engaged_at, expected_engagements_30d = n.expected_engagements_30d,
+               expected_conversion_value = n.expected_conversion_value, expected_value_30d = n.expected_value_30d,
+               percentile_rank = n.pct, score_version = cur.score_version + 1, profile_version = ($1).version,
+               model_version = @extschema@.model_version(), calculated_at = $2
+          FROM joined n
+         WHERE n.contact_id IS NOT NULL AND n.prev_version IS NOT NULL
+           AND cur.profile = ($1).name AND cur.contact_id = n.contact_id
+        RETURNING 1),
+    ins AS (
+        INSERT INTO @extschema@.engagement_scores (profile, contact_id, composite, recency, frequency, monetary,
+               time_decay, diversity, engagement_probability, conversion_probability, churn_risk, segment,
+               opted_out, event_count, engaging_count, conversion_total, first_event_at, last_engaged_at,
+               expected_engagements_30d, expected_conversion_value, expected_value_30d, percentile_rank,
+               score_version, profile_version, model_version, calculated_at)
+        SELECT ($1).name, n.contact_id, n.composite, n.recency, n.frequency, n.monetary, n.time_decay, n.diversity,
+               n.engagement_probability, n.conversion_probability, n.churn_risk, n.segment, n.opted_out,
+               n.event_count, n.engaging_count, n.conversion_total, n.first_event_at, n.last_engaged_at,
+               n.expected_engagements_30d, n.expected_conversion_value, n.expected_value_30d, n.pct,
+               1, ($1).version, @extschema@.model_version(), $2
+          FROM joined n
+         WHERE n.contact_id IS NOT NULL AND n.prev_version IS NULL
+        RETURNING 1),
+    hist AS (
+        INSERT INTO @extschema@.engagement_score_history (profile, contact_id, composite, segment,
+               previous_composite, previous_segment, score_version, recorded_at)
+        SELECT ($1).name, n.contact_id, n.composite, n.segment, n.prev_composite, n.prev_segment,
+               coalesce(n.prev_version + 1, 1), $2
+          FROM joined n
+         WHERE n.contact_id IS NOT NULL
+           AND (n.prev_version IS NULL
+                OR abs(n.composite - n.prev_composite) >= ($1).history_min_delta
+                OR n.segment <> n.prev_segment)),
+    gone AS (
+        -- (full refresh: the stored scores of contacts no longer scored, found by their key)
+        DELETE FROM @extschema@.engagement_scores s
+         WHERE s.profile = ($1).name
+           AND s.contact_id = ANY (ARRAY(SELECT n.gone_contact_id FROM joined n WHERE n.contact_id IS NULL)))
+    SELECT (SELECT count(*) FROM upd) + (SELECT count(*) FROM ins)
+    $q$, CASE WHEN full_refresh THEN 'FULL JOIN' ELSE 'LEFT JOIN' END)
+    INTO rescored USING p, refresh_at, full_refresh;
+    PERFORM set_config('enable_nestloop', nestloop, true);
+
+    -- (uncorrelated subqueries of the temporary tables: on Citus they become intermediate results)
+    IF NOT full_refresh THEN
+        DELETE FROM @extschema@.engagement_scores s
+         WHERE s.profile = p.name
+           AND s.contact_id IN (SELECT t.contact_id FROM pg_temp._es_targets t
+                                 WHERE NOT EXISTS (SELECT FROM pg_temp._es_scored n WHERE n.contact_id = t.contact_id));
+    END IF;
+    RETURN rescored;
+END $$;
