@@ -327,26 +327,30 @@ BEGIN
     END LOOP;
     RETURN false;
 END $$;
+-- (each row ten times, one group after another: the first group's state alone outgrows work_mem,
+-- and each group's rows are spread over enough pages for both workers to get some)
+CREATE TABLE ref.sim_by_group AS
+SELECT floor(t)::int % 6 AS g, x, t_x, t FROM ref.sim_mbgnbd, generate_series(1, 10) ORDER BY 1;
+ANALYZE ref.sim_by_group;
 SET client_min_messages = warning;
 SET enable_hashagg = off;
 CREATE TEMP TABLE fit_groups_sorted AS
-SELECT floor(t)::int % 6 AS g, engagement.fit_mbgnbd(x, t_x, t) AS f FROM ref.sim_mbgnbd GROUP BY 1;
+SELECT g, engagement.fit_mbgnbd(x, t_x, t) AS f FROM ref.sim_by_group GROUP BY g;
 RESET enable_hashagg;
--- (one group after another: the first group's state alone outgrows work_mem)
-CREATE TEMP TABLE sim_by_group AS SELECT floor(t)::int % 6 AS g, x, t_x, t FROM ref.sim_mbgnbd ORDER BY 1;
 SET enable_sort = off; SET work_mem = '64kB';
 CREATE TEMP TABLE fit_groups_spilled AS
-SELECT g, engagement.fit_mbgnbd(x, t_x, t) AS f FROM sim_by_group GROUP BY g;
-SELECT pg_temp.plan_says($$SELECT g, engagement.fit_mbgnbd(x, t_x, t) FROM sim_by_group GROUP BY g$$,
+SELECT g, engagement.fit_mbgnbd(x, t_x, t) AS f FROM ref.sim_by_group GROUP BY g;
+SELECT pg_temp.plan_says($$SELECT g, engagement.fit_mbgnbd(x, t_x, t) FROM ref.sim_by_group GROUP BY g$$,
                          'Disk Usage: [1-9]') AS spilled;
 RESET work_mem;
 SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0;
-SET max_parallel_workers_per_gather = 2;
+SET max_parallel_workers_per_gather = 2; SET parallel_leader_participation = off;
 CREATE TEMP TABLE fit_groups_parallel AS
-SELECT floor(t)::int % 6 AS g, engagement.fit_mbgnbd(x, t_x, t) AS f FROM ref.sim_mbgnbd GROUP BY 1;
-SELECT pg_temp.plan_says($$SELECT floor(t)::int % 6, engagement.fit_mbgnbd(x, t_x, t) FROM ref.sim_mbgnbd GROUP BY 1$$,
-                         'Workers Launched: [1-9]') AS in_parallel;
+SELECT g, engagement.fit_mbgnbd(x, t_x, t) AS f FROM ref.sim_by_group GROUP BY g;
+SELECT pg_temp.plan_says($$SELECT g, engagement.fit_mbgnbd(x, t_x, t) FROM ref.sim_by_group GROUP BY g$$,
+                         'Workers Launched: 2') AS in_parallel;
 RESET ALL;
+DROP TABLE ref.sim_by_group;
 SELECT count(*) AS groups, count(*) FILTER (WHERE (f).converged) AS converged FROM fit_groups_sorted;
 SELECT o.plan, s.g, (o.f)::text AS got, (s.f)::text AS expected
   FROM fit_groups_sorted s
