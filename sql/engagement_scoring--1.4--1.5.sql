@@ -5,9 +5,10 @@
 \echo Use "ALTER EXTENSION engagement_scoring UPDATE TO '1.5'" to load this file. \quit
 
 -- Citus (issue 14)
--- Citus (1.5): the profiles' triggers on a reference table's placements, change tracking into a
--- distributed change log, refresh statements Citus can plan, fit_model's profile update after a
--- distributed scan, funnels of the default profile's events.
+-- Citus (issue 14): the profiles' triggers on a reference table's placements, change tracking into
+-- a distributed change log, refresh statements Citus can plan, fit_model's profile update after a
+-- distributed scan, funnels of the default profile's events.  Performance (issue 16): the full
+-- refresh's writes from one join, change tracking in C.  (Generated from sql/src/.)
 
 CREATE FUNCTION @extschema@._on_citus_worker() RETURNS boolean
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
@@ -62,52 +63,6 @@ BEGIN
            AND NOT EXISTS (SELECT 1 FROM @extschema@.engagement_scores s WHERE s.profile = 'default');
     END IF;
     RETURN NEW;
-END $$;
-
-CREATE OR REPLACE FUNCTION @extschema@._track_event_changes() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    contact  name := coalesce(TG_ARGV[0], 'contact_id');
-    changed  text;       -- the query of the changed contacts (column c), from the transition tables
-    contacts bigint[];
-BEGIN
-    IF TG_RELID <> '@extschema@.engagement_events'::regclass THEN
-        PERFORM @extschema@._tracked_relation_check(TG_RELID, TG_NAME, TG_OP <> 'TRUNCATE', contact);
-    END IF;
-    IF TG_OP = 'INSERT' THEN
-        changed := format('SELECT DISTINCT %I FROM new_events WHERE %I IS NOT NULL', contact, contact);
-    ELSIF TG_OP = 'DELETE' THEN
-        changed := format('SELECT DISTINCT %I FROM old_events WHERE %I IS NOT NULL', contact, contact);
-    ELSIF TG_OP = 'UPDATE' AND TG_RELID <> '@extschema@.engagement_events'::regclass THEN
-        changed := format('SELECT c FROM (SELECT %I FROM old_events UNION SELECT %I FROM new_events) u(c) WHERE c IS NOT NULL',
-                          contact, contact);
-    ELSIF TG_OP = 'UPDATE' THEN
-        -- Only updates of what the model reads make a contact's score stale.  EXECUTE plans the
-        -- join for this statement's transition tables: a plan kept from a one-row UPDATE would
-        -- join thousands of rows by nested loops.
-        changed := $q$
-        SELECT c
-          FROM (SELECT o.contact_id, n.contact_id
-                  FROM old_events o JOIN new_events n USING (id)
-                 WHERE (o.contact_id, o.event_type, o.occurred_at, o.conversion_value)
-                       IS DISTINCT FROM (n.contact_id, n.event_type, n.occurred_at, n.conversion_value)) ch(a, b),
-               LATERAL (VALUES (ch.a), (ch.b)) v(c)
-         GROUP BY c$q$;
-    ELSE  -- TRUNCATE: every scored contact may have lost its events
-        changed := 'SELECT DISTINCT s.contact_id FROM @extschema@.engagement_scores s';
-    END IF;
-    IF current_setting('citus.version', true) IS NULL THEN
-        EXECUTE 'INSERT INTO @extschema@.event_changes (contact_id, relation) SELECT c, $1 FROM (' || changed || ') ch(c)'
-        USING TG_RELID;
-    ELSE
-        -- With Citus loaded the change log may be distributed (citus_distribute), and Citus runs
-        -- the SELECT of an INSERT into it without this trigger's transition tables: the contacts
-        -- go in as an array.
-        EXECUTE 'SELECT array_agg(c) FROM (' || changed || ') ch(c)' INTO contacts;
-        INSERT INTO @extschema@.event_changes (contact_id, relation)
-        SELECT c, TG_RELID FROM unnest(contacts) c;
-    END IF;
-    RETURN NULL;
 END $$;
 
 CREATE OR REPLACE FUNCTION @extschema@._drop_tracking_triggers(events regclass) RETURNS integer
@@ -226,6 +181,9 @@ BEGIN
     RETURN 'pg_temp._es_events';
 END $$;
 
+CREATE OR REPLACE FUNCTION @extschema@._track_event_changes() RETURNS trigger
+AS 'MODULE_PATHNAME', 'es_track_event_changes' LANGUAGE C SECURITY DEFINER;
+
 CREATE FUNCTION @extschema@._unbind_events_relation(events text) RETURNS void
 LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -331,9 +289,10 @@ BEGIN
     END IF;
     ALTER TABLE pg_temp._es_scored DROP COLUMN unmapped, DROP COLUMN unmapped_kind;
     -- Indexed, so that no join with it can go quadratic when the statistics of engagement_scores
-    -- know nothing of this profile yet (a new profile's rows estimated at one).
+    -- know nothing of this profile yet (a new profile's rows estimated at one).  Only the join
+    -- column's statistics are of use to the plans that read it (all ~30 columns: 5x the time).
     CREATE UNIQUE INDEX ON pg_temp._es_scored (contact_id);
-    ANALYZE pg_temp._es_scored;
+    ANALYZE pg_temp._es_scored (contact_id);
 END $$;
 
 CREATE OR REPLACE FUNCTION @extschema@._refresh_write_scores(p @extschema@.scoring_profiles, refresh_at timestamptz,
@@ -341,23 +300,31 @@ CREATE OR REPLACE FUNCTION @extschema@._refresh_write_scores(p @extschema@.scori
 LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     rescored bigint;
+    nestloop text := current_setting('enable_nestloop');
 BEGIN
     IF @extschema@._on_citus() THEN
         RETURN @extschema@._citus_write_scores(p, refresh_at, full_refresh);   -- the same, for Citus (citus.sql)
     END IF;
-    WITH prev AS (
-        SELECT s.contact_id, s.composite, s.segment
-          FROM @extschema@.engagement_scores s JOIN pg_temp._es_scored n USING (contact_id)
-         WHERE s.profile = p.name),
-    ranked AS (
+    -- Every join of a full refresh is of all the profile's scores, but the statistics of
+    -- engagement_scores may know nothing of a new profile's rows (one row, the planner guesses):
+    -- a nested loop over the materialized join would then be quadratic.
+    IF full_refresh THEN
+        PERFORM set_config('enable_nestloop', 'off', true);
+    END IF;
+    EXECUTE format($q$
+    WITH joined AS (
         -- (the distribution is joined, not passed in a variable: a 1.6 MB constant would be
         -- copied through the planner; joined, _count_below detoasts it once for all rows)
-        SELECT n.*,
-               CASE WHEN full_refresh THEN 100 * percent_rank() OVER (ORDER BY n.composite)
+        SELECT n.*, s.contact_id AS gone_contact_id, s.composite AS prev_composite, s.segment AS prev_segment,
+               s.score_version AS prev_version,
+               CASE WHEN n.contact_id IS NULL THEN NULL
+                    WHEN $3 AND d.contacts > 1
+                    THEN 100 * (@extschema@._count_below(d.sorted_composites, n.composite)::float8 / (d.contacts - 1)::float8)
                     WHEN d.contacts > 1 THEN 100.0 * @extschema@._count_below(d.sorted_composites, n.composite) / (d.contacts - 1)
                     ELSE 0 END AS pct
           FROM pg_temp._es_scored n
-          LEFT JOIN @extschema@.score_distributions d ON d.profile = p.name),
+          %s (SELECT * FROM @extschema@.engagement_scores s0 WHERE s0.profile = ($1).name) s ON s.contact_id = n.contact_id
+          LEFT JOIN @extschema@.score_distributions d ON d.profile = ($1).name),
     upd AS (
         UPDATE @extschema@.engagement_scores cur
            SET composite = n.composite, recency = n.recency, frequency = n.frequency, monetary = n.monetary,
@@ -367,41 +334,48 @@ BEGIN
                conversion_total = n.conversion_total, first_event_at = n.first_event_at,
                last_engaged_at = n.last_engaged_at, expected_engagements_30d = n.expected_engagements_30d,
                expected_conversion_value = n.expected_conversion_value, expected_value_30d = n.expected_value_30d,
-               percentile_rank = n.pct, score_version = cur.score_version + 1, profile_version = p.version,
-               model_version = @extschema@.model_version(), calculated_at = refresh_at
-          FROM ranked n
-         WHERE cur.profile = p.name AND cur.contact_id = n.contact_id
-        RETURNING cur.contact_id, cur.composite, cur.segment, cur.score_version),
+               percentile_rank = n.pct, score_version = cur.score_version + 1, profile_version = ($1).version,
+               model_version = @extschema@.model_version(), calculated_at = $2
+          FROM joined n
+         WHERE n.contact_id IS NOT NULL AND n.prev_version IS NOT NULL
+           AND cur.profile = ($1).name AND cur.contact_id = n.contact_id
+        RETURNING 1),
     ins AS (
         INSERT INTO @extschema@.engagement_scores (profile, contact_id, composite, recency, frequency, monetary,
                time_decay, diversity, engagement_probability, conversion_probability, churn_risk, segment,
                opted_out, event_count, engaging_count, conversion_total, first_event_at, last_engaged_at,
                expected_engagements_30d, expected_conversion_value, expected_value_30d, percentile_rank,
                score_version, profile_version, model_version, calculated_at)
-        SELECT p.name, n.contact_id, n.composite, n.recency, n.frequency, n.monetary, n.time_decay, n.diversity,
+        SELECT ($1).name, n.contact_id, n.composite, n.recency, n.frequency, n.monetary, n.time_decay, n.diversity,
                n.engagement_probability, n.conversion_probability, n.churn_risk, n.segment, n.opted_out,
                n.event_count, n.engaging_count, n.conversion_total, n.first_event_at, n.last_engaged_at,
                n.expected_engagements_30d, n.expected_conversion_value, n.expected_value_30d, n.pct,
-               1, p.version, @extschema@.model_version(), refresh_at
-          FROM ranked n
-         WHERE NOT EXISTS (SELECT FROM prev WHERE prev.contact_id = n.contact_id)
-        RETURNING contact_id, composite, segment, score_version),
-    up AS (SELECT * FROM upd UNION ALL SELECT * FROM ins),
+               1, ($1).version, @extschema@.model_version(), $2
+          FROM joined n
+         WHERE n.contact_id IS NOT NULL AND n.prev_version IS NULL
+        RETURNING 1),
     hist AS (
         INSERT INTO @extschema@.engagement_score_history (profile, contact_id, composite, segment,
                previous_composite, previous_segment, score_version, recorded_at)
-        SELECT p.name, up.contact_id, up.composite, up.segment, prev.composite, prev.segment, up.score_version, refresh_at
-          FROM up LEFT JOIN prev USING (contact_id)
-         WHERE prev.contact_id IS NULL
-            OR abs(up.composite - prev.composite) >= p.history_min_delta
-            OR up.segment <> prev.segment)
-    SELECT count(*) INTO rescored FROM up;
+        SELECT ($1).name, n.contact_id, n.composite, n.segment, n.prev_composite, n.prev_segment,
+               coalesce(n.prev_version + 1, 1), $2
+          FROM joined n
+         WHERE n.contact_id IS NOT NULL
+           AND (n.prev_version IS NULL
+                OR abs(n.composite - n.prev_composite) >= ($1).history_min_delta
+                OR n.segment <> n.prev_segment)),
+    gone AS (
+        -- (full refresh: the stored scores of contacts no longer scored, found by their key)
+        DELETE FROM @extschema@.engagement_scores s
+         WHERE s.profile = ($1).name
+           AND s.contact_id = ANY (ARRAY(SELECT n.gone_contact_id FROM joined n WHERE n.contact_id IS NULL)))
+    SELECT (SELECT count(*) FROM upd) + (SELECT count(*) FROM ins)
+    $q$, CASE WHEN full_refresh THEN 'FULL JOIN' ELSE 'LEFT JOIN' END)
+    INTO rescored USING p, refresh_at, full_refresh;
+    PERFORM set_config('enable_nestloop', nestloop, true);
 
     -- (uncorrelated subqueries of the temporary tables: on Citus they become intermediate results)
-    IF full_refresh THEN
-        DELETE FROM @extschema@.engagement_scores s
-         WHERE s.profile = p.name AND s.contact_id NOT IN (SELECT n.contact_id FROM pg_temp._es_scored n);
-    ELSE
+    IF NOT full_refresh THEN
         DELETE FROM @extschema@.engagement_scores s
          WHERE s.profile = p.name
            AND s.contact_id IN (SELECT t.contact_id FROM pg_temp._es_targets t

@@ -311,6 +311,54 @@ CREATE TEMP TABLE fit_serial AS
 SELECT (SELECT engagement.fit_mbgnbd(x, t_x, t) FROM ref.sim_mbgnbd) AS mbgnbd,
        (SELECT engagement.fit_bgnbd(x, t_x, t) FROM ref.sim_bgnbd) AS bgnbd;
 RESET ALL;
+-- (1.5) The fits keep their state expanded (in memory, in a context of its own, updated in place)
+-- and collapse it when it is flattened.  Grouped, through parallel workers (flattened to reach the
+-- leader) and through a hash aggregate that spills (over its memory with the states' contexts
+-- counted, later groups wait on disk), every group's fit equals the one of a serial plan over
+-- sorted groups: the groups whose fit differs, and how many converged.
+CREATE FUNCTION pg_temp.plan_says(q text, pattern text) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    line text;
+BEGIN
+    FOR line IN EXECUTE 'EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) ' || q LOOP
+        IF line ~ pattern THEN
+            RETURN true;
+        END IF;
+    END LOOP;
+    RETURN false;
+END $$;
+-- (each row ten times, one group after another: the first group's state alone outgrows work_mem,
+-- and each group's rows are spread over enough pages for both workers to get some)
+CREATE TABLE ref.sim_by_group AS
+SELECT floor(t)::int % 6 AS g, x, t_x, t FROM ref.sim_mbgnbd, generate_series(1, 10) ORDER BY 1;
+ANALYZE ref.sim_by_group;
+SET client_min_messages = warning;
+SET enable_hashagg = off;
+CREATE TEMP TABLE fit_groups_sorted AS
+SELECT g, engagement.fit_mbgnbd(x, t_x, t) AS f FROM ref.sim_by_group GROUP BY g;
+RESET enable_hashagg;
+SET enable_sort = off; SET work_mem = '64kB';
+CREATE TEMP TABLE fit_groups_spilled AS
+SELECT g, engagement.fit_mbgnbd(x, t_x, t) AS f FROM ref.sim_by_group GROUP BY g;
+SELECT pg_temp.plan_says($$SELECT g, engagement.fit_mbgnbd(x, t_x, t) FROM ref.sim_by_group GROUP BY g$$,
+                         'Disk Usage: [1-9]') AS spilled;
+RESET work_mem;
+SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0;
+SET max_parallel_workers_per_gather = 2; SET parallel_leader_participation = off;
+CREATE TEMP TABLE fit_groups_parallel AS
+SELECT g, engagement.fit_mbgnbd(x, t_x, t) AS f FROM ref.sim_by_group GROUP BY g;
+SELECT pg_temp.plan_says($$SELECT g, engagement.fit_mbgnbd(x, t_x, t) FROM ref.sim_by_group GROUP BY g$$,
+                         'Workers Launched: 2') AS in_parallel;
+RESET ALL;
+DROP TABLE ref.sim_by_group;
+SELECT count(*) AS groups, count(*) FILTER (WHERE (f).converged) AS converged FROM fit_groups_sorted;
+SELECT o.plan, s.g, (o.f)::text AS got, (s.f)::text AS expected
+  FROM fit_groups_sorted s
+  JOIN (SELECT 'spilled' AS plan, * FROM fit_groups_spilled UNION ALL SELECT 'parallel', * FROM fit_groups_parallel) o USING (g)
+ WHERE NOT (ref.close((o.f).r, (s.f).r) AND ref.close((o.f).alpha, (s.f).alpha) AND ref.close((o.f).a, (s.f).a)
+            AND ref.close((o.f).b, (s.f).b) AND ref.close((o.f).log_likelihood, (s.f).log_likelihood)
+            AND (o.f).n = (s.f).n)
+ ORDER BY 1, 2;
 -- x = 0 rows share (0, 0, T): about 9,300 of the MBG/NBD rows collapse into 91.
 CREATE TEMP TABLE fit_weighted AS
 SELECT (SELECT engagement.fit_mbgnbd(x, t_x, t, w)

@@ -158,9 +158,10 @@ BEGIN
     END IF;
     ALTER TABLE pg_temp._es_scored DROP COLUMN unmapped, DROP COLUMN unmapped_kind;
     -- Indexed, so that no join with it can go quadratic when the statistics of engagement_scores
-    -- know nothing of this profile yet (a new profile's rows estimated at one).
+    -- know nothing of this profile yet (a new profile's rows estimated at one).  Only the join
+    -- column's statistics are of use to the plans that read it (all ~30 columns: 5x the time).
     CREATE UNIQUE INDEX ON pg_temp._es_scored (contact_id);
-    ANALYZE pg_temp._es_scored;
+    ANALYZE pg_temp._es_scored (contact_id);
 END $$;
 
 -- The distribution as of this refresh, before the scores are written so that they can carry
@@ -213,28 +214,42 @@ END $$;
 -- needed), keep the history of the moves worth keeping (and of every first score), and remove
 -- the scores of contacts that no longer have any event (their composites already left the
 -- distribution).  Returns how many contacts were scored.
+-- One join of the new scores with the stored ones feeds all of it (on a full refresh a FULL JOIN,
+-- whose unmatched stored rows are the scores to remove): the history reads the previous values
+-- from it instead of joining what the UPDATE returns.  The percentile is the composite's rank in
+-- the distribution _refresh_distribution just wrote (a binary search, not a sort of the scores):
+-- on a full refresh that is 100 * percent_rank() OVER (ORDER BY composite), the same float8
+-- arithmetic, bit for bit.
 CREATE FUNCTION @extschema@._refresh_write_scores(p @extschema@.scoring_profiles, refresh_at timestamptz,
                                                   full_refresh boolean) RETURNS bigint
 LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     rescored bigint;
+    nestloop text := current_setting('enable_nestloop');
 BEGIN
     IF @extschema@._on_citus() THEN
         RETURN @extschema@._citus_write_scores(p, refresh_at, full_refresh);   -- the same, for Citus (citus.sql)
     END IF;
-    WITH prev AS (
-        SELECT s.contact_id, s.composite, s.segment
-          FROM @extschema@.engagement_scores s JOIN pg_temp._es_scored n USING (contact_id)
-         WHERE s.profile = p.name),
-    ranked AS (
+    -- Every join of a full refresh is of all the profile's scores, but the statistics of
+    -- engagement_scores may know nothing of a new profile's rows (one row, the planner guesses):
+    -- a nested loop over the materialized join would then be quadratic.
+    IF full_refresh THEN
+        PERFORM set_config('enable_nestloop', 'off', true);
+    END IF;
+    EXECUTE format($q$
+    WITH joined AS (
         -- (the distribution is joined, not passed in a variable: a 1.6 MB constant would be
         -- copied through the planner; joined, _count_below detoasts it once for all rows)
-        SELECT n.*,
-               CASE WHEN full_refresh THEN 100 * percent_rank() OVER (ORDER BY n.composite)
+        SELECT n.*, s.contact_id AS gone_contact_id, s.composite AS prev_composite, s.segment AS prev_segment,
+               s.score_version AS prev_version,
+               CASE WHEN n.contact_id IS NULL THEN NULL
+                    WHEN $3 AND d.contacts > 1
+                    THEN 100 * (@extschema@._count_below(d.sorted_composites, n.composite)::float8 / (d.contacts - 1)::float8)
                     WHEN d.contacts > 1 THEN 100.0 * @extschema@._count_below(d.sorted_composites, n.composite) / (d.contacts - 1)
                     ELSE 0 END AS pct
           FROM pg_temp._es_scored n
-          LEFT JOIN @extschema@.score_distributions d ON d.profile = p.name),
+          %s (SELECT * FROM @extschema@.engagement_scores s0 WHERE s0.profile = ($1).name) s ON s.contact_id = n.contact_id
+          LEFT JOIN @extschema@.score_distributions d ON d.profile = ($1).name),
     upd AS (
         UPDATE @extschema@.engagement_scores cur
            SET composite = n.composite, recency = n.recency, frequency = n.frequency, monetary = n.monetary,
@@ -244,41 +259,48 @@ BEGIN
                conversion_total = n.conversion_total, first_event_at = n.first_event_at,
                last_engaged_at = n.last_engaged_at, expected_engagements_30d = n.expected_engagements_30d,
                expected_conversion_value = n.expected_conversion_value, expected_value_30d = n.expected_value_30d,
-               percentile_rank = n.pct, score_version = cur.score_version + 1, profile_version = p.version,
-               model_version = @extschema@.model_version(), calculated_at = refresh_at
-          FROM ranked n
-         WHERE cur.profile = p.name AND cur.contact_id = n.contact_id
-        RETURNING cur.contact_id, cur.composite, cur.segment, cur.score_version),
+               percentile_rank = n.pct, score_version = cur.score_version + 1, profile_version = ($1).version,
+               model_version = @extschema@.model_version(), calculated_at = $2
+          FROM joined n
+         WHERE n.contact_id IS NOT NULL AND n.prev_version IS NOT NULL
+           AND cur.profile = ($1).name AND cur.contact_id = n.contact_id
+        RETURNING 1),
     ins AS (
         INSERT INTO @extschema@.engagement_scores (profile, contact_id, composite, recency, frequency, monetary,
                time_decay, diversity, engagement_probability, conversion_probability, churn_risk, segment,
                opted_out, event_count, engaging_count, conversion_total, first_event_at, last_engaged_at,
                expected_engagements_30d, expected_conversion_value, expected_value_30d, percentile_rank,
                score_version, profile_version, model_version, calculated_at)
-        SELECT p.name, n.contact_id, n.composite, n.recency, n.frequency, n.monetary, n.time_decay, n.diversity,
+        SELECT ($1).name, n.contact_id, n.composite, n.recency, n.frequency, n.monetary, n.time_decay, n.diversity,
                n.engagement_probability, n.conversion_probability, n.churn_risk, n.segment, n.opted_out,
                n.event_count, n.engaging_count, n.conversion_total, n.first_event_at, n.last_engaged_at,
                n.expected_engagements_30d, n.expected_conversion_value, n.expected_value_30d, n.pct,
-               1, p.version, @extschema@.model_version(), refresh_at
-          FROM ranked n
-         WHERE NOT EXISTS (SELECT FROM prev WHERE prev.contact_id = n.contact_id)
-        RETURNING contact_id, composite, segment, score_version),
-    up AS (SELECT * FROM upd UNION ALL SELECT * FROM ins),
+               1, ($1).version, @extschema@.model_version(), $2
+          FROM joined n
+         WHERE n.contact_id IS NOT NULL AND n.prev_version IS NULL
+        RETURNING 1),
     hist AS (
         INSERT INTO @extschema@.engagement_score_history (profile, contact_id, composite, segment,
                previous_composite, previous_segment, score_version, recorded_at)
-        SELECT p.name, up.contact_id, up.composite, up.segment, prev.composite, prev.segment, up.score_version, refresh_at
-          FROM up LEFT JOIN prev USING (contact_id)
-         WHERE prev.contact_id IS NULL
-            OR abs(up.composite - prev.composite) >= p.history_min_delta
-            OR up.segment <> prev.segment)
-    SELECT count(*) INTO rescored FROM up;
+        SELECT ($1).name, n.contact_id, n.composite, n.segment, n.prev_composite, n.prev_segment,
+               coalesce(n.prev_version + 1, 1), $2
+          FROM joined n
+         WHERE n.contact_id IS NOT NULL
+           AND (n.prev_version IS NULL
+                OR abs(n.composite - n.prev_composite) >= ($1).history_min_delta
+                OR n.segment <> n.prev_segment)),
+    gone AS (
+        -- (full refresh: the stored scores of contacts no longer scored, found by their key)
+        DELETE FROM @extschema@.engagement_scores s
+         WHERE s.profile = ($1).name
+           AND s.contact_id = ANY (ARRAY(SELECT n.gone_contact_id FROM joined n WHERE n.contact_id IS NULL)))
+    SELECT (SELECT count(*) FROM upd) + (SELECT count(*) FROM ins)
+    $q$, CASE WHEN full_refresh THEN 'FULL JOIN' ELSE 'LEFT JOIN' END)
+    INTO rescored USING p, refresh_at, full_refresh;
+    PERFORM set_config('enable_nestloop', nestloop, true);
 
     -- (uncorrelated subqueries of the temporary tables: on Citus they become intermediate results)
-    IF full_refresh THEN
-        DELETE FROM @extschema@.engagement_scores s
-         WHERE s.profile = p.name AND s.contact_id NOT IN (SELECT n.contact_id FROM pg_temp._es_scored n);
-    ELSE
+    IF NOT full_refresh THEN
         DELETE FROM @extschema@.engagement_scores s
          WHERE s.profile = p.name
            AND s.contact_id IN (SELECT t.contact_id FROM pg_temp._es_targets t

@@ -487,53 +487,16 @@ BEGIN
 END $$;
 
 -- Another relation's rows have no id to pair old and new versions by: an UPDATE there marks every
--- contact it touched.  Rows without a contact are not logged (nothing to rescore; a full refresh
--- counts them).
+-- contact it touched.  An UPDATE of engagement_events marks the contacts of the rows whose
+-- contact, kind, time or value changed.  Rows without a contact are not logged (nothing to
+-- rescore; a full refresh counts them).  In C (src/glue/tracking.c): it runs once per writing
+-- statement, and a single-row INSERT paid more for a PL/pgSQL call than for its own row.  It reads
+-- the transition tables itself (the contact column must be a built-in integer type), qualifies
+-- every name it writes, and always logs the contacts as an array: with Citus loaded the change log
+-- may be distributed, and Citus would run the SELECT of an INSERT into it without the transition
+-- tables.
 CREATE FUNCTION @extschema@._track_event_changes() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    contact  name := coalesce(TG_ARGV[0], 'contact_id');
-    changed  text;       -- the query of the changed contacts (column c), from the transition tables
-    contacts bigint[];
-BEGIN
-    IF TG_RELID <> '@extschema@.engagement_events'::regclass THEN
-        PERFORM @extschema@._tracked_relation_check(TG_RELID, TG_NAME, TG_OP <> 'TRUNCATE', contact);
-    END IF;
-    IF TG_OP = 'INSERT' THEN
-        changed := format('SELECT DISTINCT %I FROM new_events WHERE %I IS NOT NULL', contact, contact);
-    ELSIF TG_OP = 'DELETE' THEN
-        changed := format('SELECT DISTINCT %I FROM old_events WHERE %I IS NOT NULL', contact, contact);
-    ELSIF TG_OP = 'UPDATE' AND TG_RELID <> '@extschema@.engagement_events'::regclass THEN
-        changed := format('SELECT c FROM (SELECT %I FROM old_events UNION SELECT %I FROM new_events) u(c) WHERE c IS NOT NULL',
-                          contact, contact);
-    ELSIF TG_OP = 'UPDATE' THEN
-        -- Only updates of what the model reads make a contact's score stale.  EXECUTE plans the
-        -- join for this statement's transition tables: a plan kept from a one-row UPDATE would
-        -- join thousands of rows by nested loops.
-        changed := $q$
-        SELECT c
-          FROM (SELECT o.contact_id, n.contact_id
-                  FROM old_events o JOIN new_events n USING (id)
-                 WHERE (o.contact_id, o.event_type, o.occurred_at, o.conversion_value)
-                       IS DISTINCT FROM (n.contact_id, n.event_type, n.occurred_at, n.conversion_value)) ch(a, b),
-               LATERAL (VALUES (ch.a), (ch.b)) v(c)
-         GROUP BY c$q$;
-    ELSE  -- TRUNCATE: every scored contact may have lost its events
-        changed := 'SELECT DISTINCT s.contact_id FROM @extschema@.engagement_scores s';
-    END IF;
-    IF current_setting('citus.version', true) IS NULL THEN
-        EXECUTE 'INSERT INTO @extschema@.event_changes (contact_id, relation) SELECT c, $1 FROM (' || changed || ') ch(c)'
-        USING TG_RELID;
-    ELSE
-        -- With Citus loaded the change log may be distributed (citus_distribute), and Citus runs
-        -- the SELECT of an INSERT into it without this trigger's transition tables: the contacts
-        -- go in as an array.
-        EXECUTE 'SELECT array_agg(c) FROM (' || changed || ') ch(c)' INTO contacts;
-        INSERT INTO @extschema@.event_changes (contact_id, relation)
-        SELECT c, TG_RELID FROM unnest(contacts) c;
-    END IF;
-    RETURN NULL;
-END $$;
+AS 'MODULE_PATHNAME', 'es_track_event_changes' LANGUAGE C SECURITY DEFINER;
 
 CREATE TRIGGER engagement_events_track_insert AFTER INSERT ON @extschema@.engagement_events
     REFERENCING NEW TABLE AS new_events

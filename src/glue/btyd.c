@@ -12,6 +12,8 @@
 #include "access/htup_details.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
+#include "utils/expandeddatum.h"
+#include "utils/memutils.h"
 
 #include "btyd_kernel.h"
 #include "gammagamma_kernel.h"
@@ -164,6 +166,26 @@ fit_state_new(int64 capacity, const es_btyd_row *rows, int64 n, double penalizer
 	return st;
 }
 
+/*
+ * The transition and combine functions keep their state expanded: in a memory context of its own
+ * under the aggregate context, updated in place from row to row.  Flattened (a worker's partial
+ * state on its way to the leader, a spilled hash table, the text output) it is collapsed first and
+ * takes the room of its rows only, the whole capacity no more: partial states travel as compact as
+ * the 1.1 internal state's serialized form, and the text form Citus splits is unchanged.
+ */
+typedef struct FitExpanded
+{
+	ExpandedObjectHeader hdr;
+	const FitKind *kind;
+	FitState   *st;				/* in hdr's context, with room to grow */
+	bool		collapsed;		/* st's rows collapsed since the last row came */
+} FitExpanded;
+
+static Size fit_get_flat_size(ExpandedObjectHeader *eohptr);
+static void fit_flatten_into(ExpandedObjectHeader *eohptr, void *result, Size allocated_size);
+
+static const ExpandedObjectMethods fit_expanded_methods = {fit_get_flat_size, fit_flatten_into};
+
 static FitState *
 fit_state_arg(FunctionCallInfo fcinfo, int argno, const FitKind *kind)
 {
@@ -171,6 +193,9 @@ fit_state_arg(FunctionCallInfo fcinfo, int argno, const FitKind *kind)
 
 	if (PG_ARGISNULL(argno))
 		return NULL;
+	if (VARATT_IS_EXTERNAL_EXPANDED(DatumGetPointer(PG_GETARG_DATUM(argno))) &&
+		DatumGetEOHP(PG_GETARG_DATUM(argno))->eoh_methods == &fit_expanded_methods)
+		return ((FitExpanded *) DatumGetEOHP(PG_GETARG_DATUM(argno)))->st;	/* read in place */
 	st = (FitState *) PG_DETOAST_DATUM(PG_GETARG_DATUM(argno));
 	if (VARSIZE(st) < offsetof(FitState, rows) || st->nrows < 0 || st->nrows > FIT_STATE_CAPACITY(st))
 		ereport(ERROR,
@@ -289,6 +314,79 @@ fit_check_same_penalizer(const FitKind *kind, double a, double b)
 				 errmsg("%s: penalizer must be the same for every row (%g and %g)", kind->aggregates, a, b)));
 }
 
+static Size
+fit_get_flat_size(ExpandedObjectHeader *eohptr)
+{
+	FitExpanded *ex = (FitExpanded *) eohptr;
+
+	if (!ex->collapsed)
+	{
+		/* the same rows, collapsed (the logical value does not change) */
+		ex->st->nrows = fit_collapse(ex->kind, ex->st->rows, ex->st->nrows);
+		ex->st->collapsed = ex->st->nrows;
+		ex->collapsed = true;
+	}
+	return FIT_STATE_SIZE(ex->st->nrows);
+}
+
+static void
+fit_flatten_into(ExpandedObjectHeader *eohptr, void *result, Size allocated_size)
+{
+	FitExpanded *ex = (FitExpanded *) eohptr;
+
+	Assert(ex->collapsed && allocated_size == FIT_STATE_SIZE(ex->st->nrows));
+	memcpy(result, ex->st, allocated_size);
+	SET_VARSIZE(result, allocated_size);
+}
+
+/*
+ * The state a transition or combine function updates: its first argument when that is this
+ * aggregate's own expanded state, else a new one in the aggregate context holding a copy of from
+ * (a flat state, e.g. reloaded from a spilled hash table), or empty with this penalizer.
+ */
+static FitExpanded *
+fit_expanded_to_update(FunctionCallInfo fcinfo, MemoryContext aggcontext, const FitKind *kind,
+					   const FitState *from, double penalizer)
+{
+	MemoryContext objcxt;
+	MemoryContext old;
+	FitExpanded *ex;
+
+	if (!PG_ARGISNULL(0) && VARATT_IS_EXTERNAL_EXPANDED_RW(DatumGetPointer(PG_GETARG_DATUM(0))))
+	{
+		ExpandedObjectHeader *eoh = DatumGetEOHP(PG_GETARG_DATUM(0));
+
+		if (eoh->eoh_methods == &fit_expanded_methods && MemoryContextGetParent(eoh->eoh_context) == aggcontext)
+			return (FitExpanded *) eoh;
+	}
+	objcxt = AllocSetContextCreate(aggcontext, "fit state", ALLOCSET_SMALL_SIZES);
+	ex = MemoryContextAlloc(objcxt, sizeof(FitExpanded));
+	EOH_init_header(&ex->hdr, &fit_expanded_methods, objcxt);
+	ex->kind = kind;
+	old = MemoryContextSwitchTo(objcxt);
+	ex->st = from != NULL ? fit_state_new(from->nrows, from->rows, from->nrows, from->penalizer)
+		: fit_state_new(64, NULL, 0, penalizer);
+	MemoryContextSwitchTo(old);
+	ex->collapsed = false;
+	return ex;
+}
+
+/* Room for extra more rows in an expanded state (fit_state_reserve, in the state's context). */
+static void
+fit_expanded_reserve(FitExpanded *ex, int64 extra)
+{
+	MemoryContext old = MemoryContextSwitchTo(ex->hdr.eoh_context);
+	FitState   *st = fit_state_reserve(ex->kind, ex->st, extra);
+
+	MemoryContextSwitchTo(old);
+	if (st != ex->st)
+	{
+		pfree(ex->st);
+		ex->st = st;
+	}
+	ex->collapsed = false;
+}
+
 /*
  * Transition of fit_mbgnbd / fit_bgnbd (x integer, t_x float8, t float8 [, weight [, penalizer]])
  * and of fit_gammagamma (x integer, m float8 [, weight [, penalizer]]).  Rows with a NULL are
@@ -306,13 +404,15 @@ fit_transition(FunctionCallInfo fcinfo, const FitKind *kind)
 	char		err[ES_ERRLEN];
 	int			i;
 
-	(void) es_aggcontext(fcinfo, kind->aggregates);	/* updates its state in place */
+	MemoryContext aggcontext = es_aggcontext(fcinfo, kind->aggregates);	/* updates its state in place */
+	FitExpanded *ex;
+
 	for (i = 1; i < PG_NARGS(); i++)
 		if (PG_ARGISNULL(i))
 		{
 			if (st == NULL)
 				PG_RETURN_NULL();	/* SQL NULL, not a NULL pointer (see score_events) */
-			PG_RETURN_POINTER(st);
+			PG_RETURN_DATUM(PG_GETARG_DATUM(0));
 		}
 	row.x = (double) PG_GETARG_INT32(1);
 	row.t_x = PG_GETARG_FLOAT8(2);
@@ -331,7 +431,7 @@ fit_transition(FunctionCallInfo fcinfo, const FitKind *kind)
 	{
 		if (st == NULL)
 			PG_RETURN_NULL();
-		PG_RETURN_POINTER(st);
+		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
 	}
 	if (!fit_row_valid(kind, &row, err, sizeof err))
 	{
@@ -343,9 +443,10 @@ fit_transition(FunctionCallInfo fcinfo, const FitKind *kind)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid customer summary %s: %s", buf.data, err)));
 	}
-	st = st == NULL ? fit_state_new(64, NULL, 0, penalizer) : fit_state_reserve(kind, st, 1);
-	st->rows[st->nrows++] = row;
-	PG_RETURN_POINTER(st);
+	ex = fit_expanded_to_update(fcinfo, aggcontext, kind, st, penalizer);
+	fit_expanded_reserve(ex, 1);
+	ex->st->rows[ex->st->nrows++] = row;
+	PG_RETURN_DATUM(EOHPGetRWDatum(&ex->hdr));
 }
 
 PG_FUNCTION_INFO_V1(es_btyd_fit_transfn);
@@ -366,22 +467,27 @@ static Datum
 fit_combine(FunctionCallInfo fcinfo, const FitKind *kind)
 {
 	FitState   *a = fit_state_arg(fcinfo, 0, kind);
-	FitState   *b = fit_state_arg(fcinfo, 1, kind);
+	FitState   *b = fit_state_arg(fcinfo, 1, kind);	/* read only: it may be another node's */
+	MemoryContext aggcontext = es_aggcontext(fcinfo, kind->aggregates);	/* updates a in place */
+	FitExpanded *ex;
 
-	(void) es_aggcontext(fcinfo, kind->aggregates);	/* updates a in place */
 	if (b == NULL)
 	{
 		if (a == NULL)
 			PG_RETURN_NULL();
-		PG_RETURN_POINTER(a);
+		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
 	}
 	if (a == NULL)
-		PG_RETURN_POINTER(fit_state_new(b->nrows, b->rows, b->nrows, b->penalizer));
-	fit_check_same_penalizer(kind, a->penalizer, b->penalizer);
-	a = fit_state_reserve(kind, a, b->nrows);
-	memcpy(a->rows + a->nrows, b->rows, b->nrows * sizeof(es_btyd_row));
-	a->nrows += b->nrows;
-	PG_RETURN_POINTER(a);
+		ex = fit_expanded_to_update(fcinfo, aggcontext, kind, b, b->penalizer);
+	else
+	{
+		fit_check_same_penalizer(kind, a->penalizer, b->penalizer);
+		ex = fit_expanded_to_update(fcinfo, aggcontext, kind, a, a->penalizer);
+		fit_expanded_reserve(ex, b->nrows);
+		memcpy(ex->st->rows + ex->st->nrows, b->rows, b->nrows * sizeof(es_btyd_row));
+		ex->st->nrows += b->nrows;
+	}
+	PG_RETURN_DATUM(EOHPGetRWDatum(&ex->hdr));
 }
 
 PG_FUNCTION_INFO_V1(es_btyd_fit_combinefn);

@@ -13,6 +13,7 @@
  *   state_text.c    the text form of the states decay_state and btyd_fit_state
  *   time_decay.c    time_decay (decay_state)
  *   distribution.c  score distributions: _pack_sorted, _count_below, _merge_distribution
+ *   tracking.c      _track_event_changes, the statement-level change-tracking trigger function
  *   btyd.c          btyd_summary, fit_mbgnbd / fit_bgnbd (btyd_fit_state), p_alive and co.
  *   replaced.c      the 1.0 and 1.1 entry points that 1.2 replaced
  *

@@ -2,7 +2,7 @@
 # test/bench/state_types_bench.sh [reps]: 1.2's text-round-trippable aggregate states against 1.1's
 # internal ones, on the same data and the same server.  Builds 1.1's library (git 942d261) as
 # engagement_scoring_1_1.so, declares its time_decay and fit_mbgnbd in a schema "v1_1", and times
-# both, interleaved, serial and with 2 parallel workers (port 55464, throwaway cluster).  Root.
+# both, interleaved, serial and with 2 parallel workers (port ES_BENCH_PORT or 55464, throwaway cluster).  Root.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$REPO"
@@ -18,8 +18,8 @@ done
  g++ -std=c++17 -O2 -fPIC -Isrc -c src/scoring_kernel.cpp -o b.o && g++ -std=c++17 -O2 -fPIC -Isrc -c src/btyd_kernel.cpp -o c.o &&
  gcc -shared -o engagement_scoring_1_1.so a.o b.o c.o -lstdc++ -lm && cp engagement_scoring_1_1.so "$(pg_config --pkglibdir)/")
 trap 'cluster_stop_all; rm -rf "$WORK"; rm -f "$(pg_config --pkglibdir)/engagement_scoring_1_1.so"' EXIT
-cluster_start "$WORK/pg" 55464 "shared_buffers = '1GB'" "jit = off"
-export PGHOST="$WORK/pg" PGPORT=55464 PGUSER=postgres
+cluster_start "$WORK/pg" "${ES_BENCH_PORT:-55464}" "shared_buffers = '1GB'" "jit = off"
+export PGHOST="$WORK/pg" PGPORT="${ES_BENCH_PORT:-55464}" PGUSER=postgres
 psql -qX -d postgres -c "CREATE DATABASE bench"
 psql -qX -v ON_ERROR_STOP=1 -d bench <<'SQL'
 SET client_min_messages = warning;
