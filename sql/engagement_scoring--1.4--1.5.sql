@@ -200,6 +200,57 @@ BEGIN
     END IF;
 END $$;
 
+CREATE FUNCTION @extschema@._refresh_few_targets(p @extschema@.scoring_profiles) RETURNS boolean
+LANGUAGE plpgsql STABLE STRICT PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN (SELECT count(*) FROM pg_temp._es_targets) * 10
+           <= coalesce((SELECT d.contacts FROM @extschema@.score_distributions d WHERE d.profile = p.name), 0);
+END $$;
+
+CREATE OR REPLACE FUNCTION @extschema@._refresh_distribution(p @extschema@.scoring_profiles, refresh_at timestamptz,
+                                                  full_refresh boolean) RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    removed float8[];   -- composites leaving the distribution
+    added   float8[];   -- composites entering it
+BEGIN
+    SELECT coalesce(array_agg(n.composite), '{}') INTO added FROM pg_temp._es_scored n;
+    IF full_refresh THEN
+        INSERT INTO @extschema@.score_distributions AS d (profile, sorted_composites, contacts, profile_version,
+                                                          refreshed_at, oldest_score_at, model_version)
+        VALUES (p.name, @extschema@._pack_sorted(added), cardinality(added), p.version, refresh_at, refresh_at,
+                @extschema@.model_version())
+        ON CONFLICT ON CONSTRAINT score_distributions_pkey DO UPDATE
+           SET sorted_composites = excluded.sorted_composites, contacts = excluded.contacts,
+               profile_version = excluded.profile_version, refreshed_at = excluded.refreshed_at,
+               oldest_score_at = excluded.oldest_score_at, model_version = excluded.model_version;
+    ELSE
+        -- (the targets' old composites through the key, in one index scan of all of them: joined,
+        -- the planner would rather read every score of the profile)
+        SELECT coalesce(array_agg(s.composite), '{}') INTO removed
+          FROM @extschema@.engagement_scores s
+         WHERE s.profile = p.name AND s.contact_id = ANY (ARRAY(SELECT t.contact_id FROM pg_temp._es_targets t));
+        BEGIN
+            UPDATE @extschema@.score_distributions d
+               SET sorted_composites = @extschema@._merge_distribution(d.sorted_composites, removed, added),
+                   contacts = d.contacts - cardinality(removed) + cardinality(added),
+                   refreshed_at = refresh_at
+             WHERE d.profile = p.name;
+        EXCEPTION WHEN SQLSTATE '22000' THEN
+            -- Out of step with the stored scores (a score edited by hand): rebuilt from them.
+            RAISE WARNING 'the score distribution of profile "%" did not match its stored scores; rebuilt from them', p.name;
+            UPDATE @extschema@.score_distributions d
+               SET sorted_composites = @extschema@._pack_sorted(kept.composites || added),
+                   contacts = cardinality(kept.composites) + cardinality(added), refreshed_at = refresh_at
+              FROM (SELECT coalesce(array_agg(s.composite), '{}') AS composites
+                      FROM @extschema@.engagement_scores s
+                     WHERE s.profile = p.name
+                       AND NOT EXISTS (SELECT FROM pg_temp._es_targets t WHERE t.contact_id = s.contact_id)) kept
+             WHERE d.profile = p.name;
+        END;
+    END IF;
+END $$;
+
 CREATE OR REPLACE FUNCTION @extschema@._refresh_drain_changes(p @extschema@.scoring_profiles) RETURNS void
 LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -299,8 +350,10 @@ CREATE OR REPLACE FUNCTION @extschema@._refresh_write_scores(p @extschema@.scori
                                                   full_refresh boolean) RETURNS bigint
 LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    rescored bigint;
-    nestloop text := current_setting('enable_nestloop');
+    rescored  bigint;
+    nestloop  text := current_setting('enable_nestloop');
+    hashjoin  text := current_setting('enable_hashjoin');
+    mergejoin text := current_setting('enable_mergejoin');
 BEGIN
     IF @extschema@._on_citus() THEN
         RETURN @extschema@._citus_write_scores(p, refresh_at, full_refresh);   -- the same, for Citus (citus.sql)
@@ -310,6 +363,9 @@ BEGIN
     -- a nested loop over the materialized join would then be quadratic.
     IF full_refresh THEN
         PERFORM set_config('enable_nestloop', 'off', true);
+    ELSIF @extschema@._refresh_few_targets(p) THEN
+        -- (the targets' stored scores through the key)
+        PERFORM set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true);
     END IF;
     EXECUTE format($q$
     WITH joined AS (
@@ -372,7 +428,8 @@ BEGIN
     SELECT (SELECT count(*) FROM upd) + (SELECT count(*) FROM ins)
     $q$, CASE WHEN full_refresh THEN 'FULL JOIN' ELSE 'LEFT JOIN' END)
     INTO rescored USING p, refresh_at, full_refresh;
-    PERFORM set_config('enable_nestloop', nestloop, true);
+    PERFORM set_config('enable_nestloop', nestloop, true), set_config('enable_hashjoin', hashjoin, true),
+            set_config('enable_mergejoin', mergejoin, true);
 
     -- (uncorrelated subqueries of the temporary tables: on Citus they become intermediate results)
     IF NOT full_refresh THEN

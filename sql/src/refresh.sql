@@ -164,6 +164,18 @@ BEGIN
     ANALYZE pg_temp._es_scored (contact_id);
 END $$;
 
+-- Whether an incremental refresh targets at most a tenth of the profile's contacts.  Its write then
+-- reads the targets' stored scores through the (profile, contact_id) key, with hash and merge joins
+-- off for that statement: the planner prices those index reads as random reads and would rather
+-- hash every score of the profile (a full scan: 200,000 rows for 2,000 targets), although the pages
+-- are cached.
+CREATE FUNCTION @extschema@._refresh_few_targets(p @extschema@.scoring_profiles) RETURNS boolean
+LANGUAGE plpgsql STABLE STRICT PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN (SELECT count(*) FROM pg_temp._es_targets) * 10
+           <= coalesce((SELECT d.contacts FROM @extschema@.score_distributions d WHERE d.profile = p.name), 0);
+END $$;
+
 -- The distribution as of this refresh, before the scores are written so that they can carry
 -- their percentiles: all composites after a full refresh, else the last distribution with the
 -- targets' old composites replaced by their new ones (a linear merge).
@@ -185,9 +197,11 @@ BEGIN
                profile_version = excluded.profile_version, refreshed_at = excluded.refreshed_at,
                oldest_score_at = excluded.oldest_score_at, model_version = excluded.model_version;
     ELSE
+        -- (the targets' old composites through the key, in one index scan of all of them: joined,
+        -- the planner would rather read every score of the profile)
         SELECT coalesce(array_agg(s.composite), '{}') INTO removed
-          FROM @extschema@.engagement_scores s JOIN pg_temp._es_targets t USING (contact_id)
-         WHERE s.profile = p.name;
+          FROM @extschema@.engagement_scores s
+         WHERE s.profile = p.name AND s.contact_id = ANY (ARRAY(SELECT t.contact_id FROM pg_temp._es_targets t));
         BEGIN
             UPDATE @extschema@.score_distributions d
                SET sorted_composites = @extschema@._merge_distribution(d.sorted_composites, removed, added),
@@ -224,8 +238,10 @@ CREATE FUNCTION @extschema@._refresh_write_scores(p @extschema@.scoring_profiles
                                                   full_refresh boolean) RETURNS bigint
 LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    rescored bigint;
-    nestloop text := current_setting('enable_nestloop');
+    rescored  bigint;
+    nestloop  text := current_setting('enable_nestloop');
+    hashjoin  text := current_setting('enable_hashjoin');
+    mergejoin text := current_setting('enable_mergejoin');
 BEGIN
     IF @extschema@._on_citus() THEN
         RETURN @extschema@._citus_write_scores(p, refresh_at, full_refresh);   -- the same, for Citus (citus.sql)
@@ -235,6 +251,9 @@ BEGIN
     -- a nested loop over the materialized join would then be quadratic.
     IF full_refresh THEN
         PERFORM set_config('enable_nestloop', 'off', true);
+    ELSIF @extschema@._refresh_few_targets(p) THEN
+        -- (the targets' stored scores through the key)
+        PERFORM set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true);
     END IF;
     EXECUTE format($q$
     WITH joined AS (
@@ -297,7 +316,8 @@ BEGIN
     SELECT (SELECT count(*) FROM upd) + (SELECT count(*) FROM ins)
     $q$, CASE WHEN full_refresh THEN 'FULL JOIN' ELSE 'LEFT JOIN' END)
     INTO rescored USING p, refresh_at, full_refresh;
-    PERFORM set_config('enable_nestloop', nestloop, true);
+    PERFORM set_config('enable_nestloop', nestloop, true), set_config('enable_hashjoin', hashjoin, true),
+            set_config('enable_mergejoin', mergejoin, true);
 
     -- (uncorrelated subqueries of the temporary tables: on Citus they become intermediate results)
     IF NOT full_refresh THEN
