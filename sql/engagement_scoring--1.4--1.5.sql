@@ -875,12 +875,23 @@ LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
     SELECT coalesce(@extschema@._citus_method('@extschema@.engagement_scores') = 'h', false)
 $$;
 
+-- The shard of rel co-located with a shard (named as in TG_TABLE_NAME: <table>_<shardid>), on the
+-- same worker: the one with the same hash range.  NULL when there is none.
+CREATE FUNCTION @extschema@._colocated_shard(shard text, rel regclass) RETURNS text
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN (SELECT pg_catalog.shard_name(rel, c.shardid)
+              FROM pg_catalog.pg_dist_shard s
+              JOIN pg_catalog.pg_dist_shard c ON c.logicalrelid = rel AND c.shardminvalue = s.shardminvalue
+             WHERE s.shardid = substring(shard FROM '_([0-9]+)$')::bigint);
+END $$;
+
 -- The change-tracking trigger of a shard of a distributed events table (track_event_changes adds
 -- it on Citus; Citus creates it on every shard): the changed contacts go into the co-located
--- shard of event_changes, on the same worker and in the same transaction as the change, found
--- by the shard's hash range.  Arguments: the contact column and the tracked relation's OID on the
--- coordinator, logged as the relation (on Citus event_changes.relation is an oid: a worker's OIDs
--- are its own, and Citus may send a regclass to a worker as a name).
+-- shard of event_changes, on the same worker and in the same transaction as the change.
+-- Arguments: the contact column and the tracked relation's OID on the coordinator, logged as the
+-- relation (on Citus event_changes.relation is an oid: a worker's OIDs are its own, and Citus may
+-- send a regclass to a worker as a name).
 CREATE FUNCTION @extschema@._track_shard_changes() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -891,13 +902,7 @@ BEGIN
     IF @extschema@._citus_method(TG_RELID) IS NOT NULL THEN
         RETURN NULL;   -- the distributed table itself, not a shard: its rows are the shards'
     END IF;
-    EXECUTE $q$
-        SELECT pg_catalog.shard_name('@extschema@.event_changes'::regclass, ec.shardid)
-          FROM pg_catalog.pg_dist_shard ev
-          JOIN pg_catalog.pg_dist_shard ec ON ec.logicalrelid = '@extschema@.event_changes'::regclass
-                                          AND ec.shardminvalue = ev.shardminvalue
-         WHERE ev.shardid = substring($1 FROM '_([0-9]+)$')::bigint$q$
-    INTO log USING TG_TABLE_NAME::text;
+    log := @extschema@._colocated_shard(TG_TABLE_NAME, '@extschema@.event_changes');
     IF log IS NULL THEN
         RAISE EXCEPTION 'change tracking on %: % is not a shard co-located with engagement.event_changes',
                         relation::regclass, TG_TABLE_NAME
@@ -914,13 +919,9 @@ BEGIN
         EXECUTE format('INSERT INTO %s (contact_id, relation)
                         SELECT c, $1 FROM (SELECT %I FROM old_events UNION SELECT %I FROM new_events) u(c) WHERE c IS NOT NULL',
                        log, contact, contact) USING relation;
-    ELSE  -- TRUNCATE: every contact scored from this shard may have lost its events
+    ELSE  -- TRUNCATE (a shard Citus moved gets the trigger): every contact scored from it may have lost its events
         EXECUTE format('INSERT INTO %s (contact_id, relation) SELECT DISTINCT s.contact_id, $1 FROM %s s',
-                       log, (SELECT pg_catalog.shard_name('@extschema@.engagement_scores'::regclass, sc.shardid)
-                               FROM pg_catalog.pg_dist_shard ev
-                               JOIN pg_catalog.pg_dist_shard sc ON sc.logicalrelid = '@extschema@.engagement_scores'::regclass
-                                                               AND sc.shardminvalue = ev.shardminvalue
-                              WHERE ev.shardid = substring(TG_TABLE_NAME FROM '_([0-9]+)$')::bigint))
+                       log, @extschema@._colocated_shard(TG_TABLE_NAME, '@extschema@.engagement_scores'))
         USING relation;
     END IF;
     RETURN NULL;
