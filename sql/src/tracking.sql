@@ -407,19 +407,16 @@ LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     events text := @extschema@._profile_events_or_error(p);
     src @extschema@.event_sources := @extschema@._source_of(p.events_relation);
-    propagation text := current_setting('citus.enable_ddl_propagation', true);   -- NULL without Citus
 BEGIN
     IF p.events_relation = '@extschema@.engagement_events'::regclass THEN
         RETURN '(' || @extschema@._source_select(src, events) || ')';   -- in the extension's own schema
     END IF;
-    -- (on Citus, a temporary view is this session's alone: not for Citus to propagate to the workers)
-    IF propagation IS NOT NULL THEN
+    -- (on Citus, a temporary view is this session's alone: not for Citus to propagate to the
+    -- workers; the function's SET clause restores the setting when it returns)
+    IF current_setting('citus.enable_ddl_propagation', true) IS NOT NULL THEN
         PERFORM set_config('citus.enable_ddl_propagation', 'off', true);
     END IF;
     EXECUTE 'CREATE TEMP VIEW _es_events AS ' || @extschema@._source_select(src, events);
-    IF propagation IS NOT NULL THEN
-        PERFORM set_config('citus.enable_ddl_propagation', propagation, true);
-    END IF;
     IF (SELECT array_agg(DISTINCT d.refobjid)
           FROM pg_rewrite r JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
          WHERE r.ev_class = 'pg_temp._es_events'::regclass AND d.refclassid = 'pg_class'::regclass
@@ -433,17 +430,13 @@ END $$;
 -- Drops what _bind_events_relation made, if anything.
 CREATE FUNCTION @extschema@._unbind_events_relation(events text) RETURNS void
 LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    propagation text := current_setting('citus.enable_ddl_propagation', true);
 BEGIN
     IF events = 'pg_temp._es_events' THEN
-        IF propagation IS NOT NULL THEN
+        -- (not for Citus to propagate either; restored by the SET clause)
+        IF current_setting('citus.enable_ddl_propagation', true) IS NOT NULL THEN
             PERFORM set_config('citus.enable_ddl_propagation', 'off', true);
         END IF;
         DROP VIEW pg_temp._es_events;
-        IF propagation IS NOT NULL THEN
-            PERFORM set_config('citus.enable_ddl_propagation', propagation, true);
-        END IF;
     END IF;
 END $$;
 
@@ -552,9 +545,8 @@ LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     made name;
     dropped integer := 0;
-    unsafe text := current_setting('citus.enable_unsafe_triggers', true);
 BEGIN
-    -- (Citus lets its distributed tables' triggers be dropped only so)
+    -- (Citus lets its distributed tables' triggers be dropped only so; restored by the SET clause)
     IF @extschema@._citus_method(events) IS NOT NULL THEN
         PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
     END IF;
@@ -566,9 +558,6 @@ BEGIN
         EXECUTE format('DROP TRIGGER %I ON %s', made, events);
         dropped := dropped + 1;
     END LOOP;
-    IF @extschema@._citus_method(events) IS NOT NULL THEN
-        PERFORM set_config('citus.enable_unsafe_triggers', unsafe, true);
-    END IF;
     RETURN dropped;
 END $$;
 
@@ -581,7 +570,8 @@ CREATE FUNCTION @extschema@.track_event_changes(events regclass, for_source regc
                                                 contact_column name DEFAULT NULL) RETURNS void
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    contact name;
+    contact      name;
+    citus_method "char";   -- 'h' a Citus distributed table, 'n' a reference or local one, NULL neither
 BEGIN
     IF events IS NULL THEN
         RAISE EXCEPTION 'track_event_changes: events must not be NULL' USING ERRCODE = 'null_value_not_allowed';
@@ -611,14 +601,15 @@ BEGIN
         UPDATE @extschema@.event_sources s SET changes_from = s.changes_from || events
          WHERE s.relation = for_source AND NOT events = ANY (s.changes_from);
     END IF;
-    IF @extschema@._citus_method(events) IS DISTINCT FROM 'h' AND @extschema@._citus_method(events) IS NOT NULL THEN
+    citus_method := @extschema@._citus_method(events);
+    IF citus_method <> 'h' THEN
         RAISE EXCEPTION '% is a Citus reference or local table, whose changes cannot be tracked', events
             USING ERRCODE = 'feature_not_supported',
                   HINT = 'Track a table distributed by its contact column (docs/scale-out.md).';
     END IF;
     PERFORM @extschema@._drop_tracking_triggers(events);   -- run again, it replaces the triggers it made
     -- a Citus distributed table: triggers on its shards (citus.sql)
-    IF @extschema@._citus_method(events) = 'h' THEN
+    IF citus_method = 'h' THEN
         PERFORM @extschema@._citus_track(events, contact);
         RETURN;
     END IF;

@@ -188,9 +188,9 @@ es_profiles_relation(void)
 {
 	Oid			nsp = get_namespace_oid("engagement", true);
 	Oid			profiles = OidIsValid(nsp) ? get_relname_relid("scoring_profiles", nsp) : InvalidOid;
-	const char *placement = NULL;
 	Oid			argtype = OIDOID;
 	Datum		arg = ObjectIdGetDatum(profiles);
+	char		placement[NAMEDATALEN] = "";
 
 	if (!OidIsValid(profiles) || !OidIsValid(get_relname_relid("pg_dist_shard", PG_CATALOG_NAMESPACE)))
 		return "engagement.scoring_profiles";
@@ -200,22 +200,13 @@ es_profiles_relation(void)
 	{
 		bool		isnull;
 		Datum		shardid = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		char		name[NAMEDATALEN];
 
 		if (!isnull)
-		{
-			snprintf(name, sizeof(name), "scoring_profiles_" INT64_FORMAT, DatumGetInt64(shardid));
-			if (OidIsValid(get_relname_relid(name, nsp)))
-				placement = name;
-		}
-		if (placement != NULL)
-		{
-			SPI_finish();
-			return psprintf("engagement.%s", name);
-		}
+			snprintf(placement, sizeof(placement), "scoring_profiles_" INT64_FORMAT, DatumGetInt64(shardid));
 	}
 	SPI_finish();
-	return "engagement.scoring_profiles";
+	return placement[0] != '\0' && OidIsValid(get_relname_relid(placement, nsp))
+		? psprintf("engagement.%s", placement) : "engagement.scoring_profiles";
 }
 
 /* The profile called name (len bytes, not NUL-terminated), read from engagement.scoring_profiles
