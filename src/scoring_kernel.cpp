@@ -229,17 +229,32 @@ void es_merge(es_accum *dst, const es_accum *src) noexcept {
     dst->ignored_future += src->ignored_future;
 }
 
+namespace {
+// Appends key to the compact keys out[0..n): a key of the last one's day ORs its flags into it.
+inline size_t append_day_key(int32_t *out, size_t n, int32_t key) {
+    if (n > 0 && es_day_of_key(out[n - 1]) == es_day_of_key(key)) {
+        out[n - 1] |= key;
+        return n;
+    }
+    out[n] = key;
+    return n + 1;
+}
+}  // namespace
+
 size_t es_compact_day_keys(int32_t *keys, size_t n) noexcept {
     if (n < 2) return n;
     std::sort(keys, keys + n);
     size_t out = 0;
-    for (size_t i = 0; i < n; ++i) {
-        if (out > 0 && es_day_of_key(keys[out - 1]) == es_day_of_key(keys[i]))
-            keys[out - 1] |= keys[i];  // same day: OR the flags
-        else
-            keys[out++] = keys[i];
-    }
+    for (size_t i = 0; i < n; ++i) out = append_day_key(keys, out, keys[i]);
     return out;
+}
+
+size_t es_merge_day_keys(const int32_t *a, size_t na, const int32_t *b, size_t nb, int32_t *out) noexcept {
+    size_t i = 0, j = 0, n = 0;
+    while (i < na && j < nb) n = append_day_key(out, n, a[i] <= b[j] ? a[i++] : b[j++]);
+    while (i < na) n = append_day_key(out, n, a[i++]);
+    while (j < nb) n = append_day_key(out, n, b[j++]);
+    return n;
 }
 
 int es_quintile(double s) noexcept {

@@ -203,6 +203,11 @@ void es_merge(es_accum *dst, const es_accum *src) ES_NOEXCEPT;
  * flag bits OR-ed).  Returns the new length.  Never allocates. */
 size_t es_compact_day_keys(int32_t *keys, size_t n) ES_NOEXCEPT;
 
+/* Merges two compact day-key arrays (as es_compact_day_keys leaves them) into out, which has
+ * room for na + nb keys and overlaps neither: the compaction of their concatenation, in linear
+ * time.  Returns its length. */
+size_t es_merge_day_keys(const int32_t *a, size_t na, const int32_t *b, size_t nb, int32_t *out) ES_NOEXCEPT;
+
 /* The contact's summaries for the models, as SCORING_MODEL.md defines them, in days.  MBG/NBD:
  * x engagement days after the birth day (the first event's), t_x the last of them (0 when x = 0),
  * t_c = day(as_of) - birth.  Gamma-Gamma: value_days (x_v) conversion days with a value > 0, and

@@ -57,20 +57,27 @@ typedef struct NamedProfile
 
 extern const NamedProfile *es_profile_by_name(FunctionCallInfo fcinfo, const char *name, int len);
 extern const NamedProfile *es_profile_from_document(FunctionCallInfo fcinfo, Jsonb *doc);
+extern const NamedProfile *es_interned_profile(FunctionCallInfo fcinfo, const NamedProfile *p);
 extern const NamedProfile *es_builtin_default_profile(void);
 extern int	es_event_type_of(FunctionCallInfo fcinfo, Oid value);
 
-/* score_events.c: the state, which btyd_summary shares */
+/*
+ * score_events.c: the state, which btyd_summary shares.  Laid out for the transition function,
+ * which touches a state per row in no useful order: the fields it reads and writes first, then
+ * the first day keys in the same allocation, and the profile by pointer (one entry, hot in the
+ * cache, for all the states of a query) rather than a copy in every state.
+ */
 typedef struct ScoreState
 {
-	es_accum	acc;
-	NamedProfile profile;		/* by value: the final function scores with these, wherever it runs */
-	const NamedProfile *resolved;	/* the cache entry copied into profile (NULL in a combined or
-									 * deserialized state): rows of the same entry skip comparing */
-	int32	   *day_keys;		/* in the aggregate context */
+	const NamedProfile *profile;	/* an entry of a cache of this query (es_profile_by_name,
+									 * es_interned_profile, ...): it outlives the state */
+	int32	   *day_keys;		/* inline_keys, then an array of its own in the aggregate context */
 	int32		ndays;
 	int32		capacity;
 	int32		compacted;		/* length of the last compaction: when to compact again */
+	bool		sorted;			/* day_keys is already compact: one key per day, in day order */
+	es_accum	acc;
+	int32		inline_keys[FLEXIBLE_ARRAY_MEMBER];
 } ScoreState;
 
 extern ScoreState *es_score_state_add_event(ScoreState *st, MemoryContext aggcontext, int64 as_of,

@@ -434,3 +434,10 @@ es_event_type_of(FunctionCallInfo fcinfo, Oid value)
 			 errhint("Leave events of other types out of the rows scored, or map them to one of these.")));
 	return -1;					/* keep the compiler quiet */
 }
+
+/* The cache's entry for p (another process's profile, deserialized): states then point at it. */
+const NamedProfile *
+es_interned_profile(FunctionCallInfo fcinfo, const NamedProfile *p)
+{
+	return es_intern_profile(fcinfo, es_cache(fcinfo), p);
+}

@@ -15,62 +15,132 @@
 
 #include "es_glue.h"
 
+/* Day keys a new state holds inline, in its own allocation: most contacts need no more. */
+#define SCORE_STATE_INLINE_KEYS 16
+
+/* An empty state for profile (a cache entry, or a copy the caller keeps alive as long). */
 static ScoreState *
-score_state_new(MemoryContext aggcontext, int64 as_of, const NamedProfile *profile, int capacity)
+score_state_new(MemoryContext aggcontext, int64 as_of, const NamedProfile *profile)
 {
-	ScoreState *st = MemoryContextAllocZero(aggcontext, sizeof(ScoreState));
+	ScoreState *st = MemoryContextAllocZero(aggcontext, offsetof(ScoreState, inline_keys) +
+											SCORE_STATE_INLINE_KEYS * sizeof(int32));
 
 	es_accum_init(&st->acc, as_of);
-	st->profile = *profile;
-	st->capacity = Max(capacity, 8);
-	st->day_keys = MemoryContextAlloc(aggcontext, st->capacity * sizeof(int32));
+	st->profile = profile;
+	st->day_keys = st->inline_keys;
+	st->capacity = SCORE_STATE_INLINE_KEYS;
+	st->sorted = true;
 	return st;
 }
 
 void
 es_score_state_compact(ScoreState *st)
 {
-	st->ndays = (int32) es_compact_day_keys(st->day_keys, (size_t) st->ndays);
+	if (!st->sorted)
+		st->ndays = (int32) es_compact_day_keys(st->day_keys, (size_t) st->ndays);
 	st->compacted = st->ndays;
+	st->sorted = true;
+}
+
+/* Raises 54000 when a group's day keys would not fit in one allocation. */
+static void
+score_state_check_days(int64 ndays)
+{
+	if (ndays > (int64) (MaxAllocSize / sizeof(int32)))
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("too many engagement days in one group")));
 }
 
 /* Makes room for extra more keys: compact when duplicates may have piled up, else grow. */
 static void
-score_state_reserve(ScoreState *st, int32 extra)
+score_state_reserve(ScoreState *st, MemoryContext aggcontext, int32 extra)
 {
 	if (st->ndays + extra <= st->capacity)
 		return;
-	if (st->ndays > 2 * st->compacted)
+	if (!st->sorted && st->ndays > 2 * st->compacted)
 		es_score_state_compact(st);
 	if (st->ndays + extra > st->capacity)
 	{
 		int64		want = Max((int64) st->capacity * 2, (int64) st->ndays + extra);
 
-		if (want > (int64) (MaxAllocSize / sizeof(int32)))
-			ereport(ERROR,
-					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-					 errmsg("too many engagement days in one group")));
-		st->day_keys = repalloc(st->day_keys, want * sizeof(int32));
+		score_state_check_days(want);
+		if (st->day_keys == st->inline_keys)
+		{
+			st->day_keys = MemoryContextAlloc(aggcontext, want * sizeof(int32));
+			memcpy(st->day_keys, st->inline_keys, st->ndays * sizeof(int32));
+		}
+		else
+			st->day_keys = repalloc(st->day_keys, want * sizeof(int32));
 		st->capacity = (int32) want;
 	}
 }
 
-/* Adds an engagement-day key.  Events often come in time order: a repeat of the last key is
- * dropped at once; other duplicates go at the next compaction. */
-static inline void
-score_state_add_day(ScoreState *st, int32 key)
+/*
+ * Adds b's day keys to a's.  Both compact and overlapping (the usual case: two workers saw the
+ * same contact's events): merged, in linear time.  Else appended, still compact when b's days
+ * all come after a's, or left for the next compaction.
+ */
+static void
+score_state_add_days(ScoreState *a, MemoryContext aggcontext, const ScoreState *b)
 {
-	if (st->ndays == 0 || st->day_keys[st->ndays - 1] != key)
+	if (b->ndays == 0)
+		return;
+	if (a->ndays > 0 && a->sorted && b->sorted &&
+		es_day_of_key(a->day_keys[a->ndays - 1]) >= es_day_of_key(b->day_keys[0]))
 	{
-		score_state_reserve(st, 1);
-		st->day_keys[st->ndays++] = key;
+		int64		capacity = (int64) a->ndays + b->ndays;
+		int32	   *merged;
+
+		score_state_check_days(capacity);
+		merged = MemoryContextAlloc(aggcontext, capacity * sizeof(int32));
+		a->ndays = (int32) es_merge_day_keys(a->day_keys, a->ndays, b->day_keys, b->ndays, merged);
+		if (a->day_keys != a->inline_keys)
+			pfree(a->day_keys);
+		a->day_keys = merged;
+		a->capacity = (int32) capacity;
+		a->compacted = a->ndays;
+		return;
 	}
+	score_state_reserve(a, aggcontext, b->ndays);	/* (may compact a) */
+	if (a->ndays == 0)
+		a->sorted = b->sorted;
+	else if (!b->sorted || es_day_of_key(a->day_keys[a->ndays - 1]) >= es_day_of_key(b->day_keys[0]))
+		a->sorted = false;
+	memcpy(a->day_keys + a->ndays, b->day_keys, b->ndays * sizeof(int32));
+	a->ndays += b->ndays;
+}
+
+/*
+ * Adds an engagement-day key.  A contact's events usually come in time order: a key of the last
+ * key's day joins it (its flags ORed in, as compaction does) and a later day's is appended, so
+ * the keys stay compact; an earlier day's leaves them for the next compaction.
+ */
+static inline void
+score_state_add_day(ScoreState *st, MemoryContext aggcontext, int32 key)
+{
+	if (st->ndays > 0)
+	{
+		int32	   *last = &st->day_keys[st->ndays - 1];
+
+		if (*last == key)
+			return;
+		if (st->sorted && es_day_of_key(*last) == es_day_of_key(key))
+		{
+			*last |= key;
+			return;
+		}
+	}
+	score_state_reserve(st, aggcontext, 1); /* (may compact: the last key may change) */
+	if (st->ndays > 0 && es_day_of_key(st->day_keys[st->ndays - 1]) >= es_day_of_key(key))
+		st->sorted = false;
+	st->day_keys[st->ndays++] = key;
 }
 
 /*
  * Every row and partial state of a group must have the same as_of and profile, by name and by
- * values.  profile is a row's cache entry or another state's copy.  Cache entries are interned:
- * a row of the entry the state was made from (the usual case) is checked by pointer alone.
+ * values.  profile is a row's cache entry or another state's profile.  Cache entries are
+ * interned: a row of the entry the state was made from (the usual case) is checked by pointer.
  */
 static void
 score_state_check_same(const ScoreState *st, int64 as_of, const NamedProfile *profile)
@@ -85,21 +155,22 @@ score_state_check_same(const ScoreState *st, int64 as_of, const NamedProfile *pr
 				 errmsg("as_of must be the same for every row of a group"),
 				 errdetail("Got %s after %s.", got, timestamptz_to_str(st->acc.as_of))));
 	}
-	if (st->resolved == profile)
+	if (st->profile == profile)
 		return;
-	if (strcmp(st->profile.name, profile->name) != 0)
+	if (strcmp(st->profile->name, profile->name) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("the profile must be the same for every row of a group"),
-				 errdetail("Got \"%s\" after \"%s\".", profile->name, st->profile.name)));
-	if (memcmp(&st->profile.values, &profile->values, sizeof(es_profile)) != 0)
+				 errdetail("Got \"%s\" after \"%s\".", profile->name, st->profile->name)));
+	if (memcmp(&st->profile->values, &profile->values, sizeof(es_profile)) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("the profile must be the same for every row of a group"),
 				 errdetail("Profile \"%s\" came with different parameters.", profile->name)));
 }
 
-/* Adds a row's event to its group's state (made by the first row); profile is a cache entry. */
+/* Adds a row's event to its group's state (made by the first row); profile is a cache entry,
+ * which outlives the state (both last as long as the query). */
 ScoreState *
 es_score_state_add_event(ScoreState *st, MemoryContext aggcontext, int64 as_of, const NamedProfile *profile,
 						 int type, int64 occurred_at, double value)
@@ -107,14 +178,11 @@ es_score_state_add_event(ScoreState *st, MemoryContext aggcontext, int64 as_of, 
 	int32		key;
 
 	if (st == NULL)
-	{
-		st = score_state_new(aggcontext, as_of, profile, 16);
-		st->resolved = profile;
-	}
+		st = score_state_new(aggcontext, as_of, profile);
 	else
 		score_state_check_same(st, as_of, profile);
-	if (es_accumulate(&st->acc, &st->profile.values, type, occurred_at, value, &key))
-		score_state_add_day(st, key);
+	if (es_accumulate(&st->acc, &profile->values, type, occurred_at, value, &key))
+		score_state_add_day(st, aggcontext, key);
 	return st;
 }
 
@@ -201,19 +269,16 @@ es_score_events_combinefn(PG_FUNCTION_ARGS)
 	}
 	if (a == NULL)
 	{
-		/* Copy b into the aggregate context: it may live elsewhere. */
-		a = score_state_new(aggcontext, b->acc.as_of, &b->profile, b->ndays);
+		/* Copy b into the aggregate context: it may live elsewhere (not its profile: see there). */
+		a = score_state_new(aggcontext, b->acc.as_of, b->profile);
 		a->acc = b->acc;
-		memcpy(a->day_keys, b->day_keys, b->ndays * sizeof(int32));
-		a->ndays = b->ndays;
+		score_state_add_days(a, aggcontext, b);
 		a->compacted = b->compacted;
 		PG_RETURN_POINTER(a);
 	}
-	score_state_check_same(a, b->acc.as_of, &b->profile);
+	score_state_check_same(a, b->acc.as_of, b->profile);
 	es_merge(&a->acc, &b->acc);
-	score_state_reserve(a, b->ndays);
-	memcpy(a->day_keys + a->ndays, b->day_keys, b->ndays * sizeof(int32));
-	a->ndays += b->ndays;
+	score_state_add_days(a, aggcontext, b);
 	PG_RETURN_POINTER(a);
 }
 
@@ -233,7 +298,7 @@ Datum
 es_score_events_serialfn(PG_FUNCTION_ARGS)
 {
 	ScoreState *st = (ScoreState *) PG_GETARG_POINTER(0);
-	size_t		namelen = strlen(st->profile.name);
+	size_t		namelen = strlen(st->profile->name);
 	size_t		size;
 	bytea	   *out;
 	char	   *p;
@@ -250,10 +315,10 @@ es_score_events_serialfn(PG_FUNCTION_ARGS)
 	*p++ = SCORE_STATE_FORMAT;
 	memcpy(p, &st->acc, sizeof(es_accum));
 	p += sizeof(es_accum);
-	memcpy(p, &st->profile.values, sizeof(es_profile));
+	memcpy(p, &st->profile->values, sizeof(es_profile));
 	p += sizeof(es_profile);
 	*p++ = (char) namelen;		/* < NAMEDATALEN */
-	memcpy(p, st->profile.name, namelen);
+	memcpy(p, st->profile->name, namelen);
 	p += namelen;
 	memcpy(p, &ndays, sizeof(int32));
 	p += sizeof(int32);
@@ -294,11 +359,12 @@ es_score_events_deserialfn(PG_FUNCTION_ARGS)
 
 	/* In the per-input-tuple context: the combine function copies what it keeps. */
 	(void) es_aggcontext(fcinfo, "score_events, explain_events or btyd_summary");
-	st = score_state_new(CurrentMemoryContext, acc.as_of, &profile, n);
+	st = score_state_new(CurrentMemoryContext, acc.as_of, es_interned_profile(fcinfo, &profile));
 	st->acc = acc;
+	score_state_reserve(st, CurrentMemoryContext, n);
 	memcpy(st->day_keys, p, (size_t) n * sizeof(int32));
 	st->ndays = n;
-	st->compacted = n;
+	st->compacted = n;			/* the serialize function compacted them */
 	PG_RETURN_POINTER(st);
 }
 
@@ -312,7 +378,7 @@ score_state_finalize(ScoreState *st, es_result *result)
 	if (st == NULL || st->acc.event_count == 0)
 		return false;
 	es_score_state_compact(st);
-	status = es_finalize(&st->acc, st->day_keys, (size_t) st->ndays, &st->profile.values, result, err, sizeof err);
+	status = es_finalize(&st->acc, st->day_keys, (size_t) st->ndays, &st->profile->values, result, err, sizeof err);
 	if (status != ES_OK)
 		es_raise(status, err);
 	return true;
@@ -377,7 +443,7 @@ es_score_events_finalfn(PG_FUNCTION_ARGS)
 				 errhint("The type was altered after the extension made it.")));
 
 	values[0] = TimestampTzGetDatum(st->acc.as_of);
-	values[1] = CStringGetTextDatum(st->profile.name);
+	values[1] = CStringGetTextDatum(st->profile->name);
 	values[2] = Float8GetDatum(r.composite);
 	values[3] = Float8GetDatum(r.recency);
 	values[4] = Float8GetDatum(r.frequency);
@@ -418,7 +484,7 @@ es_explain_events_finalfn(PG_FUNCTION_ARGS)
 	if (!score_state_finalize(st, &r))
 		PG_RETURN_NULL();
 
-	status = es_explain(&r, &st->profile.values, &text_c, err, sizeof err);
+	status = es_explain(&r, &st->profile->values, &text_c, err, sizeof err);
 	if (status != ES_OK)
 		es_raise(status, err);
 	/* The kernel's string is malloc()ed: copy it, free it, then return. */

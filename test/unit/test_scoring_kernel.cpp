@@ -375,6 +375,26 @@ TEST(ScoringKernel, CompactDayKeysMergesTheDaysFlags) {
     EXPECT_EQ(es_day_of_key(4 * -3 + C), -3);  // floor, before 1970 too
 }
 
+TEST(ScoringKernel, MergedDayKeysAreTheCompactedConcatenation) {
+    // Keys of days -3..12 with every flag combination, overlapping days in both arrays and
+    // arrays empty, alone or together: the merge equals sorting and compacting both at once.
+    std::mt19937 rng(7);
+    std::uniform_int_distribution<int> day(-3, 12), flags(0, 3), len(0, 12);
+    for (int round = 0; round < 500; ++round) {
+        std::vector<int32_t> a(len(rng)), b(len(rng));
+        for (int32_t &k : a) k = day(rng) * (1 << ES_DAY_KEY_SHIFT) + flags(rng);
+        for (int32_t &k : b) k = day(rng) * (1 << ES_DAY_KEY_SHIFT) + flags(rng);
+        a.resize(es_compact_day_keys(a.data(), a.size()));
+        b.resize(es_compact_day_keys(b.data(), b.size()));
+        std::vector<int32_t> both(a);
+        both.insert(both.end(), b.begin(), b.end());
+        both.resize(es_compact_day_keys(both.data(), both.size()));
+        std::vector<int32_t> merged(a.size() + b.size());
+        merged.resize(es_merge_day_keys(a.data(), a.size(), b.data(), b.size(), merged.data()));
+        ASSERT_EQ(merged, both) << "round " << round;
+    }
+}
+
 TEST(ScoringKernel, MergedPartialStatesEqualOnePass) {
     std::mt19937_64 rng(7);
     std::uniform_real_distribution<double> age(-5, 500);
