@@ -4,6 +4,13 @@
 
 \echo Use "ALTER EXTENSION engagement_scoring UPDATE TO '1.5'" to load this file. \quit
 
+-- Performance (issue 16): the contact-time index carries the other columns the model reads, so
+-- that a few contacts' events (the incremental refresh, engagement_score) come from the index
+-- alone.  The update rebuilds it: about 3 s per 6.5M events on a 2-core machine.
+DROP INDEX @extschema@.engagement_events_contact_time_idx;
+CREATE INDEX engagement_events_contact_time_idx
+    ON @extschema@.engagement_events (contact_id, occurred_at) INCLUDE (event_type, conversion_value);
+
 -- Citus (issue 14)
 -- Citus (issue 14): the profiles' triggers on a reference table's placements, change tracking into
 -- a distributed change log, refresh statements Citus can plan, fit_model's profile update after a

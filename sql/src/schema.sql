@@ -37,9 +37,11 @@ CREATE TABLE @extschema@.engagement_events (
 );
 COMMENT ON TABLE @extschema@.engagement_events IS 'Engagement events of CRM contacts, the input of every score';
 
--- engagement_score(), explain_score(): WHERE contact_id = $1 AND occurred_at <= as_of.
+-- engagement_score(), explain_score() and the incremental refresh: WHERE contact_id = $1 AND
+-- occurred_at <= as_of.  It carries the other two columns the model reads, so that a contact's
+-- events come from the index alone (an index-only scan) instead of a heap fetch per event.
 CREATE INDEX engagement_events_contact_time_idx
-    ON @extschema@.engagement_events (contact_id, occurred_at);
+    ON @extschema@.engagement_events (contact_id, occurred_at) INCLUDE (event_type, conversion_value);
 -- The parent_event_id foreign key: deleting an event looks up its children here (ON DELETE SET NULL).
 CREATE INDEX engagement_events_parent_idx
     ON @extschema@.engagement_events (parent_event_id) WHERE parent_event_id IS NOT NULL;

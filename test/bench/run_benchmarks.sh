@@ -61,7 +61,7 @@ printf '%-62s %10s %10s %8s   %s\n' "benchmark (median ms of baseline, subject; 
 [ -n "${FIT_ONLY:-}" ] && ONLY=8
 # want N...: whether one of these sections is to run
 want() { [ -z "${ONLY:-}" ] && return 0; local n; for n; do [[ " $ONLY " == *" $n "* ]] && return 0; done; return 1; }
-if want 1 2 3 4 5 6 7 9 10 11; then
+if want 1 2 3 4 5 6 7 9 10 11 13; then
 log "generating $CONTACTS contacts"
 psql -qX -v ON_ERROR_STOP=1 -v contacts="$CONTACTS" -v campaigns="${CAMPAIGNS:-65}" -v as_of="'$AS_OF'" -f demo/generate_crm_events.sql >/dev/null
 psql -qX -c "TRUNCATE engagement.event_changes" -c "VACUUM ANALYZE engagement.engagement_events"
@@ -114,6 +114,33 @@ psql -qX -v ON_ERROR_STOP=1 \
      -c "INSERT INTO engagement.scoring_profiles (name, events_relation) VALUES ('view_source', 'bench_sms')" >/dev/null
 compare "9. refresh_scores(full): a view source vs engagement_events" "report" "$REPS" \
     "$PAR" "SELECT engagement.refresh_scores('default', true)" "$PAR" "SELECT engagement.refresh_scores('view_source', true)"
+fi
+
+if want 13; then
+# 13. The issue-16 layout: the same events in a CRM's own table hash-partitioned by contact
+# (PARTS partitions, 8 by default), so that a worker scores whole contacts partition by partition
+# under a Parallel Append (enable_partitionwise_aggregate, which the refresh sets for itself) and
+# the leader combines no partial state.  Baseline and subject read the same partitioned table.
+PARTS=${PARTS:-8}
+log "13. events hash-partitioned by contact ($PARTS partitions), scored partitionwise"
+psql -qX -v ON_ERROR_STOP=1 \
+     -c "CREATE TABLE bench_part (LIKE engagement.engagement_events INCLUDING DEFAULTS) PARTITION BY HASH (contact_id)" \
+     -c "DO \$\$ BEGIN FOR i IN 0 .. $PARTS - 1 LOOP
+           EXECUTE format('CREATE TABLE bench_part_%s PARTITION OF bench_part FOR VALUES WITH (MODULUS $PARTS, REMAINDER %s)', i, i);
+         END LOOP; END \$\$" \
+     -c "INSERT INTO bench_part SELECT * FROM engagement.engagement_events ORDER BY id" \
+     -c "VACUUM ANALYZE bench_part" \
+     -c "INSERT INTO engagement.scoring_profiles (name, events_relation) VALUES ('partitioned', 'bench_part')" >/dev/null
+PWISE="SET enable_partitionwise_aggregate = on"
+PFLOOR=${FLOOR//engagement.engagement_events/bench_part}
+PSCORE=${SCORE//engagement.engagement_events/bench_part}
+compare "13. score_events vs the floor, partitioned, 2 workers" "<= 1.6" "$REPS" "$PAR;$PWISE" "$PFLOOR" "$PAR;$PWISE" "$PSCORE"
+compare "13s. the same, both serial" "<= 1.4" "$REPS" "$SERIAL;$PWISE" "$PFLOOR" "$SERIAL;$PWISE" "$PSCORE"
+compare "13w. score_events 2 workers vs 0, partitioned (speed-up)" ">= 13f" "$REPS" "$PAR;$PWISE" "$PSCORE" "$SERIAL;$PWISE" "$PSCORE"
+compare "13f. the floor: 2 workers vs 0, partitioned (its speed-up)" "report" "$REPS" "$PAR;$PWISE" "$PFLOOR" "$SERIAL;$PWISE" "$PFLOOR"
+compare "13u. score_events, 2 workers: partitioned vs not (speed-up)" "report" "$REPS" "$PAR;$PWISE" "$PSCORE" "$PAR" "$SCORE"
+compare "13r. refresh_scores(full) of the partitioned source vs its floor" "<= 3" "$REPS" "$PAR;$PWISE" "$PFLOOR" "$PAR" \
+    "SELECT engagement.refresh_scores('partitioned', true)"
 fi
 
 if want 6; then
