@@ -74,3 +74,23 @@ SELECT g, (engagement.score_events('opened', ts, NULL, '2026-06-01')).event_coun
   FROM ref.null_groups GROUP BY g ORDER BY g;
 RESET ALL;
 DROP TABLE ref.null_groups;
+
+-- Rows in time order, as a CRM writes them: the state keeps its day keys compact as they come (a
+-- day's flags ORed into its key in place) instead of compacting them at the end; in reverse order
+-- every key is out of order.  Both give the scores of the table's scattered order, every field.
+SET max_parallel_workers_per_gather = 0;
+CREATE TEMP TABLE in_order AS
+SELECT contact_id, engagement.score_events(event_type, occurred_at, conversion_value, '2026-06-01 12:00:00+00') AS s
+  FROM (SELECT * FROM ref.crm_events ORDER BY occurred_at) e GROUP BY contact_id;
+CREATE TEMP TABLE reversed AS
+SELECT contact_id, engagement.score_events(event_type, occurred_at, conversion_value, '2026-06-01 12:00:00+00') AS s
+  FROM (SELECT * FROM ref.crm_events ORDER BY occurred_at DESC) e GROUP BY contact_id;
+SELECT count(*) AS contacts, count(*) FILTER (WHERE (ser.s).engaging_count > 16) AS beyond_the_inline_keys
+  FROM ser JOIN in_order USING (contact_id) JOIN reversed USING (contact_id);
+SELECT contact_id, d.field, d.got AS in_time_order, d.expected AS scattered
+  FROM ser FULL JOIN in_order USING (contact_id), LATERAL ref.score_mismatches(in_order.s, ser.s) d
+UNION ALL
+SELECT contact_id, d.field, d.got, d.expected
+  FROM ser FULL JOIN reversed USING (contact_id), LATERAL ref.score_mismatches(reversed.s, ser.s) d
+ ORDER BY 1, 2;
+RESET max_parallel_workers_per_gather;

@@ -55,8 +55,7 @@ typedef struct NamedProfile
 	es_profile	values;
 } NamedProfile;
 
-extern const NamedProfile *es_profile_by_name(FunctionCallInfo fcinfo, const char *name, int len);
-extern const NamedProfile *es_profile_from_document(FunctionCallInfo fcinfo, Jsonb *doc);
+extern const NamedProfile *es_row_profile(FunctionCallInfo fcinfo, int argno);
 extern const NamedProfile *es_interned_profile(FunctionCallInfo fcinfo, const NamedProfile *p);
 extern const NamedProfile *es_builtin_default_profile(void);
 extern int	es_event_type_of(FunctionCallInfo fcinfo, Oid value);

@@ -14,6 +14,7 @@
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "nodes/primnodes.h"
 #include "utils/builtins.h"
 #include "utils/float.h"
 #include "utils/lsyscache.h"
@@ -42,6 +43,11 @@ typedef struct ProfileCache
 		const NamedProfile *profile;
 	}			documents[CACHED_DOCUMENTS];
 	int			next_document;
+	/* a profile argument the same for every row (es_row_profile): its entry, once resolved */
+	bool		profile_arg_known;
+	bool		profile_arg_constant;
+	Oid			profile_argtype;
+	const NamedProfile *constant_profile;
 	/* engagement.event_type's OID per kernel event type, for the transition function */
 	Oid			enum_type;
 	Oid			enum_oids[ES_EVENT_TYPES];
@@ -211,7 +217,7 @@ es_profiles_relation(void)
 
 /* The profile called name (len bytes, not NUL-terminated), read from engagement.scoring_profiles
  * (es_profiles_relation) on its first use in the query. */
-const NamedProfile *
+static const NamedProfile *
 es_profile_by_name(FunctionCallInfo fcinfo, const char *name, int len)
 {
 	ProfileCache *cache = es_cache(fcinfo);
@@ -323,7 +329,7 @@ es_document_name(Jsonb *doc, NamedProfile *out)
  * with the query, so a server that scores it (a postgres_fdw shard) needs no copy of the
  * profiles table.
  */
-const NamedProfile *
+static const NamedProfile *
 es_profile_from_document(FunctionCallInfo fcinfo, Jsonb *doc)
 {
 	ProfileCache *cache = es_cache(fcinfo);
@@ -440,4 +446,58 @@ const NamedProfile *
 es_interned_profile(FunctionCallInfo fcinfo, const NamedProfile *p)
 {
 	return es_intern_profile(fcinfo, es_cache(fcinfo), p);
+}
+
+/* Whether aggregate argument argno (of the transition function: 1 is the aggregate's first) is
+ * a constant or a query parameter, the same for every row (an Aggref's, not a window's). */
+static bool
+es_aggregate_arg_is_constant(FunctionCallInfo fcinfo, int argno)
+{
+	Aggref	   *aggref = AggGetAggref(fcinfo);
+	Node	   *arg;
+
+	if (aggref == NULL || list_length(aggref->args) < argno)
+		return false;
+	arg = (Node *) ((TargetEntry *) list_nth(aggref->args, argno - 1))->expr;
+	return IsA(arg, Const) || (IsA(arg, Param) && ((Param *) arg)->paramkind == PARAM_EXTERN);
+}
+
+/*
+ * The profile of a score_events row: transition argument argno, a name (text) or a document
+ * (jsonb), or "default" when the aggregate has no such argument.  An argument that is the same
+ * for every row (a constant, or a parameter as in the refresh's statements) is resolved at the
+ * first row only; others by name or document, through the cache, at every row.
+ */
+const NamedProfile *
+es_row_profile(FunctionCallInfo fcinfo, int argno)
+{
+	ProfileCache *cache = es_cache(fcinfo);
+	const NamedProfile *profile;
+
+	if (cache->constant_profile != NULL)
+		return cache->constant_profile;
+	if (!cache->profile_arg_known)
+	{
+		if (PG_NARGS() > argno)
+		{
+			cache->profile_argtype = get_fn_expr_argtype(fcinfo->flinfo, argno);
+			cache->profile_arg_constant = es_aggregate_arg_is_constant(fcinfo, argno);
+		}
+		else
+			cache->profile_arg_constant = true;
+		cache->profile_arg_known = true;
+	}
+	if (PG_NARGS() <= argno)
+		profile = es_profile_by_name(fcinfo, "default", strlen("default"));
+	else if (cache->profile_argtype == JSONBOID)
+		profile = es_profile_from_document(fcinfo, PG_GETARG_JSONB_P(argno));
+	else
+	{
+		text	   *name = PG_GETARG_TEXT_PP(argno);
+
+		profile = es_profile_by_name(fcinfo, VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name));
+	}
+	if (cache->profile_arg_constant)
+		cache->constant_profile = profile;
+	return profile;
 }

@@ -236,16 +236,7 @@ es_score_events_transfn(PG_FUNCTION_ARGS)
 
 	as_of = es_finite_timestamp(PG_GETARG_DATUM(4), "as_of");
 	occurred_at = es_finite_timestamp(PG_GETARG_DATUM(2), "occurred_at");
-	if (!has_profile_arg)
-		profile = es_profile_by_name(fcinfo, "default", strlen("default"));
-	else if (get_fn_expr_argtype(fcinfo->flinfo, 5) == JSONBOID)
-		profile = es_profile_from_document(fcinfo, PG_GETARG_JSONB_P(5));
-	else
-	{
-		text	   *name = PG_GETARG_TEXT_PP(5);
-
-		profile = es_profile_by_name(fcinfo, VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name));
-	}
+	profile = es_row_profile(fcinfo, 5);
 	type = es_event_type_of(fcinfo, PG_GETARG_OID(1));
 
 	if (type == ES_CONVERTED && !PG_ARGISNULL(3))
