@@ -15,15 +15,20 @@
 
 #include "es_glue.h"
 
-/* Day keys a new state holds inline, in its own allocation: most contacts need no more. */
-#define SCORE_STATE_INLINE_KEYS 16
+/*
+ * A new state's allocation: the state and as many day keys as fill it to 256 bytes, a size
+ * class of the aggregate context's allocator (any more would take 512: the memory of a hashed
+ * aggregation over all contacts, and its page faults, would double).
+ */
+#define SCORE_STATE_BYTES 256
+#define SCORE_STATE_INLINE_KEYS ((int) ((SCORE_STATE_BYTES - offsetof(ScoreState, inline_keys)) / sizeof(int32)))
+StaticAssertDecl(SCORE_STATE_INLINE_KEYS >= 8, "a state holds a few day keys inline");
 
 /* An empty state for profile (a cache entry, or a copy the caller keeps alive as long). */
 static ScoreState *
 score_state_new(MemoryContext aggcontext, int64 as_of, const NamedProfile *profile)
 {
-	ScoreState *st = MemoryContextAllocZero(aggcontext, offsetof(ScoreState, inline_keys) +
-											SCORE_STATE_INLINE_KEYS * sizeof(int32));
+	ScoreState *st = MemoryContextAllocZero(aggcontext, SCORE_STATE_BYTES);
 
 	es_accum_init(&st->acc, as_of);
 	st->profile = profile;
