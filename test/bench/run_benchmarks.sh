@@ -61,7 +61,7 @@ printf '%-62s %10s %10s %8s   %s\n' "benchmark (median ms of baseline, subject; 
 [ -n "${FIT_ONLY:-}" ] && ONLY=8
 # want N...: whether one of these sections is to run
 want() { [ -z "${ONLY:-}" ] && return 0; local n; for n; do [[ " $ONLY " == *" $n "* ]] && return 0; done; return 1; }
-if want 1 2 3 4 5 6 7 9 10 11 13; then
+if want 1 2 3 4 5 6 7 9 10 11 13 14; then
 log "generating $CONTACTS contacts"
 psql -qX -v ON_ERROR_STOP=1 -v contacts="$CONTACTS" -v campaigns="${CAMPAIGNS:-65}" -v as_of="'$AS_OF'" -f demo/generate_crm_events.sql >/dev/null
 psql -qX -c "TRUNCATE engagement.event_changes" -c "VACUUM ANALYZE engagement.engagement_events"
@@ -75,6 +75,20 @@ if want 1; then
 log "1. score_events against the scan floor"
 compare "1. score_events GROUP BY contact vs count(*) floor" "<= 1.6" "$REPS" "$PAR" "$FLOOR" "$PAR" "$SCORE"
 compare "1s. the same, both serial" "<= 1.4" "$REPS" "$SERIAL" "$FLOOR" "$SERIAL" "$SCORE"
+fi
+
+if want 14; then
+# 14. Where score_events' serial time goes, each step against the floor: the floor plus reading the
+# three other columns the model reads (counted, a by-value transition each); model_summary, the
+# same transition and state as score_events with a lighter final function; score_events.
+log "14. score_events' serial time, step by step"
+READ3="SELECT sum(n) FROM (SELECT contact_id, count(event_type) + count(occurred_at) + count(conversion_value) AS n
+                           FROM engagement.engagement_events GROUP BY contact_id) s"
+SUMMARY="SELECT count((s).x) FROM (SELECT contact_id, engagement.model_summary(event_type, occurred_at, conversion_value, '$AS_OF') AS s
+                                   FROM engagement.engagement_events GROUP BY contact_id) q"
+compare "14a. the floor + reading the model's other 3 columns" "report" "$REPS" "$SERIAL" "$FLOOR" "$SERIAL" "$READ3"
+compare "14b. model_summary (score_events' state, light final)" "report" "$REPS" "$SERIAL" "$FLOOR" "$SERIAL" "$SUMMARY"
+compare "14c. score_events (as 1s)" "report" "$REPS" "$SERIAL" "$FLOOR" "$SERIAL" "$SCORE"
 fi
 
 if want 2; then
