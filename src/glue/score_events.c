@@ -24,7 +24,7 @@
 #define SCORE_STATE_INLINE_KEYS ((int) ((SCORE_STATE_BYTES - offsetof(ScoreState, inline_keys)) / sizeof(int32)))
 StaticAssertDecl(SCORE_STATE_INLINE_KEYS >= 8, "a state holds a few day keys inline");
 
-/* An empty state for profile (a cache entry, or a copy the caller keeps alive as long). */
+/* An empty state for profile, an entry of a cache of this query (es_glue.h). */
 static ScoreState *
 score_state_new(MemoryContext aggcontext, int64 as_of, const NamedProfile *profile)
 {
@@ -265,7 +265,8 @@ es_score_events_combinefn(PG_FUNCTION_ARGS)
 	}
 	if (a == NULL)
 	{
-		/* Copy b into the aggregate context: it may live elsewhere (not its profile: see there). */
+		/* Copy b into the aggregate context: it may live elsewhere (its profile, a cache entry of
+		 * this query, is shared). */
 		a = score_state_new(aggcontext, b->acc.as_of, b->profile);
 		a->acc = b->acc;
 		score_state_add_days(a, aggcontext, b);
