@@ -1,6 +1,6 @@
 -- pgTAP: the schema the extension installs, its constraints, function properties and privileges.
 BEGIN;
-SELECT plan(85);
+SELECT plan(86);
 
 SELECT has_schema('engagement');
 SELECT is((SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'engagement_scoring'),
@@ -49,7 +49,11 @@ SELECT is((SELECT attstorage FROM pg_attribute WHERE attrelid = 'engagement.scor
             AND attname = 'sorted_composites'), 'e'::"char", 'distributions stored uncompressed out of line');
 SELECT index_is_type('engagement', 'engagement_events', 'engagement_events_contact_time_idx', 'btree');
 SELECT has_index('engagement', 'engagement_events', 'engagement_events_contact_time_idx',
-                 ARRAY['contact_id', 'occurred_at']);
+                 ARRAY['contact_id', 'occurred_at', 'event_type', 'conversion_value']);
+-- (keyed by contact and time; the other two columns the model reads are carried for index-only scans)
+SELECT is((SELECT i.indnkeyatts FROM pg_index i
+            WHERE i.indexrelid = 'engagement.engagement_events_contact_time_idx'::regclass), 2::int2,
+          'the contact-time index has two key columns and includes event_type and conversion_value');
 
 SELECT col_is_pk('engagement', 'scoring_profiles', 'name', 'col_is_pk engagement scoring_profiles name');
 SELECT is((SELECT count(*)::int FROM information_schema.columns
