@@ -57,8 +57,9 @@ CREATE FUNCTION @extschema@._explain_events_finalfn(internal)
 RETURNS text AS 'MODULE_PATHNAME', 'es_explain_events_finalfn' LANGUAGE C STABLE PARALLEL SAFE;
 
 -- The final functions only sort the state's day keys in place (same set), so READ_ONLY holds.
--- SSPACE: the state is 256 bytes plus a day-key array (64 bytes to start); without it the planner
--- assumes a large internal state and prices hashed aggregation over many contacts as spilling.
+-- SSPACE: the state is 256 bytes with its first 14 day keys (more keys get an array of their own);
+-- without it the planner assumes a large internal state and prices hashed aggregation over many
+-- contacts as spilling.
 CREATE AGGREGATE @extschema@.score_events(@extschema@.event_type, timestamptz, numeric, timestamptz, text) (
     SFUNC = @extschema@._score_events_transfn, STYPE = internal,
     COMBINEFUNC = @extschema@._score_events_combinefn,

@@ -3,8 +3,8 @@
  *
  * A profile comes by name (a row of engagement.scoring_profiles, read by SPI) or as a document
  * (to_jsonb of such a row, its keys read with the jsonb API).  Either way the transition function
- * resolves it once per query into an entry of the cache in its fn_extra, and the state copies the
- * entry's values.
+ * resolves it once per query into an entry of the cache in its fn_extra, and the state points at
+ * the entry.
  */
 #include "postgres.h"
 

@@ -79,8 +79,9 @@ fi
 
 if want 14; then
 # 14. Where score_events' serial time goes, each step against the floor: the floor plus reading the
-# three other columns the model reads (counted, a by-value transition each); model_summary, the
-# same transition and state as score_events with a lighter final function; score_events.
+# three other columns the model reads (counted, a by-value transition each); model_summary, whose
+# transition updates score_events' state the same way (es_score_state_add_event, with the built-in
+# profile: no profile lookup) and whose final function is light; score_events.
 log "14. score_events' serial time, step by step"
 READ3="SELECT sum(n) FROM (SELECT contact_id, count(event_type) + count(occurred_at) + count(conversion_value) AS n
                            FROM engagement.engagement_events GROUP BY contact_id) s"

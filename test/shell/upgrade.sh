@@ -123,3 +123,16 @@ for old in $OLD_VERSIONS; do
     q -d postgres -c "DROP DATABASE $db"
 done
 q -d postgres -c "DROP DATABASE es_fresh"
+
+# 1.5 rebuilds the contact-time index with included columns: what a user set on the old index stays.
+q -d postgres -c "DROP DATABASE IF EXISTS es_index" -c "CREATE DATABASE es_index"
+q -d es_index -c "CREATE EXTENSION engagement_scoring VERSION '1.4'" -c "$LOAD" \
+  -c "ALTER INDEX engagement.engagement_events_contact_time_idx SET (fillfactor = 80)" \
+  -c "CLUSTER engagement.engagement_events USING engagement_events_contact_time_idx" \
+  -c "ALTER EXTENSION engagement_scoring UPDATE TO '1.5'"
+got=$(q -d es_index -c "SELECT i.indnkeyatts || ' ' || i.indnatts || ' ' || i.indisclustered || ' ' || c.reloptions::text
+                         FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                        WHERE i.indexrelid = 'engagement.engagement_events_contact_time_idx'::regclass")
+check "1.4 -> 1.5: the contact-time index includes 2 columns and keeps its fillfactor and CLUSTER mark ($got)" \
+    '[ "$got" = "2 4 true {fillfactor=80}" ]'
+q -d postgres -c "DROP DATABASE es_index"
