@@ -91,15 +91,11 @@ BEGIN
 END $$;
 
 CREATE OR REPLACE FUNCTION @extschema@._drop_tracking_triggers(events regclass) RETURNS integer
-LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp SET citus.enable_unsafe_triggers = on AS $$
 DECLARE
     made name;
     dropped integer := 0;
 BEGIN
-    -- (Citus lets its distributed tables' triggers be dropped only so; restored by the SET clause)
-    IF @extschema@._citus_method(events) IS NOT NULL THEN
-        PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
-    END IF;
     FOR made IN SELECT t.tgname FROM pg_trigger t
                  WHERE t.tgrelid = events AND NOT t.tgisinternal
                    AND t.tgname IN ('engagement_track_change', 'engagement_track_insert', 'engagement_track_update',
@@ -177,18 +173,13 @@ BEGIN
 END $$;
 
 CREATE OR REPLACE FUNCTION @extschema@._bind_events_relation(p @extschema@.scoring_profiles) RETURNS text
-LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp SET citus.enable_ddl_propagation = off AS $$
 DECLARE
     events text := @extschema@._profile_events_or_error(p);
     src @extschema@.event_sources := @extschema@._source_of(p.events_relation);
 BEGIN
     IF p.events_relation = '@extschema@.engagement_events'::regclass THEN
         RETURN '(' || @extschema@._source_select(src, events) || ')';   -- in the extension's own schema
-    END IF;
-    -- (on Citus, a temporary view is this session's alone: not for Citus to propagate to the
-    -- workers; the function's SET clause restores the setting when it returns)
-    IF current_setting('citus.enable_ddl_propagation', true) IS NOT NULL THEN
-        PERFORM set_config('citus.enable_ddl_propagation', 'off', true);
     END IF;
     EXECUTE 'CREATE TEMP VIEW _es_events AS ' || @extschema@._source_select(src, events);
     IF (SELECT array_agg(DISTINCT d.refobjid)
@@ -205,13 +196,9 @@ CREATE OR REPLACE FUNCTION @extschema@._track_event_changes() RETURNS trigger
 AS 'MODULE_PATHNAME', 'es_track_event_changes' LANGUAGE C SECURITY DEFINER;
 
 CREATE FUNCTION @extschema@._unbind_events_relation(events text) RETURNS void
-LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp SET citus.enable_ddl_propagation = off AS $$
 BEGIN
     IF events = 'pg_temp._es_events' THEN
-        -- (not for Citus to propagate either; restored by the SET clause)
-        IF current_setting('citus.enable_ddl_propagation', true) IS NOT NULL THEN
-            PERFORM set_config('citus.enable_ddl_propagation', 'off', true);
-        END IF;
         DROP VIEW pg_temp._es_events;
     END IF;
 END $$;
@@ -596,8 +583,10 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     -- On Citus the profile is updated after a scan of the distributed events, which Citus allows
-    -- only over one connection per worker (the scores' foreign keys to the profiles): for this
-    -- function only (its SET clauses restore the setting).
+    -- only over one connection per worker (the scores have foreign keys to the profiles); and
+    -- after that write of a reference table Citus refuses parallel work on the tables referencing
+    -- it for the rest of the transaction: sequential until the transaction ends (set_config's
+    -- local setting outlives this function, and must).
     IF @extschema@._on_citus() THEN
         PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
     END IF;
@@ -959,9 +948,9 @@ END $$;
 REVOKE EXECUTE ON FUNCTION @extschema@._track_distributed_truncate() FROM PUBLIC;
 
 -- The triggers of track_event_changes on a distributed events table: statement-level, with
--- transition tables, on every shard.
+-- transition tables, on every shard (which Citus allows with citus.enable_unsafe_triggers on).
 CREATE FUNCTION @extschema@._citus_track(events regclass, contact name) RETURNS void
-LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp SET citus.enable_unsafe_triggers = on AS $$
 BEGIN
     IF NOT @extschema@._on_citus() THEN
         RAISE EXCEPTION '% is a distributed table, but the extension''s tables are not laid out for Citus', events
@@ -978,7 +967,6 @@ BEGIN
                   HINT = format('SELECT alter_distributed_table(%L, colocate_with => ''engagement.event_changes''); (distributed by %I)',
                                 events::text, contact);
     END IF;
-    PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
     EXECUTE format('CREATE TRIGGER engagement_track_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS new_events '
                    'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_shard_changes(%L, %L)', events, contact, events::oid);
     EXECUTE format('CREATE TRIGGER engagement_track_update AFTER UPDATE ON %s '
@@ -1059,9 +1047,11 @@ BEGIN
     RETURN rescored;
 END $$;
 
--- citus_distribute(events): the one way to run the extension on Citus (docs/scale-out.md).
+-- citus_distribute(events): the one way to run the extension on Citus (docs/scale-out.md).  While
+-- it runs, unsafe triggers are allowed (its SET clause): the profiles' triggers run on every
+-- placement of their reference table.
 CREATE FUNCTION @extschema@.citus_distribute(events regclass) RETURNS void
-LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp SET citus.enable_unsafe_triggers = on AS $$
 DECLARE
     contact  name;
     method   "char";
@@ -1124,10 +1114,8 @@ BEGIN
                                 events, contact, events::text);
     END IF;
 
-    -- (these settings for this function only, restored by its SET clause: the profiles'
-    -- triggers run on every placement, and the distributed tables are worked on over one
-    -- connection per worker, so the reference tables can be written afterwards)
-    PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+    -- The distributed tables are worked on over one connection per worker, so that the reference
+    -- tables can be written afterwards, and for the rest of the transaction (as in fit_model).
     PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
     -- The tracking triggers of a table not yet distributed would be refused: made again below.
     PERFORM @extschema@._drop_tracking_triggers(events);
@@ -1187,7 +1175,7 @@ LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM @extschema@._role_or_error(role_name);
     -- (on Citus, a grant on the reference tables after one on the distributed tables needs one
-    -- connection per worker; for this function only)
+    -- connection per worker: sequential for the rest of the transaction, as in fit_model)
     IF @extschema@._on_citus() THEN
         PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
     END IF;
@@ -1211,7 +1199,7 @@ LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM @extschema@._role_or_error(role_name);
     -- (on Citus, a grant on the reference tables after one on the distributed tables needs one
-    -- connection per worker; for this function only)
+    -- connection per worker: sequential for the rest of the transaction, as in fit_model)
     IF @extschema@._on_citus() THEN
         PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
     END IF;

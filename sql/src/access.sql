@@ -24,7 +24,7 @@ LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM @extschema@._role_or_error(role_name);
     -- (on Citus, a grant on the reference tables after one on the distributed tables needs one
-    -- connection per worker; for this function only)
+    -- connection per worker: sequential for the rest of the transaction, as in fit_model)
     IF @extschema@._on_citus() THEN
         PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
     END IF;
@@ -50,7 +50,7 @@ LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM @extschema@._role_or_error(role_name);
     -- (on Citus, a grant on the reference tables after one on the distributed tables needs one
-    -- connection per worker; for this function only)
+    -- connection per worker: sequential for the rest of the transaction, as in fit_model)
     IF @extschema@._on_citus() THEN
         PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
     END IF;

@@ -94,9 +94,9 @@ END $$;
 REVOKE EXECUTE ON FUNCTION @extschema@._track_distributed_truncate() FROM PUBLIC;
 
 -- The triggers of track_event_changes on a distributed events table: statement-level, with
--- transition tables, on every shard.
+-- transition tables, on every shard (which Citus allows with citus.enable_unsafe_triggers on).
 CREATE FUNCTION @extschema@._citus_track(events regclass, contact name) RETURNS void
-LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp SET citus.enable_unsafe_triggers = on AS $$
 BEGIN
     IF NOT @extschema@._on_citus() THEN
         RAISE EXCEPTION '% is a distributed table, but the extension''s tables are not laid out for Citus', events
@@ -113,7 +113,6 @@ BEGIN
                   HINT = format('SELECT alter_distributed_table(%L, colocate_with => ''engagement.event_changes''); (distributed by %I)',
                                 events::text, contact);
     END IF;
-    PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
     EXECUTE format('CREATE TRIGGER engagement_track_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS new_events '
                    'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_shard_changes(%L, %L)', events, contact, events::oid);
     EXECUTE format('CREATE TRIGGER engagement_track_update AFTER UPDATE ON %s '
@@ -194,9 +193,11 @@ BEGIN
     RETURN rescored;
 END $$;
 
--- citus_distribute(events): the one way to run the extension on Citus (docs/scale-out.md).
+-- citus_distribute(events): the one way to run the extension on Citus (docs/scale-out.md).  While
+-- it runs, unsafe triggers are allowed (its SET clause): the profiles' triggers run on every
+-- placement of their reference table.
 CREATE FUNCTION @extschema@.citus_distribute(events regclass) RETURNS void
-LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp SET citus.enable_unsafe_triggers = on AS $$
 DECLARE
     contact  name;
     method   "char";
@@ -259,10 +260,8 @@ BEGIN
                                 events, contact, events::text);
     END IF;
 
-    -- (these settings for this function only, restored by its SET clause: the profiles'
-    -- triggers run on every placement, and the distributed tables are worked on over one
-    -- connection per worker, so the reference tables can be written afterwards)
-    PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+    -- The distributed tables are worked on over one connection per worker, so that the reference
+    -- tables can be written afterwards, and for the rest of the transaction (as in fit_model).
     PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
     -- The tracking triggers of a table not yet distributed would be refused: made again below.
     PERFORM @extschema@._drop_tracking_triggers(events);

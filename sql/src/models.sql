@@ -242,8 +242,10 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     -- On Citus the profile is updated after a scan of the distributed events, which Citus allows
-    -- only over one connection per worker (the scores' foreign keys to the profiles): for this
-    -- function only (its SET clauses restore the setting).
+    -- only over one connection per worker (the scores have foreign keys to the profiles); and
+    -- after that write of a reference table Citus refuses parallel work on the tables referencing
+    -- it for the rest of the transaction: sequential until the transaction ends (set_config's
+    -- local setting outlives this function, and must).
     IF @extschema@._on_citus() THEN
         PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
     END IF;

@@ -401,20 +401,17 @@ END $$;
 -- schema renamed after the check cannot put another relation (or a view whose functions would run
 -- as the refreshing role) under the same name.  Returns a FROM item of the columns contact_id,
 -- event_type, occurred_at, conversion_value and kind (_source_select); the caller drops
--- pg_temp._es_events when that is what it got.
+-- pg_temp._es_events when that is what it got (_unbind_events_relation).  On Citus a temporary
+-- view is this session's alone, not for Citus to propagate to the workers: DDL propagation is off
+-- while this function runs (its SET clause; without Citus the setting is an inert placeholder).
 CREATE FUNCTION @extschema@._bind_events_relation(p @extschema@.scoring_profiles) RETURNS text
-LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp SET citus.enable_ddl_propagation = off AS $$
 DECLARE
     events text := @extschema@._profile_events_or_error(p);
     src @extschema@.event_sources := @extschema@._source_of(p.events_relation);
 BEGIN
     IF p.events_relation = '@extschema@.engagement_events'::regclass THEN
         RETURN '(' || @extschema@._source_select(src, events) || ')';   -- in the extension's own schema
-    END IF;
-    -- (on Citus, a temporary view is this session's alone: not for Citus to propagate to the
-    -- workers; the function's SET clause restores the setting when it returns)
-    IF current_setting('citus.enable_ddl_propagation', true) IS NOT NULL THEN
-        PERFORM set_config('citus.enable_ddl_propagation', 'off', true);
     END IF;
     EXECUTE 'CREATE TEMP VIEW _es_events AS ' || @extschema@._source_select(src, events);
     IF (SELECT array_agg(DISTINCT d.refobjid)
@@ -427,15 +424,11 @@ BEGIN
     RETURN 'pg_temp._es_events';
 END $$;
 
--- Drops what _bind_events_relation made, if anything.
+-- Drops what _bind_events_relation made, if anything (not for Citus to propagate either).
 CREATE FUNCTION @extschema@._unbind_events_relation(events text) RETURNS void
-LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp SET citus.enable_ddl_propagation = off AS $$
 BEGIN
     IF events = 'pg_temp._es_events' THEN
-        -- (not for Citus to propagate either; restored by the SET clause)
-        IF current_setting('citus.enable_ddl_propagation', true) IS NOT NULL THEN
-            PERFORM set_config('citus.enable_ddl_propagation', 'off', true);
-        END IF;
         DROP VIEW pg_temp._es_events;
     END IF;
 END $$;
@@ -539,17 +532,15 @@ END $$;
 -- relation: attached to a table of its own, a role could otherwise write the change log.
 REVOKE EXECUTE ON FUNCTION @extschema@._track_event_changes(), @extschema@._track_event_change() FROM PUBLIC;
 
--- The triggers track_event_changes makes (and untrack_event_changes removes).
+-- The triggers track_event_changes makes (and untrack_event_changes removes).  (Citus lets a
+-- distributed table's triggers be dropped only with citus.enable_unsafe_triggers on: for this
+-- function only, by its SET clause.)
 CREATE FUNCTION @extschema@._drop_tracking_triggers(events regclass) RETURNS integer
-LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp SET citus.enable_unsafe_triggers = on AS $$
 DECLARE
     made name;
     dropped integer := 0;
 BEGIN
-    -- (Citus lets its distributed tables' triggers be dropped only so; restored by the SET clause)
-    IF @extschema@._citus_method(events) IS NOT NULL THEN
-        PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
-    END IF;
     FOR made IN SELECT t.tgname FROM pg_trigger t
                  WHERE t.tgrelid = events AND NOT t.tgisinternal
                    AND t.tgname IN ('engagement_track_change', 'engagement_track_insert', 'engagement_track_update',

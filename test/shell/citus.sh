@@ -279,6 +279,17 @@ check "with every stored score equal to the local table's ($same)" '[ "$same" = 
 same=$(against_single 2>&1)
 check "and to the single node's scoring as of their calculated_at ($same)" '[ "$same" = "2007 2007" ]'
 
+# The Citus settings the functions need hold only while they run: the caller's transaction goes on
+# with DDL propagated and no unsafe triggers.  Sequential multi-shard work, which fit_model sets,
+# lasts to the end of the transaction: Citus refuses parallel work on the scores after the write of
+# the profiles (a refresh after fit_model, in one transaction).
+settings=$(q 0 -c "BEGIN" -c "SELECT count(*) FROM engagement.fit_model('default', $AS_OF)" \
+             -c "SELECT engagement.refresh_scores('default', true)" -c "SELECT engagement.track_event_changes('crm.events')" \
+             -c "SELECT current_setting('citus.enable_ddl_propagation') || ' ' || current_setting('citus.multi_shard_modify_mode')
+                        || ' ' || current_setting('citus.enable_unsafe_triggers')" -c "ROLLBACK" 2>&1 | tail -1)
+check "fit_model, refresh_scores and track_event_changes in one transaction leave DDL propagation on and unsafe triggers off ($settings)" \
+    '[ "$settings" = "on sequential off" ]'
+
 # A refresh interrupted by an error: one shard of the scores refuses every write.  Nothing is
 # half-written, no change is lost, and the error names the shard's constraint, not a temporary
 # table of the refresh.
