@@ -60,19 +60,15 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Run engagement.citus_distribute on the coordinator.';
     END IF;
-    IF TG_OP = 'INSERT' THEN
-        EXECUTE format('INSERT INTO %s (contact_id, relation) SELECT DISTINCT %I, $1 FROM new_events WHERE %I IS NOT NULL',
-                       log, contact, contact) USING relation;
-    ELSIF TG_OP = 'DELETE' THEN
-        EXECUTE format('INSERT INTO %s (contact_id, relation) SELECT DISTINCT %I, $1 FROM old_events WHERE %I IS NOT NULL',
-                       log, contact, contact) USING relation;
-    ELSIF TG_OP = 'UPDATE' THEN
-        EXECUTE format('INSERT INTO %s (contact_id, relation)
-                        SELECT c, $1 FROM (SELECT %I FROM old_events UNION SELECT %I FROM new_events) u(c) WHERE c IS NOT NULL',
-                       log, contact, contact) USING relation;
-    ELSE  -- TRUNCATE (a shard Citus moved gets the trigger): every contact scored from it may have lost its events
+    IF TG_OP = 'TRUNCATE' THEN  -- (a shard Citus moved gets the trigger): every contact scored from it may have lost its events
         EXECUTE format('INSERT INTO %s (contact_id, relation) SELECT DISTINCT s.contact_id, $1 FROM %s s',
                        log, @extschema@._colocated_shard(TG_TABLE_NAME, '@extschema@.engagement_scores'))
+        USING relation;
+    ELSE  -- the contacts of the rows written: the statement's transition tables (both for an UPDATE)
+        EXECUTE format('INSERT INTO %s (contact_id, relation) SELECT DISTINCT c, $1 FROM (%s) u(c) WHERE c IS NOT NULL',
+                       log, CASE TG_OP WHEN 'INSERT' THEN format('SELECT %I FROM new_events', contact)
+                                       WHEN 'DELETE' THEN format('SELECT %I FROM old_events', contact)
+                                       ELSE format('SELECT %I FROM old_events UNION ALL SELECT %I FROM new_events', contact, contact) END)
         USING relation;
     END IF;
     RETURN NULL;
@@ -113,13 +109,8 @@ BEGIN
                   HINT = format('SELECT alter_distributed_table(%L, colocate_with => ''engagement.event_changes''); (distributed by %I)',
                                 events::text, contact);
     END IF;
-    EXECUTE format('CREATE TRIGGER engagement_track_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS new_events '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_shard_changes(%L, %L)', events, contact, events::oid);
-    EXECUTE format('CREATE TRIGGER engagement_track_update AFTER UPDATE ON %s '
-                   'REFERENCING OLD TABLE AS old_events NEW TABLE AS new_events '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_shard_changes(%L, %L)', events, contact, events::oid);
-    EXECUTE format('CREATE TRIGGER engagement_track_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS old_events '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_shard_changes(%L, %L)', events, contact, events::oid);
+    PERFORM @extschema@._create_statement_tracking_triggers(events, '@extschema@._track_shard_changes',
+                                                            format('%L, %L', contact, events::oid));
     EXECUTE format('CREATE TRIGGER engagement_track_truncate AFTER TRUNCATE ON %s '
                    'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_distributed_truncate(%L)', events, events::oid);
 END $$;

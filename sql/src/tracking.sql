@@ -552,6 +552,22 @@ BEGIN
     RETURN dropped;
 END $$;
 
+-- The statement-level triggers of change tracking on a table: after INSERT, UPDATE and DELETE,
+-- with the transition tables the trigger functions read (new_events, old_events), calling func
+-- (a qualified name) with args (its argument list, quoted).  One place for both kinds: a table's
+-- here (_track_event_changes), a distributed table's shards (_track_shard_changes, citus.sql).
+CREATE FUNCTION @extschema@._create_statement_tracking_triggers(events regclass, func text, args text) RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    EXECUTE format('CREATE TRIGGER engagement_track_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS new_events '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION %s(%s)', events, func, args);
+    EXECUTE format('CREATE TRIGGER engagement_track_update AFTER UPDATE ON %s '
+                   'REFERENCING OLD TABLE AS old_events NEW TABLE AS new_events '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION %s(%s)', events, func, args);
+    EXECUTE format('CREATE TRIGGER engagement_track_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS old_events '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION %s(%s)', events, func, args);
+END $$;
+
 -- track_event_changes(events, for_source, contact_column): change-tracking triggers on a table of the
 -- CRM's own (run it again after attaching partitions).  Its contact column is contact_column, or the
 -- one its own source names, or for_source's; given for_source (a view over it, or another relation
@@ -610,13 +626,8 @@ BEGIN
         EXECUTE format('CREATE TRIGGER engagement_track_change AFTER INSERT OR UPDATE OR DELETE ON %s '
                        'FOR EACH ROW EXECUTE FUNCTION @extschema@._track_event_change(%L, %L)', events, contact, events::oid);
     ELSE
-        EXECUTE format('CREATE TRIGGER engagement_track_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS new_events '
-                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes(%L)', events, contact);
-        EXECUTE format('CREATE TRIGGER engagement_track_update AFTER UPDATE ON %s '
-                       'REFERENCING OLD TABLE AS old_events NEW TABLE AS new_events '
-                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes(%L)', events, contact);
-        EXECUTE format('CREATE TRIGGER engagement_track_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS old_events '
-                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes(%L)', events, contact);
+        PERFORM @extschema@._create_statement_tracking_triggers(events, '@extschema@._track_event_changes',
+                                                                format('%L', contact));
     END IF;
     EXECUTE format('CREATE TRIGGER engagement_track_truncate AFTER TRUNCATE ON %s '
                    'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes(%L)', events, contact);

@@ -106,6 +106,7 @@ SELECT results_eq($$SELECT p.oid::regprocedure::text FROM pg_proc p
                         'engagement._citus_track(regclass,name)',
                         'engagement._citus_write_scores(engagement.scoring_profiles,timestamp with time zone,boolean)',
                         'engagement._comment_score_columns(regclass)',
+                        'engagement._create_statement_tracking_triggers(regclass,text,text)',
                         'engagement._drop_tracking_triggers(regclass)',
                         'engagement._refresh(text,boolean)',
                         'engagement._refresh_choose_targets(engagement.scoring_profiles,timestamp with time zone,boolean,boolean)',
