@@ -119,6 +119,33 @@ SELECT d.contacts AS distribution_contacts, count(*) AS stored_scores
  GROUP BY d.profile, d.contacts, d.sorted_composites
 HAVING d.contacts <> count(*) OR d.sorted_composites <> engagement._pack_sorted(array_agg(s.composite));
 
-DELETE FROM engagement.engagement_events WHERE contact_id IN (910001, 910002) OR contact_id BETWEEN 7420000 AND 7424999;
+-- 8. The tracking trigger writes the change log's rows straight into its table, unless the table
+--    has something an INSERT would run as well (an index, a trigger: an admin's audit, say); then
+--    it logs through an INSERT.  The same rows either way, the index and the trigger kept.
+CREATE TABLE integrity_audit (contact_id bigint);
+CREATE FUNCTION integrity_audit_changes() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO integrity_audit SELECT n.contact_id FROM new_rows n;
+    RETURN NULL;
+END $$;
+INSERT INTO engagement.engagement_events (contact_id, event_type, occurred_at)
+VALUES (930001, 'opened', now() - interval '1 hour'), (930002, 'clicked', now() - interval '1 hour'),
+       (930001, 'clicked', now() - interval '1 hour');
+CREATE INDEX integrity_changes_idx ON engagement.event_changes (contact_id);
+CREATE TRIGGER integrity_changes_audit AFTER INSERT ON engagement.event_changes REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION integrity_audit_changes();
+INSERT INTO engagement.engagement_events (contact_id, event_type, occurred_at)
+VALUES (930003, 'opened', now() - interval '1 hour'), (930004, 'delivered', now() - interval '1 hour');
+SET enable_seqscan = off;   -- (read through the index: the rows logged since it exists are in it)
+SELECT contact_id, relation FROM engagement.event_changes WHERE contact_id BETWEEN 930001 AND 930004 ORDER BY 1;
+RESET enable_seqscan;
+SELECT contact_id AS audited FROM integrity_audit ORDER BY 1;
+DROP TRIGGER integrity_changes_audit ON engagement.event_changes;
+DROP INDEX engagement.integrity_changes_idx;
+DROP FUNCTION integrity_audit_changes();
+DROP TABLE integrity_audit;
+
+DELETE FROM engagement.engagement_events WHERE contact_id IN (910001, 910002) OR contact_id BETWEEN 7420000 AND 7424999
+                                            OR contact_id BETWEEN 930001 AND 930004;
 DELETE FROM engagement.scoring_profiles WHERE name IN ('integrity_b', 'integrity_late', 'integrity_new');
 DROP TABLE integrity_events;

@@ -4,8 +4,9 @@
  *
  * In C because it runs once per writing statement: a single-row INSERT paid more for the
  * PL/pgSQL call and its EXECUTE (parsed and planned every time) than for the row it logged.
- * Here the transition tables are read directly, the contacts deduplicated in memory, and one
- * prepared INSERT (kept for the session) writes them as an array.  Only an UPDATE of
+ * Here the transition tables are read directly, the contacts deduplicated in memory, and written
+ * straight into the change log's heap (log_contacts; a prepared INSERT of them as an array where
+ * that would skip something the table has, or under Citus).  Only an UPDATE of
  * engagement_events, which logs only the rows whose scored columns changed (paired by id), runs a
  * query over the transition tables, planned for that statement as before; its contacts, and a
  * TRUNCATE's (every scored contact), go through the same INSERT.  (With Citus loaded the change
@@ -17,6 +18,8 @@
  */
 #include "postgres.h"
 
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/tupdesc.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
@@ -26,6 +29,7 @@
 #include "executor/tuptable.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -97,6 +101,17 @@ relation_name(Relation rel)
 	return quote_qualified_identifier(get_namespace_name(nsp), RelationGetRelationName(rel));
 }
 
+/* A change-tracking trigger made by hand without the transition tables this function reads. */
+static pg_attribute_noreturn() void
+report_missing_transition_tables(const Trigger *trigger, Relation rel)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
+			 errmsg("change-tracking trigger %s on %s must name its transition tables new_events and old_events",
+					trigger->tgname, relation_name(rel)),
+			 errhint("Let track_event_changes create the triggers.")));
+}
+
 /*
  * The contact column of a tracked relation: it must be one of its columns, of a built-in integer
  * type (its value is read as is, nothing of the caller's evaluated).  Returns its number.
@@ -150,19 +165,92 @@ collect_contacts(Tuplestorestate *rows, Relation rel, AttrNumber attnum, Oid typ
 	ExecDropSingleTupleTableSlot(slot);
 }
 
-/* Logs the contacts of list (distinct) as changed in relid, through the session's plan. */
+/*
+ * Whether the change log can take its rows straight into its table, with nothing else an INSERT
+ * would do: a plain table of the extension's two columns, with no index, rule, trigger, check
+ * constraint, identity or row security, and no Citus (which could have distributed it: its rows
+ * then belong in the shards).  For a single-row INSERT into the events, an INSERT through SPI
+ * (executor start and end, the plan's unnest) cost more than the row it logged: 4 clients inserted
+ * 7-22% fewer rows/s with tracking than without (median 17%); with the heap insert, about as many.
+ */
+static bool
+change_log_takes_rows(Relation log)
+{
+	static const struct
+	{
+		const char *name;
+		Oid			type;
+	}			columns[2] = {{"contact_id", INT8OID}, {"relation", REGCLASSOID}};
+	static int	citus_preloaded = -1;
+	TupleDesc	desc = RelationGetDescr(log);
+	int			i;
+
+	if (citus_preloaded < 0)
+	{
+		const char *libraries = GetConfigOption("shared_preload_libraries", true, false);
+
+		citus_preloaded = libraries != NULL && strstr(libraries, "citus") != NULL;
+	}
+	if (citus_preloaded || log->rd_rel->relkind != RELKIND_RELATION || log->rd_rel->relhasindex ||
+		log->rd_rel->relhasrules || log->trigdesc != NULL || log->rd_rel->relrowsecurity ||
+		(desc->constr != NULL && desc->constr->num_check > 0) || desc->natts != (int) lengthof(columns))
+		return false;
+	for (i = 0; i < (int) lengthof(columns); i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (att->attisdropped || att->atttypid != columns[i].type || att->attidentity || att->attgenerated ||
+			strcmp(NameStr(att->attname), columns[i].name) != 0)
+			return false;
+	}
+	return true;
+}
+
+/* Logs the contacts of list (distinct) as changed in relid: into the table, or through the session's plan. */
 static void
 log_contacts(ContactList *list, Oid schema, Oid relid)
 {
 	Datum		values[2];
 	Datum	   *elems;
 	ArrayType  *ids;
+	Oid			log_relid;
+	Relation	log;
 	int			i,
 				rc;
 
 	contact_list_distinct(list);
 	if (list->n == 0)
 		return;
+
+	log_relid = get_relname_relid("event_changes", schema);
+	if (!OidIsValid(log_relid))
+		elog(ERROR, "the change log %s.event_changes is missing", get_namespace_name(schema));
+	log = table_open(log_relid, RowExclusiveLock);
+	if (change_log_takes_rows(log))
+	{
+		/* (checked for the function's owner, as the INSERT would) */
+		AclResult	acl = pg_class_aclcheck(log_relid, GetUserId(), ACL_INSERT);
+		TupleTableSlot *slot;
+
+		if (acl != ACLCHECK_OK)
+			aclcheck_error(acl, OBJECT_TABLE, RelationGetRelationName(log));
+		slot = MakeSingleTupleTableSlot(RelationGetDescr(log), table_slot_callbacks(log));
+		for (i = 0; i < list->n; i++)
+		{
+			ExecClearTuple(slot);
+			slot->tts_values[0] = Int64GetDatum(list->ids[i]);
+			slot->tts_values[1] = ObjectIdGetDatum(relid);
+			slot->tts_isnull[0] = slot->tts_isnull[1] = false;
+			ExecStoreVirtualTuple(slot);
+			simple_table_tuple_insert(log, slot);
+		}
+		ExecDropSingleTupleTableSlot(slot);
+		table_close(log, NoLock);
+		CommandCounterIncrement();	/* (as the INSERT would: later commands see the rows) */
+		return;
+	}
+	table_close(log, NoLock);
+
 	if (log_plan == NULL || log_plan_schema != schema)
 	{
 		Oid			argtypes[2] = {INT8ARRAYOID, REGCLASSOID};
@@ -266,10 +354,7 @@ es_track_event_changes(PG_FUNCTION_ARGS)
 
 		if (trigger->tgoldtable == NULL || trigger->tgnewtable == NULL ||
 			strcmp(trigger->tgoldtable, "old_events") != 0 || strcmp(trigger->tgnewtable, "new_events") != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
-					 errmsg("change-tracking trigger %s on %s must name its transition tables new_events and old_events",
-							trigger->tgname, relation_name(rel))));
+			report_missing_transition_tables(trigger, rel);
 		if (SPI_register_trigger_data(trigdata) != SPI_OK_TD_REGISTER)
 			elog(ERROR, "SPI_register_trigger_data failed");
 		query = "SELECT c "
@@ -293,11 +378,7 @@ es_track_event_changes(PG_FUNCTION_ARGS)
 		bool		reads_old = TRIGGER_FIRED_BY_DELETE(event) || TRIGGER_FIRED_BY_UPDATE(event);
 
 		if ((reads_new && trigdata->tg_newtable == NULL) || (reads_old && trigdata->tg_oldtable == NULL))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
-					 errmsg("change-tracking trigger %s on %s must name its transition tables new_events and old_events",
-							trigger->tgname, relation_name(rel)),
-					 errhint("Let track_event_changes create the triggers.")));
+			report_missing_transition_tables(trigger, rel);
 		if (reads_new)
 			collect_contacts(trigdata->tg_newtable, rel, attnum, type, &list);
 		if (reads_old)
