@@ -5,13 +5,13 @@
  * In C because it runs once per writing statement: a single-row INSERT paid more for the
  * PL/pgSQL call and its EXECUTE (parsed and planned every time) than for the row it logged.
  * Here the transition tables are read directly, the contacts deduplicated in memory, and written
- * straight into the change log's heap (log_contacts; a prepared INSERT of them as an array where
- * that would skip something the table has, or under Citus).  Only an UPDATE of
- * engagement_events, which logs only the rows whose scored columns changed (paired by id), runs a
- * query over the transition tables, planned for that statement as before; its contacts, and a
- * TRUNCATE's (every scored contact), go through the same INSERT.  (With Citus loaded the change
- * log may be distributed, and Citus would run the SELECT of an INSERT ... SELECT into it without
- * the transition tables: the contacts always go in as an array.)
+ * straight into the change log's table (log_contacts; where that would skip something the table
+ * has, or under Citus, by a prepared INSERT of them as an array, kept for the session).  Only an
+ * UPDATE of engagement_events, which logs only the rows whose scored columns changed (paired by
+ * id), runs a query over the transition tables, planned for that statement as before; its
+ * contacts, and a TRUNCATE's (every scored contact), are logged the same way.  (With Citus loaded
+ * the change log may be distributed, and Citus would run the SELECT of an INSERT ... SELECT into
+ * it without the transition tables: the contacts always go in as an array.)
  *
  * The function runs as its owner (SECURITY DEFINER): every name in its queries is qualified,
  * and the one query with operators runs under search_path pg_catalog, pg_temp.
