@@ -119,33 +119,54 @@ SELECT d.contacts AS distribution_contacts, count(*) AS stored_scores
  GROUP BY d.profile, d.contacts, d.sorted_composites
 HAVING d.contacts <> count(*) OR d.sorted_composites <> engagement._pack_sorted(array_agg(s.composite));
 
--- 8. The tracking trigger writes the change log's rows straight into its table, unless the table
---    has something an INSERT would run as well (an index, a trigger: an admin's audit, say); then
---    it logs through an INSERT.  The same rows either way, the index and the trigger kept.
+-- 8. The tracking trigger writes the change log's rows straight into its table when an INSERT
+--    would do nothing more; with an index, an audit trigger, a check or a partition's bound on the
+--    table (one at a time here) it logs through an INSERT, which keeps the index, fires the
+--    trigger and enforces the check and the bound.  Which way a row went shows in its command id:
+--    the direct write has the triggering statement's (the event's cmin), the INSERT the next one.
 CREATE TABLE integrity_audit (contact_id bigint);
 CREATE FUNCTION integrity_audit_changes() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO integrity_audit SELECT n.contact_id FROM new_rows n;
     RETURN NULL;
 END $$;
-INSERT INTO engagement.engagement_events (contact_id, event_type, occurred_at)
-VALUES (930001, 'opened', now() - interval '1 hour'), (930002, 'clicked', now() - interval '1 hour'),
-       (930001, 'clicked', now() - interval '1 hour');
+CREATE FUNCTION integrity_log_way(contact bigint) RETURNS text LANGUAGE sql AS $$
+    SELECT CASE WHEN c.cmin = e.cmin THEN 'written directly' ELSE 'by an INSERT' END
+      FROM engagement.event_changes c JOIN engagement.engagement_events e ON e.contact_id = c.contact_id
+     WHERE c.contact_id = contact $$;
+CREATE FUNCTION integrity_log_event(contact bigint) RETURNS void LANGUAGE sql AS $$
+    INSERT INTO engagement.engagement_events (contact_id, event_type, occurred_at)
+    VALUES (contact, 'opened', now() - interval '1 hour') $$;
+BEGIN;
+SELECT integrity_log_event(930001);
 CREATE INDEX integrity_changes_idx ON engagement.event_changes (contact_id);
+SELECT integrity_log_event(930002);
+SET LOCAL enable_seqscan = off;   -- (through the index: the INSERT kept it)
+SELECT contact_id AS found_by_the_index FROM engagement.event_changes WHERE contact_id = 930002;
+RESET enable_seqscan;
+DROP INDEX engagement.integrity_changes_idx;
+SELECT integrity_log_event(930003);
 CREATE TRIGGER integrity_changes_audit AFTER INSERT ON engagement.event_changes REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION integrity_audit_changes();
-INSERT INTO engagement.engagement_events (contact_id, event_type, occurred_at)
-VALUES (930003, 'opened', now() - interval '1 hour'), (930004, 'delivered', now() - interval '1 hour');
-SET enable_seqscan = off;   -- (read through the index: the rows logged since it exists are in it)
-SELECT contact_id, relation FROM engagement.event_changes WHERE contact_id BETWEEN 930001 AND 930004 ORDER BY 1;
-RESET enable_seqscan;
-SELECT contact_id AS audited FROM integrity_audit ORDER BY 1;
+SELECT integrity_log_event(930004);
 DROP TRIGGER integrity_changes_audit ON engagement.event_changes;
-DROP INDEX engagement.integrity_changes_idx;
-DROP FUNCTION integrity_audit_changes();
+ALTER TABLE engagement.event_changes ADD CONSTRAINT integrity_changes_check CHECK (contact_id <> 930006);
+SELECT integrity_log_event(930005);
+SELECT ref.sqlstate_of($$SELECT integrity_log_event(930006)$$) AS check_kept;
+ALTER TABLE engagement.event_changes DROP CONSTRAINT integrity_changes_check;
+SELECT c AS contact, integrity_log_way(c) AS logged FROM generate_series(930001, 930005) c;
+SELECT contact_id AS audited FROM integrity_audit;
+-- (the log emptied, so that it fits the bound when attached)
+DELETE FROM engagement.event_changes;
+CREATE TABLE integrity_change_log (contact_id bigint NOT NULL, relation regclass NOT NULL) PARTITION BY RANGE (contact_id);
+ALTER TABLE integrity_change_log ATTACH PARTITION engagement.event_changes FOR VALUES FROM (930007) TO (930008);
+SELECT integrity_log_event(930007);
+SELECT integrity_log_way(930007) AS logged_in_a_partition;
+SELECT ref.sqlstate_of($$SELECT integrity_log_event(930008)$$) AS partition_bound_kept;
+ROLLBACK;
+DROP FUNCTION integrity_log_event(bigint), integrity_log_way(bigint), integrity_audit_changes();
 DROP TABLE integrity_audit;
 
-DELETE FROM engagement.engagement_events WHERE contact_id IN (910001, 910002) OR contact_id BETWEEN 7420000 AND 7424999
-                                            OR contact_id BETWEEN 930001 AND 930004;
+DELETE FROM engagement.engagement_events WHERE contact_id IN (910001, 910002) OR contact_id BETWEEN 7420000 AND 7424999;
 DELETE FROM engagement.scoring_profiles WHERE name IN ('integrity_b', 'integrity_late', 'integrity_new');
 DROP TABLE integrity_events;

@@ -478,9 +478,10 @@ END $$;
 -- rescore; a full refresh counts them).  In C (src/glue/tracking.c): it runs once per writing
 -- statement, and a single-row INSERT paid more for a PL/pgSQL call than for its own row.  It reads
 -- the transition tables itself (the contact column must be a built-in integer type), qualifies
--- every name it writes, and always logs the contacts as an array: with Citus loaded the change log
--- may be distributed, and Citus would run the SELECT of an INSERT into it without the transition
--- tables.
+-- every name it writes, and writes the contacts straight into event_changes, or, when an INSERT
+-- would do more than write them (an index, a trigger, Citus...), through one INSERT of them as an
+-- array: with Citus loaded the change log may be distributed, and Citus would run the SELECT of an
+-- INSERT into it without the transition tables.
 CREATE FUNCTION @extschema@._track_event_changes() RETURNS trigger
 AS 'MODULE_PATHNAME', 'es_track_event_changes' LANGUAGE C SECURITY DEFINER;
 
