@@ -141,16 +141,15 @@ SCORED="SELECT q.contact_id, (q.s).* FROM (SELECT contact_id, engagement.score_e
 psql -qX -v ON_ERROR_STOP=1 -c "CREATE TABLE bench_new_scores AS $SCORED" \
      -c "ALTER TABLE bench_new_scores ADD PRIMARY KEY (contact_id)" -c "VACUUM ANALYZE bench_new_scores" \
      -c "SELECT engagement.refresh_scores('default', true)" >/dev/null
+# (every column the two tables share, as the refresh sets them from its table of scores)
+SHARED=$(psql -qXAt -c "SELECT string_agg(format('%I = n.%I', a.attname, a.attname), ', ' ORDER BY a.attnum)
+                          FROM pg_attribute a JOIN pg_attribute b ON b.attname = a.attname
+                         WHERE a.attrelid = 'engagement.engagement_scores'::regclass AND b.attrelid = 'bench_new_scores'::regclass
+                           AND a.attnum > 0 AND NOT a.attisdropped AND NOT b.attisdropped
+                           AND a.attname NOT IN ('profile', 'contact_id')")
 BARE_WRITE="UPDATE engagement.engagement_scores cur
-               SET composite = n.composite, recency = n.recency, frequency = n.frequency, monetary = n.monetary,
-                   time_decay = n.time_decay, diversity = n.diversity, engagement_probability = n.engagement_probability,
-                   conversion_probability = n.conversion_probability, churn_risk = n.churn_risk, segment = n.segment,
-                   opted_out = n.opted_out, event_count = n.event_count, engaging_count = n.engaging_count,
-                   conversion_total = n.conversion_total, first_event_at = n.first_event_at,
-                   last_engaged_at = n.last_engaged_at, expected_engagements_30d = n.expected_engagements_30d,
-                   expected_conversion_value = n.expected_conversion_value, expected_value_30d = n.expected_value_30d,
-                   percentile_rank = 50, score_version = cur.score_version + 1, profile_version = cur.profile_version,
-                   model_version = cur.model_version, calculated_at = now()
+               SET $SHARED, percentile_rank = 50, score_version = cur.score_version + 1,
+                   profile_version = cur.profile_version, model_version = cur.model_version, calculated_at = now()
               FROM bench_new_scores n
              WHERE cur.profile = 'default' AND cur.contact_id = n.contact_id"
 compare "15a. scoring into a table of the score's columns vs the floor" "report" "$REPS" "$PAR" "$FLOOR" \
