@@ -156,6 +156,11 @@ SELECT ref.sqlstate_of($$SELECT integrity_log_event(930006)$$) AS check_kept;
 ALTER TABLE engagement.event_changes DROP CONSTRAINT integrity_changes_check;
 SELECT c AS contact, integrity_log_way(c) AS logged FROM generate_series(930001, 930005) c;
 SELECT contact_id AS audited FROM integrity_audit;
+-- A column added by hand and dropped again: written directly, each value in its column.
+ALTER TABLE engagement.event_changes ADD COLUMN integrity_note text;
+ALTER TABLE engagement.event_changes DROP COLUMN integrity_note;
+SELECT integrity_log_event(930009);
+SELECT contact_id, relation, integrity_log_way(contact_id) AS logged FROM engagement.event_changes WHERE contact_id = 930009;
 -- (the log emptied, so that it fits the bound when attached)
 DELETE FROM engagement.event_changes;
 CREATE TABLE integrity_change_log (contact_id bigint NOT NULL, relation regclass NOT NULL) PARTITION BY RANGE (contact_id);

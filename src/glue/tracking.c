@@ -198,22 +198,18 @@ citus_preloaded(void)
 
 /*
  * Whether the change log can take its rows straight into its table: an INSERT into it would do
- * nothing more than write them.  Else (an index, a rule, a trigger, a check, row security, a
- * partition's bound, a column beyond the two, a read-only transaction, an executor permission hook
- * such as sepgsql's or pgaudit's, and Citus, which could have distributed the table: its rows
- * then belong in the shards) the INSERT writes them.  For a single-row INSERT into the events,
+ * nothing more than write them into its two columns, found by name (their places, after any
+ * dropped column, go to contact_index and relation_index).  Else (an index, a rule, a trigger, a
+ * check, row security, a partition's bound, a column beyond the two, a read-only transaction, an
+ * executor permission hook such as sepgsql's or pgaudit's, and Citus, which could have
+ * distributed the table: its rows then belong in the shards) the INSERT writes them.  For a single-row INSERT into the events,
  * an INSERT through SPI (executor start and end, the plan's unnest) cost more than the row it
  * logged: one client's single-row INSERTs ran 8% slower with tracking than without, 4% with the
  * heap insert (docs/performance.md).
  */
 static bool
-change_log_takes_rows(Relation log)
+change_log_takes_rows(Relation log, int *contact_index, int *relation_index)
 {
-	static const struct
-	{
-		const char *name;
-		Oid			type;
-	}			columns[2] = {{"contact_id", INT8OID}, {"relation", REGCLASSOID}};
 	TupleDesc	desc = RelationGetDescr(log);
 	int			live = 0;
 	int			i;
@@ -225,18 +221,22 @@ change_log_takes_rows(Relation log)
 		log->trigdesc != NULL || log->rd_rel->relrowsecurity ||
 		(desc->constr != NULL && desc->constr->num_check > 0))
 		return false;
+	*contact_index = *relation_index = -1;
 	for (i = 0; i < desc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
 
 		if (att->attisdropped)
 			continue;
-		if (live >= (int) lengthof(columns) || att->atttypid != columns[live].type || att->attidentity ||
-			att->attgenerated || strcmp(NameStr(att->attname), columns[live].name) != 0)
-			return false;
 		live++;
+		if (att->attidentity || att->attgenerated)
+			return false;
+		if (strcmp(NameStr(att->attname), "contact_id") == 0 && att->atttypid == INT8OID)
+			*contact_index = i;
+		else if (strcmp(NameStr(att->attname), "relation") == 0 && att->atttypid == REGCLASSOID)
+			*relation_index = i;
 	}
-	return live == (int) lengthof(columns);
+	return live == 2 && *contact_index >= 0 && *relation_index >= 0;
 }
 
 /* Logs the contacts of list (distinct) as changed in relid: into the table, or through the session's plan. */
@@ -248,6 +248,8 @@ log_contacts(ContactList *list, Oid schema, Oid relid)
 	ArrayType  *ids;
 	Oid			log_relid;
 	Relation	log;
+	int			contact_index,
+				relation_index;
 	int			i,
 				rc;
 
@@ -261,16 +263,19 @@ log_contacts(ContactList *list, Oid schema, Oid relid)
 	log = table_open(log_relid, RowExclusiveLock);
 	/* (the function's owner may INSERT into the table; else the INSERT, which also accepts column
 	 * privileges, lets it in or refuses with its own error) */
-	if (change_log_takes_rows(log) && pg_class_aclcheck(log_relid, GetUserId(), ACL_INSERT) == ACLCHECK_OK)
+	if (change_log_takes_rows(log, &contact_index, &relation_index) &&
+		pg_class_aclcheck(log_relid, GetUserId(), ACL_INSERT) == ACLCHECK_OK)
 	{
 		TupleTableSlot *slot = MakeSingleTupleTableSlot(RelationGetDescr(log), table_slot_callbacks(log));
 
 		for (i = 0; i < list->n; i++)
 		{
 			ExecClearTuple(slot);
-			slot->tts_values[0] = Int64GetDatum(list->ids[i]);
-			slot->tts_values[1] = ObjectIdGetDatum(relid);
-			slot->tts_isnull[0] = slot->tts_isnull[1] = false;
+			/* (a dropped column's place stays NULL, as the INSERT leaves it) */
+			memset(slot->tts_isnull, true, slot->tts_tupleDescriptor->natts * sizeof(bool));
+			slot->tts_values[contact_index] = Int64GetDatum(list->ids[i]);
+			slot->tts_values[relation_index] = ObjectIdGetDatum(relid);
+			slot->tts_isnull[contact_index] = slot->tts_isnull[relation_index] = false;
 			ExecStoreVirtualTuple(slot);
 			simple_table_tuple_insert(log, slot);
 		}
