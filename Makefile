@@ -6,16 +6,18 @@ KERNEL_SRCS  = $(wildcard src/*.cpp)
 GLUE_SRCS    = $(wildcard src/glue/*.c)
 OBJS         = $(GLUE_SRCS:.c=.o) $(KERNEL_SRCS:.cpp=.o)
 EXTVERSION   = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control)
-# CREATE EXTENSION runs one script: the current version's, built from sql/src/ (one file per
-# concern, in dependency order).  Older versions keep their install script (1.0) and every
-# upgrade script (deltas only), so ALTER EXTENSION ... UPDATE works from each released version.
-SQL_SOURCES  = $(addprefix sql/src/,schema.sql scoring.sql tracking.sql refresh.sql queries.sql presentation.sql \
+# CREATE EXTENSION runs one script: the current version's, built from src/sql/ (one file per
+# concern, in dependency order) into extension/.  extension/ also holds what older versions need,
+# committed: 1.0's install script and every upgrade script, so that ALTER EXTENSION ... UPDATE
+# works from each released version.
+SQL_SOURCES  = $(addprefix src/sql/,schema.sql scoring.sql tracking.sql refresh.sql queries.sql presentation.sql \
                                     models.sql scheduling.sql citus.sql access.sql)
-DATA_built   = sql/$(EXTENSION)--$(EXTVERSION).sql
-DATA         = sql/$(EXTENSION)--1.0.sql $(wildcard sql/$(EXTENSION)--*--*.sql)
+DATA_built   = extension/$(EXTENSION)--$(EXTVERSION).sql
+DATA         = extension/$(EXTENSION)--1.0.sql $(wildcard extension/$(EXTENSION)--*--*.sql)
 
 # pg_regress reads sql/<test>.sql and expected/<test>.out (the classic layout), in this order.
-REGRESS      = setup schema scoring parallel time_decay errors refresh funnel presentation search_path models predictions distributed integrity robustness
+REGRESS      = setup schema scoring parallel time_decay errors refresh refresh_pending funnel presentation \
+               search_path models predictions distributed change_tracking score_distribution aggregate_inputs
 REGRESS_OPTS = --inputdir=.
 # Two-session tests (isolationtester): test/isolation/specs/<test>.spec, expected/<test>.out.
 ISOLATION      = refresh_concurrency refresh_profiles
@@ -49,16 +51,29 @@ META.json: META.json.in $(EXTENSION).control
 # The PGXN distribution: the committed tree at HEAD plus the two built files PGXN reads (META.json
 # and the install script its "provides" names).
 .PHONY: dist
-dist: META.json sql/$(EXTENSION)--$(EXTVERSION).sql
+dist: META.json extension/$(EXTENSION)--$(EXTVERSION).sql
 	git archive --format zip --prefix=$(EXTENSION)-$(PGXN_VERSION)/ --add-file=META.json \
-	    --prefix=$(EXTENSION)-$(PGXN_VERSION)/sql/ --add-file=sql/$(EXTENSION)--$(EXTVERSION).sql \
+	    --prefix=$(EXTENSION)-$(PGXN_VERSION)/extension/ --add-file=extension/$(EXTENSION)--$(EXTVERSION).sql \
 	    --prefix=$(EXTENSION)-$(PGXN_VERSION)/ -o $(EXTENSION)-$(PGXN_VERSION).zip HEAD
 
-sql/$(EXTENSION)--$(EXTVERSION).sql: $(SQL_SOURCES) $(EXTENSION).control
+extension/$(EXTENSION)--$(EXTVERSION).sql: $(SQL_SOURCES) $(EXTENSION).control
 	{ printf '%s\n' '-- engagement_scoring $(EXTVERSION): the complete install script, built by the Makefile' \
-	         '-- from sql/src/*.sql (edit those, not this file).' '' \
+	         '-- from src/sql/*.sql (edit those, not this file).' '' \
 	         '\echo Use "CREATE EXTENSION engagement_scoring" to load this file. \quit'; \
 	  for f in $(SQL_SOURCES); do printf '\n-- ===== %s\n\n' $$f; cat $$f; done; } > $@
+
+# The upgrade script to the current version: its hand-written part (src/sql/updates/FROM--TO.sql:
+# ALTERs, data moves) around every function and aggregate of src/sql/, written by
+# scripts/build_update.py.  Committed (a user's build needs no Python); test/shell/upgrade.sh
+# checks that it is current.  Released versions' upgrade scripts are frozen: no rule writes them.
+UPDATE_PART   = $(wildcard src/sql/updates/*--$(EXTVERSION).sql)
+UPDATE_SCRIPT = $(patsubst src/sql/updates/%.sql,extension/$(EXTENSION)--%.sql,$(UPDATE_PART))
+.PHONY: update-script check-update-script
+update-script:
+	python3 scripts/build_update.py $(UPDATE_PART) $(SQL_SOURCES) > $(UPDATE_SCRIPT).tmp && mv $(UPDATE_SCRIPT).tmp $(UPDATE_SCRIPT)
+check-update-script:
+	python3 scripts/build_update.py $(UPDATE_PART) $(SQL_SOURCES) | diff -u $(UPDATE_SCRIPT) - >/dev/null \
+	    || { echo "$(UPDATE_SCRIPT) is not what src/sql/ makes of it: run make update-script"; exit 1; }
 
 # PGXS tracks header dependencies only in a PostgreSQL configured with --enable-depend: rebuild
 # every object (and its JIT bitcode) when a header changes, so that the glue and the kernels never

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# scripts/install_citus.sh [vendor dir]: installs Citus 12.1.12 into the PostgreSQL whose pg_config
-# is first on PATH, built from the vendored source (../shared/vendor/citus-12.1.12.tar.gz, checked
-# against its sha256), unless that PostgreSQL already has it.  Debian bookworm does not package
-# Citus.  Needs root (make install writes PostgreSQL's directories) and the build packages of
+# scripts/install_citus.sh [vendor dir]: makes sure the PostgreSQL whose pg_config is first on PATH
+# has Citus.  A Citus already installed there (from a package, or an earlier run) is used as it
+# is; otherwise Citus 12.1.12 is built from the vendored source (../shared/vendor/citus-12.1.12.tar.gz
+# beside the repository, checked against its sha256).  Debian bookworm does not package Citus.
+# Needs root (make install writes PostgreSQL's directories) and the build packages of
 # scripts/ensure_deps.sh test.  About 3 minutes on 2 cores.  Prints what it did on its last line.
+# Exit status: 0 Citus is installed; 3 it is not, and there is no source to build it from; 1 the
+# build failed.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 VENDOR=${1:-$REPO/../shared/vendor}
@@ -12,11 +15,14 @@ SHA256=c66b8c6544a6f7e55fbbcca55258c6f9ad91d3486bb7404bb883b689f39ecc86
 LIBDIR=$(pg_config --pkglibdir)
 SHAREDIR=$(pg_config --sharedir)
 
-if [ -f "$LIBDIR/citus.so" ] && grep -qs "default_version = '12.1-1'" "$SHAREDIR/extension/citus.control"; then
-    echo "Citus 12.1 is already installed in $LIBDIR"
+if [ -f "$LIBDIR/citus.so" ] && [ -f "$SHAREDIR/extension/citus.control" ]; then
+    echo "Citus $(sed -n "s/^default_version = '\(.*\)'/\1/p" "$SHAREDIR/extension/citus.control") is already installed in $LIBDIR"
     exit 0
 fi
-[ -f "$TARBALL" ] || { echo "install_citus.sh: $TARBALL is missing (../shared/vendor beside the repository)" >&2; exit 1; }
+if [ ! -f "$TARBALL" ]; then
+    echo "no Citus in $LIBDIR, and no source to build it from ($TARBALL is missing)"
+    exit 3
+fi
 echo "$SHA256  $TARBALL" | sha256sum -c --quiet - || { echo "install_citus.sh: $TARBALL does not match its sha256" >&2; exit 1; }
 BUILD=$(mktemp -d /tmp/citus-build.XXXXXX)
 trap 'rm -rf "$BUILD"' EXIT

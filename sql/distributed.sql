@@ -115,7 +115,7 @@ SELECT (length(s) - length(replace(s, '(', ''))) AS entries, left(s, 60) AS star
 -- Fits from CDNOW's 2,357 customers split over three workers, combined from text, equal the
 -- direct fits to the bit.
 CREATE TEMP TABLE cdnow (id integer PRIMARY KEY, x integer, t_x float8, t float8);
-\copy cdnow FROM '../shared/data/cdnow/cdnow_customers_summary.csv' CSV HEADER
+\copy cdnow FROM 'test/data/cdnow/cdnow_customers_summary.csv' CSV HEADER
 CREATE TEMP TABLE cdnow_partials AS
 SELECT id % 3 AS worker, citus_sim.fit_partial(x, t_x, t, 1)::text AS state FROM cdnow GROUP BY 1;
 SELECT (SELECT round((citus_sim.bgnbd_combine(state::engagement.btyd_fit_state)).r::numeric, 4) FROM cdnow_partials) AS bgnbd_r;

@@ -5,7 +5,7 @@
 -- Uses only its own data (temp tables, ref.sim_* tables, profile 'cdnow'); fit_model runs in a
 -- transaction that is rolled back, so the events of the earlier tests are left as they were.
 
--- An independent log-likelihood (SCORING_MODEL.md "Fitting") summed over the rows (x, t_x, t) of
+-- An independent log-likelihood (docs/model.md "Fitting") summed over the rows (x, t_x, t) of
 -- a table, in plain SQL: lnGamma(r + x) - lnGamma(r) and the Beta ratios are finite sums for an
 -- integer x.
 CREATE FUNCTION ref.btyd_ll_sum(model text, summaries regclass, r float8, alpha float8, a float8, b float8)
@@ -36,7 +36,7 @@ END $f$;
 --    Lee (2005) r = 0.243, alpha = 4.414, a = 0.793, b = 2.426, LL = -9582.4.
 ------------------------------------------------------------------------------------------------
 CREATE TEMP TABLE cdnow_summary (id integer PRIMARY KEY, x integer, t_x float8, t float8);
-\copy cdnow_summary FROM '../shared/data/cdnow/cdnow_customers_summary.csv' CSV HEADER
+\copy cdnow_summary FROM 'test/data/cdnow/cdnow_customers_summary.csv' CSV HEADER
 SELECT count(*) AS customers, sum(x) AS repeat_purchases, count(*) FILTER (WHERE x = 0) AS no_repeat
   FROM cdnow_summary;
 CREATE TEMP TABLE cdnow_fit AS SELECT (engagement.fit_bgnbd(x, t_x, t)).* FROM cdnow_summary;
@@ -65,7 +65,7 @@ SELECT round(ref.btyd_ll_sum('bgnbd', 'cdnow_summary', 0.243, 4.414, 0.793, 2.42
 ------------------------------------------------------------------------------------------------
 CREATE TEMP TABLE cdnow_raw (line text);
 -- No tab or backslash in the file: the text format reads one line per row (and ends lines at CRLF).
-\copy cdnow_raw FROM '../shared/data/cdnow/CDNOW_sample.txt'
+\copy cdnow_raw FROM 'test/data/cdnow/CDNOW_sample.txt'
 CREATE TEMP TABLE cdnow_tx AS
 SELECT f[1]::integer AS masterid, f[2]::integer AS sampleid, to_date(f[3], 'YYYYMMDD') AS day,
        f[4]::integer AS cds, f[5]::numeric(14,2) AS sales

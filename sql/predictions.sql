@@ -6,15 +6,15 @@
 ------------------------------------------------------------------------------------------------
 -- 1. Gamma-Gamma on the 946 CDNOW customers with x > 0 (x, zbar of
 --    cdnow_customers_summary_with_transactions.csv): p = 6.2488, q = 3.7446, v = 15.4478,
---    LL = -4055.92 (shared/data/cdnow/README.md; lifetimes' tests: 6.25, 3.74, 15.44).
+--    LL = -4055.92 (test/data/cdnow/README.md; lifetimes' tests: 6.25, 3.74, 15.44).
 ------------------------------------------------------------------------------------------------
 CREATE TEMP TABLE cdnow_gg (id integer, x integer, t_x float8, t float8, zbar float8);
-\copy cdnow_gg FROM '../shared/data/cdnow/cdnow_customers_summary_with_transactions.csv' WITH (FORMAT csv, HEADER)
+\copy cdnow_gg FROM 'test/data/cdnow/cdnow_customers_summary_with_transactions.csv' WITH (FORMAT csv, HEADER)
 SELECT count(*) AS customers, count(*) FILTER (WHERE x > 0) AS with_repeat_purchases FROM cdnow_gg;
 -- (rows with x = 0 carry no spend: the aggregate skips them)
 CREATE TEMP TABLE gg_fit AS SELECT engagement.fit_gammagamma(x, zbar) AS f FROM cdnow_gg;
 SELECT (f).converged, (f).n, (f).iterations > 0 AS iterated, (f).message FROM gg_fit;
--- An independent log-likelihood (SCORING_MODEL.md "Fitting", lgamma as a sum of logs: p x and q
+-- An independent log-likelihood (docs/model.md "Fitting", lgamma as a sum of logs: p x and q
 -- are not integers, so through ln Gamma(z) = ln Gamma(z + 30) - sum ln(z + k), Stirling at z + 30).
 CREATE FUNCTION pg_temp.lgamma(z float8) RETURNS float8 LANGUAGE sql IMMUTABLE AS $$
     SELECT (w - 0.5) * ln(w) - w + 0.5 * ln(2 * pi()) + 1 / (12 * w) - 1 / (360 * w ^ 3) + 1 / (1260 * w ^ 5)
@@ -93,7 +93,7 @@ SELECT what, split_part(ref.sqlstate_of(stmt), ':', 1) AS sqlstate
 --    (273 days), MBG/NBD fitted to the calibration summaries.  Each figure against plain SQL.
 ------------------------------------------------------------------------------------------------
 CREATE TEMP TABLE cdnow_raw (line text);
-\copy cdnow_raw FROM '../shared/data/cdnow/CDNOW_sample.txt'
+\copy cdnow_raw FROM 'test/data/cdnow/CDNOW_sample.txt'
 CREATE TEMP TABLE cdnow_tx AS
 SELECT f[2]::integer AS customer, to_date(f[3], 'YYYYMMDD') AS day, f[5]::numeric(14,2) AS sales
   FROM (SELECT regexp_split_to_array(btrim(line, E' \t\r\n'), '\s+') AS f FROM cdnow_raw) s;

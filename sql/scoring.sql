@@ -1,4 +1,4 @@
--- scoring: hand-computed values of SCORING_MODEL.md on small fixtures, as of 2026-06-01 00:00 UTC,
+-- scoring: hand-computed values of docs/model.md on small fixtures, as of 2026-06-01 00:00 UTC,
 -- then the aggregate against engagement_score() and the SQL reference model on the generated data.
 -- The session runs in pg_regress's PST8PDT: day numbers must still be UTC days.
 CREATE TEMP TABLE fx (contact_id int, event_type engagement.event_type, occurred_at timestamptz,
@@ -16,7 +16,7 @@ CREATE TEMP VIEW fx_scores AS
 
 -- 1: one open two days ago.
 INSERT INTO fx VALUES (1, 'opened', pg_temp.t(2), NULL);
--- every float field against SCORING_MODEL.md by hand
+-- every float field against docs/model.md by hand
 SELECT s.contact_id, v.field, v.got, v.test, v.expected
   FROM fx_scores s, LATERAL (VALUES
        ('recency', s.recency, '~', 100 * exp(-2 / 30.0)),

@@ -1,5 +1,5 @@
-// btyd_kernel.cpp: MBG/NBD and BG/NBD (shared/SCORING_MODEL.md "Predictive
-// metrics" and "Fitting"), pure C++17: validation, log-likelihood, P(alive),
+// btyd_kernel.cpp: MBG/NBD and BG/NBD (docs/model.md "Predictions"
+// and "Fitting"), pure C++17: validation, log-likelihood, P(alive),
 // conditional expectations, the maximum-likelihood fit and the C API of
 // btyd_kernel.h.  The numerics live in special_functions.cpp, the optimiser in
 // bfgs.cpp, what the fits share (penalty, standard errors) in mle.cpp.
@@ -85,7 +85,7 @@ bool has_dropout_term(int s, double x) { return s == 1 || x > 0.0; }
 // with n = r + x, beta = b + x + s, l(t) = ln(1 + t/alpha) and
 //   K_x = lnB(a, beta) - lnB(a, b) + lnGamma(r + x) - lnGamma(r) - x ln(alpha),
 //   d_x = ln(a / (beta - 1)).
-// This is SCORING_MODEL.md's formula: r ln(alpha) - (r+x) ln(alpha+T) = -x ln(alpha) - n l(T).
+// This is docs/model.md's formula: r ln(alpha) - (r+x) ln(alpha+T) = -x ln(alpha) - n l(T).
 // Everything that depends on x only, with the derivatives of K_x w.r.t. r, a, b.
 struct XTerms {
     double n, beta;

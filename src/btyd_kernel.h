@@ -1,5 +1,5 @@
 /*
- * btyd_kernel.h: "buy till you die" models of shared/SCORING_MODEL.md
+ * btyd_kernel.h: "buy till you die" models of docs/model.md
  * ("Predictive metrics" and "Fitting"): the modified BG/NBD (MBG/NBD,
  * lifetimes' ModifiedBetaGeoFitter) and the BG/NBD of Fader, Hardie & Lee
  * (2005, lifetimes' BetaGeoFitter).
@@ -50,7 +50,7 @@ enum es_btyd_model {
 int es_btyd_validate_customer(double x, double t_x, double T, char *err, size_t errlen) ES_NOEXCEPT;
 int es_btyd_validate_params(double r, double alpha, double a, double b, char *err, size_t errlen) ES_NOEXCEPT;
 
-/* Log-likelihood of one customer (SCORING_MODEL.md "Fitting"), in log space. */
+/* Log-likelihood of one customer (docs/model.md "Fitting"), in log space. */
 int es_btyd_log_likelihood(int model, double x, double t_x, double T, double r, double alpha, double a, double b,
                            double *out, char *err, size_t errlen) ES_NOEXCEPT;
 

@@ -1,4 +1,4 @@
-// gammagamma_kernel.cpp: the Gamma-Gamma spend model (shared/SCORING_MODEL.md
+// gammagamma_kernel.cpp: the Gamma-Gamma spend model (docs/model.md
 // "Value (Gamma-Gamma)" and "Fitting"), pure C++17: validation, the
 // log-likelihood, the expected value, the (penalised) maximum-likelihood fit
 // and the C API of gammagamma_kernel.h.  The numerics live in
@@ -59,7 +59,7 @@ int validate_customer(double x, double m, bool valued_only, const char *prefix, 
 
 // The terms of the log-likelihood that involve v, with xm = x m:
 //   t1 = ln(1 + xm / v), t2 = ln(1 + v / xm), fx = xm / (xm + v), fv = v / (xm + v),
-// so that (SCORING_MODEL.md's formula rearranged without large cancelling terms)
+// so that (docs/model.md's formula rearranged without large cancelling terms)
 //   ll = -lnB(p x, q) - q t1 - p x t2 - ln m,   v d ll / d v = q fx - p x fv.
 // lxm = ln x + ln m is used only when x m overflows.
 struct SpendTerms {

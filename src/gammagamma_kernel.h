@@ -1,5 +1,5 @@
 /*
- * gammagamma_kernel.h: the Gamma-Gamma spend model of shared/SCORING_MODEL.md
+ * gammagamma_kernel.h: the Gamma-Gamma spend model of docs/model.md
  * ("Value (Gamma-Gamma)" and "Fitting"; Fader, Hardie & Lee 2005, lifetimes'
  * GammaGammaFitter): the expected value of a contact's next conversion day and
  * the maximum-likelihood fit of (p, q, v).
@@ -32,7 +32,7 @@ extern "C" {
 /* Checks p, q, v: finite and > 0. */
 int es_gg_validate_params(double p, double q, double v, char *err, size_t errlen) ES_NOEXCEPT;
 
-/* Log-likelihood of one customer with x >= 1, m > 0 (SCORING_MODEL.md "Fitting"):
+/* Log-likelihood of one customer with x >= 1, m > 0 (docs/model.md "Fitting"):
  *   lnGamma(p x + q) - lnGamma(p x) - lnGamma(q) + q ln v
  *   + (p x - 1) ln m + p x ln x - (p x + q) ln(x m + v) */
 int es_gg_log_likelihood(double x, double m, double p, double q, double v, double *out, char *err,

@@ -4,10 +4,10 @@
  * ES_PROFILE_PARAMS(X) calls X(column, member, default_value, rule) for each of
  * the 30 parameters, in the order of es_profile's fields, which is also the
  * order of their columns in engagement.scoring_profiles
- * (sql/engagement_scoring--1.0.sql):
+ * (src/sql/schema.sql; test/unit/test_profile_params.cpp checks the two agree):
  *   column         the SQL column name, an identifier (#column is its string);
  *   member         the es_profile member it fills, as a member expression;
- *   default_value  the column's DEFAULT (SCORING_MODEL.md's defaults);
+ *   default_value  the column's DEFAULT (docs/model.md's defaults);
  *   rule           the column's CHECK, an enum es_param_rule.
  * The scoring kernel generates es_default_profile() and the per-parameter
  * checks of es_validate_profile() from this list, and asserts at compile time

@@ -1,4 +1,4 @@
-// scoring_kernel.cpp: the engagement scoring model (shared/SCORING_MODEL.md), pure C++17.
+// scoring_kernel.cpp: the engagement scoring model (docs/model.md), pure C++17.
 #include "scoring_kernel.h"
 
 #include <algorithm>

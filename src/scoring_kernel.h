@@ -1,5 +1,5 @@
 /*
- * scoring_kernel.h: the engagement scoring model of shared/SCORING_MODEL.md.
+ * scoring_kernel.h: the engagement scoring model of docs/model.md.
  *
  * The kernel is C++17 with no PostgreSQL headers.  This header is also valid C
  * so that the PostgreSQL glue (src/glue/) can stay plain C: no C++
@@ -39,7 +39,7 @@ enum es_event_type {
     ES_BOUNCED = 6
 };
 #define ES_EVENT_TYPES 7
-/* The version of shared/SCORING_MODEL.md this kernel computes; stored with every score, so scores
+/* The version of docs/model.md this kernel computes; stored with every score, so scores
  * of an older version are known to be stale. */
 #define ES_MODEL_VERSION 2
 #define ES_USECS_PER_DAY INT64_C(86400000000)
@@ -134,10 +134,10 @@ typedef struct es_result {
     double conversion_value_total;  /* x_v * m_v: every conversion value at or before as_of */
     double conversion_share;     /* q */
     /* MBG/NBD expected engagement days over horizon_days (es_btyd_expected), opt-out penalised:
-     * SCORING_MODEL.md's expected_engagements_30d. */
+     * docs/model.md's expected_engagements_30d. */
     double expected_engagements_horizon;
     double expected_conversion_value; /* Gamma-Gamma: the next conversion day's expected value */
-    double expected_value_horizon;    /* SCORING_MODEL.md's expected_value_30d, opt-out penalised */
+    double expected_value_horizon;    /* docs/model.md's expected_value_30d, opt-out penalised */
 } es_result;
 
 enum es_segment {
@@ -165,7 +165,7 @@ enum es_status {
     ES_INTERNAL = 4           /* XX000 */
 };
 
-/* The profile of SCORING_MODEL.md's defaults. */
+/* The profile of docs/model.md's defaults. */
 es_profile es_default_profile(void) ES_NOEXCEPT;
 
 /* Checks a profile as the profile table's constraints do.  ES_OK or
@@ -208,7 +208,7 @@ size_t es_compact_day_keys(int32_t *keys, size_t n) ES_NOEXCEPT;
  * time.  Returns its length. */
 size_t es_merge_day_keys(const int32_t *a, size_t na, const int32_t *b, size_t nb, int32_t *out) ES_NOEXCEPT;
 
-/* The contact's summaries for the models, as SCORING_MODEL.md defines them, in days.  MBG/NBD:
+/* The contact's summaries for the models, as docs/model.md defines them, in days.  MBG/NBD:
  * x engagement days after the birth day (the first event's), t_x the last of them (0 when x = 0),
  * t_c = day(as_of) - birth.  Gamma-Gamma: value_days (x_v) conversion days with a value > 0, and
  * value_total (x_v * m_v) the sum of every conversion value.  keys must be compacted;

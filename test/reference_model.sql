@@ -1,4 +1,4 @@
--- test/reference_model.sql: SCORING_MODEL.md written independently in plain SQL, schema ref.
+-- test/reference_model.sql: docs/model.md written independently in plain SQL, schema ref.
 -- The regression tests compare the extension against it; it is also the plain-SQL baseline.
 -- It follows the formulas literally (power(), 1 - exp()), unlike the C++ kernel's log-space forms.
 CREATE SCHEMA IF NOT EXISTS ref;

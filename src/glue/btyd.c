@@ -21,7 +21,7 @@
 
 /*
  * btyd_summary(event_type, occurred_at, as_of) and model_summary(event_type, occurred_at,
- * conversion_value, as_of): a contact's summaries in days as SCORING_MODEL.md defines them
+ * conversion_value, as_of): a contact's summaries in days as docs/model.md defines them
  * (es_summarize).  They share score_events' state, combine and (de)serialize functions; only the
  * summaries are read, so the built-in default parameters stand in for a profile.
  */
@@ -767,7 +767,7 @@ es_expected_conversion_value(PG_FUNCTION_ARGS)
 	PG_RETURN_FLOAT8(out);
 }
 
-/* model_version(): the version of SCORING_MODEL.md this library computes */
+/* model_version(): the version of docs/model.md this library computes */
 PG_FUNCTION_INFO_V1(es_model_version);
 Datum
 es_model_version(PG_FUNCTION_ARGS)

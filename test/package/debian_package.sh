@@ -38,7 +38,7 @@ trap cleanup EXIT
 EXTVERSION=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$REPO/engagement_scoring.control")
 mkdir "$W/src"
 tar -C "$REPO" --exclude=./.git --exclude='*.o' --exclude='*.so' --exclude='*.bc' --exclude=./results \
-    --exclude=./test/isolation/results --exclude=./META.json --exclude="./sql/engagement_scoring--$EXTVERSION.sql" \
+    --exclude=./test/isolation/results --exclude=./META.json --exclude="./extension/engagement_scoring--$EXTVERSION.sql" \
     --exclude=./test/unit/kernel_tests --exclude=./demo/out -cf - . | tar -C "$W/src" -xf -
 start=$(date +%s)
 (cd "$W/src" && DEB_BUILD_OPTIONS="parallel=$(nproc)" dpkg-buildpackage -us -uc -b) >"$W/build.log" 2>&1
@@ -57,7 +57,7 @@ check "the package holds the library, the control file and the $EXTVERSION insta
      grep -qx "/usr/share/postgresql/15/extension/engagement_scoring.control" "$W/files" &&
      grep -qx "/usr/share/postgresql/15/extension/engagement_scoring--$EXTVERSION.sql" "$W/files"'
 missing=""
-for f in "$REPO"/sql/engagement_scoring--1.0.sql "$REPO"/sql/engagement_scoring--*--*.sql; do
+for f in "$REPO"/extension/engagement_scoring--1.0.sql "$REPO"/extension/engagement_scoring--*--*.sql; do
     grep -qx "/usr/share/postgresql/15/extension/$(basename "$f")" "$W/files" || missing="$missing $(basename "$f")"
 done
 check "the package holds every older install and upgrade script (ALTER EXTENSION UPDATE)${missing:+; missing:$missing}" '[ -z "$missing" ]'
@@ -118,8 +118,7 @@ s=$(q -d pkg_test -c "INSERT INTO engagement.engagement_events (contact_id, even
       -c "SELECT segment FROM engagement.readable_score(engagement.engagement_score(1))" 2>&1)
 check "the package's library scores a contact ($s)" '[ -n "$s" ] && ! grep -q ERROR <<<"$s"'
 
-# The tree's copy holds the tests; the CDNOW data they read lives next to the repository.
-[ -e "$REPO/../shared" ] && ln -s "$(cd "$REPO/../shared" && pwd)" "$W/shared"
+# The tree's copy holds the tests and the CDNOW data they read (test/data/cdnow).
 start=$(date +%s)
 (cd "$W/src" && make -s installcheck PG_CONFIG="$PGCONFIG") >"$W/regress.log" 2>&1
 rc=$?

@@ -1,6 +1,6 @@
 -- pgTAP: the schema the extension installs, its constraints, function properties and privileges.
 BEGIN;
-SELECT plan(86);
+SELECT plan(89);
 
 SELECT has_schema('engagement');
 SELECT is((SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'engagement_scoring'),
@@ -62,6 +62,11 @@ SELECT is((SELECT count(*)::int FROM information_schema.columns
 SELECT results_eq($$SELECT name FROM engagement.scoring_profiles$$, ARRAY['default'], 'profile default exists');
 SELECT has_trigger('engagement', 'scoring_profiles', 'scoring_profiles_bump_version', 'scoring_profiles.scoring_profiles_bump_version exists');
 SELECT has_trigger('engagement', 'scoring_profiles', 'scoring_profiles_replace_builtin_default', 'scoring_profiles.scoring_profiles_replace_builtin_default exists');
+SELECT has_trigger('engagement', 'scoring_profiles', 'scoring_profiles_create_distribution', 'scoring_profiles.scoring_profiles_create_distribution exists');
+SELECT has_trigger('engagement', 'score_distributions', 'score_distributions_replace_empty', 'score_distributions.score_distributions_replace_empty exists');
+SELECT results_eq($$SELECT p.name FROM engagement.scoring_profiles p
+                     WHERE NOT EXISTS (SELECT FROM engagement.score_distributions d WHERE d.profile = p.name)$$,
+                  ARRAY[]::text[], 'every profile has its distribution row (the lock of its refreshes)');
 SELECT throws_ok($$INSERT INTO engagement.scoring_profiles (name, weight_diversity) VALUES ('x', 0.2)$$,
                  '23514', NULL, 'weights must sum to 1');
 SELECT throws_ok($$INSERT INTO engagement.scoring_profiles (name, half_life_days) VALUES ('x', -14)$$,

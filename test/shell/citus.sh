@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Citus for real: Citus 12.1.12 (built from ../shared/vendor when it is not installed,
-# scripts/install_citus.sh), a coordinator and two workers on loopback, set up as
+# Citus for real: the system's Citus, or 12.1.12 built from ../shared/vendor (scripts/install_citus.sh;
+# without either, the test is skipped, or fails with ES_REQUIRE_CITUS=1), a coordinator and two workers on loopback, set up as
 # docs/scale-out.md says, beside a plain single node.  The same generated events go into the
 # single node's engagement_events and, with COPY through the coordinator, into a distributed
 # crm.events (and the coordinator's own engagement_events, read by a profile 'local').  Checks
@@ -22,9 +22,16 @@ WORK=$(mktemp -d "${ES_WORK:-/tmp}/citus.XXXXXX")
 chmod 755 "$WORK"
 trap 'cluster_stop_all; [ -n "${ES_KEEP:-}" ] || rm -rf "$WORK"' EXIT
 
+# The Citus the system has, else one built from ../shared/vendor, else the test is skipped with
+# one line saying why (ES_REQUIRE_CITUS=1, which .ci/run sets, makes that a failure).
 build_started=$(date +%s)
-if ! bash "$REPO/scripts/install_citus.sh" >"$WORK/install_citus.log" 2>&1; then
-    echo "not ok - Citus 12.1.12 is installed (scripts/install_citus.sh)"; sed 's/^/# /' "$WORK/install_citus.log"
+bash "$REPO/scripts/install_citus.sh" >"$WORK/install_citus.log" 2>&1
+rc=$?
+if [ "$rc" -eq 3 ] && [ "${ES_REQUIRE_CITUS:-0}" != 1 ]; then
+    echo "# SKIP citus.sh: $(tail -1 "$WORK/install_citus.log")"
+    exit 0
+elif [ "$rc" -ne 0 ]; then
+    echo "not ok - Citus is installed (scripts/install_citus.sh)"; sed 's/^/# /' "$WORK/install_citus.log"
     echo "# citus: $(( $(date +%s) - STARTED )) s"; exit 1
 fi
 BUILD_SECONDS=$(( $(date +%s) - build_started ))
@@ -391,7 +398,7 @@ check "citus_distribute on a worker refuses ($s)" '[[ "$s" == *0A000:* ]] || [[ 
 q 0 -c "SET citus.enable_ddl_propagation = off" -c "CREATE EXTENSION pg_cron" -c "SELECT engagement.schedule_refresh('default', '* * * * *')" >/dev/null
 q 0 -c "INSERT INTO crm.events (id, contact_id, campaign_id, event_type, occurred_at) VALUES (990001, 42, 7, 'responded', '2026-05-31 10:00+00')"
 last=$(q 0 -c "SELECT max(id) FROM engagement.refresh_runs")
-for _ in $(seq 1 75); do
+for _ in $(seq 1 300); do   # (pg_cron starts it at the next minute; bounded generously)
     ran=$(q 0 -c "SELECT mode || ' ' || contacts_rescored || ' ' || coalesce(error, '') FROM engagement.refresh_runs WHERE profile = 'default' AND id > $last ORDER BY id LIMIT 1")
     [ -n "$ran" ] && break
     sleep 1

@@ -10,7 +10,7 @@ REPO=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$REPO" || exit 1
 check() { if eval "$2"; then echo "ok - $1"; else echo "not ok - $1"; fi; }
 
-out=$(make -s META.json sql/engagement_scoring--"$(sed -n "s/^default_version = '\(.*\)'/\1/p" engagement_scoring.control)".sql 2>&1)
+out=$(make -s META.json extension/engagement_scoring--"$(sed -n "s/^default_version = '\(.*\)'/\1/p" engagement_scoring.control)".sql 2>&1)
 check "make builds META.json and the install script${out:+ ($out)}" '[ -f META.json ]'
 
 # The spec's rules, checked one by one; each failure is printed on its own line.
@@ -56,7 +56,7 @@ ok = isinstance(prov, dict) and len(prov) > 0 and all(
     and SEMVER.fullmatch(p["version"]) for name, p in prov.items())
 line(ok, "provides: each extension has a file and a semantic version")
 ext = (prov or {}).get("engagement_scoring", {})
-line(ext.get("file") == "sql/engagement_scoring--%s.sql" % extversion and os.path.isfile(ext.get("file", "")),
+line(ext.get("file") == "extension/engagement_scoring--%s.sql" % extversion and os.path.isfile(ext.get("file", "")),
      "provides.engagement_scoring.file is the install script CREATE EXTENSION runs (%s), and make built it" % ext.get("file"))
 line(meta.get("version") == semver_of_ext and ext.get("version") == semver_of_ext,
      "the distribution and the extension are version %s, the control file's default_version %s"

@@ -116,10 +116,23 @@ check "a kind mapped to what is not an event type is refused (22023)" '[[ "$err"
 
 # 5. The refresh log: a refresh that another holds off is recorded as skipped; a scheduled refresh
 # that fails is recorded with its error (and the work rolled back).
-q -c "BEGIN" -c "SELECT engagement.refresh_scores('crm')" -c "SELECT pg_sleep(2)" -c "COMMIT" >/dev/null &
-sleep 1
+# A session that refreshes in a transaction it keeps open until told to commit (it reads its
+# statements from a pipe); the second refresh runs once that one is idle in its transaction.
+mkfifo "$WORK/holder"
+PGAPPNAME=es_refresh_holder q <"$WORK/holder" >/dev/null &
+holder=$!
+exec 3>"$WORK/holder"
+echo "BEGIN; SELECT engagement.refresh_scores('crm');" >&3
+for _ in $(seq 1 600); do
+    [ "$(q -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'es_refresh_holder'
+                 AND state = 'idle in transaction'")" = 1 ] && break
+    sleep 0.5
+done
 skipped=$(q -c "SELECT engagement.refresh_scores('crm') IS NULL" 2>/dev/null)
-wait
+echo "COMMIT;" >&3
+exec 3>&-
+wait "$holder"
+rm -f "$WORK/holder"
 check "a refresh held off by another returns NULL and is recorded as skipped" \
     '[ "$skipped" = t ] && [ "$(q -c "SELECT skipped FROM engagement.refresh_runs WHERE profile = '"'crm'"' ORDER BY id DESC LIMIT 1")" = t ]'
 q -c "ALTER TABLE crm.sms_events RENAME COLUMN revenue TO revenue_usd"

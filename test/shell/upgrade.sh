@@ -70,8 +70,13 @@ INSERT INTO engagement.scoring_profiles (name, recency_tau_days) VALUES ('vip', 
 SQL
 )
 
+# The upgrade script to the current version is written from src/sql/ (make update-script): the
+# committed one must be what the sources make of it.
+out=$(make -s -C "$REPO" check-update-script 2>&1)
+check "the committed upgrade script to $CURRENT is what make update-script writes${out:+ ($out)}" '[ -z "$out" ]'
+
 # Every released version (an install script or the end of an update script), not the current one.
-OLD_VERSIONS=$(ls "$REPO"/sql/engagement_scoring--*.sql | sed -n 's|.*/engagement_scoring--\([0-9.]*--\)\{0,1\}\([0-9.]*\)\.sql$|\2|p' \
+OLD_VERSIONS=$(ls "$REPO"/extension/engagement_scoring--*.sql | sed -n 's|.*/engagement_scoring--\([0-9.]*--\)\{0,1\}\([0-9.]*\)\.sql$|\2|p' \
                | sort -uV | grep -vx "$CURRENT" || true)
 paths=$(q -d postgres -c "SELECT count(*) FROM pg_available_extension_versions v, pg_extension_update_paths('engagement_scoring') p
                        WHERE v.name = 'engagement_scoring' AND p.source = v.version AND p.target = '$CURRENT' AND p.path IS NOT NULL")
@@ -112,7 +117,7 @@ for old in $OLD_VERSIONS; do
     q -d "$db" -c "$DESCRIBE" >"$WORK/$db.txt"
     check "$old: every object equals a fresh install's" 'diff -u "$WORK/fresh.txt" "$WORK/$db.txt" >"$WORK/$db.diff"'
     [ -s "$WORK/$db.diff" ] && head -40 "$WORK/$db.diff" | sed 's/^/# /'
-    for t in engagement_events scoring_profiles; do
+    for t in engagement_events scoring_profiles score_distributions; do
         check "$old: $t rows equal a fresh install's" '[ "$(rows "$db" $t)" = "$(rows es_fresh $t)" ]'
     done
     q -d "$db" -c "$SCORES_1_0" >"$WORK/$db.after"

@@ -71,7 +71,7 @@ double prob_no_event(int model, double t, double x, double t_x, double T, const 
                                          << std::fabs(got - want) / std::fabs(want) << " > " << rel << ")";
 }
 
-// SCORING_MODEL.md's log-likelihoods written out directly with std::lgamma
+// docs/model.md's log-likelihoods written out directly with std::lgamma
 // (the last term by log-sum-exp so that x in the thousands does not overflow).
 double lnB(double p, double q) { return std::lgamma(p) + std::lgamma(q) - std::lgamma(p + q); }
 double lse(double p, double q) { return std::max(p, q) + std::log(1 + std::exp(-std::fabs(p - q))); }
@@ -124,43 +124,31 @@ double expected_alive_brute(double n, double a, double beta, double u) {
     return s * h / 3 + tail;
 }
 
-// CDNOW summary (ID,frequency,recency,T in weeks), from $CDNOW_DIR or
-// shared/data/cdnow found by walking up from the working directory.
+// CDNOW summary (ID,frequency,recency,T in weeks): testsupport::open_cdnow.
 std::vector<es_btyd_row> load_cdnow(std::string *where) {
-    std::vector<std::string> candidates;
-    if (const char *dir = std::getenv("CDNOW_DIR"))
-        candidates.push_back(std::string(dir) + "/cdnow_customers_summary.csv");
-    std::string up;
-    for (int depth = 0; depth < 6; ++depth, up += "../")
-        candidates.push_back(up + "shared/data/cdnow/cdnow_customers_summary.csv");
-    for (const std::string &path : candidates) {
-        std::ifstream in(path);
-        if (!in) continue;
-        *where = path;
-        std::string line;
-        std::getline(in, line);
-        std::vector<es_btyd_row> rows;
-        while (std::getline(in, line)) {
-            if (line.empty()) continue;
-            std::stringstream ss(line);
-            std::string id, x, tx, T;
-            std::getline(ss, id, ',');
-            std::getline(ss, x, ',');
-            std::getline(ss, tx, ',');
-            std::getline(ss, T, ',');
-            rows.push_back({std::stod(x), std::stod(tx), std::stod(T), 1.0});
-        }
-        return rows;
+    std::ifstream in;
+    if (!testsupport::open_cdnow("cdnow_customers_summary.csv", &in, where)) return {};
+    std::string line;
+    std::getline(in, line);
+    std::vector<es_btyd_row> rows;
+    while (std::getline(in, line)) {
+        if (line.empty()) continue;
+        std::stringstream ss(line);
+        std::string id, x, tx, T;
+        std::getline(ss, id, ',');
+        std::getline(ss, x, ',');
+        std::getline(ss, tx, ',');
+        std::getline(ss, T, ',');
+        rows.push_back({std::stod(x), std::stod(tx), std::stod(T), 1.0});
     }
-    *where = "";
-    return {};
+    return rows;
 }
 
 #define REQUIRE_CDNOW(rows)                                                                                      \
     std::string cdnow_path;                                                                                      \
     const std::vector<es_btyd_row> rows = load_cdnow(&cdnow_path);                                               \
     ASSERT_EQ(rows.size(), 2357u) << "CDNOW summary not found or incomplete: set CDNOW_DIR to the directory of " \
-                                     "cdnow_customers_summary.csv (default: ../shared/data/cdnow from the repo root)"
+                                     "cdnow_customers_summary.csv (default: test/data/cdnow, found from the working directory)"
 
 es_btyd_fit fit_ok(int model, const std::vector<es_btyd_row> &rows) {
     es_btyd_fit f{};
@@ -574,7 +562,7 @@ TEST(BtydFit, CdnowBgNbdMatchesPublishedFit) {
     // parameters (rounded) are no better.
     EXPECT_NEAR(f.log_likelihood, ll_sum(BG, rows, {f.r, f.alpha, f.a, f.b}), 1e-8);
     EXPECT_GE(f.log_likelihood, ll_sum(BG, rows, kPaper));
-    EXPECT_NEAR(ll_sum(BG, rows, kPaper), -9582.43, 0.01);  // shared/data/cdnow/README.md
+    EXPECT_NEAR(ll_sum(BG, rows, kPaper), -9582.43, 0.01);  // test/data/cdnow/README.md
 }
 
 TEST(BtydFit, CdnowMbgNbdMatchesBtydPlus) {

@@ -1,4 +1,4 @@
-// Unit tests of the Gamma-Gamma kernel against SCORING_MODEL.md's formulas
+// Unit tests of the Gamma-Gamma kernel against docs/model.md's formulas
 // written out directly, the CDNOW fit, simulated data and an independent
 // finite-difference computation of the standard errors.
 #include <gtest/gtest.h>
@@ -25,7 +25,7 @@ namespace {
 
 bool contains(const char *haystack, const char *needle) { return std::string(haystack).find(needle) != std::string::npos; }
 
-// SCORING_MODEL.md's log-likelihood, literally, in long double (so that large x, where its
+// docs/model.md's log-likelihood, literally, in long double (so that large x, where its
 // terms cancel, still gives a reference good to ~1e-14).
 double ll_ref(double x, double m, double p, double q, double v) {
     const long double X = x, M = m, P = p, Q = q, V = v;
@@ -80,7 +80,7 @@ std::vector<es_gg_row> load_cdnow_spend(std::string *where) {
     const std::vector<es_gg_row> rows = load_cdnow_spend(&cdnow_path);                                                \
     ASSERT_EQ(rows.size(), 946u) << "CDNOW summary with transactions not found or incomplete: set CDNOW_DIR to the " \
                                     "directory of cdnow_customers_summary_with_transactions.csv (default: "          \
-                                    "../shared/data/cdnow from the repo root)"
+                                    "test/data/cdnow, found from the working directory)"
 
 es_gg_fit fit(const std::vector<es_gg_row> &rows, double penalizer, std::string *message = nullptr) {
     es_gg_fit f{};
@@ -149,7 +149,7 @@ TEST(GammaGammaExpectedValue, Formula) {
         EXPECT_GE(e, std::min(c.m, pop) * (1 - 1e-15));
         EXPECT_LE(e, std::max(c.m, pop) * (1 + 1e-15));
     }
-    // x = 0: the population mean p v / (q - 1); SCORING_MODEL.md's defaults give 6.25 * 15.44 / 2.74.
+    // x = 0: the population mean p v / (q - 1); docs/model.md's defaults give 6.25 * 15.44 / 2.74.
     EXPECT_TRUE(near_rel(expected(0, 0, 6.25, 3.74, 15.44), 6.25 * 15.44 / 2.74, 1e-15));
     EXPECT_TRUE(near_rel(expected(0, 0, 2, 1 + 1e-12, 3), 6 / ((1 + 1e-12) - 1), 1e-15));
     // Many days: the customer's own mean.
@@ -210,7 +210,7 @@ TEST(GammaGammaValidation, CodesAndMessages) {
 TEST(GammaGammaFit, CdnowMatchesPublishedFit) {
     REQUIRE_CDNOW_SPEND(rows);
     const es_gg_fit f = fit_ok(rows);
-    // shared/data/cdnow/README.md (lifetimes' tests: 6.25, 3.74, 15.44).
+    // test/data/cdnow/README.md (lifetimes' tests: 6.25, 3.74, 15.44).
     EXPECT_TRUE(near_rel(f.p, 6.2488, 1e-3));
     EXPECT_TRUE(near_rel(f.q, 3.7446, 1e-3));
     EXPECT_TRUE(near_rel(f.v, 15.4478, 1e-3));

@@ -35,7 +35,7 @@ double &field(es_profile &p, const Param &param) {
     return *reinterpret_cast<double *>(reinterpret_cast<char *>(&p) + param.offset);
 }
 
-// One float8 column of engagement.scoring_profiles as sql/src/schema.sql creates it.
+// One float8 column of engagement.scoring_profiles as src/sql/schema.sql creates it.
 struct SqlColumn {
     std::string name, default_text, check;
 };
@@ -47,9 +47,9 @@ std::vector<SqlColumn> sql_profile_columns(std::string *where) {
     const std::vector<std::string> not_parameters = {"history_min_delta", "fit_penalizer"};
     std::string up;
     for (int depth = 0; depth < 6; ++depth, up += "../") {
-        std::ifstream in(up + "sql/src/schema.sql");
+        std::ifstream in(up + "src/sql/schema.sql");
         if (!in) continue;
-        *where = up + "sql/src/schema.sql";
+        *where = up + "src/sql/schema.sql";
         std::stringstream text;
         text << in.rdbuf();
         const std::string sql = text.str();
@@ -89,7 +89,7 @@ std::string sql_check(es_param_rule rule, const std::string &c) {
 TEST(ProfileParams, ListTheSqlTablesColumnsDefaultsAndChecks) {
     std::string path;
     const std::vector<SqlColumn> sql = sql_profile_columns(&path);
-    ASSERT_EQ(sql.size(), 30u) << "the CREATE TABLE of scoring_profiles in sql/src/schema.sql "
+    ASSERT_EQ(sql.size(), 30u) << "the CREATE TABLE of scoring_profiles in src/sql/schema.sql "
                                   "(run from the repository root), read from '"
                                << path << "'";
     ASSERT_EQ(kParams.size(), sql.size());
@@ -129,7 +129,7 @@ TEST(ProfileParams, ColumnsStringIsTheGluesList) {
 }
 
 TEST(ProfileParams, DefaultProfileIsTheModelsDefaults) {
-    // SCORING_MODEL.md's defaults, field by field.
+    // docs/model.md's defaults, field by field.
     es_profile want;
     std::memset(&want, 0, sizeof want);
     want.lookback_days = 365;

@@ -1,4 +1,4 @@
-// Unit tests of the scoring kernel against hand-computed values of shared/SCORING_MODEL.md.
+// Unit tests of the scoring kernel against hand-computed values of docs/model.md.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -51,7 +51,7 @@ double p_alive(double x, double tx, double tc, const es_profile &p = es_default_
 }
 
 // lifetimes' ModifiedBetaGeoFitter.conditional_expected_number_of_purchases_up_to_time (closed form
-// with 2F1): expected_engagements_30d of SCORING_MODEL.md before the opt-out penalty.
+// with 2F1): expected_engagements_30d of docs/model.md before the opt-out penalty.
 double lifetimes_expected(double x, double tx, double tc, const es_profile &p = es_default_profile()) {
     const double r = p.model_r, alpha = p.model_alpha, a = p.model_a, b = p.model_b, t = p.horizon_days;
     double hyp = NAN;

@@ -16,13 +16,13 @@
 
 namespace testsupport {
 
-// Opens shared/data/cdnow/<file>, from $CDNOW_DIR or found by walking up from the
+// Opens the repository's test/data/cdnow/<file>, from $CDNOW_DIR or found by walking up from the
 // working directory; *where is the path opened ("" when none).
 inline bool open_cdnow(const std::string &file, std::ifstream *in, std::string *where) {
     std::vector<std::string> candidates;
     if (const char *dir = std::getenv("CDNOW_DIR")) candidates.push_back(std::string(dir) + "/" + file);
     std::string up;
-    for (int depth = 0; depth < 6; ++depth, up += "../") candidates.push_back(up + "shared/data/cdnow/" + file);
+    for (int depth = 0; depth < 6; ++depth, up += "../") candidates.push_back(up + "test/data/cdnow/" + file);
     for (const std::string &path : candidates) {
         in->open(path);
         if (*in) {

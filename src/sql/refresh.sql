@@ -188,14 +188,12 @@ DECLARE
 BEGIN
     SELECT coalesce(array_agg(n.composite), '{}') INTO added FROM pg_temp._es_scored n;
     IF full_refresh THEN
-        INSERT INTO @extschema@.score_distributions AS d (profile, sorted_composites, contacts, profile_version,
-                                                          refreshed_at, oldest_score_at, model_version)
-        VALUES (p.name, @extschema@._pack_sorted(added), cardinality(added), p.version, refresh_at, refresh_at,
-                @extschema@.model_version())
-        ON CONFLICT ON CONSTRAINT score_distributions_pkey DO UPDATE
-           SET sorted_composites = excluded.sorted_composites, contacts = excluded.contacts,
-               profile_version = excluded.profile_version, refreshed_at = excluded.refreshed_at,
-               oldest_score_at = excluded.oldest_score_at, model_version = excluded.model_version;
+        -- (the row exists: the refresh holds it as its lock)
+        UPDATE @extschema@.score_distributions d
+           SET sorted_composites = @extschema@._pack_sorted(added), contacts = cardinality(added),
+               profile_version = p.version, refreshed_at = refresh_at, oldest_score_at = refresh_at,
+               model_version = @extschema@.model_version()
+         WHERE d.profile = p.name;
     ELSE
         -- (the targets' old composites through the key, in one index scan of all of them: joined,
         -- the planner would rather read every score of the profile)
@@ -369,7 +367,6 @@ DECLARE
     last       record;                 -- the distribution of the last refresh
     aged       boolean;
     targets    bigint;
-    saved_lock_timeout text;
 BEGIN
     full_refresh := "full";
     -- Every statement sees what committed before it: what a refresh consumes and re-queues
@@ -384,22 +381,15 @@ BEGIN
         PERFORM @extschema@._profile_or_error(profile);   -- raises 42704
     END IF;
     -- One refresh per profile at a time: a second one returns NULL at once.  The lock is the
-    -- profile's distribution row (the first refresh creates it), which only roles that may write
+    -- profile's distribution row, made with the profile, which only roles that may write
     -- score_distributions can lock: no other role can hold refreshes off.
-    IF NOT EXISTS (SELECT FROM @extschema@.score_distributions d WHERE d.profile = p.name) THEN
-        -- Another first refresh's uncommitted row would make this insert wait for it: don't.
-        saved_lock_timeout := current_setting('lock_timeout');
-        BEGIN
-            PERFORM set_config('lock_timeout', '1ms', true);
-            INSERT INTO @extschema@.score_distributions (profile, sorted_composites, contacts, profile_version,
-                                                         refreshed_at, model_version)
-            VALUES (p.name, '', 0, 0, refresh_at, 0) ON CONFLICT DO NOTHING;
-            PERFORM set_config('lock_timeout', saved_lock_timeout, true);
-        EXCEPTION WHEN lock_not_available THEN
-            NULL;   -- the row is another refresh's: the lock below is not free either
-        END;
-    END IF;
     PERFORM FROM @extschema@.score_distributions d WHERE d.profile = p.name FOR NO KEY UPDATE SKIP LOCKED;
+    IF NOT FOUND AND NOT EXISTS (SELECT FROM @extschema@.score_distributions d WHERE d.profile = p.name) THEN
+        -- (deleted by hand: made again; a refresh doing the same meanwhile waits for this one)
+        INSERT INTO @extschema@.score_distributions (profile, sorted_composites, contacts, profile_version, model_version)
+        VALUES (p.name, '', 0, 0, 0) ON CONFLICT DO NOTHING;
+        PERFORM FROM @extschema@.score_distributions d WHERE d.profile = p.name FOR NO KEY UPDATE SKIP LOCKED;
+    END IF;
     IF NOT FOUND THEN
         RAISE NOTICE 'a refresh of scoring profile "%" is already running; this one does nothing', p.name;
         RETURN;

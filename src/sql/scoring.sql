@@ -31,11 +31,11 @@ COMMENT ON TYPE @extschema@.score IS
     'One contact''s engagement score: composite and components 0..100, predictions 0..1, segment and facts';
 SELECT @extschema@._comment_score_columns('@extschema@.score');
 
--- The version of SCORING_MODEL.md the library computes (stored with every score).
+-- The version of docs/model.md the library computes (stored with every score).
 CREATE FUNCTION @extschema@.model_version() RETURNS integer
 AS 'MODULE_PATHNAME', 'es_model_version' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION @extschema@.model_version() IS
-    'The version of the scoring model (SCORING_MODEL.md) the extension computes; stored scores of another are stale';
+    'The version of the scoring model (docs/model.md) the extension computes; stored scores of another are stale';
 
 -- score_events(event_type, occurred_at, conversion_value, as_of [, profile]): the aggregate over any rowset.
 -- The transition function reads the profile table once per query, hence STABLE.

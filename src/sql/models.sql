@@ -28,7 +28,7 @@ CREATE TYPE @extschema@.btyd_summary AS (x integer, t_x float8, t float8);
 COMMENT ON TYPE @extschema@.btyd_summary IS
     'A contact''s engagement days (x), last engagement day (t_x) and today (t), in days since its first event';
 
--- btyd_summary(event_type, occurred_at, as_of): the contact's (x, t_x, t) as SCORING_MODEL.md
+-- btyd_summary(event_type, occurred_at, as_of): the contact's (x, t_x, t) as docs/model.md
 -- defines them.  It shares score_events' state, combine and (de)serialize functions.
 CREATE FUNCTION @extschema@._btyd_summary_transfn(internal, @extschema@.event_type, timestamptz, timestamptz)
 RETURNS internal AS 'MODULE_PATHNAME', 'es_btyd_summary_transfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
@@ -340,7 +340,7 @@ COMMENT ON FUNCTION @extschema@.fit_model(text, timestamptz, text) IS
 REVOKE EXECUTE ON FUNCTION @extschema@.fit_model(text, timestamptz, text) FROM PUBLIC;
 
 ------------------------------------------------------------------------------------------------
--- Model validation (SCORING_MODEL.md "Model validation"): calibration up to calibration_end,
+-- Model validation (docs/model.md "Validation"): calibration up to calibration_end,
 -- holdout to holdout_end.  _validation fills pg_temp._es_validation with every calibration
 -- contact's summary, predicted and actual repeat engagement days, and returns the parameters used.
 ------------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 -- schema.sql: the types, tables, indexes and triggers that hold engagement_scoring's data, and their
--- registration with pg_dump.  (Part of the install script: the Makefile concatenates sql/src/*.sql.)
+-- registration with pg_dump.  (Part of the install script: the Makefile concatenates src/sql/*.sql.)
 
 -- The schema comes from the control file (schema = engagement); the extension does not relocate.
 GRANT USAGE ON SCHEMA @extschema@ TO PUBLIC;
@@ -207,7 +207,7 @@ BEGIN
 END $$;
 
 INSERT INTO @extschema@.scoring_profiles (name, description)
-VALUES ('default', 'The defaults of the scoring model (SCORING_MODEL.md)');
+VALUES ('default', 'The defaults of the scoring model (docs/model.md)');
 
 ------------------------------------------------------------------------------------------------
 -- Stored scores (filled by refresh_scores) and their history
@@ -308,14 +308,51 @@ CREATE TABLE @extschema@.score_distributions (
     sorted_composites bytea NOT NULL,   -- the composites of every scored contact, ascending, as float8s
     contacts         bigint NOT NULL CHECK (contacts >= 0),
     profile_version  integer NOT NULL,  -- the profile version of the last refresh
-    refreshed_at     timestamptz NOT NULL,
+    refreshed_at     timestamptz,       -- NULL: never refreshed
     oldest_score_at  timestamptz,       -- min(calculated_at): when any score can next be too old
     model_version    integer NOT NULL   -- model_version() of the last refresh: another forces a full one
 );
 -- Uncompressed out of line: a percentile lookup reads a few TOAST slices, not the whole array.
 ALTER TABLE @extschema@.score_distributions ALTER COLUMN sorted_composites SET STORAGE EXTERNAL;
 COMMENT ON TABLE @extschema@.score_distributions IS
-    'Per profile, the sorted composites as of the last refresh (for score_percentile)';
+    'Per profile, the sorted composites as of the last refresh (for score_percentile); the row is also the lock of the profile''s refreshes';
+
+-- A profile's distribution row exists from the moment the profile does, empty until its first
+-- refresh.  It is the lock a refresh takes (FOR NO KEY UPDATE SKIP LOCKED), so a second refresh,
+-- even of a profile never refreshed, finds it held and returns at once instead of waiting on an
+-- uncommitted insert.  On Citus both tables are reference tables whose placements (one per node)
+-- each fire this: each fills the placement of the distributions on its own node.
+CREATE FUNCTION @extschema@._profile_create_distribution() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    distributions text := '@extschema@.score_distributions';
+BEGIN
+    IF TG_RELID <> '@extschema@.scoring_profiles'::regclass THEN
+        EXECUTE 'SELECT pg_catalog.shard_name($1, s.shardid) FROM pg_catalog.pg_dist_shard s WHERE s.logicalrelid = $1'
+           INTO distributions USING distributions::regclass;
+    END IF;
+    EXECUTE format('INSERT INTO %s (profile, sorted_composites, contacts, profile_version, model_version) '
+                   'VALUES ($1, ''\x'', 0, 0, 0) ON CONFLICT DO NOTHING', distributions)
+      USING NEW.name;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER scoring_profiles_create_distribution AFTER INSERT ON @extschema@.scoring_profiles
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._profile_create_distribution();
+
+-- pg_restore loads the dumped distributions after the profiles, whose rows have just made empty
+-- ones: a dumped row replaces the empty row of its profile.
+CREATE FUNCTION @extschema@._distribution_replace_empty() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_RELID = '@extschema@.score_distributions'::regclass THEN   -- (not a Citus placement)
+        DELETE FROM @extschema@.score_distributions d WHERE d.profile = NEW.profile AND d.refreshed_at IS NULL;
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER score_distributions_replace_empty BEFORE INSERT ON @extschema@.score_distributions
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._distribution_replace_empty();
+INSERT INTO @extschema@.score_distributions (profile, sorted_composites, contacts, profile_version, model_version)
+VALUES ('default', '\x', 0, 0, 0);
 
 ------------------------------------------------------------------------------------------------
 -- Every fit fit_model runs, converged or not (one row per model)
@@ -516,7 +553,7 @@ COMMENT ON COLUMN @extschema@.score_distributions.profile IS 'The profile (its r
 COMMENT ON COLUMN @extschema@.score_distributions.sorted_composites IS 'Every scored contact''s composite, ascending, as packed float8s';
 COMMENT ON COLUMN @extschema@.score_distributions.contacts IS 'How many composites';
 COMMENT ON COLUMN @extschema@.score_distributions.profile_version IS 'The profile version of the last refresh (another: the next refresh is full)';
-COMMENT ON COLUMN @extschema@.score_distributions.refreshed_at IS 'When the last refresh ran';
+COMMENT ON COLUMN @extschema@.score_distributions.refreshed_at IS 'When the last refresh ran (NULL: never)';
 COMMENT ON COLUMN @extschema@.score_distributions.oldest_score_at IS 'A lower bound of the scores'' calculated_at: when one can next be older than max_score_age';
 COMMENT ON COLUMN @extschema@.score_distributions.model_version IS 'The model version of the last refresh (another: the next refresh is full)';
 

@@ -1,8 +1,10 @@
--- robustness: defects that fault, fuzz and hostile-role testing found in the C code (issue 11,
--- items 8 to 10) stay fixed.  Runs last: it adds a label to engagement.event_type.
+-- aggregate_inputs: what the aggregates and their states accept and refuse, at the edges fault,
+-- fuzz and hostile-role testing found in the C code: the ends of the timestamp range, support
+-- functions called directly, extreme weights, state texts, profile documents, event types the model
+-- does not know.  Runs last: it adds a label to engagement.event_type.
 
 ------------------------------------------------------------------------------------------------
--- 8. An event's age never overflows.  The ends of the timestamp range (4713 BC, 294276 AD) lie
+-- An event's age never overflows.  The ends of the timestamp range (4713 BC, 294276 AD) lie
 --    more than 2^63 microseconds apart: an open in 1900 scored in 294276 is ~292,376 years old,
 --    far outside every window (it gave composite NaN and recency Infinity).
 ------------------------------------------------------------------------------------------------
@@ -24,7 +26,7 @@ SELECT h AS half_life_days, d < 1 AS below_the_weight,
 SELECT engagement.time_decay(4, '2026-05-04 12:00:00+00', '2026-06-01 12:00:00+00', 14) AS one_half_life_twice;
 
 ------------------------------------------------------------------------------------------------
--- 9. No internal error (XX000) a user can reach.
+-- No internal error (XX000) a user can reach.
 ------------------------------------------------------------------------------------------------
 -- The aggregates' support functions that SQL can call (the others take internal) refuse to run
 -- outside an aggregate with 0A000, naming the aggregate to use.
@@ -59,54 +61,13 @@ SELECT ref.sqlstate_of($$SELECT engagement.fit_mbgnbd(x, t_x, t, 1e308)
        ref.sqlstate_of($$SELECT pg_temp.fit_states(s::engagement.btyd_fit_state)::text
                            FROM (VALUES ('[(1,1,2,1e308)]'), ('[(1,1,2,1e308)]')) v(s)$$) AS in_its_text;
 
--- _merge_distribution: a value to remove that the distribution lacks (a score edited behind the
--- refresh's back) is 22000, in every form, so that the refresh can catch exactly that.
-SELECT c AS out_of_step, ref.sqlstate_of(format('SELECT engagement._merge_distribution(engagement._pack_sorted(%L), %L, %L)',
-                                                d, rem, added)) AS result
-  FROM (VALUES ('between values', '{1,2,3}', '{2.5}', '{}'),
-               ('below every value', '{1,2,3}', '{0}', '{7}'),
-               ('above every value', '{1,2,3}', '{4}', '{0}'),
-               ('removed twice', '{1,2,3}', '{2,2}', '{}'),
-               ('more removed than there are', '{1,2}', '{1,2,3}', '{4,5}'),
-               ('from an empty distribution', '{}', '{1}', '{1}')) v(c, d, rem, added);
--- (and what it does when the values are there: one occurrence of each removed, the added merged in)
-SELECT engagement._merge_distribution(engagement._pack_sorted('{1,2,2,3}'), '{2,3}', '{0,2.5,9}')
-         = engagement._pack_sorted('{0,1,2,2.5,9}') AS merged_as_expected;
-
--- Malformed distributions (bytea anyone can pass): 22P03, whether the value is small, stored out
--- of line and read in slices (one call), or read whole once for many calls.
-SELECT c AS malformed, ref.sqlstate_of(q) AS result
-  FROM (VALUES ('count_below: 2 bytes', $$SELECT engagement._count_below('\x0102', 1)$$),
-               ('count_below: 9 bytes', $$SELECT engagement._count_below(engagement._pack_sorted('{1}') || '\x00'::bytea, 1)$$),
-               ('count_below: NaN', $$SELECT engagement._count_below('\x000000000000f87f', 1)$$),
-               ('count_below: out of order', $$SELECT engagement._count_below(engagement._pack_sorted('{2}') || engagement._pack_sorted('{1}'), 1)$$),
-               ('merge: 1 byte', $$SELECT engagement._merge_distribution('\x01', '{}', '{}')$$),
-               ('merge: NaN', $$SELECT engagement._merge_distribution(engagement._pack_sorted('{1}') || '\x000000000000f87f'::bytea, '{}', '{2}')$$),
-               ('merge: out of order', $$SELECT engagement._merge_distribution(engagement._pack_sorted('{2}') || engagement._pack_sorted('{1}'), '{}', '{}')$$))
-       v(c, q);
--- 10,000 values stored out of line, uncompressed (as score_distributions stores them), one of
--- them NaN where a binary search looks first.
-CREATE TEMP TABLE dist (name text, d bytea);
-ALTER TABLE dist ALTER d SET STORAGE EXTERNAL;
-INSERT INTO dist
-SELECT 'good', engagement._pack_sorted(array_agg(i::float8)) FROM generate_series(1, 10000) i
-UNION ALL
-SELECT 'nan', overlay(engagement._pack_sorted(array_agg(i::float8)) PLACING '\x000000000000f87f' FROM 5000 * 8 + 1 FOR 8)
-  FROM generate_series(1, 10000) i;
-SELECT name, pg_column_size(d) AS stored_bytes, length(d) AS bytes FROM dist ORDER BY name;
-SELECT ref.sqlstate_of($$SELECT engagement._count_below(d, 100) FROM dist WHERE name = 'nan'$$) AS one_call_in_slices,
-       ref.sqlstate_of($$SELECT engagement._count_below(d, s) FROM dist, generate_series(1, 5) s WHERE name = 'nan'$$) AS many_calls_read_whole;
-SELECT array_agg(engagement._count_below(d, s) ORDER BY s) AS good_counts
-  FROM dist, unnest(ARRAY[-1, 1, 1.5, 5000, 10000, 10001]::float8[]) s WHERE name = 'good';
-SELECT engagement._count_below(d, 5000.5) AS good_one_call FROM dist WHERE name = 'good';
-
 -- An event type the model does not know (a label added to the enum): 22023, naming the label
 -- and the seven types the model knows.  (The label stays: this test runs last.)
-ALTER TYPE engagement.event_type ADD VALUE 'robustness_test_type';
+ALTER TYPE engagement.event_type ADD VALUE 'unknown_test_type';
 SELECT ref.sqlstate_of($$SELECT engagement.score_events(t::engagement.event_type, '2026-05-01', NULL, '2026-06-01')
-                           FROM (VALUES ('opened'), ('robustness_test_type')) v(t)$$) AS score_events,
-       ref.sqlstate_of($$SELECT engagement.btyd_summary('robustness_test_type', '2026-05-01', '2026-06-01')$$) AS btyd_summary;
-SELECT engagement.score_events('robustness_test_type', '2026-05-01', NULL, '2026-06-01');
+                           FROM (VALUES ('opened'), ('unknown_test_type')) v(t)$$) AS score_events,
+       ref.sqlstate_of($$SELECT engagement.btyd_summary('unknown_test_type', '2026-05-01', '2026-06-01')$$) AS btyd_summary;
+SELECT engagement.score_events('unknown_test_type', '2026-05-01', NULL, '2026-06-01');
 -- A label the model needs, renamed: 55000.
 BEGIN;
 ALTER TYPE engagement.event_type RENAME VALUE 'bounced' TO 'bounce';
@@ -119,7 +80,7 @@ SELECT ref.sqlstate_of($$SELECT engagement.score_events('opened', '2026-05-01', 
 ROLLBACK;
 
 ------------------------------------------------------------------------------------------------
--- 10. SQLSTATEs as the README's table says.
+-- SQLSTATEs as the README's table says.
 ------------------------------------------------------------------------------------------------
 -- A conversion value beyond the range of a double given to the aggregate: 22023, like an
 -- infinite one (was 22003); a tiny one is (close to) 0, like any rounding to a double.

@@ -1,0 +1,2843 @@
+-- engagement_scoring 1.5 -> 1.6.  The scoring model is unchanged: stored scores stay current.
+-- Written by `make update-script` from src/sql/updates/1.5--1.6.sql (what is written by hand: the
+-- ALTERs and data moves) and the functions of src/sql/.
+
+\echo Use "ALTER EXTENSION engagement_scoring UPDATE TO '1.6'" to load this file. \quit
+
+-- Every profile has its distribution row from the moment it exists (the lock of its refreshes):
+-- empty (refreshed_at NULL) until its first refresh.
+ALTER TABLE @extschema@.score_distributions ALTER COLUMN refreshed_at DROP NOT NULL;
+COMMENT ON TABLE @extschema@.score_distributions IS
+    'Per profile, the sorted composites as of the last refresh (for score_percentile); the row is also the lock of the profile''s refreshes';
+COMMENT ON COLUMN @extschema@.score_distributions.refreshed_at IS 'When the last refresh ran (NULL: never)';
+
+-- Every function and aggregate of this version, as the install script creates them (written
+-- by scripts/build_update.py from src/sql; edit those, not this part).
+
+-- ----- from src/sql/schema.sql
+
+-- Whether this server is a Citus worker (a node other than the coordinator, group 0), where the
+-- extension's distributed and reference tables are placements of the coordinator's (docs/scale-out.md).
+CREATE OR REPLACE FUNCTION @extschema@._on_citus_worker() RETURNS boolean
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF to_regclass('pg_catalog.pg_dist_local_group') IS NULL THEN
+        RETURN false;
+    END IF;
+    RETURN coalesce((SELECT g.groupid <> 0 FROM pg_catalog.pg_dist_local_group g), false);
+END $$;
+
+-- Every change of a profile bumps its version, so stored scores can tell they are stale.
+CREATE OR REPLACE FUNCTION @extschema@._profile_bump_version() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF ROW(NEW.*) IS DISTINCT FROM ROW(OLD.*) THEN
+        NEW.version := OLD.version + 1;
+        NEW.updated_at := now();
+    END IF;
+    RETURN NEW;
+END $$;
+
+-- Who chose a profile's events relation, checked when it is written: a refresh may run as a
+-- superuser (pg_cron) and must not read for a less privileged role what that role cannot read
+-- itself (refresh_scores checks the role again: _profile_events_or_error).
+CREATE OR REPLACE FUNCTION @extschema@._profile_check_events_relation() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.events_relation = OLD.events_relation
+       AND NEW.events_relation_set_by IS NOT DISTINCT FROM OLD.events_relation_set_by THEN
+        RETURN NEW;
+    END IF;
+    IF NEW.events_relation = '@extschema@.engagement_events'::regclass THEN
+        NEW.events_relation_set_by := NULL;
+        RETURN NEW;
+    END IF;
+    -- pg_restore (a superuser) brings the role that chose it along, or '' (unknown) from 1.2
+    IF TG_OP = 'INSERT' AND NEW.events_relation_set_by IS NOT NULL
+       AND (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
+        RETURN NEW;
+    END IF;
+    -- (on Citus, the profiles are a reference table whose placements each run this trigger: the
+    -- coordinator's checks; a worker's placement takes the same values unchecked)
+    IF NOT @extschema@._on_citus_worker() THEN
+        IF NOT @extschema@._role_may_read(current_user, NEW.events_relation) THEN
+            RAISE EXCEPTION 'role "%" may not read events_relation %', current_user, NEW.events_relation
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = 'A profile reads only a relation the role that sets it may read (SELECT, and USAGE on its schema).';
+        END IF;
+        -- readable as a source (the columns, or its row of event_sources): said now, not at the first refresh
+        PERFORM @extschema@._events_relation_or_error(NEW.events_relation);
+    END IF;
+    NEW.events_relation_set_by := current_user;
+    RETURN NEW;
+END $$;
+
+-- CREATE EXTENSION inserts the built-in `default` profile.  pg_restore then loads the dumped
+-- profiles, `default` among them, into the same table: an untouched built-in default (version 1,
+-- no scores yet) gives way to the incoming row, so a changed default survives dump/restore
+-- without a duplicate-key error.  Any other duplicate still fails as usual.
+CREATE OR REPLACE FUNCTION @extschema@._profile_replace_builtin_default() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    -- (on Citus a placement of the profiles' reference table fires this too; pg_restore writes the table itself)
+    IF TG_RELID <> '@extschema@.scoring_profiles'::regclass THEN
+        RETURN NEW;
+    END IF;
+    IF NEW.name = 'default' THEN
+        DELETE FROM @extschema@.scoring_profiles p
+         WHERE p.name = 'default' AND p.version = 1
+           AND NOT EXISTS (SELECT 1 FROM @extschema@.engagement_scores s WHERE s.profile = 'default');
+    END IF;
+    RETURN NEW;
+END $$;
+
+-- A profile's distribution row exists from the moment the profile does, empty until its first
+-- refresh.  It is the lock a refresh takes (FOR NO KEY UPDATE SKIP LOCKED), so a second refresh,
+-- even of a profile never refreshed, finds it held and returns at once instead of waiting on an
+-- uncommitted insert.  On Citus both tables are reference tables whose placements (one per node)
+-- each fire this: each fills the placement of the distributions on its own node.
+CREATE OR REPLACE FUNCTION @extschema@._profile_create_distribution() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    distributions text := '@extschema@.score_distributions';
+BEGIN
+    IF TG_RELID <> '@extschema@.scoring_profiles'::regclass THEN
+        EXECUTE 'SELECT pg_catalog.shard_name($1, s.shardid) FROM pg_catalog.pg_dist_shard s WHERE s.logicalrelid = $1'
+           INTO distributions USING distributions::regclass;
+    END IF;
+    EXECUTE format('INSERT INTO %s (profile, sorted_composites, contacts, profile_version, model_version) '
+                   'VALUES ($1, ''\x'', 0, 0, 0) ON CONFLICT DO NOTHING', distributions)
+      USING NEW.name;
+    RETURN NULL;
+END $$;
+
+-- pg_restore loads the dumped distributions after the profiles, whose rows have just made empty
+-- ones: a dumped row replaces the empty row of its profile.
+CREATE OR REPLACE FUNCTION @extschema@._distribution_replace_empty() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_RELID = '@extschema@.score_distributions'::regclass THEN   -- (not a Citus placement)
+        DELETE FROM @extschema@.score_distributions d WHERE d.profile = NEW.profile AND d.refreshed_at IS NULL;
+    END IF;
+    RETURN NEW;
+END $$;
+
+------------------------------------------------------------------------------------------------
+-- What \d+ says of each column.  The fields of a score are described once here and given to every
+-- relation that carries them (engagement_scores, the score type, contact_scores): _comment_columns.
+------------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION @extschema@._score_field_comments() RETURNS TABLE (field name, description text)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    VALUES ('as_of', 'The time the score is computed as of (events after it are ignored)'),
+           ('profile', 'The scoring profile that computed it'),
+           ('contact_id', 'The contact'),
+           ('composite', 'The score, 0..100: the weighted components, times (1 - opt_out_penalty) when opted out'),
+           ('recency', 'Recency component, 0..100: 100 exp(-days since the last engagement / recency_tau_days)'),
+           ('frequency', 'Frequency component, 0..100: from engaging events per day in the window (observed at least frequency_min_days)'),
+           ('monetary', 'Monetary component, 0..100: log of the conversion value in the window against monetary_ref_value'),
+           ('time_decay', 'Time-decay component, 0..100: event weights halved every half_life_days'),
+           ('diversity', 'Diversity component, 0..100: entropy of the four engaging types'),
+           ('engagement_probability', 'Probability of at least one engagement day in the next horizon_days (MBG/NBD), 0..1'),
+           ('conversion_probability', 'engagement_probability times the contact''s smoothed share of conversion days, 0..1'),
+           ('churn_risk', 'Probability the contact has dropped out: 1 - P(alive) (MBG/NBD), 0..1'),
+           ('segment', 'RFM segment: opted_out, champions, loyal, potential_loyalist, new, promising, need_attention, at_risk, cannot_lose, about_to_sleep, hibernating or lost'),
+           ('opted_out', 'Whether the contact has an opted_out event at or before as_of (it never expires)'),
+           ('event_count', 'Events at or before as_of, any type'),
+           ('engaging_count', 'Engaging events (opened, clicked, responded, converted) at or before as_of'),
+           ('conversion_total', 'Sum of conversion values at or before as_of (exact cents)'),
+           ('first_event_at', 'The contact''s first event: its birth day starts the MBG/NBD summary'),
+           ('last_engaged_at', 'The last engaging event (NULL: never engaged)'),
+           ('expected_engagements_30d', 'Expected engagement days in the next horizon_days (MBG/NBD), opt-out penalised'),
+           ('expected_conversion_value', 'Expected value of the next conversion day (Gamma-Gamma)'),
+           ('expected_value_30d', 'Expected conversion value in the next horizon_days: expected engagement days x conversion share x expected conversion value, opt-out penalised'),
+           ('percentile_rank', 'The composite''s percentile among the profile''s scored contacts at the refresh, 0..100'),
+           ('score_version', 'How many times the contact has been rescored under the profile'),
+           ('profile_version', 'The profile''s version the score was computed with (another: stale)'),
+           ('calculated_at', 'When the refresh computed it (its as_of)'),
+           ('model_version', 'The version of the scoring model that computed it (another than model_version(): stale)')
+$$;
+
+COMMENT ON FUNCTION @extschema@._score_field_comments() IS
+    'The description of each field of a score, given to every relation that carries them';
+
+-- Comments each column of rel that _score_field_comments describes.
+CREATE OR REPLACE FUNCTION @extschema@._comment_score_columns(rel regclass) RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    c record;
+BEGIN
+    FOR c IN SELECT f.field, f.description FROM @extschema@._score_field_comments() f
+              WHERE EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = rel AND a.attname = f.field AND NOT a.attisdropped)
+    LOOP
+        EXECUTE format('COMMENT ON COLUMN %s.%I IS %L', rel, c.field, c.description);
+    END LOOP;
+END $$;
+
+COMMENT ON FUNCTION @extschema@._comment_score_columns(regclass) IS
+    'Comments the score fields of a relation (install and update scripts)';
+
+-- ----- from src/sql/scoring.sql
+
+-- The version of docs/model.md the library computes (stored with every score).
+CREATE OR REPLACE FUNCTION @extschema@.model_version() RETURNS integer
+AS 'MODULE_PATHNAME', 'es_model_version' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION @extschema@.model_version() IS
+    'The version of the scoring model (docs/model.md) the extension computes; stored scores of another are stale';
+
+-- score_events(event_type, occurred_at, conversion_value, as_of [, profile]): the aggregate over any rowset.
+-- The transition function reads the profile table once per query, hence STABLE.
+CREATE OR REPLACE FUNCTION @extschema@._score_events_transfn(internal, @extschema@.event_type, timestamptz, numeric,
+                                                  timestamptz, text)
+RETURNS internal AS 'MODULE_PATHNAME', 'es_score_events_transfn' LANGUAGE C STABLE PARALLEL SAFE;
+
+CREATE OR REPLACE FUNCTION @extschema@._score_events_transfn(internal, @extschema@.event_type, timestamptz, numeric,
+                                                  timestamptz)
+RETURNS internal AS 'MODULE_PATHNAME', 'es_score_events_transfn' LANGUAGE C STABLE PARALLEL SAFE;
+
+CREATE OR REPLACE FUNCTION @extschema@._score_events_combinefn(internal, internal)
+RETURNS internal AS 'MODULE_PATHNAME', 'es_score_events_combinefn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE OR REPLACE FUNCTION @extschema@._score_events_serialfn(internal)
+RETURNS bytea AS 'MODULE_PATHNAME', 'es_score_events_serialfn' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE OR REPLACE FUNCTION @extschema@._score_events_deserialfn(bytea, internal)
+RETURNS internal AS 'MODULE_PATHNAME', 'es_score_events_deserialfn' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE OR REPLACE FUNCTION @extschema@._score_events_finalfn(internal)
+RETURNS @extschema@.score AS 'MODULE_PATHNAME', 'es_score_events_finalfn' LANGUAGE C STABLE PARALLEL SAFE;
+
+CREATE OR REPLACE FUNCTION @extschema@._explain_events_finalfn(internal)
+RETURNS text AS 'MODULE_PATHNAME', 'es_explain_events_finalfn' LANGUAGE C STABLE PARALLEL SAFE;
+
+-- The final functions only sort the state's day keys in place (same set), so READ_ONLY holds.
+-- SSPACE: the state is 256 bytes with its first 14 day keys (more keys get an array of their own);
+-- without it the planner assumes a large internal state and prices hashed aggregation over many
+-- contacts as spilling.
+CREATE OR REPLACE AGGREGATE @extschema@.score_events(@extschema@.event_type, timestamptz, numeric, timestamptz, text) (
+    SFUNC = @extschema@._score_events_transfn, STYPE = internal,
+    COMBINEFUNC = @extschema@._score_events_combinefn,
+    SERIALFUNC = @extschema@._score_events_serialfn, DESERIALFUNC = @extschema@._score_events_deserialfn,
+    FINALFUNC = @extschema@._score_events_finalfn, SSPACE = 384, PARALLEL = SAFE);
+
+CREATE OR REPLACE AGGREGATE @extschema@.score_events(@extschema@.event_type, timestamptz, numeric, timestamptz) (
+    SFUNC = @extschema@._score_events_transfn, STYPE = internal,
+    COMBINEFUNC = @extschema@._score_events_combinefn,
+    SERIALFUNC = @extschema@._score_events_serialfn, DESERIALFUNC = @extschema@._score_events_deserialfn,
+    FINALFUNC = @extschema@._score_events_finalfn, SSPACE = 384, PARALLEL = SAFE);
+
+COMMENT ON AGGREGATE @extschema@.score_events(@extschema@.event_type, timestamptz, numeric, timestamptz, text) IS
+    'Scores one contact''s events (the rows of a group) as of a time under a named profile';
+
+COMMENT ON AGGREGATE @extschema@.score_events(@extschema@.event_type, timestamptz, numeric, timestamptz) IS
+    'Scores one contact''s events (the rows of a group) as of a time under the default profile';
+
+CREATE OR REPLACE AGGREGATE @extschema@.explain_events(@extschema@.event_type, timestamptz, numeric, timestamptz, text) (
+    SFUNC = @extschema@._score_events_transfn, STYPE = internal,
+    COMBINEFUNC = @extschema@._score_events_combinefn,
+    SERIALFUNC = @extschema@._score_events_serialfn, DESERIALFUNC = @extschema@._score_events_deserialfn,
+    FINALFUNC = @extschema@._explain_events_finalfn, SSPACE = 384, PARALLEL = SAFE);
+
+COMMENT ON AGGREGATE @extschema@.explain_events(@extschema@.event_type, timestamptz, numeric, timestamptz, text) IS
+    'Explains, in words, the score of one contact''s events (the rows of a group)';
+
+------------------------------------------------------------------------------------------------
+-- score_events / explain_events with the profile as a document (to_jsonb of a profile row):
+-- its values travel with the query, so a postgres_fdw shard scores with exactly the
+-- coordinator's profile and needs no copy of the profiles table.
+------------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION @extschema@._score_events_transfn(internal, @extschema@.event_type, timestamptz, numeric,
+                                                  timestamptz, jsonb)
+RETURNS internal AS 'MODULE_PATHNAME', 'es_score_events_transfn' LANGUAGE C STABLE PARALLEL SAFE;
+
+CREATE OR REPLACE AGGREGATE @extschema@.score_events(@extschema@.event_type, timestamptz, numeric, timestamptz, jsonb) (
+    SFUNC = @extschema@._score_events_transfn, STYPE = internal,
+    COMBINEFUNC = @extschema@._score_events_combinefn,
+    SERIALFUNC = @extschema@._score_events_serialfn, DESERIALFUNC = @extschema@._score_events_deserialfn,
+    FINALFUNC = @extschema@._score_events_finalfn, SSPACE = 384, PARALLEL = SAFE);
+
+CREATE OR REPLACE AGGREGATE @extschema@.explain_events(@extschema@.event_type, timestamptz, numeric, timestamptz, jsonb) (
+    SFUNC = @extschema@._score_events_transfn, STYPE = internal,
+    COMBINEFUNC = @extschema@._score_events_combinefn,
+    SERIALFUNC = @extschema@._score_events_serialfn, DESERIALFUNC = @extschema@._score_events_deserialfn,
+    FINALFUNC = @extschema@._explain_events_finalfn, SSPACE = 384, PARALLEL = SAFE);
+
+COMMENT ON AGGREGATE @extschema@.score_events(@extschema@.event_type, timestamptz, numeric, timestamptz, jsonb) IS
+    'Scores one contact''s events (the rows of a group) as of a time under a profile given as to_jsonb(profile row)';
+
+COMMENT ON AGGREGATE @extschema@.explain_events(@extschema@.event_type, timestamptz, numeric, timestamptz, jsonb) IS
+    'Explains the score of one contact''s events under a profile given as to_jsonb(profile row)';
+
+CREATE OR REPLACE FUNCTION @extschema@.decay_state_in(cstring) RETURNS @extschema@.decay_state
+AS 'MODULE_PATHNAME', 'es_decay_state_in' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE OR REPLACE FUNCTION @extschema@.decay_state_out(@extschema@.decay_state) RETURNS cstring
+AS 'MODULE_PATHNAME', 'es_decay_state_out' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+COMMENT ON FUNCTION @extschema@.decay_state_in(cstring) IS
+    'Text input of decay_state: (sum,compensation,as_of,half_life_days,rows)';
+
+COMMENT ON FUNCTION @extschema@.decay_state_out(@extschema@.decay_state) IS
+    'Text output of decay_state, every double in its shortest exact form';
+
+CREATE OR REPLACE FUNCTION @extschema@._time_decay_transfn(@extschema@.decay_state, float8, timestamptz, timestamptz, float8)
+RETURNS @extschema@.decay_state AS 'MODULE_PATHNAME', 'es_decay_transfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE OR REPLACE FUNCTION @extschema@._time_decay_combinefn(@extschema@.decay_state, @extschema@.decay_state)
+RETURNS @extschema@.decay_state AS 'MODULE_PATHNAME', 'es_decay_combinefn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE OR REPLACE FUNCTION @extschema@._time_decay_finalfn(@extschema@.decay_state)
+RETURNS float8 AS 'MODULE_PATHNAME', 'es_decay_finalfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE OR REPLACE AGGREGATE @extschema@.time_decay(float8, timestamptz, timestamptz, float8) (
+    SFUNC = @extschema@._time_decay_transfn, STYPE = @extschema@.decay_state,
+    COMBINEFUNC = @extschema@._time_decay_combinefn, FINALFUNC = @extschema@._time_decay_finalfn,
+    PARALLEL = SAFE);
+
+COMMENT ON AGGREGATE @extschema@.time_decay(float8, timestamptz, timestamptz, float8) IS
+    'Sum of weight * 2^(-age_days / half_life_days) over the rows at or before as_of';
+
+------------------------------------------------------------------------------------------------
+-- Per-contact API: over the profile's events (engagement_events, or the CRM's own relation)
+------------------------------------------------------------------------------------------------
+-- The profile row, or 42704 (the one place SQL reports an unknown profile; the C lookup of the
+-- aggregates says the same).
+CREATE OR REPLACE FUNCTION @extschema@._profile_or_error(profile text) RETURNS @extschema@.scoring_profiles
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    p @extschema@.scoring_profiles;
+BEGIN
+    SELECT * INTO p FROM @extschema@.scoring_profiles sp WHERE sp.name = profile;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'scoring profile "%" does not exist', profile
+            USING ERRCODE = 'undefined_object', HINT = 'The profiles are the rows of engagement.scoring_profiles.';
+    END IF;
+    RETURN p;
+END $$;
+
+-- Checks what the aggregates cannot check when a contact has no events (no row reaches them).
+CREATE OR REPLACE FUNCTION @extschema@._check_scoring_args(as_of timestamptz, profile text) RETURNS void
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT isfinite(as_of) THEN
+        RAISE EXCEPTION 'as_of must be a finite timestamp, not %', as_of
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM @extschema@._profile_or_error(profile);
+END $$;
+
+-- One contact's events as the profile's source reads them (engagement_events, or the CRM's own
+-- relation through _source_select), at or before as_of, into an aggregate (score_events or
+-- explain_events), with the rows it could not score: the query, with $1 the contact, $2 as_of,
+-- $3 the profile's name.  The contact's filter reaches the relation's own contact column, so its
+-- index serves when it has one.
+CREATE OR REPLACE FUNCTION @extschema@._source_contact_query(p @extschema@.scoring_profiles, aggregate text) RETURNS text
+LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT format('SELECT @extschema@.%s(e.event_type, e.occurred_at, e.conversion_value, $2, $3) AS result,
+                          count(*) FILTER (WHERE e.event_type IS NULL) AS unmapped,
+                          min(e.kind) FILTER (WHERE e.event_type IS NULL) AS kind
+                     FROM (%s) e WHERE e.contact_id = $1 AND e.occurred_at <= $2',
+                  aggregate, @extschema@._source_select(@extschema@._source_of(p.events_relation),
+                                                        @extschema@._live_events_or_error(p)))
+$$;
+
+-- Rows of a contact that the source does not map: an error naming the kind (on_unmapped reject),
+-- else a WARNING with the count.
+CREATE OR REPLACE FUNCTION @extschema@._report_unmapped(p @extschema@.scoring_profiles, contact_id bigint, unmapped bigint,
+                                             kind text) RETURNS void
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF coalesce(unmapped, 0) = 0 THEN
+        RETURN;
+    END IF;
+    IF (@extschema@._source_of(p.events_relation)).on_unmapped = 'reject' THEN
+        RAISE EXCEPTION 'contact %: % rows of % have a kind its source does not map, e.g. %', contact_id, unmapped,
+                        p.events_relation, quote_literal(kind)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Map it in engagement.event_kind_map (define_event_source).';
+    END IF;
+    RAISE WARNING 'contact %: % rows of % not scored: a kind the source does not map, e.g. %', contact_id, unmapped,
+                  p.events_relation, quote_literal(kind)
+        USING HINT = 'Map it in engagement.event_kind_map (define_event_source).';
+END $$;
+
+CREATE OR REPLACE FUNCTION @extschema@.engagement_score(contact_id bigint, as_of timestamptz DEFAULT now(),
+                                             profile text DEFAULT 'default')
+RETURNS @extschema@.score
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    p @extschema@.scoring_profiles;
+    r record;
+BEGIN
+    PERFORM @extschema@._check_scoring_args(as_of, profile);
+    p := @extschema@._profile_or_error(profile);
+    IF p.events_relation = '@extschema@.engagement_events'::regclass THEN
+        RETURN (SELECT @extschema@.score_events(e.event_type, e.occurred_at, e.conversion_value,
+                                                engagement_score.as_of, engagement_score.profile)
+                  FROM @extschema@.engagement_events e
+                 WHERE e.contact_id = engagement_score.contact_id
+                   AND e.occurred_at <= engagement_score.as_of);
+    END IF;
+    EXECUTE @extschema@._source_contact_query(p, 'score_events') INTO r USING contact_id, as_of, p.name;
+    PERFORM @extschema@._report_unmapped(p, contact_id, r.unmapped, r.kind);
+    RETURN r.result;
+END $$;
+
+COMMENT ON FUNCTION @extschema@.engagement_score(bigint, timestamptz, text) IS
+    'The live score of one contact from the profile''s events (engagement_events or its events_relation), NULL when it has no event at or before as_of';
+
+CREATE OR REPLACE FUNCTION @extschema@.explain_score(contact_id bigint, as_of timestamptz DEFAULT now(),
+                                          profile text DEFAULT 'default')
+RETURNS text
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    p        @extschema@.scoring_profiles;
+    body     text;
+    r        record;
+    unmapped bigint := 0;
+    kind     text;
+BEGIN
+    PERFORM @extschema@._check_scoring_args(as_of, profile);
+    p := @extschema@._profile_or_error(profile);
+    IF p.events_relation = '@extschema@.engagement_events'::regclass THEN
+        SELECT @extschema@.explain_events(e.event_type, e.occurred_at, e.conversion_value,
+                                          explain_score.as_of, explain_score.profile)
+          INTO body
+          FROM @extschema@.engagement_events e
+         WHERE e.contact_id = explain_score.contact_id
+           AND e.occurred_at <= explain_score.as_of;
+    ELSE
+        EXECUTE @extschema@._source_contact_query(p, 'explain_events') INTO r USING contact_id, as_of, p.name;
+        PERFORM @extschema@._report_unmapped(p, contact_id, r.unmapped, r.kind);
+        body := r.result;
+        unmapped := r.unmapped;
+        kind := r.kind;
+    END IF;
+    IF body IS NULL THEN
+        RETURN format('Contact %s has no events at or before %s: no score.', contact_id, as_of);
+    END IF;
+    RETURN format('Contact %s, profile %s, as of %s: %s%s', contact_id, profile, as_of, body,
+                  CASE WHEN unmapped > 0 THEN format(E'\n  %s rows of %s not scored: a kind the source does not map, e.g. %L',
+                                                     unmapped, p.events_relation, kind) ELSE '' END);
+END $$;
+
+COMMENT ON FUNCTION @extschema@.explain_score(bigint, timestamptz, text) IS
+    'Explains one contact''s score: each component with its value, weight and contribution, the facts and predictions';
+
+-- ----- from src/sql/tracking.sql
+
+------------------------------------------------------------------------------------------------
+-- The events relation of a profile: engagement_events, or a CRM's own table (plain, partitioned,
+-- foreign) or view, read as its row of event_sources says (without one: the columns contact_id,
+-- event_type engagement.event_type, occurred_at and conversion_value).  Every reader of events
+-- (refresh_scores, fit_model, validate_model, the per-contact functions) goes through
+-- _source_select, so they all read the same rows the same way.
+------------------------------------------------------------------------------------------------
+-- Whether a role (that exists) may read a relation: SELECT on it and USAGE on its schema.
+CREATE OR REPLACE FUNCTION @extschema@._role_may_read(role_name text, rel regclass) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(EXISTS (SELECT FROM pg_roles r WHERE r.rolname = role_name)
+                    AND has_schema_privilege(role_name, (SELECT c.relnamespace FROM pg_class c WHERE c.oid = rel), 'USAGE')
+                    AND has_table_privilege(role_name, rel, 'SELECT'), false)
+$$;
+
+-- The source of a relation: its row of event_sources, or the defaults (engagement_events' columns).
+CREATE OR REPLACE FUNCTION @extschema@._source_of(events regclass) RETURNS @extschema@.event_sources
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    src @extschema@.event_sources;
+BEGIN
+    SELECT * INTO src FROM @extschema@.event_sources s WHERE s.relation = events;
+    IF NOT FOUND THEN
+        src.relation := events;
+        src.contact_column := 'contact_id';
+        src.kind_column := 'event_type';
+        src.time_column := 'occurred_at';
+        src.value_column := 'conversion_value';
+        src.kind_match := 'exact';
+        src.on_unmapped := 'count';
+        src.changes_from := '{}';
+    END IF;
+    RETURN src;
+END $$;
+
+-- The relations whose tracked changes make a source's scores stale: the relation itself (a
+-- partitioned one stands for its partitions) unless it is a view, and its changes_from.
+CREATE OR REPLACE FUNCTION @extschema@._source_feeds(events regclass) RETURNS regclass[]
+LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN c.relkind = 'v' THEN s.changes_from ELSE events || s.changes_from END
+      FROM pg_class c, @extschema@._source_of(events) s
+     WHERE c.oid = events
+$$;
+
+-- The column of a relation, or NULL.
+CREATE OR REPLACE FUNCTION @extschema@._column_type(rel regclass, col name) RETURNS regtype
+LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT a.atttypid::regtype FROM pg_attribute a WHERE a.attrelid = rel AND a.attname = col AND a.attnum > 0
+       AND NOT a.attisdropped
+$$;
+
+-- A source checked against its relation: the columns exist with types the model can read
+-- without running anything of the relation owner's (built-in integer, timestamptz and numeric
+-- types; the kind as engagement.event_type or through the kind map).  Raises 42703 or 42804.
+CREATE OR REPLACE FUNCTION @extschema@._source_check(src @extschema@.event_sources) RETURNS void
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    col record;
+    typ regtype;
+BEGIN
+    FOR col IN SELECT * FROM (VALUES ('contact', src.contact_column, ARRAY['smallint', 'integer', 'bigint']::regtype[]),
+                                     ('time', src.time_column, ARRAY['timestamp with time zone']::regtype[]),
+                                     ('value', src.value_column, ARRAY['numeric', 'smallint', 'integer', 'bigint', 'real', 'double precision']::regtype[]),
+                                     ('kind', src.kind_column, ARRAY['@extschema@.event_type', 'text', 'character varying',
+                                                                     'character', 'name']::regtype[])) v(what, name, types)
+                WHERE v.name IS NOT NULL
+    LOOP
+        typ := @extschema@._column_type(src.relation, col.name);
+        IF typ IS NULL THEN
+            RAISE EXCEPTION 'events relation % has no column % (its % column)', src.relation, quote_ident(col.name), col.what
+                USING ERRCODE = 'undefined_column',
+                      HINT = 'Name its columns in engagement.event_sources (define_event_source).';
+        END IF;
+        IF col.types IS NOT NULL AND NOT typ = ANY (col.types) THEN
+            RAISE EXCEPTION 'the % column % of events relation % is %, not one of %', col.what, quote_ident(col.name),
+                            src.relation, typ, col.types
+                USING ERRCODE = 'datatype_mismatch';
+        END IF;
+    END LOOP;
+END $$;
+
+-- The kind column as an event type: the column itself when it is engagement.event_type, else a
+-- CASE over the source's kind map (constants only; trim_lower compares trimmed, lower-cased kinds),
+-- NULL for a kind the map lacks.
+CREATE OR REPLACE FUNCTION @extschema@._source_kind_expr(src @extschema@.event_sources) RETURNS text
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    kind text := 'e.' || quote_ident(src.kind_column);
+    arms text;
+BEGIN
+    IF @extschema@._column_type(src.relation, src.kind_column) = '@extschema@.event_type'::regtype THEN
+        RETURN kind;
+    END IF;
+    kind := kind || '::text';
+    IF src.kind_match = 'trim_lower' THEN
+        kind := format('lower(btrim(%s))', kind);
+    END IF;
+    SELECT string_agg(format('WHEN %L THEN %L::@extschema@.event_type',
+                             CASE src.kind_match WHEN 'trim_lower' THEN lower(btrim(m.kind)) ELSE m.kind END, m.event_type),
+                      ' ' ORDER BY m.kind)
+      INTO arms
+      FROM @extschema@.event_kind_map m WHERE m.relation = src.relation;
+    RETURN CASE WHEN arms IS NULL THEN 'NULL::@extschema@.event_type' ELSE format('CASE %s %s END', kind, arms) END;
+END $$;
+
+-- The rows of a source as the model reads them, from rel (the relation's name, or a name bound to
+-- it): SELECT contact_id, event_type (NULL: unmapped), occurred_at, conversion_value, kind (the
+-- CRM's own, as text; NULL when the kind column is engagement.event_type already) FROM ...  No cast
+-- a relation's own types do not need: the whole query stays shippable to a postgres_fdw shard
+-- (which cannot ship a text cast of an enum).
+CREATE OR REPLACE FUNCTION @extschema@._source_select(src @extschema@.event_sources, rel text) RETURNS text
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    typed_kind boolean := @extschema@._column_type(src.relation, src.kind_column) = '@extschema@.event_type'::regtype;
+    own        boolean := src.relation = '@extschema@.engagement_events'::regclass;
+    value_expr text := CASE WHEN src.value_column IS NULL THEN 'NULL::numeric'
+                            WHEN @extschema@._column_type(src.relation, src.value_column) = 'numeric'::regtype
+                            THEN format('e.%I', src.value_column)
+                            ELSE format('e.%I::numeric', src.value_column) END;
+BEGIN
+    -- A row of a CRM's own relation the model cannot read (an infinite time, a negative, NaN or
+    -- infinite value: engagement_events' checks refuse them) is, like an unmapped kind, not scored
+    -- and counted, instead of stopping every refresh of the profile.
+    RETURN format('SELECT e.%I AS contact_id, %s AS event_type, e.%I AS occurred_at, %s AS conversion_value, %s AS kind FROM %s e',
+                  src.contact_column,
+                  CASE WHEN own THEN @extschema@._source_kind_expr(src)
+                       ELSE format('CASE WHEN isfinite(e.%I) AND (%s IS NULL OR (%s >= 0 AND %s < ''Infinity'' AND %s <> ''NaN'')) THEN %s END',
+                                   src.time_column, value_expr, value_expr, value_expr, value_expr,
+                                   @extschema@._source_kind_expr(src)) END,
+                  src.time_column, value_expr,
+                  CASE WHEN typed_kind THEN 'NULL::text' ELSE format('e.%I::text', src.kind_column) END,
+                  rel);
+END $$;
+
+-- The events relation of a profile, checked before it is written into a profile, and before a
+-- refresh or a fit reads it (its name, quoted and qualified).  A refresh may run as a superuser
+-- (pg_cron) while a less privileged admin role chose the relation: so only relations owned by the
+-- caller or by a superuser (a view's functions would run as the caller), read as its source says.
+-- (The role that chose the relation is checked by _profile_events_or_error.)
+CREATE OR REPLACE FUNCTION @extschema@._events_relation_or_error(events regclass) RETURNS text
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    bad text;
+BEGIN
+    IF events = '@extschema@.engagement_events'::regclass THEN
+        RETURN events::text;
+    END IF;
+    -- the relation and, when partitioned, every partition (pg_partition_tree lists only those)
+    SELECT c.oid::regclass::text INTO bad
+      FROM (SELECT events AS relid UNION SELECT t.relid FROM pg_partition_tree(events) t) t
+      JOIN pg_class c ON c.oid = t.relid
+     WHERE c.relkind NOT IN ('r', 'p', 'f', 'v') LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'events_relation % must be a table (plain, partitioned or foreign) or a view', bad
+            USING ERRCODE = 'wrong_object_type';
+    END IF;
+    SELECT c.oid::regclass::text INTO bad
+      FROM (SELECT events AS relid UNION SELECT t.relid FROM pg_partition_tree(events) t) t
+      JOIN pg_class c ON c.oid = t.relid JOIN pg_roles r ON r.oid = c.relowner
+     WHERE NOT r.rolsuper AND c.relowner <> (SELECT oid FROM pg_roles WHERE rolname = current_user) LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'events_relation % is owned by another role that is not a superuser', bad
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Refresh as its owner, or give the relation to a superuser.';
+    END IF;
+    PERFORM @extschema@._source_check(@extschema@._source_of(events));
+    RETURN events::text;
+END $$;
+
+-- The relation the per-contact functions (engagement_score, explain_score, profile_events) read for
+-- their caller, checked: a view's functions, and a table's row-level security policies, would run
+-- as the caller (perhaps a superuser), so such a relation must be the caller's or a superuser's.
+-- A plain, partitioned or foreign table without row-level security runs nothing of its owner's.
+-- Returns its name, quoted and qualified.
+CREATE OR REPLACE FUNCTION @extschema@._live_events_or_error(p @extschema@.scoring_profiles) RETURNS text
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    bad text;
+BEGIN
+    IF p.events_relation = '@extschema@.engagement_events'::regclass THEN
+        RETURN p.events_relation::text;
+    END IF;
+    SELECT c.oid::regclass::text INTO bad
+      FROM (SELECT p.events_relation AS relid UNION SELECT t.relid FROM pg_partition_tree(p.events_relation) t) t
+      JOIN pg_class c ON c.oid = t.relid JOIN pg_roles r ON r.oid = c.relowner
+     WHERE (c.relkind = 'v' OR c.relrowsecurity) AND NOT r.rolsuper
+       AND c.relowner <> (SELECT oid FROM pg_roles WHERE rolname = current_user) LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'events_relation % of scoring profile "%" is a view or has row-level security, owned by another role that is not a superuser: its code would run as you',
+                        bad, p.name
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Read it as its owner or a superuser (stored scores: engagement_scores).';
+    END IF;
+    RETURN p.events_relation::text;
+END $$;
+
+-- A source is checked when it is written, by the role that writes it: it may read the relation,
+-- the columns are there with types the model reads (pg_restore, a superuser, brings rows as they
+-- were).  A changed source, or kind map, makes every profile reading the relation rescore.
+CREATE OR REPLACE FUNCTION @extschema@._source_check_row() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NEW.relation = '@extschema@.engagement_events'::regclass THEN
+        RAISE EXCEPTION 'engagement_events is read as it is: it has no source to define' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF TG_OP = 'INSERT' AND NEW.set_by IS NOT NULL AND (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
+        RETURN NEW;
+    END IF;
+    -- (only the tables feeding it changed, e.g. by untrack_event_changes: the relation is as it was checked)
+    IF TG_OP = 'UPDATE' AND (NEW.relation, NEW.contact_column, NEW.kind_column, NEW.time_column, NEW.value_column,
+                             NEW.kind_match, NEW.on_unmapped, NEW.set_by)
+                            IS NOT DISTINCT FROM (OLD.relation, OLD.contact_column, OLD.kind_column, OLD.time_column,
+                                                  OLD.value_column, OLD.kind_match, OLD.on_unmapped, OLD.set_by)
+       AND NOT EXISTS (SELECT FROM unnest(NEW.changes_from) f(rel) WHERE NOT f.rel = ANY (OLD.changes_from)) THEN
+        RETURN NEW;
+    END IF;
+    IF NOT @extschema@._role_may_read(current_user, NEW.relation) THEN
+        RAISE EXCEPTION 'role "%" may not read %', current_user, NEW.relation USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF (SELECT c.relkind FROM pg_class c WHERE c.oid = NEW.relation) NOT IN ('r', 'p', 'f', 'v') THEN
+        RAISE EXCEPTION 'an event source must be a table (plain, partitioned or foreign) or a view, not %', NEW.relation
+            USING ERRCODE = 'wrong_object_type';
+    END IF;
+    PERFORM @extschema@._source_check(NEW);
+    IF NEW.kind_match = 'trim_lower' THEN
+        PERFORM @extschema@._kind_map_unambiguous_or_error(NEW.relation);
+    END IF;
+    -- 4: the tracking triggers read the contact column they were made with
+    IF TG_OP = 'UPDATE' AND NEW.contact_column <> OLD.contact_column AND EXISTS (
+           SELECT FROM pg_trigger t WHERE t.tgrelid = NEW.relation AND t.tgname LIKE 'engagement\_track\_%') THEN
+        RAISE EXCEPTION 'the change-tracking triggers of % read column %', NEW.relation, quote_ident(OLD.contact_column)
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Run engagement.untrack_event_changes on it first, then engagement.track_event_changes again.';
+    END IF;
+    IF EXISTS (SELECT FROM unnest(NEW.changes_from) f(rel) JOIN pg_class c ON c.oid = f.rel WHERE c.relkind NOT IN ('r', 'p', 'f')) THEN
+        RAISE EXCEPTION 'changes_from lists tables whose changes are tracked, not views' USING ERRCODE = 'wrong_object_type';
+    END IF;
+    NEW.set_by := current_user;
+    RETURN NEW;
+END $$;
+
+-- With kind_match trim_lower, two kinds of a map that are one once trimmed and lower-cased would be
+-- ambiguous (the first would win): refused when the map is written, and when a source switches to
+-- trim_lower (_source_check_row).
+CREATE OR REPLACE FUNCTION @extschema@._kind_map_unambiguous_or_error(rel regclass) RETURNS void
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    kinds text;
+BEGIN
+    SELECT string_agg(quote_literal(m.kind), ' and ' ORDER BY m.kind) INTO kinds
+      FROM @extschema@.event_kind_map m WHERE m.relation = rel
+     GROUP BY lower(btrim(m.kind)) HAVING count(*) > 1
+     ORDER BY 1 LIMIT 1;
+    IF kinds IS NOT NULL THEN
+        RAISE EXCEPTION 'kinds % of % are one kind once trimmed and lower-cased: kind_match trim_lower would be ambiguous',
+                        kinds, rel
+            USING ERRCODE = 'unique_violation';
+    END IF;
+END $$;
+
+CREATE OR REPLACE FUNCTION @extschema@._kind_map_check_row() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF (SELECT s.kind_match FROM @extschema@.event_sources s WHERE s.relation = NEW.relation) = 'trim_lower' THEN
+        PERFORM @extschema@._kind_map_unambiguous_or_error(NEW.relation);
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE OR REPLACE FUNCTION @extschema@._source_changed() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    relations regclass[];
+    stamp     timestamptz := clock_timestamp();   -- (a value: Citus evaluates no volatile function in an UPDATE)
+BEGIN
+    -- (touching updated_at bumps the version: the profiles' next refreshes are full ones; each
+    -- statement reads only the transition tables its event has, into a list, which Citus can
+    -- send to the profiles' copies)
+    IF TG_OP = 'INSERT' THEN
+        SELECT array_agg(n.relation) INTO relations FROM new_rows n;
+    ELSIF TG_OP = 'DELETE' THEN
+        SELECT array_agg(o.relation) INTO relations FROM old_rows o;
+    ELSE
+        SELECT array_agg(r) INTO relations FROM (SELECT n.relation FROM new_rows n UNION SELECT o.relation FROM old_rows o) u(r);
+    END IF;
+    IF relations IS NOT NULL THEN
+        UPDATE @extschema@.scoring_profiles sp SET updated_at = stamp WHERE sp.events_relation = ANY (relations);
+    END IF;
+    RETURN NULL;
+END $$;
+
+-- define_event_source: a source in one call (its row of event_sources and its kind map, replaced).
+CREATE OR REPLACE FUNCTION @extschema@.define_event_source(relation regclass, kinds jsonb DEFAULT NULL,
+                                                contact_column name DEFAULT 'contact_id',
+                                                kind_column name DEFAULT 'event_type',
+                                                time_column name DEFAULT 'occurred_at',
+                                                value_column name DEFAULT 'conversion_value',
+                                                kind_match text DEFAULT 'exact',
+                                                on_unmapped text DEFAULT 'count',
+                                                changes_from regclass[] DEFAULT '{}')
+RETURNS regclass
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    bad text;
+BEGIN
+    IF relation IS NULL OR contact_column IS NULL OR kind_column IS NULL OR time_column IS NULL
+       OR kind_match IS NULL OR on_unmapped IS NULL OR changes_from IS NULL THEN
+        RAISE EXCEPTION 'define_event_source: only kinds and value_column may be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF kinds IS NOT NULL AND jsonb_typeof(kinds) <> 'object' THEN
+        RAISE EXCEPTION 'kinds must be a JSON object of the CRM''s kinds and their event types, e.g. {"open": "opened"}'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT string_agg(format('%s: %s', k.key, k.value), ', ') INTO bad
+      FROM jsonb_each(coalesce(kinds, '{}')) k
+     WHERE jsonb_typeof(k.value) <> 'string'
+        OR NOT (k.value #>> '{}') = ANY (enum_range(NULL::@extschema@.event_type)::text[]);
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'kinds maps to what is not an event type: %', bad
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'The event types: ' || array_to_string(enum_range(NULL::@extschema@.event_type)::text[], ', ') || '.';
+    END IF;
+    INSERT INTO @extschema@.event_sources AS s (relation, contact_column, kind_column, time_column, value_column,
+                                                kind_match, on_unmapped, changes_from)
+    VALUES (relation, contact_column, kind_column, time_column, value_column, kind_match, on_unmapped, changes_from)
+    ON CONFLICT ON CONSTRAINT event_sources_pkey DO UPDATE
+       SET contact_column = excluded.contact_column, kind_column = excluded.kind_column,
+           time_column = excluded.time_column, value_column = excluded.value_column,
+           kind_match = excluded.kind_match, on_unmapped = excluded.on_unmapped, changes_from = excluded.changes_from;
+    DELETE FROM @extschema@.event_kind_map m WHERE m.relation = define_event_source.relation;
+    INSERT INTO @extschema@.event_kind_map (relation, kind, event_type)
+    SELECT define_event_source.relation, k.key, (k.value #>> '{}')::@extschema@.event_type
+      FROM jsonb_each(coalesce(kinds, '{}')) k;
+    RETURN relation;
+END $$;
+
+COMMENT ON FUNCTION @extschema@.define_event_source(regclass, jsonb, name, name, name, name, text, text, regclass[]) IS
+    'Defines (or replaces) how a CRM''s own events relation is read: its columns, its kinds mapped to event types ({"open": "opened", ...}), kind_match exact or trim_lower, on_unmapped count or reject, and for a view the tables whose tracked changes feed it';
+
+REVOKE EXECUTE ON FUNCTION @extschema@.define_event_source(regclass, jsonb, name, name, name, name, text, text, regclass[]) FROM PUBLIC;
+
+-- A profile's events relation, checked before a refresh or a fit reads it: the role that chose it
+-- must still be allowed to read it (privileges may have been revoked since), and it must be a
+-- relation _events_relation_or_error accepts.  Returns its name, quoted and qualified.
+CREATE OR REPLACE FUNCTION @extschema@._profile_events_or_error(p @extschema@.scoring_profiles) RETURNS text
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF p.events_relation <> '@extschema@.engagement_events'::regclass
+       AND NOT @extschema@._role_may_read(p.events_relation_set_by, p.events_relation) THEN
+        RAISE EXCEPTION 'events_relation % of scoring profile "%" was set by %, which may not read it',
+                        p.events_relation, p.name,
+                        coalesce('role ' || quote_ident(nullif(p.events_relation_set_by, '')), 'a role not recorded (before 1.3)')
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = format('As a role that may read it: UPDATE engagement.scoring_profiles SET events_relation_set_by = current_user WHERE name = %L;',
+                                p.name);
+    END IF;
+    -- A security_invoker view reads its tables with the reader's rights: a refreshing superuser would
+    -- read for that role what it may not read itself.
+    IF EXISTS (SELECT FROM pg_class c, unnest(c.reloptions) o
+                WHERE c.oid = p.events_relation AND o ~* '^security_invoker=(true|on|yes|1)$')
+       AND NOT EXISTS (SELECT FROM pg_roles r WHERE r.rolname = p.events_relation_set_by AND r.rolsuper) THEN
+        RAISE EXCEPTION 'events_relation % of scoring profile "%" is a security_invoker view, which a refresh would read with its own rights, not those of role %',
+                        p.events_relation, p.name, quote_ident(p.events_relation_set_by)
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Score a view without security_invoker (its tables are read with its owner''s rights), or have a superuser set events_relation.';
+    END IF;
+    -- With row-level security, that role may read fewer rows than a refreshing superuser sees.
+    IF p.events_relation <> '@extschema@.engagement_events'::regclass
+       AND EXISTS (SELECT FROM pg_class c
+                    WHERE c.relrowsecurity
+                      AND c.oid IN (SELECT p.events_relation UNION SELECT t.relid FROM pg_partition_tree(p.events_relation) t))
+       AND NOT EXISTS (SELECT FROM pg_roles r WHERE r.rolname = p.events_relation_set_by AND (r.rolsuper OR r.rolbypassrls)) THEN
+        RAISE EXCEPTION 'events_relation % of scoring profile "%" has row-level security, which role % does not bypass',
+                        p.events_relation, p.name, quote_ident(p.events_relation_set_by)
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'A refresh would score rows that role cannot read: score a relation without row-level security, or have a role that bypasses it set events_relation.';
+    END IF;
+    RETURN @extschema@._events_relation_or_error(p.events_relation);
+END $$;
+
+-- The events a refresh or a fit reads, checked (_profile_events_or_error) and, for a relation of
+-- the CRM's own, bound by OID for the rest of the transaction: a temporary view over it, so that a
+-- schema renamed after the check cannot put another relation (or a view whose functions would run
+-- as the refreshing role) under the same name.  Returns a FROM item of the columns contact_id,
+-- event_type, occurred_at, conversion_value and kind (_source_select); the caller drops
+-- pg_temp._es_events when that is what it got (_unbind_events_relation).  On Citus a temporary
+-- view is this session's alone, not for Citus to propagate to the workers: DDL propagation is off
+-- while this function runs (its SET clause; without Citus the setting is an inert placeholder).
+CREATE OR REPLACE FUNCTION @extschema@._bind_events_relation(p @extschema@.scoring_profiles) RETURNS text
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp SET citus.enable_ddl_propagation = off AS $$
+DECLARE
+    events text := @extschema@._profile_events_or_error(p);
+    src @extschema@.event_sources := @extschema@._source_of(p.events_relation);
+BEGIN
+    IF p.events_relation = '@extschema@.engagement_events'::regclass THEN
+        RETURN '(' || @extschema@._source_select(src, events) || ')';   -- in the extension's own schema
+    END IF;
+    EXECUTE 'CREATE TEMP VIEW _es_events AS ' || @extschema@._source_select(src, events);
+    IF (SELECT array_agg(DISTINCT d.refobjid)
+          FROM pg_rewrite r JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+         WHERE r.ev_class = 'pg_temp._es_events'::regclass AND d.refclassid = 'pg_class'::regclass
+           AND d.refobjid <> r.ev_class) IS DISTINCT FROM ARRAY[p.events_relation::oid] THEN
+        RAISE EXCEPTION 'events_relation % of scoring profile "%" changed name while it was checked', p.events_relation, p.name
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    RETURN 'pg_temp._es_events';
+END $$;
+
+-- Drops what _bind_events_relation made, if anything (not for Citus to propagate either).
+CREATE OR REPLACE FUNCTION @extschema@._unbind_events_relation(events text) RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp SET citus.enable_ddl_propagation = off AS $$
+BEGIN
+    IF events = 'pg_temp._es_events' THEN
+        DROP VIEW pg_temp._es_events;
+    END IF;
+END $$;
+
+------------------------------------------------------------------------------------------------
+-- Change tracking of engagement_events, and of any table track_event_changes is given:
+-- statement-level triggers with transition tables (row-level ones where foreign partitions cannot
+-- collect transition tuples) log (contact, relation) in event_changes; a refresh hands each change
+-- to the profiles whose source the relation feeds (_source_feeds).  The trigger functions run as
+-- their owner (SECURITY DEFINER): the change log is written by them alone, never directly by the
+-- roles that write events.  Their argument, on a relation other than engagement_events, names the
+-- contact column.
+------------------------------------------------------------------------------------------------
+-- The trigger that fired a change-tracking function on a relation other than engagement_events.
+-- The functions run as their owner, so nothing of the caller's may be evaluated in them: the
+-- contact column must be of a built-in integer type itself (no user-defined type, cast or
+-- operator), and a statement-level trigger must name its transition tables new_events and
+-- old_events (were they missing, those names would find the caller's temporary views).
+CREATE OR REPLACE FUNCTION @extschema@._tracked_relation_check(rel oid, trigger_name name, transition_tables boolean,
+                                                    contact_column name)
+RETURNS void
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_attribute a
+                    WHERE a.attrelid = rel AND a.attname = contact_column AND NOT a.attisdropped
+                      AND a.atttypid IN ('pg_catalog.int8'::regtype, 'pg_catalog.int4'::regtype, 'pg_catalog.int2'::regtype)) THEN
+        RAISE EXCEPTION 'change tracking of % needs a contact column % of type bigint, integer or smallint',
+                        rel::regclass, quote_ident(contact_column)
+            USING ERRCODE = 'datatype_mismatch';
+    END IF;
+    IF transition_tables AND NOT EXISTS (
+           SELECT FROM pg_trigger t
+            WHERE t.tgrelid = rel AND t.tgname = trigger_name
+              AND ((t.tgtype & 4) = 0 OR t.tgnewtable = 'new_events')      -- INSERT
+              AND ((t.tgtype & 16) = 0 OR (t.tgnewtable = 'new_events' AND t.tgoldtable = 'old_events'))   -- UPDATE
+              AND ((t.tgtype & 8) = 0 OR t.tgoldtable = 'old_events')) THEN   -- DELETE
+        RAISE EXCEPTION 'change-tracking trigger % on % must name its transition tables new_events and old_events',
+                        trigger_name, rel::regclass
+            USING ERRCODE = 'invalid_object_definition',
+                  HINT = 'Let track_event_changes create the triggers.';
+    END IF;
+END $$;
+
+-- Another relation's rows have no id to pair old and new versions by: an UPDATE there marks every
+-- contact it touched.  An UPDATE of engagement_events marks the contacts of the rows whose
+-- contact, kind, time or value changed.  Rows without a contact are not logged (nothing to
+-- rescore; a full refresh counts them).  In C (src/glue/tracking.c): it runs once per writing
+-- statement, and a single-row INSERT paid more for a PL/pgSQL call than for its own row.  It reads
+-- the transition tables itself (the contact column must be a built-in integer type), qualifies
+-- every name it writes, and writes the contacts straight into event_changes, or, when an INSERT
+-- would do more than write them (an index, a trigger, Citus...), through one INSERT of them as an
+-- array: with Citus loaded the change log may be distributed, and Citus would run the SELECT of an
+-- INSERT into it without the transition tables.
+CREATE OR REPLACE FUNCTION @extschema@._track_event_changes() RETURNS trigger
+AS 'MODULE_PATHNAME', 'es_track_event_changes' LANGUAGE C SECURITY DEFINER;
+
+-- Foreign partitions cannot hand rows to transition tables ("cannot collect transition tuples
+-- from child foreign tables"): a relation with any gets row-level triggers instead (which also
+-- turns off postgres_fdw's batch inserts while they exist; docs/scale-out.md).  They fire on the
+-- partitions: the change is logged against the tracked relation, their second argument.
+CREATE OR REPLACE FUNCTION @extschema@._track_event_change() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    contact name := coalesce(TG_ARGV[0], 'contact_id');
+    rel regclass := coalesce(TG_ARGV[1]::oid, TG_RELID);   -- the tracked relation, not the partition that fired
+    old_contact bigint;
+    new_contact bigint;
+BEGIN
+    IF TG_LEVEL <> 'ROW' THEN
+        RAISE EXCEPTION '_track_event_change is a row-level trigger function' USING ERRCODE = 'invalid_object_definition';
+    END IF;
+    PERFORM @extschema@._tracked_relation_check(TG_RELID, TG_NAME, false, contact);
+    -- (the one column read, of a built-in integer type: nothing else of the row is evaluated)
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        EXECUTE format('SELECT ($1).%I', contact) INTO old_contact USING OLD;
+    END IF;
+    IF TG_OP IN ('UPDATE', 'INSERT') THEN
+        EXECUTE format('SELECT ($1).%I', contact) INTO new_contact USING NEW;
+    END IF;
+    IF old_contact IS NOT NULL THEN
+        INSERT INTO @extschema@.event_changes (contact_id, relation) VALUES (old_contact, rel);
+    END IF;
+    IF new_contact IS NOT NULL AND new_contact IS DISTINCT FROM old_contact THEN
+        INSERT INTO @extschema@.event_changes (contact_id, relation) VALUES (new_contact, rel);
+    END IF;
+    RETURN NULL;
+END $$;
+
+-- Only superusers and admins (grant_admin_access, for track_event_changes) may attach them to a
+-- relation: attached to a table of its own, a role could otherwise write the change log.
+REVOKE EXECUTE ON FUNCTION @extschema@._track_event_changes(), @extschema@._track_event_change() FROM PUBLIC;
+
+-- The triggers track_event_changes makes (and untrack_event_changes removes).  (Citus lets a
+-- distributed table's triggers be dropped only with citus.enable_unsafe_triggers on: for this
+-- function only, by its SET clause.)
+CREATE OR REPLACE FUNCTION @extschema@._drop_tracking_triggers(events regclass) RETURNS integer
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp SET citus.enable_unsafe_triggers = on AS $$
+DECLARE
+    made name;
+    dropped integer := 0;
+BEGIN
+    FOR made IN SELECT t.tgname FROM pg_trigger t
+                 WHERE t.tgrelid = events AND NOT t.tgisinternal
+                   AND t.tgname IN ('engagement_track_change', 'engagement_track_insert', 'engagement_track_update',
+                                    'engagement_track_delete', 'engagement_track_truncate')
+    LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', made, events);
+        dropped := dropped + 1;
+    END LOOP;
+    RETURN dropped;
+END $$;
+
+-- The statement-level triggers of change tracking on a table: after INSERT, UPDATE and DELETE,
+-- with the transition tables the trigger functions read (new_events, old_events), calling func
+-- (a qualified name) with args (its argument list, quoted).  One place for both kinds: a table's
+-- here (_track_event_changes), a distributed table's shards (_track_shard_changes, citus.sql).
+CREATE OR REPLACE FUNCTION @extschema@._create_statement_tracking_triggers(events regclass, func text, args text) RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    EXECUTE format('CREATE TRIGGER engagement_track_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS new_events '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION %s(%s)', events, func, args);
+    EXECUTE format('CREATE TRIGGER engagement_track_update AFTER UPDATE ON %s '
+                   'REFERENCING OLD TABLE AS old_events NEW TABLE AS new_events '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION %s(%s)', events, func, args);
+    EXECUTE format('CREATE TRIGGER engagement_track_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS old_events '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION %s(%s)', events, func, args);
+END $$;
+
+-- track_event_changes(events, for_source, contact_column): change-tracking triggers on a table of the
+-- CRM's own (run it again after attaching partitions).  Its contact column is contact_column, or the
+-- one its own source names, or for_source's; given for_source (a view over it, or another relation
+-- reading it), the table is added to that source's changes_from, so its changes make the source's
+-- scores stale.
+CREATE OR REPLACE FUNCTION @extschema@.track_event_changes(events regclass, for_source regclass DEFAULT NULL,
+                                                contact_column name DEFAULT NULL) RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    contact      name;
+    citus_method "char";   -- 'h' a Citus distributed table, 'n' a reference or local one, NULL neither
+BEGIN
+    IF events IS NULL THEN
+        RAISE EXCEPTION 'track_event_changes: events must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF events = '@extschema@.engagement_events'::regclass THEN
+        RAISE EXCEPTION 'engagement_events is always tracked' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF (SELECT c.relkind FROM pg_class c WHERE c.oid = events) NOT IN ('r', 'p', 'f') THEN
+        RAISE EXCEPTION '% is not a table: track the tables under it, naming the view as for_source', events
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = format('SELECT engagement.track_event_changes(''<table>'', for_source => %L);', events::text);
+    END IF;
+    IF for_source IS NOT NULL AND NOT EXISTS (SELECT FROM @extschema@.event_sources s WHERE s.relation = for_source) THEN
+        RAISE EXCEPTION '% has no event source to feed', for_source
+            USING ERRCODE = 'undefined_object', HINT = 'Define it first: engagement.define_event_source.';
+    END IF;
+    -- the table's own contact column: given, or its own source's, or (a table under a view source)
+    -- the view's
+    contact := coalesce(contact_column,
+                        (SELECT s.contact_column FROM @extschema@.event_sources s WHERE s.relation = events),
+                        (@extschema@._source_of(coalesce(for_source, events))).contact_column);
+    PERFORM @extschema@._tracked_relation_check(events, '', false, contact);
+    -- the relation must be one a refresh may read (owner, columns) unless it only feeds another source
+    IF for_source IS NULL THEN
+        PERFORM @extschema@._events_relation_or_error(events);
+    ELSE
+        UPDATE @extschema@.event_sources s SET changes_from = s.changes_from || events
+         WHERE s.relation = for_source AND NOT events = ANY (s.changes_from);
+    END IF;
+    citus_method := @extschema@._citus_method(events);
+    IF citus_method <> 'h' THEN
+        RAISE EXCEPTION '% is a Citus reference or local table, whose changes cannot be tracked', events
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Track a table distributed by its contact column (docs/scale-out.md).';
+    END IF;
+    PERFORM @extschema@._drop_tracking_triggers(events);   -- run again, it replaces the triggers it made
+    -- a Citus distributed table: triggers on its shards (citus.sql)
+    IF citus_method = 'h' THEN
+        PERFORM @extschema@._citus_track(events, contact);
+        RETURN;
+    END IF;
+    -- the relation itself or any partition (pg_partition_tree lists only partitioned tables' trees)
+    IF EXISTS (SELECT FROM pg_class c
+                WHERE c.relkind = 'f' AND c.oid IN (SELECT events UNION SELECT t.relid FROM pg_partition_tree(events) t)) THEN
+        EXECUTE format('CREATE TRIGGER engagement_track_change AFTER INSERT OR UPDATE OR DELETE ON %s '
+                       'FOR EACH ROW EXECUTE FUNCTION @extschema@._track_event_change(%L, %L)', events, contact, events::oid);
+    ELSE
+        PERFORM @extschema@._create_statement_tracking_triggers(events, '@extschema@._track_event_changes',
+                                                                format('%L', contact));
+    END IF;
+    EXECUTE format('CREATE TRIGGER engagement_track_truncate AFTER TRUNCATE ON %s '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_event_changes(%L)', events, contact);
+END $$;
+
+COMMENT ON FUNCTION @extschema@.track_event_changes(regclass, regclass, name) IS
+    'Adds (or replaces) change-tracking triggers on a table of the CRM''s own (run it again after attaching partitions), so incremental refreshes of the profiles reading it (or for_source, a view over it) see the changes written through this server';
+
+REVOKE EXECUTE ON FUNCTION @extschema@.track_event_changes(regclass, regclass, name) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION @extschema@.untrack_event_changes(events regclass) RETURNS integer
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    dropped integer;
+BEGIN
+    IF events = '@extschema@.engagement_events'::regclass THEN
+        RAISE EXCEPTION 'engagement_events is always tracked' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    dropped := @extschema@._drop_tracking_triggers(events);
+    UPDATE @extschema@.event_sources s SET changes_from = array_remove(s.changes_from, events)
+     WHERE events = ANY (s.changes_from);
+    RETURN dropped;
+END $$;
+
+COMMENT ON FUNCTION @extschema@.untrack_event_changes(regclass) IS
+    'Removes the change-tracking triggers track_event_changes made on a table (then DROP EXTENSION no longer depends on them); returns how many';
+
+REVOKE EXECUTE ON FUNCTION @extschema@.untrack_event_changes(regclass) FROM PUBLIC;
+
+-- ----- from src/sql/refresh.sql
+
+------------------------------------------------------------------------------------------------
+-- Score distributions: the sorted composites of a profile, packed for binary search
+------------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION @extschema@._pack_sorted(float8[]) RETURNS bytea
+AS 'MODULE_PATHNAME', 'es_pack_sorted' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE OR REPLACE FUNCTION @extschema@._count_below(bytea, float8) RETURNS bigint
+AS 'MODULE_PATHNAME', 'es_count_below' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE OR REPLACE FUNCTION @extschema@._merge_distribution(bytea, float8[], float8[]) RETURNS bytea
+AS 'MODULE_PATHNAME', 'es_merge_distribution' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+------------------------------------------------------------------------------------------------
+-- The steps of a refresh
+------------------------------------------------------------------------------------------------
+-- Drains the change log into pg_temp._es_changed (only the rows this snapshot sees: later ones
+-- wait for the next refresh): the refreshed profile takes the changes of the relations its source
+-- is fed by (_source_feeds), every other profile gets those of its own in its pending set
+-- (pending_rescore has no unique key: nothing waits on another refresh's rows there).  Changes of
+-- relations no profile reads are dropped.
+CREATE OR REPLACE FUNCTION @extschema@._refresh_drain_changes(p @extschema@.scoring_profiles) RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    feeds regclass[] := @extschema@._source_feeds(p.events_relation);
+BEGIN
+    -- (relation comes back as a number: on Citus the shards of the change log hold the
+    -- coordinator's OIDs, which a worker must not turn into names of its own)
+    CREATE TEMP TABLE _es_drained ON COMMIT DROP AS
+    WITH moved AS (DELETE FROM @extschema@.event_changes RETURNING contact_id, relation::oid AS relation)
+    SELECT DISTINCT contact_id, relation::regclass AS relation FROM moved;
+    CREATE TEMP TABLE _es_changed (contact_id bigint) ON COMMIT DROP;
+    INSERT INTO pg_temp._es_changed
+    SELECT DISTINCT d.contact_id FROM pg_temp._es_drained d WHERE d.relation = ANY (feeds);
+    -- A contact already pending is not listed again, unless its row is locked: being consumed by
+    -- that profile's refresh, it may be gone when this one commits.  (Each profile's feeds are
+    -- computed once, not per change.)
+    INSERT INTO @extschema@.pending_rescore (profile, contact_id)
+    SELECT DISTINCT sp.name, d.contact_id
+      FROM @extschema@.scoring_profiles sp
+     CROSS JOIN LATERAL unnest(@extschema@._source_feeds(sp.events_relation)) f(relation)
+      JOIN pg_temp._es_drained d ON d.relation = f.relation
+     WHERE sp.name <> p.name
+       AND NOT EXISTS (SELECT FROM @extschema@.pending_rescore pr
+                        WHERE pr.profile = sp.name AND pr.contact_id = d.contact_id
+                          FOR KEY SHARE SKIP LOCKED);
+    DROP TABLE pg_temp._es_drained;
+END $$;
+
+-- The contacts to rescore, into pg_temp._es_targets: the profile's pending contacts (consumed
+-- here) and the changed ones, and on an incremental refresh those whose score grew older than
+-- max_score_age (the scores are scanned for those only when the oldest one may have: aged).
+-- A full refresh rescores every contact; its targets are only what _refresh_keep_pending must
+-- look at again, and include the other profiles' pending contacts: every contact with events not
+-- yet due is pending for some profile (or still in the change log), also those drained before
+-- this profile existed.  Returns how many targets.
+CREATE OR REPLACE FUNCTION @extschema@._refresh_choose_targets(p @extschema@.scoring_profiles, refresh_at timestamptz,
+                                                    full_refresh boolean, aged boolean) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    targets bigint;
+BEGIN
+    CREATE TEMP TABLE _es_targets (contact_id bigint PRIMARY KEY) ON COMMIT DROP;
+    -- (rows another refresh's drain holds, to not list a contact twice, stay for the next refresh:
+    -- waiting for them would hold this refresh until that one commits)
+    WITH consumed AS (
+        DELETE FROM @extschema@.pending_rescore pr
+         WHERE pr.ctid = ANY (ARRAY(SELECT l.ctid FROM @extschema@.pending_rescore l
+                                     WHERE l.profile = p.name FOR UPDATE SKIP LOCKED))
+        RETURNING pr.contact_id)
+    INSERT INTO pg_temp._es_targets
+    SELECT contact_id FROM consumed
+     UNION
+    SELECT contact_id FROM pg_temp._es_changed
+     UNION
+    SELECT s.contact_id FROM @extschema@.engagement_scores s
+     WHERE aged AND NOT full_refresh AND s.profile = p.name AND s.calculated_at < refresh_at - p.max_score_age
+     UNION
+    SELECT pr.contact_id FROM @extschema@.pending_rescore pr WHERE full_refresh AND pr.profile <> p.name;
+    GET DIAGNOSTICS targets = ROW_COUNT;
+    ANALYZE pg_temp._es_targets;
+    RETURN targets;
+END $$;
+
+-- Scores the targets (every contact of the events relation on a full refresh) as of refresh_at
+-- into pg_temp._es_scored, one column per score field, and the rows of each contact it could not
+-- score: unmapped (a kind the source does not map), and on a full refresh also rows without a
+-- time (and, as contact NULL, without a contact).  Every contact, or many targets: one scan of
+-- the events grouped by contact (CREATE TABLE AS may run it in parallel).  A few targets (at most
+-- a tenth of the scored contacts): each one's events through the (contact_id, occurred_at) index,
+-- which the planner would price as random reads and forgo although they are cached.  Scoring
+-- engagement_events looks the profile up by name; any other relation (partitioned, foreign,
+-- another server's) gets the profile's values with the query, as a document.  Returns the rows
+-- not scored and the first few of their kinds.
+CREATE OR REPLACE FUNCTION @extschema@._refresh_score_contacts(p @extschema@.scoring_profiles, events text,
+                                                    refresh_at timestamptz, full_refresh boolean,
+                                                    few_targets boolean, OUT unmapped bigint,
+                                                    OUT unmapped_kinds text[])
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    src        @extschema@.event_sources := @extschema@._source_of(p.events_relation);
+    typed_kind boolean := @extschema@._column_type(p.events_relation, src.kind_column) = '@extschema@.event_type'::regtype;
+    -- A source whose kind is an event_type and whose contact and time are NOT NULL (engagement_events)
+    -- has no row it could not score: nothing to count, and the scoring statement stays as lean as 1.3's.
+    counted    boolean := NOT (typed_kind AND coalesce((SELECT bool_and(a.attnotnull) FROM pg_attribute a
+                                                         WHERE a.attrelid = p.events_relation
+                                                           AND a.attname IN (src.contact_column, src.time_column)), false));
+BEGIN
+    -- (Citus cannot run the lateral form on the workers: there the targets go in as a list)
+    few_targets := few_targets AND @extschema@._citus_method(p.events_relation) IS NULL;
+    EXECUTE format(CASE WHEN few_targets AND NOT full_refresh THEN $q$
+        CREATE TEMP TABLE _es_scored ON COMMIT DROP AS
+        SELECT t.contact_id, (c.s).*, c.unmapped, c.unmapped_kind
+          FROM pg_temp._es_targets t,
+               LATERAL (SELECT @extschema@.score_events(e.event_type, e.occurred_at, e.conversion_value, $1, %2$s) AS s,
+                               %5$s AS unmapped, %4$s AS unmapped_kind
+                          FROM %1$s e
+                         WHERE e.contact_id = t.contact_id AND e.occurred_at <= $1) c
+        $q$ ELSE $q$
+        CREATE TEMP TABLE _es_scored ON COMMIT DROP AS
+        SELECT q.contact_id, (q.s).*, q.unmapped, q.unmapped_kind
+          FROM (SELECT e.contact_id,
+                       @extschema@.score_events(e.event_type, e.occurred_at, e.conversion_value, $1, %2$s) AS s,
+                       %6$s AS unmapped, %4$s AS unmapped_kind
+                  FROM %1$s e
+                 WHERE %3$s
+                 GROUP BY e.contact_id) q
+        $q$ END,
+        events,
+        CASE WHEN p.events_relation = '@extschema@.engagement_events'::regclass THEN '$2' ELSE '$3' END,
+        CASE WHEN NOT full_refresh THEN 'e.occurred_at <= $1 AND e.contact_id IN (SELECT t.contact_id FROM pg_temp._es_targets t)'
+             WHEN counted THEN '(e.occurred_at <= $1 OR e.occurred_at IS NULL)'
+             ELSE 'e.occurred_at <= $1' END,
+        -- (a kind column of type event_type has no kinds to name; and an aggregate of the constant
+        -- NULL::text would keep postgres_fdw from shipping the query: its collation is not a column's)
+        CASE WHEN typed_kind THEN 'NULL::text' ELSE 'min(e.kind) FILTER (WHERE e.event_type IS NULL)' END,
+        CASE WHEN counted THEN 'count(*) FILTER (WHERE e.event_type IS NULL)' ELSE '0::bigint' END,
+        CASE WHEN counted THEN 'count(*) FILTER (WHERE e.contact_id IS NULL OR e.event_type IS NULL OR e.occurred_at IS NULL)'
+             ELSE '0::bigint' END)
+    USING refresh_at, p.name, to_jsonb(p);
+    unmapped := 0;
+    IF counted THEN
+        SELECT coalesce(sum(s.unmapped), 0),
+               (SELECT array_agg(k ORDER BY k) FROM (SELECT DISTINCT s2.unmapped_kind AS k FROM pg_temp._es_scored s2
+                                                      WHERE s2.unmapped_kind IS NOT NULL ORDER BY 1 LIMIT 5) ks)
+          INTO unmapped, unmapped_kinds
+          FROM pg_temp._es_scored s WHERE s.unmapped > 0;
+    END IF;
+    -- (contacts whose every row was unmapped, rows without a contact, and targets without events
+    -- have no score)
+    IF counted OR (few_targets AND NOT full_refresh) THEN
+        DELETE FROM pg_temp._es_scored s WHERE s.contact_id IS NULL OR s.event_count IS NULL;
+    END IF;
+    ALTER TABLE pg_temp._es_scored DROP COLUMN unmapped, DROP COLUMN unmapped_kind;
+    -- Indexed, so that no join with it can go quadratic when the statistics of engagement_scores
+    -- know nothing of this profile yet (a new profile's rows estimated at one).  Only the join
+    -- column's statistics are of use to the plans that read it (all ~30 columns: 5x the time).
+    CREATE UNIQUE INDEX ON pg_temp._es_scored (contact_id);
+    ANALYZE pg_temp._es_scored (contact_id);
+END $$;
+
+-- Whether an incremental refresh targets at most a tenth of the profile's contacts.  Its write then
+-- reads the targets' stored scores through the (profile, contact_id) key, with hash and merge joins
+-- off for that statement: the planner prices those index reads as random reads and would rather
+-- hash every score of the profile (a full scan: 200,000 rows for 2,000 targets), although the pages
+-- are cached.
+CREATE OR REPLACE FUNCTION @extschema@._refresh_few_targets(p @extschema@.scoring_profiles) RETURNS boolean
+LANGUAGE plpgsql STABLE STRICT PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN (SELECT count(*) FROM pg_temp._es_targets) * 10
+           <= coalesce((SELECT d.contacts FROM @extschema@.score_distributions d WHERE d.profile = p.name), 0);
+END $$;
+
+-- The distribution as of this refresh, before the scores are written so that they can carry
+-- their percentiles: all composites after a full refresh, else the last distribution with the
+-- targets' old composites replaced by their new ones (a linear merge).
+CREATE OR REPLACE FUNCTION @extschema@._refresh_distribution(p @extschema@.scoring_profiles, refresh_at timestamptz,
+                                                  full_refresh boolean) RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    removed float8[];   -- composites leaving the distribution
+    added   float8[];   -- composites entering it
+BEGIN
+    SELECT coalesce(array_agg(n.composite), '{}') INTO added FROM pg_temp._es_scored n;
+    IF full_refresh THEN
+        -- (the row exists: the refresh holds it as its lock)
+        UPDATE @extschema@.score_distributions d
+           SET sorted_composites = @extschema@._pack_sorted(added), contacts = cardinality(added),
+               profile_version = p.version, refreshed_at = refresh_at, oldest_score_at = refresh_at,
+               model_version = @extschema@.model_version()
+         WHERE d.profile = p.name;
+    ELSE
+        -- (the targets' old composites through the key, in one index scan of all of them: joined,
+        -- the planner would rather read every score of the profile)
+        SELECT coalesce(array_agg(s.composite), '{}') INTO removed
+          FROM @extschema@.engagement_scores s
+         WHERE s.profile = p.name AND s.contact_id = ANY (ARRAY(SELECT t.contact_id FROM pg_temp._es_targets t));
+        BEGIN
+            UPDATE @extschema@.score_distributions d
+               SET sorted_composites = @extschema@._merge_distribution(d.sorted_composites, removed, added),
+                   contacts = d.contacts - cardinality(removed) + cardinality(added),
+                   refreshed_at = refresh_at
+             WHERE d.profile = p.name;
+        EXCEPTION WHEN SQLSTATE '22000' THEN
+            -- Out of step with the stored scores (a score edited by hand): rebuilt from them.
+            RAISE WARNING 'the score distribution of profile "%" did not match its stored scores; rebuilt from them', p.name;
+            UPDATE @extschema@.score_distributions d
+               SET sorted_composites = @extschema@._pack_sorted(kept.composites || added),
+                   contacts = cardinality(kept.composites) + cardinality(added), refreshed_at = refresh_at
+              FROM (SELECT coalesce(array_agg(s.composite), '{}') AS composites
+                      FROM @extschema@.engagement_scores s
+                     WHERE s.profile = p.name
+                       AND NOT EXISTS (SELECT FROM pg_temp._es_targets t WHERE t.contact_id = s.contact_id)) kept
+             WHERE d.profile = p.name;
+        END;
+    END IF;
+END $$;
+
+-- Writes the scores of pg_temp._es_scored with their percentiles: UPDATE the contacts already
+-- scored, INSERT the new ones (only a refresh writes this table, under its lock, so no upsert is
+-- needed), keep the history of the moves worth keeping (and of every first score), and remove
+-- the scores of contacts that no longer have any event (their composites already left the
+-- distribution).  Returns how many contacts were scored.
+-- One join of the new scores with the stored ones feeds all of it (on a full refresh a FULL JOIN,
+-- whose unmatched stored rows are the scores to remove): the history reads the previous values
+-- from it instead of joining what the UPDATE returns.  The percentile is the composite's rank in
+-- the distribution _refresh_distribution just wrote (a binary search, not a sort of the scores):
+-- on a full refresh that is 100 * percent_rank() OVER (ORDER BY composite), the same float8
+-- arithmetic, bit for bit.
+CREATE OR REPLACE FUNCTION @extschema@._refresh_write_scores(p @extschema@.scoring_profiles, refresh_at timestamptz,
+                                                  full_refresh boolean) RETURNS bigint
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    rescored  bigint;
+    nestloop  text := current_setting('enable_nestloop');
+    hashjoin  text := current_setting('enable_hashjoin');
+    mergejoin text := current_setting('enable_mergejoin');
+BEGIN
+    IF @extschema@._on_citus() THEN
+        RETURN @extschema@._citus_write_scores(p, refresh_at, full_refresh);   -- the same, for Citus (citus.sql)
+    END IF;
+    -- Every join of a full refresh is of all the profile's scores, but the statistics of
+    -- engagement_scores may know nothing of a new profile's rows (one row, the planner guesses):
+    -- a nested loop over the materialized join would then be quadratic.
+    IF full_refresh THEN
+        PERFORM set_config('enable_nestloop', 'off', true);
+    ELSIF @extschema@._refresh_few_targets(p) THEN
+        -- (the targets' stored scores through the key)
+        PERFORM set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true);
+    END IF;
+    EXECUTE format($q$
+    WITH joined AS (
+        -- (the distribution is joined, not passed in a variable: a 1.6 MB constant would be
+        -- copied through the planner; joined, _count_below detoasts it once for all rows)
+        SELECT n.*, s.contact_id AS gone_contact_id, s.composite AS prev_composite, s.segment AS prev_segment,
+               s.score_version AS prev_version,
+               CASE WHEN n.contact_id IS NULL THEN NULL
+                    WHEN $3 AND d.contacts > 1
+                    THEN 100 * (@extschema@._count_below(d.sorted_composites, n.composite)::float8 / (d.contacts - 1)::float8)
+                    WHEN d.contacts > 1 THEN 100.0 * @extschema@._count_below(d.sorted_composites, n.composite) / (d.contacts - 1)
+                    ELSE 0 END AS pct
+          FROM pg_temp._es_scored n
+          %s (SELECT * FROM @extschema@.engagement_scores s0 WHERE s0.profile = ($1).name) s ON s.contact_id = n.contact_id
+          LEFT JOIN @extschema@.score_distributions d ON d.profile = ($1).name),
+    upd AS (
+        UPDATE @extschema@.engagement_scores cur
+           SET composite = n.composite, recency = n.recency, frequency = n.frequency, monetary = n.monetary,
+               time_decay = n.time_decay, diversity = n.diversity, engagement_probability = n.engagement_probability,
+               conversion_probability = n.conversion_probability, churn_risk = n.churn_risk, segment = n.segment,
+               opted_out = n.opted_out, event_count = n.event_count, engaging_count = n.engaging_count,
+               conversion_total = n.conversion_total, first_event_at = n.first_event_at,
+               last_engaged_at = n.last_engaged_at, expected_engagements_30d = n.expected_engagements_30d,
+               expected_conversion_value = n.expected_conversion_value, expected_value_30d = n.expected_value_30d,
+               percentile_rank = n.pct, score_version = cur.score_version + 1, profile_version = ($1).version,
+               model_version = @extschema@.model_version(), calculated_at = $2
+          FROM joined n
+         WHERE n.contact_id IS NOT NULL AND n.prev_version IS NOT NULL
+           AND cur.profile = ($1).name AND cur.contact_id = n.contact_id
+        RETURNING 1),
+    ins AS (
+        INSERT INTO @extschema@.engagement_scores (profile, contact_id, composite, recency, frequency, monetary,
+               time_decay, diversity, engagement_probability, conversion_probability, churn_risk, segment,
+               opted_out, event_count, engaging_count, conversion_total, first_event_at, last_engaged_at,
+               expected_engagements_30d, expected_conversion_value, expected_value_30d, percentile_rank,
+               score_version, profile_version, model_version, calculated_at)
+        SELECT ($1).name, n.contact_id, n.composite, n.recency, n.frequency, n.monetary, n.time_decay, n.diversity,
+               n.engagement_probability, n.conversion_probability, n.churn_risk, n.segment, n.opted_out,
+               n.event_count, n.engaging_count, n.conversion_total, n.first_event_at, n.last_engaged_at,
+               n.expected_engagements_30d, n.expected_conversion_value, n.expected_value_30d, n.pct,
+               1, ($1).version, @extschema@.model_version(), $2
+          FROM joined n
+         WHERE n.contact_id IS NOT NULL AND n.prev_version IS NULL
+        RETURNING 1),
+    hist AS (
+        INSERT INTO @extschema@.engagement_score_history (profile, contact_id, composite, segment,
+               previous_composite, previous_segment, score_version, recorded_at)
+        SELECT ($1).name, n.contact_id, n.composite, n.segment, n.prev_composite, n.prev_segment,
+               coalesce(n.prev_version + 1, 1), $2
+          FROM joined n
+         WHERE n.contact_id IS NOT NULL
+           AND (n.prev_version IS NULL
+                OR abs(n.composite - n.prev_composite) >= ($1).history_min_delta
+                OR n.segment <> n.prev_segment)),
+    gone AS (
+        -- (full refresh: the stored scores of contacts no longer scored, found by their key)
+        DELETE FROM @extschema@.engagement_scores s
+         WHERE s.profile = ($1).name
+           AND s.contact_id = ANY (ARRAY(SELECT n.gone_contact_id FROM joined n WHERE n.contact_id IS NULL)))
+    SELECT (SELECT count(*) FROM upd) + (SELECT count(*) FROM ins)
+    $q$, CASE WHEN full_refresh THEN 'FULL JOIN' ELSE 'LEFT JOIN' END)
+    INTO rescored USING p, refresh_at, full_refresh;
+    PERFORM set_config('enable_nestloop', nestloop, true), set_config('enable_hashjoin', hashjoin, true),
+            set_config('enable_mergejoin', mergejoin, true);
+
+    -- (uncorrelated subqueries of the temporary tables: on Citus they become intermediate results)
+    IF NOT full_refresh THEN
+        DELETE FROM @extschema@.engagement_scores s
+         WHERE s.profile = p.name
+           AND s.contact_id IN (SELECT t.contact_id FROM pg_temp._es_targets t
+                                 WHERE NOT EXISTS (SELECT FROM pg_temp._es_scored n WHERE n.contact_id = t.contact_id));
+    END IF;
+    RETURN rescored;
+END $$;
+
+-- A target (a changed or pending contact) may have events after refresh_at (dated in the future,
+-- or committed after this transaction started): they were not scored now, so it stays pending,
+-- however many refreshes come before those events are due.  (The events are read in an
+-- uncorrelated subquery, which Citus can run on the workers.)
+CREATE OR REPLACE FUNCTION @extschema@._refresh_keep_pending(p @extschema@.scoring_profiles, events text,
+                                                  refresh_at timestamptz) RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    EXECUTE format($q$
+        INSERT INTO @extschema@.pending_rescore (profile, contact_id)
+        SELECT $2, c.contact_id FROM pg_temp._es_targets c
+         WHERE c.contact_id IN (SELECT e.contact_id FROM %s e
+                                 WHERE e.occurred_at > $1 AND e.contact_id IN (SELECT t.contact_id FROM pg_temp._es_targets t))
+           AND NOT EXISTS (SELECT FROM @extschema@.pending_rescore pr WHERE pr.profile = $2 AND pr.contact_id = c.contact_id)
+        $q$, events)
+    USING refresh_at, p.name;
+END $$;
+
+------------------------------------------------------------------------------------------------
+-- refresh_scores: _refresh does the work; refresh_scores records it in refresh_runs
+------------------------------------------------------------------------------------------------
+-- One refresh: rescored is NULL when another refresh of the profile held its lock (skipped).
+CREATE OR REPLACE FUNCTION @extschema@._refresh(profile text, "full" boolean, OUT rescored bigint, OUT full_refresh boolean,
+                                     OUT unmapped bigint, OUT unmapped_kinds text[])
+LANGUAGE plpgsql VOLATILE STRICT
+-- synchronize_seqscans off: two refreshes draining the change log scan it in the same order,
+-- so one waits for the other instead of deadlocking on rows each already locked.
+-- enable_partitionwise_aggregate: events hash-partitioned by contact_id are scored partition by
+-- partition, and on postgres_fdw partitions inside each shard (the aggregate in the Remote SQL).
+-- extra_float_digits: the profile document (to_jsonb) carries every parameter exactly.
+SET search_path = pg_catalog, pg_temp SET synchronize_seqscans = off SET enable_partitionwise_aggregate = on
+SET extra_float_digits = 3 AS $$
+DECLARE
+    p          @extschema@.scoring_profiles;
+    src        @extschema@.event_sources;
+    refresh_at timestamptz := now();   -- as of now(): the transaction's start
+    events     text;                   -- the profile's events, bound (_bind_events_relation)
+    last       record;                 -- the distribution of the last refresh
+    aged       boolean;
+    targets    bigint;
+BEGIN
+    full_refresh := "full";
+    -- Every statement sees what committed before it: what a refresh consumes and re-queues
+    -- relies on it (under a snapshot taken once, a change drained meanwhile could be lost).
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'refresh_scores runs at the READ COMMITTED isolation level, not %', current_setting('transaction_isolation')
+            USING ERRCODE = 'invalid_transaction_state';
+    END IF;
+    -- Read the profile under a lock that keeps it as it is until this refresh commits.
+    SELECT * INTO p FROM @extschema@.scoring_profiles sp WHERE sp.name = _refresh.profile FOR SHARE;
+    IF NOT FOUND THEN
+        PERFORM @extschema@._profile_or_error(profile);   -- raises 42704
+    END IF;
+    -- One refresh per profile at a time: a second one returns NULL at once.  The lock is the
+    -- profile's distribution row, made with the profile, which only roles that may write
+    -- score_distributions can lock: no other role can hold refreshes off.
+    PERFORM FROM @extschema@.score_distributions d WHERE d.profile = p.name FOR NO KEY UPDATE SKIP LOCKED;
+    IF NOT FOUND AND NOT EXISTS (SELECT FROM @extschema@.score_distributions d WHERE d.profile = p.name) THEN
+        -- (deleted by hand: made again; a refresh doing the same meanwhile waits for this one)
+        INSERT INTO @extschema@.score_distributions (profile, sorted_composites, contacts, profile_version, model_version)
+        VALUES (p.name, '', 0, 0, 0) ON CONFLICT DO NOTHING;
+        PERFORM FROM @extschema@.score_distributions d WHERE d.profile = p.name FOR NO KEY UPDATE SKIP LOCKED;
+    END IF;
+    IF NOT FOUND THEN
+        RAISE NOTICE 'a refresh of scoring profile "%" is already running; this one does nothing', p.name;
+        RETURN;
+    END IF;
+    events := @extschema@._bind_events_relation(p);
+
+    PERFORM @extschema@._refresh_drain_changes(p);
+
+    -- A profile changed since the last refresh (or never refreshed), or scores of another version
+    -- of the model, rescore everyone.
+    SELECT d.profile_version, d.model_version, d.oldest_score_at, d.contacts INTO last
+      FROM @extschema@.score_distributions d WHERE d.profile = p.name;
+    full_refresh := full_refresh OR last.profile_version IS DISTINCT FROM p.version
+                    OR last.model_version IS DISTINCT FROM @extschema@.model_version();
+    aged := last.oldest_score_at < refresh_at - p.max_score_age;
+
+    targets := @extschema@._refresh_choose_targets(p, refresh_at, full_refresh, aged);
+    SELECT c.unmapped, c.unmapped_kinds INTO unmapped, unmapped_kinds
+      FROM @extschema@._refresh_score_contacts(p, events, refresh_at, full_refresh,
+                                               coalesce(targets * 10 <= last.contacts, false)) c;
+    -- Rows not scored: an error naming their kinds, or a WARNING with the count (and the count in
+    -- refresh_runs).  For an SMS CRM an opt-out is a compliance matter: never lost silently.
+    IF unmapped > 0 THEN
+        src := @extschema@._source_of(p.events_relation);
+        IF src.on_unmapped = 'reject' THEN
+            RAISE EXCEPTION 'profile "%": % rows of % have a kind its source does not map (or no contact, no time, an invalid value): %', p.name, unmapped,
+                            p.events_relation, coalesce(array_to_string(unmapped_kinds, ', '), '(no time or contact)')
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Map them in engagement.event_kind_map (define_event_source), or set on_unmapped = ''count''.';
+        END IF;
+        RAISE WARNING 'profile "%": % rows of % were not scored: kinds not mapped (%), or no contact, no time or an invalid value',
+                      p.name, unmapped, p.events_relation, coalesce(array_to_string(unmapped_kinds, ', '), 'none')
+            USING HINT = 'Map the kinds in engagement.event_kind_map (define_event_source).';
+    END IF;
+    PERFORM @extschema@._refresh_distribution(p, refresh_at, full_refresh);
+    rescored := @extschema@._refresh_write_scores(p, refresh_at, full_refresh);
+    PERFORM @extschema@._refresh_keep_pending(p, events, refresh_at);
+
+    -- oldest_score_at stays a lower bound of calculated_at (scores only get newer); after the
+    -- age check rescored the old ones, it is recomputed.
+    IF aged AND NOT full_refresh THEN
+        UPDATE @extschema@.score_distributions d
+           SET oldest_score_at = coalesce((SELECT min(s.calculated_at) FROM @extschema@.engagement_scores s
+                                            WHERE s.profile = p.name), refresh_at)
+         WHERE d.profile = p.name;
+    END IF;
+
+    -- Leave nothing behind for the rest of the transaction (another role may refresh in it).
+    DROP TABLE pg_temp._es_scored, pg_temp._es_changed, pg_temp._es_targets;
+    PERFORM @extschema@._unbind_events_relation(events);
+END $$;
+
+-- Every refresh is recorded in refresh_runs: what it did, skipped, or (on_error => 'record', what
+-- a scheduled refresh uses) the error that stopped it, its work rolled back.  By hand (on_error
+-- 'raise') an error propagates, and rolls its record back with everything else.
+CREATE OR REPLACE FUNCTION @extschema@.refresh_scores(profile text DEFAULT 'default', "full" boolean DEFAULT false,
+                                           on_error text DEFAULT 'raise')
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    started timestamptz := clock_timestamp();
+    r       record;
+    state   text;
+    message text;
+BEGIN
+    IF on_error NOT IN ('raise', 'record') THEN
+        RAISE EXCEPTION 'on_error must be ''raise'' or ''record'', not %', quote_literal(on_error)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    BEGIN
+        SELECT * INTO r FROM @extschema@._refresh(profile, "full");
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT;
+        IF on_error = 'raise' OR NOT EXISTS (SELECT FROM @extschema@.scoring_profiles sp WHERE sp.name = profile) THEN
+            RAISE;
+        END IF;
+        INSERT INTO @extschema@.refresh_runs (profile, mode, started_at, finished_at, error)
+        VALUES (profile, CASE WHEN "full" THEN 'full' ELSE 'incremental' END, started, clock_timestamp(),
+                state || ': ' || message);
+        RAISE WARNING 'the refresh of profile "%" failed and did nothing: %: %', profile, state, message;
+        RETURN NULL;
+    END;
+    INSERT INTO @extschema@.refresh_runs (profile, mode, started_at, finished_at, contacts_rescored, unmapped_rows,
+                                          unmapped_kinds, skipped)
+    VALUES (profile, CASE WHEN r.full_refresh THEN 'full' ELSE 'incremental' END, started, clock_timestamp(),
+            r.rescored, r.unmapped, r.unmapped_kinds, r.rescored IS NULL);
+    DELETE FROM @extschema@.refresh_runs rr
+     WHERE rr.profile = refresh_scores.profile
+       AND rr.started_at < started - (SELECT sp.refresh_log_retention FROM @extschema@.scoring_profiles sp
+                                       WHERE sp.name = refresh_scores.profile);
+    RETURN r.rescored;
+END $$;
+
+COMMENT ON FUNCTION @extschema@.refresh_scores(text, boolean, text) IS
+    'Rescores a profile''s contacts (from its events_relation) as of now(): all of them (full, or after a profile change), else those whose events changed or whose score is older than max_score_age; records the run in refresh_runs; returns how many, or NULL when another refresh of the profile is running (or, with on_error => ''record'', when it failed: recorded, with a WARNING)';
+
+REVOKE EXECUTE ON FUNCTION @extschema@.refresh_scores(text, boolean, text) FROM PUBLIC;
+
+-- ----- from src/sql/queries.sql
+
+------------------------------------------------------------------------------------------------
+-- Reading scores
+------------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION @extschema@.score_percentile(score float8, profile text DEFAULT 'default') RETURNS float8
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    below bigint;
+    n     bigint;
+BEGIN
+    IF score = 'NaN'::float8 THEN
+        RAISE EXCEPTION 'score must be a number, not NaN' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT @extschema@._count_below(d.sorted_composites, score), d.contacts INTO below, n
+      FROM @extschema@.score_distributions d WHERE d.profile = score_percentile.profile;
+    IF NOT FOUND THEN
+        PERFORM @extschema@._profile_or_error(profile);
+        RETURN NULL;   -- never refreshed: no distribution yet
+    END IF;
+    RETURN CASE WHEN n = 0 THEN NULL ELSE 100.0 * below / n END;
+END $$;
+
+COMMENT ON FUNCTION @extschema@.score_percentile(float8, text) IS
+    'The percentile (0..100) of a score among the profile''s scored contacts as of the last refresh: 100 * percent_rank(score) WITHIN GROUP (ORDER BY composite)';
+
+CREATE OR REPLACE FUNCTION @extschema@.cached_score(contact_id bigint, max_age interval DEFAULT '1 hour',
+                                         profile text DEFAULT 'default')
+RETURNS @extschema@.score
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r @extschema@.score;
+BEGIN
+    SELECT s.calculated_at, s.profile, s.composite, s.recency, s.frequency, s.monetary, s.time_decay, s.diversity,
+           s.engagement_probability, s.conversion_probability, s.churn_risk, s.segment, s.opted_out,
+           s.event_count, s.engaging_count, s.conversion_total, s.first_event_at, s.last_engaged_at,
+           s.expected_engagements_30d, s.expected_conversion_value, s.expected_value_30d
+      INTO r
+      FROM @extschema@.contact_scores s
+     WHERE s.profile = cached_score.profile AND s.contact_id = cached_score.contact_id
+       AND NOT s.is_stale AND s.calculated_at >= now() - max_age;
+    IF FOUND THEN
+        RETURN r;
+    END IF;
+    RETURN @extschema@.engagement_score(contact_id, now(), profile);
+END $$;
+
+COMMENT ON FUNCTION @extschema@.cached_score(bigint, interval, text) IS
+    'The stored score when it is fresh (not stale, and computed within max_age), else a live one';
+
+CREATE OR REPLACE FUNCTION @extschema@.segment_summary(profile text DEFAULT 'default')
+RETURNS TABLE (segment text, contacts bigint, share float8, mean_score float8)
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM @extschema@._profile_or_error(profile);
+    RETURN QUERY
+    SELECT s.segment, count(*), count(*)::float8 / sum(count(*)) OVER (), avg(s.composite)
+      FROM @extschema@.engagement_scores s
+     WHERE s.profile = segment_summary.profile
+     GROUP BY s.segment
+     ORDER BY avg(s.composite) DESC, s.segment;
+END $$;
+
+COMMENT ON FUNCTION @extschema@.segment_summary(text) IS
+    'Per segment of the profile''s stored scores: contacts, their share of all scored contacts (0..1) and the mean composite, best segments first';
+
+CREATE OR REPLACE FUNCTION @extschema@.score_trend(contact_id bigint, since timestamptz, profile text DEFAULT 'default',
+                                        OUT slope_per_day float8, OUT change float8, OUT direction text,
+                                        OUT points integer)
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    p @extschema@.scoring_profiles;
+BEGIN
+    p := @extschema@._profile_or_error(profile);
+    SELECT regr_slope(h.composite, extract(epoch FROM h.recorded_at) / 86400),
+           (array_agg(h.composite ORDER BY h.recorded_at DESC, h.id DESC))[1]
+             - (array_agg(h.composite ORDER BY h.recorded_at, h.id))[1],
+           count(*)
+      INTO slope_per_day, change, points
+      FROM @extschema@.engagement_score_history h
+     WHERE h.profile = p.name AND h.contact_id = score_trend.contact_id AND h.recorded_at >= since;
+    change := coalesce(change, 0);
+    -- A move smaller than the profile's history threshold is noise.
+    direction := CASE WHEN points < 2 OR abs(change) < greatest(p.history_min_delta, 1e-9) THEN 'flat'
+                      WHEN change > 0 THEN 'rising' ELSE 'falling' END;
+END $$;
+
+COMMENT ON FUNCTION @extschema@.score_trend(bigint, timestamptz, text) IS
+    'From the score history since a time: least-squares slope in points per day, the change (last - first), and rising/falling/flat';
+
+------------------------------------------------------------------------------------------------
+-- Event pagination (the funnels are in presentation.sql)
+------------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION @extschema@.contact_events(contact_id bigint, before_id bigint DEFAULT NULL, page_size integer DEFAULT 50)
+RETURNS SETOF @extschema@.engagement_events
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    before_at timestamptz;
+BEGIN
+    IF contact_id IS NULL THEN
+        RETURN;
+    END IF;
+    IF page_size IS NULL OR page_size < 1 OR page_size > 10000 THEN
+        RAISE EXCEPTION 'page_size must be between 1 and 10000, not %', page_size
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF before_id IS NULL THEN
+        RETURN QUERY
+        SELECT e.* FROM @extschema@.engagement_events e
+         WHERE e.contact_id = contact_events.contact_id
+         ORDER BY e.occurred_at DESC, e.id DESC LIMIT page_size;
+        RETURN;
+    END IF;
+    SELECT e.occurred_at INTO before_at FROM @extschema@.engagement_events e
+     WHERE e.id = before_id AND e.contact_id = contact_events.contact_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'event % is not an event of contact %', before_id, contact_id
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- Keyset: strictly older than the cursor event in (occurred_at, id) order.
+    RETURN QUERY
+    SELECT e.* FROM @extschema@.engagement_events e
+     WHERE e.contact_id = contact_events.contact_id
+       AND e.occurred_at <= before_at
+       AND (e.occurred_at < before_at OR e.id < before_id)
+     ORDER BY e.occurred_at DESC, e.id DESC LIMIT page_size;
+END $$;
+
+COMMENT ON FUNCTION @extschema@.contact_events(bigint, bigint, integer) IS
+    'One contact''s events, newest first, a page at a time: pass the last id of a page as before_id for the next';
+
+-- One contact's events as a profile's source reads them (engagement_events or the CRM's own
+-- relation): newest first, a page at a time, with the CRM's own kind beside the event type it maps
+-- to (NULL: unmapped, not scored).
+CREATE OR REPLACE FUNCTION @extschema@.profile_events(contact_id bigint, profile text DEFAULT 'default',
+                                           before timestamptz DEFAULT 'infinity', page_size integer DEFAULT 50)
+RETURNS TABLE (occurred_at timestamptz, event_type @extschema@.event_type, kind text, conversion_value numeric)
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    p @extschema@.scoring_profiles := @extschema@._profile_or_error(profile);
+BEGIN
+    IF page_size < 1 OR page_size > 10000 THEN
+        RAISE EXCEPTION 'page_size must be between 1 and 10000, not %', page_size
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY EXECUTE format('SELECT e.occurred_at, e.event_type, e.kind, e.conversion_value FROM (%s) e
+                                  WHERE e.contact_id = $1 AND e.occurred_at < $2
+                                  ORDER BY e.occurred_at DESC LIMIT $3',
+                                @extschema@._source_select(@extschema@._source_of(p.events_relation),
+                                                           @extschema@._live_events_or_error(p)))
+      USING contact_id, before, page_size;
+END $$;
+
+COMMENT ON FUNCTION @extschema@.profile_events(bigint, text, timestamptz, integer) IS
+    'One contact''s events as the profile reads them (its events_relation through its source), newest first, before a time (pass the oldest occurred_at of a page for the next), with the CRM''s own kind and the event type it maps to (NULL: unmapped)';
+
+-- ----- from src/sql/presentation.sql
+
+------------------------------------------------------------------------------------------------
+-- Rounded scores
+------------------------------------------------------------------------------------------------
+-- One place for the rounding: components and composite to 0.1 point, probabilities to 0.001,
+-- expected engagement days and money to 0.01, times to the second.
+CREATE OR REPLACE FUNCTION @extschema@.readable_score(s @extschema@.score,
+    OUT as_of timestamptz, OUT profile text, OUT composite numeric, OUT segment text,
+    OUT recency numeric, OUT frequency numeric, OUT monetary numeric, OUT time_decay numeric,
+    OUT diversity numeric, OUT engagement_probability numeric, OUT conversion_probability numeric,
+    OUT churn_risk numeric, OUT expected_engagements_30d numeric, OUT expected_conversion_value numeric,
+    OUT expected_value_30d numeric, OUT opted_out boolean, OUT event_count bigint, OUT engaging_count bigint,
+    OUT conversion_total numeric, OUT first_event_at timestamptz, OUT last_engaged_at timestamptz)
+LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+SELECT date_trunc('second', s.as_of), s.profile, round(s.composite::numeric, 1), s.segment,
+       round(s.recency::numeric, 1), round(s.frequency::numeric, 1), round(s.monetary::numeric, 1),
+       round(s.time_decay::numeric, 1), round(s.diversity::numeric, 1),
+       round(s.engagement_probability::numeric, 3), round(s.conversion_probability::numeric, 3),
+       round(s.churn_risk::numeric, 3), round(s.expected_engagements_30d::numeric, 2),
+       round(s.expected_conversion_value::numeric, 2), round(s.expected_value_30d::numeric, 2),
+       s.opted_out, s.event_count, s.engaging_count, s.conversion_total,
+       date_trunc('second', s.first_event_at), date_trunc('second', s.last_engaged_at)
+$$;
+
+COMMENT ON FUNCTION @extschema@.readable_score(@extschema@.score) IS
+    'A score rounded for people: composite and components to 0.1, probabilities to 0.001, expected days and values to 0.01, times to the second; e.g. SELECT * FROM engagement.readable_score(engagement.engagement_score(42))';
+
+CREATE OR REPLACE FUNCTION @extschema@.readable_scores(profile text DEFAULT 'default')
+RETURNS TABLE (contact_id bigint, composite numeric, percentile_rank numeric, segment text, recency numeric,
+               frequency numeric, monetary numeric, time_decay numeric, diversity numeric,
+               engagement_probability numeric, conversion_probability numeric, churn_risk numeric,
+               expected_engagements_30d numeric, expected_conversion_value numeric, expected_value_30d numeric,
+               opted_out boolean, event_count bigint, conversion_total numeric, last_engaged_at timestamptz,
+               calculated_at timestamptz, is_stale boolean)
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM @extschema@._profile_or_error(profile);
+    RETURN QUERY
+    SELECT s.contact_id, r.composite, round(s.percentile_rank::numeric, 1), r.segment, r.recency, r.frequency,
+           r.monetary, r.time_decay, r.diversity, r.engagement_probability, r.conversion_probability,
+           r.churn_risk, r.expected_engagements_30d, r.expected_conversion_value, r.expected_value_30d,
+           r.opted_out, r.event_count, r.conversion_total, r.last_engaged_at, r.as_of, s.is_stale
+      FROM @extschema@.contact_scores s,
+           LATERAL @extschema@.readable_score(ROW(s.calculated_at, s.profile, s.composite, s.recency, s.frequency,
+               s.monetary, s.time_decay, s.diversity, s.engagement_probability, s.conversion_probability,
+               s.churn_risk, s.segment, s.opted_out, s.event_count, s.engaging_count, s.conversion_total,
+               s.first_event_at, s.last_engaged_at, s.expected_engagements_30d, s.expected_conversion_value,
+               s.expected_value_30d)::@extschema@.score) r
+     WHERE s.profile = readable_scores.profile
+     ORDER BY s.composite DESC, s.contact_id;
+END $$;
+
+COMMENT ON FUNCTION @extschema@.readable_scores(text) IS
+    'The profile''s stored scores rounded as readable_score rounds them, with the percentile (0.1) and is_stale, best first; the raw values are in engagement_scores';
+
+CREATE OR REPLACE FUNCTION @extschema@.readable_segments(profile text DEFAULT 'default')
+RETURNS TABLE (segment text, contacts bigint, share_pct numeric, mean_score numeric)
+LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+SELECT m.segment, m.contacts, round((100 * m.share)::numeric, 1), round(m.mean_score::numeric, 1)
+  FROM @extschema@.segment_summary(profile) m
+$$;
+
+COMMENT ON FUNCTION @extschema@.readable_segments(text) IS
+    'segment_summary for people: the share in percent and the mean score, both to 0.1';
+
+------------------------------------------------------------------------------------------------
+-- A text histogram of the scores
+------------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION @extschema@.score_histogram(profile text DEFAULT 'default', buckets integer DEFAULT 10)
+RETURNS TABLE (score_range text, contacts bigint, share_pct numeric, bar text)
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF buckets < 1 OR buckets > 100 THEN
+        RAISE EXCEPTION 'buckets must be between 1 and 100, not %', buckets USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM @extschema@._profile_or_error(profile);
+    -- Bucket i is [100 (i-1) / n, 100 i / n), the last one closed; a composite a rounding error
+    -- above 100 falls in the last.  The longest bar is 40 characters; a bucket with contacts has at
+    -- least one.
+    RETURN QUERY
+    WITH counts AS (
+        SELECT least(width_bucket(s.composite, 0, 100, buckets), buckets) AS i, count(*) AS n
+          FROM @extschema@.engagement_scores s
+         WHERE s.profile = score_histogram.profile
+         GROUP BY 1),
+    filled AS (
+        SELECT b.i, coalesce(c.n, 0) AS n FROM generate_series(1, buckets) b(i) LEFT JOIN counts c USING (i))
+    SELECT format('[%s, %s%s', trim_scale(round(100.0 * (f.i - 1) / buckets, 1)),
+                  trim_scale(round(100.0 * f.i / buckets, 1)), CASE WHEN f.i = buckets THEN ']' ELSE ')' END),
+           f.n,
+           round(100.0 * f.n / nullif(sum(f.n) OVER (), 0), 1),
+           repeat('#', CASE WHEN f.n = 0 THEN 0
+                            ELSE greatest(1, round(40.0 * f.n / max(f.n) OVER ())::integer) END)
+      FROM filled f
+     ORDER BY f.i;
+END $$;
+
+COMMENT ON FUNCTION @extschema@.score_histogram(text, integer) IS
+    'A text histogram of the profile''s stored composites in psql: buckets (1..100) equal ranges of 0..100, each with its contacts, share in percent and a bar of # (40 for the largest)';
+
+------------------------------------------------------------------------------------------------
+-- Funnels
+------------------------------------------------------------------------------------------------
+-- The events the funnels count: the default profile's events relation when it has the columns a
+-- funnel reads (contact_id, campaign_id, event_type of type event_type, occurred_at: a CRM table
+-- such as the one citus_distribute distributes), else engagement_events.  Read with the caller's
+-- rights, as any query of it.
+CREATE OR REPLACE FUNCTION @extschema@._funnel_events() RETURNS regclass
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce((SELECT p.events_relation FROM @extschema@.scoring_profiles p
+                      WHERE p.name = 'default'
+                        AND (SELECT count(*) FROM pg_attribute a
+                              WHERE a.attrelid = p.events_relation AND a.attnum > 0 AND NOT a.attisdropped
+                                AND (a.attname, a.atttypid) IN (('contact_id', 'pg_catalog.int8'::regtype),
+                                                                ('campaign_id', 'pg_catalog.int8'::regtype),
+                                                                ('event_type', '@extschema@.event_type'::regtype),
+                                                                ('occurred_at', 'pg_catalog.timestamptz'::regtype))) = 4),
+                    '@extschema@.engagement_events'::regclass)
+$$;
+
+-- The marketer's funnel.  A (contact, campaign) pair reaches a stage of the chain delivered ->
+-- opened -> clicked -> responded -> converted when it has events of that stage and of every earlier
+-- one in the window (in any order of time); a contact counts at a stage when one of its campaigns
+-- took it there.  So each stage's contacts are among the previous stage's, and no rate exceeds 1.
+-- opted_out: contacts delivered and opting out in the same campaign; bounced: contacts with a
+-- bounce (a message that was not delivered: no rate).  Events without a campaign are in no funnel.
+CREATE OR REPLACE FUNCTION @extschema@.funnel(campaign_id bigint DEFAULT NULL, since timestamptz DEFAULT '-infinity',
+                                   until timestamptz DEFAULT 'infinity')
+RETURNS TABLE (stage text, contacts bigint, events bigint, rate_from_previous float8, rate_from_delivered float8)
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF since IS NULL OR until IS NULL THEN
+        RAISE EXCEPTION 'since and until must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- EXECUTE plans with the actual values: without a campaign the filter folds away, with one
+    -- the campaign index is used.  (The events: _funnel_events.)
+    RETURN QUERY EXECUTE format($q$
+    WITH stages(stage, ord, in_chain) AS (
+        VALUES ('delivered', 1, true), ('opened', 2, true), ('clicked', 3, true), ('responded', 4, true),
+               ('converted', 5, true), ('opted_out', 6, false), ('bounced', 7, false)),
+    pairs AS (   -- per (contact, campaign): the events of each stage, in the order of stages
+        SELECT e.contact_id,
+               ARRAY[count(*) FILTER (WHERE e.event_type = 'delivered'), count(*) FILTER (WHERE e.event_type = 'opened'),
+                     count(*) FILTER (WHERE e.event_type = 'clicked'), count(*) FILTER (WHERE e.event_type = 'responded'),
+                     count(*) FILTER (WHERE e.event_type = 'converted'), count(*) FILTER (WHERE e.event_type = 'opted_out'),
+                     count(*) FILTER (WHERE e.event_type = 'bounced')] AS n
+          FROM %s e
+         WHERE e.campaign_id IS NOT NULL AND ($1 IS NULL OR e.campaign_id = $1)
+           AND e.occurred_at >= $2 AND e.occurred_at < $3
+         GROUP BY e.contact_id, e.campaign_id),
+    depths AS (  -- how many stages of the chain, from delivered on, the pair reached
+        SELECT p.contact_id, p.n,
+               CASE WHEN p.n[1] = 0 THEN 0 WHEN p.n[2] = 0 THEN 1 WHEN p.n[3] = 0 THEN 2
+                    WHEN p.n[4] = 0 THEN 3 WHEN p.n[5] = 0 THEN 4 ELSE 5 END AS depth
+          FROM pairs p),
+    counted AS (
+        SELECT st.stage, st.ord, st.in_chain, count(DISTINCT d.contact_id) AS contacts,
+               coalesce(sum(d.n[st.ord]), 0)::bigint AS events
+          FROM stages st
+          LEFT JOIN depths d ON d.n[st.ord] > 0
+                            AND CASE st.stage WHEN 'opted_out' THEN d.depth >= 1 WHEN 'bounced' THEN true
+                                              ELSE d.depth >= st.ord END
+         GROUP BY st.stage, st.ord, st.in_chain)
+    SELECT c.stage, c.contacts, c.events,
+           CASE WHEN c.in_chain AND c.ord > 1
+                THEN c.contacts::float8 / nullif(lag(c.contacts) OVER (PARTITION BY c.in_chain ORDER BY c.ord), 0) END,
+           CASE WHEN c.stage <> 'bounced'
+                THEN c.contacts::float8 / nullif((SELECT d.contacts FROM counted d WHERE d.stage = 'delivered'), 0) END
+      FROM counted c ORDER BY c.ord
+    $q$, @extschema@._funnel_events()) USING campaign_id, since, until;
+END $$;
+
+COMMENT ON FUNCTION @extschema@.funnel(bigint, timestamptz, timestamptz) IS
+    'The funnel delivered > opened > clicked > responded > converted of a campaign (or of every campaign), nested: a contact counts at a stage when, in one campaign, it has events of that stage and every earlier one in [since, until), so rates never exceed 1; then opted_out (of the delivered) and bounced (no rate). Independent per-stage counts: funnel_independent';
+
+-- The per-stage counts of 1.1 to 1.3's funnel, each stage counted on its own.
+CREATE OR REPLACE FUNCTION @extschema@.funnel_independent(campaign_id bigint DEFAULT NULL, since timestamptz DEFAULT '-infinity',
+                                               until timestamptz DEFAULT 'infinity')
+RETURNS TABLE (stage text, contacts bigint, events bigint, rate_from_previous float8, rate_from_delivered float8)
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF since IS NULL OR until IS NULL THEN
+        RAISE EXCEPTION 'since and until must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    RETURN QUERY EXECUTE format($q$
+    WITH counts AS (
+        SELECT e.event_type::text AS stage, count(DISTINCT e.contact_id) AS contacts, count(*) AS events
+          FROM %s e
+         WHERE ($1 IS NULL OR e.campaign_id = $1) AND e.occurred_at >= $2 AND e.occurred_at < $3
+         GROUP BY e.event_type),
+    stages(stage, ord, in_funnel) AS (
+        VALUES ('delivered', 1, true), ('opened', 2, true), ('clicked', 3, true), ('responded', 4, true),
+               ('converted', 5, true), ('opted_out', 6, false), ('bounced', 7, false)),
+    counted AS (
+        SELECT st.stage, st.ord, st.in_funnel, coalesce(c.contacts, 0) AS contacts, coalesce(c.events, 0) AS events
+          FROM stages st LEFT JOIN counts c USING (stage))
+    SELECT c.stage, c.contacts, c.events,
+           CASE WHEN c.in_funnel AND c.ord > 1
+                THEN c.contacts::float8 / nullif(lag(c.contacts) OVER (PARTITION BY c.in_funnel ORDER BY c.ord), 0) END,
+           c.contacts::float8 / nullif((SELECT d.contacts FROM counted d WHERE d.stage = 'delivered'), 0)
+      FROM counted c ORDER BY c.ord
+    $q$, @extschema@._funnel_events()) USING campaign_id, since, until;
+END $$;
+
+COMMENT ON FUNCTION @extschema@.funnel_independent(bigint, timestamptz, timestamptz) IS
+    'Per stage, counted independently of the others: distinct contacts and events in [since, until) (of the campaign, or all events, those without a campaign included) and the contact rate from the previous stage and from delivered, which can exceed 1 (contacts converting without responding, say); the nested funnel is funnel';
+
+-- ----- from src/sql/models.sql
+
+-- btyd_summary(event_type, occurred_at, as_of): the contact's (x, t_x, t) as docs/model.md
+-- defines them.  It shares score_events' state, combine and (de)serialize functions.
+CREATE OR REPLACE FUNCTION @extschema@._btyd_summary_transfn(internal, @extschema@.event_type, timestamptz, timestamptz)
+RETURNS internal AS 'MODULE_PATHNAME', 'es_btyd_summary_transfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE OR REPLACE FUNCTION @extschema@._btyd_summary_finalfn(internal)
+RETURNS @extschema@.btyd_summary AS 'MODULE_PATHNAME', 'es_btyd_summary_finalfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE OR REPLACE AGGREGATE @extschema@.btyd_summary(@extschema@.event_type, timestamptz, timestamptz) (
+    SFUNC = @extschema@._btyd_summary_transfn, STYPE = internal,
+    COMBINEFUNC = @extschema@._score_events_combinefn,
+    SERIALFUNC = @extschema@._score_events_serialfn, DESERIALFUNC = @extschema@._score_events_deserialfn,
+    FINALFUNC = @extschema@._btyd_summary_finalfn, SSPACE = 384, PARALLEL = SAFE);
+
+COMMENT ON AGGREGATE @extschema@.btyd_summary(@extschema@.event_type, timestamptz, timestamptz) IS
+    'One contact''s (x, t_x, t) in days since its first event (the birth day): engagement days after the birth day, the last of them, and as_of';
+
+CREATE OR REPLACE FUNCTION @extschema@._model_summary_transfn(internal, @extschema@.event_type, timestamptz, numeric, timestamptz)
+RETURNS internal AS 'MODULE_PATHNAME', 'es_btyd_summary_transfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE OR REPLACE FUNCTION @extschema@._model_summary_finalfn(internal)
+RETURNS @extschema@.model_summary AS 'MODULE_PATHNAME', 'es_model_summary_finalfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE OR REPLACE AGGREGATE @extschema@.model_summary(@extschema@.event_type, timestamptz, numeric, timestamptz) (
+    SFUNC = @extschema@._model_summary_transfn, STYPE = internal,
+    COMBINEFUNC = @extschema@._score_events_combinefn,
+    SERIALFUNC = @extschema@._score_events_serialfn, DESERIALFUNC = @extschema@._score_events_deserialfn,
+    FINALFUNC = @extschema@._model_summary_finalfn, SSPACE = 384, PARALLEL = SAFE);
+
+COMMENT ON AGGREGATE @extschema@.model_summary(@extschema@.event_type, timestamptz, numeric, timestamptz) IS
+    'One contact''s summaries for both models as of a time: (x, t_x, t) for MBG/NBD, (value_days, mean_value) for Gamma-Gamma';
+
+CREATE OR REPLACE FUNCTION @extschema@.btyd_fit_state_in(cstring) RETURNS @extschema@.btyd_fit_state
+AS 'MODULE_PATHNAME', 'es_btyd_fit_state_in' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE OR REPLACE FUNCTION @extschema@.btyd_fit_state_out(@extschema@.btyd_fit_state) RETURNS cstring
+AS 'MODULE_PATHNAME', 'es_btyd_fit_state_out' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE OR REPLACE FUNCTION @extschema@._fit_transfn(@extschema@.btyd_fit_state, integer, float8, float8)
+RETURNS @extschema@.btyd_fit_state AS 'MODULE_PATHNAME', 'es_btyd_fit_transfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE OR REPLACE FUNCTION @extschema@._fit_transfn(@extschema@.btyd_fit_state, integer, float8, float8, float8)
+RETURNS @extschema@.btyd_fit_state AS 'MODULE_PATHNAME', 'es_btyd_fit_transfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE OR REPLACE FUNCTION @extschema@._fit_combinefn(@extschema@.btyd_fit_state, @extschema@.btyd_fit_state)
+RETURNS @extschema@.btyd_fit_state AS 'MODULE_PATHNAME', 'es_btyd_fit_combinefn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE OR REPLACE FUNCTION @extschema@._fit_mbgnbd_finalfn(@extschema@.btyd_fit_state)
+RETURNS @extschema@.model_fit AS 'MODULE_PATHNAME', 'es_btyd_fit_mbgnbd_finalfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE OR REPLACE FUNCTION @extschema@._fit_bgnbd_finalfn(@extschema@.btyd_fit_state)
+RETURNS @extschema@.model_fit AS 'MODULE_PATHNAME', 'es_btyd_fit_bgnbd_finalfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE OR REPLACE AGGREGATE @extschema@.fit_mbgnbd(x integer, t_x float8, t float8) (
+    SFUNC = @extschema@._fit_transfn, STYPE = @extschema@.btyd_fit_state,
+    COMBINEFUNC = @extschema@._fit_combinefn, FINALFUNC = @extschema@._fit_mbgnbd_finalfn, PARALLEL = SAFE);
+
+CREATE OR REPLACE AGGREGATE @extschema@.fit_mbgnbd(x integer, t_x float8, t float8, weight float8) (
+    SFUNC = @extschema@._fit_transfn, STYPE = @extschema@.btyd_fit_state,
+    COMBINEFUNC = @extschema@._fit_combinefn, FINALFUNC = @extschema@._fit_mbgnbd_finalfn, PARALLEL = SAFE);
+
+CREATE OR REPLACE AGGREGATE @extschema@.fit_bgnbd(x integer, t_x float8, t float8) (
+    SFUNC = @extschema@._fit_transfn, STYPE = @extschema@.btyd_fit_state,
+    COMBINEFUNC = @extschema@._fit_combinefn, FINALFUNC = @extschema@._fit_bgnbd_finalfn, PARALLEL = SAFE);
+
+CREATE OR REPLACE AGGREGATE @extschema@.fit_bgnbd(x integer, t_x float8, t float8, weight float8) (
+    SFUNC = @extschema@._fit_transfn, STYPE = @extschema@.btyd_fit_state,
+    COMBINEFUNC = @extschema@._fit_combinefn, FINALFUNC = @extschema@._fit_bgnbd_finalfn, PARALLEL = SAFE);
+
+-- With an L2 penalty on the log-parameters (the same for every row).
+CREATE OR REPLACE FUNCTION @extschema@._fit_transfn(@extschema@.btyd_fit_state, integer, float8, float8, float8, float8)
+RETURNS @extschema@.btyd_fit_state AS 'MODULE_PATHNAME', 'es_btyd_fit_transfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE OR REPLACE AGGREGATE @extschema@.fit_mbgnbd(x integer, t_x float8, t float8, weight float8, penalizer float8) (
+    SFUNC = @extschema@._fit_transfn, STYPE = @extschema@.btyd_fit_state,
+    COMBINEFUNC = @extschema@._fit_combinefn, FINALFUNC = @extschema@._fit_mbgnbd_finalfn, PARALLEL = SAFE);
+
+CREATE OR REPLACE AGGREGATE @extschema@.fit_bgnbd(x integer, t_x float8, t float8, weight float8, penalizer float8) (
+    SFUNC = @extschema@._fit_transfn, STYPE = @extschema@.btyd_fit_state,
+    COMBINEFUNC = @extschema@._fit_combinefn, FINALFUNC = @extschema@._fit_bgnbd_finalfn, PARALLEL = SAFE);
+
+COMMENT ON AGGREGATE @extschema@.fit_mbgnbd(integer, float8, float8, float8, float8) IS
+    'MBG/NBD parameters maximising the mean log-likelihood minus penalizer * the sum of squared log-parameters';
+
+COMMENT ON AGGREGATE @extschema@.fit_bgnbd(integer, float8, float8, float8, float8) IS
+    'BG/NBD parameters maximising the mean log-likelihood minus penalizer * the sum of squared log-parameters';
+
+CREATE OR REPLACE FUNCTION @extschema@.gammagamma_fit_state_in(cstring) RETURNS @extschema@.gammagamma_fit_state
+AS 'MODULE_PATHNAME', 'es_gammagamma_fit_state_in' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE OR REPLACE FUNCTION @extschema@.gammagamma_fit_state_out(@extschema@.gammagamma_fit_state) RETURNS cstring
+AS 'MODULE_PATHNAME', 'es_gammagamma_fit_state_out' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+COMMENT ON FUNCTION @extschema@.gammagamma_fit_state_in(cstring) IS
+    'Text input of gammagamma_fit_state: [(x,m,weight),...], after {penalizer} when not 0';
+
+COMMENT ON FUNCTION @extschema@.gammagamma_fit_state_out(@extschema@.gammagamma_fit_state) IS
+    'Text output of gammagamma_fit_state, its rows collapsed and sorted';
+
+CREATE OR REPLACE FUNCTION @extschema@._gammagamma_transfn(@extschema@.gammagamma_fit_state, integer, float8)
+RETURNS @extschema@.gammagamma_fit_state AS 'MODULE_PATHNAME', 'es_gammagamma_fit_transfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE OR REPLACE FUNCTION @extschema@._gammagamma_transfn(@extschema@.gammagamma_fit_state, integer, float8, float8)
+RETURNS @extschema@.gammagamma_fit_state AS 'MODULE_PATHNAME', 'es_gammagamma_fit_transfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE OR REPLACE FUNCTION @extschema@._gammagamma_transfn(@extschema@.gammagamma_fit_state, integer, float8, float8, float8)
+RETURNS @extschema@.gammagamma_fit_state AS 'MODULE_PATHNAME', 'es_gammagamma_fit_transfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE OR REPLACE FUNCTION @extschema@._gammagamma_combinefn(@extschema@.gammagamma_fit_state, @extschema@.gammagamma_fit_state)
+RETURNS @extschema@.gammagamma_fit_state AS 'MODULE_PATHNAME', 'es_gammagamma_fit_combinefn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE OR REPLACE FUNCTION @extschema@._gammagamma_finalfn(@extschema@.gammagamma_fit_state)
+RETURNS @extschema@.gammagamma_fit AS 'MODULE_PATHNAME', 'es_gammagamma_fit_finalfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE OR REPLACE AGGREGATE @extschema@.fit_gammagamma(x integer, m float8) (
+    SFUNC = @extschema@._gammagamma_transfn, STYPE = @extschema@.gammagamma_fit_state,
+    COMBINEFUNC = @extschema@._gammagamma_combinefn, FINALFUNC = @extschema@._gammagamma_finalfn, PARALLEL = SAFE);
+
+CREATE OR REPLACE AGGREGATE @extschema@.fit_gammagamma(x integer, m float8, weight float8) (
+    SFUNC = @extschema@._gammagamma_transfn, STYPE = @extschema@.gammagamma_fit_state,
+    COMBINEFUNC = @extschema@._gammagamma_combinefn, FINALFUNC = @extschema@._gammagamma_finalfn, PARALLEL = SAFE);
+
+CREATE OR REPLACE AGGREGATE @extschema@.fit_gammagamma(x integer, m float8, weight float8, penalizer float8) (
+    SFUNC = @extschema@._gammagamma_transfn, STYPE = @extschema@.gammagamma_fit_state,
+    COMBINEFUNC = @extschema@._gammagamma_combinefn, FINALFUNC = @extschema@._gammagamma_finalfn, PARALLEL = SAFE);
+
+COMMENT ON AGGREGATE @extschema@.fit_gammagamma(integer, float8) IS
+    'Maximum-likelihood Gamma-Gamma parameters (p, q, v) of customers with x valued conversion days of mean value m';
+
+COMMENT ON AGGREGATE @extschema@.fit_gammagamma(integer, float8, float8) IS
+    'Maximum-likelihood Gamma-Gamma parameters of weighted customer summaries (x, m)';
+
+COMMENT ON AGGREGATE @extschema@.fit_gammagamma(integer, float8, float8, float8) IS
+    'Gamma-Gamma parameters maximising the mean log-likelihood minus penalizer * the sum of squared log-parameters';
+
+CREATE OR REPLACE FUNCTION @extschema@.expected_conversion_value(x float8, m float8, p float8, q float8, v float8)
+RETURNS float8 AS 'MODULE_PATHNAME', 'es_expected_conversion_value' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+COMMENT ON FUNCTION @extschema@.expected_conversion_value(float8, float8, float8, float8, float8) IS
+    'Gamma-Gamma expected value of the next conversion day of a customer with x valued conversion days of mean value m: p (v + x m) / (p x + q - 1)';
+
+COMMENT ON AGGREGATE @extschema@.fit_mbgnbd(integer, float8, float8) IS
+    'Maximum-likelihood MBG/NBD parameters of customer summaries (x repeat events, t_x, t)';
+
+COMMENT ON AGGREGATE @extschema@.fit_mbgnbd(integer, float8, float8, float8) IS
+    'Maximum-likelihood MBG/NBD parameters of weighted customer summaries (weight: how many identical customers)';
+
+COMMENT ON AGGREGATE @extschema@.fit_bgnbd(integer, float8, float8, float8) IS
+    'Maximum-likelihood BG/NBD parameters of weighted customer summaries (weight: how many identical customers)';
+
+COMMENT ON FUNCTION @extschema@.btyd_fit_state_in(cstring) IS
+    'Text input of btyd_fit_state: [(x,t_x,t,weight),...], after {penalizer} when not 0';
+
+COMMENT ON FUNCTION @extschema@.btyd_fit_state_out(@extschema@.btyd_fit_state) IS
+    'Text output of btyd_fit_state, its rows collapsed and sorted (equal states print the same)';
+
+COMMENT ON AGGREGATE @extschema@.fit_bgnbd(integer, float8, float8) IS
+    'Maximum-likelihood BG/NBD parameters (Fader, Hardie & Lee 2005) of customer summaries (x, t_x, t)';
+
+CREATE OR REPLACE FUNCTION @extschema@.p_alive(model text, x float8, t_x float8, t float8, r float8, alpha float8,
+                                    a float8, b float8) RETURNS float8
+AS 'MODULE_PATHNAME', 'es_p_alive' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE OR REPLACE FUNCTION @extschema@.expected_engagements(model text, horizon float8, x float8, t_x float8, t float8,
+                                                 r float8, alpha float8, a float8, b float8) RETURNS float8
+AS 'MODULE_PATHNAME', 'es_expected_engagements' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE OR REPLACE FUNCTION @extschema@.prob_no_engagement(model text, horizon float8, x float8, t_x float8, t float8,
+                                               r float8, alpha float8, a float8, b float8) RETURNS float8
+AS 'MODULE_PATHNAME', 'es_prob_no_engagement' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+COMMENT ON FUNCTION @extschema@.p_alive(text, float8, float8, float8, float8, float8, float8, float8) IS
+    'P(alive at t | x, t_x, t) under mbgnbd or bgnbd';
+
+COMMENT ON FUNCTION @extschema@.expected_engagements(text, float8, float8, float8, float8, float8, float8, float8, float8) IS
+    'Expected number of events in (t, t + horizon] given (x, t_x, t), under mbgnbd or bgnbd';
+
+COMMENT ON FUNCTION @extschema@.prob_no_engagement(text, float8, float8, float8, float8, float8, float8, float8, float8) IS
+    'Probability of no event in (t, t + horizon] given (x, t_x, t), under mbgnbd or bgnbd';
+
+------------------------------------------------------------------------------------------------
+-- fit_model: both models fitted to the profile's contacts, recorded in model_fits, stored when
+-- they converge.  A fit that does not converge keeps the profile's previous parameters; by hand
+-- (on_failure 'error') it is an error that says why (and, the transaction rolled back, leaves no
+-- record); the scheduled refit ('warning') records it, warns and goes on.
+------------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION @extschema@.fit_model(profile text DEFAULT 'default', as_of timestamptz DEFAULT now(),
+                                      on_failure text DEFAULT 'error')
+RETURNS SETOF @extschema@.model_fits
+LANGUAGE plpgsql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp SET enable_partitionwise_aggregate = on AS $$
+DECLARE
+    p        @extschema@.scoring_profiles;
+    res      record;
+    mbg      @extschema@.model_fit;
+    gg       @extschema@.gammagamma_fit;
+    events   text;   -- the profile's events relation, bound (_bind_events_relation)
+    failures text[] := '{}';
+    mbg_row  @extschema@.model_fits;
+    gg_row   @extschema@.model_fits;
+BEGIN
+    p := @extschema@._profile_or_error(profile);
+    IF NOT isfinite(as_of) THEN
+        RAISE EXCEPTION 'as_of must be a finite timestamp, not %', as_of USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF on_failure NOT IN ('error', 'warning') THEN
+        RAISE EXCEPTION 'on_failure must be ''error'' or ''warning'', not %', quote_literal(on_failure)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- On Citus the profile is updated after a scan of the distributed events, which Citus allows
+    -- only over one connection per worker (the scores have foreign keys to the profiles); and
+    -- after that write of a reference table Citus refuses parallel work on the tables referencing
+    -- it for the rest of the transaction: sequential until the transaction ends (set_config's
+    -- local setting outlives this function, and must).
+    IF @extschema@._on_citus() THEN
+        PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    END IF;
+    -- NO KEY UPDATE: other profiles' refreshes (FOR KEY SHARE through the foreign keys) go on.
+    PERFORM FROM @extschema@.scoring_profiles sp WHERE sp.name = p.name FOR NO KEY UPDATE;
+    events := @extschema@._bind_events_relation(p);
+    -- One scan: each contact's summaries for both models, identical summaries collapsed with
+    -- their count as weight (on postgres_fdw partitions the summaries are computed in each shard).
+    EXECUTE format($q$
+        WITH c AS MATERIALIZED (
+            SELECT @extschema@.model_summary(e.event_type, e.occurred_at, e.conversion_value, $1) AS s
+              FROM %s e
+             WHERE e.occurred_at <= $1 AND e.contact_id IS NOT NULL AND e.event_type IS NOT NULL
+             GROUP BY e.contact_id),
+        b AS (SELECT (c.s).x, (c.s).t_x, (c.s).t, count(*) AS contacts FROM c GROUP BY 1, 2, 3),
+        g AS (SELECT (c.s).value_days AS x, (c.s).mean_value AS m, count(*) AS contacts
+                FROM c WHERE (c.s).value_days > 0 GROUP BY 1, 2)
+        SELECT (SELECT @extschema@.fit_mbgnbd(b.x, b.t_x, b.t, b.contacts::float8, $2) FROM b) AS mbg,
+               (SELECT @extschema@.fit_gammagamma(g.x, g.m, g.contacts::float8, $2) FROM g) AS gg,
+               (SELECT count(*) FROM c) AS contacts,
+               (SELECT coalesce(sum(g.contacts), 0) FROM g) AS valued$q$, events)
+    INTO res USING as_of, p.fit_penalizer;
+    PERFORM @extschema@._unbind_events_relation(events);
+    mbg := res.mbg;
+    gg := res.gg;
+
+    IF mbg.n IS NULL THEN   -- (not "mbg IS NULL": a converged fit has a NULL message)
+        failures := failures || format('MBG/NBD: no contact has an event at or before %s: nothing to fit', as_of);
+        IF on_failure = 'error' THEN
+            RAISE EXCEPTION 'profile "%": no contact has an event at or before %: nothing to fit', p.name, as_of
+                USING ERRCODE = 'no_data_found';
+        END IF;
+    ELSIF NOT mbg.converged THEN
+        failures := failures || format('%s (%s contacts)', mbg.message, res.contacts);
+    END IF;
+    INSERT INTO @extschema@.model_fits (profile, model, fitted_at, as_of, contacts, penalizer, parameters,
+                                        standard_errors, log_likelihood, iterations, converged, stored, message)
+    VALUES (p.name, 'mbgnbd', now(), as_of, res.contacts, p.fit_penalizer,
+            CASE WHEN mbg.n IS NOT NULL THEN jsonb_build_object('r', mbg.r, 'alpha', mbg.alpha, 'a', mbg.a, 'b', mbg.b) END,
+            CASE WHEN mbg.se_r IS NOT NULL
+                 THEN jsonb_build_object('r', mbg.se_r, 'alpha', mbg.se_alpha, 'a', mbg.se_a, 'b', mbg.se_b) END,
+            mbg.log_likelihood, mbg.iterations, coalesce(mbg.converged, false), coalesce(mbg.converged, false),
+            CASE WHEN mbg.n IS NULL THEN 'no contact has an event at or before as_of'
+                 WHEN NOT mbg.converged THEN mbg.message || '; the profile keeps its parameters' END)
+    RETURNING * INTO mbg_row;
+
+    -- Gamma-Gamma: no contact with a valued conversion is no failure (the defaults stay).
+    IF gg.n IS NOT NULL AND NOT gg.converged THEN
+        failures := failures || format('%s (%s contacts with valued conversions)', gg.message, res.valued);
+    END IF;
+    INSERT INTO @extschema@.model_fits (profile, model, fitted_at, as_of, contacts, penalizer, parameters,
+                                        standard_errors, log_likelihood, iterations, converged, stored, message)
+    VALUES (p.name, 'gammagamma', now(), as_of, res.valued, p.fit_penalizer,
+            CASE WHEN gg.n IS NOT NULL THEN jsonb_build_object('p', gg.p, 'q', gg.q, 'v', gg.v) END,
+            CASE WHEN gg.se_p IS NOT NULL THEN jsonb_build_object('p', gg.se_p, 'q', gg.se_q, 'v', gg.se_v) END,
+            gg.log_likelihood, gg.iterations, coalesce(gg.converged, false), coalesce(gg.converged, false),
+            CASE WHEN gg.n IS NULL THEN 'no contact has a conversion with a value: the profile keeps gg_p, gg_q, gg_v'
+                 WHEN NOT gg.converged THEN gg.message || '; the profile keeps its parameters' END)
+    RETURNING * INTO gg_row;
+
+    IF cardinality(failures) > 0 THEN
+        IF on_failure = 'error' THEN
+            RAISE EXCEPTION 'fit_model of profile "%": %', p.name, array_to_string(failures, '; ')
+                USING ERRCODE = 'data_exception',
+                      HINT = 'Nothing was stored.  A positive fit_penalizer on the profile (e.g. 0.01) keeps parameters from running off; fit_model(..., on_failure => ''warning'') stores what converged.';
+        END IF;
+        RAISE WARNING 'fit_model of profile "%": %; the profile keeps the previous parameters of that model',
+                      p.name, array_to_string(failures, '; ')
+            USING HINT = 'A positive fit_penalizer on the profile (e.g. 0.01) keeps parameters from running off.';
+    END IF;
+
+    -- Storing bumps the profile's version: the next refresh rescores everyone.
+    IF mbg_row.stored OR gg_row.stored THEN
+        UPDATE @extschema@.scoring_profiles sp
+           SET model_r = CASE WHEN mbg_row.stored THEN mbg.r ELSE sp.model_r END,
+               model_alpha = CASE WHEN mbg_row.stored THEN mbg.alpha ELSE sp.model_alpha END,
+               model_a = CASE WHEN mbg_row.stored THEN mbg.a ELSE sp.model_a END,
+               model_b = CASE WHEN mbg_row.stored THEN mbg.b ELSE sp.model_b END,
+               model_log_likelihood = CASE WHEN mbg_row.stored THEN mbg.log_likelihood ELSE sp.model_log_likelihood END,
+               model_fitted_at = CASE WHEN mbg_row.stored THEN mbg_row.fitted_at ELSE sp.model_fitted_at END,
+               model_contacts = CASE WHEN mbg_row.stored THEN mbg.n::bigint ELSE sp.model_contacts END,
+               gg_p = CASE WHEN gg_row.stored THEN gg.p ELSE sp.gg_p END,
+               gg_q = CASE WHEN gg_row.stored THEN gg.q ELSE sp.gg_q END,
+               gg_v = CASE WHEN gg_row.stored THEN gg.v ELSE sp.gg_v END
+         WHERE sp.name = p.name;
+    END IF;
+    RETURN NEXT mbg_row;
+    RETURN NEXT gg_row;
+END $$;
+
+COMMENT ON FUNCTION @extschema@.fit_model(text, timestamptz, text) IS
+    'Fits the profile''s MBG/NBD (engagement days) and Gamma-Gamma (conversion value) models to its events as of a time, records both fits in model_fits, stores those that converged and returns the two records; on_failure ''error'' (by hand) or ''warning'' (scheduled)';
+
+REVOKE EXECUTE ON FUNCTION @extschema@.fit_model(text, timestamptz, text) FROM PUBLIC;
+
+------------------------------------------------------------------------------------------------
+-- Model validation (docs/model.md "Validation"): calibration up to calibration_end,
+-- holdout to holdout_end.  _validation fills pg_temp._es_validation with every calibration
+-- contact's summary, predicted and actual repeat engagement days, and returns the parameters used.
+------------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION @extschema@._validation(calibration_end timestamptz, holdout_end timestamptz, profile text,
+                                        fit boolean) RETURNS @extschema@.model_fit
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp SET enable_partitionwise_aggregate = on AS $$
+DECLARE
+    p       @extschema@.scoring_profiles;
+    events  text;
+    params  @extschema@.model_fit;
+    cal_day bigint;
+    hold_day bigint;
+BEGIN
+    p := @extschema@._profile_or_error(profile);
+    IF NOT (isfinite(calibration_end) AND isfinite(holdout_end)) THEN
+        RAISE EXCEPTION 'calibration_end and holdout_end must be finite timestamps' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    cal_day := floor(extract(epoch FROM calibration_end) / 86400);
+    hold_day := floor(extract(epoch FROM holdout_end) / 86400);
+    IF hold_day <= cal_day THEN
+        RAISE EXCEPTION 'holdout_end (%) must fall on a later day than calibration_end (%)', holdout_end, calibration_end
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    events := @extschema@._bind_events_relation(p);
+    IF to_regclass('pg_temp._es_validation') IS NOT NULL THEN   -- left by an earlier call in this transaction
+        DROP TABLE pg_temp._es_validation;
+    END IF;
+    -- actual: the distinct days d with day(C) < d <= day(H) holding an engaging event
+    EXECUTE format($q$
+        CREATE TEMP TABLE _es_validation ON COMMIT DROP AS
+        WITH cal AS (
+            SELECT e.contact_id, @extschema@.btyd_summary(e.event_type, e.occurred_at, $1) AS s
+              FROM %1$s e WHERE e.occurred_at <= $1 AND e.contact_id IS NOT NULL AND e.event_type IS NOT NULL
+             GROUP BY e.contact_id),
+        hold AS (
+            SELECT e.contact_id, count(DISTINCT floor(extract(epoch FROM e.occurred_at) / 86400)) AS days
+              FROM %1$s e
+             WHERE e.event_type IN ('opened', 'clicked', 'responded', 'converted')
+               AND e.occurred_at >= to_timestamp(($2 + 1) * 86400.0) AND e.occurred_at < to_timestamp(($3 + 1) * 86400.0)
+             GROUP BY e.contact_id)
+        SELECT cal.contact_id, (cal.s).x, (cal.s).t_x, (cal.s).t, coalesce(hold.days, 0)::float8 AS actual,
+               NULL::float8 AS predicted
+          FROM cal LEFT JOIN hold USING (contact_id)$q$, events)
+    USING calibration_end, cal_day, hold_day;
+    PERFORM @extschema@._unbind_events_relation(events);
+    IF NOT EXISTS (SELECT FROM pg_temp._es_validation) THEN
+        RAISE EXCEPTION 'profile "%": no contact has an event at or before %: nothing to validate', p.name, calibration_end
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    IF fit THEN
+        params := (SELECT @extschema@.fit_mbgnbd(v.x, v.t_x, v.t, v.n::float8, p.fit_penalizer)
+                     FROM (SELECT x, t_x, t, count(*) AS n FROM pg_temp._es_validation GROUP BY 1, 2, 3) v);
+        IF NOT params.converged THEN
+            RAISE EXCEPTION 'the calibration fit of profile "%" did not converge: %', p.name, params.message
+                USING ERRCODE = 'data_exception',
+                      HINT = 'Validate with the profile''s parameters (fit => false), or set a positive fit_penalizer.';
+        END IF;
+    ELSE
+        params := ROW(p.model_r, p.model_alpha, p.model_a, p.model_b, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+    END IF;
+    -- one prediction per distinct summary
+    UPDATE pg_temp._es_validation v SET predicted = d.predicted
+      FROM (SELECT x, t_x, t, @extschema@.expected_engagements('mbgnbd', (hold_day - cal_day)::float8, x, t_x, t,
+                                                                params.r, params.alpha, params.a, params.b) AS predicted
+              FROM (SELECT DISTINCT x, t_x, t FROM pg_temp._es_validation) u) d
+     WHERE v.x = d.x AND v.t_x = d.t_x AND v.t = d.t;
+    RETURN params;
+END $$;
+
+CREATE OR REPLACE FUNCTION @extschema@.validate_model(calibration_end timestamptz, holdout_end timestamptz,
+                                           profile text DEFAULT 'default', fit boolean DEFAULT true)
+RETURNS TABLE (x_bucket text, contacts bigint, predicted float8, actual float8)
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM @extschema@._validation(calibration_end, holdout_end, profile, fit);
+    RETURN QUERY
+    SELECT CASE WHEN v.x >= 7 THEN '7+' ELSE v.x::text END, count(*), avg(v.predicted), avg(v.actual)
+      FROM pg_temp._es_validation v
+     GROUP BY 1 ORDER BY min(v.x);
+    DROP TABLE pg_temp._es_validation;
+END $$;
+
+COMMENT ON FUNCTION @extschema@.validate_model(timestamptz, timestamptz, text, boolean) IS
+    'Calibration/holdout check: per calibration x (0..6, 7+), contacts and mean predicted vs actual repeat engagement days in the holdout (MBG/NBD fitted to the calibration period when fit, else the profile''s parameters)';
+
+CREATE OR REPLACE FUNCTION @extschema@.validate_model_summary(calibration_end timestamptz, holdout_end timestamptz,
+                                                   profile text DEFAULT 'default', fit boolean DEFAULT true,
+                                                   OUT contacts bigint, OUT predicted_total float8,
+                                                   OUT actual_total float8, OUT mean_absolute_error float8,
+                                                   OUT correlation float8, OUT horizon_days integer,
+                                                   OUT parameters @extschema@.model_fit)
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    parameters := @extschema@._validation(calibration_end, holdout_end, profile, fit);
+    horizon_days := floor(extract(epoch FROM holdout_end) / 86400) - floor(extract(epoch FROM calibration_end) / 86400);
+    SELECT count(*), sum(v.predicted), sum(v.actual), avg(abs(v.predicted - v.actual)), corr(v.predicted, v.actual)
+      INTO contacts, predicted_total, actual_total, mean_absolute_error, correlation
+      FROM pg_temp._es_validation v;
+    DROP TABLE pg_temp._es_validation;
+END $$;
+
+COMMENT ON FUNCTION @extschema@.validate_model_summary(timestamptz, timestamptz, text, boolean) IS
+    'Calibration/holdout totals: contacts, predicted and actual repeat engagement days, mean absolute error and correlation per contact, and the parameters used';
+
+-- ----- from src/sql/scheduling.sql
+
+------------------------------------------------------------------------------------------------
+-- Scheduled refreshes with pg_cron.  No dependency in the control file: pg_cron is reached by
+-- dynamic SQL, and these functions say how to enable it when it is missing.  Jobs are named
+-- engagement_scoring/<profile>/<kind> and run as the role that scheduled them.
+------------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION @extschema@._require_pg_cron() RETURNS void
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
+        RAISE EXCEPTION 'pg_cron is not installed in database "%"', current_database()
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('Add pg_cron to shared_preload_libraries and set cron.database_name = %L in postgresql.conf, '
+                                'restart PostgreSQL, then run CREATE EXTENSION pg_cron in this database.',
+                                current_database());
+    END IF;
+END $$;
+
+CREATE OR REPLACE FUNCTION @extschema@._job_name(profile text, kind text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT 'engagement_scoring/' || profile || '/' || kind
+$$;
+
+-- The jobs with pg_cron's record of their last run, and for refreshes the extension's own
+-- (refresh_runs): what the last run of that kind did, skipped or why it failed.
+CREATE OR REPLACE FUNCTION @extschema@.refresh_jobs()
+RETURNS TABLE (job_name text, profile text, kind text, jobid bigint, schedule text, command text, active boolean,
+               last_status text, last_start timestamptz, last_end timestamptz, last_message text,
+               last_refresh_at timestamptz, last_refresh_rescored bigint, last_refresh_skipped boolean,
+               last_refresh_unmapped bigint, last_refresh_error text)
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM @extschema@._require_pg_cron();
+    RETURN QUERY EXECUTE $q$
+        SELECT j.jobname::text, split_part(j.jobname, '/', 2), split_part(j.jobname, '/', 3), j.jobid::bigint,
+               j.schedule::text, j.command::text, j.active, d.status::text, d.start_time, d.end_time,
+               d.return_message::text, rr.started_at, rr.contacts_rescored, rr.skipped, rr.unmapped_rows, rr.error
+          FROM cron.job j
+          LEFT JOIN LATERAL (SELECT r.status, r.start_time, r.end_time, r.return_message
+                               FROM cron.job_run_details r WHERE r.jobid = j.jobid
+                              ORDER BY r.start_time DESC NULLS LAST LIMIT 1) d ON true
+          -- (an incremental refresh may turn into a full one: the incremental job shows either)
+          LEFT JOIN LATERAL (SELECT r.* FROM @extschema@.refresh_runs r
+                              WHERE r.profile = split_part(j.jobname, '/', 2)
+                                AND split_part(j.jobname, '/', 3) IN ('incremental', 'full')
+                                AND (split_part(j.jobname, '/', 3) = 'incremental' OR r.mode = 'full')
+                              ORDER BY r.started_at DESC LIMIT 1) rr ON true
+         WHERE j.jobname LIKE 'engagement\_scoring/%'
+         ORDER BY j.jobname $q$;
+END $$;
+
+COMMENT ON FUNCTION @extschema@.refresh_jobs() IS
+    'The pg_cron jobs of engagement_scoring with pg_cron''s status of their last run and, for refreshes, the last refresh_runs record of that kind (when, rescored, skipped, unmapped rows, error)';
+
+CREATE OR REPLACE FUNCTION @extschema@.unschedule_refresh(profile text DEFAULT 'default') RETURNS integer
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    name text;
+    removed integer := 0;
+BEGIN
+    PERFORM @extschema@._require_pg_cron();
+    FOR name IN EXECUTE 'SELECT jobname::text FROM cron.job WHERE jobname IN ($1, $2, $3)'
+                USING @extschema@._job_name(profile, 'incremental'), @extschema@._job_name(profile, 'full'),
+                      @extschema@._job_name(profile, 'refit')
+    LOOP
+        EXECUTE 'SELECT cron.unschedule($1)' USING name;
+        removed := removed + 1;
+    END LOOP;
+    RETURN removed;
+END $$;
+
+COMMENT ON FUNCTION @extschema@.unschedule_refresh(text) IS 'Removes the pg_cron jobs of a profile; returns how many';
+
+CREATE OR REPLACE FUNCTION @extschema@.schedule_refresh(profile text DEFAULT 'default',
+                                             incremental_schedule text DEFAULT '*/5 * * * *',
+                                             full_schedule text DEFAULT '17 3 * * *',
+                                             refit_schedule text DEFAULT NULL)
+RETURNS SETOF bigint
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    p @extschema@.scoring_profiles;
+    job record;
+BEGIN
+    IF profile IS NULL THEN
+        RAISE EXCEPTION 'profile must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    p := @extschema@._profile_or_error(profile);
+    PERFORM @extschema@._require_pg_cron();
+    FOR job IN
+        SELECT * FROM (VALUES
+            -- a refresh that fails is recorded in refresh_runs (and warns); the job goes on
+            ('incremental', incremental_schedule, format('SELECT @extschema@.refresh_scores(%L, on_error => %L)', p.name, 'record')),
+            ('full', full_schedule, format('SELECT @extschema@.refresh_scores(%L, true, %L)', p.name, 'record')),
+            -- a refit that does not converge warns and keeps the previous parameters: the job goes on
+            ('refit', refit_schedule, format('SELECT @extschema@.fit_model(%L, on_failure => %L)', p.name, 'warning'))) v(kind, schedule, command)
+    LOOP
+        IF job.schedule IS NULL THEN
+            -- No schedule: no job of that kind.
+            IF EXISTS (SELECT FROM @extschema@.refresh_jobs() r WHERE r.job_name = @extschema@._job_name(p.name, job.kind)) THEN
+                EXECUTE 'SELECT cron.unschedule($1)' USING @extschema@._job_name(p.name, job.kind);
+            END IF;
+        ELSE
+            -- cron.schedule with a job name replaces that job: calling this twice leaves one job.
+            RETURN QUERY EXECUTE 'SELECT cron.schedule($1, $2, $3)'
+                USING @extschema@._job_name(p.name, job.kind), job.schedule, job.command;
+        END IF;
+    END LOOP;
+END $$;
+
+COMMENT ON FUNCTION @extschema@.schedule_refresh(text, text, text, text) IS
+    'Creates or updates the pg_cron jobs of a profile: incremental and full refreshes, and optionally a model refit (NULL: no job); returns their job ids';
+
+REVOKE EXECUTE ON FUNCTION @extschema@.schedule_refresh(text, text, text, text) FROM PUBLIC;
+
+REVOKE EXECUTE ON FUNCTION @extschema@.unschedule_refresh(text) FROM PUBLIC;
+
+-- ----- from src/sql/citus.sql
+
+-- Whether rel is a Citus table, and of which kind ('h' hash-distributed, 'n' reference or Citus
+-- local); NULL without Citus or for a plain table.
+CREATE OR REPLACE FUNCTION @extschema@._citus_method(rel regclass) RETURNS "char"
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    method "char";
+BEGIN
+    IF to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE 'SELECT partmethod FROM pg_catalog.pg_dist_partition WHERE logicalrelid = $1' INTO method USING rel;
+    RETURN method;
+END $$;
+
+-- Whether the extension's tables are laid out for Citus (citus_distribute ran).
+CREATE OR REPLACE FUNCTION @extschema@._on_citus() RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(@extschema@._citus_method('@extschema@.engagement_scores') = 'h', false)
+$$;
+
+-- The shard of rel co-located with a shard (named as in TG_TABLE_NAME: <table>_<shardid>), on the
+-- same worker: the one with the same hash range.  NULL when there is none.
+CREATE OR REPLACE FUNCTION @extschema@._colocated_shard(shard text, rel regclass) RETURNS text
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN (SELECT pg_catalog.shard_name(rel, c.shardid)
+              FROM pg_catalog.pg_dist_shard s
+              JOIN pg_catalog.pg_dist_shard c ON c.logicalrelid = rel AND c.shardminvalue = s.shardminvalue
+             WHERE s.shardid = substring(shard FROM '_([0-9]+)$')::bigint);
+END $$;
+
+-- The change-tracking trigger of a shard of a distributed events table (track_event_changes adds
+-- it on Citus; Citus creates it on every shard): the changed contacts go into the co-located
+-- shard of event_changes, on the same worker and in the same transaction as the change.
+-- Arguments: the contact column and the tracked relation's OID on the coordinator, logged as the
+-- relation (on Citus event_changes.relation is an oid: a worker's OIDs are its own, and Citus may
+-- send a regclass to a worker as a name).
+CREATE OR REPLACE FUNCTION @extschema@._track_shard_changes() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    contact  name := TG_ARGV[0];
+    relation oid := TG_ARGV[1]::oid;
+    log      text;
+BEGIN
+    IF @extschema@._citus_method(TG_RELID) IS NOT NULL THEN
+        RETURN NULL;   -- the distributed table itself, not a shard: its rows are the shards'
+    END IF;
+    log := @extschema@._colocated_shard(TG_TABLE_NAME, '@extschema@.event_changes');
+    IF log IS NULL THEN
+        RAISE EXCEPTION 'change tracking on %: % is not a shard co-located with engagement.event_changes',
+                        relation::regclass, TG_TABLE_NAME
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Run engagement.citus_distribute on the coordinator.';
+    END IF;
+    IF TG_OP = 'TRUNCATE' THEN  -- (a shard Citus moved gets the trigger): every contact scored from it may have lost its events
+        EXECUTE format('INSERT INTO %s (contact_id, relation) SELECT DISTINCT s.contact_id, $1 FROM %s s',
+                       log, @extschema@._colocated_shard(TG_TABLE_NAME, '@extschema@.engagement_scores'))
+        USING relation;
+    ELSE  -- the contacts of the rows written: the statement's transition tables (both for an UPDATE)
+        EXECUTE format('INSERT INTO %s (contact_id, relation) SELECT DISTINCT c, $1 FROM (%s) u(c) WHERE c IS NOT NULL',
+                       log, CASE TG_OP WHEN 'INSERT' THEN format('SELECT %I FROM new_events', contact)
+                                       WHEN 'DELETE' THEN format('SELECT %I FROM old_events', contact)
+                                       ELSE format('SELECT %I FROM old_events UNION ALL SELECT %I FROM new_events', contact, contact) END)
+        USING relation;
+    END IF;
+    RETURN NULL;
+END $$;
+
+REVOKE EXECUTE ON FUNCTION @extschema@._track_shard_changes() FROM PUBLIC;
+
+-- The TRUNCATE trigger of a distributed events table, which Citus runs on the coordinator's table
+-- (not in the shards): every scored contact may have lost its events.  The scores and the change
+-- log are co-located, so Citus runs this in each pair of shards.  With the truncating role's
+-- rights (an admin's: grant_admin_access): Citus runs a transaction's work on a shard group as one
+-- role.  Argument: the tracked relation's OID on the coordinator.
+CREATE OR REPLACE FUNCTION @extschema@._track_distributed_truncate() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    INSERT INTO @extschema@.event_changes (contact_id, relation)
+    SELECT DISTINCT s.contact_id, TG_ARGV[0]::oid FROM @extschema@.engagement_scores s;
+    RETURN NULL;
+END $$;
+
+REVOKE EXECUTE ON FUNCTION @extschema@._track_distributed_truncate() FROM PUBLIC;
+
+-- The triggers of track_event_changes on a distributed events table: statement-level, with
+-- transition tables, on every shard (which Citus allows with citus.enable_unsafe_triggers on).
+CREATE OR REPLACE FUNCTION @extschema@._citus_track(events regclass, contact name) RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp SET citus.enable_unsafe_triggers = on AS $$
+BEGIN
+    IF NOT @extschema@._on_citus() THEN
+        RAISE EXCEPTION '% is a distributed table, but the extension''s tables are not laid out for Citus', events
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('Run SELECT engagement.citus_distribute(%L) on the coordinator.', events::text);
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition a, pg_catalog.pg_dist_partition b
+                    WHERE a.logicalrelid = events AND b.logicalrelid = '@extschema@.event_changes'::regclass
+                      AND a.colocationid = b.colocationid
+                      AND pg_catalog.column_to_column_name(a.logicalrelid, a.partkey) = contact) THEN
+        RAISE EXCEPTION 'change tracking on Citus needs % distributed by %, co-located with engagement.event_changes',
+                        events, quote_ident(contact)
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = format('SELECT alter_distributed_table(%L, colocate_with => ''engagement.event_changes''); (distributed by %I)',
+                                events::text, contact);
+    END IF;
+    PERFORM @extschema@._create_statement_tracking_triggers(events, '@extschema@._track_shard_changes',
+                                                            format('%L, %L', contact, events::oid));
+    EXECUTE format('CREATE TRIGGER engagement_track_truncate AFTER TRUNCATE ON %s '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._track_distributed_truncate(%L)', events, events::oid);
+END $$;
+
+-- _refresh_write_scores on Citus: the same rows, written so that each shard gets only its own.
+-- (The single-node statements join the shards with the refresh's temporary tables, which Citus
+-- would send whole to every shard: 32 reads of all the scores.)  The previous scores come back
+-- once, the new ones, ranked, go out by one INSERT ... ON CONFLICT that Citus splits by shard,
+-- the history likewise; the contacts whose scores are removed go as a list.
+CREATE OR REPLACE FUNCTION @extschema@._citus_write_scores(p @extschema@.scoring_profiles, refresh_at timestamptz,
+                                                full_refresh boolean) RETURNS bigint
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    rescored bigint;
+    removed  bigint[];
+BEGIN
+    CREATE TEMP TABLE _es_prev ON COMMIT DROP AS
+    SELECT s.contact_id, s.composite, s.segment, s.score_version
+      FROM @extschema@.engagement_scores s
+     WHERE s.profile = p.name AND (full_refresh OR s.contact_id IN (SELECT t.contact_id FROM pg_temp._es_targets t));
+    CREATE TEMP TABLE _es_ranked ON COMMIT DROP AS
+    SELECT n.*, prev.composite AS prev_composite, prev.segment AS prev_segment,
+           coalesce(prev.score_version, 0) + 1 AS new_score_version,
+           CASE WHEN full_refresh THEN 100 * percent_rank() OVER (ORDER BY n.composite)
+                WHEN d.contacts > 1 THEN 100.0 * @extschema@._count_below(d.sorted_composites, n.composite) / (d.contacts - 1)
+                ELSE 0 END AS pct
+      FROM pg_temp._es_scored n
+      LEFT JOIN pg_temp._es_prev prev USING (contact_id)
+      LEFT JOIN @extschema@.score_distributions d ON d.profile = p.name;
+    INSERT INTO @extschema@.engagement_scores AS cur (profile, contact_id, composite, recency, frequency, monetary,
+           time_decay, diversity, engagement_probability, conversion_probability, churn_risk, segment,
+           opted_out, event_count, engaging_count, conversion_total, first_event_at, last_engaged_at,
+           expected_engagements_30d, expected_conversion_value, expected_value_30d, percentile_rank,
+           score_version, profile_version, model_version, calculated_at)
+    SELECT p.name, n.contact_id, n.composite, n.recency, n.frequency, n.monetary, n.time_decay, n.diversity,
+           n.engagement_probability, n.conversion_probability, n.churn_risk, n.segment, n.opted_out,
+           n.event_count, n.engaging_count, n.conversion_total, n.first_event_at, n.last_engaged_at,
+           n.expected_engagements_30d, n.expected_conversion_value, n.expected_value_30d, n.pct,
+           n.new_score_version, p.version, @extschema@.model_version(), refresh_at
+      FROM pg_temp._es_ranked n
+    ON CONFLICT (profile, contact_id) DO UPDATE
+       SET composite = excluded.composite, recency = excluded.recency, frequency = excluded.frequency,
+           monetary = excluded.monetary, time_decay = excluded.time_decay, diversity = excluded.diversity,
+           engagement_probability = excluded.engagement_probability,
+           conversion_probability = excluded.conversion_probability, churn_risk = excluded.churn_risk,
+           segment = excluded.segment, opted_out = excluded.opted_out, event_count = excluded.event_count,
+           engaging_count = excluded.engaging_count, conversion_total = excluded.conversion_total,
+           first_event_at = excluded.first_event_at, last_engaged_at = excluded.last_engaged_at,
+           expected_engagements_30d = excluded.expected_engagements_30d,
+           expected_conversion_value = excluded.expected_conversion_value,
+           expected_value_30d = excluded.expected_value_30d, percentile_rank = excluded.percentile_rank,
+           score_version = excluded.score_version, profile_version = excluded.profile_version,
+           model_version = excluded.model_version, calculated_at = excluded.calculated_at;
+    GET DIAGNOSTICS rescored = ROW_COUNT;
+    INSERT INTO @extschema@.engagement_score_history (profile, contact_id, composite, segment,
+           previous_composite, previous_segment, score_version, recorded_at)
+    SELECT p.name, n.contact_id, n.composite, n.segment, n.prev_composite, n.prev_segment, n.new_score_version, refresh_at
+      FROM pg_temp._es_ranked n
+     WHERE n.prev_composite IS NULL
+        OR abs(n.composite - n.prev_composite) >= p.history_min_delta
+        OR n.segment <> n.prev_segment;
+    -- the contacts that no longer have any event (their composites already left the distribution)
+    SELECT array_agg(o.contact_id) INTO removed
+      FROM (SELECT pr.contact_id FROM pg_temp._es_prev pr
+             UNION ALL SELECT t.contact_id FROM pg_temp._es_targets t WHERE NOT full_refresh) o
+     WHERE NOT EXISTS (SELECT FROM pg_temp._es_scored n WHERE n.contact_id = o.contact_id);
+    IF removed IS NOT NULL THEN
+        DELETE FROM @extschema@.engagement_scores s WHERE s.profile = p.name AND s.contact_id = ANY (removed);
+    END IF;
+    DROP TABLE pg_temp._es_prev, pg_temp._es_ranked;
+    RETURN rescored;
+END $$;
+
+-- citus_distribute(events): the one way to run the extension on Citus (docs/scale-out.md).  While
+-- it runs, unsafe triggers are allowed (its SET clause): the profiles' triggers run on every
+-- placement of their reference table.
+CREATE OR REPLACE FUNCTION @extschema@.citus_distribute(events regclass) RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp SET citus.enable_unsafe_triggers = on AS $$
+DECLARE
+    contact  name;
+    method   "char";
+    t        text;
+    fk       record;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_extension e WHERE e.extname = 'citus') THEN
+        RAISE EXCEPTION 'citus_distribute needs the citus extension in this database'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'shared_preload_libraries = ''citus'' and CREATE EXTENSION citus on every node first (docs/scale-out.md).';
+    END IF;
+    IF NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
+        RAISE EXCEPTION 'citus_distribute must be run by a superuser' USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF @extschema@._on_citus_worker() THEN
+        RAISE EXCEPTION 'citus_distribute runs on the coordinator, not on a worker' USING ERRCODE = 'feature_not_supported';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_node n WHERE n.groupid = 0) THEN
+        RAISE EXCEPTION 'the coordinator is not in the Citus metadata'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'SELECT citus_set_coordinator_host(''<host>'', <port>); the profiles are read on every node, the coordinator included.';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_node n WHERE n.groupid <> 0 AND n.isactive AND n.noderole = 'primary') THEN
+        RAISE EXCEPTION 'Citus has no worker node'
+            USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'SELECT citus_add_node(''<host>'', <port>); for each worker.';
+    END IF;
+    IF (SELECT c.relkind FROM pg_class c WHERE c.oid = events) <> 'r' THEN
+        RAISE EXCEPTION 'citus_distribute needs a plain table of events; % is not one', events
+            USING ERRCODE = 'wrong_object_type';
+    END IF;
+    -- the columns the scoring reads (its event_sources row, or the standard ones), checked as for a profile
+    PERFORM @extschema@._events_relation_or_error(events);
+    contact := (@extschema@._source_of(events)).contact_column;
+    IF EXISTS (SELECT FROM pg_trigger tg WHERE tg.tgrelid = events AND NOT tg.tgisinternal
+                  AND tg.tgfoid NOT IN ('@extschema@._track_event_changes'::regproc, '@extschema@._track_event_change'::regproc,
+                                        '@extschema@._track_shard_changes'::regproc,
+                                        '@extschema@._track_distributed_truncate'::regproc)) THEN
+        RAISE EXCEPTION '% has triggers of its own, which Citus does not run on distributed tables', events
+            USING ERRCODE = 'feature_not_supported';
+    END IF;
+
+    method := @extschema@._citus_method(events);
+    IF method IS NOT NULL AND method <> 'h' THEN
+        RAISE EXCEPTION '% is a Citus reference or local table; the events must be distributed by %', events, quote_ident(contact)
+            USING ERRCODE = 'feature_not_supported';
+    END IF;
+    IF method = 'h' AND NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = events
+                                       AND pg_catalog.column_to_column_name(p.logicalrelid, p.partkey) = contact) THEN
+        RAISE EXCEPTION '% is distributed by another column than its contact column %', events, quote_ident(contact)
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = format('SELECT undistribute_table(%L); then run citus_distribute again.', events::text);
+    END IF;
+    IF @extschema@._on_citus() AND NOT EXISTS (
+           SELECT FROM pg_catalog.pg_dist_partition a, pg_catalog.pg_dist_partition b
+            WHERE a.logicalrelid = events AND b.logicalrelid = '@extschema@.engagement_scores'::regclass
+              AND a.colocationid = b.colocationid) THEN
+        RAISE EXCEPTION 'the extension''s tables are already distributed with another events table than %', events
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = format('Co-locate %s with engagement.engagement_scores, distributed by %I: SELECT alter_distributed_table(%L, colocate_with => ''engagement.engagement_scores''); then track its changes with engagement.track_event_changes.',
+                                events, contact, events::text);
+    END IF;
+
+    -- The distributed tables are worked on over one connection per worker, so that the reference
+    -- tables can be written afterwards, and for the rest of the transaction (as in fit_model).
+    PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    -- The tracking triggers of a table not yet distributed would be refused: made again below.
+    PERFORM @extschema@._drop_tracking_triggers(events);
+    IF method IS NULL THEN
+        PERFORM create_distributed_table(events, contact);
+        PERFORM truncate_local_data_after_distributing_table(events);
+    END IF;
+
+    IF NOT @extschema@._on_citus() THEN
+        -- Citus keeps a foreign key from a local table to a reference table only by making the
+        -- local table a Citus local table, which the extension's views do not survive: the keys
+        -- to the profiles are dropped on every node and made again once each table is distributed.
+        CREATE TEMP TABLE _es_profile_keys ON COMMIT DROP AS
+        SELECT c.conrelid::regclass AS rel, c.conname, pg_get_constraintdef(c.oid) AS def
+          FROM pg_constraint c WHERE c.confrelid = '@extschema@.scoring_profiles'::regclass;
+        FOR fk IN SELECT * FROM pg_temp._es_profile_keys LOOP
+            EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', fk.rel, fk.conname);
+            PERFORM run_command_on_workers(format('ALTER TABLE %s DROP CONSTRAINT IF EXISTS %I', fk.rel, fk.conname));
+        END LOOP;
+        -- a distributed table's keys include its distribution column
+        t := 'ALTER TABLE @extschema@.engagement_score_history DROP CONSTRAINT engagement_score_history_pkey, ADD PRIMARY KEY (contact_id, id)';
+        EXECUTE t;
+        PERFORM run_command_on_workers(t);
+
+        FOREACH t IN ARRAY ARRAY['scoring_profiles', 'pending_rescore', 'score_distributions', 'model_fits', 'refresh_runs'] LOOP
+            PERFORM create_reference_table(format('@extschema@.%I', t)::regclass);
+        END LOOP;
+        -- the change log's relation as a number: written in the shards (a worker's OIDs are its
+        -- own) and through the coordinator, where Citus may send a regclass as a name
+        t := 'ALTER TABLE @extschema@.event_changes ALTER COLUMN relation TYPE oid';
+        EXECUTE t;
+        PERFORM run_command_on_workers(t);
+        FOREACH t IN ARRAY ARRAY['engagement_scores', 'engagement_score_history', 'event_changes'] LOOP
+            PERFORM create_distributed_table(format('@extschema@.%I', t)::regclass, 'contact_id', colocate_with => events::text);
+        END LOOP;
+        -- the local rows the tables had before are copies now (Citus leaves them on disk)
+        FOREACH t IN ARRAY ARRAY['scoring_profiles', 'pending_rescore', 'score_distributions', 'model_fits', 'refresh_runs',
+                                 'engagement_scores', 'engagement_score_history', 'event_changes'] LOOP
+            PERFORM truncate_local_data_after_distributing_table(format('@extschema@.%I', t)::regclass);
+        END LOOP;
+        FOR fk IN SELECT * FROM pg_temp._es_profile_keys LOOP
+            EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I %s', fk.rel, fk.conname, fk.def);
+        END LOOP;
+        DROP TABLE pg_temp._es_profile_keys;
+    END IF;
+
+    PERFORM @extschema@._citus_track(events, contact);
+    UPDATE @extschema@.scoring_profiles p SET events_relation = events
+     WHERE p.name = 'default' AND p.events_relation IS DISTINCT FROM events;
+END $$;
+
+COMMENT ON FUNCTION @extschema@.citus_distribute(regclass) IS
+    'Lays the extension out on Citus (run once on the coordinator, by a superuser): distributes the events table by its contact column if it is not yet, and co-located with it the scores, their history and the change log; makes the profiles and the other small tables reference tables; tracks the events'' changes in their shards; points the default profile at the events';
+
+REVOKE EXECUTE ON FUNCTION @extschema@.citus_distribute(regclass) FROM PUBLIC;
+
+-- ----- from src/sql/access.sql
+
+------------------------------------------------------------------------------------------------
+-- Access: nothing on the tables for PUBLIC.  Two grants make the least-privilege model:
+--   application: inserts events, reads events, scores, history and profiles, calls the scoring
+--                and query functions; cannot change profiles, scores or existing events.
+--   admin:       everything, including profiles, refresh, fitting and scheduling.
+-- The functions run with the caller's privileges (no SECURITY DEFINER, but for the change-tracking
+-- triggers, which alone write the change log), so the table grants are the whole policy; the
+-- writing functions are also kept from PUBLIC.
+------------------------------------------------------------------------------------------------
+-- The role, or 42704 for a role that does not exist (0::regrole, or one dropped since).
+CREATE OR REPLACE FUNCTION @extschema@._role_or_error(role_name regrole) RETURNS regrole
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles r WHERE r.oid = role_name) THEN
+        RAISE EXCEPTION 'role with OID % does not exist', role_name::oid USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN role_name;
+END $$;
+
+CREATE OR REPLACE FUNCTION @extschema@.grant_application_access(role_name regrole) RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM @extschema@._role_or_error(role_name);
+    -- (on Citus, a grant on the reference tables after one on the distributed tables needs one
+    -- connection per worker: sequential for the rest of the transaction, as in fit_model)
+    IF @extschema@._on_citus() THEN
+        PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    END IF;
+    EXECUTE format('GRANT USAGE ON SCHEMA @extschema@ TO %s', role_name);
+    -- INSERT of every column but id: OVERRIDING SYSTEM VALUE would take identity values that other
+    -- writers then collide with.  (The REVOKE turns a table-wide grant of an older version into it.)
+    EXECUTE format('REVOKE INSERT ON @extschema@.engagement_events FROM %s', role_name);
+    EXECUTE format('GRANT SELECT, INSERT (contact_id, campaign_id, event_type, occurred_at, conversion_value, channel,
+                    device_type, parent_event_id, metadata, created_at) ON @extschema@.engagement_events TO %s', role_name);
+    -- contact_scores reads the change log; only the change-tracking triggers write it
+    EXECUTE format('REVOKE INSERT ON @extschema@.event_changes FROM %s', role_name);
+    EXECUTE format('GRANT SELECT ON @extschema@.event_changes TO %s', role_name);
+    EXECUTE format('GRANT SELECT ON @extschema@.scoring_profiles, @extschema@.engagement_scores,
+                    @extschema@.engagement_score_history, @extschema@.pending_rescore,
+                    @extschema@.score_distributions, @extschema@.contact_scores, @extschema@.model_fits,
+                    @extschema@.event_sources, @extschema@.event_kind_map, @extschema@.refresh_runs TO %s', role_name);
+END $$;
+
+COMMENT ON FUNCTION @extschema@.grant_application_access(regrole) IS
+    'Lets a role insert and read events, read scores, history and profiles, and call the scoring and query functions';
+
+CREATE OR REPLACE FUNCTION @extschema@.grant_admin_access(role_name regrole) RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM @extschema@._role_or_error(role_name);
+    -- (on Citus, a grant on the reference tables after one on the distributed tables needs one
+    -- connection per worker: sequential for the rest of the transaction, as in fit_model)
+    IF @extschema@._on_citus() THEN
+        PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    END IF;
+    EXECUTE format('GRANT USAGE ON SCHEMA @extschema@ TO %s', role_name);
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA @extschema@ TO %s', role_name);
+    EXECUTE format('GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA @extschema@ TO %s', role_name);
+    -- refresh_scores works in temporary tables
+    EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO %s', current_database(), role_name);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION @extschema@.refresh_scores(text, boolean, text), @extschema@.fit_model(text, timestamptz, text),
+                    @extschema@.schedule_refresh(text, text, text, text), @extschema@.unschedule_refresh(text),
+                    @extschema@.track_event_changes(regclass, regclass, name), @extschema@.untrack_event_changes(regclass),
+                    @extschema@.define_event_source(regclass, jsonb, name, name, name, name, text, text, regclass[]),
+                    @extschema@._track_event_changes(), @extschema@._track_event_change(),
+                    @extschema@._track_shard_changes(), @extschema@._track_distributed_truncate() TO %s', role_name);
+    -- (on Citus the shards' tracking triggers are made on the workers, where Citus does not
+    -- propagate a grant on an extension's function)
+    IF @extschema@._on_citus() THEN
+        IF EXISTS (SELECT FROM run_command_on_workers(format('GRANT EXECUTE ON FUNCTION @extschema@._track_shard_changes(),
+                                                             @extschema@._track_distributed_truncate() TO %s', role_name)) w
+                    WHERE NOT w.success) THEN
+            RAISE EXCEPTION 'could not grant % the change tracking of distributed tables on every worker', role_name
+                USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+    END IF;
+END $$;
+
+COMMENT ON FUNCTION @extschema@.grant_admin_access(regrole) IS
+    'Lets a role do everything: events, profiles, scores, refresh_scores, fitting and scheduling';
+
+REVOKE EXECUTE ON FUNCTION @extschema@.grant_application_access(regrole) FROM PUBLIC;
+
+REVOKE EXECUTE ON FUNCTION @extschema@.grant_admin_access(regrole) FROM PUBLIC;
+
+CREATE TRIGGER scoring_profiles_create_distribution AFTER INSERT ON @extschema@.scoring_profiles
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._profile_create_distribution();
+CREATE TRIGGER score_distributions_replace_empty BEFORE INSERT ON @extschema@.score_distributions
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._distribution_replace_empty();
+INSERT INTO @extschema@.score_distributions (profile, sorted_composites, contacts, profile_version, model_version)
+SELECT p.name, '', 0, 0, 0 FROM @extschema@.scoring_profiles p
+ WHERE NOT EXISTS (SELECT FROM @extschema@.score_distributions d WHERE d.profile = p.name);
