@@ -11,6 +11,131 @@ COMMENT ON TABLE @extschema@.score_distributions IS
     'Per profile, the sorted composites as of the last refresh (for score_percentile); the row is also the lock of the profile''s refreshes';
 COMMENT ON COLUMN @extschema@.score_distributions.refreshed_at IS 'When the last refresh ran (NULL: never)';
 
+------------------------------------------------------------------------------------------------
+-- scoring_profiles: every parameter has a range (issue 29).  A parameter of 1.5 could be any finite
+-- number, and some (a time-decay weight of 1e308, say) gave scores of NaN or made every refresh
+-- fail; an interval of millions of years made refresh_scores and readable_scores fail (22008).
+-- The ranges keep every score finite (docs/model.md, "Profile parameters").  The update stops if a
+-- profile is outside them: its values are the user's to choose.
+------------------------------------------------------------------------------------------------
+DO $$
+DECLARE
+    bad  text;
+    hint text;
+BEGIN
+    SELECT string_agg(format('profile %I: %s', b.name, b.what), '; ' ORDER BY b.name),
+           min(b.fix)
+      INTO bad, hint
+      FROM (SELECT sp.name,
+                   string_agg(format('%s = %s (must be %s)', c.col, c.val, c.allowed), ', ' ORDER BY c.ord) AS what,
+                   format('UPDATE @extschema@.scoring_profiles SET %s WHERE name = %L;',
+                          string_agg(format('%I = %s', c.col, c.fix), ', ' ORDER BY c.ord), sp.name) AS fix
+              FROM @extschema@.scoring_profiles sp,
+                   LATERAL (VALUES
+        (1, 'lookback_days', sp.lookback_days::text, sp.lookback_days BETWEEN 1e-6 AND 1e9, 'between 1e-6 and 1e9', CASE WHEN sp.lookback_days > 1e9 THEN '1e9' ELSE '1e-6' END),
+        (2, 'recency_tau_days', sp.recency_tau_days::text, sp.recency_tau_days BETWEEN 1e-6 AND 1e9, 'between 1e-6 and 1e9', CASE WHEN sp.recency_tau_days > 1e9 THEN '1e9' ELSE '1e-6' END),
+        (3, 'frequency_min_days', sp.frequency_min_days::text, sp.frequency_min_days BETWEEN 1e-6 AND 1e9, 'between 1e-6 and 1e9', CASE WHEN sp.frequency_min_days > 1e9 THEN '1e9' ELSE '1e-6' END),
+        (4, 'frequency_ref_rate', sp.frequency_ref_rate::text, sp.frequency_ref_rate BETWEEN 1e-9 AND 1e18, 'between 1e-9 and 1e18', CASE WHEN sp.frequency_ref_rate > 1e18 THEN '1e18' ELSE '1e-9' END),
+        (5, 'monetary_ref_value', sp.monetary_ref_value::text, sp.monetary_ref_value BETWEEN 1e-9 AND 1e18, 'between 1e-9 and 1e18', CASE WHEN sp.monetary_ref_value > 1e18 THEN '1e18' ELSE '1e-9' END),
+        (6, 'half_life_days', sp.half_life_days::text, sp.half_life_days BETWEEN 1e-6 AND 1e9, 'between 1e-6 and 1e9', CASE WHEN sp.half_life_days > 1e9 THEN '1e9' ELSE '1e-6' END),
+        (7, 'time_decay_ref', sp.time_decay_ref::text, sp.time_decay_ref BETWEEN 1e-9 AND 1e18, 'between 1e-9 and 1e18', CASE WHEN sp.time_decay_ref > 1e18 THEN '1e18' ELSE '1e-9' END),
+        (8, 'decay_weight_delivered', sp.decay_weight_delivered::text, sp.decay_weight_delivered BETWEEN -1e6 AND 1e6, 'between -1e6 and 1e6', CASE WHEN sp.decay_weight_delivered > 1e6 THEN '1e6' ELSE '-1e6' END),
+        (9, 'decay_weight_opened', sp.decay_weight_opened::text, sp.decay_weight_opened BETWEEN -1e6 AND 1e6, 'between -1e6 and 1e6', CASE WHEN sp.decay_weight_opened > 1e6 THEN '1e6' ELSE '-1e6' END),
+        (10, 'decay_weight_clicked', sp.decay_weight_clicked::text, sp.decay_weight_clicked BETWEEN -1e6 AND 1e6, 'between -1e6 and 1e6', CASE WHEN sp.decay_weight_clicked > 1e6 THEN '1e6' ELSE '-1e6' END),
+        (11, 'decay_weight_responded', sp.decay_weight_responded::text, sp.decay_weight_responded BETWEEN -1e6 AND 1e6, 'between -1e6 and 1e6', CASE WHEN sp.decay_weight_responded > 1e6 THEN '1e6' ELSE '-1e6' END),
+        (12, 'decay_weight_converted', sp.decay_weight_converted::text, sp.decay_weight_converted BETWEEN -1e6 AND 1e6, 'between -1e6 and 1e6', CASE WHEN sp.decay_weight_converted > 1e6 THEN '1e6' ELSE '-1e6' END),
+        (13, 'decay_weight_opted_out', sp.decay_weight_opted_out::text, sp.decay_weight_opted_out BETWEEN -1e6 AND 1e6, 'between -1e6 and 1e6', CASE WHEN sp.decay_weight_opted_out > 1e6 THEN '1e6' ELSE '-1e6' END),
+        (14, 'decay_weight_bounced', sp.decay_weight_bounced::text, sp.decay_weight_bounced BETWEEN -1e6 AND 1e6, 'between -1e6 and 1e6', CASE WHEN sp.decay_weight_bounced > 1e6 THEN '1e6' ELSE '-1e6' END),
+        (15, 'model_r', sp.model_r::text, sp.model_r BETWEEN 1e-9 AND 1e9, 'between 1e-9 and 1e9', CASE WHEN sp.model_r > 1e9 THEN '1e9' ELSE '1e-9' END),
+        (16, 'model_alpha', sp.model_alpha::text, sp.model_alpha BETWEEN 1e-9 AND 1e18, 'between 1e-9 and 1e18', CASE WHEN sp.model_alpha > 1e18 THEN '1e18' ELSE '1e-9' END),
+        (17, 'model_a', sp.model_a::text, sp.model_a BETWEEN 1e-9 AND 1e9, 'between 1e-9 and 1e9', CASE WHEN sp.model_a > 1e9 THEN '1e9' ELSE '1e-9' END),
+        (18, 'model_b', sp.model_b::text, sp.model_b BETWEEN 1e-9 AND 1e9, 'between 1e-9 and 1e9', CASE WHEN sp.model_b > 1e9 THEN '1e9' ELSE '1e-9' END),
+        (19, 'horizon_days', sp.horizon_days::text, sp.horizon_days BETWEEN 1e-6 AND 1e9, 'between 1e-6 and 1e9', CASE WHEN sp.horizon_days > 1e9 THEN '1e9' ELSE '1e-6' END),
+        (20, 'conv_prior_a', sp.conv_prior_a::text, sp.conv_prior_a BETWEEN 1e-9 AND 1e9, 'between 1e-9 and 1e9', CASE WHEN sp.conv_prior_a > 1e9 THEN '1e9' ELSE '1e-9' END),
+        (21, 'conv_prior_b', sp.conv_prior_b::text, sp.conv_prior_b BETWEEN 1e-9 AND 1e9, 'between 1e-9 and 1e9', CASE WHEN sp.conv_prior_b > 1e9 THEN '1e9' ELSE '1e-9' END),
+        (22, 'gg_p', sp.gg_p::text, sp.gg_p BETWEEN 1e-9 AND 1e9, 'between 1e-9 and 1e9', CASE WHEN sp.gg_p > 1e9 THEN '1e9' ELSE '1e-9' END),
+        (23, 'gg_q', sp.gg_q::text, sp.gg_q > 1 AND sp.gg_q <= 1e9, 'greater than 1 and at most 1e9', CASE WHEN sp.gg_q > 1e9 THEN '1e9' ELSE '1.01' END),
+        (24, 'gg_v', sp.gg_v::text, sp.gg_v BETWEEN 1e-18 AND 1e18, 'between 1e-18 and 1e18', CASE WHEN sp.gg_v > 1e18 THEN '1e18' ELSE '1e-18' END),
+        (25, 'max_score_age', quote_literal(sp.max_score_age), sp.max_score_age > interval '0' AND sp.max_score_age <= interval '100 years' AND abs(extract(year FROM sp.max_score_age)) <= 100 AND abs(extract(day FROM sp.max_score_age)) <= 36525 AND abs(extract(hour FROM sp.max_score_age)) <= 876600,
+         'more than 0 and at most 100 years, as must each of its years, days and hours', '''1 day'''),
+        (26, 'refresh_log_retention', quote_literal(sp.refresh_log_retention), sp.refresh_log_retention >= interval '0' AND sp.refresh_log_retention <= interval '100 years' AND abs(extract(year FROM sp.refresh_log_retention)) <= 100 AND abs(extract(day FROM sp.refresh_log_retention)) <= 36525 AND abs(extract(hour FROM sp.refresh_log_retention)) <= 876600,
+         'from 0 to 100 years, as must each of its years, days and hours', '''14 days''')
+                           ) c(ord, col, val, ok, allowed, fix)
+             WHERE c.ok IS NOT TRUE
+             GROUP BY sp.name) b;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'scoring profiles outside the ranges that keep every score finite: %', bad
+            USING ERRCODE = 'check_violation',
+                  HINT = format('Set each within its range (docs/model.md, "Profile parameters"), e.g. %s then run ALTER EXTENSION engagement_scoring UPDATE again.', hint);
+    END IF;
+END $$;
+ALTER TABLE @extschema@.scoring_profiles
+    DROP CONSTRAINT scoring_profiles_lookback_days_check,
+    ADD CONSTRAINT scoring_profiles_lookback_days_check CHECK (lookback_days BETWEEN 1e-6 AND 1e9),
+    DROP CONSTRAINT scoring_profiles_recency_tau_days_check,
+    ADD CONSTRAINT scoring_profiles_recency_tau_days_check CHECK (recency_tau_days BETWEEN 1e-6 AND 1e9),
+    DROP CONSTRAINT scoring_profiles_frequency_min_days_check,
+    ADD CONSTRAINT scoring_profiles_frequency_min_days_check CHECK (frequency_min_days BETWEEN 1e-6 AND 1e9),
+    DROP CONSTRAINT scoring_profiles_frequency_ref_rate_check,
+    ADD CONSTRAINT scoring_profiles_frequency_ref_rate_check CHECK (frequency_ref_rate BETWEEN 1e-9 AND 1e18),
+    DROP CONSTRAINT scoring_profiles_monetary_ref_value_check,
+    ADD CONSTRAINT scoring_profiles_monetary_ref_value_check CHECK (monetary_ref_value BETWEEN 1e-9 AND 1e18),
+    DROP CONSTRAINT scoring_profiles_half_life_days_check,
+    ADD CONSTRAINT scoring_profiles_half_life_days_check CHECK (half_life_days BETWEEN 1e-6 AND 1e9),
+    DROP CONSTRAINT scoring_profiles_time_decay_ref_check,
+    ADD CONSTRAINT scoring_profiles_time_decay_ref_check CHECK (time_decay_ref BETWEEN 1e-9 AND 1e18),
+    DROP CONSTRAINT scoring_profiles_decay_weight_delivered_check,
+    ADD CONSTRAINT scoring_profiles_decay_weight_delivered_check CHECK (decay_weight_delivered BETWEEN -1e6 AND 1e6),
+    DROP CONSTRAINT scoring_profiles_decay_weight_opened_check,
+    ADD CONSTRAINT scoring_profiles_decay_weight_opened_check CHECK (decay_weight_opened BETWEEN -1e6 AND 1e6),
+    DROP CONSTRAINT scoring_profiles_decay_weight_clicked_check,
+    ADD CONSTRAINT scoring_profiles_decay_weight_clicked_check CHECK (decay_weight_clicked BETWEEN -1e6 AND 1e6),
+    DROP CONSTRAINT scoring_profiles_decay_weight_responded_check,
+    ADD CONSTRAINT scoring_profiles_decay_weight_responded_check CHECK (decay_weight_responded BETWEEN -1e6 AND 1e6),
+    DROP CONSTRAINT scoring_profiles_decay_weight_converted_check,
+    ADD CONSTRAINT scoring_profiles_decay_weight_converted_check CHECK (decay_weight_converted BETWEEN -1e6 AND 1e6),
+    DROP CONSTRAINT scoring_profiles_decay_weight_opted_out_check,
+    ADD CONSTRAINT scoring_profiles_decay_weight_opted_out_check CHECK (decay_weight_opted_out BETWEEN -1e6 AND 1e6),
+    DROP CONSTRAINT scoring_profiles_decay_weight_bounced_check,
+    ADD CONSTRAINT scoring_profiles_decay_weight_bounced_check CHECK (decay_weight_bounced BETWEEN -1e6 AND 1e6),
+    DROP CONSTRAINT scoring_profiles_model_r_check,
+    ADD CONSTRAINT scoring_profiles_model_r_check CHECK (model_r BETWEEN 1e-9 AND 1e9),
+    DROP CONSTRAINT scoring_profiles_model_alpha_check,
+    ADD CONSTRAINT scoring_profiles_model_alpha_check CHECK (model_alpha BETWEEN 1e-9 AND 1e18),
+    DROP CONSTRAINT scoring_profiles_model_a_check,
+    ADD CONSTRAINT scoring_profiles_model_a_check CHECK (model_a BETWEEN 1e-9 AND 1e9),
+    DROP CONSTRAINT scoring_profiles_model_b_check,
+    ADD CONSTRAINT scoring_profiles_model_b_check CHECK (model_b BETWEEN 1e-9 AND 1e9),
+    DROP CONSTRAINT scoring_profiles_horizon_days_check,
+    ADD CONSTRAINT scoring_profiles_horizon_days_check CHECK (horizon_days BETWEEN 1e-6 AND 1e9),
+    DROP CONSTRAINT scoring_profiles_conv_prior_a_check,
+    ADD CONSTRAINT scoring_profiles_conv_prior_a_check CHECK (conv_prior_a BETWEEN 1e-9 AND 1e9),
+    DROP CONSTRAINT scoring_profiles_conv_prior_b_check,
+    ADD CONSTRAINT scoring_profiles_conv_prior_b_check CHECK (conv_prior_b BETWEEN 1e-9 AND 1e9),
+    DROP CONSTRAINT scoring_profiles_gg_p_check,
+    ADD CONSTRAINT scoring_profiles_gg_p_check CHECK (gg_p BETWEEN 1e-9 AND 1e9),
+    DROP CONSTRAINT scoring_profiles_gg_q_check,
+    ADD CONSTRAINT scoring_profiles_gg_q_check CHECK (gg_q > 1 AND gg_q <= 1e9),
+    DROP CONSTRAINT scoring_profiles_gg_v_check,
+    ADD CONSTRAINT scoring_profiles_gg_v_check CHECK (gg_v BETWEEN 1e-18 AND 1e18),
+    DROP CONSTRAINT scoring_profiles_max_score_age_check,
+    ADD CONSTRAINT scoring_profiles_max_score_age_check CHECK (max_score_age > interval '0' AND max_score_age <= interval '100 years'
+        AND abs(extract(year FROM max_score_age)) <= 100 AND abs(extract(day FROM max_score_age)) <= 36525
+        AND abs(extract(hour FROM max_score_age)) <= 876600),
+    DROP CONSTRAINT scoring_profiles_refresh_log_retention_check,
+    ADD CONSTRAINT scoring_profiles_refresh_log_retention_check CHECK (refresh_log_retention >= interval '0'
+        AND refresh_log_retention <= interval '100 years' AND abs(extract(year FROM refresh_log_retention)) <= 100
+        AND abs(extract(day FROM refresh_log_retention)) <= 36525 AND abs(extract(hour FROM refresh_log_retention)) <= 876600);
+
+-- Sources are read as the role that set them: the refresh's step that kept contacts pending reads
+-- what the scoring step listed instead of the events (another signature).  The kind maps' check
+-- runs once per statement (a map of thousands of kinds checked once, not once per kind).
+DROP FUNCTION @extschema@._refresh_keep_pending(@extschema@.scoring_profiles, text, timestamptz);
+DROP TRIGGER event_kind_map_check ON @extschema@.event_kind_map;
+DROP FUNCTION @extschema@._kind_map_check_row();
+
+COMMENT ON COLUMN @extschema@.refresh_runs.unmapped_kinds IS 'The first five of those kinds, each cut to 64 characters (with its length)';
+
 -- Every function and aggregate of this version, as the install script creates them (written
 -- by scripts/build_update.py from src/sql; edit those, not this part).
 
@@ -44,6 +169,9 @@ END $$;
 CREATE OR REPLACE FUNCTION @extschema@._profile_check_events_relation() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    IF NEW.events_relation IS NULL THEN
+        RETURN NEW;   -- (the column's NOT NULL says so: 23502)
+    END IF;
     IF TG_OP = 'UPDATE' AND NEW.events_relation = OLD.events_relation
        AND NEW.events_relation_set_by IS NOT DISTINCT FROM OLD.events_relation_set_by THEN
         RETURN NEW;
@@ -300,6 +428,17 @@ COMMENT ON AGGREGATE @extschema@.time_decay(float8, timestamptz, timestamptz, fl
 ------------------------------------------------------------------------------------------------
 -- Per-contact API: over the profile's events (engagement_events, or the CRM's own relation)
 ------------------------------------------------------------------------------------------------
+-- The functions that act (refresh, fit, validate, grant, distribute, untrack, unschedule) refuse a
+-- NULL argument with 22004 instead of silently doing nothing: one flag per argument, in order.
+CREATE OR REPLACE FUNCTION @extschema@._arguments_not_null(function_name text, VARIADIC is_null boolean[]) RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF true = ANY (is_null) THEN
+        RAISE EXCEPTION '%: argument % is NULL', function_name, array_position(is_null, true)
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'Leave an argument out to take its default.';
+    END IF;
+END $$;
+
 -- The profile row, or 42704 (the one place SQL reports an unknown profile; the C lookup of the
 -- aggregates says the same).
 CREATE OR REPLACE FUNCTION @extschema@._profile_or_error(profile text) RETURNS @extschema@.scoring_profiles
@@ -341,6 +480,12 @@ LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp A
                                                         @extschema@._live_events_or_error(p)))
 $$;
 
+-- A CRM's kind as messages and refresh_runs show it: at most 64 characters, and how long it was.
+CREATE OR REPLACE FUNCTION @extschema@._shown_kind(kind text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN length(kind) <= 64 THEN kind ELSE left(kind, 64) || '... (' || length(kind) || ' characters)' END
+$$;
+
 -- Rows of a contact that the source does not map: an error naming the kind (on_unmapped reject),
 -- else a WARNING with the count.
 CREATE OR REPLACE FUNCTION @extschema@._report_unmapped(p @extschema@.scoring_profiles, contact_id bigint, unmapped bigint,
@@ -352,12 +497,12 @@ BEGIN
     END IF;
     IF (@extschema@._source_of(p.events_relation)).on_unmapped = 'reject' THEN
         RAISE EXCEPTION 'contact %: % rows of % have a kind its source does not map, e.g. %', contact_id, unmapped,
-                        p.events_relation, quote_literal(kind)
+                        p.events_relation, quote_literal(@extschema@._shown_kind(kind))
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Map it in engagement.event_kind_map (define_event_source).';
     END IF;
     RAISE WARNING 'contact %: % rows of % not scored: a kind the source does not map, e.g. %', contact_id, unmapped,
-                  p.events_relation, quote_literal(kind)
+                  p.events_relation, quote_literal(@extschema@._shown_kind(kind))
         USING HINT = 'Map it in engagement.event_kind_map (define_event_source).';
 END $$;
 
@@ -507,14 +652,21 @@ BEGIN
     END LOOP;
 END $$;
 
+-- A CRM's kind as an event type, through a kind map given as two arrays (the kinds and their
+-- types): one binary search per row, however many kinds the map has.  NULL: unmapped.
+CREATE OR REPLACE FUNCTION @extschema@._map_kind(kind text, kinds text[], types @extschema@.event_type[])
+RETURNS @extschema@.event_type
+AS 'MODULE_PATHNAME', 'es_map_kind' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
 -- The kind column as an event type: the column itself when it is engagement.event_type, else a
--- CASE over the source's kind map (constants only; trim_lower compares trimmed, lower-cased kinds),
--- NULL for a kind the map lacks.
+-- lookup in the source's kind map (_map_kind, the map as constants; trim_lower compares trimmed,
+-- lower-cased kinds), NULL for a kind the map lacks.
 CREATE OR REPLACE FUNCTION @extschema@._source_kind_expr(src @extschema@.event_sources) RETURNS text
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    kind text := 'e.' || quote_ident(src.kind_column);
-    arms text;
+    kind  text := 'e.' || quote_ident(src.kind_column);
+    kinds text[];
+    types @extschema@.event_type[];
 BEGIN
     IF @extschema@._column_type(src.relation, src.kind_column) = '@extschema@.event_type'::regtype THEN
         RETURN kind;
@@ -523,12 +675,12 @@ BEGIN
     IF src.kind_match = 'trim_lower' THEN
         kind := format('lower(btrim(%s))', kind);
     END IF;
-    SELECT string_agg(format('WHEN %L THEN %L::@extschema@.event_type',
-                             CASE src.kind_match WHEN 'trim_lower' THEN lower(btrim(m.kind)) ELSE m.kind END, m.event_type),
-                      ' ' ORDER BY m.kind)
-      INTO arms
+    SELECT array_agg(CASE src.kind_match WHEN 'trim_lower' THEN lower(btrim(m.kind)) ELSE m.kind END ORDER BY m.kind),
+           array_agg(m.event_type ORDER BY m.kind)
+      INTO kinds, types
       FROM @extschema@.event_kind_map m WHERE m.relation = src.relation;
-    RETURN CASE WHEN arms IS NULL THEN 'NULL::@extschema@.event_type' ELSE format('CASE %s %s END', kind, arms) END;
+    RETURN CASE WHEN kinds IS NULL THEN 'NULL::@extschema@.event_type'
+                ELSE format('@extschema@._map_kind(%s, %L::text[], %L::@extschema@.event_type[])', kind, kinds, types) END;
 END $$;
 
 -- The rows of a source as the model reads them, from rel (the relation's name, or a name bound to
@@ -595,6 +747,55 @@ BEGIN
     RETURN events::text;
 END $$;
 
+-- A profile's events relation exists: a regclass column keeps the OID of a relation dropped since,
+-- which would otherwise reach a query as a bare number.  Raises 42P01.
+CREATE OR REPLACE FUNCTION @extschema@._events_relation_exists_or_error(p @extschema@.scoring_profiles) RETURNS void
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = p.events_relation) THEN
+        RAISE EXCEPTION 'the events relation of scoring profile "%" (OID %) no longer exists', p.name, p.events_relation::oid
+            USING ERRCODE = 'undefined_table',
+                  HINT = format('Point the profile at its events again: UPDATE engagement.scoring_profiles SET events_relation = ... WHERE name = %L;',
+                                p.name);
+    END IF;
+END $$;
+
+-- The role whose rights refresh_scores, fit_model and validate_model read a profile's events with,
+-- or NULL for the caller's own: what they read must be what the role that set events_relation may
+-- read, whoever runs them (a superuser's pg_cron job, say), through every view, function, policy or
+-- user mapping the reading runs.  So they read as that role, the caller becoming it for the reading
+-- statements (a superuser can, and a member of it with its privileges); when it is the caller, or a
+-- superuser (the caller may read no more than it), or the relation is engagement_events (the
+-- extension's own table: its grants decide), the caller reads as itself.  Any other caller is
+-- refused (42501).
+CREATE OR REPLACE FUNCTION @extschema@._events_reader(p @extschema@.scoring_profiles) RETURNS name
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    setter name := nullif(p.events_relation_set_by, '');
+BEGIN
+    IF p.events_relation = '@extschema@.engagement_events'::regclass THEN
+        RETURN NULL;
+    END IF;
+    PERFORM @extschema@._events_relation_exists_or_error(p);
+    IF setter IS NULL OR NOT EXISTS (SELECT FROM pg_roles r WHERE r.rolname = setter) THEN
+        RAISE EXCEPTION 'events_relation % of scoring profile "%" was set by %', p.events_relation, p.name,
+                        coalesce('role ' || quote_ident(setter) || ', which no longer exists', 'a role not recorded (before 1.3)')
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = format('As a role that may read it: UPDATE engagement.scoring_profiles SET events_relation_set_by = current_user WHERE name = %L;',
+                                p.name);
+    END IF;
+    IF setter = current_user OR (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = setter) THEN
+        RETURN NULL;
+    END IF;
+    IF pg_has_role(current_user, setter, 'USAGE') AND pg_has_role(session_user, setter, 'MEMBER') THEN
+        RETURN setter;
+    END IF;
+    RAISE EXCEPTION 'events_relation % of scoring profile "%" is read as role %, which set it, and role % cannot act as that role',
+                    p.events_relation, p.name, quote_ident(setter), quote_ident(current_user)
+        USING ERRCODE = 'insufficient_privilege',
+              HINT = 'Run it as that role, a member of it or a superuser; or set events_relation again as this role.';
+END $$;
+
 -- The relation the per-contact functions (engagement_score, explain_score, profile_events) read for
 -- their caller, checked: a view's functions, and a table's row-level security policies, would run
 -- as the caller (perhaps a superuser), so such a relation must be the caller's or a superuser's.
@@ -608,6 +809,7 @@ BEGIN
     IF p.events_relation = '@extschema@.engagement_events'::regclass THEN
         RETURN p.events_relation::text;
     END IF;
+    PERFORM @extschema@._events_relation_exists_or_error(p);
     SELECT c.oid::regclass::text INTO bad
       FROM (SELECT p.events_relation AS relid UNION SELECT t.relid FROM pg_partition_tree(p.events_relation) t) t
       JOIN pg_class c ON c.oid = t.relid JOIN pg_roles r ON r.oid = c.relowner
@@ -686,12 +888,14 @@ BEGIN
     END IF;
 END $$;
 
-CREATE OR REPLACE FUNCTION @extschema@._kind_map_check_row() RETURNS trigger
+CREATE OR REPLACE FUNCTION @extschema@._kind_maps_check() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    rel regclass;
 BEGIN
-    IF (SELECT s.kind_match FROM @extschema@.event_sources s WHERE s.relation = NEW.relation) = 'trim_lower' THEN
-        PERFORM @extschema@._kind_map_unambiguous_or_error(NEW.relation);
-    END IF;
+    FOR rel IN SELECT s.relation FROM @extschema@.event_sources s WHERE s.kind_match = 'trim_lower' LOOP
+        PERFORM @extschema@._kind_map_unambiguous_or_error(rel);
+    END LOOP;
     RETURN NULL;
 END $$;
 
@@ -748,6 +952,8 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'The event types: ' || array_to_string(enum_range(NULL::@extschema@.event_type)::text[], ', ') || '.';
     END IF;
+    -- (the old map goes first: the source's check of a trim_lower map reads the map, the new one)
+    DELETE FROM @extschema@.event_kind_map m WHERE m.relation = define_event_source.relation;
     INSERT INTO @extschema@.event_sources AS s (relation, contact_column, kind_column, time_column, value_column,
                                                 kind_match, on_unmapped, changes_from)
     VALUES (relation, contact_column, kind_column, time_column, value_column, kind_match, on_unmapped, changes_from)
@@ -755,7 +961,6 @@ BEGIN
        SET contact_column = excluded.contact_column, kind_column = excluded.kind_column,
            time_column = excluded.time_column, value_column = excluded.value_column,
            kind_match = excluded.kind_match, on_unmapped = excluded.on_unmapped, changes_from = excluded.changes_from;
-    DELETE FROM @extschema@.event_kind_map m WHERE m.relation = define_event_source.relation;
     INSERT INTO @extschema@.event_kind_map (relation, kind, event_type)
     SELECT define_event_source.relation, k.key, (k.value #>> '{}')::@extschema@.event_type
       FROM jsonb_each(coalesce(kinds, '{}')) k;
@@ -767,9 +972,11 @@ COMMENT ON FUNCTION @extschema@.define_event_source(regclass, jsonb, name, name,
 
 REVOKE EXECUTE ON FUNCTION @extschema@.define_event_source(regclass, jsonb, name, name, name, name, text, text, regclass[]) FROM PUBLIC;
 
--- A profile's events relation, checked before a refresh or a fit reads it: the role that chose it
--- must still be allowed to read it (privileges may have been revoked since), and it must be a
--- relation _events_relation_or_error accepts.  Returns its name, quoted and qualified.
+-- A profile's events relation, checked before a refresh or a fit reads it, by the role it is read
+-- as (_events_reader): the role that chose it may still read it (privileges may have been revoked
+-- since), no row-level security applies to the reading (a refresh would delete the scores of the
+-- rows it hides), and it is a relation _events_relation_or_error accepts.  Returns its name, quoted
+-- and qualified.
 CREATE OR REPLACE FUNCTION @extschema@._profile_events_or_error(p @extschema@.scoring_profiles) RETURNS text
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -782,26 +989,12 @@ BEGIN
                   HINT = format('As a role that may read it: UPDATE engagement.scoring_profiles SET events_relation_set_by = current_user WHERE name = %L;',
                                 p.name);
     END IF;
-    -- A security_invoker view reads its tables with the reader's rights: a refreshing superuser would
-    -- read for that role what it may not read itself.
-    IF EXISTS (SELECT FROM pg_class c, unnest(c.reloptions) o
-                WHERE c.oid = p.events_relation AND o ~* '^security_invoker=(true|on|yes|1)$')
-       AND NOT EXISTS (SELECT FROM pg_roles r WHERE r.rolname = p.events_relation_set_by AND r.rolsuper) THEN
-        RAISE EXCEPTION 'events_relation % of scoring profile "%" is a security_invoker view, which a refresh would read with its own rights, not those of role %',
-                        p.events_relation, p.name, quote_ident(p.events_relation_set_by)
+    -- (PostgreSQL says whether its policies apply to this role: owner, FORCE, BYPASSRLS, row_security)
+    IF row_security_active(p.events_relation) THEN
+        RAISE EXCEPTION 'row-level security of % applies to role %: scoring profile "%" would read only some of its rows',
+                        p.events_relation, quote_ident(current_user), p.name
             USING ERRCODE = 'insufficient_privilege',
-                  HINT = 'Score a view without security_invoker (its tables are read with its owner''s rights), or have a superuser set events_relation.';
-    END IF;
-    -- With row-level security, that role may read fewer rows than a refreshing superuser sees.
-    IF p.events_relation <> '@extschema@.engagement_events'::regclass
-       AND EXISTS (SELECT FROM pg_class c
-                    WHERE c.relrowsecurity
-                      AND c.oid IN (SELECT p.events_relation UNION SELECT t.relid FROM pg_partition_tree(p.events_relation) t))
-       AND NOT EXISTS (SELECT FROM pg_roles r WHERE r.rolname = p.events_relation_set_by AND (r.rolsuper OR r.rolbypassrls)) THEN
-        RAISE EXCEPTION 'events_relation % of scoring profile "%" has row-level security, which role % does not bypass',
-                        p.events_relation, p.name, quote_ident(p.events_relation_set_by)
-            USING ERRCODE = 'insufficient_privilege',
-                  HINT = 'A refresh would score rows that role cannot read: score a relation without row-level security, or have a role that bypasses it set events_relation.';
+                  HINT = 'A refresh would delete the scores of the rows it cannot see: read it as a role that bypasses row-level security (its owner, or one with BYPASSRLS).';
     END IF;
     RETURN @extschema@._events_relation_or_error(p.events_relation);
 END $$;
@@ -1038,10 +1231,11 @@ COMMENT ON FUNCTION @extschema@.track_event_changes(regclass, regclass, name) IS
 REVOKE EXECUTE ON FUNCTION @extschema@.track_event_changes(regclass, regclass, name) FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION @extschema@.untrack_event_changes(events regclass) RETURNS integer
-LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     dropped integer;
 BEGIN
+    PERFORM @extschema@._arguments_not_null('untrack_event_changes(events)', events IS NULL);
     IF events = '@extschema@.engagement_events'::regclass THEN
         RAISE EXCEPTION 'engagement_events is always tracked' USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -1150,7 +1344,8 @@ END $$;
 -- which the planner would price as random reads and forgo although they are cached.  Scoring
 -- engagement_events looks the profile up by name; any other relation (partitioned, foreign,
 -- another server's) gets the profile's values with the query, as a document.  Returns the rows
--- not scored and the first few of their kinds.
+-- not scored and the first few of their kinds; and lists in pg_temp._es_future the targets with
+-- events after refresh_at.  Runs as the role the events are read as (_events_reader).
 CREATE OR REPLACE FUNCTION @extschema@._refresh_score_contacts(p @extschema@.scoring_profiles, events text,
                                                     refresh_at timestamptz, full_refresh boolean,
                                                     few_targets boolean, OUT unmapped bigint,
@@ -1197,11 +1392,21 @@ BEGIN
         CASE WHEN counted THEN 'count(*) FILTER (WHERE e.contact_id IS NULL OR e.event_type IS NULL OR e.occurred_at IS NULL)'
              ELSE '0::bigint' END)
     USING refresh_at, p.name, to_jsonb(p);
+    -- The targets with events after refresh_at, which _refresh_keep_pending keeps pending.  (The
+    -- events in an uncorrelated subquery, which Citus can run on the workers.)
+    EXECUTE format($q$
+        CREATE TEMP TABLE _es_future ON COMMIT DROP AS
+        SELECT t.contact_id FROM pg_temp._es_targets t
+         WHERE t.contact_id IN (SELECT e.contact_id FROM %s e
+                                 WHERE e.occurred_at > $1 AND e.contact_id IN (SELECT u.contact_id FROM pg_temp._es_targets u))
+        $q$, events)
+    USING refresh_at;
     unmapped := 0;
     IF counted THEN
         SELECT coalesce(sum(s.unmapped), 0),
-               (SELECT array_agg(k ORDER BY k) FROM (SELECT DISTINCT s2.unmapped_kind AS k FROM pg_temp._es_scored s2
-                                                      WHERE s2.unmapped_kind IS NOT NULL ORDER BY 1 LIMIT 5) ks)
+               (SELECT array_agg(@extschema@._shown_kind(k) ORDER BY k)
+                  FROM (SELECT DISTINCT s2.unmapped_kind AS k FROM pg_temp._es_scored s2
+                         WHERE s2.unmapped_kind IS NOT NULL ORDER BY 1 LIMIT 5) ks)
           INTO unmapped, unmapped_kinds
           FROM pg_temp._es_scored s WHERE s.unmapped > 0;
     END IF;
@@ -1383,20 +1588,14 @@ END $$;
 
 -- A target (a changed or pending contact) may have events after refresh_at (dated in the future,
 -- or committed after this transaction started): they were not scored now, so it stays pending,
--- however many refreshes come before those events are due.  (The events are read in an
--- uncorrelated subquery, which Citus can run on the workers.)
-CREATE OR REPLACE FUNCTION @extschema@._refresh_keep_pending(p @extschema@.scoring_profiles, events text,
-                                                  refresh_at timestamptz) RETURNS void
+-- however many refreshes come before those events are due.  _refresh_score_contacts listed those
+-- targets in pg_temp._es_future, reading the events as it read them.
+CREATE OR REPLACE FUNCTION @extschema@._refresh_keep_pending(p @extschema@.scoring_profiles) RETURNS void
 LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    EXECUTE format($q$
-        INSERT INTO @extschema@.pending_rescore (profile, contact_id)
-        SELECT $2, c.contact_id FROM pg_temp._es_targets c
-         WHERE c.contact_id IN (SELECT e.contact_id FROM %s e
-                                 WHERE e.occurred_at > $1 AND e.contact_id IN (SELECT t.contact_id FROM pg_temp._es_targets t))
-           AND NOT EXISTS (SELECT FROM @extschema@.pending_rescore pr WHERE pr.profile = $2 AND pr.contact_id = c.contact_id)
-        $q$, events)
-    USING refresh_at, p.name;
+    INSERT INTO @extschema@.pending_rescore (profile, contact_id)
+    SELECT p.name, f.contact_id FROM pg_temp._es_future f
+     WHERE NOT EXISTS (SELECT FROM @extschema@.pending_rescore pr WHERE pr.profile = p.name AND pr.contact_id = f.contact_id);
 END $$;
 
 ------------------------------------------------------------------------------------------------
@@ -1418,6 +1617,8 @@ DECLARE
     src        @extschema@.event_sources;
     refresh_at timestamptz := now();   -- as of now(): the transaction's start
     events     text;                   -- the profile's events, bound (_bind_events_relation)
+    reader     name;                   -- the role they are read as (_events_reader), NULL: this one
+    caller     text;                   -- the role to come back to after reading as reader
     last       record;                 -- the distribution of the last refresh
     aged       boolean;
     targets    bigint;
@@ -1448,7 +1649,7 @@ BEGIN
         RAISE NOTICE 'a refresh of scoring profile "%" is already running; this one does nothing', p.name;
         RETURN;
     END IF;
-    events := @extschema@._bind_events_relation(p);
+    reader := @extschema@._events_reader(p);
 
     PERFORM @extschema@._refresh_drain_changes(p);
 
@@ -1461,9 +1662,22 @@ BEGIN
     aged := last.oldest_score_at < refresh_at - p.max_score_age;
 
     targets := @extschema@._refresh_choose_targets(p, refresh_at, full_refresh, aged);
+    -- The events are read with the rights of the role that set the source (_events_reader): this
+    -- role becomes it for the reading statements alone, which fill the temporary tables the
+    -- writing steps read.
+    IF reader IS NOT NULL THEN
+        EXECUTE format('GRANT SELECT ON pg_temp._es_targets TO %I', reader);
+        caller := current_setting('role');
+        PERFORM set_config('role', reader, true);
+    END IF;
+    events := @extschema@._bind_events_relation(p);
     SELECT c.unmapped, c.unmapped_kinds INTO unmapped, unmapped_kinds
       FROM @extschema@._refresh_score_contacts(p, events, refresh_at, full_refresh,
                                                coalesce(targets * 10 <= last.contacts, false)) c;
+    PERFORM @extschema@._unbind_events_relation(events);
+    IF reader IS NOT NULL THEN
+        PERFORM set_config('role', caller, true);
+    END IF;
     -- Rows not scored: an error naming their kinds, or a WARNING with the count (and the count in
     -- refresh_runs).  For an SMS CRM an opt-out is a compliance matter: never lost silently.
     IF unmapped > 0 THEN
@@ -1480,7 +1694,7 @@ BEGIN
     END IF;
     PERFORM @extschema@._refresh_distribution(p, refresh_at, full_refresh);
     rescored := @extschema@._refresh_write_scores(p, refresh_at, full_refresh);
-    PERFORM @extschema@._refresh_keep_pending(p, events, refresh_at);
+    PERFORM @extschema@._refresh_keep_pending(p);
 
     -- oldest_score_at stays a lower bound of calculated_at (scores only get newer); after the
     -- age check rescored the old ones, it is recomputed.
@@ -1492,8 +1706,7 @@ BEGIN
     END IF;
 
     -- Leave nothing behind for the rest of the transaction (another role may refresh in it).
-    DROP TABLE pg_temp._es_scored, pg_temp._es_changed, pg_temp._es_targets;
-    PERFORM @extschema@._unbind_events_relation(events);
+    DROP TABLE pg_temp._es_scored, pg_temp._es_future, pg_temp._es_changed, pg_temp._es_targets;
 END $$;
 
 -- Every refresh is recorded in refresh_runs: what it did, skipped, or (on_error => 'record', what
@@ -1502,13 +1715,15 @@ END $$;
 CREATE OR REPLACE FUNCTION @extschema@.refresh_scores(profile text DEFAULT 'default', "full" boolean DEFAULT false,
                                            on_error text DEFAULT 'raise')
 RETURNS bigint
-LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     started timestamptz := clock_timestamp();
     r       record;
     state   text;
     message text;
 BEGIN
+    PERFORM @extschema@._arguments_not_null('refresh_scores(profile, full, on_error)',
+                                            profile IS NULL, "full" IS NULL, on_error IS NULL);
     IF on_error NOT IN ('raise', 'record') THEN
         RAISE EXCEPTION 'on_error must be ''raise'' or ''record'', not %', quote_literal(on_error)
             USING ERRCODE = 'invalid_parameter_value';
@@ -2097,7 +2312,7 @@ COMMENT ON FUNCTION @extschema@.prob_no_engagement(text, float8, float8, float8,
 CREATE OR REPLACE FUNCTION @extschema@.fit_model(profile text DEFAULT 'default', as_of timestamptz DEFAULT now(),
                                       on_failure text DEFAULT 'error')
 RETURNS SETOF @extschema@.model_fits
-LANGUAGE plpgsql VOLATILE STRICT
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp SET enable_partitionwise_aggregate = on AS $$
 DECLARE
     p        @extschema@.scoring_profiles;
@@ -2105,10 +2320,14 @@ DECLARE
     mbg      @extschema@.model_fit;
     gg       @extschema@.gammagamma_fit;
     events   text;   -- the profile's events relation, bound (_bind_events_relation)
+    reader   name;   -- the role it is read as (_events_reader), NULL: this one
+    caller   text;
     failures text[] := '{}';
     mbg_row  @extschema@.model_fits;
     gg_row   @extschema@.model_fits;
 BEGIN
+    PERFORM @extschema@._arguments_not_null('fit_model(profile, as_of, on_failure)',
+                                            profile IS NULL, as_of IS NULL, on_failure IS NULL);
     p := @extschema@._profile_or_error(profile);
     IF NOT isfinite(as_of) THEN
         RAISE EXCEPTION 'as_of must be a finite timestamp, not %', as_of USING ERRCODE = 'invalid_parameter_value';
@@ -2127,6 +2346,12 @@ BEGIN
     END IF;
     -- NO KEY UPDATE: other profiles' refreshes (FOR KEY SHARE through the foreign keys) go on.
     PERFORM FROM @extschema@.scoring_profiles sp WHERE sp.name = p.name FOR NO KEY UPDATE;
+    -- The events are read with the rights of the role that set the source (_events_reader).
+    reader := @extschema@._events_reader(p);
+    IF reader IS NOT NULL THEN
+        caller := current_setting('role');
+        PERFORM set_config('role', reader, true);
+    END IF;
     events := @extschema@._bind_events_relation(p);
     -- One scan: each contact's summaries for both models, identical summaries collapsed with
     -- their count as weight (on postgres_fdw partitions the summaries are computed in each shard).
@@ -2145,6 +2370,9 @@ BEGIN
                (SELECT coalesce(sum(g.contacts), 0) FROM g) AS valued$q$, events)
     INTO res USING as_of, p.fit_penalizer;
     PERFORM @extschema@._unbind_events_relation(events);
+    IF reader IS NOT NULL THEN
+        PERFORM set_config('role', caller, true);
+    END IF;
     mbg := res.mbg;
     gg := res.gg;
 
@@ -2228,6 +2456,8 @@ LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp SET enabl
 DECLARE
     p       @extschema@.scoring_profiles;
     events  text;
+    reader  name;   -- the role the events are read as (_events_reader), NULL: this one
+    caller  text;
     params  @extschema@.model_fit;
     cal_day bigint;
     hold_day bigint;
@@ -2242,10 +2472,15 @@ BEGIN
         RAISE EXCEPTION 'holdout_end (%) must fall on a later day than calibration_end (%)', holdout_end, calibration_end
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    events := @extschema@._bind_events_relation(p);
     IF to_regclass('pg_temp._es_validation') IS NOT NULL THEN   -- left by an earlier call in this transaction
         DROP TABLE pg_temp._es_validation;
     END IF;
+    reader := @extschema@._events_reader(p);
+    IF reader IS NOT NULL THEN
+        caller := current_setting('role');
+        PERFORM set_config('role', reader, true);
+    END IF;
+    events := @extschema@._bind_events_relation(p);
     -- actual: the distinct days d with day(C) < d <= day(H) holding an engaging event
     EXECUTE format($q$
         CREATE TEMP TABLE _es_validation ON COMMIT DROP AS
@@ -2264,6 +2499,9 @@ BEGIN
           FROM cal LEFT JOIN hold USING (contact_id)$q$, events)
     USING calibration_end, cal_day, hold_day;
     PERFORM @extschema@._unbind_events_relation(events);
+    IF reader IS NOT NULL THEN
+        PERFORM set_config('role', caller, true);
+    END IF;
     IF NOT EXISTS (SELECT FROM pg_temp._es_validation) THEN
         RAISE EXCEPTION 'profile "%": no contact has an event at or before %: nothing to validate', p.name, calibration_end
             USING ERRCODE = 'no_data_found';
@@ -2291,8 +2529,10 @@ END $$;
 CREATE OR REPLACE FUNCTION @extschema@.validate_model(calibration_end timestamptz, holdout_end timestamptz,
                                            profile text DEFAULT 'default', fit boolean DEFAULT true)
 RETURNS TABLE (x_bucket text, contacts bigint, predicted float8, actual float8)
-LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    PERFORM @extschema@._arguments_not_null('validate_model(calibration_end, holdout_end, profile, fit)',
+                                            calibration_end IS NULL, holdout_end IS NULL, profile IS NULL, fit IS NULL);
     PERFORM @extschema@._validation(calibration_end, holdout_end, profile, fit);
     RETURN QUERY
     SELECT CASE WHEN v.x >= 7 THEN '7+' ELSE v.x::text END, count(*), avg(v.predicted), avg(v.actual)
@@ -2310,8 +2550,10 @@ CREATE OR REPLACE FUNCTION @extschema@.validate_model_summary(calibration_end ti
                                                    OUT actual_total float8, OUT mean_absolute_error float8,
                                                    OUT correlation float8, OUT horizon_days integer,
                                                    OUT parameters @extschema@.model_fit)
-LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    PERFORM @extschema@._arguments_not_null('validate_model_summary(calibration_end, holdout_end, profile, fit)',
+                                            calibration_end IS NULL, holdout_end IS NULL, profile IS NULL, fit IS NULL);
     parameters := @extschema@._validation(calibration_end, holdout_end, profile, fit);
     horizon_days := floor(extract(epoch FROM holdout_end) / 86400) - floor(extract(epoch FROM calibration_end) / 86400);
     SELECT count(*), sum(v.predicted), sum(v.actual), avg(abs(v.predicted - v.actual)), corr(v.predicted, v.actual)
@@ -2379,11 +2621,12 @@ COMMENT ON FUNCTION @extschema@.refresh_jobs() IS
     'The pg_cron jobs of engagement_scoring with pg_cron''s status of their last run and, for refreshes, the last refresh_runs record of that kind (when, rescored, skipped, unmapped rows, error)';
 
 CREATE OR REPLACE FUNCTION @extschema@.unschedule_refresh(profile text DEFAULT 'default') RETURNS integer
-LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     name text;
     removed integer := 0;
 BEGIN
+    PERFORM @extschema@._arguments_not_null('unschedule_refresh(profile)', profile IS NULL);
     PERFORM @extschema@._require_pg_cron();
     FOR name IN EXECUTE 'SELECT jobname::text FROM cron.job WHERE jobname IN ($1, $2, $3)'
                 USING @extschema@._job_name(profile, 'incremental'), @extschema@._job_name(profile, 'full'),
@@ -2626,13 +2869,14 @@ END $$;
 -- it runs, unsafe triggers are allowed (its SET clause): the profiles' triggers run on every
 -- placement of their reference table.
 CREATE OR REPLACE FUNCTION @extschema@.citus_distribute(events regclass) RETURNS void
-LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp SET citus.enable_unsafe_triggers = on AS $$
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp SET citus.enable_unsafe_triggers = on AS $$
 DECLARE
     contact  name;
     method   "char";
     t        text;
     fk       record;
 BEGIN
+    PERFORM @extschema@._arguments_not_null('citus_distribute(events)', events IS NULL);
     IF NOT EXISTS (SELECT FROM pg_extension e WHERE e.extname = 'citus') THEN
         RAISE EXCEPTION 'citus_distribute needs the citus extension in this database'
             USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -2769,8 +3013,9 @@ BEGIN
 END $$;
 
 CREATE OR REPLACE FUNCTION @extschema@.grant_application_access(role_name regrole) RETURNS void
-LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    PERFORM @extschema@._arguments_not_null('grant_application_access(role_name)', role_name IS NULL);
     PERFORM @extschema@._role_or_error(role_name);
     -- (on Citus, a grant on the reference tables after one on the distributed tables needs one
     -- connection per worker: sequential for the rest of the transaction, as in fit_model)
@@ -2796,8 +3041,9 @@ COMMENT ON FUNCTION @extschema@.grant_application_access(regrole) IS
     'Lets a role insert and read events, read scores, history and profiles, and call the scoring and query functions';
 
 CREATE OR REPLACE FUNCTION @extschema@.grant_admin_access(role_name regrole) RETURNS void
-LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    PERFORM @extschema@._arguments_not_null('grant_admin_access(role_name)', role_name IS NULL);
     PERFORM @extschema@._role_or_error(role_name);
     -- (on Citus, a grant on the reference tables after one on the distributed tables needs one
     -- connection per worker: sequential for the rest of the transaction, as in fit_model)
@@ -2833,6 +3079,9 @@ COMMENT ON FUNCTION @extschema@.grant_admin_access(regrole) IS
 REVOKE EXECUTE ON FUNCTION @extschema@.grant_application_access(regrole) FROM PUBLIC;
 
 REVOKE EXECUTE ON FUNCTION @extschema@.grant_admin_access(regrole) FROM PUBLIC;
+
+CREATE TRIGGER event_kind_map_check AFTER INSERT OR UPDATE ON @extschema@.event_kind_map
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._kind_maps_check();
 
 CREATE TRIGGER scoring_profiles_create_distribution AFTER INSERT ON @extschema@.scoring_profiles
     FOR EACH ROW EXECUTE FUNCTION @extschema@._profile_create_distribution();

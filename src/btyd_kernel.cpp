@@ -363,6 +363,104 @@ double expected_alive_quadrature_log(double n, double a, double beta, double bm1
     return ref + std::log(sum) - lbeta;
 }
 
+// ---- A concentrated dropout distribution (a and beta ~1e7 and more), where the quadrature above
+// cannot reach its accuracy: its log-integrand is a sum of terms ~a ln p whose rounding alone
+// exceeds it.  For a > 2,
+//   f = (C / a') E[phi(q)],  q ~ Beta(a', beta),  a' = a - 1,  phi(q) = 1 - (1 + q u)^-n,
+// and the expectation is taken over the logit s of q, where the density is proportional to
+// q^a' (1-q)^beta: log-concave, with its mode at s_m = ln(a' / beta).  At s = s_m + d its log
+// relative to the mode is -(a' + beta) K, K = ln(1 + c expm1(d)) - c d with c = a' / (a' + beta)
+// or, the same by symmetry, K = ln(1 + c expm1(-d)) + c d with c = beta / (a' + beta): taken with
+// the smaller c and its second-order part summed exactly, so that it is accurate to its own
+// rounding.  E[phi] is the ratio of two integrals of that density, with and without phi, so its
+// normalisation cancels.
+
+// log1p(y) - y, accurate also for small |y|.
+double log1p_minus(double y) {
+    if (std::fabs(y) > 0.5) return std::log1p(y) - y;
+    double power = y, sum = 0.0;  // sum_{k>=2} (-1)^(k+1) y^k / k
+    for (int k = 2; k < 80; ++k) {
+        power *= -y;
+        const double term = power / k;
+        sum += term;
+        if (std::fabs(term) <= 1e-17 * std::fabs(sum)) break;
+    }
+    return sum;
+}
+
+// expm1(t) - t, accurate also for small |t|.
+double expm1_minus(double t) {
+    if (std::fabs(t) > 0.5) return std::expm1(t) - t;
+    double term = t, sum = 0.0;  // sum_{k>=2} t^k / k!
+    for (int k = 2; k < 40; ++k) {
+        term *= t / k;
+        sum += term;
+        if (std::fabs(term) <= 1e-17 * std::fabs(sum)) break;
+    }
+    return sum;
+}
+
+// K = ln(1 + c expm1(t)) - c t >= 0, for 0 < c <= 1/2.
+double centred_log_beta(double t, double c) {
+    if (std::fabs(t) <= 0.5) return log1p_minus(c * std::expm1(t)) + c * expm1_minus(t);
+    return std::log1p(c * std::expm1(t)) - c * t;
+}
+
+// ln f by the logit quadrature, for a > 2 and beta >= 1; NaN when it cannot reach ~1e-11.
+double expected_alive_logit_log(double n, double a, double beta, double bm1, double lu) {
+    if (!(a > 2.0 && beta >= 1.0)) return std::numeric_limits<double>::quiet_NaN();
+    const double ap = a - 1.0, m = ap + beta;
+    const bool low = ap <= beta;  // the mode a' / m is at most 1/2
+    const double c = (low ? ap : beta) / m, sign = low ? 1.0 : -1.0;
+    const double s_mode = std::log(ap) - std::log(beta);
+    auto log_density = [&](double d) { return -m * centred_log_beta(sign * d, c); };
+    // ln phi at s = s_mode + d, from ln q = -ln(1 + e^-s) and ln(q u)
+    auto log_phi = [&](double d) {
+        const double s = s_mode + d;
+        const double lq = s >= 0.0 ? -std::log1p(std::exp(-s)) : s - std::log1p(std::exp(s));
+        const double w = lq + lu;
+        const double l1pqu = w > 35.0 ? w + std::log1p(std::exp(-w)) : std::log1p(std::exp(w));
+        const double k = n * l1pqu;
+        return k > 40.0 ? -std::exp(-k) : std::log(-std::expm1(-k));
+    };
+    const double lphi0 = log_phi(0.0);
+    if (!std::isfinite(lphi0)) return std::numeric_limits<double>::quiet_NaN();
+    // The range: beyond it the density is below e^-50 of its mode, and so is the integrand with
+    // phi relative to phi(s_m), ln phi rising by at most d (phi is concave in q, with phi(0) = 0,
+    // and q (1 - q) <= q) and at most to 0.  Both logs are concave in d: the first point past
+    // -50 of a doubling sequence lies beyond the range.
+    const double cut = 50.0;
+    const double width = 1.0 / std::sqrt(ap * beta / m);  // of the density's peak
+    double lo = -width, hi = width;
+    for (int i = 0; i < 64 && log_density(lo) >= -cut; ++i) lo *= 2.0;
+    for (int i = 0; i < 64 && log_density(hi) + std::min(hi, -lphi0) >= -cut; ++i) hi *= 2.0;
+    if (!(log_density(lo) < -cut && log_density(hi) + std::min(hi, -lphi0) < -cut && hi - lo < 1e12))
+        return std::numeric_limits<double>::quiet_NaN();
+    auto fd = [&](double d) { return std::exp(log_density(d)); };
+    auto fn = [&](double d) { return std::exp(log_density(d) + log_phi(d) - lphi0); };
+    // Panels no wider than half the peak's width nor than 1/2 (phi changes on the scale of 1 in
+    // s), at most 4000 of them; each refined until its error estimate is below 1e-13 of the total.
+    const double step = std::max(std::min(0.5 * width, 0.5), (hi - lo) / 4000.0);
+    const int panels = static_cast<int>(std::ceil((hi - lo) / step));
+    std::vector<double> vd(panels), ed(panels), vn(panels), en(panels);
+    double total_d = 0.0, total_n = 0.0;
+    for (int i = 0; i < panels; ++i) {
+        const double p0 = lo + i * step, p1 = i + 1 == panels ? hi : lo + (i + 1) * step;
+        total_d += vd[i] = gk15(fd, p0, p1, &ed[i]);
+        total_n += vn[i] = gk15(fn, p0, p1, &en[i]);
+    }
+    double sum_d = 0.0, sum_n = 0.0, err_d = 0.0, err_n = 0.0;
+    long budget_d = 20000, budget_n = 20000;
+    for (int i = 0; i < panels; ++i) {
+        const double p0 = lo + i * step, p1 = i + 1 == panels ? hi : lo + (i + 1) * step;
+        sum_d += integrate_panel(fd, p0, p1, vd[i], ed[i], 1e-13 * total_d, 0, &budget_d, &err_d);
+        sum_n += integrate_panel(fn, p0, p1, vn[i], en[i], 1e-13 * total_n, 0, &budget_n, &err_n);
+    }
+    if (!(err_d <= 1e-11 * sum_d && err_n <= 1e-11 * sum_n && sum_n > 0.0))
+        return std::numeric_limits<double>::quiet_NaN();
+    return std::log(a + bm1) - std::log(ap) + std::log(sum_n) + lphi0 - std::log(sum_d);
+}
+
 // ln E[events in the horizon | alive]; -inf for horizon 0.
 double log_expected_alive(int model, double horizon, double x, double T, double r, double alpha, double a, double b) {
     if (horizon == 0.0) return -kInf;
@@ -371,7 +469,10 @@ double log_expected_alive(int model, double horizon, double x, double T, double 
     const double u = horizon / (alpha + T);
     double f;
     if (std::isfinite(u) && u <= 200.0 && expected_alive_series(n, a, bm1, u, &f) && f > 0.0) return std::log(f);
-    return expected_alive_quadrature_log(n, a, beta, bm1, std::log(horizon) - std::log(alpha + T));
+    const double lu = std::log(horizon) - std::log(alpha + T);
+    const double lf = expected_alive_quadrature_log(n, a, beta, bm1, lu);
+    if (std::isnan(lf)) return expected_alive_logit_log(n, a, beta, bm1, lu);
+    return lf;
 }
 
 // ---------------------------------------------------------------- fitting

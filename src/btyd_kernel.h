@@ -65,11 +65,17 @@ int es_btyd_p_alive(int model, double x, double t_x, double T, double r, double 
  * 2F1), evaluated as P_alive * E[events | alive] with the a = 1 singularity
  * removed analytically (no perturbation): a power series after two Pfaff
  * transformations when horizon <= 200 (alpha + T) and it converges without
- * cancellation, else Gauss-Kronrod quadrature of the Beta-mixture integral.
- * Relative accuracy ~1e-11 (1e-10 when a, b ~ 1e5 or more).  horizon >= 0
- * (0 gives 0).  ES_OUT_OF_RANGE only for extreme parameters (e.g. a and b
- * both ~1e7 or more with a long horizon) that the quadrature cannot resolve
- * within its budget, or a result beyond the double range. */
+ * cancellation, else Gauss-Kronrod quadrature of the Beta-mixture integral,
+ * and where that falls short of its accuracy (a and b + x both ~1e7 or more:
+ * a narrow Beta), for a > 2, quadrature over the logit of the dropout
+ * probability centred on its mode (~1e-14).  Relative accuracy ~1e-11 (1e-10
+ * when a, b ~ 1e5 or more, down to ~1e-7 when a ~ 1e7 or more and the
+ * Beta-mixture quadrature succeeds).  horizon >= 0 (0 gives 0).
+ * ES_OUT_OF_RANGE only for parameters beyond every profile's ranges (e.g.
+ * a ~ 1e300) that neither quadrature can resolve within its budget, or a
+ * result beyond the double range: never for r, a, b in [1e-9, 1e9], alpha in
+ * [1e-9, 1e18], horizon in [1e-6, 1e9] and MBG/NBD summaries of days
+ * (x, t_x, T up to ~1.1e8). */
 int es_btyd_expected(int model, double horizon, double x, double t_x, double T, double r, double alpha, double a,
                      double b, double *out, char *err, size_t errlen) ES_NOEXCEPT;
 

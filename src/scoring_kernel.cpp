@@ -49,45 +49,57 @@ constexpr bool params_are_the_fields_in_order() {
 static_assert(kProfileParams == 30, "a scoring profile has 30 parameters");
 static_assert(params_are_the_fields_in_order(), "ES_PROFILE_PARAMS lists every field of es_profile, in order");
 
-// One parameter of a profile, to check against its column's rule.
+// One parameter of a profile, to check against its column's range.
 struct ParamValue {
     const char *column;
     double value;
-    es_param_rule rule;
+    es_param_range range;
 };
 
 bool satisfies(const ParamValue &v) {
-    switch (v.rule) {
-        case ES_PARAM_POSITIVE:
-            return std::isfinite(v.value) && v.value > 0.0;
-        case ES_PARAM_FINITE:
-            return std::isfinite(v.value);
-        case ES_PARAM_UNIT_INTERVAL:
-            return v.value >= 0.0 && v.value <= 1.0;  // false for NaN
-        case ES_PARAM_ABOVE_ONE:
-            return std::isfinite(v.value) && v.value > 1.0;
-    }
-    return false;
-}
-
-// The rule as es_validate_profile's messages state it.
-const char *requirement(es_param_rule rule) {
-    switch (rule) {
-        case ES_PARAM_POSITIVE:
-            return "a finite number greater than 0";
-        case ES_PARAM_FINITE:
-            return "a finite number";
-        case ES_PARAM_UNIT_INTERVAL:
-            return "between 0 and 1";
-        case ES_PARAM_ABOVE_ONE:
-            return "a finite number greater than 1";
-    }
-    return "valid";
+    const es_param_range &r = v.range;
+    const bool above_lo = r.rule == ES_PARAM_ABOVE ? v.value > r.lo : v.value >= r.lo;
+    return above_lo && v.value <= r.hi;  // false for NaN; the bounds are finite
 }
 
 // weight * 2^(-age / half_life): the time-decay term of one event.
 double decayed(double weight, double age, double half_life_days) {
     return weight * std::exp2(-age / half_life_days);
+}
+
+// The largest composite: the weights sum to at most 1 + 1e-9 and every component is at most 100, so
+// only rounding can exceed 100 (1 + 1e-9); engagement_scores' CHECK allows exactly that.
+constexpr double kCompositeMax = 100.0000001;
+
+constexpr double kMaxDouble = std::numeric_limits<double>::max();
+
+bool saturated(const es_sum &s) { return s.sum == kMaxDouble && s.compensation == 0.0; }
+
+// es_sum_add for a sum of conversion values (each finite and >= 0): a sum that reaches the largest
+// double stays there instead of overflowing (to infinity, then NaN in the compensation).  Below
+// that it is es_sum_add exactly.
+void value_sum_add(es_sum *s, double v) {
+    if (saturated(*s)) return;
+    es_sum_add(s, v);
+    if (!(s->sum + s->compensation < kMaxDouble)) {
+        s->sum = kMaxDouble;
+        s->compensation = 0.0;
+    }
+}
+
+void value_sum_merge(es_sum *s, const es_sum *o) {
+    if (saturated(*o)) {
+        *s = *o;
+        return;
+    }
+    value_sum_add(s, o->sum);
+    value_sum_add(s, o->compensation);
+}
+
+// x * y for x, y >= 0, the largest double where the product overflows.
+double saturating_product(double x, double y) {
+    const double v = x * y;
+    return v < kMaxDouble ? v : kMaxDouble;
 }
 
 int64_t floor_div(int64_t a, int64_t b) {
@@ -113,9 +125,12 @@ int es_validate_profile(const es_profile *p, char *err, size_t errlen) noexcept 
     const ParamValue params[] = {ES_PROFILE_PARAMS(ES_PARAM_VALUE)};
 #undef ES_PARAM_VALUE
     for (const ParamValue &v : params) {
-        if (!satisfies(v))
-            return es::fail(err, errlen, ES_INVALID_PARAMETER, "%s must be %s, not %g", v.column,
-                            requirement(v.rule), v.value);
+        if (satisfies(v)) continue;
+        if (v.range.rule == ES_PARAM_ABOVE)
+            return es::fail(err, errlen, ES_INVALID_PARAMETER, "%s must be greater than %s and at most %s, not %g",
+                            v.column, v.range.lo_text, v.range.hi_text, v.value);
+        return es::fail(err, errlen, ES_INVALID_PARAMETER, "%s must be between %s and %s, not %g", v.column,
+                        v.range.lo_text, v.range.hi_text, v.value);
     }
     // The table's two cross-column constraints.
     if (p->frequency_min_days > p->lookback_days)
@@ -180,7 +195,7 @@ int es_accumulate(es_accum *acc, const es_profile *p, int type, int64_t occurred
     acc->event_count++;
     if (first || occurred_at < acc->first_event_at) acc->first_event_at = occurred_at;
     if (type == ES_OPTED_OUT) acc->opted_out = 1;
-    if (type == ES_CONVERTED) es_sum_add(&acc->conversion_total, value);
+    if (type == ES_CONVERTED) value_sum_add(&acc->conversion_total, value);
     if (engaging) {
         if (acc->engaging_count == 0 || occurred_at > acc->last_engaged_at) acc->last_engaged_at = occurred_at;
         acc->engaging_count++;
@@ -192,7 +207,7 @@ int es_accumulate(es_accum *acc, const es_profile *p, int type, int64_t occurred
             acc->window_oldest_at = occurred_at;
         acc->window_event_count++;
         acc->window_type_count[type]++;
-        if (type == ES_CONVERTED) es_sum_add(&acc->window_value, value);
+        if (type == ES_CONVERTED) value_sum_add(&acc->window_value, value);
         const double w = p->type_weight[type];
         if (w != 0.0) es_sum_add(&acc->decay_raw, decayed(w, age, p->half_life_days));
     }
@@ -222,9 +237,9 @@ void es_merge(es_accum *dst, const es_accum *src) noexcept {
     dst->engaging_count += src->engaging_count;
     dst->window_event_count += src->window_event_count;
     for (int t = 0; t < ES_EVENT_TYPES; ++t) dst->window_type_count[t] += src->window_type_count[t];
-    es_sum_merge(&dst->window_value, &src->window_value);
+    value_sum_merge(&dst->window_value, &src->window_value);
     es_sum_merge(&dst->decay_raw, &src->decay_raw);
-    es_sum_merge(&dst->conversion_total, &src->conversion_total);
+    value_sum_merge(&dst->conversion_total, &src->conversion_total);
     dst->opted_out |= src->opted_out;
     dst->ignored_future += src->ignored_future;
 }
@@ -360,9 +375,11 @@ int es_finalize(const es_accum *acc, const int32_t *keys, size_t nkeys, const es
         out->diversity = 100.0 * h / std::log(4.0);
     }
 
-    out->composite_unpenalised = p->weight_recency * out->recency + p->weight_frequency * out->frequency +
-                                 p->weight_monetary * out->monetary + p->weight_time_decay * out->time_decay +
-                                 p->weight_diversity * out->diversity;
+    out->composite_unpenalised = std::min(p->weight_recency * out->recency + p->weight_frequency * out->frequency +
+                                              p->weight_monetary * out->monetary +
+                                              p->weight_time_decay * out->time_decay +
+                                              p->weight_diversity * out->diversity,
+                                          kCompositeMax);
     out->opted_out = acc->opted_out != 0;
     out->composite = out->opted_out ? out->composite_unpenalised * (1.0 - p->opt_out_penalty)
                                     : out->composite_unpenalised;
@@ -403,8 +420,9 @@ int es_finalize(const es_accum *acc, const int32_t *keys, size_t nkeys, const es
     const double mv = summary.value_days > 0 ? summary.value_total / xv : 0.0;
     rc = es_gg_expected_value(xv, mv, p->gg_p, p->gg_q, p->gg_v, &out->expected_conversion_value, err, errlen);
     if (rc != ES_OK) return rc;
-    out->expected_value_horizon =
-        out->expected_engagements_horizon * out->conversion_share * out->expected_conversion_value;
+    // (the largest double when it overflows: a conversion value can be any finite double)
+    out->expected_value_horizon = saturating_product(
+        out->expected_engagements_horizon * out->conversion_share, out->expected_conversion_value);
     if (out->opted_out) {
         const double keep = 1.0 - p->opt_out_penalty;
         out->engagement_probability *= keep;

@@ -98,6 +98,8 @@ typedef struct es_accum {
     int64_t window_event_count;  /* events in the lookback window */
     int64_t window_oldest_at;    /* min occurred_at in the window (valid if window_event_count > 0) */
     int64_t window_type_count[ES_EVENT_TYPES];
+    /* The two sums of conversion values stay at the largest double once they reach it (values
+     * can be any finite double): never infinite or NaN. */
     es_sum window_value;         /* sum of conversion values in the window */
     es_sum decay_raw;            /* sum of weight(type) * 2^(-age / half_life) in the window */
     es_sum conversion_total;     /* sum of conversion values at or before T */
@@ -168,7 +170,8 @@ enum es_status {
 /* The profile of docs/model.md's defaults. */
 es_profile es_default_profile(void) ES_NOEXCEPT;
 
-/* Checks a profile as the profile table's constraints do.  ES_OK or
+/* Checks a profile as the profile table's constraints do (the ranges of
+ * profile_params.h and the two cross-column rules).  ES_OK or
  * ES_INVALID_PARAMETER with a message in err (errlen bytes, NUL-terminated). */
 int es_validate_profile(const es_profile *p, char *err, size_t errlen) ES_NOEXCEPT;
 
@@ -223,7 +226,11 @@ es_model_summary es_summarize(const es_accum *acc, const int32_t *keys, size_t n
 /* Scores the contact.  keys must be compacted.  acc->event_count must be > 0
  * (a contact with no event at or before as_of has no score).  Fails with
  * es_btyd_expected's status and message when the profile's model parameters are
- * too extreme for expected_engagements_horizon (ES_OUT_OF_RANGE). */
+ * too extreme for expected_engagements_horizon (ES_OUT_OF_RANGE), which no
+ * profile es_validate_profile accepts has: for those, every field of the result
+ * is finite, whatever the events (the composite at most 100.0000001, the bound
+ * of engagement_scores, which only rounding can reach; expected_value_horizon
+ * the largest double where the product overflows). */
 int es_finalize(const es_accum *acc, const int32_t *keys, size_t nkeys, const es_profile *p,
                 es_result *out, char *err, size_t errlen) ES_NOEXCEPT;
 

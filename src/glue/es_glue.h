@@ -14,6 +14,7 @@
  *   time_decay.c    time_decay (decay_state)
  *   distribution.c  score distributions: _pack_sorted, _count_below, _merge_distribution
  *   tracking.c      _track_event_changes, the statement-level change-tracking trigger function
+ *   kind_map.c      _map_kind: a CRM's kind as an event type, through its source's kind map
  *   btyd.c          btyd_summary, fit_mbgnbd / fit_bgnbd (btyd_fit_state), p_alive and co.
  *   replaced.c      the 1.0 and 1.1 entry points that 1.2 replaced
  *

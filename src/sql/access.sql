@@ -20,8 +20,9 @@ BEGIN
 END $$;
 
 CREATE FUNCTION @extschema@.grant_application_access(role_name regrole) RETURNS void
-LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    PERFORM @extschema@._arguments_not_null('grant_application_access(role_name)', role_name IS NULL);
     PERFORM @extschema@._role_or_error(role_name);
     -- (on Citus, a grant on the reference tables after one on the distributed tables needs one
     -- connection per worker: sequential for the rest of the transaction, as in fit_model)
@@ -46,8 +47,9 @@ COMMENT ON FUNCTION @extschema@.grant_application_access(regrole) IS
     'Lets a role insert and read events, read scores, history and profiles, and call the scoring and query functions';
 
 CREATE FUNCTION @extschema@.grant_admin_access(role_name regrole) RETURNS void
-LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    PERFORM @extschema@._arguments_not_null('grant_admin_access(role_name)', role_name IS NULL);
     PERFORM @extschema@._role_or_error(role_name);
     -- (on Citus, a grant on the reference tables after one on the distributed tables needs one
     -- connection per worker: sequential for the rest of the transaction, as in fit_model)

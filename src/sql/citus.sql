@@ -188,13 +188,14 @@ END $$;
 -- it runs, unsafe triggers are allowed (its SET clause): the profiles' triggers run on every
 -- placement of their reference table.
 CREATE FUNCTION @extschema@.citus_distribute(events regclass) RETURNS void
-LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp SET citus.enable_unsafe_triggers = on AS $$
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp SET citus.enable_unsafe_triggers = on AS $$
 DECLARE
     contact  name;
     method   "char";
     t        text;
     fk       record;
 BEGIN
+    PERFORM @extschema@._arguments_not_null('citus_distribute(events)', events IS NULL);
     IF NOT EXISTS (SELECT FROM pg_extension e WHERE e.extname = 'citus') THEN
         RAISE EXCEPTION 'citus_distribute needs the citus extension in this database'
             USING ERRCODE = 'object_not_in_prerequisite_state',

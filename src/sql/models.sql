@@ -221,7 +221,7 @@ COMMENT ON FUNCTION @extschema@.prob_no_engagement(text, float8, float8, float8,
 CREATE FUNCTION @extschema@.fit_model(profile text DEFAULT 'default', as_of timestamptz DEFAULT now(),
                                       on_failure text DEFAULT 'error')
 RETURNS SETOF @extschema@.model_fits
-LANGUAGE plpgsql VOLATILE STRICT
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp SET enable_partitionwise_aggregate = on AS $$
 DECLARE
     p        @extschema@.scoring_profiles;
@@ -229,10 +229,14 @@ DECLARE
     mbg      @extschema@.model_fit;
     gg       @extschema@.gammagamma_fit;
     events   text;   -- the profile's events relation, bound (_bind_events_relation)
+    reader   name;   -- the role it is read as (_events_reader), NULL: this one
+    caller   text;
     failures text[] := '{}';
     mbg_row  @extschema@.model_fits;
     gg_row   @extschema@.model_fits;
 BEGIN
+    PERFORM @extschema@._arguments_not_null('fit_model(profile, as_of, on_failure)',
+                                            profile IS NULL, as_of IS NULL, on_failure IS NULL);
     p := @extschema@._profile_or_error(profile);
     IF NOT isfinite(as_of) THEN
         RAISE EXCEPTION 'as_of must be a finite timestamp, not %', as_of USING ERRCODE = 'invalid_parameter_value';
@@ -251,6 +255,12 @@ BEGIN
     END IF;
     -- NO KEY UPDATE: other profiles' refreshes (FOR KEY SHARE through the foreign keys) go on.
     PERFORM FROM @extschema@.scoring_profiles sp WHERE sp.name = p.name FOR NO KEY UPDATE;
+    -- The events are read with the rights of the role that set the source (_events_reader).
+    reader := @extschema@._events_reader(p);
+    IF reader IS NOT NULL THEN
+        caller := current_setting('role');
+        PERFORM set_config('role', reader, true);
+    END IF;
     events := @extschema@._bind_events_relation(p);
     -- One scan: each contact's summaries for both models, identical summaries collapsed with
     -- their count as weight (on postgres_fdw partitions the summaries are computed in each shard).
@@ -269,6 +279,9 @@ BEGIN
                (SELECT coalesce(sum(g.contacts), 0) FROM g) AS valued$q$, events)
     INTO res USING as_of, p.fit_penalizer;
     PERFORM @extschema@._unbind_events_relation(events);
+    IF reader IS NOT NULL THEN
+        PERFORM set_config('role', caller, true);
+    END IF;
     mbg := res.mbg;
     gg := res.gg;
 
@@ -350,6 +363,8 @@ LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp SET enabl
 DECLARE
     p       @extschema@.scoring_profiles;
     events  text;
+    reader  name;   -- the role the events are read as (_events_reader), NULL: this one
+    caller  text;
     params  @extschema@.model_fit;
     cal_day bigint;
     hold_day bigint;
@@ -364,10 +379,15 @@ BEGIN
         RAISE EXCEPTION 'holdout_end (%) must fall on a later day than calibration_end (%)', holdout_end, calibration_end
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    events := @extschema@._bind_events_relation(p);
     IF to_regclass('pg_temp._es_validation') IS NOT NULL THEN   -- left by an earlier call in this transaction
         DROP TABLE pg_temp._es_validation;
     END IF;
+    reader := @extschema@._events_reader(p);
+    IF reader IS NOT NULL THEN
+        caller := current_setting('role');
+        PERFORM set_config('role', reader, true);
+    END IF;
+    events := @extschema@._bind_events_relation(p);
     -- actual: the distinct days d with day(C) < d <= day(H) holding an engaging event
     EXECUTE format($q$
         CREATE TEMP TABLE _es_validation ON COMMIT DROP AS
@@ -386,6 +406,9 @@ BEGIN
           FROM cal LEFT JOIN hold USING (contact_id)$q$, events)
     USING calibration_end, cal_day, hold_day;
     PERFORM @extschema@._unbind_events_relation(events);
+    IF reader IS NOT NULL THEN
+        PERFORM set_config('role', caller, true);
+    END IF;
     IF NOT EXISTS (SELECT FROM pg_temp._es_validation) THEN
         RAISE EXCEPTION 'profile "%": no contact has an event at or before %: nothing to validate', p.name, calibration_end
             USING ERRCODE = 'no_data_found';
@@ -413,8 +436,10 @@ END $$;
 CREATE FUNCTION @extschema@.validate_model(calibration_end timestamptz, holdout_end timestamptz,
                                            profile text DEFAULT 'default', fit boolean DEFAULT true)
 RETURNS TABLE (x_bucket text, contacts bigint, predicted float8, actual float8)
-LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    PERFORM @extschema@._arguments_not_null('validate_model(calibration_end, holdout_end, profile, fit)',
+                                            calibration_end IS NULL, holdout_end IS NULL, profile IS NULL, fit IS NULL);
     PERFORM @extschema@._validation(calibration_end, holdout_end, profile, fit);
     RETURN QUERY
     SELECT CASE WHEN v.x >= 7 THEN '7+' ELSE v.x::text END, count(*), avg(v.predicted), avg(v.actual)
@@ -431,8 +456,10 @@ CREATE FUNCTION @extschema@.validate_model_summary(calibration_end timestamptz, 
                                                    OUT actual_total float8, OUT mean_absolute_error float8,
                                                    OUT correlation float8, OUT horizon_days integer,
                                                    OUT parameters @extschema@.model_fit)
-LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    PERFORM @extschema@._arguments_not_null('validate_model_summary(calibration_end, holdout_end, profile, fit)',
+                                            calibration_end IS NULL, holdout_end IS NULL, profile IS NULL, fit IS NULL);
     parameters := @extschema@._validation(calibration_end, holdout_end, profile, fit);
     horizon_days := floor(extract(epoch FROM holdout_end) / 86400) - floor(extract(epoch FROM calibration_end) / 86400);
     SELECT count(*), sum(v.predicted), sum(v.actual), avg(abs(v.predicted - v.actual)), corr(v.predicted, v.actual)

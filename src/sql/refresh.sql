@@ -1,7 +1,7 @@
 -- refresh.sql: refresh_scores, the scheduled job that keeps engagement_scores current, in its steps:
 -- drain the change log, choose the contacts to rescore, score them, update the score distribution,
 -- write the scores (and their history), keep pending what could not be scored yet.  The steps share
--- the refresh's temporary tables (pg_temp._es_changed, _es_targets, _es_scored), which
+-- the refresh's temporary tables (pg_temp._es_changed, _es_targets, _es_scored, _es_future), which
 -- refresh_scores drops before it returns.  Like refresh_scores they run with the caller's
 -- privileges, so the table grants decide what they may do; unlike it they are not revoked from
 -- PUBLIC (a role allowed to refresh needs no grant of each step).
@@ -96,7 +96,8 @@ END $$;
 -- which the planner would price as random reads and forgo although they are cached.  Scoring
 -- engagement_events looks the profile up by name; any other relation (partitioned, foreign,
 -- another server's) gets the profile's values with the query, as a document.  Returns the rows
--- not scored and the first few of their kinds.
+-- not scored and the first few of their kinds; and lists in pg_temp._es_future the targets with
+-- events after refresh_at.  Runs as the role the events are read as (_events_reader).
 CREATE FUNCTION @extschema@._refresh_score_contacts(p @extschema@.scoring_profiles, events text,
                                                     refresh_at timestamptz, full_refresh boolean,
                                                     few_targets boolean, OUT unmapped bigint,
@@ -143,11 +144,21 @@ BEGIN
         CASE WHEN counted THEN 'count(*) FILTER (WHERE e.contact_id IS NULL OR e.event_type IS NULL OR e.occurred_at IS NULL)'
              ELSE '0::bigint' END)
     USING refresh_at, p.name, to_jsonb(p);
+    -- The targets with events after refresh_at, which _refresh_keep_pending keeps pending.  (The
+    -- events in an uncorrelated subquery, which Citus can run on the workers.)
+    EXECUTE format($q$
+        CREATE TEMP TABLE _es_future ON COMMIT DROP AS
+        SELECT t.contact_id FROM pg_temp._es_targets t
+         WHERE t.contact_id IN (SELECT e.contact_id FROM %s e
+                                 WHERE e.occurred_at > $1 AND e.contact_id IN (SELECT u.contact_id FROM pg_temp._es_targets u))
+        $q$, events)
+    USING refresh_at;
     unmapped := 0;
     IF counted THEN
         SELECT coalesce(sum(s.unmapped), 0),
-               (SELECT array_agg(k ORDER BY k) FROM (SELECT DISTINCT s2.unmapped_kind AS k FROM pg_temp._es_scored s2
-                                                      WHERE s2.unmapped_kind IS NOT NULL ORDER BY 1 LIMIT 5) ks)
+               (SELECT array_agg(@extschema@._shown_kind(k) ORDER BY k)
+                  FROM (SELECT DISTINCT s2.unmapped_kind AS k FROM pg_temp._es_scored s2
+                         WHERE s2.unmapped_kind IS NOT NULL ORDER BY 1 LIMIT 5) ks)
           INTO unmapped, unmapped_kinds
           FROM pg_temp._es_scored s WHERE s.unmapped > 0;
     END IF;
@@ -329,20 +340,14 @@ END $$;
 
 -- A target (a changed or pending contact) may have events after refresh_at (dated in the future,
 -- or committed after this transaction started): they were not scored now, so it stays pending,
--- however many refreshes come before those events are due.  (The events are read in an
--- uncorrelated subquery, which Citus can run on the workers.)
-CREATE FUNCTION @extschema@._refresh_keep_pending(p @extschema@.scoring_profiles, events text,
-                                                  refresh_at timestamptz) RETURNS void
+-- however many refreshes come before those events are due.  _refresh_score_contacts listed those
+-- targets in pg_temp._es_future, reading the events as it read them.
+CREATE FUNCTION @extschema@._refresh_keep_pending(p @extschema@.scoring_profiles) RETURNS void
 LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    EXECUTE format($q$
-        INSERT INTO @extschema@.pending_rescore (profile, contact_id)
-        SELECT $2, c.contact_id FROM pg_temp._es_targets c
-         WHERE c.contact_id IN (SELECT e.contact_id FROM %s e
-                                 WHERE e.occurred_at > $1 AND e.contact_id IN (SELECT t.contact_id FROM pg_temp._es_targets t))
-           AND NOT EXISTS (SELECT FROM @extschema@.pending_rescore pr WHERE pr.profile = $2 AND pr.contact_id = c.contact_id)
-        $q$, events)
-    USING refresh_at, p.name;
+    INSERT INTO @extschema@.pending_rescore (profile, contact_id)
+    SELECT p.name, f.contact_id FROM pg_temp._es_future f
+     WHERE NOT EXISTS (SELECT FROM @extschema@.pending_rescore pr WHERE pr.profile = p.name AND pr.contact_id = f.contact_id);
 END $$;
 
 ------------------------------------------------------------------------------------------------
@@ -364,6 +369,8 @@ DECLARE
     src        @extschema@.event_sources;
     refresh_at timestamptz := now();   -- as of now(): the transaction's start
     events     text;                   -- the profile's events, bound (_bind_events_relation)
+    reader     name;                   -- the role they are read as (_events_reader), NULL: this one
+    caller     text;                   -- the role to come back to after reading as reader
     last       record;                 -- the distribution of the last refresh
     aged       boolean;
     targets    bigint;
@@ -394,7 +401,7 @@ BEGIN
         RAISE NOTICE 'a refresh of scoring profile "%" is already running; this one does nothing', p.name;
         RETURN;
     END IF;
-    events := @extschema@._bind_events_relation(p);
+    reader := @extschema@._events_reader(p);
 
     PERFORM @extschema@._refresh_drain_changes(p);
 
@@ -407,9 +414,22 @@ BEGIN
     aged := last.oldest_score_at < refresh_at - p.max_score_age;
 
     targets := @extschema@._refresh_choose_targets(p, refresh_at, full_refresh, aged);
+    -- The events are read with the rights of the role that set the source (_events_reader): this
+    -- role becomes it for the reading statements alone, which fill the temporary tables the
+    -- writing steps read.
+    IF reader IS NOT NULL THEN
+        EXECUTE format('GRANT SELECT ON pg_temp._es_targets TO %I', reader);
+        caller := current_setting('role');
+        PERFORM set_config('role', reader, true);
+    END IF;
+    events := @extschema@._bind_events_relation(p);
     SELECT c.unmapped, c.unmapped_kinds INTO unmapped, unmapped_kinds
       FROM @extschema@._refresh_score_contacts(p, events, refresh_at, full_refresh,
                                                coalesce(targets * 10 <= last.contacts, false)) c;
+    PERFORM @extschema@._unbind_events_relation(events);
+    IF reader IS NOT NULL THEN
+        PERFORM set_config('role', caller, true);
+    END IF;
     -- Rows not scored: an error naming their kinds, or a WARNING with the count (and the count in
     -- refresh_runs).  For an SMS CRM an opt-out is a compliance matter: never lost silently.
     IF unmapped > 0 THEN
@@ -426,7 +446,7 @@ BEGIN
     END IF;
     PERFORM @extschema@._refresh_distribution(p, refresh_at, full_refresh);
     rescored := @extschema@._refresh_write_scores(p, refresh_at, full_refresh);
-    PERFORM @extschema@._refresh_keep_pending(p, events, refresh_at);
+    PERFORM @extschema@._refresh_keep_pending(p);
 
     -- oldest_score_at stays a lower bound of calculated_at (scores only get newer); after the
     -- age check rescored the old ones, it is recomputed.
@@ -438,8 +458,7 @@ BEGIN
     END IF;
 
     -- Leave nothing behind for the rest of the transaction (another role may refresh in it).
-    DROP TABLE pg_temp._es_scored, pg_temp._es_changed, pg_temp._es_targets;
-    PERFORM @extschema@._unbind_events_relation(events);
+    DROP TABLE pg_temp._es_scored, pg_temp._es_future, pg_temp._es_changed, pg_temp._es_targets;
 END $$;
 
 -- Every refresh is recorded in refresh_runs: what it did, skipped, or (on_error => 'record', what
@@ -448,13 +467,15 @@ END $$;
 CREATE FUNCTION @extschema@.refresh_scores(profile text DEFAULT 'default', "full" boolean DEFAULT false,
                                            on_error text DEFAULT 'raise')
 RETURNS bigint
-LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     started timestamptz := clock_timestamp();
     r       record;
     state   text;
     message text;
 BEGIN
+    PERFORM @extschema@._arguments_not_null('refresh_scores(profile, full, on_error)',
+                                            profile IS NULL, "full" IS NULL, on_error IS NULL);
     IF on_error NOT IN ('raise', 'record') THEN
         RAISE EXCEPTION 'on_error must be ''raise'' or ''record'', not %', quote_literal(on_error)
             USING ERRCODE = 'invalid_parameter_value';

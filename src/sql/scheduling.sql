@@ -53,11 +53,12 @@ COMMENT ON FUNCTION @extschema@.refresh_jobs() IS
     'The pg_cron jobs of engagement_scoring with pg_cron''s status of their last run and, for refreshes, the last refresh_runs record of that kind (when, rescored, skipped, unmapped rows, error)';
 
 CREATE FUNCTION @extschema@.unschedule_refresh(profile text DEFAULT 'default') RETURNS integer
-LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     name text;
     removed integer := 0;
 BEGIN
+    PERFORM @extschema@._arguments_not_null('unschedule_refresh(profile)', profile IS NULL);
     PERFORM @extschema@._require_pg_cron();
     FOR name IN EXECUTE 'SELECT jobname::text FROM cron.job WHERE jobname IN ($1, $2, $3)'
                 USING @extschema@._job_name(profile, 'incremental'), @extschema@._job_name(profile, 'full'),

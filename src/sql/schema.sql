@@ -55,21 +55,21 @@ CREATE INDEX engagement_events_campaign_idx ON @extschema@.engagement_events (ca
 CREATE TABLE @extschema@.scoring_profiles (
     name                 text PRIMARY KEY CHECK (name <> '' AND octet_length(name) < 64),  -- fits a NAMEDATALEN buffer
     description          text,
-    lookback_days        float8 NOT NULL DEFAULT 365  CHECK (lookback_days > 0 AND lookback_days < 'Infinity'),
-    recency_tau_days     float8 NOT NULL DEFAULT 30   CHECK (recency_tau_days > 0 AND recency_tau_days < 'Infinity'),
-    frequency_min_days   float8 NOT NULL DEFAULT 7    CHECK (frequency_min_days > 0 AND frequency_min_days < 'Infinity'),
-    frequency_ref_rate   float8 NOT NULL DEFAULT 0.1  CHECK (frequency_ref_rate > 0 AND frequency_ref_rate < 'Infinity'),
-    monetary_ref_value   float8 NOT NULL DEFAULT 1000 CHECK (monetary_ref_value > 0 AND monetary_ref_value < 'Infinity'),
-    half_life_days       float8 NOT NULL DEFAULT 14   CHECK (half_life_days > 0 AND half_life_days < 'Infinity'),
-    time_decay_ref       float8 NOT NULL DEFAULT 5    CHECK (time_decay_ref > 0 AND time_decay_ref < 'Infinity'),
+    lookback_days        float8 NOT NULL DEFAULT 365  CHECK (lookback_days BETWEEN 1e-6 AND 1e9),
+    recency_tau_days     float8 NOT NULL DEFAULT 30   CHECK (recency_tau_days BETWEEN 1e-6 AND 1e9),
+    frequency_min_days   float8 NOT NULL DEFAULT 7    CHECK (frequency_min_days BETWEEN 1e-6 AND 1e9),
+    frequency_ref_rate   float8 NOT NULL DEFAULT 0.1  CHECK (frequency_ref_rate BETWEEN 1e-9 AND 1e18),
+    monetary_ref_value   float8 NOT NULL DEFAULT 1000 CHECK (monetary_ref_value BETWEEN 1e-9 AND 1e18),
+    half_life_days       float8 NOT NULL DEFAULT 14   CHECK (half_life_days BETWEEN 1e-6 AND 1e9),
+    time_decay_ref       float8 NOT NULL DEFAULT 5    CHECK (time_decay_ref BETWEEN 1e-9 AND 1e18),
     -- time-decay weight of each event type
-    decay_weight_delivered float8 NOT NULL DEFAULT 0   CHECK (decay_weight_delivered > '-Infinity' AND decay_weight_delivered < 'Infinity'),
-    decay_weight_opened    float8 NOT NULL DEFAULT 1   CHECK (decay_weight_opened > '-Infinity' AND decay_weight_opened < 'Infinity'),
-    decay_weight_clicked   float8 NOT NULL DEFAULT 2   CHECK (decay_weight_clicked > '-Infinity' AND decay_weight_clicked < 'Infinity'),
-    decay_weight_responded float8 NOT NULL DEFAULT 3   CHECK (decay_weight_responded > '-Infinity' AND decay_weight_responded < 'Infinity'),
-    decay_weight_converted float8 NOT NULL DEFAULT 10  CHECK (decay_weight_converted > '-Infinity' AND decay_weight_converted < 'Infinity'),
-    decay_weight_opted_out float8 NOT NULL DEFAULT -10 CHECK (decay_weight_opted_out > '-Infinity' AND decay_weight_opted_out < 'Infinity'),
-    decay_weight_bounced   float8 NOT NULL DEFAULT -1  CHECK (decay_weight_bounced > '-Infinity' AND decay_weight_bounced < 'Infinity'),
+    decay_weight_delivered float8 NOT NULL DEFAULT 0   CHECK (decay_weight_delivered BETWEEN -1e6 AND 1e6),
+    decay_weight_opened    float8 NOT NULL DEFAULT 1   CHECK (decay_weight_opened BETWEEN -1e6 AND 1e6),
+    decay_weight_clicked   float8 NOT NULL DEFAULT 2   CHECK (decay_weight_clicked BETWEEN -1e6 AND 1e6),
+    decay_weight_responded float8 NOT NULL DEFAULT 3   CHECK (decay_weight_responded BETWEEN -1e6 AND 1e6),
+    decay_weight_converted float8 NOT NULL DEFAULT 10  CHECK (decay_weight_converted BETWEEN -1e6 AND 1e6),
+    decay_weight_opted_out float8 NOT NULL DEFAULT -10 CHECK (decay_weight_opted_out BETWEEN -1e6 AND 1e6),
+    decay_weight_bounced   float8 NOT NULL DEFAULT -1  CHECK (decay_weight_bounced BETWEEN -1e6 AND 1e6),
     -- composite weights
     weight_recency       float8 NOT NULL DEFAULT 0.30 CHECK (weight_recency BETWEEN 0 AND 1),
     weight_frequency     float8 NOT NULL DEFAULT 0.25 CHECK (weight_frequency BETWEEN 0 AND 1),
@@ -78,18 +78,22 @@ CREATE TABLE @extschema@.scoring_profiles (
     weight_diversity     float8 NOT NULL DEFAULT 0.10 CHECK (weight_diversity BETWEEN 0 AND 1),
     opt_out_penalty      float8 NOT NULL DEFAULT 0.9  CHECK (opt_out_penalty BETWEEN 0 AND 1),
     -- MBG/NBD population parameters (defaults until a fit replaces them)
-    model_r              float8 NOT NULL DEFAULT 0.25 CHECK (model_r > 0 AND model_r < 'Infinity'),
-    model_alpha          float8 NOT NULL DEFAULT 10   CHECK (model_alpha > 0 AND model_alpha < 'Infinity'),
-    model_a              float8 NOT NULL DEFAULT 0.5  CHECK (model_a > 0 AND model_a < 'Infinity'),
-    model_b              float8 NOT NULL DEFAULT 2.5  CHECK (model_b > 0 AND model_b < 'Infinity'),
-    horizon_days         float8 NOT NULL DEFAULT 30   CHECK (horizon_days > 0 AND horizon_days < 'Infinity'),
-    conv_prior_a         float8 NOT NULL DEFAULT 1    CHECK (conv_prior_a > 0 AND conv_prior_a < 'Infinity'),
-    conv_prior_b         float8 NOT NULL DEFAULT 9    CHECK (conv_prior_b > 0 AND conv_prior_b < 'Infinity'),
+    model_r              float8 NOT NULL DEFAULT 0.25 CHECK (model_r BETWEEN 1e-9 AND 1e9),
+    model_alpha          float8 NOT NULL DEFAULT 10   CHECK (model_alpha BETWEEN 1e-9 AND 1e18),
+    model_a              float8 NOT NULL DEFAULT 0.5  CHECK (model_a BETWEEN 1e-9 AND 1e9),
+    model_b              float8 NOT NULL DEFAULT 2.5  CHECK (model_b BETWEEN 1e-9 AND 1e9),
+    horizon_days         float8 NOT NULL DEFAULT 30   CHECK (horizon_days BETWEEN 1e-6 AND 1e9),
+    conv_prior_a         float8 NOT NULL DEFAULT 1    CHECK (conv_prior_a BETWEEN 1e-9 AND 1e9),
+    conv_prior_b         float8 NOT NULL DEFAULT 9    CHECK (conv_prior_b BETWEEN 1e-9 AND 1e9),
     version              integer NOT NULL DEFAULT 1 CHECK (version >= 1),
     created_at           timestamptz NOT NULL DEFAULT now(),
     updated_at           timestamptz NOT NULL DEFAULT now(),
     -- the refresh
-    max_score_age        interval NOT NULL DEFAULT '1 day' CHECK (max_score_age > interval '0'),
+    -- (at most 100 years, and so is each of its fields, months, days and time: now() - max_score_age
+    -- stays a timestamp)
+    max_score_age        interval NOT NULL DEFAULT '1 day' CHECK (max_score_age > interval '0' AND max_score_age <= interval '100 years'
+                             AND abs(extract(year FROM max_score_age)) <= 100 AND abs(extract(day FROM max_score_age)) <= 36525
+                             AND abs(extract(hour FROM max_score_age)) <= 876600),
     history_min_delta    float8 NOT NULL DEFAULT 1.0 CHECK (history_min_delta >= 0 AND history_min_delta < 'Infinity'),
     -- the fitted model (fit_model)
     model_log_likelihood float8,
@@ -99,13 +103,16 @@ CREATE TABLE @extschema@.scoring_profiles (
     events_relation      regclass NOT NULL DEFAULT '@extschema@.engagement_events',
     events_relation_set_by text,   -- the role that chose another events_relation (set by a trigger; '' unknown)
     -- Gamma-Gamma value model parameters (defaults until a fit replaces them; q > 1 for a finite mean)
-    gg_p                 float8 NOT NULL DEFAULT 6.25 CHECK (gg_p > 0 AND gg_p < 'Infinity'),
-    gg_q                 float8 NOT NULL DEFAULT 3.74 CHECK (gg_q > 1 AND gg_q < 'Infinity'),
-    gg_v                 float8 NOT NULL DEFAULT 15.44 CHECK (gg_v > 0 AND gg_v < 'Infinity'),
+    gg_p                 float8 NOT NULL DEFAULT 6.25 CHECK (gg_p BETWEEN 1e-9 AND 1e9),
+    gg_q                 float8 NOT NULL DEFAULT 3.74 CHECK (gg_q > 1 AND gg_q <= 1e9),
+    gg_v                 float8 NOT NULL DEFAULT 15.44 CHECK (gg_v BETWEEN 1e-18 AND 1e18),
     -- fit_model's L2 penalty on the log-parameters (0: plain maximum likelihood)
     fit_penalizer        float8 NOT NULL DEFAULT 0 CHECK (fit_penalizer >= 0 AND fit_penalizer < 'Infinity'),
     -- how long refresh_runs keeps this profile's runs
-    refresh_log_retention interval NOT NULL DEFAULT '14 days' CHECK (refresh_log_retention >= interval '0'),
+    -- (at most 100 years, each field too, as max_score_age)
+    refresh_log_retention interval NOT NULL DEFAULT '14 days' CHECK (refresh_log_retention >= interval '0'
+                             AND refresh_log_retention <= interval '100 years' AND abs(extract(year FROM refresh_log_retention)) <= 100
+                             AND abs(extract(day FROM refresh_log_retention)) <= 36525 AND abs(extract(hour FROM refresh_log_retention)) <= 876600),
     CONSTRAINT scoring_profiles_weights_sum_to_one CHECK (
         abs(weight_recency + weight_frequency + weight_monetary + weight_time_decay + weight_diversity - 1) <= 1e-9),
     CONSTRAINT scoring_profiles_min_days_within_lookback CHECK (frequency_min_days <= lookback_days)
@@ -157,6 +164,9 @@ CREATE TRIGGER scoring_profiles_bump_version BEFORE UPDATE ON @extschema@.scorin
 CREATE FUNCTION @extschema@._profile_check_events_relation() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    IF NEW.events_relation IS NULL THEN
+        RETURN NEW;   -- (the column's NOT NULL says so: 23502)
+    END IF;
     IF TG_OP = 'UPDATE' AND NEW.events_relation = OLD.events_relation
        AND NEW.events_relation_set_by IS NOT DISTINCT FROM OLD.events_relation_set_by THEN
         RETURN NEW;
@@ -593,7 +603,7 @@ COMMENT ON COLUMN @extschema@.refresh_runs.started_at IS 'When it started';
 COMMENT ON COLUMN @extschema@.refresh_runs.finished_at IS 'When it finished';
 COMMENT ON COLUMN @extschema@.refresh_runs.contacts_rescored IS 'Contacts rescored (NULL: skipped or failed)';
 COMMENT ON COLUMN @extschema@.refresh_runs.unmapped_rows IS 'Rows read but not scored: a kind the source does not map, or no contact or time';
-COMMENT ON COLUMN @extschema@.refresh_runs.unmapped_kinds IS 'The first few of those kinds';
+COMMENT ON COLUMN @extschema@.refresh_runs.unmapped_kinds IS 'The first five of those kinds, each cut to 64 characters (with its length)';
 COMMENT ON COLUMN @extschema@.refresh_runs.skipped IS 'Another refresh of the profile held its lock: this one did nothing';
 COMMENT ON COLUMN @extschema@.refresh_runs.error IS 'SQLSTATE and message of a refresh that failed (on_error => ''record'')';
 

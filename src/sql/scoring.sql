@@ -141,6 +141,17 @@ COMMENT ON AGGREGATE @extschema@.time_decay(float8, timestamptz, timestamptz, fl
 ------------------------------------------------------------------------------------------------
 -- Per-contact API: over the profile's events (engagement_events, or the CRM's own relation)
 ------------------------------------------------------------------------------------------------
+-- The functions that act (refresh, fit, validate, grant, distribute, untrack, unschedule) refuse a
+-- NULL argument with 22004 instead of silently doing nothing: one flag per argument, in order.
+CREATE FUNCTION @extschema@._arguments_not_null(function_name text, VARIADIC is_null boolean[]) RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF true = ANY (is_null) THEN
+        RAISE EXCEPTION '%: argument % is NULL', function_name, array_position(is_null, true)
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'Leave an argument out to take its default.';
+    END IF;
+END $$;
+
 -- The profile row, or 42704 (the one place SQL reports an unknown profile; the C lookup of the
 -- aggregates says the same).
 CREATE FUNCTION @extschema@._profile_or_error(profile text) RETURNS @extschema@.scoring_profiles
@@ -182,6 +193,12 @@ LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp A
                                                         @extschema@._live_events_or_error(p)))
 $$;
 
+-- A CRM's kind as messages and refresh_runs show it: at most 64 characters, and how long it was.
+CREATE FUNCTION @extschema@._shown_kind(kind text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN length(kind) <= 64 THEN kind ELSE left(kind, 64) || '... (' || length(kind) || ' characters)' END
+$$;
+
 -- Rows of a contact that the source does not map: an error naming the kind (on_unmapped reject),
 -- else a WARNING with the count.
 CREATE FUNCTION @extschema@._report_unmapped(p @extschema@.scoring_profiles, contact_id bigint, unmapped bigint,
@@ -193,12 +210,12 @@ BEGIN
     END IF;
     IF (@extschema@._source_of(p.events_relation)).on_unmapped = 'reject' THEN
         RAISE EXCEPTION 'contact %: % rows of % have a kind its source does not map, e.g. %', contact_id, unmapped,
-                        p.events_relation, quote_literal(kind)
+                        p.events_relation, quote_literal(@extschema@._shown_kind(kind))
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Map it in engagement.event_kind_map (define_event_source).';
     END IF;
     RAISE WARNING 'contact %: % rows of % not scored: a kind the source does not map, e.g. %', contact_id, unmapped,
-                  p.events_relation, quote_literal(kind)
+                  p.events_relation, quote_literal(@extschema@._shown_kind(kind))
         USING HINT = 'Map it in engagement.event_kind_map (define_event_source).';
 END $$;
 

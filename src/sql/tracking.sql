@@ -82,14 +82,21 @@ BEGIN
     END LOOP;
 END $$;
 
+-- A CRM's kind as an event type, through a kind map given as two arrays (the kinds and their
+-- types): one binary search per row, however many kinds the map has.  NULL: unmapped.
+CREATE FUNCTION @extschema@._map_kind(kind text, kinds text[], types @extschema@.event_type[])
+RETURNS @extschema@.event_type
+AS 'MODULE_PATHNAME', 'es_map_kind' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
 -- The kind column as an event type: the column itself when it is engagement.event_type, else a
--- CASE over the source's kind map (constants only; trim_lower compares trimmed, lower-cased kinds),
--- NULL for a kind the map lacks.
+-- lookup in the source's kind map (_map_kind, the map as constants; trim_lower compares trimmed,
+-- lower-cased kinds), NULL for a kind the map lacks.
 CREATE FUNCTION @extschema@._source_kind_expr(src @extschema@.event_sources) RETURNS text
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    kind text := 'e.' || quote_ident(src.kind_column);
-    arms text;
+    kind  text := 'e.' || quote_ident(src.kind_column);
+    kinds text[];
+    types @extschema@.event_type[];
 BEGIN
     IF @extschema@._column_type(src.relation, src.kind_column) = '@extschema@.event_type'::regtype THEN
         RETURN kind;
@@ -98,12 +105,12 @@ BEGIN
     IF src.kind_match = 'trim_lower' THEN
         kind := format('lower(btrim(%s))', kind);
     END IF;
-    SELECT string_agg(format('WHEN %L THEN %L::@extschema@.event_type',
-                             CASE src.kind_match WHEN 'trim_lower' THEN lower(btrim(m.kind)) ELSE m.kind END, m.event_type),
-                      ' ' ORDER BY m.kind)
-      INTO arms
+    SELECT array_agg(CASE src.kind_match WHEN 'trim_lower' THEN lower(btrim(m.kind)) ELSE m.kind END ORDER BY m.kind),
+           array_agg(m.event_type ORDER BY m.kind)
+      INTO kinds, types
       FROM @extschema@.event_kind_map m WHERE m.relation = src.relation;
-    RETURN CASE WHEN arms IS NULL THEN 'NULL::@extschema@.event_type' ELSE format('CASE %s %s END', kind, arms) END;
+    RETURN CASE WHEN kinds IS NULL THEN 'NULL::@extschema@.event_type'
+                ELSE format('@extschema@._map_kind(%s, %L::text[], %L::@extschema@.event_type[])', kind, kinds, types) END;
 END $$;
 
 -- The rows of a source as the model reads them, from rel (the relation's name, or a name bound to
@@ -170,6 +177,55 @@ BEGIN
     RETURN events::text;
 END $$;
 
+-- A profile's events relation exists: a regclass column keeps the OID of a relation dropped since,
+-- which would otherwise reach a query as a bare number.  Raises 42P01.
+CREATE FUNCTION @extschema@._events_relation_exists_or_error(p @extschema@.scoring_profiles) RETURNS void
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = p.events_relation) THEN
+        RAISE EXCEPTION 'the events relation of scoring profile "%" (OID %) no longer exists', p.name, p.events_relation::oid
+            USING ERRCODE = 'undefined_table',
+                  HINT = format('Point the profile at its events again: UPDATE engagement.scoring_profiles SET events_relation = ... WHERE name = %L;',
+                                p.name);
+    END IF;
+END $$;
+
+-- The role whose rights refresh_scores, fit_model and validate_model read a profile's events with,
+-- or NULL for the caller's own: what they read must be what the role that set events_relation may
+-- read, whoever runs them (a superuser's pg_cron job, say), through every view, function, policy or
+-- user mapping the reading runs.  So they read as that role, the caller becoming it for the reading
+-- statements (a superuser can, and a member of it with its privileges); when it is the caller, or a
+-- superuser (the caller may read no more than it), or the relation is engagement_events (the
+-- extension's own table: its grants decide), the caller reads as itself.  Any other caller is
+-- refused (42501).
+CREATE FUNCTION @extschema@._events_reader(p @extschema@.scoring_profiles) RETURNS name
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    setter name := nullif(p.events_relation_set_by, '');
+BEGIN
+    IF p.events_relation = '@extschema@.engagement_events'::regclass THEN
+        RETURN NULL;
+    END IF;
+    PERFORM @extschema@._events_relation_exists_or_error(p);
+    IF setter IS NULL OR NOT EXISTS (SELECT FROM pg_roles r WHERE r.rolname = setter) THEN
+        RAISE EXCEPTION 'events_relation % of scoring profile "%" was set by %', p.events_relation, p.name,
+                        coalesce('role ' || quote_ident(setter) || ', which no longer exists', 'a role not recorded (before 1.3)')
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = format('As a role that may read it: UPDATE engagement.scoring_profiles SET events_relation_set_by = current_user WHERE name = %L;',
+                                p.name);
+    END IF;
+    IF setter = current_user OR (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = setter) THEN
+        RETURN NULL;
+    END IF;
+    IF pg_has_role(current_user, setter, 'USAGE') AND pg_has_role(session_user, setter, 'MEMBER') THEN
+        RETURN setter;
+    END IF;
+    RAISE EXCEPTION 'events_relation % of scoring profile "%" is read as role %, which set it, and role % cannot act as that role',
+                    p.events_relation, p.name, quote_ident(setter), quote_ident(current_user)
+        USING ERRCODE = 'insufficient_privilege',
+              HINT = 'Run it as that role, a member of it or a superuser; or set events_relation again as this role.';
+END $$;
+
 -- The relation the per-contact functions (engagement_score, explain_score, profile_events) read for
 -- their caller, checked: a view's functions, and a table's row-level security policies, would run
 -- as the caller (perhaps a superuser), so such a relation must be the caller's or a superuser's.
@@ -183,6 +239,7 @@ BEGIN
     IF p.events_relation = '@extschema@.engagement_events'::regclass THEN
         RETURN p.events_relation::text;
     END IF;
+    PERFORM @extschema@._events_relation_exists_or_error(p);
     SELECT c.oid::regclass::text INTO bad
       FROM (SELECT p.events_relation AS relid UNION SELECT t.relid FROM pg_partition_tree(p.events_relation) t) t
       JOIN pg_class c ON c.oid = t.relid JOIN pg_roles r ON r.oid = c.relowner
@@ -263,17 +320,20 @@ BEGIN
     END IF;
 END $$;
 
-CREATE FUNCTION @extschema@._kind_map_check_row() RETURNS trigger
+CREATE FUNCTION @extschema@._kind_maps_check() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    rel regclass;
 BEGIN
-    IF (SELECT s.kind_match FROM @extschema@.event_sources s WHERE s.relation = NEW.relation) = 'trim_lower' THEN
-        PERFORM @extschema@._kind_map_unambiguous_or_error(NEW.relation);
-    END IF;
+    FOR rel IN SELECT s.relation FROM @extschema@.event_sources s WHERE s.kind_match = 'trim_lower' LOOP
+        PERFORM @extschema@._kind_map_unambiguous_or_error(rel);
+    END LOOP;
     RETURN NULL;
 END $$;
--- (after the row is written, so that the check sees the map as it now is)
+-- (once per statement, after it, so that the check sees the maps as they now are, however many
+-- kinds the statement wrote)
 CREATE TRIGGER event_kind_map_check AFTER INSERT OR UPDATE ON @extschema@.event_kind_map
-    FOR EACH ROW EXECUTE FUNCTION @extschema@._kind_map_check_row();
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._kind_maps_check();
 
 CREATE FUNCTION @extschema@._source_changed() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -340,6 +400,8 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'The event types: ' || array_to_string(enum_range(NULL::@extschema@.event_type)::text[], ', ') || '.';
     END IF;
+    -- (the old map goes first: the source's check of a trim_lower map reads the map, the new one)
+    DELETE FROM @extschema@.event_kind_map m WHERE m.relation = define_event_source.relation;
     INSERT INTO @extschema@.event_sources AS s (relation, contact_column, kind_column, time_column, value_column,
                                                 kind_match, on_unmapped, changes_from)
     VALUES (relation, contact_column, kind_column, time_column, value_column, kind_match, on_unmapped, changes_from)
@@ -347,7 +409,6 @@ BEGIN
        SET contact_column = excluded.contact_column, kind_column = excluded.kind_column,
            time_column = excluded.time_column, value_column = excluded.value_column,
            kind_match = excluded.kind_match, on_unmapped = excluded.on_unmapped, changes_from = excluded.changes_from;
-    DELETE FROM @extschema@.event_kind_map m WHERE m.relation = define_event_source.relation;
     INSERT INTO @extschema@.event_kind_map (relation, kind, event_type)
     SELECT define_event_source.relation, k.key, (k.value #>> '{}')::@extschema@.event_type
       FROM jsonb_each(coalesce(kinds, '{}')) k;
@@ -357,9 +418,11 @@ COMMENT ON FUNCTION @extschema@.define_event_source(regclass, jsonb, name, name,
     'Defines (or replaces) how a CRM''s own events relation is read: its columns, its kinds mapped to event types ({"open": "opened", ...}), kind_match exact or trim_lower, on_unmapped count or reject, and for a view the tables whose tracked changes feed it';
 REVOKE EXECUTE ON FUNCTION @extschema@.define_event_source(regclass, jsonb, name, name, name, name, text, text, regclass[]) FROM PUBLIC;
 
--- A profile's events relation, checked before a refresh or a fit reads it: the role that chose it
--- must still be allowed to read it (privileges may have been revoked since), and it must be a
--- relation _events_relation_or_error accepts.  Returns its name, quoted and qualified.
+-- A profile's events relation, checked before a refresh or a fit reads it, by the role it is read
+-- as (_events_reader): the role that chose it may still read it (privileges may have been revoked
+-- since), no row-level security applies to the reading (a refresh would delete the scores of the
+-- rows it hides), and it is a relation _events_relation_or_error accepts.  Returns its name, quoted
+-- and qualified.
 CREATE FUNCTION @extschema@._profile_events_or_error(p @extschema@.scoring_profiles) RETURNS text
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -372,26 +435,12 @@ BEGIN
                   HINT = format('As a role that may read it: UPDATE engagement.scoring_profiles SET events_relation_set_by = current_user WHERE name = %L;',
                                 p.name);
     END IF;
-    -- A security_invoker view reads its tables with the reader's rights: a refreshing superuser would
-    -- read for that role what it may not read itself.
-    IF EXISTS (SELECT FROM pg_class c, unnest(c.reloptions) o
-                WHERE c.oid = p.events_relation AND o ~* '^security_invoker=(true|on|yes|1)$')
-       AND NOT EXISTS (SELECT FROM pg_roles r WHERE r.rolname = p.events_relation_set_by AND r.rolsuper) THEN
-        RAISE EXCEPTION 'events_relation % of scoring profile "%" is a security_invoker view, which a refresh would read with its own rights, not those of role %',
-                        p.events_relation, p.name, quote_ident(p.events_relation_set_by)
+    -- (PostgreSQL says whether its policies apply to this role: owner, FORCE, BYPASSRLS, row_security)
+    IF row_security_active(p.events_relation) THEN
+        RAISE EXCEPTION 'row-level security of % applies to role %: scoring profile "%" would read only some of its rows',
+                        p.events_relation, quote_ident(current_user), p.name
             USING ERRCODE = 'insufficient_privilege',
-                  HINT = 'Score a view without security_invoker (its tables are read with its owner''s rights), or have a superuser set events_relation.';
-    END IF;
-    -- With row-level security, that role may read fewer rows than a refreshing superuser sees.
-    IF p.events_relation <> '@extschema@.engagement_events'::regclass
-       AND EXISTS (SELECT FROM pg_class c
-                    WHERE c.relrowsecurity
-                      AND c.oid IN (SELECT p.events_relation UNION SELECT t.relid FROM pg_partition_tree(p.events_relation) t))
-       AND NOT EXISTS (SELECT FROM pg_roles r WHERE r.rolname = p.events_relation_set_by AND (r.rolsuper OR r.rolbypassrls)) THEN
-        RAISE EXCEPTION 'events_relation % of scoring profile "%" has row-level security, which role % does not bypass',
-                        p.events_relation, p.name, quote_ident(p.events_relation_set_by)
-            USING ERRCODE = 'insufficient_privilege',
-                  HINT = 'A refresh would score rows that role cannot read: score a relation without row-level security, or have a role that bypasses it set events_relation.';
+                  HINT = 'A refresh would delete the scores of the rows it cannot see: read it as a role that bypasses row-level security (its owner, or one with BYPASSRLS).';
     END IF;
     RETURN @extschema@._events_relation_or_error(p.events_relation);
 END $$;
@@ -638,10 +687,11 @@ COMMENT ON FUNCTION @extschema@.track_event_changes(regclass, regclass, name) IS
 REVOKE EXECUTE ON FUNCTION @extschema@.track_event_changes(regclass, regclass, name) FROM PUBLIC;
 
 CREATE FUNCTION @extschema@.untrack_event_changes(events regclass) RETURNS integer
-LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     dropped integer;
 BEGIN
+    PERFORM @extschema@._arguments_not_null('untrack_event_changes(events)', events IS NULL);
     IF events = '@extschema@.engagement_events'::regclass THEN
         RAISE EXCEPTION 'engagement_events is always tracked' USING ERRCODE = 'invalid_parameter_value';
     END IF;

@@ -118,7 +118,7 @@ SELECT results_eq($$SELECT p.oid::regprocedure::text FROM pg_proc p
                         'engagement._refresh_distribution(engagement.scoring_profiles,timestamp with time zone,boolean)',
                         'engagement._refresh_drain_changes(engagement.scoring_profiles)',
                         'engagement._refresh_few_targets(engagement.scoring_profiles)',
-                        'engagement._refresh_keep_pending(engagement.scoring_profiles,text,timestamp with time zone)',
+                        'engagement._refresh_keep_pending(engagement.scoring_profiles)',
                         'engagement._refresh_score_contacts(engagement.scoring_profiles,text,timestamp with time zone,boolean,boolean)',
                         'engagement._refresh_write_scores(engagement.scoring_profiles,timestamp with time zone,boolean)',
                         'engagement._unbind_events_relation(text)',

@@ -168,8 +168,8 @@ err=$(q -c "CREATE TYPE crm.kind AS ENUM ('open')" -c "CREATE TABLE crm.typed (c
         -c "SELECT engagement.define_event_source('crm.typed', kind_column => 'kind', time_column => 'at', value_column => NULL)" 2>&1)
 check "a kind column of a type of the CRM's is refused (its cast to text would run as the refresher; 42804)" '[[ "$err" == *"is crm.kind, not one of"* ]]'
 # Security: a view (or a table with row-level security) of another role's is not read for a
-# superuser by the per-contact functions; a security_invoker view is not refreshed for a role that
-# is not a superuser.
+# superuser by the per-contact functions; a refresh reads a security_invoker view with the rights
+# of the role that set it, whoever runs the refresh (sql/source_access.sql has the rest).
 q -c "CREATE ROLE es_crm_admin" -c "SELECT engagement.grant_admin_access('es_crm_admin')" \
   -c "GRANT USAGE, CREATE ON SCHEMA crm TO es_crm_admin" -c "GRANT SELECT ON crm.sms_events TO es_crm_admin" >/dev/null
 q -c "SET ROLE es_crm_admin" -c "CREATE VIEW crm.admin_view AS SELECT * FROM crm.sms_events_mapped" \
@@ -182,9 +182,31 @@ q -c "CREATE VIEW crm.invoker_view WITH (security_invoker = true) AS SELECT * FR
   -c "ALTER VIEW crm.invoker_view OWNER TO es_crm_admin" -c "GRANT SELECT ON crm.sms_events_mapped TO es_crm_admin"
 q -c "SET ROLE es_crm_admin" -c "SELECT engagement.define_event_source('crm.invoker_view')" \
   -c "INSERT INTO engagement.scoring_profiles (name, events_relation) VALUES ('invoker', 'crm.invoker_view')" >/dev/null 2>&1
-err=$(q -c "SET ROLE es_crm_admin" -c "SELECT engagement.refresh_scores('invoker')" 2>&1)
-check "a refresh of a security_invoker view set by a role that is not a superuser is refused (42501)" \
-    '[[ "$err" == *"is a security_invoker view"* ]]'
+n=$(q -c "SELECT engagement.refresh_scores('invoker')" 2>&1)
+q -c "REVOKE SELECT ON crm.sms_events_mapped FROM es_crm_admin"
+err=$(q -c "SELECT engagement.refresh_scores('invoker', true)" 2>&1)
+check "a superuser's refresh reads a security_invoker view as the role that set it: all it may read ($n contacts), then nothing once revoked (42501)" \
+    '[ "$n" = 300 ] && [[ "$err" == *"permission denied for view sms_events_mapped"* ]]'
+# A postgres_fdw foreign table whose user mappings differ: a superuser's refresh reads it through
+# the mapping of the role that set it (a remote role that may not read the table), not its own.
+q -c "CREATE EXTENSION postgres_fdw" -c "CREATE ROLE es_remote_nobody LOGIN" -c "CREATE SCHEMA remote" \
+  -c "CREATE TABLE remote.events (contact_id bigint, event_type engagement.event_type, occurred_at timestamptz, conversion_value numeric)" \
+  -c "INSERT INTO remote.events VALUES (1, 'converted', '2026-05-01', 777777.77)" -c "GRANT USAGE ON SCHEMA remote TO es_remote_nobody" \
+  -c "CREATE SERVER es_loopback FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host '$PGHOST', port '$PGPORT', dbname 'es_crm')" \
+  -c "CREATE USER MAPPING FOR CURRENT_USER SERVER es_loopback OPTIONS (user '$(q -c "SELECT current_user")')" \
+  -c "CREATE USER MAPPING FOR es_crm_admin SERVER es_loopback OPTIONS (user 'es_remote_nobody', password_required 'false')" \
+  -c "CREATE FOREIGN TABLE crm.remote_events (contact_id bigint, event_type engagement.event_type, occurred_at timestamptz,
+                                             conversion_value numeric)
+      SERVER es_loopback OPTIONS (schema_name 'remote', table_name 'events')" \
+  -c "GRANT SELECT ON crm.remote_events TO es_crm_admin" >/dev/null
+mine=$(q -c "SET ROLE es_crm_admin" -c "SELECT count(*) FROM crm.remote_events" 2>&1)
+q -c "SET ROLE es_crm_admin" -c "INSERT INTO engagement.scoring_profiles (name, events_relation) VALUES ('remote', 'crm.remote_events')"
+err=$(q -c "SELECT engagement.refresh_scores('remote')" 2>&1)
+check "a superuser's refresh of a foreign table reads it through the user mapping of the role that set it (refused there too: $(grep -o 'permission denied[^"]*' <<<"$mine" | head -1))" \
+    '[[ "$mine" == *"permission denied for table events"* ]] && [[ "$err" == *"permission denied for table events"* ]] &&
+     [ "$(q -c "SELECT count(*) FROM engagement.engagement_scores WHERE profile = '"'remote'"'")" = 0 ]'
+q -c "DELETE FROM engagement.scoring_profiles WHERE name = 'remote'" -c "DROP FOREIGN TABLE crm.remote_events" \
+  -c "DROP SERVER es_loopback CASCADE" -c "DROP SCHEMA remote CASCADE" -c "DROP EXTENSION postgres_fdw" -c "DROP ROLE es_remote_nobody" >/dev/null 2>&1
 q -c "DELETE FROM engagement.scoring_profiles WHERE name IN ('admin_view', 'invoker')" \
   -c "DELETE FROM engagement.event_sources WHERE relation IN ('crm.admin_view'::regclass, 'crm.invoker_view'::regclass, 'crm.typed'::regclass)" \
   -c "DROP VIEW crm.admin_view, crm.invoker_view" -c "DROP TABLE crm.typed" -c "DROP TYPE crm.kind" >/dev/null

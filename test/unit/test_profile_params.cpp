@@ -23,7 +23,7 @@ struct Param {
     std::string member;  // the member expression, as written
     size_t offset;
     double default_value;
-    es_param_rule rule;
+    es_param_range range;
 };
 
 #define ES_TEST_PARAM(column, member, default_value, rule) \
@@ -71,17 +71,14 @@ std::vector<SqlColumn> sql_profile_columns(std::string *where) {
     return {};
 }
 
-// The CHECK a rule stands for, as the table writes it.
-std::string sql_check(es_param_rule rule, const std::string &c) {
-    switch (rule) {
-        case ES_PARAM_POSITIVE:
-            return c + " > 0 AND " + c + " < 'Infinity'";
-        case ES_PARAM_FINITE:
-            return c + " > '-Infinity' AND " + c + " < 'Infinity'";
-        case ES_PARAM_UNIT_INTERVAL:
-            return c + " BETWEEN 0 AND 1";
-        case ES_PARAM_ABOVE_ONE:
-            return c + " > 1 AND " + c + " < 'Infinity'";
+// The CHECK a range stands for, as the table writes it.
+std::string sql_check(const es_param_range &range, const std::string &c) {
+    const std::string lo = range.lo_text, hi = range.hi_text;
+    switch (range.rule) {
+        case ES_PARAM_BETWEEN:
+            return c + " BETWEEN " + lo + " AND " + hi;
+        case ES_PARAM_ABOVE:
+            return c + " > " + lo + " AND " + c + " <= " + hi;
     }
     return "?";
 }
@@ -96,7 +93,45 @@ TEST(ProfileParams, ListTheSqlTablesColumnsDefaultsAndChecks) {
     for (size_t i = 0; i < sql.size(); ++i) {
         EXPECT_EQ(kParams[i].column, sql[i].name) << "parameter " << i;
         EXPECT_EQ(kParams[i].default_value, std::strtod(sql[i].default_text.c_str(), nullptr)) << sql[i].name;
-        EXPECT_EQ(sql_check(kParams[i].rule, sql[i].name), sql[i].check) << sql[i].name;
+        EXPECT_EQ(sql_check(kParams[i].range, sql[i].name), sql[i].check) << sql[i].name;
+    }
+}
+
+TEST(ProfileParams, IntervalColumnsAreBoundedTo100Years) {
+    // now() - max_score_age (a refresh, readable_scores) and a run's start - refresh_log_retention
+    // stay timestamps: each interval at most 100 years, and so is each of its fields (a sum of
+    // fields of opposite signs can be small while each is not).
+    std::string path, sql;
+    for (std::string up; sql.empty() && up.size() < 18; up += "../") {
+        std::ifstream in(up + "src/sql/schema.sql");
+        if (!in) continue;
+        std::stringstream text;
+        text << in.rdbuf();
+        sql = text.str();
+    }
+    ASSERT_FALSE(sql.empty()) << "src/sql/schema.sql (run from the repository root)";
+    const size_t table = sql.find("CREATE TABLE @extschema@.scoring_profiles (");
+    ASSERT_NE(table, std::string::npos);
+    for (const std::string &c : {std::string("max_score_age"), std::string("refresh_log_retention")}) {
+        const size_t begin = sql.find("\n    " + c + " ", table);
+        ASSERT_NE(begin, std::string::npos) << c;
+        const std::string column = sql.substr(begin, sql.find("),\n", begin) - begin);
+        for (const std::string &want :
+             {c + " <= interval '100 years'", "abs(extract(year FROM " + c + ")) <= 100",
+              "abs(extract(day FROM " + c + ")) <= 36525", "abs(extract(hour FROM " + c + ")) <= 876600"})
+            EXPECT_NE(column.find(want), std::string::npos) << c << ": " << want << " in\n" << column;
+    }
+}
+
+TEST(ProfileParams, RangesAreFiniteAndHoldTheirDefaults) {
+    for (const Param &p : kParams) {
+        const es_param_range &r = p.range;
+        // The text (in the SQL CHECK too) is the double the kernel compares with.
+        EXPECT_EQ(std::strtod(r.lo_text, nullptr), r.lo) << p.column;
+        EXPECT_EQ(std::strtod(r.hi_text, nullptr), r.hi) << p.column;
+        EXPECT_TRUE(std::isfinite(r.lo) && std::isfinite(r.hi) && r.lo < r.hi) << p.column;
+        EXPECT_TRUE(r.rule == ES_PARAM_ABOVE ? p.default_value > r.lo : p.default_value >= r.lo) << p.column;
+        EXPECT_LE(p.default_value, r.hi) << p.column;
     }
 }
 
@@ -161,34 +196,38 @@ TEST(ProfileParams, DefaultProfileIsTheModelsDefaults) {
     EXPECT_EQ(std::memcmp(&got, &want, sizeof want), 0);
 }
 
-TEST(ProfileParams, EveryParameterIsCheckedByItsRule) {
-    struct Case {
-        double value;
-        bool positive, finite, unit, above_one;  // accepted under each rule
-    };
-    const Case cases[] = {
-        {0.5, true, true, true, false},         {1, true, true, true, false},
-        {0, false, true, true, false},          {-0.0, false, true, true, false},
-        {1.5, true, true, false, true},         {-0.5, false, true, false, false},
-        {1e308, true, true, false, true},       {std::nextafter(1.0, 2.0), true, true, false, true},
-        {NAN, false, false, false, false},      {INFINITY, false, false, false, false},
-        {-INFINITY, false, false, false, false},
-    };
+TEST(ProfileParams, EveryParameterIsCheckedByItsRange) {
+    // Each bound, the doubles either side of it, and values no range holds.
     for (const Param &param : kParams) {
-        for (const Case &c : cases) {
+        const es_param_range &r = param.range;
+        const double down = -INFINITY, up = INFINITY;
+        const struct {
+            double value;
+            bool accepted;
+        } cases[] = {
+            {r.lo, r.rule == ES_PARAM_BETWEEN},
+            {std::nextafter(r.lo, down), false},
+            {std::nextafter(r.lo, up), true},
+            {r.hi, true},
+            {std::nextafter(r.hi, down), true},
+            {std::nextafter(r.hi, up), false},
+            {param.default_value, true},
+            {1e308, false},
+            {-1e308, false},
+            {NAN, false},
+            {INFINITY, false},
+            {-INFINITY, false},
+        };
+        for (const auto &c : cases) {
             es_profile p = es_default_profile();
             field(p, param) = c.value;
-            // Keep the cross-column rules satisfied, so only this parameter's own rule decides.
-            if (param.column == "frequency_min_days") p.lookback_days = 1e308;
-            if (param.column == "lookback_days") p.frequency_min_days = 1e-308;
-            const bool accepted = param.rule == ES_PARAM_POSITIVE   ? c.positive
-                                  : param.rule == ES_PARAM_FINITE   ? c.finite
-                                  : param.rule == ES_PARAM_ABOVE_ONE ? c.above_one
-                                                                     : c.unit;
+            // Keep the cross-column rules satisfied, so only this parameter's own range decides.
+            if (param.column == "frequency_min_days") p.lookback_days = 1e9;
+            if (param.column == "lookback_days") p.frequency_min_days = 1e-6;
             char err[256] = "";
             const int status = es_validate_profile(&p, err, sizeof err);
             const std::string msg = err;
-            if (accepted) {
+            if (c.accepted) {
                 // A changed composite weight breaks the weights' sum, and only that.
                 const bool composite_weight = param.column.rfind("weight_", 0) == 0;
                 const bool sum_broken = msg.rfind("the component weights must sum to 1", 0) == 0;
@@ -207,11 +246,21 @@ TEST(ProfileParams, ValidationMessages) {
     es_profile p = es_default_profile();
     p.lookback_days = NAN;
     EXPECT_EQ(es_validate_profile(&p, err, sizeof err), ES_INVALID_PARAMETER);
-    EXPECT_STREQ(err, "lookback_days must be a finite number greater than 0, not nan");
+    EXPECT_STREQ(err, "lookback_days must be between 1e-6 and 1e9, not nan");
     p = es_default_profile();
     p.type_weight[ES_BOUNCED] = -INFINITY;
     EXPECT_EQ(es_validate_profile(&p, err, sizeof err), ES_INVALID_PARAMETER);
-    EXPECT_STREQ(err, "decay_weight_bounced must be a finite number, not -inf");
+    EXPECT_STREQ(err, "decay_weight_bounced must be between -1e6 and 1e6, not -inf");
+    // issue 29: a weight that made the time-decay sum overflow (NaN composite), and a population
+    // mean that is infinite.
+    p = es_default_profile();
+    p.type_weight[ES_OPENED] = 1e308;
+    EXPECT_EQ(es_validate_profile(&p, err, sizeof err), ES_INVALID_PARAMETER);
+    EXPECT_STREQ(err, "decay_weight_opened must be between -1e6 and 1e6, not 1e+308");
+    p = es_default_profile();
+    p.gg_q = 1;
+    EXPECT_EQ(es_validate_profile(&p, err, sizeof err), ES_INVALID_PARAMETER);
+    EXPECT_STREQ(err, "gg_q must be greater than 1 and at most 1e9, not 1");
     p = es_default_profile();
     p.weight_monetary = -0.5;
     EXPECT_EQ(es_validate_profile(&p, err, sizeof err), ES_INVALID_PARAMETER);

@@ -339,14 +339,15 @@ TEST(ScoringKernel, ExpectedEngagementsAreTheBtydKernels) {
 
 TEST(ScoringKernel, ExpectedEngagementsFailLikeTheBtydKernel) {
     // Parameters whose expectation the BTYD kernel cannot evaluate accurately: es_finalize fails
-    // with es_btyd_expected's status and message rather than return an inaccurate score.
+    // with es_btyd_expected's status and message rather than return an inaccurate score.  No
+    // valid profile has such parameters (test_profile_bounds.cpp): this one is refused.
     es_profile p = es_default_profile();
     p.model_r = 1e-300;
-    p.model_alpha = 1e-300;
-    p.model_a = 1e8;
-    p.model_b = 1e8;
+    p.model_alpha = 0.5;
+    p.model_a = 1e300;
+    p.model_b = 1e9;
     char err[256] = "";
-    ASSERT_EQ(es_validate_profile(&p, err, sizeof err), ES_OK) << err;
+    ASSERT_EQ(es_validate_profile(&p, err, sizeof err), ES_INVALID_PARAMETER);
     double v;
     char want[256] = "";
     const int want_status = es_btyd_expected(ES_MODEL_MBGNBD, p.horizon_days, 1, 1, 2, p.model_r, p.model_alpha,
