@@ -79,7 +79,7 @@ check-update-script:
 # every object (and its JIT bitcode) when a header changes, so that the glue and the kernels never
 # disagree on a struct's layout.
 $(OBJS) $(OBJS:.o=.bc): $(wildcard src/*.h)
-$(GLUE_SRCS:.c=.o) $(GLUE_SRCS:.c=.bc): src/glue/es_glue.h
+$(GLUE_SRCS:.c=.o) $(GLUE_SRCS:.c=.bc): src/glue/es_glue.h src/glue/pg_compat.h
 
 # GoogleTest unit tests of the pure C++ kernels (no PostgreSQL needed).
 UNIT_SRCS = $(wildcard test/unit/*.cpp)

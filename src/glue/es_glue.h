@@ -17,6 +17,7 @@
  *   kind_map.c      _map_kind: a CRM's kind as an event type, through its source's kind map
  *   btyd.c          btyd_summary, fit_mbgnbd / fit_bgnbd (btyd_fit_state), p_alive and co.
  *   replaced.c      the 1.0 and 1.1 entry points that 1.2 replaced
+ *   pg_compat.h     what differs between PostgreSQL 15, 16, 17 and 18 (version guards live there only)
  *
  * Every function the SQL scripts name ('MODULE_PATHNAME', 'es_...') keeps its name: installed
  * catalogs of every version refer to it.  Functions shared between files are es_-prefixed too,
@@ -31,12 +32,13 @@
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 
+#include "pg_compat.h"
 #include "scoring_kernel.h"
 
 #define ES_ERRLEN 256			/* a kernel's message buffer */
 
 /* common.c */
-extern void es_raise(int status, const char *message) pg_attribute_noreturn();
+es_noreturn extern void es_raise(int status, const char *message);
 extern MemoryContext es_aggcontext(FunctionCallInfo fcinfo, const char *aggregate);
 extern TimestampTz es_finite_timestamp(Datum d, const char *what);
 
@@ -95,7 +97,7 @@ typedef struct StateParser
 } StateParser;
 
 extern void es_append_float8(StringInfo buf, double v);
-extern void es_state_syntax_error(StateParser *sp, const char *why) pg_attribute_noreturn();
+es_noreturn extern void es_state_syntax_error(StateParser *sp, const char *why);
 extern bool es_state_accept(StateParser *sp, char c);
 extern void es_state_expect(StateParser *sp, char c);
 extern double es_state_float8(StateParser *sp);

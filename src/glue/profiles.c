@@ -290,8 +290,8 @@ es_document_number(Jsonb *doc, const char *key)
 	if (v->type == jbvString)
 	{
 		char	   *s = pnstrdup(v->val.string.val, v->val.string.len);
-		bool		error = false;
-		double		d = float8in_internal_opt_error(s, NULL, "double precision", s, &error);
+		bool		error;
+		double		d = es_float8in_soft(s, NULL, "double precision", s, &error);
 
 		if (error)
 			es_document_not_a_number(key, quote_literal_cstr(s));

@@ -69,12 +69,12 @@ double
 es_state_float8(StateParser *sp)
 {
 	double		v;
-	bool		error = false;
+	bool		error;
 
 	state_skip_spaces(sp);
 	if (*sp->pos == '\0' || strchr(",;()[]", *sp->pos) != NULL)
 		es_state_syntax_error(sp, "expected a number");
-	v = float8in_internal_opt_error(sp->pos, &sp->pos, sp->type, sp->input, &error);
+	v = es_float8in_soft(sp->pos, &sp->pos, sp->type, sp->input, &error);
 	if (error)
 		es_state_syntax_error(sp, "expected a number within the range of a double precision");
 	if (isnan(v))

@@ -104,7 +104,7 @@ relation_name(Relation rel)
 }
 
 /* A change-tracking trigger made by hand without the transition tables this function reads. */
-static pg_attribute_noreturn() void
+es_noreturn static void
 report_missing_transition_tables(const Trigger *trigger, Relation rel)
 {
 	ereport(ERROR,
