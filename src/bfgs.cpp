@@ -1,7 +1,6 @@
 // bfgs.cpp: BFGS and Nelder-Mead for the maximum-likelihood fits (see bfgs.h),
-// pure C++17.  Sums and products run in the same order for every dimension,
-// so a four-coordinate fit does exactly the arithmetic it did before the
-// dimension became a parameter.
+// pure C++17.  Sums and products run in the same order whatever the dimension,
+// so a fit's arithmetic does not depend on how many coordinates share the code.
 #include "bfgs.h"
 
 #include <algorithm>

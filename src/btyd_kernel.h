@@ -130,45 +130,22 @@ typedef struct es_btyd_fit {
 } es_btyd_fit;
 
 /*
- * Maximum-likelihood fit of the summed log-likelihood over log(r, alpha, a, b)
- * or, with penalizer > 0, the maximum of the penalised mean
- *   (1/N) sum(weight * ll) - penalizer * (ln(r)^2 + ln(alpha)^2 + ln(a)^2 + ln(b)^2)
- * (N the total weight): an L2 penalty on the log-parameters, like lifetimes'
- * penalizer_coef but on the logs, that keeps parameters the data do not
- * identify finite (ln(alpha) depends on the time unit, so the penalty does
- * too).  penalizer = 0 is the plain maximum-likelihood fit; it must be finite
- * and >= 0.  The rows are copied, validated, sorted and collapsed first, so
- * the result is a deterministic function of the multiset of rows: any order
- * gives bit-identical output, and so does any split of a row into duplicates
- * whose weights sum exactly (e.g. integer weights).  BFGS with a strong-Wolfe
- * line search (Hager-Zhang approximate Wolfe near the optimum) and analytic
- * gradients, from two starting points scaled to the data's event rate; the
- * better one wins; Nelder-Mead polish plus a BFGS restart if it stalls.
- * Needs n >= 1 rows.
- * Returns ES_OK with out->converged = 1 when the gradient of the (penalised)
- * mean ll w.r.t. the log-parameters is <= 1e-7 and r, a, b are within
- * e^+-20 (alpha within e^+-20 of the longest T).  Otherwise ES_OK with
- * converged = 0, the best parameters found and the reason in err, a sentence
- * that stands alone ("MBG/NBD fit did not converge: ..."): no repeat events
- * at all (all x = 0: no finite maximum), a parameter running off to 0 or
- * infinity (the data do not identify the model, e.g. one customer; a
- * penalizer > 0 holds it), or no convergence.
- * log_likelihood is the unpenalised sum of weight * ll at the estimate.
- * Standard errors (has_standard_errors = 1): when the estimate is an interior
- * stationary point (converged = 1), the square roots of the diagonal of the
- * inverse of the observed information, minus the Hessian of the total
- * penalised log-likelihood N ((1/N) sum(weight * ll) - penalty) in (r, alpha,
- * a, b), weights taken as counts; computed in the log-parameters (central
- * differences of the analytic gradient, Richardson-extrapolated) and carried
- * to the parameters by the delta method.  has_standard_errors = 0 and se_* = 0
- * when the fit did not converge or that information is not positive definite.
- * Only the weights' ratios matter to the estimate: they are scaled (exactly,
- * by a power of two) before optimising, so any positive finite weights fit.
- * ES_INVALID_PARAMETER for a bad model, penalizer or row (the message names
- * the row), ES_OUT_OF_RANGE when the total weight or the log-likelihood at the
- * estimate does not fit a double (or the summaries are too extreme to
- * evaluate the likelihood at all), ES_OUT_OF_MEMORY if the copy cannot be
- * allocated.
+ * The maximum-likelihood fit of rows (x, t_x, T, weight), n >= 1, over log(r, alpha, a, b); with
+ * penalizer > 0 (finite) the maximum of the penalised mean (1/N) sum(weight ll) - penalizer *
+ * sum(ln(parameter)^2) instead (N the total weight), which holds finite the parameters the data do
+ * not identify (like lifetimes' penalizer_coef, on the logs).  The result depends only on the
+ * multiset of rows: any order, any split into duplicates of the same total weight, any scale of
+ * the weights gives the same bits.
+ * ES_OK, converged = 1: the gradient in the log-parameters is <= 1e-7, r, a and b lie within e^+-20
+ * and alpha within e^+-20 of the longest T; has_standard_errors = 1 when the observed information
+ * (weights as counts) is positive definite, with se_* by the delta method.  ES_OK, converged = 0: the
+ * best parameters found, and why in err, a sentence that stands alone (all x = 0; a parameter
+ * running off to 0 or infinity; no convergence).  log_likelihood is the unpenalised sum either way.
+ * ES_INVALID_PARAMETER for a bad model, penalizer or row (named), ES_OUT_OF_RANGE when the weights
+ * or the log-likelihood do not fit a double, ES_OUT_OF_MEMORY.
+ * (How: BFGS with a strong-Wolfe line search and analytic gradients from two starts scaled to the
+ * data's rate, Nelder-Mead polish and a restart where it stalls; the information from
+ * Richardson-extrapolated differences of the gradient.)
  */
 int es_btyd_fit_model(int model, const es_btyd_row *rows, size_t n, double penalizer, es_btyd_fit *out, char *err,
                       size_t errlen) ES_NOEXCEPT;

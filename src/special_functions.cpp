@@ -212,19 +212,24 @@ Scaled hyp_scaled(double a, double b, double c, double z) {
 
 }  // namespace
 
-// psi(x), x > 0: recurrence up to x >= 10, then the asymptotic series (error < 1e-16).
+namespace {
+// psi(w) - ln(w) + 1/(2w) for w >= 10: the tail of psi's asymptotic series (error < 1e-16).
+double digamma_series_tail(double w) {
+    const double f = 1.0 / (w * w);
+    return f * (-1.0 / 12 +
+                f * (1.0 / 120 +
+                     f * (-1.0 / 252 + f * (1.0 / 240 + f * (-1.0 / 132 + f * (691.0 / 32760 + f * (-1.0 / 12)))))));
+}
+}  // namespace
+
+// psi(x), x > 0: recurrence up to x >= 10, then the asymptotic series.
 double digamma(double x) {
     double acc = 0.0;
     while (x < 10.0) {
         acc -= 1.0 / x;
         x += 1.0;
     }
-    const double f = 1.0 / (x * x);
-    const double series =
-        f * (-1.0 / 12 +
-             f * (1.0 / 120 +
-                  f * (-1.0 / 252 + f * (1.0 / 240 + f * (-1.0 / 132 + f * (691.0 / 32760 + f * (-1.0 / 12)))))));
-    return acc + std::log(x) - 0.5 / x + series;
+    return acc + std::log(x) - 0.5 / x + digamma_series_tail(x);
 }
 
 double digamma_diff(double z, double a) {
@@ -236,14 +241,8 @@ double digamma_diff(double z, double a) {
         acc += (a / (z + a)) / z;
         z += 1.0;
     }
-    auto series = [](double w) {  // psi(w) - ln(w) + 1/(2w)
-        const double f = 1.0 / (w * w);
-        return f * (-1.0 / 12 +
-                    f * (1.0 / 120 +
-                         f * (-1.0 / 252 + f * (1.0 / 240 + f * (-1.0 / 132 + f * (691.0 / 32760 + f * (-1.0 / 12)))))));
-    };
     const double za = z + a;
-    return acc + log1p_ratio(a, z) + 0.5 * (a / za) / z + (series(za) - series(z));
+    return acc + log1p_ratio(a, z) + 0.5 * (a / za) / z + (digamma_series_tail(za) - digamma_series_tail(z));
 }
 
 // ln(Gamma(z) / Gamma(z + a)) for z, a > 0, accurate also when z is large and

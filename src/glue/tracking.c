@@ -197,15 +197,13 @@ citus_preloaded(void)
 }
 
 /*
- * Whether the change log can take its rows straight into its table: an INSERT into it would do
- * nothing more than write them into its two columns, found by name (their places, after any
- * dropped column, go to contact_index and relation_index).  Else (an index, a rule, a trigger, a
- * check, row security, a partition's bound, a column beyond the two, a read-only transaction, an
- * executor permission hook such as sepgsql's or pgaudit's, and Citus, which could have
- * distributed the table: its rows then belong in the shards) the INSERT writes them.  For a single-row INSERT into the events,
- * an INSERT through SPI (executor start and end, the plan's unnest) cost more than the row it
- * logged: one client's single-row INSERTs ran 8% slower with tracking than without, 4% with the
- * heap insert (docs/performance.md).
+ * Whether the change log can take its rows straight into its table (a heap insert, cheaper than
+ * an INSERT through SPI for the one row a single-row INSERT of events logs): only when an INSERT
+ * would do nothing more than write them into its two columns, found by name (their places, after
+ * any dropped column, go to contact_index and relation_index).  Anything more (an index, a rule, a
+ * trigger, a check, row security, a partition's bound, a column beyond the two, a read-only
+ * transaction, an executor permission hook such as sepgsql's or pgaudit's, or Citus, which could
+ * have distributed the table) is the INSERT's to do.
  */
 static bool
 change_log_takes_rows(Relation log, int *contact_index, int *relation_index)

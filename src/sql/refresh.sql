@@ -107,7 +107,7 @@ DECLARE
     src        @extschema@.event_sources := @extschema@._source_of(p.events_relation);
     typed_kind boolean := @extschema@._column_type(p.events_relation, src.kind_column) = '@extschema@.event_type'::regtype;
     -- A source whose kind is an event_type and whose contact and time are NOT NULL (engagement_events)
-    -- has no row it could not score: nothing to count, and the scoring statement stays as lean as 1.3's.
+    -- has no row it could not score: nothing to count, and the scoring statement counts nothing.
     counted    boolean := NOT (typed_kind AND coalesce((SELECT bool_and(a.attnotnull) FROM pg_attribute a
                                                          WHERE a.attrelid = p.events_relation
                                                            AND a.attname IN (src.contact_column, src.time_column)), false));

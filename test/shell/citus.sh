@@ -15,7 +15,7 @@ set -uo pipefail
 export PGOPTIONS="-c client_min_messages=warning"
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 . "$REPO/scripts/cluster.sh"
-check() { if eval "$2"; then echo "ok - $1"; else echo "not ok - $1"; fi; }
+. "$(dirname "$0")/../tap.sh"
 STARTED=$(date +%s)
 BASE=${ES_CITUS_PORT:-55470}
 WORK=$(mktemp -d "${ES_WORK:-/tmp}/citus.XXXXXX")

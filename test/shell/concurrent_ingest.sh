@@ -31,7 +31,7 @@ NEW_CONTACTS=300
 WRITERS=4              # pgbench writer clients (-j 2); contacts are split between them by residue
 REFRESHERS=2           # pgbench refresher clients (-j 1)
 q() { psql -qXAt -v ON_ERROR_STOP=1 -d "$DB" "$@"; }
-check() { if eval "$2"; then echo "ok - $1"; else echo "not ok - $1"; return 1; fi; }
+. "$(dirname "$0")/../tap.sh"
 # show TITLE SQL: a few example rows of a failed check, as TAP comments
 show() { echo "# $1:"; psql -qXA -F ' | ' -P footer=off -d "$DB" -c "$2" 2>&1 | head -8 | sed 's/^/#   /'; }
 started=$(date +%s)

@@ -7,7 +7,7 @@
 set -uo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 q() { psql -qXAt -v ON_ERROR_STOP=1 -d es_demo_models "$@"; }
-check() { if eval "$2"; then echo "ok - $1"; else echo "not ok - $1"; fi; }
+. "$(dirname "$0")/../tap.sh"
 
 AS_OF='2026-11-24 00:00:00+00'
 PGOPTIONS="-c client_min_messages=warning" psql -qXAt -d postgres -c "DROP DATABASE IF EXISTS es_demo_models" \

@@ -8,7 +8,7 @@ WORK=${ES_WORK:-/tmp}/dump_restore
 mkdir -p "$WORK" && chmod 777 "$WORK"
 export PGOPTIONS="-c client_min_messages=warning"
 q() { psql -qXAt -v ON_ERROR_STOP=1 "$@"; }
-check() { if eval "$2"; then echo "ok - $1"; else echo "not ok - $1"; fi; }
+. "$(dirname "$0")/../tap.sh"
 
 q -d postgres -c "DROP DATABASE IF EXISTS es_dump_src" -c "DROP DATABASE IF EXISTS es_dump_dst" \
   -c "CREATE DATABASE es_dump_src" -c "CREATE DATABASE es_dump_dst"

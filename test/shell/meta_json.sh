@@ -8,7 +8,7 @@
 set -uo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$REPO" || exit 1
-check() { if eval "$2"; then echo "ok - $1"; else echo "not ok - $1"; fi; }
+. "$REPO/test/tap.sh"
 
 out=$(make -s META.json extension/engagement_scoring--"$(sed -n "s/^default_version = '\(.*\)'/\1/p" engagement_scoring.control)".sql 2>&1)
 check "make builds META.json and the install script${out:+ ($out)}" '[ -f META.json ]'

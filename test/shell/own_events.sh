@@ -10,7 +10,7 @@ set -uo pipefail
 WORK=${ES_WORK:-/tmp}/own_events
 mkdir -p "$WORK"
 q() { psql -qXAt -v ON_ERROR_STOP=1 -d es_crm "$@"; }
-check() { if eval "$2"; then echo "ok - $1"; else echo "not ok - $1"; fi; }
+. "$(dirname "$0")/../tap.sh"
 
 PGOPTIONS="-c client_min_messages=warning" psql -qXAt -d postgres -c "DROP DATABASE IF EXISTS es_crm" -c "CREATE DATABASE es_crm"
 q <<'SQL'

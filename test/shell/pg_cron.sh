@@ -6,7 +6,7 @@
 set -uo pipefail
 export PGOPTIONS="-c client_min_messages=warning"
 q() { psql -qXAt -v ON_ERROR_STOP=1 "$@"; }
-check() { if eval "$2"; then echo "ok - $1"; else echo "not ok - $1"; fi; }
+. "$(dirname "$0")/../tap.sh"
 
 q -d postgres -c "DROP DATABASE IF EXISTS es_nocron" -c "CREATE DATABASE es_nocron"
 q -d es_nocron -c "CREATE EXTENSION engagement_scoring"

@@ -12,7 +12,7 @@ W=$(mktemp -d "${ES_WORK:-/tmp}/report.XXXXXX")
 trap 'rm -rf "$W"' EXIT
 export PGDATABASE=es_report
 q() { psql -qXAt -v ON_ERROR_STOP=1 "$@"; }
-check() { if eval "$2"; then echo "ok - $1"; else echo "not ok - $1"; fi; }
+. "$(dirname "$0")/../tap.sh"
 
 AS_OF='2026-11-24 00:00:00+00'
 CAL='2026-09-25 00:00:00+00'        # 60 days before, as the demo's holdout check

@@ -9,7 +9,7 @@ set -uo pipefail
 export PGOPTIONS="-c client_min_messages=warning"
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 . "$REPO/scripts/cluster.sh"
-check() { if eval "$2"; then echo "ok - $1"; else echo "not ok - $1"; fi; }
+. "$(dirname "$0")/../tap.sh"
 BASE=${ES_SHARD_PORT:-55450}
 WORK=$(mktemp -d "${ES_WORK:-/tmp}/sharding.XXXXXX")
 chmod 755 "$WORK"

@@ -6,7 +6,7 @@
 set -uo pipefail
 export PGOPTIONS="-c client_min_messages=warning"
 q() { psql -qXAt -v ON_ERROR_STOP=1 "$@"; }
-check() { if eval "$2"; then echo "ok - $1"; else echo "not ok - $1"; fi; }
+. "$(dirname "$0")/../tap.sh"
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 CURRENT=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$REPO/engagement_scoring.control")
 WORK=${ES_WORK:-/tmp}/upgrade
