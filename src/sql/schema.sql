@@ -331,7 +331,9 @@ COMMENT ON TABLE @extschema@.score_distributions IS
 -- refresh.  It is the lock a refresh takes (FOR NO KEY UPDATE SKIP LOCKED), so a second refresh,
 -- even of a profile never refreshed, finds it held and returns at once instead of waiting on an
 -- uncommitted insert.  On Citus both tables are reference tables whose placements (one per node)
--- each fire this: each fills the placement of the distributions on its own node.
+-- each fire this: each fills the placement of the distributions on its own node.  (While
+-- citus_distribute copies the profiles into their placements, the distributions are not yet a
+-- reference table: their rows, the empty ones included, are copied when they become one.)
 CREATE FUNCTION @extschema@._profile_create_distribution() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -340,6 +342,9 @@ BEGIN
     IF TG_RELID <> '@extschema@.scoring_profiles'::regclass THEN
         EXECUTE 'SELECT pg_catalog.shard_name($1, s.shardid) FROM pg_catalog.pg_dist_shard s WHERE s.logicalrelid = $1'
            INTO distributions USING distributions::regclass;
+        IF distributions IS NULL THEN
+            RETURN NULL;
+        END IF;
     END IF;
     EXECUTE format('INSERT INTO %s (profile, sorted_composites, contacts, profile_version, model_version) '
                    'VALUES ($1, ''\x'', 0, 0, 0) ON CONFLICT DO NOTHING', distributions)

@@ -85,6 +85,12 @@ check "the default profile reads crm.events" \
     '[ "$(q 0 -c "SELECT events_relation FROM engagement.scoring_profiles WHERE name = '"'default'"'")" = crm.events ]'
 again=$(q 0 -c "SELECT engagement.citus_distribute('crm.events')" 2>&1)
 check "citus_distribute again is harmless" '[ $? -eq 0 ] && [ -z "$again" ]' || echo "# $again"
+# A profile made on the distributed layout has its (empty) distribution row, the lock of its
+# refreshes, in the reference table's placement on every node.
+q 0 -c "INSERT INTO engagement.scoring_profiles (name) VALUES ('lock_row')"
+rows=$(for n in 0 1 2; do q "$n" -c "SELECT count(*) FROM engagement.score_distributions WHERE profile = 'lock_row' AND refreshed_at IS NULL"; done | paste -sd' ')
+check "a profile made on Citus has its distribution row on every node ($rows)" '[ "$rows" = "1 1 1" ]'
+q 0 -c "DELETE FROM engagement.scoring_profiles WHERE name = 'lock_row'"
 
 # The data: 2,000 contacts from the demo's generator on the single node, copied through the
 # coordinator into crm.events (COPY), and into the coordinator's own engagement_events.
