@@ -11,7 +11,8 @@
 #          builds the Debian package (build-essential and dpkg-dev, which dpkg-buildpackage checks for,
 #          debhelper, postgresql-server-dev-all: pg_buildext's), and what builds Citus 12.1.12 from
 #          ../shared/vendor (scripts/install_citus.sh: the curl, lz4, zstd, Kerberos, OpenSSL and ICU
-#          headers, autoconf, flex, bison)
+#          headers, autoconf, flex, bison), and mmdebstrap (scripts/pg_env.sh: the Debian roots with
+#          PostgreSQL 17 and 18 the suite also runs on)
 #
 # Each package is checked with dpkg-query.  When all are installed nothing else happens; otherwise,
 # as root, "apt-get update" then "apt-get install -y --no-install-recommends" of exactly the missing
@@ -38,7 +39,8 @@ case $WHAT in
     test) PACKAGES=(make g++ postgresql-15 postgresql-server-dev-15 postgresql-15-cron python3-matplotlib
                     postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl libgtest-dev chromium
                     build-essential dpkg-dev debhelper postgresql-server-dev-all
-                    libcurl4-openssl-dev liblz4-dev libzstd-dev libkrb5-dev libssl-dev libicu-dev autoconf flex bison) ;;
+                    libcurl4-openssl-dev liblz4-dev libzstd-dev libkrb5-dev libssl-dev libicu-dev autoconf flex bison
+                    mmdebstrap) ;;
     *) echo "usage: $0 [--list] demo|test" >&2; exit 2 ;;
 esac
 case $WHAT in demo) FOR="the demo" ;; test) FOR="the tests" ;; esac

@@ -298,10 +298,10 @@ SET parallel_tuple_cost = 0;
 SET min_parallel_table_scan_size = 0;
 SET max_parallel_workers_per_gather = 2;
 SET parallel_leader_participation = off;   -- every row goes through a worker's serialized state
-EXPLAIN (COSTS OFF)
+SELECT * FROM ref.plan($$
 CREATE TEMP TABLE fit_parallel AS
 SELECT (SELECT engagement.fit_mbgnbd(x, t_x, t) FROM ref.sim_mbgnbd) AS mbgnbd,
-       (SELECT engagement.fit_bgnbd(x, t_x, t) FROM ref.sim_bgnbd) AS bgnbd;
+       (SELECT engagement.fit_bgnbd(x, t_x, t) FROM ref.sim_bgnbd) AS bgnbd$$) AS "QUERY PLAN";
 CREATE TEMP TABLE fit_parallel AS
 SELECT (SELECT engagement.fit_mbgnbd(x, t_x, t) FROM ref.sim_mbgnbd) AS mbgnbd,
        (SELECT engagement.fit_bgnbd(x, t_x, t) FROM ref.sim_bgnbd) AS bgnbd;

@@ -80,9 +80,9 @@ DROP TABLE ref.null_groups;
 -- every key is out of order.  Both give the scores of the table's scattered order, every field.
 SET max_parallel_workers_per_gather = 0;
 SET enable_sort = off;   -- pin the plan: the hashed aggregate keeps the subquery's order
-EXPLAIN (COSTS OFF)
+SELECT * FROM ref.plan($$
 SELECT contact_id, engagement.score_events(event_type, occurred_at, conversion_value, '2026-06-01 12:00:00+00') AS s
-  FROM (SELECT * FROM ref.crm_events ORDER BY occurred_at) e GROUP BY contact_id;
+  FROM (SELECT * FROM ref.crm_events ORDER BY occurred_at) e GROUP BY contact_id$$) AS "QUERY PLAN";
 CREATE TEMP TABLE in_order AS
 SELECT contact_id, engagement.score_events(event_type, occurred_at, conversion_value, '2026-06-01 12:00:00+00') AS s
   FROM (SELECT * FROM ref.crm_events ORDER BY occurred_at) e GROUP BY contact_id;

@@ -33,6 +33,19 @@ BEGIN
            END;
 END $$;
 
+-- A statement's plan (EXPLAIN (COSTS OFF)) in the words every supported PostgreSQL uses: 17 stopped
+-- naming what an InitPlan returns ("InitPlan 1 (returns $1)" became "InitPlan 1"), 18 marks the
+-- nodes an enable_* setting turned off but the plan needs ("Disabled: true").
+CREATE FUNCTION ref.plan(stmt text) RETURNS SETOF text LANGUAGE plpgsql AS $$
+DECLARE
+    line text;
+BEGIN
+    FOR line IN EXECUTE 'EXPLAIN (COSTS OFF) ' || stmt LOOP
+        CONTINUE WHEN line ~ '^ *Disabled: true$';
+        RETURN NEXT regexp_replace(line, '^( *InitPlan \d+) \(returns [$\d,]+\)$', '\1');
+    END LOOP;
+END $$;
+
 -- The SQLSTATE and message of a statement, or 'ok'.
 CREATE FUNCTION ref.sqlstate_of(stmt text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN

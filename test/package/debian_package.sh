@@ -1,25 +1,28 @@
 #!/usr/bin/env bash
 # The Debian package: builds it from a copy of the tree with `dpkg-buildpackage -us -uc -b` (debian/,
-# pg_buildext), checks what it holds, installs it into a clean PostgreSQL 15, runs CREATE EXTENSION
+# pg_buildext), checks what it holds, installs it into a clean PostgreSQL (the major version of the
+# pg_config first on PATH: 15 here, 17 or 18 in scripts/pg_env.sh's roots), runs CREATE EXTENSION
 # and the regression suite (`make installcheck`: pg_regress and the isolation tests) against that
 # installation alone, then removes it.  Prints TAP-style lines.  Run by test/run_all.sh before it
 # builds and installs from source (an installed package and `make install` write the same files).
 #
 # ES_PACKAGE_INSTALL chooses how the package is installed:
-#   apt      (CI: .ci/run sets it) `apt-get install -y ./postgresql-15-engagement-scoring_*.deb` into
-#            the system's PostgreSQL 15, then `apt-get purge`, checking every file is gone.  Files of
+#   apt      (CI: .ci/run sets it) `apt-get install -y ./postgresql-NN-engagement-scoring_*.deb` into
+#            the system's PostgreSQL NN, then `apt-get purge`, checking every file is gone.  Files of
 #            an earlier `make install` are removed first, so the server sees the package's alone.
 #   extract  (the default, for a machine whose PostgreSQL others use) `dpkg-deb -x` into a private
-#            copy of the system's PostgreSQL 15 (bin, lib, share) from which every engagement_scoring
+#            copy of the system's PostgreSQL NN (bin, lib, share) from which every engagement_scoring
 #            file was removed first; the server runs from that copy.  apt-get is not run.
 # ES_PACKAGE_PORT: the throwaway cluster's port (default 55440).  ES_WORK: scratch directory.
 set -uo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 MODE=${ES_PACKAGE_INSTALL:-extract}
 PORT=${ES_PACKAGE_PORT:-55440}
-PKG=postgresql-15-engagement-scoring
-SYSPG=/usr/lib/postgresql/15
-check() { if eval "$2"; then echo "ok - $1"; else echo "not ok - $1"; fi; }
+PG_MAJOR=$(pg_config --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')
+PKG=postgresql-$PG_MAJOR-engagement-scoring
+SYSPG=/usr/lib/postgresql/$PG_MAJOR
+SYSSHARE=/usr/share/postgresql/$PG_MAJOR
+. "$(dirname "$0")/../tap.sh"
 fail_rest() { echo "not ok - $1"; exit 1; }   # nothing after this step can run
 
 case $MODE in apt|extract) ;; *) fail_rest "ES_PACKAGE_INSTALL must be apt or extract, not '$MODE'" ;; esac
@@ -41,7 +44,9 @@ tar -C "$REPO" --exclude=./.git --exclude='*.o' --exclude='*.so' --exclude='*.bc
     --exclude=./test/isolation/results --exclude=./META.json --exclude="./extension/engagement_scoring--$EXTVERSION.sql" \
     --exclude=./test/unit/kernel_tests --exclude=./demo/out -cf - . | tar -C "$W/src" -xf -
 start=$(date +%s)
-(cd "$W/src" && DEB_BUILD_OPTIONS="parallel=$(nproc)" dpkg-buildpackage -us -uc -b) >"$W/build.log" 2>&1
+# (debian/control lists a package per version of debian/pgversions this distribution supports:
+# written again for this one, as Debian's own builds do)
+(cd "$W/src" && pg_buildext updatecontrol && DEB_BUILD_OPTIONS="parallel=$(nproc)" dpkg-buildpackage -us -uc -b) >"$W/build.log" 2>&1
 rc=$?
 DEB=$(ls "$W/${PKG}"_*.deb 2>/dev/null | head -1)
 if [ "$rc" -ne 0 ] || [ -z "$DEB" ]; then
@@ -54,28 +59,28 @@ echo "ok - dpkg-buildpackage -us -uc -b builds $(basename "$DEB") in $(( $(date 
 dpkg-deb -c "$DEB" | awk '{print $6}' | sed 's|^\./|/|' | grep -v '/$' >"$W/files"
 check "the package holds the library, the control file and the $EXTVERSION install script" \
     'grep -qx "$SYSPG/lib/engagement_scoring.so" "$W/files" &&
-     grep -qx "/usr/share/postgresql/15/extension/engagement_scoring.control" "$W/files" &&
-     grep -qx "/usr/share/postgresql/15/extension/engagement_scoring--$EXTVERSION.sql" "$W/files"'
+     grep -qx "$SYSSHARE/extension/engagement_scoring.control" "$W/files" &&
+     grep -qx "$SYSSHARE/extension/engagement_scoring--$EXTVERSION.sql" "$W/files"'
 missing=""
 for f in "$REPO"/extension/engagement_scoring--1.0.sql "$REPO"/extension/engagement_scoring--*--*.sql; do
-    grep -qx "/usr/share/postgresql/15/extension/$(basename "$f")" "$W/files" || missing="$missing $(basename "$f")"
+    grep -qx "$SYSSHARE/extension/$(basename "$f")" "$W/files" || missing="$missing $(basename "$f")"
 done
 check "the package holds every older install and upgrade script (ALTER EXTENSION UPDATE)${missing:+; missing:$missing}" '[ -z "$missing" ]'
 check "the package holds the documentation and the licence" \
     'grep -q "/usr/share/doc/$PKG/README.md" "$W/files" && grep -qx "/usr/share/doc/$PKG/copyright" "$W/files"'
-check "nothing outside PostgreSQL 15's directories and the package's documentation" \
-    '! grep -vE "^($SYSPG/lib/|/usr/share/postgresql/15/extension/|/usr/share/doc/$PKG/)" "$W/files" | grep -q .'
+check "nothing outside PostgreSQL $PG_MAJOR's directories and the package's documentation" \
+    '! grep -vE "^($SYSPG/lib/|$SYSSHARE/extension/|/usr/share/doc/$PKG/)" "$W/files" | grep -q .'
 deps=$(dpkg-deb -f "$DEB" Depends)
-check "it depends on postgresql-15 ($deps)" 'grep -qE "(^|, )postgresql-15(,|$| )" <<<"$deps"'
+check "it depends on postgresql-$PG_MAJOR ($deps)" 'grep -qE "(^|, )postgresql-$PG_MAJOR(,|$| )" <<<"$deps"'
 check "its version is the extension's ($(dpkg-deb -f "$DEB" Version))" '[ "$(dpkg-deb -f "$DEB" Version | sed "s/-[^-]*$//")" = "$EXTVERSION" ]'
 
-# 3. Install it into a PostgreSQL 15 without any other engagement_scoring files.
+# 3. Install it into a PostgreSQL $PG_MAJOR without any other engagement_scoring files.
 if [ "$MODE" = apt ]; then
     PGBIN=$SYSPG/bin
     if dpkg-query -W -f='${Status}' "$PKG" 2>/dev/null | grep -q "ok installed"; then
         apt-get purge -y -qq "$PKG" >/dev/null 2>&1
     fi
-    rm -f "$SYSPG"/lib/engagement_scoring.so /usr/share/postgresql/15/extension/engagement_scoring[.-]*
+    rm -f "$SYSPG"/lib/engagement_scoring.so $SYSSHARE/extension/engagement_scoring[.-]*
     rm -rf "$SYSPG"/lib/bitcode/engagement_scoring "$SYSPG"/lib/bitcode/engagement_scoring.index.bc
     (cd "$W" && DEBIAN_FRONTEND=noninteractive apt-get install -y "./$(basename "$DEB")") >"$W/install.log" 2>&1
     rc=$?
@@ -86,9 +91,9 @@ else
     echo "# ES_PACKAGE_INSTALL=extract: dpkg-deb -x into a private copy of $SYSPG (apt-get install and purge are CI's, ES_PACKAGE_INSTALL=apt)"
     ROOT=$W/root
     mkdir -p "$ROOT/usr/lib/postgresql" "$ROOT/usr/share/postgresql"
-    cp -a "$SYSPG" "$ROOT/usr/lib/postgresql/" && cp -a /usr/share/postgresql/15 "$ROOT/usr/share/postgresql/" \
-        || fail_rest "copying $SYSPG and /usr/share/postgresql/15"
-    rm -f "$ROOT$SYSPG"/lib/engagement_scoring.so "$ROOT"/usr/share/postgresql/15/extension/engagement_scoring[.-]*
+    cp -a "$SYSPG" "$ROOT/usr/lib/postgresql/" && cp -a "$SYSSHARE" "$ROOT/usr/share/postgresql/" \
+        || fail_rest "copying $SYSPG and $SYSSHARE"
+    rm -f "$ROOT$SYSPG"/lib/engagement_scoring.so "$ROOT"$SYSSHARE/extension/engagement_scoring[.-]*
     rm -rf "$ROOT$SYSPG"/lib/bitcode/engagement_scoring "$ROOT$SYSPG"/lib/bitcode/engagement_scoring.index.bc
     dpkg-deb -x "$DEB" "$ROOT" || fail_rest "dpkg-deb -x $(basename "$DEB")"
     PGBIN=$ROOT$SYSPG/bin
@@ -122,8 +127,9 @@ check "the package's library scores a contact ($s)" '[ -n "$s" ] && ! grep -q ER
 start=$(date +%s)
 (cd "$W/src" && make -s installcheck PG_CONFIG="$PGCONFIG") >"$W/regress.log" 2>&1
 rc=$?
-passed=$(grep -cE '\.\.\. ok|[[:space:]]ok[[:space:]]+[0-9]+ ms' "$W/regress.log")
-failed=$(grep -cE 'FAILED|failed \(ignored\)' "$W/regress.log")
+# (PostgreSQL 15: "test NAME ... ok"; 16 and later: "ok N - NAME")
+passed=$(grep -cE '\.\.\. ok|^ok +[0-9]+ +[-+] ' "$W/regress.log")
+failed=$(grep -cE 'FAILED|failed \(ignored\)|^not ok +[0-9]+ ' "$W/regress.log")
 check "make installcheck against the installed package: $passed tests passed, $failed failed, in $(( $(date +%s) - start )) s" \
     '[ "$rc" -eq 0 ] && [ "$failed" -eq 0 ] && [ "$passed" -gt 10 ]'
 if [ "$rc" -ne 0 ] || [ "$failed" -ne 0 ]; then

@@ -3,7 +3,8 @@
 # PGXN Meta Spec 1.0.0 requires, of the right form (name, abstract, version, maintainer, license,
 # provides with file and version, meta-spec), carries the control file's version (the one place it
 # is written) as the install script does, and names the PostgreSQL License that LICENSE holds; the
-# supported PostgreSQL (15) is stated alike in META.json, the control file and the README; the
+# supported PostgreSQL (15, 17 and 18) is stated alike in META.json, the control file, the README and
+# debian/pgversions; the
 # Debian changelog packages that same version.  Needs no server.  Prints TAP-style lines.
 set -uo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
@@ -64,13 +65,18 @@ line(meta.get("version") == semver_of_ext and ext.get("version") == semver_of_ex
 line(isinstance(ext.get("docfile"), str) and os.path.isfile(ext["docfile"]), "provides.engagement_scoring.docfile exists")
 
 pg = meta.get("prereqs", {}).get("runtime", {}).get("requires", {}).get("PostgreSQL")
-line(pg == ">= 15.0.0, < 16.0.0", "prereqs: PostgreSQL 15 only (%r)" % pg)
+line(pg == ">= 15.0.0, < 19.0.0", "prereqs: PostgreSQL 15 to 18 (%r)" % pg)
 PY
 
 check "LICENSE is the PostgreSQL License" 'head -1 LICENSE | grep -qx "PostgreSQL License" && grep -q "Permission to use, copy, modify, and distribute this software" LICENSE'
 check "the README names LICENSE and the PostgreSQL License" 'grep -q "\[LICENSE\](LICENSE)" README.md && grep -q "PostgreSQL License" README.md'
-check "the control file says the supported PostgreSQL is 15" 'grep -q "^# Supported PostgreSQL: 15," engagement_scoring.control'
-check "the README says the supported PostgreSQL is 15, the one tested" 'grep -q "Supported PostgreSQL: 15" README.md'
+# The versions built and tested are debian/pgversions' (the packages, and test/run_all.sh's roots).
+versions=$(paste -sd' ' debian/pgversions)
+said=$(sed -E 's/ ([0-9]+)$/ and \1/; s/ ([0-9]+) and/, \1 and/' <<<"$versions")   # "15, 17 and 18"
+check "debian/pgversions lists the versions built and tested ($versions), as test/run_all.sh runs them" \
+    '[ "$versions" = "15 17 18" ] && grep -q "ES_PG_VERSIONS-17 18" test/run_all.sh'
+check "the control file says the supported PostgreSQL is $said" 'grep -q "^# Supported PostgreSQL: $said," engagement_scoring.control'
+check "the README says the supported PostgreSQL is $said" 'grep -q "Supported PostgreSQL: $said" README.md'
 EXTVERSION=$(sed -n "s/^default_version = '\(.*\)'/\1/p" engagement_scoring.control)
 deb=$(sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' debian/changelog 2>/dev/null)
 check "debian/changelog packages the control file's version ($deb: upstream ${deb%-*}, control $EXTVERSION)" '[ "${deb%-*}" = "$EXTVERSION" ]'
