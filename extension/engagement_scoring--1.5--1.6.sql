@@ -4,6 +4,132 @@
 
 \echo Use "ALTER EXTENSION engagement_scoring UPDATE TO '1.6'" to load this file. \quit
 
+-- A role's grants on an object, given again on another (a view made again keeps its readers).
+CREATE FUNCTION @extschema@._upgrade_copy_grants(from_acl aclitem[], object_kind text, object_name text)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    g record;
+BEGIN
+    FOR g IN SELECT a.grantee, a.privilege_type, a.is_grantable FROM aclexplode(from_acl) a
+              WHERE a.grantee <> (SELECT e.extowner FROM pg_extension e WHERE e.extname = 'engagement_scoring')
+    LOOP
+        EXECUTE format('GRANT %s ON %s %s TO %s%s', g.privilege_type, object_kind, object_name,
+                       CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(g.grantee::regrole::text) END,
+                       CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+    END LOOP;
+END $$;
+
+------------------------------------------------------------------------------------------------
+-- The scoring model, version 3 (docs/model.md): opt-ins, undeliverable contacts, tenure and the
+-- new segment, the summary stored with each score.  Every stored score is of version 2, so stale:
+-- the next refresh of each profile rescores everyone (model_version() is 3).  Profiles keep the
+-- values their users set; only the defaults change (frequency_min_days 30).
+------------------------------------------------------------------------------------------------
+ALTER TYPE @extschema@.event_type ADD VALUE 'opted_in' BEFORE 'bounced';
+COMMENT ON TYPE @extschema@.event_type IS
+    'SMS CRM engagement event types; opened, clicked, responded and converted are the engaging ones; opted_in (an SMS START) lifts an earlier opt-out';
+COMMENT ON COLUMN @extschema@.engagement_events.event_type IS 'What happened: delivered, opened, clicked, responded, converted, opted_out, opted_in or bounced';
+
+ALTER TABLE @extschema@.scoring_profiles
+    ALTER COLUMN frequency_min_days SET DEFAULT 30,
+    ADD COLUMN decay_weight_opted_in float8 NOT NULL DEFAULT 0 CHECK (decay_weight_opted_in BETWEEN -1e6 AND 1e6),
+    ADD COLUMN undeliverable_after integer NOT NULL DEFAULT 3 CHECK (undeliverable_after BETWEEN 1 AND 10),
+    ADD COLUMN undeliverable_penalty float8 NOT NULL DEFAULT 0.9 CHECK (undeliverable_penalty BETWEEN 0 AND 1),
+    ADD COLUMN new_contact_days float8 NOT NULL DEFAULT 30 CHECK (new_contact_days BETWEEN 1e-6 AND 1e9);
+COMMENT ON COLUMN @extschema@.scoring_profiles.frequency_min_days IS 'Frequency: the shortest observation, so a new contact''s rate is not inflated (30)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.decay_weight_opted_in IS 'Time-decay weight of an opt-in (0)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.undeliverable_after IS 'Bounces since the last delivery or engagement that make a contact undeliverable (3; 1..10)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.undeliverable_penalty IS 'An undeliverable contact''s composite and predictions are multiplied by 1 - this (0.9)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.new_contact_days IS 'A contact known for fewer days than this is in segment new (30)';
+
+ALTER TYPE @extschema@.score
+    ADD ATTRIBUTE undeliverable boolean, ADD ATTRIBUTE tenure_days float8, ADD ATTRIBUTE birth_at timestamptz,
+    ADD ATTRIBUTE x bigint, ADD ATTRIBUTE t_x bigint, ADD ATTRIBUTE t_c bigint, ADD ATTRIBUTE n_days bigint,
+    ADD ATTRIBUTE conv_days bigint, ADD ATTRIBUTE x_v bigint, ADD ATTRIBUTE m_v float8;
+ALTER TABLE @extschema@.engagement_scores
+    ADD COLUMN undeliverable boolean, ADD COLUMN tenure_days float8 CHECK (tenure_days >= 0),
+    ADD COLUMN birth_at timestamptz, ADD COLUMN x bigint CHECK (x >= 0),
+    ADD COLUMN t_x bigint, ADD COLUMN t_c bigint CHECK (t_c >= 0), ADD COLUMN n_days bigint, ADD COLUMN conv_days bigint,
+    ADD COLUMN x_v bigint, ADD COLUMN m_v float8 CHECK (m_v >= 0),
+    ADD CONSTRAINT engagement_scores_t_x_check CHECK (t_x BETWEEN 0 AND t_c),
+    ADD CONSTRAINT engagement_scores_n_days_check CHECK (n_days >= x),
+    ADD CONSTRAINT engagement_scores_conv_days_check CHECK (conv_days BETWEEN 0 AND n_days),
+    ADD CONSTRAINT engagement_scores_x_v_check CHECK (x_v BETWEEN 0 AND conv_days),
+    DROP CONSTRAINT engagement_scores_segment_check,
+    ADD CONSTRAINT engagement_scores_segment_check CHECK (segment IN ('opted_out', 'undeliverable', 'new', 'champions',
+        'loyal', 'potential_loyalist', 'promising', 'need_attention', 'at_risk', 'cannot_lose', 'about_to_sleep',
+        'hibernating', 'lost'));
+
+------------------------------------------------------------------------------------------------
+-- Sources: a campaign column (funnels read a profile's source), kinds mapped to NULL (ignored on
+-- purpose), skipped rows counted per reason, a changed definition noticed (the fingerprint each
+-- refresh stores).
+------------------------------------------------------------------------------------------------
+ALTER TABLE @extschema@.event_sources ADD COLUMN campaign_column name;
+COMMENT ON TABLE @extschema@.event_sources IS
+    'How to read a CRM''s own events relation: its contact, kind, time, value and campaign columns, how its kinds are matched (exact, or trim_lower: trimmed and lower-cased on both sides) and what happens to rows of an unmapped kind (count: skipped, counted and warned about; reject: an error naming the kind)';
+COMMENT ON COLUMN @extschema@.event_sources.campaign_column IS 'Its campaign column, for the funnels (an integer; NULL: none)';
+ALTER TABLE @extschema@.event_kind_map ALTER COLUMN event_type DROP NOT NULL;
+COMMENT ON TABLE @extschema@.event_kind_map IS
+    'A source''s kinds and the event type each stands for (NULL: ignored on purpose, counted but never warned about); a kind not listed is unmapped (see event_sources.on_unmapped)';
+COMMENT ON COLUMN @extschema@.event_kind_map.event_type IS 'The event type it stands for (NULL: ignored on purpose)';
+CREATE FUNCTION pg_temp._es_kinds_object(kinds text[]) RETURNS jsonb LANGUAGE sql IMMUTABLE AS
+$$ SELECT jsonb_object_agg(k, NULL) FROM unnest(kinds) k $$;   -- (1.5 kept the first kinds, not their rows)
+ALTER TABLE @extschema@.refresh_runs
+    ALTER COLUMN unmapped_kinds TYPE jsonb USING pg_temp._es_kinds_object(unmapped_kinds),
+    ADD COLUMN ignored_rows bigint CHECK (ignored_rows >= 0),
+    ADD COLUMN invalid_rows jsonb;
+DROP FUNCTION pg_temp._es_kinds_object(text[]);
+COMMENT ON COLUMN @extschema@.refresh_runs.unmapped_rows IS 'Rows of a kind the source does not map';
+COMMENT ON COLUMN @extschema@.refresh_runs.unmapped_kinds IS '{kind: rows} of those kinds, the 100 with the most rows, each kind cut to 64 characters (with its length)';
+COMMENT ON COLUMN @extschema@.refresh_runs.ignored_rows IS 'Rows of kinds the source maps to NULL: ignored on purpose';
+COMMENT ON COLUMN @extschema@.refresh_runs.invalid_rows IS '{reason: rows}: rows skipped for another reason (no contact, no time, an infinite time, a negative, infinite or NaN value)';
+ALTER TABLE @extschema@.score_distributions ADD COLUMN source_fingerprint text;
+COMMENT ON COLUMN @extschema@.score_distributions.source_fingerprint IS 'The definition of the profile''s source at the last refresh (another, e.g. a view replaced: the next refresh is full)';
+-- (needed by contact_scores, made below; the same as the function part makes it)
+CREATE FUNCTION @extschema@._source_fingerprint(rel regclass) RETURNS text
+LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$ SELECT NULL::text $$;
+
+-- Functions whose arguments or results changed, made again in the function part.
+CREATE TEMP TABLE _es_source_acl ON COMMIT DROP AS
+SELECT p.proacl FROM pg_proc p
+ WHERE p.oid = '@extschema@.define_event_source(regclass, jsonb, name, name, name, name, text, text, regclass[])'::regprocedure;
+DROP FUNCTION @extschema@.define_event_source(regclass, jsonb, name, name, name, name, text, text, regclass[]);
+DROP FUNCTION @extschema@.funnel(bigint, timestamptz, timestamptz);
+DROP FUNCTION @extschema@.funnel_independent(bigint, timestamptz, timestamptz);
+DROP FUNCTION @extschema@._funnel_events();
+DROP FUNCTION @extschema@._source_kind_expr(@extschema@.event_sources);
+DROP FUNCTION @extschema@._report_unmapped(@extschema@.scoring_profiles, bigint, bigint, text);
+DROP FUNCTION @extschema@._refresh_score_contacts(@extschema@.scoring_profiles, text, timestamptz, boolean, boolean);
+DROP FUNCTION @extschema@._refresh(text, boolean);
+
+-- contact_scores is s.* of the scores: made again with the new columns, for the roles it had.
+CREATE TEMP TABLE _es_view_acl ON COMMIT DROP AS
+SELECT c.relacl FROM pg_class c WHERE c.oid = '@extschema@.contact_scores'::regclass;
+DROP FUNCTION @extschema@.readable_score(@extschema@.score);   -- (two more fields, read from contact_scores)
+DROP FUNCTION @extschema@.readable_scores(text);
+DROP VIEW @extschema@.contact_scores;
+CREATE VIEW @extschema@.contact_scores WITH (security_invoker = true) AS
+SELECT s.*,
+       (s.calculated_at < now() - p.max_score_age
+        OR s.profile_version <> p.version
+        OR s.model_version <> @extschema@.model_version()
+        OR p.source_changed
+        OR EXISTS (SELECT FROM @extschema@.pending_rescore pr WHERE pr.profile = s.profile AND pr.contact_id = s.contact_id)
+        OR EXISTS (SELECT FROM @extschema@.event_changes c WHERE c.contact_id = s.contact_id)) AS is_stale
+  FROM @extschema@.engagement_scores s
+  JOIN (SELECT sp.name, sp.max_score_age, sp.version,
+               d.source_fingerprint IS DISTINCT FROM @extschema@._source_fingerprint(sp.events_relation) AS source_changed
+          FROM @extschema@.scoring_profiles sp
+          LEFT JOIN @extschema@.score_distributions d ON d.profile = sp.name
+        OFFSET 0) p ON p.name = s.profile;
+COMMENT ON VIEW @extschema@.contact_scores IS
+    'Stored scores with is_stale: older than the profile''s max_score_age, scored under an older profile version or model version or from a source defined otherwise, or events changed since';
+SELECT @extschema@._upgrade_copy_grants(relacl, 'TABLE', '@extschema@.contact_scores') FROM pg_temp._es_view_acl;
+DROP TABLE pg_temp._es_view_acl;
+COMMENT ON COLUMN @extschema@.contact_scores.is_stale IS
+    'Older than max_score_age, of another profile or model version, or the contact''s events changed since';
+
 -- Every profile has its distribution row from the moment it exists (the lock of its refreshes):
 -- empty (refreshed_at NULL) until its first refresh.
 ALTER TABLE @extschema@.score_distributions ALTER COLUMN refreshed_at DROP NOT NULL;
@@ -134,12 +260,22 @@ DROP FUNCTION @extschema@._refresh_keep_pending(@extschema@.scoring_profiles, te
 DROP TRIGGER event_kind_map_check ON @extschema@.event_kind_map;
 DROP FUNCTION @extschema@._kind_map_check_row();
 
-COMMENT ON COLUMN @extschema@.refresh_runs.unmapped_kinds IS 'The first five of those kinds, each cut to 64 characters (with its length)';
 
 -- Every function and aggregate of this version, as the install script creates them (written
 -- by scripts/build_update.py from src/sql; edit those, not this part).
 
 -- ----- from src/sql/schema.sql
+
+------------------------------------------------------------------------------------------------
+-- Scoring profiles: every parameter of the model (docs/model.md), one row per named profile
+------------------------------------------------------------------------------------------------
+-- A funnel's stages: 1 to 5 distinct stages of delivered, opened, clicked, responded, converted.
+CREATE OR REPLACE FUNCTION @extschema@._funnel_stages_valid(stages @extschema@.event_type[]) RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT cardinality(stages) BETWEEN 1 AND 5 AND array_position(stages, NULL) IS NULL
+       AND stages <@ '{delivered,opened,clicked,responded,converted}'::@extschema@.event_type[]
+       AND (SELECT count(DISTINCT s) FROM unnest(stages) s) = cardinality(stages)
+$$;
 
 -- Whether this server is a Citus worker (a node other than the coordinator, group 0), where the
 -- extension's distributed and reference tables are placements of the coordinator's (docs/scale-out.md).
@@ -264,7 +400,7 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
     VALUES ('as_of', 'The time the score is computed as of (events after it are ignored)'),
            ('profile', 'The scoring profile that computed it'),
            ('contact_id', 'The contact'),
-           ('composite', 'The score, 0..100: the weighted components, times (1 - opt_out_penalty) when opted out'),
+           ('composite', 'The score, 0..100: the weighted components, times (1 - opt_out_penalty) when opted out and (1 - undeliverable_penalty) when undeliverable'),
            ('recency', 'Recency component, 0..100: 100 exp(-days since the last engagement / recency_tau_days)'),
            ('frequency', 'Frequency component, 0..100: from engaging events per day in the window (observed at least frequency_min_days)'),
            ('monetary', 'Monetary component, 0..100: log of the conversion value in the window against monetary_ref_value'),
@@ -273,16 +409,26 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
            ('engagement_probability', 'Probability of at least one engagement day in the next horizon_days (MBG/NBD), 0..1'),
            ('conversion_probability', 'engagement_probability times the contact''s smoothed share of conversion days, 0..1'),
            ('churn_risk', 'Probability the contact has dropped out: 1 - P(alive) (MBG/NBD), 0..1'),
-           ('segment', 'RFM segment: opted_out, champions, loyal, potential_loyalist, new, promising, need_attention, at_risk, cannot_lose, about_to_sleep, hibernating or lost'),
-           ('opted_out', 'Whether the contact has an opted_out event at or before as_of (it never expires)'),
+           ('segment', 'Segment: opted_out, undeliverable, new (known for less than new_contact_days), then by RFM quintiles champions, loyal, potential_loyalist, promising, need_attention, at_risk, cannot_lose, about_to_sleep, hibernating or lost'),
+           ('opted_out', 'Whether the latest of the contact''s opted_out and opted_in events at or before as_of is an opt-out (at the same time the opt-out wins)'),
            ('event_count', 'Events at or before as_of, any type'),
            ('engaging_count', 'Engaging events (opened, clicked, responded, converted) at or before as_of'),
            ('conversion_total', 'Sum of conversion values at or before as_of (exact cents)'),
            ('first_event_at', 'The contact''s first event: its birth day starts the MBG/NBD summary'),
            ('last_engaged_at', 'The last engaging event (NULL: never engaged)'),
-           ('expected_engagements_30d', 'Expected engagement days in the next horizon_days (MBG/NBD), opt-out penalised'),
+           ('expected_engagements_30d', 'Expected engagement days in the next horizon_days of the profile (30 by default; MBG/NBD), opt-out and undeliverable penalised'),
            ('expected_conversion_value', 'Expected value of the next conversion day (Gamma-Gamma)'),
-           ('expected_value_30d', 'Expected conversion value in the next horizon_days: expected engagement days x conversion share x expected conversion value, opt-out penalised'),
+           ('expected_value_30d', 'Expected conversion value in the next horizon_days of the profile (30 by default): expected engagement days x conversion share x expected conversion value, opt-out and undeliverable penalised'),
+           ('undeliverable', 'Whether at least undeliverable_after bounces came after the last delivery or engagement (at or before as_of)'),
+           ('tenure_days', 'Days since the contact''s first event of any type: how long the CRM has known it'),
+           ('birth_at', 'The start (UTC) of the day of the contact''s first event: the birth b0 of its MBG/NBD summary'),
+           ('x', 'Repeat engagement days: days after the birth day holding an engaging event (MBG/NBD x)'),
+           ('t_x', 'The last of them, in days after the birth day (0 when x = 0)'),
+           ('t_c', 'Days from the birth day to as_of''s day (MBG/NBD Tc)'),
+           ('n_days', 'Days holding an engaging event, the birth day included'),
+           ('conv_days', 'Days holding a converted event, the birth day included'),
+           ('x_v', 'Conversion days whose value is above 0 (Gamma-Gamma x)'),
+           ('m_v', 'The mean value of those days (Gamma-Gamma m; 0 when x_v = 0)'),
            ('percentile_rank', 'The composite''s percentile among the profile''s scored contacts at the refresh, 0..100'),
            ('score_version', 'How many times the contact has been rescored under the profile'),
            ('profile_version', 'The profile''s version the score was computed with (another: stale)'),
@@ -310,6 +456,26 @@ COMMENT ON FUNCTION @extschema@._comment_score_columns(regclass) IS
     'Comments the score fields of a relation (install and update scripts)';
 
 -- ----- from src/sql/scoring.sql
+
+-- The fields of a score that engagement_scores stores, in the type's order: all but as_of (stored
+-- as calculated_at) and profile (the table's key).  The one list the code that writes or reads
+-- stored scores builds its column lists from (_stored_score_list): a field added to the type and
+-- the table needs no other list.
+CREATE OR REPLACE FUNCTION @extschema@._stored_score_fields() RETURNS name[]
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT array_agg(a.attname ORDER BY a.attnum)
+      FROM pg_attribute a JOIN pg_type t ON t.typrelid = a.attrelid
+     WHERE t.oid = '@extschema@.score'::regtype AND a.attnum > 0 AND NOT a.attisdropped
+       AND a.attname NOT IN ('as_of', 'profile')
+$$;
+
+-- Those fields as a list for SQL text: each through format(item, field), ', ' between, e.g.
+-- '%1$I = n.%1$I' for an UPDATE's SET.
+CREATE OR REPLACE FUNCTION @extschema@._stored_score_list(item text) RETURNS text
+LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT string_agg(format(item, f.field), ', ' ORDER BY f.i)
+      FROM unnest(@extschema@._stored_score_fields()) WITH ORDINALITY f(field, i)
+$$;
 
 -- The version of docs/model.md the library computes (stored with every score).
 CREATE OR REPLACE FUNCTION @extschema@.model_version() RETURNS integer
@@ -478,8 +644,8 @@ END $$;
 CREATE OR REPLACE FUNCTION @extschema@._source_contact_query(p @extschema@.scoring_profiles, aggregate text) RETURNS text
 LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
     SELECT format('SELECT @extschema@.%s(e.event_type, e.occurred_at, e.conversion_value, $2, $3) AS result,
-                          count(*) FILTER (WHERE e.event_type IS NULL) AS unmapped,
-                          min(e.kind) FILTER (WHERE e.event_type IS NULL) AS kind
+                          count(*) FILTER (WHERE e.skip = 2) AS unmapped, min(e.kind) FILTER (WHERE e.skip = 2) AS kind,
+                          count(*) FILTER (WHERE e.skip > 2) AS invalid, min(e.skip) FILTER (WHERE e.skip > 2) AS reason
                      FROM (%s) e WHERE e.contact_id = $1 AND e.occurred_at <= $2',
                   aggregate, @extschema@._source_select(@extschema@._source_of(p.events_relation),
                                                         @extschema@._live_events_or_error(p)))
@@ -491,24 +657,28 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_tem
     SELECT CASE WHEN length(kind) <= 64 THEN kind ELSE left(kind, 64) || '... (' || length(kind) || ' characters)' END
 $$;
 
--- Rows of a contact that the source does not map: an error naming the kind (on_unmapped reject),
--- else a WARNING with the count.
-CREATE OR REPLACE FUNCTION @extschema@._report_unmapped(p @extschema@.scoring_profiles, contact_id bigint, unmapped bigint,
-                                             kind text) RETURNS void
+-- Rows of a contact not scored (_source_contact_query): of a kind the source does not map, an
+-- error naming it (on_unmapped reject) or a WARNING; rows the model cannot read, a WARNING with the
+-- reason; rows of a kind mapped to NULL are ignored on purpose.
+CREATE OR REPLACE FUNCTION @extschema@._report_skipped(p @extschema@.scoring_profiles, contact_id bigint, r record) RETURNS void
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF coalesce(unmapped, 0) = 0 THEN
-        RETURN;
-    END IF;
-    IF (@extschema@._source_of(p.events_relation)).on_unmapped = 'reject' THEN
-        RAISE EXCEPTION 'contact %: % rows of % have a kind its source does not map, e.g. %', contact_id, unmapped,
-                        p.events_relation, quote_literal(@extschema@._shown_kind(kind))
+    IF r.unmapped > 0 AND (@extschema@._source_of(p.events_relation)).on_unmapped = 'reject' THEN
+        RAISE EXCEPTION 'contact %: % rows of % have a kind its source does not map, e.g. %', contact_id, r.unmapped,
+                        p.events_relation, quote_literal(@extschema@._shown_kind(r.kind))
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Map it in engagement.event_kind_map (define_event_source).';
+                  HINT = 'Map it in engagement.event_kind_map (define_event_source; a kind mapped to null is ignored).';
     END IF;
-    RAISE WARNING 'contact %: % rows of % not scored: a kind the source does not map, e.g. %', contact_id, unmapped,
-                  p.events_relation, quote_literal(@extschema@._shown_kind(kind))
-        USING HINT = 'Map it in engagement.event_kind_map (define_event_source).';
+    IF r.unmapped > 0 THEN
+        RAISE WARNING 'contact %: % rows of % not scored: a kind the source does not map, e.g. %', contact_id, r.unmapped,
+                      p.events_relation, quote_literal(@extschema@._shown_kind(r.kind))
+            USING HINT = 'Map it in engagement.event_kind_map (define_event_source; a kind mapped to null is ignored).';
+    END IF;
+    IF r.invalid > 0 THEN
+        RAISE WARNING 'contact %: % rows of % not scored: the model cannot read them, e.g. %', contact_id, r.invalid,
+                      p.events_relation, @extschema@._skip_reason(r.reason)
+            USING HINT = 'A row needs a finite time and a finite, non-negative value.';
+    END IF;
 END $$;
 
 CREATE OR REPLACE FUNCTION @extschema@.engagement_score(contact_id bigint, as_of timestamptz DEFAULT now(),
@@ -529,7 +699,7 @@ BEGIN
                    AND e.occurred_at <= engagement_score.as_of);
     END IF;
     EXECUTE @extschema@._source_contact_query(p, 'score_events') INTO r USING contact_id, as_of, p.name;
-    PERFORM @extschema@._report_unmapped(p, contact_id, r.unmapped, r.kind);
+    PERFORM @extschema@._report_skipped(p, contact_id, r);
     RETURN r.result;
 END $$;
 
@@ -558,7 +728,7 @@ BEGIN
            AND e.occurred_at <= explain_score.as_of;
     ELSE
         EXECUTE @extschema@._source_contact_query(p, 'explain_events') INTO r USING contact_id, as_of, p.name;
-        PERFORM @extschema@._report_unmapped(p, contact_id, r.unmapped, r.kind);
+        PERFORM @extschema@._report_skipped(p, contact_id, r);
         body := r.result;
         unmapped := r.unmapped;
         kind := r.kind;
@@ -607,6 +777,7 @@ BEGIN
         src.kind_match := 'exact';
         src.on_unmapped := 'count';
         src.changes_from := '{}';
+        src.campaign_column := 'campaign_id';   -- (when the relation has one: _source_select)
     END IF;
     RETURN src;
 END $$;
@@ -639,6 +810,11 @@ BEGIN
     FOR col IN SELECT * FROM (VALUES ('contact', src.contact_column, ARRAY['smallint', 'integer', 'bigint']::regtype[]),
                                      ('time', src.time_column, ARRAY['timestamp with time zone']::regtype[]),
                                      ('value', src.value_column, ARRAY['numeric', 'smallint', 'integer', 'bigint', 'real', 'double precision']::regtype[]),
+                                     -- (a source without a row of event_sources has a campaign_id, or none)
+                                     ('campaign', CASE WHEN src.created_at IS NOT NULL
+                                                            OR @extschema@._column_type(src.relation, src.campaign_column) IS NOT NULL
+                                                       THEN src.campaign_column END,
+                                      ARRAY['smallint', 'integer', 'bigint']::regtype[]),
                                      ('kind', src.kind_column, ARRAY['@extschema@.event_type', 'text', 'character varying',
                                                                      'character', 'name']::regtype[])) v(what, name, types)
                 WHERE v.name IS NOT NULL
@@ -665,57 +841,104 @@ AS 'MODULE_PATHNAME', 'es_map_kind' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 -- The kind column as an event type: the column itself when it is engagement.event_type, else a
 -- lookup in the source's kind map (_map_kind, the map as constants; trim_lower compares trimmed,
--- lower-cased kinds), NULL for a kind the map lacks.
-CREATE OR REPLACE FUNCTION @extschema@._source_kind_expr(src @extschema@.event_sources) RETURNS text
+-- lower-cased kinds), NULL for a kind the map lacks or ignores.  And the condition that a row's
+-- kind is one the map ignores (mapped to NULL), 'false' when it ignores none.
+CREATE OR REPLACE FUNCTION @extschema@._source_kind_expr(src @extschema@.event_sources, OUT event_type text, OUT ignored text)
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     kind  text := 'e.' || quote_ident(src.kind_column);
     kinds text[];
     types @extschema@.event_type[];
+    skip  text[];
 BEGIN
     IF @extschema@._column_type(src.relation, src.kind_column) = '@extschema@.event_type'::regtype THEN
-        RETURN kind;
+        event_type := kind;
+        ignored := 'false';
+        RETURN;
     END IF;
     kind := kind || '::text';
     IF src.kind_match = 'trim_lower' THEN
         kind := format('lower(btrim(%s))', kind);
     END IF;
-    SELECT array_agg(CASE src.kind_match WHEN 'trim_lower' THEN lower(btrim(m.kind)) ELSE m.kind END ORDER BY m.kind),
-           array_agg(m.event_type ORDER BY m.kind)
-      INTO kinds, types
-      FROM @extschema@.event_kind_map m WHERE m.relation = src.relation;
-    RETURN CASE WHEN kinds IS NULL THEN 'NULL::@extschema@.event_type'
-                ELSE format('@extschema@._map_kind(%s, %L::text[], %L::@extschema@.event_type[])', kind, kinds, types) END;
+    SELECT array_agg(k.key ORDER BY k.key) FILTER (WHERE k.event_type IS NOT NULL),
+           array_agg(k.event_type ORDER BY k.key) FILTER (WHERE k.event_type IS NOT NULL),
+           array_agg(k.key ORDER BY k.key) FILTER (WHERE k.event_type IS NULL)
+      INTO kinds, types, skip
+      FROM (SELECT CASE src.kind_match WHEN 'trim_lower' THEN lower(btrim(m.kind)) ELSE m.kind END AS key, m.event_type
+              FROM @extschema@.event_kind_map m WHERE m.relation = src.relation) k;
+    event_type := CASE WHEN kinds IS NULL THEN 'NULL::@extschema@.event_type'
+                       ELSE format('@extschema@._map_kind(%s, %L::text[], %L::@extschema@.event_type[])', kind, kinds, types) END;
+    -- (= ANY of a constant array: hashed from 9 elements on)
+    ignored := CASE WHEN skip IS NULL THEN 'false' ELSE format('%s = ANY (%L::text[])', kind, skip) END;
 END $$;
 
+-- Why a row of a source is not scored, by the code _source_select gives it (NULL: it is scored).
+CREATE OR REPLACE FUNCTION @extschema@._skip_reason(code integer) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT (ARRAY['ignored', 'unmapped', 'no contact', 'no time', 'infinite time', 'NaN value', 'negative value',
+                  'infinite value'])[code]
+$$;
+
 -- The rows of a source as the model reads them, from rel (the relation's name, or a name bound to
--- it): SELECT contact_id, event_type (NULL: unmapped), occurred_at, conversion_value, kind (the
--- CRM's own, as text; NULL when the kind column is engagement.event_type already) FROM ...  No cast
--- a relation's own types do not need: the whole query stays shippable to a postgres_fdw shard
--- (which cannot ship a text cast of an enum).
+-- it): SELECT contact_id, event_type, occurred_at, conversion_value, kind (the CRM's own, as text;
+-- NULL when the kind column is engagement.event_type already), campaign_id (NULL when the source
+-- has no campaign column), skip (why the row is not scored, NULL when it is: a code of
+-- _skip_reason, 1 for a kind mapped to NULL, 2 for an unmapped kind, more for a row the model
+-- cannot read; event_type is NULL exactly then) FROM ...  No cast a relation's own
+-- types do not need: the whole query stays shippable to a postgres_fdw shard (which cannot ship a
+-- text cast of an enum).
 CREATE OR REPLACE FUNCTION @extschema@._source_select(src @extschema@.event_sources, rel text) RETURNS text
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     typed_kind boolean := @extschema@._column_type(src.relation, src.kind_column) = '@extschema@.event_type'::regtype;
     own        boolean := src.relation = '@extschema@.engagement_events'::regclass;
+    kinds      record := @extschema@._source_kind_expr(src);
     value_expr text := CASE WHEN src.value_column IS NULL THEN 'NULL::numeric'
                             WHEN @extschema@._column_type(src.relation, src.value_column) = 'numeric'::regtype
                             THEN format('e.%I', src.value_column)
                             ELSE format('e.%I::numeric', src.value_column) END;
+    campaign   text := CASE WHEN @extschema@._column_type(src.relation, src.campaign_column) IS NULL THEN 'NULL::bigint'
+                            ELSE format('e.%I', src.campaign_column) END;
+    skip       text;
 BEGIN
-    -- A row of a CRM's own relation the model cannot read (an infinite time, a negative, NaN or
-    -- infinite value: engagement_events' checks refuse them) is, like an unmapped kind, not scored
-    -- and counted, instead of stopping every refresh of the profile.
-    RETURN format('SELECT e.%I AS contact_id, %s AS event_type, e.%I AS occurred_at, %s AS conversion_value, %s AS kind FROM %s e',
+    -- engagement_events' checks refuse every row the model cannot read; a row of a CRM's own
+    -- relation that it cannot read is, like an unmapped kind, not scored and counted, instead of
+    -- stopping every refresh of the profile.
+    skip := CASE WHEN own THEN 'NULL::integer'
+                 ELSE format($f$CASE WHEN e.%1$I IS NULL THEN 3 WHEN e.%2$I IS NULL THEN 4 WHEN NOT isfinite(e.%2$I) THEN 5
+                                     WHEN %3$s = 'NaN' THEN 6 WHEN %3$s < 0 THEN 7 WHEN %3$s >= 'Infinity' THEN 8
+                                     WHEN %4$s IS NOT NULL THEN NULL WHEN %5$s THEN 1 ELSE 2 END$f$,
+                             src.contact_column, src.time_column, value_expr, kinds.event_type, kinds.ignored) END;
+    RETURN format('SELECT e.%I AS contact_id, %s AS event_type, e.%I AS occurred_at, %s AS conversion_value, %s AS kind, '
+                  '%s AS campaign_id, %s AS skip FROM %s e',
                   src.contact_column,
-                  CASE WHEN own THEN @extschema@._source_kind_expr(src)
-                       ELSE format('CASE WHEN isfinite(e.%I) AND (%s IS NULL OR (%s >= 0 AND %s < ''Infinity'' AND %s <> ''NaN'')) THEN %s END',
-                                   src.time_column, value_expr, value_expr, value_expr, value_expr,
-                                   @extschema@._source_kind_expr(src)) END,
+                  CASE WHEN own THEN kinds.event_type
+                       ELSE format('CASE WHEN e.%I IS NOT NULL AND isfinite(e.%I) AND (%s IS NULL OR (%s >= 0 AND %s < ''Infinity'' AND %s <> ''NaN'')) THEN %s END',
+                                   src.contact_column, src.time_column, value_expr, value_expr, value_expr, value_expr,
+                                   kinds.event_type) END,
                   src.time_column, value_expr,
                   CASE WHEN typed_kind THEN 'NULL::text' ELSE format('e.%I::text', src.kind_column) END,
-                  rel);
+                  campaign, skip, rel);
 END $$;
+
+-- A source's definition as far as its reading depends on it: the relation's kind, a view's query,
+-- a foreign table's options, and the types of the columns the source reads (its row of
+-- event_sources and its kind map bump the profiles' versions themselves).  NULL for
+-- engagement_events.  A refresh stores it; another at the next refresh (a view replaced, a column's
+-- type changed) makes that refresh full, and contact_scores shows the scores stale meanwhile.  What
+-- a view reads (a table it joins, a view under it) is not in it.
+CREATE OR REPLACE FUNCTION @extschema@._source_fingerprint(rel regclass) RETURNS text
+LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT md5(concat_ws('|', c.relkind, CASE WHEN c.relkind = 'v' THEN pg_get_viewdef(c.oid) END,
+                         (SELECT f.ftoptions::text FROM pg_foreign_table f WHERE f.ftrelid = c.oid),
+                         (SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod), ',' ORDER BY a.attname)
+                            FROM pg_attribute a, @extschema@._source_of(rel) s
+                           WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                             AND a.attname IN (s.contact_column, s.kind_column, s.time_column, s.value_column,
+                                               s.campaign_column))))
+      FROM pg_class c
+     WHERE c.oid = rel AND rel <> '@extschema@.engagement_events'::regclass
+$$;
 
 -- The events relation of a profile, checked before it is written into a profile, and before a
 -- refresh or a fit reads it (its name, quoted and qualified).  A refresh may run as a superuser
@@ -927,6 +1150,7 @@ BEGIN
 END $$;
 
 -- define_event_source: a source in one call (its row of event_sources and its kind map, replaced).
+-- A kind mapped to JSON null is ignored on purpose: counted, never warned about.
 CREATE OR REPLACE FUNCTION @extschema@.define_event_source(relation regclass, kinds jsonb DEFAULT NULL,
                                                 contact_column name DEFAULT 'contact_id',
                                                 kind_column name DEFAULT 'event_type',
@@ -934,7 +1158,8 @@ CREATE OR REPLACE FUNCTION @extschema@.define_event_source(relation regclass, ki
                                                 value_column name DEFAULT 'conversion_value',
                                                 kind_match text DEFAULT 'exact',
                                                 on_unmapped text DEFAULT 'count',
-                                                changes_from regclass[] DEFAULT '{}')
+                                                changes_from regclass[] DEFAULT '{}',
+                                                campaign_column name DEFAULT NULL)
 RETURNS regclass
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -950,32 +1175,35 @@ BEGIN
     END IF;
     SELECT string_agg(format('%s: %s', k.key, k.value), ', ') INTO bad
       FROM jsonb_each(coalesce(kinds, '{}')) k
-     WHERE jsonb_typeof(k.value) <> 'string'
-        OR NOT (k.value #>> '{}') = ANY (enum_range(NULL::@extschema@.event_type)::text[]);
+     WHERE jsonb_typeof(k.value) NOT IN ('string', 'null')
+        OR NOT coalesce((k.value #>> '{}') = ANY (enum_range(NULL::@extschema@.event_type)::text[]), true);
     IF bad IS NOT NULL THEN
         RAISE EXCEPTION 'kinds maps to what is not an event type: %', bad
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'The event types: ' || array_to_string(enum_range(NULL::@extschema@.event_type)::text[], ', ') || '.';
+                  HINT = 'The event types: ' || array_to_string(enum_range(NULL::@extschema@.event_type)::text[], ', ')
+                         || '; null ignores a kind.';
     END IF;
     -- (the old map goes first: the source's check of a trim_lower map reads the map, the new one)
     DELETE FROM @extschema@.event_kind_map m WHERE m.relation = define_event_source.relation;
     INSERT INTO @extschema@.event_sources AS s (relation, contact_column, kind_column, time_column, value_column,
-                                                kind_match, on_unmapped, changes_from)
-    VALUES (relation, contact_column, kind_column, time_column, value_column, kind_match, on_unmapped, changes_from)
+                                                kind_match, on_unmapped, changes_from, campaign_column)
+    VALUES (relation, contact_column, kind_column, time_column, value_column, kind_match, on_unmapped, changes_from,
+            campaign_column)
     ON CONFLICT ON CONSTRAINT event_sources_pkey DO UPDATE
        SET contact_column = excluded.contact_column, kind_column = excluded.kind_column,
            time_column = excluded.time_column, value_column = excluded.value_column,
-           kind_match = excluded.kind_match, on_unmapped = excluded.on_unmapped, changes_from = excluded.changes_from;
+           kind_match = excluded.kind_match, on_unmapped = excluded.on_unmapped, changes_from = excluded.changes_from,
+           campaign_column = excluded.campaign_column;
     INSERT INTO @extschema@.event_kind_map (relation, kind, event_type)
     SELECT define_event_source.relation, k.key, (k.value #>> '{}')::@extschema@.event_type
       FROM jsonb_each(coalesce(kinds, '{}')) k;
     RETURN relation;
 END $$;
 
-COMMENT ON FUNCTION @extschema@.define_event_source(regclass, jsonb, name, name, name, name, text, text, regclass[]) IS
-    'Defines (or replaces) how a CRM''s own events relation is read: its columns, its kinds mapped to event types ({"open": "opened", ...}), kind_match exact or trim_lower, on_unmapped count or reject, and for a view the tables whose tracked changes feed it';
+COMMENT ON FUNCTION @extschema@.define_event_source(regclass, jsonb, name, name, name, name, text, text, regclass[], name) IS
+    'Defines (or replaces) how a CRM''s own events relation is read: its columns, its kinds mapped to event types ({"open": "opened", "sent": null, ...}: null ignores a kind), kind_match exact or trim_lower, on_unmapped count or reject, for a view the tables whose tracked changes feed it, and its campaign column (for the funnels)';
 
-REVOKE EXECUTE ON FUNCTION @extschema@.define_event_source(regclass, jsonb, name, name, name, name, text, text, regclass[]) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION @extschema@.define_event_source(regclass, jsonb, name, name, name, name, text, text, regclass[], name) FROM PUBLIC;
 
 -- A profile's events relation, checked before a refresh or a fit reads it, by the role it is read
 -- as (_events_reader): the role that chose it may still read it (privileges may have been revoked
@@ -1175,6 +1403,7 @@ CREATE OR REPLACE FUNCTION @extschema@.track_event_changes(events regclass, for_
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     contact      name;
+    feed_hint    text;
     citus_method "char";   -- 'h' a Citus distributed table, 'n' a reference or local one, NULL neither
 BEGIN
     IF events IS NULL THEN
@@ -1191,6 +1420,23 @@ BEGIN
     IF for_source IS NOT NULL AND NOT EXISTS (SELECT FROM @extschema@.event_sources s WHERE s.relation = for_source) THEN
         RAISE EXCEPTION '% has no event source to feed', for_source
             USING ERRCODE = 'undefined_object', HINT = 'Define it first: engagement.define_event_source.';
+    END IF;
+    -- A table under a view source, neither a source nor a profile's relation itself: its changes
+    -- feed the view's scores only when named for it.
+    IF for_source IS NULL AND contact_column IS NULL
+       AND NOT EXISTS (SELECT FROM @extschema@.event_sources s WHERE s.relation = events)
+       AND NOT EXISTS (SELECT FROM @extschema@.scoring_profiles p WHERE p.events_relation = events) THEN
+        SELECT string_agg(format('SELECT engagement.track_event_changes(%L, for_source => %L);',
+                                 events::text, s.relation::text), ' ' ORDER BY s.relation::text)
+          INTO feed_hint
+          FROM @extschema@.event_sources s
+         WHERE s.relation IN (SELECT r.ev_class FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
+                               WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+                                 AND d.refobjid = events);
+        IF feed_hint IS NOT NULL THEN
+            RAISE EXCEPTION '% is read by a view source, not scored itself: name the source its changes feed', events
+                USING ERRCODE = 'invalid_parameter_value', HINT = feed_hint;
+        END IF;
     END IF;
     -- the table's own contact column: given, or its own source's, or (a table under a view source)
     -- the view's
@@ -1341,20 +1587,21 @@ BEGIN
 END $$;
 
 -- Scores the targets (every contact of the events relation on a full refresh) as of refresh_at
--- into pg_temp._es_scored, one column per score field, and the rows of each contact it could not
--- score: unmapped (a kind the source does not map), and on a full refresh also rows without a
--- time (and, as contact NULL, without a contact).  Every contact, or many targets: one scan of
--- the events grouped by contact (CREATE TABLE AS may run it in parallel).  A few targets (at most
--- a tenth of the scored contacts): each one's events through the (contact_id, occurred_at) index,
--- which the planner would price as random reads and forgo although they are cached.  Scoring
--- engagement_events looks the profile up by name; any other relation (partitioned, foreign,
--- another server's) gets the profile's values with the query, as a document.  Returns the rows
--- not scored and the first few of their kinds; and lists in pg_temp._es_future the targets with
--- events after refresh_at.  Runs as the role the events are read as (_events_reader).
+-- into pg_temp._es_scored, one column per score field, and accounts for the rows it could not
+-- score (_skip_reason): unmapped rows with their kinds, ignored rows, and rows the model cannot
+-- read, by reason (on a full refresh also rows without a time, and, as contact NULL, without a
+-- contact).  Every contact, or many targets: one scan of the events grouped by contact (CREATE
+-- TABLE AS may run it in parallel).  A few targets (at most a tenth of the scored contacts): each
+-- one's events through the (contact_id, occurred_at) index, which the planner would price as random
+-- reads and forgo although they are cached.  Scoring engagement_events looks the profile up by
+-- name; any other relation (partitioned, foreign, another server's) gets the profile's values with
+-- the query, as a document.  Lists in pg_temp._es_future the targets with events after refresh_at.
+-- Runs as the role the events are read as (_events_reader).
 CREATE OR REPLACE FUNCTION @extschema@._refresh_score_contacts(p @extschema@.scoring_profiles, events text,
                                                     refresh_at timestamptz, full_refresh boolean,
                                                     few_targets boolean, OUT unmapped bigint,
-                                                    OUT unmapped_kinds text[])
+                                                    OUT unmapped_kinds jsonb, OUT ignored bigint,
+                                                    OUT invalid jsonb)
 LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     src        @extschema@.event_sources := @extschema@._source_of(p.events_relation);
@@ -1369,18 +1616,18 @@ BEGIN
     few_targets := few_targets AND @extschema@._citus_method(p.events_relation) IS NULL;
     EXECUTE format(CASE WHEN few_targets AND NOT full_refresh THEN $q$
         CREATE TEMP TABLE _es_scored ON COMMIT DROP AS
-        SELECT t.contact_id, (c.s).*, c.unmapped, c.unmapped_kind
+        SELECT t.contact_id, (c.s).*, c.unmapped, c.unmapped_kinds, c.ignored, c.invalid
           FROM pg_temp._es_targets t,
                LATERAL (SELECT @extschema@.score_events(e.event_type, e.occurred_at, e.conversion_value, $1, %2$s) AS s,
-                               %5$s AS unmapped, %4$s AS unmapped_kind
+                               %4$s
                           FROM %1$s e
                          WHERE e.contact_id = t.contact_id AND e.occurred_at <= $1) c
         $q$ ELSE $q$
         CREATE TEMP TABLE _es_scored ON COMMIT DROP AS
-        SELECT q.contact_id, (q.s).*, q.unmapped, q.unmapped_kind
+        SELECT q.contact_id, (q.s).*, q.unmapped, q.unmapped_kinds, q.ignored, q.invalid
           FROM (SELECT e.contact_id,
                        @extschema@.score_events(e.event_type, e.occurred_at, e.conversion_value, $1, %2$s) AS s,
-                       %6$s AS unmapped, %4$s AS unmapped_kind
+                       %4$s
                   FROM %1$s e
                  WHERE %3$s
                  GROUP BY e.contact_id) q
@@ -1390,12 +1637,13 @@ BEGIN
         CASE WHEN NOT full_refresh THEN 'e.occurred_at <= $1 AND e.contact_id IN (SELECT t.contact_id FROM pg_temp._es_targets t)'
              WHEN counted THEN '(e.occurred_at <= $1 OR e.occurred_at IS NULL)'
              ELSE 'e.occurred_at <= $1' END,
-        -- (a kind column of type event_type has no kinds to name; and an aggregate of the constant
-        -- NULL::text would keep postgres_fdw from shipping the query: its collation is not a column's)
-        CASE WHEN typed_kind THEN 'NULL::text' ELSE 'min(e.kind) FILTER (WHERE e.event_type IS NULL)' END,
-        CASE WHEN counted THEN 'count(*) FILTER (WHERE e.event_type IS NULL)' ELSE '0::bigint' END,
-        CASE WHEN counted THEN 'count(*) FILTER (WHERE e.contact_id IS NULL OR e.event_type IS NULL OR e.occurred_at IS NULL)'
-             ELSE '0::bigint' END)
+        -- (the skip codes are integers and the kinds a column: postgres_fdw ships aggregates of those,
+        -- not of a constant of a collatable type; a kind column of type event_type has no kinds)
+        CASE WHEN NOT counted THEN '0::bigint AS unmapped, NULL::text[] AS unmapped_kinds, 0::bigint AS ignored, '
+                                   'NULL::integer[] AS invalid'
+             ELSE format('count(*) FILTER (WHERE e.skip = 2) AS unmapped, %s AS unmapped_kinds, '
+                         'count(*) FILTER (WHERE e.skip = 1) AS ignored, array_agg(e.skip) FILTER (WHERE e.skip > 2) AS invalid',
+                         CASE WHEN typed_kind THEN 'NULL::text[]' ELSE 'array_agg(e.kind) FILTER (WHERE e.skip = 2)' END) END)
     USING refresh_at, p.name, to_jsonb(p);
     -- The targets with events after refresh_at, which _refresh_keep_pending keeps pending.  (The
     -- events in an uncorrelated subquery, which Citus can run on the workers.)
@@ -1407,20 +1655,24 @@ BEGIN
         $q$, events)
     USING refresh_at;
     unmapped := 0;
+    ignored := 0;
     IF counted THEN
-        SELECT coalesce(sum(s.unmapped), 0),
-               (SELECT array_agg(@extschema@._shown_kind(k) ORDER BY k)
-                  FROM (SELECT DISTINCT s2.unmapped_kind AS k FROM pg_temp._es_scored s2
-                         WHERE s2.unmapped_kind IS NOT NULL ORDER BY 1 LIMIT 5) ks)
-          INTO unmapped, unmapped_kinds
-          FROM pg_temp._es_scored s WHERE s.unmapped > 0;
+        SELECT coalesce(sum(s.unmapped), 0), coalesce(sum(s.ignored), 0) INTO unmapped, ignored FROM pg_temp._es_scored s;
+        -- every unmapped kind with its rows, the 100 with the most; the other rows by reason
+        SELECT jsonb_object_agg(k.kind, k.n) INTO unmapped_kinds
+          FROM (SELECT @extschema@._shown_kind(u.kind) AS kind, count(*) AS n
+                  FROM pg_temp._es_scored s, unnest(s.unmapped_kinds) u(kind)
+                 GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 100) k;
+        SELECT jsonb_object_agg(@extschema@._skip_reason(r.code), r.n) INTO invalid
+          FROM (SELECT i.code, count(*) AS n FROM pg_temp._es_scored s, unnest(s.invalid) i(code) GROUP BY 1) r;
     END IF;
-    -- (contacts whose every row was unmapped, rows without a contact, and targets without events
+    -- (contacts whose every row was skipped, rows without a contact, and targets without events
     -- have no score)
     IF counted OR (few_targets AND NOT full_refresh) THEN
         DELETE FROM pg_temp._es_scored s WHERE s.contact_id IS NULL OR s.event_count IS NULL;
     END IF;
-    ALTER TABLE pg_temp._es_scored DROP COLUMN unmapped, DROP COLUMN unmapped_kind;
+    ALTER TABLE pg_temp._es_scored DROP COLUMN unmapped, DROP COLUMN unmapped_kinds, DROP COLUMN ignored,
+                                   DROP COLUMN invalid;
     -- Indexed, so that no join with it can go quadratic when the statistics of engagement_scores
     -- know nothing of this profile yet (a new profile's rows estimated at one).  Only the join
     -- column's statistics are of use to the plans that read it (all ~30 columns: 5x the time).
@@ -1529,34 +1781,20 @@ BEGIN
                     WHEN d.contacts > 1 THEN 100.0 * @extschema@._count_below(d.sorted_composites, n.composite) / (d.contacts - 1)
                     ELSE 0 END AS pct
           FROM pg_temp._es_scored n
-          %s (SELECT * FROM @extschema@.engagement_scores s0 WHERE s0.profile = ($1).name) s ON s.contact_id = n.contact_id
+          %1$s (SELECT * FROM @extschema@.engagement_scores s0 WHERE s0.profile = ($1).name) s ON s.contact_id = n.contact_id
           LEFT JOIN @extschema@.score_distributions d ON d.profile = ($1).name),
     upd AS (
         UPDATE @extschema@.engagement_scores cur
-           SET composite = n.composite, recency = n.recency, frequency = n.frequency, monetary = n.monetary,
-               time_decay = n.time_decay, diversity = n.diversity, engagement_probability = n.engagement_probability,
-               conversion_probability = n.conversion_probability, churn_risk = n.churn_risk, segment = n.segment,
-               opted_out = n.opted_out, event_count = n.event_count, engaging_count = n.engaging_count,
-               conversion_total = n.conversion_total, first_event_at = n.first_event_at,
-               last_engaged_at = n.last_engaged_at, expected_engagements_30d = n.expected_engagements_30d,
-               expected_conversion_value = n.expected_conversion_value, expected_value_30d = n.expected_value_30d,
-               percentile_rank = n.pct, score_version = cur.score_version + 1, profile_version = ($1).version,
+           SET %2$s, percentile_rank = n.pct, score_version = cur.score_version + 1, profile_version = ($1).version,
                model_version = @extschema@.model_version(), calculated_at = $2
           FROM joined n
          WHERE n.contact_id IS NOT NULL AND n.prev_version IS NOT NULL
            AND cur.profile = ($1).name AND cur.contact_id = n.contact_id
         RETURNING 1),
     ins AS (
-        INSERT INTO @extschema@.engagement_scores (profile, contact_id, composite, recency, frequency, monetary,
-               time_decay, diversity, engagement_probability, conversion_probability, churn_risk, segment,
-               opted_out, event_count, engaging_count, conversion_total, first_event_at, last_engaged_at,
-               expected_engagements_30d, expected_conversion_value, expected_value_30d, percentile_rank,
+        INSERT INTO @extschema@.engagement_scores (profile, contact_id, %3$s, percentile_rank,
                score_version, profile_version, model_version, calculated_at)
-        SELECT ($1).name, n.contact_id, n.composite, n.recency, n.frequency, n.monetary, n.time_decay, n.diversity,
-               n.engagement_probability, n.conversion_probability, n.churn_risk, n.segment, n.opted_out,
-               n.event_count, n.engaging_count, n.conversion_total, n.first_event_at, n.last_engaged_at,
-               n.expected_engagements_30d, n.expected_conversion_value, n.expected_value_30d, n.pct,
-               1, ($1).version, @extschema@.model_version(), $2
+        SELECT ($1).name, n.contact_id, %4$s, n.pct, 1, ($1).version, @extschema@.model_version(), $2
           FROM joined n
          WHERE n.contact_id IS NOT NULL AND n.prev_version IS NULL
         RETURNING 1),
@@ -1571,12 +1809,18 @@ BEGIN
                 OR abs(n.composite - n.prev_composite) >= ($1).history_min_delta
                 OR n.segment <> n.prev_segment)),
     gone AS (
-        -- (full refresh: the stored scores of contacts no longer scored, found by their key)
+        -- (full refresh: the stored scores of contacts no longer scored, found by their key, and
+        -- their history: a contact whose events are all gone leaves nothing behind)
         DELETE FROM @extschema@.engagement_scores s
          WHERE s.profile = ($1).name
-           AND s.contact_id = ANY (ARRAY(SELECT n.gone_contact_id FROM joined n WHERE n.contact_id IS NULL)))
+           AND s.contact_id = ANY (ARRAY(SELECT n.gone_contact_id FROM joined n WHERE n.contact_id IS NULL))),
+    gone_history AS (
+        DELETE FROM @extschema@.engagement_score_history h
+         WHERE h.profile = ($1).name
+           AND h.contact_id = ANY (ARRAY(SELECT n.gone_contact_id FROM joined n WHERE n.contact_id IS NULL)))
     SELECT (SELECT count(*) FROM upd) + (SELECT count(*) FROM ins)
-    $q$, CASE WHEN full_refresh THEN 'FULL JOIN' ELSE 'LEFT JOIN' END)
+    $q$, CASE WHEN full_refresh THEN 'FULL JOIN' ELSE 'LEFT JOIN' END, @extschema@._stored_score_list('%1$I = n.%1$I'),
+         @extschema@._stored_score_list('%I'), @extschema@._stored_score_list('n.%I'))
     INTO rescored USING p, refresh_at, full_refresh;
     PERFORM set_config('enable_nestloop', nestloop, true), set_config('enable_hashjoin', hashjoin, true),
             set_config('enable_mergejoin', mergejoin, true);
@@ -1586,6 +1830,10 @@ BEGIN
         DELETE FROM @extschema@.engagement_scores s
          WHERE s.profile = p.name
            AND s.contact_id IN (SELECT t.contact_id FROM pg_temp._es_targets t
+                                 WHERE NOT EXISTS (SELECT FROM pg_temp._es_scored n WHERE n.contact_id = t.contact_id));
+        DELETE FROM @extschema@.engagement_score_history h
+         WHERE h.profile = p.name
+           AND h.contact_id IN (SELECT t.contact_id FROM pg_temp._es_targets t
                                  WHERE NOT EXISTS (SELECT FROM pg_temp._es_scored n WHERE n.contact_id = t.contact_id));
     END IF;
     RETURN rescored;
@@ -1603,12 +1851,20 @@ BEGIN
      WHERE NOT EXISTS (SELECT FROM @extschema@.pending_rescore pr WHERE pr.profile = p.name AND pr.contact_id = f.contact_id);
 END $$;
 
+-- {key: count, ...} as text for a message: 'key: count, ...', the largest counts first.
+CREATE OR REPLACE FUNCTION @extschema@._counts_text(counts jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT string_agg(format('%s: %s', j.key, j.value), ', ' ORDER BY j.value::bigint DESC, j.key)
+      FROM jsonb_each_text(counts) j
+$$;
+
 ------------------------------------------------------------------------------------------------
 -- refresh_scores: _refresh does the work; refresh_scores records it in refresh_runs
 ------------------------------------------------------------------------------------------------
 -- One refresh: rescored is NULL when another refresh of the profile held its lock (skipped).
 CREATE OR REPLACE FUNCTION @extschema@._refresh(profile text, "full" boolean, OUT rescored bigint, OUT full_refresh boolean,
-                                     OUT unmapped bigint, OUT unmapped_kinds text[])
+                                     OUT unmapped bigint, OUT unmapped_kinds jsonb, OUT ignored bigint,
+                                     OUT invalid jsonb)
 LANGUAGE plpgsql VOLATILE STRICT
 -- synchronize_seqscans off: two refreshes draining the change log scan it in the same order,
 -- so one waits for the other instead of deadlocking on rows each already locked.
@@ -1619,7 +1875,6 @@ SET search_path = pg_catalog, pg_temp SET synchronize_seqscans = off SET enable_
 SET extra_float_digits = 3 AS $$
 DECLARE
     p          @extschema@.scoring_profiles;
-    src        @extschema@.event_sources;
     refresh_at timestamptz := now();   -- as of now(): the transaction's start
     events     text;                   -- the profile's events, bound (_bind_events_relation)
     reader     name;                   -- the role they are read as (_events_reader), NULL: this one
@@ -1627,6 +1882,7 @@ DECLARE
     last       record;                 -- the distribution of the last refresh
     aged       boolean;
     targets    bigint;
+    fingerprint text;                  -- the source's definition (_source_fingerprint)
 BEGIN
     full_refresh := "full";
     -- Every statement sees what committed before it: what a refresh consumes and re-queues
@@ -1651,19 +1907,21 @@ BEGIN
         PERFORM FROM @extschema@.score_distributions d WHERE d.profile = p.name FOR NO KEY UPDATE SKIP LOCKED;
     END IF;
     IF NOT FOUND THEN
-        RAISE NOTICE 'a refresh of scoring profile "%" is already running; this one does nothing', p.name;
+        RAISE NOTICE 'a refresh of scoring profile "%" (or forget_contact) is running; this refresh does nothing', p.name;
         RETURN;
     END IF;
     reader := @extschema@._events_reader(p);
 
     PERFORM @extschema@._refresh_drain_changes(p);
 
-    -- A profile changed since the last refresh (or never refreshed), or scores of another version
-    -- of the model, rescore everyone.
-    SELECT d.profile_version, d.model_version, d.oldest_score_at, d.contacts INTO last
+    -- A profile changed since the last refresh (or never refreshed), scores of another version of
+    -- the model, or a source defined otherwise (a view replaced), rescore everyone.
+    SELECT d.profile_version, d.model_version, d.oldest_score_at, d.contacts, d.source_fingerprint INTO last
       FROM @extschema@.score_distributions d WHERE d.profile = p.name;
+    fingerprint := @extschema@._source_fingerprint(p.events_relation);
     full_refresh := full_refresh OR last.profile_version IS DISTINCT FROM p.version
-                    OR last.model_version IS DISTINCT FROM @extschema@.model_version();
+                    OR last.model_version IS DISTINCT FROM @extschema@.model_version()
+                    OR last.source_fingerprint IS DISTINCT FROM fingerprint;
     aged := last.oldest_score_at < refresh_at - p.max_score_age;
 
     targets := @extschema@._refresh_choose_targets(p, refresh_at, full_refresh, aged);
@@ -1676,31 +1934,38 @@ BEGIN
         PERFORM set_config('role', reader, true);
     END IF;
     events := @extschema@._bind_events_relation(p);
-    SELECT c.unmapped, c.unmapped_kinds INTO unmapped, unmapped_kinds
+    SELECT c.unmapped, c.unmapped_kinds, c.ignored, c.invalid INTO unmapped, unmapped_kinds, ignored, invalid
       FROM @extschema@._refresh_score_contacts(p, events, refresh_at, full_refresh,
                                                coalesce(targets * 10 <= last.contacts, false)) c;
     PERFORM @extschema@._unbind_events_relation(events);
     IF reader IS NOT NULL THEN
         PERFORM set_config('role', caller, true);
     END IF;
-    -- Rows not scored: an error naming their kinds, or a WARNING with the count (and the count in
-    -- refresh_runs).  For an SMS CRM an opt-out is a compliance matter: never lost silently.
-    IF unmapped > 0 THEN
-        src := @extschema@._source_of(p.events_relation);
-        IF src.on_unmapped = 'reject' THEN
-            RAISE EXCEPTION 'profile "%": % rows of % have a kind its source does not map (or no contact, no time, an invalid value): %', p.name, unmapped,
-                            p.events_relation, coalesce(array_to_string(unmapped_kinds, ', '), '(no time or contact)')
-                USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'Map them in engagement.event_kind_map (define_event_source), or set on_unmapped = ''count''.';
-        END IF;
-        RAISE WARNING 'profile "%": % rows of % were not scored: kinds not mapped (%), or no contact, no time or an invalid value',
-                      p.name, unmapped, p.events_relation, coalesce(array_to_string(unmapped_kinds, ', '), 'none')
-            USING HINT = 'Map the kinds in engagement.event_kind_map (define_event_source).';
+    -- Rows not scored, each for its true reason: unmapped kinds an error naming them (on_unmapped
+    -- reject) or a WARNING with them; rows the model cannot read a WARNING by reason; ignored kinds
+    -- nothing but their count (in refresh_runs).  For an SMS CRM an opt-out is a compliance matter:
+    -- never lost silently.
+    IF unmapped > 0 AND (@extschema@._source_of(p.events_relation)).on_unmapped = 'reject' THEN
+        RAISE EXCEPTION 'profile "%": % rows of % have a kind its source does not map: %', p.name, unmapped,
+                        p.events_relation, @extschema@._counts_text(unmapped_kinds)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Map them in engagement.event_kind_map (define_event_source; a kind mapped to null is ignored), or set on_unmapped = ''count''.';
+    END IF;
+    IF unmapped > 0 OR invalid IS NOT NULL THEN
+        RAISE WARNING 'profile "%": % rows of % were not scored: %', p.name,
+                      unmapped + coalesce((SELECT sum(v::bigint) FROM jsonb_each_text(invalid) j(k, v)), 0), p.events_relation,
+                      concat_ws('; ', CASE WHEN unmapped > 0 THEN 'kinds not mapped (' || @extschema@._counts_text(unmapped_kinds) || ')' END,
+                                      @extschema@._counts_text(invalid))
+            USING HINT = concat_ws(' ', CASE WHEN unmapped > 0 THEN 'Map the kinds in engagement.event_kind_map (define_event_source; a kind mapped to null is ignored).' END,
+                                   CASE WHEN invalid IS NOT NULL THEN 'A row is scored when it has a contact, a finite time and a finite, non-negative value (or none).' END);
     END IF;
     PERFORM @extschema@._refresh_distribution(p, refresh_at, full_refresh);
     rescored := @extschema@._refresh_write_scores(p, refresh_at, full_refresh);
     PERFORM @extschema@._refresh_keep_pending(p);
 
+    IF last.source_fingerprint IS DISTINCT FROM fingerprint THEN
+        UPDATE @extschema@.score_distributions d SET source_fingerprint = fingerprint WHERE d.profile = p.name;
+    END IF;
     -- oldest_score_at stays a lower bound of calculated_at (scores only get newer); after the
     -- age check rescored the old ones, it is recomputed.
     IF aged AND NOT full_refresh THEN
@@ -1747,9 +2012,9 @@ BEGIN
         RETURN NULL;
     END;
     INSERT INTO @extschema@.refresh_runs (profile, mode, started_at, finished_at, contacts_rescored, unmapped_rows,
-                                          unmapped_kinds, skipped)
+                                          unmapped_kinds, ignored_rows, invalid_rows, skipped)
     VALUES (profile, CASE WHEN r.full_refresh THEN 'full' ELSE 'incremental' END, started, clock_timestamp(),
-            r.rescored, r.unmapped, r.unmapped_kinds, r.rescored IS NULL);
+            r.rescored, r.unmapped, r.unmapped_kinds, r.ignored, r.invalid, r.rescored IS NULL);
     DELETE FROM @extschema@.refresh_runs rr
      WHERE rr.profile = refresh_scores.profile
        AND rr.started_at < started - (SELECT sp.refresh_log_retention FROM @extschema@.scoring_profiles sp
@@ -1761,6 +2026,54 @@ COMMENT ON FUNCTION @extschema@.refresh_scores(text, boolean, text) IS
     'Rescores a profile''s contacts (from its events_relation) as of now(): all of them (full, or after a profile change), else those whose events changed or whose score is older than max_score_age; records the run in refresh_runs; returns how many, or NULL when another refresh of the profile is running (or, with on_error => ''record'', when it failed: recorded, with a WARNING)';
 
 REVOKE EXECUTE ON FUNCTION @extschema@.refresh_scores(text, boolean, text) FROM PUBLIC;
+
+------------------------------------------------------------------------------------------------
+-- Erasure: everything the extension holds about a contact
+------------------------------------------------------------------------------------------------
+-- The right to erasure: removes the contact from every profile's scores (and their
+-- distributions), history and pending sets, from the change log, and its rows of engagement_events;
+-- returns what it removed, per table.  A CRM's own events relation is the CRM's to erase: a refresh
+-- after that removes nothing more, and one before it would score the contact again.  Admin only
+-- (grant_admin_access).
+CREATE OR REPLACE FUNCTION @extschema@.forget_contact(contact_id bigint)
+RETURNS TABLE ("table" text, rows bigint)
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    n bigint;
+BEGIN
+    PERFORM @extschema@._arguments_not_null('forget_contact(contact_id)', contact_id IS NULL);
+    -- Every profile's refresh lock: a refresh running now has read the contact's events and would
+    -- write its score back; one starting later sees them gone (or skips while this holds the lock).
+    PERFORM FROM @extschema@.score_distributions FOR NO KEY UPDATE;
+    -- (its composites leave each profile's distribution, as a refresh that removed them would)
+    UPDATE @extschema@.score_distributions d
+       SET sorted_composites = @extschema@._merge_distribution(d.sorted_composites, g.composites, '{}'),
+           contacts = d.contacts - cardinality(g.composites)
+      FROM (SELECT s.profile, array_agg(s.composite) AS composites FROM @extschema@.engagement_scores s
+             WHERE s.contact_id = forget_contact.contact_id GROUP BY s.profile) g
+     WHERE d.profile = g.profile;
+    DELETE FROM @extschema@.engagement_scores s WHERE s.contact_id = forget_contact.contact_id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    "table" := 'engagement_scores'; rows := n; RETURN NEXT;
+    DELETE FROM @extschema@.engagement_score_history h WHERE h.contact_id = forget_contact.contact_id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    "table" := 'engagement_score_history'; rows := n; RETURN NEXT;
+    DELETE FROM @extschema@.engagement_events e WHERE e.contact_id = forget_contact.contact_id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    "table" := 'engagement_events'; rows := n; RETURN NEXT;
+    DELETE FROM @extschema@.pending_rescore pr WHERE pr.contact_id = forget_contact.contact_id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    "table" := 'pending_rescore'; rows := n; RETURN NEXT;
+    -- (after the events: their deletion logged the contact)
+    DELETE FROM @extschema@.event_changes c WHERE c.contact_id = forget_contact.contact_id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    "table" := 'event_changes'; rows := n; RETURN NEXT;
+END $$;
+
+COMMENT ON FUNCTION @extschema@.forget_contact(bigint) IS
+    'Erasure: removes everything the extension holds about a contact, in every profile (scores, history, pending and change-log rows, its rows of engagement_events) and returns the rows removed per table; a CRM''s own events are the CRM''s to delete';
+
+REVOKE EXECUTE ON FUNCTION @extschema@.forget_contact(bigint) FROM PUBLIC;
 
 -- ----- from src/sql/queries.sql
 
@@ -1795,12 +2108,10 @@ LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_te
 DECLARE
     r @extschema@.score;
 BEGIN
-    SELECT s.calculated_at, s.profile, s.composite, s.recency, s.frequency, s.monetary, s.time_decay, s.diversity,
-           s.engagement_probability, s.conversion_probability, s.churn_risk, s.segment, s.opted_out,
-           s.event_count, s.engaging_count, s.conversion_total, s.first_event_at, s.last_engaged_at,
-           s.expected_engagements_30d, s.expected_conversion_value, s.expected_value_30d
-      INTO r
-      FROM @extschema@.contact_scores s
+    -- (the stored row's fields by name: the score's fields are the table's columns, as_of its calculated_at)
+    SELECT j.* INTO r
+      FROM @extschema@.contact_scores s,
+           LATERAL jsonb_populate_record(NULL::@extschema@.score, to_jsonb(s) || jsonb_build_object('as_of', s.calculated_at)) j
      WHERE s.profile = cached_score.profile AND s.contact_id = cached_score.contact_id
        AND NOT s.is_stale AND s.calculated_at >= now() - max_age;
     IF FOUND THEN
@@ -1923,28 +2234,45 @@ COMMENT ON FUNCTION @extschema@.profile_events(bigint, text, timestamptz, intege
 ------------------------------------------------------------------------------------------------
 -- Rounded scores
 ------------------------------------------------------------------------------------------------
--- One place for the rounding: components and composite to 0.1 point, probabilities to 0.001,
--- expected engagement days and money to 0.01, times to the second.
-CREATE OR REPLACE FUNCTION @extschema@.readable_score(s @extschema@.score,
+-- One place for the rounding (_readable, of a stored score as contact_scores shows it): components
+-- probabilities to 0.001, expected engagement days and money to 0.01, tenure to 0.1 day, times to
+-- the second.  readable_score rounds a score through it, readable_scores the stored ones.
+CREATE OR REPLACE FUNCTION @extschema@._readable(s @extschema@.contact_scores,
     OUT as_of timestamptz, OUT profile text, OUT composite numeric, OUT segment text,
     OUT recency numeric, OUT frequency numeric, OUT monetary numeric, OUT time_decay numeric,
     OUT diversity numeric, OUT engagement_probability numeric, OUT conversion_probability numeric,
     OUT churn_risk numeric, OUT expected_engagements_30d numeric, OUT expected_conversion_value numeric,
     OUT expected_value_30d numeric, OUT opted_out boolean, OUT event_count bigint, OUT engaging_count bigint,
-    OUT conversion_total numeric, OUT first_event_at timestamptz, OUT last_engaged_at timestamptz)
-LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
-SELECT date_trunc('second', s.as_of), s.profile, round(s.composite::numeric, 1), s.segment,
+    OUT conversion_total numeric, OUT first_event_at timestamptz, OUT last_engaged_at timestamptz,
+    OUT undeliverable boolean, OUT tenure_days numeric)
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+SELECT date_trunc('second', s.calculated_at), s.profile, round(s.composite::numeric, 1), s.segment,
        round(s.recency::numeric, 1), round(s.frequency::numeric, 1), round(s.monetary::numeric, 1),
        round(s.time_decay::numeric, 1), round(s.diversity::numeric, 1),
        round(s.engagement_probability::numeric, 3), round(s.conversion_probability::numeric, 3),
        round(s.churn_risk::numeric, 3), round(s.expected_engagements_30d::numeric, 2),
        round(s.expected_conversion_value::numeric, 2), round(s.expected_value_30d::numeric, 2),
        s.opted_out, s.event_count, s.engaging_count, s.conversion_total,
-       date_trunc('second', s.first_event_at), date_trunc('second', s.last_engaged_at)
+       date_trunc('second', s.first_event_at), date_trunc('second', s.last_engaged_at),
+       s.undeliverable, round(s.tenure_days::numeric, 1)
+$$;
+
+CREATE OR REPLACE FUNCTION @extschema@.readable_score(s @extschema@.score,
+    OUT as_of timestamptz, OUT profile text, OUT composite numeric, OUT segment text,
+    OUT recency numeric, OUT frequency numeric, OUT monetary numeric, OUT time_decay numeric,
+    OUT diversity numeric, OUT engagement_probability numeric, OUT conversion_probability numeric,
+    OUT churn_risk numeric, OUT expected_engagements_30d numeric, OUT expected_conversion_value numeric,
+    OUT expected_value_30d numeric, OUT opted_out boolean, OUT event_count bigint, OUT engaging_count bigint,
+    OUT conversion_total numeric, OUT first_event_at timestamptz, OUT last_engaged_at timestamptz,
+    OUT undeliverable boolean, OUT tenure_days numeric)
+LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+-- (the score as a stored row, its fields by name: as_of is a stored row's calculated_at)
+SELECT r.* FROM @extschema@._readable(jsonb_populate_record(NULL::@extschema@.contact_scores,
+                                                          to_jsonb(s) || jsonb_build_object('calculated_at', s.as_of))) r
 $$;
 
 COMMENT ON FUNCTION @extschema@.readable_score(@extschema@.score) IS
-    'A score rounded for people: composite and components to 0.1, probabilities to 0.001, expected days and values to 0.01, times to the second; e.g. SELECT * FROM engagement.readable_score(engagement.engagement_score(42))';
+    'A score rounded for people: composite and components to 0.1, probabilities to 0.001, expected days and values (over the profile''s horizon_days) to 0.01, times to the second; e.g. SELECT * FROM engagement.readable_score(engagement.engagement_score(42))';
 
 CREATE OR REPLACE FUNCTION @extschema@.readable_scores(profile text DEFAULT 'default')
 RETURNS TABLE (contact_id bigint, composite numeric, percentile_rank numeric, segment text, recency numeric,
@@ -1952,7 +2280,7 @@ RETURNS TABLE (contact_id bigint, composite numeric, percentile_rank numeric, se
                engagement_probability numeric, conversion_probability numeric, churn_risk numeric,
                expected_engagements_30d numeric, expected_conversion_value numeric, expected_value_30d numeric,
                opted_out boolean, event_count bigint, conversion_total numeric, last_engaged_at timestamptz,
-               calculated_at timestamptz, is_stale boolean)
+               calculated_at timestamptz, is_stale boolean, undeliverable boolean, tenure_days numeric)
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM @extschema@._profile_or_error(profile);
@@ -1960,13 +2288,9 @@ BEGIN
     SELECT s.contact_id, r.composite, round(s.percentile_rank::numeric, 1), r.segment, r.recency, r.frequency,
            r.monetary, r.time_decay, r.diversity, r.engagement_probability, r.conversion_probability,
            r.churn_risk, r.expected_engagements_30d, r.expected_conversion_value, r.expected_value_30d,
-           r.opted_out, r.event_count, r.conversion_total, r.last_engaged_at, r.as_of, s.is_stale
-      FROM @extschema@.contact_scores s,
-           LATERAL @extschema@.readable_score(ROW(s.calculated_at, s.profile, s.composite, s.recency, s.frequency,
-               s.monetary, s.time_decay, s.diversity, s.engagement_probability, s.conversion_probability,
-               s.churn_risk, s.segment, s.opted_out, s.event_count, s.engaging_count, s.conversion_total,
-               s.first_event_at, s.last_engaged_at, s.expected_engagements_30d, s.expected_conversion_value,
-               s.expected_value_30d)::@extschema@.score) r
+           r.opted_out, r.event_count, r.conversion_total, r.last_engaged_at, r.as_of, s.is_stale,
+           r.undeliverable, r.tenure_days
+      FROM @extschema@.contact_scores s, LATERAL @extschema@._readable(s) r
      WHERE s.profile = readable_scores.profile
      ORDER BY s.composite DESC, s.contact_id;
 END $$;
@@ -2022,109 +2346,126 @@ COMMENT ON FUNCTION @extschema@.score_histogram(text, integer) IS
 ------------------------------------------------------------------------------------------------
 -- Funnels
 ------------------------------------------------------------------------------------------------
--- The events the funnels count: the default profile's events relation when it has the columns a
--- funnel reads (contact_id, campaign_id, event_type of type event_type, occurred_at: a CRM table
--- such as the one citus_distribute distributes), else engagement_events.  Read with the caller's
--- rights, as any query of it.
-CREATE OR REPLACE FUNCTION @extschema@._funnel_events() RETURNS regclass
-LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT coalesce((SELECT p.events_relation FROM @extschema@.scoring_profiles p
-                      WHERE p.name = 'default'
-                        AND (SELECT count(*) FROM pg_attribute a
-                              WHERE a.attrelid = p.events_relation AND a.attnum > 0 AND NOT a.attisdropped
-                                AND (a.attname, a.atttypid) IN (('contact_id', 'pg_catalog.int8'::regtype),
-                                                                ('campaign_id', 'pg_catalog.int8'::regtype),
-                                                                ('event_type', '@extschema@.event_type'::regtype),
-                                                                ('occurred_at', 'pg_catalog.timestamptz'::regtype))) = 4),
-                    '@extschema@.engagement_events'::regclass)
-$$;
-
--- The marketer's funnel.  A (contact, campaign) pair reaches a stage of the chain delivered ->
--- opened -> clicked -> responded -> converted when it has events of that stage and of every earlier
--- one in the window (in any order of time); a contact counts at a stage when one of its campaigns
--- took it there.  So each stage's contacts are among the previous stage's, and no rate exceeds 1.
--- opted_out: contacts delivered and opting out in the same campaign; bounced: contacts with a
--- bounce (a message that was not delivered: no rate).  Events without a campaign are in no funnel.
-CREATE OR REPLACE FUNCTION @extschema@.funnel(campaign_id bigint DEFAULT NULL, since timestamptz DEFAULT '-infinity',
-                                   until timestamptz DEFAULT 'infinity')
-RETURNS TABLE (stage text, contacts bigint, events bigint, rate_from_previous float8, rate_from_delivered float8)
+-- The rows a profile's funnel counts, as the profile's source reads them (_source_select: the
+-- CRM's kinds mapped, ignored and unreadable rows left out), with the caller's rights (as its
+-- per-contact functions read them), in [since, until) and of the campaign; per_campaign: only rows
+-- with a campaign (a funnel follows a campaign's messages), and then a source without a campaign
+-- column has no funnel (55000).  A campaign without a row there: a NOTICE (its funnel is zeros).
+CREATE OR REPLACE FUNCTION @extschema@._funnel_rows(p @extschema@.scoring_profiles, campaign_id bigint, since timestamptz,
+                                         until timestamptz, per_campaign boolean) RETURNS text
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    src   @extschema@.event_sources := @extschema@._source_of(p.events_relation);
+    rows  text;
+    empty boolean;
 BEGIN
     IF since IS NULL OR until IS NULL THEN
         RAISE EXCEPTION 'since and until must not be NULL' USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    IF (per_campaign OR campaign_id IS NOT NULL) AND @extschema@._column_type(p.events_relation, src.campaign_column) IS NULL THEN
+        RAISE EXCEPTION 'the source of scoring profile "%" (%) has no campaign column: its events are in no funnel',
+                        p.name, p.events_relation
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('Name it: SELECT engagement.define_event_source(%L, ..., campaign_column => ''<its campaign column>'');',
+                                p.events_relation::text);
+    END IF;
+    rows := format('(SELECT e.contact_id, e.campaign_id, e.event_type FROM (%s) e
+                      WHERE e.event_type IS NOT NULL AND e.occurred_at >= %L AND e.occurred_at < %L%s%s)',
+                   @extschema@._source_select(src, @extschema@._live_events_or_error(p)), since, until,
+                   CASE WHEN per_campaign THEN ' AND e.campaign_id IS NOT NULL' ELSE '' END,
+                   CASE WHEN campaign_id IS NOT NULL THEN format(' AND e.campaign_id = %s', campaign_id) ELSE '' END);
+    IF campaign_id IS NOT NULL THEN
+        EXECUTE format('SELECT NOT EXISTS (SELECT FROM %s r)', rows) INTO empty;
+        IF empty THEN
+            RAISE NOTICE 'campaign % has no events in [%, %) of the source of scoring profile "%" (%): its funnel is all zeros',
+                         campaign_id, since, until, p.name, p.events_relation;
+        END IF;
+    END IF;
+    RETURN rows;
+END $$;
+
+-- The marketer's funnel over the profile's chain of stages (funnel_stages; delivered -> opened ->
+-- clicked -> responded -> converted by default).  A (contact, campaign) pair reaches a stage of
+-- the chain when it has events of that stage and of every earlier one in the window (in any order
+-- of time); a contact counts at a stage when one of its campaigns took it there.  So each stage's
+-- contacts are among the previous stage's, and no rate exceeds 1.  Then opted_out and opted_in:
+-- contacts that reached the first stage and opted out (in) in the same campaign; bounced: contacts
+-- with a bounce (a message that was not delivered: no rate).
+CREATE OR REPLACE FUNCTION @extschema@.funnel(campaign_id bigint DEFAULT NULL, since timestamptz DEFAULT '-infinity',
+                                   until timestamptz DEFAULT 'infinity', profile text DEFAULT 'default')
+RETURNS TABLE (stage text, contacts bigint, events bigint, rate_from_previous float8, rate_from_delivered float8)
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    p @extschema@.scoring_profiles := @extschema@._profile_or_error(profile);
+BEGIN
     -- EXECUTE plans with the actual values: without a campaign the filter folds away, with one
-    -- the campaign index is used.  (The events: _funnel_events.)
+    -- the source's campaign index (engagement_events has one) is used.  $1 the chain, $2 every event
+    -- type in the order of the counts n.
     RETURN QUERY EXECUTE format($q$
     WITH stages(stage, ord, in_chain) AS (
-        VALUES ('delivered', 1, true), ('opened', 2, true), ('clicked', 3, true), ('responded', 4, true),
-               ('converted', 5, true), ('opted_out', 6, false), ('bounced', 7, false)),
-    pairs AS (   -- per (contact, campaign): the events of each stage, in the order of stages
-        SELECT e.contact_id,
-               ARRAY[count(*) FILTER (WHERE e.event_type = 'delivered'), count(*) FILTER (WHERE e.event_type = 'opened'),
-                     count(*) FILTER (WHERE e.event_type = 'clicked'), count(*) FILTER (WHERE e.event_type = 'responded'),
-                     count(*) FILTER (WHERE e.event_type = 'converted'), count(*) FILTER (WHERE e.event_type = 'opted_out'),
-                     count(*) FILTER (WHERE e.event_type = 'bounced')] AS n
-          FROM %s e
-         WHERE e.campaign_id IS NOT NULL AND ($1 IS NULL OR e.campaign_id = $1)
-           AND e.occurred_at >= $2 AND e.occurred_at < $3
-         GROUP BY e.contact_id, e.campaign_id),
-    depths AS (  -- how many stages of the chain, from delivered on, the pair reached
+        SELECT c.t::text, c.i::int, true FROM unnest($1) WITH ORDINALITY c(t, i)
+        UNION ALL VALUES ('opted_out', cardinality($1) + 1, false), ('opted_in', cardinality($1) + 2, false),
+                         ('bounced', cardinality($1) + 3, false)),
+    pairs AS (   -- per (contact, campaign): the events of each type
+        SELECT e.contact_id, ARRAY[%2$s] AS n FROM %1$s e GROUP BY e.contact_id, e.campaign_id),
+    depths AS (  -- how many stages of the chain, from the first on, the pair reached
         SELECT p.contact_id, p.n,
-               CASE WHEN p.n[1] = 0 THEN 0 WHEN p.n[2] = 0 THEN 1 WHEN p.n[3] = 0 THEN 2
-                    WHEN p.n[4] = 0 THEN 3 WHEN p.n[5] = 0 THEN 4 ELSE 5 END AS depth
+               coalesce((SELECT min(c.i) - 1 FROM unnest($1) WITH ORDINALITY c(t, i)
+                          WHERE p.n[array_position($2, c.t::text)] = 0), cardinality($1)) AS depth
           FROM pairs p),
     counted AS (
         SELECT st.stage, st.ord, st.in_chain, count(DISTINCT d.contact_id) AS contacts,
-               coalesce(sum(d.n[st.ord]), 0)::bigint AS events
+               coalesce(sum(d.n[array_position($2, st.stage)]), 0)::bigint AS events
           FROM stages st
-          LEFT JOIN depths d ON d.n[st.ord] > 0
-                            AND CASE st.stage WHEN 'opted_out' THEN d.depth >= 1 WHEN 'bounced' THEN true
+          LEFT JOIN depths d ON d.n[array_position($2, st.stage)] > 0
+                            AND CASE st.stage WHEN 'opted_out' THEN d.depth >= 1 WHEN 'opted_in' THEN d.depth >= 1
+                                              WHEN 'bounced' THEN true
                                               ELSE d.depth >= st.ord END
          GROUP BY st.stage, st.ord, st.in_chain)
     SELECT c.stage, c.contacts, c.events,
            CASE WHEN c.in_chain AND c.ord > 1
                 THEN c.contacts::float8 / nullif(lag(c.contacts) OVER (PARTITION BY c.in_chain ORDER BY c.ord), 0) END,
            CASE WHEN c.stage <> 'bounced'
-                THEN c.contacts::float8 / nullif((SELECT d.contacts FROM counted d WHERE d.stage = 'delivered'), 0) END
+                THEN c.contacts::float8 / nullif((SELECT d.contacts FROM counted d WHERE d.ord = 1), 0) END
       FROM counted c ORDER BY c.ord
-    $q$, @extschema@._funnel_events()) USING campaign_id, since, until;
+    $q$, @extschema@._funnel_rows(p, campaign_id, since, until, true),
+         (SELECT string_agg(format('count(*) FILTER (WHERE e.event_type = %L)', t), ', ')
+            FROM unnest(enum_range(NULL::@extschema@.event_type)) t))
+    USING p.funnel_stages, enum_range(NULL::@extschema@.event_type)::text[];
 END $$;
 
-COMMENT ON FUNCTION @extschema@.funnel(bigint, timestamptz, timestamptz) IS
-    'The funnel delivered > opened > clicked > responded > converted of a campaign (or of every campaign), nested: a contact counts at a stage when, in one campaign, it has events of that stage and every earlier one in [since, until), so rates never exceed 1; then opted_out (of the delivered) and bounced (no rate). Independent per-stage counts: funnel_independent';
+COMMENT ON FUNCTION @extschema@.funnel(bigint, timestamptz, timestamptz, text) IS
+    'The funnel of a campaign (or of every campaign) over the profile''s source and its chain of stages (funnel_stages: delivered > opened > clicked > responded > converted by default), nested: a contact counts at a stage when, in one campaign, it has events of that stage and every earlier one in [since, until), so rates never exceed 1; then opted_out and opted_in (of the first stage) and bounced (no rate); rate_from_delivered is from the first stage. Independent per-stage counts: funnel_independent';
 
--- The per-stage counts of 1.1 to 1.3's funnel, each stage counted on its own.
+-- Per stage, counted on its own: distinct contacts and events of that type.
 CREATE OR REPLACE FUNCTION @extschema@.funnel_independent(campaign_id bigint DEFAULT NULL, since timestamptz DEFAULT '-infinity',
-                                               until timestamptz DEFAULT 'infinity')
+                                               until timestamptz DEFAULT 'infinity', profile text DEFAULT 'default')
 RETURNS TABLE (stage text, contacts bigint, events bigint, rate_from_previous float8, rate_from_delivered float8)
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    p @extschema@.scoring_profiles := @extschema@._profile_or_error(profile);
 BEGIN
-    IF since IS NULL OR until IS NULL THEN
-        RAISE EXCEPTION 'since and until must not be NULL' USING ERRCODE = 'null_value_not_allowed';
-    END IF;
     RETURN QUERY EXECUTE format($q$
     WITH counts AS (
         SELECT e.event_type::text AS stage, count(DISTINCT e.contact_id) AS contacts, count(*) AS events
-          FROM %s e
-         WHERE ($1 IS NULL OR e.campaign_id = $1) AND e.occurred_at >= $2 AND e.occurred_at < $3
-         GROUP BY e.event_type),
+          FROM %s e GROUP BY e.event_type),
     stages(stage, ord, in_funnel) AS (
-        VALUES ('delivered', 1, true), ('opened', 2, true), ('clicked', 3, true), ('responded', 4, true),
-               ('converted', 5, true), ('opted_out', 6, false), ('bounced', 7, false)),
+        SELECT c.t::text, c.i::int, true FROM unnest($1) WITH ORDINALITY c(t, i)
+        UNION ALL VALUES ('opted_out', cardinality($1) + 1, false), ('opted_in', cardinality($1) + 2, false),
+                         ('bounced', cardinality($1) + 3, false)),
     counted AS (
         SELECT st.stage, st.ord, st.in_funnel, coalesce(c.contacts, 0) AS contacts, coalesce(c.events, 0) AS events
           FROM stages st LEFT JOIN counts c USING (stage))
     SELECT c.stage, c.contacts, c.events,
            CASE WHEN c.in_funnel AND c.ord > 1
                 THEN c.contacts::float8 / nullif(lag(c.contacts) OVER (PARTITION BY c.in_funnel ORDER BY c.ord), 0) END,
-           c.contacts::float8 / nullif((SELECT d.contacts FROM counted d WHERE d.stage = 'delivered'), 0)
+           c.contacts::float8 / nullif((SELECT d.contacts FROM counted d WHERE d.ord = 1), 0)
       FROM counted c ORDER BY c.ord
-    $q$, @extschema@._funnel_events()) USING campaign_id, since, until;
+    $q$, @extschema@._funnel_rows(p, campaign_id, since, until, false)) USING p.funnel_stages;
 END $$;
 
-COMMENT ON FUNCTION @extschema@.funnel_independent(bigint, timestamptz, timestamptz) IS
-    'Per stage, counted independently of the others: distinct contacts and events in [since, until) (of the campaign, or all events, those without a campaign included) and the contact rate from the previous stage and from delivered, which can exceed 1 (contacts converting without responding, say); the nested funnel is funnel';
+COMMENT ON FUNCTION @extschema@.funnel_independent(bigint, timestamptz, timestamptz, text) IS
+    'Per stage of the profile''s funnel (and opted_out, opted_in, bounced), counted independently of the others over its source: distinct contacts and events in [since, until) (of the campaign, or all events, those without a campaign included), and the contact rate from the previous stage and from the first, which can exceed 1 (contacts converting without responding, say); the nested funnel is funnel';
 
 -- ----- from src/sql/models.sql
 
@@ -2826,30 +3167,18 @@ BEGIN
       FROM pg_temp._es_scored n
       LEFT JOIN pg_temp._es_prev prev USING (contact_id)
       LEFT JOIN @extschema@.score_distributions d ON d.profile = p.name;
-    INSERT INTO @extschema@.engagement_scores AS cur (profile, contact_id, composite, recency, frequency, monetary,
-           time_decay, diversity, engagement_probability, conversion_probability, churn_risk, segment,
-           opted_out, event_count, engaging_count, conversion_total, first_event_at, last_engaged_at,
-           expected_engagements_30d, expected_conversion_value, expected_value_30d, percentile_rank,
-           score_version, profile_version, model_version, calculated_at)
-    SELECT p.name, n.contact_id, n.composite, n.recency, n.frequency, n.monetary, n.time_decay, n.diversity,
-           n.engagement_probability, n.conversion_probability, n.churn_risk, n.segment, n.opted_out,
-           n.event_count, n.engaging_count, n.conversion_total, n.first_event_at, n.last_engaged_at,
-           n.expected_engagements_30d, n.expected_conversion_value, n.expected_value_30d, n.pct,
-           n.new_score_version, p.version, @extschema@.model_version(), refresh_at
-      FROM pg_temp._es_ranked n
-    ON CONFLICT (profile, contact_id) DO UPDATE
-       SET composite = excluded.composite, recency = excluded.recency, frequency = excluded.frequency,
-           monetary = excluded.monetary, time_decay = excluded.time_decay, diversity = excluded.diversity,
-           engagement_probability = excluded.engagement_probability,
-           conversion_probability = excluded.conversion_probability, churn_risk = excluded.churn_risk,
-           segment = excluded.segment, opted_out = excluded.opted_out, event_count = excluded.event_count,
-           engaging_count = excluded.engaging_count, conversion_total = excluded.conversion_total,
-           first_event_at = excluded.first_event_at, last_engaged_at = excluded.last_engaged_at,
-           expected_engagements_30d = excluded.expected_engagements_30d,
-           expected_conversion_value = excluded.expected_conversion_value,
-           expected_value_30d = excluded.expected_value_30d, percentile_rank = excluded.percentile_rank,
-           score_version = excluded.score_version, profile_version = excluded.profile_version,
-           model_version = excluded.model_version, calculated_at = excluded.calculated_at;
+    EXECUTE format($q$
+        INSERT INTO @extschema@.engagement_scores AS cur (profile, contact_id, %1$s, percentile_rank,
+               score_version, profile_version, model_version, calculated_at)
+        SELECT ($1).name, n.contact_id, %2$s, n.pct, n.new_score_version, ($1).version, @extschema@.model_version(), $2
+          FROM pg_temp._es_ranked n
+        ON CONFLICT (profile, contact_id) DO UPDATE
+           SET %3$s, percentile_rank = excluded.percentile_rank, score_version = excluded.score_version,
+               profile_version = excluded.profile_version, model_version = excluded.model_version,
+               calculated_at = excluded.calculated_at
+        $q$, @extschema@._stored_score_list('%I'), @extschema@._stored_score_list('n.%I'),
+             @extschema@._stored_score_list('%1$I = excluded.%1$I'))
+    USING p, refresh_at;
     GET DIAGNOSTICS rescored = ROW_COUNT;
     INSERT INTO @extschema@.engagement_score_history (profile, contact_id, composite, segment,
            previous_composite, previous_segment, score_version, recorded_at)
@@ -2865,6 +3194,7 @@ BEGIN
      WHERE NOT EXISTS (SELECT FROM pg_temp._es_scored n WHERE n.contact_id = o.contact_id);
     IF removed IS NOT NULL THEN
         DELETE FROM @extschema@.engagement_scores s WHERE s.profile = p.name AND s.contact_id = ANY (removed);
+        DELETE FROM @extschema@.engagement_score_history h WHERE h.profile = p.name AND h.contact_id = ANY (removed);
     END IF;
     DROP TABLE pg_temp._es_prev, pg_temp._es_ranked;
     RETURN rescored;
@@ -3062,8 +3392,9 @@ BEGIN
     EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO %s', current_database(), role_name);
     EXECUTE format('GRANT EXECUTE ON FUNCTION @extschema@.refresh_scores(text, boolean, text), @extschema@.fit_model(text, timestamptz, text),
                     @extschema@.schedule_refresh(text, text, text, text), @extschema@.unschedule_refresh(text),
+                    @extschema@.forget_contact(bigint),
                     @extschema@.track_event_changes(regclass, regclass, name), @extschema@.untrack_event_changes(regclass),
-                    @extschema@.define_event_source(regclass, jsonb, name, name, name, name, text, text, regclass[]),
+                    @extschema@.define_event_source(regclass, jsonb, name, name, name, name, text, text, regclass[], name),
                     @extschema@._track_event_changes(), @extschema@._track_event_change(),
                     @extschema@._track_shard_changes(), @extschema@._track_distributed_truncate() TO %s', role_name);
     -- (on Citus the shards' tracking triggers are made on the workers, where Citus does not
@@ -3087,6 +3418,25 @@ REVOKE EXECUTE ON FUNCTION @extschema@.grant_admin_access(regrole) FROM PUBLIC;
 
 CREATE TRIGGER event_kind_map_check AFTER INSERT OR UPDATE ON @extschema@.event_kind_map
     FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._kind_maps_check();
+
+-- The funnels' chain of stages, a profile's own (its check needs _funnel_stages_valid, made above).
+ALTER TABLE @extschema@.scoring_profiles
+    ADD COLUMN funnel_stages @extschema@.event_type[] NOT NULL DEFAULT '{delivered,opened,clicked,responded,converted}'
+        CHECK (@extschema@._funnel_stages_valid(funnel_stages));
+COMMENT ON COLUMN @extschema@.scoring_profiles.funnel_stages IS
+    'The funnel''s chain of stages, in order (delivered, opened, clicked, responded, converted by default; an SMS CRM might say delivered, clicked, converted)';
+-- The roles that could define a source or refresh (admins) keep that, and may erase a contact.
+SELECT @extschema@._upgrade_copy_grants(proacl, 'FUNCTION',
+         '@extschema@.define_event_source(regclass, jsonb, name, name, name, name, text, text, regclass[], name)')
+  FROM pg_temp._es_source_acl;
+DROP TABLE pg_temp._es_source_acl;
+SELECT @extschema@._upgrade_copy_grants(p.proacl, 'FUNCTION', '@extschema@.forget_contact(bigint)')
+  FROM pg_proc p WHERE p.oid = '@extschema@.refresh_scores(text, boolean, text)'::regprocedure;
+
+-- The score fields' comments, for the new ones (_score_field_comments, just replaced).
+SELECT @extschema@._comment_score_columns(r)
+  FROM unnest(ARRAY['@extschema@.score', '@extschema@.engagement_scores', '@extschema@.contact_scores']::regclass[]) r;
+DROP FUNCTION @extschema@._upgrade_copy_grants(aclitem[], text, text);
 
 CREATE TRIGGER scoring_profiles_create_distribution AFTER INSERT ON @extschema@.scoring_profiles
     FOR EACH ROW EXECUTE FUNCTION @extschema@._profile_create_distribution();

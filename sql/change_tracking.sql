@@ -100,3 +100,42 @@ DROP TABLE tracking_audit;
 
 DELETE FROM engagement.engagement_events WHERE contact_id BETWEEN 7420000 AND 7424999;
 DELETE FROM engagement.event_changes WHERE contact_id BETWEEN 7420000 AND 7424999;
+
+-- A changed source is noticed: a view source replaced (a currency conversion added), a column of a
+-- table source changing type.  Until the next refresh every score of the profiles reading it is
+-- stale; that refresh rescores everyone (a full refresh); the stored scores then equal live ones.
+BEGIN;
+CREATE TABLE public.fx_orders (contact_id bigint, event_type engagement.event_type, occurred_at timestamptz,
+                               amount numeric);
+INSERT INTO public.fx_orders
+SELECT 9400000 + c % 40, CASE WHEN c % 3 = 0 THEN 'converted' ELSE 'clicked' END::engagement.event_type,
+       timestamptz '2026-05-01 00:00+00' + c * interval '7 hours', CASE WHEN c % 3 = 0 THEN 10 + c % 17 END
+  FROM generate_series(1, 400) c;
+CREATE VIEW public.fx_events AS
+SELECT contact_id, event_type, occurred_at, amount AS conversion_value FROM public.fx_orders;
+SELECT engagement.track_event_changes('public.fx_orders', for_source => engagement.define_event_source('public.fx_events'));
+CREATE TABLE public.fx_ledger AS TABLE public.fx_orders;
+SELECT engagement.define_event_source('public.fx_ledger', value_column => 'amount') IS NOT NULL AS table_source;
+INSERT INTO engagement.scoring_profiles (name, events_relation) VALUES ('fx_view', 'public.fx_events'),
+                                                                        ('fx_table', 'public.fx_ledger');
+SELECT engagement.refresh_scores('fx_view') AS view_first, engagement.refresh_scores('fx_table') AS table_first;
+SELECT profile, count(*) FILTER (WHERE is_stale) AS stale FROM engagement.contact_scores
+ WHERE profile LIKE 'fx%' GROUP BY 1 ORDER BY 1;
+SELECT engagement.refresh_scores('fx_view') AS view_nothing_changed;
+CREATE OR REPLACE VIEW public.fx_events AS
+SELECT contact_id, event_type, occurred_at, amount * 1.1 AS conversion_value FROM public.fx_orders;
+ALTER TABLE public.fx_ledger ALTER COLUMN amount TYPE float8;
+SELECT profile, count(*) FILTER (WHERE is_stale) AS stale, count(*) AS scores FROM engagement.contact_scores
+ WHERE profile LIKE 'fx%' GROUP BY 1 ORDER BY 1;
+SELECT engagement.refresh_scores('fx_view') AS view_after_replace, engagement.refresh_scores('fx_table') AS table_after_alter;
+SELECT profile, mode FROM engagement.refresh_runs WHERE profile LIKE 'fx%' ORDER BY id DESC LIMIT 2;
+SELECT profile, count(*) FILTER (WHERE is_stale) AS stale FROM engagement.contact_scores
+ WHERE profile LIKE 'fx%' GROUP BY 1 ORDER BY 1;
+-- (the stored scores that differ from live ones, in any field: none)
+SELECT s.profile, s.contact_id
+  FROM engagement.engagement_scores s
+ WHERE s.profile LIKE 'fx%'
+   AND to_jsonb(ref.as_score(s)) - 'as_of'
+       <> to_jsonb(engagement.engagement_score(s.contact_id, s.calculated_at, s.profile)) - 'as_of';
+SELECT engagement.untrack_event_changes('public.fx_orders');
+ROLLBACK;

@@ -36,4 +36,10 @@ SELECT x.explanation AS without_opt_out
   FROM (SELECT engagement.explain_events(event_type, occurred_at, conversion_value, '2026-06-01', 'default') AS explanation
           FROM (VALUES ('opened'::engagement.event_type, timestamptz '2026-05-30', NULL::numeric),
                        ('opted_out', '2026-05-31', NULL)) v(event_type, occurred_at, conversion_value)) x
- WHERE (x.explanation LIKE '%opted out:%') IS NOT TRUE;
+ WHERE (x.explanation LIKE '%opted out on 2026-05-31 % opt_out_penalty 0.9%') IS NOT TRUE;
+-- Opted back in: no penalty, and the explanation says why (the explanation if it does not).
+SELECT x.explanation AS opted_back_in
+  FROM (SELECT engagement.explain_events(event_type, occurred_at, conversion_value, '2026-06-01', 'default') AS explanation
+          FROM (VALUES ('opened'::engagement.event_type, timestamptz '2026-05-29', NULL::numeric),
+                       ('opted_out', '2026-05-30', NULL), ('opted_in', '2026-05-31', NULL)) v(event_type, occurred_at, conversion_value)) x
+ WHERE (x.explanation NOT LIKE '%opt_out_penalty%' AND x.explanation LIKE '%opted in on 2026-05-31 % after opting out on 2026-05-30 %: no longer opted out%') IS NOT TRUE;

@@ -37,6 +37,38 @@ SELECT stage, f.contacts AS funnel_contacts, g.contacts AS group_by_contacts,
 EXPLAIN (COSTS OFF) SELECT count(*) FROM engagement.engagement_events WHERE campaign_id = 424242;
 SELECT ref.sqlstate_of($$SELECT * FROM engagement.funnel(1, NULL)$$) AS null_since;
 
+-- Funnels read the profile's source: a CRM's view with columns of its own.  Without a campaign
+-- column named (and none called campaign_id) a campaign's funnel is refused, saying what to set;
+-- named, the same funnel as engagement_events', and a campaign without events gets a NOTICE.
+BEGIN;
+CREATE VIEW public.crm_funnel_source AS
+SELECT contact_id AS phone_id, campaign_id AS blast, upper(event_type::text) AS status, occurred_at AS at,
+       conversion_value AS amount
+  FROM engagement.engagement_events;
+SELECT engagement.define_event_source('public.crm_funnel_source',
+           (SELECT jsonb_object_agg(upper(t::text), t::text) FROM unnest(enum_range(NULL::engagement.event_type)) t),
+           contact_column => 'phone_id', kind_column => 'status', time_column => 'at', value_column => 'amount');
+INSERT INTO engagement.scoring_profiles (name, events_relation) VALUES ('crm_funnel', 'public.crm_funnel_source');
+SELECT ref.sqlstate_of($$SELECT * FROM engagement.funnel(424242, profile => 'crm_funnel')$$) AS without_campaign_column;
+SELECT ref.sqlstate_of($$SELECT * FROM engagement.funnel_independent(424242, profile => 'crm_funnel')$$) AS independent_without;
+SELECT count(*) AS every_event_without_campaign FROM engagement.funnel_independent(profile => 'crm_funnel');
+SELECT engagement.define_event_source('public.crm_funnel_source',
+           (SELECT jsonb_object_agg(upper(t::text), t::text) FROM unnest(enum_range(NULL::engagement.event_type)) t),
+           contact_column => 'phone_id', kind_column => 'status', time_column => 'at', value_column => 'amount',
+           campaign_column => 'blast');
+-- (the rows that differ from engagement_events' funnels)
+(SELECT 'nested', * FROM engagement.funnel(424242, profile => 'crm_funnel')
+ EXCEPT SELECT 'nested', * FROM engagement.funnel(424242))
+UNION ALL
+(SELECT 'independent', * FROM engagement.funnel_independent(424242, profile => 'crm_funnel')
+ EXCEPT SELECT 'independent', * FROM engagement.funnel_independent(424242));
+SELECT stage, contacts FROM engagement.funnel(-5, profile => 'crm_funnel') LIMIT 1;
+-- A campaign column that is not an integer: refused when the source is defined.
+SELECT ref.sqlstate_of($$SELECT engagement.define_event_source('public.crm_funnel_source', NULL,
+                            contact_column => 'phone_id', kind_column => 'status', time_column => 'at',
+                            value_column => 'amount', campaign_column => 'status')$$) AS text_campaign_column;
+ROLLBACK;
+
 -- contact_events: newest first, a page at a time, ties broken by id, no overlap.
 INSERT INTO engagement.engagement_events (contact_id, event_type, occurred_at)
 SELECT 7000009, 'opened', timestamptz '2026-04-01 00:00+00' + (i / 2) * interval '1 hour' FROM generate_series(1, 7) i;

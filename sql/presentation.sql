@@ -7,8 +7,8 @@ BEGIN;
 -- Campaign 515151, contacts 7100001..7100008, in March 2026:
 --   1 the whole chain; 2 converts without responding (and opens twice, once on March 2nd);
 --   3 clicks without opening; 4 opens, clicks and converts without a delivery; 5 delivered in 515151
---   but opens and clicks in 515152 (not delivered there); 6 delivered and opts out; 7 bounces;
---   8 delivered on March 1st, opens and clicks on March 5th.
+--   but opens and clicks in 515152 (not delivered there); 6 delivered, opts out and back in;
+--   7 bounces; 8 delivered on March 1st, opens and clicks on March 5th.
 INSERT INTO engagement.engagement_events (contact_id, campaign_id, event_type, occurred_at, conversion_value)
 VALUES (7100001, 515151, 'delivered', '2026-03-01 10:00+00', NULL),
        (7100001, 515151, 'opened',    '2026-03-01 10:05+00', NULL),
@@ -30,6 +30,7 @@ VALUES (7100001, 515151, 'delivered', '2026-03-01 10:00+00', NULL),
        (7100005, 515152, 'clicked',   '2026-03-01 10:31+00', NULL),
        (7100006, 515151, 'delivered', '2026-03-01 10:00+00', NULL),
        (7100006, 515151, 'opted_out', '2026-03-01 10:02+00', NULL),
+       (7100006, 515151, 'opted_in',  '2026-03-01 10:30+00', NULL),
        (7100007, 515151, 'bounced',   '2026-03-01 10:00+00', NULL),
        (7100008, 515151, 'delivered', '2026-03-01 10:00+00', NULL),
        (7100008, 515151, 'opened',    '2026-03-05 08:00+00', NULL),
@@ -39,7 +40,7 @@ SELECT stage, contacts, events, round(rate_from_previous::numeric, 3) AS rate_fr
        round(rate_from_delivered::numeric, 3) AS rate_from_delivered
   FROM engagement.funnel_independent(515151);
 -- Nested: 6 delivered; opened 1, 2, 8; clicked the same three; responded and converted 1 only;
--- opted_out 6 (delivered); bounced 7 (no rate).
+-- opted_out and opted_in 6 (delivered); bounced 7 (no rate).
 SELECT stage, contacts, events, round(rate_from_previous::numeric, 3) AS rate_from_previous,
        round(rate_from_delivered::numeric, 3) AS rate_from_delivered
   FROM engagement.funnel(515151);
@@ -49,6 +50,17 @@ SELECT stage, contacts, events FROM engagement.funnel(515151, '2026-03-01 00:00+
 SELECT stage, contacts, events, rate_from_previous, rate_from_delivered FROM engagement.funnel(515152);
 SELECT ref.sqlstate_of($$SELECT * FROM engagement.funnel(1, '-infinity', NULL)$$) AS null_until,
        ref.sqlstate_of($$SELECT * FROM engagement.funnel_independent(1, NULL)$$) AS independent_null_since;
+-- A profile's own chain (an SMS CRM's: a read receipt is rare): delivered 1, 2, 3, 5, 6, 8;
+-- clicked in the same campaign 1, 2, 3, 8; converted 1 and 2.
+INSERT INTO engagement.scoring_profiles (name, funnel_stages) VALUES ('presentation_sms', '{delivered,clicked,converted}');
+SELECT stage, contacts, events, round(rate_from_previous::numeric, 3) AS rate_from_previous,
+       round(rate_from_delivered::numeric, 3) AS rate_from_delivered
+  FROM engagement.funnel(515151, profile => 'presentation_sms');
+SELECT stage, contacts, events FROM engagement.funnel_independent(515151, profile => 'presentation_sms');
+-- Chains that are not one: the SQLSTATE of each.
+SELECT stages, ref.sqlstate_of(format('UPDATE engagement.scoring_profiles SET funnel_stages = %L WHERE name = %L',
+                                      stages, 'presentation_sms')) AS refused
+  FROM unnest(ARRAY['{}', '{delivered,delivered}', '{delivered,opted_out}', '{delivered,NULL}', '{bounced}']) stages;
 
 -- 300 contacts x 3 campaigns, each stage present or not by a hash (some pairs open or convert
 -- without a delivery, respond without clicking, ...), one or two events a stage, over March 2026.
@@ -58,19 +70,18 @@ SELECT 7200000 + c, 525250 + g, st.t::engagement.event_type,
        CASE WHEN st.t = 'converted' THEN 20.00 END
   FROM generate_series(1, 300) c, generate_series(1, 3) g,
        (VALUES (1, 'delivered', 0.85), (2, 'opened', 0.55), (3, 'clicked', 0.45), (4, 'responded', 0.2),
-               (5, 'converted', 0.3), (6, 'opted_out', 0.03), (7, 'bounced', 0.08)) st(k, t, p),
+               (5, 'converted', 0.3), (6, 'opted_out', 0.03), (7, 'bounced', 0.08), (8, 'opted_in', 0.02)) st(k, t, p),
        generate_series(1, 2) i
  WHERE ref.u01(c * 1000 + g * 10 + st.k, 51) < st.p AND (i = 1 OR ref.u01(c * 1000 + g * 10 + st.k, 53) < 0.3);
 
 -- The nested funnel in plain SQL, written another way (relational division): a (contact, campaign)
 -- pair is at a stage of the chain when no stage up to it lacks an event of the pair in the window.
-CREATE TEMP TABLE chain(stage text, ord int) ON COMMIT DROP;
-INSERT INTO chain VALUES ('delivered', 1), ('opened', 2), ('clicked', 3), ('responded', 4), ('converted', 5);
-CREATE FUNCTION pg_temp.nested_reference(campaign bigint, since timestamptz, until timestamptz)
+CREATE FUNCTION pg_temp.nested_reference(stages text[], campaign bigint, since timestamptz, until timestamptz)
 RETURNS TABLE (stage text, contacts bigint, events bigint) LANGUAGE sql AS $$
     WITH w AS (SELECT * FROM engagement.engagement_events e
                 WHERE e.campaign_id IS NOT NULL AND (campaign IS NULL OR e.campaign_id = campaign)
                   AND e.occurred_at >= since AND e.occurred_at < until),
+    chain AS (SELECT c.stage, c.ord FROM unnest(stages) WITH ORDINALITY c(stage, ord)),
     pairs AS (SELECT DISTINCT contact_id, campaign_id FROM w),
     at_stage AS (   -- (stage, contact, campaign) for each pair counted at the stage
         SELECT s.stage, p.contact_id, p.campaign_id FROM chain s, pairs p
@@ -78,9 +89,9 @@ RETURNS TABLE (stage text, contacts bigint, events bigint) LANGUAGE sql AS $$
                               AND NOT EXISTS (SELECT FROM w WHERE w.contact_id = p.contact_id
                                                  AND w.campaign_id = p.campaign_id AND w.event_type::text = s2.stage))
         UNION ALL
-        SELECT 'opted_out', p.contact_id, p.campaign_id FROM pairs p
-         WHERE EXISTS (SELECT FROM w WHERE w.contact_id = p.contact_id AND w.campaign_id = p.campaign_id AND w.event_type = 'delivered')
-           AND EXISTS (SELECT FROM w WHERE w.contact_id = p.contact_id AND w.campaign_id = p.campaign_id AND w.event_type = 'opted_out')
+        SELECT o.t, p.contact_id, p.campaign_id FROM pairs p, (VALUES ('opted_out'), ('opted_in')) o(t)
+         WHERE EXISTS (SELECT FROM w WHERE w.contact_id = p.contact_id AND w.campaign_id = p.campaign_id AND w.event_type::text = stages[1])
+           AND EXISTS (SELECT FROM w WHERE w.contact_id = p.contact_id AND w.campaign_id = p.campaign_id AND w.event_type::text = o.t)
         UNION ALL
         SELECT 'bounced', p.contact_id, p.campaign_id FROM pairs p
          WHERE EXISTS (SELECT FROM w WHERE w.contact_id = p.contact_id AND w.campaign_id = p.campaign_id AND w.event_type = 'bounced'))
@@ -89,16 +100,22 @@ RETURNS TABLE (stage text, contacts bigint, events bigint) LANGUAGE sql AS $$
              WHERE b.stage = a.stage AND w.event_type::text = a.stage)
       FROM at_stage a GROUP BY a.stage
 $$;
--- Every funnel below against the reference: the stages that differ (none).
+-- Every funnel below, under the default chain and two others, against the reference: the stages
+-- that differ (none).
+INSERT INTO engagement.scoring_profiles (name, funnel_stages) VALUES ('presentation_reversed', '{converted,clicked,opened}');
 CREATE TEMP TABLE cases(campaign bigint, since timestamptz, until timestamptz) ON COMMIT DROP;
 INSERT INTO cases VALUES (NULL, '-infinity', 'infinity'), (525251, '-infinity', 'infinity'),
     (525252, '-infinity', 'infinity'), (525253, '2026-03-08', '2026-03-20'), (NULL, '2026-03-10', '2026-03-31'),
     (515151, '-infinity', 'infinity'), (424242, '-infinity', 'infinity');
-SELECT c.campaign, c.since, c.until, f.stage, f.contacts, r.contacts AS reference_contacts, f.events,
+SELECT pr.name, c.campaign, c.since, c.until, f.stage, f.contacts, r.contacts AS reference_contacts, f.events,
        r.events AS reference_events
-  FROM cases c, LATERAL engagement.funnel(c.campaign, c.since, c.until) f
-  LEFT JOIN LATERAL pg_temp.nested_reference(c.campaign, c.since, c.until) r ON r.stage = f.stage
- WHERE f.contacts <> coalesce(r.contacts, 0) OR f.events <> coalesce(r.events, 0);
+  FROM engagement.scoring_profiles pr, cases c, LATERAL engagement.funnel(c.campaign, c.since, c.until, pr.name) f
+  LEFT JOIN LATERAL pg_temp.nested_reference(pr.funnel_stages::text[], c.campaign, c.since, c.until) r ON r.stage = f.stage
+ WHERE pr.name IN ('default', 'presentation_sms', 'presentation_reversed')
+   AND (f.contacts <> coalesce(r.contacts, 0) OR f.events <> coalesce(r.events, 0));
+SELECT pr.name, count(DISTINCT f.stage) AS stages_checked
+  FROM engagement.scoring_profiles pr, cases c, LATERAL engagement.funnel(c.campaign, c.since, c.until, pr.name) f
+ WHERE pr.name IN ('default', 'presentation_sms', 'presentation_reversed') GROUP BY 1 ORDER BY 1;
 -- On these data the independent counts give rates above 1, the nested ones never do.
 SELECT (SELECT max(greatest(rate_from_previous, rate_from_delivered)) > 1
           FROM cases c, LATERAL engagement.funnel_independent(c.campaign, c.since, c.until)) AS independent_above_1,
@@ -119,26 +136,29 @@ DELETE FROM live WHERE s IS NULL;
 INSERT INTO engagement.engagement_scores (profile, contact_id, composite, recency, frequency, monetary, time_decay,
     diversity, engagement_probability, conversion_probability, churn_risk, segment, opted_out, event_count,
     engaging_count, conversion_total, first_event_at, last_engaged_at, percentile_rank, profile_version,
-    calculated_at, expected_engagements_30d, model_version, expected_conversion_value, expected_value_30d)
+    calculated_at, expected_engagements_30d, model_version, expected_conversion_value, expected_value_30d,
+    undeliverable, tenure_days, birth_at, x, t_x, t_c, n_days, conv_days, x_v, m_v)
 SELECT 'presentation', contact_id, (s).composite, (s).recency, (s).frequency, (s).monetary, (s).time_decay,
        (s).diversity, (s).engagement_probability, (s).conversion_probability, (s).churn_risk, (s).segment,
        (s).opted_out, (s).event_count, (s).engaging_count, (s).conversion_total, (s).first_event_at,
        (s).last_engaged_at, 100 * percent_rank() OVER (ORDER BY (s).composite), 1, (s).as_of,
-       (s).expected_engagements_30d, engagement.model_version(), (s).expected_conversion_value, (s).expected_value_30d
+       (s).expected_engagements_30d, engagement.model_version(), (s).expected_conversion_value, (s).expected_value_30d,
+       (s).undeliverable, (s).tenure_days, (s).birth_at, (s).x, (s).t_x, (s).t_c, (s).n_days, (s).conv_days,
+       (s).x_v, (s).m_v
   FROM live;
 
 -- One contact, live, for people:
 SELECT * FROM engagement.readable_score(engagement.engagement_score(7100001, '2026-04-01 00:00+00', 'presentation'));
 SELECT * FROM engagement.readable_score(NULL);   -- no score, no values
 -- Every field of every contact's readable score is round() of the raw one (to 0.1 for the 0..100
--- values, 0.001 for probabilities, 0.01 for days and money, the second for times): the contacts
--- where one differs (none), and how many were compared.
+-- values, 0.001 for probabilities, 0.01 for expected counts and money, 0.1 for tenure days, the
+-- second for times): the contacts where one differs (none), and how many were compared.
 SELECT count(*) AS compared,
        count(*) FILTER (WHERE (r.composite, r.recency, r.frequency, r.monetary, r.time_decay, r.diversity,
                                r.engagement_probability, r.conversion_probability, r.churn_risk,
                                r.expected_engagements_30d, r.expected_conversion_value, r.expected_value_30d,
                                r.segment, r.opted_out, r.event_count, r.engaging_count, r.conversion_total,
-                               r.as_of, r.first_event_at, r.last_engaged_at, r.profile)
+                               r.as_of, r.first_event_at, r.last_engaged_at, r.profile, r.undeliverable, r.tenure_days)
            IS DISTINCT FROM (round((l.s).composite::numeric, 1), round((l.s).recency::numeric, 1),
                              round((l.s).frequency::numeric, 1), round((l.s).monetary::numeric, 1),
                              round((l.s).time_decay::numeric, 1), round((l.s).diversity::numeric, 1),
@@ -148,7 +168,7 @@ SELECT count(*) AS compared,
                              (l.s).segment, (l.s).opted_out, (l.s).event_count, (l.s).engaging_count,
                              (l.s).conversion_total, date_trunc('second', (l.s).as_of),
                              date_trunc('second', (l.s).first_event_at), date_trunc('second', (l.s).last_engaged_at),
-                             (l.s).profile)) AS differing,
+                             (l.s).profile, (l.s).undeliverable, round((l.s).tenure_days::numeric, 1))) AS differing,
        max(scale(r.composite)) AS composite_decimals, max(scale(r.churn_risk)) AS churn_risk_decimals,
        max(scale(r.expected_value_30d)) AS value_decimals
   FROM live l, LATERAL engagement.readable_score(l.s) r;
@@ -158,7 +178,7 @@ SELECT count(*) AS listed,
                                r.diversity, r.engagement_probability, r.conversion_probability, r.churn_risk,
                                r.expected_engagements_30d, r.expected_conversion_value, r.expected_value_30d,
                                r.segment, r.opted_out, r.event_count, r.conversion_total, r.last_engaged_at,
-                               r.calculated_at)
+                               r.calculated_at, r.undeliverable, r.tenure_days)
            IS DISTINCT FROM (round(s.composite::numeric, 1), round(s.percentile_rank::numeric, 1),
                              round(s.recency::numeric, 1), round(s.frequency::numeric, 1), round(s.monetary::numeric, 1),
                              round(s.time_decay::numeric, 1), round(s.diversity::numeric, 1),
@@ -166,7 +186,8 @@ SELECT count(*) AS listed,
                              round(s.churn_risk::numeric, 3), round(s.expected_engagements_30d::numeric, 2),
                              round(s.expected_conversion_value::numeric, 2), round(s.expected_value_30d::numeric, 2),
                              s.segment, s.opted_out, s.event_count, s.conversion_total,
-                             date_trunc('second', s.last_engaged_at), date_trunc('second', s.calculated_at))) AS differing,
+                             date_trunc('second', s.last_engaged_at), date_trunc('second', s.calculated_at),
+                             s.undeliverable, round(s.tenure_days::numeric, 1))) AS differing,
        count(*) FILTER (WHERE r.ordinality <> s.best_first) AS out_of_order,
        count(*) FILTER (WHERE NOT r.is_stale) AS fresh   -- scored long ago: all stale
   FROM engagement.readable_scores('presentation') WITH ORDINALITY r

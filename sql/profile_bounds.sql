@@ -31,20 +31,21 @@ SELECT ref.sqlstate_of($$SELECT engagement.score_events('opened', now(), NULL, n
 INSERT INTO engagement.scoring_profiles
     (name, lookback_days, recency_tau_days, frequency_min_days, frequency_ref_rate, monetary_ref_value, half_life_days,
      time_decay_ref, decay_weight_delivered, decay_weight_opened, decay_weight_clicked, decay_weight_responded,
-     decay_weight_converted, decay_weight_opted_out, decay_weight_bounced, weight_recency, weight_frequency,
-     weight_monetary, weight_time_decay, weight_diversity, opt_out_penalty, model_r, model_alpha, model_a, model_b,
+     decay_weight_converted, decay_weight_opted_out, decay_weight_opted_in, decay_weight_bounced, weight_recency,
+     weight_frequency, weight_monetary, weight_time_decay, weight_diversity, opt_out_penalty, undeliverable_penalty,
+     undeliverable_after, new_contact_days, model_r, model_alpha, model_a, model_b,
      horizon_days, conv_prior_a, conv_prior_b, gg_p, gg_q, gg_v, max_score_age, refresh_log_retention)
-VALUES ('bounds_low', 1e-6, 1e-6, 1e-6, 1e-9, 1e-9, 1e-6, 1e-9, -1e6, -1e6, -1e6, -1e6, -1e6, -1e6, -1e6,
-        1, 0, 0, 0, 0, 0, 1e-9, 1e-9, 1e-9, 1e-9, 1e-6, 1e-9, 1e-9, 1e-9, 1.0000000000000002, 1e-18,
+VALUES ('bounds_low', 1e-6, 1e-6, 1e-6, 1e-9, 1e-9, 1e-6, 1e-9, -1e6, -1e6, -1e6, -1e6, -1e6, -1e6, -1e6, -1e6,
+        1, 0, 0, 0, 0, 0, 0, 1, 1e-6, 1e-9, 1e-9, 1e-9, 1e-9, 1e-6, 1e-9, 1e-9, 1e-9, 1.0000000000000002, 1e-18,
         '1 microsecond', '0'),
-       ('bounds_high', 1e9, 1e9, 1e9, 1e18, 1e18, 1e9, 1e18, 1e6, 1e6, 1e6, 1e6, 1e6, 1e6, 1e6,
-        0.2, 0.2, 0.2, 0.2, 0.2, 1, 1e9, 1e18, 1e9, 1e9, 1e9, 1e9, 1e9, 1e9, 1e9, 1e18,
+       ('bounds_high', 1e9, 1e9, 1e9, 1e18, 1e18, 1e9, 1e18, 1e6, 1e6, 1e6, 1e6, 1e6, 1e6, 1e6, 1e6,
+        0.2, 0.2, 0.2, 0.2, 0.2, 1, 1, 10, 1e9, 1e9, 1e18, 1e9, 1e9, 1e9, 1e9, 1e9, 1e9, 1e9, 1e18,
         '-100 years 35475 days 876600 hours', '100 years 11 mons -330 days');
 SELECT name, version FROM engagement.scoring_profiles WHERE name LIKE 'bounds%' ORDER BY name;
 
 -- Adversarial contacts: events at both ends of PostgreSQL's timestamp range, conversion values of
 -- the largest double and of numeric(14,2), 100,000 events at one instant, 54,501 engagement days
--- over 300,000 years, opt-outs only.
+-- over 300,000 years, opt-outs only, and bounces and opt-ins at both ends of the range.
 CREATE TABLE ref.bounds_events (contact_id bigint, event_type engagement.event_type, occurred_at timestamptz,
                                 conversion_value numeric);
 INSERT INTO ref.bounds_events
@@ -52,8 +53,8 @@ SELECT 1, t, w, CASE WHEN t = 'converted' THEN 1.7976931348623157e308 END
   FROM unnest('{delivered,opened,clicked,responded,converted,opted_out,bounced}'::engagement.event_type[]) t,
        unnest(ARRAY[timestamptz '4713-11-24 00:00:00+00 BC', '294276-12-31 23:59:59.999999+00']) w
 UNION ALL
-SELECT 2, ('{delivered,opened,clicked,responded,converted,opted_out,bounced}'::engagement.event_type[])[1 + i % 7], '2026-06-01 00:00+00',
-       CASE WHEN i % 7 = 4 THEN 1.7976931348623157e308 END
+SELECT 2, ('{delivered,opened,clicked,responded,converted,opted_out,opted_in,bounced}'::engagement.event_type[])[1 + i % 8],
+       '2026-06-01 00:00+00', CASE WHEN i % 8 = 4 THEN 1.7976931348623157e308 END
   FROM generate_series(1, 100000) i
 UNION ALL
 SELECT 3, 'converted', timestamptz '2026-06-01 00:00+00' - i * interval '1 hour', 999999999999.99
@@ -66,11 +67,15 @@ UNION ALL
 SELECT 5, 'opted_out', w, NULL
   FROM unnest(ARRAY[timestamptz '4713-11-24 00:00:00+00 BC', '2026-06-01 00:00+00']) w
 UNION ALL
-SELECT 6, 'opened', '4713-11-24 00:00:00+00 BC', NULL;
+SELECT 6, 'opened', '4713-11-24 00:00:00+00 BC', NULL
+UNION ALL
+SELECT 7, CASE WHEN i % 3 = 0 THEN 'opted_in' ELSE 'bounced' END::engagement.event_type, w, NULL
+  FROM unnest(ARRAY[timestamptz '4713-11-24 00:00:00+00 BC', '2026-06-01 00:00+00']) w, generate_series(1, 12) i;
 CREATE TABLE ref.bounds_as_of (contact_id bigint, as_of timestamptz);
 INSERT INTO ref.bounds_as_of
 VALUES (1, '294276-12-31 23:59:59.999999+00'), (2, '2026-06-01 00:00+00'), (3, '2026-06-01 00:00+00'),
-       (4, '294276-12-31 23:59:59.999999+00'), (5, '2026-06-01 00:00+00'), (6, '4713-11-24 00:00:00+00 BC');
+       (4, '294276-12-31 23:59:59.999999+00'), (5, '2026-06-01 00:00+00'), (6, '4713-11-24 00:00:00+00 BC'),
+       (7, '294276-12-31 23:59:59.999999+00');
 
 -- Every field finite, components in [0, 100] and probabilities in [0, 1] (up to the rounding
 -- engagement_scores' CHECKs allow), explanations without NaN or infinity: under each profile's
@@ -86,6 +91,8 @@ SELECT s.composite BETWEEN 0 AND 100.0000001
    AND s.expected_conversion_value >= 0 AND s.expected_conversion_value < 'Infinity'
    AND s.expected_value_30d >= 0 AND s.expected_value_30d < 'Infinity'
    AND s.conversion_total >= 0 AND s.conversion_total < 'Infinity'   -- (NaN is above Infinity)
+   AND s.tenure_days >= 0 AND s.tenure_days < 'Infinity'
+   AND s.t_x >= 0 AND s.t_x <= s.t_c AND s.t_c < 'Infinity' AND s.m_v >= 0 AND s.m_v < 'Infinity'
 $$;
 CREATE TEMP VIEW bounds_documents AS
 SELECT p.name AS profile, to_jsonb(p) AS doc FROM engagement.scoring_profiles p WHERE p.name LIKE 'bounds%'
@@ -118,11 +125,8 @@ SELECT bool_and(n.s IS NOT DISTINCT FROM d.s) AS same_as_document
 UPDATE engagement.scoring_profiles SET events_relation = 'ref.bounds_events' WHERE name LIKE 'bounds%';
 SELECT name, engagement.refresh_scores(name) AS first FROM engagement.scoring_profiles WHERE name LIKE 'bounds%' ORDER BY name;
 SELECT name, engagement.refresh_scores(name) IS NOT NULL AS second FROM engagement.scoring_profiles WHERE name LIKE 'bounds%' ORDER BY name;
-SELECT s.profile, count(*) AS scores, bool_and(pg_temp.sound(ROW(s.calculated_at, s.profile, s.composite, s.recency,
-           s.frequency, s.monetary, s.time_decay, s.diversity, s.engagement_probability, s.conversion_probability,
-           s.churn_risk, s.segment, s.opted_out, s.event_count, s.engaging_count, s.conversion_total, s.first_event_at,
-           s.last_engaged_at, s.expected_engagements_30d, s.expected_conversion_value, s.expected_value_30d)::engagement.score)) AS sound
-  FROM engagement.contact_scores s WHERE s.profile LIKE 'bounds%' GROUP BY 1 ORDER BY 1;
+SELECT s.profile, count(*) AS scores, bool_and(pg_temp.sound(ref.as_score(s))) AS sound
+  FROM engagement.engagement_scores s WHERE s.profile LIKE 'bounds%' GROUP BY 1 ORDER BY 1;
 SELECT p.name, count(r.*) AS readable
   FROM engagement.scoring_profiles p, LATERAL engagement.readable_scores(p.name) r
  WHERE p.name LIKE 'bounds%' GROUP BY 1 ORDER BY 1;

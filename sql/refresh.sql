@@ -10,11 +10,7 @@ CREATE TEMP VIEW stored_vs_live AS
       FROM engagement.engagement_scores s,
            LATERAL ref.score_mismatches(
                engagement.engagement_score(s.contact_id, s.calculated_at, s.profile),
-               ROW(s.calculated_at, s.profile, s.composite, s.recency, s.frequency, s.monetary, s.time_decay,
-                   s.diversity, s.engagement_probability, s.conversion_probability, s.churn_risk, s.segment,
-                   s.opted_out, s.event_count, s.engaging_count, s.conversion_total, s.first_event_at,
-                   s.last_engaged_at, s.expected_engagements_30d, s.expected_conversion_value,
-                   s.expected_value_30d)::engagement.score) d
+               ref.as_score(s)) d
      WHERE s.profile = 'default'
     UNION ALL
     SELECT s.contact_id, 'model_version', s.model_version::text, engagement.model_version()::text
@@ -39,14 +35,14 @@ SELECT s.contact_id, s.composite, s.percentile_rank AS stored, r.pr AS expected
           FROM engagement.engagement_scores WHERE profile = 'default') r USING (contact_id)
  WHERE NOT ref.close(s.percentile_rank, r.pr)
  ORDER BY s.contact_id;
--- score_percentile() agrees: the scores x where it does not.
-SELECT x, p.got, p.expected
-  FROM unnest(ARRAY[-1, 0, 0.5, 10, 33.3, 50, 75, 99.9, 100, 1000]::float8[]) x,
-       LATERAL (SELECT engagement.score_percentile(x) AS got,
-                       (SELECT 100 * percent_rank(x) WITHIN GROUP (ORDER BY composite)
+-- score_percentile() agrees: the scores where it does not.
+SELECT v.score, p.got, p.expected
+  FROM unnest(ARRAY[-1, 0, 0.5, 10, 33.3, 50, 75, 99.9, 100, 1000]::float8[]) v(score),
+       LATERAL (SELECT engagement.score_percentile(v.score) AS got,
+                       (SELECT 100 * percent_rank(v.score) WITHIN GROUP (ORDER BY composite)
                           FROM engagement.engagement_scores WHERE profile = 'default') AS expected) p
  WHERE NOT ref.close(p.got, p.expected)
- ORDER BY x;
+ ORDER BY v.score;
 -- Every first score is in the history, once, without a previous value: the scores and history
 -- rows for which that is not so.
 SELECT profile, contact_id, s.contact_id IS NOT NULL AS scored, coalesce(h.history_rows, 0) AS history_rows,
@@ -187,7 +183,7 @@ INSERT INTO engagement.scoring_profiles (name, weight_recency, weight_frequency,
                                          weight_diversity)
 VALUES ('heavy', 0, 0.56, 0.28, 0.16, 0);
 INSERT INTO engagement.engagement_events (contact_id, event_type, occurred_at, conversion_value)
-SELECT 910000, 'converted', now() - i * interval '1 hour', 5000 FROM generate_series(1, 40) i;
+SELECT 910000, 'converted', now() - i * interval '1 hour', 5000 FROM generate_series(1, 200) i;
 -- (the number refreshed, if not positive)
 WITH r AS MATERIALIZED (SELECT engagement.refresh_scores('heavy') AS heavy_refreshed)
 SELECT heavy_refreshed FROM r WHERE (heavy_refreshed > 0) IS NOT TRUE;

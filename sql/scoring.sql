@@ -20,11 +20,11 @@ INSERT INTO fx VALUES (1, 'opened', pg_temp.t(2), NULL);
 SELECT s.contact_id, v.field, v.got, v.test, v.expected
   FROM fx_scores s, LATERAL (VALUES
        ('recency', s.recency, '~', 100 * exp(-2 / 30.0)),
-       ('frequency', s.frequency, '~', 100 * (1 - exp(-(1 / 7.0) / 0.1))),   -- observed clamps 2 up to 7 days
+       ('frequency', s.frequency, '~', 100 * (1 - exp(-(1 / 30.0) / 0.1))),   -- observed clamps 2 up to 30 days
        ('monetary', s.monetary, '=', 0),
        ('time_decay', s.time_decay, '~', 100 * (1 - exp(-power(2, -2 / 14.0) / 5))),
        ('diversity', s.diversity, '=', 0),
-       ('composite', s.composite, '~', 0.30 * 100 * exp(-2 / 30.0) + 0.25 * 100 * (1 - exp(-(1 / 7.0) / 0.1))
+       ('composite', s.composite, '~', 0.30 * 100 * exp(-2 / 30.0) + 0.25 * 100 * (1 - exp(-(1 / 30.0) / 0.1))
                                        + 0.15 * 100 * (1 - exp(-power(2, -2 / 14.0) / 5))),
        -- The open is on the birth day (model version 2): x = 0 repeat days, t_x = 0, Tc = 2 days;
        -- n_days = 1 engagement day, so q = (0 + 1) / (1 + 1 + 9)
@@ -175,6 +175,71 @@ SELECT 'recency' AS field, (s).recency AS got, '~' AS test, 100 * exp(-2 / 10.0)
   FROM (SELECT engagement.score_events(event_type, occurred_at, conversion_value, '2026-06-01 00:00:00+00', 'recency_only') AS s
           FROM fx WHERE contact_id = 1) q
  WHERE ref.fails((s).recency, '~', 100 * exp(-2 / 10.0));
+
+-- 11 (model version 3): opt-ins.  An opt-in after an opt-out lifts it (contact 21); an opt-out
+-- after an opt-in stands (22); at the same instant the opt-out wins (23).  Each also clicked 40
+-- days ago; the segments by hand: not new (40 days >= 30), R = 100 exp(-40/30) = 26.4 (Rq 2).
+INSERT INTO fx VALUES (21, 'clicked', pg_temp.t(40), NULL), (21, 'opted_out', pg_temp.t(20), NULL),
+                      (21, 'opted_in', pg_temp.t(10), NULL),
+                      (22, 'clicked', pg_temp.t(40), NULL), (22, 'opted_in', pg_temp.t(20), NULL),
+                      (22, 'opted_out', pg_temp.t(10), NULL),
+                      (23, 'clicked', pg_temp.t(40), NULL), (23, 'opted_out', pg_temp.t(10), NULL),
+                      (23, 'opted_in', pg_temp.t(10), NULL);
+SELECT contact_id, opted_out, segment, undeliverable, tenure_days,
+       composite = (0.30 * recency + 0.25 * frequency + 0.20 * monetary + 0.15 * time_decay + 0.10 * diversity)
+                   * CASE WHEN opted_out THEN 0.1 ELSE 1 END AS penalised_as_flagged
+  FROM fx_scores WHERE contact_id BETWEEN 21 AND 23 ORDER BY contact_id;
+
+-- 12: undeliverable.  Three bounces after the last delivery (24) are undeliverable_after = 3;
+-- two (25) are not; a bounce at the very instant of the last delivery does not count (26: two
+-- after it); a delivery after the bounces makes the contact reachable again (27).  Both flags on
+-- one contact (28) give both factors, to the composite and the predictions.
+INSERT INTO fx VALUES (24, 'clicked', pg_temp.t(60), NULL), (24, 'delivered', pg_temp.t(50), NULL),
+                      (24, 'bounced', pg_temp.t(40), NULL), (24, 'bounced', pg_temp.t(30), NULL),
+                      (24, 'bounced', pg_temp.t(20), NULL),
+                      (25, 'clicked', pg_temp.t(60), NULL), (25, 'delivered', pg_temp.t(50), NULL),
+                      (25, 'bounced', pg_temp.t(30), NULL), (25, 'bounced', pg_temp.t(20), NULL),
+                      (26, 'clicked', pg_temp.t(60), NULL), (26, 'delivered', pg_temp.t(50), NULL),
+                      (26, 'bounced', pg_temp.t(50), NULL), (26, 'bounced', pg_temp.t(30), NULL),
+                      (26, 'bounced', pg_temp.t(20), NULL),
+                      (27, 'clicked', pg_temp.t(60), NULL), (27, 'bounced', pg_temp.t(40), NULL),
+                      (27, 'bounced', pg_temp.t(30), NULL), (27, 'bounced', pg_temp.t(20), NULL),
+                      (27, 'delivered', pg_temp.t(10), NULL),
+                      (28, 'clicked', pg_temp.t(60), NULL), (28, 'opted_out', pg_temp.t(55), NULL),
+                      (28, 'bounced', pg_temp.t(40), NULL), (28, 'bounced', pg_temp.t(30), NULL),
+                      (28, 'bounced', pg_temp.t(20), NULL);
+SELECT contact_id, undeliverable, opted_out, segment FROM fx_scores WHERE contact_id BETWEEN 24 AND 28 ORDER BY contact_id;
+-- the penalties by hand, keep = 0.1 for 24 (undeliverable) and 0.1 * 0.1 for 28 (both): the
+-- composite is its weighted components times keep; the predictions are those of its events without
+-- the bounces and the opt-out (the same summary, unflagged) times keep; churn_risk 1 - (1 - churn) * keep
+SELECT s.contact_id, v.field, v.got, v.test, v.expected
+  FROM fx_scores s,
+       LATERAL (SELECT (engagement.score_events(f.event_type, f.occurred_at, f.conversion_value, '2026-06-01 00:00:00+00')).*
+                  FROM fx f WHERE f.contact_id = s.contact_id AND f.event_type NOT IN ('bounced', 'opted_out')) u,
+       LATERAL (SELECT CASE s.contact_id WHEN 24 THEN 0.1 ELSE 0.1 * 0.1 END::float8 AS keep) k,
+       LATERAL (VALUES ('composite', s.composite, '~', (0.30 * s.recency + 0.25 * s.frequency + 0.20 * s.monetary
+                                                        + 0.15 * s.time_decay + 0.10 * s.diversity) * k.keep),
+                       ('engagement_probability', s.engagement_probability, '~', u.engagement_probability * k.keep),
+                       ('conversion_probability', s.conversion_probability, '~', u.conversion_probability * k.keep),
+                       ('churn_risk', s.churn_risk, '~', 1 - (1 - u.churn_risk) * k.keep)) v(field, got, test, expected)
+ WHERE s.contact_id IN (24, 28) AND ref.fails(v.got, v.test, v.expected)
+ ORDER BY 1, 2;
+
+-- 13: tenure and the segment new.  A contact first reached 29.5 days ago is new whatever its
+-- components (29: a conversion of 1000 and clicks, all recent); 30.5 days ago it is not (30), and
+-- version 2's new (Rq >= 4, FMq = 1) is promising now (31: one open yesterday, first reached 40
+-- days ago).
+INSERT INTO fx VALUES (29, 'delivered', pg_temp.t(29.5), NULL), (29, 'clicked', pg_temp.t(1), NULL),
+                      (29, 'responded', pg_temp.t(1), NULL), (29, 'converted', pg_temp.t(1), 1000),
+                      (30, 'delivered', pg_temp.t(30.5), NULL), (30, 'clicked', pg_temp.t(1), NULL),
+                      (30, 'responded', pg_temp.t(1), NULL), (30, 'converted', pg_temp.t(1), 1000),
+                      (31, 'delivered', pg_temp.t(40), NULL), (31, 'opened', pg_temp.t(1), NULL);
+SELECT contact_id, segment, tenure_days, recency >= 80 AS rq_5, frequency < 20 AND monetary < 20 AS fmq_1
+  FROM fx_scores WHERE contact_id BETWEEN 29 AND 31 ORDER BY contact_id;
+-- the summary stored with a score, by hand: contact 30's birth day is day(t(30.5)), its engagement
+-- days after it one (x = 1, t_x = day(t(1)) - birth), Tc = day(as_of) - birth; one valued conversion day
+SELECT contact_id, birth_at, x, t_x, t_c, n_days, conv_days, x_v, m_v
+  FROM fx_scores WHERE contact_id = 30;
 
 -- Every fixture against the reference model, every field: the fields that differ.  Contact 3
 -- (future events only) has no score on either side; a contact scored on one side only differs in

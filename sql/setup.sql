@@ -5,7 +5,7 @@ SELECT extname, extversion, extnamespace::regnamespace FROM pg_extension WHERE e
 \i test/reference_model.sql
 \set ECHO all
 
--- About 3,000 contacts over two years before 2026-06-01 12:00 UTC, all seven event types,
+-- About 3,000 contacts over two years before 2026-06-01 12:00 UTC, all eight event types,
 -- conversions with values (some NULL), opt-outs, bounces, a few future events; rows in scattered
 -- order.  A regular table, so that parallel plans can use it.
 CREATE TABLE ref.crm_events AS
@@ -20,7 +20,7 @@ SELECT e.contact_id,
        (CASE WHEN e.u_type < 0.40 THEN 'delivered' WHEN e.u_type < 0.65 THEN 'opened'
              WHEN e.u_type < 0.80 THEN 'clicked' WHEN e.u_type < 0.88 THEN 'responded'
              WHEN e.u_type < 0.95 THEN 'converted' WHEN e.u_type < 0.995 THEN 'bounced'
-             ELSE 'opted_out' END)::engagement.event_type AS event_type,
+             WHEN e.u_type < 0.998 THEN 'opted_out' ELSE 'opted_in' END)::engagement.event_type AS event_type,
        -- ages skewed towards recent, in whole seconds; 1% in the future (ignored by the model)
        timestamptz '2026-06-01 12:00:00+00'
          + CASE WHEN e.u_time > 0.99 THEN make_interval(secs => floor((e.u_time - 0.99) * 300 * 86400))

@@ -2,7 +2,7 @@
  * profile_params.h: the parameters of a scoring profile, listed once.
  *
  * ES_PROFILE_PARAMS(X) calls X(column, member, default_value, rule) for each of
- * the 30 parameters, in the order of es_profile's fields, which is also the
+ * the 34 parameters, in the order of es_profile's fields, which is also the
  * order of their columns in engagement.scoring_profiles
  * (src/sql/schema.sql; test/unit/test_profile_params.cpp checks the two agree):
  *   column         the SQL column name, an identifier (#column is its string);
@@ -12,7 +12,9 @@
  *                  (SQL "column BETWEEN lo AND hi"), or ES_ABOVE(lo, hi),
  *                  lo < value <= hi (SQL "column > lo AND column <= hi"), with
  *                  lo and hi written as the SQL writes them; an initializer of
- *                  struct es_param_range.
+ *                  struct es_param_range.  Their columns are float8, but for
+ *                  ES_INTEGER_BETWEEN(lo, hi): an integer column with the CHECK
+ *                  of ES_BETWEEN, whose value the kernel checks is integral.
  * The scoring kernel generates es_default_profile() and the per-parameter
  * checks of es_validate_profile() from this list, and asserts at compile time
  * that it names every field of es_profile in order.
@@ -31,7 +33,8 @@
 /* Whether a parameter's lower bound is included. */
 enum es_param_rule {
     ES_PARAM_BETWEEN, /* lo <= value <= hi */
-    ES_PARAM_ABOVE    /* lo < value <= hi */
+    ES_PARAM_ABOVE,   /* lo < value <= hi */
+    ES_PARAM_INTEGER  /* lo <= value <= hi, an integer */
 };
 
 /* What a parameter's CHECK constraint requires (a rule of ES_PROFILE_PARAMS). */
@@ -43,6 +46,7 @@ typedef struct es_param_range {
 
 #define ES_BETWEEN(lo, hi) {ES_PARAM_BETWEEN, lo, hi, #lo, #hi}
 #define ES_ABOVE(lo, hi) {ES_PARAM_ABOVE, lo, hi, #lo, #hi}
+#define ES_INTEGER_BETWEEN(lo, hi) {ES_PARAM_INTEGER, lo, hi, #lo, #hi}
 
 /*
  * The ranges, by kind:
@@ -54,7 +58,9 @@ typedef struct es_param_range {
  *   the ratios finite;
  * - time-decay weights, [-1e6, 1e6]: a bigint count of events then sums to at most ~1e25, far from
  *   overflowing (a weight of 1e308 made the sum infinite, and the composite NaN);
- * - composite weights and the opt-out penalty, [0, 1];
+ * - composite weights and the two penalties, [0, 1];
+ * - undeliverable_after, a count of bounces: 1 to ES_UNDELIVERABLE_AFTER_MAX (the bounces a
+ *   contact's state keeps);
  * - shapes of the models (r, a, b, p, q) and the conversion share's prior counts, [1e-9, 1e9]
  *   (q > 1: a finite population mean): every fit that converges (shapes within e^+-20) fits, and
  *   the MBG/NBD expectation can be evaluated over the whole range (btyd_kernel.h);
@@ -65,7 +71,7 @@ typedef struct es_param_range {
 #define ES_PROFILE_PARAMS(X)                                                                           \
     X(lookback_days,          lookback_days,                365,   ES_BETWEEN(1e-6, 1e9))              \
     X(recency_tau_days,       recency_tau_days,             30,    ES_BETWEEN(1e-6, 1e9))              \
-    X(frequency_min_days,     frequency_min_days,           7,     ES_BETWEEN(1e-6, 1e9))              \
+    X(frequency_min_days,     frequency_min_days,           30,    ES_BETWEEN(1e-6, 1e9))              \
     X(frequency_ref_rate,     frequency_ref_rate,           0.1,   ES_BETWEEN(1e-9, 1e18))             \
     X(monetary_ref_value,     monetary_ref_value,           1000,  ES_BETWEEN(1e-9, 1e18))             \
     X(half_life_days,         half_life_days,               14,    ES_BETWEEN(1e-6, 1e9))              \
@@ -76,6 +82,7 @@ typedef struct es_param_range {
     X(decay_weight_responded, type_weight[ES_RESPONDED],    3,     ES_BETWEEN(-1e6, 1e6))              \
     X(decay_weight_converted, type_weight[ES_CONVERTED],    10,    ES_BETWEEN(-1e6, 1e6))              \
     X(decay_weight_opted_out, type_weight[ES_OPTED_OUT],    -10,   ES_BETWEEN(-1e6, 1e6))              \
+    X(decay_weight_opted_in,  type_weight[ES_OPTED_IN],     0,     ES_BETWEEN(-1e6, 1e6))              \
     X(decay_weight_bounced,   type_weight[ES_BOUNCED],      -1,    ES_BETWEEN(-1e6, 1e6))              \
     X(weight_recency,         weight_recency,               0.30,  ES_BETWEEN(0, 1))                   \
     X(weight_frequency,       weight_frequency,             0.25,  ES_BETWEEN(0, 1))                   \
@@ -83,6 +90,9 @@ typedef struct es_param_range {
     X(weight_time_decay,      weight_time_decay,            0.15,  ES_BETWEEN(0, 1))                   \
     X(weight_diversity,       weight_diversity,             0.10,  ES_BETWEEN(0, 1))                   \
     X(opt_out_penalty,        opt_out_penalty,              0.9,   ES_BETWEEN(0, 1))                   \
+    X(undeliverable_penalty,  undeliverable_penalty,        0.9,   ES_BETWEEN(0, 1))                   \
+    X(undeliverable_after,    undeliverable_after,          3,     ES_INTEGER_BETWEEN(1, 10))          \
+    X(new_contact_days,       new_contact_days,             30,    ES_BETWEEN(1e-6, 1e9))              \
     X(model_r,                model_r,                      0.25,  ES_BETWEEN(1e-9, 1e9))              \
     X(model_alpha,            model_alpha,                  10,    ES_BETWEEN(1e-9, 1e18))             \
     X(model_a,                model_a,                      0.5,   ES_BETWEEN(1e-9, 1e9))              \
@@ -96,12 +106,12 @@ typedef struct es_param_range {
 
 /*
  * The column list of the parameters as one string literal, in es_profile's
- * order, each column followed by ", ":
- *   "lookback_days, recency_tau_days, ..., conv_prior_b, "
+ * order, each column cast to float8 and followed by ", ":
+ *   "lookback_days::pg_catalog.float8, ..., gg_v::pg_catalog.float8, "
  * so that "SELECT " ES_PROFILE_COLUMNS "name FROM ..." reads a profile row's
- * values in field order, then its name.
+ * values in field order as doubles (the integer columns too), then its name.
  */
-#define ES_PROFILE_COLUMN_AND_COMMA(column, member, default_value, rule) #column ", "
+#define ES_PROFILE_COLUMN_AND_COMMA(column, member, default_value, rule) #column "::pg_catalog.float8, "
 #define ES_PROFILE_COLUMNS ES_PROFILE_PARAMS(ES_PROFILE_COLUMN_AND_COMMA)
 
 #endif /* ENGAGEMENT_PROFILE_PARAMS_H */

@@ -22,7 +22,6 @@
 namespace {
 
 constexpr double kUsecsPerDay = 86400000000.0;
-constexpr int64_t kNoTime = std::numeric_limits<int64_t>::min();
 
 // as_of - t in days.  The difference of two PostgreSQL timestamps fits int64 unless they lie more
 // than ~292,000 years apart (the timestamp range spans ~299,000): then it is taken in doubles,
@@ -46,8 +45,31 @@ constexpr bool params_are_the_fields_in_order() {
         if (kParamOffsets[i] != i * sizeof(double)) return false;
     return sizeof(es_profile) == kProfileParams * sizeof(double);
 }
-static_assert(kProfileParams == 30, "a scoring profile has 30 parameters");
+static_assert(kProfileParams == 34, "a scoring profile has 34 parameters");
 static_assert(params_are_the_fields_in_order(), "ES_PROFILE_PARAMS lists every field of es_profile, in order");
+
+// undeliverable_after's range ends at the number of bounces es_bounces keeps.
+constexpr bool same_text(const char *a, const char *b) {
+    while (*a != '\0' && *a == *b) ++a, ++b;
+    return *a == *b;
+}
+struct NamedRange {
+    const char *column;
+    es_param_range range;
+};
+#define ES_PARAM_NAMED_RANGE(column, member, default_value, rule) {#column, rule},
+constexpr NamedRange kRanges[] = {ES_PROFILE_PARAMS(ES_PARAM_NAMED_RANGE)};
+#undef ES_PARAM_NAMED_RANGE
+constexpr bool undeliverable_after_is_bounded_by_the_bounces_kept() {
+    for (const NamedRange &r : kRanges)
+        if (same_text(r.column, "undeliverable_after"))
+            return r.range.rule == ES_PARAM_INTEGER && r.range.lo >= 1 && r.range.hi == ES_UNDELIVERABLE_AFTER_MAX;
+    return false;
+}
+static_assert(undeliverable_after_is_bounded_by_the_bounces_kept(),
+              "undeliverable_after is an integer from 1 to ES_UNDELIVERABLE_AFTER_MAX");
+static_assert(ES_OPENED == 1 && ES_CONVERTED == ES_OPENED + ES_ENGAGING_TYPES - 1,
+              "the engaging types are ES_OPENED to ES_CONVERTED");
 
 // One parameter of a profile, to check against its column's range.
 struct ParamValue {
@@ -59,7 +81,8 @@ struct ParamValue {
 bool satisfies(const ParamValue &v) {
     const es_param_range &r = v.range;
     const bool above_lo = r.rule == ES_PARAM_ABOVE ? v.value > r.lo : v.value >= r.lo;
-    return above_lo && v.value <= r.hi;  // false for NaN; the bounds are finite
+    if (!(above_lo && v.value <= r.hi)) return false;  // false for NaN; the bounds are finite
+    return r.rule != ES_PARAM_INTEGER || v.value == std::floor(v.value);
 }
 
 // weight * 2^(-age / half_life): the time-decay term of one event.
@@ -129,6 +152,9 @@ int es_validate_profile(const es_profile *p, char *err, size_t errlen) noexcept 
         if (v.range.rule == ES_PARAM_ABOVE)
             return es::fail(err, errlen, ES_INVALID_PARAMETER, "%s must be greater than %s and at most %s, not %g",
                             v.column, v.range.lo_text, v.range.hi_text, v.value);
+        if (v.range.rule == ES_PARAM_INTEGER)
+            return es::fail(err, errlen, ES_INVALID_PARAMETER, "%s must be an integer between %s and %s, not %.17g",
+                            v.column, v.range.lo_text, v.range.hi_text, v.value);
         return es::fail(err, errlen, ES_INVALID_PARAMETER, "%s must be between %s and %s, not %g", v.column,
                         v.range.lo_text, v.range.hi_text, v.value);
     }
@@ -179,22 +205,24 @@ double es_decayed_weight(double weight, int64_t occurred_at, int64_t as_of, doub
 void es_accum_init(es_accum *acc, int64_t as_of) noexcept {
     std::memset(acc, 0, sizeof *acc);
     acc->as_of = as_of;
-    acc->first_event_at = kNoTime;
-    acc->last_engaged_at = kNoTime;
-    acc->window_oldest_at = kNoTime;
+    acc->first_event_at = ES_NO_TIME;
+    acc->last_engaged_at = ES_NO_TIME;
+    acc->last_reached_at = ES_NO_TIME;
+    acc->last_opted_out_at = ES_NO_TIME;
+    acc->last_opted_in_at = ES_NO_TIME;
+    acc->window_oldest_at = ES_NO_TIME;
 }
 
 int es_accumulate(es_accum *acc, const es_profile *p, int type, int64_t occurred_at, double value,
                   int32_t *day_key) noexcept {
-    if (occurred_at > acc->as_of) {
-        acc->ignored_future++;
-        return 0;
-    }
+    if (occurred_at > acc->as_of) return ES_ACC_NONE;
     const bool engaging = es_is_engaging(type);
     const bool first = acc->event_count == 0;
     acc->event_count++;
     if (first || occurred_at < acc->first_event_at) acc->first_event_at = occurred_at;
-    if (type == ES_OPTED_OUT) acc->opted_out = 1;
+    if (type == ES_OPTED_OUT) acc->last_opted_out_at = std::max(acc->last_opted_out_at, occurred_at);
+    if (type == ES_OPTED_IN) acc->last_opted_in_at = std::max(acc->last_opted_in_at, occurred_at);
+    if (type == ES_DELIVERED || engaging) acc->last_reached_at = std::max(acc->last_reached_at, occurred_at);
     if (type == ES_CONVERTED) value_sum_add(&acc->conversion_total, value);
     if (engaging) {
         if (acc->engaging_count == 0 || occurred_at > acc->last_engaged_at) acc->last_engaged_at = occurred_at;
@@ -206,18 +234,19 @@ int es_accumulate(es_accum *acc, const es_profile *p, int type, int64_t occurred
         if (acc->window_event_count == 0 || occurred_at < acc->window_oldest_at)
             acc->window_oldest_at = occurred_at;
         acc->window_event_count++;
-        acc->window_type_count[type]++;
+        if (engaging) acc->window_engaging_count[type - ES_OPENED]++;
         if (type == ES_CONVERTED) value_sum_add(&acc->window_value, value);
         const double w = p->type_weight[type];
         if (w != 0.0) es_sum_add(&acc->decay_raw, decayed(w, age, p->half_life_days));
     }
 
-    if (!engaging) return 0;
+    if (type == ES_BOUNCED) return ES_ACC_BOUNCE;
+    if (!engaging) return ES_ACC_NONE;
     int32_t flags = 0;
     if (type == ES_CONVERTED) flags = value > 0.0 ? ES_DAY_CONVERTED | ES_DAY_VALUED : ES_DAY_CONVERTED;
     // PostgreSQL's day numbers lie within +-1.1e8: 4 * day fits an int32.
     *day_key = static_cast<int32_t>(es_day_number(occurred_at) * (1 << ES_DAY_KEY_SHIFT) + flags);
-    return 1;
+    return ES_ACC_DAY;
 }
 
 void es_merge(es_accum *dst, const es_accum *src) noexcept {
@@ -233,15 +262,35 @@ void es_merge(es_accum *dst, const es_accum *src) noexcept {
         if (dst->window_event_count == 0 || src->window_oldest_at < dst->window_oldest_at)
             dst->window_oldest_at = src->window_oldest_at;
     }
+    dst->last_reached_at = std::max(dst->last_reached_at, src->last_reached_at);
+    dst->last_opted_out_at = std::max(dst->last_opted_out_at, src->last_opted_out_at);
+    dst->last_opted_in_at = std::max(dst->last_opted_in_at, src->last_opted_in_at);
     dst->event_count += src->event_count;
     dst->engaging_count += src->engaging_count;
     dst->window_event_count += src->window_event_count;
-    for (int t = 0; t < ES_EVENT_TYPES; ++t) dst->window_type_count[t] += src->window_type_count[t];
+    for (int k = 0; k < ES_ENGAGING_TYPES; ++k) dst->window_engaging_count[k] += src->window_engaging_count[k];
     value_sum_merge(&dst->window_value, &src->window_value);
     es_sum_merge(&dst->decay_raw, &src->decay_raw);
     value_sum_merge(&dst->conversion_total, &src->conversion_total);
-    dst->opted_out |= src->opted_out;
-    dst->ignored_future += src->ignored_future;
+}
+
+void es_bounces_init(es_bounces *b) noexcept { std::memset(b, 0, sizeof *b); }
+
+void es_bounces_add(es_bounces *b, int64_t occurred_at) noexcept {
+    // Newest first, ties kept: occurred_at goes after the times at or after it.
+    int64_t i;
+    if (b->n < ES_UNDELIVERABLE_AFTER_MAX)
+        i = b->n++;
+    else if (occurred_at <= b->at[ES_UNDELIVERABLE_AFTER_MAX - 1])
+        return;  // (the latest ES_UNDELIVERABLE_AFTER_MAX stay the same times)
+    else
+        i = ES_UNDELIVERABLE_AFTER_MAX - 1;  // the oldest falls off
+    for (; i > 0 && b->at[i - 1] < occurred_at; --i) b->at[i] = b->at[i - 1];
+    b->at[i] = occurred_at;
+}
+
+void es_bounces_merge(es_bounces *dst, const es_bounces *src) noexcept {
+    for (int64_t i = 0; i < src->n; ++i) es_bounces_add(dst, src->at[i]);
 }
 
 namespace {
@@ -277,32 +326,60 @@ int es_quintile(double s) noexcept {
     return q >= 5.0 ? 5 : static_cast<int>(q);
 }
 
-int es_segment_of(int opted_out, int rq, int fq, int mq) noexcept {
-    const int fmq = (fq + mq + 1) / 2;  // round((Fq + Mq) / 2), half up
+}  // extern "C"
+
+namespace {
+
+// A segment of ES_SEGMENT_LIST: its name and quintile bounds (0 for the segments of flags).
+struct SegmentRule {
+    const char *name;
+    int rq_min, rq_max, fmq_min, fmq_max;
+};
+#define ES_SEGMENT_RULE(id, name, rq_min, rq_max, fmq_min, fmq_max) {#name, rq_min, rq_max, fmq_min, fmq_max},
+constexpr SegmentRule kSegments[ES_SEGMENTS] = {ES_SEGMENT_LIST(ES_SEGMENT_RULE)};
+#undef ES_SEGMENT_RULE
+static_assert(ES_SEG_OPTED_OUT == 0 && ES_SEG_UNDELIVERABLE == 1 && ES_SEG_NEW == 2 && ES_SEG_LOST == ES_SEGMENTS - 1,
+              "the segments of flags come first, lost last");
+
+constexpr bool quintile_rules_are_bounded() {
+    for (int s = 0; s < ES_SEGMENTS; ++s) {
+        const SegmentRule &r = kSegments[s];
+        const bool flag = s <= ES_SEG_NEW;
+        if (flag != (r.rq_min == 0)) return false;
+        if (!flag && !(1 <= r.rq_min && r.rq_min <= r.rq_max && r.rq_max <= 5 && 1 <= r.fmq_min &&
+                       r.fmq_min <= r.fmq_max && r.fmq_max <= 5))
+            return false;
+    }
+    const SegmentRule &lost = kSegments[ES_SEG_LOST];
+    return lost.rq_min == 1 && lost.rq_max == 5 && lost.fmq_min == 1 && lost.fmq_max == 5;
+}
+static_assert(quintile_rules_are_bounded(), "every quintile rule lies within 1..5, and lost takes every quintile");
+
+int fm_quintile(int fq, int mq) { return (fq + mq + 1) / 2; }  // round((Fq + Mq) / 2), half up
+
+}  // namespace
+
+extern "C" {
+
+int es_segment_of(int opted_out, int undeliverable, int is_new, int rq, int fq, int mq) noexcept {
     if (opted_out) return ES_SEG_OPTED_OUT;
-    if (rq >= 4 && fmq >= 4) return ES_SEG_CHAMPIONS;
-    if (rq >= 3 && fmq >= 4) return ES_SEG_LOYAL;
-    if (rq >= 4 && fmq >= 2) return ES_SEG_POTENTIAL_LOYALIST;
-    if (rq >= 4 && fmq == 1) return ES_SEG_NEW;
-    if (rq == 3 && fmq <= 2) return ES_SEG_PROMISING;
-    if (rq == 3 && fmq == 3) return ES_SEG_NEED_ATTENTION;
-    if (rq == 2 && fmq >= 3) return ES_SEG_AT_RISK;
-    if (rq == 1 && fmq >= 4) return ES_SEG_CANNOT_LOSE;
-    if (rq == 2 && fmq <= 2) return ES_SEG_ABOUT_TO_SLEEP;
-    if (rq == 1 && fmq >= 2) return ES_SEG_HIBERNATING;
+    if (undeliverable) return ES_SEG_UNDELIVERABLE;
+    if (is_new) return ES_SEG_NEW;
+    const int fmq = fm_quintile(fq, mq);
+    for (int s = ES_SEG_NEW + 1; s < ES_SEG_LOST; ++s) {
+        const SegmentRule &r = kSegments[s];
+        if (r.rq_min <= rq && rq <= r.rq_max && r.fmq_min <= fmq && fmq <= r.fmq_max) return s;
+    }
     return ES_SEG_LOST;
 }
 
 const char *es_segment_name(int segment) noexcept {
-    static const char *const names[ES_SEGMENTS] = {
-        "opted_out", "champions", "loyal",   "potential_loyalist", "new",         "promising",
-        "need_attention", "at_risk", "cannot_lose", "about_to_sleep", "hibernating", "lost"};
-    return segment >= 0 && segment < ES_SEGMENTS ? names[segment] : "unknown";
+    return segment >= 0 && segment < ES_SEGMENTS ? kSegments[segment].name : "unknown";
 }
 
 const char *es_event_type_name(int type) noexcept {
-    static const char *const names[ES_EVENT_TYPES] = {"delivered", "opened",    "clicked", "responded",
-                                                      "converted", "opted_out", "bounced"};
+    static const char *const names[ES_EVENT_TYPES] = {"delivered", "opened",    "clicked",  "responded",
+                                                      "converted", "opted_out", "opted_in", "bounced"};
     return type >= 0 && type < ES_EVENT_TYPES ? names[type] : "unknown";
 }
 
@@ -320,8 +397,8 @@ es_model_summary es_summarize(const es_accum *acc, const int32_t *keys, size_t n
     return s;
 }
 
-int es_finalize(const es_accum *acc, const int32_t *keys, size_t nkeys, const es_profile *p, es_result *out,
-                char *err, size_t errlen) noexcept {
+int es_finalize(const es_accum *acc, const int32_t *keys, size_t nkeys, const es_bounces *bounces,
+                const es_profile *p, es_result *out, char *err, size_t errlen) noexcept {
     std::memset(out, 0, sizeof *out);
     if (acc->event_count <= 0) {
         return es::fail(err, errlen, ES_INVALID_PARAMETER, "no event at or before as_of: nothing to score");
@@ -341,8 +418,7 @@ int es_finalize(const es_accum *acc, const int32_t *keys, size_t nkeys, const es
 
     // Frequency.
     int64_t n = 0;
-    for (int t = 0; t < ES_EVENT_TYPES; ++t)
-        if (es_is_engaging(t)) n += acc->window_type_count[t];
+    for (int k = 0; k < ES_ENGAGING_TYPES; ++k) n += acc->window_engaging_count[k];
     out->window_engaging = n;
     out->window_events = acc->window_event_count;
     if (acc->window_event_count > 0) {
@@ -364,9 +440,9 @@ int es_finalize(const es_accum *acc, const int32_t *keys, size_t nkeys, const es
     // Diversity: Shannon entropy of the engaging types, normalised by ln 4.
     if (n > 0) {
         double h = 0;
-        for (int t = 0; t < ES_EVENT_TYPES; ++t) {
-            const int64_t c = acc->window_type_count[t];
-            if (!es_is_engaging(t) || c == 0) continue;
+        for (int k = 0; k < ES_ENGAGING_TYPES; ++k) {
+            const int64_t c = acc->window_engaging_count[k];
+            if (c == 0) continue;
             const double pk = static_cast<double>(c) / static_cast<double>(n);
             h -= pk * std::log(pk);
             out->engaging_types_seen++;
@@ -375,14 +451,31 @@ int es_finalize(const es_accum *acc, const int32_t *keys, size_t nkeys, const es
         out->diversity = 100.0 * h / std::log(4.0);
     }
 
+    // The flags, from every event at or before T.  Opted out: the latest opt-out is at or after
+    // the latest opt-in (at the same instant the opt-out wins).  Undeliverable: the K-th latest
+    // bounce follows the last delivery or engagement (ES_NO_TIME, before every time, when none).
+    out->last_opted_out_at = acc->last_opted_out_at;
+    out->last_opted_in_at = acc->last_opted_in_at;
+    out->opted_out = acc->last_opted_out_at != ES_NO_TIME && acc->last_opted_out_at >= acc->last_opted_in_at;
+    out->last_reached_at = acc->last_reached_at;
+    if (bounces != nullptr)
+        while (out->bounces_since < bounces->n && bounces->at[out->bounces_since] > acc->last_reached_at)
+            out->bounces_since++;
+    out->undeliverable = out->bounces_since >= static_cast<int64_t>(p->undeliverable_after);
+    out->tenure_days = age_days(T, acc->first_event_at);
+    out->birth_at = floor_div(acc->first_event_at, ES_USECS_PER_DAY) * ES_USECS_PER_DAY;
+
+    // The penalties: each flag's factor, both when both.
+    double keep = 1.0;
+    if (out->opted_out) keep *= 1.0 - p->opt_out_penalty;
+    if (out->undeliverable) keep *= 1.0 - p->undeliverable_penalty;
+    const bool penalised = out->opted_out || out->undeliverable;
     out->composite_unpenalised = std::min(p->weight_recency * out->recency + p->weight_frequency * out->frequency +
                                               p->weight_monetary * out->monetary +
                                               p->weight_time_decay * out->time_decay +
                                               p->weight_diversity * out->diversity,
                                           kCompositeMax);
-    out->opted_out = acc->opted_out != 0;
-    out->composite = out->opted_out ? out->composite_unpenalised * (1.0 - p->opt_out_penalty)
-                                    : out->composite_unpenalised;
+    out->composite = penalised ? out->composite_unpenalised * keep : out->composite_unpenalised;
 
     // MBG/NBD over engagement days: the birth day b0 starts the relationship, x counts the
     // engagement days after it.
@@ -417,14 +510,14 @@ int es_finalize(const es_accum *acc, const int32_t *keys, size_t nkeys, const es
 
     // Gamma-Gamma over conversion days: m_v is the mean value of the x_v valued days.
     const double xv = static_cast<double>(summary.value_days);
-    const double mv = summary.value_days > 0 ? summary.value_total / xv : 0.0;
-    rc = es_gg_expected_value(xv, mv, p->gg_p, p->gg_q, p->gg_v, &out->expected_conversion_value, err, errlen);
+    out->mean_conversion_value = summary.value_days > 0 ? summary.value_total / xv : 0.0;
+    rc = es_gg_expected_value(xv, out->mean_conversion_value, p->gg_p, p->gg_q, p->gg_v,
+                              &out->expected_conversion_value, err, errlen);
     if (rc != ES_OK) return rc;
     // (the largest double when it overflows: a conversion value can be any finite double)
     out->expected_value_horizon = saturating_product(
         out->expected_engagements_horizon * out->conversion_share, out->expected_conversion_value);
-    if (out->opted_out) {
-        const double keep = 1.0 - p->opt_out_penalty;
+    if (penalised) {
         out->engagement_probability *= keep;
         out->conversion_probability *= keep;
         out->expected_engagements_horizon *= keep;
@@ -435,9 +528,9 @@ int es_finalize(const es_accum *acc, const int32_t *keys, size_t nkeys, const es
     out->recency_quintile = es_quintile(out->recency);
     out->frequency_quintile = es_quintile(out->frequency);
     out->monetary_quintile = es_quintile(out->monetary);
-    out->fm_quintile = (out->frequency_quintile + out->monetary_quintile + 1) / 2;
-    out->segment =
-        es_segment_of(out->opted_out, out->recency_quintile, out->frequency_quintile, out->monetary_quintile);
+    out->fm_quintile = fm_quintile(out->frequency_quintile, out->monetary_quintile);
+    out->segment = es_segment_of(out->opted_out, out->undeliverable, out->tenure_days < p->new_contact_days,
+                                 out->recency_quintile, out->frequency_quintile, out->monetary_quintile);
     return ES_OK;
 }
 
@@ -469,6 +562,62 @@ std::string plural(int64_t n, const char *one, const char *many) {
 
 std::string component_line(const char *name, double value, double weight, const std::string &why) {
     return format("  %-11s %6.2f x %.2f = %6.2f  %s\n", name, value, weight, value * weight, why.c_str());
+}
+
+// A time (PostgreSQL microseconds) as "2026-05-01 10:00:00 UTC", or its day as "2026-05-01", in the
+// proleptic Gregorian calendar as PostgreSQL prints it ("... BC" before year 1).
+std::string format_time(int64_t t, bool clock = true) {
+    const int64_t day = floor_div(t, ES_USECS_PER_DAY);
+    const int64_t secs = (t - day * ES_USECS_PER_DAY) / 1000000;
+    // civil_from_days (H. Hinnant), from days since 1970-01-01
+    const int64_t z = day + ES_PG_EPOCH_UNIX_SECS / 86400 + 719468;
+    const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    const int64_t doe = z - era * 146097;
+    const int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    const int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    const int64_t mp = (5 * doy + 2) / 153;
+    const int64_t d = doy - (153 * mp + 2) / 5 + 1;
+    const int64_t m = mp < 10 ? mp + 3 : mp - 9;
+    const int64_t y = yoe + era * 400 + (m <= 2 ? 1 : 0);
+    const std::string date = format("%04" PRId64 "-%02" PRId64 "-%02" PRId64, y > 0 ? y : 1 - y, m, d);
+    const std::string era_suffix = y > 0 ? "" : " BC";
+    if (!clock) return date + era_suffix;
+    return date + format(" %02" PRId64 ":%02" PRId64 ":%02" PRId64 " UTC", secs / 3600, secs / 60 % 60, secs % 60) +
+           era_suffix;
+}
+
+// "4 bounces since last reached on ...", or "... and never reached".
+std::string bounces_since(const es_result &r) {
+    std::string s = format("%s%s", r.bounces_since == ES_UNDELIVERABLE_AFTER_MAX ? "at least " : "",
+                           plural(r.bounces_since, "bounce", "bounces").c_str());
+    if (r.last_reached_at == ES_NO_TIME) return s + " and never reached";
+    return s + " since last reached on " + format_time(r.last_reached_at);
+}
+
+// What decided the segment: the rule of ES_SEGMENT_LIST that matched first.
+std::string segment_rule(const es_result &r, const es_profile &p) {
+    switch (r.segment) {
+        case ES_SEG_OPTED_OUT:
+            return "opted out on " + format_time(r.last_opted_out_at) +
+                   (r.last_opted_in_at != ES_NO_TIME ? ", not opted in since" : "");
+        case ES_SEG_UNDELIVERABLE:
+            return format("%s, undeliverable_after %g", bounces_since(r).c_str(), p.undeliverable_after);
+        case ES_SEG_NEW:
+            return format("known for %.1f days, under new_contact_days %g", r.tenure_days, p.new_contact_days);
+        case ES_SEG_LOST:
+            return format("Rq %d and FMq %d match no other rule", r.recency_quintile, r.fm_quintile);
+        default:
+            break;
+    }
+    const SegmentRule &rule = kSegments[r.segment];
+    auto bound = [](const char *name, int q, int lo, int hi) {
+        if (lo == hi) return format("%s %d = %d", name, q, lo);
+        if (hi == 5) return format("%s %d >= %d", name, q, lo);
+        if (lo == 1) return format("%s %d <= %d", name, q, hi);
+        return format("%d <= %s %d <= %d", lo, name, q, hi);
+    };
+    return bound("Rq", r.recency_quintile, rule.rq_min, rule.rq_max) + " and " +
+           bound("FMq", r.fm_quintile, rule.fmq_min, rule.fmq_max);
 }
 
 std::string explain(const es_result &r, const es_profile &p) {
@@ -505,9 +654,25 @@ std::string explain(const es_result &r, const es_profile &p) {
         why = "no engaging events in the window";
     s += component_line("diversity", r.diversity, p.weight_diversity, why);
 
-    if (r.opted_out)
-        s += format("  opted out: composite %.2f x (1 - penalty %g) = %.2f\n", r.composite_unpenalised,
-                    p.opt_out_penalty, r.composite);
+    if (r.opted_out || r.undeliverable) {
+        std::string flags, factors;
+        if (r.opted_out) {
+            flags = "opted out on " + format_time(r.last_opted_out_at);
+            factors = format(" x (1 - opt_out_penalty %g)", p.opt_out_penalty);
+        }
+        if (r.undeliverable) {
+            flags += (r.opted_out ? " and undeliverable (" : "undeliverable (") + bounces_since(r) + ")";
+            factors += format(" x (1 - undeliverable_penalty %g)", p.undeliverable_penalty);
+        }
+        s += format("  %s: composite %.2f%s = %.2f, the predictions penalised alike\n", flags.c_str(),
+                    r.composite_unpenalised, factors.c_str(), r.composite);
+    }
+    if (!r.opted_out && r.last_opted_out_at != ES_NO_TIME)
+        s += "  opted in on " + format_time(r.last_opted_in_at) + " after opting out on " +
+             format_time(r.last_opted_out_at) + ": no longer opted out\n";
+    if (!r.undeliverable && r.bounces_since > 0)
+        s += format("  %s: deliverable, under undeliverable_after %g\n", bounces_since(r).c_str(),
+                    p.undeliverable_after);
 
     s += format("  predictions (MBG/NBD, r=%g alpha=%g a=%g b=%g): P(alive) %.3f, engagement in next %g days %.3f, "
                 "conversion %.3f, churn risk %.3f\n",
@@ -526,8 +691,10 @@ std::string explain(const es_result &r, const es_profile &p) {
                 "%g days %.2f\n",
                 p.gg_p, p.gg_q, p.gg_v, r.expected_conversion_value, why.c_str(), p.horizon_days,
                 r.expected_value_horizon);
-    s += format("  segment from quintiles R=%d F=%d M=%d (FM=%d)", r.recency_quintile, r.frequency_quintile,
-                r.monetary_quintile, r.fm_quintile);
+    s += format("  known for %.1f days, since its first event on %s\n", r.tenure_days,
+                format_time(r.birth_at, false).c_str());
+    s += format("  segment %s: %s (quintiles R=%d F=%d M=%d)", es_segment_name(r.segment),
+                segment_rule(r, p).c_str(), r.recency_quintile, r.frequency_quintile, r.monetary_quintile);
     return s;
 }
 

@@ -12,8 +12,8 @@
  * range lie more than INT64_MAX microseconds apart: ages are computed so that
  * no difference of two times overflows.
  * The accumulator is plain data: the glue allocates it (and the array of
- * engagement-day keys) in PostgreSQL memory contexts, so nothing here allocates
- * on the aggregation path.
+ * engagement-day keys, and the latest bounces) in PostgreSQL memory contexts, so
+ * nothing here allocates on the aggregation path.
  */
 #ifndef ENGAGEMENT_SCORING_KERNEL_H
 #define ENGAGEMENT_SCORING_KERNEL_H
@@ -36,12 +36,18 @@ enum es_event_type {
     ES_RESPONDED = 3,
     ES_CONVERTED = 4,
     ES_OPTED_OUT = 5,
-    ES_BOUNCED = 6
+    ES_OPTED_IN = 6, /* consent given again after an opt-out (SMS START, UNSTOP) */
+    ES_BOUNCED = 7
 };
-#define ES_EVENT_TYPES 7
+#define ES_EVENT_TYPES 8
+/* The engaging types are ES_OPENED to ES_CONVERTED, contiguous. */
+#define ES_ENGAGING_TYPES 4
 /* The version of docs/model.md this kernel computes; stored with every score, so scores
  * of an older version are known to be stale. */
-#define ES_MODEL_VERSION 2
+#define ES_MODEL_VERSION 3
+/* The largest undeliverable_after a profile may have (profile_params.h): how many of the latest
+ * bounces es_bounces keeps. */
+#define ES_UNDELIVERABLE_AFTER_MAX 10
 #define ES_USECS_PER_DAY INT64_C(86400000000)
 /* Seconds from the Unix epoch to the PostgreSQL epoch (2000-01-01). */
 #define ES_PG_EPOCH_UNIX_SECS INT64_C(946684800)
@@ -64,6 +70,9 @@ typedef struct es_profile {
     double weight_time_decay;
     double weight_diversity;
     double opt_out_penalty;
+    double undeliverable_penalty;
+    double undeliverable_after;  /* an integer, 1 to ES_UNDELIVERABLE_AFTER_MAX */
+    double new_contact_days;
     double model_r;
     double model_alpha;
     double model_a;
@@ -85,39 +94,63 @@ typedef struct es_sum {
 
 /*
  * Running state for one contact's events, as of one time.  Everything the
- * model needs except the set of engagement days, which the caller keeps as an
- * array of day keys (see es_accumulate).  Two accumulators with the same as_of
- * and profile merge exactly (es_merge).
+ * model needs except the set of engagement days and the latest bounces, which
+ * the caller keeps apart (an array of day keys and an es_bounces; see
+ * es_accumulate), so that a contact without bounces carries nothing for them.
+ * Two accumulators with the same as_of and profile merge exactly (es_merge).
+ * The latest times are ES_NO_TIME until an event sets them: a minus infinity
+ * that every timestamp follows.
  */
+#define ES_NO_TIME INT64_MIN
 typedef struct es_accum {
     int64_t as_of;               /* T */
     int64_t event_count;         /* events at or before T, any type */
     int64_t engaging_count;      /* engaging events at or before T */
     int64_t first_event_at;      /* min occurred_at at or before T (valid if event_count > 0) */
     int64_t last_engaged_at;     /* max engaging occurred_at at or before T (valid if engaging_count > 0) */
-    int64_t window_event_count;  /* events in the lookback window */
+    int64_t last_reached_at;     /* max occurred_at of a delivered or engaging event at or before T */
+    int64_t last_opted_out_at;   /* max occurred_at of an opted_out event at or before T */
+    int64_t last_opted_in_at;    /* max occurred_at of an opted_in event at or before T */
+    int64_t window_event_count;  /* events in the lookback window, any type */
     int64_t window_oldest_at;    /* min occurred_at in the window (valid if window_event_count > 0) */
-    int64_t window_type_count[ES_EVENT_TYPES];
+    int64_t window_engaging_count[ES_ENGAGING_TYPES]; /* per engaging type, [type - ES_OPENED] */
     /* The two sums of conversion values stay at the largest double once they reach it (values
      * can be any finite double): never infinite or NaN. */
     es_sum window_value;         /* sum of conversion values in the window */
     es_sum decay_raw;            /* sum of weight(type) * 2^(-age / half_life) in the window */
     es_sum conversion_total;     /* sum of conversion values at or before T */
-    int32_t opted_out;           /* any opted_out event at or before T */
-    int32_t ignored_future;      /* events after T (ignored by the model) */
 } es_accum;
+
+/*
+ * The latest bounce times at or before T, newest first, ties kept: at most
+ * ES_UNDELIVERABLE_AFTER_MAX of them.  The K-th latest bounce follows
+ * last_reached_at exactly when K or more bounces do, for every K a profile may
+ * have.  Two merge exactly, in any order (es_bounces_merge): the result is the
+ * latest of their union.
+ */
+typedef struct es_bounces {
+    int64_t n;                                   /* times kept */
+    int64_t at[ES_UNDELIVERABLE_AFTER_MAX];
+} es_bounces;
 
 /* Everything the model computes for one contact, with the facts behind it. */
 typedef struct es_result {
-    double composite;            /* after the opt-out penalty */
+    double composite;            /* after the opt-out and undeliverable penalties */
     double composite_unpenalised;
     double recency, frequency, monetary, time_decay, diversity;
-    double engagement_probability, conversion_probability, churn_risk;
-    double p_alive;              /* es_btyd_p_alive (MBG/NBD), before the opt-out adjustment */
+    double engagement_probability, conversion_probability, churn_risk; /* penalised */
+    double p_alive;              /* es_btyd_p_alive (MBG/NBD), before the penalties */
     int opted_out;
+    int undeliverable;
     int segment;                 /* enum es_segment */
     int recency_quintile, frequency_quintile, monetary_quintile, fm_quintile;
     /* facts */
+    double tenure_days;          /* age of the first event, any type */
+    int64_t birth_at;            /* the start (00:00 UTC) of the birth day b0 */
+    int64_t last_opted_out_at;   /* ES_NO_TIME when none */
+    int64_t last_opted_in_at;    /* ES_NO_TIME when none */
+    int64_t last_reached_at;     /* ES_NO_TIME when never reached */
+    int64_t bounces_since;       /* bounces after last_reached_at, counted up to ES_UNDELIVERABLE_AFTER_MAX */
     double recency_age_days;     /* age of the last engaging event in the window; -1 if none */
     int64_t window_engaging;     /* n */
     int64_t window_events;
@@ -134,27 +167,41 @@ typedef struct es_result {
     int64_t conversion_days;     /* days with a converted event */
     int64_t valued_conversion_days; /* x_v: conversion days whose value is > 0 */
     double conversion_value_total;  /* x_v * m_v: every conversion value at or before as_of */
+    double mean_conversion_value;   /* m_v: conversion_value_total / x_v, 0 when x_v = 0 */
     double conversion_share;     /* q */
-    /* MBG/NBD expected engagement days over horizon_days (es_btyd_expected), opt-out penalised:
+    /* MBG/NBD expected engagement days over horizon_days (es_btyd_expected), penalised:
      * docs/model.md's expected_engagements_30d. */
     double expected_engagements_horizon;
     double expected_conversion_value; /* Gamma-Gamma: the next conversion day's expected value */
-    double expected_value_horizon;    /* docs/model.md's expected_value_30d, opt-out penalised */
+    double expected_value_horizon;    /* docs/model.md's expected_value_30d, penalised */
 } es_result;
 
+/*
+ * The segments, in the order their rules are tried:
+ * X(ID, name, rq_min, rq_max, fmq_min, fmq_max).  opted_out, undeliverable and
+ * new are decided by the contact's flags and tenure (their bounds 0); every
+ * other segment holds the contacts with rq_min <= Rq <= rq_max and
+ * fmq_min <= FMq <= fmq_max that no earlier rule took (lost: all the rest).
+ */
+#define ES_SEGMENT_LIST(X)                              \
+    X(OPTED_OUT,          opted_out,          0, 0, 0, 0) \
+    X(UNDELIVERABLE,      undeliverable,      0, 0, 0, 0) \
+    X(NEW,                new,                0, 0, 0, 0) \
+    X(CHAMPIONS,          champions,          4, 5, 4, 5) \
+    X(LOYAL,              loyal,              3, 5, 4, 5) \
+    X(POTENTIAL_LOYALIST, potential_loyalist, 4, 5, 2, 5) \
+    X(PROMISING,          promising,          3, 5, 1, 2) \
+    X(NEED_ATTENTION,     need_attention,     3, 3, 3, 3) \
+    X(AT_RISK,            at_risk,            2, 2, 3, 5) \
+    X(CANNOT_LOSE,        cannot_lose,        1, 1, 4, 5) \
+    X(ABOUT_TO_SLEEP,     about_to_sleep,     2, 2, 1, 2) \
+    X(HIBERNATING,        hibernating,        1, 1, 2, 5) \
+    X(LOST,               lost,               1, 5, 1, 5)
+
 enum es_segment {
-    ES_SEG_OPTED_OUT = 0,
-    ES_SEG_CHAMPIONS,
-    ES_SEG_LOYAL,
-    ES_SEG_POTENTIAL_LOYALIST,
-    ES_SEG_NEW,
-    ES_SEG_PROMISING,
-    ES_SEG_NEED_ATTENTION,
-    ES_SEG_AT_RISK,
-    ES_SEG_CANNOT_LOSE,
-    ES_SEG_ABOUT_TO_SLEEP,
-    ES_SEG_HIBERNATING,
-    ES_SEG_LOST,
+#define ES_SEGMENT_ENUM(id, name, rq_min, rq_max, fmq_min, fmq_max) ES_SEG_##id,
+    ES_SEGMENT_LIST(ES_SEGMENT_ENUM)
+#undef ES_SEGMENT_ENUM
     ES_SEGMENTS
 };
 
@@ -183,12 +230,19 @@ void es_accum_init(es_accum *acc, int64_t as_of) ES_NOEXCEPT;
 
 /*
  * Adds one event.  value is the conversion value (0 when NULL or not a
- * conversion; the caller rejects NaN and negatives).  Returns 1 and sets
- * *day_key when the event is engaging and at or before as_of: the caller adds
- * the key to the contact's day-key array.  A key is 4 * day(t) plus flag bits
- * (ES_DAY_CONVERTED, ES_DAY_VALUED), so keys of one day sort together;
- * es_day_of_key() gives the day back.
+ * conversion; the caller rejects NaN and negatives).  Returns what the caller
+ * keeps apart, for an event at or before as_of:
+ *   ES_ACC_DAY     an engaging event: *day_key is set, for the contact's
+ *                  day-key array.  A key is 4 * day(t) plus flag bits
+ *                  (ES_DAY_CONVERTED, ES_DAY_VALUED), so keys of one day sort
+ *                  together; es_day_of_key() gives the day back;
+ *   ES_ACC_BOUNCE  a bounce: the caller adds occurred_at to the contact's
+ *                  es_bounces (es_bounces_add), made on the first;
+ *   ES_ACC_NONE    anything else (events after as_of are ignored).
  */
+#define ES_ACC_NONE 0
+#define ES_ACC_DAY 1
+#define ES_ACC_BOUNCE 2
 #define ES_DAY_CONVERTED 1 /* the day holds a converted event */
 #define ES_DAY_VALUED 2    /* ... one with a conversion value > 0 */
 #define ES_DAY_KEY_SHIFT 2
@@ -198,8 +252,13 @@ void es_accum_init(es_accum *acc, int64_t as_of) ES_NOEXCEPT;
 int es_accumulate(es_accum *acc, const es_profile *p, int type, int64_t occurred_at,
                   double value, int32_t *day_key) ES_NOEXCEPT;
 
+/* An empty es_bounces; adding a bounce time; merging src into dst. */
+void es_bounces_init(es_bounces *b) ES_NOEXCEPT;
+void es_bounces_add(es_bounces *b, int64_t occurred_at) ES_NOEXCEPT;
+void es_bounces_merge(es_bounces *dst, const es_bounces *src) ES_NOEXCEPT;
+
 /* Merges src into dst (same as_of and profile).  Day-key arrays are simply
- * concatenated by the caller. */
+ * concatenated by the caller, es_bounces merged by es_bounces_merge. */
 void es_merge(es_accum *dst, const es_accum *src) ES_NOEXCEPT;
 
 /* Sorts day keys in place and collapses them to one key per day (the
@@ -223,7 +282,8 @@ typedef struct es_model_summary {
 } es_model_summary;
 es_model_summary es_summarize(const es_accum *acc, const int32_t *keys, size_t nkeys) ES_NOEXCEPT;
 
-/* Scores the contact.  keys must be compacted.  acc->event_count must be > 0
+/* Scores the contact.  keys must be compacted; bounces is NULL when the
+ * contact has no bounce.  acc->event_count must be > 0
  * (a contact with no event at or before as_of has no score).  Fails with
  * es_btyd_expected's status and message when the profile's model parameters are
  * too extreme for expected_engagements_horizon (ES_OUT_OF_RANGE), which no
@@ -231,12 +291,13 @@ es_model_summary es_summarize(const es_accum *acc, const int32_t *keys, size_t n
  * is finite, whatever the events (the composite at most 100.0000001, the bound
  * of engagement_scores, which only rounding can reach; expected_value_horizon
  * the largest double where the product overflows). */
-int es_finalize(const es_accum *acc, const int32_t *keys, size_t nkeys, const es_profile *p,
-                es_result *out, char *err, size_t errlen) ES_NOEXCEPT;
+int es_finalize(const es_accum *acc, const int32_t *keys, size_t nkeys, const es_bounces *bounces,
+                const es_profile *p, es_result *out, char *err, size_t errlen) ES_NOEXCEPT;
 
-/* Quintile score q(s) and the segment rules. */
+/* Quintile score q(s), and the segment of ES_SEGMENT_LIST's first rule that matches (is_new:
+ * tenure_days < new_contact_days). */
 int es_quintile(double s) ES_NOEXCEPT;
-int es_segment_of(int opted_out, int rq, int fq, int mq) ES_NOEXCEPT;
+int es_segment_of(int opted_out, int undeliverable, int is_new, int rq, int fq, int mq) ES_NOEXCEPT;
 const char *es_segment_name(int segment) ES_NOEXCEPT;
 const char *es_event_type_name(int type) ES_NOEXCEPT;
 int es_is_engaging(int type) ES_NOEXCEPT;

@@ -1,4 +1,4 @@
--- test/reference_model.sql: docs/model.md written independently in plain SQL, schema ref.
+-- test/reference_model.sql: docs/model.md (version 3) written independently in plain SQL, schema ref.
 -- The regression tests compare the extension against it; it is also the plain-SQL baseline.
 -- It follows the formulas literally (power(), 1 - exp()), unlike the C++ kernel's log-space forms.
 CREATE SCHEMA IF NOT EXISTS ref;
@@ -46,6 +46,11 @@ BEGIN
     END LOOP;
 END $$;
 
+-- A stored score as the score it was stored from: the fields by name, as_of its calculated_at.
+CREATE FUNCTION ref.as_score(s engagement.engagement_scores) RETURNS engagement.score LANGUAGE sql STABLE AS $$
+    SELECT jsonb_populate_record(NULL::engagement.score, to_jsonb(s) || jsonb_build_object('as_of', s.calculated_at))
+$$;
+
 -- The SQLSTATE and message of a statement, or 'ok'.
 CREATE FUNCTION ref.sqlstate_of(stmt text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
@@ -62,7 +67,10 @@ CREATE TYPE ref.score AS (
     -- Gamma-Gamma: the next conversion day's value, and expected_value_30d per expected engagement day
     -- (the reference has no 2F1: expected_engagements_30d is checked against lifetimes' closed form
     -- in the kernel's unit tests)
-    expected_conversion_value float8, value_per_engagement_day float8);
+    expected_conversion_value float8, value_per_engagement_day float8,
+    -- version 3: the undeliverable flag, the tenure, and the stored summary
+    undeliverable boolean, tenure_days float8, birth_at timestamptz, x bigint, t_x bigint, t_c bigint,
+    n_days bigint, conv_days bigint, x_v bigint, m_v float8);
 
 -- The score of every contact of an events rowset, as of a time.  events is a FROM item
 -- (a table name or a parenthesised query) with contact_id, event_type, occurred_at, conversion_value.
@@ -72,7 +80,7 @@ BEGIN
 RETURN QUERY EXECUTE format($q$
 WITH p AS (SELECT * FROM engagement.scoring_profiles WHERE name = $2),
 ev AS (
-    SELECT e.contact_id::bigint, e.event_type::text AS type,
+    SELECT e.contact_id::bigint, e.event_type::text AS type, e.occurred_at AS at,
            coalesce(e.conversion_value, 0)::float8 AS value,
            ((extract(epoch FROM $1) - extract(epoch FROM e.occurred_at)) / 86400)::float8 AS age,
            floor(extract(epoch FROM e.occurred_at) / 86400)::bigint AS day,
@@ -96,6 +104,7 @@ w AS (
            sum(CASE type WHEN 'delivered' THEN p.decay_weight_delivered WHEN 'opened' THEN p.decay_weight_opened
                          WHEN 'clicked' THEN p.decay_weight_clicked WHEN 'responded' THEN p.decay_weight_responded
                          WHEN 'converted' THEN p.decay_weight_converted WHEN 'opted_out' THEN p.decay_weight_opted_out
+                         WHEN 'opted_in' THEN p.decay_weight_opted_in
                          ELSE p.decay_weight_bounced END * power(2::float8, -age / p.half_life_days)) AS raw
       FROM win, p GROUP BY win.contact_id),
 ent AS (
@@ -103,19 +112,27 @@ ent AS (
       FROM (SELECT contact_id, count(*) AS c, sum(count(*)) OVER (PARTITION BY contact_id) AS n
               FROM win WHERE engaging GROUP BY contact_id, type) t
      GROUP BY contact_id),
+-- the latest time the contact was reached (a delivery or an engagement), beside each event
+reach AS (SELECT born.*, max(at) FILTER (WHERE type = 'delivered' OR engaging) OVER (PARTITION BY contact_id) AS last_reached
+            FROM born),
 allt AS (
     SELECT contact_id,
            count(*) AS event_count,
            count(*) FILTER (WHERE engaging) AS engaging_count,
-           bool_or(type = 'opted_out') AS opted,
+           -- the latest of the opt-outs and opt-ins is an opt-out (the opt-out wins a tie)
+           coalesce(max(at) FILTER (WHERE type = 'opted_out') >= max(at) FILTER (WHERE type = 'opted_in'),
+                    bool_or(type = 'opted_out')) AS opted,
+           count(*) FILTER (WHERE type = 'bounced' AND (last_reached IS NULL OR at > last_reached)) AS bounces_since,
+           max(age) AS tenure,
            min(b0) AS b0,
            count(DISTINCT day) FILTER (WHERE engaging) AS n_days,
            count(DISTINCT day) FILTER (WHERE engaging AND day > b0) AS x,
            max(day) FILTER (WHERE engaging AND day > b0) AS last_day,
            count(DISTINCT day) FILTER (WHERE type = 'converted') AS conv_days
-      FROM born GROUP BY contact_id),
+      FROM reach GROUP BY contact_id),
 comp AS (
     SELECT a.contact_id, a.event_count, a.engaging_count, a.opted, a.x, a.n_days, a.conv_days,
+           a.bounces_since >= p.undeliverable_after AS undeliverable, a.tenure, a.b0,
            coalesce(val.x_v, 0) AS x_v, coalesce(val.m_v, 0) AS m_v,
            CASE WHEN a.x > 0 THEN a.last_day - a.b0 ELSE 0 END::float8 AS t_x,
            (floor(extract(epoch FROM $1) / 86400) - a.b0)::float8 AS tc,
@@ -145,23 +162,27 @@ fin AS (
            (conv_days + p.conv_prior_a) / (n_days + p.conv_prior_a + p.conv_prior_b) AS q,
            p.gg_p * (p.gg_v + x_v * m_v) / (p.gg_p * x_v + p.gg_q - 1) AS ecv,
            floor((fq + mq) / 2.0 + 0.5)::int AS fmq,
-           CASE WHEN opted THEN 1 - p.opt_out_penalty ELSE 1 END AS keep
+           CASE WHEN opted THEN 1 - p.opt_out_penalty ELSE 1 END
+             * CASE WHEN undeliverable THEN 1 - p.undeliverable_penalty ELSE 1 END AS keep,
+           tenure < p.new_contact_days AS is_new
       FROM pred, p)
 SELECT contact_id, ROW(
     s * keep, r, f, m, td, dv, ep * keep, ep * q * keep, 1 - (1 - (1 - p_alive)) * keep,
     CASE WHEN opted THEN 'opted_out'
+         WHEN undeliverable THEN 'undeliverable'
+         WHEN is_new THEN 'new'
          WHEN rq >= 4 AND fmq >= 4 THEN 'champions'
          WHEN rq >= 3 AND fmq >= 4 THEN 'loyal'
          WHEN rq >= 4 AND fmq >= 2 THEN 'potential_loyalist'
-         WHEN rq >= 4 AND fmq = 1 THEN 'new'
-         WHEN rq = 3 AND fmq <= 2 THEN 'promising'
+         WHEN rq >= 3 AND fmq <= 2 THEN 'promising'
          WHEN rq = 3 AND fmq = 3 THEN 'need_attention'
          WHEN rq = 2 AND fmq >= 3 THEN 'at_risk'
          WHEN rq = 1 AND fmq >= 4 THEN 'cannot_lose'
          WHEN rq = 2 AND fmq <= 2 THEN 'about_to_sleep'
          WHEN rq = 1 AND fmq >= 2 THEN 'hibernating'
          ELSE 'lost' END,
-    opted, event_count, engaging_count, ecv, q * ecv)::ref.score
+    opted, event_count, engaging_count, ecv, q * ecv,
+    undeliverable, tenure, to_timestamp(b0 * 86400), x, t_x::bigint, tc::bigint, n_days, conv_days, x_v, m_v)::ref.score
   FROM fin
 $q$, events) USING as_of, profile;
 END $fn$;
@@ -186,14 +207,21 @@ BEGIN
                    ('churn_risk', a.churn_risk, b.churn_risk),
                    ('expected_conversion_value', a.expected_conversion_value, b.expected_conversion_value),
                    ('expected_value_30d', a.expected_value_30d,
-                    a.expected_engagements_30d * b.value_per_engagement_day)) f(field, g, e)
+                    a.expected_engagements_30d * b.value_per_engagement_day),
+                   ('tenure_days', a.tenure_days, b.tenure_days),
+                   ('m_v', a.m_v, b.m_v)) f(field, g, e)
      WHERE NOT ref.close(f.g, f.e)
     UNION ALL
     SELECT f.field, f.g, f.e
       FROM (VALUES ('segment', a.segment, b.segment),
                    ('opted_out', a.opted_out::text, b.opted_out::text),
+                   ('undeliverable', a.undeliverable::text, b.undeliverable::text),
                    ('event_count', a.event_count::text, b.event_count::text),
-                   ('engaging_count', a.engaging_count::text, b.engaging_count::text)) f(field, g, e)
+                   ('engaging_count', a.engaging_count::text, b.engaging_count::text),
+                   ('birth_at', a.birth_at::text, b.birth_at::text),
+                   ('x', a.x::text, b.x::text), ('t_x', a.t_x::text, b.t_x::text), ('t_c', a.t_c::text, b.t_c::text),
+                   ('n_days', a.n_days::text, b.n_days::text), ('conv_days', a.conv_days::text, b.conv_days::text),
+                   ('x_v', a.x_v::text, b.x_v::text)) f(field, g, e)
      WHERE f.g IS DISTINCT FROM f.e;
 END $$;
 
@@ -222,7 +250,9 @@ BEGIN
                    ('churn_risk', a.churn_risk, b.churn_risk),
                    ('expected_engagements_30d', a.expected_engagements_30d, b.expected_engagements_30d),
                    ('expected_conversion_value', a.expected_conversion_value, b.expected_conversion_value),
-                   ('expected_value_30d', a.expected_value_30d, b.expected_value_30d)
+                   ('expected_value_30d', a.expected_value_30d, b.expected_value_30d),
+                   ('tenure_days', a.tenure_days, b.tenure_days),
+                   ('m_v', a.m_v, b.m_v)
            ) f(field, g, e)
      WHERE CASE how WHEN 'close' THEN NOT ref.close(f.g, f.e)
                     WHEN 'exact' THEN f.g IS DISTINCT FROM f.e
@@ -243,7 +273,14 @@ BEGIN
                    ('first_event_at', a.first_event_at::text, b.first_event_at::text,
                     a.first_event_at IS NOT DISTINCT FROM b.first_event_at),
                    ('last_engaged_at', a.last_engaged_at::text, b.last_engaged_at::text,
-                    a.last_engaged_at IS NOT DISTINCT FROM b.last_engaged_at)) f(field, g, e, same)
+                    a.last_engaged_at IS NOT DISTINCT FROM b.last_engaged_at),
+                   ('undeliverable', a.undeliverable::text, b.undeliverable::text,
+                    a.undeliverable IS NOT DISTINCT FROM b.undeliverable),
+                   ('birth_at', a.birth_at::text, b.birth_at::text, a.birth_at IS NOT DISTINCT FROM b.birth_at),
+                   ('summary', ROW(a.x, a.t_x, a.t_c, a.n_days, a.conv_days, a.x_v)::text,
+                    ROW(b.x, b.t_x, b.t_c, b.n_days, b.conv_days, b.x_v)::text,
+                    ROW(a.x, a.t_x, a.t_c, a.n_days, a.conv_days, a.x_v) IS NOT DISTINCT FROM
+                    ROW(b.x, b.t_x, b.t_c, b.n_days, b.conv_days, b.x_v))) f(field, g, e, same)
      WHERE CASE how WHEN 'text' THEN f.g IS DISTINCT FROM f.e ELSE NOT f.same END;
 END $$;
 

@@ -67,13 +67,16 @@ extern int	es_event_type_of(FunctionCallInfo fcinfo, Oid value);
  * score_events.c: the state, which btyd_summary shares.  Laid out for the transition function,
  * which touches a state per row in no useful order: the fields it reads and writes first, then
  * the first day keys in the same allocation, and the profile by pointer (one entry, hot in the
- * cache, for all the states of a query) rather than a copy in every state.
+ * cache, for all the states of a query) rather than a copy in every state.  The latest bounces
+ * are apart, allocated at a group's first bounce: a contact without bounces carries a pointer.
  */
 typedef struct ScoreState
 {
 	const NamedProfile *profile;	/* an entry of a cache of this query (es_profile_by_name,
 									 * es_interned_profile, ...): it outlives the state */
 	int32	   *day_keys;		/* inline_keys, then an array of its own in the aggregate context */
+	es_bounces *bounces;		/* NULL until the first bounce at or before as_of; then in the
+								 * state's context */
 	int32		ndays;
 	int32		capacity;
 	int32		compacted;		/* length of the last compaction: when to compact again */

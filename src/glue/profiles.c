@@ -164,10 +164,21 @@ es_profile_named(const NamedProfile *p, const char *name, int len)
 	return len < NAMEDATALEN && p->name[len] == '\0' && memcmp(p->name, name, len) == 0;
 }
 
+/* What an installation not yet updated to this library's extension version gets (55000). */
+es_noreturn static void
+es_needs_update(const char *version)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("this engagement_scoring library needs the extension update to %s", version),
+			 errhint("Run ALTER EXTENSION engagement_scoring UPDATE in this database.")));
+}
+
 /*
  * Between an upgrade of the library and ALTER EXTENSION ... UPDATE, the profile table lacks the
- * newest parameters (gg_v is the last, from 1.4): say what to do rather than "column does not
- * exist".  Syscache lookups only, once per profile and query.
+ * newest parameters (gg_v from 1.4; the parameters of model version 3, new_contact_days among
+ * them, from 1.6): say what to do rather than "column does not exist".  Syscache lookups only,
+ * once per profile and query.
  */
 static void
 es_check_profile_table_is_current(void)
@@ -175,11 +186,12 @@ es_check_profile_table_is_current(void)
 	Oid			nsp = get_namespace_oid("engagement", true);
 	Oid			rel = OidIsValid(nsp) ? get_relname_relid("scoring_profiles", nsp) : InvalidOid;
 
-	if (OidIsValid(rel) && get_attnum(rel, "gg_v") == InvalidAttrNumber)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("this engagement_scoring library needs the extension update to 1.4"),
-				 errhint("Run ALTER EXTENSION engagement_scoring UPDATE in this database.")));
+	if (!OidIsValid(rel))
+		return;
+	if (get_attnum(rel, "gg_v") == InvalidAttrNumber)
+		es_needs_update("1.4");
+	if (get_attnum(rel, "new_contact_days") == InvalidAttrNumber)
+		es_needs_update("1.6");
 }
 
 /*
@@ -376,7 +388,7 @@ es_builtin_default_profile(void)
 	return &builtin;
 }
 
-/* "delivered, opened, ... and bounced": the event types the model knows. */
+/* "delivered, opened, ..., opted_in and bounced": the event types the model knows. */
 static char *
 es_known_event_types(void)
 {
@@ -409,12 +421,16 @@ es_event_type_of(FunctionCallInfo fcinfo, Oid value)
 		{
 			tup = SearchSysCache2(ENUMTYPOIDNAME, ObjectIdGetDatum(enum_type),
 								  CStringGetDatum(es_event_type_name(t)));
+			/* opted_in is new in 1.6: an installation not yet updated lacks it (and the profiles'
+			 * columns of 1.6) */
+			if (!HeapTupleIsValid(tup) && t == ES_OPTED_IN)
+				es_check_profile_table_is_current();
 			/* a label renamed (ALTER TYPE ... RENAME VALUE) */
 			if (!HeapTupleIsValid(tup))
 				ereport(ERROR,
 						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 						 errmsg("type %s has no label \"%s\"", format_type_be(enum_type), es_event_type_name(t)),
-						 errdetail("The scoring model needs the seven event types %s.", es_known_event_types())));
+						 errdetail("The scoring model needs the event types %s.", es_known_event_types())));
 			cache->enum_oids[t] = ((Form_pg_enum) GETSTRUCT(tup))->oid;
 			ReleaseSysCache(tup);
 		}
@@ -436,7 +452,7 @@ es_event_type_of(FunctionCallInfo fcinfo, Oid value)
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("the scoring model does not know event type %s", label),
-			 errdetail("The model knows the seven event types %s.", es_known_event_types()),
+			 errdetail("The model knows the event types %s.", es_known_event_types()),
 			 errhint("Leave events of other types out of the rows scored, or map them to one of these.")));
 	return -1;					/* keep the compiler quiet */
 }

@@ -142,6 +142,33 @@ score_state_add_day(ScoreState *st, MemoryContext aggcontext, int32 key)
 	st->day_keys[st->ndays++] = key;
 }
 
+/* Adds a bounce time to the state's latest bounces (made at the first, in cxt). */
+static void
+score_state_add_bounce(ScoreState *st, MemoryContext cxt, int64 occurred_at)
+{
+	if (st->bounces == NULL)
+	{
+		st->bounces = MemoryContextAlloc(cxt, sizeof(es_bounces));
+		es_bounces_init(st->bounces);
+	}
+	es_bounces_add(st->bounces, occurred_at);
+}
+
+/* Adds b's latest bounces to a's (a's made in cxt when it has none). */
+static void
+score_state_add_bounces(ScoreState *a, MemoryContext cxt, const ScoreState *b)
+{
+	if (b->bounces == NULL)
+		return;
+	if (a->bounces == NULL)
+	{
+		a->bounces = MemoryContextAlloc(cxt, sizeof(es_bounces));
+		*a->bounces = *b->bounces;
+	}
+	else
+		es_bounces_merge(a->bounces, b->bounces);
+}
+
 /*
  * Every row and partial state of a group must have the same as_of and profile, by name and by
  * values.  profile is a row's cache entry or another state's profile.  Cache entries are
@@ -186,8 +213,15 @@ es_score_state_add_event(ScoreState *st, MemoryContext aggcontext, int64 as_of, 
 		st = score_state_new(aggcontext, as_of, profile);
 	else
 		score_state_check_same(st, as_of, profile);
-	if (es_accumulate(&st->acc, &profile->values, type, occurred_at, value, &key))
-		score_state_add_day(st, aggcontext, key);
+	switch (es_accumulate(&st->acc, &profile->values, type, occurred_at, value, &key))
+	{
+		case ES_ACC_DAY:
+			score_state_add_day(st, aggcontext, key);
+			break;
+		case ES_ACC_BOUNCE:
+			score_state_add_bounce(st, aggcontext, occurred_at);
+			break;
+	}
 	return st;
 }
 
@@ -241,8 +275,9 @@ es_score_events_transfn(PG_FUNCTION_ARGS)
 
 	as_of = es_finite_timestamp(PG_GETARG_DATUM(4), "as_of");
 	occurred_at = es_finite_timestamp(PG_GETARG_DATUM(2), "occurred_at");
-	profile = es_row_profile(fcinfo, 5);
+	/* (the type first: an installation not yet updated is told so, whatever its profile) */
 	type = es_event_type_of(fcinfo, PG_GETARG_OID(1));
+	profile = es_row_profile(fcinfo, 5);
 
 	if (type == ES_CONVERTED && !PG_ARGISNULL(3))
 		value = es_conversion_value(PG_GETARG_NUMERIC(3));
@@ -271,24 +306,30 @@ es_score_events_combinefn(PG_FUNCTION_ARGS)
 		a->acc = b->acc;
 		score_state_add_days(a, aggcontext, b);
 		a->compacted = b->compacted;
+		score_state_add_bounces(a, aggcontext, b);
 		PG_RETURN_POINTER(a);
 	}
 	score_state_check_same(a, b->acc.as_of, b->profile);
 	es_merge(&a->acc, &b->acc);
 	score_state_add_days(a, aggcontext, b);
+	score_state_add_bounces(a, aggcontext, b);
 	PG_RETURN_POINTER(a);
 }
 
 /*
  * Serialized form: a format byte, the accumulator and the profile's values as they are in memory,
- * the profile's name (a length byte and its bytes), the day-key count and the keys.  A serialized
+ * the profile's name (a length byte and its bytes), the day-key count and the keys, the count of
+ * latest bounce times (0 without bounces) and the times.  A serialized
  * state only passes between the processes of one query on one server (parallel workers and their
  * leader), so native byte order and layout are safe, and a few memcpy()s keep the leader's
  * deserialization of hundreds of thousands of partial states cheap.  The deserialize function
  * rejects any other format.
  */
-#define SCORE_STATE_FORMAT 4
+#define SCORE_STATE_FORMAT 5
 #define SCORE_STATE_HEADER (1 + sizeof(es_accum) + sizeof(es_profile) + 1)
+/* the size after the header, with namelen bytes of name, ndays day keys and nbounces bounces */
+#define SCORE_STATE_REST(namelen, ndays, nbounces) \
+	((namelen) + sizeof(int32) + (size_t) (ndays) * sizeof(int32) + sizeof(int32) + (size_t) (nbounces) * sizeof(int64))
 
 PG_FUNCTION_INFO_V1(es_score_events_serialfn);
 Datum
@@ -300,12 +341,14 @@ es_score_events_serialfn(PG_FUNCTION_ARGS)
 	bytea	   *out;
 	char	   *p;
 	int32		ndays;
+	int32		nbounces;
 
 	(void) es_aggcontext(fcinfo, "score_events, explain_events or btyd_summary");
 	es_score_state_compact(st);
 	ndays = st->ndays;
+	nbounces = st->bounces != NULL ? (int32) st->bounces->n : 0;
 
-	size = VARHDRSZ + SCORE_STATE_HEADER + namelen + sizeof(int32) + (size_t) ndays * sizeof(int32);
+	size = VARHDRSZ + SCORE_STATE_HEADER + SCORE_STATE_REST(namelen, ndays, nbounces);
 	out = palloc(size);
 	SET_VARSIZE(out, size);
 	p = VARDATA(out);
@@ -320,6 +363,11 @@ es_score_events_serialfn(PG_FUNCTION_ARGS)
 	memcpy(p, &ndays, sizeof(int32));
 	p += sizeof(int32);
 	memcpy(p, st->day_keys, (size_t) ndays * sizeof(int32));
+	p += (size_t) ndays * sizeof(int32);
+	memcpy(p, &nbounces, sizeof(int32));
+	p += sizeof(int32);
+	if (nbounces > 0)
+		memcpy(p, st->bounces->at, (size_t) nbounces * sizeof(int64));
 	PG_RETURN_BYTEA_P(out);
 }
 
@@ -335,8 +383,10 @@ es_score_events_deserialfn(PG_FUNCTION_ARGS)
 	size_t		namelen;
 	ScoreState *st;
 	int32		n;
+	int32		nbounces;
+	const char *keys;
 
-	if (len < SCORE_STATE_HEADER + sizeof(int32) || p[0] != SCORE_STATE_FORMAT)
+	if (len < SCORE_STATE_HEADER + SCORE_STATE_REST(0, 0, 0) || p[0] != SCORE_STATE_FORMAT)
 		elog(ERROR, "unknown score_events state format");
 	p++;
 	memcpy(&acc, p, sizeof(es_accum));
@@ -345,13 +395,20 @@ es_score_events_deserialfn(PG_FUNCTION_ARGS)
 	memcpy(&profile.values, p, sizeof(es_profile));
 	p += sizeof(es_profile);
 	namelen = (unsigned char) *p++;
-	if (namelen >= NAMEDATALEN || len < SCORE_STATE_HEADER + namelen + sizeof(int32))
+	if (namelen >= NAMEDATALEN || len < SCORE_STATE_HEADER + SCORE_STATE_REST(namelen, 0, 0))
 		elog(ERROR, "corrupt score_events state");
 	memcpy(profile.name, p, namelen);
 	p += namelen;
 	memcpy(&n, p, sizeof(int32));
 	p += sizeof(int32);
-	if (n < 0 || len != SCORE_STATE_HEADER + namelen + sizeof(int32) + (size_t) n * sizeof(int32))
+	if (n < 0 || len < SCORE_STATE_HEADER + SCORE_STATE_REST(namelen, n, 0))
+		elog(ERROR, "corrupt score_events state");
+	keys = p;
+	p += (size_t) n * sizeof(int32);
+	memcpy(&nbounces, p, sizeof(int32));
+	p += sizeof(int32);
+	if (nbounces < 0 || nbounces > ES_UNDELIVERABLE_AFTER_MAX ||
+		len != SCORE_STATE_HEADER + SCORE_STATE_REST(namelen, n, nbounces))
 		elog(ERROR, "corrupt score_events state");
 
 	/* In the per-input-tuple context: the combine function copies what it keeps. */
@@ -359,9 +416,16 @@ es_score_events_deserialfn(PG_FUNCTION_ARGS)
 	st = score_state_new(CurrentMemoryContext, acc.as_of, es_interned_profile(fcinfo, &profile));
 	st->acc = acc;
 	score_state_reserve(st, CurrentMemoryContext, n);
-	memcpy(st->day_keys, p, (size_t) n * sizeof(int32));
+	memcpy(st->day_keys, keys, (size_t) n * sizeof(int32));
 	st->ndays = n;
 	st->compacted = n;			/* the serialize function compacted them */
+	if (nbounces > 0)
+	{
+		st->bounces = palloc(sizeof(es_bounces));
+		es_bounces_init(st->bounces);
+		st->bounces->n = nbounces;
+		memcpy(st->bounces->at, p, (size_t) nbounces * sizeof(int64));
+	}
 	PG_RETURN_POINTER(st);
 }
 
@@ -375,7 +439,8 @@ score_state_finalize(ScoreState *st, es_result *result)
 	if (st == NULL || st->acc.event_count == 0)
 		return false;
 	es_score_state_compact(st);
-	status = es_finalize(&st->acc, st->day_keys, (size_t) st->ndays, &st->profile->values, result, err, sizeof err);
+	status = es_finalize(&st->acc, st->day_keys, (size_t) st->ndays, st->bounces, &st->profile->values, result,
+						 err, sizeof err);
 	if (status != ES_OK)
 		es_raise(status, err);
 	return true;
@@ -396,12 +461,61 @@ conversion_total_numeric(double total)
 	return DirectFunctionCall1(float8_numeric, Float8GetDatum(total));
 }
 
-/* engagement.score has 18 fields in 1.0, 19 in 1.1 to 1.3 (expected_engagements_30d) and 21 from
- * 1.4 on (expected_conversion_value, expected_value_30d): the library serves each until its
+/* engagement.score has 18 fields in 1.0, 19 in 1.1 to 1.3 (expected_engagements_30d), 21 in 1.4
+ * and 1.5 (expected_conversion_value, expected_value_30d) and 31 from 1.6 on (the flag
+ * undeliverable, the tenure and the summary): the library serves each until its
  * ALTER EXTENSION ... UPDATE. */
 #define SCORE_FIELDS_1_0 18
 #define SCORE_FIELDS_1_1 19
-#define SCORE_FIELDS 21
+#define SCORE_FIELDS_1_4 21
+#define SCORE_FIELDS 31
+
+/* The type of each field, as es_score_events_finalfn fills it. */
+static const Oid score_field_types[SCORE_FIELDS] = {
+	TIMESTAMPTZOID, TEXTOID,		/* as_of, profile */
+	FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID,	/* composite, the components */
+	FLOAT8OID, FLOAT8OID, FLOAT8OID,	/* engagement_probability, conversion_probability, churn_risk */
+	TEXTOID, BOOLOID, INT8OID, INT8OID, NUMERICOID, /* segment .. conversion_total */
+	TIMESTAMPTZOID, TIMESTAMPTZOID, /* first_event_at, last_engaged_at */
+	FLOAT8OID, FLOAT8OID, FLOAT8OID,	/* expected_engagements_30d .. expected_value_30d */
+	BOOLOID, FLOAT8OID, TIMESTAMPTZOID, /* undeliverable, tenure_days, birth_at */
+	INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, FLOAT8OID	/* x .. x_v, m_v */
+};
+
+/* The result type's descriptor, checked: a layout the library fills, field by field. */
+static TupleDesc
+score_result_desc(FunctionCallInfo fcinfo)
+{
+	TupleDesc	desc;
+	MemoryContext old;
+	int			natts;
+	int			i;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "score_events must return a composite type");
+	natts = desc->natts;
+	/* reachable by altering the type (ALTER TYPE engagement.score ADD ATTRIBUTE, ...) */
+	if (natts != SCORE_FIELDS && natts != SCORE_FIELDS_1_4 && natts != SCORE_FIELDS_1_1 && natts != SCORE_FIELDS_1_0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("%s has %d attributes, expected %d", format_type_be(desc->tdtypeid), natts, SCORE_FIELDS),
+				 errhint("The type was altered after the extension made it.")));
+	for (i = 0; i < natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (att->attisdropped || att->atttypid != score_field_types[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("attribute %d of %s is not of type %s", i + 1, format_type_be(desc->tdtypeid),
+							format_type_be(score_field_types[i])),
+					 errhint("The type was altered after the extension made it.")));
+	}
+	old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+	desc = BlessTupleDesc(CreateTupleDescCopy(desc));
+	MemoryContextSwitchTo(old);
+	return desc;
+}
 
 PG_FUNCTION_INFO_V1(es_score_events_finalfn);
 Datum
@@ -420,24 +534,10 @@ es_score_events_finalfn(PG_FUNCTION_ARGS)
 
 	if (result_desc == NULL)
 	{
-		TupleDesc	desc;
-		MemoryContext old;
-
-		if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-			elog(ERROR, "score_events must return a composite type");
-		old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
-		result_desc = BlessTupleDesc(CreateTupleDescCopy(desc));
-		MemoryContextSwitchTo(old);
+		result_desc = score_result_desc(fcinfo);
 		fcinfo->flinfo->fn_extra = result_desc;	/* kept for the query */
 	}
 	natts = result_desc->natts;
-	/* reachable by altering the type (ALTER TYPE engagement.score ADD ATTRIBUTE, ...) */
-	if (natts != SCORE_FIELDS && natts != SCORE_FIELDS_1_1 && natts != SCORE_FIELDS_1_0)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATATYPE_MISMATCH),
-				 errmsg("%s has %d attributes, expected %d", format_type_be(result_desc->tdtypeid), natts,
-						SCORE_FIELDS),
-				 errhint("The type was altered after the extension made it.")));
 
 	values[0] = TimestampTzGetDatum(st->acc.as_of);
 	values[1] = CStringGetTextDatum(st->profile->name);
@@ -463,6 +563,19 @@ es_score_events_finalfn(PG_FUNCTION_ARGS)
 	values[18] = Float8GetDatum(r.expected_engagements_horizon);
 	values[19] = Float8GetDatum(r.expected_conversion_value);
 	values[20] = Float8GetDatum(r.expected_value_horizon);
+	if (natts == SCORE_FIELDS)
+	{
+		values[21] = BoolGetDatum(r.undeliverable != 0);
+		values[22] = Float8GetDatum(r.tenure_days);
+		values[23] = TimestampTzGetDatum(r.birth_at);
+		values[24] = Int64GetDatum(r.repeat_days);
+		values[25] = Int64GetDatum(r.t_x_days);
+		values[26] = Int64GetDatum(r.t_c_days);
+		values[27] = Int64GetDatum(r.engagement_days);
+		values[28] = Int64GetDatum(r.conversion_days);
+		values[29] = Int64GetDatum(r.valued_conversion_days);
+		values[30] = Float8GetDatum(r.mean_conversion_value);
+	}
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(result_desc, values, nulls)));
 }
 

@@ -63,8 +63,9 @@ BEGIN
     EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO %s', current_database(), role_name);
     EXECUTE format('GRANT EXECUTE ON FUNCTION @extschema@.refresh_scores(text, boolean, text), @extschema@.fit_model(text, timestamptz, text),
                     @extschema@.schedule_refresh(text, text, text, text), @extschema@.unschedule_refresh(text),
+                    @extschema@.forget_contact(bigint),
                     @extschema@.track_event_changes(regclass, regclass, name), @extschema@.untrack_event_changes(regclass),
-                    @extschema@.define_event_source(regclass, jsonb, name, name, name, name, text, text, regclass[]),
+                    @extschema@.define_event_source(regclass, jsonb, name, name, name, name, text, text, regclass[], name),
                     @extschema@._track_event_changes(), @extschema@._track_event_change(),
                     @extschema@._track_shard_changes(), @extschema@._track_distributed_truncate() TO %s', role_name);
     -- (on Citus the shards' tracking triggers are made on the workers, where Citus does not

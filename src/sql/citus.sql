@@ -140,30 +140,18 @@ BEGIN
       FROM pg_temp._es_scored n
       LEFT JOIN pg_temp._es_prev prev USING (contact_id)
       LEFT JOIN @extschema@.score_distributions d ON d.profile = p.name;
-    INSERT INTO @extschema@.engagement_scores AS cur (profile, contact_id, composite, recency, frequency, monetary,
-           time_decay, diversity, engagement_probability, conversion_probability, churn_risk, segment,
-           opted_out, event_count, engaging_count, conversion_total, first_event_at, last_engaged_at,
-           expected_engagements_30d, expected_conversion_value, expected_value_30d, percentile_rank,
-           score_version, profile_version, model_version, calculated_at)
-    SELECT p.name, n.contact_id, n.composite, n.recency, n.frequency, n.monetary, n.time_decay, n.diversity,
-           n.engagement_probability, n.conversion_probability, n.churn_risk, n.segment, n.opted_out,
-           n.event_count, n.engaging_count, n.conversion_total, n.first_event_at, n.last_engaged_at,
-           n.expected_engagements_30d, n.expected_conversion_value, n.expected_value_30d, n.pct,
-           n.new_score_version, p.version, @extschema@.model_version(), refresh_at
-      FROM pg_temp._es_ranked n
-    ON CONFLICT (profile, contact_id) DO UPDATE
-       SET composite = excluded.composite, recency = excluded.recency, frequency = excluded.frequency,
-           monetary = excluded.monetary, time_decay = excluded.time_decay, diversity = excluded.diversity,
-           engagement_probability = excluded.engagement_probability,
-           conversion_probability = excluded.conversion_probability, churn_risk = excluded.churn_risk,
-           segment = excluded.segment, opted_out = excluded.opted_out, event_count = excluded.event_count,
-           engaging_count = excluded.engaging_count, conversion_total = excluded.conversion_total,
-           first_event_at = excluded.first_event_at, last_engaged_at = excluded.last_engaged_at,
-           expected_engagements_30d = excluded.expected_engagements_30d,
-           expected_conversion_value = excluded.expected_conversion_value,
-           expected_value_30d = excluded.expected_value_30d, percentile_rank = excluded.percentile_rank,
-           score_version = excluded.score_version, profile_version = excluded.profile_version,
-           model_version = excluded.model_version, calculated_at = excluded.calculated_at;
+    EXECUTE format($q$
+        INSERT INTO @extschema@.engagement_scores AS cur (profile, contact_id, %1$s, percentile_rank,
+               score_version, profile_version, model_version, calculated_at)
+        SELECT ($1).name, n.contact_id, %2$s, n.pct, n.new_score_version, ($1).version, @extschema@.model_version(), $2
+          FROM pg_temp._es_ranked n
+        ON CONFLICT (profile, contact_id) DO UPDATE
+           SET %3$s, percentile_rank = excluded.percentile_rank, score_version = excluded.score_version,
+               profile_version = excluded.profile_version, model_version = excluded.model_version,
+               calculated_at = excluded.calculated_at
+        $q$, @extschema@._stored_score_list('%I'), @extschema@._stored_score_list('n.%I'),
+             @extschema@._stored_score_list('%1$I = excluded.%1$I'))
+    USING p, refresh_at;
     GET DIAGNOSTICS rescored = ROW_COUNT;
     INSERT INTO @extschema@.engagement_score_history (profile, contact_id, composite, segment,
            previous_composite, previous_segment, score_version, recorded_at)
@@ -179,6 +167,7 @@ BEGIN
      WHERE NOT EXISTS (SELECT FROM pg_temp._es_scored n WHERE n.contact_id = o.contact_id);
     IF removed IS NOT NULL THEN
         DELETE FROM @extschema@.engagement_scores s WHERE s.profile = p.name AND s.contact_id = ANY (removed);
+        DELETE FROM @extschema@.engagement_score_history h WHERE h.profile = p.name AND h.contact_id = ANY (removed);
     END IF;
     DROP TABLE pg_temp._es_prev, pg_temp._es_ranked;
     RETURN rescored;

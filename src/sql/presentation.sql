@@ -6,27 +6,44 @@
 ------------------------------------------------------------------------------------------------
 -- Rounded scores
 ------------------------------------------------------------------------------------------------
--- One place for the rounding: components and composite to 0.1 point, probabilities to 0.001,
--- expected engagement days and money to 0.01, times to the second.
-CREATE FUNCTION @extschema@.readable_score(s @extschema@.score,
+-- One place for the rounding (_readable, of a stored score as contact_scores shows it): components
+-- probabilities to 0.001, expected engagement days and money to 0.01, tenure to 0.1 day, times to
+-- the second.  readable_score rounds a score through it, readable_scores the stored ones.
+CREATE FUNCTION @extschema@._readable(s @extschema@.contact_scores,
     OUT as_of timestamptz, OUT profile text, OUT composite numeric, OUT segment text,
     OUT recency numeric, OUT frequency numeric, OUT monetary numeric, OUT time_decay numeric,
     OUT diversity numeric, OUT engagement_probability numeric, OUT conversion_probability numeric,
     OUT churn_risk numeric, OUT expected_engagements_30d numeric, OUT expected_conversion_value numeric,
     OUT expected_value_30d numeric, OUT opted_out boolean, OUT event_count bigint, OUT engaging_count bigint,
-    OUT conversion_total numeric, OUT first_event_at timestamptz, OUT last_engaged_at timestamptz)
-LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
-SELECT date_trunc('second', s.as_of), s.profile, round(s.composite::numeric, 1), s.segment,
+    OUT conversion_total numeric, OUT first_event_at timestamptz, OUT last_engaged_at timestamptz,
+    OUT undeliverable boolean, OUT tenure_days numeric)
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+SELECT date_trunc('second', s.calculated_at), s.profile, round(s.composite::numeric, 1), s.segment,
        round(s.recency::numeric, 1), round(s.frequency::numeric, 1), round(s.monetary::numeric, 1),
        round(s.time_decay::numeric, 1), round(s.diversity::numeric, 1),
        round(s.engagement_probability::numeric, 3), round(s.conversion_probability::numeric, 3),
        round(s.churn_risk::numeric, 3), round(s.expected_engagements_30d::numeric, 2),
        round(s.expected_conversion_value::numeric, 2), round(s.expected_value_30d::numeric, 2),
        s.opted_out, s.event_count, s.engaging_count, s.conversion_total,
-       date_trunc('second', s.first_event_at), date_trunc('second', s.last_engaged_at)
+       date_trunc('second', s.first_event_at), date_trunc('second', s.last_engaged_at),
+       s.undeliverable, round(s.tenure_days::numeric, 1)
+$$;
+
+CREATE FUNCTION @extschema@.readable_score(s @extschema@.score,
+    OUT as_of timestamptz, OUT profile text, OUT composite numeric, OUT segment text,
+    OUT recency numeric, OUT frequency numeric, OUT monetary numeric, OUT time_decay numeric,
+    OUT diversity numeric, OUT engagement_probability numeric, OUT conversion_probability numeric,
+    OUT churn_risk numeric, OUT expected_engagements_30d numeric, OUT expected_conversion_value numeric,
+    OUT expected_value_30d numeric, OUT opted_out boolean, OUT event_count bigint, OUT engaging_count bigint,
+    OUT conversion_total numeric, OUT first_event_at timestamptz, OUT last_engaged_at timestamptz,
+    OUT undeliverable boolean, OUT tenure_days numeric)
+LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+-- (the score as a stored row, its fields by name: as_of is a stored row's calculated_at)
+SELECT r.* FROM @extschema@._readable(jsonb_populate_record(NULL::@extschema@.contact_scores,
+                                                          to_jsonb(s) || jsonb_build_object('calculated_at', s.as_of))) r
 $$;
 COMMENT ON FUNCTION @extschema@.readable_score(@extschema@.score) IS
-    'A score rounded for people: composite and components to 0.1, probabilities to 0.001, expected days and values to 0.01, times to the second; e.g. SELECT * FROM engagement.readable_score(engagement.engagement_score(42))';
+    'A score rounded for people: composite and components to 0.1, probabilities to 0.001, expected days and values (over the profile''s horizon_days) to 0.01, times to the second; e.g. SELECT * FROM engagement.readable_score(engagement.engagement_score(42))';
 
 CREATE FUNCTION @extschema@.readable_scores(profile text DEFAULT 'default')
 RETURNS TABLE (contact_id bigint, composite numeric, percentile_rank numeric, segment text, recency numeric,
@@ -34,7 +51,7 @@ RETURNS TABLE (contact_id bigint, composite numeric, percentile_rank numeric, se
                engagement_probability numeric, conversion_probability numeric, churn_risk numeric,
                expected_engagements_30d numeric, expected_conversion_value numeric, expected_value_30d numeric,
                opted_out boolean, event_count bigint, conversion_total numeric, last_engaged_at timestamptz,
-               calculated_at timestamptz, is_stale boolean)
+               calculated_at timestamptz, is_stale boolean, undeliverable boolean, tenure_days numeric)
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM @extschema@._profile_or_error(profile);
@@ -42,13 +59,9 @@ BEGIN
     SELECT s.contact_id, r.composite, round(s.percentile_rank::numeric, 1), r.segment, r.recency, r.frequency,
            r.monetary, r.time_decay, r.diversity, r.engagement_probability, r.conversion_probability,
            r.churn_risk, r.expected_engagements_30d, r.expected_conversion_value, r.expected_value_30d,
-           r.opted_out, r.event_count, r.conversion_total, r.last_engaged_at, r.as_of, s.is_stale
-      FROM @extschema@.contact_scores s,
-           LATERAL @extschema@.readable_score(ROW(s.calculated_at, s.profile, s.composite, s.recency, s.frequency,
-               s.monetary, s.time_decay, s.diversity, s.engagement_probability, s.conversion_probability,
-               s.churn_risk, s.segment, s.opted_out, s.event_count, s.engaging_count, s.conversion_total,
-               s.first_event_at, s.last_engaged_at, s.expected_engagements_30d, s.expected_conversion_value,
-               s.expected_value_30d)::@extschema@.score) r
+           r.opted_out, r.event_count, r.conversion_total, r.last_engaged_at, r.as_of, s.is_stale,
+           r.undeliverable, r.tenure_days
+      FROM @extschema@.contact_scores s, LATERAL @extschema@._readable(s) r
      WHERE s.profile = readable_scores.profile
      ORDER BY s.composite DESC, s.contact_id;
 END $$;
@@ -101,104 +114,121 @@ COMMENT ON FUNCTION @extschema@.score_histogram(text, integer) IS
 ------------------------------------------------------------------------------------------------
 -- Funnels
 ------------------------------------------------------------------------------------------------
--- The events the funnels count: the default profile's events relation when it has the columns a
--- funnel reads (contact_id, campaign_id, event_type of type event_type, occurred_at: a CRM table
--- such as the one citus_distribute distributes), else engagement_events.  Read with the caller's
--- rights, as any query of it.
-CREATE FUNCTION @extschema@._funnel_events() RETURNS regclass
-LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT coalesce((SELECT p.events_relation FROM @extschema@.scoring_profiles p
-                      WHERE p.name = 'default'
-                        AND (SELECT count(*) FROM pg_attribute a
-                              WHERE a.attrelid = p.events_relation AND a.attnum > 0 AND NOT a.attisdropped
-                                AND (a.attname, a.atttypid) IN (('contact_id', 'pg_catalog.int8'::regtype),
-                                                                ('campaign_id', 'pg_catalog.int8'::regtype),
-                                                                ('event_type', '@extschema@.event_type'::regtype),
-                                                                ('occurred_at', 'pg_catalog.timestamptz'::regtype))) = 4),
-                    '@extschema@.engagement_events'::regclass)
-$$;
-
--- The marketer's funnel.  A (contact, campaign) pair reaches a stage of the chain delivered ->
--- opened -> clicked -> responded -> converted when it has events of that stage and of every earlier
--- one in the window (in any order of time); a contact counts at a stage when one of its campaigns
--- took it there.  So each stage's contacts are among the previous stage's, and no rate exceeds 1.
--- opted_out: contacts delivered and opting out in the same campaign; bounced: contacts with a
--- bounce (a message that was not delivered: no rate).  Events without a campaign are in no funnel.
-CREATE FUNCTION @extschema@.funnel(campaign_id bigint DEFAULT NULL, since timestamptz DEFAULT '-infinity',
-                                   until timestamptz DEFAULT 'infinity')
-RETURNS TABLE (stage text, contacts bigint, events bigint, rate_from_previous float8, rate_from_delivered float8)
+-- The rows a profile's funnel counts, as the profile's source reads them (_source_select: the
+-- CRM's kinds mapped, ignored and unreadable rows left out), with the caller's rights (as its
+-- per-contact functions read them), in [since, until) and of the campaign; per_campaign: only rows
+-- with a campaign (a funnel follows a campaign's messages), and then a source without a campaign
+-- column has no funnel (55000).  A campaign without a row there: a NOTICE (its funnel is zeros).
+CREATE FUNCTION @extschema@._funnel_rows(p @extschema@.scoring_profiles, campaign_id bigint, since timestamptz,
+                                         until timestamptz, per_campaign boolean) RETURNS text
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    src   @extschema@.event_sources := @extschema@._source_of(p.events_relation);
+    rows  text;
+    empty boolean;
 BEGIN
     IF since IS NULL OR until IS NULL THEN
         RAISE EXCEPTION 'since and until must not be NULL' USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    IF (per_campaign OR campaign_id IS NOT NULL) AND @extschema@._column_type(p.events_relation, src.campaign_column) IS NULL THEN
+        RAISE EXCEPTION 'the source of scoring profile "%" (%) has no campaign column: its events are in no funnel',
+                        p.name, p.events_relation
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('Name it: SELECT engagement.define_event_source(%L, ..., campaign_column => ''<its campaign column>'');',
+                                p.events_relation::text);
+    END IF;
+    rows := format('(SELECT e.contact_id, e.campaign_id, e.event_type FROM (%s) e
+                      WHERE e.event_type IS NOT NULL AND e.occurred_at >= %L AND e.occurred_at < %L%s%s)',
+                   @extschema@._source_select(src, @extschema@._live_events_or_error(p)), since, until,
+                   CASE WHEN per_campaign THEN ' AND e.campaign_id IS NOT NULL' ELSE '' END,
+                   CASE WHEN campaign_id IS NOT NULL THEN format(' AND e.campaign_id = %s', campaign_id) ELSE '' END);
+    IF campaign_id IS NOT NULL THEN
+        EXECUTE format('SELECT NOT EXISTS (SELECT FROM %s r)', rows) INTO empty;
+        IF empty THEN
+            RAISE NOTICE 'campaign % has no events in [%, %) of the source of scoring profile "%" (%): its funnel is all zeros',
+                         campaign_id, since, until, p.name, p.events_relation;
+        END IF;
+    END IF;
+    RETURN rows;
+END $$;
+
+-- The marketer's funnel over the profile's chain of stages (funnel_stages; delivered -> opened ->
+-- clicked -> responded -> converted by default).  A (contact, campaign) pair reaches a stage of
+-- the chain when it has events of that stage and of every earlier one in the window (in any order
+-- of time); a contact counts at a stage when one of its campaigns took it there.  So each stage's
+-- contacts are among the previous stage's, and no rate exceeds 1.  Then opted_out and opted_in:
+-- contacts that reached the first stage and opted out (in) in the same campaign; bounced: contacts
+-- with a bounce (a message that was not delivered: no rate).
+CREATE FUNCTION @extschema@.funnel(campaign_id bigint DEFAULT NULL, since timestamptz DEFAULT '-infinity',
+                                   until timestamptz DEFAULT 'infinity', profile text DEFAULT 'default')
+RETURNS TABLE (stage text, contacts bigint, events bigint, rate_from_previous float8, rate_from_delivered float8)
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    p @extschema@.scoring_profiles := @extschema@._profile_or_error(profile);
+BEGIN
     -- EXECUTE plans with the actual values: without a campaign the filter folds away, with one
-    -- the campaign index is used.  (The events: _funnel_events.)
+    -- the source's campaign index (engagement_events has one) is used.  $1 the chain, $2 every event
+    -- type in the order of the counts n.
     RETURN QUERY EXECUTE format($q$
     WITH stages(stage, ord, in_chain) AS (
-        VALUES ('delivered', 1, true), ('opened', 2, true), ('clicked', 3, true), ('responded', 4, true),
-               ('converted', 5, true), ('opted_out', 6, false), ('bounced', 7, false)),
-    pairs AS (   -- per (contact, campaign): the events of each stage, in the order of stages
-        SELECT e.contact_id,
-               ARRAY[count(*) FILTER (WHERE e.event_type = 'delivered'), count(*) FILTER (WHERE e.event_type = 'opened'),
-                     count(*) FILTER (WHERE e.event_type = 'clicked'), count(*) FILTER (WHERE e.event_type = 'responded'),
-                     count(*) FILTER (WHERE e.event_type = 'converted'), count(*) FILTER (WHERE e.event_type = 'opted_out'),
-                     count(*) FILTER (WHERE e.event_type = 'bounced')] AS n
-          FROM %s e
-         WHERE e.campaign_id IS NOT NULL AND ($1 IS NULL OR e.campaign_id = $1)
-           AND e.occurred_at >= $2 AND e.occurred_at < $3
-         GROUP BY e.contact_id, e.campaign_id),
-    depths AS (  -- how many stages of the chain, from delivered on, the pair reached
+        SELECT c.t::text, c.i::int, true FROM unnest($1) WITH ORDINALITY c(t, i)
+        UNION ALL VALUES ('opted_out', cardinality($1) + 1, false), ('opted_in', cardinality($1) + 2, false),
+                         ('bounced', cardinality($1) + 3, false)),
+    pairs AS (   -- per (contact, campaign): the events of each type
+        SELECT e.contact_id, ARRAY[%2$s] AS n FROM %1$s e GROUP BY e.contact_id, e.campaign_id),
+    depths AS (  -- how many stages of the chain, from the first on, the pair reached
         SELECT p.contact_id, p.n,
-               CASE WHEN p.n[1] = 0 THEN 0 WHEN p.n[2] = 0 THEN 1 WHEN p.n[3] = 0 THEN 2
-                    WHEN p.n[4] = 0 THEN 3 WHEN p.n[5] = 0 THEN 4 ELSE 5 END AS depth
+               coalesce((SELECT min(c.i) - 1 FROM unnest($1) WITH ORDINALITY c(t, i)
+                          WHERE p.n[array_position($2, c.t::text)] = 0), cardinality($1)) AS depth
           FROM pairs p),
     counted AS (
         SELECT st.stage, st.ord, st.in_chain, count(DISTINCT d.contact_id) AS contacts,
-               coalesce(sum(d.n[st.ord]), 0)::bigint AS events
+               coalesce(sum(d.n[array_position($2, st.stage)]), 0)::bigint AS events
           FROM stages st
-          LEFT JOIN depths d ON d.n[st.ord] > 0
-                            AND CASE st.stage WHEN 'opted_out' THEN d.depth >= 1 WHEN 'bounced' THEN true
+          LEFT JOIN depths d ON d.n[array_position($2, st.stage)] > 0
+                            AND CASE st.stage WHEN 'opted_out' THEN d.depth >= 1 WHEN 'opted_in' THEN d.depth >= 1
+                                              WHEN 'bounced' THEN true
                                               ELSE d.depth >= st.ord END
          GROUP BY st.stage, st.ord, st.in_chain)
     SELECT c.stage, c.contacts, c.events,
            CASE WHEN c.in_chain AND c.ord > 1
                 THEN c.contacts::float8 / nullif(lag(c.contacts) OVER (PARTITION BY c.in_chain ORDER BY c.ord), 0) END,
            CASE WHEN c.stage <> 'bounced'
-                THEN c.contacts::float8 / nullif((SELECT d.contacts FROM counted d WHERE d.stage = 'delivered'), 0) END
+                THEN c.contacts::float8 / nullif((SELECT d.contacts FROM counted d WHERE d.ord = 1), 0) END
       FROM counted c ORDER BY c.ord
-    $q$, @extschema@._funnel_events()) USING campaign_id, since, until;
+    $q$, @extschema@._funnel_rows(p, campaign_id, since, until, true),
+         (SELECT string_agg(format('count(*) FILTER (WHERE e.event_type = %L)', t), ', ')
+            FROM unnest(enum_range(NULL::@extschema@.event_type)) t))
+    USING p.funnel_stages, enum_range(NULL::@extschema@.event_type)::text[];
 END $$;
-COMMENT ON FUNCTION @extschema@.funnel(bigint, timestamptz, timestamptz) IS
-    'The funnel delivered > opened > clicked > responded > converted of a campaign (or of every campaign), nested: a contact counts at a stage when, in one campaign, it has events of that stage and every earlier one in [since, until), so rates never exceed 1; then opted_out (of the delivered) and bounced (no rate). Independent per-stage counts: funnel_independent';
+COMMENT ON FUNCTION @extschema@.funnel(bigint, timestamptz, timestamptz, text) IS
+    'The funnel of a campaign (or of every campaign) over the profile''s source and its chain of stages (funnel_stages: delivered > opened > clicked > responded > converted by default), nested: a contact counts at a stage when, in one campaign, it has events of that stage and every earlier one in [since, until), so rates never exceed 1; then opted_out and opted_in (of the first stage) and bounced (no rate); rate_from_delivered is from the first stage. Independent per-stage counts: funnel_independent';
 
--- The per-stage counts of 1.1 to 1.3's funnel, each stage counted on its own.
+-- Per stage, counted on its own: distinct contacts and events of that type.
 CREATE FUNCTION @extschema@.funnel_independent(campaign_id bigint DEFAULT NULL, since timestamptz DEFAULT '-infinity',
-                                               until timestamptz DEFAULT 'infinity')
+                                               until timestamptz DEFAULT 'infinity', profile text DEFAULT 'default')
 RETURNS TABLE (stage text, contacts bigint, events bigint, rate_from_previous float8, rate_from_delivered float8)
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    p @extschema@.scoring_profiles := @extschema@._profile_or_error(profile);
 BEGIN
-    IF since IS NULL OR until IS NULL THEN
-        RAISE EXCEPTION 'since and until must not be NULL' USING ERRCODE = 'null_value_not_allowed';
-    END IF;
     RETURN QUERY EXECUTE format($q$
     WITH counts AS (
         SELECT e.event_type::text AS stage, count(DISTINCT e.contact_id) AS contacts, count(*) AS events
-          FROM %s e
-         WHERE ($1 IS NULL OR e.campaign_id = $1) AND e.occurred_at >= $2 AND e.occurred_at < $3
-         GROUP BY e.event_type),
+          FROM %s e GROUP BY e.event_type),
     stages(stage, ord, in_funnel) AS (
-        VALUES ('delivered', 1, true), ('opened', 2, true), ('clicked', 3, true), ('responded', 4, true),
-               ('converted', 5, true), ('opted_out', 6, false), ('bounced', 7, false)),
+        SELECT c.t::text, c.i::int, true FROM unnest($1) WITH ORDINALITY c(t, i)
+        UNION ALL VALUES ('opted_out', cardinality($1) + 1, false), ('opted_in', cardinality($1) + 2, false),
+                         ('bounced', cardinality($1) + 3, false)),
     counted AS (
         SELECT st.stage, st.ord, st.in_funnel, coalesce(c.contacts, 0) AS contacts, coalesce(c.events, 0) AS events
           FROM stages st LEFT JOIN counts c USING (stage))
     SELECT c.stage, c.contacts, c.events,
            CASE WHEN c.in_funnel AND c.ord > 1
                 THEN c.contacts::float8 / nullif(lag(c.contacts) OVER (PARTITION BY c.in_funnel ORDER BY c.ord), 0) END,
-           c.contacts::float8 / nullif((SELECT d.contacts FROM counted d WHERE d.stage = 'delivered'), 0)
+           c.contacts::float8 / nullif((SELECT d.contacts FROM counted d WHERE d.ord = 1), 0)
       FROM counted c ORDER BY c.ord
-    $q$, @extschema@._funnel_events()) USING campaign_id, since, until;
+    $q$, @extschema@._funnel_rows(p, campaign_id, since, until, false)) USING p.funnel_stages;
 END $$;
-COMMENT ON FUNCTION @extschema@.funnel_independent(bigint, timestamptz, timestamptz) IS
-    'Per stage, counted independently of the others: distinct contacts and events in [since, until) (of the campaign, or all events, those without a campaign included) and the contact rate from the previous stage and from delivered, which can exceed 1 (contacts converting without responding, say); the nested funnel is funnel';
+COMMENT ON FUNCTION @extschema@.funnel_independent(bigint, timestamptz, timestamptz, text) IS
+    'Per stage of the profile''s funnel (and opted_out, opted_in, bounced), counted independently of the others over its source: distinct contacts and events in [since, until) (of the campaign, or all events, those without a campaign included), and the contact rate from the previous stage and from the first, which can exceed 1 (contacts converting without responding, say); the nested funnel is funnel';

@@ -24,16 +24,23 @@ END $$;
 COMMENT ON FUNCTION @extschema@.score_percentile(float8, text) IS
     'The percentile (0..100) of a score among the profile''s scored contacts as of the last refresh: 100 * percent_rank(score) WITHIN GROUP (ORDER BY composite)';
 
+-- (each profile's source fingerprint computed once, not per score: OFFSET 0 keeps the subquery whole)
 CREATE VIEW @extschema@.contact_scores WITH (security_invoker = true) AS
 SELECT s.*,
        (s.calculated_at < now() - p.max_score_age
         OR s.profile_version <> p.version
         OR s.model_version <> @extschema@.model_version()
+        OR p.source_changed
         OR EXISTS (SELECT FROM @extschema@.pending_rescore pr WHERE pr.profile = s.profile AND pr.contact_id = s.contact_id)
         OR EXISTS (SELECT FROM @extschema@.event_changes c WHERE c.contact_id = s.contact_id)) AS is_stale
-  FROM @extschema@.engagement_scores s JOIN @extschema@.scoring_profiles p ON p.name = s.profile;
+  FROM @extschema@.engagement_scores s
+  JOIN (SELECT sp.name, sp.max_score_age, sp.version,
+               d.source_fingerprint IS DISTINCT FROM @extschema@._source_fingerprint(sp.events_relation) AS source_changed
+          FROM @extschema@.scoring_profiles sp
+          LEFT JOIN @extschema@.score_distributions d ON d.profile = sp.name
+        OFFSET 0) p ON p.name = s.profile;
 COMMENT ON VIEW @extschema@.contact_scores IS
-    'Stored scores with is_stale: older than the profile''s max_score_age, scored under an older profile version or model version, or events changed since';
+    'Stored scores with is_stale: older than the profile''s max_score_age, scored under an older profile version or model version or from a source defined otherwise, or events changed since';
 SELECT @extschema@._comment_score_columns('@extschema@.contact_scores');
 COMMENT ON COLUMN @extschema@.contact_scores.is_stale IS
     'Older than max_score_age, of another profile or model version, or the contact''s events changed since';
@@ -45,12 +52,10 @@ LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_te
 DECLARE
     r @extschema@.score;
 BEGIN
-    SELECT s.calculated_at, s.profile, s.composite, s.recency, s.frequency, s.monetary, s.time_decay, s.diversity,
-           s.engagement_probability, s.conversion_probability, s.churn_risk, s.segment, s.opted_out,
-           s.event_count, s.engaging_count, s.conversion_total, s.first_event_at, s.last_engaged_at,
-           s.expected_engagements_30d, s.expected_conversion_value, s.expected_value_30d
-      INTO r
-      FROM @extschema@.contact_scores s
+    -- (the stored row's fields by name: the score's fields are the table's columns, as_of its calculated_at)
+    SELECT j.* INTO r
+      FROM @extschema@.contact_scores s,
+           LATERAL jsonb_populate_record(NULL::@extschema@.score, to_jsonb(s) || jsonb_build_object('as_of', s.calculated_at)) j
      WHERE s.profile = cached_score.profile AND s.contact_id = cached_score.contact_id
        AND NOT s.is_stale AND s.calculated_at >= now() - max_age;
     IF FOUND THEN

@@ -88,20 +88,21 @@ BEGIN
 END $$;
 
 -- Scores the targets (every contact of the events relation on a full refresh) as of refresh_at
--- into pg_temp._es_scored, one column per score field, and the rows of each contact it could not
--- score: unmapped (a kind the source does not map), and on a full refresh also rows without a
--- time (and, as contact NULL, without a contact).  Every contact, or many targets: one scan of
--- the events grouped by contact (CREATE TABLE AS may run it in parallel).  A few targets (at most
--- a tenth of the scored contacts): each one's events through the (contact_id, occurred_at) index,
--- which the planner would price as random reads and forgo although they are cached.  Scoring
--- engagement_events looks the profile up by name; any other relation (partitioned, foreign,
--- another server's) gets the profile's values with the query, as a document.  Returns the rows
--- not scored and the first few of their kinds; and lists in pg_temp._es_future the targets with
--- events after refresh_at.  Runs as the role the events are read as (_events_reader).
+-- into pg_temp._es_scored, one column per score field, and accounts for the rows it could not
+-- score (_skip_reason): unmapped rows with their kinds, ignored rows, and rows the model cannot
+-- read, by reason (on a full refresh also rows without a time, and, as contact NULL, without a
+-- contact).  Every contact, or many targets: one scan of the events grouped by contact (CREATE
+-- TABLE AS may run it in parallel).  A few targets (at most a tenth of the scored contacts): each
+-- one's events through the (contact_id, occurred_at) index, which the planner would price as random
+-- reads and forgo although they are cached.  Scoring engagement_events looks the profile up by
+-- name; any other relation (partitioned, foreign, another server's) gets the profile's values with
+-- the query, as a document.  Lists in pg_temp._es_future the targets with events after refresh_at.
+-- Runs as the role the events are read as (_events_reader).
 CREATE FUNCTION @extschema@._refresh_score_contacts(p @extschema@.scoring_profiles, events text,
                                                     refresh_at timestamptz, full_refresh boolean,
                                                     few_targets boolean, OUT unmapped bigint,
-                                                    OUT unmapped_kinds text[])
+                                                    OUT unmapped_kinds jsonb, OUT ignored bigint,
+                                                    OUT invalid jsonb)
 LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     src        @extschema@.event_sources := @extschema@._source_of(p.events_relation);
@@ -116,18 +117,18 @@ BEGIN
     few_targets := few_targets AND @extschema@._citus_method(p.events_relation) IS NULL;
     EXECUTE format(CASE WHEN few_targets AND NOT full_refresh THEN $q$
         CREATE TEMP TABLE _es_scored ON COMMIT DROP AS
-        SELECT t.contact_id, (c.s).*, c.unmapped, c.unmapped_kind
+        SELECT t.contact_id, (c.s).*, c.unmapped, c.unmapped_kinds, c.ignored, c.invalid
           FROM pg_temp._es_targets t,
                LATERAL (SELECT @extschema@.score_events(e.event_type, e.occurred_at, e.conversion_value, $1, %2$s) AS s,
-                               %5$s AS unmapped, %4$s AS unmapped_kind
+                               %4$s
                           FROM %1$s e
                          WHERE e.contact_id = t.contact_id AND e.occurred_at <= $1) c
         $q$ ELSE $q$
         CREATE TEMP TABLE _es_scored ON COMMIT DROP AS
-        SELECT q.contact_id, (q.s).*, q.unmapped, q.unmapped_kind
+        SELECT q.contact_id, (q.s).*, q.unmapped, q.unmapped_kinds, q.ignored, q.invalid
           FROM (SELECT e.contact_id,
                        @extschema@.score_events(e.event_type, e.occurred_at, e.conversion_value, $1, %2$s) AS s,
-                       %6$s AS unmapped, %4$s AS unmapped_kind
+                       %4$s
                   FROM %1$s e
                  WHERE %3$s
                  GROUP BY e.contact_id) q
@@ -137,12 +138,13 @@ BEGIN
         CASE WHEN NOT full_refresh THEN 'e.occurred_at <= $1 AND e.contact_id IN (SELECT t.contact_id FROM pg_temp._es_targets t)'
              WHEN counted THEN '(e.occurred_at <= $1 OR e.occurred_at IS NULL)'
              ELSE 'e.occurred_at <= $1' END,
-        -- (a kind column of type event_type has no kinds to name; and an aggregate of the constant
-        -- NULL::text would keep postgres_fdw from shipping the query: its collation is not a column's)
-        CASE WHEN typed_kind THEN 'NULL::text' ELSE 'min(e.kind) FILTER (WHERE e.event_type IS NULL)' END,
-        CASE WHEN counted THEN 'count(*) FILTER (WHERE e.event_type IS NULL)' ELSE '0::bigint' END,
-        CASE WHEN counted THEN 'count(*) FILTER (WHERE e.contact_id IS NULL OR e.event_type IS NULL OR e.occurred_at IS NULL)'
-             ELSE '0::bigint' END)
+        -- (the skip codes are integers and the kinds a column: postgres_fdw ships aggregates of those,
+        -- not of a constant of a collatable type; a kind column of type event_type has no kinds)
+        CASE WHEN NOT counted THEN '0::bigint AS unmapped, NULL::text[] AS unmapped_kinds, 0::bigint AS ignored, '
+                                   'NULL::integer[] AS invalid'
+             ELSE format('count(*) FILTER (WHERE e.skip = 2) AS unmapped, %s AS unmapped_kinds, '
+                         'count(*) FILTER (WHERE e.skip = 1) AS ignored, array_agg(e.skip) FILTER (WHERE e.skip > 2) AS invalid',
+                         CASE WHEN typed_kind THEN 'NULL::text[]' ELSE 'array_agg(e.kind) FILTER (WHERE e.skip = 2)' END) END)
     USING refresh_at, p.name, to_jsonb(p);
     -- The targets with events after refresh_at, which _refresh_keep_pending keeps pending.  (The
     -- events in an uncorrelated subquery, which Citus can run on the workers.)
@@ -154,20 +156,24 @@ BEGIN
         $q$, events)
     USING refresh_at;
     unmapped := 0;
+    ignored := 0;
     IF counted THEN
-        SELECT coalesce(sum(s.unmapped), 0),
-               (SELECT array_agg(@extschema@._shown_kind(k) ORDER BY k)
-                  FROM (SELECT DISTINCT s2.unmapped_kind AS k FROM pg_temp._es_scored s2
-                         WHERE s2.unmapped_kind IS NOT NULL ORDER BY 1 LIMIT 5) ks)
-          INTO unmapped, unmapped_kinds
-          FROM pg_temp._es_scored s WHERE s.unmapped > 0;
+        SELECT coalesce(sum(s.unmapped), 0), coalesce(sum(s.ignored), 0) INTO unmapped, ignored FROM pg_temp._es_scored s;
+        -- every unmapped kind with its rows, the 100 with the most; the other rows by reason
+        SELECT jsonb_object_agg(k.kind, k.n) INTO unmapped_kinds
+          FROM (SELECT @extschema@._shown_kind(u.kind) AS kind, count(*) AS n
+                  FROM pg_temp._es_scored s, unnest(s.unmapped_kinds) u(kind)
+                 GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 100) k;
+        SELECT jsonb_object_agg(@extschema@._skip_reason(r.code), r.n) INTO invalid
+          FROM (SELECT i.code, count(*) AS n FROM pg_temp._es_scored s, unnest(s.invalid) i(code) GROUP BY 1) r;
     END IF;
-    -- (contacts whose every row was unmapped, rows without a contact, and targets without events
+    -- (contacts whose every row was skipped, rows without a contact, and targets without events
     -- have no score)
     IF counted OR (few_targets AND NOT full_refresh) THEN
         DELETE FROM pg_temp._es_scored s WHERE s.contact_id IS NULL OR s.event_count IS NULL;
     END IF;
-    ALTER TABLE pg_temp._es_scored DROP COLUMN unmapped, DROP COLUMN unmapped_kind;
+    ALTER TABLE pg_temp._es_scored DROP COLUMN unmapped, DROP COLUMN unmapped_kinds, DROP COLUMN ignored,
+                                   DROP COLUMN invalid;
     -- Indexed, so that no join with it can go quadratic when the statistics of engagement_scores
     -- know nothing of this profile yet (a new profile's rows estimated at one).  Only the join
     -- column's statistics are of use to the plans that read it (all ~30 columns: 5x the time).
@@ -276,34 +282,20 @@ BEGIN
                     WHEN d.contacts > 1 THEN 100.0 * @extschema@._count_below(d.sorted_composites, n.composite) / (d.contacts - 1)
                     ELSE 0 END AS pct
           FROM pg_temp._es_scored n
-          %s (SELECT * FROM @extschema@.engagement_scores s0 WHERE s0.profile = ($1).name) s ON s.contact_id = n.contact_id
+          %1$s (SELECT * FROM @extschema@.engagement_scores s0 WHERE s0.profile = ($1).name) s ON s.contact_id = n.contact_id
           LEFT JOIN @extschema@.score_distributions d ON d.profile = ($1).name),
     upd AS (
         UPDATE @extschema@.engagement_scores cur
-           SET composite = n.composite, recency = n.recency, frequency = n.frequency, monetary = n.monetary,
-               time_decay = n.time_decay, diversity = n.diversity, engagement_probability = n.engagement_probability,
-               conversion_probability = n.conversion_probability, churn_risk = n.churn_risk, segment = n.segment,
-               opted_out = n.opted_out, event_count = n.event_count, engaging_count = n.engaging_count,
-               conversion_total = n.conversion_total, first_event_at = n.first_event_at,
-               last_engaged_at = n.last_engaged_at, expected_engagements_30d = n.expected_engagements_30d,
-               expected_conversion_value = n.expected_conversion_value, expected_value_30d = n.expected_value_30d,
-               percentile_rank = n.pct, score_version = cur.score_version + 1, profile_version = ($1).version,
+           SET %2$s, percentile_rank = n.pct, score_version = cur.score_version + 1, profile_version = ($1).version,
                model_version = @extschema@.model_version(), calculated_at = $2
           FROM joined n
          WHERE n.contact_id IS NOT NULL AND n.prev_version IS NOT NULL
            AND cur.profile = ($1).name AND cur.contact_id = n.contact_id
         RETURNING 1),
     ins AS (
-        INSERT INTO @extschema@.engagement_scores (profile, contact_id, composite, recency, frequency, monetary,
-               time_decay, diversity, engagement_probability, conversion_probability, churn_risk, segment,
-               opted_out, event_count, engaging_count, conversion_total, first_event_at, last_engaged_at,
-               expected_engagements_30d, expected_conversion_value, expected_value_30d, percentile_rank,
+        INSERT INTO @extschema@.engagement_scores (profile, contact_id, %3$s, percentile_rank,
                score_version, profile_version, model_version, calculated_at)
-        SELECT ($1).name, n.contact_id, n.composite, n.recency, n.frequency, n.monetary, n.time_decay, n.diversity,
-               n.engagement_probability, n.conversion_probability, n.churn_risk, n.segment, n.opted_out,
-               n.event_count, n.engaging_count, n.conversion_total, n.first_event_at, n.last_engaged_at,
-               n.expected_engagements_30d, n.expected_conversion_value, n.expected_value_30d, n.pct,
-               1, ($1).version, @extschema@.model_version(), $2
+        SELECT ($1).name, n.contact_id, %4$s, n.pct, 1, ($1).version, @extschema@.model_version(), $2
           FROM joined n
          WHERE n.contact_id IS NOT NULL AND n.prev_version IS NULL
         RETURNING 1),
@@ -318,12 +310,18 @@ BEGIN
                 OR abs(n.composite - n.prev_composite) >= ($1).history_min_delta
                 OR n.segment <> n.prev_segment)),
     gone AS (
-        -- (full refresh: the stored scores of contacts no longer scored, found by their key)
+        -- (full refresh: the stored scores of contacts no longer scored, found by their key, and
+        -- their history: a contact whose events are all gone leaves nothing behind)
         DELETE FROM @extschema@.engagement_scores s
          WHERE s.profile = ($1).name
-           AND s.contact_id = ANY (ARRAY(SELECT n.gone_contact_id FROM joined n WHERE n.contact_id IS NULL)))
+           AND s.contact_id = ANY (ARRAY(SELECT n.gone_contact_id FROM joined n WHERE n.contact_id IS NULL))),
+    gone_history AS (
+        DELETE FROM @extschema@.engagement_score_history h
+         WHERE h.profile = ($1).name
+           AND h.contact_id = ANY (ARRAY(SELECT n.gone_contact_id FROM joined n WHERE n.contact_id IS NULL)))
     SELECT (SELECT count(*) FROM upd) + (SELECT count(*) FROM ins)
-    $q$, CASE WHEN full_refresh THEN 'FULL JOIN' ELSE 'LEFT JOIN' END)
+    $q$, CASE WHEN full_refresh THEN 'FULL JOIN' ELSE 'LEFT JOIN' END, @extschema@._stored_score_list('%1$I = n.%1$I'),
+         @extschema@._stored_score_list('%I'), @extschema@._stored_score_list('n.%I'))
     INTO rescored USING p, refresh_at, full_refresh;
     PERFORM set_config('enable_nestloop', nestloop, true), set_config('enable_hashjoin', hashjoin, true),
             set_config('enable_mergejoin', mergejoin, true);
@@ -333,6 +331,10 @@ BEGIN
         DELETE FROM @extschema@.engagement_scores s
          WHERE s.profile = p.name
            AND s.contact_id IN (SELECT t.contact_id FROM pg_temp._es_targets t
+                                 WHERE NOT EXISTS (SELECT FROM pg_temp._es_scored n WHERE n.contact_id = t.contact_id));
+        DELETE FROM @extschema@.engagement_score_history h
+         WHERE h.profile = p.name
+           AND h.contact_id IN (SELECT t.contact_id FROM pg_temp._es_targets t
                                  WHERE NOT EXISTS (SELECT FROM pg_temp._es_scored n WHERE n.contact_id = t.contact_id));
     END IF;
     RETURN rescored;
@@ -350,12 +352,20 @@ BEGIN
      WHERE NOT EXISTS (SELECT FROM @extschema@.pending_rescore pr WHERE pr.profile = p.name AND pr.contact_id = f.contact_id);
 END $$;
 
+-- {key: count, ...} as text for a message: 'key: count, ...', the largest counts first.
+CREATE FUNCTION @extschema@._counts_text(counts jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT string_agg(format('%s: %s', j.key, j.value), ', ' ORDER BY j.value::bigint DESC, j.key)
+      FROM jsonb_each_text(counts) j
+$$;
+
 ------------------------------------------------------------------------------------------------
 -- refresh_scores: _refresh does the work; refresh_scores records it in refresh_runs
 ------------------------------------------------------------------------------------------------
 -- One refresh: rescored is NULL when another refresh of the profile held its lock (skipped).
 CREATE FUNCTION @extschema@._refresh(profile text, "full" boolean, OUT rescored bigint, OUT full_refresh boolean,
-                                     OUT unmapped bigint, OUT unmapped_kinds text[])
+                                     OUT unmapped bigint, OUT unmapped_kinds jsonb, OUT ignored bigint,
+                                     OUT invalid jsonb)
 LANGUAGE plpgsql VOLATILE STRICT
 -- synchronize_seqscans off: two refreshes draining the change log scan it in the same order,
 -- so one waits for the other instead of deadlocking on rows each already locked.
@@ -366,7 +376,6 @@ SET search_path = pg_catalog, pg_temp SET synchronize_seqscans = off SET enable_
 SET extra_float_digits = 3 AS $$
 DECLARE
     p          @extschema@.scoring_profiles;
-    src        @extschema@.event_sources;
     refresh_at timestamptz := now();   -- as of now(): the transaction's start
     events     text;                   -- the profile's events, bound (_bind_events_relation)
     reader     name;                   -- the role they are read as (_events_reader), NULL: this one
@@ -374,6 +383,7 @@ DECLARE
     last       record;                 -- the distribution of the last refresh
     aged       boolean;
     targets    bigint;
+    fingerprint text;                  -- the source's definition (_source_fingerprint)
 BEGIN
     full_refresh := "full";
     -- Every statement sees what committed before it: what a refresh consumes and re-queues
@@ -398,19 +408,21 @@ BEGIN
         PERFORM FROM @extschema@.score_distributions d WHERE d.profile = p.name FOR NO KEY UPDATE SKIP LOCKED;
     END IF;
     IF NOT FOUND THEN
-        RAISE NOTICE 'a refresh of scoring profile "%" is already running; this one does nothing', p.name;
+        RAISE NOTICE 'a refresh of scoring profile "%" (or forget_contact) is running; this refresh does nothing', p.name;
         RETURN;
     END IF;
     reader := @extschema@._events_reader(p);
 
     PERFORM @extschema@._refresh_drain_changes(p);
 
-    -- A profile changed since the last refresh (or never refreshed), or scores of another version
-    -- of the model, rescore everyone.
-    SELECT d.profile_version, d.model_version, d.oldest_score_at, d.contacts INTO last
+    -- A profile changed since the last refresh (or never refreshed), scores of another version of
+    -- the model, or a source defined otherwise (a view replaced), rescore everyone.
+    SELECT d.profile_version, d.model_version, d.oldest_score_at, d.contacts, d.source_fingerprint INTO last
       FROM @extschema@.score_distributions d WHERE d.profile = p.name;
+    fingerprint := @extschema@._source_fingerprint(p.events_relation);
     full_refresh := full_refresh OR last.profile_version IS DISTINCT FROM p.version
-                    OR last.model_version IS DISTINCT FROM @extschema@.model_version();
+                    OR last.model_version IS DISTINCT FROM @extschema@.model_version()
+                    OR last.source_fingerprint IS DISTINCT FROM fingerprint;
     aged := last.oldest_score_at < refresh_at - p.max_score_age;
 
     targets := @extschema@._refresh_choose_targets(p, refresh_at, full_refresh, aged);
@@ -423,31 +435,38 @@ BEGIN
         PERFORM set_config('role', reader, true);
     END IF;
     events := @extschema@._bind_events_relation(p);
-    SELECT c.unmapped, c.unmapped_kinds INTO unmapped, unmapped_kinds
+    SELECT c.unmapped, c.unmapped_kinds, c.ignored, c.invalid INTO unmapped, unmapped_kinds, ignored, invalid
       FROM @extschema@._refresh_score_contacts(p, events, refresh_at, full_refresh,
                                                coalesce(targets * 10 <= last.contacts, false)) c;
     PERFORM @extschema@._unbind_events_relation(events);
     IF reader IS NOT NULL THEN
         PERFORM set_config('role', caller, true);
     END IF;
-    -- Rows not scored: an error naming their kinds, or a WARNING with the count (and the count in
-    -- refresh_runs).  For an SMS CRM an opt-out is a compliance matter: never lost silently.
-    IF unmapped > 0 THEN
-        src := @extschema@._source_of(p.events_relation);
-        IF src.on_unmapped = 'reject' THEN
-            RAISE EXCEPTION 'profile "%": % rows of % have a kind its source does not map (or no contact, no time, an invalid value): %', p.name, unmapped,
-                            p.events_relation, coalesce(array_to_string(unmapped_kinds, ', '), '(no time or contact)')
-                USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'Map them in engagement.event_kind_map (define_event_source), or set on_unmapped = ''count''.';
-        END IF;
-        RAISE WARNING 'profile "%": % rows of % were not scored: kinds not mapped (%), or no contact, no time or an invalid value',
-                      p.name, unmapped, p.events_relation, coalesce(array_to_string(unmapped_kinds, ', '), 'none')
-            USING HINT = 'Map the kinds in engagement.event_kind_map (define_event_source).';
+    -- Rows not scored, each for its true reason: unmapped kinds an error naming them (on_unmapped
+    -- reject) or a WARNING with them; rows the model cannot read a WARNING by reason; ignored kinds
+    -- nothing but their count (in refresh_runs).  For an SMS CRM an opt-out is a compliance matter:
+    -- never lost silently.
+    IF unmapped > 0 AND (@extschema@._source_of(p.events_relation)).on_unmapped = 'reject' THEN
+        RAISE EXCEPTION 'profile "%": % rows of % have a kind its source does not map: %', p.name, unmapped,
+                        p.events_relation, @extschema@._counts_text(unmapped_kinds)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Map them in engagement.event_kind_map (define_event_source; a kind mapped to null is ignored), or set on_unmapped = ''count''.';
+    END IF;
+    IF unmapped > 0 OR invalid IS NOT NULL THEN
+        RAISE WARNING 'profile "%": % rows of % were not scored: %', p.name,
+                      unmapped + coalesce((SELECT sum(v::bigint) FROM jsonb_each_text(invalid) j(k, v)), 0), p.events_relation,
+                      concat_ws('; ', CASE WHEN unmapped > 0 THEN 'kinds not mapped (' || @extschema@._counts_text(unmapped_kinds) || ')' END,
+                                      @extschema@._counts_text(invalid))
+            USING HINT = concat_ws(' ', CASE WHEN unmapped > 0 THEN 'Map the kinds in engagement.event_kind_map (define_event_source; a kind mapped to null is ignored).' END,
+                                   CASE WHEN invalid IS NOT NULL THEN 'A row is scored when it has a contact, a finite time and a finite, non-negative value (or none).' END);
     END IF;
     PERFORM @extschema@._refresh_distribution(p, refresh_at, full_refresh);
     rescored := @extschema@._refresh_write_scores(p, refresh_at, full_refresh);
     PERFORM @extschema@._refresh_keep_pending(p);
 
+    IF last.source_fingerprint IS DISTINCT FROM fingerprint THEN
+        UPDATE @extschema@.score_distributions d SET source_fingerprint = fingerprint WHERE d.profile = p.name;
+    END IF;
     -- oldest_score_at stays a lower bound of calculated_at (scores only get newer); after the
     -- age check rescored the old ones, it is recomputed.
     IF aged AND NOT full_refresh THEN
@@ -494,9 +513,9 @@ BEGIN
         RETURN NULL;
     END;
     INSERT INTO @extschema@.refresh_runs (profile, mode, started_at, finished_at, contacts_rescored, unmapped_rows,
-                                          unmapped_kinds, skipped)
+                                          unmapped_kinds, ignored_rows, invalid_rows, skipped)
     VALUES (profile, CASE WHEN r.full_refresh THEN 'full' ELSE 'incremental' END, started, clock_timestamp(),
-            r.rescored, r.unmapped, r.unmapped_kinds, r.rescored IS NULL);
+            r.rescored, r.unmapped, r.unmapped_kinds, r.ignored, r.invalid, r.rescored IS NULL);
     DELETE FROM @extschema@.refresh_runs rr
      WHERE rr.profile = refresh_scores.profile
        AND rr.started_at < started - (SELECT sp.refresh_log_retention FROM @extschema@.scoring_profiles sp
@@ -506,3 +525,49 @@ END $$;
 COMMENT ON FUNCTION @extschema@.refresh_scores(text, boolean, text) IS
     'Rescores a profile''s contacts (from its events_relation) as of now(): all of them (full, or after a profile change), else those whose events changed or whose score is older than max_score_age; records the run in refresh_runs; returns how many, or NULL when another refresh of the profile is running (or, with on_error => ''record'', when it failed: recorded, with a WARNING)';
 REVOKE EXECUTE ON FUNCTION @extschema@.refresh_scores(text, boolean, text) FROM PUBLIC;
+
+------------------------------------------------------------------------------------------------
+-- Erasure: everything the extension holds about a contact
+------------------------------------------------------------------------------------------------
+-- The right to erasure: removes the contact from every profile's scores (and their
+-- distributions), history and pending sets, from the change log, and its rows of engagement_events;
+-- returns what it removed, per table.  A CRM's own events relation is the CRM's to erase: a refresh
+-- after that removes nothing more, and one before it would score the contact again.  Admin only
+-- (grant_admin_access).
+CREATE FUNCTION @extschema@.forget_contact(contact_id bigint)
+RETURNS TABLE ("table" text, rows bigint)
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    n bigint;
+BEGIN
+    PERFORM @extschema@._arguments_not_null('forget_contact(contact_id)', contact_id IS NULL);
+    -- Every profile's refresh lock: a refresh running now has read the contact's events and would
+    -- write its score back; one starting later sees them gone (or skips while this holds the lock).
+    PERFORM FROM @extschema@.score_distributions FOR NO KEY UPDATE;
+    -- (its composites leave each profile's distribution, as a refresh that removed them would)
+    UPDATE @extschema@.score_distributions d
+       SET sorted_composites = @extschema@._merge_distribution(d.sorted_composites, g.composites, '{}'),
+           contacts = d.contacts - cardinality(g.composites)
+      FROM (SELECT s.profile, array_agg(s.composite) AS composites FROM @extschema@.engagement_scores s
+             WHERE s.contact_id = forget_contact.contact_id GROUP BY s.profile) g
+     WHERE d.profile = g.profile;
+    DELETE FROM @extschema@.engagement_scores s WHERE s.contact_id = forget_contact.contact_id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    "table" := 'engagement_scores'; rows := n; RETURN NEXT;
+    DELETE FROM @extschema@.engagement_score_history h WHERE h.contact_id = forget_contact.contact_id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    "table" := 'engagement_score_history'; rows := n; RETURN NEXT;
+    DELETE FROM @extschema@.engagement_events e WHERE e.contact_id = forget_contact.contact_id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    "table" := 'engagement_events'; rows := n; RETURN NEXT;
+    DELETE FROM @extschema@.pending_rescore pr WHERE pr.contact_id = forget_contact.contact_id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    "table" := 'pending_rescore'; rows := n; RETURN NEXT;
+    -- (after the events: their deletion logged the contact)
+    DELETE FROM @extschema@.event_changes c WHERE c.contact_id = forget_contact.contact_id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    "table" := 'event_changes'; rows := n; RETURN NEXT;
+END $$;
+COMMENT ON FUNCTION @extschema@.forget_contact(bigint) IS
+    'Erasure: removes everything the extension holds about a contact, in every profile (scores, history, pending and change-log rows, its rows of engagement_events) and returns the rows removed per table; a CRM''s own events are the CRM''s to delete';
+REVOKE EXECUTE ON FUNCTION @extschema@.forget_contact(bigint) FROM PUBLIC;

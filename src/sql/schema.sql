@@ -5,9 +5,9 @@
 GRANT USAGE ON SCHEMA @extschema@ TO PUBLIC;
 
 CREATE TYPE @extschema@.event_type AS ENUM
-    ('delivered', 'opened', 'clicked', 'responded', 'converted', 'opted_out', 'bounced');
+    ('delivered', 'opened', 'clicked', 'responded', 'converted', 'opted_out', 'opted_in', 'bounced');
 COMMENT ON TYPE @extschema@.event_type IS
-    'SMS CRM engagement event types; opened, clicked, responded and converted are the engaging ones';
+    'SMS CRM engagement event types; opened, clicked, responded and converted are the engaging ones; opted_in (an SMS START) lifts an earlier opt-out';
 
 ------------------------------------------------------------------------------------------------
 -- Events
@@ -52,12 +52,20 @@ CREATE INDEX engagement_events_campaign_idx ON @extschema@.engagement_events (ca
 ------------------------------------------------------------------------------------------------
 -- Scoring profiles: every parameter of the model (docs/model.md), one row per named profile
 ------------------------------------------------------------------------------------------------
+-- A funnel's stages: 1 to 5 distinct stages of delivered, opened, clicked, responded, converted.
+CREATE FUNCTION @extschema@._funnel_stages_valid(stages @extschema@.event_type[]) RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT cardinality(stages) BETWEEN 1 AND 5 AND array_position(stages, NULL) IS NULL
+       AND stages <@ '{delivered,opened,clicked,responded,converted}'::@extschema@.event_type[]
+       AND (SELECT count(DISTINCT s) FROM unnest(stages) s) = cardinality(stages)
+$$;
+
 CREATE TABLE @extschema@.scoring_profiles (
     name                 text PRIMARY KEY CHECK (name <> '' AND octet_length(name) < 64),  -- fits a NAMEDATALEN buffer
     description          text,
     lookback_days        float8 NOT NULL DEFAULT 365  CHECK (lookback_days BETWEEN 1e-6 AND 1e9),
     recency_tau_days     float8 NOT NULL DEFAULT 30   CHECK (recency_tau_days BETWEEN 1e-6 AND 1e9),
-    frequency_min_days   float8 NOT NULL DEFAULT 7    CHECK (frequency_min_days BETWEEN 1e-6 AND 1e9),
+    frequency_min_days   float8 NOT NULL DEFAULT 30   CHECK (frequency_min_days BETWEEN 1e-6 AND 1e9),
     frequency_ref_rate   float8 NOT NULL DEFAULT 0.1  CHECK (frequency_ref_rate BETWEEN 1e-9 AND 1e18),
     monetary_ref_value   float8 NOT NULL DEFAULT 1000 CHECK (monetary_ref_value BETWEEN 1e-9 AND 1e18),
     half_life_days       float8 NOT NULL DEFAULT 14   CHECK (half_life_days BETWEEN 1e-6 AND 1e9),
@@ -69,6 +77,7 @@ CREATE TABLE @extschema@.scoring_profiles (
     decay_weight_responded float8 NOT NULL DEFAULT 3   CHECK (decay_weight_responded BETWEEN -1e6 AND 1e6),
     decay_weight_converted float8 NOT NULL DEFAULT 10  CHECK (decay_weight_converted BETWEEN -1e6 AND 1e6),
     decay_weight_opted_out float8 NOT NULL DEFAULT -10 CHECK (decay_weight_opted_out BETWEEN -1e6 AND 1e6),
+    decay_weight_opted_in  float8 NOT NULL DEFAULT 0   CHECK (decay_weight_opted_in BETWEEN -1e6 AND 1e6),
     decay_weight_bounced   float8 NOT NULL DEFAULT -1  CHECK (decay_weight_bounced BETWEEN -1e6 AND 1e6),
     -- composite weights
     weight_recency       float8 NOT NULL DEFAULT 0.30 CHECK (weight_recency BETWEEN 0 AND 1),
@@ -77,6 +86,11 @@ CREATE TABLE @extschema@.scoring_profiles (
     weight_time_decay    float8 NOT NULL DEFAULT 0.15 CHECK (weight_time_decay BETWEEN 0 AND 1),
     weight_diversity     float8 NOT NULL DEFAULT 0.10 CHECK (weight_diversity BETWEEN 0 AND 1),
     opt_out_penalty      float8 NOT NULL DEFAULT 0.9  CHECK (opt_out_penalty BETWEEN 0 AND 1),
+    -- undeliverable: undeliverable_after (an integer, 1..10) bounces since the last delivery or engagement
+    undeliverable_penalty float8 NOT NULL DEFAULT 0.9 CHECK (undeliverable_penalty BETWEEN 0 AND 1),
+    undeliverable_after  integer NOT NULL DEFAULT 3   CHECK (undeliverable_after BETWEEN 1 AND 10),
+    -- a contact known for less than this many days is in segment new
+    new_contact_days     float8 NOT NULL DEFAULT 30   CHECK (new_contact_days BETWEEN 1e-6 AND 1e9),
     -- MBG/NBD population parameters (defaults until a fit replaces them)
     model_r              float8 NOT NULL DEFAULT 0.25 CHECK (model_r BETWEEN 1e-9 AND 1e9),
     model_alpha          float8 NOT NULL DEFAULT 10   CHECK (model_alpha BETWEEN 1e-9 AND 1e18),
@@ -113,6 +127,10 @@ CREATE TABLE @extschema@.scoring_profiles (
     refresh_log_retention interval NOT NULL DEFAULT '14 days' CHECK (refresh_log_retention >= interval '0'
                              AND refresh_log_retention <= interval '100 years' AND abs(extract(year FROM refresh_log_retention)) <= 100
                              AND abs(extract(day FROM refresh_log_retention)) <= 36525 AND abs(extract(hour FROM refresh_log_retention)) <= 876600),
+    -- the funnel's chain of stages, in order (funnel, funnel_independent): an SMS CRM, whose phones
+    -- rarely send read receipts, may leave opened out
+    funnel_stages        @extschema@.event_type[] NOT NULL DEFAULT '{delivered,opened,clicked,responded,converted}'
+                             CHECK (@extschema@._funnel_stages_valid(funnel_stages)),
     CONSTRAINT scoring_profiles_weights_sum_to_one CHECK (
         abs(weight_recency + weight_frequency + weight_monetary + weight_time_decay + weight_diversity - 1) <= 1e-9),
     CONSTRAINT scoring_profiles_min_days_within_lookback CHECK (frequency_min_days <= lookback_days)
@@ -127,6 +145,8 @@ COMMENT ON COLUMN @extschema@.scoring_profiles.model_fitted_at IS
     'When fit_model last replaced model_r, model_alpha, model_a and model_b (NULL: the defaults)';
 COMMENT ON COLUMN @extschema@.scoring_profiles.events_relation IS
     'The events the profile scores: engagement_events, or a table or view of the CRM''s own, read as its row of event_sources says (without one: columns contact_id, event_type, occurred_at, conversion_value); changing it rescores everyone';
+COMMENT ON COLUMN @extschema@.scoring_profiles.funnel_stages IS
+    'The funnel''s chain of stages, in order (delivered, opened, clicked, responded, converted by default; an SMS CRM might say delivered, clicked, converted)';
 COMMENT ON COLUMN @extschema@.scoring_profiles.refresh_log_retention IS
     'How long refresh_runs keeps the profile''s refreshes (each refresh removes older ones)';
 COMMENT ON COLUMN @extschema@.scoring_profiles.fit_penalizer IS
@@ -237,8 +257,8 @@ CREATE TABLE @extschema@.engagement_scores (
     engagement_probability float8 NOT NULL CHECK (engagement_probability BETWEEN 0 AND 1),
     conversion_probability float8 NOT NULL CHECK (conversion_probability BETWEEN 0 AND 1),
     churn_risk             float8 NOT NULL CHECK (churn_risk BETWEEN 0 AND 1),
-    segment                text NOT NULL CHECK (segment IN ('opted_out', 'champions', 'loyal',
-                               'potential_loyalist', 'new', 'promising', 'need_attention', 'at_risk',
+    segment                text NOT NULL CHECK (segment IN ('opted_out', 'undeliverable', 'new', 'champions',
+                               'loyal', 'potential_loyalist', 'promising', 'need_attention', 'at_risk',
                                'cannot_lose', 'about_to_sleep', 'hibernating', 'lost')),
     opted_out              boolean NOT NULL,
     event_count            bigint NOT NULL CHECK (event_count > 0),
@@ -254,6 +274,19 @@ CREATE TABLE @extschema@.engagement_scores (
     model_version          integer NOT NULL CHECK (model_version >= 1),
     expected_conversion_value float8 CHECK (expected_conversion_value >= 0),
     expected_value_30d     float8 CHECK (expected_value_30d >= 0),
+    -- (model version 3, extension 1.6) the undeliverable flag, the tenure, and the contact's summary
+    -- the predictions are computed from (docs/model.md); NULL in a score of an older model version,
+    -- until the next refresh rescores it
+    undeliverable          boolean,
+    tenure_days            float8 CHECK (tenure_days >= 0),
+    birth_at               timestamptz,
+    x                      bigint CHECK (x >= 0),
+    t_x                    bigint CONSTRAINT engagement_scores_t_x_check CHECK (t_x BETWEEN 0 AND t_c),
+    t_c                    bigint CHECK (t_c >= 0),
+    n_days                 bigint CONSTRAINT engagement_scores_n_days_check CHECK (n_days >= x),
+    conv_days              bigint CONSTRAINT engagement_scores_conv_days_check CHECK (conv_days BETWEEN 0 AND n_days),
+    x_v                    bigint CONSTRAINT engagement_scores_x_v_check CHECK (x_v BETWEEN 0 AND conv_days),
+    m_v                    float8 CHECK (m_v >= 0),
     PRIMARY KEY (profile, contact_id),
     CHECK (last_engaged_at IS NULL OR last_engaged_at >= first_event_at)
 )
@@ -320,7 +353,8 @@ CREATE TABLE @extschema@.score_distributions (
     profile_version  integer NOT NULL,  -- the profile version of the last refresh
     refreshed_at     timestamptz,       -- NULL: never refreshed
     oldest_score_at  timestamptz,       -- min(calculated_at): when any score can next be too old
-    model_version    integer NOT NULL   -- model_version() of the last refresh: another forces a full one
+    model_version    integer NOT NULL,  -- model_version() of the last refresh: another forces a full one
+    source_fingerprint text             -- _source_fingerprint() at the last refresh: another forces a full one
 );
 -- Uncompressed out of line: a percentile lookup reads a few TOAST slices, not the whole array.
 ALTER TABLE @extschema@.score_distributions ALTER COLUMN sorted_composites SET STORAGE EXTERNAL;
@@ -395,7 +429,7 @@ COMMENT ON TABLE @extschema@.model_fits IS
 ------------------------------------------------------------------------------------------------
 -- Event sources: how to read a CRM's own events relation (a table, partitioned table, foreign table
 -- or view) that a profile names as its events_relation: which columns hold the contact, the kind,
--- the time and the value, and how the CRM's kinds map to the seven event types.  A relation without
+-- the time and the value, and how the CRM's kinds map to the eight event types.  A relation without
 -- a row here is read as having the columns of engagement_events (engagement_events itself needs
 -- none).  Validated when written (tracking.sql: _source_check).
 ------------------------------------------------------------------------------------------------
@@ -411,19 +445,20 @@ CREATE TABLE @extschema@.event_sources (
     -- itself when it is a table): for a view, the tables under it
     changes_from    regclass[] NOT NULL DEFAULT '{}',
     set_by          text,   -- the role that defined the source (set by a trigger)
-    created_at      timestamptz NOT NULL DEFAULT now()
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    campaign_column name    -- the campaign of a row, for the funnels (NULL: the source has none)
 );
 COMMENT ON TABLE @extschema@.event_sources IS
-    'How to read a CRM''s own events relation: its contact, kind, time and value columns, how its kinds are matched (exact, or trim_lower: trimmed and lower-cased on both sides) and what happens to rows of an unmapped kind (count: skipped, counted and warned about; reject: an error naming the kind)';
+    'How to read a CRM''s own events relation: its contact, kind, time, value and campaign columns, how its kinds are matched (exact, or trim_lower: trimmed and lower-cased on both sides) and what happens to rows of an unmapped kind (count: skipped, counted and warned about; reject: an error naming the kind)';
 
 CREATE TABLE @extschema@.event_kind_map (
     relation   regclass NOT NULL REFERENCES @extschema@.event_sources (relation) ON DELETE CASCADE,
     kind       text NOT NULL,
-    event_type @extschema@.event_type NOT NULL,
+    event_type @extschema@.event_type,   -- NULL: rows of this kind are ignored on purpose
     PRIMARY KEY (relation, kind)
 );
 COMMENT ON TABLE @extschema@.event_kind_map IS
-    'A source''s kinds and the event type each stands for; a kind not listed is unmapped (see event_sources.on_unmapped)';
+    'A source''s kinds and the event type each stands for (NULL: ignored on purpose, counted but never warned about); a kind not listed is unmapped (see event_sources.on_unmapped)';
 
 ------------------------------------------------------------------------------------------------
 -- Every refresh, manual or scheduled: what it did (kept for each profile's refresh_log_retention)
@@ -435,10 +470,12 @@ CREATE TABLE @extschema@.refresh_runs (
     started_at        timestamptz NOT NULL,
     finished_at       timestamptz NOT NULL,
     contacts_rescored bigint CHECK (contacts_rescored >= 0),
-    unmapped_rows     bigint CHECK (unmapped_rows >= 0),   -- rows read but not scored: no mapping, or no contact or time
-    unmapped_kinds    text[],                              -- the first few of those kinds
+    unmapped_rows     bigint CHECK (unmapped_rows >= 0),   -- rows of a kind the source does not map
+    unmapped_kinds    jsonb,                               -- {kind: rows}: those kinds, the 100 with the most rows
     skipped           boolean NOT NULL DEFAULT false,      -- another refresh of the profile held its lock
     error             text,                                -- SQLSTATE and message of a refresh that failed
+    ignored_rows      bigint CHECK (ignored_rows >= 0),    -- rows of kinds mapped to NULL: ignored on purpose
+    invalid_rows      jsonb,                               -- {reason: rows}: rows skipped for another reason
     CHECK (finished_at >= started_at)
 );
 CREATE INDEX refresh_runs_profile_idx ON @extschema@.refresh_runs (profile, started_at);
@@ -454,7 +491,7 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
     VALUES ('as_of', 'The time the score is computed as of (events after it are ignored)'),
            ('profile', 'The scoring profile that computed it'),
            ('contact_id', 'The contact'),
-           ('composite', 'The score, 0..100: the weighted components, times (1 - opt_out_penalty) when opted out'),
+           ('composite', 'The score, 0..100: the weighted components, times (1 - opt_out_penalty) when opted out and (1 - undeliverable_penalty) when undeliverable'),
            ('recency', 'Recency component, 0..100: 100 exp(-days since the last engagement / recency_tau_days)'),
            ('frequency', 'Frequency component, 0..100: from engaging events per day in the window (observed at least frequency_min_days)'),
            ('monetary', 'Monetary component, 0..100: log of the conversion value in the window against monetary_ref_value'),
@@ -463,16 +500,26 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
            ('engagement_probability', 'Probability of at least one engagement day in the next horizon_days (MBG/NBD), 0..1'),
            ('conversion_probability', 'engagement_probability times the contact''s smoothed share of conversion days, 0..1'),
            ('churn_risk', 'Probability the contact has dropped out: 1 - P(alive) (MBG/NBD), 0..1'),
-           ('segment', 'RFM segment: opted_out, champions, loyal, potential_loyalist, new, promising, need_attention, at_risk, cannot_lose, about_to_sleep, hibernating or lost'),
-           ('opted_out', 'Whether the contact has an opted_out event at or before as_of (it never expires)'),
+           ('segment', 'Segment: opted_out, undeliverable, new (known for less than new_contact_days), then by RFM quintiles champions, loyal, potential_loyalist, promising, need_attention, at_risk, cannot_lose, about_to_sleep, hibernating or lost'),
+           ('opted_out', 'Whether the latest of the contact''s opted_out and opted_in events at or before as_of is an opt-out (at the same time the opt-out wins)'),
            ('event_count', 'Events at or before as_of, any type'),
            ('engaging_count', 'Engaging events (opened, clicked, responded, converted) at or before as_of'),
            ('conversion_total', 'Sum of conversion values at or before as_of (exact cents)'),
            ('first_event_at', 'The contact''s first event: its birth day starts the MBG/NBD summary'),
            ('last_engaged_at', 'The last engaging event (NULL: never engaged)'),
-           ('expected_engagements_30d', 'Expected engagement days in the next horizon_days (MBG/NBD), opt-out penalised'),
+           ('expected_engagements_30d', 'Expected engagement days in the next horizon_days of the profile (30 by default; MBG/NBD), opt-out and undeliverable penalised'),
            ('expected_conversion_value', 'Expected value of the next conversion day (Gamma-Gamma)'),
-           ('expected_value_30d', 'Expected conversion value in the next horizon_days: expected engagement days x conversion share x expected conversion value, opt-out penalised'),
+           ('expected_value_30d', 'Expected conversion value in the next horizon_days of the profile (30 by default): expected engagement days x conversion share x expected conversion value, opt-out and undeliverable penalised'),
+           ('undeliverable', 'Whether at least undeliverable_after bounces came after the last delivery or engagement (at or before as_of)'),
+           ('tenure_days', 'Days since the contact''s first event of any type: how long the CRM has known it'),
+           ('birth_at', 'The start (UTC) of the day of the contact''s first event: the birth b0 of its MBG/NBD summary'),
+           ('x', 'Repeat engagement days: days after the birth day holding an engaging event (MBG/NBD x)'),
+           ('t_x', 'The last of them, in days after the birth day (0 when x = 0)'),
+           ('t_c', 'Days from the birth day to as_of''s day (MBG/NBD Tc)'),
+           ('n_days', 'Days holding an engaging event, the birth day included'),
+           ('conv_days', 'Days holding a converted event, the birth day included'),
+           ('x_v', 'Conversion days whose value is above 0 (Gamma-Gamma x)'),
+           ('m_v', 'The mean value of those days (Gamma-Gamma m; 0 when x_v = 0)'),
            ('percentile_rank', 'The composite''s percentile among the profile''s scored contacts at the refresh, 0..100'),
            ('score_version', 'How many times the contact has been rescored under the profile'),
            ('profile_version', 'The profile''s version the score was computed with (another: stale)'),
@@ -502,7 +549,7 @@ SELECT @extschema@._comment_score_columns('@extschema@.engagement_scores');
 COMMENT ON COLUMN @extschema@.engagement_events.id IS 'The event''s identity (generated: the application role cannot set it)';
 COMMENT ON COLUMN @extschema@.engagement_events.contact_id IS 'The contact';
 COMMENT ON COLUMN @extschema@.engagement_events.campaign_id IS 'The campaign the message belonged to (funnel)';
-COMMENT ON COLUMN @extschema@.engagement_events.event_type IS 'What happened: delivered, opened, clicked, responded, converted, opted_out or bounced';
+COMMENT ON COLUMN @extschema@.engagement_events.event_type IS 'What happened: delivered, opened, clicked, responded, converted, opted_out, opted_in or bounced';
 COMMENT ON COLUMN @extschema@.engagement_events.occurred_at IS 'When it happened (finite)';
 COMMENT ON COLUMN @extschema@.engagement_events.conversion_value IS 'The value of a converted event (>= 0; NULL counts as 0; only on converted)';
 COMMENT ON COLUMN @extschema@.engagement_events.channel IS 'sms, mms, email, voice, web or app';
@@ -515,7 +562,7 @@ COMMENT ON COLUMN @extschema@.scoring_profiles.name IS 'The profile''s name (def
 COMMENT ON COLUMN @extschema@.scoring_profiles.description IS 'What the profile is for';
 COMMENT ON COLUMN @extschema@.scoring_profiles.lookback_days IS 'The window of the five components, in days (365)';
 COMMENT ON COLUMN @extschema@.scoring_profiles.recency_tau_days IS 'Recency: R = 100 exp(-days / recency_tau_days) (30)';
-COMMENT ON COLUMN @extschema@.scoring_profiles.frequency_min_days IS 'Frequency: the shortest observation, so a new contact''s rate is not inflated (7)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.frequency_min_days IS 'Frequency: the shortest observation, so a new contact''s rate is not inflated (30)';
 COMMENT ON COLUMN @extschema@.scoring_profiles.frequency_ref_rate IS 'Frequency: the engaging events per day that score 63 (0.1)';
 COMMENT ON COLUMN @extschema@.scoring_profiles.monetary_ref_value IS 'Monetary: the conversion value in the window that scores 100 (1000)';
 COMMENT ON COLUMN @extschema@.scoring_profiles.half_life_days IS 'Time decay: an event''s weight halves every this many days (14)';
@@ -526,6 +573,7 @@ COMMENT ON COLUMN @extschema@.scoring_profiles.decay_weight_clicked IS 'Time-dec
 COMMENT ON COLUMN @extschema@.scoring_profiles.decay_weight_responded IS 'Time-decay weight of a reply (3)';
 COMMENT ON COLUMN @extschema@.scoring_profiles.decay_weight_converted IS 'Time-decay weight of a conversion (10)';
 COMMENT ON COLUMN @extschema@.scoring_profiles.decay_weight_opted_out IS 'Time-decay weight of an opt-out (-10)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.decay_weight_opted_in IS 'Time-decay weight of an opt-in (0)';
 COMMENT ON COLUMN @extschema@.scoring_profiles.decay_weight_bounced IS 'Time-decay weight of a bounce (-1)';
 COMMENT ON COLUMN @extschema@.scoring_profiles.weight_recency IS 'Weight of recency in the composite (0.30; the five weights sum to 1)';
 COMMENT ON COLUMN @extschema@.scoring_profiles.weight_frequency IS 'Weight of frequency in the composite (0.25)';
@@ -533,6 +581,9 @@ COMMENT ON COLUMN @extschema@.scoring_profiles.weight_monetary IS 'Weight of mon
 COMMENT ON COLUMN @extschema@.scoring_profiles.weight_time_decay IS 'Weight of time decay in the composite (0.15)';
 COMMENT ON COLUMN @extschema@.scoring_profiles.weight_diversity IS 'Weight of diversity in the composite (0.10)';
 COMMENT ON COLUMN @extschema@.scoring_profiles.opt_out_penalty IS 'An opted-out contact''s composite and predictions are multiplied by 1 - this (0.9)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.undeliverable_after IS 'Bounces since the last delivery or engagement that make a contact undeliverable (3; 1..10)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.undeliverable_penalty IS 'An undeliverable contact''s composite and predictions are multiplied by 1 - this (0.9)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.new_contact_days IS 'A contact known for fewer days than this is in segment new (30)';
 COMMENT ON COLUMN @extschema@.scoring_profiles.model_r IS 'MBG/NBD: Gamma shape of the engagement rate (0.25 until fit_model)';
 COMMENT ON COLUMN @extschema@.scoring_profiles.model_alpha IS 'MBG/NBD: Gamma scale of the engagement rate, in days (10 until fit_model)';
 COMMENT ON COLUMN @extschema@.scoring_profiles.model_a IS 'MBG/NBD: Beta a of the dropout probability (0.5 until fit_model)';
@@ -571,6 +622,7 @@ COMMENT ON COLUMN @extschema@.score_distributions.profile_version IS 'The profil
 COMMENT ON COLUMN @extschema@.score_distributions.refreshed_at IS 'When the last refresh ran (NULL: never)';
 COMMENT ON COLUMN @extschema@.score_distributions.oldest_score_at IS 'A lower bound of the scores'' calculated_at: when one can next be older than max_score_age';
 COMMENT ON COLUMN @extschema@.score_distributions.model_version IS 'The model version of the last refresh (another: the next refresh is full)';
+COMMENT ON COLUMN @extschema@.score_distributions.source_fingerprint IS 'The definition of the profile''s source at the last refresh (another, e.g. a view replaced: the next refresh is full)';
 
 COMMENT ON COLUMN @extschema@.model_fits.id IS 'The fit''s identity';
 COMMENT ON COLUMN @extschema@.model_fits.profile IS 'The profile fitted';
@@ -597,9 +649,10 @@ COMMENT ON COLUMN @extschema@.event_sources.on_unmapped IS 'count: unmapped rows
 COMMENT ON COLUMN @extschema@.event_sources.changes_from IS 'Tracked tables whose changes make the source''s scores stale (for a view, the tables under it)';
 COMMENT ON COLUMN @extschema@.event_sources.set_by IS 'The role that defined the source';
 COMMENT ON COLUMN @extschema@.event_sources.created_at IS 'When it was defined';
+COMMENT ON COLUMN @extschema@.event_sources.campaign_column IS 'Its campaign column, for the funnels (an integer; NULL: none)';
 COMMENT ON COLUMN @extschema@.event_kind_map.relation IS 'The source';
 COMMENT ON COLUMN @extschema@.event_kind_map.kind IS 'A kind of the CRM''s';
-COMMENT ON COLUMN @extschema@.event_kind_map.event_type IS 'The event type it stands for';
+COMMENT ON COLUMN @extschema@.event_kind_map.event_type IS 'The event type it stands for (NULL: ignored on purpose)';
 
 COMMENT ON COLUMN @extschema@.refresh_runs.id IS 'The run''s identity';
 COMMENT ON COLUMN @extschema@.refresh_runs.profile IS 'The profile refreshed';
@@ -607,8 +660,10 @@ COMMENT ON COLUMN @extschema@.refresh_runs.mode IS 'full or incremental (an incr
 COMMENT ON COLUMN @extschema@.refresh_runs.started_at IS 'When it started';
 COMMENT ON COLUMN @extschema@.refresh_runs.finished_at IS 'When it finished';
 COMMENT ON COLUMN @extschema@.refresh_runs.contacts_rescored IS 'Contacts rescored (NULL: skipped or failed)';
-COMMENT ON COLUMN @extschema@.refresh_runs.unmapped_rows IS 'Rows read but not scored: a kind the source does not map, or no contact or time';
-COMMENT ON COLUMN @extschema@.refresh_runs.unmapped_kinds IS 'The first five of those kinds, each cut to 64 characters (with its length)';
+COMMENT ON COLUMN @extschema@.refresh_runs.unmapped_rows IS 'Rows of a kind the source does not map';
+COMMENT ON COLUMN @extschema@.refresh_runs.unmapped_kinds IS '{kind: rows} of those kinds, the 100 with the most rows, each kind cut to 64 characters (with its length)';
+COMMENT ON COLUMN @extschema@.refresh_runs.ignored_rows IS 'Rows of kinds the source maps to NULL: ignored on purpose';
+COMMENT ON COLUMN @extschema@.refresh_runs.invalid_rows IS '{reason: rows}: rows skipped for another reason (no contact, no time, an infinite time, a negative, infinite or NaN value)';
 COMMENT ON COLUMN @extschema@.refresh_runs.skipped IS 'Another refresh of the profile held its lock: this one did nothing';
 COMMENT ON COLUMN @extschema@.refresh_runs.error IS 'SQLSTATE and message of a refresh that failed (on_error => ''record'')';
 

@@ -25,11 +25,41 @@ CREATE TYPE @extschema@.score AS (
     last_engaged_at        timestamptz,
     expected_engagements_30d float8,
     expected_conversion_value float8,
-    expected_value_30d     float8
+    expected_value_30d     float8,
+    undeliverable          boolean,
+    tenure_days            float8,
+    birth_at               timestamptz,
+    x                      bigint,
+    t_x                    bigint,
+    t_c                    bigint,
+    n_days                 bigint,
+    conv_days              bigint,
+    x_v                    bigint,
+    m_v                    float8
 );
 COMMENT ON TYPE @extschema@.score IS
     'One contact''s engagement score: composite and components 0..100, predictions 0..1, segment and facts';
 SELECT @extschema@._comment_score_columns('@extschema@.score');
+
+-- The fields of a score that engagement_scores stores, in the type's order: all but as_of (stored
+-- as calculated_at) and profile (the table's key).  The one list the code that writes or reads
+-- stored scores builds its column lists from (_stored_score_list): a field added to the type and
+-- the table needs no other list.
+CREATE FUNCTION @extschema@._stored_score_fields() RETURNS name[]
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT array_agg(a.attname ORDER BY a.attnum)
+      FROM pg_attribute a JOIN pg_type t ON t.typrelid = a.attrelid
+     WHERE t.oid = '@extschema@.score'::regtype AND a.attnum > 0 AND NOT a.attisdropped
+       AND a.attname NOT IN ('as_of', 'profile')
+$$;
+
+-- Those fields as a list for SQL text: each through format(item, field), ', ' between, e.g.
+-- '%1$I = n.%1$I' for an UPDATE's SET.
+CREATE FUNCTION @extschema@._stored_score_list(item text) RETURNS text
+LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT string_agg(format(item, f.field), ', ' ORDER BY f.i)
+      FROM unnest(@extschema@._stored_score_fields()) WITH ORDINALITY f(field, i)
+$$;
 
 -- The version of docs/model.md the library computes (stored with every score).
 CREATE FUNCTION @extschema@.model_version() RETURNS integer
@@ -186,8 +216,8 @@ END $$;
 CREATE FUNCTION @extschema@._source_contact_query(p @extschema@.scoring_profiles, aggregate text) RETURNS text
 LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
     SELECT format('SELECT @extschema@.%s(e.event_type, e.occurred_at, e.conversion_value, $2, $3) AS result,
-                          count(*) FILTER (WHERE e.event_type IS NULL) AS unmapped,
-                          min(e.kind) FILTER (WHERE e.event_type IS NULL) AS kind
+                          count(*) FILTER (WHERE e.skip = 2) AS unmapped, min(e.kind) FILTER (WHERE e.skip = 2) AS kind,
+                          count(*) FILTER (WHERE e.skip > 2) AS invalid, min(e.skip) FILTER (WHERE e.skip > 2) AS reason
                      FROM (%s) e WHERE e.contact_id = $1 AND e.occurred_at <= $2',
                   aggregate, @extschema@._source_select(@extschema@._source_of(p.events_relation),
                                                         @extschema@._live_events_or_error(p)))
@@ -199,24 +229,28 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_tem
     SELECT CASE WHEN length(kind) <= 64 THEN kind ELSE left(kind, 64) || '... (' || length(kind) || ' characters)' END
 $$;
 
--- Rows of a contact that the source does not map: an error naming the kind (on_unmapped reject),
--- else a WARNING with the count.
-CREATE FUNCTION @extschema@._report_unmapped(p @extschema@.scoring_profiles, contact_id bigint, unmapped bigint,
-                                             kind text) RETURNS void
+-- Rows of a contact not scored (_source_contact_query): of a kind the source does not map, an
+-- error naming it (on_unmapped reject) or a WARNING; rows the model cannot read, a WARNING with the
+-- reason; rows of a kind mapped to NULL are ignored on purpose.
+CREATE FUNCTION @extschema@._report_skipped(p @extschema@.scoring_profiles, contact_id bigint, r record) RETURNS void
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF coalesce(unmapped, 0) = 0 THEN
-        RETURN;
-    END IF;
-    IF (@extschema@._source_of(p.events_relation)).on_unmapped = 'reject' THEN
-        RAISE EXCEPTION 'contact %: % rows of % have a kind its source does not map, e.g. %', contact_id, unmapped,
-                        p.events_relation, quote_literal(@extschema@._shown_kind(kind))
+    IF r.unmapped > 0 AND (@extschema@._source_of(p.events_relation)).on_unmapped = 'reject' THEN
+        RAISE EXCEPTION 'contact %: % rows of % have a kind its source does not map, e.g. %', contact_id, r.unmapped,
+                        p.events_relation, quote_literal(@extschema@._shown_kind(r.kind))
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Map it in engagement.event_kind_map (define_event_source).';
+                  HINT = 'Map it in engagement.event_kind_map (define_event_source; a kind mapped to null is ignored).';
     END IF;
-    RAISE WARNING 'contact %: % rows of % not scored: a kind the source does not map, e.g. %', contact_id, unmapped,
-                  p.events_relation, quote_literal(@extschema@._shown_kind(kind))
-        USING HINT = 'Map it in engagement.event_kind_map (define_event_source).';
+    IF r.unmapped > 0 THEN
+        RAISE WARNING 'contact %: % rows of % not scored: a kind the source does not map, e.g. %', contact_id, r.unmapped,
+                      p.events_relation, quote_literal(@extschema@._shown_kind(r.kind))
+            USING HINT = 'Map it in engagement.event_kind_map (define_event_source; a kind mapped to null is ignored).';
+    END IF;
+    IF r.invalid > 0 THEN
+        RAISE WARNING 'contact %: % rows of % not scored: the model cannot read them, e.g. %', contact_id, r.invalid,
+                      p.events_relation, @extschema@._skip_reason(r.reason)
+            USING HINT = 'A row needs a finite time and a finite, non-negative value.';
+    END IF;
 END $$;
 
 CREATE FUNCTION @extschema@.engagement_score(contact_id bigint, as_of timestamptz DEFAULT now(),
@@ -237,7 +271,7 @@ BEGIN
                    AND e.occurred_at <= engagement_score.as_of);
     END IF;
     EXECUTE @extschema@._source_contact_query(p, 'score_events') INTO r USING contact_id, as_of, p.name;
-    PERFORM @extschema@._report_unmapped(p, contact_id, r.unmapped, r.kind);
+    PERFORM @extschema@._report_skipped(p, contact_id, r);
     RETURN r.result;
 END $$;
 COMMENT ON FUNCTION @extschema@.engagement_score(bigint, timestamptz, text) IS
@@ -265,7 +299,7 @@ BEGIN
            AND e.occurred_at <= explain_score.as_of;
     ELSE
         EXECUTE @extschema@._source_contact_query(p, 'explain_events') INTO r USING contact_id, as_of, p.name;
-        PERFORM @extschema@._report_unmapped(p, contact_id, r.unmapped, r.kind);
+        PERFORM @extschema@._report_skipped(p, contact_id, r);
         body := r.result;
         unmapped := r.unmapped;
         kind := r.kind;

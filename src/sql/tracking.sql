@@ -32,6 +32,7 @@ BEGIN
         src.kind_match := 'exact';
         src.on_unmapped := 'count';
         src.changes_from := '{}';
+        src.campaign_column := 'campaign_id';   -- (when the relation has one: _source_select)
     END IF;
     RETURN src;
 END $$;
@@ -64,6 +65,11 @@ BEGIN
     FOR col IN SELECT * FROM (VALUES ('contact', src.contact_column, ARRAY['smallint', 'integer', 'bigint']::regtype[]),
                                      ('time', src.time_column, ARRAY['timestamp with time zone']::regtype[]),
                                      ('value', src.value_column, ARRAY['numeric', 'smallint', 'integer', 'bigint', 'real', 'double precision']::regtype[]),
+                                     -- (a source without a row of event_sources has a campaign_id, or none)
+                                     ('campaign', CASE WHEN src.created_at IS NOT NULL
+                                                            OR @extschema@._column_type(src.relation, src.campaign_column) IS NOT NULL
+                                                       THEN src.campaign_column END,
+                                      ARRAY['smallint', 'integer', 'bigint']::regtype[]),
                                      ('kind', src.kind_column, ARRAY['@extschema@.event_type', 'text', 'character varying',
                                                                      'character', 'name']::regtype[])) v(what, name, types)
                 WHERE v.name IS NOT NULL
@@ -90,57 +96,104 @@ AS 'MODULE_PATHNAME', 'es_map_kind' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 -- The kind column as an event type: the column itself when it is engagement.event_type, else a
 -- lookup in the source's kind map (_map_kind, the map as constants; trim_lower compares trimmed,
--- lower-cased kinds), NULL for a kind the map lacks.
-CREATE FUNCTION @extschema@._source_kind_expr(src @extschema@.event_sources) RETURNS text
+-- lower-cased kinds), NULL for a kind the map lacks or ignores.  And the condition that a row's
+-- kind is one the map ignores (mapped to NULL), 'false' when it ignores none.
+CREATE FUNCTION @extschema@._source_kind_expr(src @extschema@.event_sources, OUT event_type text, OUT ignored text)
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     kind  text := 'e.' || quote_ident(src.kind_column);
     kinds text[];
     types @extschema@.event_type[];
+    skip  text[];
 BEGIN
     IF @extschema@._column_type(src.relation, src.kind_column) = '@extschema@.event_type'::regtype THEN
-        RETURN kind;
+        event_type := kind;
+        ignored := 'false';
+        RETURN;
     END IF;
     kind := kind || '::text';
     IF src.kind_match = 'trim_lower' THEN
         kind := format('lower(btrim(%s))', kind);
     END IF;
-    SELECT array_agg(CASE src.kind_match WHEN 'trim_lower' THEN lower(btrim(m.kind)) ELSE m.kind END ORDER BY m.kind),
-           array_agg(m.event_type ORDER BY m.kind)
-      INTO kinds, types
-      FROM @extschema@.event_kind_map m WHERE m.relation = src.relation;
-    RETURN CASE WHEN kinds IS NULL THEN 'NULL::@extschema@.event_type'
-                ELSE format('@extschema@._map_kind(%s, %L::text[], %L::@extschema@.event_type[])', kind, kinds, types) END;
+    SELECT array_agg(k.key ORDER BY k.key) FILTER (WHERE k.event_type IS NOT NULL),
+           array_agg(k.event_type ORDER BY k.key) FILTER (WHERE k.event_type IS NOT NULL),
+           array_agg(k.key ORDER BY k.key) FILTER (WHERE k.event_type IS NULL)
+      INTO kinds, types, skip
+      FROM (SELECT CASE src.kind_match WHEN 'trim_lower' THEN lower(btrim(m.kind)) ELSE m.kind END AS key, m.event_type
+              FROM @extschema@.event_kind_map m WHERE m.relation = src.relation) k;
+    event_type := CASE WHEN kinds IS NULL THEN 'NULL::@extschema@.event_type'
+                       ELSE format('@extschema@._map_kind(%s, %L::text[], %L::@extschema@.event_type[])', kind, kinds, types) END;
+    -- (= ANY of a constant array: hashed from 9 elements on)
+    ignored := CASE WHEN skip IS NULL THEN 'false' ELSE format('%s = ANY (%L::text[])', kind, skip) END;
 END $$;
 
+-- Why a row of a source is not scored, by the code _source_select gives it (NULL: it is scored).
+CREATE FUNCTION @extschema@._skip_reason(code integer) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT (ARRAY['ignored', 'unmapped', 'no contact', 'no time', 'infinite time', 'NaN value', 'negative value',
+                  'infinite value'])[code]
+$$;
+
 -- The rows of a source as the model reads them, from rel (the relation's name, or a name bound to
--- it): SELECT contact_id, event_type (NULL: unmapped), occurred_at, conversion_value, kind (the
--- CRM's own, as text; NULL when the kind column is engagement.event_type already) FROM ...  No cast
--- a relation's own types do not need: the whole query stays shippable to a postgres_fdw shard
--- (which cannot ship a text cast of an enum).
+-- it): SELECT contact_id, event_type, occurred_at, conversion_value, kind (the CRM's own, as text;
+-- NULL when the kind column is engagement.event_type already), campaign_id (NULL when the source
+-- has no campaign column), skip (why the row is not scored, NULL when it is: a code of
+-- _skip_reason, 1 for a kind mapped to NULL, 2 for an unmapped kind, more for a row the model
+-- cannot read; event_type is NULL exactly then) FROM ...  No cast a relation's own
+-- types do not need: the whole query stays shippable to a postgres_fdw shard (which cannot ship a
+-- text cast of an enum).
 CREATE FUNCTION @extschema@._source_select(src @extschema@.event_sources, rel text) RETURNS text
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     typed_kind boolean := @extschema@._column_type(src.relation, src.kind_column) = '@extschema@.event_type'::regtype;
     own        boolean := src.relation = '@extschema@.engagement_events'::regclass;
+    kinds      record := @extschema@._source_kind_expr(src);
     value_expr text := CASE WHEN src.value_column IS NULL THEN 'NULL::numeric'
                             WHEN @extschema@._column_type(src.relation, src.value_column) = 'numeric'::regtype
                             THEN format('e.%I', src.value_column)
                             ELSE format('e.%I::numeric', src.value_column) END;
+    campaign   text := CASE WHEN @extschema@._column_type(src.relation, src.campaign_column) IS NULL THEN 'NULL::bigint'
+                            ELSE format('e.%I', src.campaign_column) END;
+    skip       text;
 BEGIN
-    -- A row of a CRM's own relation the model cannot read (an infinite time, a negative, NaN or
-    -- infinite value: engagement_events' checks refuse them) is, like an unmapped kind, not scored
-    -- and counted, instead of stopping every refresh of the profile.
-    RETURN format('SELECT e.%I AS contact_id, %s AS event_type, e.%I AS occurred_at, %s AS conversion_value, %s AS kind FROM %s e',
+    -- engagement_events' checks refuse every row the model cannot read; a row of a CRM's own
+    -- relation that it cannot read is, like an unmapped kind, not scored and counted, instead of
+    -- stopping every refresh of the profile.
+    skip := CASE WHEN own THEN 'NULL::integer'
+                 ELSE format($f$CASE WHEN e.%1$I IS NULL THEN 3 WHEN e.%2$I IS NULL THEN 4 WHEN NOT isfinite(e.%2$I) THEN 5
+                                     WHEN %3$s = 'NaN' THEN 6 WHEN %3$s < 0 THEN 7 WHEN %3$s >= 'Infinity' THEN 8
+                                     WHEN %4$s IS NOT NULL THEN NULL WHEN %5$s THEN 1 ELSE 2 END$f$,
+                             src.contact_column, src.time_column, value_expr, kinds.event_type, kinds.ignored) END;
+    RETURN format('SELECT e.%I AS contact_id, %s AS event_type, e.%I AS occurred_at, %s AS conversion_value, %s AS kind, '
+                  '%s AS campaign_id, %s AS skip FROM %s e',
                   src.contact_column,
-                  CASE WHEN own THEN @extschema@._source_kind_expr(src)
-                       ELSE format('CASE WHEN isfinite(e.%I) AND (%s IS NULL OR (%s >= 0 AND %s < ''Infinity'' AND %s <> ''NaN'')) THEN %s END',
-                                   src.time_column, value_expr, value_expr, value_expr, value_expr,
-                                   @extschema@._source_kind_expr(src)) END,
+                  CASE WHEN own THEN kinds.event_type
+                       ELSE format('CASE WHEN e.%I IS NOT NULL AND isfinite(e.%I) AND (%s IS NULL OR (%s >= 0 AND %s < ''Infinity'' AND %s <> ''NaN'')) THEN %s END',
+                                   src.contact_column, src.time_column, value_expr, value_expr, value_expr, value_expr,
+                                   kinds.event_type) END,
                   src.time_column, value_expr,
                   CASE WHEN typed_kind THEN 'NULL::text' ELSE format('e.%I::text', src.kind_column) END,
-                  rel);
+                  campaign, skip, rel);
 END $$;
+
+-- A source's definition as far as its reading depends on it: the relation's kind, a view's query,
+-- a foreign table's options, and the types of the columns the source reads (its row of
+-- event_sources and its kind map bump the profiles' versions themselves).  NULL for
+-- engagement_events.  A refresh stores it; another at the next refresh (a view replaced, a column's
+-- type changed) makes that refresh full, and contact_scores shows the scores stale meanwhile.  What
+-- a view reads (a table it joins, a view under it) is not in it.
+CREATE FUNCTION @extschema@._source_fingerprint(rel regclass) RETURNS text
+LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT md5(concat_ws('|', c.relkind, CASE WHEN c.relkind = 'v' THEN pg_get_viewdef(c.oid) END,
+                         (SELECT f.ftoptions::text FROM pg_foreign_table f WHERE f.ftrelid = c.oid),
+                         (SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod), ',' ORDER BY a.attname)
+                            FROM pg_attribute a, @extschema@._source_of(rel) s
+                           WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                             AND a.attname IN (s.contact_column, s.kind_column, s.time_column, s.value_column,
+                                               s.campaign_column))))
+      FROM pg_class c
+     WHERE c.oid = rel AND rel <> '@extschema@.engagement_events'::regclass
+$$;
 
 -- The events relation of a profile, checked before it is written into a profile, and before a
 -- refresh or a fit reads it (its name, quoted and qualified).  A refresh may run as a superuser
@@ -370,6 +423,7 @@ CREATE TRIGGER event_kind_map_changed_delete AFTER DELETE ON @extschema@.event_k
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._source_changed();
 
 -- define_event_source: a source in one call (its row of event_sources and its kind map, replaced).
+-- A kind mapped to JSON null is ignored on purpose: counted, never warned about.
 CREATE FUNCTION @extschema@.define_event_source(relation regclass, kinds jsonb DEFAULT NULL,
                                                 contact_column name DEFAULT 'contact_id',
                                                 kind_column name DEFAULT 'event_type',
@@ -377,7 +431,8 @@ CREATE FUNCTION @extschema@.define_event_source(relation regclass, kinds jsonb D
                                                 value_column name DEFAULT 'conversion_value',
                                                 kind_match text DEFAULT 'exact',
                                                 on_unmapped text DEFAULT 'count',
-                                                changes_from regclass[] DEFAULT '{}')
+                                                changes_from regclass[] DEFAULT '{}',
+                                                campaign_column name DEFAULT NULL)
 RETURNS regclass
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -393,30 +448,33 @@ BEGIN
     END IF;
     SELECT string_agg(format('%s: %s', k.key, k.value), ', ') INTO bad
       FROM jsonb_each(coalesce(kinds, '{}')) k
-     WHERE jsonb_typeof(k.value) <> 'string'
-        OR NOT (k.value #>> '{}') = ANY (enum_range(NULL::@extschema@.event_type)::text[]);
+     WHERE jsonb_typeof(k.value) NOT IN ('string', 'null')
+        OR NOT coalesce((k.value #>> '{}') = ANY (enum_range(NULL::@extschema@.event_type)::text[]), true);
     IF bad IS NOT NULL THEN
         RAISE EXCEPTION 'kinds maps to what is not an event type: %', bad
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'The event types: ' || array_to_string(enum_range(NULL::@extschema@.event_type)::text[], ', ') || '.';
+                  HINT = 'The event types: ' || array_to_string(enum_range(NULL::@extschema@.event_type)::text[], ', ')
+                         || '; null ignores a kind.';
     END IF;
     -- (the old map goes first: the source's check of a trim_lower map reads the map, the new one)
     DELETE FROM @extschema@.event_kind_map m WHERE m.relation = define_event_source.relation;
     INSERT INTO @extschema@.event_sources AS s (relation, contact_column, kind_column, time_column, value_column,
-                                                kind_match, on_unmapped, changes_from)
-    VALUES (relation, contact_column, kind_column, time_column, value_column, kind_match, on_unmapped, changes_from)
+                                                kind_match, on_unmapped, changes_from, campaign_column)
+    VALUES (relation, contact_column, kind_column, time_column, value_column, kind_match, on_unmapped, changes_from,
+            campaign_column)
     ON CONFLICT ON CONSTRAINT event_sources_pkey DO UPDATE
        SET contact_column = excluded.contact_column, kind_column = excluded.kind_column,
            time_column = excluded.time_column, value_column = excluded.value_column,
-           kind_match = excluded.kind_match, on_unmapped = excluded.on_unmapped, changes_from = excluded.changes_from;
+           kind_match = excluded.kind_match, on_unmapped = excluded.on_unmapped, changes_from = excluded.changes_from,
+           campaign_column = excluded.campaign_column;
     INSERT INTO @extschema@.event_kind_map (relation, kind, event_type)
     SELECT define_event_source.relation, k.key, (k.value #>> '{}')::@extschema@.event_type
       FROM jsonb_each(coalesce(kinds, '{}')) k;
     RETURN relation;
 END $$;
-COMMENT ON FUNCTION @extschema@.define_event_source(regclass, jsonb, name, name, name, name, text, text, regclass[]) IS
-    'Defines (or replaces) how a CRM''s own events relation is read: its columns, its kinds mapped to event types ({"open": "opened", ...}), kind_match exact or trim_lower, on_unmapped count or reject, and for a view the tables whose tracked changes feed it';
-REVOKE EXECUTE ON FUNCTION @extschema@.define_event_source(regclass, jsonb, name, name, name, name, text, text, regclass[]) FROM PUBLIC;
+COMMENT ON FUNCTION @extschema@.define_event_source(regclass, jsonb, name, name, name, name, text, text, regclass[], name) IS
+    'Defines (or replaces) how a CRM''s own events relation is read: its columns, its kinds mapped to event types ({"open": "opened", "sent": null, ...}: null ignores a kind), kind_match exact or trim_lower, on_unmapped count or reject, for a view the tables whose tracked changes feed it, and its campaign column (for the funnels)';
+REVOKE EXECUTE ON FUNCTION @extschema@.define_event_source(regclass, jsonb, name, name, name, name, text, text, regclass[], name) FROM PUBLIC;
 
 -- A profile's events relation, checked before a refresh or a fit reads it, by the role it is read
 -- as (_events_reader): the role that chose it may still read it (privileges may have been revoked
@@ -628,6 +686,7 @@ CREATE FUNCTION @extschema@.track_event_changes(events regclass, for_source regc
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     contact      name;
+    feed_hint    text;
     citus_method "char";   -- 'h' a Citus distributed table, 'n' a reference or local one, NULL neither
 BEGIN
     IF events IS NULL THEN
@@ -644,6 +703,23 @@ BEGIN
     IF for_source IS NOT NULL AND NOT EXISTS (SELECT FROM @extschema@.event_sources s WHERE s.relation = for_source) THEN
         RAISE EXCEPTION '% has no event source to feed', for_source
             USING ERRCODE = 'undefined_object', HINT = 'Define it first: engagement.define_event_source.';
+    END IF;
+    -- A table under a view source, neither a source nor a profile's relation itself: its changes
+    -- feed the view's scores only when named for it.
+    IF for_source IS NULL AND contact_column IS NULL
+       AND NOT EXISTS (SELECT FROM @extschema@.event_sources s WHERE s.relation = events)
+       AND NOT EXISTS (SELECT FROM @extschema@.scoring_profiles p WHERE p.events_relation = events) THEN
+        SELECT string_agg(format('SELECT engagement.track_event_changes(%L, for_source => %L);',
+                                 events::text, s.relation::text), ' ' ORDER BY s.relation::text)
+          INTO feed_hint
+          FROM @extschema@.event_sources s
+         WHERE s.relation IN (SELECT r.ev_class FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
+                               WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+                                 AND d.refobjid = events);
+        IF feed_hint IS NOT NULL THEN
+            RAISE EXCEPTION '% is read by a view source, not scored itself: name the source its changes feed', events
+                USING ERRCODE = 'invalid_parameter_value', HINT = feed_hint;
+        END IF;
     END IF;
     -- the table's own contact column: given, or its own source's, or (a table under a view source)
     -- the view's

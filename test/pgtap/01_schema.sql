@@ -7,7 +7,7 @@ SELECT is((SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extna
           'engagement', 'the extension lives in schema engagement');
 SELECT is((SELECT extrelocatable FROM pg_extension WHERE extname = 'engagement_scoring'), false, 'not relocatable');
 SELECT enum_has_labels('engagement', 'event_type',
-    ARRAY['delivered', 'opened', 'clicked', 'responded', 'converted', 'opted_out', 'bounced']);
+    ARRAY['delivered', 'opened', 'clicked', 'responded', 'converted', 'opted_out', 'opted_in', 'bounced']);
 
 SELECT tables_are('engagement', ARRAY['engagement_events', 'scoring_profiles', 'engagement_scores',
                                       'engagement_score_history', 'event_changes', 'pending_rescore',
@@ -57,8 +57,8 @@ SELECT is((SELECT i.indnkeyatts FROM pg_index i
 
 SELECT col_is_pk('engagement', 'scoring_profiles', 'name', 'col_is_pk engagement scoring_profiles name');
 SELECT is((SELECT count(*)::int FROM information_schema.columns
-            WHERE table_schema = 'engagement' AND table_name = 'scoring_profiles'), 44,
-          'scoring_profiles: name, description, the 30 model parameters, 3 refresh parameters, 3 facts of the fit, the fits'' penalty, version, 2 timestamps, events_relation and who set it');
+            WHERE table_schema = 'engagement' AND table_name = 'scoring_profiles'), 49,
+          'scoring_profiles: name, description, the 34 model parameters, the funnel''s stages, 3 refresh parameters, 3 facts of the fit, the fits'' penalty, version, 2 timestamps, events_relation and who set it');
 SELECT results_eq($$SELECT name FROM engagement.scoring_profiles$$, ARRAY['default'], 'profile default exists');
 SELECT has_trigger('engagement', 'scoring_profiles', 'scoring_profiles_bump_version', 'scoring_profiles.scoring_profiles_bump_version exists');
 SELECT has_trigger('engagement', 'scoring_profiles', 'scoring_profiles_replace_builtin_default', 'scoring_profiles.scoring_profiles_replace_builtin_default exists');
@@ -89,7 +89,8 @@ SELECT is((SELECT string_agg(a.attname, ',' ORDER BY a.attnum) FROM pg_attribute
             WHERE t.oid = 'engagement.score'::regtype AND a.attnum > 0),
           'as_of,profile,composite,recency,frequency,monetary,time_decay,diversity,engagement_probability,'
           'conversion_probability,churn_risk,segment,opted_out,event_count,engaging_count,conversion_total,'
-          'first_event_at,last_engaged_at,expected_engagements_30d,expected_conversion_value,expected_value_30d', 'engagement.score has the documented fields in order');
+          'first_event_at,last_engaged_at,expected_engagements_30d,expected_conversion_value,expected_value_30d,'
+          'undeliverable,tenure_days,birth_at,x,t_x,t_c,n_days,conv_days,x_v,m_v', 'engagement.score has the documented fields in order');
 
 -- Functions and aggregates: volatility, strictness, parallel safety.
 SELECT has_function('engagement', 'engagement_score', ARRAY['bigint', 'timestamp with time zone', 'text']);
@@ -124,8 +125,9 @@ SELECT results_eq($$SELECT p.oid::regprocedure::text FROM pg_proc p
                         'engagement._unbind_events_relation(text)',
                         'engagement._validation(timestamp with time zone,timestamp with time zone,text,boolean)',
                         'engagement.citus_distribute(regclass)',
-                        'engagement.define_event_source(regclass,jsonb,name,name,name,name,text,text,regclass[])',
+                        'engagement.define_event_source(regclass,jsonb,name,name,name,name,text,text,regclass[],name)',
                         'engagement.fit_model(text,timestamp with time zone,text)',
+                        'engagement.forget_contact(bigint)',
                         'engagement.grant_admin_access(regrole)',
                         'engagement.grant_application_access(regrole)',
                         'engagement.refresh_scores(text,boolean,text)',
@@ -178,8 +180,9 @@ SELECT results_eq($$SELECT p.oid::regprocedure::text FROM pg_proc p
                         'engagement._track_event_changes()',
                         'engagement._track_shard_changes()',
                         'engagement.citus_distribute(regclass)',
-                        'engagement.define_event_source(regclass,jsonb,name,name,name,name,text,text,regclass[])',
+                        'engagement.define_event_source(regclass,jsonb,name,name,name,name,text,text,regclass[],name)',
                         'engagement.fit_model(text,timestamp with time zone,text)',
+                        'engagement.forget_contact(bigint)',
                         'engagement.grant_admin_access(regrole)',
                         'engagement.grant_application_access(regrole)',
                         'engagement.refresh_scores(text,boolean,text)',

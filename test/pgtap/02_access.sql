@@ -1,7 +1,7 @@
 -- pgTAP: the least-privilege model.  An application role inserts events, reads scores and calls
 -- the scoring functions, and cannot change profiles, scores or existing events; an admin can.
 BEGIN;
-SELECT plan(38);
+SELECT plan(41);
 
 CREATE ROLE es_tap_app;
 CREATE ROLE es_tap_admin;
@@ -22,7 +22,7 @@ SELECT is((SELECT count(*)::int FROM engagement.engagement_scores), 2, 'app: rea
 SELECT is((SELECT count(*)::int FROM engagement.contact_scores WHERE is_stale), 0, 'app: reads contact_scores');
 SELECT isnt((engagement.cached_score(1)).composite, NULL, 'app: cached_score');
 SELECT isnt(engagement.score_percentile(50), NULL, 'app: score_percentile');
-SELECT is((SELECT count(*)::int FROM engagement.funnel()), 7, 'app: funnel');
+SELECT is((SELECT count(*)::int FROM engagement.funnel()), 8, 'app: funnel');
 SELECT is((SELECT count(*)::int FROM engagement.contact_events(1)), 1, 'app: contact_events');
 SELECT is((SELECT sum(contacts)::int FROM engagement.segment_summary()), 2, 'app: segment_summary');
 SELECT throws_ok($$UPDATE engagement.scoring_profiles SET half_life_days = 1$$, '42501', NULL, 'app: cannot change profiles');
@@ -32,6 +32,7 @@ SELECT throws_ok($$DELETE FROM engagement.engagement_events$$, '42501', NULL, 'a
 SELECT throws_ok($$UPDATE engagement.engagement_scores SET composite = 100$$, '42501', NULL, 'app: cannot write scores');
 SELECT throws_ok($$DELETE FROM engagement.engagement_score_history$$, '42501', NULL, 'app: cannot erase history');
 SELECT throws_ok($$SELECT engagement.refresh_scores()$$, '42501', NULL, 'app: cannot refresh');
+SELECT throws_ok($$SELECT * FROM engagement.forget_contact(1)$$, '42501', NULL, 'app: cannot erase a contact');
 SELECT throws_ok($$SELECT engagement.grant_admin_access('es_tap_app')$$, '42501', NULL, 'app: cannot grant itself more');
 -- Ids are the identity's: taking future ones would break every other writer's inserts.
 SELECT throws_ok($$INSERT INTO engagement.engagement_events (id, contact_id, event_type, occurred_at)
@@ -92,6 +93,9 @@ SET LOCAL ROLE es_tap_admin;
 SELECT lives_ok($$UPDATE engagement.scoring_profiles SET half_life_days = 21 WHERE name = 'default'$$, 'admin: changes profiles');
 SELECT is(engagement.refresh_scores(), 3::bigint, 'admin: refreshes (the profile changed: everyone)');
 SELECT lives_ok($$DELETE FROM engagement.engagement_events WHERE contact_id = 3$$, 'admin: deletes events');
+SELECT lives_ok($$SELECT * FROM engagement.forget_contact(2)$$, 'admin: erases a contact');
+SELECT is((SELECT count(*)::int FROM engagement.engagement_scores WHERE contact_id = 2)
+          + (SELECT count(*)::int FROM engagement.engagement_events WHERE contact_id = 2), 0, '... its score and events are gone');
 RESET ROLE;
 
 SELECT * FROM finish();

@@ -214,11 +214,7 @@ check "the stored scores equal the single node's scoring as of their calculated_
 # refuses a distributed query inside a shard's.)
 fresh=$(q 0 -c "SELECT count(*) FILTER (WHERE NOT is_stale) FROM engagement.contact_scores c WHERE c.profile = 'default'")
 cached=$(q 0 -c "SELECT c, engagement.cached_score(c, '1 day') FROM generate_series(100, 2000, 100) c")
-stored=$(q 0 -c "SELECT s.contact_id, ROW(s.calculated_at, s.profile, s.composite, s.recency, s.frequency,
-                            s.monetary, s.time_decay, s.diversity, s.engagement_probability, s.conversion_probability,
-                            s.churn_risk, s.segment, s.opted_out, s.event_count, s.engaging_count, s.conversion_total,
-                            s.first_event_at, s.last_engaged_at, s.expected_engagements_30d, s.expected_conversion_value,
-                            s.expected_value_30d)::engagement.score
+stored=$(q 0 -c "SELECT s.contact_id, jsonb_populate_record(NULL::engagement.score, to_jsonb(s) || jsonb_build_object('as_of', s.calculated_at))
                    FROM engagement.engagement_scores s WHERE s.profile = 'default' AND s.contact_id % 100 = 0 ORDER BY 1")
 check "contact_scores sees every score fresh ($fresh), and cached_score returns the stored ones" \
     '[ "$fresh" = 2000 ] && [ "$cached" = "$stored" ] && [ "$(wc -l <<<"$cached")" = 20 ]'

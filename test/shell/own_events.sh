@@ -36,7 +36,7 @@ out=$(q -c "SELECT engagement.refresh_scores('crm')" 2>&1)
 check "an unmapped kind is counted and named in a WARNING, not dropped silently" \
     '[[ "$out" == *"WARNING"*"1 rows of crm.sms_events were not scored"*" STOP "* ]]'
 check "the refresh records it in refresh_runs" \
-    '[ "$(q -c "SELECT mode, unmapped_rows, unmapped_kinds::text FROM engagement.refresh_runs WHERE profile = '"'crm'"' ORDER BY id DESC LIMIT 1" -F " ")" = "full 1 {\" STOP \"}" ]'
+    '[ "$(q -c "SELECT mode, unmapped_rows, unmapped_kinds::text FROM engagement.refresh_runs WHERE profile = '"'crm'"' ORDER BY id DESC LIMIT 1" -F " ")" = "full 1 {\" STOP \": 1}" ]'
 check "contact 7, whose ' STOP ' is unmapped, is not yet opted out" \
     '[ "$(q -c "SELECT opted_out FROM engagement.engagement_scores WHERE profile = '"'crm'"' AND contact_id = 7")" = f ]'
 # ... a source that rejects unmapped kinds refuses to score instead
@@ -72,11 +72,13 @@ LIVE_VS_STORED="SELECT count(*) FROM engagement.engagement_scores s,
         (l.l).composite, (l.l).recency, (l.l).frequency, (l.l).monetary, (l.l).time_decay, (l.l).diversity,
         (l.l).engagement_probability, (l.l).conversion_probability, (l.l).churn_risk, (l.l).segment, (l.l).opted_out,
         (l.l).event_count, (l.l).engaging_count, (l.l).conversion_total, (l.l).expected_engagements_30d,
-        (l.l).expected_conversion_value, (l.l).expected_value_30d)
+        (l.l).expected_conversion_value, (l.l).expected_value_30d, (l.l).undeliverable, (l.l).tenure_days, (l.l).birth_at,
+        (l.l).x, (l.l).t_x, (l.l).t_c, (l.l).n_days, (l.l).conv_days, (l.l).x_v, (l.l).m_v)
       IS DISTINCT FROM (s.composite, s.recency, s.frequency, s.monetary, s.time_decay, s.diversity,
         s.engagement_probability, s.conversion_probability, s.churn_risk, s.segment, s.opted_out,
         s.event_count, s.engaging_count, s.conversion_total, s.expected_engagements_30d,
-        s.expected_conversion_value, s.expected_value_30d)"
+        s.expected_conversion_value, s.expected_value_30d, s.undeliverable, s.tenure_days, s.birth_at,
+        s.x, s.t_x, s.t_c, s.n_days, s.conv_days, s.x_v, s.m_v)"
 for p in crm crm_view; do
     n=$(q -c "SELECT count(*) FROM engagement.engagement_scores WHERE profile = '$p'")
     d=$(q -v p="$p" <<<"$LIVE_VS_STORED")
@@ -149,8 +151,12 @@ q -c "UPDATE engagement.event_sources SET on_unmapped = 'count' WHERE relation =
   -c "INSERT INTO crm.sms_events (contact_id, kind, at, revenue) VALUES (12, 'purchase', '2026-05-30 11:00+00', -5)"
 out=$(q -c "SELECT engagement.refresh_scores('crm', true)" 2>&1)
 n=$(grep -x "[0-9]*" <<<"$out" | head -1)
-check "a row without a contact and a negative value are counted, and the refresh goes on ($n)" \
-    '[ "$n" = 300 ] && [ "$(q -c "SELECT unmapped_rows FROM engagement.refresh_runs WHERE profile = '"'crm'"' ORDER BY id DESC LIMIT 1")" = 2 ]'
+counted=$(q -c "SELECT unmapped_rows = 0 AND invalid_rows = '{\"no contact\": 1, \"negative value\": 1}'
+                 FROM engagement.refresh_runs WHERE profile = 'crm' ORDER BY id DESC LIMIT 1")
+check "a row without a contact and a negative value are counted by reason, and the refresh goes on ($n)" \
+    '[ "$n" = 300 ] && [ "$counted" = t ]'
+check "... and the warning names those reasons, not unmapped kinds" \
+    '[[ "$out" == *"WARNING"*"2 rows of crm.sms_events were not scored"*"negative value"* ]] && [[ "$out" == *"no contact"* ]] && [[ "$out" != *"not mapped"* ]]'
 q -c "DELETE FROM crm.sms_events WHERE contact_id IS NULL OR revenue < 0"
 err=$(q -c "UPDATE engagement.event_sources SET contact_column = 'id' WHERE relation = 'crm.sms_events'::regclass" 2>&1)
 check "the contact column cannot change under the tracking triggers (55000)" '[[ "$err" == *"change-tracking triggers of crm.sms_events read column contact_id"* ]]'

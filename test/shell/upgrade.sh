@@ -87,8 +87,11 @@ q -d postgres -c "DROP DATABASE IF EXISTS es_fresh" -c "CREATE DATABASE es_fresh
 q -d es_fresh -c "CREATE EXTENSION engagement_scoring" -c "$LOAD"
 q -d es_fresh -c "$DESCRIBE" >"$WORK/fresh.txt"
 check "a fresh install describes $(wc -l <"$WORK/fresh.txt") objects" '[ "$(wc -l <"$WORK/fresh.txt")" -gt 100 ]'
-# Rows without their insertion timestamps, in a stable order.
-rows() { q -d "$1" -c "SELECT md5(string_agg(x, E'\n' ORDER BY x)) FROM (SELECT (to_jsonb(t) - 'created_at' - 'updated_at')::text AS x FROM engagement.$2 t) s"; }
+# Rows without their insertion timestamps, in a stable order; profiles without frequency_min_days,
+# whose default changed in 1.6 (the update keeps the value a profile has: checked below).
+rows() { q -d "$1" -c "SELECT md5(string_agg(x, E'\n' ORDER BY x)) FROM (SELECT (to_jsonb(t) - 'created_at' - 'updated_at'
+                                                                                  - 'frequency_min_days')::text AS x
+                                                                     FROM engagement.$2 t) s"; }
 # The fields every version's score has (1.1 added expected_engagements_30d).
 SCORES_1_0="SELECT ROW(s.as_of, s.profile, s.composite, s.recency, s.frequency, s.monetary, s.time_decay, s.diversity,
                       s.engagement_probability, s.conversion_probability, s.churn_risk, s.segment, s.opted_out,
@@ -120,6 +123,10 @@ for old in $OLD_VERSIONS; do
     for t in engagement_events scoring_profiles score_distributions; do
         check "$old: $t rows equal a fresh install's" '[ "$(rows "$db" $t)" = "$(rows es_fresh $t)" ]'
     done
+    kept=$(q -d "$db" -c "SELECT string_agg(DISTINCT frequency_min_days::text, ' ') FROM engagement.scoring_profiles")
+    fresh=$(q -d es_fresh -c "SELECT string_agg(DISTINCT frequency_min_days::text, ' ') FROM engagement.scoring_profiles")
+    check "$old: the profiles keep the frequency_min_days they had ($kept), a fresh install's have the new default ($fresh)" \
+        '[ "$kept" = 7 ] && [ "$fresh" = 30 ]'
     q -d "$db" -c "$SCORES_1_0" >"$WORK/$db.after"
     check "$old: after the update, live scores equal a fresh install's" \
         '[ -s "$WORK/$db.after" ] && cmp -s "$WORK/$db.after" <(q -d es_fresh -c "$SCORES_1_0")'

@@ -48,12 +48,14 @@ const Param &param_named(const std::string &column) {
     std::abort();
 }
 
-// The smallest and largest accepted values, and the doubles just inside them.
+// The smallest and largest accepted values, and the values just inside them (the doubles next to
+// them; the next integers for an integer parameter).
 double lowest(const Param &p) {
     return p.range.rule == ES_PARAM_ABOVE ? std::nextafter(p.range.lo, INFINITY) : p.range.lo;
 }
 double highest(const Param &p) { return p.range.hi; }
 std::vector<double> extremes(const Param &p) {
+    if (p.range.rule == ES_PARAM_INTEGER) return {lowest(p), lowest(p) + 1, highest(p) - 1, highest(p)};
     return {lowest(p), std::nextafter(lowest(p), INFINITY), std::nextafter(highest(p), -INFINITY), highest(p)};
 }
 
@@ -75,7 +77,8 @@ void keep_cross_rules(es_profile &p, const std::string &changed) {
     const double want = 1.0 - (fixed >= 0 ? *w[fixed] : 0.0);
     for (int i = 0; i < 5; ++i) {
         if (i == fixed) continue;
-        *w[i] = others > 0 ? *w[i] * want / others : (i == (fixed + 1) % 5 ? want : 0.0);
+        // (the share first: others may be a denormal, whose products lose their digits)
+        *w[i] = others > 0 ? *w[i] / others * want : (i == (fixed + 1) % 5 ? want : 0.0);
     }
 }
 
@@ -115,10 +118,11 @@ std::vector<Contact> adversarial_contacts() {
     cs.push_back({"born at the first microsecond", kMinTime, {{ES_CONVERTED, kMinTime, DBL_MAX}}});
     cs.push_back({"one engagement at each end", kMaxTime, {{ES_DELIVERED, kMinTime, 0}, {ES_OPENED, kMinTime + kDay, 0},
                                                           {ES_BOUNCED, kMaxTime, 0}}});
-    // 7 * 2^60 events (a bigint counts 9.2e18): every count, decayed sum and value sum doubled 60 times.
+    // 7 * 2^60 events (a bigint counts 9.2e18): every count, decayed sum and value sum doubled 60 times
+    // (every type but opted_in, which "opted out, all types now" has).
     Contact many{"7 * 2^60 events", kNow, {}, 60};
     for (int t = 0; t < ES_EVENT_TYPES; ++t)
-        many.events.push_back({t, kNow - t * kDay / 7, t == ES_CONVERTED ? DBL_MAX : 0});
+        if (t != ES_OPTED_IN) many.events.push_back({t, kNow - t * kDay / 7, t == ES_CONVERTED ? DBL_MAX : 0});
     cs.push_back(many);
     Contact cents{"2^40 conversions of numeric(14,2)'s largest value", kNow, {{ES_CONVERTED, kNow, kNumericMax},
                                                                              {ES_OPENED, kNow - kDay, 0}}, 40};
@@ -134,6 +138,16 @@ std::vector<Contact> adversarial_contacts() {
     days.events.push_back({ES_RESPONDED, kMaxTime, 0});
     cs.push_back(days);
     cs.push_back({"opted out only", kNow, {{ES_OPTED_OUT, kNow, 0}, {ES_OPTED_OUT, kMinTime, 0}}, 61});
+    cs.push_back({"opted in at both ends, out between", kMaxTime,
+                  {{ES_OPTED_IN, kMinTime, 0}, {ES_OPTED_OUT, kNow, 0}, {ES_OPTED_IN, kMaxTime, 0}}, 20});
+    // Bounces: 10 after the last delivery at each end of time, never reached, and 2^62 of them.
+    Contact bounced{"bounced at both ends of time", kMaxTime, {{ES_DELIVERED, kMinTime, 0}, {ES_OPENED, kMinTime, 0}}};
+    for (int i = 0; i < 10; ++i) {
+        bounced.events.push_back({ES_BOUNCED, kMinTime + i, 0});
+        bounced.events.push_back({ES_BOUNCED, kMaxTime - i, 0});
+    }
+    cs.push_back(bounced);
+    cs.push_back({"never reached, bounced 2^61 times", kNow, {{ES_BOUNCED, kNow, 0}, {ES_OPTED_OUT, kNow, 0}}, 61});
     // Every type now, 2^58 times each: decayed sums of both signs, near-equal type counts.
     Contact mixed{"opted out, all types now", kNow, {}, 58};
     for (int t = 0; t < ES_EVENT_TYPES; ++t) mixed.events.push_back({t, kNow, t == ES_CONVERTED ? 5e-324 : 0});
@@ -153,9 +167,13 @@ Scored score(const Contact &c, const es_profile &p) {
     es_accum acc;
     es_accum_init(&acc, c.as_of);
     std::vector<int32_t> keys;
+    es_bounces bounces;
+    es_bounces_init(&bounces);
     for (const Ev &e : c.events) {
         int32_t key;
-        if (es_accumulate(&acc, &p, e.type, e.at, e.value, &key)) keys.push_back(key);
+        const int kept = es_accumulate(&acc, &p, e.type, e.at, e.value, &key);
+        if (kept == ES_ACC_DAY) keys.push_back(key);
+        if (kept == ES_ACC_BOUNCE) es_bounces_add(&bounces, e.at);
     }
     keys.resize(es_compact_day_keys(keys.data(), keys.size()));
     for (int i = 0; i < c.doublings; ++i) {  // as a parallel aggregation combines partial states
@@ -164,10 +182,13 @@ Scored score(const Contact &c, const es_profile &p) {
         std::vector<int32_t> merged(2 * keys.size());
         merged.resize(es_merge_day_keys(keys.data(), keys.size(), keys.data(), keys.size(), merged.data()));
         keys = merged;
+        const es_bounces bounces_copy = bounces;
+        es_bounces_merge(&bounces, &bounces_copy);
     }
     Scored s{};
     char err[256] = "";
-    s.status = es_finalize(&acc, keys.data(), keys.size(), &p, &s.r, err, sizeof err);
+    s.status = es_finalize(&acc, keys.data(), keys.size(), bounces.n > 0 ? &bounces : nullptr, &p, &s.r, err,
+                           sizeof err);
     s.err = err;
     if (s.status == ES_OK) {
         char *text = nullptr;
@@ -216,8 +237,12 @@ void expect_sound(const Scored &s, const std::string &what) {
         {"entropy", r.entropy, 0, 2},
         {"conversion_value_total", r.conversion_value_total, 0, DBL_MAX},
         {"conversion_share", r.conversion_share, 0, 1},
+        {"tenure_days", r.tenure_days, 0, 1.1e8},
+        {"mean_conversion_value", r.mean_conversion_value, 0, DBL_MAX},
     };
     for (const auto &f : fields) EXPECT_TRUE(f.v >= f.lo && f.v <= f.hi) << what << ": " << f.name << " = " << f.v;
+    EXPECT_TRUE(r.birth_at >= kMinTime && r.birth_at <= kMaxTime && r.birth_at % kDay == 0) << what << ": birth_at";
+    EXPECT_TRUE(r.bounces_since >= 0 && r.bounces_since <= ES_UNDELIVERABLE_AFTER_MAX) << what << ": bounces_since";
     ASSERT_EQ(s.explain_status, ES_OK) << what;
     const std::string text = lower(s.explanation);
     EXPECT_EQ(text.find("nan"), std::string::npos) << what << ":\n" << s.explanation;

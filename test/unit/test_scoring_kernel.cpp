@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -23,6 +24,47 @@ struct Event {
     double value = 0;
 };
 
+// A contact's state as the aggregate keeps it: the accumulator, the day keys and the latest
+// bounces (made at the first bounce).
+struct State {
+    es_accum acc;
+    std::vector<int32_t> keys;
+    bool bounced = false;
+    es_bounces bounces;
+
+    explicit State(int64_t as_of) {
+        es_accum_init(&acc, as_of);
+        es_bounces_init(&bounces);
+    }
+    void add(const es_profile &p, int type, int64_t at, double value) {
+        int32_t key;
+        switch (es_accumulate(&acc, &p, type, at, value, &key)) {
+            case ES_ACC_DAY:
+                keys.push_back(key);
+                break;
+            case ES_ACC_BOUNCE:
+                bounced = true;
+                es_bounces_add(&bounces, at);
+                break;
+        }
+    }
+    // Merges another state into this one, as the combine function does.
+    void merge(const State &o) {
+        es_merge(&acc, &o.acc);
+        std::vector<int32_t> a = keys, b = o.keys;
+        a.resize(es_compact_day_keys(a.data(), a.size()));
+        b.resize(es_compact_day_keys(b.data(), b.size()));
+        keys.resize(a.size() + b.size());
+        keys.resize(es_merge_day_keys(a.data(), a.size(), b.data(), b.size(), keys.data()));
+        if (o.bounced) es_bounces_merge(&bounces, &o.bounces);
+        bounced = bounced || o.bounced;
+    }
+    int finalize(const es_profile &p, es_result *r, char *err, size_t errlen) {
+        keys.resize(es_compact_day_keys(keys.data(), keys.size()));
+        return es_finalize(&acc, keys.data(), keys.size(), bounced ? &bounces : nullptr, &p, r, err, errlen);
+    }
+};
+
 // Scores events through the same path the aggregate uses: accumulate, compact, finalize.
 struct Scored {
     int status;
@@ -31,17 +73,18 @@ struct Scored {
     std::vector<int32_t> keys;
 };
 
+int64_t at_age(double age_days, int64_t as_of = kAsOf) {
+    return as_of - static_cast<int64_t>(std::llround(age_days * static_cast<double>(kDay)));
+}
+
 Scored score(const std::vector<Event> &events, const es_profile &p = es_default_profile(), int64_t as_of = kAsOf) {
+    State st(as_of);
+    for (const Event &e : events) st.add(p, e.type, at_age(e.age_days, as_of), e.value);
     Scored s{};
-    es_accum_init(&s.acc, as_of);
-    for (const Event &e : events) {
-        int32_t key;
-        const int64_t t = as_of - static_cast<int64_t>(std::llround(e.age_days * static_cast<double>(kDay)));
-        if (es_accumulate(&s.acc, &p, e.type, t, e.value, &key)) s.keys.push_back(key);
-    }
-    s.keys.resize(es_compact_day_keys(s.keys.data(), s.keys.size()));
     char err[256];
-    s.status = es_finalize(&s.acc, s.keys.data(), s.keys.size(), &p, &s.r, err, sizeof err);
+    s.status = st.finalize(p, &s.r, err, sizeof err);
+    s.acc = st.acc;
+    s.keys = st.keys;
     return s;
 }
 
@@ -67,7 +110,7 @@ TEST(ScoringKernel, OneOpenTwoDaysAgo) {
     const Scored s = score({{ES_OPENED, 2.0}});
     ASSERT_EQ(s.status, ES_OK);
     const double R = 100 * std::exp(-2.0 / 30);
-    const double F = 100 * (1 - std::exp(-(1.0 / 7) / 0.1));  // observed clamps up to 7 days
+    const double F = 100 * (1 - std::exp(-(1.0 / 30) / 0.1));  // observed clamps up to 30 days
     const double TD = 100 * (1 - std::exp(-std::pow(2.0, -2.0 / 14) / 5));
     EXPECT_REL(s.r.recency, R);
     EXPECT_REL(s.r.frequency, F);
@@ -92,11 +135,16 @@ TEST(ScoringKernel, OneOpenTwoDaysAgo) {
     const double ecv = 6.25 * 15.44 / (3.74 - 1);
     EXPECT_REL(s.r.expected_conversion_value, ecv);
     EXPECT_NEAR(s.r.expected_value_horizon, e30 * (1.0 / 11.0) * ecv, 1e-10 * e30 * ecv);
-    // Rq = 5, Fq = 4, Mq = 1, FMq = round(2.5) = 3
+    // Rq = 5, Fq = 2 (F = 28.3), Mq = 1, FMq = round(1.5) = 2; known for 2 days: new
     EXPECT_EQ(s.r.recency_quintile, 5);
-    EXPECT_EQ(s.r.frequency_quintile, 4);
-    EXPECT_EQ(s.r.fm_quintile, 3);
-    EXPECT_STREQ(es_segment_name(s.r.segment), "potential_loyalist");
+    EXPECT_EQ(s.r.frequency_quintile, 2);
+    EXPECT_EQ(s.r.fm_quintile, 2);
+    EXPECT_EQ(s.r.tenure_days, 2.0);
+    EXPECT_STREQ(es_segment_name(s.r.segment), "new");
+    // Known for 30 days or more, the same events are a potential loyalist (Rq 5 >= 4, FMq 2 >= 2).
+    es_profile p = es_default_profile();
+    p.new_contact_days = 2;
+    EXPECT_STREQ(es_segment_name(score({{ES_OPENED, 2.0}}, p).r.segment), "potential_loyalist");
 }
 
 TEST(ScoringKernel, NoEventsHasNoScore) {
@@ -106,11 +154,16 @@ TEST(ScoringKernel, NoEventsHasNoScore) {
 }
 
 TEST(ScoringKernel, OnlyFutureEventsAreIgnored) {
-    const Scored s = score({{ES_CONVERTED, -1.0, 50}, {ES_OPENED, -0.001}});
+    const Scored s = score({{ES_CONVERTED, -1.0, 50}, {ES_OPENED, -0.001}, {ES_BOUNCED, -0.5}});
     EXPECT_EQ(s.status, ES_INVALID_PARAMETER);
     EXPECT_EQ(s.acc.event_count, 0);
-    EXPECT_EQ(s.acc.ignored_future, 2);
     EXPECT_TRUE(s.keys.empty());
+    const es_profile p = es_default_profile();
+    es_accum acc;
+    es_accum_init(&acc, kAsOf);
+    int32_t key;
+    for (int t = 0; t < ES_EVENT_TYPES; ++t) EXPECT_EQ(es_accumulate(&acc, &p, t, kAsOf + 1, 1, &key), ES_ACC_NONE);
+    EXPECT_EQ(acc.event_count, 0);
 }
 
 TEST(ScoringKernel, FutureEventsDoNotChangeAScore) {
@@ -136,7 +189,11 @@ TEST(ScoringKernel, OnlyNonEngagingEvents) {
     EXPECT_REL(s.r.churn_risk, 1 - p_alive(0, 0, 10));
     EXPECT_REL(s.r.engagement_probability, p_alive(0, 0, 10) * (1 - std::pow(20.0 / 50.0, 0.25)));
     EXPECT_REL(s.r.conversion_probability, s.r.engagement_probability / 10);
-    EXPECT_STREQ(es_segment_name(s.r.segment), "lost");
+    EXPECT_FALSE(s.r.undeliverable);  // one bounce since the delivery, under undeliverable_after 3
+    EXPECT_STREQ(es_segment_name(s.r.segment), "new");  // known for 10 days
+    es_profile p = es_default_profile();
+    p.new_contact_days = 10;
+    EXPECT_STREQ(es_segment_name(score({{ES_DELIVERED, 10.0}, {ES_BOUNCED, 5.0}}, p).r.segment), "lost");
 }
 
 TEST(ScoringKernel, LookbackEdgeIsInclusive) {
@@ -149,10 +206,10 @@ TEST(ScoringKernel, LookbackEdgeIsInclusive) {
     es_profile p = es_default_profile();
     es_accum_init(&out.acc, kAsOf);
     int32_t key;
-    ASSERT_EQ(es_accumulate(&out.acc, &p, ES_OPENED, kAsOf - 365 * kDay - 1, 0, &key), 1);
+    ASSERT_EQ(es_accumulate(&out.acc, &p, ES_OPENED, kAsOf - 365 * kDay - 1, 0, &key), ES_ACC_DAY);
     out.keys.push_back(key);
     char err[64];
-    ASSERT_EQ(es_finalize(&out.acc, out.keys.data(), 1, &p, &out.r, err, sizeof err), ES_OK);
+    ASSERT_EQ(es_finalize(&out.acc, out.keys.data(), 1, nullptr, &p, &out.r, err, sizeof err), ES_OK);
     EXPECT_EQ(out.r.recency, 0.0);
     EXPECT_EQ(out.r.frequency, 0.0);
     EXPECT_EQ(out.r.time_decay, 0.0);
@@ -166,8 +223,11 @@ TEST(ScoringKernel, FrequencyObservedSpanIsClamped) {
     EXPECT_REL(s.r.observed_days, 100.0);
     EXPECT_REL(s.r.frequency, 100 * (1 - std::exp(-(4.0 / 100) / 0.1)));
     // An old event outside the window does not stretch the span.
-    const Scored t = score({{ES_DELIVERED, 900.0}, {ES_OPENED, 20}});
-    EXPECT_REL(t.r.observed_days, 20.0);
+    const Scored t = score({{ES_DELIVERED, 900.0}, {ES_OPENED, 40}});
+    EXPECT_REL(t.r.observed_days, 40.0);
+    // The span is at least frequency_min_days (30).
+    const Scored u = score({{ES_DELIVERED, 900.0}, {ES_OPENED, 20}});
+    EXPECT_EQ(u.r.observed_days, 30.0);
 }
 
 TEST(ScoringKernel, MonetaryScaleAndCap) {
@@ -293,7 +353,7 @@ TEST(ScoringKernel, PAliveIsTheBtydKernels) {
                   ES_OK)
             << err;
         EXPECT_EQ(s.r.p_alive, want) << "contact " << i;
-        if (!s.r.opted_out) {
+        if (!s.r.opted_out && !s.r.undeliverable) {
             EXPECT_EQ(s.r.churn_risk, 1 - want) << "contact " << i;
         }
     }
@@ -315,12 +375,15 @@ TEST(ScoringKernel, PAliveAccurateWhenTheLastEngagementIsRecent) {
 
 TEST(ScoringKernel, ExpectedEngagementsAreTheBtydKernels) {
     // The kernel owns expected_engagements_30d: es_btyd_expected's MBG/NBD value over horizon_days
-    // at the contact's (x, t_x, Tc), times (1 - opt_out_penalty) when opted out, to the last bit.
+    // at the contact's (x, t_x, Tc), times (1 - opt_out_penalty) when opted out and
+    // (1 - undeliverable_penalty) when undeliverable, to the last bit.
     std::mt19937_64 rng(12);
-    int opted_out = 0;
+    int opted_out = 0, undeliverable = 0;
     for (int i = 0; i < 500; ++i) {
         es_profile p = i % 2 ? random_model_profile(rng) : es_default_profile();
         p.opt_out_penalty = i % 3 ? 0.9 : 0.25;
+        p.undeliverable_penalty = i % 5 ? 0.9 : 0.5;
+        p.undeliverable_after = 1 + i % 3;
         const Scored s = score(random_events(rng, i % 50 == 0 ? 5000 : 60, i % 7 == 0 ? 3000 : 400), p);
         if (s.status != ES_OK) continue;  // only future events
         double expected = NAN;
@@ -331,10 +394,15 @@ TEST(ScoringKernel, ExpectedEngagementsAreTheBtydKernels) {
                   ES_OK)
             << err;
         opted_out += s.r.opted_out;
-        EXPECT_EQ(s.r.expected_engagements_horizon, s.r.opted_out ? expected * (1.0 - p.opt_out_penalty) : expected)
+        undeliverable += s.r.undeliverable;
+        double keep = 1.0;
+        if (s.r.opted_out) keep *= 1.0 - p.opt_out_penalty;
+        if (s.r.undeliverable) keep *= 1.0 - p.undeliverable_penalty;
+        EXPECT_EQ(s.r.expected_engagements_horizon, s.r.opted_out || s.r.undeliverable ? expected * keep : expected)
             << "contact " << i;
     }
     EXPECT_GT(opted_out, 20);
+    EXPECT_GT(undeliverable, 20);
 }
 
 TEST(ScoringKernel, ExpectedEngagementsFailLikeTheBtydKernel) {
@@ -356,7 +424,7 @@ TEST(ScoringKernel, ExpectedEngagementsFailLikeTheBtydKernel) {
 
     const Scored s = score({{ES_DELIVERED, 2.0}, {ES_OPENED, 1.0}}, p);  // x = 1, t_x = 1, Tc = 2
     es_result r;
-    EXPECT_EQ(es_finalize(&s.acc, s.keys.data(), s.keys.size(), &p, &r, err, sizeof err), want_status);
+    EXPECT_EQ(es_finalize(&s.acc, s.keys.data(), s.keys.size(), nullptr, &p, &r, err, sizeof err), want_status);
     EXPECT_STREQ(err, want);
 }
 
@@ -408,32 +476,26 @@ TEST(ScoringKernel, MergedPartialStatesEqualOnePass) {
     const Scored whole = score(ev);
     ASSERT_EQ(whole.status, ES_OK);
 
-    // Three "workers" take rows at random, then combine (keys concatenated, as the glue does).
+    // Three "workers" take rows at random, then combine (keys merged, bounces merged).
     const es_profile p = es_default_profile();
-    es_accum parts[3];
-    std::vector<int32_t> keys[3];
-    for (auto &a : parts) es_accum_init(&a, kAsOf);
+    std::vector<State> parts(3, State(kAsOf));
     std::uniform_int_distribution<int> worker(0, 2);
-    for (const Event &e : ev) {
-        const int w = worker(rng);
-        int32_t key;
-        const int64_t t = kAsOf - static_cast<int64_t>(std::llround(e.age_days * static_cast<double>(kDay)));
-        if (es_accumulate(&parts[w], &p, e.type, t, e.value, &key)) keys[w].push_back(key);
-    }
-    es_accum acc;
-    es_accum_init(&acc, kAsOf);
-    std::vector<int32_t> all;
-    for (int w = 2; w >= 0; --w) {
-        es_merge(&acc, &parts[w]);
-        keys[w].resize(es_compact_day_keys(keys[w].data(), keys[w].size()));
-        all.insert(all.end(), keys[w].begin(), keys[w].end());
-    }
-    all.resize(es_compact_day_keys(all.data(), all.size()));
-    EXPECT_EQ(all, whole.keys);
+    for (const Event &e : ev) parts[worker(rng)].add(p, e.type, at_age(e.age_days), e.value);
+    State all(kAsOf);
+    for (int w = 2; w >= 0; --w) all.merge(parts[w]);
     es_result r;
     char err[64];
-    ASSERT_EQ(es_finalize(&acc, all.data(), all.size(), &p, &r, err, sizeof err), ES_OK);
+    ASSERT_EQ(all.finalize(p, &r, err, sizeof err), ES_OK);
+    EXPECT_EQ(all.keys, whole.keys);
+    const es_accum &acc = all.acc;
     EXPECT_EQ(acc.event_count, whole.acc.event_count);
+    EXPECT_EQ(acc.last_reached_at, whole.acc.last_reached_at);
+    EXPECT_EQ(acc.last_opted_out_at, whole.acc.last_opted_out_at);
+    EXPECT_EQ(acc.last_opted_in_at, whole.acc.last_opted_in_at);
+    EXPECT_EQ(r.opted_out, whole.r.opted_out);
+    EXPECT_EQ(r.undeliverable, whole.r.undeliverable);
+    EXPECT_EQ(r.bounces_since, whole.r.bounces_since);
+    EXPECT_EQ(r.tenure_days, whole.r.tenure_days);
     EXPECT_EQ(acc.first_event_at, whole.acc.first_event_at);
     EXPECT_EQ(acc.window_oldest_at, whole.acc.window_oldest_at);
     EXPECT_EQ(r.engagement_days, whole.r.engagement_days);
@@ -495,20 +557,54 @@ TEST(ScoringKernel, QuintilesAndSegmentRules) {
     EXPECT_EQ(es_quintile(80), 5);
     EXPECT_EQ(es_quintile(100), 5);
     struct Case {
-        int opted, rq, fq, mq;
+        int opted, undeliverable, is_new, rq, fq, mq;
         const char *segment;
     };
     const Case cases[] = {
-        {1, 5, 5, 5, "opted_out"},      {0, 4, 4, 4, "champions"},       {0, 5, 5, 3, "champions"},  // FMq = 4
-        {0, 3, 5, 4, "loyal"},          {0, 4, 3, 3, "potential_loyalist"}, {0, 5, 2, 1, "potential_loyalist"},
-        {0, 4, 1, 1, "new"},            {0, 3, 2, 2, "promising"},       {0, 3, 3, 3, "need_attention"},
-        {0, 3, 3, 2, "need_attention"}, {0, 2, 3, 3, "at_risk"},          {0, 1, 4, 4, "cannot_lose"},
-        {0, 2, 2, 2, "about_to_sleep"}, {0, 1, 2, 2, "hibernating"},      {0, 1, 3, 3, "hibernating"},
-        {0, 1, 1, 1, "lost"},           {0, 1, 2, 1, "hibernating"},      // FMq = round(1.5) = 2
+        {1, 1, 1, 5, 5, 5, "opted_out"},      {0, 1, 1, 5, 5, 5, "undeliverable"},
+        {0, 0, 1, 5, 5, 5, "new"},            {0, 0, 1, 1, 1, 1, "new"},
+        {0, 0, 0, 4, 4, 4, "champions"},      {0, 0, 0, 5, 5, 3, "champions"},  // FMq = 4
+        {0, 0, 0, 3, 5, 4, "loyal"},          {0, 0, 0, 4, 3, 3, "potential_loyalist"},
+        {0, 0, 0, 5, 2, 1, "potential_loyalist"},
+        {0, 0, 0, 4, 1, 1, "promising"},      // version 2: new (Rq >= 4 and FMq = 1)
+        {0, 0, 0, 5, 1, 1, "promising"},      {0, 0, 0, 3, 2, 2, "promising"},
+        {0, 0, 0, 3, 3, 3, "need_attention"}, {0, 0, 0, 3, 3, 2, "need_attention"},
+        {0, 0, 0, 2, 3, 3, "at_risk"},        {0, 0, 0, 1, 4, 4, "cannot_lose"},
+        {0, 0, 0, 2, 2, 2, "about_to_sleep"}, {0, 0, 0, 1, 2, 2, "hibernating"},
+        {0, 0, 0, 1, 3, 3, "hibernating"},    {0, 0, 0, 1, 1, 1, "lost"},
+        {0, 0, 0, 1, 2, 1, "hibernating"},    // FMq = round(1.5) = 2
     };
     for (const Case &c : cases)
-        EXPECT_STREQ(es_segment_name(es_segment_of(c.opted, c.rq, c.fq, c.mq)), c.segment)
+        EXPECT_STREQ(es_segment_name(es_segment_of(c.opted, c.undeliverable, c.is_new, c.rq, c.fq, c.mq)), c.segment)
             << "Rq=" << c.rq << " Fq=" << c.fq << " Mq=" << c.mq;
+    // Every input against the contract's table, written out here.
+    auto contract = [](int opted, int undeliverable, int is_new, int rq, int fq, int mq) -> std::string {
+        const int fmq = static_cast<int>(std::floor((fq + mq) / 2.0 + 0.5));
+        if (opted) return "opted_out";
+        if (undeliverable) return "undeliverable";
+        if (is_new) return "new";
+        if (rq >= 4 && fmq >= 4) return "champions";
+        if (rq >= 3 && fmq >= 4) return "loyal";
+        if (rq >= 4 && fmq >= 2) return "potential_loyalist";
+        if (rq >= 3 && fmq <= 2) return "promising";
+        if (rq == 3 && fmq == 3) return "need_attention";
+        if (rq == 2 && fmq >= 3) return "at_risk";
+        if (rq == 1 && fmq >= 4) return "cannot_lose";
+        if (rq == 2 && fmq <= 2) return "about_to_sleep";
+        if (rq == 1 && fmq >= 2) return "hibernating";
+        return "lost";
+    };
+    for (int flags = 0; flags < 8; ++flags)
+        for (int rq = 1; rq <= 5; ++rq)
+            for (int fq = 1; fq <= 5; ++fq)
+                for (int mq = 1; mq <= 5; ++mq) {
+                    const int o = flags & 1, u = (flags >> 1) & 1, n = (flags >> 2) & 1;
+                    EXPECT_EQ(es_segment_name(es_segment_of(o, u, n, rq, fq, mq)), contract(o, u, n, rq, fq, mq))
+                        << flags << " Rq=" << rq << " Fq=" << fq << " Mq=" << mq;
+                }
+    EXPECT_STREQ(es_segment_name(ES_SEG_UNDELIVERABLE), "undeliverable");
+    EXPECT_EQ(ES_SEG_UNDELIVERABLE, ES_SEG_OPTED_OUT + 1);
+    EXPECT_STREQ(es_segment_name(ES_SEGMENTS), "unknown");
 }
 
 TEST(ScoringKernel, DecayedWeight) {
@@ -539,17 +635,19 @@ TEST(ScoringKernel, AgesBeyondTheInt64RangeDoNotOverflow) {
     es_accum acc;
     es_accum_init(&acc, k294276);
     int32_t key;
-    ASSERT_EQ(es_accumulate(&acc, &p, ES_OPENED, k1900, 0, &key), 1);
+    ASSERT_EQ(es_accumulate(&acc, &p, ES_OPENED, k1900, 0, &key), ES_ACC_DAY);
     EXPECT_EQ(acc.window_event_count, 0);
     es_result r;
     char err[256] = "";
-    ASSERT_EQ(es_finalize(&acc, &key, 1, &p, &r, err, sizeof err), ES_OK) << err;
+    ASSERT_EQ(es_finalize(&acc, &key, 1, nullptr, &p, &r, err, sizeof err), ES_OK) << err;
     EXPECT_EQ(r.recency, 0.0);
     EXPECT_EQ(r.recency_age_days, -1.0);
     EXPECT_EQ(r.frequency, 0.0);
     EXPECT_EQ(r.time_decay, 0.0);
     EXPECT_EQ(r.composite, 0.0);
     EXPECT_EQ(r.t_c_days, es_day_number(k294276) - es_day_number(k1900));
+    EXPECT_REL(r.tenure_days, days);  // the same age arithmetic: no overflow
+    EXPECT_EQ(r.birth_at, k1900);     // 1900-01-01 00:00 UTC
     EXPECT_TRUE(std::isfinite(r.churn_risk) && std::isfinite(r.expected_engagements_horizon));
 }
 
@@ -591,11 +689,448 @@ TEST(ScoringKernel, ExplanationStatesTheFacts) {
     std::free(text);
     EXPECT_NE(t.find("last engaged 3.2 days ago"), std::string::npos) << t;
     EXPECT_NE(t.find("segment opted_out"), std::string::npos) << t;
-    EXPECT_NE(t.find("opted out: composite"), std::string::npos) << t;
+    EXPECT_NE(t.find("opted out on 2026-05-31 00:00:00 UTC: composite"), std::string::npos) << t;
+    EXPECT_NE(t.find("x (1 - opt_out_penalty 0.9)"), std::string::npos) << t;
+    EXPECT_NE(t.find("segment opted_out: opted out on 2026-05-31 00:00:00 UTC"), std::string::npos) << t;
     EXPECT_NE(t.find("25.00 converted in the window"), std::string::npos) << t;
     EXPECT_NE(t.find("x 0.30"), std::string::npos) << t;
     EXPECT_NE(t.find("P(alive)"), std::string::npos) << t;
     EXPECT_NE(t.find("2 engagement days"), std::string::npos) << t;
 }
 
+
+// ---------------------------------------------------------------- model version 3
+
+// An event at an exact time (PostgreSQL microseconds).
+struct At {
+    int type;
+    int64_t at;
+    double value = 0;
+};
+
+Scored score_at(const std::vector<At> &events, const es_profile &p = es_default_profile(), int64_t as_of = kAsOf) {
+    State st(as_of);
+    for (const At &e : events) st.add(p, e.type, e.at, e.value);
+    Scored s{};
+    char err[256];
+    s.status = st.finalize(p, &s.r, err, sizeof err);
+    s.acc = st.acc;
+    s.keys = st.keys;
+    return s;
+}
+
+std::string explanation(const es_result &r, const es_profile &p = es_default_profile()) {
+    char *text = nullptr;
+    char err[256];
+    EXPECT_EQ(es_explain(&r, &p, &text, err, sizeof err), ES_OK) << err;
+    const std::string t = text != nullptr ? text : "";
+    std::free(text);
+    return t;
+}
+
+#define EXPECT_HAS(text, part) EXPECT_NE((text).find(part), std::string::npos) << (text)
+
+TEST(ScoringKernelV3, OptInLiftsAnOptOut) {
+    // Opted out iff the latest of the opt-outs and opt-ins at or before T is an opt-out.
+    const Scored lifted = score({{ES_OPENED, 1}, {ES_OPTED_OUT, 5}, {ES_OPTED_IN, 3}});
+    ASSERT_EQ(lifted.status, ES_OK);
+    EXPECT_FALSE(lifted.r.opted_out);
+    EXPECT_EQ(lifted.r.composite, lifted.r.composite_unpenalised);
+    EXPECT_STRNE(es_segment_name(lifted.r.segment), "opted_out");
+    EXPECT_EQ(lifted.r.last_opted_out_at, kAsOf - 5 * kDay);
+    EXPECT_EQ(lifted.r.last_opted_in_at, kAsOf - 3 * kDay);
+    const Scored never = score({{ES_OPENED, 1}, {ES_DELIVERED, 5}});
+    EXPECT_EQ(lifted.r.churn_risk, never.r.churn_risk);
+    EXPECT_EQ(lifted.r.engagement_probability, never.r.engagement_probability);
+    // An opt-in before the opt-out lifts nothing; out, in, out again is out.
+    EXPECT_TRUE(score({{ES_OPENED, 1}, {ES_OPTED_IN, 5}, {ES_OPTED_OUT, 3}}).r.opted_out);
+    EXPECT_TRUE(score({{ES_OPTED_OUT, 9}, {ES_OPTED_IN, 6}, {ES_OPTED_OUT, 2}}).r.opted_out);
+    EXPECT_FALSE(score({{ES_OPTED_OUT, 9}, {ES_OPTED_IN, 6}, {ES_OPTED_OUT, 2}, {ES_OPTED_IN, 0}}).r.opted_out);
+    // An opt-in alone changes nothing; one after T is ignored; neither expires with the window.
+    EXPECT_FALSE(score({{ES_OPENED, 1}, {ES_OPTED_IN, 3}}).r.opted_out);
+    EXPECT_TRUE(score({{ES_OPENED, 1}, {ES_OPTED_OUT, 2}, {ES_OPTED_IN, -1}}).r.opted_out);
+    EXPECT_FALSE(score({{ES_OPENED, 1}, {ES_OPTED_OUT, 1000}, {ES_OPTED_IN, 500}}).r.opted_out);
+    // opted_in weighs its profile's decay_weight_opted_in in the time decay (0 by default).
+    EXPECT_EQ(score({{ES_OPTED_IN, 14}}).r.decay_raw, 0.0);
+    es_profile p = es_default_profile();
+    p.type_weight[ES_OPTED_IN] = 4;
+    EXPECT_EQ(score({{ES_OPTED_IN, 14}}, p).r.decay_raw, 2.0);  // 4 * 2^(-14 / 14)
+    // Not engaging: no engagement day, no recency, no frequency.
+    const Scored in = score({{ES_OPTED_IN, 2}});
+    EXPECT_EQ(in.r.engagement_days, 0);
+    EXPECT_EQ(in.r.recency, 0.0);
+    EXPECT_EQ(in.r.frequency, 0.0);
+    EXPECT_EQ(in.acc.event_count, 1);
+}
+
+TEST(ScoringKernelV3, SameInstantOptOutWins) {
+    const int64_t t = kAsOf - 2 * kDay + 12345;
+    EXPECT_TRUE(score_at({{ES_OPTED_IN, t}, {ES_OPTED_OUT, t}}).r.opted_out);
+    EXPECT_TRUE(score_at({{ES_OPTED_OUT, t}, {ES_OPTED_IN, t}}).r.opted_out);
+    EXPECT_TRUE(score_at({{ES_OPTED_OUT, t}, {ES_OPTED_IN, t}, {ES_OPTED_IN, t - 1}}).r.opted_out);
+    EXPECT_FALSE(score_at({{ES_OPTED_OUT, t}, {ES_OPTED_IN, t + 1}}).r.opted_out);  // a microsecond later
+}
+
+TEST(ScoringKernelV3, UndeliverableCountsBouncesSinceLastReached) {
+    const int64_t d = kAsOf - 10 * kDay;  // the last delivery
+    auto bounces = [](std::vector<At> ev, std::initializer_list<int64_t> times) {
+        for (int64_t t : times) ev.push_back({ES_BOUNCED, t});
+        return ev;
+    };
+    // Bounces before the last delivery do not count; K - 1 = 2 after it are not enough, K = 3 are.
+    const Scored two = score_at(bounces({{ES_DELIVERED, d}}, {d - 2 * kDay, d + kDay, d + 2 * kDay}));
+    EXPECT_EQ(two.r.bounces_since, 2);
+    EXPECT_FALSE(two.r.undeliverable);
+    EXPECT_EQ(two.r.last_reached_at, d);
+    const Scored three = score_at(bounces({{ES_DELIVERED, d}}, {d - 2 * kDay, d + kDay, d + 2 * kDay, d + 3 * kDay}));
+    EXPECT_EQ(three.r.bounces_since, 3);
+    EXPECT_TRUE(three.r.undeliverable);
+    EXPECT_STREQ(es_segment_name(three.r.segment), "undeliverable");
+    // A bounce at the same microsecond as the last delivery does not count; one a microsecond later does.
+    const Scored same = score_at(bounces({{ES_DELIVERED, d}}, {d, d, d}));
+    EXPECT_EQ(same.r.bounces_since, 0);
+    EXPECT_FALSE(same.r.undeliverable);
+    EXPECT_TRUE(score_at(bounces({{ES_DELIVERED, d}}, {d, d, d + 1, d + 1, d + 1})).r.undeliverable);
+    // Bounces at one instant count one by one.
+    EXPECT_EQ(score_at(bounces({{ES_DELIVERED, d}}, {d + 5, d + 5, d + 5, d + 5})).r.bounces_since, 4);
+    // An engagement reaches the contact too; an opt-in, an opt-out or a bounce does not.
+    const int64_t o = kAsOf - 5 * kDay;
+    EXPECT_FALSE(score_at(bounces({{ES_OPENED, o}}, {o - 1, o - 2, o - 3})).r.undeliverable);
+    EXPECT_TRUE(score_at(bounces({{ES_OPENED, o}}, {o + 1, o + 2, o + 3})).r.undeliverable);
+    EXPECT_FALSE(score_at(bounces({{ES_CONVERTED, o, 5}}, {o - 1, o + 2, o + 3})).r.undeliverable);
+    EXPECT_TRUE(score_at(bounces({{ES_DELIVERED, d}, {ES_OPTED_IN, o + 4}, {ES_OPTED_OUT, o + 5}},
+                                 {o + 1, o + 2, o + 3}))
+                    .r.undeliverable);
+    // Never reached: every bounce counts.
+    const Scored never = score_at(bounces({}, {o, o + 1, o + 2}));
+    EXPECT_TRUE(never.r.undeliverable);
+    EXPECT_EQ(never.r.last_reached_at, ES_NO_TIME);
+    // Bounces after T are ignored; the undeliverable flag has no window (a year and more ago).
+    EXPECT_FALSE(score_at(bounces({{ES_DELIVERED, d}}, {d + 1, d + 2, kAsOf + 1})).r.undeliverable);
+    const int64_t old = kAsOf - 1000 * kDay;
+    EXPECT_TRUE(score_at(bounces({{ES_DELIVERED, old}}, {old + 1, old + 2, old + 3})).r.undeliverable);
+    // undeliverable_after comes from the profile: 1 and 10, each at K - 1 and K bounces.
+    es_profile p = es_default_profile();
+    p.undeliverable_after = 1;
+    EXPECT_FALSE(score_at({{ES_DELIVERED, d}}, p).r.undeliverable);
+    EXPECT_TRUE(score_at(bounces({{ES_DELIVERED, d}}, {d + 1}), p).r.undeliverable);
+    p.undeliverable_after = 10;
+    std::vector<At> nine = {{ES_DELIVERED, d}};
+    for (int i = 1; i <= 9; ++i) nine.push_back({ES_BOUNCED, d + i * 1000});
+    EXPECT_FALSE(score_at(nine, p).r.undeliverable);
+    nine.push_back({ES_BOUNCED, d - 1});
+    EXPECT_FALSE(score_at(nine, p).r.undeliverable);
+    nine.push_back({ES_BOUNCED, kAsOf});  // at T: counts
+    EXPECT_TRUE(score_at(nine, p).r.undeliverable);
+    // More bounces than a state keeps: counted up to ES_UNDELIVERABLE_AFTER_MAX.
+    for (int i = 0; i < 5; ++i) nine.push_back({ES_BOUNCED, d + 5});
+    EXPECT_EQ(score_at(nine, p).r.bounces_since, ES_UNDELIVERABLE_AFTER_MAX);
+}
+
+TEST(ScoringKernelV3, LatestBouncesKeptAreTheLatestOfTheirUnion) {
+    // es_bounces keeps the ES_UNDELIVERABLE_AFTER_MAX latest times, newest first, ties kept,
+    // whatever the order they come in and however they are merged.
+    std::mt19937_64 rng(3);
+    for (int round = 0; round < 300; ++round) {
+        std::vector<int64_t> times(static_cast<size_t>(rng() % 25));
+        for (int64_t &t : times) t = static_cast<int64_t>(rng() % 8);  // many ties
+        std::vector<int64_t> want = times;
+        std::sort(want.rbegin(), want.rend());
+        want.resize(std::min<size_t>(want.size(), ES_UNDELIVERABLE_AFTER_MAX));
+        es_bounces whole, parts[3];
+        es_bounces_init(&whole);
+        for (es_bounces &b : parts) es_bounces_init(&b);
+        for (int64_t t : times) {
+            es_bounces_add(&whole, t);
+            es_bounces_add(&parts[rng() % 3], t);
+        }
+        es_bounces merged;
+        es_bounces_init(&merged);
+        for (int i : {2, 0, 1}) es_bounces_merge(&merged, &parts[i]);
+        for (const es_bounces *b : {&whole, &merged}) {
+            ASSERT_EQ(b->n, static_cast<int64_t>(want.size())) << "round " << round;
+            for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(b->at[i], want[i]) << "round " << round;
+        }
+    }
+}
+
+TEST(ScoringKernelV3, PenaltiesOfBothFlags) {
+    // Events whose last reach (the open a day ago) three bounces follow: undeliverable.  Against the
+    // same events under penalties of 0, by hand: each flag's factor, both when both.
+    const std::vector<Event> undeliverable = {{ES_DELIVERED, 40}, {ES_CLICKED, 3}, {ES_OPENED, 1},
+                                              {ES_BOUNCED, 0.5}, {ES_BOUNCED, 0.4}, {ES_BOUNCED, 0.3}};
+    std::vector<Event> both = undeliverable;
+    both.push_back({ES_OPTED_OUT, 2});
+    es_profile none = es_default_profile();
+    none.opt_out_penalty = 0;
+    none.undeliverable_penalty = 0;
+    es_profile p = es_default_profile();
+    p.opt_out_penalty = 0.5;
+    p.undeliverable_penalty = 0.8;
+    struct Case {
+        const std::vector<Event> &events;
+        double keep;
+        const char *segment;
+    };
+    for (const Case &c : {Case{undeliverable, 0.2, "undeliverable"}, Case{both, 0.5 * 0.2, "opted_out"}}) {
+        const Scored s = score(c.events, p), z = score(c.events, none);
+        ASSERT_EQ(s.status, ES_OK);
+        EXPECT_TRUE(s.r.undeliverable);
+        EXPECT_EQ(s.r.opted_out, &c.events == &both);
+        EXPECT_STREQ(es_segment_name(s.r.segment), c.segment);
+        EXPECT_STREQ(es_segment_name(z.r.segment), c.segment);  // a penalty of 0 still flags
+        // components unpenalised
+        EXPECT_EQ(s.r.recency, z.r.recency);
+        EXPECT_EQ(s.r.frequency, z.r.frequency);
+        EXPECT_EQ(s.r.monetary, z.r.monetary);
+        EXPECT_EQ(s.r.time_decay, z.r.time_decay);
+        EXPECT_EQ(s.r.diversity, z.r.diversity);
+        EXPECT_EQ(s.r.composite_unpenalised, z.r.composite);
+        EXPECT_GT(z.r.composite, 0.0);
+        EXPECT_REL(s.r.composite, z.r.composite * c.keep);
+        EXPECT_REL(s.r.engagement_probability, z.r.engagement_probability * c.keep);
+        EXPECT_REL(s.r.conversion_probability, z.r.conversion_probability * c.keep);
+        EXPECT_REL(s.r.expected_engagements_horizon, z.r.expected_engagements_horizon * c.keep);
+        EXPECT_REL(s.r.expected_value_horizon, z.r.expected_value_horizon * c.keep);
+        EXPECT_REL(s.r.churn_risk, 1 - (1 - z.r.churn_risk) * c.keep);
+        EXPECT_EQ(s.r.p_alive, z.r.p_alive);
+        EXPECT_EQ(s.r.expected_conversion_value, z.r.expected_conversion_value);
+    }
+    // The defaults: 0.9 each, so both keep 1% of the composite.
+    const Scored d = score(both);
+    EXPECT_REL(d.r.composite, d.r.composite_unpenalised * (0.1 * 0.1));
+    // Full penalties: nothing left.
+    p.undeliverable_penalty = 1;
+    const Scored full = score(undeliverable, p);
+    EXPECT_EQ(full.r.composite, 0.0);
+    EXPECT_EQ(full.r.engagement_probability, 0.0);
+    EXPECT_EQ(full.r.churn_risk, 1.0);
+}
+
+TEST(ScoringKernelV3, TenureAndTheNewSegmentAtItsBoundary) {
+    // tenure_days = (T - the first event of any type) / 1 day; new while under new_contact_days (30).
+    const Scored at30 = score_at({{ES_DELIVERED, kAsOf - 30 * kDay}});
+    EXPECT_EQ(at30.r.tenure_days, 30.0);
+    EXPECT_STREQ(es_segment_name(at30.r.segment), "lost");
+    const Scored under = score_at({{ES_DELIVERED, kAsOf - 30 * kDay + 1}});
+    EXPECT_EQ(under.r.tenure_days, static_cast<double>(30 * kDay - 1) / static_cast<double>(kDay));
+    EXPECT_LT(under.r.tenure_days, 30.0);
+    EXPECT_STREQ(es_segment_name(under.r.segment), "new");
+    // The first event of any type: a bounce 40 days ago makes a contact engaged today not new.
+    EXPECT_EQ(score({{ES_BOUNCED, 40}, {ES_OPENED, 0}}).r.tenure_days, 40.0);
+    EXPECT_STRNE(es_segment_name(score({{ES_BOUNCED, 40}, {ES_OPENED, 0}}).r.segment), "new");
+    // Events after T do not count; events outside the window do.
+    EXPECT_EQ(score({{ES_OPENED, 3}, {ES_DELIVERED, -50}}).r.tenure_days, 3.0);
+    EXPECT_EQ(score({{ES_OPENED, 3}, {ES_DELIVERED, 500}}).r.tenure_days, 500.0);
+    // A new contact ranks as new whatever its quintiles (a champion's here), after the flags.
+    std::vector<Event> keen = {{ES_DELIVERED, 5}, {ES_CONVERTED, 0.5, 5000}};
+    for (int i = 0; i < 40; ++i) keen.push_back({i % 2 ? ES_CLICKED : ES_RESPONDED, 0.1 * i});
+    const Scored k = score(keen);
+    EXPECT_EQ(k.r.recency_quintile, 5);
+    EXPECT_EQ(k.r.fm_quintile, 5);
+    EXPECT_STREQ(es_segment_name(k.r.segment), "new");
+    es_profile p = es_default_profile();
+    p.new_contact_days = 2.5;
+    EXPECT_STREQ(es_segment_name(score(keen, p).r.segment), "champions");
+    EXPECT_STREQ(es_segment_name(score({{ES_DELIVERED, 2.4}}, p).r.segment), "new");
+    EXPECT_STREQ(es_segment_name(score({{ES_DELIVERED, 2.5}}, p).r.segment), "lost");
+    keen.push_back({ES_OPTED_OUT, 0.05});
+    EXPECT_STREQ(es_segment_name(score(keen).r.segment), "opted_out");
+}
+
+TEST(ScoringKernelV3, PromisingTakesRecentContactsOfLowFrequencyAndValue) {
+    // Known for 100 days, one open a day ago: R = 100 e^(-1/30) (Rq 5), F = 100 (1 - e^(-0.01 / 0.1))
+    // (Fq 1), M = 0 (Mq 1): FMq 1.  Version 2 called it new (Rq >= 4 and FMq = 1); version 3
+    // promising (Rq >= 3 and FMq <= 2).
+    const Scored s = score({{ES_DELIVERED, 100}, {ES_OPENED, 1}});
+    EXPECT_REL(s.r.recency, 100 * std::exp(-1.0 / 30));
+    EXPECT_REL(s.r.frequency, 100 * (1 - std::exp(-0.1)));
+    EXPECT_EQ(s.r.recency_quintile, 5);
+    EXPECT_EQ(s.r.fm_quintile, 1);
+    EXPECT_STREQ(es_segment_name(s.r.segment), "promising");
+    EXPECT_HAS(explanation(s.r), "segment promising: Rq 5 >= 3 and FMq 1 <= 2");
+    // Rq 3 (R = 50: an open 30 ln 2 days ago) and FMq 2 too.
+    const Scored t = score({{ES_DELIVERED, 100}, {ES_OPENED, 30 * std::log(2.0)}, {ES_OPENED, 60}});
+    EXPECT_EQ(t.r.recency_quintile, 3);
+    EXPECT_STREQ(es_segment_name(t.r.segment), "promising");
+}
+
+TEST(ScoringKernelV3, FrequencyMinDaysIs30ByDefault) {
+    // docs/model.md's new contact: 3 engaging events in its first 4 days.  With frequency_min_days
+    // 7 (version 2) rate 3/7 and F = 98.6; with 30, rate 0.1 and F = 63.2.
+    EXPECT_EQ(es_default_profile().frequency_min_days, 30.0);
+    const std::vector<Event> ev = {{ES_DELIVERED, 4}, {ES_OPENED, 3}, {ES_CLICKED, 2}, {ES_RESPONDED, 1}};
+    const Scored s = score(ev);
+    EXPECT_EQ(s.r.observed_days, 30.0);
+    EXPECT_REL(s.r.rate_per_day, 0.1);
+    EXPECT_REL(s.r.frequency, 100 * (1 - std::exp(-1.0)));
+    es_profile p = es_default_profile();
+    p.frequency_min_days = 7;
+    EXPECT_REL(score(ev, p).r.frequency, 100 * (1 - std::exp(-(3.0 / 7) / 0.1)));
+}
+
+TEST(ScoringKernelV3, TheSummaryOfTheStoredScore) {
+    // birth_at is the start of the birth day; x, t_x, Tc, n_days, conv_days, x_v and m_v as
+    // docs/model.md defines them.
+    const int64_t first = kAsOf - 2 * kDay - (13 * 60 + 45) * 60 * INT64_C(1000000);  // 2026-05-29 10:15
+    const Scored s = score_at({{ES_DELIVERED, first},
+                               {ES_OPENED, first + 60000000},               // birth day
+                               {ES_CONVERTED, kAsOf - kDay - 1, 10},        // 2026-05-30
+                               {ES_CONVERTED, kAsOf - kDay + 1, 30},        // 2026-05-31
+                               {ES_CONVERTED, kAsOf - 2, 0},                // 2026-05-31, no value
+                               {ES_CONVERTED, kAsOf, 0}});                  // 2026-06-01, no value
+    ASSERT_EQ(s.status, ES_OK);
+    EXPECT_EQ(s.r.birth_at, kAsOf - 3 * kDay);
+    EXPECT_EQ(s.r.tenure_days, static_cast<double>(kAsOf - first) / static_cast<double>(kDay));
+    EXPECT_EQ(s.r.engagement_days, 4);
+    EXPECT_EQ(s.r.repeat_days, 3);
+    EXPECT_EQ(s.r.t_x_days, 3);
+    EXPECT_EQ(s.r.t_c_days, 3);
+    EXPECT_EQ(s.r.conversion_days, 3);
+    EXPECT_EQ(s.r.valued_conversion_days, 2);
+    EXPECT_EQ(s.r.mean_conversion_value, 20.0);
+    EXPECT_EQ(score({{ES_OPENED, 1}}).r.mean_conversion_value, 0.0);
+    // Before 2000 and 1970 the day still floors.
+    EXPECT_EQ(score_at({{ES_OPENED, -1}}).r.birth_at, -kDay);
+    EXPECT_EQ(score_at({{ES_OPENED, -INT64_C(946684800) * 1000000 - 1}}).r.birth_at,
+              -INT64_C(946684800) * 1000000 - kDay);
+}
+
+// A contact with every type, times on a coarse grid (ties of one microsecond), values in cents.
+std::vector<At> tied_events(std::mt19937_64 &rng, int n) {
+    std::vector<At> ev;
+    for (int i = 0; i < n; ++i) {
+        const int type = static_cast<int>(rng() % ES_EVENT_TYPES);
+        const int64_t at = kAsOf - static_cast<int64_t>(rng() % 12) * (kDay / 4) + (rng() % 5 == 0 ? kDay : 0);
+        ev.push_back({type, at, type == ES_CONVERTED ? static_cast<double>(rng() % 10000) / 100 : 0});
+    }
+    return ev;
+}
+
+bool same_bits(const es_result &a, const es_result &b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+
+std::string describe(const es_result &r) {
+    char buf[512];
+    std::snprintf(buf, sizeof buf,
+                  "composite %.17g TD %.17g M %.17g opted_out %d undeliverable %d bounces %lld tenure %.17g "
+                  "segment %s churn %.17g",
+                  r.composite, r.time_decay, r.monetary, r.opted_out, r.undeliverable,
+                  static_cast<long long>(r.bounces_since), r.tenure_days, es_segment_name(r.segment), r.churn_risk);
+    return buf;
+}
+
+TEST(ScoringKernelV3, ShuffledEventsGiveBitIdenticalResults) {
+    std::mt19937_64 rng(31);
+    for (int contact = 0; contact < 200; ++contact) {
+        es_profile p = es_default_profile();
+        p.undeliverable_after = 1 + contact % 4;
+        std::vector<At> ev = tied_events(rng, 2 + contact % 40);
+        const Scored first = score_at(ev, p);
+        if (first.status != ES_OK) continue;
+        for (int round = 0; round < 10; ++round) {
+            std::shuffle(ev.begin(), ev.end(), rng);
+            const Scored again = score_at(ev, p);
+            ASSERT_EQ(again.status, ES_OK);
+            EXPECT_TRUE(same_bits(first.r, again.r))
+                << "contact " << contact << "\n" << describe(first.r) << "\n" << describe(again.r);
+        }
+    }
+}
+
+TEST(ScoringKernelV3, EverySplitIntoPartialStatesMergedInAnyOrderIsBitIdentical) {
+    // Each event to one of three partial states, in every way; the partial states merged in every
+    // order into an empty one (as the combine function does), and pairwise.
+    std::mt19937_64 rng(37);
+    int compared = 0;
+    for (int contact = 0; contact < 6; ++contact) {
+        es_profile p = es_default_profile();
+        p.undeliverable_after = 1 + contact % 3;
+        std::vector<At> ev = tied_events(rng, 7);
+        if (contact == 0)  // the flags' edge cases, split apart
+            ev = {{ES_DELIVERED, kAsOf - kDay}, {ES_BOUNCED, kAsOf - kDay}, {ES_BOUNCED, kAsOf - 5},
+                  {ES_BOUNCED, kAsOf - 5},      {ES_OPTED_OUT, kAsOf - 7}, {ES_OPTED_IN, kAsOf - 7},
+                  {ES_OPENED, kAsOf - 2 * kDay}};
+        const Scored whole = score_at(ev, p);
+        ASSERT_EQ(whole.status, ES_OK);
+        int splits = 1;
+        for (size_t i = 0; i < ev.size(); ++i) splits *= 3;
+        for (int split = 0; split < splits; ++split) {
+            std::vector<State> parts(3, State(kAsOf));
+            for (int i = 0, code = split; i < static_cast<int>(ev.size()); ++i, code /= 3)
+                parts[code % 3].add(p, ev[i].type, ev[i].at, ev[i].value);
+            int order[3] = {0, 1, 2};
+            do {
+                State all(kAsOf);
+                for (int w : order) all.merge(parts[w]);
+                State pairwise = parts[order[1]];
+                pairwise.merge(parts[order[2]]);
+                State tree = parts[order[0]];
+                tree.merge(pairwise);
+                for (State *st : {&all, &tree}) {
+                    es_result r;
+                    char err[256];
+                    ASSERT_EQ(st->finalize(p, &r, err, sizeof err), ES_OK) << err;
+                    ASSERT_TRUE(same_bits(r, whole.r)) << "contact " << contact << " split " << split << "\n"
+                                                       << describe(whole.r) << "\n" << describe(r);
+                    ++compared;
+                }
+            } while (std::next_permutation(order, order + 3));
+        }
+    }
+    EXPECT_EQ(compared, 6 * 2187 * 6 * 2);
+}
+
+TEST(ScoringKernelV3, ExplanationNamesTheRule) {
+    EXPECT_HAS(explanation(score({{ES_OPENED, 3.2}}).r), "segment new: known for 3.2 days, under new_contact_days 30");
+    EXPECT_HAS(explanation(score({{ES_OPENED, 3.2}}).r), "known for 3.2 days, since its first event on 2026-05-28");
+
+    std::vector<Event> champion = {{ES_DELIVERED, 60}, {ES_CONVERTED, 2, 1000}};
+    for (int d = 0; d < 60; ++d) champion.push_back({ES_OPENED, d + 0.5});
+    const Scored c = score(champion);
+    EXPECT_STREQ(es_segment_name(c.r.segment), "champions");
+    EXPECT_HAS(explanation(c.r), "segment champions: Rq 5 >= 4 and FMq 5 >= 4");
+
+    // Delivered 2026-05-01 10:00 UTC, then 4 bounces.
+    const int64_t reached = kAsOf - 31 * kDay + 10 * 3600 * INT64_C(1000000);
+    std::vector<At> ev = {{ES_DELIVERED, reached}, {ES_OPENED, reached - kDay}};
+    for (int i = 1; i <= 4; ++i) ev.push_back({ES_BOUNCED, reached + i * kDay});
+    const Scored u = score_at(ev);
+    EXPECT_STREQ(es_segment_name(u.r.segment), "undeliverable");
+    const std::string ut = explanation(u.r);
+    EXPECT_HAS(ut, "segment undeliverable: 4 bounces since last reached on 2026-05-01 10:00:00 UTC, "
+                   "undeliverable_after 3");
+    EXPECT_HAS(ut, "undeliverable (4 bounces since last reached on 2026-05-01 10:00:00 UTC): composite");
+    EXPECT_HAS(ut, " x (1 - undeliverable_penalty 0.9) = ");
+
+    // Both flags: both factors named.
+    ev.push_back({ES_OPTED_OUT, kAsOf - kDay});
+    const std::string bt = explanation(score_at(ev).r);
+    EXPECT_HAS(bt, "opted out on 2026-05-31 00:00:00 UTC and undeliverable (4 bounces");
+    EXPECT_HAS(bt, " x (1 - opt_out_penalty 0.9) x (1 - undeliverable_penalty 0.9) = ");
+    EXPECT_HAS(bt, "segment opted_out: opted out on 2026-05-31 00:00:00 UTC");
+
+    // The opt-in that lifted an opt-out.
+    const std::string lt = explanation(score({{ES_DELIVERED, 100}, {ES_OPENED, 1}, {ES_OPTED_OUT, 5}, {ES_OPTED_IN, 3}}).r);
+    EXPECT_HAS(lt, "opted in on 2026-05-29 00:00:00 UTC after opting out on 2026-05-27 00:00:00 UTC: no longer opted out");
+    EXPECT_EQ(lt.find("opt_out_penalty"), std::string::npos) << lt;
+    EXPECT_EQ(explanation(score({{ES_OPENED, 1}, {ES_OPTED_IN, 3}}).r).find("opted in on"), std::string::npos);
+
+    // Bounces under the threshold, and never reached.
+    EXPECT_HAS(explanation(score({{ES_DELIVERED, 100}, {ES_BOUNCED, 50}, {ES_BOUNCED, 40}}).r),
+               "2 bounces since last reached on 2026-02-21 00:00:00 UTC: deliverable, under undeliverable_after 3");
+    EXPECT_HAS(explanation(score({{ES_BOUNCED, 50}, {ES_BOUNCED, 40}, {ES_BOUNCED, 30}}).r),
+               "segment undeliverable: 3 bounces and never reached, undeliverable_after 3");
+    std::vector<Event> many = {{ES_DELIVERED, 100}};
+    for (int i = 0; i < 12; ++i) many.push_back({ES_BOUNCED, 50.0 - i});
+    EXPECT_HAS(explanation(score(many).r), "segment undeliverable: at least 10 bounces since last reached on");
+
+    // lost, and the times of the calendar's ends.
+    EXPECT_HAS(explanation(score({{ES_DELIVERED, 100}}).r), "segment lost: Rq 1 and FMq 1 match no other rule");
+    const int64_t bc = -INT64_C(211813488000000000);  // 4714-11-24 00:00 UTC BC, the first timestamp
+    EXPECT_HAS(explanation(score_at({{ES_DELIVERED, bc}, {ES_BOUNCED, bc + 1}, {ES_BOUNCED, bc + 2}}).r),
+               "2 bounces since last reached on 4714-11-24 00:00:00 UTC BC");
+    const int64_t leap = 59 * kDay + (12 * 3600 + 34 * 60 + 56) * INT64_C(1000000);  // 2000-02-29 12:34:56
+    EXPECT_HAS(explanation(score_at({{ES_DELIVERED, leap}, {ES_BOUNCED, leap + 1}}, es_default_profile(), leap + 1).r),
+               "1 bounce since last reached on 2000-02-29 12:34:56 UTC");
+}
 }  // namespace

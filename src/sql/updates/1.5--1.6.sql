@@ -4,6 +4,132 @@
 
 \echo Use "ALTER EXTENSION engagement_scoring UPDATE TO '1.6'" to load this file. \quit
 
+-- A role's grants on an object, given again on another (a view made again keeps its readers).
+CREATE FUNCTION @extschema@._upgrade_copy_grants(from_acl aclitem[], object_kind text, object_name text)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    g record;
+BEGIN
+    FOR g IN SELECT a.grantee, a.privilege_type, a.is_grantable FROM aclexplode(from_acl) a
+              WHERE a.grantee <> (SELECT e.extowner FROM pg_extension e WHERE e.extname = 'engagement_scoring')
+    LOOP
+        EXECUTE format('GRANT %s ON %s %s TO %s%s', g.privilege_type, object_kind, object_name,
+                       CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(g.grantee::regrole::text) END,
+                       CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+    END LOOP;
+END $$;
+
+------------------------------------------------------------------------------------------------
+-- The scoring model, version 3 (docs/model.md): opt-ins, undeliverable contacts, tenure and the
+-- new segment, the summary stored with each score.  Every stored score is of version 2, so stale:
+-- the next refresh of each profile rescores everyone (model_version() is 3).  Profiles keep the
+-- values their users set; only the defaults change (frequency_min_days 30).
+------------------------------------------------------------------------------------------------
+ALTER TYPE @extschema@.event_type ADD VALUE 'opted_in' BEFORE 'bounced';
+COMMENT ON TYPE @extschema@.event_type IS
+    'SMS CRM engagement event types; opened, clicked, responded and converted are the engaging ones; opted_in (an SMS START) lifts an earlier opt-out';
+COMMENT ON COLUMN @extschema@.engagement_events.event_type IS 'What happened: delivered, opened, clicked, responded, converted, opted_out, opted_in or bounced';
+
+ALTER TABLE @extschema@.scoring_profiles
+    ALTER COLUMN frequency_min_days SET DEFAULT 30,
+    ADD COLUMN decay_weight_opted_in float8 NOT NULL DEFAULT 0 CHECK (decay_weight_opted_in BETWEEN -1e6 AND 1e6),
+    ADD COLUMN undeliverable_after integer NOT NULL DEFAULT 3 CHECK (undeliverable_after BETWEEN 1 AND 10),
+    ADD COLUMN undeliverable_penalty float8 NOT NULL DEFAULT 0.9 CHECK (undeliverable_penalty BETWEEN 0 AND 1),
+    ADD COLUMN new_contact_days float8 NOT NULL DEFAULT 30 CHECK (new_contact_days BETWEEN 1e-6 AND 1e9);
+COMMENT ON COLUMN @extschema@.scoring_profiles.frequency_min_days IS 'Frequency: the shortest observation, so a new contact''s rate is not inflated (30)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.decay_weight_opted_in IS 'Time-decay weight of an opt-in (0)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.undeliverable_after IS 'Bounces since the last delivery or engagement that make a contact undeliverable (3; 1..10)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.undeliverable_penalty IS 'An undeliverable contact''s composite and predictions are multiplied by 1 - this (0.9)';
+COMMENT ON COLUMN @extschema@.scoring_profiles.new_contact_days IS 'A contact known for fewer days than this is in segment new (30)';
+
+ALTER TYPE @extschema@.score
+    ADD ATTRIBUTE undeliverable boolean, ADD ATTRIBUTE tenure_days float8, ADD ATTRIBUTE birth_at timestamptz,
+    ADD ATTRIBUTE x bigint, ADD ATTRIBUTE t_x bigint, ADD ATTRIBUTE t_c bigint, ADD ATTRIBUTE n_days bigint,
+    ADD ATTRIBUTE conv_days bigint, ADD ATTRIBUTE x_v bigint, ADD ATTRIBUTE m_v float8;
+ALTER TABLE @extschema@.engagement_scores
+    ADD COLUMN undeliverable boolean, ADD COLUMN tenure_days float8 CHECK (tenure_days >= 0),
+    ADD COLUMN birth_at timestamptz, ADD COLUMN x bigint CHECK (x >= 0),
+    ADD COLUMN t_x bigint, ADD COLUMN t_c bigint CHECK (t_c >= 0), ADD COLUMN n_days bigint, ADD COLUMN conv_days bigint,
+    ADD COLUMN x_v bigint, ADD COLUMN m_v float8 CHECK (m_v >= 0),
+    ADD CONSTRAINT engagement_scores_t_x_check CHECK (t_x BETWEEN 0 AND t_c),
+    ADD CONSTRAINT engagement_scores_n_days_check CHECK (n_days >= x),
+    ADD CONSTRAINT engagement_scores_conv_days_check CHECK (conv_days BETWEEN 0 AND n_days),
+    ADD CONSTRAINT engagement_scores_x_v_check CHECK (x_v BETWEEN 0 AND conv_days),
+    DROP CONSTRAINT engagement_scores_segment_check,
+    ADD CONSTRAINT engagement_scores_segment_check CHECK (segment IN ('opted_out', 'undeliverable', 'new', 'champions',
+        'loyal', 'potential_loyalist', 'promising', 'need_attention', 'at_risk', 'cannot_lose', 'about_to_sleep',
+        'hibernating', 'lost'));
+
+------------------------------------------------------------------------------------------------
+-- Sources: a campaign column (funnels read a profile's source), kinds mapped to NULL (ignored on
+-- purpose), skipped rows counted per reason, a changed definition noticed (the fingerprint each
+-- refresh stores).
+------------------------------------------------------------------------------------------------
+ALTER TABLE @extschema@.event_sources ADD COLUMN campaign_column name;
+COMMENT ON TABLE @extschema@.event_sources IS
+    'How to read a CRM''s own events relation: its contact, kind, time, value and campaign columns, how its kinds are matched (exact, or trim_lower: trimmed and lower-cased on both sides) and what happens to rows of an unmapped kind (count: skipped, counted and warned about; reject: an error naming the kind)';
+COMMENT ON COLUMN @extschema@.event_sources.campaign_column IS 'Its campaign column, for the funnels (an integer; NULL: none)';
+ALTER TABLE @extschema@.event_kind_map ALTER COLUMN event_type DROP NOT NULL;
+COMMENT ON TABLE @extschema@.event_kind_map IS
+    'A source''s kinds and the event type each stands for (NULL: ignored on purpose, counted but never warned about); a kind not listed is unmapped (see event_sources.on_unmapped)';
+COMMENT ON COLUMN @extschema@.event_kind_map.event_type IS 'The event type it stands for (NULL: ignored on purpose)';
+CREATE FUNCTION pg_temp._es_kinds_object(kinds text[]) RETURNS jsonb LANGUAGE sql IMMUTABLE AS
+$$ SELECT jsonb_object_agg(k, NULL) FROM unnest(kinds) k $$;   -- (1.5 kept the first kinds, not their rows)
+ALTER TABLE @extschema@.refresh_runs
+    ALTER COLUMN unmapped_kinds TYPE jsonb USING pg_temp._es_kinds_object(unmapped_kinds),
+    ADD COLUMN ignored_rows bigint CHECK (ignored_rows >= 0),
+    ADD COLUMN invalid_rows jsonb;
+DROP FUNCTION pg_temp._es_kinds_object(text[]);
+COMMENT ON COLUMN @extschema@.refresh_runs.unmapped_rows IS 'Rows of a kind the source does not map';
+COMMENT ON COLUMN @extschema@.refresh_runs.unmapped_kinds IS '{kind: rows} of those kinds, the 100 with the most rows, each kind cut to 64 characters (with its length)';
+COMMENT ON COLUMN @extschema@.refresh_runs.ignored_rows IS 'Rows of kinds the source maps to NULL: ignored on purpose';
+COMMENT ON COLUMN @extschema@.refresh_runs.invalid_rows IS '{reason: rows}: rows skipped for another reason (no contact, no time, an infinite time, a negative, infinite or NaN value)';
+ALTER TABLE @extschema@.score_distributions ADD COLUMN source_fingerprint text;
+COMMENT ON COLUMN @extschema@.score_distributions.source_fingerprint IS 'The definition of the profile''s source at the last refresh (another, e.g. a view replaced: the next refresh is full)';
+-- (needed by contact_scores, made below; the same as the function part makes it)
+CREATE FUNCTION @extschema@._source_fingerprint(rel regclass) RETURNS text
+LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$ SELECT NULL::text $$;
+
+-- Functions whose arguments or results changed, made again in the function part.
+CREATE TEMP TABLE _es_source_acl ON COMMIT DROP AS
+SELECT p.proacl FROM pg_proc p
+ WHERE p.oid = '@extschema@.define_event_source(regclass, jsonb, name, name, name, name, text, text, regclass[])'::regprocedure;
+DROP FUNCTION @extschema@.define_event_source(regclass, jsonb, name, name, name, name, text, text, regclass[]);
+DROP FUNCTION @extschema@.funnel(bigint, timestamptz, timestamptz);
+DROP FUNCTION @extschema@.funnel_independent(bigint, timestamptz, timestamptz);
+DROP FUNCTION @extschema@._funnel_events();
+DROP FUNCTION @extschema@._source_kind_expr(@extschema@.event_sources);
+DROP FUNCTION @extschema@._report_unmapped(@extschema@.scoring_profiles, bigint, bigint, text);
+DROP FUNCTION @extschema@._refresh_score_contacts(@extschema@.scoring_profiles, text, timestamptz, boolean, boolean);
+DROP FUNCTION @extschema@._refresh(text, boolean);
+
+-- contact_scores is s.* of the scores: made again with the new columns, for the roles it had.
+CREATE TEMP TABLE _es_view_acl ON COMMIT DROP AS
+SELECT c.relacl FROM pg_class c WHERE c.oid = '@extschema@.contact_scores'::regclass;
+DROP FUNCTION @extschema@.readable_score(@extschema@.score);   -- (two more fields, read from contact_scores)
+DROP FUNCTION @extschema@.readable_scores(text);
+DROP VIEW @extschema@.contact_scores;
+CREATE VIEW @extschema@.contact_scores WITH (security_invoker = true) AS
+SELECT s.*,
+       (s.calculated_at < now() - p.max_score_age
+        OR s.profile_version <> p.version
+        OR s.model_version <> @extschema@.model_version()
+        OR p.source_changed
+        OR EXISTS (SELECT FROM @extschema@.pending_rescore pr WHERE pr.profile = s.profile AND pr.contact_id = s.contact_id)
+        OR EXISTS (SELECT FROM @extschema@.event_changes c WHERE c.contact_id = s.contact_id)) AS is_stale
+  FROM @extschema@.engagement_scores s
+  JOIN (SELECT sp.name, sp.max_score_age, sp.version,
+               d.source_fingerprint IS DISTINCT FROM @extschema@._source_fingerprint(sp.events_relation) AS source_changed
+          FROM @extschema@.scoring_profiles sp
+          LEFT JOIN @extschema@.score_distributions d ON d.profile = sp.name
+        OFFSET 0) p ON p.name = s.profile;
+COMMENT ON VIEW @extschema@.contact_scores IS
+    'Stored scores with is_stale: older than the profile''s max_score_age, scored under an older profile version or model version or from a source defined otherwise, or events changed since';
+SELECT @extschema@._upgrade_copy_grants(relacl, 'TABLE', '@extschema@.contact_scores') FROM pg_temp._es_view_acl;
+DROP TABLE pg_temp._es_view_acl;
+COMMENT ON COLUMN @extschema@.contact_scores.is_stale IS
+    'Older than max_score_age, of another profile or model version, or the contact''s events changed since';
+
 -- Every profile has its distribution row from the moment it exists (the lock of its refreshes):
 -- empty (refreshed_at NULL) until its first refresh.
 ALTER TABLE @extschema@.score_distributions ALTER COLUMN refreshed_at DROP NOT NULL;
@@ -134,12 +260,30 @@ DROP FUNCTION @extschema@._refresh_keep_pending(@extschema@.scoring_profiles, te
 DROP TRIGGER event_kind_map_check ON @extschema@.event_kind_map;
 DROP FUNCTION @extschema@._kind_map_check_row();
 
-COMMENT ON COLUMN @extschema@.refresh_runs.unmapped_kinds IS 'The first five of those kinds, each cut to 64 characters (with its length)';
 
 -- @functions
 
 CREATE TRIGGER event_kind_map_check AFTER INSERT OR UPDATE ON @extschema@.event_kind_map
     FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._kind_maps_check();
+
+-- The funnels' chain of stages, a profile's own (its check needs _funnel_stages_valid, made above).
+ALTER TABLE @extschema@.scoring_profiles
+    ADD COLUMN funnel_stages @extschema@.event_type[] NOT NULL DEFAULT '{delivered,opened,clicked,responded,converted}'
+        CHECK (@extschema@._funnel_stages_valid(funnel_stages));
+COMMENT ON COLUMN @extschema@.scoring_profiles.funnel_stages IS
+    'The funnel''s chain of stages, in order (delivered, opened, clicked, responded, converted by default; an SMS CRM might say delivered, clicked, converted)';
+-- The roles that could define a source or refresh (admins) keep that, and may erase a contact.
+SELECT @extschema@._upgrade_copy_grants(proacl, 'FUNCTION',
+         '@extschema@.define_event_source(regclass, jsonb, name, name, name, name, text, text, regclass[], name)')
+  FROM pg_temp._es_source_acl;
+DROP TABLE pg_temp._es_source_acl;
+SELECT @extschema@._upgrade_copy_grants(p.proacl, 'FUNCTION', '@extschema@.forget_contact(bigint)')
+  FROM pg_proc p WHERE p.oid = '@extschema@.refresh_scores(text, boolean, text)'::regprocedure;
+
+-- The score fields' comments, for the new ones (_score_field_comments, just replaced).
+SELECT @extschema@._comment_score_columns(r)
+  FROM unnest(ARRAY['@extschema@.score', '@extschema@.engagement_scores', '@extschema@.contact_scores']::regclass[]) r;
+DROP FUNCTION @extschema@._upgrade_copy_grants(aclitem[], text, text);
 
 CREATE TRIGGER scoring_profiles_create_distribution AFTER INSERT ON @extschema@.scoring_profiles
     FOR EACH ROW EXECUTE FUNCTION @extschema@._profile_create_distribution();
