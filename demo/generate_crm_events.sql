@@ -39,7 +39,8 @@
 --   * organic web/app sessions and inbound texts (campaign_id NULL), some of
 --     them converting.
 --   * ~1.5% of contacts opt out (a STOP reply to a delivery, or a web
---     unsubscribe; nothing is delivered and nothing engages after it), ~2.5%
+--     unsubscribe; nothing is delivered and nothing engages after it; a fifth
+--     of them text START 1 to 30 days later), ~2.5%
 --     bounce (1-2 transient bounces, or 3 and no more sends).
 --   * channels: campaigns are sms, some mms, 1 in 16 email; conversions and
 --     organic sessions mostly web, some app.
@@ -574,6 +575,22 @@ WITH ins AS (
     JOIN g_contact c USING (contact_id)
     LEFT JOIN g_map_d d ON d.contact_id = x.contact_id AND d.campaign_id = x.campaign_id
     WHERE to_timestamp(x.t_opt) <= (:as_of)::timestamptz
+    ORDER BY x.contact_id
+    RETURNING id, contact_id, campaign_id, event_type
+)
+INSERT INTO g_stat
+SELECT event_type, count(*), count(DISTINCT contact_id), count(DISTINCT campaign_id) FROM ins GROUP BY event_type;
+
+-- 7. opted_in: a fifth of the opted-out contacts text START 1 to 30 days later (salt 43).
+WITH ins AS (
+    INSERT INTO engagement.engagement_events
+           (contact_id, campaign_id, event_type, occurred_at, channel, device_type, metadata)
+    SELECT x.contact_id, NULL, 'opted_in', to_timestamp(x.t_opt + 86400 * (1 + 29 * pg_temp.gen_u(x.contact_id, 44))),
+           'sms', c.dev, jsonb_build_object('source', 'demo', 'carrier', c.carrier, 'keyword', 'START')
+    FROM g_optout x
+    JOIN g_contact c USING (contact_id)
+    WHERE pg_temp.gen_u(x.contact_id, 43) < 0.2
+      AND to_timestamp(x.t_opt + 86400 * (1 + 29 * pg_temp.gen_u(x.contact_id, 44))) <= (:as_of)::timestamptz
     ORDER BY x.contact_id
     RETURNING id, contact_id, campaign_id, event_type
 )

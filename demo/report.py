@@ -72,15 +72,18 @@ def score_distribution(profile):
 
 def segment_grid(profile):
     # The quintiles the segments are made of (docs/model.md, Segments): q(s) = min(5, 1 + floor(s / 20)),
-    # FMq = round((Fq + Mq) / 2) with halves rounded up.  Opted-out contacts are off the grid.
+    # FMq = round((Fq + Mq) / 2) with halves rounded up.  Opted-out, undeliverable and new contacts
+    # are off the grid (their segment is not the grid's).
     rows = query("""
         SELECT least(5, 1 + floor(recency / 20))::int AS r,
                (least(5, 1 + floor(frequency / 20))::int + least(5, 1 + floor(monetary / 20))::int + 1) / 2 AS fm,
                count(*), mode() WITHIN GROUP (ORDER BY segment)
-          FROM engagement.engagement_scores WHERE profile = :'profile' AND NOT opted_out
+          FROM engagement.engagement_scores
+         WHERE profile = :'profile' AND segment NOT IN ('opted_out', 'undeliverable', 'new')
          GROUP BY 1, 2""", profile=profile)
-    opted_out = int(query("SELECT count(*) FROM engagement.engagement_scores WHERE profile = :'profile' AND opted_out",
-                          profile=profile)[0][0])
+    off_grid = dict((segment, int(n)) for segment, n in query(
+        """SELECT segment, count(*) FROM engagement.engagement_scores
+            WHERE profile = :'profile' AND segment IN ('opted_out', 'undeliverable', 'new') GROUP BY 1""", profile=profile))
     counts = [[0] * 5 for _ in range(5)]
     names = [[""] * 5 for _ in range(5)]
     for r, fm, n, segment in rows:
@@ -102,16 +105,19 @@ def segment_grid(profile):
     ax.set_ylabel("R quintile (recency)")
     ax.set_title("Segments on the R x FM grid: contacts per cell")
     fig.colorbar(image, ax=ax, label="contacts (log scale)")
-    caption = ("Each cell: its contacts and their segment. %d opted-out contacts are not on the grid. "
-               "In psql: SELECT * FROM engagement.readable_segments('%s');" % (opted_out, profile))
+    caption = ("Each cell: its contacts and their segment. Not on the grid: %d opted out, %d undeliverable, "
+               "%d new (known for less than new_contact_days). In psql: SELECT * FROM engagement.readable_segments('%s');"
+               % (off_grid.get("opted_out", 0), off_grid.get("undeliverable", 0), off_grid.get("new", 0), profile))
     return svg_of(fig), caption
 
 
 def funnel(campaign):
     rows = query("SELECT stage, contacts, rate_from_previous, rate_from_delivered FROM engagement.funnel(:'campaign')",
                  campaign=campaign)
-    chain = rows[:5]
-    side = {r[0]: int(r[1]) for r in rows[5:]}
+    # the profile's chain of stages, then the side rows
+    side_stages = ("opted_out", "opted_in", "bounced")
+    chain = [r for r in rows if r[0] not in side_stages]
+    side = {r[0]: int(r[1]) for r in rows if r[0] in side_stages}
     stages = [r[0] for r in chain]
     contacts = [int(r[1]) for r in chain]
     fig, ax = plt.subplots(figsize=(7.5, 3.4))
@@ -128,8 +134,8 @@ def funnel(campaign):
     ax.set_xlabel("contacts")
     ax.set_title("Funnel of campaign %s (nested: each stage within the previous)" % campaign)
     caption = ("A contact counts at a stage when, in this campaign, it reached that stage and every earlier one; "
-               "%d of the delivered opted out, %d bounced. In psql: SELECT * FROM engagement.funnel(%s);"
-               % (side.get("opted_out", 0), side.get("bounced", 0), campaign))
+               "%d of the delivered opted out, %d opted in, %d bounced. In psql: SELECT * FROM engagement.funnel(%s);"
+               % (side.get("opted_out", 0), side.get("opted_in", 0), side.get("bounced", 0), campaign))
     return svg_of(fig), caption
 
 

@@ -80,9 +80,15 @@ if [ ${#CRON_CONF[@]} -gt 0 ]; then
 fi
 
 step "top 10 contacts (engagement.readable_scores: the stored scores rounded for people, best first)"
-q -c "SELECT contact_id, composite AS score, percentile_rank AS pct, segment, recency, frequency, monetary,
-             engagement_probability AS p_engage_30d, churn_risk, conversion_total
+q -c "SELECT contact_id, composite AS score, percentile_rank AS pct, segment, tenure_days, recency, frequency,
+             monetary, engagement_probability AS p_engage_30d, churn_risk, conversion_total
         FROM engagement.readable_scores() LIMIT 10"
+q -At -c "SELECT 'contacts known for less than new_contact_days (' || p.new_contact_days || ') among the top 10: '
+                 || count(*) FILTER (WHERE t.tenure_days < p.new_contact_days)
+                 || '; in segment new overall: ' || (SELECT count(*) FROM engagement.engagement_scores s
+                                                      WHERE s.profile = 'default' AND s.segment = 'new')
+            FROM (SELECT tenure_days FROM engagement.readable_scores() LIMIT 10) t,
+                 engagement.scoring_profiles p WHERE p.name = 'default' GROUP BY p.new_contact_days"
 
 step "top 10 contacts by expected conversion value over the next 30 days, beside their composite rank"
 q -c "SELECT contact_id, round(expected_value_30d::numeric, 2) AS value_30d,
@@ -105,6 +111,25 @@ step "funnel of the latest campaign ($CAMPAIGN): a contact counts at a stage whe
 q -c "SELECT stage, contacts, events, round(rate_from_previous::numeric, 3) AS from_previous,
              round(rate_from_delivered::numeric, 3) AS from_delivered
         FROM engagement.funnel($CAMPAIGN)"
+
+step "the CRM's own tables: messages with Twilio statuses, clicks, orders in cents with refunds, inbound texts (demo/crm_source.sql)"
+q -v as_of="'$AS_OF'" -f demo/crm_source.sql
+step "scoring them through the view crm.engagement (profile sms): every row accounted for"
+q -c "SELECT engagement.refresh_scores('sms') AS contacts_scored"
+q -c "SELECT contacts_rescored, unmapped_rows, ignored_rows AS ignored_queued_sent, invalid_rows AS skipped_by_reason
+        FROM engagement.refresh_runs WHERE profile = 'sms' ORDER BY id DESC LIMIT 1"
+q -At -c "SELECT 'the same behaviour read from the CRM tables (stored sms scores) and from engagement_events (live default'
+                 || ' scores as of the same times): ' || count(*) FILTER (WHERE (l.segment, l.opted_out, l.undeliverable)
+                                                                          IS DISTINCT FROM (s.segment, s.opted_out, s.undeliverable)
+                    OR abs(l.composite - s.composite) > 1e-9 * greatest(1, s.composite)
+                    OR abs(l.expected_value_30d - s.expected_value_30d) > 1e-9 * greatest(1, s.expected_value_30d))
+                 || ' of ' || count(*) || ' contacts differ'
+            FROM engagement.engagement_scores s, LATERAL engagement.engagement_score(s.contact_id, s.calculated_at, 'default') l
+           WHERE s.profile = 'sms'"
+step "SMS funnel of campaign $CAMPAIGN from the CRM's tables: delivered -> clicked -> converted"
+q -c "SELECT stage, contacts, events, round(rate_from_previous::numeric, 3) AS from_previous,
+             round(rate_from_delivered::numeric, 3) AS from_delivered
+        FROM engagement.funnel($CAMPAIGN, profile => 'sms')"
 
 step "why the top contact scores what it does"
 q -At -c "SELECT engagement.explain_score(contact_id) FROM engagement.engagement_scores

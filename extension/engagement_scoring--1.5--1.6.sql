@@ -1,4 +1,5 @@
--- engagement_scoring 1.5 -> 1.6.  The scoring model is unchanged: stored scores stay current.
+-- engagement_scoring 1.5 -> 1.6: model version 3 (every stored score stale: the next refresh of each
+-- profile rescores everyone), funnels on sources, row accounting, source fingerprints, erasure.
 -- Written by `make update-script` from src/sql/updates/1.5--1.6.sql (what is written by hand: the
 -- ALTERs and data moves) and the functions of src/sql/.
 
