@@ -2376,7 +2376,8 @@ BEGIN
                    CASE WHEN per_campaign THEN ' AND e.campaign_id IS NOT NULL' ELSE '' END,
                    CASE WHEN campaign_id IS NOT NULL THEN format(' AND e.campaign_id = %s', campaign_id) ELSE '' END);
     IF campaign_id IS NOT NULL THEN
-        EXECUTE format('SELECT NOT EXISTS (SELECT FROM %s r)', rows) INTO empty;
+        -- (a column to select: Citus plans a zero-column subquery of a distributed table wrongly)
+        EXECUTE format('SELECT NOT EXISTS (SELECT 1 FROM %s r)', rows) INTO empty;
         IF empty THEN
             RAISE NOTICE 'campaign % has no events in [%, %) of the source of scoring profile "%" (%): its funnel is all zeros',
                          campaign_id, since, until, p.name, p.events_relation;

@@ -168,7 +168,7 @@ FUNNELS="SELECT * FROM engagement.funnel(7) UNION ALL SELECT * FROM engagement.f
          SELECT * FROM engagement.funnel_independent(7, '2026-01-01', '2026-06-01')"
 f0=$(q 0 -c "$FUNNELS" 2>&1)
 check "funnel and funnel_independent (of crm.events) equal the single node's" \
-    '[ "$f0" = "$(q 3 -c "$FUNNELS")" ] && [ "$(wc -l <<<"$f0")" = 21 ]' || echo "$f0" | head -3 | sed 's/^/# /'
+    '[ "$f0" = "$(q 3 -c "$FUNNELS")" ] && [ "$(wc -l <<<"$f0")" = 24 ]' || echo "$f0" | head -3 | sed 's/^/# /'
 
 # refresh_scores: 'default' (crm.events) and 'local' (the coordinator's engagement_events) in one
 # transaction, so as of the same now(); then the stored scores against the single node's
@@ -196,9 +196,9 @@ against_single() {
         -c "CREATE TABLE citus_scores (contact_id bigint, calculated_at timestamptz, percentile_rank float8, s jsonb)" \
         -c "\\copy citus_scores FROM '$WORK/scores.tsv'" \
         -c "SELECT count(*) || ' ' || count(*) FILTER (WHERE ok) FROM (
-              SELECT c.s @> (SELECT to_jsonb(x) - 'as_of' - 'profile'
+              SELECT c.s @> (SELECT to_jsonb(sc) - 'as_of' - 'profile'
                                FROM (SELECT (engagement.score_events(e.event_type, e.occurred_at, e.conversion_value, c.calculated_at, 'default')).*
-                                       FROM engagement.engagement_events e WHERE e.contact_id = c.contact_id) x)
+                                       FROM engagement.engagement_events e WHERE e.contact_id = c.contact_id) sc)
                      AND c.percentile_rank = 100 * ((SELECT count(*) FROM citus_scores o WHERE (o.s->>'composite')::float8 < (c.s->>'composite')::float8)::float8
                                                     / (SELECT count(*) - 1 FROM citus_scores))
                      AS ok
