@@ -11,13 +11,13 @@ EXTVERSION   = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).
 # committed: 1.0's install script and every upgrade script, so that ALTER EXTENSION ... UPDATE
 # works from each released version.
 SQL_SOURCES  = $(addprefix src/sql/,schema.sql scoring.sql tracking.sql refresh.sql queries.sql presentation.sql \
-                                    models.sql scheduling.sql citus.sql access.sql)
+                                    models.sql predictions.sql scheduling.sql citus.sql access.sql)
 DATA_built   = extension/$(EXTENSION)--$(EXTVERSION).sql
 DATA         = extension/$(EXTENSION)--1.0.sql $(wildcard extension/$(EXTENSION)--*--*.sql)
 
 # pg_regress reads sql/<test>.sql and expected/<test>.out (the classic layout), in this order.
 REGRESS      = setup schema profile_bounds scoring parallel time_decay errors refresh refresh_pending funnel presentation \
-               search_path models predictions distributed source_access change_tracking score_distribution erasure aggregate_inputs
+               search_path models predictions horizons distributed source_access change_tracking score_distribution erasure aggregate_inputs
 REGRESS_OPTS = --inputdir=.
 # Two-session tests (isolationtester): test/isolation/specs/<test>.spec, expected/<test>.out.
 ISOLATION      = refresh_concurrency refresh_profiles forget_during_refresh

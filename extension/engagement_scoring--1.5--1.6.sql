@@ -262,6 +262,20 @@ DROP TRIGGER event_kind_map_check ON @extschema@.event_kind_map;
 DROP FUNCTION @extschema@._kind_map_check_row();
 
 
+-- Predictions at any horizon from the stored summary (predict, customer_lifetime_value).
+CREATE TYPE @extschema@.prediction AS (
+    engagement_probability float8,
+    conversion_probability float8,
+    expected_engagements   float8,
+    expected_value         float8
+);
+COMMENT ON TYPE @extschema@.prediction IS
+    'A stored score''s predictions over a horizon of days after its calculated_at (predict)';
+COMMENT ON COLUMN @extschema@.prediction.engagement_probability IS 'Probability of at least one engagement day within the horizon (MBG/NBD), penalised';
+COMMENT ON COLUMN @extschema@.prediction.conversion_probability IS 'engagement_probability x the conversion share q';
+COMMENT ON COLUMN @extschema@.prediction.expected_engagements IS 'Expected engagement days within the horizon (MBG/NBD), penalised';
+COMMENT ON COLUMN @extschema@.prediction.expected_value IS 'Expected conversion value within the horizon: expected engagement days x q x expected conversion value (Gamma-Gamma), penalised';
+
 -- Every function and aggregate of this version, as the install script creates them (written
 -- by scripts/build_update.py from src/sql; edit those, not this part).
 
@@ -2912,6 +2926,119 @@ END $$;
 
 COMMENT ON FUNCTION @extschema@.validate_model_summary(timestamptz, timestamptz, text, boolean) IS
     'Calibration/holdout totals: contacts, predicted and actual repeat engagement days, mean absolute error and correlation per contact, and the parameters used';
+
+-- ----- from src/sql/predictions.sql
+
+CREATE OR REPLACE FUNCTION @extschema@._predict(profile text, horizon_days float8, x bigint, t_x bigint, t_c bigint,
+                                     n_days bigint, conv_days bigint, x_v bigint, m_v float8, opted_out boolean,
+                                     undeliverable boolean)
+RETURNS @extschema@.prediction
+AS 'MODULE_PATHNAME', 'es_predict_summary' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+
+COMMENT ON FUNCTION @extschema@._predict(text, float8, bigint, bigint, bigint, bigint, bigint, bigint, float8, boolean, boolean) IS
+    'The predictions of a stored summary over horizon_days, with the profile''s parameters (NULL for a score stored before model version 3)';
+
+CREATE OR REPLACE FUNCTION @extschema@._lifetime_value(profile text, months integer, x bigint, t_x bigint, t_c bigint,
+                                            n_days bigint, conv_days bigint, x_v bigint, m_v float8,
+                                            opted_out boolean, undeliverable boolean, monthly_discount_rate float8)
+RETURNS float8
+AS 'MODULE_PATHNAME', 'es_lifetime_value_of_summary' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+
+COMMENT ON FUNCTION @extschema@._lifetime_value(text, integer, bigint, bigint, bigint, bigint, bigint, bigint, float8, boolean, boolean, float8) IS
+    'The discounted lifetime value of a stored summary over months of 30 days, with the profile''s parameters';
+
+-- The checks of predict's and customer_lifetime_value's arguments, for the one-time condition
+-- of their queries: 22004 for a NULL, 42704 for an unknown profile, 22023 for a horizon that is
+-- not a finite number of days > 0 or a bad number of months or discount rate, 22003 for a
+-- horizon beyond 1e9 days.  Always true when it returns.
+CREATE OR REPLACE FUNCTION @extschema@._prediction_arguments(function_name text, profile text, horizon_days float8,
+                                                  months integer DEFAULT NULL, monthly_discount_rate float8 DEFAULT NULL,
+                                                  lifetime boolean DEFAULT false)
+RETURNS boolean
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF lifetime THEN
+        PERFORM @extschema@._arguments_not_null(function_name, profile IS NULL, months IS NULL,
+                                                monthly_discount_rate IS NULL);
+        IF months NOT BETWEEN 1 AND 1200 THEN
+            RAISE EXCEPTION '%: months must be between 1 and 1200, not %', function_name, months
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF NOT (monthly_discount_rate >= 0 AND monthly_discount_rate < 'infinity') THEN   -- (NaN too)
+            RAISE EXCEPTION '%: monthly_discount_rate must be a finite number >= 0 (0.01 for 1%% a month), not %',
+                            function_name, monthly_discount_rate
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    ELSE
+        PERFORM @extschema@._arguments_not_null(function_name, profile IS NULL, horizon_days IS NULL);
+        IF NOT (horizon_days > 0 AND horizon_days < 'infinity') THEN   -- (NaN too)
+            RAISE EXCEPTION '%: horizon_days must be a finite number of days > 0, not %', function_name, horizon_days
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF horizon_days > 1e9 THEN
+            RAISE EXCEPTION '%: a horizon of % days is out of range (at most 1e9)', function_name, horizon_days
+                USING ERRCODE = 'numeric_value_out_of_range';
+        END IF;
+    END IF;
+    PERFORM @extschema@._profile_or_error(profile);
+    RETURN true;
+END $$;
+
+COMMENT ON FUNCTION @extschema@._prediction_arguments(text, text, float8, integer, float8, boolean) IS
+    'Checks the arguments of predict (horizon_days) or customer_lifetime_value (lifetime: months, monthly_discount_rate) and the profile; true, or an error';
+
+CREATE OR REPLACE FUNCTION @extschema@.predict(profile text, horizon_days float8)
+RETURNS TABLE (contact_id bigint, engagement_probability float8, conversion_probability float8,
+               expected_engagements float8, expected_value float8, calculated_at timestamptz)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    -- (OFFSET 0: _predict runs once per score, not once per field read)
+    SELECT s.contact_id, (s.p).engagement_probability, (s.p).conversion_probability, (s.p).expected_engagements,
+           (s.p).expected_value, s.calculated_at
+      FROM (SELECT sc.contact_id, sc.calculated_at,
+                   @extschema@._predict(sc.profile, $2, sc.x, sc.t_x, sc.t_c, sc.n_days, sc.conv_days, sc.x_v,
+                                        sc.m_v, sc.opted_out, sc.undeliverable) AS p
+              FROM @extschema@.engagement_scores sc
+             WHERE sc.profile OPERATOR(pg_catalog.=) COALESCE($1, '')
+               AND @extschema@._prediction_arguments('predict(profile, horizon_days)', $1, $2)
+            OFFSET 0) s
+$$;
+
+COMMENT ON FUNCTION @extschema@.predict(text, float8) IS
+    'Every stored score''s predictions over the next horizon_days after its calculated_at (engagement and conversion probability, expected engagement days and value), from its stored summary and the profile''s parameters; equal to the stored fields at the profile''s horizon_days';
+
+CREATE OR REPLACE FUNCTION @extschema@.predict(contact_id bigint, horizon_days float8, profile text DEFAULT 'default')
+RETURNS TABLE (contact_id bigint, engagement_probability float8, conversion_probability float8,
+               expected_engagements float8, expected_value float8, calculated_at timestamptz)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT s.contact_id, (s.p).engagement_probability, (s.p).conversion_probability, (s.p).expected_engagements,
+           (s.p).expected_value, s.calculated_at
+      FROM (SELECT sc.contact_id, sc.calculated_at,
+                   @extschema@._predict(sc.profile, $2, sc.x, sc.t_x, sc.t_c, sc.n_days, sc.conv_days, sc.x_v,
+                                        sc.m_v, sc.opted_out, sc.undeliverable) AS p
+              FROM @extschema@.engagement_scores sc
+             WHERE sc.profile OPERATOR(pg_catalog.=) COALESCE($3, '') AND sc.contact_id OPERATOR(pg_catalog.=) $1
+               AND @extschema@._prediction_arguments('predict(contact_id, horizon_days, profile)', $3, $2)
+            OFFSET 0) s
+$$;
+
+COMMENT ON FUNCTION @extschema@.predict(bigint, float8, text) IS
+    'One contact''s predictions over the next horizon_days after its stored score''s calculated_at (no row when it has no stored score)';
+
+CREATE OR REPLACE FUNCTION @extschema@.customer_lifetime_value(profile text, months integer, monthly_discount_rate float8)
+RETURNS TABLE (contact_id bigint, lifetime_value float8, calculated_at timestamptz)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT sc.contact_id,
+           @extschema@._lifetime_value(sc.profile, $2, sc.x, sc.t_x, sc.t_c, sc.n_days, sc.conv_days, sc.x_v, sc.m_v,
+                                       sc.opted_out, sc.undeliverable, $3),
+           sc.calculated_at
+      FROM @extschema@.engagement_scores sc
+     WHERE sc.profile OPERATOR(pg_catalog.=) COALESCE($1, '')
+       AND @extschema@._prediction_arguments('customer_lifetime_value(profile, months, monthly_discount_rate)', $1,
+                                             NULL, $2, $3, true)
+$$;
+
+COMMENT ON FUNCTION @extschema@.customer_lifetime_value(text, integer, float8) IS
+    'Every stored score''s discounted lifetime value over the next months (of 30 days): per month, the expected engagement days x conversion share x expected conversion value, divided by (1 + monthly_discount_rate)^month (lifetimes'' customer_lifetime_value)';
 
 -- ----- from src/sql/scheduling.sql
 

@@ -34,6 +34,13 @@ SELECT (SELECT array_agg(f::text) FROM engagement.funnel(424242) f) AS funnel,
        engagement.time_decay(1, occurred_at, '2026-06-01', 14) AS decay
   FROM ref.crm_events WHERE contact_id <= 30;
 
+-- predict and customer_lifetime_value, which the planner inlines into the caller's query (with the
+-- caller's search_path): their results, the same with the hostile schema first below.
+CREATE TEMP TABLE clean_predictions AS
+SELECT 'predict' AS call, p::text AS result FROM engagement.predict('default', 7) p
+UNION ALL SELECT 'predict one', p::text FROM engagement.predict(7, 7) p
+UNION ALL SELECT 'customer_lifetime_value', v::text FROM engagement.customer_lifetime_value('default', 3, 0.01) v;
+
 -- The same calls with the hostile schema first (ahead of pg_catalog).  The trap is armed:
 SET search_path = evil, pg_catalog, public;
 SELECT now() = timestamptz '1999-01-01' AS now_shadowed, 'a' = 'b' AS equality_shadowed,
@@ -53,6 +60,10 @@ SELECT (SELECT array_agg(f::text) FROM engagement.funnel(424242) f) AS funnel,
        (SELECT array_agg(e.id) FROM engagement.contact_events(7000009, NULL, 5) e) AS page,
        engagement.time_decay(1, occurred_at, '2026-06-01', 14) AS decay
   FROM ref.crm_events WHERE contact_id <= 30;
+CREATE TEMP TABLE shadowed_predictions AS
+SELECT 'predict' AS call, p::text AS result FROM engagement.predict('default', 7) p
+UNION ALL SELECT 'predict one', p::text FROM engagement.predict(7, 7) p
+UNION ALL SELECT 'customer_lifetime_value', v::text FROM engagement.customer_lifetime_value('default', 3, 0.01) v;
 SELECT engagement.score_trend(1, '2025-12-31', 'trend')::text AS trend;
 SELECT pg_catalog.count(*) AS cached_scores FROM pg_catalog.generate_series(1, 5) c
  WHERE engagement.cached_score(c) IS NOT NULL;
@@ -94,6 +105,11 @@ SELECT v.call, v.clean, v.shadowed
                        ('time_decay', cl.decay::text, sh.decay::text, ref.close(cl.decay, sh.decay))
                ) v(call, clean, shadowed, same)
  WHERE v.same IS NOT TRUE;
+-- The predictions: rows on one side only (none), and how many were compared.
+(SELECT 'clean only' AS side, * FROM clean_predictions EXCEPT ALL SELECT 'clean only', * FROM shadowed_predictions)
+UNION ALL
+(SELECT 'shadowed only', * FROM shadowed_predictions EXCEPT ALL SELECT 'shadowed only', * FROM clean_predictions);
+SELECT call, count(*) > 0 AS compared FROM clean_predictions GROUP BY call ORDER BY call;
 -- Nothing was written into the hostile schema.
 SELECT (SELECT count(*) FROM evil.scoring_profiles) AS evil_profiles, (SELECT count(*) FROM evil.engagement_events) AS evil_events,
        (SELECT count(*) FROM evil._es_scored) AS evil_scored;

@@ -131,6 +131,83 @@ int64_t floor_div(int64_t a, int64_t b) {
     return q;
 }
 
+// The predictions of one stored summary: what does not depend on the horizon, once (prepare),
+// then any horizon (predict).  es_finalize and es_predict share it, so the stored fields and
+// the predictions at the profile's horizon_days are the same expressions.
+struct Forecaster {
+    const es_profile *p = nullptr;
+    double x = 0, t_x = 0, t_c = 0;
+    double p_alive = 0;           // MBG/NBD P(alive), unpenalised
+    double share = 0;             // q: the chance that an engagement day holds a conversion
+    double conversion_value = 0;  // Gamma-Gamma: the next conversion day's expected value
+    double keep = 1;              // the penalties' factor
+    bool penalised = false;
+
+    int prepare(const es_stored_summary &s, const es_profile *profile, char *err, size_t errlen) {
+        p = profile;
+        if (!(s.x >= 0 && s.t_x >= 0 && s.t_x <= s.t_c && s.n_days >= s.x && s.conv_days >= 0 &&
+              s.conv_days <= s.n_days && s.x_v >= 0 && s.x_v <= s.conv_days && std::isfinite(s.m_v) && s.m_v >= 0 &&
+              (s.x > 0) == (s.t_x > 0)))
+            return es::fail(err, errlen, ES_INVALID_PARAMETER,
+                            "not a stored summary: x = %lld, t_x = %lld, t_c = %lld, n_days = %lld, conv_days = %lld, "
+                            "x_v = %lld, m_v = %g",
+                            static_cast<long long>(s.x), static_cast<long long>(s.t_x), static_cast<long long>(s.t_c),
+                            static_cast<long long>(s.n_days), static_cast<long long>(s.conv_days),
+                            static_cast<long long>(s.x_v), s.m_v);
+        x = static_cast<double>(s.x);
+        t_x = static_cast<double>(s.t_x);
+        t_c = static_cast<double>(s.t_c);
+        // The BTYD kernel's P(alive): its log ratio stays accurate when Tc is close to t_x.
+        int rc = es_btyd_p_alive(ES_MODEL_MBGNBD, x, t_x, t_c, p->model_r, p->model_alpha, p->model_a, p->model_b,
+                                 &p_alive, err, errlen);
+        if (rc != ES_OK) return rc;
+        share = (static_cast<double>(s.conv_days) + p->conv_prior_a) /
+                (static_cast<double>(s.n_days) + p->conv_prior_a + p->conv_prior_b);
+        rc = es_gg_expected_value(static_cast<double>(s.x_v), s.m_v, p->gg_p, p->gg_q, p->gg_v, &conversion_value,
+                                  err, errlen);
+        if (rc != ES_OK) return rc;
+        if (s.opted_out) keep *= 1.0 - p->opt_out_penalty;
+        if (s.undeliverable) keep *= 1.0 - p->undeliverable_penalty;
+        penalised = s.opted_out || s.undeliverable;
+        return ES_OK;
+    }
+
+    // MBG/NBD expected engagement days in (T, T + horizon], unpenalised.
+    int expected(double horizon, double *e, char *err, size_t errlen) const {
+        return es_btyd_expected(ES_MODEL_MBGNBD, horizon, x, t_x, t_c, p->model_r, p->model_alpha, p->model_a,
+                                p->model_b, e, err, errlen);
+    }
+
+    int predict(double horizon, es_prediction *out, char *err, size_t errlen) const {
+        double e;
+        const int rc = expected(horizon, &e, err, errlen);
+        if (rc != ES_OK) return rc;
+        // 1 - ((alpha + Tc) / (alpha + Tc + h))^(r + x) = -expm1(-(r + x) * log1p(h / (alpha + Tc)))
+        const double engage_if_alive = -std::expm1(-(p->model_r + x) * std::log1p(horizon / (p->model_alpha + t_c)));
+        out->engagement_probability = p_alive * engage_if_alive;
+        out->conversion_probability = out->engagement_probability * share;
+        out->expected_engagements = e;
+        // (the largest double when it overflows: a conversion value can be any finite double)
+        out->expected_value = saturating_product(e * share, conversion_value);
+        if (penalised) {
+            out->engagement_probability *= keep;
+            out->conversion_probability *= keep;
+            out->expected_engagements *= keep;
+            out->expected_value *= keep;
+        }
+        return ES_OK;
+    }
+};
+
+int horizon_error(double horizon, char *err, size_t errlen) {
+    if (!(std::isfinite(horizon) && horizon > 0))
+        return es::fail(err, errlen, ES_INVALID_PARAMETER, "a horizon must be a finite number of days > 0, not %g", horizon);
+    if (horizon > ES_HORIZON_MAX)
+        return es::fail(err, errlen, ES_OUT_OF_RANGE, "a horizon of %g days is out of range (at most %g)", horizon,
+                        ES_HORIZON_MAX);
+    return ES_OK;
+}
+
 }  // namespace
 
 extern "C" {
@@ -326,6 +403,42 @@ int es_quintile(double s) noexcept {
     return q >= 5.0 ? 5 : static_cast<int>(q);
 }
 
+int es_predict(const es_stored_summary *s, const es_profile *p, double horizon, es_prediction *out, char *err,
+               size_t errlen) noexcept {
+    std::memset(out, 0, sizeof *out);
+    int rc = horizon_error(horizon, err, errlen);
+    if (rc != ES_OK) return rc;
+    Forecaster f;
+    rc = f.prepare(*s, p, err, errlen);
+    return rc != ES_OK ? rc : f.predict(horizon, out, err, errlen);
+}
+
+int es_lifetime_value(const es_stored_summary *s, const es_profile *p, int months, double monthly_discount_rate,
+                      double *out, char *err, size_t errlen) noexcept {
+    *out = 0;
+    if (months < 1 || months > ES_LIFETIME_MONTHS_MAX)
+        return es::fail(err, errlen, ES_INVALID_PARAMETER, "months must be between 1 and %d, not %d",
+                        ES_LIFETIME_MONTHS_MAX, months);
+    if (!(std::isfinite(monthly_discount_rate) && monthly_discount_rate >= 0))
+        return es::fail(err, errlen, ES_INVALID_PARAMETER,
+                        "a monthly discount rate must be a finite number >= 0, not %g", monthly_discount_rate);
+    Forecaster f;
+    int rc = f.prepare(*s, p, err, errlen);
+    if (rc != ES_OK) return rc;
+    // Each month's engagement days are the difference of the cumulative expectations.
+    double days = 0, previous = 0;
+    for (int k = 1; k <= months; ++k) {
+        double e;
+        rc = f.expected(static_cast<double>(ES_DAYS_PER_MONTH) * k, &e, err, errlen);
+        if (rc != ES_OK) return rc;
+        days += (e - previous) / std::pow(1.0 + monthly_discount_rate, k);
+        previous = e;
+    }
+    *out = saturating_product(days * f.share, f.conversion_value);
+    if (f.penalised) *out *= f.keep;
+    return ES_OK;
+}
+
 }  // extern "C"
 
 namespace {
@@ -491,39 +604,24 @@ int es_finalize(const es_accum *acc, const int32_t *keys, size_t nkeys, const es
     out->conversion_value_total = summary.value_total;
     out->t_x_days = summary.t_x;
     out->t_c_days = summary.t_c;
-    const double r = p->model_r, alpha = p->model_alpha, a = p->model_a, b = p->model_b;
-    const double xd = static_cast<double>(x);
-    const double tx = static_cast<double>(out->t_x_days), tc = static_cast<double>(out->t_c_days);
-    // The BTYD kernel's P(alive): its log ratio stays accurate when Tc is close to t_x.
-    int rc = es_btyd_p_alive(ES_MODEL_MBGNBD, xd, tx, tc, r, alpha, a, b, &out->p_alive, err, errlen);
+    out->mean_conversion_value = summary.value_days > 0 ? summary.value_total / static_cast<double>(summary.value_days) : 0.0;
+    const es_stored_summary stored = {x, summary.t_x, summary.t_c, n_days, conv_days, summary.value_days,
+                                      out->mean_conversion_value, out->opted_out, out->undeliverable};
+    Forecaster f;
+    int rc = f.prepare(stored, p, err, errlen);
     if (rc != ES_OK) return rc;
-    rc = es_btyd_expected(ES_MODEL_MBGNBD, p->horizon_days, xd, tx, tc, r, alpha, a, b,
-                          &out->expected_engagements_horizon, err, errlen);
+    es_prediction at_horizon;
+    rc = f.predict(p->horizon_days, &at_horizon, err, errlen);
     if (rc != ES_OK) return rc;
-    // 1 - ((alpha + Tc) / (alpha + Tc + h))^(r + x) = -expm1(-(r + x) * log1p(h / (alpha + Tc)))
-    const double p_engage_if_alive = -std::expm1(-(r + xd) * std::log1p(p->horizon_days / (alpha + tc)));
-    out->engagement_probability = out->p_alive * p_engage_if_alive;
-    out->churn_risk = 1.0 - out->p_alive;
-    out->conversion_share = (static_cast<double>(conv_days) + p->conv_prior_a) /
-                            (static_cast<double>(n_days) + p->conv_prior_a + p->conv_prior_b);
-    out->conversion_probability = out->engagement_probability * out->conversion_share;
-
-    // Gamma-Gamma over conversion days: m_v is the mean value of the x_v valued days.
-    const double xv = static_cast<double>(summary.value_days);
-    out->mean_conversion_value = summary.value_days > 0 ? summary.value_total / xv : 0.0;
-    rc = es_gg_expected_value(xv, out->mean_conversion_value, p->gg_p, p->gg_q, p->gg_v,
-                              &out->expected_conversion_value, err, errlen);
-    if (rc != ES_OK) return rc;
-    // (the largest double when it overflows: a conversion value can be any finite double)
-    out->expected_value_horizon = saturating_product(
-        out->expected_engagements_horizon * out->conversion_share, out->expected_conversion_value);
-    if (penalised) {
-        out->engagement_probability *= keep;
-        out->conversion_probability *= keep;
-        out->expected_engagements_horizon *= keep;
-        out->expected_value_horizon *= keep;
-        out->churn_risk = 1.0 - (1.0 - out->churn_risk) * keep;
-    }
+    out->p_alive = f.p_alive;
+    out->churn_risk = 1.0 - f.p_alive;
+    if (penalised) out->churn_risk = 1.0 - (1.0 - out->churn_risk) * keep;
+    out->conversion_share = f.share;
+    out->expected_conversion_value = f.conversion_value;
+    out->engagement_probability = at_horizon.engagement_probability;
+    out->conversion_probability = at_horizon.conversion_probability;
+    out->expected_engagements_horizon = at_horizon.expected_engagements;
+    out->expected_value_horizon = at_horizon.expected_value;
 
     out->recency_quintile = es_quintile(out->recency);
     out->frequency_quintile = es_quintile(out->frequency);

@@ -294,6 +294,52 @@ es_model_summary es_summarize(const es_accum *acc, const int32_t *keys, size_t n
 int es_finalize(const es_accum *acc, const int32_t *keys, size_t nkeys, const es_bounces *bounces,
                 const es_profile *p, es_result *out, char *err, size_t errlen) ES_NOEXCEPT;
 
+/*
+ * The summary a stored score keeps (docs/model.md "Stored summary and any horizon"): all that the
+ * predictions at any horizon need, without the events.  es_finalize's result holds it
+ * (repeat_days, t_x_days, t_c_days, engagement_days, conversion_days, valued_conversion_days,
+ * mean_conversion_value, opted_out, undeliverable).
+ */
+typedef struct es_stored_summary {
+    int64_t x, t_x, t_c;        /* MBG/NBD: repeat engagement days, day of the last, day(T) - birth */
+    int64_t n_days, conv_days;  /* engagement days (the birth day included), conversion days */
+    int64_t x_v;                /* conversion days whose value is > 0 */
+    double m_v;                 /* their mean value (0 when x_v = 0) */
+    int opted_out, undeliverable;
+} es_stored_summary;
+
+/* The predictions over a horizon of h days after the summary's T, penalised as the stored ones. */
+typedef struct es_prediction {
+    double engagement_probability;
+    double conversion_probability;
+    double expected_engagements;  /* engagement days in (T, T + h] */
+    double expected_value;        /* conversion value in (T, T + h] */
+} es_prediction;
+
+/* The largest horizon, in days, of es_predict (es_btyd_expected's accurate range), and the most
+ * months of es_lifetime_value (a century). */
+#define ES_HORIZON_MAX 1e9
+#define ES_LIFETIME_MONTHS_MAX 1200
+#define ES_DAYS_PER_MONTH 30
+
+/*
+ * The predictions of summary s over horizon days (0 < horizon <= ES_HORIZON_MAX) with p's model
+ * parameters, priors and penalties.  At horizon = p->horizon_days they equal es_finalize's
+ * fields bit for bit (both evaluate the same expressions).  ES_INVALID_PARAMETER for a horizon
+ * that is not finite and > 0 or a summary no score can hold, ES_OUT_OF_RANGE above the largest.
+ */
+int es_predict(const es_stored_summary *s, const es_profile *p, double horizon, es_prediction *out,
+               char *err, size_t errlen) ES_NOEXCEPT;
+
+/*
+ * Lifetime value over the next months (1..ES_LIFETIME_MONTHS_MAX) of ES_DAYS_PER_MONTH days, by
+ * lifetimes' customer_lifetime_value: for month k, the expected engagement days in it,
+ * E(30k) - E(30(k - 1)), times q and the expected conversion value, divided by
+ * (1 + monthly_discount_rate)^k; summed, then penalised.  monthly_discount_rate finite and >= 0.
+ */
+int es_lifetime_value(const es_stored_summary *s, const es_profile *p, int months, double monthly_discount_rate,
+                      double *out, char *err, size_t errlen) ES_NOEXCEPT;
+
 /* Quintile score q(s), and the segment of ES_SEGMENT_LIST's first rule that matches (is_new:
  * tenure_days < new_contact_days). */
 int es_quintile(double s) ES_NOEXCEPT;

@@ -289,3 +289,23 @@ END $$;
 CREATE FUNCTION ref.u01(k bigint, salt bigint) RETURNS float8 LANGUAGE sql IMMUTABLE AS $$
     SELECT (hashint8extended(k, salt) & 2147483647)::float8 / 2147483648
 $$;
+
+-- Gauss's hypergeometric series 2F1(a, b; c; z) for 0 <= z < 1 and positive a, b, c (every term
+-- positive: summed until a term is below 1e-17 of the sum), and the MBG/NBD expectation of
+-- engagement days in (Tc, Tc + h] given (x, t_x, Tc) by lifetimes' closed form
+-- (ModifiedBetaGeoFitter.conditional_expected_number_of_purchases_up_to_time).
+CREATE FUNCTION ref.hyp2f1(a float8, b float8, c float8, z float8) RETURNS float8 LANGUAGE sql IMMUTABLE AS $$
+    WITH RECURSIVE s(n, term, total) AS (
+        SELECT 0, 1::float8, 1::float8
+        UNION ALL
+        SELECT n + 1, term * (a + n) * (b + n) / ((c + n) * (n + 1)) * z,
+               total + term * (a + n) * (b + n) / ((c + n) * (n + 1)) * z
+          FROM s WHERE n < 200000 AND term > 1e-17 * total)
+    SELECT total FROM s ORDER BY n DESC LIMIT 1
+$$;
+CREATE FUNCTION ref.expected_engagements(h float8, x float8, t_x float8, tc float8, r float8, alpha float8,
+                                         a float8, b float8) RETURNS float8 LANGUAGE sql IMMUTABLE AS $$
+    SELECT (a + b + x) / (a - 1)
+           * (1 - ref.hyp2f1(r + x, b + x + 1, a + b + x, h / (alpha + tc + h)) * power((alpha + tc) / (alpha + tc + h), r + x))
+           / (1 + (a / (b + x)) * power((alpha + tc) / (alpha + t_x), r + x))
+$$;

@@ -16,6 +16,7 @@
  *   tracking.c      _track_event_changes, the statement-level change-tracking trigger function
  *   kind_map.c      _map_kind: a CRM's kind as an event type, through its source's kind map
  *   btyd.c          btyd_summary, fit_mbgnbd / fit_bgnbd (btyd_fit_state), p_alive and co.
+ *   predictions.c   _predict, _lifetime_value: a stored summary's predictions at any horizon
  *   replaced.c      the 1.0 and 1.1 entry points that 1.2 replaced
  *   pg_compat.h     what differs between PostgreSQL 15, 16, 17 and 18 (version guards live there only)
  *
@@ -27,6 +28,7 @@
 #define ES_GLUE_H
 
 #include "datatype/timestamp.h"
+#include "access/tupdesc.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "utils/jsonb.h"
@@ -62,6 +64,7 @@ extern const NamedProfile *es_row_profile(FunctionCallInfo fcinfo, int argno);
 extern const NamedProfile *es_interned_profile(FunctionCallInfo fcinfo, const NamedProfile *p);
 extern const NamedProfile *es_builtin_default_profile(void);
 extern int	es_event_type_of(FunctionCallInfo fcinfo, Oid value);
+extern TupleDesc es_result_tupdesc(FunctionCallInfo fcinfo);
 
 /*
  * score_events.c: the state, which btyd_summary shares.  Laid out for the transition function,

@@ -14,6 +14,7 @@
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "funcapi.h"
 #include "nodes/primnodes.h"
 #include "utils/builtins.h"
 #include "utils/float.h"
@@ -51,6 +52,8 @@ typedef struct ProfileCache
 	/* engagement.event_type's OID per kernel event type, for the transition function */
 	Oid			enum_type;
 	Oid			enum_oids[ES_EVENT_TYPES];
+	/* a function returning a composite: its result's descriptor, blessed (es_result_tupdesc) */
+	TupleDesc	result_desc;
 } ProfileCache;
 
 static ProfileCache *
@@ -455,6 +458,27 @@ es_event_type_of(FunctionCallInfo fcinfo, Oid value)
 			 errdetail("The model knows the event types %s.", es_known_event_types()),
 			 errhint("Leave events of other types out of the rows scored, or map them to one of these.")));
 	return -1;					/* keep the compiler quiet */
+}
+
+/* The descriptor of the composite the function returns, resolved and blessed at its first call
+ * in the query (a function that also reads profiles keeps both in fn_extra). */
+TupleDesc
+es_result_tupdesc(FunctionCallInfo fcinfo)
+{
+	ProfileCache *cache = es_cache(fcinfo);
+
+	if (cache->result_desc == NULL)
+	{
+		TupleDesc	desc;
+		MemoryContext old;
+
+		if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+			elog(ERROR, "function returning a composite called in a context that cannot accept one");
+		old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+		cache->result_desc = BlessTupleDesc(CreateTupleDescCopy(desc));
+		MemoryContextSwitchTo(old);
+	}
+	return cache->result_desc;
 }
 
 /* The cache's entry for p (another process's profile, deserialized): states then point at it. */

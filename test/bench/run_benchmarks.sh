@@ -3,6 +3,7 @@
 # generated data set (demo/generate_crm_events.sql), each against a baseline on the same data.
 # Baseline and subject runs are interleaved; a ratio is the median of the per-pair ratios.
 # Not a test: nothing here passes or fails.  Usage: bash test/bench/run_benchmarks.sh [contacts] [reps]
+# Section 16 (predict) reads the stored scores of a full refresh, which it runs when there are none.
 # FIT_CONTACTS (1,000,000) sizes section 8's data set, on which section 12 also runs the full
 # refresh.  ONLY="8 9" runs those sections alone (FIT_ONLY=1 is ONLY=8).  Every statement runs in a
 # connection of its own (psql), as pg_cron runs a scheduled refresh.
@@ -76,7 +77,7 @@ printf '%-62s %10s %10s %8s   %s\n' "benchmark (median ms of baseline, subject; 
 [ -n "${FIT_ONLY:-}" ] && ONLY=8
 # want N...: whether one of these sections is to run
 want() { [ -z "${ONLY:-}" ] && return 0; local n; for n; do [[ " $ONLY " == *" $n "* ]] && return 0; done; return 1; }
-if want 1 2 3 4 5 6 7 9 10 11 13 14 15; then
+if want 1 2 3 4 5 6 7 9 10 11 13 14 15 16; then
 log "generating $CONTACTS contacts"
 psql -qX -v ON_ERROR_STOP=1 -v contacts="$CONTACTS" -v campaigns="${CAMPAIGNS:-65}" -v as_of="'$AS_OF'" -f demo/generate_crm_events.sql >/dev/null
 psql -qX -c "TRUNCATE engagement.event_changes" -c "VACUUM ANALYZE engagement.engagement_events"
@@ -90,6 +91,21 @@ if want 1; then
 log "1. score_events against the scan floor"
 compare "1. score_events GROUP BY contact vs count(*) floor" "<= 1.6" "$REPS" "$PAR" "$FLOOR" "$PAR" "$SCORE"
 compare "1s. the same, both serial" "<= 1.4" "$REPS" "$SERIAL" "$FLOOR" "$SERIAL" "$SCORE"
+fi
+
+if want 16; then
+# 16. predict and customer_lifetime_value over every stored score (the stored summary and the
+# profile's parameters, no events) against a bare scan of the same columns of the scores table.
+log "16. predictions from the stored summaries"
+[ "$(psql -qXAt -c "SELECT count(*) FROM engagement.engagement_scores")" -gt 0 ] \
+    || psql -qXAt -c "SELECT engagement.refresh_scores('default', true)" >/dev/null
+psql -qX -c "VACUUM ANALYZE engagement.engagement_scores"
+SCAN="SELECT count(*), sum(x), sum(t_x), sum(t_c), sum(n_days), sum(conv_days), sum(x_v), sum(m_v), count(*) FILTER (WHERE opted_out OR undeliverable) FROM engagement.engagement_scores WHERE profile = 'default'"
+PREDICT="SELECT count(*), sum(engagement_probability), sum(conversion_probability), sum(expected_engagements), sum(expected_value) FROM engagement.predict('default', 7)"
+CLV="SELECT count(*), sum(lifetime_value) FROM engagement.customer_lifetime_value('default', 12, 0.01)"
+compare "16. predict('default', 7) vs a scan of the stored summaries" "<= 2" "$REPS" "$SERIAL" "$SCAN" "$SERIAL" "$PREDICT"
+compare "16p. the same, 2 workers" "<= 2" "$REPS" "$PAR" "$SCAN" "$PAR" "$PREDICT"
+compare "16c. customer_lifetime_value(12 months) vs the same scan" "(12 expectations a contact)" "$REPS" "$SERIAL" "$SCAN" "$SERIAL" "$CLV"
 fi
 
 if want 14; then

@@ -1,6 +1,6 @@
 -- pgTAP: the schema the extension installs, its constraints, function properties and privileges.
 BEGIN;
-SELECT plan(89);
+SELECT plan(92);
 
 SELECT has_schema('engagement');
 SELECT is((SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'engagement_scoring'),
@@ -94,6 +94,9 @@ SELECT is((SELECT string_agg(a.attname, ',' ORDER BY a.attnum) FROM pg_attribute
 
 -- Functions and aggregates: volatility, strictness, parallel safety.
 SELECT has_function('engagement', 'engagement_score', ARRAY['bigint', 'timestamp with time zone', 'text']);
+SELECT has_function('engagement', 'predict', ARRAY['text', 'double precision']);
+SELECT has_function('engagement', 'predict', ARRAY['bigint', 'double precision', 'text']);
+SELECT has_function('engagement', 'customer_lifetime_value', ARRAY['text', 'integer', 'double precision']);
 SELECT volatility_is('engagement', 'engagement_score', ARRAY['bigint', 'timestamp with time zone', 'text'], 'stable');
 SELECT is_strict('engagement', 'engagement_score', ARRAY['bigint', 'timestamp with time zone', 'text']);
 SELECT volatility_is('engagement', 'explain_score', ARRAY['bigint', 'timestamp with time zone', 'text'], 'stable');
@@ -159,11 +162,15 @@ SELECT col_type_is('engagement', 'scoring_profiles', 'events_relation', 'regclas
 SELECT is_empty($$SELECT a.aggcombinefn::regprocedure FROM pg_aggregate a JOIN pg_proc p ON p.oid = a.aggcombinefn
                    WHERE p.pronamespace = 'engagement'::regnamespace AND p.proisstrict$$,
                 'combine functions are not strict (they handle NULL states)');
-SELECT is_empty($$SELECT p.oid::regprocedure FROM pg_proc p
-                   WHERE p.pronamespace = 'engagement'::regnamespace AND p.prolang IN
-                         (SELECT oid FROM pg_language WHERE lanname IN ('sql', 'plpgsql'))
-                     AND NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (p.proconfig), false)$$,
-                'every SQL and PL/pgSQL function pins search_path');
+SELECT results_eq($$SELECT p.oid::regprocedure::text FROM pg_proc p
+                     WHERE p.pronamespace = 'engagement'::regnamespace AND p.prolang IN
+                           (SELECT oid FROM pg_language WHERE lanname IN ('sql', 'plpgsql'))
+                       AND NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (p.proconfig), false)
+                     ORDER BY p.oid::regprocedure::text COLLATE "C"$$,
+                  ARRAY['engagement.customer_lifetime_value(text,integer,double precision)',
+                        'engagement.predict(bigint,double precision,text)',
+                        'engagement.predict(text,double precision)'],
+                  'every SQL and PL/pgSQL function pins search_path but the inlined ones, every name of which is qualified (sql/search_path.sql)');
 SELECT is_empty($$SELECT p.oid::regprocedure FROM pg_proc p
                    WHERE p.pronamespace = 'engagement'::regnamespace AND p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'c')
                      AND p.proconfig IS NOT NULL$$,

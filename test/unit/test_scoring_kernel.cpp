@@ -1134,3 +1134,138 @@ TEST(ScoringKernelV3, ExplanationNamesTheRule) {
                "1 bounce since last reached on 2000-02-29 12:34:56 UTC");
 }
 }  // namespace
+
+// ---------------------------------------------------------------- predictions at any horizon
+
+es_stored_summary stored_summary(const es_result &r) {
+    return {r.repeat_days,     r.t_x_days,         r.t_c_days,           r.engagement_days, r.conversion_days,
+            r.valued_conversion_days, r.mean_conversion_value, r.opted_out, r.undeliverable};
+}
+
+TEST(Predictions, AtTheProfilesHorizonTheyAreTheStoredFieldsBitForBit) {
+    std::mt19937_64 rng(41);
+    int compared = 0;
+    for (int contact = 0; contact < 300; ++contact) {
+        es_profile p = es_default_profile();
+        p.undeliverable_after = 1 + contact % 3;
+        p.horizon_days = contact % 2 ? 30 : 7.5;
+        const Scored s = score_at(tied_events(rng, 1 + contact % 30), p);
+        if (s.status != ES_OK) continue;
+        const es_stored_summary summary = stored_summary(s.r);
+        es_prediction pr;
+        char err[256];
+        ASSERT_EQ(es_predict(&summary, &p, p.horizon_days, &pr, err, sizeof err), ES_OK) << err;
+        EXPECT_EQ(pr.engagement_probability, s.r.engagement_probability);
+        EXPECT_EQ(pr.conversion_probability, s.r.conversion_probability);
+        EXPECT_EQ(pr.expected_engagements, s.r.expected_engagements_horizon);
+        EXPECT_EQ(pr.expected_value, s.r.expected_value_horizon);
+        ++compared;
+    }
+    EXPECT_GT(compared, 250);
+}
+
+TEST(Predictions, AnyHorizonIsTheContractsFormulas) {
+    // Written out from docs/model.md with lifetimes' closed form for E(h), penalties applied once.
+    const es_profile p = es_default_profile();
+    const es_stored_summary s = {4, 20, 35, 6, 2, 1, 42.5, 1, 0};
+    for (double h : {0.25, 1.0, 7.0, 30.0, 90.0, 365.0}) {
+        es_profile ph = p;
+        ph.horizon_days = h;
+        const double pa = p_alive(4, 20, 35, p);
+        const double engage = pa * (1 - std::pow((p.model_alpha + 35) / (p.model_alpha + 35 + h), p.model_r + 4));
+        const double q = (2 + p.conv_prior_a) / (6 + p.conv_prior_a + p.conv_prior_b);
+        const double ecv = p.gg_p * (p.gg_v + 1 * 42.5) / (p.gg_p * 1 + p.gg_q - 1);
+        const double e = lifetimes_expected(4, 20, 35, ph);
+        const double keep = 1 - p.opt_out_penalty;
+        es_prediction pr;
+        char err[256];
+        ASSERT_EQ(es_predict(&s, &p, h, &pr, err, sizeof err), ES_OK) << err;
+        EXPECT_REL(pr.engagement_probability, engage * keep);
+        EXPECT_REL(pr.conversion_probability, engage * q * keep);
+        EXPECT_REL(pr.expected_engagements, e * keep);
+        EXPECT_REL(pr.expected_value, e * q * ecv * keep);
+    }
+}
+
+TEST(Predictions, LongerHorizonsPredictMore) {
+    const es_profile p = es_default_profile();
+    const es_stored_summary s = {12, 80, 90, 13, 3, 2, 18.0, 0, 0};
+    es_prediction before{}, pr;
+    char err[256];
+    for (double h = 0.5; h < 5000; h *= 1.7) {
+        ASSERT_EQ(es_predict(&s, &p, h, &pr, err, sizeof err), ES_OK) << err;
+        // (the probability tends to P(alive), which it reaches in doubles at long horizons)
+        EXPECT_GE(pr.engagement_probability, before.engagement_probability);
+        EXPECT_GT(pr.expected_engagements, before.expected_engagements);
+        EXPECT_GT(pr.expected_value, before.expected_value);
+        EXPECT_LT(pr.engagement_probability, 1.0);
+        before = pr;
+    }
+}
+
+TEST(Predictions, BadHorizonsAndSummariesAreRefused) {
+    const es_profile p = es_default_profile();
+    const es_stored_summary s = {1, 3, 10, 2, 0, 0, 0, 0, 0};
+    es_prediction pr;
+    char err[256];
+    for (double h : {0.0, -1.0, double(NAN), double(INFINITY), -double(INFINITY)})
+        EXPECT_EQ(es_predict(&s, &p, h, &pr, err, sizeof err), ES_INVALID_PARAMETER) << h;
+    EXPECT_EQ(es_predict(&s, &p, 2e9, &pr, err, sizeof err), ES_OUT_OF_RANGE);
+    EXPECT_EQ(es_predict(&s, &p, ES_HORIZON_MAX, &pr, err, sizeof err), ES_OK) << err;
+    const es_stored_summary bad[] = {{-1, 0, 10, 1, 0, 0, 0, 0, 0}, {1, 11, 10, 2, 0, 0, 0, 0, 0},
+                                     {1, 0, 10, 2, 0, 0, 0, 0, 0},  {3, 5, 10, 2, 0, 0, 0, 0, 0},
+                                     {1, 3, 10, 2, 3, 0, 0, 0, 0},  {1, 3, 10, 2, 1, 2, 5, 0, 0},
+                                     {1, 3, 10, 2, 1, 1, NAN, 0, 0}, {1, 3, 10, 2, 1, 1, -5, 0, 0}};
+    for (const es_stored_summary &b : bad) {
+        EXPECT_EQ(es_predict(&b, &p, 7, &pr, err, sizeof err), ES_INVALID_PARAMETER);
+        EXPECT_NE(std::string(err).find("not a stored summary"), std::string::npos) << err;
+    }
+}
+
+TEST(Predictions, LifetimeValueIsLifetimesDiscountedMonthlySum) {
+    const es_profile p = es_default_profile();
+    for (const es_stored_summary &s : {es_stored_summary{7, 50, 60, 8, 3, 3, 25.0, 0, 0},
+                                       es_stored_summary{0, 0, 3, 1, 1, 1, 10.0, 0, 1},
+                                       es_stored_summary{2, 9, 200, 3, 0, 0, 0.0, 1, 1}}) {
+        for (double rate : {0.0, 0.01, 0.1}) {
+            const int months = 12;
+            // lifetimes: sum over months of (E(30k) - E(30(k-1))) * monetary / (1 + d)^k, monetary
+            // here q * ecv, penalties once.
+            const double q = (s.conv_days + p.conv_prior_a) / (s.n_days + p.conv_prior_a + p.conv_prior_b);
+            const double ecv = s.x_v > 0 ? p.gg_p * (p.gg_v + s.x_v * s.m_v) / (p.gg_p * s.x_v + p.gg_q - 1)
+                                         : p.gg_p * p.gg_v / (p.gg_q - 1);
+            double keep = 1;
+            if (s.opted_out) keep *= 1 - p.opt_out_penalty;
+            if (s.undeliverable) keep *= 1 - p.undeliverable_penalty;
+            double expected = 0, previous = 0;
+            for (int k = 1; k <= months; ++k) {
+                es_profile pk = p;
+                pk.horizon_days = 30.0 * k;
+                const double e = lifetimes_expected(s.x, s.t_x, s.t_c, pk);
+                expected += (e - previous) * q * ecv / std::pow(1 + rate, k);
+                previous = e;
+            }
+            double clv;
+            char err[256];
+            ASSERT_EQ(es_lifetime_value(&s, &p, months, rate, &clv, err, sizeof err), ES_OK) << err;
+            EXPECT_NEAR(clv, expected * keep, 1e-11 * expected * keep) << s.x << " " << rate;
+            // One month undiscounted is the 30-day expected value.
+            es_prediction pr;
+            ASSERT_EQ(es_predict(&s, &p, 30, &pr, err, sizeof err), ES_OK);
+            ASSERT_EQ(es_lifetime_value(&s, &p, 1, 0, &clv, err, sizeof err), ES_OK);
+            EXPECT_REL(clv, pr.expected_value);
+        }
+    }
+}
+
+TEST(Predictions, LifetimeValueRefusesBadMonthsAndRates) {
+    const es_profile p = es_default_profile();
+    const es_stored_summary s = {1, 3, 10, 2, 0, 0, 0, 0, 0};
+    double clv;
+    char err[256];
+    for (int months : {0, -1, ES_LIFETIME_MONTHS_MAX + 1})
+        EXPECT_EQ(es_lifetime_value(&s, &p, months, 0.01, &clv, err, sizeof err), ES_INVALID_PARAMETER) << months;
+    for (double rate : {-0.01, double(NAN), double(INFINITY)})
+        EXPECT_EQ(es_lifetime_value(&s, &p, 12, rate, &clv, err, sizeof err), ES_INVALID_PARAMETER) << rate;
+    EXPECT_EQ(es_lifetime_value(&s, &p, ES_LIFETIME_MONTHS_MAX, 0, &clv, err, sizeof err), ES_OK) << err;
+}

@@ -262,6 +262,20 @@ DROP TRIGGER event_kind_map_check ON @extschema@.event_kind_map;
 DROP FUNCTION @extschema@._kind_map_check_row();
 
 
+-- Predictions at any horizon from the stored summary (predict, customer_lifetime_value).
+CREATE TYPE @extschema@.prediction AS (
+    engagement_probability float8,
+    conversion_probability float8,
+    expected_engagements   float8,
+    expected_value         float8
+);
+COMMENT ON TYPE @extschema@.prediction IS
+    'A stored score''s predictions over a horizon of days after its calculated_at (predict)';
+COMMENT ON COLUMN @extschema@.prediction.engagement_probability IS 'Probability of at least one engagement day within the horizon (MBG/NBD), penalised';
+COMMENT ON COLUMN @extschema@.prediction.conversion_probability IS 'engagement_probability x the conversion share q';
+COMMENT ON COLUMN @extschema@.prediction.expected_engagements IS 'Expected engagement days within the horizon (MBG/NBD), penalised';
+COMMENT ON COLUMN @extschema@.prediction.expected_value IS 'Expected conversion value within the horizon: expected engagement days x q x expected conversion value (Gamma-Gamma), penalised';
+
 -- @functions
 
 CREATE TRIGGER event_kind_map_check AFTER INSERT OR UPDATE ON @extschema@.event_kind_map
