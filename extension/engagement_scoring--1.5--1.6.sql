@@ -261,6 +261,12 @@ DROP FUNCTION @extschema@._refresh_keep_pending(@extschema@.scoring_profiles, te
 DROP TRIGGER event_kind_map_check ON @extschema@.event_kind_map;
 DROP FUNCTION @extschema@._kind_map_check_row();
 
+-- Validation checks the value too (issue 25): validate_model and validate_model_summary have more
+-- columns, and their shared step returns the Gamma-Gamma parameters beside the MBG/NBD ones.
+DROP FUNCTION @extschema@.validate_model(timestamptz, timestamptz, text, boolean);
+DROP FUNCTION @extschema@.validate_model_summary(timestamptz, timestamptz, text, boolean);
+DROP FUNCTION @extschema@._validation(timestamptz, timestamptz, text, boolean);
+
 
 -- Predictions at any horizon from the stored summary (predict, customer_lifetime_value).
 CREATE TYPE @extschema@.prediction AS (
@@ -2810,17 +2816,20 @@ REVOKE EXECUTE ON FUNCTION @extschema@.fit_model(text, timestamptz, text) FROM P
 ------------------------------------------------------------------------------------------------
 -- Model validation (docs/model.md "Validation"): calibration up to calibration_end,
 -- holdout to holdout_end.  _validation fills pg_temp._es_validation with every calibration
--- contact's summary, predicted and actual repeat engagement days, and returns the parameters used.
+-- contact's summary as of the calibration end (its score there: the MBG/NBD and Gamma-Gamma
+-- summaries, the conversion days for q, the opt-out and undeliverable flags, the composite),
+-- predicted and actual repeat engagement days and conversion value in the holdout, and returns
+-- the parameters used; validate_model, validate_model_summary and validate_lift read it.
 ------------------------------------------------------------------------------------------------
 CREATE OR REPLACE FUNCTION @extschema@._validation(calibration_end timestamptz, holdout_end timestamptz, profile text,
-                                        fit boolean) RETURNS @extschema@.model_fit
+                                        fit boolean, OUT parameters @extschema@.model_fit,
+                                        OUT value_parameters @extschema@.gammagamma_fit)
 LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp SET enable_partitionwise_aggregate = on AS $$
 DECLARE
     p       @extschema@.scoring_profiles;
     events  text;
     reader  name;   -- the role the events are read as (_events_reader), NULL: this one
     caller  text;
-    params  @extschema@.model_fit;
     cal_day bigint;
     hold_day bigint;
 BEGIN
@@ -2843,23 +2852,31 @@ BEGIN
         PERFORM set_config('role', reader, true);
     END IF;
     events := @extschema@._bind_events_relation(p);
-    -- actual: the distinct days d with day(C) < d <= day(H) holding an engaging event
+    -- calibration: one scan of the events up to C, each contact scored as of C with the profile
+    -- (by name on engagement_events, as a document on a source, as _refresh_score_contacts does);
+    -- actual: the distinct days d with day(C) < d <= day(H) holding an engaging event, and the
+    -- conversion value of those days' converted events (NULL counts 0)
     EXECUTE format($q$
         CREATE TEMP TABLE _es_validation ON COMMIT DROP AS
         WITH cal AS (
-            SELECT e.contact_id, @extschema@.btyd_summary(e.event_type, e.occurred_at, $1) AS s
+            SELECT e.contact_id, @extschema@.score_events(e.event_type, e.occurred_at, e.conversion_value, $1, %2$s) AS s
               FROM %1$s e WHERE e.occurred_at <= $1 AND e.contact_id IS NOT NULL AND e.event_type IS NOT NULL
              GROUP BY e.contact_id),
         hold AS (
-            SELECT e.contact_id, count(DISTINCT floor(extract(epoch FROM e.occurred_at) / 86400)) AS days
+            SELECT e.contact_id, count(DISTINCT floor(extract(epoch FROM e.occurred_at) / 86400)) AS days,
+                   sum(e.conversion_value) FILTER (WHERE e.event_type = 'converted') AS value
               FROM %1$s e
              WHERE e.event_type IN ('opened', 'clicked', 'responded', 'converted')
                AND e.occurred_at >= to_timestamp(($2 + 1) * 86400.0) AND e.occurred_at < to_timestamp(($3 + 1) * 86400.0)
              GROUP BY e.contact_id)
-        SELECT cal.contact_id, (cal.s).x, (cal.s).t_x, (cal.s).t, coalesce(hold.days, 0)::float8 AS actual,
-               NULL::float8 AS predicted
-          FROM cal LEFT JOIN hold USING (contact_id)$q$, events)
-    USING calibration_end, cal_day, hold_day;
+        SELECT cal.contact_id, (cal.s).x::integer AS x, (cal.s).t_x::float8 AS t_x, (cal.s).t_c::float8 AS t,
+               (cal.s).n_days, (cal.s).conv_days, (cal.s).x_v::integer AS x_v, (cal.s).m_v,
+               (cal.s).opted_out, (cal.s).undeliverable, (cal.s).composite,
+               coalesce(hold.days, 0)::float8 AS actual, coalesce(hold.value, 0)::float8 AS actual_value,
+               NULL::float8 AS predicted, NULL::float8 AS predicted_value
+          FROM cal LEFT JOIN hold USING (contact_id)$q$,
+        events, CASE WHEN p.events_relation = '@extschema@.engagement_events'::regclass THEN '$4' ELSE '$5' END)
+    USING calibration_end, cal_day, hold_day, p.name, to_jsonb(p);
     PERFORM @extschema@._unbind_events_relation(events);
     IF reader IS NOT NULL THEN
         PERFORM set_config('role', caller, true);
@@ -2869,63 +2886,145 @@ BEGIN
             USING ERRCODE = 'no_data_found';
     END IF;
     IF fit THEN
-        params := (SELECT @extschema@.fit_mbgnbd(v.x, v.t_x, v.t, v.n::float8, p.fit_penalizer)
-                     FROM (SELECT x, t_x, t, count(*) AS n FROM pg_temp._es_validation GROUP BY 1, 2, 3) v);
-        IF NOT params.converged THEN
-            RAISE EXCEPTION 'the calibration fit of profile "%" did not converge: %', p.name, params.message
+        parameters := (SELECT @extschema@.fit_mbgnbd(v.x, v.t_x, v.t, v.n::float8, p.fit_penalizer)
+                         FROM (SELECT x, t_x, t, count(*) AS n FROM pg_temp._es_validation GROUP BY 1, 2, 3) v);
+        IF NOT parameters.converged THEN
+            RAISE EXCEPTION 'the calibration fit of profile "%" did not converge: %', p.name, parameters.message
+                USING ERRCODE = 'data_exception',
+                      HINT = 'Validate with the profile''s parameters (fit => false), or set a positive fit_penalizer.';
+        END IF;
+        -- Gamma-Gamma over the contacts with valued conversion days; none: the profile's (as fit_model)
+        value_parameters := (SELECT @extschema@.fit_gammagamma(g.x_v, g.m_v, g.n::float8, p.fit_penalizer)
+                               FROM (SELECT x_v, m_v, count(*) AS n FROM pg_temp._es_validation
+                                      WHERE x_v > 0 GROUP BY 1, 2) g);
+        IF value_parameters.n IS NULL THEN
+            value_parameters := ROW(p.gg_p, p.gg_q, p.gg_v, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+        ELSIF NOT value_parameters.converged THEN
+            RAISE EXCEPTION 'the calibration Gamma-Gamma fit of profile "%" did not converge: %', p.name, value_parameters.message
                 USING ERRCODE = 'data_exception',
                       HINT = 'Validate with the profile''s parameters (fit => false), or set a positive fit_penalizer.';
         END IF;
     ELSE
-        params := ROW(p.model_r, p.model_alpha, p.model_a, p.model_b, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+        parameters := ROW(p.model_r, p.model_alpha, p.model_a, p.model_b, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+        value_parameters := ROW(p.gg_p, p.gg_q, p.gg_v, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
     END IF;
-    -- one prediction per distinct summary
-    UPDATE pg_temp._es_validation v SET predicted = d.predicted
+    -- one MBG/NBD prediction per distinct summary; the value as the score's expected_value over
+    -- the holdout: E(horizon) * q * expected_conversion_value, times the opt-out and undeliverable
+    -- factors of the contact as of C
+    UPDATE pg_temp._es_validation v
+       SET predicted = d.predicted,
+           predicted_value = d.predicted * (v.conv_days + p.conv_prior_a) / (v.n_days + p.conv_prior_a + p.conv_prior_b)
+                             * @extschema@.expected_conversion_value(v.x_v, v.m_v, value_parameters.p, value_parameters.q,
+                                                                     value_parameters.v)
+                             * CASE WHEN v.opted_out THEN 1 - p.opt_out_penalty ELSE 1 END
+                             * CASE WHEN v.undeliverable THEN 1 - p.undeliverable_penalty ELSE 1 END
       FROM (SELECT x, t_x, t, @extschema@.expected_engagements('mbgnbd', (hold_day - cal_day)::float8, x, t_x, t,
-                                                                params.r, params.alpha, params.a, params.b) AS predicted
+                                                                parameters.r, parameters.alpha, parameters.a,
+                                                                parameters.b) AS predicted
               FROM (SELECT DISTINCT x, t_x, t FROM pg_temp._es_validation) u) d
      WHERE v.x = d.x AND v.t_x = d.t_x AND v.t = d.t;
-    RETURN params;
 END $$;
 
 CREATE OR REPLACE FUNCTION @extschema@.validate_model(calibration_end timestamptz, holdout_end timestamptz,
                                            profile text DEFAULT 'default', fit boolean DEFAULT true)
-RETURNS TABLE (x_bucket text, contacts bigint, predicted float8, actual float8)
+RETURNS TABLE (x_bucket text, contacts bigint, predicted float8, actual float8, predicted_value float8,
+               actual_value float8)
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM @extschema@._arguments_not_null('validate_model(calibration_end, holdout_end, profile, fit)',
                                             calibration_end IS NULL, holdout_end IS NULL, profile IS NULL, fit IS NULL);
     PERFORM @extschema@._validation(calibration_end, holdout_end, profile, fit);
     RETURN QUERY
-    SELECT CASE WHEN v.x >= 7 THEN '7+' ELSE v.x::text END, count(*), avg(v.predicted), avg(v.actual)
+    SELECT CASE WHEN v.x >= 7 THEN '7+' ELSE v.x::text END, count(*), avg(v.predicted), avg(v.actual),
+           avg(v.predicted_value), avg(v.actual_value)
       FROM pg_temp._es_validation v
      GROUP BY 1 ORDER BY min(v.x);
     DROP TABLE pg_temp._es_validation;
 END $$;
 
 COMMENT ON FUNCTION @extschema@.validate_model(timestamptz, timestamptz, text, boolean) IS
-    'Calibration/holdout check: per calibration x (0..6, 7+), contacts and mean predicted vs actual repeat engagement days in the holdout (MBG/NBD fitted to the calibration period when fit, else the profile''s parameters)';
+    'Calibration/holdout check: per calibration x (0..6, 7+), contacts, mean predicted vs actual repeat engagement days and mean predicted vs actual conversion value in the holdout (MBG/NBD and Gamma-Gamma fitted to the calibration period when fit, else the profile''s parameters)';
 
 CREATE OR REPLACE FUNCTION @extschema@.validate_model_summary(calibration_end timestamptz, holdout_end timestamptz,
                                                    profile text DEFAULT 'default', fit boolean DEFAULT true,
                                                    OUT contacts bigint, OUT predicted_total float8,
                                                    OUT actual_total float8, OUT mean_absolute_error float8,
                                                    OUT correlation float8, OUT horizon_days integer,
-                                                   OUT parameters @extschema@.model_fit)
+                                                   OUT parameters @extschema@.model_fit,
+                                                   OUT predicted_value_total float8, OUT actual_value_total float8,
+                                                   OUT value_mean_absolute_error float8, OUT value_correlation float8,
+                                                   OUT value_parameters @extschema@.gammagamma_fit)
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    used record;
 BEGIN
     PERFORM @extschema@._arguments_not_null('validate_model_summary(calibration_end, holdout_end, profile, fit)',
                                             calibration_end IS NULL, holdout_end IS NULL, profile IS NULL, fit IS NULL);
-    parameters := @extschema@._validation(calibration_end, holdout_end, profile, fit);
+    SELECT * INTO used FROM @extschema@._validation(calibration_end, holdout_end, profile, fit);
+    parameters := used.parameters;
+    value_parameters := used.value_parameters;
     horizon_days := floor(extract(epoch FROM holdout_end) / 86400) - floor(extract(epoch FROM calibration_end) / 86400);
-    SELECT count(*), sum(v.predicted), sum(v.actual), avg(abs(v.predicted - v.actual)), corr(v.predicted, v.actual)
-      INTO contacts, predicted_total, actual_total, mean_absolute_error, correlation
+    SELECT count(*), sum(v.predicted), sum(v.actual), avg(abs(v.predicted - v.actual)), corr(v.predicted, v.actual),
+           sum(v.predicted_value), sum(v.actual_value), avg(abs(v.predicted_value - v.actual_value)),
+           corr(v.predicted_value, v.actual_value)
+      INTO contacts, predicted_total, actual_total, mean_absolute_error, correlation,
+           predicted_value_total, actual_value_total, value_mean_absolute_error, value_correlation
       FROM pg_temp._es_validation v;
     DROP TABLE pg_temp._es_validation;
 END $$;
 
 COMMENT ON FUNCTION @extschema@.validate_model_summary(timestamptz, timestamptz, text, boolean) IS
-    'Calibration/holdout totals: contacts, predicted and actual repeat engagement days, mean absolute error and correlation per contact, and the parameters used';
+    'Calibration/holdout totals: contacts, predicted and actual repeat engagement days, mean absolute error and correlation per contact, the MBG/NBD parameters used; the same for the conversion value and the Gamma-Gamma parameters used';
+
+-- validate_lift: the calibration contacts ranked as of the calibration end, cut into deciles
+-- (ntile(10), ties broken by contact_id), and each decile's share of the holdout's actual value.
+CREATE OR REPLACE FUNCTION @extschema@.validate_lift(calibration_end timestamptz, holdout_end timestamptz,
+                                          profile text DEFAULT 'default', rank_by text DEFAULT 'expected_value',
+                                          fit boolean DEFAULT true)
+RETURNS TABLE (decile integer, contacts bigint, predicted float8, actual float8, share float8,
+               cumulative_share float8, lift float8)
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    params  @extschema@.model_fit;
+    p       @extschema@.scoring_profiles;
+    horizon float8;
+BEGIN
+    PERFORM @extschema@._arguments_not_null('validate_lift(calibration_end, holdout_end, profile, rank_by, fit)',
+                                            calibration_end IS NULL, holdout_end IS NULL, profile IS NULL,
+                                            rank_by IS NULL, fit IS NULL);
+    IF rank_by NOT IN ('expected_value', 'engagement_probability', 'composite') THEN
+        RAISE EXCEPTION 'rank_by must be ''expected_value'', ''engagement_probability'' or ''composite'', not %',
+                        quote_literal(rank_by) USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    params := (@extschema@._validation(calibration_end, holdout_end, profile, fit)).parameters;
+    p := @extschema@._profile_or_error(profile);
+    horizon := floor(extract(epoch FROM holdout_end) / 86400) - floor(extract(epoch FROM calibration_end) / 86400);
+    RETURN QUERY
+    WITH ranked AS (
+        SELECT v.predicted_value, v.actual_value,
+               ntile(10) OVER (ORDER BY CASE rank_by
+                                        WHEN 'expected_value' THEN v.predicted_value
+                                        WHEN 'composite' THEN v.composite
+                                        -- the score's engagement_probability over the holdout
+                                        ELSE (1 - @extschema@.prob_no_engagement('mbgnbd', horizon, v.x, v.t_x, v.t,
+                                                    params.r, params.alpha, params.a, params.b))
+                                             * CASE WHEN v.opted_out THEN 1 - p.opt_out_penalty ELSE 1 END
+                                             * CASE WHEN v.undeliverable THEN 1 - p.undeliverable_penalty ELSE 1 END
+                                        END DESC, v.contact_id) AS k
+          FROM pg_temp._es_validation v),
+    deciles AS (
+        SELECT r.k, count(*) AS n, sum(r.predicted_value) AS pv, sum(r.actual_value) AS av
+          FROM ranked r GROUP BY r.k)
+    SELECT t.k, t.n, t.pv, t.av,
+           t.av / nullif(sum(t.av) OVER (), 0),
+           sum(t.av) OVER (ORDER BY t.k) / nullif(sum(t.av) OVER (), 0),
+           (t.av / nullif(sum(t.av) OVER (), 0)) / (t.n::float8 / sum(t.n) OVER ())
+      FROM deciles t ORDER BY t.k;
+    DROP TABLE pg_temp._es_validation;
+END $$;
+
+COMMENT ON FUNCTION @extschema@.validate_lift(timestamptz, timestamptz, text, text, boolean) IS
+    'Lift by decile: the calibration contacts ranked by expected_value or engagement_probability over the holdout or by composite, as of the calibration end (ties by contact_id), cut into ten deciles (1 = top); per decile contacts, predicted and actual holdout conversion value, its share of all actual value, the cumulative share, and the lift (share / share of contacts)';
 
 -- ----- from src/sql/predictions.sql
 

@@ -138,6 +138,7 @@ SELECT results_eq($$SELECT p.oid::regprocedure::text FROM pg_proc p
                         'engagement.track_event_changes(regclass,regclass,name)',
                         'engagement.unschedule_refresh(text)',
                         'engagement.untrack_event_changes(regclass)',
+                        'engagement.validate_lift(timestamp with time zone,timestamp with time zone,text,text,boolean)',
                         'engagement.validate_model(timestamp with time zone,timestamp with time zone,text,boolean)',
                         'engagement.validate_model_summary(timestamp with time zone,timestamp with time zone,text,boolean)'],
                   'every function and aggregate but the writing ones (refresh_scores and its steps, fit_model, the validation''s temporary table among them) is PARALLEL SAFE');

@@ -156,14 +156,30 @@ check "and stored the same parameters in the profile" '[ "$(q 0 -c "${PARAMS//@P
 q 0 -c "SELECT count(*) FROM engagement.fit_model('local', $AS_OF)" >/dev/null
 check "fit_model of the coordinator's own engagement_events gives the same parameters" \
     '[ "$(q 0 -c "${PARAMS//@P@/local}")" = "$(q 0 -c "${PARAMS//@P@/default}")" ]'
-# (the predictions are sums over contacts, which Citus adds in another order: equal to 1e-12)
-VALIDATE="SELECT * FROM engagement.validate_model('2026-03-01', '2026-06-01') UNION ALL
-          SELECT 'summary', contacts, predicted_total, actual_total FROM engagement.validate_model_summary('2026-03-01', '2026-06-01')"
+# (the predictions are sums over contacts, which Citus adds in another order: equal to 1e-12;
+# the lift's deciles rank per-contact figures, the same on both)
+VALIDATE="SELECT x_bucket, contacts, predicted, actual, predicted_value, actual_value
+            FROM engagement.validate_model('2026-03-01', '2026-06-01') UNION ALL
+          SELECT 'summary', contacts, predicted_total, actual_total, predicted_value_total, actual_value_total
+            FROM engagement.validate_model_summary('2026-03-01', '2026-06-01') UNION ALL
+          SELECT 'lift' || decile, contacts, predicted, actual, share, lift
+            FROM engagement.validate_lift('2026-03-01', '2026-06-01')"
 v0=$(q 0 -F ' ' -c "$VALIDATE" 2>&1); v3=$(q 3 -F ' ' -c "$VALIDATE" 2>&1)
-check "validate_model and validate_model_summary equal the single node's (to 1e-12 relative)" \
-    '[ "$(wc -l <<<"$v0")" = 9 ] && paste -d " " <(echo "$v0") <(echo "$v3") |
-       awk "{ if (\$1 != \$5 || \$2 != \$6 || \$4 != \$8 || (\$3 - \$7) > 1e-12 * \$7 || (\$7 - \$3) > 1e-12 * \$7) bad = 1 } END { exit bad }"' \
-    || paste -d " " <(echo "$v0") <(echo "$v3") | head -9 | sed 's/^/# /'
+# same_figures A B: each line of A has the fields of the same line of B, numbers within 1e-12 relative
+same_figures() {
+    paste -d ' ' <(echo "$1") <(echo "$2") | awk '{
+        n = NF / 2; if (NF % 2) bad = 1
+        for (i = 1; i <= n; i++) {
+            a = $i; b = $(i + n)
+            if (a == b) continue
+            if (a !~ /^[-+0-9.eE]+$/ || b !~ /^[-+0-9.eE]+$/) { bad = 1; continue }
+            d = a - b; m = b; if (d < 0) d = -d; if (m < 0) m = -m
+            if (d > 1e-12 * m) bad = 1
+        } } END { exit bad }'
+}
+check "validate_model, validate_model_summary and validate_lift equal the single node's (to 1e-12 relative)" \
+    '[ "$(wc -l <<<"$v0")" = 19 ] && same_figures "$v0" "$v3"' \
+    || paste -d " " <(echo "$v0") <(echo "$v3") | head -19 | sed 's/^/# /'
 FUNNELS="SELECT * FROM engagement.funnel(7) UNION ALL SELECT * FROM engagement.funnel() UNION ALL
          SELECT * FROM engagement.funnel_independent(7, '2026-01-01', '2026-06-01')"
 f0=$(q 0 -c "$FUNNELS" 2>&1)

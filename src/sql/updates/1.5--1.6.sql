@@ -261,6 +261,12 @@ DROP FUNCTION @extschema@._refresh_keep_pending(@extschema@.scoring_profiles, te
 DROP TRIGGER event_kind_map_check ON @extschema@.event_kind_map;
 DROP FUNCTION @extschema@._kind_map_check_row();
 
+-- Validation checks the value too (issue 25): validate_model and validate_model_summary have more
+-- columns, and their shared step returns the Gamma-Gamma parameters beside the MBG/NBD ones.
+DROP FUNCTION @extschema@.validate_model(timestamptz, timestamptz, text, boolean);
+DROP FUNCTION @extschema@.validate_model_summary(timestamptz, timestamptz, text, boolean);
+DROP FUNCTION @extschema@._validation(timestamptz, timestamptz, text, boolean);
+
 
 -- Predictions at any horizon from the stored summary (predict, customer_lifetime_value).
 CREATE TYPE @extschema@.prediction AS (
