@@ -1,9 +1,10 @@
 #!/usr/bin/python3
 """demo/report.py: a small HTML report of a database's engagement scores, one self-contained file.
 
-Four charts, drawn with matplotlib (Debian's python3-matplotlib) as SVG embedded in the page:
+Five charts, drawn with matplotlib (Debian's python3-matplotlib) as SVG embedded in the page:
 the distribution of the composite scores, the segments on the R x FM quintile grid, the nested
-funnel of one campaign, and the model's calibration/holdout check (validate_model).  Reads the
+funnel of one campaign, the model's calibration/holdout check (validate_model) and the gains
+chart of its lift by decile (validate_lift).  Reads the
 database with psql (the usual PGHOST, PGPORT, PGUSER, PGDATABASE), as demo/run_demo.sh leaves it:
 scores refreshed, models fitted.
 
@@ -163,6 +164,33 @@ def calibration(profile, calibration_end, holdout_end):
     return svg_of(fig), caption
 
 
+def gains(profile, calibration_end, holdout_end):
+    rows = query("""SELECT decile, contacts, actual, cumulative_share, lift
+                      FROM engagement.validate_lift(:'cal'::timestamptz, :'hold'::timestamptz, :'profile')""",
+                 cal=calibration_end, hold=holdout_end, profile=profile)
+    contacts = sum(int(r[1]) for r in rows)
+    reached, share = [0.0], [0.0]
+    for r in rows:
+        reached.append(reached[-1] + int(r[1]) / contacts)
+        share.append(float(r[3]) if r[3] is not None else 0.0)
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    ax.plot([100 * v for v in reached], [100 * v for v in share], marker="o", color=BLUE,
+            label="contacts ranked by expected value at the calibration end")
+    ax.plot([0, 100], [0, 100], linestyle="--", color=ORANGE, label="contacts in random order")
+    ax.set_xlabel("% of contacts texted, best first")
+    ax.set_ylabel("% of the holdout's conversion value")
+    ax.set_title("Gains: how deep into the list to text")
+    ax.set_xlim(0, 100)
+    ax.set_ylim(0, 100)
+    ax.legend(frameon=False, loc="lower right")
+    top = rows[0] if rows else None
+    caption = ("Ranked on %s, the value converted until %s: the top tenth (%s contacts) brought %.0f%% of it, "
+               "a lift of %.2f over texting at random." % (calibration_end, holdout_end, top[1],
+                                                           100 * float(top[3] or 0), float(top[4] or 0))
+               if top else "No contact to rank.")
+    return svg_of(fig), caption
+
+
 def latest_campaign():
     rows = query("""SELECT campaign_id FROM engagement.engagement_events WHERE campaign_id IS NOT NULL
                      GROUP BY campaign_id ORDER BY max(occurred_at) DESC, campaign_id LIMIT 1""")
@@ -207,6 +235,7 @@ def main():
         charts.append(("funnel", "Campaign funnel", funnel(campaign)))
     charts.append(("calibration", "Calibration and holdout",
                    calibration(args.profile, args.calibration_end, args.as_of)))
+    charts.append(("gains", "Gains chart of the holdout value by decile", gains(args.profile, args.calibration_end, args.as_of)))
     figures = "\n".join(
         '<figure id="{id}">\n<img class="chart" alt="{alt}" src="data:image/svg+xml;base64,{data}">\n'
         "<figcaption>{caption}</figcaption>\n</figure>".format(

@@ -70,6 +70,12 @@ q -c "SELECT contacts, round(predicted_total::numeric, 0) AS predicted_total, ac
              round(mean_absolute_error::numeric, 3) AS mean_abs_error, round(correlation::numeric, 3) AS correlation
         FROM engagement.validate_model_summary('$CAL', '$AS_OF')"
 
+step "lift by decile (engagement.validate_lift): the contacts ranked 60 days ago by expected value, and the value each tenth brought since"
+q -c "SELECT decile, contacts, round(predicted::numeric, 0) AS predicted_value, round(actual::numeric, 0) AS actual_value,
+             round(share::numeric, 3) AS share_of_value, round(cumulative_share::numeric, 3) AS cumulative_share,
+             round(lift::numeric, 2) AS lift
+        FROM engagement.validate_lift('$CAL', '$AS_OF')"
+
 step "refreshing the scores table (engagement.refresh_scores)"
 q -c '\timing on' -c "SELECT engagement.refresh_scores() AS contacts_scored"
 
@@ -98,6 +104,15 @@ q -c "SELECT contact_id, round(expected_value_30d::numeric, 2) AS value_30d,
         FROM (SELECT s.*, rank() OVER (ORDER BY composite DESC) AS composite_rank
                 FROM engagement.engagement_scores s WHERE profile = 'default') r
        ORDER BY expected_value_30d DESC, contact_id LIMIT 10"
+
+step "whom to text this week: the 10 contacts most likely to convert in the next 7 days (engagement.predict, from the stored scores, no second profile)"
+q -c "SELECT p.contact_id, round(p.conversion_probability::numeric, 4) AS p_convert_7d,
+             round(p.engagement_probability::numeric, 3) AS p_engage_7d, round(p.expected_value::numeric, 2) AS value_7d,
+             round(c.lifetime_value::numeric, 2) AS value_12_months, s.segment
+        FROM engagement.predict('default', 7) p
+        JOIN engagement.customer_lifetime_value('default', 12, 0.01) c USING (contact_id)
+        JOIN engagement.engagement_scores s ON s.profile = 'default' AND s.contact_id = p.contact_id
+       ORDER BY p.conversion_probability DESC, p.contact_id LIMIT 10"
 
 step "segments (engagement.readable_segments)"
 q -c "SELECT * FROM engagement.readable_segments()"

@@ -2255,15 +2255,16 @@ COMMENT ON FUNCTION @extschema@.profile_events(bigint, text, timestamptz, intege
 ------------------------------------------------------------------------------------------------
 -- Rounded scores
 ------------------------------------------------------------------------------------------------
--- One place for the rounding (_readable, of a stored score as contact_scores shows it): components
+-- One place for the rounding (_readable, of a stored score as contact_scores shows it; the
+-- expectations named for what they are, over the profile's horizon_days, not 30d): components
 -- probabilities to 0.001, expected engagement days and money to 0.01, tenure to 0.1 day, times to
 -- the second.  readable_score rounds a score through it, readable_scores the stored ones.
 CREATE OR REPLACE FUNCTION @extschema@._readable(s @extschema@.contact_scores,
     OUT as_of timestamptz, OUT profile text, OUT composite numeric, OUT segment text,
     OUT recency numeric, OUT frequency numeric, OUT monetary numeric, OUT time_decay numeric,
     OUT diversity numeric, OUT engagement_probability numeric, OUT conversion_probability numeric,
-    OUT churn_risk numeric, OUT expected_engagements_30d numeric, OUT expected_conversion_value numeric,
-    OUT expected_value_30d numeric, OUT opted_out boolean, OUT event_count bigint, OUT engaging_count bigint,
+    OUT churn_risk numeric, OUT expected_engagements_in_horizon numeric, OUT expected_conversion_value numeric,
+    OUT expected_value_in_horizon numeric, OUT opted_out boolean, OUT event_count bigint, OUT engaging_count bigint,
     OUT conversion_total numeric, OUT first_event_at timestamptz, OUT last_engaged_at timestamptz,
     OUT undeliverable boolean, OUT tenure_days numeric)
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
@@ -2282,8 +2283,8 @@ CREATE OR REPLACE FUNCTION @extschema@.readable_score(s @extschema@.score,
     OUT as_of timestamptz, OUT profile text, OUT composite numeric, OUT segment text,
     OUT recency numeric, OUT frequency numeric, OUT monetary numeric, OUT time_decay numeric,
     OUT diversity numeric, OUT engagement_probability numeric, OUT conversion_probability numeric,
-    OUT churn_risk numeric, OUT expected_engagements_30d numeric, OUT expected_conversion_value numeric,
-    OUT expected_value_30d numeric, OUT opted_out boolean, OUT event_count bigint, OUT engaging_count bigint,
+    OUT churn_risk numeric, OUT expected_engagements_in_horizon numeric, OUT expected_conversion_value numeric,
+    OUT expected_value_in_horizon numeric, OUT opted_out boolean, OUT event_count bigint, OUT engaging_count bigint,
     OUT conversion_total numeric, OUT first_event_at timestamptz, OUT last_engaged_at timestamptz,
     OUT undeliverable boolean, OUT tenure_days numeric)
 LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
@@ -2299,25 +2300,28 @@ CREATE OR REPLACE FUNCTION @extschema@.readable_scores(profile text DEFAULT 'def
 RETURNS TABLE (contact_id bigint, composite numeric, percentile_rank numeric, segment text, recency numeric,
                frequency numeric, monetary numeric, time_decay numeric, diversity numeric,
                engagement_probability numeric, conversion_probability numeric, churn_risk numeric,
-               expected_engagements_30d numeric, expected_conversion_value numeric, expected_value_30d numeric,
+               expected_engagements_in_horizon numeric, expected_conversion_value numeric, expected_value_in_horizon numeric,
                opted_out boolean, event_count bigint, conversion_total numeric, last_engaged_at timestamptz,
-               calculated_at timestamptz, is_stale boolean, undeliverable boolean, tenure_days numeric)
+               calculated_at timestamptz, is_stale boolean, undeliverable boolean, tenure_days numeric,
+               horizon_days numeric)
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    p @extschema@.scoring_profiles;
 BEGIN
-    PERFORM @extschema@._profile_or_error(profile);
+    p := @extschema@._profile_or_error(profile);
     RETURN QUERY
     SELECT s.contact_id, r.composite, round(s.percentile_rank::numeric, 1), r.segment, r.recency, r.frequency,
            r.monetary, r.time_decay, r.diversity, r.engagement_probability, r.conversion_probability,
-           r.churn_risk, r.expected_engagements_30d, r.expected_conversion_value, r.expected_value_30d,
+           r.churn_risk, r.expected_engagements_in_horizon, r.expected_conversion_value, r.expected_value_in_horizon,
            r.opted_out, r.event_count, r.conversion_total, r.last_engaged_at, r.as_of, s.is_stale,
-           r.undeliverable, r.tenure_days
+           r.undeliverable, r.tenure_days, p.horizon_days::numeric
       FROM @extschema@.contact_scores s, LATERAL @extschema@._readable(s) r
      WHERE s.profile = readable_scores.profile
      ORDER BY s.composite DESC, s.contact_id;
 END $$;
 
 COMMENT ON FUNCTION @extschema@.readable_scores(text) IS
-    'The profile''s stored scores rounded as readable_score rounds them, with the percentile (0.1) and is_stale, best first; the raw values are in engagement_scores';
+    'The profile''s stored scores rounded as readable_score rounds them, with the percentile (0.1) and is_stale, best first; the expected engagement days and value are over the profile''s horizon_days, the last column; the raw values are in engagement_scores';
 
 CREATE OR REPLACE FUNCTION @extschema@.readable_segments(profile text DEFAULT 'default')
 RETURNS TABLE (segment text, contacts bigint, share_pct numeric, mean_score numeric)

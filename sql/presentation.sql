@@ -156,7 +156,7 @@ SELECT * FROM engagement.readable_score(NULL);   -- no score, no values
 SELECT count(*) AS compared,
        count(*) FILTER (WHERE (r.composite, r.recency, r.frequency, r.monetary, r.time_decay, r.diversity,
                                r.engagement_probability, r.conversion_probability, r.churn_risk,
-                               r.expected_engagements_30d, r.expected_conversion_value, r.expected_value_30d,
+                               r.expected_engagements_in_horizon, r.expected_conversion_value, r.expected_value_in_horizon,
                                r.segment, r.opted_out, r.event_count, r.engaging_count, r.conversion_total,
                                r.as_of, r.first_event_at, r.last_engaged_at, r.profile, r.undeliverable, r.tenure_days)
            IS DISTINCT FROM (round((l.s).composite::numeric, 1), round((l.s).recency::numeric, 1),
@@ -170,13 +170,13 @@ SELECT count(*) AS compared,
                              date_trunc('second', (l.s).first_event_at), date_trunc('second', (l.s).last_engaged_at),
                              (l.s).profile, (l.s).undeliverable, round((l.s).tenure_days::numeric, 1))) AS differing,
        max(scale(r.composite)) AS composite_decimals, max(scale(r.churn_risk)) AS churn_risk_decimals,
-       max(scale(r.expected_value_30d)) AS value_decimals
+       max(scale(r.expected_value_in_horizon)) AS value_decimals
   FROM live l, LATERAL engagement.readable_score(l.s) r;
 -- readable_scores: every stored score, rounded the same way, best first.
 SELECT count(*) AS listed,
        count(*) FILTER (WHERE (r.composite, r.percentile_rank, r.recency, r.frequency, r.monetary, r.time_decay,
                                r.diversity, r.engagement_probability, r.conversion_probability, r.churn_risk,
-                               r.expected_engagements_30d, r.expected_conversion_value, r.expected_value_30d,
+                               r.expected_engagements_in_horizon, r.expected_conversion_value, r.expected_value_in_horizon,
                                r.segment, r.opted_out, r.event_count, r.conversion_total, r.last_engaged_at,
                                r.calculated_at, r.undeliverable, r.tenure_days)
            IS DISTINCT FROM (round(s.composite::numeric, 1), round(s.percentile_rank::numeric, 1),
@@ -193,7 +193,7 @@ SELECT count(*) AS listed,
   FROM engagement.readable_scores('presentation') WITH ORDINALITY r
   JOIN (SELECT *, row_number() OVER (ORDER BY composite DESC, contact_id) AS best_first
           FROM engagement.engagement_scores WHERE profile = 'presentation') s USING (contact_id);
-SELECT contact_id, composite, percentile_rank, segment, churn_risk, expected_value_30d
+SELECT contact_id, composite, percentile_rank, segment, churn_risk, expected_value_in_horizon, horizon_days
   FROM engagement.readable_scores('presentation') LIMIT 3;
 -- readable_segments: segment_summary with the share in percent and the mean to 0.1.
 SELECT * FROM engagement.readable_segments('presentation');

@@ -30,12 +30,12 @@ start=$(date +%s)
 out=$("$PY" "$REPO/demo/report.py" --output "$W/report.html" --as-of "$AS_OF" --calibration-end "$CAL" 2>&1)
 check "demo/report.py writes the report and prints its path in $(( $(date +%s) - start )) s ($out)" \
     '[ "$out" = "$W/report.html" ] && [ -s "$W/report.html" ]'
-check "the report is one self-contained file: 4 charts embedded, nothing fetched from elsewhere" \
-    '[ "$(grep -c "<img class=\"chart\" alt=\"[^\"]*\" src=\"data:image/svg+xml;base64," "$W/report.html")" = 4 ] &&
+check "the report is one self-contained file: 5 charts embedded, nothing fetched from elsewhere" \
+    '[ "$(grep -c "<img class=\"chart\" alt=\"[^\"]*\" src=\"data:image/svg+xml;base64," "$W/report.html")" = 5 ] &&
      ! grep -qE "(src|href)=\"(https?:|//)" "$W/report.html"'
 
 start=$(date +%s)
-"$PY" "$REPO/test/browser/check_report.py" "$W/report.html" "$W/report.png" 4 2>"$W/browser.err"
+"$PY" "$REPO/test/browser/check_report.py" "$W/report.html" "$W/report.png" 5 2>"$W/browser.err"
 check "headless Chromium checked the report in $(( $(date +%s) - start )) s" '[ ! -s "$W/browser.err" ]'
 [ -s "$W/browser.err" ] && sed 's/^/# /' "$W/browser.err"
 if [ -n "${ES_REPORT_KEEP:-}" ]; then
