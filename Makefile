@@ -17,7 +17,7 @@ DATA         = extension/$(EXTENSION)--1.0.sql $(wildcard extension/$(EXTENSION)
 
 # pg_regress reads sql/<test>.sql and expected/<test>.out (the classic layout), in this order.
 REGRESS      = setup schema profile_bounds scoring parallel time_decay errors refresh refresh_pending funnel presentation \
-               search_path models predictions horizons validation distributed source_access change_tracking score_distribution erasure aggregate_inputs
+               search_path models predictions fit_ladder horizons validation distributed source_access change_tracking score_distribution erasure aggregate_inputs
 REGRESS_OPTS = --inputdir=.
 # Two-session tests (isolationtester): test/isolation/specs/<test>.spec, expected/<test>.out.
 ISOLATION      = refresh_concurrency refresh_profiles forget_during_refresh

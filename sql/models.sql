@@ -399,8 +399,8 @@ SELECT split_part(ref.sqlstate_of($$SELECT engagement.fit_model('no_such_profile
 BEGIN;
 DELETE FROM engagement.engagement_events;
 SELECT split_part(ref.sqlstate_of($$SELECT engagement.fit_model('cdnow', '1997-09-30 00:00:00+00')$$), ':', 1) AS no_events;
--- Only deliveries: every contact has x = 0, the model is not identified: an error that says why
--- (once) and stores nothing.
+-- Only deliveries: every contact has x = 0, the model is not identified, with any penalty of the
+-- ladder too: an error that says why (once) and stores nothing.
 INSERT INTO engagement.engagement_events (contact_id, event_type, occurred_at)
 SELECT 50000000 + c, 'delivered', timestamptz '1997-01-01 12:00:00+00' + c * interval '1 day'
   FROM generate_series(1, 100) c;

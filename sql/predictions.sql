@@ -185,9 +185,11 @@ ROLLBACK;
 
 ------------------------------------------------------------------------------------------------
 -- 3. fit_model when a fit does not converge: ref.crm_events' contacts never drop out (a runs off
---    to 0).  By hand (on_failure 'error') an error that says why, once; scheduled ('warning') a
---    WARNING, the failure recorded, the converged Gamma-Gamma fit stored and the MBG/NBD
---    parameters kept; with fit_penalizer both converge.
+--    to 0 unpenalised): the penalty ladder's first rung converges, by hand too, with a WARNING
+--    (sql/fit_ladder.sql has the ladder in full).  With fit_penalizer both converge without it.
+--    When every contact engaged on its first day only, no penalty makes the MBG/NBD converge: by
+--    hand (on_failure 'error') an error that says why, once; scheduled ('warning') a WARNING, the
+--    failure recorded, the Gamma-Gamma fit stored and the MBG/NBD parameters kept.
 ------------------------------------------------------------------------------------------------
 -- (conversion values of a mean that differs between contacts, with noise around it: a spend
 -- the Gamma-Gamma model describes)
@@ -200,10 +202,39 @@ SELECT contact_id, event_type, occurred_at,
        END
   FROM ref.crm_events;
 CREATE TEMP TABLE before_fit AS SELECT * FROM engagement.scoring_profiles WHERE name = 'cdnow';
+CREATE TEMP TABLE by_hand AS SELECT * FROM engagement.fit_model('cdnow', '2026-06-01 12:00+00');
+SELECT model, converged, stored, contacts, penalizer,
+       message LIKE 'the unpenalised fit did not converge: parameter a = % ran off towards 0 %; it converged with the ladder''s penalty 0.001' AS says_why,
+       parameters IS NOT NULL AS has_parameters, standard_errors IS NOT NULL AS has_standard_errors
+  FROM by_hand ORDER BY model DESC;
+SELECT p.model_fitted_at = now() AS mbgnbd_stored, p.model_r = (f.parameters ->> 'r')::float8 AS r_stored,
+       p.fit_penalizer AS profile_fit_penalizer, (SELECT count(*) FROM engagement.model_fits WHERE profile = 'cdnow') AS recorded
+  FROM engagement.scoring_profiles p, by_hand f WHERE p.name = 'cdnow' AND f.model = 'mbgnbd';
+UPDATE engagement.scoring_profiles SET fit_penalizer = 0.01 WHERE name = 'cdnow';
+SELECT model, converged, stored, penalizer, message FROM engagement.fit_model('cdnow', '2026-06-01 12:00+00') ORDER BY model DESC;
+SELECT p.model_fitted_at = now() AS mbgnbd_stored, p.model_r <> b.model_r AS r_replaced,
+       (SELECT count(*) FROM engagement.model_fits WHERE profile = 'cdnow') AS recorded
+  FROM engagement.scoring_profiles p, before_fit b WHERE p.name = 'cdnow';
+-- A CRM without conversion values: no Gamma-Gamma fit, which is no failure (the defaults stay).
+UPDATE engagement.engagement_events SET conversion_value = NULL;
+SELECT model, converged, stored, contacts, message FROM engagement.fit_model('cdnow', '2026-06-01 12:00+00') ORDER BY model DESC;
+ROLLBACK;
+-- Each contact's events of its first day only: every x = 0.
+BEGIN;
+DELETE FROM engagement.engagement_events;
+INSERT INTO engagement.engagement_events (contact_id, event_type, occurred_at, conversion_value)
+SELECT contact_id, event_type, occurred_at,
+       CASE WHEN event_type = 'converted'
+            THEN round(((10 + 90 * ref.u01(contact_id, 11)) * (0.5 + ref.u01(extract(epoch FROM occurred_at)::bigint, 12)))::numeric, 2)
+       END
+  FROM (SELECT e.*, min(occurred_at) OVER (PARTITION BY contact_id) AS first_at FROM ref.crm_events e) e
+ WHERE occurred_at < date_trunc('day', first_at, 'UTC') + interval '1 day';
+CREATE TEMP TABLE before_fit AS SELECT * FROM engagement.scoring_profiles WHERE name = 'cdnow';
 SELECT ref.sqlstate_of($$SELECT engagement.fit_model('cdnow', '2026-06-01 12:00+00')$$) AS by_hand;
 SELECT count(*) AS recorded FROM engagement.model_fits WHERE profile = 'cdnow';
 CREATE TEMP TABLE scheduled AS SELECT * FROM engagement.fit_model('cdnow', '2026-06-01 12:00+00', on_failure => 'warning');
-SELECT model, converged, stored, contacts, message LIKE '%a = % ran off towards 0%; the profile keeps its parameters' AS says_why,
+SELECT model, converged, stored, contacts, penalizer,
+       message LIKE '%(all x = 0)%; nor with the ladder''s penalties 0.001, 0.01, 0.1, 1; the profile keeps its parameters' AS says_why,
        parameters IS NOT NULL AS has_parameters, standard_errors IS NOT NULL AS has_standard_errors
   FROM scheduled ORDER BY model DESC;
 -- (what is not so: MBG/NBD kept, Gamma-Gamma stored, the version bumped, both fits recorded)
@@ -217,14 +248,6 @@ SELECT v.what, v.got, v.expected
        ('recorded', (SELECT count(*) FROM engagement.model_fits WHERE profile = 'cdnow')::text, '2',
         (SELECT count(*) FROM engagement.model_fits WHERE profile = 'cdnow') = 2)) v(what, got, expected, same)
  WHERE p.name = 'cdnow' AND v.same IS NOT TRUE;
-UPDATE engagement.scoring_profiles SET fit_penalizer = 0.01 WHERE name = 'cdnow';
-SELECT model, converged, stored, penalizer, message FROM engagement.fit_model('cdnow', '2026-06-01 12:00+00') ORDER BY model DESC;
-SELECT p.model_fitted_at = now() AS mbgnbd_stored, p.model_r <> b.model_r AS r_replaced,
-       (SELECT count(*) FROM engagement.model_fits WHERE profile = 'cdnow') AS recorded
-  FROM engagement.scoring_profiles p, before_fit b WHERE p.name = 'cdnow';
--- A CRM without conversion values: no Gamma-Gamma fit, which is no failure (the defaults stay).
-UPDATE engagement.engagement_events SET conversion_value = NULL;
-SELECT model, converged, stored, contacts, message FROM engagement.fit_model('cdnow', '2026-06-01 12:00+00') ORDER BY model DESC;
 ROLLBACK;
 DELETE FROM engagement.scoring_profiles WHERE name = 'cdnow';
 

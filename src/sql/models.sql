@@ -213,10 +213,105 @@ COMMENT ON FUNCTION @extschema@.prob_no_engagement(text, float8, float8, float8,
 
 
 ------------------------------------------------------------------------------------------------
+-- The penalty ladder (README "Predictive models fitted in the database", docs/model.md "Fitting"):
+-- when a fit with the profile's fit_penalizer does not converge, fit_model and validate_model fit
+-- the same summaries again with each of these L2 penalties above it, smallest first, and keep the
+-- first that converges.  The one place the ladder is written.
+------------------------------------------------------------------------------------------------
+CREATE FUNCTION @extschema@._fit_penalty_ladder() RETURNS float8[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$SELECT '{0.001,0.01,0.1,1}'::float8[]$$;
+COMMENT ON FUNCTION @extschema@._fit_penalty_ladder() IS
+    'The L2 penalties fit_model and validate_model try, smallest first, when a fit with the profile''s fit_penalizer does not converge';
+
+-- _fit_mbgnbd_ladder / _fit_gammagamma_ladder: the fit of the summaries (parallel arrays, one
+-- element per distinct summary, weight its contacts) with the penalty given; if it has rows and
+-- does not converge, the fits with the ladder's penalties above it, until one converges.  fit: the
+-- one that converged, else the one with the penalty given; penalty: its penalty; unconverged: the
+-- message of the fit with the penalty given when a rung of the ladder replaced it; ladder: the
+-- penalties tried after it (empty when none was).
+CREATE FUNCTION @extschema@._fit_mbgnbd_ladder(xs integer[], t_xs float8[], ts float8[], weights float8[],
+                                               penalizer float8, OUT fit @extschema@.model_fit,
+                                               OUT penalty float8, OUT unconverged text, OUT ladder float8[])
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    rung  float8;
+    tried @extschema@.model_fit;
+BEGIN
+    fit := (SELECT @extschema@.fit_mbgnbd(u.x, u.t_x, u.t, u.w, penalizer) FROM unnest(xs, t_xs, ts, weights) u(x, t_x, t, w));
+    penalty := penalizer;
+    ladder := '{}';
+    IF fit.n IS NULL OR fit.converged THEN
+        RETURN;
+    END IF;
+    FOREACH rung IN ARRAY @extschema@._fit_penalty_ladder() LOOP
+        CONTINUE WHEN rung <= penalizer;
+        ladder := ladder || rung;
+        tried := (SELECT @extschema@.fit_mbgnbd(u.x, u.t_x, u.t, u.w, rung) FROM unnest(xs, t_xs, ts, weights) u(x, t_x, t, w));
+        IF tried.converged THEN
+            unconverged := fit.message;
+            fit := tried;
+            penalty := rung;
+            RETURN;
+        END IF;
+    END LOOP;
+END $$;
+COMMENT ON FUNCTION @extschema@._fit_mbgnbd_ladder(integer[], float8[], float8[], float8[], float8) IS
+    'fit_mbgnbd of weighted summaries with the penalty given, or with the smallest penalty of the ladder above it that converges when that one does not';
+
+CREATE FUNCTION @extschema@._fit_gammagamma_ladder(xs integer[], ms float8[], weights float8[], penalizer float8,
+                                                   OUT fit @extschema@.gammagamma_fit, OUT penalty float8,
+                                                   OUT unconverged text, OUT ladder float8[])
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    rung  float8;
+    tried @extschema@.gammagamma_fit;
+BEGIN
+    fit := (SELECT @extschema@.fit_gammagamma(u.x, u.m, u.w, penalizer) FROM unnest(xs, ms, weights) u(x, m, w));
+    penalty := penalizer;
+    ladder := '{}';
+    IF fit.n IS NULL OR fit.converged THEN
+        RETURN;
+    END IF;
+    FOREACH rung IN ARRAY @extschema@._fit_penalty_ladder() LOOP
+        CONTINUE WHEN rung <= penalizer;
+        ladder := ladder || rung;
+        tried := (SELECT @extschema@.fit_gammagamma(u.x, u.m, u.w, rung) FROM unnest(xs, ms, weights) u(x, m, w));
+        IF tried.converged THEN
+            unconverged := fit.message;
+            fit := tried;
+            penalty := rung;
+            RETURN;
+        END IF;
+    END LOOP;
+END $$;
+COMMENT ON FUNCTION @extschema@._fit_gammagamma_ladder(integer[], float8[], float8[], float8) IS
+    'fit_gammagamma of weighted summaries with the penalty given, or with the smallest penalty of the ladder above it that converges when that one does not';
+
+-- _fit_ladder_note: what model_fits.message and the WARNINGs say of a fit the ladder decided:
+-- that the fit with the profile's penalty did not converge and why, and which rung converged
+-- (or that none did).
+CREATE FUNCTION @extschema@._fit_ladder_note(penalizer float8, unconverged text, penalty float8, ladder float8[])
+RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+SELECT CASE
+    WHEN unconverged IS NOT NULL THEN
+        format('the %s did not converge: %s; it converged with the ladder''s penalty %s',
+               CASE WHEN penalizer = 0 THEN 'unpenalised fit' ELSE format('fit with fit_penalizer %s', penalizer) END,
+               regexp_replace(unconverged, '^.*? fit did not converge: ', ''), penalty)
+    WHEN cardinality(ladder) > 0 THEN
+        format('nor with the ladder''s penalties %s', array_to_string(ladder, ', '))
+    END $$;
+COMMENT ON FUNCTION @extschema@._fit_ladder_note(float8, text, float8, float8[]) IS
+    'What fit_model and validate_model say of a fit the penalty ladder rescued, or that no penalty of it converged';
+
+
+------------------------------------------------------------------------------------------------
 -- fit_model: both models fitted to the profile's contacts, recorded in model_fits, stored when
--- they converge.  A fit that does not converge keeps the profile's previous parameters; by hand
--- (on_failure 'error') it is an error that says why (and, the transaction rolled back, leaves no
--- record); the scheduled refit ('warning') records it, warns and goes on.
+-- they converge.  A fit with the profile's fit_penalizer that does not converge is tried again
+-- with the penalty ladder (_fit_penalty_ladder) on the same summaries; the smallest penalty that
+-- converges is recorded, stored and warned of.  A fit that converges with none keeps the
+-- profile's previous parameters; by hand (on_failure 'error') it is an error that says why (and,
+-- the transaction rolled back, leaves no record); the scheduled refit ('warning') records it,
+-- warns and goes on.
 ------------------------------------------------------------------------------------------------
 CREATE FUNCTION @extschema@.fit_model(profile text DEFAULT 'default', as_of timestamptz DEFAULT now(),
                                       on_failure text DEFAULT 'error')
@@ -234,6 +329,11 @@ DECLARE
     failures text[] := '{}';
     mbg_row  @extschema@.model_fits;
     gg_row   @extschema@.model_fits;
+    mbg_l    record;   -- _fit_mbgnbd_ladder's answer: the fit kept, its penalty, the ladder tried
+    gg_l     record;   -- _fit_gammagamma_ladder's
+    mbg_note text;     -- what the ladder did (_fit_ladder_note), NULL: nothing
+    gg_note  text;
+    hint     text;
 BEGIN
     PERFORM @extschema@._arguments_not_null('fit_model(profile, as_of, on_failure)',
                                             profile IS NULL, as_of IS NULL, on_failure IS NULL);
@@ -263,27 +363,38 @@ BEGIN
     END IF;
     events := @extschema@._bind_events_relation(p);
     -- One scan: each contact's summaries for both models, identical summaries collapsed with
-    -- their count as weight (on postgres_fdw partitions the summaries are computed in each shard).
+    -- their count as weight (on postgres_fdw partitions the summaries are computed in each shard),
+    -- kept as arrays, one element per distinct summary: the penalty ladder fits them again
+    -- without scanning the events again.
     EXECUTE format($q$
         WITH c AS MATERIALIZED (
             SELECT @extschema@.model_summary(e.event_type, e.occurred_at, e.conversion_value, $1) AS s
               FROM %s e
              WHERE e.occurred_at <= $1 AND e.contact_id IS NOT NULL AND e.event_type IS NOT NULL
              GROUP BY e.contact_id),
-        b AS (SELECT (c.s).x, (c.s).t_x, (c.s).t, count(*) AS contacts FROM c GROUP BY 1, 2, 3),
-        g AS (SELECT (c.s).value_days AS x, (c.s).mean_value AS m, count(*) AS contacts
-                FROM c WHERE (c.s).value_days > 0 GROUP BY 1, 2)
-        SELECT (SELECT @extschema@.fit_mbgnbd(b.x, b.t_x, b.t, b.contacts::float8, $2) FROM b) AS mbg,
-               (SELECT @extschema@.fit_gammagamma(g.x, g.m, g.contacts::float8, $2) FROM g) AS gg,
-               (SELECT count(*) FROM c) AS contacts,
-               (SELECT coalesce(sum(g.contacts), 0) FROM g) AS valued$q$, events)
-    INTO res USING as_of, p.fit_penalizer;
+        b AS (SELECT array_agg(d.x) AS x, array_agg(d.t_x) AS t_x, array_agg(d.t) AS t,
+                     array_agg(d.contacts::float8) AS w
+                FROM (SELECT (c.s).x, (c.s).t_x, (c.s).t, count(*) AS contacts FROM c GROUP BY 1, 2, 3) d),
+        g AS (SELECT array_agg(d.x) AS x, array_agg(d.m) AS m, array_agg(d.contacts::float8) AS w,
+                     coalesce(sum(d.contacts), 0) AS valued
+                FROM (SELECT (c.s).value_days AS x, (c.s).mean_value AS m, count(*) AS contacts
+                        FROM c WHERE (c.s).value_days > 0 GROUP BY 1, 2) d)
+        SELECT b.x AS b_x, b.t_x AS b_t_x, b.t AS b_t, b.w AS b_w, g.x AS g_x, g.m AS g_m, g.w AS g_w,
+               (SELECT count(*) FROM c) AS contacts, g.valued
+          FROM b, g$q$, events)
+    INTO res USING as_of;
     PERFORM @extschema@._unbind_events_relation(events);
     IF reader IS NOT NULL THEN
         PERFORM set_config('role', caller, true);
     END IF;
-    mbg := res.mbg;
-    gg := res.gg;
+    -- Each model with the profile's fit_penalizer, and if that does not converge with the ladder's
+    -- penalties above it (_fit_penalty_ladder), keeping the smallest that converges.
+    mbg_l := @extschema@._fit_mbgnbd_ladder(res.b_x, res.b_t_x, res.b_t, res.b_w, p.fit_penalizer);
+    gg_l := @extschema@._fit_gammagamma_ladder(res.g_x, res.g_m, res.g_w, p.fit_penalizer);
+    mbg := mbg_l.fit;
+    gg := gg_l.fit;
+    mbg_note := @extschema@._fit_ladder_note(p.fit_penalizer, mbg_l.unconverged, mbg_l.penalty, mbg_l.ladder);
+    gg_note := @extschema@._fit_ladder_note(p.fit_penalizer, gg_l.unconverged, gg_l.penalty, gg_l.ladder);
 
     IF mbg.n IS NULL THEN   -- (not "mbg IS NULL": a converged fit has a NULL message)
         failures := failures || format('MBG/NBD: no contact has an event at or before %s: nothing to fit', as_of);
@@ -292,42 +403,57 @@ BEGIN
                 USING ERRCODE = 'no_data_found';
         END IF;
     ELSIF NOT mbg.converged THEN
-        failures := failures || format('%s (%s contacts)', mbg.message, res.contacts);
+        failures := failures || format('%s (%s contacts)%s', mbg.message, res.contacts, '; ' || mbg_note);
     END IF;
     INSERT INTO @extschema@.model_fits (profile, model, fitted_at, as_of, contacts, penalizer, parameters,
                                         standard_errors, log_likelihood, iterations, converged, stored, message)
-    VALUES (p.name, 'mbgnbd', now(), as_of, res.contacts, p.fit_penalizer,
+    VALUES (p.name, 'mbgnbd', now(), as_of, res.contacts, mbg_l.penalty,
             CASE WHEN mbg.n IS NOT NULL THEN jsonb_build_object('r', mbg.r, 'alpha', mbg.alpha, 'a', mbg.a, 'b', mbg.b) END,
             CASE WHEN mbg.se_r IS NOT NULL
                  THEN jsonb_build_object('r', mbg.se_r, 'alpha', mbg.se_alpha, 'a', mbg.se_a, 'b', mbg.se_b) END,
             mbg.log_likelihood, mbg.iterations, coalesce(mbg.converged, false), coalesce(mbg.converged, false),
             CASE WHEN mbg.n IS NULL THEN 'no contact has an event at or before as_of'
-                 WHEN NOT mbg.converged THEN mbg.message || '; the profile keeps its parameters' END)
+                 WHEN NOT mbg.converged THEN mbg.message || coalesce('; ' || mbg_note, '') || '; the profile keeps its parameters'
+                 ELSE mbg_note END)
     RETURNING * INTO mbg_row;
 
     -- Gamma-Gamma: no contact with a valued conversion is no failure (the defaults stay).
     IF gg.n IS NOT NULL AND NOT gg.converged THEN
-        failures := failures || format('%s (%s contacts with valued conversions)', gg.message, res.valued);
+        failures := failures || format('%s (%s contacts with valued conversions)%s', gg.message, res.valued, '; ' || gg_note);
     END IF;
     INSERT INTO @extschema@.model_fits (profile, model, fitted_at, as_of, contacts, penalizer, parameters,
                                         standard_errors, log_likelihood, iterations, converged, stored, message)
-    VALUES (p.name, 'gammagamma', now(), as_of, res.valued, p.fit_penalizer,
+    VALUES (p.name, 'gammagamma', now(), as_of, res.valued, gg_l.penalty,
             CASE WHEN gg.n IS NOT NULL THEN jsonb_build_object('p', gg.p, 'q', gg.q, 'v', gg.v) END,
             CASE WHEN gg.se_p IS NOT NULL THEN jsonb_build_object('p', gg.se_p, 'q', gg.se_q, 'v', gg.se_v) END,
             gg.log_likelihood, gg.iterations, coalesce(gg.converged, false), coalesce(gg.converged, false),
             CASE WHEN gg.n IS NULL THEN 'no contact has a conversion with a value: the profile keeps gg_p, gg_q, gg_v'
-                 WHEN NOT gg.converged THEN gg.message || '; the profile keeps its parameters' END)
+                 WHEN NOT gg.converged THEN gg.message || coalesce('; ' || gg_note, '') || '; the profile keeps its parameters'
+                 ELSE gg_note END)
     RETURNING * INTO gg_row;
 
     IF cardinality(failures) > 0 THEN
+        hint := format('fit_model tries the L2 penalties %s above the profile''s fit_penalizer before it gives up; '
+                       'data no penalty makes converge do not identify the model (e.g. no contact engages after its '
+                       'first day, or a spend too heavy-tailed for a finite mean: q <= 1).',
+                       array_to_string(@extschema@._fit_penalty_ladder(), ', '));
         IF on_failure = 'error' THEN
             RAISE EXCEPTION 'fit_model of profile "%": %', p.name, array_to_string(failures, '; ')
                 USING ERRCODE = 'data_exception',
-                      HINT = 'Nothing was stored.  A positive fit_penalizer on the profile (e.g. 0.01) keeps parameters from running off; fit_model(..., on_failure => ''warning'') stores what converged.';
+                      HINT = 'Nothing was stored.  ' || hint || '  fit_model(..., on_failure => ''warning'') stores what converged.';
         END IF;
         RAISE WARNING 'fit_model of profile "%": %; the profile keeps the previous parameters of that model',
                       p.name, array_to_string(failures, '; ')
-            USING HINT = 'A positive fit_penalizer on the profile (e.g. 0.01) keeps parameters from running off.';
+            USING HINT = hint;
+    END IF;
+    -- A fit the ladder rescued is stored, and said so (on_failure 'error' too: it succeeded).
+    IF mbg.converged AND mbg_note IS NOT NULL THEN
+        RAISE WARNING 'fit_model of profile "%": MBG/NBD: %; stored with it', p.name, mbg_note
+            USING HINT = 'model_fits.penalizer records the penalty used; the profile''s fit_penalizer chooses one from the start.';
+    END IF;
+    IF gg.converged AND gg_note IS NOT NULL THEN
+        RAISE WARNING 'fit_model of profile "%": Gamma-Gamma: %; stored with it', p.name, gg_note
+            USING HINT = 'model_fits.penalizer records the penalty used; the profile''s fit_penalizer chooses one from the start.';
     END IF;
 
     -- Storing bumps the profile's version: the next refresh rescores everyone.
@@ -369,6 +495,8 @@ DECLARE
     events  text;
     reader  name;   -- the role the events are read as (_events_reader), NULL: this one
     caller  text;
+    fitted  record;   -- a _fit_*_ladder's answer
+    note    text;
     cal_day bigint;
     hold_day bigint;
 BEGIN
@@ -425,23 +553,36 @@ BEGIN
             USING ERRCODE = 'no_data_found';
     END IF;
     IF fit THEN
-        parameters := (SELECT @extschema@.fit_mbgnbd(v.x, v.t_x, v.t, v.n::float8, p.fit_penalizer)
-                         FROM (SELECT x, t_x, t, count(*) AS n FROM pg_temp._es_validation GROUP BY 1, 2, 3) v);
+        -- with the profile's fit_penalizer, or the smallest penalty of the ladder that converges (as fit_model)
+        fitted := (SELECT @extschema@._fit_mbgnbd_ladder(array_agg(v.x), array_agg(v.t_x), array_agg(v.t),
+                                                         array_agg(v.n::float8), p.fit_penalizer)
+                     FROM (SELECT x, t_x, t, count(*) AS n FROM pg_temp._es_validation GROUP BY 1, 2, 3) v);
+        parameters := fitted.fit;
+        note := @extschema@._fit_ladder_note(p.fit_penalizer, fitted.unconverged, fitted.penalty, fitted.ladder);
         IF NOT parameters.converged THEN
-            RAISE EXCEPTION 'the calibration fit of profile "%" did not converge: %', p.name, parameters.message
+            RAISE EXCEPTION 'the calibration fit of profile "%" did not converge: %', p.name,
+                            parameters.message || coalesce('; ' || note, '')
                 USING ERRCODE = 'data_exception',
-                      HINT = 'Validate with the profile''s parameters (fit => false), or set a positive fit_penalizer.';
+                      HINT = 'Validate with the profile''s parameters (fit => false).';
+        ELSIF note IS NOT NULL THEN
+            RAISE WARNING 'the calibration fit of profile "%": %; validated with it', p.name, note;
         END IF;
-        -- Gamma-Gamma over the contacts with valued conversion days; none: the profile's (as fit_model)
-        value_parameters := (SELECT @extschema@.fit_gammagamma(g.x_v, g.m_v, g.n::float8, p.fit_penalizer)
-                               FROM (SELECT x_v, m_v, count(*) AS n FROM pg_temp._es_validation
-                                      WHERE x_v > 0 GROUP BY 1, 2) g);
+        -- Gamma-Gamma over the contacts with valued conversion days, the same way; none: the
+        -- profile's parameters (as fit_model)
+        fitted := (SELECT @extschema@._fit_gammagamma_ladder(array_agg(g.x_v), array_agg(g.m_v), array_agg(g.n::float8),
+                                                             p.fit_penalizer)
+                     FROM (SELECT x_v, m_v, count(*) AS n FROM pg_temp._es_validation WHERE x_v > 0 GROUP BY 1, 2) g);
+        value_parameters := fitted.fit;
+        note := @extschema@._fit_ladder_note(p.fit_penalizer, fitted.unconverged, fitted.penalty, fitted.ladder);
         IF value_parameters.n IS NULL THEN
             value_parameters := ROW(p.gg_p, p.gg_q, p.gg_v, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
         ELSIF NOT value_parameters.converged THEN
-            RAISE EXCEPTION 'the calibration Gamma-Gamma fit of profile "%" did not converge: %', p.name, value_parameters.message
+            RAISE EXCEPTION 'the calibration Gamma-Gamma fit of profile "%" did not converge: %', p.name,
+                            value_parameters.message || coalesce('; ' || note, '')
                 USING ERRCODE = 'data_exception',
-                      HINT = 'Validate with the profile''s parameters (fit => false), or set a positive fit_penalizer.';
+                      HINT = 'Validate with the profile''s parameters (fit => false).';
+        ELSIF note IS NOT NULL THEN
+            RAISE WARNING 'the calibration Gamma-Gamma fit of profile "%": %; validated with it', p.name, note;
         END IF;
     ELSE
         parameters := ROW(p.model_r, p.model_alpha, p.model_a, p.model_b, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);

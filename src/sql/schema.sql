@@ -150,7 +150,7 @@ COMMENT ON COLUMN @extschema@.scoring_profiles.funnel_stages IS
 COMMENT ON COLUMN @extschema@.scoring_profiles.refresh_log_retention IS
     'How long refresh_runs keeps the profile''s refreshes (each refresh removes older ones)';
 COMMENT ON COLUMN @extschema@.scoring_profiles.fit_penalizer IS
-    'fit_model maximises the mean log-likelihood minus fit_penalizer * the sum of squared log-parameters (both models); raise it when a fit does not converge';
+    'fit_model maximises the mean log-likelihood minus fit_penalizer * the sum of squared log-parameters (both models); when a fit with it does not converge, fit_model tries the penalty ladder above it (0.001, 0.01, 0.1, 1)';
 COMMENT ON COLUMN @extschema@.scoring_profiles.events_relation_set_by IS
     'The role that set events_relation (NULL for engagement_events,  when set before 1.3): a refresh reads the relation only while that role may';
 
@@ -630,7 +630,7 @@ COMMENT ON COLUMN @extschema@.model_fits.model IS 'mbgnbd (engagement days) or g
 COMMENT ON COLUMN @extschema@.model_fits.fitted_at IS 'When fit_model ran';
 COMMENT ON COLUMN @extschema@.model_fits.as_of IS 'The time the contacts were summarised as of';
 COMMENT ON COLUMN @extschema@.model_fits.contacts IS 'How many contacts the model was fitted to';
-COMMENT ON COLUMN @extschema@.model_fits.penalizer IS 'The L2 penalty on the log-parameters used (the profile''s fit_penalizer)';
+COMMENT ON COLUMN @extschema@.model_fits.penalizer IS 'The L2 penalty on the log-parameters used: the profile''s fit_penalizer, or the penalty of the ladder that made the fit converge';
 COMMENT ON COLUMN @extschema@.model_fits.parameters IS 'The estimates: {r, alpha, a, b} or {p, q, v}';
 COMMENT ON COLUMN @extschema@.model_fits.standard_errors IS 'Their standard errors (NULL: not converged, or the information is not positive definite)';
 COMMENT ON COLUMN @extschema@.model_fits.log_likelihood IS 'The log-likelihood at the estimate, without the penalty';

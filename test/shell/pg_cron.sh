@@ -20,9 +20,11 @@ q -d "$db" -c "CREATE EXTENSION IF NOT EXISTS pg_cron" -c "DROP EXTENSION IF EXI
   -c "CREATE EXTENSION engagement_scoring"
 q -d "$db" -c "INSERT INTO engagement.engagement_events (contact_id, event_type, occurred_at)
                SELECT c % 40, (ARRAY['delivered','opened','clicked'])[1 + c % 3]::engagement.event_type,
-                      now() - c * interval '5 hours' FROM generate_series(1, 400) c"
-# A refit every minute too: these contacts never drop out, so the MBG/NBD fit cannot converge; the
-# scheduled refit warns, records the failure and succeeds, and the next run comes.
+                      date_trunc('day', now(), 'UTC') - (1 + c % 40) * interval '1 day' + c * interval '1 minute'
+                 FROM generate_series(1, 400) c"
+# A refit every minute too: each contact engages on its first day only (every x = 0), so the
+# MBG/NBD fit cannot converge, with no penalty of fit_model's ladder either; the scheduled refit
+# warns, records the failure and succeeds, and the next run comes.
 q -d "$db" -c "SELECT engagement.schedule_refresh('default', '* * * * *', '17 3 * * *', '* * * * *')" >/dev/null
 q -d "$db" -c "SELECT engagement.schedule_refresh('default', '* * * * *', '17 3 * * *', '* * * * *')" >/dev/null
 jobs=$(q -d "$db" -c "SELECT string_agg(kind || ' ' || schedule || ' ' || command, '; ' ORDER BY kind) FROM engagement.refresh_jobs()")

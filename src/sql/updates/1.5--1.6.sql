@@ -282,6 +282,12 @@ COMMENT ON COLUMN @extschema@.prediction.conversion_probability IS 'engagement_p
 COMMENT ON COLUMN @extschema@.prediction.expected_engagements IS 'Expected engagement days within the horizon (MBG/NBD), penalised';
 COMMENT ON COLUMN @extschema@.prediction.expected_value IS 'Expected conversion value within the horizon: expected engagement days x q x expected conversion value (Gamma-Gamma), penalised';
 
+-- fit_model's penalty ladder (issue 25): a fit that does not converge with the profile's
+-- fit_penalizer is tried with larger penalties; model_fits.penalizer is the one used.
+COMMENT ON COLUMN @extschema@.scoring_profiles.fit_penalizer IS
+    'fit_model maximises the mean log-likelihood minus fit_penalizer * the sum of squared log-parameters (both models); when a fit with it does not converge, fit_model tries the penalty ladder above it (0.001, 0.01, 0.1, 1)';
+COMMENT ON COLUMN @extschema@.model_fits.penalizer IS 'The L2 penalty on the log-parameters used: the profile''s fit_penalizer, or the penalty of the ladder that made the fit converge';
+
 -- @functions
 
 CREATE TRIGGER event_kind_map_check AFTER INSERT OR UPDATE ON @extschema@.event_kind_map
