@@ -461,18 +461,25 @@ double expected_alive_logit_log(double n, double a, double beta, double bm1, dou
     return std::log(a + bm1) - std::log(ap) + std::log(sum_n) + lphi0 - std::log(sum_d);
 }
 
-// ln E[events in the horizon | alive]; -inf for horizon 0.
-double log_expected_alive(int model, double horizon, double x, double T, double r, double alpha, double a, double b) {
-    if (horizon == 0.0) return -kInf;
+// E[events in the horizon | alive] for horizon > 0: the series' value (*f, returns true), or else
+// the log of the quadratures' (*f, returns false; NaN when neither resolves it).
+bool expected_alive(int model, double horizon, double x, double T, double r, double alpha, double a, double b,
+                    double *f) {
     const int s = shift_of(model);
     const double n = r + x, beta = b + x + s, bm1 = b + (x + s - 1.0);
     const double u = horizon / (alpha + T);
-    double f;
-    if (std::isfinite(u) && u <= 200.0 && expected_alive_series(n, a, bm1, u, &f) && f > 0.0) return std::log(f);
+    if (std::isfinite(u) && u <= 200.0 && expected_alive_series(n, a, bm1, u, f) && *f > 0.0) return true;
     const double lu = std::log(horizon) - std::log(alpha + T);
-    const double lf = expected_alive_quadrature_log(n, a, beta, bm1, lu);
-    if (std::isnan(lf)) return expected_alive_logit_log(n, a, beta, bm1, lu);
-    return lf;
+    *f = expected_alive_quadrature_log(n, a, beta, bm1, lu);
+    if (std::isnan(*f)) *f = expected_alive_logit_log(n, a, beta, bm1, lu);
+    return false;
+}
+
+// ln E[events in the horizon | alive]; -inf for horizon 0.
+double log_expected_alive(int model, double horizon, double x, double T, double r, double alpha, double a, double b) {
+    if (horizon == 0.0) return -kInf;
+    double f;
+    return expected_alive(model, horizon, x, T, r, alpha, a, b, &f) ? std::log(f) : f;
 }
 
 // ---------------------------------------------------------------- fitting
@@ -784,6 +791,25 @@ int es_btyd_expected(int model, double horizon, double x, double t_x, double T, 
         if (!(le < es::kMaxLog + 20))
             return es::fail(err, errlen, ES_OUT_OF_RANGE, "expected events: result out of range of a double");
         return finish(std::exp(lp + le), out, "expected events", err, errlen);
+    });
+}
+
+int es_btyd_expected_given_p_alive(double p_alive, double horizon, double x, double T, double r, double alpha,
+                                   double a, double b, double *out, char *err, size_t errlen) noexcept {
+    return guarded(err, errlen, "expected events", [&]() -> int {
+        if (!(horizon > 0.0 && horizon < es::kInf))
+            return es::fail(err, errlen, ES_INVALID_PARAMETER, "horizon = %g must be finite and > 0", horizon);
+        double f;
+        if (es::btyd::expected_alive(ES_MODEL_MBGNBD, horizon, x, T, r, alpha, a, b, &f))
+            return finish(p_alive * f, out, "expected events", err, errlen);
+        if (std::isnan(f))
+            return es::fail(err, errlen, ES_OUT_OF_RANGE,
+                            "expected events cannot be evaluated accurately for r = %g, alpha = %g, a = %g, "
+                            "b = %g (extreme parameters)",
+                            r, alpha, a, b);
+        if (!(f < es::kMaxLog + 20))
+            return es::fail(err, errlen, ES_OUT_OF_RANGE, "expected events: result out of range of a double");
+        return finish(p_alive * std::exp(f), out, "expected events", err, errlen);
     });
 }
 

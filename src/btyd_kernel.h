@@ -79,6 +79,13 @@ int es_btyd_p_alive(int model, double x, double t_x, double T, double r, double 
 int es_btyd_expected(int model, double horizon, double x, double t_x, double T, double r, double alpha, double a,
                      double b, double *out, char *err, size_t errlen) ES_NOEXCEPT;
 
+/* The MBG/NBD es_btyd_expected for a caller that has P_alive (es_btyd_p_alive, which checked the
+ * summary and the parameters): P_alive * E[events | alive], without computing P_alive again.
+ * horizon > 0.  Equal to es_btyd_expected within its accuracy (not to the bit: no round trip
+ * through logs). */
+int es_btyd_expected_given_p_alive(double p_alive, double horizon, double x, double T, double r, double alpha,
+                                   double a, double b, double *out, char *err, size_t errlen) ES_NOEXCEPT;
+
 /* P(no event in (T, T + horizon] | x, t_x, T)
  *   = (1 - P_alive) + P_alive ((alpha + T) / (alpha + T + horizon))^(r + x). */
 int es_btyd_prob_no_event(int model, double horizon, double x, double t_x, double T, double r, double alpha, double a,

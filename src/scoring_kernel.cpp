@@ -172,10 +172,10 @@ struct Forecaster {
         return ES_OK;
     }
 
-    // MBG/NBD expected engagement days in (T, T + horizon], unpenalised.
+    // MBG/NBD expected engagement days in (T, T + horizon], unpenalised (P_alive is known).
     int expected(double horizon, double *e, char *err, size_t errlen) const {
-        return es_btyd_expected(ES_MODEL_MBGNBD, horizon, x, t_x, t_c, p->model_r, p->model_alpha, p->model_a,
-                                p->model_b, e, err, errlen);
+        return es_btyd_expected_given_p_alive(p_alive, horizon, x, t_c, p->model_r, p->model_alpha, p->model_a,
+                                              p->model_b, e, err, errlen);
     }
 
     int predict(double horizon, es_prediction *out, char *err, size_t errlen) const {

@@ -489,14 +489,17 @@ es_interned_profile(FunctionCallInfo fcinfo, const NamedProfile *p)
 }
 
 /* Whether aggregate argument argno (of the transition function: 1 is the aggregate's first) is
- * a constant or a query parameter, the same for every row (an Aggref's, not a window's). */
+ * a constant or a query parameter, the same for every row (an Aggref's, not a window's); for a
+ * plain function, whether its argument argno is. */
 static bool
 es_aggregate_arg_is_constant(FunctionCallInfo fcinfo, int argno)
 {
 	Aggref	   *aggref = AggGetAggref(fcinfo);
 	Node	   *arg;
 
-	if (aggref == NULL || list_length(aggref->args) < argno)
+	if (aggref == NULL)			/* a plain function (predict's): argument argno of its call */
+		return get_fn_expr_arg_stable(fcinfo->flinfo, argno);
+	if (list_length(aggref->args) < argno)
 		return false;
 	arg = (Node *) ((TargetEntry *) list_nth(aggref->args, argno - 1))->expr;
 	return IsA(arg, Const) || (IsA(arg, Param) && ((Param *) arg)->paramkind == PARAM_EXTERN);

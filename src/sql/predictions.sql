@@ -88,7 +88,7 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT s.contact_id, (s.p).engagement_probability, (s.p).conversion_probability, (s.p).expected_engagements,
            (s.p).expected_value, s.calculated_at
       FROM (SELECT sc.contact_id, sc.calculated_at,
-                   @extschema@._predict(sc.profile, $2, sc.x, sc.t_x, sc.t_c, sc.n_days, sc.conv_days, sc.x_v,
+                   @extschema@._predict($1, $2, sc.x, sc.t_x, sc.t_c, sc.n_days, sc.conv_days, sc.x_v,
                                         sc.m_v, sc.opted_out, sc.undeliverable) AS p
               FROM @extschema@.engagement_scores sc
              WHERE sc.profile OPERATOR(pg_catalog.=) COALESCE($1, '')
@@ -105,7 +105,7 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT s.contact_id, (s.p).engagement_probability, (s.p).conversion_probability, (s.p).expected_engagements,
            (s.p).expected_value, s.calculated_at
       FROM (SELECT sc.contact_id, sc.calculated_at,
-                   @extschema@._predict(sc.profile, $2, sc.x, sc.t_x, sc.t_c, sc.n_days, sc.conv_days, sc.x_v,
+                   @extschema@._predict($3, $2, sc.x, sc.t_x, sc.t_c, sc.n_days, sc.conv_days, sc.x_v,
                                         sc.m_v, sc.opted_out, sc.undeliverable) AS p
               FROM @extschema@.engagement_scores sc
              WHERE sc.profile OPERATOR(pg_catalog.=) COALESCE($3, '') AND sc.contact_id OPERATOR(pg_catalog.=) $1
@@ -119,7 +119,7 @@ CREATE FUNCTION @extschema@.customer_lifetime_value(profile text, months integer
 RETURNS TABLE (contact_id bigint, lifetime_value float8, calculated_at timestamptz)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT sc.contact_id,
-           @extschema@._lifetime_value(sc.profile, $2, sc.x, sc.t_x, sc.t_c, sc.n_days, sc.conv_days, sc.x_v, sc.m_v,
+           @extschema@._lifetime_value($1, $2, sc.x, sc.t_x, sc.t_c, sc.n_days, sc.conv_days, sc.x_v, sc.m_v,
                                        sc.opted_out, sc.undeliverable, $3),
            sc.calculated_at
       FROM @extschema@.engagement_scores sc
