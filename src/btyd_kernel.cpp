@@ -769,6 +769,19 @@ int es_btyd_p_alive(int model, double x, double t_x, double T, double r, double 
     });
 }
 
+// Why ln E[events | alive] = le is no answer (NaN: neither quadrature resolved it; beyond the
+// doubles), or ES_OK.
+static int log_expected_failure(double le, double r, double alpha, double a, double b, char *err, size_t errlen) {
+    if (std::isnan(le))
+        return es::fail(err, errlen, ES_OUT_OF_RANGE,
+                        "expected events cannot be evaluated accurately for r = %g, alpha = %g, a = %g, "
+                        "b = %g (extreme parameters)",
+                        r, alpha, a, b);
+    if (!(le < es::kMaxLog + 20))
+        return es::fail(err, errlen, ES_OUT_OF_RANGE, "expected events: result out of range of a double");
+    return ES_OK;
+}
+
 int es_btyd_expected(int model, double horizon, double x, double t_x, double T, double r, double alpha, double a,
                      double b, double *out, char *err, size_t errlen) noexcept {
     return guarded(err, errlen, "expected events", [&]() -> int {
@@ -783,14 +796,8 @@ int es_btyd_expected(int model, double horizon, double x, double t_x, double T, 
         const double l = es::btyd::log_death_odds(model, x, t_x, T, r, alpha, a, b);
         const double lp = l == -es::kInf ? 0.0 : -es::log_add_exp(0.0, l);
         const double le = es::btyd::log_expected_alive(model, horizon, x, T, r, alpha, a, b);
-        if (std::isnan(le))
-            return es::fail(err, errlen, ES_OUT_OF_RANGE,
-                                  "expected events cannot be evaluated accurately for r = %g, alpha = %g, a = %g, "
-                                  "b = %g (extreme parameters)",
-                                  r, alpha, a, b);
-        if (!(le < es::kMaxLog + 20))
-            return es::fail(err, errlen, ES_OUT_OF_RANGE, "expected events: result out of range of a double");
-        return finish(std::exp(lp + le), out, "expected events", err, errlen);
+        rc = log_expected_failure(le, r, alpha, a, b, err, errlen);
+        return rc != ES_OK ? rc : finish(std::exp(lp + le), out, "expected events", err, errlen);
     });
 }
 
@@ -802,14 +809,8 @@ int es_btyd_expected_given_p_alive(double p_alive, double horizon, double x, dou
         double f;
         if (es::btyd::expected_alive(ES_MODEL_MBGNBD, horizon, x, T, r, alpha, a, b, &f))
             return finish(p_alive * f, out, "expected events", err, errlen);
-        if (std::isnan(f))
-            return es::fail(err, errlen, ES_OUT_OF_RANGE,
-                            "expected events cannot be evaluated accurately for r = %g, alpha = %g, a = %g, "
-                            "b = %g (extreme parameters)",
-                            r, alpha, a, b);
-        if (!(f < es::kMaxLog + 20))
-            return es::fail(err, errlen, ES_OUT_OF_RANGE, "expected events: result out of range of a double");
-        return finish(p_alive * std::exp(f), out, "expected events", err, errlen);
+        const int rc = log_expected_failure(f, r, alpha, a, b, err, errlen);
+        return rc != ES_OK ? rc : finish(p_alive * std::exp(f), out, "expected events", err, errlen);
     });
 }
 

@@ -98,6 +98,8 @@ $$;
 COMMENT ON FUNCTION @extschema@.predict(text, float8) IS
     'Every stored score''s predictions over the next horizon_days after its calculated_at (engagement and conversion probability, expected engagement days and value), from its stored summary and the profile''s parameters; equal to the stored fields at the profile''s horizon_days';
 
+-- (the set's query again, with the contact in its condition: a condition on the set's result could
+-- not reach its scan, below OFFSET 0)
 CREATE FUNCTION @extschema@.predict(contact_id bigint, horizon_days float8, profile text DEFAULT 'default')
 RETURNS TABLE (contact_id bigint, engagement_probability float8, conversion_probability float8,
                expected_engagements float8, expected_value float8, calculated_at timestamptz)
