@@ -42,7 +42,7 @@ SELECT 'mbgnbd' AS model, pen AS penalizer, (f).converged,
 UNION ALL
 SELECT 'gammagamma', pen, (f).converged,
        coalesce(substring((f).message FROM 'parameter (\w+) = \S+ ran off towards (\S+)'),
-                substring((f).message FROM '(q = \S+ <= 1)'))
+                CASE WHEN (f).message ~ 'q = \S+ <= 1' THEN 'q <= 1' END)   -- (not its value: it varies by build)
   FROM unnest(engagement._fit_penalty_ladder() || 0::float8) pen,
        LATERAL (SELECT engagement.fit_gammagamma(value_days, mean_value, 1, pen) AS f
                   FROM skewed_summaries WHERE value_days > 0) z
@@ -60,8 +60,8 @@ CREATE TEMP TABLE before_fit AS SELECT * FROM engagement.scoring_profiles WHERE 
 -- says which and why, both are stored.
 CREATE TEMP TABLE laddered AS SELECT * FROM engagement.fit_model('skewed', '2026-06-01 12:00+00');
 SELECT model, converged, stored, contacts, penalizer,
-       message LIKE 'the unpenalised fit did not converge: parameter b = % ran off towards 0 %; it converged with the ladder''s penalty 0.001' AS mbgnbd_says,
-       message LIKE 'the unpenalised fit did not converge: parameter v = % ran off towards infinity %; it converged with the ladder''s penalty 0.001' AS gammagamma_says,
+       message LIKE 'the unpenalised fit did not converge: parameter b ran off towards 0 %; it converged with the ladder''s penalty 0.001' AS mbgnbd_says,
+       message LIKE 'the unpenalised fit did not converge: parameter v ran off towards infinity %; it converged with the ladder''s penalty 0.001' AS gammagamma_says,
        standard_errors IS NOT NULL AS has_standard_errors
   FROM laddered ORDER BY model DESC;
 -- Recorded as returned; the fit stored is the aggregate's at that penalty, exactly; the version

@@ -289,14 +289,17 @@ COMMENT ON FUNCTION @extschema@._fit_gammagamma_ladder(integer[], float8[], floa
 
 -- _fit_ladder_note: what model_fits.message and the WARNINGs say of a fit the ladder decided:
 -- that the fit with the profile's penalty did not converge and why, and which rung converged
--- (or that none did).
+-- (or that none did).  Which parameter ran off and which way, not where the optimiser left it
+-- (a value of no meaning, which differs from one build of the library to another).
 CREATE FUNCTION @extschema@._fit_ladder_note(penalizer float8, unconverged text, penalty float8, ladder float8[])
 RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 SELECT CASE
     WHEN unconverged IS NOT NULL THEN
         format('the %s did not converge: %s; it converged with the ladder''s penalty %s',
                CASE WHEN penalizer = 0 THEN 'unpenalised fit' ELSE format('fit with fit_penalizer %s', penalizer) END,
-               regexp_replace(unconverged, '^.*? fit did not converge: ', ''), penalty)
+               regexp_replace(regexp_replace(unconverged, '^.*? fit did not converge: ', ''),
+                              '(parameter \w+) = \S+ ran off', '\1 ran off'),
+               penalty)
     WHEN cardinality(ladder) > 0 THEN
         format('nor with the ladder''s penalties %s', array_to_string(ladder, ', '))
     END $$;
