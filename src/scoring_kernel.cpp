@@ -145,15 +145,6 @@ struct Forecaster {
 
     int prepare(const es_stored_summary &s, const es_profile *profile, char *err, size_t errlen) {
         p = profile;
-        if (!(s.x >= 0 && s.t_x >= 0 && s.t_x <= s.t_c && s.n_days >= s.x && s.conv_days >= 0 &&
-              s.conv_days <= s.n_days && s.x_v >= 0 && s.x_v <= s.conv_days && std::isfinite(s.m_v) && s.m_v >= 0 &&
-              (s.x > 0) == (s.t_x > 0)))
-            return es::fail(err, errlen, ES_INVALID_PARAMETER,
-                            "not a stored summary: x = %lld, t_x = %lld, t_c = %lld, n_days = %lld, conv_days = %lld, "
-                            "x_v = %lld, m_v = %g",
-                            static_cast<long long>(s.x), static_cast<long long>(s.t_x), static_cast<long long>(s.t_c),
-                            static_cast<long long>(s.n_days), static_cast<long long>(s.conv_days),
-                            static_cast<long long>(s.x_v), s.m_v);
         x = static_cast<double>(s.x);
         t_x = static_cast<double>(s.t_x);
         t_c = static_cast<double>(s.t_c);
@@ -198,6 +189,20 @@ struct Forecaster {
         return ES_OK;
     }
 };
+
+// A summary read back from a table (es_predict, es_lifetime_value): one es_summarize could have made.
+// es_finalize's own summaries are so by construction, and are not checked again.
+int summary_error(const es_stored_summary &s, char *err, size_t errlen) {
+    if (s.x >= 0 && s.t_x >= 0 && s.t_x <= s.t_c && s.n_days >= s.x && s.conv_days >= 0 && s.conv_days <= s.n_days &&
+        s.x_v >= 0 && s.x_v <= s.conv_days && std::isfinite(s.m_v) && s.m_v >= 0 && (s.x > 0) == (s.t_x > 0))
+        return ES_OK;
+    return es::fail(err, errlen, ES_INVALID_PARAMETER,
+                    "not a stored summary: x = %lld, t_x = %lld, t_c = %lld, n_days = %lld, conv_days = %lld, "
+                    "x_v = %lld, m_v = %g",
+                    static_cast<long long>(s.x), static_cast<long long>(s.t_x), static_cast<long long>(s.t_c),
+                    static_cast<long long>(s.n_days), static_cast<long long>(s.conv_days),
+                    static_cast<long long>(s.x_v), s.m_v);
+}
 
 int horizon_error(double horizon, char *err, size_t errlen) {
     if (!(std::isfinite(horizon) && horizon > 0))
@@ -407,6 +412,7 @@ int es_predict(const es_stored_summary *s, const es_profile *p, double horizon, 
                size_t errlen) noexcept {
     std::memset(out, 0, sizeof *out);
     int rc = horizon_error(horizon, err, errlen);
+    if (rc == ES_OK) rc = summary_error(*s, err, errlen);
     if (rc != ES_OK) return rc;
     Forecaster f;
     rc = f.prepare(*s, p, err, errlen);
@@ -422,8 +428,10 @@ int es_lifetime_value(const es_stored_summary *s, const es_profile *p, int month
     if (!(std::isfinite(monthly_discount_rate) && monthly_discount_rate >= 0))
         return es::fail(err, errlen, ES_INVALID_PARAMETER,
                         "a monthly discount rate must be a finite number >= 0, not %g", monthly_discount_rate);
+    int rc = summary_error(*s, err, errlen);
+    if (rc != ES_OK) return rc;
     Forecaster f;
-    int rc = f.prepare(*s, p, err, errlen);
+    rc = f.prepare(*s, p, err, errlen);
     if (rc != ES_OK) return rc;
     // Each month's engagement days are the difference of the cumulative expectations.
     double days = 0, previous = 0;
