@@ -152,7 +152,7 @@ q -At -c "SELECT engagement.explain_score(contact_id) FROM engagement.engagement
 
 REPORT=${ES_DEMO_REPORT:-$REPO/demo/out/report.html}
 if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
-    step "writing the HTML report: score distribution, segments on the R x FM grid, the funnel, the holdout check"
+    step "writing the HTML report: score distribution, segments on the R x FM grid, the funnel, the holdout check, the gains chart"
     REPORT=$(/usr/bin/python3 demo/report.py --output "$REPORT" --as-of "$AS_OF" --calibration-end "$CAL" --campaign "$CAMPAIGN")
     echo "report: $REPORT"
     echo "        (open it in a browser: file://$REPORT)"
