@@ -133,7 +133,8 @@ int64_t floor_div(int64_t a, int64_t b) {
 
 // The predictions of one stored summary: what does not depend on the horizon, once (prepare),
 // then any horizon (predict).  es_finalize and es_predict share it, so the stored fields and
-// the predictions at the profile's horizon_days are the same expressions.
+// the predictions at the profile's horizon_days are the same expressions.  The MBG/NBD part
+// (prepare_alive, alive_part) depends on (x, t_x, t_c) and r, alpha, a, b only: a memo keeps it.
 struct Forecaster {
     const es_profile *p = nullptr;
     double x = 0, t_x = 0, t_c = 0;
@@ -143,19 +144,32 @@ struct Forecaster {
     double keep = 1;              // the penalties' factor
     bool penalised = false;
 
+    // The MBG/NBD part over one horizon, unpenalised.
+    struct Alive {
+        double p_alive, expected, engage_if_alive;
+    };
+
     int prepare(const es_stored_summary &s, const es_profile *profile, char *err, size_t errlen) {
+        const int rc = prepare_alive(s, profile, err, errlen);
+        return rc != ES_OK ? rc : prepare_value(s, err, errlen);
+    }
+
+    int prepare_alive(const es_stored_summary &s, const es_profile *profile, char *err, size_t errlen) {
         p = profile;
         x = static_cast<double>(s.x);
         t_x = static_cast<double>(s.t_x);
         t_c = static_cast<double>(s.t_c);
         // The BTYD kernel's P(alive): its log ratio stays accurate when Tc is close to t_x.
-        int rc = es_btyd_p_alive(ES_MODEL_MBGNBD, x, t_x, t_c, p->model_r, p->model_alpha, p->model_a, p->model_b,
-                                 &p_alive, err, errlen);
-        if (rc != ES_OK) return rc;
+        return es_btyd_p_alive(ES_MODEL_MBGNBD, x, t_x, t_c, p->model_r, p->model_alpha, p->model_a, p->model_b,
+                               &p_alive, err, errlen);
+    }
+
+    // What the Gamma-Gamma model, the conversion share and the penalties add (p set).
+    int prepare_value(const es_stored_summary &s, char *err, size_t errlen) {
         share = (static_cast<double>(s.conv_days) + p->conv_prior_a) /
                 (static_cast<double>(s.n_days) + p->conv_prior_a + p->conv_prior_b);
-        rc = es_gg_expected_value(static_cast<double>(s.x_v), s.m_v, p->gg_p, p->gg_q, p->gg_v, &conversion_value,
-                                  err, errlen);
+        const int rc = es_gg_expected_value(static_cast<double>(s.x_v), s.m_v, p->gg_p, p->gg_q, p->gg_v,
+                                            &conversion_value, err, errlen);
         if (rc != ES_OK) return rc;
         if (s.opted_out) keep *= 1.0 - p->opt_out_penalty;
         if (s.undeliverable) keep *= 1.0 - p->undeliverable_penalty;
@@ -169,26 +183,86 @@ struct Forecaster {
                                               p->model_b, e, err, errlen);
     }
 
-    int predict(double horizon, es_prediction *out, char *err, size_t errlen) const {
-        double e;
-        const int rc = expected(horizon, &e, err, errlen);
-        if (rc != ES_OK) return rc;
+    int alive_part(double horizon, Alive *out, char *err, size_t errlen) const {
+        out->p_alive = p_alive;
         // 1 - ((alpha + Tc) / (alpha + Tc + h))^(r + x) = -expm1(-(r + x) * log1p(h / (alpha + Tc)))
-        const double engage_if_alive = -std::expm1(-(p->model_r + x) * std::log1p(horizon / (p->model_alpha + t_c)));
-        out->engagement_probability = p_alive * engage_if_alive;
+        out->engage_if_alive = -std::expm1(-(p->model_r + x) * std::log1p(horizon / (p->model_alpha + t_c)));
+        return expected(horizon, &out->expected, err, errlen);
+    }
+
+    void combine(const Alive &a, es_prediction *out) const {
+        out->engagement_probability = a.p_alive * a.engage_if_alive;
         out->conversion_probability = out->engagement_probability * share;
-        out->expected_engagements = e;
+        out->expected_engagements = a.expected;
         // (the largest double when it overflows: a conversion value can be any finite double)
-        out->expected_value = saturating_product(e * share, conversion_value);
+        out->expected_value = saturating_product(a.expected * share, conversion_value);
         if (penalised) {
             out->engagement_probability *= keep;
             out->conversion_probability *= keep;
             out->expected_engagements *= keep;
             out->expected_value *= keep;
         }
+    }
+
+    int predict(double horizon, es_prediction *out, char *err, size_t errlen) const {
+        Alive a;
+        const int rc = alive_part(horizon, &a, err, errlen);
+        if (rc == ES_OK) combine(a, out);
+        return rc;
+    }
+
+    // Lifetime value's discounted engagement days: each month's are the difference of the
+    // cumulative expectations.
+    int discounted_days(int months, double monthly_discount_rate, double *days, char *err, size_t errlen) const {
+        double sum = 0, previous = 0;
+        for (int k = 1; k <= months; ++k) {
+            double e;
+            const int rc = expected(static_cast<double>(ES_DAYS_PER_MONTH) * k, &e, err, errlen);
+            if (rc != ES_OK) return rc;
+            sum += (e - previous) / std::pow(1.0 + monthly_discount_rate, k);
+            previous = e;
+        }
+        *days = sum;
         return ES_OK;
     }
 };
+
+// The memo's slot for summary s computed with inputs (es_forecast_memo), prefetched (the caller
+// checks it, memo_hit, after work of its own: the slot is seldom in the cache); inputs other
+// than the memo's empty it first.
+es_forecast_memo_slot *memo_slot(es_forecast_memo *memo, const double (&inputs)[7], const es_stored_summary &s) {
+    static_assert(sizeof inputs == sizeof memo->inputs, "a memo's inputs");
+    static_assert((ES_FORECAST_MEMO_SLOTS & (ES_FORECAST_MEMO_SLOTS - 1)) == 0, "a power of 2");
+    if (memo->generation == 0 || std::memcmp(memo->inputs, inputs, sizeof inputs) != 0) {
+        std::memcpy(memo->inputs, inputs, sizeof inputs);
+        if (++memo->generation == 0) {  // (wrapped: the old generations' numbers come back)
+            std::memset(memo->slots, 0, sizeof memo->slots);
+            memo->generation = 1;
+        }
+    }
+    uint64_t h = static_cast<uint64_t>(s.x) * 0x9E3779B97F4A7C15u ^ static_cast<uint64_t>(s.t_x) * 0xC2B2AE3D27D4EB4Fu ^
+                 static_cast<uint64_t>(s.t_c) * 0x165667B19E3779F9u;
+    h ^= h >> 29;
+    es_forecast_memo_slot *slot = &memo->slots[h & (ES_FORECAST_MEMO_SLOTS - 1)];
+    __builtin_prefetch(slot);
+    return slot;
+}
+
+bool memo_hit(const es_forecast_memo_slot *slot, const es_forecast_memo *memo, const es_stored_summary &s) {
+    return slot != nullptr && slot->generation == memo->generation && slot->x == s.x && slot->t_x == s.t_x &&
+           slot->t_c == s.t_c;
+}
+
+void memo_fill(es_forecast_memo_slot *slot, const es_forecast_memo *memo, const es_stored_summary &s, double a0,
+               double a1, double a2) {
+    slot->x = s.x;
+    slot->t_x = s.t_x;
+    slot->t_c = s.t_c;
+    slot->generation = memo->generation;
+    slot->alive[0] = a0;
+    slot->alive[1] = a1;
+    slot->alive[2] = a2;
+}
 
 // A summary read back from a table (es_predict, es_lifetime_value): one es_summarize could have made.
 // es_finalize's own summaries are so by construction, and are not checked again.
@@ -408,19 +482,36 @@ int es_quintile(double s) noexcept {
     return q >= 5.0 ? 5 : static_cast<int>(q);
 }
 
-int es_predict(const es_stored_summary *s, const es_profile *p, double horizon, es_prediction *out, char *err,
-               size_t errlen) noexcept {
+int es_predict(const es_stored_summary *s, const es_profile *p, double horizon, es_forecast_memo *memo,
+               es_prediction *out, char *err, size_t errlen) noexcept {
     std::memset(out, 0, sizeof *out);
+    es_forecast_memo_slot *slot = nullptr;
+    if (memo != nullptr) {
+        const double inputs[7] = {1, p->model_r, p->model_alpha, p->model_a, p->model_b, horizon, 0};
+        slot = memo_slot(memo, inputs, *s);
+    }
     int rc = horizon_error(horizon, err, errlen);
     if (rc == ES_OK) rc = summary_error(*s, err, errlen);
     if (rc != ES_OK) return rc;
     Forecaster f;
-    rc = f.prepare(*s, p, err, errlen);
-    return rc != ES_OK ? rc : f.predict(horizon, out, err, errlen);
+    f.p = p;
+    rc = f.prepare_value(*s, err, errlen);
+    if (rc != ES_OK) return rc;
+    Forecaster::Alive a;
+    if (memo_hit(slot, memo, *s)) {
+        a = {slot->alive[0], slot->alive[1], slot->alive[2]};
+    } else {
+        rc = f.prepare_alive(*s, p, err, errlen);
+        if (rc == ES_OK) rc = f.alive_part(horizon, &a, err, errlen);
+        if (rc != ES_OK) return rc;
+        if (slot != nullptr) memo_fill(slot, memo, *s, a.p_alive, a.expected, a.engage_if_alive);
+    }
+    f.combine(a, out);
+    return ES_OK;
 }
 
 int es_lifetime_value(const es_stored_summary *s, const es_profile *p, int months, double monthly_discount_rate,
-                      double *out, char *err, size_t errlen) noexcept {
+                      es_forecast_memo *memo, double *out, char *err, size_t errlen) noexcept {
     *out = 0;
     if (months < 1 || months > ES_LIFETIME_MONTHS_MAX)
         return es::fail(err, errlen, ES_INVALID_PARAMETER, "months must be between 1 and %d, not %d",
@@ -428,19 +519,26 @@ int es_lifetime_value(const es_stored_summary *s, const es_profile *p, int month
     if (!(std::isfinite(monthly_discount_rate) && monthly_discount_rate >= 0))
         return es::fail(err, errlen, ES_INVALID_PARAMETER,
                         "a monthly discount rate must be a finite number >= 0, not %g", monthly_discount_rate);
+    es_forecast_memo_slot *slot = nullptr;
+    if (memo != nullptr) {
+        const double inputs[7] = {2, p->model_r, p->model_alpha, p->model_a, p->model_b, static_cast<double>(months),
+                                  monthly_discount_rate};
+        slot = memo_slot(memo, inputs, *s);
+    }
     int rc = summary_error(*s, err, errlen);
     if (rc != ES_OK) return rc;
     Forecaster f;
-    rc = f.prepare(*s, p, err, errlen);
+    f.p = p;
+    rc = f.prepare_value(*s, err, errlen);
     if (rc != ES_OK) return rc;
-    // Each month's engagement days are the difference of the cumulative expectations.
-    double days = 0, previous = 0;
-    for (int k = 1; k <= months; ++k) {
-        double e;
-        rc = f.expected(static_cast<double>(ES_DAYS_PER_MONTH) * k, &e, err, errlen);
+    double days;
+    if (memo_hit(slot, memo, *s)) {
+        days = slot->alive[0];
+    } else {
+        rc = f.prepare_alive(*s, p, err, errlen);
+        if (rc == ES_OK) rc = f.discounted_days(months, monthly_discount_rate, &days, err, errlen);
         if (rc != ES_OK) return rc;
-        days += (e - previous) / std::pow(1.0 + monthly_discount_rate, k);
-        previous = e;
+        if (slot != nullptr) memo_fill(slot, memo, *s, days, 0, 0);
     }
     *out = saturating_product(days * f.share, f.conversion_value);
     if (f.penalised) *out *= f.keep;

@@ -323,22 +323,44 @@ typedef struct es_prediction {
 #define ES_DAYS_PER_MONTH 30
 
 /*
+ * What es_predict and es_lifetime_value may keep between the calls of one query: the MBG/NBD part
+ * of a summary's predictions, which depends only on (x, t_x, t_c), the profile's r, alpha, a, b
+ * and the horizon (or the months and the discount rate).  Summaries repeat (every contact born on
+ * the same day with no engagement day since shares one), and each is computed once while it stays
+ * in its slot (direct-mapped by (x, t_x, t_c)).  Results are the same, bit for bit, with or
+ * without a memo.  Plain data owned by the caller; zeroed, it is empty.
+ */
+#define ES_FORECAST_MEMO_SLOTS 16384
+typedef struct es_forecast_memo_slot {
+    int64_t x, t_x, t_c;
+    uint32_t generation;  /* the memo's generation it was filled in (0: never) */
+    double alive[3];      /* es_predict: P(alive), E, P(an engagement day | alive); es_lifetime_value: its days */
+} es_forecast_memo_slot;
+typedef struct es_forecast_memo {
+    double inputs[7];     /* what the slots were computed with: the function, r, alpha, a, b, and its arguments */
+    uint32_t generation;  /* advanced when the inputs change, which empties every slot */
+    es_forecast_memo_slot slots[ES_FORECAST_MEMO_SLOTS];
+} es_forecast_memo;
+
+/*
  * The predictions of summary s over horizon days (0 < horizon <= ES_HORIZON_MAX) with p's model
  * parameters, priors and penalties.  At horizon = p->horizon_days they equal es_finalize's
  * fields bit for bit (both evaluate the same expressions).  ES_INVALID_PARAMETER for a horizon
  * that is not finite and > 0 or a summary no score can hold, ES_OUT_OF_RANGE above the largest.
+ * memo: NULL, or the query's (above).
  */
-int es_predict(const es_stored_summary *s, const es_profile *p, double horizon, es_prediction *out,
-               char *err, size_t errlen) ES_NOEXCEPT;
+int es_predict(const es_stored_summary *s, const es_profile *p, double horizon, es_forecast_memo *memo,
+               es_prediction *out, char *err, size_t errlen) ES_NOEXCEPT;
 
 /*
  * Lifetime value over the next months (1..ES_LIFETIME_MONTHS_MAX) of ES_DAYS_PER_MONTH days, by
  * lifetimes' customer_lifetime_value: for month k, the expected engagement days in it,
  * E(30k) - E(30(k - 1)), times q and the expected conversion value, divided by
  * (1 + monthly_discount_rate)^k; summed, then penalised.  monthly_discount_rate finite and >= 0.
+ * memo: NULL, or the query's (es_predict's).
  */
 int es_lifetime_value(const es_stored_summary *s, const es_profile *p, int months, double monthly_discount_rate,
-                      double *out, char *err, size_t errlen) ES_NOEXCEPT;
+                      es_forecast_memo *memo, double *out, char *err, size_t errlen) ES_NOEXCEPT;
 
 /* Quintile score q(s), and the segment of ES_SEGMENT_LIST's first rule that matches (is_new:
  * tenure_days < new_contact_days). */

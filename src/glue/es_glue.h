@@ -65,6 +65,7 @@ extern const NamedProfile *es_interned_profile(FunctionCallInfo fcinfo, const Na
 extern const NamedProfile *es_builtin_default_profile(void);
 extern int	es_event_type_of(FunctionCallInfo fcinfo, Oid value);
 extern TupleDesc es_result_tupdesc(FunctionCallInfo fcinfo);
+extern es_forecast_memo *es_query_forecast_memo(FunctionCallInfo fcinfo);
 
 /*
  * score_events.c: the state, which btyd_summary shares.  Laid out for the transition function,

@@ -2,7 +2,8 @@
  * predictions.c: the predictions of a stored score's summary at any horizon, and its lifetime
  * value (docs/model.md "Stored summary and any horizon"), for predict() and
  * customer_lifetime_value().  Called once per stored score: the profile is read by name through
- * the query's cache, the result's descriptor is blessed once.
+ * the query's cache, the result's descriptor is blessed once, and summaries that repeat are
+ * predicted once (the query's es_forecast_memo).
  */
 #include "postgres.h"
 
@@ -41,7 +42,8 @@ es_predict_summary(PG_FUNCTION_ARGS)
 	es_stored_summary summary = es_summary_args(fcinfo);
 	es_prediction pr;
 	char		err[ES_ERRLEN];
-	int			status = es_predict(&summary, &profile->values, PG_GETARG_FLOAT8(1), &pr, err, sizeof err);
+	int			status = es_predict(&summary, &profile->values, PG_GETARG_FLOAT8(1), es_query_forecast_memo(fcinfo),
+										 &pr, err, sizeof err);
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
 
@@ -64,8 +66,8 @@ es_lifetime_value_of_summary(PG_FUNCTION_ARGS)
 	es_stored_summary summary = es_summary_args(fcinfo);
 	double		clv;
 	char		err[ES_ERRLEN];
-	int			status = es_lifetime_value(&summary, &profile->values, PG_GETARG_INT32(1), PG_GETARG_FLOAT8(11), &clv,
-										   err, sizeof err);
+	int			status = es_lifetime_value(&summary, &profile->values, PG_GETARG_INT32(1), PG_GETARG_FLOAT8(11),
+										   es_query_forecast_memo(fcinfo), &clv, err, sizeof err);
 
 	if (status != ES_OK)
 		es_raise(status, err);

@@ -54,6 +54,9 @@ typedef struct ProfileCache
 	Oid			enum_oids[ES_EVENT_TYPES];
 	/* a function returning a composite: its result's descriptor, blessed (es_result_tupdesc) */
 	TupleDesc	result_desc;
+	/* predict's and customer_lifetime_value's memo (es_query_forecast_memo), and their calls */
+	es_forecast_memo *forecast_memo;
+	int64		forecast_calls;
 } ProfileCache;
 
 static ProfileCache *
@@ -479,6 +482,18 @@ es_result_tupdesc(FunctionCallInfo fcinfo)
 		MemoryContextSwitchTo(old);
 	}
 	return cache->result_desc;
+}
+
+/* The query's forecast memo (es_forecast_memo), from the function's second call on: a query that
+ * predicts for one contact does not allocate and clear its ~1 MB. */
+es_forecast_memo *
+es_query_forecast_memo(FunctionCallInfo fcinfo)
+{
+	ProfileCache *cache = es_cache(fcinfo);
+
+	if (cache->forecast_memo == NULL && cache->forecast_calls++ > 0)
+		cache->forecast_memo = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(es_forecast_memo));
+	return cache->forecast_memo;
 }
 
 /* The cache's entry for p (another process's profile, deserialized): states then point at it. */

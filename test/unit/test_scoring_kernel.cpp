@@ -1156,7 +1156,7 @@ TEST(Predictions, AtTheProfilesHorizonTheyAreTheStoredFieldsBitForBit) {
         const es_stored_summary summary = stored_summary(s.r);
         es_prediction pr;
         char err[256];
-        ASSERT_EQ(es_predict(&summary, &p, p.horizon_days, &pr, err, sizeof err), ES_OK) << err;
+        ASSERT_EQ(es_predict(&summary, &p, p.horizon_days, nullptr, &pr, err, sizeof err), ES_OK) << err;
         EXPECT_EQ(pr.engagement_probability, s.r.engagement_probability);
         EXPECT_EQ(pr.conversion_probability, s.r.conversion_probability);
         EXPECT_EQ(pr.expected_engagements, s.r.expected_engagements_horizon);
@@ -1181,7 +1181,7 @@ TEST(Predictions, AnyHorizonIsTheContractsFormulas) {
         const double keep = 1 - p.opt_out_penalty;
         es_prediction pr;
         char err[256];
-        ASSERT_EQ(es_predict(&s, &p, h, &pr, err, sizeof err), ES_OK) << err;
+        ASSERT_EQ(es_predict(&s, &p, h, nullptr, &pr, err, sizeof err), ES_OK) << err;
         EXPECT_REL(pr.engagement_probability, engage * keep);
         EXPECT_REL(pr.conversion_probability, engage * q * keep);
         EXPECT_REL(pr.expected_engagements, e * keep);
@@ -1195,7 +1195,7 @@ TEST(Predictions, LongerHorizonsPredictMore) {
     es_prediction before{}, pr;
     char err[256];
     for (double h = 0.5; h < 5000; h *= 1.7) {
-        ASSERT_EQ(es_predict(&s, &p, h, &pr, err, sizeof err), ES_OK) << err;
+        ASSERT_EQ(es_predict(&s, &p, h, nullptr, &pr, err, sizeof err), ES_OK) << err;
         // (the probability tends to P(alive), which it reaches in doubles at long horizons)
         EXPECT_GE(pr.engagement_probability, before.engagement_probability);
         EXPECT_GT(pr.expected_engagements, before.expected_engagements);
@@ -1211,15 +1211,15 @@ TEST(Predictions, BadHorizonsAndSummariesAreRefused) {
     es_prediction pr;
     char err[256];
     for (double h : {0.0, -1.0, double(NAN), double(INFINITY), -double(INFINITY)})
-        EXPECT_EQ(es_predict(&s, &p, h, &pr, err, sizeof err), ES_INVALID_PARAMETER) << h;
-    EXPECT_EQ(es_predict(&s, &p, 2e9, &pr, err, sizeof err), ES_OUT_OF_RANGE);
-    EXPECT_EQ(es_predict(&s, &p, ES_HORIZON_MAX, &pr, err, sizeof err), ES_OK) << err;
+        EXPECT_EQ(es_predict(&s, &p, h, nullptr, &pr, err, sizeof err), ES_INVALID_PARAMETER) << h;
+    EXPECT_EQ(es_predict(&s, &p, 2e9, nullptr, &pr, err, sizeof err), ES_OUT_OF_RANGE);
+    EXPECT_EQ(es_predict(&s, &p, ES_HORIZON_MAX, nullptr, &pr, err, sizeof err), ES_OK) << err;
     const es_stored_summary bad[] = {{-1, 0, 10, 1, 0, 0, 0, 0, 0}, {1, 11, 10, 2, 0, 0, 0, 0, 0},
                                      {1, 0, 10, 2, 0, 0, 0, 0, 0},  {3, 5, 10, 2, 0, 0, 0, 0, 0},
                                      {1, 3, 10, 2, 3, 0, 0, 0, 0},  {1, 3, 10, 2, 1, 2, 5, 0, 0},
                                      {1, 3, 10, 2, 1, 1, NAN, 0, 0}, {1, 3, 10, 2, 1, 1, -5, 0, 0}};
     for (const es_stored_summary &b : bad) {
-        EXPECT_EQ(es_predict(&b, &p, 7, &pr, err, sizeof err), ES_INVALID_PARAMETER);
+        EXPECT_EQ(es_predict(&b, &p, 7, nullptr, &pr, err, sizeof err), ES_INVALID_PARAMETER);
         EXPECT_NE(std::string(err).find("not a stored summary"), std::string::npos) << err;
     }
 }
@@ -1249,15 +1249,68 @@ TEST(Predictions, LifetimeValueIsLifetimesDiscountedMonthlySum) {
             }
             double clv;
             char err[256];
-            ASSERT_EQ(es_lifetime_value(&s, &p, months, rate, &clv, err, sizeof err), ES_OK) << err;
+            ASSERT_EQ(es_lifetime_value(&s, &p, months, rate, nullptr, &clv, err, sizeof err), ES_OK) << err;
             EXPECT_NEAR(clv, expected * keep, 1e-11 * expected * keep) << s.x << " " << rate;
             // One month undiscounted is the 30-day expected value.
             es_prediction pr;
-            ASSERT_EQ(es_predict(&s, &p, 30, &pr, err, sizeof err), ES_OK);
-            ASSERT_EQ(es_lifetime_value(&s, &p, 1, 0, &clv, err, sizeof err), ES_OK);
+            ASSERT_EQ(es_predict(&s, &p, 30, nullptr, &pr, err, sizeof err), ES_OK);
+            ASSERT_EQ(es_lifetime_value(&s, &p, 1, 0, nullptr, &clv, err, sizeof err), ES_OK);
             EXPECT_REL(clv, pr.expected_value);
         }
     }
+}
+
+TEST(Predictions, TheMemoChangesNoResultBitForBit) {
+    // Summaries that repeat, collide in the memo's slots, and change profile and horizon between
+    // calls: every result with the memo is the one without it.
+    std::mt19937_64 rng(7);
+    std::vector<es_stored_summary> summaries;
+    for (int i = 0; i < 400; ++i) {
+        const int64_t x = static_cast<int64_t>(rng() % 6), t_c = 1 + static_cast<int64_t>(rng() % 40);
+        const int64_t t_x = x == 0 ? 0 : 1 + static_cast<int64_t>(rng() % static_cast<uint64_t>(t_c));
+        const int64_t n_days = x + 1 + static_cast<int64_t>(rng() % 3), conv_days = static_cast<int64_t>(rng() % 2);
+        summaries.push_back({x, t_x, t_c, n_days, conv_days, conv_days, conv_days ? 5.0 + i : 0.0,
+                             static_cast<int>(rng() % 5 == 0), static_cast<int>(rng() % 7 == 0)});
+    }
+    es_profile other = es_default_profile();
+    other.model_r = 0.5;
+    other.opt_out_penalty = 0.25;
+    static es_forecast_memo memo{};  // (~1 MB: not on the stack)
+    char err[256];
+    for (int pass = 0; pass < 3; ++pass) {
+        for (size_t i = 0; i < summaries.size(); ++i) {
+            const es_profile p = (i / 50) % 2 ? other : es_default_profile();
+            const double h = pass == 1 ? 7.0 : 30.0;
+            es_prediction with, without;
+            ASSERT_EQ(es_predict(&summaries[i], &p, h, &memo, &with, err, sizeof err), ES_OK) << err;
+            ASSERT_EQ(es_predict(&summaries[i], &p, h, nullptr, &without, err, sizeof err), ES_OK) << err;
+            EXPECT_EQ(std::memcmp(&with, &without, sizeof with), 0) << i;
+            double clv_with, clv_without;
+            ASSERT_EQ(es_lifetime_value(&summaries[i], &p, 3 + pass, 0.01, &memo, &clv_with, err, sizeof err), ES_OK);
+            ASSERT_EQ(es_lifetime_value(&summaries[i], &p, 3 + pass, 0.01, nullptr, &clv_without, err, sizeof err),
+                      ES_OK);
+            EXPECT_EQ(clv_with, clv_without) << i;
+        }
+    }
+    // The same summary again under the same inputs is answered from its slot: a slot altered on
+    // purpose shows in the next result.
+    const es_profile p = es_default_profile();
+    es_prediction first, second;
+    ASSERT_EQ(es_predict(&summaries[0], &p, 11.0, &memo, &first, err, sizeof err), ES_OK);
+    int filled = 0;
+    for (es_forecast_memo_slot &slot : memo.slots)
+        if (slot.generation == memo.generation && slot.x == summaries[0].x && slot.t_x == summaries[0].t_x &&
+            slot.t_c == summaries[0].t_c) {
+            slot.alive[1] *= 2;  // E
+            ++filled;
+        }
+    ASSERT_EQ(filled, 1);
+    ASSERT_EQ(es_predict(&summaries[0], &p, 11.0, &memo, &second, err, sizeof err), ES_OK);
+    EXPECT_EQ(second.expected_engagements, 2 * first.expected_engagements);
+    // A summary the memo holds is still checked: a bad one is refused, not answered from the slot.
+    es_stored_summary bad = summaries[0];
+    bad.conv_days = bad.n_days + 1;
+    EXPECT_EQ(es_predict(&bad, &p, 11.0, &memo, &second, err, sizeof err), ES_INVALID_PARAMETER);
 }
 
 TEST(Predictions, LifetimeValueRefusesBadMonthsAndRates) {
@@ -1266,8 +1319,8 @@ TEST(Predictions, LifetimeValueRefusesBadMonthsAndRates) {
     double clv;
     char err[256];
     for (int months : {0, -1, ES_LIFETIME_MONTHS_MAX + 1})
-        EXPECT_EQ(es_lifetime_value(&s, &p, months, 0.01, &clv, err, sizeof err), ES_INVALID_PARAMETER) << months;
+        EXPECT_EQ(es_lifetime_value(&s, &p, months, 0.01, nullptr, &clv, err, sizeof err), ES_INVALID_PARAMETER) << months;
     for (double rate : {-0.01, double(NAN), double(INFINITY)})
-        EXPECT_EQ(es_lifetime_value(&s, &p, 12, rate, &clv, err, sizeof err), ES_INVALID_PARAMETER) << rate;
-    EXPECT_EQ(es_lifetime_value(&s, &p, ES_LIFETIME_MONTHS_MAX, 0, &clv, err, sizeof err), ES_OK) << err;
+        EXPECT_EQ(es_lifetime_value(&s, &p, 12, rate, nullptr, &clv, err, sizeof err), ES_INVALID_PARAMETER) << rate;
+    EXPECT_EQ(es_lifetime_value(&s, &p, ES_LIFETIME_MONTHS_MAX, 0, nullptr, &clv, err, sizeof err), ES_OK) << err;
 }
