@@ -2960,7 +2960,8 @@ REVOKE EXECUTE ON FUNCTION @extschema@.fit_model(text, timestamptz, text) FROM P
 -- holdout to holdout_end.  _validation fills pg_temp._es_validation with every calibration
 -- contact's summary as of the calibration end (its score there: the MBG/NBD and Gamma-Gamma
 -- summaries, the conversion days for q, the opt-out and undeliverable flags, the composite),
--- predicted and actual repeat engagement days and conversion value in the holdout, and returns
+-- predicted and actual repeat engagement days and conversion value in the holdout (and the predicted
+-- engagement probability, which validate_lift ranks by), and returns
 -- the parameters used; validate_model, validate_model_summary and validate_lift read it.
 ------------------------------------------------------------------------------------------------
 CREATE OR REPLACE FUNCTION @extschema@._validation(calibration_end timestamptz, holdout_end timestamptz, profile text,
@@ -2974,6 +2975,7 @@ DECLARE
     caller  text;
     fitted  record;   -- a _fit_*_ladder's answer
     note    text;
+    doc     jsonb;    -- the profile with the parameters used, for _predict
     cal_day bigint;
     hold_day bigint;
 BEGIN
@@ -3017,7 +3019,7 @@ BEGIN
                (cal.s).n_days, (cal.s).conv_days, (cal.s).x_v::integer AS x_v, (cal.s).m_v,
                (cal.s).opted_out, (cal.s).undeliverable, (cal.s).composite,
                coalesce(hold.days, 0)::float8 AS actual, coalesce(hold.value, 0)::float8 AS actual_value,
-               NULL::float8 AS predicted, NULL::float8 AS predicted_value
+               NULL::float8 AS predicted, NULL::float8 AS predicted_value, NULL::float8 AS engagement_probability
           FROM cal LEFT JOIN hold USING (contact_id)$q$,
         events, CASE WHEN p.events_relation = '@extschema@.engagement_events'::regclass THEN '$4' ELSE '$5' END)
     USING calibration_end, cal_day, hold_day, p.name, to_jsonb(p);
@@ -3065,21 +3067,25 @@ BEGIN
         parameters := ROW(p.model_r, p.model_alpha, p.model_a, p.model_b, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
         value_parameters := ROW(p.gg_p, p.gg_q, p.gg_v, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
     END IF;
-    -- one MBG/NBD prediction per distinct summary; the value as the score's expected_value over
-    -- the holdout: E(horizon) * q * expected_conversion_value, times the opt-out and undeliverable
-    -- factors of the contact as of C
+    -- predicted: the MBG/NBD expectation over the holdout, unpenalised (the literature's check), one
+    -- per distinct summary; the value and the probability: the score's expected_value and
+    -- engagement_probability over the holdout, penalised (predict's kernel, with the parameters used)
+    doc := to_jsonb(p) || jsonb_build_object('model_r', parameters.r, 'model_alpha', parameters.alpha,
+                                             'model_a', parameters.a, 'model_b', parameters.b,
+                                             'gg_p', value_parameters.p, 'gg_q', value_parameters.q,
+                                             'gg_v', value_parameters.v);
     UPDATE pg_temp._es_validation v
-       SET predicted = d.predicted,
-           predicted_value = d.predicted * (v.conv_days + p.conv_prior_a) / (v.n_days + p.conv_prior_a + p.conv_prior_b)
-                             * @extschema@.expected_conversion_value(v.x_v, v.m_v, value_parameters.p, value_parameters.q,
-                                                                     value_parameters.v)
-                             * CASE WHEN v.opted_out THEN 1 - p.opt_out_penalty ELSE 1 END
-                             * CASE WHEN v.undeliverable THEN 1 - p.undeliverable_penalty ELSE 1 END
+       SET predicted = d.predicted, predicted_value = (c.pr).expected_value,
+           engagement_probability = (c.pr).engagement_probability
       FROM (SELECT x, t_x, t, @extschema@.expected_engagements('mbgnbd', (hold_day - cal_day)::float8, x, t_x, t,
                                                                 parameters.r, parameters.alpha, parameters.a,
                                                                 parameters.b) AS predicted
-              FROM (SELECT DISTINCT x, t_x, t FROM pg_temp._es_validation) u) d
-     WHERE v.x = d.x AND v.t_x = d.t_x AND v.t = d.t;
+              FROM (SELECT DISTINCT x, t_x, t FROM pg_temp._es_validation) u) d,
+           (SELECT u.contact_id,
+                   @extschema@._predict(doc, (hold_day - cal_day)::float8, u.x, u.t_x::bigint, u.t::bigint, u.n_days,
+                                        u.conv_days, u.x_v, u.m_v, u.opted_out, u.undeliverable) AS pr
+              FROM pg_temp._es_validation u OFFSET 0) c
+     WHERE v.x = d.x AND v.t_x = d.t_x AND v.t = d.t AND v.contact_id = c.contact_id;
 END $$;
 
 CREATE OR REPLACE FUNCTION @extschema@.validate_model(calibration_end timestamptz, holdout_end timestamptz,
@@ -3141,10 +3147,6 @@ CREATE OR REPLACE FUNCTION @extschema@.validate_lift(calibration_end timestamptz
 RETURNS TABLE (decile integer, contacts bigint, predicted float8, actual float8, share float8,
                cumulative_share float8, lift float8)
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    params  @extschema@.model_fit;
-    p       @extschema@.scoring_profiles;
-    horizon float8;
 BEGIN
     PERFORM @extschema@._arguments_not_null('validate_lift(calibration_end, holdout_end, profile, rank_by, fit)',
                                             calibration_end IS NULL, holdout_end IS NULL, profile IS NULL,
@@ -3153,20 +3155,14 @@ BEGIN
         RAISE EXCEPTION 'rank_by must be ''expected_value'', ''engagement_probability'' or ''composite'', not %',
                         quote_literal(rank_by) USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    params := (@extschema@._validation(calibration_end, holdout_end, profile, fit)).parameters;
-    p := @extschema@._profile_or_error(profile);
-    horizon := floor(extract(epoch FROM holdout_end) / 86400) - floor(extract(epoch FROM calibration_end) / 86400);
+    PERFORM @extschema@._validation(calibration_end, holdout_end, profile, fit);
     RETURN QUERY
     WITH ranked AS (
         SELECT v.predicted_value, v.actual_value,
                ntile(10) OVER (ORDER BY CASE rank_by
                                         WHEN 'expected_value' THEN v.predicted_value
                                         WHEN 'composite' THEN v.composite
-                                        -- the score's engagement_probability over the holdout
-                                        ELSE (1 - @extschema@.prob_no_engagement('mbgnbd', horizon, v.x, v.t_x, v.t,
-                                                    params.r, params.alpha, params.a, params.b))
-                                             * CASE WHEN v.opted_out THEN 1 - p.opt_out_penalty ELSE 1 END
-                                             * CASE WHEN v.undeliverable THEN 1 - p.undeliverable_penalty ELSE 1 END
+                                        ELSE v.engagement_probability
                                         END DESC, v.contact_id) AS k
           FROM pg_temp._es_validation v),
     deciles AS (
@@ -3193,6 +3189,16 @@ AS 'MODULE_PATHNAME', 'es_predict_summary' LANGUAGE C STABLE STRICT PARALLEL SAF
 
 COMMENT ON FUNCTION @extschema@._predict(text, float8, bigint, bigint, bigint, bigint, bigint, bigint, float8, boolean, boolean) IS
     'The predictions of a stored summary over horizon_days, with the profile''s parameters (NULL for a score stored before model version 3)';
+
+-- (the profile as a document: validation's, with the parameters fitted to its calibration period)
+CREATE OR REPLACE FUNCTION @extschema@._predict(profile jsonb, horizon_days float8, x bigint, t_x bigint, t_c bigint,
+                                     n_days bigint, conv_days bigint, x_v bigint, m_v float8, opted_out boolean,
+                                     undeliverable boolean)
+RETURNS @extschema@.prediction
+AS 'MODULE_PATHNAME', 'es_predict_summary' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+
+COMMENT ON FUNCTION @extschema@._predict(jsonb, float8, bigint, bigint, bigint, bigint, bigint, bigint, float8, boolean, boolean) IS
+    'The predictions of a stored summary over horizon_days, with the parameters of a profile document (to_jsonb of a profile row)';
 
 CREATE OR REPLACE FUNCTION @extschema@._lifetime_value(profile text, months integer, x bigint, t_x bigint, t_c bigint,
                                             n_days bigint, conv_days bigint, x_v bigint, m_v float8,

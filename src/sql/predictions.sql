@@ -33,6 +33,15 @@ AS 'MODULE_PATHNAME', 'es_predict_summary' LANGUAGE C STABLE STRICT PARALLEL SAF
 COMMENT ON FUNCTION @extschema@._predict(text, float8, bigint, bigint, bigint, bigint, bigint, bigint, float8, boolean, boolean) IS
     'The predictions of a stored summary over horizon_days, with the profile''s parameters (NULL for a score stored before model version 3)';
 
+-- (the profile as a document: validation's, with the parameters fitted to its calibration period)
+CREATE FUNCTION @extschema@._predict(profile jsonb, horizon_days float8, x bigint, t_x bigint, t_c bigint,
+                                     n_days bigint, conv_days bigint, x_v bigint, m_v float8, opted_out boolean,
+                                     undeliverable boolean)
+RETURNS @extschema@.prediction
+AS 'MODULE_PATHNAME', 'es_predict_summary' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@._predict(jsonb, float8, bigint, bigint, bigint, bigint, bigint, bigint, float8, boolean, boolean) IS
+    'The predictions of a stored summary over horizon_days, with the parameters of a profile document (to_jsonb of a profile row)';
+
 CREATE FUNCTION @extschema@._lifetime_value(profile text, months integer, x bigint, t_x bigint, t_c bigint,
                                             n_days bigint, conv_days bigint, x_v bigint, m_v float8,
                                             opted_out boolean, undeliverable boolean, monthly_discount_rate float8)
