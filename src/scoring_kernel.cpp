@@ -131,6 +131,15 @@ int64_t floor_div(int64_t a, int64_t b) {
     return q;
 }
 
+// The penalties' factor (docs/model.md "Opted-out and undeliverable contacts"): each flag's, both
+// when both, 1 when neither.
+double penalty_factor(const es_profile *p, bool opted_out, bool undeliverable) {
+    double keep = 1.0;
+    if (opted_out) keep *= 1.0 - p->opt_out_penalty;
+    if (undeliverable) keep *= 1.0 - p->undeliverable_penalty;
+    return keep;
+}
+
 // The predictions of one stored summary: what does not depend on the horizon, once (prepare),
 // then any horizon (predict).  es_finalize and es_predict share it, so the stored fields and
 // the predictions at the profile's horizon_days are the same expressions.  The MBG/NBD part
@@ -171,8 +180,7 @@ struct Forecaster {
         const int rc = es_gg_expected_value(static_cast<double>(s.x_v), s.m_v, p->gg_p, p->gg_q, p->gg_v,
                                             &conversion_value, err, errlen);
         if (rc != ES_OK) return rc;
-        if (s.opted_out) keep *= 1.0 - p->opt_out_penalty;
-        if (s.undeliverable) keep *= 1.0 - p->undeliverable_penalty;
+        keep = penalty_factor(p, s.opted_out, s.undeliverable);
         penalised = s.opted_out || s.undeliverable;
         return ES_OK;
     }
@@ -684,10 +692,7 @@ int es_finalize(const es_accum *acc, const int32_t *keys, size_t nkeys, const es
     out->tenure_days = age_days(T, acc->first_event_at);
     out->birth_at = floor_div(acc->first_event_at, ES_USECS_PER_DAY) * ES_USECS_PER_DAY;
 
-    // The penalties: each flag's factor, both when both.
-    double keep = 1.0;
-    if (out->opted_out) keep *= 1.0 - p->opt_out_penalty;
-    if (out->undeliverable) keep *= 1.0 - p->undeliverable_penalty;
+    const double keep = penalty_factor(p, out->opted_out, out->undeliverable);
     const bool penalised = out->opted_out || out->undeliverable;
     out->composite_unpenalised = std::min(p->weight_recency * out->recency + p->weight_frequency * out->frequency +
                                               p->weight_monetary * out->monetary +
