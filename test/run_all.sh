@@ -37,12 +37,7 @@ scratch_dir tests
 section "Debian package (test/package/debian_package.sh, ES_PACKAGE_INSTALL=${ES_PACKAGE_INSTALL:-extract})"
 run_tap test/package/debian_package.sh
 
-section "build and install"
-if ! { make -s -j2 && make -s install; } >"$WORK/build.log" 2>&1; then
-    cat "$WORK/build.log"
-    setup_failed "the build did not succeed (its log is above); no cluster was started"
-fi
-echo "built and installed engagement_scoring"
+build_and_install
 
 section "C++ kernel unit tests (GoogleTest)"
 if make -s test/unit/kernel_tests >"$WORK/unit_build.log" 2>&1; then

@@ -24,12 +24,7 @@ echo "PostgreSQL $(pg_config --version | sed 's/^PostgreSQL //'), $(. /etc/os-re
 section "Debian package (test/package/debian_package.sh)"
 run_tap test/package/debian_package.sh
 
-section "build and install"
-if ! { make -s -j2 && make -s install; } >"$WORK/build.log" 2>&1; then
-    cat "$WORK/build.log"
-    setup_failed "the build did not succeed (its log is above)"
-fi
-echo "built (-Wall -Wextra -Werror) and installed engagement_scoring"
+build_and_install
 
 section "starting a throwaway cluster on port $PORT"
 start_test_cluster "$WORK/pg" "$PORT" || setup_failed "could not start PostgreSQL (above)"

@@ -15,6 +15,17 @@ setup_failed() {
     exit 1
 }
 
+# build_and_install: the extension built and installed into the PostgreSQL of pg_config (a failure
+# stops the run, before any cluster starts).
+build_and_install() {
+    section "build and install"
+    if ! { make -s -j2 && make -s install; } >"$WORK/build.log" 2>&1; then
+        cat "$WORK/build.log"
+        setup_failed "the build did not succeed (its log is above); no cluster was started"
+    fi
+    echo "built and installed engagement_scoring ($(pg_config --version))"
+}
+
 # run_tap TEST: runs a script printing TAP-style "ok - ..." / "not ok - ..." lines and counts them
 # (a script that fails without a "not ok" line counts as one failure).
 run_tap() {
