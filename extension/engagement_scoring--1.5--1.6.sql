@@ -110,6 +110,7 @@ SELECT c.relacl FROM pg_class c WHERE c.oid = '@extschema@.contact_scores'::regc
 DROP FUNCTION @extschema@.readable_score(@extschema@.score);   -- (two more fields, read from contact_scores)
 DROP FUNCTION @extschema@.readable_scores(text);
 DROP VIEW @extschema@.contact_scores;
+-- (each profile's source fingerprint computed once, not per score: OFFSET 0 keeps the subquery whole)
 CREATE VIEW @extschema@.contact_scores WITH (security_invoker = true) AS
 SELECT s.*,
        (s.calculated_at < now() - p.max_score_age
@@ -126,10 +127,10 @@ SELECT s.*,
         OFFSET 0) p ON p.name = s.profile;
 COMMENT ON VIEW @extschema@.contact_scores IS
     'Stored scores with is_stale: older than the profile''s max_score_age, scored under an older profile version or model version or from a source defined otherwise, or events changed since';
-SELECT @extschema@._upgrade_copy_grants(relacl, 'TABLE', '@extschema@.contact_scores') FROM pg_temp._es_view_acl;
-DROP TABLE pg_temp._es_view_acl;
 COMMENT ON COLUMN @extschema@.contact_scores.is_stale IS
     'Older than max_score_age, of another profile or model version, or the contact''s events changed since';
+SELECT @extschema@._upgrade_copy_grants(relacl, 'TABLE', '@extschema@.contact_scores') FROM pg_temp._es_view_acl;
+DROP TABLE pg_temp._es_view_acl;
 
 -- Every profile has its distribution row from the moment it exists (the lock of its refreshes):
 -- empty (refreshed_at NULL) until its first refresh.

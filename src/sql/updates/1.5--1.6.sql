@@ -110,26 +110,9 @@ SELECT c.relacl FROM pg_class c WHERE c.oid = '@extschema@.contact_scores'::regc
 DROP FUNCTION @extschema@.readable_score(@extschema@.score);   -- (two more fields, read from contact_scores)
 DROP FUNCTION @extschema@.readable_scores(text);
 DROP VIEW @extschema@.contact_scores;
-CREATE VIEW @extschema@.contact_scores WITH (security_invoker = true) AS
-SELECT s.*,
-       (s.calculated_at < now() - p.max_score_age
-        OR s.profile_version <> p.version
-        OR s.model_version <> @extschema@.model_version()
-        OR p.source_changed
-        OR EXISTS (SELECT FROM @extschema@.pending_rescore pr WHERE pr.profile = s.profile AND pr.contact_id = s.contact_id)
-        OR EXISTS (SELECT FROM @extschema@.event_changes c WHERE c.contact_id = s.contact_id)) AS is_stale
-  FROM @extschema@.engagement_scores s
-  JOIN (SELECT sp.name, sp.max_score_age, sp.version,
-               d.source_fingerprint IS DISTINCT FROM @extschema@._source_fingerprint(sp.events_relation) AS source_changed
-          FROM @extschema@.scoring_profiles sp
-          LEFT JOIN @extschema@.score_distributions d ON d.profile = sp.name
-        OFFSET 0) p ON p.name = s.profile;
-COMMENT ON VIEW @extschema@.contact_scores IS
-    'Stored scores with is_stale: older than the profile''s max_score_age, scored under an older profile version or model version or from a source defined otherwise, or events changed since';
+-- @view contact_scores
 SELECT @extschema@._upgrade_copy_grants(relacl, 'TABLE', '@extschema@.contact_scores') FROM pg_temp._es_view_acl;
 DROP TABLE pg_temp._es_view_acl;
-COMMENT ON COLUMN @extschema@.contact_scores.is_stale IS
-    'Older than max_score_age, of another profile or model version, or the contact''s events changed since';
 
 -- Every profile has its distribution row from the moment it exists (the lock of its refreshes):
 -- empty (refreshed_at NULL) until its first refresh.
