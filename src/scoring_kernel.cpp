@@ -236,37 +236,34 @@ struct Forecaster {
 };
 
 // The memo's slot for summary s computed with inputs (es_forecast_memo), prefetched (the caller
-// checks it, memo_hit, after work of its own: the slot is seldom in the cache); inputs other
-// than the memo's empty it first.
-es_forecast_memo_slot *memo_slot(es_forecast_memo *memo, const double (&inputs)[7], const es_stored_summary &s) {
+// compares its key after work of its own), and s's key in it; no slot for a summary too large
+// for a key.  Inputs other than the memo's empty it first.
+es_forecast_memo_slot *memo_slot(es_forecast_memo *memo, const double (&inputs)[7], const es_stored_summary &s,
+                                 uint64_t *key) {
     static_assert(sizeof inputs == sizeof memo->inputs, "a memo's inputs");
     static_assert((ES_FORECAST_MEMO_SLOTS & (ES_FORECAST_MEMO_SLOTS - 1)) == 0, "a power of 2");
+    constexpr int bits = ES_FORECAST_MEMO_BITS;
+    constexpr uint64_t limit = uint64_t{1} << bits, generations = uint64_t{1} << (64 - 3 * bits);
+    if (!(s.x >= 0 && s.t_x >= 0 && s.t_c >= 0 && static_cast<uint64_t>(s.x) < limit &&
+          static_cast<uint64_t>(s.t_x) < limit && static_cast<uint64_t>(s.t_c) < limit))
+        return nullptr;
     if (memo->generation == 0 || std::memcmp(memo->inputs, inputs, sizeof inputs) != 0) {
         std::memcpy(memo->inputs, inputs, sizeof inputs);
-        if (++memo->generation == 0) {  // (wrapped: the old generations' numbers come back)
+        if (++memo->generation >= generations) {  // (the old generations' numbers come back: empty every slot)
             std::memset(memo->slots, 0, sizeof memo->slots);
             memo->generation = 1;
         }
     }
-    uint64_t h = static_cast<uint64_t>(s.x) * 0x9E3779B97F4A7C15u ^ static_cast<uint64_t>(s.t_x) * 0xC2B2AE3D27D4EB4Fu ^
-                 static_cast<uint64_t>(s.t_c) * 0x165667B19E3779F9u;
-    h ^= h >> 29;
-    es_forecast_memo_slot *slot = &memo->slots[h & (ES_FORECAST_MEMO_SLOTS - 1)];
+    const uint64_t summary = static_cast<uint64_t>(s.x) << (2 * bits) | static_cast<uint64_t>(s.t_x) << bits |
+                             static_cast<uint64_t>(s.t_c);
+    *key = memo->generation << (3 * bits) | summary;
+    es_forecast_memo_slot *slot = &memo->slots[(summary * 0x9E3779B97F4A7C15u) >> 32 & (ES_FORECAST_MEMO_SLOTS - 1)];
     __builtin_prefetch(slot);
     return slot;
 }
 
-bool memo_hit(const es_forecast_memo_slot *slot, const es_forecast_memo *memo, const es_stored_summary &s) {
-    return slot != nullptr && slot->generation == memo->generation && slot->x == s.x && slot->t_x == s.t_x &&
-           slot->t_c == s.t_c;
-}
-
-void memo_fill(es_forecast_memo_slot *slot, const es_forecast_memo *memo, const es_stored_summary &s, double a0,
-               double a1, double a2) {
-    slot->x = s.x;
-    slot->t_x = s.t_x;
-    slot->t_c = s.t_c;
-    slot->generation = memo->generation;
+void memo_fill(es_forecast_memo_slot *slot, uint64_t key, double a0, double a1, double a2) {
+    slot->key = key;
     slot->alive[0] = a0;
     slot->alive[1] = a1;
     slot->alive[2] = a2;
@@ -494,9 +491,10 @@ int es_predict(const es_stored_summary *s, const es_profile *p, double horizon, 
                es_prediction *out, char *err, size_t errlen) noexcept {
     std::memset(out, 0, sizeof *out);
     es_forecast_memo_slot *slot = nullptr;
+    uint64_t key = 0;
     if (memo != nullptr) {
         const double inputs[7] = {1, p->model_r, p->model_alpha, p->model_a, p->model_b, horizon, 0};
-        slot = memo_slot(memo, inputs, *s);
+        slot = memo_slot(memo, inputs, *s, &key);
     }
     int rc = horizon_error(horizon, err, errlen);
     if (rc == ES_OK) rc = summary_error(*s, err, errlen);
@@ -506,13 +504,13 @@ int es_predict(const es_stored_summary *s, const es_profile *p, double horizon, 
     rc = f.prepare_value(*s, err, errlen);
     if (rc != ES_OK) return rc;
     Forecaster::Alive a;
-    if (memo_hit(slot, memo, *s)) {
+    if (slot != nullptr && slot->key == key) {
         a = {slot->alive[0], slot->alive[1], slot->alive[2]};
     } else {
         rc = f.prepare_alive(*s, p, err, errlen);
         if (rc == ES_OK) rc = f.alive_part(horizon, &a, err, errlen);
         if (rc != ES_OK) return rc;
-        if (slot != nullptr) memo_fill(slot, memo, *s, a.p_alive, a.expected, a.engage_if_alive);
+        if (slot != nullptr) memo_fill(slot, key, a.p_alive, a.expected, a.engage_if_alive);
     }
     f.combine(a, out);
     return ES_OK;
@@ -528,10 +526,11 @@ int es_lifetime_value(const es_stored_summary *s, const es_profile *p, int month
         return es::fail(err, errlen, ES_INVALID_PARAMETER,
                         "a monthly discount rate must be a finite number >= 0, not %g", monthly_discount_rate);
     es_forecast_memo_slot *slot = nullptr;
+    uint64_t key = 0;
     if (memo != nullptr) {
         const double inputs[7] = {2, p->model_r, p->model_alpha, p->model_a, p->model_b, static_cast<double>(months),
                                   monthly_discount_rate};
-        slot = memo_slot(memo, inputs, *s);
+        slot = memo_slot(memo, inputs, *s, &key);
     }
     int rc = summary_error(*s, err, errlen);
     if (rc != ES_OK) return rc;
@@ -540,13 +539,13 @@ int es_lifetime_value(const es_stored_summary *s, const es_profile *p, int month
     rc = f.prepare_value(*s, err, errlen);
     if (rc != ES_OK) return rc;
     double days;
-    if (memo_hit(slot, memo, *s)) {
+    if (slot != nullptr && slot->key == key) {
         days = slot->alive[0];
     } else {
         rc = f.prepare_alive(*s, p, err, errlen);
         if (rc == ES_OK) rc = f.discounted_days(months, monthly_discount_rate, &days, err, errlen);
         if (rc != ES_OK) return rc;
-        if (slot != nullptr) memo_fill(slot, memo, *s, days, 0, 0);
+        if (slot != nullptr) memo_fill(slot, key, days, 0, 0);
     }
     *out = saturating_product(days * f.share, f.conversion_value);
     if (f.penalised) *out *= f.keep;

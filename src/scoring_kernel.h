@@ -327,18 +327,18 @@ typedef struct es_prediction {
  * of a summary's predictions, which depends only on (x, t_x, t_c), the profile's r, alpha, a, b
  * and the horizon (or the months and the discount rate).  Summaries repeat (every contact born on
  * the same day with no engagement day since shares one), and each is computed once while it stays
- * in its slot (direct-mapped by (x, t_x, t_c)).  Results are the same, bit for bit, with or
- * without a memo.  Plain data owned by the caller; zeroed, it is empty.
+ * in its slot (direct-mapped; 256 kB, so that a lookup stays in the CPU's cache).  Results are the
+ * same, bit for bit, with or without a memo.  Plain data owned by the caller; zeroed, it is empty.
  */
-#define ES_FORECAST_MEMO_SLOTS 16384
+#define ES_FORECAST_MEMO_SLOTS 8192
+#define ES_FORECAST_MEMO_BITS 19  /* x, t_x and t_c each below 2^19 (1,435 years of days), else not kept */
 typedef struct es_forecast_memo_slot {
-    int64_t x, t_x, t_c;
-    uint32_t generation;  /* the memo's generation it was filled in (0: never) */
-    double alive[3];      /* es_predict: P(alive), E, P(an engagement day | alive); es_lifetime_value: its days */
+    uint64_t key;     /* generation << 57 | x << 38 | t_x << 19 | t_c; 0: empty */
+    double alive[3];  /* es_predict: P(alive), E, P(an engagement day | alive); es_lifetime_value: its days */
 } es_forecast_memo_slot;
 typedef struct es_forecast_memo {
-    double inputs[7];     /* what the slots were computed with: the function, r, alpha, a, b, and its arguments */
-    uint32_t generation;  /* advanced when the inputs change, which empties every slot */
+    double inputs[7];     /* what the slots were computed with: the function, r, alpha, a, b, its arguments */
+    uint64_t generation;  /* 1..127, advanced when the inputs change: the slots of another are empty */
     es_forecast_memo_slot slots[ES_FORECAST_MEMO_SLOTS];
 } es_forecast_memo;
 

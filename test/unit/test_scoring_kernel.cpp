@@ -1297,16 +1297,23 @@ TEST(Predictions, TheMemoChangesNoResultBitForBit) {
     const es_profile p = es_default_profile();
     es_prediction first, second;
     ASSERT_EQ(es_predict(&summaries[0], &p, 11.0, &memo, &first, err, sizeof err), ES_OK);
+    const int bits = ES_FORECAST_MEMO_BITS;
+    const uint64_t key = memo.generation << (3 * bits) | static_cast<uint64_t>(summaries[0].x) << (2 * bits) |
+                         static_cast<uint64_t>(summaries[0].t_x) << bits | static_cast<uint64_t>(summaries[0].t_c);
     int filled = 0;
     for (es_forecast_memo_slot &slot : memo.slots)
-        if (slot.generation == memo.generation && slot.x == summaries[0].x && slot.t_x == summaries[0].t_x &&
-            slot.t_c == summaries[0].t_c) {
+        if (slot.key == key) {
             slot.alive[1] *= 2;  // E
             ++filled;
         }
     ASSERT_EQ(filled, 1);
     ASSERT_EQ(es_predict(&summaries[0], &p, 11.0, &memo, &second, err, sizeof err), ES_OK);
     EXPECT_EQ(second.expected_engagements, 2 * first.expected_engagements);
+    // A summary too large for a key is computed, not kept.
+    const es_stored_summary old_contact = {2, 10, int64_t{1} << 19, 3, 0, 0, 0, 0, 0};
+    ASSERT_EQ(es_predict(&old_contact, &p, 11.0, &memo, &first, err, sizeof err), ES_OK) << err;
+    ASSERT_EQ(es_predict(&old_contact, &p, 11.0, nullptr, &second, err, sizeof err), ES_OK) << err;
+    EXPECT_EQ(std::memcmp(&first, &second, sizeof first), 0);
     // A summary the memo holds is still checked: a bad one is refused, not answered from the slot.
     es_stored_summary bad = summaries[0];
     bad.conv_days = bad.n_days + 1;
