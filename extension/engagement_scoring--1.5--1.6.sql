@@ -103,6 +103,7 @@ DROP FUNCTION @extschema@._source_kind_expr(@extschema@.event_sources);
 DROP FUNCTION @extschema@._report_unmapped(@extschema@.scoring_profiles, bigint, bigint, text);
 DROP FUNCTION @extschema@._refresh_score_contacts(@extschema@.scoring_profiles, text, timestamptz, boolean, boolean);
 DROP FUNCTION @extschema@._refresh(text, boolean);
+DROP FUNCTION @extschema@._source_contact_query(@extschema@.scoring_profiles, text);   -- (the relation to read is given)
 
 -- contact_scores is s.* of the scores: made again with the new columns, for the roles it had.
 CREATE TEMP TABLE _es_view_acl ON COMMIT DROP AS
@@ -638,15 +639,72 @@ BEGIN
     END IF;
 END $$;
 
+-- Whether this backend runs a Citus task: a query Citus pushed down to a shard (its connections
+-- carry application_name 'citus_internal gpid=...', Citus's own test, IsCitusInternalBackend).
+-- There Citus refuses any query of a distributed or reference table ("cannot execute a distributed
+-- query from a query on a shard"), so the functions that read such tables per contact read the
+-- local placements instead (_citus_local_relation; docs/scale-out.md, "Per-row calls").  Inlined,
+-- so no SET clause and every name qualified.
+CREATE OR REPLACE FUNCTION @extschema@._in_citus_shard_query() RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT pg_catalog.starts_with(pg_catalog.current_setting('application_name'), 'citus_internal gpid=')
+$$;
+
+-- In a Citus task (_in_citus_shard_query): the local placement a function reads instead of rel, a
+-- table Citus distributes: a reference table's placement (every node has one), or the shard of a
+-- hash-distributed table holding contact, which must be on this node.  It is when contact is the
+-- distribution value of the row being processed and rel is co-located with the table scanned: Citus
+-- keeps co-located shards on one node through moves and rebalances, and sends a transaction's
+-- work on a group of co-located shards over one connection, so the placement read is the one the
+-- pushed-down query sees, with that transaction's writes.  Else 0A000, saying why.  The name, quoted
+-- and qualified.
+CREATE OR REPLACE FUNCTION @extschema@._citus_local_relation(rel regclass, contact bigint, contact_column name DEFAULT 'contact_id')
+RETURNS text
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    method "char" := @extschema@._citus_method(rel);
+    shard  bigint;
+    placed text;
+BEGIN
+    IF method IS NULL THEN
+        RAISE EXCEPTION '% is not a Citus table: called in a query Citus pushed down to a shard, this node''s % is not the coordinator''s', rel, rel
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Call the function at the top level of a query on the coordinator (e.g. over a list of contacts), or read a distributed events table (citus_distribute).';
+    END IF;
+    IF method = 'n' THEN
+        EXECUTE 'SELECT s.shardid FROM pg_catalog.pg_dist_shard s WHERE s.logicalrelid = $1' INTO shard USING rel;
+    ELSE
+        IF contact IS NULL OR NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition d WHERE d.logicalrelid = rel AND d.partmethod = 'h'
+                                             AND pg_catalog.column_to_column_name(d.logicalrelid, d.partkey) = contact_column) THEN
+            RAISE EXCEPTION '% is not hash-distributed by its contact column %', rel, quote_ident(contact_column)
+                USING ERRCODE = 'feature_not_supported';
+        END IF;
+        shard := pg_catalog.get_shard_id_for_distribution_column(rel, contact);
+    END IF;
+    placed := pg_catalog.shard_name(rel, shard);
+    IF to_regclass(placed) IS NULL THEN
+        RAISE EXCEPTION 'contact %: its rows of % are not on this node, where Citus runs this part of the query', contact, rel
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Called per row of a query over a distributed table, a per-contact function must be given the row''s own contact, of a table co-located with the events (create_distributed_table(..., colocate_with => ''engagement.engagement_scores'')).';
+    END IF;
+    RETURN placed;
+END $$;
+
 -- The profile row, or 42704 (the one place SQL reports an unknown profile; the C lookup of the
--- aggregates says the same).
+-- aggregates says the same).  In a Citus task, from this node's placement of the reference table.
 CREATE OR REPLACE FUNCTION @extschema@._profile_or_error(profile text) RETURNS @extschema@.scoring_profiles
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     p @extschema@.scoring_profiles;
 BEGIN
-    SELECT * INTO p FROM @extschema@.scoring_profiles sp WHERE sp.name = profile;
-    IF NOT FOUND THEN
+    IF @extschema@._in_citus_shard_query() THEN
+        EXECUTE format('SELECT * FROM %s sp WHERE sp.name = $1',
+                       @extschema@._citus_local_relation('@extschema@.scoring_profiles', NULL))
+           INTO p USING profile;
+    ELSE
+        SELECT * INTO p FROM @extschema@.scoring_profiles sp WHERE sp.name = profile;
+    END IF;
+    IF p.name IS NULL THEN   -- (the key: NULL only when no row was found)
         RAISE EXCEPTION 'scoring profile "%" does not exist', profile
             USING ERRCODE = 'undefined_object', HINT = 'The profiles are the rows of engagement.scoring_profiles.';
     END IF;
@@ -664,19 +722,43 @@ BEGIN
     PERFORM @extschema@._profile_or_error(profile);
 END $$;
 
+-- The relation the per-contact functions read a contact's events from, for their caller
+-- (_live_events_or_error): the profile's events relation or, in a Citus task
+-- (_in_citus_shard_query), its shard holding the contact, on this node (_citus_local_relation).
+-- There the relation is read with the columns of its source as this node knows it: the sources are
+-- defined on the coordinator, so a kind column that is not engagement.event_type, whose kind map
+-- only the coordinator has, is refused (0A000).
+CREATE OR REPLACE FUNCTION @extschema@._contact_events_relation(p @extschema@.scoring_profiles, contact_id bigint) RETURNS text
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    rel text := @extschema@._live_events_or_error(p);
+    src @extschema@.event_sources;
+BEGIN
+    IF NOT @extschema@._in_citus_shard_query() THEN
+        RETURN rel;
+    END IF;
+    src := @extschema@._source_of(p.events_relation);
+    IF @extschema@._column_type(p.events_relation, src.kind_column) IS DISTINCT FROM '@extschema@.event_type'::regtype THEN
+        RAISE EXCEPTION 'profile "%": the kinds of % are mapped on the coordinator, not in a query Citus pushed down to a shard',
+                        p.name, p.events_relation
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Call the function at the top level of a query on the coordinator (e.g. over a list of contacts).';
+    END IF;
+    RETURN @extschema@._citus_local_relation(p.events_relation, contact_id, src.contact_column);
+END $$;
+
 -- One contact's events as the profile's source reads them (engagement_events, or the CRM's own
--- relation through _source_select), at or before as_of, into an aggregate (score_events or
--- explain_events), with the rows it could not score: the query, with $1 the contact, $2 as_of,
--- $3 the profile's name.  The contact's filter reaches the relation's own contact column, so its
--- index serves when it has one.
-CREATE OR REPLACE FUNCTION @extschema@._source_contact_query(p @extschema@.scoring_profiles, aggregate text) RETURNS text
+-- relation through _source_select), from rel (_contact_events_relation), at or before as_of, into
+-- an aggregate (score_events or explain_events), with the rows it could not score: the query, with
+-- $1 the contact, $2 as_of, $3 the profile's name.  The contact's filter reaches the relation's own
+-- contact column, so its index serves when it has one.
+CREATE OR REPLACE FUNCTION @extschema@._source_contact_query(p @extschema@.scoring_profiles, aggregate text, rel text) RETURNS text
 LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
     SELECT format('SELECT @extschema@.%s(e.event_type, e.occurred_at, e.conversion_value, $2, $3) AS result,
                           count(*) FILTER (WHERE e.skip = 2) AS unmapped, min(e.kind) FILTER (WHERE e.skip = 2) AS kind,
                           count(*) FILTER (WHERE e.skip > 2) AS invalid, min(e.skip) FILTER (WHERE e.skip > 2) AS reason
                      FROM (%s) e WHERE e.contact_id = $1 AND e.occurred_at <= $2',
-                  aggregate, @extschema@._source_select(@extschema@._source_of(p.events_relation),
-                                                        @extschema@._live_events_or_error(p)))
+                  aggregate, @extschema@._source_select(@extschema@._source_of(p.events_relation), rel))
 $$;
 
 -- A CRM's kind as messages and refresh_runs show it: at most 64 characters, and how long it was.
@@ -719,14 +801,15 @@ DECLARE
 BEGIN
     PERFORM @extschema@._check_scoring_args(as_of, profile);
     p := @extschema@._profile_or_error(profile);
-    IF p.events_relation = '@extschema@.engagement_events'::regclass THEN
+    IF p.events_relation = '@extschema@.engagement_events'::regclass AND NOT @extschema@._in_citus_shard_query() THEN
         RETURN (SELECT @extschema@.score_events(e.event_type, e.occurred_at, e.conversion_value,
                                                 engagement_score.as_of, engagement_score.profile)
                   FROM @extschema@.engagement_events e
                  WHERE e.contact_id = engagement_score.contact_id
                    AND e.occurred_at <= engagement_score.as_of);
     END IF;
-    EXECUTE @extschema@._source_contact_query(p, 'score_events') INTO r USING contact_id, as_of, p.name;
+    EXECUTE @extschema@._source_contact_query(p, 'score_events', @extschema@._contact_events_relation(p, contact_id))
+       INTO r USING contact_id, as_of, p.name;
     PERFORM @extschema@._report_skipped(p, contact_id, r);
     RETURN r.result;
 END $$;
@@ -747,7 +830,7 @@ DECLARE
 BEGIN
     PERFORM @extschema@._check_scoring_args(as_of, profile);
     p := @extschema@._profile_or_error(profile);
-    IF p.events_relation = '@extschema@.engagement_events'::regclass THEN
+    IF p.events_relation = '@extschema@.engagement_events'::regclass AND NOT @extschema@._in_citus_shard_query() THEN
         SELECT @extschema@.explain_events(e.event_type, e.occurred_at, e.conversion_value,
                                           explain_score.as_of, explain_score.profile)
           INTO body
@@ -755,7 +838,8 @@ BEGIN
          WHERE e.contact_id = explain_score.contact_id
            AND e.occurred_at <= explain_score.as_of;
     ELSE
-        EXECUTE @extschema@._source_contact_query(p, 'explain_events') INTO r USING contact_id, as_of, p.name;
+        EXECUTE @extschema@._source_contact_query(p, 'explain_events', @extschema@._contact_events_relation(p, contact_id))
+           INTO r USING contact_id, as_of, p.name;
         PERFORM @extschema@._report_skipped(p, contact_id, r);
         body := r.result;
         unmapped := r.unmapped;
@@ -2136,6 +2220,33 @@ LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_te
 DECLARE
     r @extschema@.score;
 BEGIN
+    IF @extschema@._in_citus_shard_query() THEN
+        -- In a Citus task, contact_scores' query over this node's placements (_citus_local_relation):
+        -- the contact's shards of the scores and the change log, the reference tables' copies.
+        EXECUTE format($q$
+            SELECT j.*
+              FROM %1$s s
+              JOIN %2$s sp ON sp.name = s.profile
+              LEFT JOIN %3$s d ON d.profile = sp.name,
+                   LATERAL jsonb_populate_record(NULL::@extschema@.score, to_jsonb(s) || jsonb_build_object('as_of', s.calculated_at)) j
+             WHERE s.profile = $1 AND s.contact_id = $2 AND s.calculated_at >= now() - $3
+               AND NOT (s.calculated_at < now() - sp.max_score_age
+                        OR s.profile_version <> sp.version
+                        OR s.model_version <> @extschema@.model_version()
+                        OR d.source_fingerprint IS DISTINCT FROM @extschema@._source_fingerprint(sp.events_relation)
+                        OR EXISTS (SELECT FROM %4$s pr WHERE pr.profile = s.profile AND pr.contact_id = s.contact_id)
+                        OR EXISTS (SELECT FROM %5$s c WHERE c.contact_id = s.contact_id))$q$,
+            @extschema@._citus_local_relation('@extschema@.engagement_scores', contact_id),
+            @extschema@._citus_local_relation('@extschema@.scoring_profiles', NULL),
+            @extschema@._citus_local_relation('@extschema@.score_distributions', NULL),
+            @extschema@._citus_local_relation('@extschema@.pending_rescore', NULL),
+            @extschema@._citus_local_relation('@extschema@.event_changes', contact_id))
+          INTO r USING profile, contact_id, max_age;
+        IF r.as_of IS NOT NULL THEN   -- (EXECUTE does not set FOUND; a stored score has its calculated_at)
+            RETURN r;
+        END IF;
+        RETURN @extschema@.engagement_score(contact_id, now(), profile);
+    END IF;
     -- (the stored row's fields by name: the score's fields are the table's columns, as_of its calculated_at)
     SELECT j.* INTO r
       FROM @extschema@.contact_scores s,
@@ -2250,7 +2361,7 @@ BEGIN
                                   WHERE e.contact_id = $1 AND e.occurred_at < $2
                                   ORDER BY e.occurred_at DESC LIMIT $3',
                                 @extschema@._source_select(@extschema@._source_of(p.events_relation),
-                                                           @extschema@._live_events_or_error(p)))
+                                                           @extschema@._contact_events_relation(p, contact_id)))
       USING contact_id, before, page_size;
 END $$;
 
@@ -3594,6 +3705,72 @@ BEGIN
     RETURN rescored;
 END $$;
 
+-- predict and customer_lifetime_value are SQL functions the planner inlines on one node; Citus
+-- (with PostgreSQL before 18) refuses an inlined SQL function that reads a distributed table
+-- ("parameterized queries for SQL functions referencing distributed tables are not supported"),
+-- at the top level as in a shard.  On Citus their bodies call these PL/pgSQL forms instead
+-- (_citus_sql_functions); in a Citus task, predict of a contact reads the contact's shard of the
+-- scores on that node (_citus_local_relation).
+CREATE OR REPLACE FUNCTION @extschema@._citus_predict(function_name text, profile text, horizon_days float8, contact bigint,
+                                            every_contact boolean)
+RETURNS TABLE (c bigint, engagement_probability float8, conversion_probability float8,
+               expected_engagements float8, expected_value float8, calculated_at timestamptz)
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM @extschema@._prediction_arguments(function_name, profile, horizon_days);
+    RETURN QUERY EXECUTE format(
+        'SELECT s.contact_id, (s.p).engagement_probability, (s.p).conversion_probability, (s.p).expected_engagements,
+                (s.p).expected_value, s.calculated_at
+           FROM (SELECT sc.contact_id, sc.calculated_at,
+                        @extschema@._predict($1, $2, sc.x, sc.t_x, sc.t_c, sc.n_days, sc.conv_days, sc.x_v,
+                                             sc.m_v, sc.opted_out, sc.undeliverable) AS p
+                   FROM %s sc WHERE sc.profile = $1 AND ($4 OR sc.contact_id = $3) OFFSET 0) s',
+        CASE WHEN NOT every_contact AND contact IS NOT NULL AND @extschema@._in_citus_shard_query()
+             THEN @extschema@._citus_local_relation('@extschema@.engagement_scores', contact)
+             ELSE '@extschema@.engagement_scores' END)
+      USING profile, horizon_days, contact, every_contact;
+END $$;
+
+CREATE OR REPLACE FUNCTION @extschema@._citus_lifetime_value(profile text, months integer, monthly_discount_rate float8)
+RETURNS TABLE (c bigint, lifetime_value float8, calculated_at timestamptz)
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM @extschema@._prediction_arguments('customer_lifetime_value(profile, months, monthly_discount_rate)', profile,
+                                              NULL, months, monthly_discount_rate, true);
+    RETURN QUERY
+    SELECT sc.contact_id,
+           @extschema@._lifetime_value(_citus_lifetime_value.profile, months, sc.x, sc.t_x, sc.t_c, sc.n_days, sc.conv_days, sc.x_v, sc.m_v,
+                                       sc.opted_out, sc.undeliverable, monthly_discount_rate),
+           sc.calculated_at
+      FROM @extschema@.engagement_scores sc
+     WHERE sc.profile = _citus_lifetime_value.profile;
+END $$;
+
+-- predict's and customer_lifetime_value's bodies on Citus: the PL/pgSQL forms above (run by
+-- citus_distribute, every time; Citus makes the change on the workers too).  Same signatures,
+-- names and results; no SET clause, every name qualified, as for the inlinable forms.
+CREATE OR REPLACE FUNCTION @extschema@._citus_sql_functions() RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    CREATE OR REPLACE FUNCTION @extschema@.predict(profile text, horizon_days float8)
+    RETURNS TABLE (contact_id bigint, engagement_probability float8, conversion_probability float8,
+                   expected_engagements float8, expected_value float8, calculated_at timestamptz)
+    LANGUAGE sql STABLE PARALLEL SAFE AS $b$
+        SELECT * FROM @extschema@._citus_predict('predict(profile, horizon_days)', $1, $2, NULL, true)
+    $b$;
+    CREATE OR REPLACE FUNCTION @extschema@.predict(contact_id bigint, horizon_days float8, profile text DEFAULT 'default')
+    RETURNS TABLE (contact_id bigint, engagement_probability float8, conversion_probability float8,
+                   expected_engagements float8, expected_value float8, calculated_at timestamptz)
+    LANGUAGE sql STABLE PARALLEL SAFE AS $b$
+        SELECT * FROM @extschema@._citus_predict('predict(contact_id, horizon_days, profile)', $3, $2, $1, false)
+    $b$;
+    CREATE OR REPLACE FUNCTION @extschema@.customer_lifetime_value(profile text, months integer, monthly_discount_rate float8)
+    RETURNS TABLE (contact_id bigint, lifetime_value float8, calculated_at timestamptz)
+    LANGUAGE sql STABLE PARALLEL SAFE AS $b$
+        SELECT * FROM @extschema@._citus_lifetime_value($1, $2, $3)
+    $b$;
+END $$;
+
 -- citus_distribute(events): the one way to run the extension on Citus (docs/scale-out.md).  While
 -- it runs, unsafe triggers are allowed (its SET clause): the profiles' triggers run on every
 -- placement of their reference table.
@@ -3711,6 +3888,7 @@ BEGIN
     END IF;
 
     PERFORM @extschema@._citus_track(events, contact);
+    PERFORM @extschema@._citus_sql_functions();
     UPDATE @extschema@.scoring_profiles p SET events_relation = events
      WHERE p.name = 'default' AND p.events_relation IS DISTINCT FROM events;
 END $$;

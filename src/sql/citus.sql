@@ -173,6 +173,72 @@ BEGIN
     RETURN rescored;
 END $$;
 
+-- predict and customer_lifetime_value are SQL functions the planner inlines on one node; Citus
+-- (with PostgreSQL before 18) refuses an inlined SQL function that reads a distributed table
+-- ("parameterized queries for SQL functions referencing distributed tables are not supported"),
+-- at the top level as in a shard.  On Citus their bodies call these PL/pgSQL forms instead
+-- (_citus_sql_functions); in a Citus task, predict of a contact reads the contact's shard of the
+-- scores on that node (_citus_local_relation).
+CREATE FUNCTION @extschema@._citus_predict(function_name text, profile text, horizon_days float8, contact bigint,
+                                            every_contact boolean)
+RETURNS TABLE (c bigint, engagement_probability float8, conversion_probability float8,
+               expected_engagements float8, expected_value float8, calculated_at timestamptz)
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM @extschema@._prediction_arguments(function_name, profile, horizon_days);
+    RETURN QUERY EXECUTE format(
+        'SELECT s.contact_id, (s.p).engagement_probability, (s.p).conversion_probability, (s.p).expected_engagements,
+                (s.p).expected_value, s.calculated_at
+           FROM (SELECT sc.contact_id, sc.calculated_at,
+                        @extschema@._predict($1, $2, sc.x, sc.t_x, sc.t_c, sc.n_days, sc.conv_days, sc.x_v,
+                                             sc.m_v, sc.opted_out, sc.undeliverable) AS p
+                   FROM %s sc WHERE sc.profile = $1 AND ($4 OR sc.contact_id = $3) OFFSET 0) s',
+        CASE WHEN NOT every_contact AND contact IS NOT NULL AND @extschema@._in_citus_shard_query()
+             THEN @extschema@._citus_local_relation('@extschema@.engagement_scores', contact)
+             ELSE '@extschema@.engagement_scores' END)
+      USING profile, horizon_days, contact, every_contact;
+END $$;
+
+CREATE FUNCTION @extschema@._citus_lifetime_value(profile text, months integer, monthly_discount_rate float8)
+RETURNS TABLE (c bigint, lifetime_value float8, calculated_at timestamptz)
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM @extschema@._prediction_arguments('customer_lifetime_value(profile, months, monthly_discount_rate)', profile,
+                                              NULL, months, monthly_discount_rate, true);
+    RETURN QUERY
+    SELECT sc.contact_id,
+           @extschema@._lifetime_value(_citus_lifetime_value.profile, months, sc.x, sc.t_x, sc.t_c, sc.n_days, sc.conv_days, sc.x_v, sc.m_v,
+                                       sc.opted_out, sc.undeliverable, monthly_discount_rate),
+           sc.calculated_at
+      FROM @extschema@.engagement_scores sc
+     WHERE sc.profile = _citus_lifetime_value.profile;
+END $$;
+
+-- predict's and customer_lifetime_value's bodies on Citus: the PL/pgSQL forms above (run by
+-- citus_distribute, every time; Citus makes the change on the workers too).  Same signatures,
+-- names and results; no SET clause, every name qualified, as for the inlinable forms.
+CREATE FUNCTION @extschema@._citus_sql_functions() RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    CREATE OR REPLACE FUNCTION @extschema@.predict(profile text, horizon_days float8)
+    RETURNS TABLE (contact_id bigint, engagement_probability float8, conversion_probability float8,
+                   expected_engagements float8, expected_value float8, calculated_at timestamptz)
+    LANGUAGE sql STABLE PARALLEL SAFE AS $b$
+        SELECT * FROM @extschema@._citus_predict('predict(profile, horizon_days)', $1, $2, NULL, true)
+    $b$;
+    CREATE OR REPLACE FUNCTION @extschema@.predict(contact_id bigint, horizon_days float8, profile text DEFAULT 'default')
+    RETURNS TABLE (contact_id bigint, engagement_probability float8, conversion_probability float8,
+                   expected_engagements float8, expected_value float8, calculated_at timestamptz)
+    LANGUAGE sql STABLE PARALLEL SAFE AS $b$
+        SELECT * FROM @extschema@._citus_predict('predict(contact_id, horizon_days, profile)', $3, $2, $1, false)
+    $b$;
+    CREATE OR REPLACE FUNCTION @extschema@.customer_lifetime_value(profile text, months integer, monthly_discount_rate float8)
+    RETURNS TABLE (contact_id bigint, lifetime_value float8, calculated_at timestamptz)
+    LANGUAGE sql STABLE PARALLEL SAFE AS $b$
+        SELECT * FROM @extschema@._citus_lifetime_value($1, $2, $3)
+    $b$;
+END $$;
+
 -- citus_distribute(events): the one way to run the extension on Citus (docs/scale-out.md).  While
 -- it runs, unsafe triggers are allowed (its SET clause): the profiles' triggers run on every
 -- placement of their reference table.
@@ -290,6 +356,7 @@ BEGIN
     END IF;
 
     PERFORM @extschema@._citus_track(events, contact);
+    PERFORM @extschema@._citus_sql_functions();
     UPDATE @extschema@.scoring_profiles p SET events_relation = events
      WHERE p.name = 'default' AND p.events_relation IS DISTINCT FROM events;
 END $$;

@@ -24,7 +24,8 @@ END $$;
 COMMENT ON FUNCTION @extschema@.score_percentile(float8, text) IS
     'The percentile (0..100) of a score among the profile''s scored contacts as of the last refresh: 100 * percent_rank(score) WITHIN GROUP (ORDER BY composite)';
 
--- (each profile's source fingerprint computed once, not per score: OFFSET 0 keeps the subquery whole)
+-- (each profile's source fingerprint computed once, not per score: OFFSET 0 keeps the subquery whole;
+-- cached_score repeats is_stale's condition over a Citus node's placements)
 CREATE VIEW @extschema@.contact_scores WITH (security_invoker = true) AS
 SELECT s.*,
        (s.calculated_at < now() - p.max_score_age
@@ -52,6 +53,33 @@ LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_te
 DECLARE
     r @extschema@.score;
 BEGIN
+    IF @extschema@._in_citus_shard_query() THEN
+        -- In a Citus task, contact_scores' query over this node's placements (_citus_local_relation):
+        -- the contact's shards of the scores and the change log, the reference tables' copies.
+        EXECUTE format($q$
+            SELECT j.*
+              FROM %1$s s
+              JOIN %2$s sp ON sp.name = s.profile
+              LEFT JOIN %3$s d ON d.profile = sp.name,
+                   LATERAL jsonb_populate_record(NULL::@extschema@.score, to_jsonb(s) || jsonb_build_object('as_of', s.calculated_at)) j
+             WHERE s.profile = $1 AND s.contact_id = $2 AND s.calculated_at >= now() - $3
+               AND NOT (s.calculated_at < now() - sp.max_score_age
+                        OR s.profile_version <> sp.version
+                        OR s.model_version <> @extschema@.model_version()
+                        OR d.source_fingerprint IS DISTINCT FROM @extschema@._source_fingerprint(sp.events_relation)
+                        OR EXISTS (SELECT FROM %4$s pr WHERE pr.profile = s.profile AND pr.contact_id = s.contact_id)
+                        OR EXISTS (SELECT FROM %5$s c WHERE c.contact_id = s.contact_id))$q$,
+            @extschema@._citus_local_relation('@extschema@.engagement_scores', contact_id),
+            @extschema@._citus_local_relation('@extschema@.scoring_profiles', NULL),
+            @extschema@._citus_local_relation('@extschema@.score_distributions', NULL),
+            @extschema@._citus_local_relation('@extschema@.pending_rescore', NULL),
+            @extschema@._citus_local_relation('@extschema@.event_changes', contact_id))
+          INTO r USING profile, contact_id, max_age;
+        IF r.as_of IS NOT NULL THEN   -- (EXECUTE does not set FOUND; a stored score has its calculated_at)
+            RETURN r;
+        END IF;
+        RETURN @extschema@.engagement_score(contact_id, now(), profile);
+    END IF;
     -- (the stored row's fields by name: the score's fields are the table's columns, as_of its calculated_at)
     SELECT j.* INTO r
       FROM @extschema@.contact_scores s,
@@ -162,7 +190,7 @@ BEGIN
                                   WHERE e.contact_id = $1 AND e.occurred_at < $2
                                   ORDER BY e.occurred_at DESC LIMIT $3',
                                 @extschema@._source_select(@extschema@._source_of(p.events_relation),
-                                                           @extschema@._live_events_or_error(p)))
+                                                           @extschema@._contact_events_relation(p, contact_id)))
       USING contact_id, before, page_size;
 END $$;
 COMMENT ON FUNCTION @extschema@.profile_events(bigint, text, timestamptz, integer) IS

@@ -182,15 +182,72 @@ BEGIN
     END IF;
 END $$;
 
+-- Whether this backend runs a Citus task: a query Citus pushed down to a shard (its connections
+-- carry application_name 'citus_internal gpid=...', Citus's own test, IsCitusInternalBackend).
+-- There Citus refuses any query of a distributed or reference table ("cannot execute a distributed
+-- query from a query on a shard"), so the functions that read such tables per contact read the
+-- local placements instead (_citus_local_relation; docs/scale-out.md, "Per-row calls").  Inlined,
+-- so no SET clause and every name qualified.
+CREATE FUNCTION @extschema@._in_citus_shard_query() RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT pg_catalog.starts_with(pg_catalog.current_setting('application_name'), 'citus_internal gpid=')
+$$;
+
+-- In a Citus task (_in_citus_shard_query): the local placement a function reads instead of rel, a
+-- table Citus distributes: a reference table's placement (every node has one), or the shard of a
+-- hash-distributed table holding contact, which must be on this node.  It is when contact is the
+-- distribution value of the row being processed and rel is co-located with the table scanned: Citus
+-- keeps co-located shards on one node through moves and rebalances, and sends a transaction's
+-- work on a group of co-located shards over one connection, so the placement read is the one the
+-- pushed-down query sees, with that transaction's writes.  Else 0A000, saying why.  The name, quoted
+-- and qualified.
+CREATE FUNCTION @extschema@._citus_local_relation(rel regclass, contact bigint, contact_column name DEFAULT 'contact_id')
+RETURNS text
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    method "char" := @extschema@._citus_method(rel);
+    shard  bigint;
+    placed text;
+BEGIN
+    IF method IS NULL THEN
+        RAISE EXCEPTION '% is not a Citus table: called in a query Citus pushed down to a shard, this node''s % is not the coordinator''s', rel, rel
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Call the function at the top level of a query on the coordinator (e.g. over a list of contacts), or read a distributed events table (citus_distribute).';
+    END IF;
+    IF method = 'n' THEN
+        EXECUTE 'SELECT s.shardid FROM pg_catalog.pg_dist_shard s WHERE s.logicalrelid = $1' INTO shard USING rel;
+    ELSE
+        IF contact IS NULL OR NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition d WHERE d.logicalrelid = rel AND d.partmethod = 'h'
+                                             AND pg_catalog.column_to_column_name(d.logicalrelid, d.partkey) = contact_column) THEN
+            RAISE EXCEPTION '% is not hash-distributed by its contact column %', rel, quote_ident(contact_column)
+                USING ERRCODE = 'feature_not_supported';
+        END IF;
+        shard := pg_catalog.get_shard_id_for_distribution_column(rel, contact);
+    END IF;
+    placed := pg_catalog.shard_name(rel, shard);
+    IF to_regclass(placed) IS NULL THEN
+        RAISE EXCEPTION 'contact %: its rows of % are not on this node, where Citus runs this part of the query', contact, rel
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Called per row of a query over a distributed table, a per-contact function must be given the row''s own contact, of a table co-located with the events (create_distributed_table(..., colocate_with => ''engagement.engagement_scores'')).';
+    END IF;
+    RETURN placed;
+END $$;
+
 -- The profile row, or 42704 (the one place SQL reports an unknown profile; the C lookup of the
--- aggregates says the same).
+-- aggregates says the same).  In a Citus task, from this node's placement of the reference table.
 CREATE FUNCTION @extschema@._profile_or_error(profile text) RETURNS @extschema@.scoring_profiles
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     p @extschema@.scoring_profiles;
 BEGIN
-    SELECT * INTO p FROM @extschema@.scoring_profiles sp WHERE sp.name = profile;
-    IF NOT FOUND THEN
+    IF @extschema@._in_citus_shard_query() THEN
+        EXECUTE format('SELECT * FROM %s sp WHERE sp.name = $1',
+                       @extschema@._citus_local_relation('@extschema@.scoring_profiles', NULL))
+           INTO p USING profile;
+    ELSE
+        SELECT * INTO p FROM @extschema@.scoring_profiles sp WHERE sp.name = profile;
+    END IF;
+    IF p.name IS NULL THEN   -- (the key: NULL only when no row was found)
         RAISE EXCEPTION 'scoring profile "%" does not exist', profile
             USING ERRCODE = 'undefined_object', HINT = 'The profiles are the rows of engagement.scoring_profiles.';
     END IF;
@@ -208,19 +265,43 @@ BEGIN
     PERFORM @extschema@._profile_or_error(profile);
 END $$;
 
+-- The relation the per-contact functions read a contact's events from, for their caller
+-- (_live_events_or_error): the profile's events relation or, in a Citus task
+-- (_in_citus_shard_query), its shard holding the contact, on this node (_citus_local_relation).
+-- There the relation is read with the columns of its source as this node knows it: the sources are
+-- defined on the coordinator, so a kind column that is not engagement.event_type, whose kind map
+-- only the coordinator has, is refused (0A000).
+CREATE FUNCTION @extschema@._contact_events_relation(p @extschema@.scoring_profiles, contact_id bigint) RETURNS text
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    rel text := @extschema@._live_events_or_error(p);
+    src @extschema@.event_sources;
+BEGIN
+    IF NOT @extschema@._in_citus_shard_query() THEN
+        RETURN rel;
+    END IF;
+    src := @extschema@._source_of(p.events_relation);
+    IF @extschema@._column_type(p.events_relation, src.kind_column) IS DISTINCT FROM '@extschema@.event_type'::regtype THEN
+        RAISE EXCEPTION 'profile "%": the kinds of % are mapped on the coordinator, not in a query Citus pushed down to a shard',
+                        p.name, p.events_relation
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Call the function at the top level of a query on the coordinator (e.g. over a list of contacts).';
+    END IF;
+    RETURN @extschema@._citus_local_relation(p.events_relation, contact_id, src.contact_column);
+END $$;
+
 -- One contact's events as the profile's source reads them (engagement_events, or the CRM's own
--- relation through _source_select), at or before as_of, into an aggregate (score_events or
--- explain_events), with the rows it could not score: the query, with $1 the contact, $2 as_of,
--- $3 the profile's name.  The contact's filter reaches the relation's own contact column, so its
--- index serves when it has one.
-CREATE FUNCTION @extschema@._source_contact_query(p @extschema@.scoring_profiles, aggregate text) RETURNS text
+-- relation through _source_select), from rel (_contact_events_relation), at or before as_of, into
+-- an aggregate (score_events or explain_events), with the rows it could not score: the query, with
+-- $1 the contact, $2 as_of, $3 the profile's name.  The contact's filter reaches the relation's own
+-- contact column, so its index serves when it has one.
+CREATE FUNCTION @extschema@._source_contact_query(p @extschema@.scoring_profiles, aggregate text, rel text) RETURNS text
 LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
     SELECT format('SELECT @extschema@.%s(e.event_type, e.occurred_at, e.conversion_value, $2, $3) AS result,
                           count(*) FILTER (WHERE e.skip = 2) AS unmapped, min(e.kind) FILTER (WHERE e.skip = 2) AS kind,
                           count(*) FILTER (WHERE e.skip > 2) AS invalid, min(e.skip) FILTER (WHERE e.skip > 2) AS reason
                      FROM (%s) e WHERE e.contact_id = $1 AND e.occurred_at <= $2',
-                  aggregate, @extschema@._source_select(@extschema@._source_of(p.events_relation),
-                                                        @extschema@._live_events_or_error(p)))
+                  aggregate, @extschema@._source_select(@extschema@._source_of(p.events_relation), rel))
 $$;
 
 -- A CRM's kind as messages and refresh_runs show it: at most 64 characters, and how long it was.
@@ -263,14 +344,15 @@ DECLARE
 BEGIN
     PERFORM @extschema@._check_scoring_args(as_of, profile);
     p := @extschema@._profile_or_error(profile);
-    IF p.events_relation = '@extschema@.engagement_events'::regclass THEN
+    IF p.events_relation = '@extschema@.engagement_events'::regclass AND NOT @extschema@._in_citus_shard_query() THEN
         RETURN (SELECT @extschema@.score_events(e.event_type, e.occurred_at, e.conversion_value,
                                                 engagement_score.as_of, engagement_score.profile)
                   FROM @extschema@.engagement_events e
                  WHERE e.contact_id = engagement_score.contact_id
                    AND e.occurred_at <= engagement_score.as_of);
     END IF;
-    EXECUTE @extschema@._source_contact_query(p, 'score_events') INTO r USING contact_id, as_of, p.name;
+    EXECUTE @extschema@._source_contact_query(p, 'score_events', @extschema@._contact_events_relation(p, contact_id))
+       INTO r USING contact_id, as_of, p.name;
     PERFORM @extschema@._report_skipped(p, contact_id, r);
     RETURN r.result;
 END $$;
@@ -290,7 +372,7 @@ DECLARE
 BEGIN
     PERFORM @extschema@._check_scoring_args(as_of, profile);
     p := @extschema@._profile_or_error(profile);
-    IF p.events_relation = '@extschema@.engagement_events'::regclass THEN
+    IF p.events_relation = '@extschema@.engagement_events'::regclass AND NOT @extschema@._in_citus_shard_query() THEN
         SELECT @extschema@.explain_events(e.event_type, e.occurred_at, e.conversion_value,
                                           explain_score.as_of, explain_score.profile)
           INTO body
@@ -298,7 +380,8 @@ BEGIN
          WHERE e.contact_id = explain_score.contact_id
            AND e.occurred_at <= explain_score.as_of;
     ELSE
-        EXECUTE @extschema@._source_contact_query(p, 'explain_events') INTO r USING contact_id, as_of, p.name;
+        EXECUTE @extschema@._source_contact_query(p, 'explain_events', @extschema@._contact_events_relation(p, contact_id))
+           INTO r USING contact_id, as_of, p.name;
         PERFORM @extschema@._report_skipped(p, contact_id, r);
         body := r.result;
         unmapped := r.unmapped;

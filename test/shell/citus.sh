@@ -240,6 +240,67 @@ SEGMENTS="SELECT (SELECT string_agg(concat_ws(' ', s.segment, s.contacts, s.shar
 check "segment_summary, readable_segments and score_histogram equal the local table's" \
     '[ "$(q 0 -c "${SEGMENTS//@P@/default}")" = "$(q 0 -c "${SEGMENTS//@P@/local}")" ]'
 
+# Per row of a query over a distributed table: Citus pushes the call down to the shards, where the
+# functions read the contact's co-located shards and the reference tables' copies on that node
+# (docs/scale-out.md, "Per-row calls").  The single node holds the same stored scores (copied) and
+# a contacts table of its own, so the same query text runs on both.
+q 0 -c "\\copy (SELECT * FROM engagement.engagement_scores WHERE profile = 'default') TO '$WORK/default_scores.tsv'"
+q 3 -c "\\copy engagement.engagement_scores FROM '$WORK/default_scores.tsv'"
+q 0 -c "CREATE TABLE crm.contacts (id bigint PRIMARY KEY, name text)" \
+    -c "SELECT create_distributed_table('crm.contacts', 'id', colocate_with => 'crm.events')" >/dev/null
+for n in 0 3; do
+    q "$n" -c "CREATE SCHEMA IF NOT EXISTS crm" -c "CREATE TABLE IF NOT EXISTS crm.contacts (id bigint PRIMARY KEY, name text)" \
+        -c "INSERT INTO crm.contacts SELECT c, 'contact ' || c FROM generate_series(1, 2010) c"   # (2001-2010: no events)
+done
+# same_on_both NAME SQL: the query's rows on the coordinator and on the single node are the same
+same_on_both() {
+    local a b rows
+    # (lines sorted: Citus returned some of these rows out of their ORDER BY)
+    a=$(q 0 -c "$2" 2>&1 | sort | md5sum); b=$(q 3 -c "$2" 2>&1 | sort | md5sum); rows=$(q 3 -c "$2" | wc -l)
+    check "$1 equals the single node's ($rows rows)" '[ "$a" = "$b" ] && [ "$rows" -gt 1 ]' \
+        || q 0 -c "$2" 2>&1 | head -3 | sed 's/^/# /'
+}
+LIVE="engagement.engagement_score(@C@, $AS_OF)::text, engagement.explain_score(@C@, $AS_OF),
+      engagement.profile_events(@C@, 'default', $AS_OF, 3)::text"   # (in the target list: Citus pushes no STABLE table function down)
+same_on_both "per row over engagement_scores, pushed down: engagement_score, explain_score, profile_events" \
+    "SELECT s.contact_id, ${LIVE//@C@/s.contact_id} FROM engagement.engagement_scores s
+      WHERE s.profile = 'default' AND s.contact_id % 37 = 1 ORDER BY 1"
+same_on_both "the issue's query: SELECT count(*) FROM engagement_scores s WHERE (engagement_score(s.contact_id, ...)).composite > 50" \
+    "SELECT count(*) FROM engagement.engagement_scores s WHERE (engagement.engagement_score(s.contact_id, $AS_OF)).composite > 50
+       AND s.profile = 'default'
+     UNION ALL SELECT count(*) FROM engagement.engagement_scores s WHERE (engagement.engagement_score(s.contact_id, $AS_OF)).composite <= 50
+       AND s.profile = 'default'"
+same_on_both "per row over a co-located crm.contacts (contacts without events included)" \
+    "SELECT c.id, c.name, ${LIVE//@C@/c.id} FROM crm.contacts c WHERE c.id % 41 = 3 OR c.id > 2005 ORDER BY 1"
+same_on_both "customer_lifetime_value" \
+    "SELECT v.contact_id, v.lifetime_value, v.calculated_at
+       FROM engagement.customer_lifetime_value('default', 12, 0.01) v WHERE v.contact_id % 7 = 1 ORDER BY 1"
+same_on_both "predict of the whole profile" \
+    "SELECT p.* FROM engagement.predict('default', 30) p ORDER BY 1"
+plan=$(q 0 -c "EXPLAIN (VERBOSE, COSTS OFF) SELECT c.id, engagement.engagement_score(c.id, $AS_OF) FROM crm.contacts c")
+check "EXPLAIN VERBOSE: engagement_score per row runs in each of the 32 shards of crm.contacts" \
+    'grep -q "Task Count: 32" <<<"$plan" && grep -q "engagement.engagement_score(id" <<<"$plan"' \
+    || echo "$plan" | head -12 | sed 's/^/# /'
+# cached_score per row returns the stored scores (fresh, as the coordinator's contact_scores says)
+CACHED="SELECT s.contact_id, engagement.cached_score(s.contact_id, '1 day')::text FROM engagement.engagement_scores s
+         WHERE s.profile = 'default' AND s.contact_id % 50 = 0 ORDER BY 1"
+cached=$(q 0 -c "$CACHED" 2>&1 | sort -n)   # (sorted here: Citus returned these out of order)
+stored=$(q 0 -c "SELECT s.contact_id, jsonb_populate_record(NULL::engagement.score, to_jsonb(s) || jsonb_build_object('as_of', s.calculated_at))::text
+                   FROM engagement.engagement_scores s WHERE s.profile = 'default' AND s.contact_id % 50 = 0" | sort -n)
+top=$(q 0 -c "SELECT c, engagement.cached_score(c, '1 day')::text FROM unnest(ARRAY(SELECT contact_id FROM engagement.engagement_scores
+                WHERE profile = 'default' AND contact_id % 50 = 0)) c" | sort -n)
+check "cached_score per row over engagement_scores returns the stored scores, as called on the coordinator" \
+    '[ "$cached" = "$stored" ] && [ "$cached" = "$top" ] && [ "$(wc -l <<<"$cached")" = 40 ]' || echo "# ${cached:0:300}"
+# A contact whose shards are on another node than the row's: refused, saying why (not read wrongly).
+read -r near far <<<"$(q 0 -F ' ' -c "SELECT min(c) FILTER (WHERE n.nodeport = $((BASE + 1))), min(c) FILTER (WHERE n.nodeport = $((BASE + 2)))
+                                      FROM generate_series(1, 200) c
+                                      JOIN pg_dist_placement pl ON pl.shardid = get_shard_id_for_distribution_column('crm.events', c)
+                                      JOIN pg_dist_node n USING (groupid)")"
+s=$(q 0 -c "\\set VERBOSITY verbose" -c "SELECT engagement.engagement_score(c.id + $((far - near)), $AS_OF) FROM crm.contacts c WHERE c.id = $near" 2>&1 \
+      | sed -n 's/^ERROR:  \([0-9A-Z]\{5\}\): \(.*\)/\1: \2/p' | head -1)
+check "per row with another node's contact ($far for row $near): 0A000 ($s)" '[[ "$s" == 0A000:*"not on this node"* ]]'
+q 3 -c "DELETE FROM engagement.engagement_scores" -c "DROP TABLE crm.contacts"
+
 # Incremental: inserts, updates, deletes and a COPY through the coordinator, the same in the
 # coordinator's engagement_events.
 # (changes() TABLE ID_COLUMN ID_VALUE: the statements for one table)

@@ -103,6 +103,7 @@ DROP FUNCTION @extschema@._source_kind_expr(@extschema@.event_sources);
 DROP FUNCTION @extschema@._report_unmapped(@extschema@.scoring_profiles, bigint, bigint, text);
 DROP FUNCTION @extschema@._refresh_score_contacts(@extschema@.scoring_profiles, text, timestamptz, boolean, boolean);
 DROP FUNCTION @extschema@._refresh(text, boolean);
+DROP FUNCTION @extschema@._source_contact_query(@extschema@.scoring_profiles, text);   -- (the relation to read is given)
 
 -- contact_scores is s.* of the scores: made again with the new columns, for the roles it had.
 CREATE TEMP TABLE _es_view_acl ON COMMIT DROP AS
