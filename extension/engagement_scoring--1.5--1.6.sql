@@ -111,7 +111,8 @@ SELECT c.relacl FROM pg_class c WHERE c.oid = '@extschema@.contact_scores'::regc
 DROP FUNCTION @extschema@.readable_score(@extschema@.score);   -- (two more fields, read from contact_scores)
 DROP FUNCTION @extschema@.readable_scores(text);
 DROP VIEW @extschema@.contact_scores;
--- (each profile's source fingerprint computed once, not per score: OFFSET 0 keeps the subquery whole)
+-- (each profile's source fingerprint computed once, not per score: OFFSET 0 keeps the subquery whole;
+-- cached_score repeats is_stale's condition over a Citus node's placements)
 CREATE VIEW @extschema@.contact_scores WITH (security_invoker = true) AS
 SELECT s.*,
        (s.calculated_at < now() - p.max_score_age
