@@ -1,6 +1,6 @@
 -- pgTAP: the schema the extension installs, its constraints, function properties and privileges.
 BEGIN;
-SELECT plan(92);
+SELECT plan(93);
 
 SELECT has_schema('engagement');
 SELECT is((SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'engagement_scoring'),
@@ -85,12 +85,20 @@ SELECT has_index('engagement', 'engagement_score_history', 'engagement_score_his
                  ARRAY['profile', 'contact_id', 'recorded_at']);
 
 SELECT has_type('engagement', 'score', 'type engagement.score exists');
+-- (the fields themselves are test/reference_model.sql's, which compares every one by name)
+SELECT is((SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod), ',' ORDER BY a.attnum)
+             FROM pg_attribute a JOIN pg_type t ON t.typrelid = a.attrelid
+            WHERE t.oid = 'engagement.score'::regtype AND a.attnum > 2 AND NOT a.attisdropped),
+          (SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod), ',' ORDER BY a.attnum)
+             FROM pg_attribute a
+            WHERE a.attrelid = 'engagement.engagement_scores'::regclass AND a.attnum > 0 AND NOT a.attisdropped
+              AND a.attname IN (SELECT f.attname FROM pg_attribute f
+                                 WHERE f.attrelid = (SELECT typrelid FROM pg_type WHERE oid = 'engagement.score'::regtype)
+                                   AND f.attnum > 2)),
+          'engagement.score''s fields after as_of and profile are columns of engagement_scores, of the same types, in the same order');
 SELECT is((SELECT string_agg(a.attname, ',' ORDER BY a.attnum) FROM pg_attribute a JOIN pg_type t ON t.typrelid = a.attrelid
-            WHERE t.oid = 'engagement.score'::regtype AND a.attnum > 0),
-          'as_of,profile,composite,recency,frequency,monetary,time_decay,diversity,engagement_probability,'
-          'conversion_probability,churn_risk,segment,opted_out,event_count,engaging_count,conversion_total,'
-          'first_event_at,last_engaged_at,expected_engagements_30d,expected_conversion_value,expected_value_30d,'
-          'undeliverable,tenure_days,birth_at,x,t_x,t_c,n_days,conv_days,x_v,m_v', 'engagement.score has the documented fields in order');
+            WHERE t.oid = 'engagement.score'::regtype AND a.attnum <= 3),
+          'as_of,profile,composite', 'engagement.score begins with as_of, profile and composite');
 
 -- Functions and aggregates: volatility, strictness, parallel safety.
 SELECT has_function('engagement', 'engagement_score', ARRAY['bigint', 'timestamp with time zone', 'text']);
@@ -112,6 +120,7 @@ SELECT results_eq($$SELECT p.oid::regprocedure::text FROM pg_proc p
                      WHERE p.pronamespace = 'engagement'::regnamespace AND p.proparallel <> 's'
                        AND p.prorettype <> 'trigger'::regtype ORDER BY p.oid::regprocedure::text COLLATE "C"$$,
                   ARRAY['engagement._bind_events_relation(engagement.scoring_profiles)',
+                        'engagement._citus_sql_functions()',
                         'engagement._citus_track(regclass,name)',
                         'engagement._citus_write_scores(engagement.scoring_profiles,timestamp with time zone,boolean)',
                         'engagement._comment_score_columns(regclass)',
@@ -168,7 +177,8 @@ SELECT results_eq($$SELECT p.oid::regprocedure::text FROM pg_proc p
                            (SELECT oid FROM pg_language WHERE lanname IN ('sql', 'plpgsql'))
                        AND NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (p.proconfig), false)
                      ORDER BY p.oid::regprocedure::text COLLATE "C"$$,
-                  ARRAY['engagement.customer_lifetime_value(text,integer,double precision)',
+                  ARRAY['engagement._in_citus_shard_query()',
+                        'engagement.customer_lifetime_value(text,integer,double precision)',
                         'engagement.predict(bigint,double precision,text)',
                         'engagement.predict(text,double precision)'],
                   'every SQL and PL/pgSQL function pins search_path but the inlined ones, every name of which is qualified (sql/search_path.sql)');
