@@ -177,6 +177,24 @@ typedef struct es_result {
 } es_result;
 
 /*
+ * The score's fields from 1.6 on, in the order of engagement.score's attributes after
+ * expected_value_30d (its 22nd on): X(member of es_result, SQL type: bool, float8, int8 or
+ * timestamptz).  The glue builds their types and values from this list: a new score field the
+ * kernel computes is appended here, to es_result, to the SQL type and to the table.
+ */
+#define ES_SCORE_FIELDS_SINCE_1_6(X)      \
+    X(undeliverable, bool)                \
+    X(tenure_days, float8)                \
+    X(birth_at, timestamptz)              \
+    X(repeat_days, int8)                  \
+    X(t_x_days, int8)                     \
+    X(t_c_days, int8)                     \
+    X(engagement_days, int8)              \
+    X(conversion_days, int8)              \
+    X(valued_conversion_days, int8)       \
+    X(mean_conversion_value, float8)
+
+/*
  * The segments, in the order their rules are tried:
  * X(ID, name, rq_min, rq_max, fmq_min, fmq_max).  opted_out, undeliverable and
  * new are decided by the contact's flags and tenure (their bounds 0); every

@@ -462,13 +462,25 @@ conversion_total_numeric(double total)
 }
 
 /* engagement.score has 18 fields in 1.0, 19 in 1.1 to 1.3 (expected_engagements_30d), 21 in 1.4
- * and 1.5 (expected_conversion_value, expected_value_30d) and 31 from 1.6 on (the flag
- * undeliverable, the tenure and the summary): the library serves each until its
- * ALTER EXTENSION ... UPDATE. */
+ * and 1.5 (expected_conversion_value, expected_value_30d), and from 1.6 on those and the kernel's
+ * ES_SCORE_FIELDS_SINCE_1_6: the library serves each layout until its ALTER EXTENSION ... UPDATE
+ * (a layout from 1.6 on is any prefix of today's, each version having appended fields). */
 #define SCORE_FIELDS_1_0 18
 #define SCORE_FIELDS_1_1 19
 #define SCORE_FIELDS_1_4 21
-#define SCORE_FIELDS 31
+#define ES_COUNT_FIELD(member, type) +1
+#define SCORE_FIELDS (SCORE_FIELDS_1_4 ES_SCORE_FIELDS_SINCE_1_6(ES_COUNT_FIELD))
+
+/* each SQL type of ES_SCORE_FIELDS_SINCE_1_6: its OID and the Datum of an es_result member */
+#define ES_OID_bool BOOLOID
+#define ES_OID_float8 FLOAT8OID
+#define ES_OID_int8 INT8OID
+#define ES_OID_timestamptz TIMESTAMPTZOID
+#define ES_DATUM_bool(v) BoolGetDatum((v) != 0)
+#define ES_DATUM_float8(v) Float8GetDatum(v)
+#define ES_DATUM_int8(v) Int64GetDatum(v)
+#define ES_DATUM_timestamptz(v) TimestampTzGetDatum(v)
+#define ES_FIELD_OID(member, type) ES_OID_##type,
 
 /* The type of each field, as es_score_events_finalfn fills it. */
 static const Oid score_field_types[SCORE_FIELDS] = {
@@ -478,8 +490,7 @@ static const Oid score_field_types[SCORE_FIELDS] = {
 	TEXTOID, BOOLOID, INT8OID, INT8OID, NUMERICOID, /* segment .. conversion_total */
 	TIMESTAMPTZOID, TIMESTAMPTZOID, /* first_event_at, last_engaged_at */
 	FLOAT8OID, FLOAT8OID, FLOAT8OID,	/* expected_engagements_30d .. expected_value_30d */
-	BOOLOID, FLOAT8OID, TIMESTAMPTZOID, /* undeliverable, tenure_days, birth_at */
-	INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, FLOAT8OID	/* x .. x_v, m_v */
+	ES_SCORE_FIELDS_SINCE_1_6(ES_FIELD_OID)
 };
 
 /* The result type's descriptor, checked: a layout the library fills, field by field. */
@@ -495,7 +506,7 @@ score_result_desc(FunctionCallInfo fcinfo)
 		elog(ERROR, "score_events must return a composite type");
 	natts = desc->natts;
 	/* reachable by altering the type (ALTER TYPE engagement.score ADD ATTRIBUTE, ...) */
-	if (natts != SCORE_FIELDS && natts != SCORE_FIELDS_1_4 && natts != SCORE_FIELDS_1_1 && natts != SCORE_FIELDS_1_0)
+	if (natts != SCORE_FIELDS_1_0 && natts != SCORE_FIELDS_1_1 && !(natts >= SCORE_FIELDS_1_4 && natts <= SCORE_FIELDS))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
 				 errmsg("%s has %d attributes, expected %d", format_type_be(desc->tdtypeid), natts, SCORE_FIELDS),
@@ -526,7 +537,6 @@ es_score_events_finalfn(PG_FUNCTION_ARGS)
 	es_result	r;
 	Datum		values[SCORE_FIELDS];
 	bool		nulls[SCORE_FIELDS] = {false};
-	int			natts;
 
 	(void) es_aggcontext(fcinfo, "score_events");
 	if (!score_state_finalize(st, &r))
@@ -537,8 +547,6 @@ es_score_events_finalfn(PG_FUNCTION_ARGS)
 		result_desc = score_result_desc(fcinfo);
 		fcinfo->flinfo->fn_extra = result_desc;	/* kept for the query */
 	}
-	natts = result_desc->natts;
-
 	values[0] = TimestampTzGetDatum(st->acc.as_of);
 	values[1] = CStringGetTextDatum(st->profile->name);
 	values[2] = Float8GetDatum(r.composite);
@@ -563,18 +571,13 @@ es_score_events_finalfn(PG_FUNCTION_ARGS)
 	values[18] = Float8GetDatum(r.expected_engagements_horizon);
 	values[19] = Float8GetDatum(r.expected_conversion_value);
 	values[20] = Float8GetDatum(r.expected_value_horizon);
-	if (natts == SCORE_FIELDS)
 	{
-		values[21] = BoolGetDatum(r.undeliverable != 0);
-		values[22] = Float8GetDatum(r.tenure_days);
-		values[23] = TimestampTzGetDatum(r.birth_at);
-		values[24] = Int64GetDatum(r.repeat_days);
-		values[25] = Int64GetDatum(r.t_x_days);
-		values[26] = Int64GetDatum(r.t_c_days);
-		values[27] = Int64GetDatum(r.engagement_days);
-		values[28] = Int64GetDatum(r.conversion_days);
-		values[29] = Int64GetDatum(r.valued_conversion_days);
-		values[30] = Float8GetDatum(r.mean_conversion_value);
+		/* (all of them: a layout of an earlier version forms its first natts) */
+		Datum	   *since_1_6 = values + SCORE_FIELDS_1_4;
+
+#define ES_FIELD_DATUM(member, type) *since_1_6++ = ES_DATUM_##type(r.member);
+		ES_SCORE_FIELDS_SINCE_1_6(ES_FIELD_DATUM)
+#undef ES_FIELD_DATUM
 	}
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(result_desc, values, nulls)));
 }
