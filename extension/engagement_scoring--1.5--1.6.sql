@@ -2806,21 +2806,22 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 COMMENT ON FUNCTION @extschema@._fit_penalty_ladder() IS
     'The L2 penalties fit_model and validate_model try, smallest first, when a fit with the profile''s fit_penalizer does not converge';
 
--- _fit_mbgnbd_ladder / _fit_gammagamma_ladder: the fit of the summaries (parallel arrays, one
--- element per distinct summary, weight its contacts) with the penalty given; if it has rows and
--- does not converge, the fits with the ladder's penalties above it, until one converges.  fit: the
--- one that converged, else the one with the penalty given; penalty: its penalty; unconverged: the
--- message of the fit with the penalty given when a rung of the ladder replaced it; ladder: the
--- penalties tried after it (empty when none was).
-CREATE OR REPLACE FUNCTION @extschema@._fit_mbgnbd_ladder(xs integer[], t_xs float8[], ts float8[], weights float8[],
-                                               penalizer float8, OUT fit @extschema@.model_fit,
-                                               OUT penalty float8, OUT unconverged text, OUT ladder float8[])
+-- _fit_ladder: the fit of the summaries (parallel arrays, one element per distinct summary, weight
+-- its contacts) with the penalty given; if it has rows and does not converge, the fits with the
+-- ladder's penalties above it, until one converges.  fit_query: the fit with the penalty $1 and the
+-- arrays $2 to $5; kind: NULL of its type.  fit: the one that converged, else the one with the
+-- penalty given; penalty: its penalty; unconverged: the message of the fit with the penalty given
+-- when a rung of the ladder replaced it; ladder: the penalties tried after it (empty when none was).
+CREATE OR REPLACE FUNCTION @extschema@._fit_ladder(kind anyelement, fit_query text, penalizer float8, a1 integer[],
+                                        a2 float8[], a3 float8[], weights float8[], OUT fit anyelement,
+                                        OUT penalty float8, OUT unconverged text, OUT ladder float8[])
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     rung  float8;
-    tried @extschema@.model_fit;
+    tried record;
+    fields text := format('SELECT (q.f).* FROM (%s) q(f)', fit_query);   -- (INTO takes the fit's fields)
 BEGIN
-    fit := (SELECT @extschema@.fit_mbgnbd(u.x, u.t_x, u.t, u.w, penalizer) FROM unnest(xs, t_xs, ts, weights) u(x, t_x, t, w));
+    EXECUTE fields INTO fit USING penalizer, a1, a2, a3, weights;
     penalty := penalizer;
     ladder := '{}';
     IF fit.n IS NULL OR fit.converged THEN
@@ -2829,7 +2830,7 @@ BEGIN
     FOREACH rung IN ARRAY @extschema@._fit_penalty_ladder() LOOP
         CONTINUE WHEN rung <= penalizer;
         ladder := ladder || rung;
-        tried := (SELECT @extschema@.fit_mbgnbd(u.x, u.t_x, u.t, u.w, rung) FROM unnest(xs, t_xs, ts, weights) u(x, t_x, t, w));
+        EXECUTE fields INTO tried USING rung, a1, a2, a3, weights;
         IF tried.converged THEN
             unconverged := fit.message;
             fit := tried;
@@ -2839,38 +2840,32 @@ BEGIN
     END LOOP;
 END $$;
 
+COMMENT ON FUNCTION @extschema@._fit_ladder(anyelement, text, float8, integer[], float8[], float8[], float8[]) IS
+    'A fit of weighted summaries with the penalty given, or with the smallest penalty of the ladder above it that converges when that one does not';
+
+CREATE OR REPLACE FUNCTION @extschema@._fit_mbgnbd_ladder(xs integer[], t_xs float8[], ts float8[], weights float8[],
+                                               penalizer float8, OUT fit @extschema@.model_fit,
+                                               OUT penalty float8, OUT unconverged text, OUT ladder float8[])
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT * FROM @extschema@._fit_ladder(NULL::@extschema@.model_fit,
+        'SELECT @extschema@.fit_mbgnbd(u.x, u.t_x, u.t, u.w, $1) FROM unnest($2, $3, $4, $5) u(x, t_x, t, w)',
+        penalizer, xs, t_xs, ts, weights)
+$$;
+
 COMMENT ON FUNCTION @extschema@._fit_mbgnbd_ladder(integer[], float8[], float8[], float8[], float8) IS
-    'fit_mbgnbd of weighted summaries with the penalty given, or with the smallest penalty of the ladder above it that converges when that one does not';
+    'fit_mbgnbd of weighted summaries with the penalty given, or with the smallest penalty of the ladder above it that converges when that one does not (_fit_ladder)';
 
 CREATE OR REPLACE FUNCTION @extschema@._fit_gammagamma_ladder(xs integer[], ms float8[], weights float8[], penalizer float8,
                                                    OUT fit @extschema@.gammagamma_fit, OUT penalty float8,
                                                    OUT unconverged text, OUT ladder float8[])
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    rung  float8;
-    tried @extschema@.gammagamma_fit;
-BEGIN
-    fit := (SELECT @extschema@.fit_gammagamma(u.x, u.m, u.w, penalizer) FROM unnest(xs, ms, weights) u(x, m, w));
-    penalty := penalizer;
-    ladder := '{}';
-    IF fit.n IS NULL OR fit.converged THEN
-        RETURN;
-    END IF;
-    FOREACH rung IN ARRAY @extschema@._fit_penalty_ladder() LOOP
-        CONTINUE WHEN rung <= penalizer;
-        ladder := ladder || rung;
-        tried := (SELECT @extschema@.fit_gammagamma(u.x, u.m, u.w, rung) FROM unnest(xs, ms, weights) u(x, m, w));
-        IF tried.converged THEN
-            unconverged := fit.message;
-            fit := tried;
-            penalty := rung;
-            RETURN;
-        END IF;
-    END LOOP;
-END $$;
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT * FROM @extschema@._fit_ladder(NULL::@extschema@.gammagamma_fit,
+        'SELECT @extschema@.fit_gammagamma(u.x, u.m, u.w, $1) FROM unnest($2, $3, $5) u(x, m, w)',
+        penalizer, xs, ms, NULL, weights)
+$$;
 
 COMMENT ON FUNCTION @extschema@._fit_gammagamma_ladder(integer[], float8[], float8[], float8) IS
-    'fit_gammagamma of weighted summaries with the penalty given, or with the smallest penalty of the ladder above it that converges when that one does not';
+    'fit_gammagamma of weighted summaries with the penalty given, or with the smallest penalty of the ladder above it that converges when that one does not (_fit_ladder)';
 
 -- _fit_ladder_note: what model_fits.message and the WARNINGs say of a fit the ladder decided:
 -- that the fit with the profile's penalty did not converge and why, and which rung converged
