@@ -236,7 +236,7 @@ struct Forecaster {
 };
 
 // The memo's slot for summary s computed with inputs (es_forecast_memo), prefetched (the caller
-// compares its key after work of its own), and s's key in it; no slot for a summary too large
+// compares its key after its own checks), and s's key in it; no slot for a summary too large
 // for a key.  Inputs other than the memo's empty it first.
 es_forecast_memo_slot *memo_slot(es_forecast_memo *memo, const double (&inputs)[7], const es_stored_summary &s,
                                  uint64_t *key) {
@@ -501,8 +501,6 @@ int es_predict(const es_stored_summary *s, const es_profile *p, double horizon, 
     if (rc != ES_OK) return rc;
     Forecaster f;
     f.p = p;
-    rc = f.prepare_value(*s, err, errlen);
-    if (rc != ES_OK) return rc;
     Forecaster::Alive a;
     if (slot != nullptr && slot->key == key) {
         a = {slot->alive[0], slot->alive[1], slot->alive[2]};
@@ -512,8 +510,9 @@ int es_predict(const es_stored_summary *s, const es_profile *p, double horizon, 
         if (rc != ES_OK) return rc;
         if (slot != nullptr) memo_fill(slot, key, a.p_alive, a.expected, a.engage_if_alive);
     }
-    f.combine(a, out);
-    return ES_OK;
+    rc = f.prepare_value(*s, err, errlen);
+    if (rc == ES_OK) f.combine(a, out);
+    return rc;
 }
 
 int es_lifetime_value(const es_stored_summary *s, const es_profile *p, int months, double monthly_discount_rate,
@@ -536,8 +535,6 @@ int es_lifetime_value(const es_stored_summary *s, const es_profile *p, int month
     if (rc != ES_OK) return rc;
     Forecaster f;
     f.p = p;
-    rc = f.prepare_value(*s, err, errlen);
-    if (rc != ES_OK) return rc;
     double days;
     if (slot != nullptr && slot->key == key) {
         days = slot->alive[0];
@@ -547,6 +544,8 @@ int es_lifetime_value(const es_stored_summary *s, const es_profile *p, int month
         if (rc != ES_OK) return rc;
         if (slot != nullptr) memo_fill(slot, key, days, 0, 0);
     }
+    rc = f.prepare_value(*s, err, errlen);
+    if (rc != ES_OK) return rc;
     *out = saturating_product(days * f.share, f.conversion_value);
     if (f.penalised) *out *= f.keep;
     return ES_OK;

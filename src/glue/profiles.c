@@ -485,7 +485,7 @@ es_result_tupdesc(FunctionCallInfo fcinfo)
 }
 
 /* The query's forecast memo (es_forecast_memo), from the function's second call on: a query that
- * predicts for one contact does not allocate and clear its ~1 MB. */
+ * predicts for one contact does not allocate and clear its 256 kB. */
 es_forecast_memo *
 es_query_forecast_memo(FunctionCallInfo fcinfo)
 {

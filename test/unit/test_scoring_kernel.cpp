@@ -1275,8 +1275,9 @@ TEST(Predictions, TheMemoChangesNoResultBitForBit) {
     es_profile other = es_default_profile();
     other.model_r = 0.5;
     other.opt_out_penalty = 0.25;
-    static es_forecast_memo memo{};  // (~1 MB: not on the stack)
+    static es_forecast_memo memo{}, clv_memo{};  // (256 kB each: not on the stack)
     char err[256];
+    uint64_t generations = 0;
     for (int pass = 0; pass < 3; ++pass) {
         for (size_t i = 0; i < summaries.size(); ++i) {
             const es_profile p = (i / 50) % 2 ? other : es_default_profile();
@@ -1286,12 +1287,17 @@ TEST(Predictions, TheMemoChangesNoResultBitForBit) {
             ASSERT_EQ(es_predict(&summaries[i], &p, h, nullptr, &without, err, sizeof err), ES_OK) << err;
             EXPECT_EQ(std::memcmp(&with, &without, sizeof with), 0) << i;
             double clv_with, clv_without;
-            ASSERT_EQ(es_lifetime_value(&summaries[i], &p, 3 + pass, 0.01, &memo, &clv_with, err, sizeof err), ES_OK);
+            ASSERT_EQ(es_lifetime_value(&summaries[i], &p, 3 + pass, 0.01, &clv_memo, &clv_with, err, sizeof err),
+                      ES_OK);
             ASSERT_EQ(es_lifetime_value(&summaries[i], &p, 3 + pass, 0.01, nullptr, &clv_without, err, sizeof err),
                       ES_OK);
             EXPECT_EQ(clv_with, clv_without) << i;
+            generations += i % 50 == 0;
         }
     }
+    // The inputs changed once every 50 summaries (of which 400 with x < 6 and t_c <= 40 repeat):
+    // the memo was read, not emptied on every call.
+    EXPECT_EQ(memo.generation, generations);
     // The same summary again under the same inputs is answered from its slot: a slot altered on
     // purpose shows in the next result.
     const es_profile p = es_default_profile();
