@@ -649,6 +649,7 @@ END $$;
 CREATE OR REPLACE FUNCTION @extschema@._in_citus_shard_query() RETURNS boolean
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT pg_catalog.starts_with(pg_catalog.current_setting('application_name'), 'citus_internal gpid=')
+           AND pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL   -- (a name any session can set)
 $$;
 
 -- In a Citus task (_in_citus_shard_query): the local placement a function reads instead of rel, a
@@ -676,14 +677,26 @@ BEGIN
         EXECUTE 'SELECT s.shardid FROM pg_catalog.pg_dist_shard s WHERE s.logicalrelid = $1' INTO shard USING rel;
     ELSE
         IF contact IS NULL OR NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition d WHERE d.logicalrelid = rel AND d.partmethod = 'h'
-                                             AND pg_catalog.column_to_column_name(d.logicalrelid, d.partkey) = contact_column) THEN
-            RAISE EXCEPTION '% is not hash-distributed by its contact column %', rel, quote_ident(contact_column)
+                                             AND pg_catalog.column_to_column_name(d.logicalrelid, d.partkey) = contact_column
+                                             AND d.colocationid = (SELECT s.colocationid FROM pg_catalog.pg_dist_partition s
+                                                                    WHERE s.logicalrelid = '@extschema@.engagement_scores'::regclass)) THEN
+            RAISE EXCEPTION '% is not hash-distributed by its contact column % and co-located with engagement_scores', rel,
+                            quote_ident(contact_column)
                 USING ERRCODE = 'feature_not_supported';
         END IF;
         shard := pg_catalog.get_shard_id_for_distribution_column(rel, contact);
     END IF;
+    -- (shard_name leaves public's shards unqualified; this function's search_path would not find them)
     placed := pg_catalog.shard_name(rel, shard);
-    IF to_regclass(placed) IS NULL THEN
+    IF cardinality(pg_catalog.parse_ident(placed)) = 1 THEN
+        placed := pg_catalog.format('%I.%s', (SELECT n.nspname FROM pg_catalog.pg_class c
+                                                JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel),
+                                    placed);
+    END IF;
+    -- an active placement of this node's group: not a copy a shard move left behind for cleanup
+    IF to_regclass(placed) IS NULL
+       OR NOT EXISTS (SELECT FROM pg_catalog.pg_dist_placement pl
+                       WHERE pl.shardid = shard AND pl.groupid = (SELECT lg.groupid FROM pg_catalog.pg_dist_local_group lg)) THEN
         RAISE EXCEPTION 'contact %: its rows of % are not on this node, where Citus runs this part of the query', contact, rel
             USING ERRCODE = 'feature_not_supported',
                   HINT = 'Called per row of a query over a distributed table, a per-contact function must be given the row''s own contact, of a table co-located with the events (create_distributed_table(..., colocate_with => ''engagement.engagement_scores'')).';
@@ -3075,7 +3088,8 @@ REVOKE EXECUTE ON FUNCTION @extschema@.fit_model(text, timestamptz, text) FROM P
 CREATE OR REPLACE FUNCTION @extschema@._validation(calibration_end timestamptz, holdout_end timestamptz, profile text,
                                         fit boolean, OUT parameters @extschema@.model_fit,
                                         OUT value_parameters @extschema@.gammagamma_fit)
-LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp SET enable_partitionwise_aggregate = on AS $$
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp SET enable_partitionwise_aggregate = on
+                   SET extra_float_digits = 3 AS $$   -- (the fitted parameters reach _predict exactly, through jsonb)
 DECLARE
     p       @extschema@.scoring_profiles;
     events  text;
@@ -3766,6 +3780,8 @@ BEGIN
         SELECT * FROM @extschema@._citus_lifetime_value($1, $2, $3)
     $b$;
 END $$;
+
+REVOKE EXECUTE ON FUNCTION @extschema@._citus_sql_functions() FROM PUBLIC;
 
 -- citus_distribute(events): the one way to run the extension on Citus (docs/scale-out.md).  While
 -- it runs, unsafe triggers are allowed (its SET clause): the profiles' triggers run on every

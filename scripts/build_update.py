@@ -121,6 +121,8 @@ def main(argv):
     if hand.count(MARKER + "\n") != 1:
         sys.exit("build_update.py: %s must have exactly one line \"%s\"" % (hand_path, MARKER))
     hand = VIEW_MARKER.sub(lambda m: view_statements(m.group(1), sources), hand)
+    if re.search(r"^--\s*@view\b", hand, re.M):
+        sys.exit("build_update.py: a line \"-- @view NAME\" not understood in %s" % hand_path)
     before, after = hand.split(MARKER + "\n")
     generated = []
     for path in sources:

@@ -238,6 +238,7 @@ BEGIN
         SELECT * FROM @extschema@._citus_lifetime_value($1, $2, $3)
     $b$;
 END $$;
+REVOKE EXECUTE ON FUNCTION @extschema@._citus_sql_functions() FROM PUBLIC;
 
 -- citus_distribute(events): the one way to run the extension on Citus (docs/scale-out.md).  While
 -- it runs, unsafe triggers are allowed (its SET clause): the profiles' triggers run on every

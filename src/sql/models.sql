@@ -487,7 +487,8 @@ REVOKE EXECUTE ON FUNCTION @extschema@.fit_model(text, timestamptz, text) FROM P
 CREATE FUNCTION @extschema@._validation(calibration_end timestamptz, holdout_end timestamptz, profile text,
                                         fit boolean, OUT parameters @extschema@.model_fit,
                                         OUT value_parameters @extschema@.gammagamma_fit)
-LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp SET enable_partitionwise_aggregate = on AS $$
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp SET enable_partitionwise_aggregate = on
+                   SET extra_float_digits = 3 AS $$   -- (the fitted parameters reach _predict exactly, through jsonb)
 DECLARE
     p       @extschema@.scoring_profiles;
     events  text;

@@ -191,6 +191,7 @@ END $$;
 CREATE FUNCTION @extschema@._in_citus_shard_query() RETURNS boolean
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT pg_catalog.starts_with(pg_catalog.current_setting('application_name'), 'citus_internal gpid=')
+           AND pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL   -- (a name any session can set)
 $$;
 
 -- In a Citus task (_in_citus_shard_query): the local placement a function reads instead of rel, a
@@ -218,14 +219,26 @@ BEGIN
         EXECUTE 'SELECT s.shardid FROM pg_catalog.pg_dist_shard s WHERE s.logicalrelid = $1' INTO shard USING rel;
     ELSE
         IF contact IS NULL OR NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition d WHERE d.logicalrelid = rel AND d.partmethod = 'h'
-                                             AND pg_catalog.column_to_column_name(d.logicalrelid, d.partkey) = contact_column) THEN
-            RAISE EXCEPTION '% is not hash-distributed by its contact column %', rel, quote_ident(contact_column)
+                                             AND pg_catalog.column_to_column_name(d.logicalrelid, d.partkey) = contact_column
+                                             AND d.colocationid = (SELECT s.colocationid FROM pg_catalog.pg_dist_partition s
+                                                                    WHERE s.logicalrelid = '@extschema@.engagement_scores'::regclass)) THEN
+            RAISE EXCEPTION '% is not hash-distributed by its contact column % and co-located with engagement_scores', rel,
+                            quote_ident(contact_column)
                 USING ERRCODE = 'feature_not_supported';
         END IF;
         shard := pg_catalog.get_shard_id_for_distribution_column(rel, contact);
     END IF;
+    -- (shard_name leaves public's shards unqualified; this function's search_path would not find them)
     placed := pg_catalog.shard_name(rel, shard);
-    IF to_regclass(placed) IS NULL THEN
+    IF cardinality(pg_catalog.parse_ident(placed)) = 1 THEN
+        placed := pg_catalog.format('%I.%s', (SELECT n.nspname FROM pg_catalog.pg_class c
+                                                JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel),
+                                    placed);
+    END IF;
+    -- an active placement of this node's group: not a copy a shard move left behind for cleanup
+    IF to_regclass(placed) IS NULL
+       OR NOT EXISTS (SELECT FROM pg_catalog.pg_dist_placement pl
+                       WHERE pl.shardid = shard AND pl.groupid = (SELECT lg.groupid FROM pg_catalog.pg_dist_local_group lg)) THEN
         RAISE EXCEPTION 'contact %: its rows of % are not on this node, where Citus runs this part of the query', contact, rel
             USING ERRCODE = 'feature_not_supported',
                   HINT = 'Called per row of a query over a distributed table, a per-contact function must be given the row''s own contact, of a table co-located with the events (create_distributed_table(..., colocate_with => ''engagement.engagement_scores'')).';

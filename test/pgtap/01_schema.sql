@@ -193,7 +193,8 @@ SELECT results_eq($$SELECT p.oid::regprocedure::text FROM pg_proc p
 SELECT results_eq($$SELECT p.oid::regprocedure::text FROM pg_proc p
                      WHERE p.pronamespace = 'engagement'::regnamespace
                        AND NOT has_function_privilege('public', p.oid, 'EXECUTE') ORDER BY p.oid::regprocedure::text COLLATE "C"$$,
-                  ARRAY['engagement._track_distributed_truncate()',
+                  ARRAY['engagement._citus_sql_functions()',
+                        'engagement._track_distributed_truncate()',
                         'engagement._track_event_change()',
                         'engagement._track_event_changes()',
                         'engagement._track_shard_changes()',
