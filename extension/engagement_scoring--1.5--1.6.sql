@@ -272,6 +272,20 @@ DROP FUNCTION @extschema@._validation(timestamptz, timestamptz, text, boolean);
 
 
 -- Predictions at any horizon from the stored summary (predict, customer_lifetime_value).
+------------------------------------------------------------------------------------------------
+-- Predictions at any horizon and lifetime value, from the summary each stored score keeps
+-- (docs/model.md "Stored summary and any horizon"), with the profile's current parameters,
+-- without reading events.
+--
+-- predict and customer_lifetime_value are SQL functions the planner inlines into the caller's
+-- query (so a caller's LIMIT, join or ORDER BY plans over the scores table itself, with no
+-- result set materialised in between).  Inlining needs a body without SET: every name in these
+-- bodies is schema-qualified, operators included, so the caller's search_path cannot change
+-- what they call (sql/search_path.sql checks it).  Their arguments are checked once per query
+-- by _prediction_arguments, a constant condition the planner evaluates before the scan (the
+-- profile is compared as COALESCE(profile, ''), a construct, not a function: a NULL would fold the scan's condition to false
+-- and the check, which reports it, would never run).  A NULL contact_id has no row.
+------------------------------------------------------------------------------------------------
 CREATE TYPE @extschema@.prediction AS (
     engagement_probability float8,
     conversion_probability float8,

@@ -8,10 +8,10 @@ tables and types, data moves, DROPs of functions whose signature changed and of 
 columns changed.  Its line "-- @functions" is replaced by every function and aggregate of the
 sources, each as CREATE OR REPLACE with the statements that describe it (COMMENT ON, GRANT,
 REVOKE), in the sources' order; what comes before that line runs before them, what comes after
-runs with them in place.  A line "-- @view NAME" is replaced by the view's CREATE VIEW and its
-comments (COMMENT ON VIEW, COMMENT ON COLUMN) as the sources have them; the hand-written part
-drops the view before it.  The result goes to standard output (the Makefile writes
-extension/engagement_scoring--FROM--TO.sql).
+runs with them in place.  A line "-- @create NAME" is replaced by the CREATE VIEW, TYPE or TABLE
+of NAME and its comments (COMMENT ON it, COMMENT ON COLUMN of it) as the sources have them: a new
+object, or a view the hand-written part dropped before it.  The result goes to standard output
+(the Makefile writes extension/engagement_scoring--FROM--TO.sql).
 
 Only the current version's upgrade script is written this way: a released one is frozen, since
 the sources move on.  test/shell/upgrade.sh checks that the committed script is what this writes,
@@ -92,23 +92,24 @@ def statements(text):
     return result
 
 
-VIEW_MARKER = re.compile(r"^-- @view (\w+)\n", re.M)
-CREATE_VIEW = re.compile(r"CREATE\s+VIEW\s+@extschema@\.(\w+)\b", re.I)
-ABOUT_VIEW = re.compile(r"COMMENT\s+ON\s+(?:VIEW\s+@extschema@\.(\w+)\s|COLUMN\s+@extschema@\.(\w+)\.)", re.I)
+CREATE_MARKER = re.compile(r"^-- @create (\w+)\n", re.M)
+CREATE_OBJECT = re.compile(r"CREATE\s+(?:VIEW|TYPE|TABLE)\s+@extschema@\.(\w+)\b", re.I)
+ABOUT_OBJECT = re.compile(r"COMMENT\s+ON\s+(?:(?:VIEW|TYPE|TABLE)\s+@extschema@\.(\w+)\s|COLUMN\s+@extschema@\.(\w+)\.)", re.I)
 
 
-def view_statements(name, sources):
-    """The statements of the sources that create view name or comment on it or its columns."""
+def object_statements(name, sources):
+    """The statements of the sources that create view, type or table name or comment on it or its
+    columns."""
     found, created = [], False
     for path in sources:
         with open(path) as f:
             for comment, stmt in statements(f.read()):
-                create, about = CREATE_VIEW.match(stmt), ABOUT_VIEW.match(stmt)
+                create, about = CREATE_OBJECT.match(stmt), ABOUT_OBJECT.match(stmt)
                 if (create and create.group(1) == name) or (about and name in about.groups()):
                     created = created or create is not None
                     found.append((comment + "\n" if comment else "") + stmt + "\n")
     if not created:
-        sys.exit("build_update.py: no CREATE VIEW of %s in the sources" % name)
+        sys.exit("build_update.py: no CREATE VIEW, TYPE or TABLE of %s in the sources" % name)
     return "".join(found)
 
 
@@ -120,9 +121,9 @@ def main(argv):
         hand = f.read()
     if hand.count(MARKER + "\n") != 1:
         sys.exit("build_update.py: %s must have exactly one line \"%s\"" % (hand_path, MARKER))
-    hand = VIEW_MARKER.sub(lambda m: view_statements(m.group(1), sources), hand)
-    if re.search(r"^--\s*@view\b", hand, re.M):
-        sys.exit("build_update.py: a line \"-- @view NAME\" not understood in %s" % hand_path)
+    hand = CREATE_MARKER.sub(lambda m: object_statements(m.group(1), sources), hand)
+    if re.search(r"^--\s*@create\b", hand, re.M):
+        sys.exit("build_update.py: a line \"-- @create NAME\" not understood in %s" % hand_path)
     before, after = hand.split(MARKER + "\n")
     generated = []
     for path in sources:

@@ -111,7 +111,7 @@ SELECT c.relacl FROM pg_class c WHERE c.oid = '@extschema@.contact_scores'::regc
 DROP FUNCTION @extschema@.readable_score(@extschema@.score);   -- (two more fields, read from contact_scores)
 DROP FUNCTION @extschema@.readable_scores(text);
 DROP VIEW @extschema@.contact_scores;
--- @view contact_scores
+-- @create contact_scores
 SELECT @extschema@._upgrade_copy_grants(relacl, 'TABLE', '@extschema@.contact_scores') FROM pg_temp._es_view_acl;
 DROP TABLE pg_temp._es_view_acl;
 
@@ -253,18 +253,7 @@ DROP FUNCTION @extschema@._validation(timestamptz, timestamptz, text, boolean);
 
 
 -- Predictions at any horizon from the stored summary (predict, customer_lifetime_value).
-CREATE TYPE @extschema@.prediction AS (
-    engagement_probability float8,
-    conversion_probability float8,
-    expected_engagements   float8,
-    expected_value         float8
-);
-COMMENT ON TYPE @extschema@.prediction IS
-    'A stored score''s predictions over a horizon of days after its calculated_at (predict)';
-COMMENT ON COLUMN @extschema@.prediction.engagement_probability IS 'Probability of at least one engagement day within the horizon (MBG/NBD), penalised';
-COMMENT ON COLUMN @extschema@.prediction.conversion_probability IS 'engagement_probability x the conversion share q';
-COMMENT ON COLUMN @extschema@.prediction.expected_engagements IS 'Expected engagement days within the horizon (MBG/NBD), penalised';
-COMMENT ON COLUMN @extschema@.prediction.expected_value IS 'Expected conversion value within the horizon: expected engagement days x q x expected conversion value (Gamma-Gamma), penalised';
+-- @create prediction
 
 -- fit_model's penalty ladder (issue 25): a fit that does not converge with the profile's
 -- fit_penalizer is tried with larger penalties; model_fits.penalizer is the one used.
