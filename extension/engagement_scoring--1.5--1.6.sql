@@ -759,15 +759,22 @@ END $$;
 CREATE OR REPLACE FUNCTION @extschema@._contact_events_relation(p @extschema@.scoring_profiles, contact_id bigint) RETURNS text
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    rel text := @extschema@._live_events_or_error(p);
-    src @extschema@.event_sources;
+    rel    text := @extschema@._live_events_or_error(p);
+    src    @extschema@.event_sources;
+    stored text;
 BEGIN
     IF NOT @extschema@._in_citus_shard_query() THEN
         RETURN rel;
     END IF;
     src := @extschema@._source_of(p.events_relation);
-    IF @extschema@._column_type(p.events_relation, src.kind_column) IS DISTINCT FROM '@extschema@.event_type'::regtype THEN
-        RAISE EXCEPTION 'profile "%": the kinds of % are mapped on the coordinator, not in a query Citus pushed down to a shard',
+    -- The coordinator's last refresh stored its source's fingerprint (the columns it reads among
+    -- them): one this node cannot make again is a source renaming columns it does not know of.
+    EXECUTE format('SELECT d.source_fingerprint FROM %s d WHERE d.profile = $1',
+                   @extschema@._citus_local_relation('@extschema@.score_distributions', NULL))
+       INTO stored USING p.name;
+    IF @extschema@._column_type(p.events_relation, src.kind_column) IS DISTINCT FROM '@extschema@.event_type'::regtype
+       OR (stored IS NOT NULL AND stored IS DISTINCT FROM @extschema@._source_fingerprint(p.events_relation)) THEN
+        RAISE EXCEPTION 'profile "%": the source of % (its kinds or its columns) is defined on the coordinator, not in a query Citus pushed down to a shard',
                         p.name, p.events_relation
             USING ERRCODE = 'feature_not_supported',
                   HINT = 'Call the function at the top level of a query on the coordinator (e.g. over a list of contacts).';
