@@ -16,7 +16,7 @@ DATA_built   = extension/$(EXTENSION)--$(EXTVERSION).sql
 DATA         = extension/$(EXTENSION)--1.0.sql $(wildcard extension/$(EXTENSION)--*--*.sql)
 
 # pg_regress reads sql/<test>.sql and expected/<test>.out (the classic layout), in this order.
-REGRESS      = setup schema profile_bounds scoring parallel time_decay errors refresh refresh_pending funnel presentation \
+REGRESS      = setup schema profile_bounds scoring parallel time_decay errors refresh refresh_pending refresh_switch funnel presentation \
                search_path models predictions fit_ladder horizons validation distributed source_access change_tracking score_distribution erasure aggregate_inputs
 REGRESS_OPTS = --inputdir=.
 # Two-session tests (isolationtester): test/isolation/specs/<test>.spec, expected/<test>.out.

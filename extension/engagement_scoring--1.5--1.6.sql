@@ -79,8 +79,13 @@ $$ SELECT jsonb_object_agg(k, NULL) FROM unnest(kinds) k $$;   -- (1.5 kept the 
 ALTER TABLE @extschema@.refresh_runs
     ALTER COLUMN unmapped_kinds TYPE jsonb USING pg_temp._es_kinds_object(unmapped_kinds),
     ADD COLUMN ignored_rows bigint CHECK (ignored_rows >= 0),
-    ADD COLUMN invalid_rows jsonb;
+    ADD COLUMN invalid_rows jsonb,
+    ADD COLUMN mode_reason text;
 DROP FUNCTION pg_temp._es_kinds_object(text[]);
+COMMENT ON COLUMN @extschema@.refresh_runs.mode IS 'full or incremental (an incremental call runs full after a profile change, or when it has more contacts to rescore than engagement.incremental_max_fraction of the scored ones: mode_reason)';
+COMMENT ON TABLE @extschema@.refresh_runs IS
+    'Every refresh_scores: profile, mode and why (mode_reason), when, contacts rescored, rows it could not score, skipped (another refresh held the lock) or failed (with the error)';
+COMMENT ON COLUMN @extschema@.refresh_runs.mode_reason IS 'Why it ran in its mode: requested, never refreshed, profile changed, model changed, source changed, or (an incremental call) ''<n> of <m> contacts to rescore: above|at most <fraction>''; NULL for a run that was skipped or failed';
 COMMENT ON COLUMN @extschema@.refresh_runs.unmapped_rows IS 'Rows of a kind the source does not map';
 COMMENT ON COLUMN @extschema@.refresh_runs.unmapped_kinds IS '{kind: rows} of those kinds, the 100 with the most rows, each kind cut to 64 characters (with its length)';
 COMMENT ON COLUMN @extschema@.refresh_runs.ignored_rows IS 'Rows of kinds the source maps to NULL: ignored on purpose';
@@ -111,8 +116,9 @@ SELECT c.relacl FROM pg_class c WHERE c.oid = '@extschema@.contact_scores'::regc
 DROP FUNCTION @extschema@.readable_score(@extschema@.score);   -- (two more fields, read from contact_scores)
 DROP FUNCTION @extschema@.readable_scores(text);
 DROP VIEW @extschema@.contact_scores;
--- (each profile's source fingerprint computed once, not per score: OFFSET 0 keeps the subquery whole;
--- cached_score repeats is_stale's condition over a Citus node's placements)
+-- (each profile's source fingerprint computed once, not per score: OFFSET 0 keeps the subquery whole.
+-- is_stale's condition is written again in cached_score, over a Citus node's placements, and in
+-- readable_scores' own query: change the three together)
 CREATE VIEW @extschema@.contact_scores WITH (security_invoker = true) AS
 SELECT s.*,
        (s.calculated_at < now() - p.max_score_age
@@ -737,6 +743,22 @@ BEGIN
             USING ERRCODE = 'undefined_object', HINT = 'The profiles are the rows of engagement.scoring_profiles.';
     END IF;
     RETURN p;
+END $$;
+
+-- The one-time check of the profile of a read the planner inlines into its caller's query
+-- (readable_scores, segment_summary, readable_segments): profile_exists is the EXISTS of its row,
+-- which the caller's query evaluates once (a function here that read scoring_profiles itself would
+-- be sent to the shards on Citus, where a query of a reference table is refused); 42704 when it
+-- names no profile, as _profile_or_error says it.  A NULL profile is no error: those reads were
+-- STRICT, and their queries have no row for it.  Always true when it returns.
+CREATE OR REPLACE FUNCTION @extschema@._profile_exists_or_error(profile_exists boolean, profile text) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT profile_exists AND profile IS NOT NULL THEN
+        RAISE EXCEPTION 'scoring profile "%" does not exist', profile
+            USING ERRCODE = 'undefined_object', HINT = 'The profiles are the rows of engagement.scoring_profiles.';
+    END IF;
+    RETURN true;
 END $$;
 
 -- Checks what the aggregates cannot check when a contact has no events (no row reaches them).
@@ -2008,10 +2030,40 @@ $$;
 ------------------------------------------------------------------------------------------------
 -- refresh_scores: _refresh does the work; refresh_scores records it in refresh_runs
 ------------------------------------------------------------------------------------------------
--- One refresh: rescored is NULL when another refresh of the profile held its lock (skipped).
+-- The share of a profile's scored contacts above which an incremental refresh runs as a full one:
+-- the setting engagement.incremental_max_fraction (0..1; ALTER DATABASE ... SET it for the
+-- scheduled refreshes, 1 never switches, 0 always does), 0.5 when it is not set.  Above a tenth of
+-- the contacts an incremental refresh scans the events as a full one does and scores and writes only
+-- its targets: on 200,000 contacts it costs 0.7-0.8x a full refresh at 40% of them, and from 60% to
+-- 80% about as much (0.87-0.90x on engagement_events; over a view source, 70%: medians of 23.1 s
+-- against 19.4 s for the full refresh), where the full refresh also leaves every percentile current
+-- (test/bench/run_benchmarks.sh sections 18 and 19, docs/performance.md).
+CREATE OR REPLACE FUNCTION @extschema@._incremental_max_fraction() RETURNS float8
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    setting  text := current_setting('engagement.incremental_max_fraction', true);
+    fraction float8;
+BEGIN
+    IF setting IS NULL OR setting = '' THEN
+        RETURN 0.5;
+    END IF;
+    BEGIN
+        fraction := setting::float8;
+    EXCEPTION WHEN invalid_text_representation THEN
+        fraction := NULL;
+    END;
+    IF NOT (fraction >= 0 AND fraction <= 1) OR fraction IS NULL THEN   -- (NaN too)
+        RAISE EXCEPTION 'engagement.incremental_max_fraction must be a number between 0 and 1, not %', quote_literal(setting)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN fraction;
+END $$;
+
+-- One refresh: rescored is NULL when another refresh of the profile held its lock (skipped);
+-- mode_reason says why it ran full or incremental (refresh_runs.mode_reason).
 CREATE OR REPLACE FUNCTION @extschema@._refresh(profile text, "full" boolean, OUT rescored bigint, OUT full_refresh boolean,
                                      OUT unmapped bigint, OUT unmapped_kinds jsonb, OUT ignored bigint,
-                                     OUT invalid jsonb)
+                                     OUT invalid jsonb, OUT mode_reason text)
 LANGUAGE plpgsql VOLATILE STRICT
 -- synchronize_seqscans off: two refreshes draining the change log scan it in the same order,
 -- so one waits for the other instead of deadlocking on rows each already locked.
@@ -2029,6 +2081,7 @@ DECLARE
     last       record;                 -- the distribution of the last refresh
     aged       boolean;
     targets    bigint;
+    max_share  float8 := @extschema@._incremental_max_fraction();   -- (checked before any work)
     fingerprint text;                  -- the source's definition (_source_fingerprint)
 BEGIN
     full_refresh := "full";
@@ -2066,12 +2119,30 @@ BEGIN
     SELECT d.profile_version, d.model_version, d.oldest_score_at, d.contacts, d.source_fingerprint INTO last
       FROM @extschema@.score_distributions d WHERE d.profile = p.name;
     fingerprint := @extschema@._source_fingerprint(p.events_relation);
-    full_refresh := full_refresh OR last.profile_version IS DISTINCT FROM p.version
-                    OR last.model_version IS DISTINCT FROM @extschema@.model_version()
-                    OR last.source_fingerprint IS DISTINCT FROM fingerprint;
+    mode_reason := CASE WHEN full_refresh THEN 'requested'
+                        WHEN coalesce(last.profile_version, 0) = 0 THEN 'never refreshed'
+                        WHEN last.profile_version IS DISTINCT FROM p.version THEN 'profile changed'
+                        WHEN last.model_version IS DISTINCT FROM @extschema@.model_version() THEN 'model changed'
+                        WHEN last.source_fingerprint IS DISTINCT FROM fingerprint THEN 'source changed' END;
+    full_refresh := mode_reason IS NOT NULL;
     aged := last.oldest_score_at < refresh_at - p.max_score_age;
 
     targets := @extschema@._refresh_choose_targets(p, refresh_at, full_refresh, aged);
+    -- An incremental refresh with more targets than max_share of the scored contacts runs as a
+    -- full one, cheaper then (_incremental_max_fraction).  Its targets were chosen (the pending
+    -- ones consumed) as an incremental refresh chooses them; a full refresh's also include the
+    -- other profiles' pending contacts, which _refresh_keep_pending must look at again.
+    IF NOT full_refresh THEN
+        full_refresh := targets > max_share * coalesce(last.contacts, 0);
+        mode_reason := format('%s of %s contacts to rescore: %s %s', targets, coalesce(last.contacts, 0),
+                              CASE WHEN full_refresh THEN 'above' ELSE 'at most' END, max_share);
+        IF full_refresh THEN
+            INSERT INTO pg_temp._es_targets
+            SELECT DISTINCT pr.contact_id FROM @extschema@.pending_rescore pr WHERE pr.profile <> p.name
+            ON CONFLICT DO NOTHING;
+            ANALYZE pg_temp._es_targets;
+        END IF;
+    END IF;
     -- The events are read with the rights of the role that set the source (_events_reader): this
     -- role becomes it for the reading statements alone, which fill the temporary tables the
     -- writing steps read.
@@ -2159,9 +2230,9 @@ BEGIN
         RETURN NULL;
     END;
     INSERT INTO @extschema@.refresh_runs (profile, mode, started_at, finished_at, contacts_rescored, unmapped_rows,
-                                          unmapped_kinds, ignored_rows, invalid_rows, skipped)
+                                          unmapped_kinds, ignored_rows, invalid_rows, skipped, mode_reason)
     VALUES (profile, CASE WHEN r.full_refresh THEN 'full' ELSE 'incremental' END, started, clock_timestamp(),
-            r.rescored, r.unmapped, r.unmapped_kinds, r.ignored, r.invalid, r.rescored IS NULL);
+            r.rescored, r.unmapped, r.unmapped_kinds, r.ignored, r.invalid, r.rescored IS NULL, r.mode_reason);
     DELETE FROM @extschema@.refresh_runs rr
      WHERE rr.profile = refresh_scores.profile
        AND rr.started_at < started - (SELECT sp.refresh_log_retention FROM @extschema@.scoring_profiles sp
@@ -2170,7 +2241,7 @@ BEGIN
 END $$;
 
 COMMENT ON FUNCTION @extschema@.refresh_scores(text, boolean, text) IS
-    'Rescores a profile''s contacts (from its events_relation) as of now(): all of them (full, or after a profile change), else those whose events changed or whose score is older than max_score_age; records the run in refresh_runs; returns how many, or NULL when another refresh of the profile is running (or, with on_error => ''record'', when it failed: recorded, with a WARNING)';
+    'Rescores a profile''s contacts (from its events_relation) as of now(): all of them (full, or after a profile change, or when more than engagement.incremental_max_fraction (0.5) of the scored contacts are to be rescored), else those whose events changed or whose score is older than max_score_age; records the run in refresh_runs; returns how many, or NULL when another refresh of the profile is running (or, with on_error => ''record'', when it failed: recorded, with a WARNING)';
 
 REVOKE EXECUTE ON FUNCTION @extschema@.refresh_scores(text, boolean, text) FROM PUBLIC;
 
@@ -2297,18 +2368,22 @@ END $$;
 COMMENT ON FUNCTION @extschema@.cached_score(bigint, interval, text) IS
     'The stored score when it is fresh (not stale, and computed within max_age), else a live one';
 
+-- (an SQL function the planner inlines into the caller's query, as readable_scores is: every name
+-- schema-qualified, operators and types included, the profile checked once, presentation.sql)
 CREATE OR REPLACE FUNCTION @extschema@.segment_summary(profile text DEFAULT 'default')
 RETURNS TABLE (segment text, contacts bigint, share float8, mean_score float8)
-LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    PERFORM @extschema@._profile_or_error(profile);
-    RETURN QUERY
-    SELECT s.segment, count(*), count(*)::float8 / sum(count(*)) OVER (), avg(s.composite)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT s.segment, pg_catalog.count(*),
+           pg_catalog.count(*)::pg_catalog.float8
+               OPERATOR(pg_catalog./) (pg_catalog.sum(pg_catalog.count(*)) OVER ())::pg_catalog.float8,
+           pg_catalog.avg(s.composite)
       FROM @extschema@.engagement_scores s
-     WHERE s.profile = segment_summary.profile
+     WHERE s.profile OPERATOR(pg_catalog.=) COALESCE($1, '')
+       AND @extschema@._profile_exists_or_error(
+               EXISTS (SELECT FROM @extschema@.scoring_profiles sp WHERE sp.name OPERATOR(pg_catalog.=) $1), $1)
      GROUP BY s.segment
-     ORDER BY avg(s.composite) DESC, s.segment;
-END $$;
+     ORDER BY pg_catalog.avg(s.composite) DESC, s.segment
+$$;
 
 COMMENT ON FUNCTION @extschema@.segment_summary(text) IS
     'Per segment of the profile''s stored scores: contacts, their share of all scored contacts (0..1) and the mean composite, best segments first';
@@ -2411,7 +2486,8 @@ COMMENT ON FUNCTION @extschema@.profile_events(bigint, text, timestamptz, intege
 -- One place for the rounding (_readable, of a stored score as contact_scores shows it; the
 -- expectations named for what they are, over the profile's horizon_days, not 30d): components
 -- probabilities to 0.001, expected engagement days and money to 0.01, tenure to 0.1 day, times to
--- the second.  readable_score rounds a score through it, readable_scores the stored ones.
+-- the second.  readable_score rounds a score through it; readable_scores rounds the stored ones
+-- the same way in its own query (below), which the planner inlines.
 CREATE OR REPLACE FUNCTION @extschema@._readable(s @extschema@.contact_scores,
     OUT as_of timestamptz, OUT profile text, OUT composite numeric, OUT segment text,
     OUT recency numeric, OUT frequency numeric, OUT monetary numeric, OUT time_decay numeric,
@@ -2449,6 +2525,23 @@ $$;
 COMMENT ON FUNCTION @extschema@.readable_score(@extschema@.score) IS
     'A score rounded for people: composite and components to 0.1, probabilities to 0.001, expected days and values (over the profile''s horizon_days) to 0.01, times to the second; e.g. SELECT * FROM engagement.readable_score(engagement.engagement_score(42))';
 
+-- readable_scores and readable_segments are SQL functions the planner inlines into the caller's
+-- query, as predict is (predictions.sql): a caller's LIMIT, condition or ORDER BY plans over the
+-- scores table itself (a condition on the contact or the segment reaches its scan; LIMIT n makes
+-- the sort a top-n one), with no result set computed whole in between.  So their bodies have no
+-- SET: every name is schema-qualified, operators and types included, so that the caller's
+-- search_path cannot change what they call (sql/search_path.sql checks it), and the profile is
+-- checked once per query (_profile_exists_or_error, a condition of constants the planner evaluates
+-- before the scan).  They are not STRICT (that would stop the inlining): a NULL profile has no row,
+-- as before.
+--
+-- readable_scores sorts the bare scores (the subquery) and computes what it shows of each in the
+-- query above: the rounding (as _readable rounds; sql/presentation.sql checks both against the same
+-- rounding), is_stale and the horizon.  A caller's LIMIT then bounds the sort (a top-n sort: nothing
+-- sits between them), and the planner computes is_stale's lookups after a caller's own sort, for
+-- the rows it keeps.  is_stale is contact_scores' (queries.sql; sql/presentation.sql checks that
+-- they agree), its profile's part (max_score_age, version, whether the source changed) computed
+-- once per query: contact_scores' join to the profile would stand between the sort and the LIMIT.
 CREATE OR REPLACE FUNCTION @extschema@.readable_scores(profile text DEFAULT 'default')
 RETURNS TABLE (contact_id bigint, composite numeric, percentile_rank numeric, segment text, recency numeric,
                frequency numeric, monetary numeric, time_decay numeric, diversity numeric,
@@ -2457,30 +2550,56 @@ RETURNS TABLE (contact_id bigint, composite numeric, percentile_rank numeric, se
                opted_out boolean, event_count bigint, conversion_total numeric, last_engaged_at timestamptz,
                calculated_at timestamptz, is_stale boolean, undeliverable boolean, tenure_days numeric,
                horizon_days numeric)
-LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    p @extschema@.scoring_profiles;
-BEGIN
-    p := @extschema@._profile_or_error(profile);
-    RETURN QUERY
-    SELECT s.contact_id, r.composite, round(s.percentile_rank::numeric, 1), r.segment, r.recency, r.frequency,
-           r.monetary, r.time_decay, r.diversity, r.engagement_probability, r.conversion_probability,
-           r.churn_risk, r.expected_engagements_in_horizon, r.expected_conversion_value, r.expected_value_in_horizon,
-           r.opted_out, r.event_count, r.conversion_total, r.last_engaged_at, r.as_of, s.is_stale,
-           r.undeliverable, r.tenure_days, p.horizon_days::numeric
-      FROM @extschema@.contact_scores s, LATERAL @extschema@._readable(s) r
-     WHERE s.profile = readable_scores.profile
-     ORDER BY s.composite DESC, s.contact_id;
-END $$;
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT s.contact_id, pg_catalog.round(s.composite::pg_catalog.numeric, 1),
+           pg_catalog.round(s.percentile_rank::pg_catalog.numeric, 1), s.segment,
+           pg_catalog.round(s.recency::pg_catalog.numeric, 1), pg_catalog.round(s.frequency::pg_catalog.numeric, 1),
+           pg_catalog.round(s.monetary::pg_catalog.numeric, 1), pg_catalog.round(s.time_decay::pg_catalog.numeric, 1),
+           pg_catalog.round(s.diversity::pg_catalog.numeric, 1),
+           pg_catalog.round(s.engagement_probability::pg_catalog.numeric, 3),
+           pg_catalog.round(s.conversion_probability::pg_catalog.numeric, 3),
+           pg_catalog.round(s.churn_risk::pg_catalog.numeric, 3),
+           pg_catalog.round(s.expected_engagements_30d::pg_catalog.numeric, 2),
+           pg_catalog.round(s.expected_conversion_value::pg_catalog.numeric, 2),
+           pg_catalog.round(s.expected_value_30d::pg_catalog.numeric, 2),
+           s.opted_out, s.event_count, s.conversion_total, pg_catalog.date_trunc('second', s.last_engaged_at),
+           pg_catalog.date_trunc('second', s.calculated_at),
+           -- (OPERATOR() binds as any other operator does: left to right, hence the parentheses)
+           (s.calculated_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-)
+                (SELECT sp.max_score_age FROM @extschema@.scoring_profiles sp WHERE sp.name OPERATOR(pg_catalog.=) $1))
+            OR s.profile_version OPERATOR(pg_catalog.<>)
+                (SELECT sp.version FROM @extschema@.scoring_profiles sp WHERE sp.name OPERATOR(pg_catalog.=) $1)
+            OR s.model_version OPERATOR(pg_catalog.<>) @extschema@.model_version()
+            -- (the fingerprints IS DISTINCT FROM each other, which would look its = up on the search_path)
+            OR (SELECT NOT COALESCE(d.source_fingerprint OPERATOR(pg_catalog.=) f.fingerprint,
+                                    d.source_fingerprint IS NULL AND f.fingerprint IS NULL)
+                  FROM @extschema@.scoring_profiles sp
+                 CROSS JOIN LATERAL (SELECT @extschema@._source_fingerprint(sp.events_relation) AS fingerprint) f
+                  LEFT JOIN @extschema@.score_distributions d ON d.profile OPERATOR(pg_catalog.=) sp.name
+                 WHERE sp.name OPERATOR(pg_catalog.=) $1)
+            OR EXISTS (SELECT FROM @extschema@.pending_rescore pr
+                        WHERE pr.profile OPERATOR(pg_catalog.=) s.profile AND pr.contact_id OPERATOR(pg_catalog.=) s.contact_id)
+            OR EXISTS (SELECT FROM @extschema@.event_changes c WHERE c.contact_id OPERATOR(pg_catalog.=) s.contact_id)),
+           s.undeliverable, pg_catalog.round(s.tenure_days::pg_catalog.numeric, 1),
+           (SELECT sp.horizon_days FROM @extschema@.scoring_profiles sp
+             WHERE sp.name OPERATOR(pg_catalog.=) $1)::pg_catalog.numeric
+      FROM (SELECT sc.* FROM @extschema@.engagement_scores sc
+             WHERE sc.profile OPERATOR(pg_catalog.=) COALESCE($1, '')
+               AND @extschema@._profile_exists_or_error(
+                       EXISTS (SELECT FROM @extschema@.scoring_profiles sp WHERE sp.name OPERATOR(pg_catalog.=) $1), $1)
+             ORDER BY sc.composite DESC, sc.contact_id) s
+$$;
 
 COMMENT ON FUNCTION @extschema@.readable_scores(text) IS
     'The profile''s stored scores rounded as readable_score rounds them, with the percentile (0.1) and is_stale, best first; the expected engagement days and value are over the profile''s horizon_days, the last column; the raw values are in engagement_scores';
 
 CREATE OR REPLACE FUNCTION @extschema@.readable_segments(profile text DEFAULT 'default')
 RETURNS TABLE (segment text, contacts bigint, share_pct numeric, mean_score numeric)
-LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
-SELECT m.segment, m.contacts, round((100 * m.share)::numeric, 1), round(m.mean_score::numeric, 1)
-  FROM @extschema@.segment_summary(profile) m
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT m.segment, m.contacts,
+           pg_catalog.round((100 OPERATOR(pg_catalog.*) m.share)::pg_catalog.numeric, 1),
+           pg_catalog.round(m.mean_score::pg_catalog.numeric, 1)
+      FROM @extschema@.segment_summary($1) m
 $$;
 
 COMMENT ON FUNCTION @extschema@.readable_segments(text) IS

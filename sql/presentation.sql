@@ -195,6 +195,60 @@ SELECT count(*) AS listed,
           FROM engagement.engagement_scores WHERE profile = 'presentation') s USING (contact_id);
 SELECT contact_id, composite, percentile_rank, segment, churn_risk, expected_value_in_horizon, horizon_days
   FROM engagement.readable_scores('presentation') LIMIT 3;
+-- readable_scores is inlined into the caller's query: a condition on the contact reaches the scores
+-- table's index, one on the segment its scan, and a LIMIT bounds its sort (a top-N sort), also under
+-- a sort of the caller's own.  The lines of each plan that say so (serial plans: no worker's lines).
+CREATE FUNCTION pg_temp.plan_lines(q text) RETURNS SETOF text LANGUAGE plpgsql AS $$
+DECLARE
+    line     text;
+    in_scan  boolean := false;
+BEGIN
+    FOR line IN EXECUTE 'EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) ' || q LOOP
+        line := regexp_replace(btrim(line), '^->  ', '');
+        -- the scans of the scores table with their conditions, and the sorts' methods (what the
+        -- plan did, not how much memory or how many rows)
+        in_scan := line ~ ' on engagement_scores' OR (in_scan AND line ~ '^(Index Cond|Filter|Rows Removed)');
+        IF (in_scan AND line !~ '^Rows Removed') OR line ~ '^Sort Method' THEN
+            RETURN NEXT regexp_replace(line, '\s*(\(actual.*|Memory: .*)$', '');
+        END IF;
+    END LOOP;
+END $$;
+-- (the scores table read through its primary key, whatever the statistics say: one plan to show)
+SET LOCAL max_parallel_workers_per_gather = 0; SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off;
+SELECT pg_temp.plan_lines($$SELECT * FROM engagement.readable_scores('presentation') WHERE contact_id = 7100001$$) AS one_contact;
+SELECT pg_temp.plan_lines($$SELECT * FROM engagement.readable_scores('presentation') WHERE segment = 'lost'$$) AS one_segment;
+SELECT pg_temp.plan_lines($$SELECT * FROM engagement.readable_scores('presentation') LIMIT 3$$) AS best_three;
+SELECT pg_temp.plan_lines($$SELECT * FROM engagement.readable_scores('presentation') WHERE segment <> 'lost'
+                             ORDER BY churn_risk DESC, contact_id LIMIT 3$$) AS riskiest_three;
+SELECT pg_temp.plan_lines($$SELECT * FROM engagement.readable_segments('presentation')$$) AS segments;
+RESET max_parallel_workers_per_gather; RESET enable_seqscan; RESET enable_bitmapscan;
+-- The same rows as the function computed whole (WITH ORDINALITY is not inlined): the three best,
+-- and every contact's row under a condition.
+SELECT count(*) AS differing_best_three
+  FROM ((SELECT * FROM engagement.readable_scores('presentation') LIMIT 3)
+        EXCEPT ALL (SELECT r.contact_id, r.composite, r.percentile_rank, r.segment, r.recency, r.frequency, r.monetary,
+                           r.time_decay, r.diversity, r.engagement_probability, r.conversion_probability, r.churn_risk,
+                           r.expected_engagements_in_horizon, r.expected_conversion_value, r.expected_value_in_horizon,
+                           r.opted_out, r.event_count, r.conversion_total, r.last_engaged_at, r.calculated_at,
+                           r.is_stale, r.undeliverable, r.tenure_days, r.horizon_days
+                      FROM engagement.readable_scores('presentation') WITH ORDINALITY r WHERE r.ordinality <= 3)) d;
+-- is_stale is contact_scores': with some contacts pending, some with changed events and some fresh.
+SAVEPOINT staleness;
+UPDATE engagement.engagement_scores SET calculated_at = now() WHERE profile = 'presentation';
+INSERT INTO engagement.pending_rescore (profile, contact_id)
+SELECT 'presentation', contact_id FROM engagement.engagement_scores WHERE profile = 'presentation' ORDER BY contact_id LIMIT 2;
+INSERT INTO engagement.event_changes (contact_id, relation)
+SELECT contact_id, 'engagement.engagement_events' FROM engagement.engagement_scores WHERE profile = 'presentation'
+ ORDER BY contact_id DESC LIMIT 3;
+SELECT count(*) AS scores, count(*) FILTER (WHERE r.is_stale) AS stale,
+       count(*) FILTER (WHERE r.is_stale IS DISTINCT FROM c.is_stale) AS differing_from_contact_scores
+  FROM engagement.readable_scores('presentation') r
+  JOIN engagement.contact_scores c ON c.profile = 'presentation' AND c.contact_id = r.contact_id;
+ROLLBACK TO SAVEPOINT staleness;
+-- A NULL profile has no rows (as when these reads were STRICT); an unknown one is an error (below).
+SELECT (SELECT count(*) FROM engagement.readable_scores(NULL)) AS null_scores,
+       (SELECT count(*) FROM engagement.readable_segments(NULL)) AS null_segments,
+       (SELECT count(*) FROM engagement.segment_summary(NULL)) AS null_summary;
 -- readable_segments: segment_summary with the share in percent and the mean to 0.1.
 SELECT * FROM engagement.readable_segments('presentation');
 SELECT count(*) AS segments_differing
@@ -215,6 +269,7 @@ SELECT count(*) AS null_buckets FROM engagement.score_histogram('presentation', 
 SELECT ref.sqlstate_of($$SELECT * FROM engagement.score_histogram('presentation', 0)$$) AS zero_buckets,
        ref.sqlstate_of($$SELECT * FROM engagement.score_histogram('presentation', 101)$$) AS too_many_buckets,
        split_part(ref.sqlstate_of($$SELECT * FROM engagement.score_histogram('no_such_profile')$$), ':', 1) AS unknown_profile,
-       split_part(ref.sqlstate_of($$SELECT * FROM engagement.readable_scores('no_such_profile')$$), ':', 1) AS unknown_profile_scores;
+       split_part(ref.sqlstate_of($$SELECT * FROM engagement.readable_scores('no_such_profile')$$), ':', 1) AS unknown_profile_scores,
+       split_part(ref.sqlstate_of($$SELECT * FROM engagement.readable_segments('no_such_profile')$$), ':', 1) AS unknown_profile_segments;
 
 ROLLBACK;

@@ -10,6 +10,10 @@ CREATE FUNCTION evil.isfinite(timestamptz) RETURNS boolean LANGUAGE sql AS $$ SE
 CREATE FUNCTION evil.format(text, text) RETURNS text LANGUAGE sql AS $$ SELECT 'pwned' $$;
 CREATE FUNCTION evil.count(anyelement) RETURNS bigint LANGUAGE sql AS $$ SELECT -1::bigint $$;
 CREATE FUNCTION evil.pg_try_advisory_xact_lock(int, int) RETURNS boolean LANGUAGE sql AS $$ SELECT false $$;
+CREATE FUNCTION evil.round(numeric, integer) RETURNS numeric LANGUAGE sql AS $$ SELECT -1::numeric $$;
+CREATE FUNCTION evil.date_trunc(text, timestamptz) RETURNS timestamptz LANGUAGE sql AS $$ SELECT timestamptz '1999-01-01' $$;
+CREATE FUNCTION evil.int4ne_evil(integer, integer) RETURNS boolean LANGUAGE sql AS $$ SELECT true $$;
+CREATE OPERATOR evil.<> (LEFTARG = integer, RIGHTARG = integer, FUNCTION = evil.int4ne_evil);
 CREATE FUNCTION evil.texteq_evil(text, text) RETURNS boolean LANGUAGE sql AS $$ SELECT true $$;
 CREATE OPERATOR evil.= (LEFTARG = text, RIGHTARG = text, FUNCTION = evil.texteq_evil);
 CREATE FUNCTION evil.ts_lt_evil(timestamptz, timestamptz) RETURNS boolean LANGUAGE sql AS $$ SELECT false $$;
@@ -34,12 +38,17 @@ SELECT (SELECT array_agg(f::text) FROM engagement.funnel(424242) f) AS funnel,
        engagement.time_decay(1, occurred_at, '2026-06-01', 14) AS decay
   FROM ref.crm_events WHERE contact_id <= 30;
 
--- predict and customer_lifetime_value, which the planner inlines into the caller's query (with the
--- caller's search_path): their results, the same with the hostile schema first below.
+-- predict, customer_lifetime_value, readable_scores, readable_segments and segment_summary, which
+-- the planner inlines into the caller's query (with the caller's search_path): their results, the
+-- same with the hostile schema first below.
 CREATE TEMP TABLE clean_predictions AS
 SELECT 'predict' AS call, p::text AS result FROM engagement.predict('default', 7) p
 UNION ALL SELECT 'predict one', p::text FROM engagement.predict(7, 7) p
-UNION ALL SELECT 'customer_lifetime_value', v::text FROM engagement.customer_lifetime_value('default', 3, 0.01) v;
+UNION ALL SELECT 'customer_lifetime_value', v::text FROM engagement.customer_lifetime_value('default', 3, 0.01) v
+UNION ALL (SELECT 'readable_scores', r::text FROM engagement.readable_scores('default') r LIMIT 50)
+UNION ALL SELECT 'readable_scores of a segment', r::text FROM engagement.readable_scores('default') r WHERE r.segment OPERATOR(pg_catalog.=) 'lost'
+UNION ALL SELECT 'readable_segments', r::text FROM engagement.readable_segments('default') r
+UNION ALL SELECT 'segment_summary', m::text FROM engagement.segment_summary('default') m;
 
 -- The same calls with the hostile schema first (ahead of pg_catalog).  The trap is armed:
 SET search_path = evil, pg_catalog, public;
@@ -63,7 +72,11 @@ SELECT (SELECT array_agg(f::text) FROM engagement.funnel(424242) f) AS funnel,
 CREATE TEMP TABLE shadowed_predictions AS
 SELECT 'predict' AS call, p::text AS result FROM engagement.predict('default', 7) p
 UNION ALL SELECT 'predict one', p::text FROM engagement.predict(7, 7) p
-UNION ALL SELECT 'customer_lifetime_value', v::text FROM engagement.customer_lifetime_value('default', 3, 0.01) v;
+UNION ALL SELECT 'customer_lifetime_value', v::text FROM engagement.customer_lifetime_value('default', 3, 0.01) v
+UNION ALL (SELECT 'readable_scores', r::text FROM engagement.readable_scores('default') r LIMIT 50)
+UNION ALL SELECT 'readable_scores of a segment', r::text FROM engagement.readable_scores('default') r WHERE r.segment OPERATOR(pg_catalog.=) 'lost'
+UNION ALL SELECT 'readable_segments', r::text FROM engagement.readable_segments('default') r
+UNION ALL SELECT 'segment_summary', m::text FROM engagement.segment_summary('default') m;
 SELECT engagement.score_trend(1, '2025-12-31', 'trend')::text AS trend;
 SELECT pg_catalog.count(*) AS cached_scores FROM pg_catalog.generate_series(1, 5) c
  WHERE engagement.cached_score(c) IS NOT NULL;

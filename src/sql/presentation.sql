@@ -9,7 +9,8 @@
 -- One place for the rounding (_readable, of a stored score as contact_scores shows it; the
 -- expectations named for what they are, over the profile's horizon_days, not 30d): components
 -- probabilities to 0.001, expected engagement days and money to 0.01, tenure to 0.1 day, times to
--- the second.  readable_score rounds a score through it, readable_scores the stored ones.
+-- the second.  readable_score rounds a score through it; readable_scores rounds the stored ones
+-- the same way in its own query (below), which the planner inlines.
 CREATE FUNCTION @extschema@._readable(s @extschema@.contact_scores,
     OUT as_of timestamptz, OUT profile text, OUT composite numeric, OUT segment text,
     OUT recency numeric, OUT frequency numeric, OUT monetary numeric, OUT time_decay numeric,
@@ -46,6 +47,23 @@ $$;
 COMMENT ON FUNCTION @extschema@.readable_score(@extschema@.score) IS
     'A score rounded for people: composite and components to 0.1, probabilities to 0.001, expected days and values (over the profile''s horizon_days) to 0.01, times to the second; e.g. SELECT * FROM engagement.readable_score(engagement.engagement_score(42))';
 
+-- readable_scores and readable_segments are SQL functions the planner inlines into the caller's
+-- query, as predict is (predictions.sql): a caller's LIMIT, condition or ORDER BY plans over the
+-- scores table itself (a condition on the contact or the segment reaches its scan; LIMIT n makes
+-- the sort a top-n one), with no result set computed whole in between.  So their bodies have no
+-- SET: every name is schema-qualified, operators and types included, so that the caller's
+-- search_path cannot change what they call (sql/search_path.sql checks it), and the profile is
+-- checked once per query (_profile_exists_or_error, a condition of constants the planner evaluates
+-- before the scan).  They are not STRICT (that would stop the inlining): a NULL profile has no row,
+-- as before.
+--
+-- readable_scores sorts the bare scores (the subquery) and computes what it shows of each in the
+-- query above: the rounding (as _readable rounds; sql/presentation.sql checks both against the same
+-- rounding), is_stale and the horizon.  A caller's LIMIT then bounds the sort (a top-n sort: nothing
+-- sits between them), and the planner computes is_stale's lookups after a caller's own sort, for
+-- the rows it keeps.  is_stale is contact_scores' (queries.sql; sql/presentation.sql checks that
+-- they agree), its profile's part (max_score_age, version, whether the source changed) computed
+-- once per query: contact_scores' join to the profile would stand between the sort and the LIMIT.
 CREATE FUNCTION @extschema@.readable_scores(profile text DEFAULT 'default')
 RETURNS TABLE (contact_id bigint, composite numeric, percentile_rank numeric, segment text, recency numeric,
                frequency numeric, monetary numeric, time_decay numeric, diversity numeric,
@@ -54,29 +72,55 @@ RETURNS TABLE (contact_id bigint, composite numeric, percentile_rank numeric, se
                opted_out boolean, event_count bigint, conversion_total numeric, last_engaged_at timestamptz,
                calculated_at timestamptz, is_stale boolean, undeliverable boolean, tenure_days numeric,
                horizon_days numeric)
-LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    p @extschema@.scoring_profiles;
-BEGIN
-    p := @extschema@._profile_or_error(profile);
-    RETURN QUERY
-    SELECT s.contact_id, r.composite, round(s.percentile_rank::numeric, 1), r.segment, r.recency, r.frequency,
-           r.monetary, r.time_decay, r.diversity, r.engagement_probability, r.conversion_probability,
-           r.churn_risk, r.expected_engagements_in_horizon, r.expected_conversion_value, r.expected_value_in_horizon,
-           r.opted_out, r.event_count, r.conversion_total, r.last_engaged_at, r.as_of, s.is_stale,
-           r.undeliverable, r.tenure_days, p.horizon_days::numeric
-      FROM @extschema@.contact_scores s, LATERAL @extschema@._readable(s) r
-     WHERE s.profile = readable_scores.profile
-     ORDER BY s.composite DESC, s.contact_id;
-END $$;
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT s.contact_id, pg_catalog.round(s.composite::pg_catalog.numeric, 1),
+           pg_catalog.round(s.percentile_rank::pg_catalog.numeric, 1), s.segment,
+           pg_catalog.round(s.recency::pg_catalog.numeric, 1), pg_catalog.round(s.frequency::pg_catalog.numeric, 1),
+           pg_catalog.round(s.monetary::pg_catalog.numeric, 1), pg_catalog.round(s.time_decay::pg_catalog.numeric, 1),
+           pg_catalog.round(s.diversity::pg_catalog.numeric, 1),
+           pg_catalog.round(s.engagement_probability::pg_catalog.numeric, 3),
+           pg_catalog.round(s.conversion_probability::pg_catalog.numeric, 3),
+           pg_catalog.round(s.churn_risk::pg_catalog.numeric, 3),
+           pg_catalog.round(s.expected_engagements_30d::pg_catalog.numeric, 2),
+           pg_catalog.round(s.expected_conversion_value::pg_catalog.numeric, 2),
+           pg_catalog.round(s.expected_value_30d::pg_catalog.numeric, 2),
+           s.opted_out, s.event_count, s.conversion_total, pg_catalog.date_trunc('second', s.last_engaged_at),
+           pg_catalog.date_trunc('second', s.calculated_at),
+           -- (OPERATOR() binds as any other operator does: left to right, hence the parentheses)
+           (s.calculated_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-)
+                (SELECT sp.max_score_age FROM @extschema@.scoring_profiles sp WHERE sp.name OPERATOR(pg_catalog.=) $1))
+            OR s.profile_version OPERATOR(pg_catalog.<>)
+                (SELECT sp.version FROM @extschema@.scoring_profiles sp WHERE sp.name OPERATOR(pg_catalog.=) $1)
+            OR s.model_version OPERATOR(pg_catalog.<>) @extschema@.model_version()
+            -- (the fingerprints IS DISTINCT FROM each other, which would look its = up on the search_path)
+            OR (SELECT NOT COALESCE(d.source_fingerprint OPERATOR(pg_catalog.=) f.fingerprint,
+                                    d.source_fingerprint IS NULL AND f.fingerprint IS NULL)
+                  FROM @extschema@.scoring_profiles sp
+                 CROSS JOIN LATERAL (SELECT @extschema@._source_fingerprint(sp.events_relation) AS fingerprint) f
+                  LEFT JOIN @extschema@.score_distributions d ON d.profile OPERATOR(pg_catalog.=) sp.name
+                 WHERE sp.name OPERATOR(pg_catalog.=) $1)
+            OR EXISTS (SELECT FROM @extschema@.pending_rescore pr
+                        WHERE pr.profile OPERATOR(pg_catalog.=) s.profile AND pr.contact_id OPERATOR(pg_catalog.=) s.contact_id)
+            OR EXISTS (SELECT FROM @extschema@.event_changes c WHERE c.contact_id OPERATOR(pg_catalog.=) s.contact_id)),
+           s.undeliverable, pg_catalog.round(s.tenure_days::pg_catalog.numeric, 1),
+           (SELECT sp.horizon_days FROM @extschema@.scoring_profiles sp
+             WHERE sp.name OPERATOR(pg_catalog.=) $1)::pg_catalog.numeric
+      FROM (SELECT sc.* FROM @extschema@.engagement_scores sc
+             WHERE sc.profile OPERATOR(pg_catalog.=) COALESCE($1, '')
+               AND @extschema@._profile_exists_or_error(
+                       EXISTS (SELECT FROM @extschema@.scoring_profiles sp WHERE sp.name OPERATOR(pg_catalog.=) $1), $1)
+             ORDER BY sc.composite DESC, sc.contact_id) s
+$$;
 COMMENT ON FUNCTION @extschema@.readable_scores(text) IS
     'The profile''s stored scores rounded as readable_score rounds them, with the percentile (0.1) and is_stale, best first; the expected engagement days and value are over the profile''s horizon_days, the last column; the raw values are in engagement_scores';
 
 CREATE FUNCTION @extschema@.readable_segments(profile text DEFAULT 'default')
 RETURNS TABLE (segment text, contacts bigint, share_pct numeric, mean_score numeric)
-LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
-SELECT m.segment, m.contacts, round((100 * m.share)::numeric, 1), round(m.mean_score::numeric, 1)
-  FROM @extschema@.segment_summary(profile) m
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT m.segment, m.contacts,
+           pg_catalog.round((100 OPERATOR(pg_catalog.*) m.share)::pg_catalog.numeric, 1),
+           pg_catalog.round(m.mean_score::pg_catalog.numeric, 1)
+      FROM @extschema@.segment_summary($1) m
 $$;
 COMMENT ON FUNCTION @extschema@.readable_segments(text) IS
     'segment_summary for people: the share in percent and the mean score, both to 0.1';

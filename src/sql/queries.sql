@@ -24,8 +24,9 @@ END $$;
 COMMENT ON FUNCTION @extschema@.score_percentile(float8, text) IS
     'The percentile (0..100) of a score among the profile''s scored contacts as of the last refresh: 100 * percent_rank(score) WITHIN GROUP (ORDER BY composite)';
 
--- (each profile's source fingerprint computed once, not per score: OFFSET 0 keeps the subquery whole;
--- cached_score repeats is_stale's condition over a Citus node's placements)
+-- (each profile's source fingerprint computed once, not per score: OFFSET 0 keeps the subquery whole.
+-- is_stale's condition is written again in cached_score, over a Citus node's placements, and in
+-- readable_scores' own query: change the three together)
 CREATE VIEW @extschema@.contact_scores WITH (security_invoker = true) AS
 SELECT s.*,
        (s.calculated_at < now() - p.max_score_age
@@ -94,18 +95,22 @@ END $$;
 COMMENT ON FUNCTION @extschema@.cached_score(bigint, interval, text) IS
     'The stored score when it is fresh (not stale, and computed within max_age), else a live one';
 
+-- (an SQL function the planner inlines into the caller's query, as readable_scores is: every name
+-- schema-qualified, operators and types included, the profile checked once, presentation.sql)
 CREATE FUNCTION @extschema@.segment_summary(profile text DEFAULT 'default')
 RETURNS TABLE (segment text, contacts bigint, share float8, mean_score float8)
-LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    PERFORM @extschema@._profile_or_error(profile);
-    RETURN QUERY
-    SELECT s.segment, count(*), count(*)::float8 / sum(count(*)) OVER (), avg(s.composite)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT s.segment, pg_catalog.count(*),
+           pg_catalog.count(*)::pg_catalog.float8
+               OPERATOR(pg_catalog./) (pg_catalog.sum(pg_catalog.count(*)) OVER ())::pg_catalog.float8,
+           pg_catalog.avg(s.composite)
       FROM @extschema@.engagement_scores s
-     WHERE s.profile = segment_summary.profile
+     WHERE s.profile OPERATOR(pg_catalog.=) COALESCE($1, '')
+       AND @extschema@._profile_exists_or_error(
+               EXISTS (SELECT FROM @extschema@.scoring_profiles sp WHERE sp.name OPERATOR(pg_catalog.=) $1), $1)
      GROUP BY s.segment
-     ORDER BY avg(s.composite) DESC, s.segment;
-END $$;
+     ORDER BY pg_catalog.avg(s.composite) DESC, s.segment
+$$;
 COMMENT ON FUNCTION @extschema@.segment_summary(text) IS
     'Per segment of the profile''s stored scores: contacts, their share of all scored contacts (0..1) and the mean composite, best segments first';
 

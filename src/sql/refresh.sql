@@ -362,10 +362,40 @@ $$;
 ------------------------------------------------------------------------------------------------
 -- refresh_scores: _refresh does the work; refresh_scores records it in refresh_runs
 ------------------------------------------------------------------------------------------------
--- One refresh: rescored is NULL when another refresh of the profile held its lock (skipped).
+-- The share of a profile's scored contacts above which an incremental refresh runs as a full one:
+-- the setting engagement.incremental_max_fraction (0..1; ALTER DATABASE ... SET it for the
+-- scheduled refreshes, 1 never switches, 0 always does), 0.5 when it is not set.  Above a tenth of
+-- the contacts an incremental refresh scans the events as a full one does and scores and writes only
+-- its targets: on 200,000 contacts it costs 0.7-0.8x a full refresh at 40% of them, and from 60% to
+-- 80% about as much (0.87-0.90x on engagement_events; over a view source, 70%: medians of 23.1 s
+-- against 19.4 s for the full refresh), where the full refresh also leaves every percentile current
+-- (test/bench/run_benchmarks.sh sections 18 and 19, docs/performance.md).
+CREATE FUNCTION @extschema@._incremental_max_fraction() RETURNS float8
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    setting  text := current_setting('engagement.incremental_max_fraction', true);
+    fraction float8;
+BEGIN
+    IF setting IS NULL OR setting = '' THEN
+        RETURN 0.5;
+    END IF;
+    BEGIN
+        fraction := setting::float8;
+    EXCEPTION WHEN invalid_text_representation THEN
+        fraction := NULL;
+    END;
+    IF NOT (fraction >= 0 AND fraction <= 1) OR fraction IS NULL THEN   -- (NaN too)
+        RAISE EXCEPTION 'engagement.incremental_max_fraction must be a number between 0 and 1, not %', quote_literal(setting)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN fraction;
+END $$;
+
+-- One refresh: rescored is NULL when another refresh of the profile held its lock (skipped);
+-- mode_reason says why it ran full or incremental (refresh_runs.mode_reason).
 CREATE FUNCTION @extschema@._refresh(profile text, "full" boolean, OUT rescored bigint, OUT full_refresh boolean,
                                      OUT unmapped bigint, OUT unmapped_kinds jsonb, OUT ignored bigint,
-                                     OUT invalid jsonb)
+                                     OUT invalid jsonb, OUT mode_reason text)
 LANGUAGE plpgsql VOLATILE STRICT
 -- synchronize_seqscans off: two refreshes draining the change log scan it in the same order,
 -- so one waits for the other instead of deadlocking on rows each already locked.
@@ -383,6 +413,7 @@ DECLARE
     last       record;                 -- the distribution of the last refresh
     aged       boolean;
     targets    bigint;
+    max_share  float8 := @extschema@._incremental_max_fraction();   -- (checked before any work)
     fingerprint text;                  -- the source's definition (_source_fingerprint)
 BEGIN
     full_refresh := "full";
@@ -420,12 +451,30 @@ BEGIN
     SELECT d.profile_version, d.model_version, d.oldest_score_at, d.contacts, d.source_fingerprint INTO last
       FROM @extschema@.score_distributions d WHERE d.profile = p.name;
     fingerprint := @extschema@._source_fingerprint(p.events_relation);
-    full_refresh := full_refresh OR last.profile_version IS DISTINCT FROM p.version
-                    OR last.model_version IS DISTINCT FROM @extschema@.model_version()
-                    OR last.source_fingerprint IS DISTINCT FROM fingerprint;
+    mode_reason := CASE WHEN full_refresh THEN 'requested'
+                        WHEN coalesce(last.profile_version, 0) = 0 THEN 'never refreshed'
+                        WHEN last.profile_version IS DISTINCT FROM p.version THEN 'profile changed'
+                        WHEN last.model_version IS DISTINCT FROM @extschema@.model_version() THEN 'model changed'
+                        WHEN last.source_fingerprint IS DISTINCT FROM fingerprint THEN 'source changed' END;
+    full_refresh := mode_reason IS NOT NULL;
     aged := last.oldest_score_at < refresh_at - p.max_score_age;
 
     targets := @extschema@._refresh_choose_targets(p, refresh_at, full_refresh, aged);
+    -- An incremental refresh with more targets than max_share of the scored contacts runs as a
+    -- full one, cheaper then (_incremental_max_fraction).  Its targets were chosen (the pending
+    -- ones consumed) as an incremental refresh chooses them; a full refresh's also include the
+    -- other profiles' pending contacts, which _refresh_keep_pending must look at again.
+    IF NOT full_refresh THEN
+        full_refresh := targets > max_share * coalesce(last.contacts, 0);
+        mode_reason := format('%s of %s contacts to rescore: %s %s', targets, coalesce(last.contacts, 0),
+                              CASE WHEN full_refresh THEN 'above' ELSE 'at most' END, max_share);
+        IF full_refresh THEN
+            INSERT INTO pg_temp._es_targets
+            SELECT DISTINCT pr.contact_id FROM @extschema@.pending_rescore pr WHERE pr.profile <> p.name
+            ON CONFLICT DO NOTHING;
+            ANALYZE pg_temp._es_targets;
+        END IF;
+    END IF;
     -- The events are read with the rights of the role that set the source (_events_reader): this
     -- role becomes it for the reading statements alone, which fill the temporary tables the
     -- writing steps read.
@@ -513,9 +562,9 @@ BEGIN
         RETURN NULL;
     END;
     INSERT INTO @extschema@.refresh_runs (profile, mode, started_at, finished_at, contacts_rescored, unmapped_rows,
-                                          unmapped_kinds, ignored_rows, invalid_rows, skipped)
+                                          unmapped_kinds, ignored_rows, invalid_rows, skipped, mode_reason)
     VALUES (profile, CASE WHEN r.full_refresh THEN 'full' ELSE 'incremental' END, started, clock_timestamp(),
-            r.rescored, r.unmapped, r.unmapped_kinds, r.ignored, r.invalid, r.rescored IS NULL);
+            r.rescored, r.unmapped, r.unmapped_kinds, r.ignored, r.invalid, r.rescored IS NULL, r.mode_reason);
     DELETE FROM @extschema@.refresh_runs rr
      WHERE rr.profile = refresh_scores.profile
        AND rr.started_at < started - (SELECT sp.refresh_log_retention FROM @extschema@.scoring_profiles sp
@@ -523,7 +572,7 @@ BEGIN
     RETURN r.rescored;
 END $$;
 COMMENT ON FUNCTION @extschema@.refresh_scores(text, boolean, text) IS
-    'Rescores a profile''s contacts (from its events_relation) as of now(): all of them (full, or after a profile change), else those whose events changed or whose score is older than max_score_age; records the run in refresh_runs; returns how many, or NULL when another refresh of the profile is running (or, with on_error => ''record'', when it failed: recorded, with a WARNING)';
+    'Rescores a profile''s contacts (from its events_relation) as of now(): all of them (full, or after a profile change, or when more than engagement.incremental_max_fraction (0.5) of the scored contacts are to be rescored), else those whose events changed or whose score is older than max_score_age; records the run in refresh_runs; returns how many, or NULL when another refresh of the profile is running (or, with on_error => ''record'', when it failed: recorded, with a WARNING)';
 REVOKE EXECUTE ON FUNCTION @extschema@.refresh_scores(text, boolean, text) FROM PUBLIC;
 
 ------------------------------------------------------------------------------------------------

@@ -476,11 +476,12 @@ CREATE TABLE @extschema@.refresh_runs (
     error             text,                                -- SQLSTATE and message of a refresh that failed
     ignored_rows      bigint CHECK (ignored_rows >= 0),    -- rows of kinds mapped to NULL: ignored on purpose
     invalid_rows      jsonb,                               -- {reason: rows}: rows skipped for another reason
+    mode_reason       text,                                -- why it ran full or incremental (1.6)
     CHECK (finished_at >= started_at)
 );
 CREATE INDEX refresh_runs_profile_idx ON @extschema@.refresh_runs (profile, started_at);
 COMMENT ON TABLE @extschema@.refresh_runs IS
-    'Every refresh_scores: profile, mode, when, contacts rescored, rows it could not score, skipped (another refresh held the lock) or failed (with the error)';
+    'Every refresh_scores: profile, mode and why (mode_reason), when, contacts rescored, rows it could not score, skipped (another refresh held the lock) or failed (with the error)';
 
 ------------------------------------------------------------------------------------------------
 -- What \d+ says of each column.  The fields of a score are described once here and given to every
@@ -656,7 +657,8 @@ COMMENT ON COLUMN @extschema@.event_kind_map.event_type IS 'The event type it st
 
 COMMENT ON COLUMN @extschema@.refresh_runs.id IS 'The run''s identity';
 COMMENT ON COLUMN @extschema@.refresh_runs.profile IS 'The profile refreshed';
-COMMENT ON COLUMN @extschema@.refresh_runs.mode IS 'full or incremental (an incremental call after a profile change runs full)';
+COMMENT ON COLUMN @extschema@.refresh_runs.mode IS 'full or incremental (an incremental call runs full after a profile change, or when it has more contacts to rescore than engagement.incremental_max_fraction of the scored ones: mode_reason)';
+COMMENT ON COLUMN @extschema@.refresh_runs.mode_reason IS 'Why it ran in its mode: requested, never refreshed, profile changed, model changed, source changed, or (an incremental call) ''<n> of <m> contacts to rescore: above|at most <fraction>''; NULL for a run that was skipped or failed';
 COMMENT ON COLUMN @extschema@.refresh_runs.started_at IS 'When it started';
 COMMENT ON COLUMN @extschema@.refresh_runs.finished_at IS 'When it finished';
 COMMENT ON COLUMN @extschema@.refresh_runs.contacts_rescored IS 'Contacts rescored (NULL: skipped or failed)';

@@ -267,6 +267,22 @@ BEGIN
     RETURN p;
 END $$;
 
+-- The one-time check of the profile of a read the planner inlines into its caller's query
+-- (readable_scores, segment_summary, readable_segments): profile_exists is the EXISTS of its row,
+-- which the caller's query evaluates once (a function here that read scoring_profiles itself would
+-- be sent to the shards on Citus, where a query of a reference table is refused); 42704 when it
+-- names no profile, as _profile_or_error says it.  A NULL profile is no error: those reads were
+-- STRICT, and their queries have no row for it.  Always true when it returns.
+CREATE FUNCTION @extschema@._profile_exists_or_error(profile_exists boolean, profile text) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT profile_exists AND profile IS NOT NULL THEN
+        RAISE EXCEPTION 'scoring profile "%" does not exist', profile
+            USING ERRCODE = 'undefined_object', HINT = 'The profiles are the rows of engagement.scoring_profiles.';
+    END IF;
+    RETURN true;
+END $$;
+
 -- Checks what the aggregates cannot check when a contact has no events (no row reaches them).
 CREATE FUNCTION @extschema@._check_scoring_args(as_of timestamptz, profile text) RETURNS void
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$

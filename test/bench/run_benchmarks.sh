@@ -77,7 +77,7 @@ printf '%-62s %10s %10s %8s   %s\n' "benchmark (median ms of baseline, subject; 
 [ -n "${FIT_ONLY:-}" ] && ONLY=8
 # want N...: whether one of these sections is to run
 want() { [ -z "${ONLY:-}" ] && return 0; local n; for n; do [[ " $ONLY " == *" $n "* ]] && return 0; done; return 1; }
-if want 1 2 3 4 5 6 7 9 10 11 13 14 15 16; then
+if want 1 2 3 4 5 6 7 9 10 11 13 14 15 16 17 18 19; then
 log "generating $CONTACTS contacts"
 psql -qX -v ON_ERROR_STOP=1 -v contacts="$CONTACTS" -v campaigns="${CAMPAIGNS:-65}" -v as_of="'$AS_OF'" -f demo/generate_crm_events.sql >/dev/null
 psql -qX -c "TRUNCATE engagement.event_changes" -c "VACUUM ANALYZE engagement.engagement_events"
@@ -106,6 +106,63 @@ CLV="SELECT count(*), sum(lifetime_value) FROM engagement.customer_lifetime_valu
 compare "16. predict('default', 7) vs a scan of the stored summaries" "<= 2" "$REPS" "$SERIAL" "$SCAN" "$SERIAL" "$PREDICT"
 compare "16p. the same, 2 workers" "<= 2" "$REPS" "$PAR" "$SCAN" "$PAR" "$PREDICT"
 compare "16c. customer_lifetime_value(12 months) vs the same scan" "(12 expectations a contact)" "$REPS" "$SERIAL" "$SCAN" "$SERIAL" "$CLV"
+fi
+
+if want 17; then
+# 17. The reads for people, inlined into the caller's query (src/sql/presentation.sql): the best 15
+# of readable_scores, and 15 of a segment in another order, against the same queries on the scores
+# table (same rows, raw columns).  Target: within 1.5x.
+log "17. readable_scores with a LIMIT, a condition and an ORDER BY"
+[ "$(psql -qXAt -c "SELECT count(*) FROM engagement.engagement_scores")" -gt 0 ] \
+    || psql -qXAt -c "SELECT engagement.refresh_scores('default', true)" >/dev/null
+psql -qX -c "VACUUM ANALYZE engagement.engagement_scores"
+compare "17. readable_scores('default') LIMIT 15 vs engagement_scores" "<= 1.5" "$REPS" \
+    "$PAR" "SELECT * FROM engagement.engagement_scores WHERE profile = 'default' ORDER BY composite DESC, contact_id LIMIT 15" \
+    "$PAR" "SELECT * FROM engagement.readable_scores('default') LIMIT 15"
+compare "17b. the same, WHERE segment = 'at_risk' ORDER BY churn_risk" "<= 1.5" "$REPS" \
+    "$PAR" "SELECT * FROM engagement.engagement_scores WHERE profile = 'default' AND segment = 'at_risk' ORDER BY churn_risk DESC, contact_id LIMIT 15" \
+    "$PAR" "SELECT * FROM engagement.readable_scores('default') WHERE segment = 'at_risk' ORDER BY churn_risk DESC, contact_id LIMIT 15"
+fi
+
+if want 18; then
+# 18. Where an incremental refresh stops paying: after new events for 5, 10, 20, 40, 60 and 80% of
+# the contacts (CROSS_PCTS: multiples of 5) (inserted before each run, so both runs see the same share changed), an incremental
+# refresh (kept incremental: engagement.incremental_max_fraction = 1) against a full one on the same
+# data.  The crossover is where the ratio reaches 1; refresh_scores runs as a full refresh above
+# the fraction it chose from these figures (docs/performance.md).
+log "18. incremental refreshes of 5-40% of the contacts vs a full refresh"
+[ "$(psql -qXAt -c "SELECT count(*) FROM engagement.engagement_scores")" -gt 0 ] \
+    || psql -qXAt -c "SELECT engagement.refresh_scores('default', true)" >/dev/null
+for pct in ${CROSS_PCTS:-5 10 20 40 60 80}; do
+    CHANGED="INSERT INTO engagement.engagement_events (contact_id, event_type, occurred_at)
+             SELECT c, 'clicked', now() - interval '1 minute' FROM generate_series(1, $CONTACTS) c WHERE c % 20 < $((pct / 5))"
+    compare "18. incremental refresh ($pct% changed) vs full" "crossover: 1" "${CROSS_REPS:-3}" \
+        "$PAR" "SELECT engagement.refresh_scores('default', true)" \
+        "$PAR; SET engagement.incremental_max_fraction = 1" "SELECT engagement.refresh_scores('default')" "$CHANGED"
+done
+fi
+
+if want 19; then
+# 19. Section 18 over a view source (section 9's view: text kinds mapped by event_kind_map, over
+# engagement_events, whose changes it sees): where the issue's CRM found an incremental refresh of
+# 70% of its contacts slower than a full one.  (The view is fed by engagement_events' change log,
+# as track_event_changes(table, for_source => view) says of a table of one's own.)
+log "19. incremental refreshes vs a full refresh, over a view source"
+psql -qX -v ON_ERROR_STOP=1 \
+     -c "CREATE VIEW bench_sms19 AS SELECT contact_id, event_type::text AS kind, occurred_at AS at, conversion_value AS revenue
+           FROM engagement.engagement_events" \
+     -c "SELECT engagement.define_event_source('bench_sms19', (SELECT jsonb_object_agg(t, t) FROM unnest(enum_range(NULL::engagement.event_type)) t),
+                                                kind_column => 'kind', time_column => 'at', value_column => 'revenue')" \
+     -c "UPDATE engagement.event_sources SET changes_from = '{engagement.engagement_events}' WHERE relation = 'bench_sms19'::regclass" \
+     -c "INSERT INTO engagement.scoring_profiles (name, events_relation) VALUES ('view_source19', 'bench_sms19')" \
+     -c "SELECT engagement.refresh_scores('view_source19', true)" >/dev/null
+for pct in ${CROSS_PCTS:-5 10 20 40 60 80}; do
+    CHANGED="INSERT INTO engagement.engagement_events (contact_id, event_type, occurred_at)
+             SELECT c, 'clicked', now() - interval '1 minute' FROM generate_series(1, $CONTACTS) c WHERE c % 20 < $((pct / 5))"
+    compare "19. view source: incremental refresh ($pct% changed) vs full" "crossover: 1" "${CROSS_REPS:-3}" \
+        "$PAR" "SELECT engagement.refresh_scores('view_source19', true)" \
+        "$PAR; SET engagement.incremental_max_fraction = 1" "SELECT engagement.refresh_scores('view_source19')" "$CHANGED"
+done
 fi
 
 if want 14; then

@@ -180,7 +180,10 @@ SELECT results_eq($$SELECT p.oid::regprocedure::text FROM pg_proc p
                   ARRAY['engagement._in_citus_shard_query()',
                         'engagement.customer_lifetime_value(text,integer,double precision)',
                         'engagement.predict(bigint,double precision,text)',
-                        'engagement.predict(text,double precision)'],
+                        'engagement.predict(text,double precision)',
+                        'engagement.readable_scores(text)',
+                        'engagement.readable_segments(text)',
+                        'engagement.segment_summary(text)'],
                   'every SQL and PL/pgSQL function pins search_path but the inlined ones, every name of which is qualified (sql/search_path.sql)');
 SELECT is_empty($$SELECT p.oid::regprocedure FROM pg_proc p
                    WHERE p.pronamespace = 'engagement'::regnamespace AND p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'c')

@@ -79,8 +79,13 @@ $$ SELECT jsonb_object_agg(k, NULL) FROM unnest(kinds) k $$;   -- (1.5 kept the 
 ALTER TABLE @extschema@.refresh_runs
     ALTER COLUMN unmapped_kinds TYPE jsonb USING pg_temp._es_kinds_object(unmapped_kinds),
     ADD COLUMN ignored_rows bigint CHECK (ignored_rows >= 0),
-    ADD COLUMN invalid_rows jsonb;
+    ADD COLUMN invalid_rows jsonb,
+    ADD COLUMN mode_reason text;
 DROP FUNCTION pg_temp._es_kinds_object(text[]);
+COMMENT ON COLUMN @extschema@.refresh_runs.mode IS 'full or incremental (an incremental call runs full after a profile change, or when it has more contacts to rescore than engagement.incremental_max_fraction of the scored ones: mode_reason)';
+COMMENT ON TABLE @extschema@.refresh_runs IS
+    'Every refresh_scores: profile, mode and why (mode_reason), when, contacts rescored, rows it could not score, skipped (another refresh held the lock) or failed (with the error)';
+COMMENT ON COLUMN @extschema@.refresh_runs.mode_reason IS 'Why it ran in its mode: requested, never refreshed, profile changed, model changed, source changed, or (an incremental call) ''<n> of <m> contacts to rescore: above|at most <fraction>''; NULL for a run that was skipped or failed';
 COMMENT ON COLUMN @extschema@.refresh_runs.unmapped_rows IS 'Rows of a kind the source does not map';
 COMMENT ON COLUMN @extschema@.refresh_runs.unmapped_kinds IS '{kind: rows} of those kinds, the 100 with the most rows, each kind cut to 64 characters (with its length)';
 COMMENT ON COLUMN @extschema@.refresh_runs.ignored_rows IS 'Rows of kinds the source maps to NULL: ignored on purpose';
