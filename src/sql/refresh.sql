@@ -55,10 +55,7 @@ END $$;
 -- The contacts to rescore, into pg_temp._es_targets: the profile's pending contacts (consumed
 -- here) and the changed ones, and on an incremental refresh those whose score grew older than
 -- max_score_age (the scores are scanned for those only when the oldest one may have: aged).
--- A full refresh rescores every contact; its targets are only what _refresh_keep_pending must
--- look at again, and include the other profiles' pending contacts: every contact with events not
--- yet due is pending for some profile (or still in the change log), also those drained before
--- this profile existed.  Returns how many targets.
+-- Returns how many targets; _refresh adds a full refresh's others.
 CREATE FUNCTION @extschema@._refresh_choose_targets(p @extschema@.scoring_profiles, refresh_at timestamptz,
                                                     full_refresh boolean, aged boolean) RETURNS bigint
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
@@ -79,11 +76,8 @@ BEGIN
     SELECT contact_id FROM pg_temp._es_changed
      UNION
     SELECT s.contact_id FROM @extschema@.engagement_scores s
-     WHERE aged AND NOT full_refresh AND s.profile = p.name AND s.calculated_at < refresh_at - p.max_score_age
-     UNION
-    SELECT pr.contact_id FROM @extschema@.pending_rescore pr WHERE full_refresh AND pr.profile <> p.name;
+     WHERE aged AND NOT full_refresh AND s.profile = p.name AND s.calculated_at < refresh_at - p.max_score_age;
     GET DIAGNOSTICS targets = ROW_COUNT;
-    ANALYZE pg_temp._es_targets;
     RETURN targets;
 END $$;
 
@@ -461,20 +455,22 @@ BEGIN
 
     targets := @extschema@._refresh_choose_targets(p, refresh_at, full_refresh, aged);
     -- An incremental refresh with more targets than max_share of the scored contacts runs as a
-    -- full one, cheaper then (_incremental_max_fraction).  Its targets were chosen (the pending
-    -- ones consumed) as an incremental refresh chooses them; a full refresh's also include the
-    -- other profiles' pending contacts, which _refresh_keep_pending must look at again.
+    -- full one, cheaper then (_incremental_max_fraction).
     IF NOT full_refresh THEN
         full_refresh := targets > max_share * coalesce(last.contacts, 0);
         mode_reason := format('%s of %s contacts to rescore: %s %s', targets, coalesce(last.contacts, 0),
                               CASE WHEN full_refresh THEN 'above' ELSE 'at most' END, max_share);
-        IF full_refresh THEN
-            INSERT INTO pg_temp._es_targets
-            SELECT DISTINCT pr.contact_id FROM @extschema@.pending_rescore pr WHERE pr.profile <> p.name
-            ON CONFLICT DO NOTHING;
-            ANALYZE pg_temp._es_targets;
-        END IF;
     END IF;
+    -- A full refresh rescores every contact; its targets are only what _refresh_keep_pending must
+    -- look at again, and include the other profiles' pending contacts: every contact with events
+    -- not yet due is pending for some profile (or still in the change log), also those drained
+    -- before this profile existed.
+    IF full_refresh THEN
+        INSERT INTO pg_temp._es_targets
+        SELECT DISTINCT pr.contact_id FROM @extschema@.pending_rescore pr WHERE pr.profile <> p.name
+        ON CONFLICT DO NOTHING;
+    END IF;
+    ANALYZE pg_temp._es_targets;
     -- The events are read with the rights of the role that set the source (_events_reader): this
     -- role becomes it for the reading statements alone, which fill the temporary tables the
     -- writing steps read.
