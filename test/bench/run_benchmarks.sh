@@ -77,6 +77,28 @@ printf '%-62s %10s %10s %8s   %s\n' "benchmark (median ms of baseline, subject; 
 [ -n "${FIT_ONLY:-}" ] && ONLY=8
 # want N...: whether one of these sections is to run
 want() { [ -z "${ONLY:-}" ] && return 0; local n; for n; do [[ " $ONLY " == *" $n "* ]] && return 0; done; return 1; }
+# view_source VIEW PROFILE: section 9's view over engagement_events (the columns renamed, the kinds
+# as text), its source (the seven kinds mapped to themselves) and a profile reading it.
+view_source() {
+    psql -qX -v ON_ERROR_STOP=1 \
+         -c "CREATE VIEW $1 AS SELECT contact_id, event_type::text AS kind, occurred_at AS at, conversion_value AS revenue
+               FROM engagement.engagement_events" \
+         -c "SELECT engagement.define_event_source('$1', (SELECT jsonb_object_agg(t, t) FROM unnest(enum_range(NULL::engagement.event_type)) t),
+                                                    kind_column => 'kind', time_column => 'at', value_column => 'revenue')" \
+         -c "INSERT INTO engagement.scoring_profiles (name, events_relation) VALUES ('$2', '$1')" >/dev/null
+}
+# crossover NAME PROFILE: for each share of CROSS_PCTS (multiples of 5) of the contacts given new
+# events before each run, the profile's incremental refresh (kept one) against its full refresh.
+crossover() {
+    local pct changed
+    for pct in ${CROSS_PCTS:-5 10 20 40 60 80}; do
+        changed="INSERT INTO engagement.engagement_events (contact_id, event_type, occurred_at)
+                 SELECT c, 'clicked', now() - interval '1 minute' FROM generate_series(1, $CONTACTS) c WHERE c % 20 < $((pct / 5))"
+        compare "$1 ($pct% changed) vs full" "crossover: 1" "${CROSS_REPS:-3}" \
+            "$PAR" "SELECT engagement.refresh_scores('$2', true)" \
+            "$PAR; SET engagement.incremental_max_fraction = 1" "SELECT engagement.refresh_scores('$2')" "$changed"
+    done
+}
 if want 1 2 3 4 5 6 7 9 10 11 13 14 15 16 17 18 19; then
 log "generating $CONTACTS contacts"
 psql -qX -v ON_ERROR_STOP=1 -v contacts="$CONTACTS" -v campaigns="${CAMPAIGNS:-65}" -v as_of="'$AS_OF'" -f demo/generate_crm_events.sql >/dev/null
@@ -133,13 +155,7 @@ if want 18; then
 log "18. incremental refreshes of 5-40% of the contacts vs a full refresh"
 [ "$(psql -qXAt -c "SELECT count(*) FROM engagement.engagement_scores")" -gt 0 ] \
     || psql -qXAt -c "SELECT engagement.refresh_scores('default', true)" >/dev/null
-for pct in ${CROSS_PCTS:-5 10 20 40 60 80}; do
-    CHANGED="INSERT INTO engagement.engagement_events (contact_id, event_type, occurred_at)
-             SELECT c, 'clicked', now() - interval '1 minute' FROM generate_series(1, $CONTACTS) c WHERE c % 20 < $((pct / 5))"
-    compare "18. incremental refresh ($pct% changed) vs full" "crossover: 1" "${CROSS_REPS:-3}" \
-        "$PAR" "SELECT engagement.refresh_scores('default', true)" \
-        "$PAR; SET engagement.incremental_max_fraction = 1" "SELECT engagement.refresh_scores('default')" "$CHANGED"
-done
+crossover "18. incremental refresh" default
 fi
 
 if want 19; then
@@ -148,21 +164,11 @@ if want 19; then
 # 70% of its contacts slower than a full one.  (The view is fed by engagement_events' change log,
 # as track_event_changes(table, for_source => view) says of a table of one's own.)
 log "19. incremental refreshes vs a full refresh, over a view source"
+view_source bench_sms19 view_source19
 psql -qX -v ON_ERROR_STOP=1 \
-     -c "CREATE VIEW bench_sms19 AS SELECT contact_id, event_type::text AS kind, occurred_at AS at, conversion_value AS revenue
-           FROM engagement.engagement_events" \
-     -c "SELECT engagement.define_event_source('bench_sms19', (SELECT jsonb_object_agg(t, t) FROM unnest(enum_range(NULL::engagement.event_type)) t),
-                                                kind_column => 'kind', time_column => 'at', value_column => 'revenue')" \
      -c "UPDATE engagement.event_sources SET changes_from = '{engagement.engagement_events}' WHERE relation = 'bench_sms19'::regclass" \
-     -c "INSERT INTO engagement.scoring_profiles (name, events_relation) VALUES ('view_source19', 'bench_sms19')" \
      -c "SELECT engagement.refresh_scores('view_source19', true)" >/dev/null
-for pct in ${CROSS_PCTS:-5 10 20 40 60 80}; do
-    CHANGED="INSERT INTO engagement.engagement_events (contact_id, event_type, occurred_at)
-             SELECT c, 'clicked', now() - interval '1 minute' FROM generate_series(1, $CONTACTS) c WHERE c % 20 < $((pct / 5))"
-    compare "19. view source: incremental refresh ($pct% changed) vs full" "crossover: 1" "${CROSS_REPS:-3}" \
-        "$PAR" "SELECT engagement.refresh_scores('view_source19', true)" \
-        "$PAR; SET engagement.incremental_max_fraction = 1" "SELECT engagement.refresh_scores('view_source19')" "$CHANGED"
-done
+crossover "19. view source: incremental refresh" view_source19
 fi
 
 if want 14; then
@@ -238,12 +244,7 @@ fi
 
 if want 9; then
 log "9. a full refresh over a view source (the kinds mapped by event_kind_map) vs over engagement_events"
-psql -qX -v ON_ERROR_STOP=1 \
-     -c "CREATE VIEW bench_sms AS SELECT contact_id, event_type::text AS kind, occurred_at AS at, conversion_value AS revenue
-           FROM engagement.engagement_events" \
-     -c "SELECT engagement.define_event_source('bench_sms', (SELECT jsonb_object_agg(t, t) FROM unnest(enum_range(NULL::engagement.event_type)) t),
-                                                kind_column => 'kind', time_column => 'at', value_column => 'revenue')" \
-     -c "INSERT INTO engagement.scoring_profiles (name, events_relation) VALUES ('view_source', 'bench_sms')" >/dev/null
+view_source bench_sms view_source
 compare "9. refresh_scores(full): a view source vs engagement_events" "report" "$REPS" \
     "$PAR" "SELECT engagement.refresh_scores('default', true)" "$PAR" "SELECT engagement.refresh_scores('view_source', true)"
 fi
