@@ -724,8 +724,8 @@ BEGIN
     RETURN placed;
 END $$;
 
--- The profile row, or 42704 (the one place SQL reports an unknown profile; the C lookup of the
--- aggregates says the same).  In a Citus task, from this node's placement of the reference table.
+-- The profile row, or 42704 (_profile_exists_or_error).  In a Citus task, from this node's
+-- placement of the reference table.
 CREATE OR REPLACE FUNCTION @extschema@._profile_or_error(profile text) RETURNS @extschema@.scoring_profiles
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -738,19 +738,19 @@ BEGIN
     ELSE
         SELECT * INTO p FROM @extschema@.scoring_profiles sp WHERE sp.name = profile;
     END IF;
-    IF p.name IS NULL THEN   -- (the key: NULL only when no row was found)
-        RAISE EXCEPTION 'scoring profile "%" does not exist', profile
-            USING ERRCODE = 'undefined_object', HINT = 'The profiles are the rows of engagement.scoring_profiles.';
+    IF p.name IS NULL THEN   -- (the key: NULL only when no row was found; a NULL profile names none)
+        PERFORM @extschema@._profile_exists_or_error(false, coalesce(profile, '<NULL>'));
     END IF;
     RETURN p;
 END $$;
 
--- The one-time check of the profile of a read the planner inlines into its caller's query
--- (readable_scores, segment_summary, readable_segments): profile_exists is the EXISTS of its row,
--- which the caller's query evaluates once (a function here that read scoring_profiles itself would
--- be sent to the shards on Citus, where a query of a reference table is refused); 42704 when it
--- names no profile, as _profile_or_error says it.  A NULL profile is no error: those reads were
--- STRICT, and their queries have no row for it.  Always true when it returns.
+-- 42704 for a profile that does not exist: the one place SQL reports it (the C lookup of the
+-- aggregates says the same).  Also the one-time check of the profile of a read the planner inlines
+-- into its caller's query (readable_scores, segment_summary, readable_segments): profile_exists is
+-- the EXISTS of its row, which the caller's query evaluates once (a function here that read
+-- scoring_profiles itself would be sent to the shards on Citus, where a query of a reference table
+-- is refused).  A NULL profile is no error: those reads were STRICT, and their queries have no row
+-- for it.  Always true when it returns.
 CREATE OR REPLACE FUNCTION @extschema@._profile_exists_or_error(profile_exists boolean, profile text) RETURNS boolean
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -2252,8 +2252,6 @@ REVOKE EXECUTE ON FUNCTION @extschema@.refresh_scores(text, boolean, text) FROM 
 CREATE OR REPLACE FUNCTION @extschema@.forget_contact(contact_id bigint)
 RETURNS TABLE ("table" text, rows bigint)
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    n bigint;
 BEGIN
     PERFORM @extschema@._arguments_not_null('forget_contact(contact_id)', contact_id IS NULL);
     -- Every profile's refresh lock: a refresh running now has read the contact's events and would
@@ -2266,22 +2264,13 @@ BEGIN
       FROM (SELECT s.profile, array_agg(s.composite) AS composites FROM @extschema@.engagement_scores s
              WHERE s.contact_id = forget_contact.contact_id GROUP BY s.profile) g
      WHERE d.profile = g.profile;
-    DELETE FROM @extschema@.engagement_scores s WHERE s.contact_id = forget_contact.contact_id;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    "table" := 'engagement_scores'; rows := n; RETURN NEXT;
-    DELETE FROM @extschema@.engagement_score_history h WHERE h.contact_id = forget_contact.contact_id;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    "table" := 'engagement_score_history'; rows := n; RETURN NEXT;
-    DELETE FROM @extschema@.engagement_events e WHERE e.contact_id = forget_contact.contact_id;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    "table" := 'engagement_events'; rows := n; RETURN NEXT;
-    DELETE FROM @extschema@.pending_rescore pr WHERE pr.contact_id = forget_contact.contact_id;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    "table" := 'pending_rescore'; rows := n; RETURN NEXT;
-    -- (after the events: their deletion logged the contact)
-    DELETE FROM @extschema@.event_changes c WHERE c.contact_id = forget_contact.contact_id;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    "table" := 'event_changes'; rows := n; RETURN NEXT;
+    -- (event_changes after the events: their deletion logged the contact)
+    FOREACH "table" IN ARRAY ARRAY['engagement_scores', 'engagement_score_history', 'engagement_events',
+                                   'pending_rescore', 'event_changes'] LOOP
+        EXECUTE format('DELETE FROM @extschema@.%I t WHERE t.contact_id = $1', "table") USING contact_id;
+        GET DIAGNOSTICS rows = ROW_COUNT;
+        RETURN NEXT;
+    END LOOP;
 END $$;
 
 COMMENT ON FUNCTION @extschema@.forget_contact(bigint) IS

@@ -582,8 +582,6 @@ REVOKE EXECUTE ON FUNCTION @extschema@.refresh_scores(text, boolean, text) FROM 
 CREATE FUNCTION @extschema@.forget_contact(contact_id bigint)
 RETURNS TABLE ("table" text, rows bigint)
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    n bigint;
 BEGIN
     PERFORM @extschema@._arguments_not_null('forget_contact(contact_id)', contact_id IS NULL);
     -- Every profile's refresh lock: a refresh running now has read the contact's events and would
@@ -596,22 +594,13 @@ BEGIN
       FROM (SELECT s.profile, array_agg(s.composite) AS composites FROM @extschema@.engagement_scores s
              WHERE s.contact_id = forget_contact.contact_id GROUP BY s.profile) g
      WHERE d.profile = g.profile;
-    DELETE FROM @extschema@.engagement_scores s WHERE s.contact_id = forget_contact.contact_id;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    "table" := 'engagement_scores'; rows := n; RETURN NEXT;
-    DELETE FROM @extschema@.engagement_score_history h WHERE h.contact_id = forget_contact.contact_id;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    "table" := 'engagement_score_history'; rows := n; RETURN NEXT;
-    DELETE FROM @extschema@.engagement_events e WHERE e.contact_id = forget_contact.contact_id;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    "table" := 'engagement_events'; rows := n; RETURN NEXT;
-    DELETE FROM @extschema@.pending_rescore pr WHERE pr.contact_id = forget_contact.contact_id;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    "table" := 'pending_rescore'; rows := n; RETURN NEXT;
-    -- (after the events: their deletion logged the contact)
-    DELETE FROM @extschema@.event_changes c WHERE c.contact_id = forget_contact.contact_id;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    "table" := 'event_changes'; rows := n; RETURN NEXT;
+    -- (event_changes after the events: their deletion logged the contact)
+    FOREACH "table" IN ARRAY ARRAY['engagement_scores', 'engagement_score_history', 'engagement_events',
+                                   'pending_rescore', 'event_changes'] LOOP
+        EXECUTE format('DELETE FROM @extschema@.%I t WHERE t.contact_id = $1', "table") USING contact_id;
+        GET DIAGNOSTICS rows = ROW_COUNT;
+        RETURN NEXT;
+    END LOOP;
 END $$;
 COMMENT ON FUNCTION @extschema@.forget_contact(bigint) IS
     'Erasure: removes everything the extension holds about a contact, in every profile (scores, history, pending and change-log rows, its rows of engagement_events) and returns the rows removed per table; a CRM''s own events are the CRM''s to delete';

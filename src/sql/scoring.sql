@@ -246,8 +246,8 @@ BEGIN
     RETURN placed;
 END $$;
 
--- The profile row, or 42704 (the one place SQL reports an unknown profile; the C lookup of the
--- aggregates says the same).  In a Citus task, from this node's placement of the reference table.
+-- The profile row, or 42704 (_profile_exists_or_error).  In a Citus task, from this node's
+-- placement of the reference table.
 CREATE FUNCTION @extschema@._profile_or_error(profile text) RETURNS @extschema@.scoring_profiles
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -260,19 +260,19 @@ BEGIN
     ELSE
         SELECT * INTO p FROM @extschema@.scoring_profiles sp WHERE sp.name = profile;
     END IF;
-    IF p.name IS NULL THEN   -- (the key: NULL only when no row was found)
-        RAISE EXCEPTION 'scoring profile "%" does not exist', profile
-            USING ERRCODE = 'undefined_object', HINT = 'The profiles are the rows of engagement.scoring_profiles.';
+    IF p.name IS NULL THEN   -- (the key: NULL only when no row was found; a NULL profile names none)
+        PERFORM @extschema@._profile_exists_or_error(false, coalesce(profile, '<NULL>'));
     END IF;
     RETURN p;
 END $$;
 
--- The one-time check of the profile of a read the planner inlines into its caller's query
--- (readable_scores, segment_summary, readable_segments): profile_exists is the EXISTS of its row,
--- which the caller's query evaluates once (a function here that read scoring_profiles itself would
--- be sent to the shards on Citus, where a query of a reference table is refused); 42704 when it
--- names no profile, as _profile_or_error says it.  A NULL profile is no error: those reads were
--- STRICT, and their queries have no row for it.  Always true when it returns.
+-- 42704 for a profile that does not exist: the one place SQL reports it (the C lookup of the
+-- aggregates says the same).  Also the one-time check of the profile of a read the planner inlines
+-- into its caller's query (readable_scores, segment_summary, readable_segments): profile_exists is
+-- the EXISTS of its row, which the caller's query evaluates once (a function here that read
+-- scoring_profiles itself would be sent to the shards on Citus, where a query of a reference table
+-- is refused).  A NULL profile is no error: those reads were STRICT, and their queries have no row
+-- for it.  Always true when it returns.
 CREATE FUNCTION @extschema@._profile_exists_or_error(profile_exists boolean, profile text) RETURNS boolean
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
