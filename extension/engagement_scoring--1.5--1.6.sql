@@ -3496,40 +3496,43 @@ END $$;
 COMMENT ON FUNCTION @extschema@._prediction_arguments(text, text, float8, integer, float8, boolean) IS
     'Checks the arguments of predict (horizon_days) or customer_lifetime_value (lifetime: months, monthly_discount_rate) and the profile; true, or an error';
 
+-- Every stored score of the profile with its prediction, as a composite: the one query of both
+-- forms of predict, which each read it below OFFSET 0 (so _predict runs once per score, not once per
+-- field read), the contact's form with its condition above the function, where it still reaches
+-- the scan.
+CREATE OR REPLACE FUNCTION @extschema@._predictions(profile text, horizon_days float8, function_name text)
+RETURNS TABLE (contact_id bigint, p @extschema@.prediction, calculated_at timestamptz)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT sc.contact_id,
+           @extschema@._predict($1, $2, sc.x, sc.t_x, sc.t_c, sc.n_days, sc.conv_days, sc.x_v,
+                                sc.m_v, sc.opted_out, sc.undeliverable),
+           sc.calculated_at
+      FROM @extschema@.engagement_scores sc
+     WHERE sc.profile OPERATOR(pg_catalog.=) COALESCE($1, '')
+       AND @extschema@._prediction_arguments($3, $1, $2)
+$$;
+
+COMMENT ON FUNCTION @extschema@._predictions(text, float8, text) IS
+    'predict''s query: the profile''s stored scores with their predictions over horizon_days (the arguments checked as function_name''s)';
+
 CREATE OR REPLACE FUNCTION @extschema@.predict(profile text, horizon_days float8)
 RETURNS TABLE (contact_id bigint, engagement_probability float8, conversion_probability float8,
                expected_engagements float8, expected_value float8, calculated_at timestamptz)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    -- (OFFSET 0: _predict runs once per score, not once per field read)
-    SELECT s.contact_id, (s.p).engagement_probability, (s.p).conversion_probability, (s.p).expected_engagements,
-           (s.p).expected_value, s.calculated_at
-      FROM (SELECT sc.contact_id, sc.calculated_at,
-                   @extschema@._predict($1, $2, sc.x, sc.t_x, sc.t_c, sc.n_days, sc.conv_days, sc.x_v,
-                                        sc.m_v, sc.opted_out, sc.undeliverable) AS p
-              FROM @extschema@.engagement_scores sc
-             WHERE sc.profile OPERATOR(pg_catalog.=) COALESCE($1, '')
-               AND @extschema@._prediction_arguments('predict(profile, horizon_days)', $1, $2)
-            OFFSET 0) s
+    SELECT s.contact_id, (s.p).*, s.calculated_at
+      FROM (SELECT * FROM @extschema@._predictions($1, $2, 'predict(profile, horizon_days)') OFFSET 0) s
 $$;
 
 COMMENT ON FUNCTION @extschema@.predict(text, float8) IS
     'Every stored score''s predictions over the next horizon_days after its calculated_at (engagement and conversion probability, expected engagement days and value), from its stored summary and the profile''s parameters; equal to the stored fields at the profile''s horizon_days';
 
--- (the set's query again, with the contact in its condition: a condition on the set's result could
--- not reach its scan, below OFFSET 0)
 CREATE OR REPLACE FUNCTION @extschema@.predict(contact_id bigint, horizon_days float8, profile text DEFAULT 'default')
 RETURNS TABLE (contact_id bigint, engagement_probability float8, conversion_probability float8,
                expected_engagements float8, expected_value float8, calculated_at timestamptz)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT s.contact_id, (s.p).engagement_probability, (s.p).conversion_probability, (s.p).expected_engagements,
-           (s.p).expected_value, s.calculated_at
-      FROM (SELECT sc.contact_id, sc.calculated_at,
-                   @extschema@._predict($3, $2, sc.x, sc.t_x, sc.t_c, sc.n_days, sc.conv_days, sc.x_v,
-                                        sc.m_v, sc.opted_out, sc.undeliverable) AS p
-              FROM @extschema@.engagement_scores sc
-             WHERE sc.profile OPERATOR(pg_catalog.=) COALESCE($3, '') AND sc.contact_id OPERATOR(pg_catalog.=) $1
-               AND @extschema@._prediction_arguments('predict(contact_id, horizon_days, profile)', $3, $2)
-            OFFSET 0) s
+    SELECT s.contact_id, (s.p).*, s.calculated_at
+      FROM (SELECT * FROM @extschema@._predictions($3, $2, 'predict(contact_id, horizon_days, profile)') r
+             WHERE r.contact_id OPERATOR(pg_catalog.=) $1 OFFSET 0) s
 $$;
 
 COMMENT ON FUNCTION @extschema@.predict(bigint, float8, text) IS

@@ -178,6 +178,7 @@ SELECT results_eq($$SELECT p.oid::regprocedure::text FROM pg_proc p
                        AND NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (p.proconfig), false)
                      ORDER BY p.oid::regprocedure::text COLLATE "C"$$,
                   ARRAY['engagement._in_citus_shard_query()',
+                        'engagement._predictions(text,double precision,text)',
                         'engagement.customer_lifetime_value(text,integer,double precision)',
                         'engagement.predict(bigint,double precision,text)',
                         'engagement.predict(text,double precision)',
