@@ -24,31 +24,8 @@ CREATE TABLE evil._es_scored (contact_id bigint);
 RESET ROLE;
 
 -- Reference results with a clean search_path.
-CREATE TEMP TABLE clean AS
-SELECT c, engagement.engagement_score(c, '2026-06-01 12:00+00')::text AS score,
-       engagement.explain_score(c, '2026-06-01 12:00+00') AS explanation
-  FROM generate_series(1, 30) c;
-CREATE TEMP TABLE clean_agg AS
-SELECT contact_id, engagement.score_events(event_type, occurred_at, conversion_value, '2026-06-01 12:00+00', 'default')::text AS s
-  FROM ref.crm_events WHERE contact_id <= 30 GROUP BY contact_id;
-CREATE TEMP TABLE clean_misc AS
-SELECT (SELECT array_agg(f::text) FROM engagement.funnel(424242) f) AS funnel,
-       engagement.score_percentile(40) AS pct,
-       (SELECT array_agg(e.id) FROM engagement.contact_events(7000009, NULL, 5) e) AS page,
-       engagement.time_decay(1, occurred_at, '2026-06-01', 14) AS decay
-  FROM ref.crm_events WHERE contact_id <= 30;
-
--- predict, customer_lifetime_value, readable_scores, readable_segments and segment_summary, which
--- the planner inlines into the caller's query (with the caller's search_path): their results, the
--- same with the hostile schema first below.
-CREATE TEMP TABLE clean_predictions AS
-SELECT 'predict' AS call, p::text AS result FROM engagement.predict('default', 7) p
-UNION ALL SELECT 'predict one', p::text FROM engagement.predict(7, 7) p
-UNION ALL SELECT 'customer_lifetime_value', v::text FROM engagement.customer_lifetime_value('default', 3, 0.01) v
-UNION ALL (SELECT 'readable_scores', r::text FROM engagement.readable_scores('default') r LIMIT 50)
-UNION ALL SELECT 'readable_scores of a segment', r::text FROM engagement.readable_scores('default') r WHERE r.segment OPERATOR(pg_catalog.=) 'lost'
-UNION ALL SELECT 'readable_segments', r::text FROM engagement.readable_segments('default') r
-UNION ALL SELECT 'segment_summary', m::text FROM engagement.segment_summary('default') m;
+\set side clean
+\i sql/include/search_path_calls.psql
 
 -- The same calls with the hostile schema first (ahead of pg_catalog).  The trap is armed:
 SET search_path = evil, pg_catalog, public;
@@ -56,27 +33,8 @@ SELECT now() = timestamptz '1999-01-01' AS now_shadowed, 'a' = 'b' AS equality_s
        abs(2.0::float8) AS abs_shadowed, format('%s', 'x') AS format_shadowed;
 -- The same calls' results, kept to compare after RESET search_path (under this search_path `=` on
 -- text is evil's, and so is IS DISTINCT FROM: a comparison here could not fail).
-CREATE TEMP TABLE shadowed AS
-SELECT c, engagement.engagement_score(c, '2026-06-01 12:00+00')::text AS score,
-       engagement.explain_score(c, '2026-06-01 12:00+00') AS explanation
-  FROM generate_series(1, 30) c;
-CREATE TEMP TABLE shadowed_agg AS
-SELECT contact_id, engagement.score_events(event_type, occurred_at, conversion_value, '2026-06-01 12:00+00', 'default')::text AS s
-  FROM ref.crm_events WHERE contact_id <= 30 GROUP BY contact_id;
-CREATE TEMP TABLE shadowed_misc AS
-SELECT (SELECT array_agg(f::text) FROM engagement.funnel(424242) f) AS funnel,
-       engagement.score_percentile(40) AS pct,
-       (SELECT array_agg(e.id) FROM engagement.contact_events(7000009, NULL, 5) e) AS page,
-       engagement.time_decay(1, occurred_at, '2026-06-01', 14) AS decay
-  FROM ref.crm_events WHERE contact_id <= 30;
-CREATE TEMP TABLE shadowed_predictions AS
-SELECT 'predict' AS call, p::text AS result FROM engagement.predict('default', 7) p
-UNION ALL SELECT 'predict one', p::text FROM engagement.predict(7, 7) p
-UNION ALL SELECT 'customer_lifetime_value', v::text FROM engagement.customer_lifetime_value('default', 3, 0.01) v
-UNION ALL (SELECT 'readable_scores', r::text FROM engagement.readable_scores('default') r LIMIT 50)
-UNION ALL SELECT 'readable_scores of a segment', r::text FROM engagement.readable_scores('default') r WHERE r.segment OPERATOR(pg_catalog.=) 'lost'
-UNION ALL SELECT 'readable_segments', r::text FROM engagement.readable_segments('default') r
-UNION ALL SELECT 'segment_summary', m::text FROM engagement.segment_summary('default') m;
+\set side shadowed
+\i sql/include/search_path_calls.psql
 SELECT engagement.score_trend(1, '2025-12-31', 'trend')::text AS trend;
 SELECT pg_catalog.count(*) AS cached_scores FROM pg_catalog.generate_series(1, 5) c
  WHERE engagement.cached_score(c) IS NOT NULL;
