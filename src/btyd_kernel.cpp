@@ -57,18 +57,16 @@ int validate_customer(double x, double t_x, double T, const char *prefix, char *
     return ES_OK;
 }
 
+// The model, the customer, the parameters and a forecast's horizon (0, which is valid, for the
+// formulas that have none).
 int validate_all(int model, double x, double t_x, double T, double r, double alpha, double a, double b, char *err,
-                 size_t errlen) {
+                 size_t errlen, double horizon = 0.0) {
     int rc = validate_model(model, err, errlen);
     if (rc == ES_OK) rc = validate_customer(x, t_x, T, "", err, errlen);
     if (rc == ES_OK) rc = validate_params(r, alpha, a, b, err, errlen);
+    if (rc == ES_OK && (!std::isfinite(horizon) || horizon < 0.0))
+        rc = fail(err, errlen, ES_INVALID_PARAMETER, "horizon = %g must be finite and >= 0", horizon);
     return rc;
-}
-
-int validate_horizon(double horizon, char *err, size_t errlen) {
-    if (!std::isfinite(horizon) || horizon < 0.0)
-        return fail(err, errlen, ES_INVALID_PARAMETER, "horizon = %g must be finite and >= 0", horizon);
-    return ES_OK;
 }
 
 // ---------------------------------------------------------------- per-customer formulas
@@ -785,8 +783,7 @@ static int log_expected_failure(double le, double r, double alpha, double a, dou
 int es_btyd_expected(int model, double horizon, double x, double t_x, double T, double r, double alpha, double a,
                      double b, double *out, char *err, size_t errlen) noexcept {
     return guarded(err, errlen, "expected events", [&]() -> int {
-        int rc = es::btyd::validate_all(model, x, t_x, T, r, alpha, a, b, err, errlen);
-        if (rc == ES_OK) rc = es::btyd::validate_horizon(horizon, err, errlen);
+        int rc = es::btyd::validate_all(model, x, t_x, T, r, alpha, a, b, err, errlen, horizon);
         if (rc != ES_OK) return rc;
         if (horizon == 0.0) {
             *out = 0.0;
@@ -817,8 +814,7 @@ int es_btyd_expected_given_p_alive(double p_alive, double horizon, double x, dou
 int es_btyd_prob_no_event(int model, double horizon, double x, double t_x, double T, double r, double alpha, double a,
                           double b, double *out, char *err, size_t errlen) noexcept {
     return guarded(err, errlen, "prob_no_event", [&]() -> int {
-        int rc = es::btyd::validate_all(model, x, t_x, T, r, alpha, a, b, err, errlen);
-        if (rc == ES_OK) rc = es::btyd::validate_horizon(horizon, err, errlen);
+        int rc = es::btyd::validate_all(model, x, t_x, T, r, alpha, a, b, err, errlen, horizon);
         if (rc != ES_OK) return rc;
         const double l = es::btyd::log_death_odds(model, x, t_x, T, r, alpha, a, b);
         const double alive = es::btyd::logistic_neg(l);

@@ -487,11 +487,9 @@ check "citus_distribute on a worker refuses ($s)" '[[ "$s" == *0A000:* ]] || [[ 
 q 0 -c "SET citus.enable_ddl_propagation = off" -c "CREATE EXTENSION pg_cron" -c "SELECT engagement.schedule_refresh('default', '* * * * *')" >/dev/null
 q 0 -c "INSERT INTO crm.events (id, contact_id, campaign_id, event_type, occurred_at) VALUES (990001, 42, 7, 'responded', '2026-05-31 10:00+00')"
 last=$(q 0 -c "SELECT max(id) FROM engagement.refresh_runs")
-for _ in $(seq 1 300); do   # (pg_cron starts it at the next minute; bounded generously)
-    ran=$(q 0 -c "SELECT mode || ' ' || contacts_rescored || ' ' || coalesce(error, '') FROM engagement.refresh_runs WHERE profile = 'default' AND id > $last ORDER BY id LIMIT 1")
-    [ -n "$ran" ] && break
-    sleep 1
-done
+ran_sql="SELECT mode || ' ' || contacts_rescored || ' ' || coalesce(error, '') FROM engagement.refresh_runs
+         WHERE profile = 'default' AND id > $last ORDER BY id LIMIT 1"
+wait_until 300 1 'ran=$(q 0 -c "$ran_sql") && [ -n "$ran" ]'   # (pg_cron starts it at the next minute)
 check "the pg_cron job on the coordinator refreshed the distributed scores ($ran)" '[ "$ran" = "incremental 1 " ]'
 check "refresh_jobs shows it" '[ "$(q 0 -c "SELECT count(*) FROM engagement.refresh_jobs() WHERE kind = '"'incremental'"' AND last_status IS NOT NULL")" -ge 1 ]' \
     || q 0 -c "SELECT * FROM engagement.refresh_jobs()" | sed 's/^/# /'

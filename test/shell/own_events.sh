@@ -125,11 +125,8 @@ PGAPPNAME=es_refresh_holder q <"$WORK/holder" >/dev/null &
 holder=$!
 exec 3>"$WORK/holder"
 echo "BEGIN; SELECT engagement.refresh_scores('crm');" >&3
-for _ in $(seq 1 600); do
-    [ "$(q -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'es_refresh_holder'
-                 AND state = 'idle in transaction'")" = 1 ] && break
-    sleep 0.5
-done
+holder_idle="SELECT count(*) FROM pg_stat_activity WHERE application_name = 'es_refresh_holder' AND state = 'idle in transaction'"
+wait_until 600 0.5 '[ "$(q -c "$holder_idle")" = 1 ]'
 skipped=$(q -c "SELECT engagement.refresh_scores('crm') IS NULL" 2>/dev/null)
 echo "COMMIT;" >&3
 exec 3>&-
