@@ -287,10 +287,11 @@ DROP FUNCTION @extschema@._validation(timestamptz, timestamptz, text, boolean);
 -- query (so a caller's LIMIT, join or ORDER BY plans over the scores table itself, with no
 -- result set materialised in between).  Inlining needs a body without SET: every name in these
 -- bodies is schema-qualified, operators included, so the caller's search_path cannot change
--- what they call (sql/search_path.sql checks it).  Their arguments are checked once per query
--- by _prediction_arguments, a constant condition the planner evaluates before the scan (the
--- profile is compared as COALESCE(profile, ''), a construct, not a function: a NULL would fold the scan's condition to false
--- and the check, which reports it, would never run).  A NULL contact_id has no row.
+-- what they call (sql/search_path.sql checks it).  Their arguments are checked once per query by
+-- _prediction_arguments (_lifetime_arguments), a constant condition the planner evaluates before
+-- the scan (the profile is compared as COALESCE(profile, ''), a construct, not a function: a NULL
+-- would fold the scan's condition to false and the check, which reports it, would never run).  A
+-- NULL contact_id has no row.
 ------------------------------------------------------------------------------------------------
 CREATE TYPE @extschema@.prediction AS (
     engagement_probability float8,
@@ -3456,45 +3457,50 @@ AS 'MODULE_PATHNAME', 'es_lifetime_value_of_summary' LANGUAGE C STABLE STRICT PA
 COMMENT ON FUNCTION @extschema@._lifetime_value(text, integer, bigint, bigint, bigint, bigint, bigint, bigint, float8, boolean, boolean, float8) IS
     'The discounted lifetime value of a stored summary over months of 30 days, with the profile''s parameters';
 
--- The checks of predict's and customer_lifetime_value's arguments, for the one-time condition
--- of their queries: 22004 for a NULL, 42704 for an unknown profile, 22023 for a horizon that is
--- not a finite number of days > 0 or a bad number of months or discount rate, 22003 for a
--- horizon beyond 1e9 days.  Always true when it returns.
-CREATE OR REPLACE FUNCTION @extschema@._prediction_arguments(function_name text, profile text, horizon_days float8,
-                                                  months integer DEFAULT NULL, monthly_discount_rate float8 DEFAULT NULL,
-                                                  lifetime boolean DEFAULT false)
+-- The kernel's checks of a horizon (22023 when it is not a finite number of days > 0, 22003 beyond
+-- 1e9 days) and of a lifetime's months and discount rate (22023), each error named after
+-- function_name.  True when they hold.
+CREATE OR REPLACE FUNCTION @extschema@._horizon_ok(function_name text, horizon_days float8) RETURNS boolean
+AS 'MODULE_PATHNAME', 'es_horizon_ok' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+COMMENT ON FUNCTION @extschema@._horizon_ok(text, float8) IS
+    'The kernel''s check of a prediction''s horizon: true, or an error named after function_name';
+
+CREATE OR REPLACE FUNCTION @extschema@._lifetime_ok(function_name text, months integer, monthly_discount_rate float8) RETURNS boolean
+AS 'MODULE_PATHNAME', 'es_lifetime_ok' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+COMMENT ON FUNCTION @extschema@._lifetime_ok(text, integer, float8) IS
+    'The kernel''s checks of a lifetime value''s months and monthly discount rate: true, or an error named after function_name';
+
+-- The checks of predict's and customer_lifetime_value's arguments, for the one-time condition of
+-- their queries: 22004 for a NULL, the kernel's checks, 42704 for an unknown profile.  Always true
+-- when they return.
+CREATE OR REPLACE FUNCTION @extschema@._prediction_arguments(function_name text, profile text, horizon_days float8)
 RETURNS boolean
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF lifetime THEN
-        PERFORM @extschema@._arguments_not_null(function_name, profile IS NULL, months IS NULL,
-                                                monthly_discount_rate IS NULL);
-        IF months NOT BETWEEN 1 AND 1200 THEN
-            RAISE EXCEPTION '%: months must be between 1 and 1200, not %', function_name, months
-                USING ERRCODE = 'invalid_parameter_value';
-        END IF;
-        IF NOT (monthly_discount_rate >= 0 AND monthly_discount_rate < 'infinity') THEN   -- (NaN too)
-            RAISE EXCEPTION '%: monthly_discount_rate must be a finite number >= 0 (0.01 for 1%% a month), not %',
-                            function_name, monthly_discount_rate
-                USING ERRCODE = 'invalid_parameter_value';
-        END IF;
-    ELSE
-        PERFORM @extschema@._arguments_not_null(function_name, profile IS NULL, horizon_days IS NULL);
-        IF NOT (horizon_days > 0 AND horizon_days < 'infinity') THEN   -- (NaN too)
-            RAISE EXCEPTION '%: horizon_days must be a finite number of days > 0, not %', function_name, horizon_days
-                USING ERRCODE = 'invalid_parameter_value';
-        END IF;
-        IF horizon_days > 1e9 THEN
-            RAISE EXCEPTION '%: a horizon of % days is out of range (at most 1e9)', function_name, horizon_days
-                USING ERRCODE = 'numeric_value_out_of_range';
-        END IF;
-    END IF;
+    PERFORM @extschema@._arguments_not_null(function_name, profile IS NULL, horizon_days IS NULL);
+    PERFORM @extschema@._horizon_ok(function_name, horizon_days);
     PERFORM @extschema@._profile_or_error(profile);
     RETURN true;
 END $$;
 
-COMMENT ON FUNCTION @extschema@._prediction_arguments(text, text, float8, integer, float8, boolean) IS
-    'Checks the arguments of predict (horizon_days) or customer_lifetime_value (lifetime: months, monthly_discount_rate) and the profile; true, or an error';
+COMMENT ON FUNCTION @extschema@._prediction_arguments(text, text, float8) IS
+    'Checks the arguments of predict and the profile; true, or an error';
+
+CREATE OR REPLACE FUNCTION @extschema@._lifetime_arguments(function_name text, profile text, months integer,
+                                                monthly_discount_rate float8)
+RETURNS boolean
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM @extschema@._arguments_not_null(function_name, profile IS NULL, months IS NULL, monthly_discount_rate IS NULL);
+    PERFORM @extschema@._lifetime_ok(function_name, months, monthly_discount_rate);
+    PERFORM @extschema@._profile_or_error(profile);
+    RETURN true;
+END $$;
+
+COMMENT ON FUNCTION @extschema@._lifetime_arguments(text, text, integer, float8) IS
+    'Checks the arguments of customer_lifetime_value and the profile; true, or an error';
 
 -- Every stored score of the profile with its prediction, as a composite: the one query of both
 -- forms of predict, which each read it below OFFSET 0 (so _predict runs once per score, not once per
@@ -3547,8 +3553,7 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
            sc.calculated_at
       FROM @extschema@.engagement_scores sc
      WHERE sc.profile OPERATOR(pg_catalog.=) COALESCE($1, '')
-       AND @extschema@._prediction_arguments('customer_lifetime_value(profile, months, monthly_discount_rate)', $1,
-                                             NULL, $2, $3, true)
+       AND @extschema@._lifetime_arguments('customer_lifetime_value(profile, months, monthly_discount_rate)', $1, $2, $3)
 $$;
 
 COMMENT ON FUNCTION @extschema@.customer_lifetime_value(text, integer, float8) IS
@@ -3873,8 +3878,8 @@ CREATE OR REPLACE FUNCTION @extschema@._citus_lifetime_value(profile text, month
 RETURNS TABLE (c bigint, lifetime_value float8, calculated_at timestamptz)
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    PERFORM @extschema@._prediction_arguments('customer_lifetime_value(profile, months, monthly_discount_rate)', profile,
-                                              NULL, months, monthly_discount_rate, true);
+    PERFORM @extschema@._lifetime_arguments('customer_lifetime_value(profile, months, monthly_discount_rate)', profile,
+                                            months, monthly_discount_rate);
     RETURN QUERY
     SELECT sc.contact_id,
            @extschema@._lifetime_value(_citus_lifetime_value.profile, months, sc.x, sc.t_x, sc.t_c, sc.n_days, sc.conv_days, sc.x_v, sc.m_v,

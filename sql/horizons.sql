@@ -90,7 +90,7 @@ WITH plans(query, plan) AS (
                    ($$SELECT contact_id FROM engagement.predict('weekly', 30) ORDER BY expected_value DESC LIMIT 10$$),
                    ($$SELECT sum(lifetime_value) FROM engagement.customer_lifetime_value('weekly', 12, 0.01)$$)) v(q))
 SELECT query, plan !~ 'Function Scan' AS inlined, plan ~ 'engagement_scores' AS reads_the_scores,
-       plan ~ 'One-Time Filter: engagement._prediction_arguments' AS arguments_checked_once,
+       plan ~ 'One-Time Filter: engagement._(prediction|lifetime)_arguments' AS arguments_checked_once,
        plan ~ 'Index Cond: \(\(profile = .weekly.::text\) AND \(contact_id = .42.::bigint\)\)' AS by_the_contacts_index
   FROM plans;
 
@@ -138,9 +138,10 @@ SELECT count(*) FILTER (WHERE expected_value IS NULL) AS without_summary,
   FROM engagement.predict('weekly', 7);
 ROLLBACK;
 
--- 6. Arguments: NULL 22004, not a finite horizon > 0 22023, beyond 1e9 days 22003, an unknown
--- profile 42704; months outside 1..1200 and discount rates not finite and >= 0: 22023.  Checked
--- before any score is read (so also for a profile without scores).
+-- 6. Arguments (the kernel's checks of the horizon, months and rate): NULL 22004, not a finite
+-- horizon > 0 22023, beyond 1e9 days 22003, an unknown profile 42704; months outside 1..1200 and
+-- discount rates not finite and >= 0: 22023.  Checked before any score is read (so also for a
+-- profile without scores).
 SELECT h AS horizon_days, ref.sqlstate_of(format('SELECT * FROM engagement.predict(%L, %s)', 'default', h)) AS predict,
        ref.sqlstate_of(format('SELECT * FROM engagement.predict(1, %s)', h)) AS per_contact
   FROM (VALUES ('NULL'), ('''NaN''::float8'), ('''infinity''::float8'), ('''-infinity''::float8'), ('0'), ('-7'), ('2e9'), ('1e9')) v(h);

@@ -283,7 +283,11 @@ int summary_error(const es_stored_summary &s, char *err, size_t errlen) {
                     static_cast<long long>(s.x_v), s.m_v);
 }
 
-int horizon_error(double horizon, char *err, size_t errlen) {
+}  // namespace
+
+extern "C" {
+
+int es_check_horizon(double horizon, char *err, size_t errlen) noexcept {
     if (!(std::isfinite(horizon) && horizon > 0))
         return es::fail(err, errlen, ES_INVALID_PARAMETER, "a horizon must be a finite number of days > 0, not %g", horizon);
     if (horizon > ES_HORIZON_MAX)
@@ -292,9 +296,17 @@ int horizon_error(double horizon, char *err, size_t errlen) {
     return ES_OK;
 }
 
-}  // namespace
+int es_check_lifetime(int months, double monthly_discount_rate, char *err, size_t errlen) noexcept {
+    if (months < 1 || months > ES_LIFETIME_MONTHS_MAX)
+        return es::fail(err, errlen, ES_INVALID_PARAMETER, "months must be between 1 and %d, not %d",
+                        ES_LIFETIME_MONTHS_MAX, months);
+    if (!(std::isfinite(monthly_discount_rate) && monthly_discount_rate >= 0))
+        return es::fail(err, errlen, ES_INVALID_PARAMETER,
+                        "a monthly discount rate must be a finite number >= 0 (0.01 for 1%% a month), not %g",
+                        monthly_discount_rate);
+    return ES_OK;
+}
 
-extern "C" {
 
 es_profile es_default_profile(void) noexcept {
     es_profile p{};
@@ -496,7 +508,7 @@ int es_predict(const es_stored_summary *s, const es_profile *p, double horizon, 
         const double inputs[7] = {1, p->model_r, p->model_alpha, p->model_a, p->model_b, horizon, 0};
         slot = memo_slot(memo, inputs, *s, &key);
     }
-    int rc = horizon_error(horizon, err, errlen);
+    int rc = es_check_horizon(horizon, err, errlen);
     if (rc == ES_OK) rc = summary_error(*s, err, errlen);
     if (rc != ES_OK) return rc;
     Forecaster f;
@@ -518,12 +530,8 @@ int es_predict(const es_stored_summary *s, const es_profile *p, double horizon, 
 int es_lifetime_value(const es_stored_summary *s, const es_profile *p, int months, double monthly_discount_rate,
                       es_forecast_memo *memo, double *out, char *err, size_t errlen) noexcept {
     *out = 0;
-    if (months < 1 || months > ES_LIFETIME_MONTHS_MAX)
-        return es::fail(err, errlen, ES_INVALID_PARAMETER, "months must be between 1 and %d, not %d",
-                        ES_LIFETIME_MONTHS_MAX, months);
-    if (!(std::isfinite(monthly_discount_rate) && monthly_discount_rate >= 0))
-        return es::fail(err, errlen, ES_INVALID_PARAMETER,
-                        "a monthly discount rate must be a finite number >= 0, not %g", monthly_discount_rate);
+    const int checked = es_check_lifetime(months, monthly_discount_rate, err, errlen);
+    if (checked != ES_OK) return checked;
     es_forecast_memo_slot *slot = nullptr;
     uint64_t key = 0;
     if (memo != nullptr) {

@@ -370,6 +370,11 @@ typedef struct es_forecast_memo {
 int es_predict(const es_stored_summary *s, const es_profile *p, double horizon, es_forecast_memo *memo,
                es_prediction *out, char *err, size_t errlen) ES_NOEXCEPT;
 
+/* The checks of es_predict's horizon and es_lifetime_value's months and discount rate, for a caller
+ * that checks its arguments once before it calls them per summary. */
+int es_check_horizon(double horizon, char *err, size_t errlen) ES_NOEXCEPT;
+int es_check_lifetime(int months, double monthly_discount_rate, char *err, size_t errlen) ES_NOEXCEPT;
+
 /*
  * Lifetime value over the next months (1..ES_LIFETIME_MONTHS_MAX) of ES_DAYS_PER_MONTH days, by
  * lifetimes' customer_lifetime_value: for month k, the expected engagement days in it,

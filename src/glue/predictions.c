@@ -73,3 +73,33 @@ es_lifetime_value_of_summary(PG_FUNCTION_ARGS)
 		es_raise(status, err);
 	PG_RETURN_FLOAT8(clv);
 }
+
+/* A check's failure, named after the SQL function whose argument failed it. */
+static void
+es_check_or_raise(int status, FunctionCallInfo fcinfo, const char *err)
+{
+	if (status != ES_OK)
+		es_raise(status, psprintf("%s: %s", text_to_cstring(PG_GETARG_TEXT_PP(0)), err));
+}
+
+/* _horizon_ok(function_name, horizon_days): es_predict's check of its horizon, once per query. */
+PG_FUNCTION_INFO_V1(es_horizon_ok);
+Datum
+es_horizon_ok(PG_FUNCTION_ARGS)
+{
+	char		err[ES_ERRLEN];
+
+	es_check_or_raise(es_check_horizon(PG_GETARG_FLOAT8(1), err, sizeof err), fcinfo, err);
+	PG_RETURN_BOOL(true);
+}
+
+/* _lifetime_ok(function_name, months, monthly_discount_rate): es_lifetime_value's checks. */
+PG_FUNCTION_INFO_V1(es_lifetime_ok);
+Datum
+es_lifetime_ok(PG_FUNCTION_ARGS)
+{
+	char		err[ES_ERRLEN];
+
+	es_check_or_raise(es_check_lifetime(PG_GETARG_INT32(1), PG_GETARG_FLOAT8(2), err, sizeof err), fcinfo, err);
+	PG_RETURN_BOOL(true);
+}

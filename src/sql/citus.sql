@@ -203,8 +203,8 @@ CREATE FUNCTION @extschema@._citus_lifetime_value(profile text, months integer, 
 RETURNS TABLE (c bigint, lifetime_value float8, calculated_at timestamptz)
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    PERFORM @extschema@._prediction_arguments('customer_lifetime_value(profile, months, monthly_discount_rate)', profile,
-                                              NULL, months, monthly_discount_rate, true);
+    PERFORM @extschema@._lifetime_arguments('customer_lifetime_value(profile, months, monthly_discount_rate)', profile,
+                                            months, monthly_discount_rate);
     RETURN QUERY
     SELECT sc.contact_id,
            @extschema@._lifetime_value(_citus_lifetime_value.profile, months, sc.x, sc.t_x, sc.t_c, sc.n_days, sc.conv_days, sc.x_v, sc.m_v,
