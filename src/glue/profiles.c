@@ -503,11 +503,12 @@ es_interned_profile(FunctionCallInfo fcinfo, const NamedProfile *p)
 	return es_intern_profile(fcinfo, es_cache(fcinfo), p);
 }
 
-/* Whether aggregate argument argno (of the transition function: 1 is the aggregate's first) is
- * a constant or a query parameter, the same for every row (an Aggref's, not a window's); for a
- * plain function, whether its argument argno is. */
+/* Whether argument argno is the same for every row: for an aggregate's transition function (1 is
+ * the aggregate's first argument), a constant or a query parameter of its Aggref (a window
+ * aggregate's arguments are not known); for a plain function (predict's), a stable argument of
+ * its call. */
 static bool
-es_aggregate_arg_is_constant(FunctionCallInfo fcinfo, int argno)
+es_arg_same_for_every_row(FunctionCallInfo fcinfo, int argno)
 {
 	Aggref	   *aggref = AggGetAggref(fcinfo);
 	Node	   *arg;
@@ -539,7 +540,7 @@ es_row_profile(FunctionCallInfo fcinfo, int argno)
 		if (PG_NARGS() > argno)
 		{
 			cache->profile_argtype = get_fn_expr_argtype(fcinfo->flinfo, argno);
-			cache->profile_arg_constant = es_aggregate_arg_is_constant(fcinfo, argno);
+			cache->profile_arg_constant = es_arg_same_for_every_row(fcinfo, argno);
 		}
 		else
 			cache->profile_arg_constant = true;
