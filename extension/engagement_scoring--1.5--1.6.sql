@@ -2469,31 +2469,11 @@ COMMENT ON FUNCTION @extschema@.profile_events(bigint, text, timestamptz, intege
 ------------------------------------------------------------------------------------------------
 -- Rounded scores
 ------------------------------------------------------------------------------------------------
--- One place for the rounding (_readable, of a stored score as contact_scores shows it; the
--- expectations named for what they are, over the profile's horizon_days, not 30d): components
--- probabilities to 0.001, expected engagement days and money to 0.01, tenure to 0.1 day, times to
--- the second.  readable_score rounds a score through it; readable_scores rounds the stored ones
--- the same way in its own query (below), which the planner inlines.
-CREATE OR REPLACE FUNCTION @extschema@._readable(s @extschema@.contact_scores,
-    OUT as_of timestamptz, OUT profile text, OUT composite numeric, OUT segment text,
-    OUT recency numeric, OUT frequency numeric, OUT monetary numeric, OUT time_decay numeric,
-    OUT diversity numeric, OUT engagement_probability numeric, OUT conversion_probability numeric,
-    OUT churn_risk numeric, OUT expected_engagements_in_horizon numeric, OUT expected_conversion_value numeric,
-    OUT expected_value_in_horizon numeric, OUT opted_out boolean, OUT event_count bigint, OUT engaging_count bigint,
-    OUT conversion_total numeric, OUT first_event_at timestamptz, OUT last_engaged_at timestamptz,
-    OUT undeliverable boolean, OUT tenure_days numeric)
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
-SELECT date_trunc('second', s.calculated_at), s.profile, round(s.composite::numeric, 1), s.segment,
-       round(s.recency::numeric, 1), round(s.frequency::numeric, 1), round(s.monetary::numeric, 1),
-       round(s.time_decay::numeric, 1), round(s.diversity::numeric, 1),
-       round(s.engagement_probability::numeric, 3), round(s.conversion_probability::numeric, 3),
-       round(s.churn_risk::numeric, 3), round(s.expected_engagements_30d::numeric, 2),
-       round(s.expected_conversion_value::numeric, 2), round(s.expected_value_30d::numeric, 2),
-       s.opted_out, s.event_count, s.engaging_count, s.conversion_total,
-       date_trunc('second', s.first_event_at), date_trunc('second', s.last_engaged_at),
-       s.undeliverable, round(s.tenure_days::numeric, 1)
-$$;
-
+-- readable_score rounds a score for people (the expectations named for what they are, over the
+-- profile's horizon_days, not 30d): composite and components to 0.1, probabilities to 0.001,
+-- expected engagement days and money to 0.01, tenure to 0.1 day, times to the second.
+-- readable_scores rounds the stored ones the same way in its own query (below), which the planner
+-- inlines; sql/presentation.sql checks that the two agree.
 CREATE OR REPLACE FUNCTION @extschema@.readable_score(s @extschema@.score,
     OUT as_of timestamptz, OUT profile text, OUT composite numeric, OUT segment text,
     OUT recency numeric, OUT frequency numeric, OUT monetary numeric, OUT time_decay numeric,
@@ -2503,9 +2483,15 @@ CREATE OR REPLACE FUNCTION @extschema@.readable_score(s @extschema@.score,
     OUT conversion_total numeric, OUT first_event_at timestamptz, OUT last_engaged_at timestamptz,
     OUT undeliverable boolean, OUT tenure_days numeric)
 LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
--- (the score as a stored row, its fields by name: as_of is a stored row's calculated_at)
-SELECT r.* FROM @extschema@._readable(jsonb_populate_record(NULL::@extschema@.contact_scores,
-                                                          to_jsonb(s) || jsonb_build_object('calculated_at', s.as_of))) r
+SELECT date_trunc('second', s.as_of), s.profile, round(s.composite::numeric, 1), s.segment,
+       round(s.recency::numeric, 1), round(s.frequency::numeric, 1), round(s.monetary::numeric, 1),
+       round(s.time_decay::numeric, 1), round(s.diversity::numeric, 1),
+       round(s.engagement_probability::numeric, 3), round(s.conversion_probability::numeric, 3),
+       round(s.churn_risk::numeric, 3), round(s.expected_engagements_30d::numeric, 2),
+       round(s.expected_conversion_value::numeric, 2), round(s.expected_value_30d::numeric, 2),
+       s.opted_out, s.event_count, s.engaging_count, s.conversion_total,
+       date_trunc('second', s.first_event_at), date_trunc('second', s.last_engaged_at),
+       s.undeliverable, round(s.tenure_days::numeric, 1)
 $$;
 
 COMMENT ON FUNCTION @extschema@.readable_score(@extschema@.score) IS
@@ -2522,8 +2508,8 @@ COMMENT ON FUNCTION @extschema@.readable_score(@extschema@.score) IS
 -- as before.
 --
 -- readable_scores sorts the bare scores (the subquery) and computes what it shows of each in the
--- query above: the rounding (as _readable rounds; sql/presentation.sql checks both against the same
--- rounding), is_stale and the horizon.  A caller's LIMIT then bounds the sort (a top-n sort: nothing
+-- query above: the rounding (as readable_score rounds; sql/presentation.sql checks both against the
+-- same rounding), is_stale and the horizon.  A caller's LIMIT then bounds the sort (a top-n sort: nothing
 -- sits between them), and the planner computes is_stale's lookups after a caller's own sort, for
 -- the rows it keeps.  is_stale is contact_scores' (queries.sql; sql/presentation.sql checks that
 -- they agree), its profile's part (max_score_age, version, whether the source changed) computed
