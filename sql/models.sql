@@ -63,19 +63,13 @@ SELECT round(ref.btyd_ll_sum('bgnbd', 'cdnow_summary', 0.243, 4.414, 0.793, 2.42
 --    first purchase day is the birth, and x counts the purchase days after it, as the published x
 --    does (model version 2).
 ------------------------------------------------------------------------------------------------
-CREATE TEMP TABLE cdnow_raw (line text);
--- No tab or backslash in the file: the text format reads one line per row (and ends lines at CRLF).
-\copy cdnow_raw FROM 'test/data/cdnow/CDNOW_sample.txt'
-CREATE TEMP TABLE cdnow_tx AS
-SELECT f[1]::integer AS masterid, f[2]::integer AS sampleid, to_date(f[3], 'YYYYMMDD') AS day,
-       f[4]::integer AS cds, f[5]::numeric(14,2) AS sales
-  FROM (SELECT regexp_split_to_array(btrim(line, E' \t\r\n'), '\s+') AS f FROM cdnow_raw) s;
-SELECT count(*) AS transactions, count(DISTINCT sampleid) AS customers, min(day), max(day), sum(sales) AS sales,
+\i sql/include/cdnow.psql
+SELECT count(*) AS transactions, count(DISTINCT customer) AS customers, min(day), max(day), sum(sales) AS sales,
        (SELECT count(*) FROM cdnow_raw WHERE line ~ '\r') AS lines_with_cr
   FROM cdnow_tx;
 -- 'converted' events at the day's 00:00 UTC, as the CRM would store them.
 CREATE TEMP TABLE cdnow_events AS
-SELECT sampleid AS contact, (day::timestamp AT TIME ZONE 'UTC') AS occurred_at, sales AS value FROM cdnow_tx;
+SELECT customer AS contact, (day::timestamp AT TIME ZONE 'UTC') AS occurred_at, sales AS value FROM cdnow_tx;
 CREATE TEMP TABLE cdnow_rebuilt AS
 SELECT contact, (s).x, (s).t_x, (s).t
   FROM (SELECT contact, engagement.btyd_summary('converted', occurred_at, '1997-09-30 00:00:00+00') AS s

@@ -92,11 +92,7 @@ SELECT what, split_part(ref.sqlstate_of(stmt), ':', 1) AS sqlstate
 -- 2. Holdout validation on the CDNOW purchases: calibration to 1997-09-30, holdout to 1998-06-30
 --    (273 days), MBG/NBD fitted to the calibration summaries.  Each figure against plain SQL.
 ------------------------------------------------------------------------------------------------
-CREATE TEMP TABLE cdnow_raw (line text);
-\copy cdnow_raw FROM 'test/data/cdnow/CDNOW_sample.txt'
-CREATE TEMP TABLE cdnow_tx AS
-SELECT f[2]::integer AS customer, to_date(f[3], 'YYYYMMDD') AS day, f[5]::numeric(14,2) AS sales
-  FROM (SELECT regexp_split_to_array(btrim(line, E' \t\r\n'), '\s+') AS f FROM cdnow_raw) s;
+\i sql/include/cdnow.psql
 INSERT INTO engagement.scoring_profiles (name) VALUES ('cdnow');
 BEGIN;
 DELETE FROM engagement.engagement_events;
@@ -193,14 +189,16 @@ ROLLBACK;
 ------------------------------------------------------------------------------------------------
 -- (conversion values of a mean that differs between contacts, with noise around it: a spend
 -- the Gamma-Gamma model describes)
-BEGIN;
-DELETE FROM engagement.engagement_events;
-INSERT INTO engagement.engagement_events (contact_id, event_type, occurred_at, conversion_value)
+CREATE TEMP VIEW valued_crm_events AS
 SELECT contact_id, event_type, occurred_at,
        CASE WHEN event_type = 'converted'
             THEN round(((10 + 90 * ref.u01(contact_id, 11)) * (0.5 + ref.u01(extract(epoch FROM occurred_at)::bigint, 12)))::numeric, 2)
-       END
+       END AS conversion_value
   FROM ref.crm_events;
+BEGIN;
+DELETE FROM engagement.engagement_events;
+INSERT INTO engagement.engagement_events (contact_id, event_type, occurred_at, conversion_value)
+SELECT * FROM valued_crm_events;
 CREATE TEMP TABLE before_fit AS SELECT * FROM engagement.scoring_profiles WHERE name = 'cdnow';
 CREATE TEMP TABLE by_hand AS SELECT * FROM engagement.fit_model('cdnow', '2026-06-01 12:00+00');
 SELECT model, converged, stored, contacts, penalizer,
@@ -223,11 +221,8 @@ ROLLBACK;
 BEGIN;
 DELETE FROM engagement.engagement_events;
 INSERT INTO engagement.engagement_events (contact_id, event_type, occurred_at, conversion_value)
-SELECT contact_id, event_type, occurred_at,
-       CASE WHEN event_type = 'converted'
-            THEN round(((10 + 90 * ref.u01(contact_id, 11)) * (0.5 + ref.u01(extract(epoch FROM occurred_at)::bigint, 12)))::numeric, 2)
-       END
-  FROM (SELECT e.*, min(occurred_at) OVER (PARTITION BY contact_id) AS first_at FROM ref.crm_events e) e
+SELECT contact_id, event_type, occurred_at, conversion_value
+  FROM (SELECT e.*, min(occurred_at) OVER (PARTITION BY contact_id) AS first_at FROM valued_crm_events e) e
  WHERE occurred_at < date_trunc('day', first_at, 'UTC') + interval '1 day';
 CREATE TEMP TABLE before_fit AS SELECT * FROM engagement.scoring_profiles WHERE name = 'cdnow';
 SELECT ref.sqlstate_of($$SELECT engagement.fit_model('cdnow', '2026-06-01 12:00+00')$$) AS by_hand;

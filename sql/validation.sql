@@ -6,11 +6,7 @@
 -- printed.  Runs in a transaction that is rolled back: the events of the earlier tests stay.
 
 BEGIN;
-CREATE TEMP TABLE cdnow_raw (line text);
-\copy cdnow_raw FROM 'test/data/cdnow/CDNOW_sample.txt'
-CREATE TEMP TABLE cdnow_tx AS
-SELECT f[2]::integer AS customer, to_date(f[3], 'YYYYMMDD') AS day, f[5]::numeric(14,2) AS sales
-  FROM (SELECT regexp_split_to_array(btrim(line, E' \t\r\n'), '\s+') AS f FROM cdnow_raw) s;
+\i sql/include/cdnow.psql
 INSERT INTO engagement.scoring_profiles (name) VALUES ('cdnow_value');
 DELETE FROM engagement.engagement_events;
 -- The purchases, and so that every rule of the value's prediction and of the holdout's value is
