@@ -72,24 +72,17 @@ SELECT ref.sqlstate_of($$INSERT INTO engagement.scoring_profiles (name) VALUES (
 ROLLBACK;
 DELETE FROM engagement.scoring_profiles WHERE name = 'thirds';
 
--- Score tables: constraints in place.
-SELECT ref.sqlstate_of($$INSERT INTO engagement.engagement_scores (profile, contact_id, composite, recency, frequency,
-    monetary, time_decay, diversity, engagement_probability, conversion_probability, churn_risk, segment, opted_out,
-    event_count, engaging_count, conversion_total, first_event_at, profile_version, model_version, calculated_at)
-    VALUES ('default', 1, 101, 0, 0, 0, 0, 0, 0, 0, 0, 'lost', false, 1, 0, 0, now(), 1, 2, now())$$) AS composite_over_100;
-SELECT ref.sqlstate_of($$INSERT INTO engagement.engagement_scores (profile, contact_id, composite, recency, frequency,
-    monetary, time_decay, diversity, engagement_probability, conversion_probability, churn_risk, segment, opted_out,
-    event_count, engaging_count, conversion_total, first_event_at, profile_version, model_version, calculated_at)
-    VALUES ('default', 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 'sleepy', false, 1, 0, 0, now(), 1, 2, now())$$) AS unknown_segment;
-SELECT ref.sqlstate_of($$INSERT INTO engagement.engagement_scores (profile, contact_id, composite, recency, frequency,
-    monetary, time_decay, diversity, engagement_probability, conversion_probability, churn_risk, segment, opted_out,
-    event_count, engaging_count, conversion_total, first_event_at, profile_version, model_version, calculated_at)
-    VALUES ('nope', 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 'lost', false, 1, 0, 0, now(), 1, 2, now())$$) AS unknown_profile;
-SELECT ref.sqlstate_of($$INSERT INTO engagement.engagement_scores (profile, contact_id, composite, recency, frequency,
-    monetary, time_decay, diversity, engagement_probability, conversion_probability, churn_risk, segment, opted_out,
-    event_count, engaging_count, conversion_total, first_event_at, profile_version, model_version, calculated_at,
-    expected_value_30d)
-    VALUES ('default', 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 'lost', false, 1, 0, 0, now(), 1, 2, now(), -1)$$) AS negative_value;
+-- Score tables: constraints in place.  A valid score but for one column each.
+SELECT v.what, ref.sqlstate_of(format($$INSERT INTO engagement.engagement_scores (profile, contact_id, composite, recency,
+    frequency, monetary, time_decay, diversity, engagement_probability, conversion_probability, churn_risk, segment,
+    opted_out, event_count, engaging_count, conversion_total, first_event_at, profile_version, model_version,
+    calculated_at, expected_value_30d)
+    VALUES (%L, 1, %s, 0, 0, 0, 0, 0, 0, 0, 0, %L, false, 1, 0, 0, now(), 1, 2, now(), %s)$$,
+    v.profile, v.composite, v.segment, v.expected_value)) AS error
+  FROM (VALUES ('composite_over_100', 'default', 101, 'lost', 0),
+               ('unknown_segment', 'default', 1, 'sleepy', 0),
+               ('unknown_profile', 'nope', 1, 'lost', 0),
+               ('negative_value', 'default', 1, 'lost', -1)) v(what, profile, composite, segment, expected_value);
 SELECT ref.sqlstate_of($$INSERT INTO engagement.scoring_profiles (name, gg_q) VALUES ('gg', 1)$$) AS gg_q_not_above_1,
        ref.sqlstate_of($$INSERT INTO engagement.scoring_profiles (name, fit_penalizer) VALUES ('gg', -0.1)$$) AS negative_penalizer;
 
