@@ -1439,6 +1439,33 @@ BEGIN
     END IF;
 END $$;
 
+-- A read of a profile's events with the rights of the role that set its source (_events_reader):
+-- _events_read_begin makes that role the current one, when it is not this one, and binds the
+-- events relation; _events_read_end unbinds it and comes back to the caller's role.  Neither has a
+-- SET clause, on purpose: a SET clause restores, when its function returns, every setting the
+-- function changed, the role among them.  Every name in them is qualified, and they run within
+-- their callers' pinned search_path (fit_model, _validation, _refresh).
+CREATE OR REPLACE FUNCTION @extschema@._events_read_begin(p @extschema@.scoring_profiles, OUT events text, OUT caller text)
+LANGUAGE plpgsql VOLATILE STRICT AS $$
+DECLARE
+    reader pg_catalog.name := @extschema@._events_reader(p);
+BEGIN
+    IF reader IS NOT NULL THEN
+        caller := pg_catalog.current_setting('role');
+        PERFORM pg_catalog.set_config('role', reader, true);
+    END IF;
+    events := @extschema@._bind_events_relation(p);
+END $$;
+
+CREATE OR REPLACE FUNCTION @extschema@._events_read_end(events text, caller text) RETURNS void
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    PERFORM @extschema@._unbind_events_relation(events);
+    IF caller IS NOT NULL THEN
+        PERFORM pg_catalog.set_config('role', caller, true);
+    END IF;
+END $$;
+
 ------------------------------------------------------------------------------------------------
 -- Change tracking of engagement_events, and of any table track_event_changes is given:
 -- statement-level triggers with transition tables (row-level ones where foreign partitions cannot
@@ -2070,9 +2097,8 @@ SET extra_float_digits = 3 AS $$
 DECLARE
     p          @extschema@.scoring_profiles;
     refresh_at timestamptz := now();   -- as of now(): the transaction's start
-    events     text;                   -- the profile's events, bound (_bind_events_relation)
-    reader     name;                   -- the role they are read as (_events_reader), NULL: this one
-    caller     text;                   -- the role to come back to after reading as reader
+    reader     name;                   -- the role the events are read as (_events_reader), NULL: this one
+    rd         record;                 -- the read of the events (_events_read_begin)
     last       record;                 -- the distribution of the last refresh
     aged       boolean;
     targets    bigint;
@@ -2140,22 +2166,17 @@ BEGIN
         ON CONFLICT DO NOTHING;
     END IF;
     ANALYZE pg_temp._es_targets;
-    -- The events are read with the rights of the role that set the source (_events_reader): this
+    -- The events are read with the rights of the role that set the source (_events_read_begin): this
     -- role becomes it for the reading statements alone, which fill the temporary tables the
-    -- writing steps read.
+    -- writing steps read (the targets' table granted to it first).
     IF reader IS NOT NULL THEN
         EXECUTE format('GRANT SELECT ON pg_temp._es_targets TO %I', reader);
-        caller := current_setting('role');
-        PERFORM set_config('role', reader, true);
     END IF;
-    events := @extschema@._bind_events_relation(p);
+    rd := @extschema@._events_read_begin(p);
     SELECT c.unmapped, c.unmapped_kinds, c.ignored, c.invalid INTO unmapped, unmapped_kinds, ignored, invalid
-      FROM @extschema@._refresh_score_contacts(p, events, refresh_at, full_refresh,
+      FROM @extschema@._refresh_score_contacts(p, rd.events, refresh_at, full_refresh,
                                                coalesce(targets * 10 <= last.contacts, false)) c;
-    PERFORM @extschema@._unbind_events_relation(events);
-    IF reader IS NOT NULL THEN
-        PERFORM set_config('role', caller, true);
-    END IF;
+    PERFORM @extschema@._events_read_end(rd.events, rd.caller);
     -- Rows not scored, each for its true reason: unmapped kinds an error naming them (on_unmapped
     -- reject) or a WARNING with them; rows the model cannot read a WARNING by reason; ignored kinds
     -- nothing but their count (in refresh_runs).  For an SMS CRM an opt-out is a compliance matter:
@@ -3031,9 +3052,7 @@ DECLARE
     res      record;
     mbg      @extschema@.model_fit;
     gg       @extschema@.gammagamma_fit;
-    events   text;   -- the profile's events relation, bound (_bind_events_relation)
-    reader   name;   -- the role it is read as (_events_reader), NULL: this one
-    caller   text;
+    rd       record;   -- the read of the events (_events_read_begin): the relation bound, the caller's role
     failures text[] := '{}';
     mbg_row  @extschema@.model_fits;
     gg_row   @extschema@.model_fits;
@@ -3063,13 +3082,8 @@ BEGIN
     END IF;
     -- NO KEY UPDATE: other profiles' refreshes (FOR KEY SHARE through the foreign keys) go on.
     PERFORM FROM @extschema@.scoring_profiles sp WHERE sp.name = p.name FOR NO KEY UPDATE;
-    -- The events are read with the rights of the role that set the source (_events_reader).
-    reader := @extschema@._events_reader(p);
-    IF reader IS NOT NULL THEN
-        caller := current_setting('role');
-        PERFORM set_config('role', reader, true);
-    END IF;
-    events := @extschema@._bind_events_relation(p);
+    -- The events are read with the rights of the role that set the source (_events_read_begin).
+    rd := @extschema@._events_read_begin(p);
     -- One scan: each contact's summaries for both models, identical summaries collapsed with
     -- their count as weight (on postgres_fdw partitions the summaries are computed in each shard),
     -- kept as arrays, one element per distinct summary: the penalty ladder fits them again
@@ -3089,12 +3103,9 @@ BEGIN
                         FROM c WHERE (c.s).value_days > 0 GROUP BY 1, 2) d)
         SELECT b.x AS b_x, b.t_x AS b_t_x, b.t AS b_t, b.w AS b_w, g.x AS g_x, g.m AS g_m, g.w AS g_w,
                (SELECT count(*) FROM c) AS contacts, g.valued
-          FROM b, g$q$, events)
+          FROM b, g$q$, rd.events)
     INTO res USING as_of;
-    PERFORM @extschema@._unbind_events_relation(events);
-    IF reader IS NOT NULL THEN
-        PERFORM set_config('role', caller, true);
-    END IF;
+    PERFORM @extschema@._events_read_end(rd.events, rd.caller);
     -- Each model with the profile's fit_penalizer, and if that does not converge with the ladder's
     -- penalties above it (_fit_penalty_ladder), keeping the smallest that converges.
     mbg_l := @extschema@._fit_mbgnbd_ladder(res.b_x, res.b_t_x, res.b_t, res.b_w, p.fit_penalizer);
@@ -3204,9 +3215,7 @@ LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp SET enabl
                    SET extra_float_digits = 3 AS $$   -- (the fitted parameters reach _predict exactly, through jsonb)
 DECLARE
     p       @extschema@.scoring_profiles;
-    events  text;
-    reader  name;   -- the role the events are read as (_events_reader), NULL: this one
-    caller  text;
+    rd      record;   -- the read of the events (_events_read_begin)
     fitted  record;   -- a _fit_*_ladder's answer
     note    text;
     doc     jsonb;    -- the profile with the parameters used, for _predict
@@ -3226,12 +3235,7 @@ BEGIN
     IF to_regclass('pg_temp._es_validation') IS NOT NULL THEN   -- left by an earlier call in this transaction
         DROP TABLE pg_temp._es_validation;
     END IF;
-    reader := @extschema@._events_reader(p);
-    IF reader IS NOT NULL THEN
-        caller := current_setting('role');
-        PERFORM set_config('role', reader, true);
-    END IF;
-    events := @extschema@._bind_events_relation(p);
+    rd := @extschema@._events_read_begin(p);
     -- calibration: one scan of the events up to C, each contact scored as of C with the profile
     -- (by name on engagement_events, as a document on a source, as _refresh_score_contacts does);
     -- actual: the distinct days d with day(C) < d <= day(H) holding an engaging event, and the
@@ -3255,12 +3259,9 @@ BEGIN
                coalesce(hold.days, 0)::float8 AS actual, coalesce(hold.value, 0)::float8 AS actual_value,
                NULL::float8 AS predicted, NULL::float8 AS predicted_value, NULL::float8 AS engagement_probability
           FROM cal LEFT JOIN hold USING (contact_id)$q$,
-        events, CASE WHEN p.events_relation = '@extschema@.engagement_events'::regclass THEN '$4' ELSE '$5' END)
+        rd.events, CASE WHEN p.events_relation = '@extschema@.engagement_events'::regclass THEN '$4' ELSE '$5' END)
     USING calibration_end, cal_day, hold_day, p.name, to_jsonb(p);
-    PERFORM @extschema@._unbind_events_relation(events);
-    IF reader IS NOT NULL THEN
-        PERFORM set_config('role', caller, true);
-    END IF;
+    PERFORM @extschema@._events_read_end(rd.events, rd.caller);
     IF NOT EXISTS (SELECT FROM pg_temp._es_validation) THEN
         RAISE EXCEPTION 'profile "%": no contact has an event at or before %: nothing to validate', p.name, calibration_end
             USING ERRCODE = 'no_data_found';

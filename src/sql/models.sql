@@ -320,9 +320,7 @@ DECLARE
     res      record;
     mbg      @extschema@.model_fit;
     gg       @extschema@.gammagamma_fit;
-    events   text;   -- the profile's events relation, bound (_bind_events_relation)
-    reader   name;   -- the role it is read as (_events_reader), NULL: this one
-    caller   text;
+    rd       record;   -- the read of the events (_events_read_begin): the relation bound, the caller's role
     failures text[] := '{}';
     mbg_row  @extschema@.model_fits;
     gg_row   @extschema@.model_fits;
@@ -352,13 +350,8 @@ BEGIN
     END IF;
     -- NO KEY UPDATE: other profiles' refreshes (FOR KEY SHARE through the foreign keys) go on.
     PERFORM FROM @extschema@.scoring_profiles sp WHERE sp.name = p.name FOR NO KEY UPDATE;
-    -- The events are read with the rights of the role that set the source (_events_reader).
-    reader := @extschema@._events_reader(p);
-    IF reader IS NOT NULL THEN
-        caller := current_setting('role');
-        PERFORM set_config('role', reader, true);
-    END IF;
-    events := @extschema@._bind_events_relation(p);
+    -- The events are read with the rights of the role that set the source (_events_read_begin).
+    rd := @extschema@._events_read_begin(p);
     -- One scan: each contact's summaries for both models, identical summaries collapsed with
     -- their count as weight (on postgres_fdw partitions the summaries are computed in each shard),
     -- kept as arrays, one element per distinct summary: the penalty ladder fits them again
@@ -378,12 +371,9 @@ BEGIN
                         FROM c WHERE (c.s).value_days > 0 GROUP BY 1, 2) d)
         SELECT b.x AS b_x, b.t_x AS b_t_x, b.t AS b_t, b.w AS b_w, g.x AS g_x, g.m AS g_m, g.w AS g_w,
                (SELECT count(*) FROM c) AS contacts, g.valued
-          FROM b, g$q$, events)
+          FROM b, g$q$, rd.events)
     INTO res USING as_of;
-    PERFORM @extschema@._unbind_events_relation(events);
-    IF reader IS NOT NULL THEN
-        PERFORM set_config('role', caller, true);
-    END IF;
+    PERFORM @extschema@._events_read_end(rd.events, rd.caller);
     -- Each model with the profile's fit_penalizer, and if that does not converge with the ladder's
     -- penalties above it (_fit_penalty_ladder), keeping the smallest that converges.
     mbg_l := @extschema@._fit_mbgnbd_ladder(res.b_x, res.b_t_x, res.b_t, res.b_w, p.fit_penalizer);
@@ -491,9 +481,7 @@ LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp SET enabl
                    SET extra_float_digits = 3 AS $$   -- (the fitted parameters reach _predict exactly, through jsonb)
 DECLARE
     p       @extschema@.scoring_profiles;
-    events  text;
-    reader  name;   -- the role the events are read as (_events_reader), NULL: this one
-    caller  text;
+    rd      record;   -- the read of the events (_events_read_begin)
     fitted  record;   -- a _fit_*_ladder's answer
     note    text;
     doc     jsonb;    -- the profile with the parameters used, for _predict
@@ -513,12 +501,7 @@ BEGIN
     IF to_regclass('pg_temp._es_validation') IS NOT NULL THEN   -- left by an earlier call in this transaction
         DROP TABLE pg_temp._es_validation;
     END IF;
-    reader := @extschema@._events_reader(p);
-    IF reader IS NOT NULL THEN
-        caller := current_setting('role');
-        PERFORM set_config('role', reader, true);
-    END IF;
-    events := @extschema@._bind_events_relation(p);
+    rd := @extschema@._events_read_begin(p);
     -- calibration: one scan of the events up to C, each contact scored as of C with the profile
     -- (by name on engagement_events, as a document on a source, as _refresh_score_contacts does);
     -- actual: the distinct days d with day(C) < d <= day(H) holding an engaging event, and the
@@ -542,12 +525,9 @@ BEGIN
                coalesce(hold.days, 0)::float8 AS actual, coalesce(hold.value, 0)::float8 AS actual_value,
                NULL::float8 AS predicted, NULL::float8 AS predicted_value, NULL::float8 AS engagement_probability
           FROM cal LEFT JOIN hold USING (contact_id)$q$,
-        events, CASE WHEN p.events_relation = '@extschema@.engagement_events'::regclass THEN '$4' ELSE '$5' END)
+        rd.events, CASE WHEN p.events_relation = '@extschema@.engagement_events'::regclass THEN '$4' ELSE '$5' END)
     USING calibration_end, cal_day, hold_day, p.name, to_jsonb(p);
-    PERFORM @extschema@._unbind_events_relation(events);
-    IF reader IS NOT NULL THEN
-        PERFORM set_config('role', caller, true);
-    END IF;
+    PERFORM @extschema@._events_read_end(rd.events, rd.caller);
     IF NOT EXISTS (SELECT FROM pg_temp._es_validation) THEN
         RAISE EXCEPTION 'profile "%": no contact has an event at or before %: nothing to validate', p.name, calibration_end
             USING ERRCODE = 'no_data_found';

@@ -401,9 +401,8 @@ SET extra_float_digits = 3 AS $$
 DECLARE
     p          @extschema@.scoring_profiles;
     refresh_at timestamptz := now();   -- as of now(): the transaction's start
-    events     text;                   -- the profile's events, bound (_bind_events_relation)
-    reader     name;                   -- the role they are read as (_events_reader), NULL: this one
-    caller     text;                   -- the role to come back to after reading as reader
+    reader     name;                   -- the role the events are read as (_events_reader), NULL: this one
+    rd         record;                 -- the read of the events (_events_read_begin)
     last       record;                 -- the distribution of the last refresh
     aged       boolean;
     targets    bigint;
@@ -471,22 +470,17 @@ BEGIN
         ON CONFLICT DO NOTHING;
     END IF;
     ANALYZE pg_temp._es_targets;
-    -- The events are read with the rights of the role that set the source (_events_reader): this
+    -- The events are read with the rights of the role that set the source (_events_read_begin): this
     -- role becomes it for the reading statements alone, which fill the temporary tables the
-    -- writing steps read.
+    -- writing steps read (the targets' table granted to it first).
     IF reader IS NOT NULL THEN
         EXECUTE format('GRANT SELECT ON pg_temp._es_targets TO %I', reader);
-        caller := current_setting('role');
-        PERFORM set_config('role', reader, true);
     END IF;
-    events := @extschema@._bind_events_relation(p);
+    rd := @extschema@._events_read_begin(p);
     SELECT c.unmapped, c.unmapped_kinds, c.ignored, c.invalid INTO unmapped, unmapped_kinds, ignored, invalid
-      FROM @extschema@._refresh_score_contacts(p, events, refresh_at, full_refresh,
+      FROM @extschema@._refresh_score_contacts(p, rd.events, refresh_at, full_refresh,
                                                coalesce(targets * 10 <= last.contacts, false)) c;
-    PERFORM @extschema@._unbind_events_relation(events);
-    IF reader IS NOT NULL THEN
-        PERFORM set_config('role', caller, true);
-    END IF;
+    PERFORM @extschema@._events_read_end(rd.events, rd.caller);
     -- Rows not scored, each for its true reason: unmapped kinds an error naming them (on_unmapped
     -- reject) or a WARNING with them; rows the model cannot read a WARNING by reason; ignored kinds
     -- nothing but their count (in refresh_runs).  For an SMS CRM an opt-out is a compliance matter:

@@ -540,6 +540,33 @@ BEGIN
     END IF;
 END $$;
 
+-- A read of a profile's events with the rights of the role that set its source (_events_reader):
+-- _events_read_begin makes that role the current one, when it is not this one, and binds the
+-- events relation; _events_read_end unbinds it and comes back to the caller's role.  Neither has a
+-- SET clause, on purpose: a SET clause restores, when its function returns, every setting the
+-- function changed, the role among them.  Every name in them is qualified, and they run within
+-- their callers' pinned search_path (fit_model, _validation, _refresh).
+CREATE FUNCTION @extschema@._events_read_begin(p @extschema@.scoring_profiles, OUT events text, OUT caller text)
+LANGUAGE plpgsql VOLATILE STRICT AS $$
+DECLARE
+    reader pg_catalog.name := @extschema@._events_reader(p);
+BEGIN
+    IF reader IS NOT NULL THEN
+        caller := pg_catalog.current_setting('role');
+        PERFORM pg_catalog.set_config('role', reader, true);
+    END IF;
+    events := @extschema@._bind_events_relation(p);
+END $$;
+
+CREATE FUNCTION @extschema@._events_read_end(events text, caller text) RETURNS void
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    PERFORM @extschema@._unbind_events_relation(events);
+    IF caller IS NOT NULL THEN
+        PERFORM pg_catalog.set_config('role', caller, true);
+    END IF;
+END $$;
+
 ------------------------------------------------------------------------------------------------
 -- Change tracking of engagement_events, and of any table track_event_changes is given:
 -- statement-level triggers with transition tables (row-level ones where foreign partitions cannot

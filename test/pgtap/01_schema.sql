@@ -126,6 +126,8 @@ SELECT results_eq($$SELECT p.oid::regprocedure::text FROM pg_proc p
                         'engagement._comment_score_columns(regclass)',
                         'engagement._create_statement_tracking_triggers(regclass,text,text)',
                         'engagement._drop_tracking_triggers(regclass)',
+                        'engagement._events_read_begin(engagement.scoring_profiles)',
+                        'engagement._events_read_end(text,text)',
                         'engagement._refresh(text,boolean)',
                         'engagement._refresh_choose_targets(engagement.scoring_profiles,timestamp with time zone,boolean,boolean)',
                         'engagement._refresh_distribution(engagement.scoring_profiles,timestamp with time zone,boolean)',
@@ -177,7 +179,9 @@ SELECT results_eq($$SELECT p.oid::regprocedure::text FROM pg_proc p
                            (SELECT oid FROM pg_language WHERE lanname IN ('sql', 'plpgsql'))
                        AND NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (p.proconfig), false)
                      ORDER BY p.oid::regprocedure::text COLLATE "C"$$,
-                  ARRAY['engagement._in_citus_shard_query()',
+                  ARRAY['engagement._events_read_begin(engagement.scoring_profiles)',
+                        'engagement._events_read_end(text,text)',
+                        'engagement._in_citus_shard_query()',
                         'engagement._predictions(text,double precision,text)',
                         'engagement.customer_lifetime_value(text,integer,double precision)',
                         'engagement.predict(bigint,double precision,text)',
@@ -185,7 +189,7 @@ SELECT results_eq($$SELECT p.oid::regprocedure::text FROM pg_proc p
                         'engagement.readable_scores(text)',
                         'engagement.readable_segments(text)',
                         'engagement.segment_summary(text)'],
-                  'every SQL and PL/pgSQL function pins search_path but the inlined ones, every name of which is qualified (sql/search_path.sql)');
+                  'every SQL and PL/pgSQL function pins search_path but the inlined ones and the events read''s role switch (a SET clause would undo it), every name of which is qualified (sql/search_path.sql)');
 SELECT is_empty($$SELECT p.oid::regprocedure FROM pg_proc p
                    WHERE p.pronamespace = 'engagement'::regnamespace AND p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'c')
                      AND p.proconfig IS NOT NULL$$,
