@@ -739,7 +739,9 @@ BEGIN
     ELSE
         SELECT * INTO p FROM @extschema@.scoring_profiles sp WHERE sp.name = profile;
     END IF;
-    IF p.name IS NULL THEN   -- (the key: NULL only when no row was found; a NULL profile names none)
+    IF p.name IS NULL THEN   -- (the key: NULL only when no row was found)
+        -- (a NULL profile names none: an error here, where the inlined reads have no row; '<NULL>'
+        -- is how RAISE prints a NULL)
         PERFORM @extschema@._profile_exists_or_error(false, coalesce(profile, '<NULL>'));
     END IF;
     RETURN p;
@@ -750,8 +752,8 @@ END $$;
 -- into its caller's query (readable_scores, segment_summary, readable_segments): profile_exists is
 -- the EXISTS of its row, which the caller's query evaluates once (a function here that read
 -- scoring_profiles itself would be sent to the shards on Citus, where a query of a reference table
--- is refused).  A NULL profile is no error: those reads were STRICT, and their queries have no row
--- for it.  Always true when it returns.
+-- is refused).  A NULL profile is no error here: those reads were STRICT, and their queries have no
+-- row for it.  Always true when it returns.
 CREATE OR REPLACE FUNCTION @extschema@._profile_exists_or_error(profile_exists boolean, profile text) RETURNS boolean
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -1440,17 +1442,22 @@ BEGIN
 END $$;
 
 -- A read of a profile's events with the rights of the role that set its source (_events_reader):
--- _events_read_begin makes that role the current one, when it is not this one, and binds the
--- events relation; _events_read_end unbinds it and comes back to the caller's role.  Neither has a
+-- _events_read_begin makes that role the current one, when it is not this one (granting it SELECT
+-- on readable first, a temporary table of the caller's the read joins), and binds the events
+-- relation; _events_read_end unbinds it and comes back to the caller's role.  Neither has a
 -- SET clause, on purpose: a SET clause restores, when its function returns, every setting the
 -- function changed, the role among them.  Every name in them is qualified, and they run within
 -- their callers' pinned search_path (fit_model, _validation, _refresh).
-CREATE OR REPLACE FUNCTION @extschema@._events_read_begin(p @extschema@.scoring_profiles, OUT events text, OUT caller text)
-LANGUAGE plpgsql VOLATILE STRICT AS $$
+CREATE OR REPLACE FUNCTION @extschema@._events_read_begin(p @extschema@.scoring_profiles, readable regclass,
+                                                OUT events text, OUT caller text)
+LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     reader pg_catalog.name := @extschema@._events_reader(p);
 BEGIN
     IF reader IS NOT NULL THEN
+        IF readable IS NOT NULL THEN
+            EXECUTE pg_catalog.format('GRANT SELECT ON %s TO %I', readable, reader);
+        END IF;
         caller := pg_catalog.current_setting('role');
         PERFORM pg_catalog.set_config('role', reader, true);
     END IF;
@@ -2097,7 +2104,6 @@ SET extra_float_digits = 3 AS $$
 DECLARE
     p          @extschema@.scoring_profiles;
     refresh_at timestamptz := now();   -- as of now(): the transaction's start
-    reader     name;                   -- the role the events are read as (_events_reader), NULL: this one
     rd         record;                 -- the read of the events (_events_read_begin)
     last       record;                 -- the distribution of the last refresh
     aged       boolean;
@@ -2131,7 +2137,7 @@ BEGIN
         RAISE NOTICE 'a refresh of scoring profile "%" (or forget_contact) is running; this refresh does nothing', p.name;
         RETURN;
     END IF;
-    reader := @extschema@._events_reader(p);
+    PERFORM @extschema@._events_reader(p);   -- (42501 before any work when the caller may not read the source)
 
     PERFORM @extschema@._refresh_drain_changes(p);
 
@@ -2168,11 +2174,8 @@ BEGIN
     ANALYZE pg_temp._es_targets;
     -- The events are read with the rights of the role that set the source (_events_read_begin): this
     -- role becomes it for the reading statements alone, which fill the temporary tables the
-    -- writing steps read (the targets' table granted to it first).
-    IF reader IS NOT NULL THEN
-        EXECUTE format('GRANT SELECT ON pg_temp._es_targets TO %I', reader);
-    END IF;
-    rd := @extschema@._events_read_begin(p);
+    -- writing steps read (the targets' table granted to it).
+    rd := @extschema@._events_read_begin(p, 'pg_temp._es_targets');
     SELECT c.unmapped, c.unmapped_kinds, c.ignored, c.invalid INTO unmapped, unmapped_kinds, ignored, invalid
       FROM @extschema@._refresh_score_contacts(p, rd.events, refresh_at, full_refresh,
                                                coalesce(targets * 10 <= last.contacts, false)) c;
@@ -2494,7 +2497,7 @@ COMMENT ON FUNCTION @extschema@.profile_events(bigint, text, timestamptz, intege
 -- profile's horizon_days, not 30d): composite and components to 0.1, probabilities to 0.001,
 -- expected engagement days and money to 0.01, tenure to 0.1 day, times to the second.
 -- readable_scores rounds the stored ones the same way in its own query (below), which the planner
--- inlines; sql/presentation.sql checks that the two agree.
+-- inlines; sql/presentation.sql checks each against the same rounding of the raw values.
 CREATE OR REPLACE FUNCTION @extschema@.readable_score(s @extschema@.score,
     OUT as_of timestamptz, OUT profile text, OUT composite numeric, OUT segment text,
     OUT recency numeric, OUT frequency numeric, OUT monetary numeric, OUT time_decay numeric,
@@ -3083,7 +3086,7 @@ BEGIN
     -- NO KEY UPDATE: other profiles' refreshes (FOR KEY SHARE through the foreign keys) go on.
     PERFORM FROM @extschema@.scoring_profiles sp WHERE sp.name = p.name FOR NO KEY UPDATE;
     -- The events are read with the rights of the role that set the source (_events_read_begin).
-    rd := @extschema@._events_read_begin(p);
+    rd := @extschema@._events_read_begin(p, NULL);
     -- One scan: each contact's summaries for both models, identical summaries collapsed with
     -- their count as weight (on postgres_fdw partitions the summaries are computed in each shard),
     -- kept as arrays, one element per distinct summary: the penalty ladder fits them again
@@ -3235,7 +3238,7 @@ BEGIN
     IF to_regclass('pg_temp._es_validation') IS NOT NULL THEN   -- left by an earlier call in this transaction
         DROP TABLE pg_temp._es_validation;
     END IF;
-    rd := @extschema@._events_read_begin(p);
+    rd := @extschema@._events_read_begin(p, NULL);
     -- calibration: one scan of the events up to C, each contact scored as of C with the profile
     -- (by name on engagement_events, as a document on a source, as _refresh_score_contacts does);
     -- actual: the distinct days d with day(C) < d <= day(H) holding an engaging event, and the
@@ -3492,28 +3495,29 @@ COMMENT ON FUNCTION @extschema@._lifetime_arguments(text, text, integer, float8)
 -- Every stored score of the profile with its prediction, as a composite: the one query of both
 -- forms of predict, which each read it below OFFSET 0 (so _predict runs once per score, not once per
 -- field read), the contact's form with its condition above the function, where it still reaches
--- the scan.
-CREATE OR REPLACE FUNCTION @extschema@._predictions(profile text, horizon_days float8, function_name text)
+-- the scan.  (On Citus, _citus_predict in citus.sql is its form: a change here goes there too.)
+CREATE OR REPLACE FUNCTION @extschema@._predictions(function_name text, profile text, horizon_days float8)
 RETURNS TABLE (contact_id bigint, p @extschema@.prediction, calculated_at timestamptz)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT sc.contact_id,
-           @extschema@._predict($1, $2, sc.x, sc.t_x, sc.t_c, sc.n_days, sc.conv_days, sc.x_v,
+           @extschema@._predict($2, $3, sc.x, sc.t_x, sc.t_c, sc.n_days, sc.conv_days, sc.x_v,
                                 sc.m_v, sc.opted_out, sc.undeliverable),
            sc.calculated_at
       FROM @extschema@.engagement_scores sc
-     WHERE sc.profile OPERATOR(pg_catalog.=) COALESCE($1, '')
-       AND @extschema@._prediction_arguments($3, $1, $2)
+     WHERE sc.profile OPERATOR(pg_catalog.=) COALESCE($2, '')
+       AND @extschema@._prediction_arguments($1, $2, $3)
 $$;
 
-COMMENT ON FUNCTION @extschema@._predictions(text, float8, text) IS
+COMMENT ON FUNCTION @extschema@._predictions(text, text, float8) IS
     'predict''s query: the profile''s stored scores with their predictions over horizon_days (the arguments checked as function_name''s)';
 
 CREATE OR REPLACE FUNCTION @extschema@.predict(profile text, horizon_days float8)
 RETURNS TABLE (contact_id bigint, engagement_probability float8, conversion_probability float8,
                expected_engagements float8, expected_value float8, calculated_at timestamptz)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT s.contact_id, (s.p).*, s.calculated_at
-      FROM (SELECT * FROM @extschema@._predictions($1, $2, 'predict(profile, horizon_days)') OFFSET 0) s
+    SELECT s.contact_id, (s.p).engagement_probability, (s.p).conversion_probability, (s.p).expected_engagements,
+           (s.p).expected_value, s.calculated_at
+      FROM (SELECT * FROM @extschema@._predictions('predict(profile, horizon_days)', $1, $2) OFFSET 0) s
 $$;
 
 COMMENT ON FUNCTION @extschema@.predict(text, float8) IS
@@ -3523,14 +3527,16 @@ CREATE OR REPLACE FUNCTION @extschema@.predict(contact_id bigint, horizon_days f
 RETURNS TABLE (contact_id bigint, engagement_probability float8, conversion_probability float8,
                expected_engagements float8, expected_value float8, calculated_at timestamptz)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT s.contact_id, (s.p).*, s.calculated_at
-      FROM (SELECT * FROM @extschema@._predictions($3, $2, 'predict(contact_id, horizon_days, profile)') r
+    SELECT s.contact_id, (s.p).engagement_probability, (s.p).conversion_probability, (s.p).expected_engagements,
+           (s.p).expected_value, s.calculated_at
+      FROM (SELECT * FROM @extschema@._predictions('predict(contact_id, horizon_days, profile)', $3, $2) r
              WHERE r.contact_id OPERATOR(pg_catalog.=) $1 OFFSET 0) s
 $$;
 
 COMMENT ON FUNCTION @extschema@.predict(bigint, float8, text) IS
     'One contact''s predictions over the next horizon_days after its stored score''s calculated_at (no row when it has no stored score)';
 
+-- (On Citus, _citus_lifetime_value in citus.sql is its form: a change here goes there too.)
 CREATE OR REPLACE FUNCTION @extschema@.customer_lifetime_value(profile text, months integer, monthly_discount_rate float8)
 RETURNS TABLE (contact_id bigint, lifetime_value float8, calculated_at timestamptz)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$

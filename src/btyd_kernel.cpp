@@ -60,7 +60,7 @@ int validate_customer(double x, double t_x, double T, const char *prefix, char *
 // The model, the customer, the parameters and a forecast's horizon (0, which is valid, for the
 // formulas that have none).
 int validate_all(int model, double x, double t_x, double T, double r, double alpha, double a, double b, char *err,
-                 size_t errlen, double horizon = 0.0) {
+                 size_t errlen, double horizon) {
     int rc = validate_model(model, err, errlen);
     if (rc == ES_OK) rc = validate_customer(x, t_x, T, "", err, errlen);
     if (rc == ES_OK) rc = validate_params(r, alpha, a, b, err, errlen);
@@ -750,7 +750,7 @@ int es_btyd_validate_params(double r, double alpha, double a, double b, char *er
 int es_btyd_log_likelihood(int model, double x, double t_x, double T, double r, double alpha, double a, double b,
                            double *out, char *err, size_t errlen) noexcept {
     return guarded(err, errlen, "btyd log-likelihood", [&]() -> int {
-        const int rc = es::btyd::validate_all(model, x, t_x, T, r, alpha, a, b, err, errlen);
+        const int rc = es::btyd::validate_all(model, x, t_x, T, r, alpha, a, b, err, errlen, 0.0);
         if (rc != ES_OK) return rc;
         return finish(es::btyd::log_likelihood(model, x, t_x, T, r, alpha, a, b), out, "btyd log-likelihood", err,
                       errlen);
@@ -760,7 +760,7 @@ int es_btyd_log_likelihood(int model, double x, double t_x, double T, double r, 
 int es_btyd_p_alive(int model, double x, double t_x, double T, double r, double alpha, double a, double b, double *out,
                     char *err, size_t errlen) noexcept {
     return guarded(err, errlen, "p_alive", [&]() -> int {
-        const int rc = es::btyd::validate_all(model, x, t_x, T, r, alpha, a, b, err, errlen);
+        const int rc = es::btyd::validate_all(model, x, t_x, T, r, alpha, a, b, err, errlen, 0.0);
         if (rc != ES_OK) return rc;
         const double l = es::btyd::log_death_odds(model, x, t_x, T, r, alpha, a, b);
         return finish(es::btyd::logistic_neg(l), out, "p_alive", err, errlen);

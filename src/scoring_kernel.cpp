@@ -289,10 +289,9 @@ extern "C" {
 
 int es_check_horizon(double horizon, char *err, size_t errlen) noexcept {
     if (!(std::isfinite(horizon) && horizon > 0))
-        return es::fail(err, errlen, ES_INVALID_PARAMETER, "a horizon must be a finite number of days > 0, not %g", horizon);
+        return es::fail(err, errlen, ES_INVALID_PARAMETER, "a horizon must be a finite number of days > 0, not %.17g", horizon);
     if (horizon > ES_HORIZON_MAX)
-        return es::fail(err, errlen, ES_OUT_OF_RANGE, "a horizon of %g days is out of range (at most %g)", horizon,
-                        ES_HORIZON_MAX);
+        return es::fail(err, errlen, ES_OUT_OF_RANGE, "a horizon of %.17g days is out of range (at most 1e9)", horizon);
     return ES_OK;
 }
 
@@ -302,7 +301,7 @@ int es_check_lifetime(int months, double monthly_discount_rate, char *err, size_
                         ES_LIFETIME_MONTHS_MAX, months);
     if (!(std::isfinite(monthly_discount_rate) && monthly_discount_rate >= 0))
         return es::fail(err, errlen, ES_INVALID_PARAMETER,
-                        "a monthly discount rate must be a finite number >= 0 (0.01 for 1%% a month), not %g",
+                        "a monthly discount rate must be a finite number >= 0 (0.01 for 1%% a month), not %.17g",
                         monthly_discount_rate);
     return ES_OK;
 }

@@ -253,13 +253,11 @@ es_profile_by_name(FunctionCallInfo fcinfo, const char *name, int len)
 			return cache->last_by_name = lfirst(lc);
 
 	cname = pnstrdup(name, len);
-	if (len >= NAMEDATALEN)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("scoring profile \"%s\" does not exist", cname)));
-	es_check_profile_table_is_current();
+	if (len < NAMEDATALEN)		/* (a longer name is no profile's) */
+		es_check_profile_table_is_current();
 	/* Fully qualified, operator included: SPI resolves names with the caller's search_path. */
-	if (!es_read_profile(psprintf("%s WHERE name OPERATOR(pg_catalog.=) $1", es_profiles_relation()), TEXTOID,
+	if (len >= NAMEDATALEN ||
+		!es_read_profile(psprintf("%s WHERE name OPERATOR(pg_catalog.=) $1", es_profiles_relation()), TEXTOID,
 						 CStringGetTextDatum(cname), psprintf("\"%s\"", cname), &found))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -505,8 +503,8 @@ es_interned_profile(FunctionCallInfo fcinfo, const NamedProfile *p)
 
 /* Whether argument argno is the same for every row: for an aggregate's transition function (1 is
  * the aggregate's first argument), a constant or a query parameter of its Aggref (a window
- * aggregate's arguments are not known); for a plain function (predict's), a stable argument of
- * its call. */
+ * aggregate's arguments are not known); for a plain function (predict's and lifetime value's), a
+ * constant or an external parameter of its call (get_fn_expr_arg_stable). */
 static bool
 es_arg_same_for_every_row(FunctionCallInfo fcinfo, int argno)
 {

@@ -351,7 +351,7 @@ BEGIN
     -- NO KEY UPDATE: other profiles' refreshes (FOR KEY SHARE through the foreign keys) go on.
     PERFORM FROM @extschema@.scoring_profiles sp WHERE sp.name = p.name FOR NO KEY UPDATE;
     -- The events are read with the rights of the role that set the source (_events_read_begin).
-    rd := @extschema@._events_read_begin(p);
+    rd := @extschema@._events_read_begin(p, NULL);
     -- One scan: each contact's summaries for both models, identical summaries collapsed with
     -- their count as weight (on postgres_fdw partitions the summaries are computed in each shard),
     -- kept as arrays, one element per distinct summary: the penalty ladder fits them again
@@ -501,7 +501,7 @@ BEGIN
     IF to_regclass('pg_temp._es_validation') IS NOT NULL THEN   -- left by an earlier call in this transaction
         DROP TABLE pg_temp._es_validation;
     END IF;
-    rd := @extschema@._events_read_begin(p);
+    rd := @extschema@._events_read_begin(p, NULL);
     -- calibration: one scan of the events up to C, each contact scored as of C with the profile
     -- (by name on engagement_events, as a document on a source, as _refresh_score_contacts does);
     -- actual: the distinct days d with day(C) < d <= day(H) holding an engaging event, and the

@@ -94,27 +94,28 @@ COMMENT ON FUNCTION @extschema@._lifetime_arguments(text, text, integer, float8)
 -- Every stored score of the profile with its prediction, as a composite: the one query of both
 -- forms of predict, which each read it below OFFSET 0 (so _predict runs once per score, not once per
 -- field read), the contact's form with its condition above the function, where it still reaches
--- the scan.
-CREATE FUNCTION @extschema@._predictions(profile text, horizon_days float8, function_name text)
+-- the scan.  (On Citus, _citus_predict in citus.sql is its form: a change here goes there too.)
+CREATE FUNCTION @extschema@._predictions(function_name text, profile text, horizon_days float8)
 RETURNS TABLE (contact_id bigint, p @extschema@.prediction, calculated_at timestamptz)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT sc.contact_id,
-           @extschema@._predict($1, $2, sc.x, sc.t_x, sc.t_c, sc.n_days, sc.conv_days, sc.x_v,
+           @extschema@._predict($2, $3, sc.x, sc.t_x, sc.t_c, sc.n_days, sc.conv_days, sc.x_v,
                                 sc.m_v, sc.opted_out, sc.undeliverable),
            sc.calculated_at
       FROM @extschema@.engagement_scores sc
-     WHERE sc.profile OPERATOR(pg_catalog.=) COALESCE($1, '')
-       AND @extschema@._prediction_arguments($3, $1, $2)
+     WHERE sc.profile OPERATOR(pg_catalog.=) COALESCE($2, '')
+       AND @extschema@._prediction_arguments($1, $2, $3)
 $$;
-COMMENT ON FUNCTION @extschema@._predictions(text, float8, text) IS
+COMMENT ON FUNCTION @extschema@._predictions(text, text, float8) IS
     'predict''s query: the profile''s stored scores with their predictions over horizon_days (the arguments checked as function_name''s)';
 
 CREATE FUNCTION @extschema@.predict(profile text, horizon_days float8)
 RETURNS TABLE (contact_id bigint, engagement_probability float8, conversion_probability float8,
                expected_engagements float8, expected_value float8, calculated_at timestamptz)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT s.contact_id, (s.p).*, s.calculated_at
-      FROM (SELECT * FROM @extschema@._predictions($1, $2, 'predict(profile, horizon_days)') OFFSET 0) s
+    SELECT s.contact_id, (s.p).engagement_probability, (s.p).conversion_probability, (s.p).expected_engagements,
+           (s.p).expected_value, s.calculated_at
+      FROM (SELECT * FROM @extschema@._predictions('predict(profile, horizon_days)', $1, $2) OFFSET 0) s
 $$;
 COMMENT ON FUNCTION @extschema@.predict(text, float8) IS
     'Every stored score''s predictions over the next horizon_days after its calculated_at (engagement and conversion probability, expected engagement days and value), from its stored summary and the profile''s parameters; equal to the stored fields at the profile''s horizon_days';
@@ -123,13 +124,15 @@ CREATE FUNCTION @extschema@.predict(contact_id bigint, horizon_days float8, prof
 RETURNS TABLE (contact_id bigint, engagement_probability float8, conversion_probability float8,
                expected_engagements float8, expected_value float8, calculated_at timestamptz)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT s.contact_id, (s.p).*, s.calculated_at
-      FROM (SELECT * FROM @extschema@._predictions($3, $2, 'predict(contact_id, horizon_days, profile)') r
+    SELECT s.contact_id, (s.p).engagement_probability, (s.p).conversion_probability, (s.p).expected_engagements,
+           (s.p).expected_value, s.calculated_at
+      FROM (SELECT * FROM @extschema@._predictions('predict(contact_id, horizon_days, profile)', $3, $2) r
              WHERE r.contact_id OPERATOR(pg_catalog.=) $1 OFFSET 0) s
 $$;
 COMMENT ON FUNCTION @extschema@.predict(bigint, float8, text) IS
     'One contact''s predictions over the next horizon_days after its stored score''s calculated_at (no row when it has no stored score)';
 
+-- (On Citus, _citus_lifetime_value in citus.sql is its form: a change here goes there too.)
 CREATE FUNCTION @extschema@.customer_lifetime_value(profile text, months integer, monthly_discount_rate float8)
 RETURNS TABLE (contact_id bigint, lifetime_value float8, calculated_at timestamptz)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$

@@ -10,7 +10,7 @@
 -- profile's horizon_days, not 30d): composite and components to 0.1, probabilities to 0.001,
 -- expected engagement days and money to 0.01, tenure to 0.1 day, times to the second.
 -- readable_scores rounds the stored ones the same way in its own query (below), which the planner
--- inlines; sql/presentation.sql checks that the two agree.
+-- inlines; sql/presentation.sql checks each against the same rounding of the raw values.
 CREATE FUNCTION @extschema@.readable_score(s @extschema@.score,
     OUT as_of timestamptz, OUT profile text, OUT composite numeric, OUT segment text,
     OUT recency numeric, OUT frequency numeric, OUT monetary numeric, OUT time_decay numeric,

@@ -401,7 +401,6 @@ SET extra_float_digits = 3 AS $$
 DECLARE
     p          @extschema@.scoring_profiles;
     refresh_at timestamptz := now();   -- as of now(): the transaction's start
-    reader     name;                   -- the role the events are read as (_events_reader), NULL: this one
     rd         record;                 -- the read of the events (_events_read_begin)
     last       record;                 -- the distribution of the last refresh
     aged       boolean;
@@ -435,7 +434,7 @@ BEGIN
         RAISE NOTICE 'a refresh of scoring profile "%" (or forget_contact) is running; this refresh does nothing', p.name;
         RETURN;
     END IF;
-    reader := @extschema@._events_reader(p);
+    PERFORM @extschema@._events_reader(p);   -- (42501 before any work when the caller may not read the source)
 
     PERFORM @extschema@._refresh_drain_changes(p);
 
@@ -472,11 +471,8 @@ BEGIN
     ANALYZE pg_temp._es_targets;
     -- The events are read with the rights of the role that set the source (_events_read_begin): this
     -- role becomes it for the reading statements alone, which fill the temporary tables the
-    -- writing steps read (the targets' table granted to it first).
-    IF reader IS NOT NULL THEN
-        EXECUTE format('GRANT SELECT ON pg_temp._es_targets TO %I', reader);
-    END IF;
-    rd := @extschema@._events_read_begin(p);
+    -- writing steps read (the targets' table granted to it).
+    rd := @extschema@._events_read_begin(p, 'pg_temp._es_targets');
     SELECT c.unmapped, c.unmapped_kinds, c.ignored, c.invalid INTO unmapped, unmapped_kinds, ignored, invalid
       FROM @extschema@._refresh_score_contacts(p, rd.events, refresh_at, full_refresh,
                                                coalesce(targets * 10 <= last.contacts, false)) c;

@@ -260,7 +260,9 @@ BEGIN
     ELSE
         SELECT * INTO p FROM @extschema@.scoring_profiles sp WHERE sp.name = profile;
     END IF;
-    IF p.name IS NULL THEN   -- (the key: NULL only when no row was found; a NULL profile names none)
+    IF p.name IS NULL THEN   -- (the key: NULL only when no row was found)
+        -- (a NULL profile names none: an error here, where the inlined reads have no row; '<NULL>'
+        -- is how RAISE prints a NULL)
         PERFORM @extschema@._profile_exists_or_error(false, coalesce(profile, '<NULL>'));
     END IF;
     RETURN p;
@@ -271,8 +273,8 @@ END $$;
 -- into its caller's query (readable_scores, segment_summary, readable_segments): profile_exists is
 -- the EXISTS of its row, which the caller's query evaluates once (a function here that read
 -- scoring_profiles itself would be sent to the shards on Citus, where a query of a reference table
--- is refused).  A NULL profile is no error: those reads were STRICT, and their queries have no row
--- for it.  Always true when it returns.
+-- is refused).  A NULL profile is no error here: those reads were STRICT, and their queries have no
+-- row for it.  Always true when it returns.
 CREATE FUNCTION @extschema@._profile_exists_or_error(profile_exists boolean, profile text) RETURNS boolean
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN

@@ -541,17 +541,22 @@ BEGIN
 END $$;
 
 -- A read of a profile's events with the rights of the role that set its source (_events_reader):
--- _events_read_begin makes that role the current one, when it is not this one, and binds the
--- events relation; _events_read_end unbinds it and comes back to the caller's role.  Neither has a
+-- _events_read_begin makes that role the current one, when it is not this one (granting it SELECT
+-- on readable first, a temporary table of the caller's the read joins), and binds the events
+-- relation; _events_read_end unbinds it and comes back to the caller's role.  Neither has a
 -- SET clause, on purpose: a SET clause restores, when its function returns, every setting the
 -- function changed, the role among them.  Every name in them is qualified, and they run within
 -- their callers' pinned search_path (fit_model, _validation, _refresh).
-CREATE FUNCTION @extschema@._events_read_begin(p @extschema@.scoring_profiles, OUT events text, OUT caller text)
-LANGUAGE plpgsql VOLATILE STRICT AS $$
+CREATE FUNCTION @extschema@._events_read_begin(p @extschema@.scoring_profiles, readable regclass,
+                                                OUT events text, OUT caller text)
+LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     reader pg_catalog.name := @extschema@._events_reader(p);
 BEGIN
     IF reader IS NOT NULL THEN
+        IF readable IS NOT NULL THEN
+            EXECUTE pg_catalog.format('GRANT SELECT ON %s TO %I', readable, reader);
+        END IF;
         caller := pg_catalog.current_setting('role');
         PERFORM pg_catalog.set_config('role', reader, true);
     END IF;

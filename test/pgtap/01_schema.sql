@@ -126,7 +126,7 @@ SELECT results_eq($$SELECT p.oid::regprocedure::text FROM pg_proc p
                         'engagement._comment_score_columns(regclass)',
                         'engagement._create_statement_tracking_triggers(regclass,text,text)',
                         'engagement._drop_tracking_triggers(regclass)',
-                        'engagement._events_read_begin(engagement.scoring_profiles)',
+                        'engagement._events_read_begin(engagement.scoring_profiles,regclass)',
                         'engagement._events_read_end(text,text)',
                         'engagement._refresh(text,boolean)',
                         'engagement._refresh_choose_targets(engagement.scoring_profiles,timestamp with time zone,boolean,boolean)',
@@ -179,10 +179,10 @@ SELECT results_eq($$SELECT p.oid::regprocedure::text FROM pg_proc p
                            (SELECT oid FROM pg_language WHERE lanname IN ('sql', 'plpgsql'))
                        AND NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (p.proconfig), false)
                      ORDER BY p.oid::regprocedure::text COLLATE "C"$$,
-                  ARRAY['engagement._events_read_begin(engagement.scoring_profiles)',
+                  ARRAY['engagement._events_read_begin(engagement.scoring_profiles,regclass)',
                         'engagement._events_read_end(text,text)',
                         'engagement._in_citus_shard_query()',
-                        'engagement._predictions(text,double precision,text)',
+                        'engagement._predictions(text,text,double precision)',
                         'engagement.customer_lifetime_value(text,integer,double precision)',
                         'engagement.predict(bigint,double precision,text)',
                         'engagement.predict(text,double precision)',

@@ -287,12 +287,9 @@ check "the load ran both kinds of refresh of each profile ($(echo "$stats" | pas
 # ------------------------------------------------------------------------------------------------
 # Wait until every event is due, then one last incremental refresh of each profile, as of F[p].
 # ------------------------------------------------------------------------------------------------
-waited=0
-until [ "$(q -c "SELECT coalesce(max(occurred_at) < now(), true) FROM engagement.engagement_events")" = t ]; do
-    [ $waited -ge 120 ] && break
-    sleep 1; waited=$((waited + 1))
-done
-check "every event is due after the load (waited ${waited}s)" '[ $waited -lt 120 ]'
+all_due="SELECT coalesce(max(occurred_at) < now(), true) FROM engagement.engagement_events"
+due=no; wait_until 120 1 '[ "$(q -c "$all_due")" = t ]' && due=yes
+check "every event is due after the load" '[ $due = yes ]'
 declare -A F
 for p in default other; do
     IFS='|' read -r F[$p] rescored < <(q -c "SELECT now(), engagement.refresh_scores('$p')")

@@ -36,13 +36,13 @@ check "the jobs are pg_cron's" '[ "$(q -d "$db" -c "SELECT count(*) FROM cron.jo
 # with a bound generous enough for a loaded machine: the outcome never depends on its speed).
 wait_until 300 1 'n=$(q -d "$db" -c "SELECT count(*) FROM engagement.engagement_scores") && [ "$n" -gt 0 ]'
 check "the scheduled job ran and scored the contacts ($n)" '[ "$n" = 40 ]'
-status_sql="SELECT last_status FROM engagement.refresh_jobs() WHERE kind = "
-wait_until 300 1 'status=$(q -d "$db" -c "$status_sql'"'incremental'"'") && [ "$status" = succeeded ]'
+job_status() { q -d "$db" -c "SELECT last_status FROM engagement.refresh_jobs() WHERE kind = '$1'"; }
+wait_until 300 1 'status=$(job_status incremental) && [ "$status" = succeeded ]'
 check "refresh_jobs reports the last run ($status)" '[ "$status" = succeeded ]'
 last=$(q -d "$db" -c "SELECT last_refresh_rescored || ' ' || last_refresh_skipped || ' ' || coalesce(last_refresh_error, 'no error')
                         FROM engagement.refresh_jobs() WHERE kind = 'incremental'")
 check "refresh_jobs shows the extension's record of that refresh beside pg_cron's ($last)" '[ "$last" = "40 false no error" ]'
-wait_until 300 1 'refit=$(q -d "$db" -c "$status_sql'"'refit'"'") && [ "$refit" = succeeded ]'
+wait_until 300 1 'refit=$(job_status refit) && [ "$refit" = succeeded ]'
 fits=$(q -d "$db" -c "SELECT string_agg(model || ' ' || converged || ' ' || stored, ', ' ORDER BY model DESC)
                         FROM engagement.model_fits WHERE message IS NULL OR message LIKE '%the profile keeps%'")
 check "a scheduled refit that does not converge succeeds as a job ($refit) and is recorded ($fits)" \
