@@ -189,7 +189,7 @@ SELECT results_eq($$SELECT p.oid::regprocedure::text FROM pg_proc p
                         'engagement.readable_scores(text)',
                         'engagement.readable_segments(text)',
                         'engagement.segment_summary(text)'],
-                  'every SQL and PL/pgSQL function pins search_path but the inlined ones and the events read''s role switch (a SET clause would undo it), every name of which is qualified (sql/search_path.sql)');
+                  'every SQL and PL/pgSQL function pins search_path but the inlined ones (sql/search_path.sql runs them under a hostile one) and the events read''s role switch (a SET clause would undo it; its callers pin it), every name in them qualified');
 SELECT is_empty($$SELECT p.oid::regprocedure FROM pg_proc p
                    WHERE p.pronamespace = 'engagement'::regnamespace AND p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'c')
                      AND p.proconfig IS NOT NULL$$,
