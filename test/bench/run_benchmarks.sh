@@ -264,9 +264,11 @@ if want 9; then
 # view's floor, on the query a refresh runs (_source_select, _refresh_score_contacts) without its
 # writes: (c) the floor reading the view's columns (the view's own kind expression, no mapping),
 # (d) the floor over the source's select (the kind mapped, the validity CASEs), (e) plus the
-# refresh's accounting of rows not scored, (f) score_events over it, as the refresh scores a view
-# source (the profile as a document), and (g) the same scoring of engagement_events, as the
-# refresh scores it, against $FLOOR.
+# refresh's accounting of rows not scored, (e2) that accounting by count() alone (array_agg has no
+# combine function before PostgreSQL 16: with it the scoring statement runs without workers; and
+# every e.skip of a FILTER evaluates the skip CASE, the kind's mapping with it, again), (f)
+# score_events over it, as the refresh scores a view source (the profile as a document), and (g)
+# the same scoring of engagement_events, as the refresh scores it, against $FLOOR.
 log "9. a full refresh over a view source (text kinds, trim_lower) vs over engagement_events, each against its floor"
 view_source bench_sms view_source trim_lower
 VFLOOR="SELECT sum(n) FROM (SELECT contact_id, count(*) AS n FROM bench_sms GROUP BY contact_id) s"
@@ -296,6 +298,11 @@ compare "9d. the floor over the source's select (mapping, CASEs)" "report" "$REP
 compare "9e. 9d + the refresh's accounting of rows not scored" "report" "$REPS" "$PAR" "$VFLOOR" "$PAR" \
     "SELECT sum(q.n), sum(q.v), $ACCOUNT_SUMS
        FROM (SELECT e.contact_id, count(e.event_type) AS n, sum(e.conversion_value) AS v, $ACCOUNT FROM ($SRC_SELECT) e
+              WHERE (e.occurred_at <= now() OR e.occurred_at IS NULL) GROUP BY e.contact_id) q"
+compare "9e2. 9e, the accounting by count() alone (no array_agg)" "report" "$REPS" "$PAR" "$VFLOOR" "$PAR" \
+    "SELECT sum(q.n), sum(q.v), sum(q.unmapped), sum(q.ignored), sum(q.skipped)
+       FROM (SELECT e.contact_id, count(e.event_type) AS n, sum(e.conversion_value) AS v, count(*) FILTER (WHERE e.skip = 2) AS unmapped,
+                    count(*) FILTER (WHERE e.skip = 1) AS ignored, count(e.skip) AS skipped FROM ($SRC_SELECT) e
               WHERE (e.occurred_at <= now() OR e.occurred_at IS NULL) GROUP BY e.contact_id) q"
 compare "9f. score_events over it as a refresh of the view, no writes" "report" "$REPS" "$PAR" "$VFLOOR" "$PAR" \
     "SELECT sum((q.s).composite), $ACCOUNT_SUMS
