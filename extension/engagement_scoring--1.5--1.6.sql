@@ -1802,7 +1802,7 @@ CREATE OR REPLACE FUNCTION @extschema@._refresh_score_contacts(p @extschema@.sco
                                                     OUT invalid jsonb)
 LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    skipped    bigint := 0;   -- rows skipped for a reason other than their kind
+    skipped    bigint := 0;   -- rows not scored (ignored, unmapped or invalid)
     rows_read  text;          -- the condition of the rows a refresh reads
     src        @extschema@.event_sources := @extschema@._source_of(p.events_relation);
     typed_kind boolean := @extschema@._column_type(p.events_relation, src.kind_column) = '@extschema@.event_type'::regtype;
@@ -1819,7 +1819,7 @@ BEGIN
                       ELSE 'e.occurred_at <= $1' END;
     EXECUTE format(CASE WHEN few_targets AND NOT full_refresh THEN $q$
         CREATE TEMP TABLE _es_scored ON COMMIT DROP AS
-        SELECT t.contact_id, (c.s).*, c.unmapped, c.ignored, c.invalid
+        SELECT t.contact_id, (c.s).*, c.skipped
           FROM pg_temp._es_targets t,
                LATERAL (SELECT @extschema@.score_events(e.event_type, e.occurred_at, e.conversion_value, $1, %2$s) AS s,
                                %4$s
@@ -1827,7 +1827,7 @@ BEGIN
                          WHERE e.contact_id = t.contact_id AND e.occurred_at <= $1) c
         $q$ ELSE $q$
         CREATE TEMP TABLE _es_scored ON COMMIT DROP AS
-        SELECT q.contact_id, (q.s).*, q.unmapped, q.ignored, q.invalid
+        SELECT q.contact_id, (q.s).*, q.skipped
           FROM (SELECT e.contact_id,
                        @extschema@.score_events(e.event_type, e.occurred_at, e.conversion_value, $1, %2$s) AS s,
                        %4$s
@@ -1838,11 +1838,10 @@ BEGIN
         events,
         CASE WHEN p.events_relation = '@extschema@.engagement_events'::regclass THEN '$2' ELSE '$3' END,
         rows_read,
-        -- (counts only: they combine across parallel workers, where array_agg cannot before
-        -- PostgreSQL 16; which kinds and reasons, below, only when there are such rows)
-        CASE WHEN NOT counted THEN '0::bigint AS unmapped, 0::bigint AS ignored, 0::bigint AS invalid'
-             ELSE 'count(*) FILTER (WHERE e.skip = 2) AS unmapped, count(*) FILTER (WHERE e.skip = 1) AS ignored, '
-                  'count(*) FILTER (WHERE e.skip > 2) AS invalid' END)
+        -- (one count, which combines across parallel workers where array_agg cannot before
+        -- PostgreSQL 16, and reads e.skip once: each reading evaluates its CASE, the kind's
+        -- mapping with it; which rows and why, below, only when there are such rows)
+        CASE WHEN NOT counted THEN '0::bigint AS skipped' ELSE 'count(e.skip) AS skipped' END)
     USING refresh_at, p.name, to_jsonb(p);
     -- The targets with events after refresh_at, which _refresh_keep_pending keeps pending.  (The
     -- events in an uncorrelated subquery, which Citus can run on the workers.)
@@ -1856,29 +1855,31 @@ BEGIN
     unmapped := 0;
     ignored := 0;
     IF counted THEN
-        SELECT coalesce(sum(s.unmapped), 0), coalesce(sum(s.ignored), 0), coalesce(sum(s.invalid), 0)
-          INTO unmapped, ignored, skipped FROM pg_temp._es_scored s;
+        SELECT coalesce(sum(s.skipped), 0) INTO skipped FROM pg_temp._es_scored s;
     END IF;
-    IF unmapped > 0 OR skipped > 0 THEN
-        -- Which: every unmapped kind with its rows, the 100 with the most; the other rows by reason.
-        -- (The same rows as the scoring statement's; the skip codes are integers and the kinds a
-        -- column: postgres_fdw ships aggregates of those, not of a constant of a collatable type.)
+    IF skipped > 0 THEN
+        -- Which: the ignored rows, every unmapped kind with its rows (the 100 with the most), the
+        -- other rows by reason.  (The rows the scoring statement read; the skip codes are integers
+        -- and the kinds a column: postgres_fdw ships aggregates of those, not of a constant of a
+        -- collatable type.)
         EXECUTE format($q$
             WITH r AS MATERIALIZED (SELECT e.kind, e.skip, count(*) AS n FROM %1$s e
-                                     WHERE %2$s AND e.skip >= 2 GROUP BY 1, 2)
-            SELECT (SELECT jsonb_object_agg(k.kind, k.n)
+                                     WHERE %2$s AND e.skip IS NOT NULL GROUP BY 1, 2)
+            SELECT (SELECT coalesce(sum(r.n), 0) FROM r WHERE r.skip = 1),
+                   (SELECT coalesce(sum(r.n), 0) FROM r WHERE r.skip = 2),
+                   (SELECT jsonb_object_agg(k.kind, k.n)
                       FROM (SELECT @extschema@._shown_kind(r.kind) AS kind, sum(r.n) AS n FROM r WHERE r.skip = 2
                              GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 100) k),
                    (SELECT jsonb_object_agg(@extschema@._skip_reason(c.skip), c.n)
                       FROM (SELECT r.skip, sum(r.n) AS n FROM r WHERE r.skip > 2 GROUP BY 1) c)
-            $q$, events, rows_read) INTO unmapped_kinds, invalid USING refresh_at;
+            $q$, events, rows_read) INTO ignored, unmapped, unmapped_kinds, invalid USING refresh_at;
     END IF;
     -- (contacts whose every row was skipped, rows without a contact, and targets without events
     -- have no score)
     IF counted OR (few_targets AND NOT full_refresh) THEN
         DELETE FROM pg_temp._es_scored s WHERE s.contact_id IS NULL OR s.event_count IS NULL;
     END IF;
-    ALTER TABLE pg_temp._es_scored DROP COLUMN unmapped, DROP COLUMN ignored, DROP COLUMN invalid;
+    ALTER TABLE pg_temp._es_scored DROP COLUMN skipped;
     -- Indexed, so that no join with it can go quadratic when the statistics of engagement_scores
     -- know nothing of this profile yet (a new profile's rows estimated at one).  Only the join
     -- column's statistics are of use to the plans that read it (all ~30 columns: 5x the time).
