@@ -331,7 +331,7 @@ compare "20a. new heap, rename swap vs the floor" "report" "$REPS" "$PAR" "$FLOO
 compare "20b. new partition, DETACH/ATTACH swap vs the floor" "report" "$REPS" "$PAR" "$FLOOR" "$PAR" "$PART_SWAP"
 compare "20c. TRUNCATE + INSERT in one transaction vs the floor" "report" "$REPS" "$PAR" "$FLOOR" "$PAR" "$TRUNC_SWAP"
 HEAP_SWAP_FF100=${HEAP_SWAP//WITH (fillfactor = 45)/WITH (fillfactor = 100)}
-LOAD_ONLY="BEGIN; CREATE TABLE hs.lb AS SELECT $NEWVALS FROM bench_new_scores n JOIN hs.scores cur ON cur.profile = 'default' AND cur.contact_id = n.contact_id; ROLLBACK"
+LOAD_ONLY="BEGIN; CREATE TABLE hs.lb ($COLS) AS SELECT $NEWVALS FROM bench_new_scores n JOIN hs.scores cur ON cur.profile = 'default' AND cur.contact_id = n.contact_id; ROLLBACK"
 compare "20f. 20a with fillfactor 100 vs the floor" "report" "$REPS" "$PAR" "$FLOOR" "$PAR" "$HEAP_SWAP_FF100"
 psql -qXAt -c "ALTER TABLE hs.scores SET (fillfactor = 45)" -c "VACUUM FULL hs.scores" -c "ANALYZE hs.scores" >/dev/null
 compare "20l. its load alone (CREATE TABLE AS the join) vs the floor" "report" "$REPS" "$PAR" "$FLOOR" "$PAR" "$LOAD_ONLY"
