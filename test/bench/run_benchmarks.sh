@@ -326,6 +326,7 @@ TRUNC_STEPS=(
   "COMMIT")
 joined() { local IFS=$'\n'; local s out=""; for s in "$@"; do out+="$s; "; done; printf '%s' "$out"; }
 HEAP_SWAP=$(joined "${HEAP_STEPS[@]}"); PART_SWAP=$(joined "${PART_STEPS[@]}"); TRUNC_SWAP=$(joined "${TRUNC_STEPS[@]}")
+if [ -z "${HS_LOCKS_ONLY:-}" ]; then   # (HS_LOCKS_ONLY=1: only 20r and 20m)
 compare "20u. 15b's UPDATE on the copy (hs.scores) vs the floor" "report" "$REPS" "$PAR" "$FLOOR" "$PAR" "$HS_UPDATE"
 compare "20a. new heap, rename swap vs the floor" "report" "$REPS" "$PAR" "$FLOOR" "$PAR" "$HEAP_SWAP"
 compare "20b. new partition, DETACH/ATTACH swap vs the floor" "report" "$REPS" "$PAR" "$FLOOR" "$PAR" "$PART_SWAP"
@@ -357,6 +358,7 @@ steps() {
 steps 20a-steps "${HEAP_STEPS[@]}"
 steps 20b-steps "${PART_STEPS[@]}"
 steps 20c-steps "${TRUNC_STEPS[@]}"
+fi
 # readers NAME USER READ_SQL WRITE_SQL [HOLDER_SQL]: one client's READ_SQL (pgbench, 12 s; :k a random
 # contact) while WRITE_SQL runs once, 3 s in; HOLDER_SQL (a transaction, in another session) starts 0.5 s
 # before the write.  Prints the reads' count, median and longest latency, how many took over 10 ms, the
@@ -364,7 +366,7 @@ steps 20c-steps "${TRUNC_STEPS[@]}"
 readers() {
     local name=$1 user=$2 read=$3 sql=$4 holder=${5:-} pfx="$WORK/rd_${1//[^a-z0-9]/_}"
     printf '\\set k random(1, %d)\n%s;\n' "$CONTACTS" "$read" >"$WORK/reader.sql"
-    pgbench -n -c 1 -T 12 -U "$user" -f "$WORK/reader.sql" -l --log-prefix="$pfx" >"$pfx.out" 2>&1 &
+    pgbench -n -c 1 -T "${RD_SECS:-12}" -U "$user" -f "$WORK/reader.sql" -l --log-prefix="$pfx" >"$pfx.out" 2>&1 &
     local rpid=$! hpid=""
     sleep 3
     if [ -n "$holder" ]; then
@@ -393,13 +395,14 @@ readers "20r. TRUNCATE + INSERT (20c)" hs_reader "$SCORE_READ" "$TRUNC_SWAP"
 readers "20r. profiles read, UPDATE (20u)" postgres "$PROFILE_READ" "$HS_UPDATE"
 readers "20r. profiles read, rename swap (20a)" postgres "$PROFILE_READ" "$HEAP_SWAP"
 readers "20r. profiles read, partition swap (20b)" postgres "$PROFILE_READ" "$PART_SWAP"
-# (a report reading the scores for 6 s; another profile's refresh: its profile row FOR SHARE for 6 s)
-LONG_READ="BEGIN; SELECT count(*) FROM hs.scores; SELECT pg_sleep(6); COMMIT"
+# (a report reading the scores for 12 s (the readers then run 24 s); another profile's refresh: its
+# profile row FOR SHARE for 6 s)
+LONG_READ="BEGIN; SELECT count(*) FROM hs.scores; SELECT pg_sleep(12); COMMIT"
 OTHER_REFRESH="BEGIN; SELECT 1 FROM engagement.scoring_profiles WHERE name = 'default' FOR SHARE; SELECT pg_sleep(6); COMMIT"
 OTHER_REFRESH_W="BEGIN; SELECT 1 FROM engagement.scoring_profiles WHERE name = 'default' FOR SHARE; SELECT pg_sleep(6);
                  UPDATE hs.scores SET calculated_at = calculated_at WHERE profile = 'default' AND contact_id = 1; COMMIT"
-readers "20r. UPDATE (20u), a 6 s report open" hs_reader "$SCORE_READ" "$HS_UPDATE" "$LONG_READ"
-readers "20r. rename swap (20a), a 6 s report open" hs_reader "$SCORE_READ" "$HEAP_SWAP" "$LONG_READ"
+RD_SECS=24 readers "20r. UPDATE (20u), a 12 s report open" hs_reader "$SCORE_READ" "$HS_UPDATE" "$LONG_READ"
+RD_SECS=24 readers "20r. rename swap (20a), a 12 s report open" hs_reader "$SCORE_READ" "$HEAP_SWAP" "$LONG_READ"
 readers "20r. UPDATE (20u), profile FOR SHARE 6 s" hs_reader "$SCORE_READ" "$HS_UPDATE" "$OTHER_REFRESH"
 readers "20r. rename swap (20a), profile FOR SHARE 6 s" hs_reader "$SCORE_READ" "$HEAP_SWAP" "$OTHER_REFRESH"
 readers "20r. partition swap (20b), profile FOR SHARE 6 s" hs_reader "SELECT * FROM hs.pscores WHERE profile = 'default' AND contact_id = :k" "$PART_SWAP" "$OTHER_REFRESH"
