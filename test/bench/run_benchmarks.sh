@@ -112,7 +112,7 @@ crossover() {
             "$PAR; SET engagement.incremental_max_fraction = 1" "SELECT engagement.refresh_scores('$2')" "$changed"
     done
 }
-if want 1 2 3 4 5 6 7 9 10 11 13 14 15 16 17 18 19; then
+if want 1 2 3 4 5 6 7 9 10 11 13 14 15 16 17 18 19 20; then
 log "generating $CONTACTS contacts"
 psql -qX -v ON_ERROR_STOP=1 -v contacts="$CONTACTS" -v campaigns="${CAMPAIGNS:-65}" -v as_of="'$AS_OF'" -f demo/generate_crm_events.sql >/dev/null
 psql -qX -c "TRUNCATE engagement.event_changes" -c "VACUUM ANALYZE engagement.engagement_events"
@@ -247,6 +247,195 @@ BARE_WRITE="UPDATE engagement.engagement_scores cur
 compare "15a. scoring into a table of the score's columns vs the floor" "report" "$REPS" "$PAR" "$FLOOR" \
     "$PAR" "CREATE TEMP TABLE scored AS $SCORED"
 compare "15b. a bare UPDATE of every stored score vs the floor" "report" "$REPS" "$PAR" "$FLOOR" "$PAR" "$BARE_WRITE"
+fi
+
+if want 20; then
+# 20. Issue 27 item 6, a prototype: a full refresh's scores written into a new heap that replaces the
+# old one, against 15b's UPDATE of every stored score (the same columns from bench_new_scores, the
+# same values).  Measured on copies of engagement_scores in a schema hs, with what a swap has to carry
+# made by hand: the CHECKs and defaults (LIKE), fillfactor 45, the primary key (built after the load),
+# the foreign key to scoring_profiles (validated), a security_invoker view over it (as contact_scores),
+# a grant to a reading role, and ANALYZE (a new heap has no statistics).  Each swap first takes SHARE
+# on the old heap (no write may be lost between its read and the swap; readers go on), then:
+#   20a. rename swap: the new table renamed over the old one, the view replaced, the grant given
+#        again, the old heap dropped;
+#   20b. partition swap: hs.pscores is LIST-partitioned by profile; the new partition (with a CHECK
+#        matching its bound, so ATTACH does not scan it) replaces the profile's partition by DETACH
+#        and ATTACH;
+#   20c. TRUNCATE + INSERT: the new rows staged in a temporary table, the heap truncated (a new
+#        relfilenode, the same OID) and refilled; its index maintained row by row, its statistics kept.
+# 20u is 15b's UPDATE on the copy; 20x, 20a against 15b's UPDATE directly.  20r: a reader's point
+# lookups (pgbench, one client) during one write of each kind; 20m: what a REPEATABLE READ reader whose
+# snapshot predates the write sees of the table after it.  Needs section 15 (ONLY="15 20").
+want 15 || { log "section 20 needs section 15 (bench_new_scores, BARE_WRITE)"; exit 1; }
+log "20. a full refresh's scores into a new heap swapped in, against the UPDATE (15b)"
+psql -qX -v ON_ERROR_STOP=1 -c "CREATE SCHEMA hs" -c "CREATE ROLE hs_reader LOGIN" -c "GRANT USAGE ON SCHEMA hs TO hs_reader" \
+     -c "CREATE TABLE hs.scores (LIKE engagement.engagement_scores INCLUDING ALL) WITH (fillfactor = 45)" \
+     -c "ALTER TABLE hs.scores ADD CONSTRAINT scores_profile_fkey FOREIGN KEY (profile) REFERENCES engagement.scoring_profiles (name) ON UPDATE CASCADE ON DELETE CASCADE" \
+     -c "INSERT INTO hs.scores SELECT * FROM engagement.engagement_scores" \
+     -c "CREATE VIEW hs.v WITH (security_invoker = true) AS SELECT s.* FROM hs.scores s" \
+     -c "GRANT SELECT ON hs.scores, hs.v TO hs_reader" \
+     -c "CREATE TABLE hs.pscores (LIKE engagement.engagement_scores INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMMENTS) PARTITION BY LIST (profile)" \
+     -c "ALTER TABLE hs.pscores ADD PRIMARY KEY (profile, contact_id)" \
+     -c "ALTER TABLE hs.pscores ADD CONSTRAINT pscores_profile_fkey FOREIGN KEY (profile) REFERENCES engagement.scoring_profiles (name) ON UPDATE CASCADE ON DELETE CASCADE" \
+     -c "CREATE TABLE hs.pscores_default PARTITION OF hs.pscores FOR VALUES IN ('default') WITH (fillfactor = 45)" \
+     -c "INSERT INTO hs.pscores SELECT * FROM engagement.engagement_scores WHERE profile = 'default'" \
+     -c "CREATE VIEW hs.pv WITH (security_invoker = true) AS SELECT s.* FROM hs.pscores s" \
+     -c "GRANT SELECT ON hs.pscores, hs.pscores_default, hs.pv TO hs_reader" \
+     -c "VACUUM ANALYZE hs.scores" -c "VACUUM ANALYZE hs.pscores" >/dev/null
+# (the columns in order, and each one's new value: BARE_WRITE's, the rest kept from the stored row)
+COLS=$(psql -qXAt -c "SELECT string_agg(format('%I', attname), ', ' ORDER BY attnum) FROM pg_attribute
+                       WHERE attrelid = 'engagement.engagement_scores'::regclass AND attnum > 0 AND NOT attisdropped")
+NEWVALS=$(psql -qXAt -c "SELECT string_agg(CASE a.attname WHEN 'profile' THEN 'cur.profile' WHEN 'contact_id' THEN 'n.contact_id'
+                                  WHEN 'percentile_rank' THEN '50' WHEN 'score_version' THEN 'cur.score_version + 1'
+                                  WHEN 'profile_version' THEN 'cur.profile_version' WHEN 'model_version' THEN 'cur.model_version'
+                                  WHEN 'calculated_at' THEN 'now()'
+                                  ELSE CASE WHEN b.attname IS NOT NULL THEN format('n.%I', a.attname) ELSE format('cur.%I', a.attname) END END,
+                                  ', ' ORDER BY a.attnum)
+                           FROM pg_attribute a LEFT JOIN pg_attribute b ON b.attrelid = 'bench_new_scores'::regclass AND b.attname = a.attname AND NOT b.attisdropped
+                          WHERE a.attrelid = 'engagement.engagement_scores'::regclass AND a.attnum > 0 AND NOT a.attisdropped")
+HS_UPDATE=${BARE_WRITE//engagement.engagement_scores cur/hs.scores cur}
+FKEY="FOREIGN KEY (profile) REFERENCES engagement.scoring_profiles (name) ON UPDATE CASCADE ON DELETE CASCADE"
+HEAP_STEPS=(
+  "BEGIN"
+  "LOCK TABLE hs.scores IN SHARE MODE"
+  "CREATE TABLE hs.scores_new (LIKE hs.scores INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMMENTS) WITH (fillfactor = 45)"
+  "INSERT INTO hs.scores_new ($COLS) SELECT $NEWVALS FROM bench_new_scores n JOIN hs.scores cur ON cur.profile = 'default' AND cur.contact_id = n.contact_id"
+  "INSERT INTO hs.scores_new ($COLS) SELECT $COLS FROM hs.scores WHERE profile <> 'default'"
+  "ALTER TABLE hs.scores_new ADD CONSTRAINT scores_new_pkey PRIMARY KEY (profile, contact_id)"
+  "ALTER TABLE hs.scores_new ADD CONSTRAINT scores_new_profile_fkey $FKEY"
+  "ANALYZE hs.scores_new"
+  "ALTER TABLE hs.scores RENAME TO scores_old"
+  "ALTER TABLE hs.scores_new RENAME TO scores"
+  "CREATE OR REPLACE VIEW hs.v WITH (security_invoker = true) AS SELECT s.* FROM hs.scores s"
+  "GRANT SELECT ON hs.scores TO hs_reader"
+  "DROP TABLE hs.scores_old"
+  "ALTER INDEX hs.scores_new_pkey RENAME TO scores_pkey"
+  "ALTER TABLE hs.scores RENAME CONSTRAINT scores_new_profile_fkey TO scores_profile_fkey"
+  "COMMIT")
+PART_STEPS=(
+  "BEGIN"
+  "LOCK TABLE hs.pscores_default IN SHARE MODE"
+  "CREATE TABLE hs.pscores_new (LIKE hs.pscores INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMMENTS) WITH (fillfactor = 45)"
+  "ALTER TABLE hs.pscores_new ADD CONSTRAINT pscores_new_bound CHECK (profile = 'default')"
+  "INSERT INTO hs.pscores_new ($COLS) SELECT $NEWVALS FROM bench_new_scores n JOIN hs.pscores_default cur ON cur.profile = 'default' AND cur.contact_id = n.contact_id"
+  "ALTER TABLE hs.pscores_new ADD CONSTRAINT pscores_new_pkey PRIMARY KEY (profile, contact_id)"
+  "ALTER TABLE hs.pscores_new ADD CONSTRAINT pscores_new_profile_fkey $FKEY"
+  "ANALYZE hs.pscores_new"
+  "ALTER TABLE hs.pscores DETACH PARTITION hs.pscores_default"
+  "ALTER TABLE hs.pscores ATTACH PARTITION hs.pscores_new FOR VALUES IN ('default')"
+  "DROP TABLE hs.pscores_default"
+  "ALTER TABLE hs.pscores_new RENAME TO pscores_default"
+  "ALTER INDEX hs.pscores_new_pkey RENAME TO pscores_default_pkey"
+  "COMMIT")
+TRUNC_STEPS=(
+  "BEGIN"
+  "LOCK TABLE hs.scores IN SHARE MODE"
+  "CREATE TEMP TABLE hs_stage (LIKE hs.scores) ON COMMIT DROP"
+  "INSERT INTO hs_stage ($COLS) SELECT $NEWVALS FROM bench_new_scores n JOIN hs.scores cur ON cur.profile = 'default' AND cur.contact_id = n.contact_id"
+  "INSERT INTO hs_stage ($COLS) SELECT $COLS FROM hs.scores WHERE profile <> 'default'"
+  "TRUNCATE hs.scores"
+  "INSERT INTO hs.scores ($COLS) SELECT $COLS FROM hs_stage"
+  "COMMIT")
+joined() { local IFS=$'\n'; local s out=""; for s in "$@"; do out+="$s; "; done; printf '%s' "$out"; }
+HEAP_SWAP=$(joined "${HEAP_STEPS[@]}"); PART_SWAP=$(joined "${PART_STEPS[@]}"); TRUNC_SWAP=$(joined "${TRUNC_STEPS[@]}")
+if [ -z "${HS_LOCKS_ONLY:-}" ]; then   # (HS_LOCKS_ONLY=1: only 20r and 20m)
+compare "20u. 15b's UPDATE on the copy (hs.scores) vs the floor" "report" "$REPS" "$PAR" "$FLOOR" "$PAR" "$HS_UPDATE"
+compare "20a. new heap, rename swap vs the floor" "report" "$REPS" "$PAR" "$FLOOR" "$PAR" "$HEAP_SWAP"
+compare "20b. new partition, DETACH/ATTACH swap vs the floor" "report" "$REPS" "$PAR" "$FLOOR" "$PAR" "$PART_SWAP"
+compare "20c. TRUNCATE + INSERT in one transaction vs the floor" "report" "$REPS" "$PAR" "$FLOOR" "$PAR" "$TRUNC_SWAP"
+HEAP_SWAP_FF100=${HEAP_SWAP//WITH (fillfactor = 45)/WITH (fillfactor = 100)}
+LOAD_ONLY="BEGIN; CREATE TABLE hs.lb ($COLS) AS SELECT $NEWVALS FROM bench_new_scores n JOIN hs.scores cur ON cur.profile = 'default' AND cur.contact_id = n.contact_id; ROLLBACK"
+compare "20f. 20a with fillfactor 100 vs the floor" "report" "$REPS" "$PAR" "$FLOOR" "$PAR" "$HEAP_SWAP_FF100"
+psql -qXAt -c "ALTER TABLE hs.scores SET (fillfactor = 45)" -c "VACUUM FULL hs.scores" -c "ANALYZE hs.scores" >/dev/null
+compare "20l. its load alone (CREATE TABLE AS the join) vs the floor" "report" "$REPS" "$PAR" "$FLOOR" "$PAR" "$LOAD_ONLY"
+compare "20x. 20a's rename swap vs 15b's UPDATE" "report" "$REPS" "$PAR" "$BARE_WRITE" "$PAR" "$HEAP_SWAP"
+compare "20y. 20b's partition swap vs 15b's UPDATE" "report" "$REPS" "$PAR" "$BARE_WRITE" "$PAR" "$PART_SWAP"
+# steps NAME STEP...: each statement's time, the median of REPS runs (no baseline: where the time goes)
+steps() {
+    local name=$1; shift
+    local i t f="$WORK/steps.$name"
+    : >"$f"
+    for ((i = 0; i < REPS; i++)); do
+        local args=(-qXAt -v ON_ERROR_STOP=1 -c '\timing on') s
+        for s in "$@"; do args+=(-c "$s"); done
+        psql "${args[@]}" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | awk '{print NR, $1}' >>"$f"
+    done
+    local n=0 s
+    for s in "$@"; do
+        n=$((n + 1))
+        t=$(awk -v n=$n '$1 == n {print $2}' "$f" | median)
+        printf '%-12s %2d %9.1f ms  %s\n' "$name" "$n" "$t" "${s:0:90}" | tee -a "$RESULTS" >&2
+    done
+}
+steps 20a-steps "${HEAP_STEPS[@]}"
+steps 20b-steps "${PART_STEPS[@]}"
+steps 20c-steps "${TRUNC_STEPS[@]}"
+fi
+# readers NAME USER READ_SQL WRITE_SQL [HOLDER_SQL]: one client's READ_SQL (pgbench, 12 s; :k a random
+# contact) while WRITE_SQL runs once, 3 s in; HOLDER_SQL (a transaction, in another session) starts 0.5 s
+# before the write.  Prints the reads' count, median and longest latency, how many took over 10 ms, the
+# failed ones, the write's own time (or its error) and the holder's errors.
+readers() {
+    local name=$1 user=$2 read=$3 sql=$4 holder=${5:-} pfx="$WORK/rd_${1//[^a-z0-9]/_}"
+    printf '\\set k random(1, %d)\n%s;\n' "$CONTACTS" "$read" >"$WORK/reader.sql"
+    pgbench -n -c 1 -T "${RD_SECS:-12}" -U "$user" -f "$WORK/reader.sql" -l --log-prefix="$pfx" >"$pfx.out" 2>&1 &
+    local rpid=$! hpid=""
+    sleep 3
+    if [ -n "$holder" ]; then
+        psql -qXAt -c "$holder" >/dev/null 2>"$pfx.holder" &
+        hpid=$!; sleep 0.5
+    fi
+    local w; w=$(ms "$sql" 2>"$pfx.werr") || true
+    wait $rpid || true
+    if [ -n "$hpid" ]; then wait "$hpid" || true; fi
+    local failed; failed=$(grep -c -i 'error\|abort' "$pfx.out" || true)
+    cat "$pfx".[0-9]* | awk '{print $3 / 1000}' | sort -g >"$pfx.lat"
+    printf '%-50s reads %6d, median %.3f ms, longest %.3f ms, >10 ms: %d; errors %s; write %s ms %s%s\n' "$name" \
+        "$(wc -l <"$pfx.lat")" "$(median <"$pfx.lat")" "$(tail -1 "$pfx.lat")" "$(awk '$1 > 10' "$pfx.lat" | wc -l)" \
+        "$failed" "${w:-(failed)}" "$(grep -m1 ERROR "$pfx.werr" || true)" "$( [ -n "$holder" ] && { e=$(grep -m1 ERROR "$pfx.holder" || true); echo "; holder: ${e:-no error}"; } )" \
+        | tee -a "$RESULTS" >&2
+    grep -i 'error\|abort' "$pfx.out" | head -3 >&2 || true
+}
+SCORE_READ="SELECT * FROM hs.scores WHERE profile = 'default' AND contact_id = :k"
+PROFILE_READ="SELECT * FROM engagement.scoring_profiles WHERE name = 'default'"
+readers "20r. UPDATE (15b, engagement_scores)" postgres "SELECT * FROM engagement.engagement_scores WHERE profile = 'default' AND contact_id = :k" "$BARE_WRITE"
+readers "20r. UPDATE on the copy (20u)" hs_reader "$SCORE_READ" "$HS_UPDATE"
+readers "20r. rename swap (20a)" hs_reader "$SCORE_READ" "$HEAP_SWAP"
+readers "20r. rename swap (20a), via the view" hs_reader "SELECT * FROM hs.v WHERE profile = 'default' AND contact_id = :k" "$HEAP_SWAP"
+readers "20r. partition swap (20b)" hs_reader "SELECT * FROM hs.pscores WHERE profile = 'default' AND contact_id = :k" "$PART_SWAP"
+readers "20r. TRUNCATE + INSERT (20c)" hs_reader "$SCORE_READ" "$TRUNC_SWAP"
+readers "20r. profiles read, UPDATE (20u)" postgres "$PROFILE_READ" "$HS_UPDATE"
+readers "20r. profiles read, rename swap (20a)" postgres "$PROFILE_READ" "$HEAP_SWAP"
+readers "20r. profiles read, partition swap (20b)" postgres "$PROFILE_READ" "$PART_SWAP"
+# (a report reading the scores for 12 s (the readers then run 24 s); another profile's refresh: its
+# profile row FOR SHARE for 6 s)
+LONG_READ="BEGIN; SELECT count(*) FROM hs.scores; SELECT pg_sleep(12); COMMIT"
+OTHER_REFRESH="BEGIN; SELECT 1 FROM engagement.scoring_profiles WHERE name = 'default' FOR SHARE; SELECT pg_sleep(6); COMMIT"
+OTHER_REFRESH_W="BEGIN; SELECT 1 FROM engagement.scoring_profiles WHERE name = 'default' FOR SHARE; SELECT pg_sleep(6);
+                 UPDATE hs.scores SET calculated_at = calculated_at WHERE profile = 'default' AND contact_id = 1; COMMIT"
+RD_SECS=24 readers "20r. UPDATE (20u), a 12 s report open" hs_reader "$SCORE_READ" "$HS_UPDATE" "$LONG_READ"
+RD_SECS=24 readers "20r. rename swap (20a), a 12 s report open" hs_reader "$SCORE_READ" "$HEAP_SWAP" "$LONG_READ"
+readers "20r. UPDATE (20u), profile FOR SHARE 6 s" hs_reader "$SCORE_READ" "$HS_UPDATE" "$OTHER_REFRESH"
+readers "20r. rename swap (20a), profile FOR SHARE 6 s" hs_reader "$SCORE_READ" "$HEAP_SWAP" "$OTHER_REFRESH"
+readers "20r. partition swap (20b), profile FOR SHARE 6 s" hs_reader "SELECT * FROM hs.pscores WHERE profile = 'default' AND contact_id = :k" "$PART_SWAP" "$OTHER_REFRESH"
+readers "20r. UPDATE (20u), FOR SHARE 6 s then a write" hs_reader "$SCORE_READ" "$HS_UPDATE" "$OTHER_REFRESH_W"
+readers "20r. rename swap (20a), FOR SHARE 6 s then a write" hs_reader "$SCORE_READ" "$HEAP_SWAP" "$OTHER_REFRESH_W"
+# snapshot NAME TABLE WRITE_SQL: rows of TABLE a REPEATABLE READ transaction sees after WRITE_SQL
+# committed, its snapshot taken before (by SELECT 1: it holds no lock on any table)
+snapshot() {
+    local out="$WORK/snap.out"
+    psql -qXAt -c "BEGIN ISOLATION LEVEL REPEATABLE READ" -c "SELECT 1" \
+         -c "SELECT pg_sleep(9)" -c "SELECT count(*) FROM $2" -c "COMMIT" >"$out" 2>&1 &
+    local spid=$! w
+    sleep 1; w=$(ms "$3" 2>&1) || true; wait $spid || true
+    printf '%-40s %s rows of %s after the write (%s ms); the older snapshot sees: %s\n' "$1" "$(psql -qXAt -c "SELECT count(*) FROM $2")" "$2" \
+        "$w" "$(grep -v '^$' "$out" | tail -n +2 | tr '\n' ' ')" | tee -a "$RESULTS" >&2
+}
+snapshot "20m. UPDATE (20u)" hs.scores "$HS_UPDATE"
+snapshot "20m. rename swap (20a)" hs.scores "$HEAP_SWAP"
+snapshot "20m. partition swap (20b)" hs.pscores "$PART_SWAP"
+snapshot "20m. TRUNCATE + INSERT (20c)" hs.scores "$TRUNC_SWAP"
 fi
 
 if want 5; then
