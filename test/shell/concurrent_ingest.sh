@@ -288,8 +288,10 @@ check "the load ran both kinds of refresh of each profile ($(echo "$stats" | pas
 # Wait until every event is due, then one last incremental refresh of each profile, as of F[p].
 # ------------------------------------------------------------------------------------------------
 all_due="SELECT coalesce(max(occurred_at) < now(), true) FROM engagement.engagement_events"
-due=no; wait_until 120 1 '[ "$(q -c "$all_due")" = t ]' && due=yes
-check "every event is due after the load" '[ $due = yes ]'
+wait_start=$(date +%s); due=no
+wait_until 120 1 '[ "$(q -c "$all_due")" = t ]' && due=yes
+waited=$(( $(date +%s) - wait_start ))
+check "every event is due after the load (waited ${waited}s)" '[ $due = yes ]'
 declare -A F
 for p in default other; do
     IFS='|' read -r F[$p] rescored < <(q -c "SELECT now(), engagement.refresh_scores('$p')")
