@@ -53,6 +53,7 @@ ms() {
     psql "${args[@]}" -c '\timing on' -c "${@: -1}" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | tail -1
 }
 . "$REPO/test/bench/median.sh"
+. "$REPO/test/tap.sh"   # (wait_until)
 # compare NAME TARGET REPS BASE_SETUP BASE_SQL SUBJ_SETUP SUBJ_SQL [BEFORE_EACH_SQL]
 compare() {
     local name=$1 target=$2 reps=$3 bset=$4 bsql=$5 sset=$6 ssql=$7 before=${8:-SELECT 1}
@@ -372,19 +373,27 @@ steps 20a-steps "${HEAP_STEPS[@]}"
 steps 20b-steps "${PART_STEPS[@]}"
 steps 20c-steps "${TRUNC_STEPS[@]}"
 fi
-# readers NAME USER READ_SQL WRITE_SQL [HOLDER_SQL]: one client's READ_SQL (pgbench, 12 s; :k a random
-# contact) while WRITE_SQL runs once, 3 s in; HOLDER_SQL (a transaction, in another session) starts 0.5 s
-# before the write.  Prints the reads' count, median and longest latency, how many took over 10 ms, the
-# failed ones, the write's own time (or its error) and the holder's errors.
+# readers NAME USER READ_SQL WRITE_SQL [HOLDER_SQL]: one client's READ_SQL (pgbench, RD_SECS = 12 s; :k
+# a random contact) while WRITE_SQL runs once, once the reader is reading; HOLDER_SQL (a transaction,
+# in another session, whose pg_sleep is the length of the report or refresh it stands for) holding
+# its locks before the write starts.  Prints the reads' count, median and longest latency, how many
+# took over 10 ms, the failed ones, the write's own time (or its error) and the holder's errors.
+# (Each session is waited for in the state needed, not for a time.)
+in_state() {   # in_state APPLICATION_NAME SQL_CONDITION_ON_a_AND_l: whether such a backend exists
+    [ "$(psql -qXAt -c "SELECT count(*) FROM pg_stat_activity a LEFT JOIN pg_locks l ON l.pid = a.pid AND l.granted
+                          WHERE a.application_name = '$1' AND $2")" -ge 1 ]
+}
 readers() {
     local name=$1 user=$2 read=$3 sql=$4 holder=${5:-} pfx="$WORK/rd_${1//[^a-z0-9]/_}"
     printf '\\set k random(1, %d)\n%s;\n' "$CONTACTS" "$read" >"$WORK/reader.sql"
     pgbench -n -c 1 -T "${RD_SECS:-12}" -U "$user" -f "$WORK/reader.sql" -l --log-prefix="$pfx" >"$pfx.out" 2>&1 &
     local rpid=$! hpid=""
-    sleep 3
+    wait_until 6000 0.1 'in_state pgbench "a.state = '"'active'"'"'
     if [ -n "$holder" ]; then
-        psql -qXAt -c "$holder" >/dev/null 2>"$pfx.holder" &
-        hpid=$!; sleep 0.5
+        PGAPPNAME=es_bench_holder psql -qXAt -c "$holder" >/dev/null 2>"$pfx.holder" &
+        hpid=$!
+        # (its first statement has taken its locks: one on a table of the database's own)
+        wait_until 6000 0.1 'in_state es_bench_holder "l.locktype = '"'relation'"' AND l.relation >= 16384"'
     fi
     local w; w=$(ms "$sql" 2>"$pfx.werr") || true
     wait $rpid || true
@@ -422,13 +431,22 @@ readers "20r. partition swap (20b), profile FOR SHARE 6 s" hs_reader "SELECT * F
 readers "20r. UPDATE (20u), FOR SHARE 6 s then a write" hs_reader "$SCORE_READ" "$HS_UPDATE" "$OTHER_REFRESH_W"
 readers "20r. rename swap (20a), FOR SHARE 6 s then a write" hs_reader "$SCORE_READ" "$HEAP_SWAP" "$OTHER_REFRESH_W"
 # snapshot NAME TABLE WRITE_SQL: rows of TABLE a REPEATABLE READ transaction sees after WRITE_SQL
-# committed, its snapshot taken before (by SELECT 1: it holds no lock on any table)
+# committed, its snapshot taken before (by SELECT 1: it holds no lock on any table).  The transaction
+# reads its statements from a pipe: the write runs once it is idle in it, the count once the write
+# has returned.
 snapshot() {
-    local out="$WORK/snap.out"
-    psql -qXAt -c "BEGIN ISOLATION LEVEL REPEATABLE READ" -c "SELECT 1" \
-         -c "SELECT pg_sleep(9)" -c "SELECT count(*) FROM $2" -c "COMMIT" >"$out" 2>&1 &
+    local out="$WORK/snap.out" in="$WORK/snap.in"
+    mkfifo "$in"
+    PGAPPNAME=es_bench_snapshot psql -qXAt <"$in" >"$out" 2>&1 &
     local spid=$! w
-    sleep 1; w=$(ms "$3" 2>&1) || true; wait $spid || true
+    exec 4>"$in"
+    echo "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1;" >&4
+    wait_until 6000 0.1 'in_state es_bench_snapshot "a.state = '"'idle in transaction'"'"'
+    w=$(ms "$3" 2>&1) || true
+    echo "SELECT count(*) FROM $2; COMMIT;" >&4
+    exec 4>&-
+    wait $spid || true
+    rm -f "$in"
     printf '%-40s %s rows of %s after the write (%s ms); the older snapshot sees: %s\n' "$1" "$(psql -qXAt -c "SELECT count(*) FROM $2")" "$2" \
         "$w" "$(grep -v '^$' "$out" | tail -n +2 | tr '\n' ' ')" | tee -a "$RESULTS" >&2
 }
